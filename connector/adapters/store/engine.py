@@ -1,0 +1,217 @@
+"""Engines, sessions, the per-(org, job) advisory lock, and which database errors are
+worth retrying.
+
+One URL format for both backends:
+
+* ``sqlite:///path/to/file.sqlite3`` (the embedded default): the parent directory is
+  created, and every connection gets ``foreign_keys=ON``, ``journal_mode=WAL`` (readers
+  don't block the writer) and ``busy_timeout=5000``. Transactions are real ``BEGIN`` …
+  ``COMMIT`` blocks (pysqlite's implicit-transaction mode is switched off, as the
+  SQLAlchemy docs recommend), so SAVEPOINTs and transactional DDL work. A connection with
+  execution option ``sqlite_begin="IMMEDIATE"`` (sessions and migrations use it)
+  takes the write lock at BEGIN, so concurrent writers queue for up to busy_timeout
+  instead of failing when a read snapshot turns out stale at their first write.
+* ``postgresql://…`` or ``postgresql+psycopg://…`` (production): psycopg 3, pre-ping.
+  ``?schema=NAME`` puts every table, and Alembic's version table, in schema ``NAME``
+  (through the connection's ``search_path``); the tests use it for isolation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+log = structlog.get_logger("connector.store")
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+# Connection execution option: "IMMEDIATE" makes a SQLite transaction BEGIN IMMEDIATE.
+SQLITE_BEGIN_OPTION = "sqlite_begin"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)  # exact: a JSON number would come back as a float
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def json_dumps(value: Any) -> str:
+    """The JSON serializer of every engine: Decimal as a string, dates in ISO 8601."""
+    return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def json_roundtrip(value: Any) -> Any:
+    """``value`` as it will read back from a JSON column (for change detection)."""
+    return None if value is None else json.loads(json_dumps(value))
+
+
+def _normalize_url(url: str | URL) -> tuple[URL, str | None]:
+    """Pick the psycopg 3 driver for PostgreSQL and pull the ``schema`` query parameter out."""
+    parsed = make_url(url)
+    schema = None
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        schema = parsed.query.get("schema")
+        if isinstance(schema, tuple):
+            schema = schema[-1]
+        parsed = parsed.difference_update_query(["schema"])
+    return parsed, schema
+
+
+def make_engine(url: str | URL, *, echo: bool = False, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
+    """An engine for a SQLite file or a PostgreSQL database (see the module docstring).
+    ``sqlite_busy_timeout_ms``: how long a SQLite writer waits for the lock before the
+    "database is locked" error (a ``TransientError`` out of the unit of work)."""
+    parsed, schema = _normalize_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(parsed, echo=echo, busy_timeout_ms=sqlite_busy_timeout_ms)
+    if backend == "postgresql":
+        connect_args: dict[str, Any] = {}
+        if schema:
+            if not schema.replace("_", "").isalnum():
+                raise ValueError(f"database URL: schema {schema!r} must be letters, digits and _")
+            connect_args["options"] = f"-csearch_path={schema}"
+        return create_engine(
+            parsed,
+            echo=echo,
+            pool_pre_ping=True,
+            connect_args=connect_args,
+            json_serializer=json_dumps,
+        )
+    raise ValueError(f"database URL: unsupported backend {backend!r} (use sqlite:/// or postgresql://)")
+
+
+def _sqlite_engine(url: URL, *, echo: bool, busy_timeout_ms: int) -> Engine:
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    kwargs: dict[str, Any] = {}
+    if in_memory:
+        kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    else:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, echo=echo, json_serializer=json_dumps, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy (BEGIN below) instead of pysqlite's
+        # implicit, DML-only transactions; then set the pragmas outside any transaction.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # execution option sqlite_begin="IMMEDIATE": take the write lock up front (waiting
+        # up to busy_timeout) instead of failing later when a read snapshot must become a write.
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions bound to ``engine``; objects stay readable after commit.
+
+    On SQLite their transactions are ``BEGIN IMMEDIATE``: a session is a unit of work,
+    which writes, and writers that queue for the lock beat writers that fail when their
+    read snapshot turns out stale at the first write (WAL readers are not blocked)."""
+    bind = engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"}) if engine.dialect.name == "sqlite" else engine
+    return sessionmaker(bind=bind, expire_on_commit=False, autoflush=False)
+
+
+def lock_key(org_id: str, job: str) -> int:
+    """A stable signed 64-bit key for ``pg_advisory_lock`` from ``(org_id, job)``."""
+    digest = hashlib.blake2b(f"{org_id}\x1f{job}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@contextmanager
+def advisory_lock(engine: Engine, org_id: str, job: str) -> Iterator[bool]:
+    """Try to take the ``(org_id, job)`` lock for the duration of the block.
+
+    Yields True when this process holds the lock, False when another session does (the
+    caller skips its run). On PostgreSQL it is a session-level ``pg_try_advisory_lock`` on
+    a connection dedicated to the block: it never waits, and if the holder crashes the lock
+    goes with its connection. On SQLite it yields True: a single daemon guards a SQLite
+    file with a lock file of its own.
+    """
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    key = lock_key(org_id, job)
+    with engine.connect() as conn:
+        acquired = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+        conn.commit()  # the lock is session-level: don't sit idle in a transaction while holding it
+        log.debug("lock.tried", org=org_id, job=job, acquired=acquired)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                _unlock(conn, key, org_id, job)
+
+
+def _unlock(conn: Any, key: int, org_id: str, job: str) -> None:
+    try:
+        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        conn.commit()
+    except DBAPIError:
+        # The connection is gone, and the lock with it; never return it to the pool.
+        log.warning("lock.release_failed", org=org_id, job=job)
+        conn.invalidate()
+
+
+# PostgreSQL SQLSTATEs worth a retry: connection exceptions (08), serialization failure
+# and deadlock (40), out of resources (53), lock_not_available, admin/crash shutdown (57P).
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "53", "55P03", "57P")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True if ``exc`` is a database error a retry can cure: lock contention, a lost or
+    refused connection, a serialization failure or deadlock. False for everything else
+    (schema errors, constraint violations, bad SQL: retrying would fail the same way)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES)
+    message = str(exc.orig).lower()
+    if "locked" in message or "busy" in message:  # SQLite: database is locked / busy
+        return True
+    # psycopg raises OperationalError without a SQLSTATE when the server went away.
+    return exc.orig.__class__.__module__.startswith("psycopg")
+
+
+def describe_db_error(exc: DBAPIError) -> str:
+    """A short description for logs and TransientError: driver error class, SQLSTATE and
+    first line of the driver message (never the statement parameters or the URL)."""
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+    code = f" [{sqlstate}]" if sqlstate else ""
+    return f"{type(orig).__name__}{code}: {first_line}"

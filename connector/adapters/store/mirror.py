@@ -1,0 +1,258 @@
+"""The mirror repository: one generic repository per mirrored Salesforce object.
+
+Rows are plain dicts keyed by local column name (``sf_id``, ``system_modstamp``, ``extra``
+and the mapped columns). ``upsert_many`` is idempotent and set-wise: one SELECT loads the
+stored version of every id on the page, rows identical to what is stored are left alone
+(no write, ``updated_at`` untouched), new ids are inserted in one batch and changed rows
+updated in one batch. Re-running a page, as the cursor lookback does, costs one SELECT.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Column, ColumnElement, Date, String, Table, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session
+from sqlalchemy.types import JSON
+
+from connector.adapters.store.clock import Clock, utcnow
+from connector.adapters.store.engine import json_roundtrip
+from connector.adapters.store.records import UpsertResult
+from connector.adapters.store.tables import MIRROR_TABLES, OBJECT_TABLES
+from connector.adapters.store.types import ExactDecimal, UtcDateTime
+from connector.errors import MappingError, RecordError
+
+# Columns the repository maintains itself; callers never pass them in rows.
+_MANAGED = frozenset({"org_id", "is_deleted", "deleted_at", "first_seen_at", "updated_at"})
+_IN_CHUNK = 1000  # ids per IN (...) list: well under every SQLite/PostgreSQL parameter limit
+
+
+def mirror_table(object_key_or_table: str | Table) -> Table:
+    """The mirror table for a mapping object key (``"order"``) or table name (``"orders"``)."""
+    if isinstance(object_key_or_table, Table):
+        return object_key_or_table
+    name = OBJECT_TABLES.get(object_key_or_table, object_key_or_table)
+    try:
+        return MIRROR_TABLES[name]
+    except KeyError:
+        known = ", ".join(sorted({*OBJECT_TABLES, *MIRROR_TABLES}))
+        raise MappingError(f"no mirror table for {object_key_or_table!r} (known: {known})") from None
+
+
+def _canonicalizer(column: Column[Any]) -> Callable[[Any], Any]:
+    """A function giving a value the exact form it reads back in, so equal means unchanged."""
+    t = column.type
+    if isinstance(t, ExactDecimal):
+        return t.coerce
+    if isinstance(t, UtcDateTime):
+        return t.coerce
+    if isinstance(t, JSON):
+        return json_roundtrip
+    if isinstance(t, Date):
+        return _date
+    return lambda v: v
+
+
+def _date(value: Any) -> date:
+    if isinstance(value, datetime) or not isinstance(value, date):
+        raise TypeError(f"date column got {type(value).__name__} {value!r}")
+    return value
+
+
+def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _id_batches(session: Session, column: Column[str], ids: Sequence[str]) -> Iterator[ColumnElement[bool]]:
+    """``column`` among ``ids``, in as few conditions as the backend allows.
+
+    PostgreSQL gets one array parameter, as ``IN (SELECT unnest(:ids))``. psycopg prepares
+    statements it sees repeatedly, and for a prepared ``IN (1000 params)`` or ``= ANY(:ids)``
+    the planner may pick a generic plan that compares every row of the org against the
+    whole list (seconds per page at 50k rows); the sub-select plans as a join instead
+    (hash or primary-key nested loop). SQLite gets ``IN`` lists of ``_IN_CHUNK`` at most."""
+    if not ids:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        array = bindparam("ids", builtins.list(ids), type_=ARRAY(String()))
+        yield column.in_(select(func.unnest(array)).scalar_subquery())
+        return
+    for chunk in _chunks(ids):
+        yield column.in_(chunk)
+
+
+class MirrorRepository:
+    """Rows of one mirror table for any org. Takes the caller's Session; never commits."""
+
+    def __init__(self, session: Session, table: Table | str, *, clock: Clock = utcnow) -> None:
+        self.session = session
+        self.table = mirror_table(table)
+        self._clock = clock
+        self._writable = frozenset(self.table.c.keys()) - _MANAGED
+        self._canon = {name: _canonicalizer(self.table.c[name]) for name in self._writable}
+
+    # ------------------------------------------------------------------ writes
+    def upsert_many(self, org_id: str, rows: Sequence[Mapping[str, Any]]) -> UpsertResult:
+        """Insert new ids, update changed rows, leave identical rows untouched.
+
+        Each row needs ``sf_id`` and ``system_modstamp`` (an aware datetime). A row only
+        updates the columns it carries. A soft-deleted id that comes back is un-deleted.
+        If an id appears twice on the page the last row wins. Raises ``MappingError`` for a
+        column the table does not have and ``RecordError`` (naming the record, before
+        anything is written) for a value the column cannot hold."""
+        page = self._canonical_page(rows)
+        if not page:
+            return UpsertResult()
+        stored = self.get_many(org_id, page, columns=set().union(*page.values()))
+        now = self._clock()
+        inserts: builtins.list[dict[str, Any]] = []
+        updates: builtins.list[dict[str, Any]] = []
+        unchanged = 0
+        for sf_id, row in page.items():
+            old = stored.get(sf_id)
+            if old is None:
+                inserts.append({**row, "org_id": org_id, "is_deleted": False, "deleted_at": None,
+                                "first_seen_at": now, "updated_at": now})  # fmt: skip
+            elif old["is_deleted"] or any(old[k] != v for k, v in row.items()):
+                updates.append({**row, "is_deleted": False, "deleted_at": None, "updated_at": now})
+            else:
+                unchanged += 1
+        self._insert(inserts)
+        self._update(org_id, updates)
+        return UpsertResult(inserted=len(inserts), updated=len(updates), unchanged=unchanged)
+
+    def soft_delete(self, org_id: str, ids: Iterable[str], deleted_at: datetime) -> int:
+        """Mark the stored rows with these ids deleted; returns how many were live before.
+        Ids never mirrored are ignored (created and deleted between two syncs)."""
+        deleted_at = UtcDateTime.coerce(deleted_at)
+        t = self.table
+        count = 0
+        for among_ids in _id_batches(self.session, t.c.sf_id, sorted(set(ids))):
+            result = self.session.execute(
+                update(t)
+                .where(t.c.org_id == org_id, among_ids, t.c.is_deleted.is_(False))
+                .values(is_deleted=True, deleted_at=deleted_at, updated_at=self._clock())
+            )
+            count += result.rowcount
+        return count
+
+    # ------------------------------------------------------------------- reads
+    def get(self, org_id: str, sf_id: str) -> dict[str, Any] | None:
+        """The stored row (deleted or not), or None."""
+        t = self.table
+        row = self.session.execute(select(t).where(t.c.org_id == org_id, t.c.sf_id == sf_id)).first()
+        return dict(row._mapping) if row else None
+
+    def get_many(
+        self, org_id: str, ids: Iterable[str], columns: Iterable[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Stored rows (deleted or not) among ``ids``, by sf_id: all columns, or ``sf_id``,
+        ``is_deleted`` and ``columns``. Set-wise, a page's worth of ids in one query on
+        PostgreSQL (prefer it to a hand-made ``IN`` list, see ``_id_batches``)."""
+        t = self.table
+        if columns is None:
+            cols = builtins.list(t.columns)
+        else:
+            wanted = set(columns) - {"sf_id", "is_deleted"}
+            unknown = wanted - set(t.c.keys())
+            if unknown:
+                raise MappingError(f"table {t.name}: no column(s) {', '.join(sorted(unknown))}")
+            cols = [t.c.sf_id, t.c.is_deleted, *(t.c[c] for c in sorted(wanted))]
+        stored: dict[str, dict[str, Any]] = {}
+        for among_ids in _id_batches(self.session, t.c.sf_id, sorted(set(ids))):
+            for row in self.session.execute(select(*cols).where(t.c.org_id == org_id, among_ids)):
+                stored[row.sf_id] = dict(row._mapping)
+        return stored
+
+    def list(self, org_id: str, *, include_deleted: bool = False, **equals: Any) -> builtins.list[dict[str, Any]]:
+        """Rows of ``org_id`` whose columns equal ``equals`` (e.g. ``order_id="801…"``),
+        ordered by ``sf_id``. Live rows only unless ``include_deleted``."""
+        return list(self._iter(org_id, include_deleted, equals))
+
+    def iter_all(self, org_id: str, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
+        """Every row of ``org_id``, ordered by ``sf_id``, streamed in batches (memory flat)."""
+        return self._iter(org_id, include_deleted, {}, stream=True)
+
+    def ids(self, org_id: str, include_deleted: bool = False) -> set[str]:
+        t = self.table
+        stmt = select(t.c.sf_id).where(t.c.org_id == org_id)
+        if not include_deleted:
+            stmt = stmt.where(t.c.is_deleted.is_(False))
+        return set(self.session.execute(stmt).scalars())
+
+    def count(self, org_id: str, include_deleted: bool = False, *, since: datetime | None = None) -> int:
+        """Rows of ``org_id`` (live only unless ``include_deleted``); with ``since``, only
+        those whose ``system_modstamp`` is at or after it (the mirror's idle check)."""
+        t = self.table
+        stmt = select(func.count()).select_from(t).where(t.c.org_id == org_id)
+        if not include_deleted:
+            stmt = stmt.where(t.c.is_deleted.is_(False))
+        if since is not None:
+            stmt = stmt.where(t.c.system_modstamp >= since)
+        return int(self.session.execute(stmt).scalar_one())
+
+    # ----------------------------------------------------------------- helpers
+    def _canonical_page(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        page: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            unknown = set(row) - self._writable
+            if unknown:
+                raise MappingError(
+                    f"table {self.table.name}: no column(s) {', '.join(sorted(unknown))} "
+                    f"(a mirror row may carry: {', '.join(sorted(self._writable))})"
+                )
+            sf_id = row.get("sf_id")
+            if not sf_id:
+                raise RecordError(f"{self.table.name}: row without sf_id", code="MISSING_ID")
+            if row.get("system_modstamp") is None:
+                raise RecordError(f"{self.table.name}: system_modstamp missing", record_id=sf_id,
+                                  code="MISSING_MODSTAMP")  # fmt: skip
+            page[sf_id] = {k: self._canonical_value(sf_id, k, v) for k, v in row.items()}
+        return page
+
+    def _canonical_value(self, sf_id: str, column: str, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return self._canon[column](value)
+        except (TypeError, ValueError) as exc:
+            raise RecordError(f"{self.table.name}.{column}: {exc}", record_id=sf_id, code="INVALID_VALUE") from None
+
+    def _insert(self, rows: builtins.list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        keys = set().union(*rows)
+        self.session.execute(insert(self.table), [{k: r.get(k) for k in keys} for r in rows])
+
+    def _update(self, org_id: str, rows: builtins.list[dict[str, Any]]) -> None:
+        # executemany needs one statement shape: group rows by the set of columns they carry.
+        t = self.table
+        stmt = update(t).where(t.c.org_id == bindparam("k_org_id"), t.c.sf_id == bindparam("k_sf_id"))
+        groups: dict[frozenset[str], builtins.list[dict[str, Any]]] = {}
+        for row in rows:
+            params = {k: v for k, v in row.items() if k != "sf_id"}
+            params.update(k_org_id=org_id, k_sf_id=row["sf_id"])
+            groups.setdefault(frozenset(params), []).append(params)
+        for params in groups.values():
+            self.session.execute(stmt, params)
+
+    def _iter(
+        self, org_id: str, include_deleted: bool, equals: Mapping[str, Any], *, stream: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        t = self.table
+        stmt = select(t).where(t.c.org_id == org_id).order_by(t.c.sf_id)
+        if not include_deleted:
+            stmt = stmt.where(t.c.is_deleted.is_(False))
+        for name, value in equals.items():
+            if name not in t.c:
+                raise MappingError(f"table {t.name}: no column {name!r}")
+            stmt = stmt.where(t.c[name].is_(None) if value is None else t.c[name] == value)
+        if stream:
+            stmt = stmt.execution_options(yield_per=1000)
+        for row in self.session.execute(stmt):
+            yield dict(row._mapping)

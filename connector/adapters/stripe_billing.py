@@ -1,0 +1,316 @@
+"""Stripe billing adapter: the only module that imports ``stripe``.
+
+``StripeBilling`` implements ``BillingGateway`` with the official SDK's ``StripeClient``,
+built per org (``build_billing_gateway``) with SDK retries off: the one retry policy in
+``connector.retry`` retries ``TransientError`` with the same Idempotency-Key.
+
+Error translation (nothing above this module sees a ``stripe`` exception):
+
+==========================================  ===========================================
+``RateLimitError``, ``APIConnectionError``,  ``TransientError`` (worth retrying)
+``APIError`` (5xx, 409 key in use)
+``AuthenticationError``, ``PermissionError`` ``AuthError``
+``IdempotencyError``, ``InvalidRequestError`` ``PermanentError`` (``.code`` kept)
+``CardError``                                ``RecordError`` (a payment problem is data
+                                             about that record, not an outage)
+==========================================  ===========================================
+
+Money crosses here: Decimal dollars from ``connector.domain`` become integer cents with
+``to_cents`` (exact or it raises), and cents come back as Decimal with ``from_cents``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+import stripe
+
+from connector.config import OrgConfig
+from connector.domain import InvoiceLine, InvoicePlan, from_cents, to_cents
+from connector.errors import AuthError, PermanentError, RecordError, TransientError
+from connector.services.billing_port import MAX_LINES_PER_CALL, BillingEvent, StripeCustomer, StripeInvoice
+
+T = TypeVar("T")
+
+WEBHOOK_TOLERANCE_S = 300
+ORG_KEY = "gtm_org_id"
+ORDER_KEY = "gtm_order_id"
+
+
+class StripeCallError(PermanentError):
+    """A request Stripe refused for good; ``code`` is Stripe's error code (or None)."""
+
+    def __init__(self, message: str, *, code: str | None, http_status: int | None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+
+
+def _describe(exc: stripe.StripeError) -> str:
+    """An error line from codes and Stripe's own message (which never carries our key)."""
+    error = getattr(exc, "error", None)
+    message = getattr(error, "message", None) or exc.user_message or type(exc).__name__
+    code = getattr(exc, "code", None)
+    return f"Stripe {exc.http_status or 'no status'}{f' {code}' if code else ''}: {message}"
+
+
+def translate(op: str, exc: stripe.StripeError) -> Exception:
+    """The connector exception for a Stripe SDK exception raised by ``op``."""
+    where = f"stripe {op}: "
+    if isinstance(exc, stripe.RateLimitError | stripe.APIConnectionError):
+        return TransientError(where + _describe(exc))
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        return AuthError(where + f"Stripe refused the API key or account ({exc.http_status})")
+    if isinstance(exc, stripe.CardError):
+        return RecordError(where + _describe(exc), code=f"STRIPE_{(exc.code or 'card_error').upper()}")
+    if isinstance(exc, stripe.IdempotencyError | stripe.InvalidRequestError):
+        return StripeCallError(where + _describe(exc), code=getattr(exc, "code", None), http_status=exc.http_status)
+    if isinstance(exc, stripe.APIError) and (exc.http_status is None or exc.http_status >= 500 or exc.http_status == 409):
+        return TransientError(where + _describe(exc))
+    return StripeCallError(where + _describe(exc), code=getattr(exc, "code", None), http_status=exc.http_status)
+
+
+def _metadata(obj: Any) -> dict[str, str]:
+    data = obj.to_dict() if isinstance(obj, stripe.StripeObject) else dict(obj)
+    return dict(data.get("metadata") or {})
+
+
+def _ts(value: int | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value else None
+
+
+def _day(value: int | None) -> date | None:
+    return datetime.fromtimestamp(value, UTC).date() if value else None
+
+
+def invoice_record(inv: Any) -> StripeInvoice:
+    """A ``StripeInvoice`` from an SDK invoice object or a webhook's plain dict."""
+    data: dict[str, Any] = inv.to_dict() if isinstance(inv, stripe.StripeObject) else dict(inv)
+    transitions = data.get("status_transitions") or {}
+    lines = data.get("lines") or {}
+    line_count = lines.get("total_count")
+    if line_count is None:
+        line_count = len(lines.get("data") or [])
+    customer = data.get("customer")
+    return StripeInvoice(
+        id=data["id"],
+        customer_id=customer["id"] if isinstance(customer, dict) else customer,
+        status=data.get("status"),
+        number=data.get("number"),
+        hosted_url=data.get("hosted_invoice_url"),
+        currency=data.get("currency") or "usd",
+        total=from_cents(int(data.get("total") or 0)),
+        amount_due=from_cents(int(data.get("amount_due") or 0)),
+        amount_paid=from_cents(int(data.get("amount_paid") or 0)),
+        amount_remaining=from_cents(int(data.get("amount_remaining") or 0)),
+        line_count=int(line_count),
+        created=int(data.get("created") or 0),
+        due_date=_day(data.get("due_date")),
+        finalized_at=_ts(transitions.get("finalized_at")),
+        paid_at=_ts(transitions.get("paid_at")),
+        voided_at=_ts(transitions.get("voided_at")),
+        metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+    )
+
+
+def event_record(event: Any) -> BillingEvent:
+    """A ``BillingEvent`` from an event's JSON (a dict)."""
+    if not isinstance(event, dict) or event.get("object") != "event" or not event.get("id"):
+        raise PermanentError("webhook: the body is not a Stripe event")
+    obj = (event.get("data") or {}).get("object") or {}
+    kind = obj.get("object") if isinstance(obj, dict) else None
+    try:
+        invoice = invoice_record(obj) if kind == "invoice" else None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PermanentError(f"webhook: event {event['id']} carries an invoice it cannot read ({exc})") from None
+    return BillingEvent(id=str(event["id"]), type=str(event.get("type")), created=int(event.get("created") or 0),
+                        object_type=kind, account=event.get("account"), invoice=invoice)
+
+
+def line_params(line: InvoiceLine, currency: str) -> dict[str, Any]:
+    """One ``add_lines`` entry: quantity x unit price as an inline price, so the customer
+    sees the license count and the annual unit price (the plan guarantees the product is
+    exact: ``amount == quantity x unit_amount``)."""
+    if to_cents(line.unit_amount) * line.quantity != to_cents(line.amount):
+        raise ValueError(f"invoice line {line.description!r}: {line.quantity} x {line.unit_amount} != {line.amount}")
+    return {
+        "description": line.description,
+        "quantity": line.quantity,
+        "price_data": {
+            "currency": currency,
+            "unit_amount": to_cents(line.unit_amount),
+            "product_data": {"name": line.description.split(":", 1)[0][:250]},
+        },
+        "metadata": dict(line.metadata),
+    }
+
+
+class StripeBilling:
+    """``BillingGateway`` on Stripe. ``account`` is a connected account id (``acct_…``) sent
+    as ``Stripe-Account`` on every call, or None for the key's own account."""
+
+    def __init__(self, client: stripe.StripeClient, account: str | None = None) -> None:
+        self._client = client
+        self._account = account
+
+    def _options(self, key: str | None = None) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if key is not None:
+            options["idempotency_key"] = key
+        if self._account:
+            options["stripe_account"] = self._account
+        return options
+
+    def _call(self, op: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except stripe.StripeError as exc:
+            raise translate(op, exc) from exc
+
+    # -- customers -----------------------------------------------------------------------
+    def find_or_create_customer(
+        self, *, org_id: str, email: str, name: str | None, customer_org_id: str | None, order_id: str, key: str
+    ) -> StripeCustomer:
+        # A list, not a search: lists are strongly consistent, search lags up to a minute,
+        # and a customer created by a crashed run must be found by the rerun.
+        every = self._call("customers.list", lambda: list(self._client.v1.customers.list(
+            params={"email": email, "limit": 100}, options=self._options()).auto_paging_iter()))  # type: ignore[arg-type]
+        ours = [c for c in every if _metadata(c).get(ORG_KEY) == org_id]
+        if ours:
+            oldest = min(ours, key=lambda c: (c.created, c.id))
+            return StripeCustomer(id=oldest.id, email=oldest.email, created=False)
+        metadata = {ORG_KEY: org_id, "gtm_customer_org_id": customer_org_id, "gtm_first_order_id": order_id}
+        params: dict[str, Any] = {"email": email, "metadata": {k: v for k, v in metadata.items() if v}}
+        if name:
+            params["name"] = name
+        created = self._call("customers.create", lambda: self._client.v1.customers.create(
+            params=params, options=self._options(key)))  # type: ignore[arg-type]
+        return StripeCustomer(id=created.id, email=created.email, created=True)
+
+    # -- invoices ------------------------------------------------------------------------
+    def create_invoice(self, plan: InvoicePlan, customer_id: str, key: str) -> StripeInvoice:
+        params: dict[str, Any] = {
+            "customer": customer_id,
+            "collection_method": "send_invoice",
+            "days_until_due": plan.days_until_due,
+            "auto_advance": False,
+            "currency": plan.currency,
+            "pending_invoice_items_behavior": "exclude",
+            "metadata": {**dict(plan.metadata), "gtm_plan_version": plan.version},
+        }
+        if plan.order_number:
+            params["description"] = f"Order {plan.order_number}"
+        invoice = self._call("invoices.create", lambda: self._client.v1.invoices.create(
+            params=params, options=self._options(key)))  # type: ignore[arg-type]
+        return invoice_record(invoice)
+
+    def add_lines(self, invoice_id: str, lines: Sequence[InvoiceLine], currency: str, key: str) -> StripeInvoice:
+        if not lines:
+            raise ValueError(f"invoice {invoice_id}: no lines to add")
+        if len(lines) > MAX_LINES_PER_CALL:
+            raise RecordError(f"invoice {invoice_id}: {len(lines)} lines, Stripe allows {MAX_LINES_PER_CALL}",
+                              code="TOO_MANY_LINES")
+        params = {"lines": [line_params(line, currency) for line in lines]}
+        invoice = self._call("invoices.add_lines", lambda: self._client.v1.invoices.add_lines(
+            invoice_id, params=params, options=self._options(key)))  # type: ignore[arg-type]
+        return invoice_record(invoice)
+
+    def finalize(self, invoice_id: str, key: str) -> StripeInvoice:
+        try:
+            invoice = self._call("invoices.finalize", lambda: self._client.v1.invoices.finalize_invoice(
+                invoice_id, params={"auto_advance": False}, options=self._options(key)))
+        except StripeCallError:
+            # Finalized already (by an earlier run whose answer was lost after its key
+            # expired): what matters is the state, so look before giving up.
+            current = self.retrieve_invoice(invoice_id)
+            if current.status not in (None, "draft"):
+                return current
+            raise
+        return invoice_record(invoice)
+
+    def send(self, invoice_id: str, key: str) -> StripeInvoice:
+        invoice = self._call("invoices.send", lambda: self._client.v1.invoices.send_invoice(
+            invoice_id, options=self._options(key)))  # type: ignore[arg-type]
+        return invoice_record(invoice)
+
+    def retrieve_invoice(self, invoice_id: str) -> StripeInvoice:
+        invoice = self._call("invoices.retrieve", lambda: self._client.v1.invoices.retrieve(
+            invoice_id, options=self._options()))  # type: ignore[arg-type]
+        return invoice_record(invoice)
+
+    def find_invoice_by_metadata(
+        self, org_id: str, order_id: str, *, customer_id: str | None = None
+    ) -> StripeInvoice | None:
+        """By listing the customer's invoices when the customer is known (consistent), else
+        by search (which can lag a fresh invoice by up to a minute)."""
+        if customer_id is not None:
+            page = self._call("invoices.list", lambda: self._client.v1.invoices.list(
+                params={"customer": customer_id, "limit": 100}, options=self._options()))
+        else:
+            query = f"metadata['{ORDER_KEY}']:'{order_id}' AND metadata['{ORG_KEY}']:'{org_id}'"
+            page = self._call("invoices.search", lambda: self._client.v1.invoices.search(
+                params={"query": query, "limit": 100}, options=self._options()))
+        matches = [
+            invoice_record(inv) for inv in self._call("invoices.page", lambda: list(page.auto_paging_iter()))
+            if _metadata(inv).get(ORDER_KEY) == order_id and _metadata(inv).get(ORG_KEY) == org_id
+        ]
+        live = [m for m in matches if m.status != "void"]
+        if not live:
+            return None
+        return min(live, key=lambda m: (m.created, m.id))
+
+    def list_invoices(self, org_id: str, *, status: str | None = None) -> Iterator[StripeInvoice]:
+        params: dict[str, Any] = {"limit": 100}
+        if status:
+            params["status"] = status
+        page = self._call("invoices.list", lambda: self._client.v1.invoices.list(
+            params=params, options=self._options()))  # type: ignore[arg-type]
+        iterator = iter(page.auto_paging_iter())
+        while True:
+            try:
+                invoice = self._call("invoices.page", lambda: next(iterator))
+            except StopIteration:
+                return
+            if _metadata(invoice).get(ORG_KEY) == org_id:
+                yield invoice_record(invoice)
+
+    # -- webhooks ------------------------------------------------------------------------
+    def verify_event(self, payload: bytes, signature_header: str | None, secret: str) -> BillingEvent:
+        """Stripe's own check of ``Stripe-Signature`` (HMAC-SHA256 of ``t.body``, 300 s
+        tolerance), then the event as a ``BillingEvent``."""
+        if not signature_header:
+            raise PermanentError("webhook: no Stripe-Signature header")
+        try:
+            text = payload.decode("utf-8")
+            stripe.WebhookSignature.verify_header(text, signature_header, secret, WEBHOOK_TOLERANCE_S)
+            event = json.loads(text)
+        except stripe.SignatureVerificationError as exc:
+            raise PermanentError(f"webhook: signature does not verify ({exc.user_message})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise PermanentError("webhook: the body is not JSON") from None
+        return event_record(event)
+
+    def close(self) -> None:
+        http_client = getattr(self._client, "_requestor", None)
+        close = getattr(getattr(http_client, "_client", None), "close", None)
+        if close is not None:
+            close()
+
+
+def build_client(api_key: str, *, api_base: str | None = None, timeout_s: float = 60.0) -> stripe.StripeClient:
+    """A client for one org: SDK retries off (``connector.retry`` is the only policy)."""
+    return stripe.StripeClient(
+        api_key,
+        base_addresses={"api": api_base} if api_base else None,
+        max_network_retries=0,
+        http_client=stripe.RequestsClient(timeout=timeout_s),
+    )
+
+
+def build_billing_gateway(config: OrgConfig) -> StripeBilling:
+    client = build_client(config.stripe.api_key.get_secret_value(), api_base=config.stripe.api_base,
+                          timeout_s=config.stripe.timeout_seconds)
+    return StripeBilling(client, account=config.stripe.account)

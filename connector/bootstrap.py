@@ -1,0 +1,110 @@
+"""The one place that wires configuration to adapters and services.
+
+``bootstrap(config)`` returns an ``OrgRuntime``: the org's config and mapping, its database
+(migrated), a unit-of-work factory, and lazily built gateways to Salesforce and Stripe.
+Entry points (CLI, daemon, demo) call it; services receive ports from it and never build
+their own clients. Nothing here is global: two orgs in one process get two runtimes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from connector.config import OrgConfig
+from connector.mappings import MappingSet, check_against_tables, load_mapping
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class OrgRuntime:
+    config: OrgConfig
+    mapping: MappingSet = field(repr=False)
+    engine: Any  # sqlalchemy Engine
+    uow: Callable[[], Any]  # () -> SqlUnitOfWork
+    clock: Callable[[], datetime] = utcnow
+    _salesforce: Any = field(default=None, repr=False)
+    _billing: Any = field(default=None, repr=False)
+    _payouts: Any = field(default=None, repr=False)
+
+    @property
+    def alias(self) -> str:
+        return self.config.alias
+
+    @property
+    def org_id(self) -> str:
+        return self.config.org_id
+
+    def logger(self, job: str, run_id: str | None = None) -> structlog.typing.FilteringBoundLogger:
+        from connector.logging import job_logger
+
+        return job_logger(self.alias, job, run_id)
+
+    def salesforce(self) -> Any:
+        """The org gateway (authenticates on first use)."""
+        if self._salesforce is None:
+            from connector.adapters.salesforce import build_org_gateway
+
+            self._salesforce = build_org_gateway(self.config)
+        return self._salesforce
+
+    def billing(self) -> Any:
+        """The Stripe billing gateway."""
+        if self._billing is None:
+            from connector.adapters.stripe_billing import build_billing_gateway
+
+            self._billing = build_billing_gateway(self.config)
+        return self._billing
+
+    def payouts(self) -> Any:
+        """The Stripe payouts gateway (payouts and their balance transactions)."""
+        if self._payouts is None:
+            from connector.adapters.stripe_payouts import build_payouts_gateway
+
+            self._payouts = build_payouts_gateway(self.config)
+        return self._payouts
+
+    def close(self) -> None:
+        for gateway in (self._salesforce, self._billing, self._payouts):
+            close = getattr(gateway, "close", None)
+            if close:
+                close()
+        self.engine.dispose()
+
+
+def bootstrap(
+    config: OrgConfig,
+    *,
+    migrate: bool = True,
+    clock: Callable[[], datetime] = utcnow,
+    salesforce: Any = None,
+    billing: Any = None,
+    payouts: Any = None,
+) -> OrgRuntime:
+    """Wire one org. ``salesforce``/``billing``/``payouts`` let tests and the demo pass ready gateways
+    (real adapters pointed at the sandboxes, or in-memory fakes of the ports)."""
+    from connector.adapters.store import SqlUnitOfWork, make_engine, mirror_columns, session_factory, upgrade
+
+    mapping = load_mapping(config.mapping)
+    check_against_tables(mapping, mirror_columns)
+    engine = make_engine(config.database_url)
+    if migrate:
+        upgrade(engine)
+    factory = session_factory(engine)
+    return OrgRuntime(
+        config=config,
+        mapping=mapping,
+        engine=engine,
+        uow=lambda: SqlUnitOfWork(factory),
+        clock=clock,
+        _salesforce=salesforce,
+        _billing=billing,
+        _payouts=payouts,
+    )

@@ -1,0 +1,381 @@
+"""Per-org configuration: one TOML file per partner org, validated with pydantic.
+
+Unknown keys are rejected. Secrets are never written in the file itself: a secret key
+takes ``{ env = "NAME" }`` or ``{ file = "path" }`` and is read into a ``SecretStr`` at
+load time (a relative file path is relative to the config file). ``load_config`` raises
+``ConfigError`` whose ``problems`` name the file and the dotted key of every problem:
+``config/acme.toml: salesforce.auth.client_id: field required``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from connector.errors import ConfigError
+
+JOBS = ("mirror", "offers_push", "invoicing", "invoice_status", "reconcile", "writeback")
+DEFAULT_INTERVALS_S = {
+    "mirror": 300,
+    "offers_push": 300,
+    "invoicing": 900,
+    "invoice_status": 900,
+    "reconcile": 3600,
+    "writeback": 900,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _resolve_secret(value: Any, info: ValidationInfo) -> Any:
+    """``{env = NAME}`` / ``{file = PATH}`` -> SecretStr. Literal strings are refused so that
+    a secret can't be committed in a config file by accident."""
+    if isinstance(value, SecretStr):
+        return value
+    ctx = info.context or {}
+    if isinstance(value, str):
+        raise ValueError('secrets are not written in the file: use { env = "NAME" } or { file = "PATH" }')
+    if not isinstance(value, dict) or set(value) - {"env", "file"} or len(value) != 1:
+        raise ValueError('expected exactly one of { env = "NAME" } or { file = "PATH" }')
+    if ctx.get("skip_secrets"):
+        return SecretStr("")
+    if "env" in value:
+        name = str(value["env"])
+        env = ctx.get("environ", os.environ)
+        if not env.get(name):
+            raise ValueError(f"environment variable {name} is not set")
+        return SecretStr(env[name])
+    path = Path(str(value["file"])).expanduser()
+    if not path.is_absolute():
+        path = Path(ctx.get("base_dir", ".")) / path
+    try:
+        return SecretStr(path.read_text().strip())
+    except OSError as exc:
+        raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+
+
+Secret = Annotated[SecretStr, BeforeValidator(_resolve_secret)]
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(lambda v, i: None if v is None else _resolve_secret(v, i))]
+
+
+def _relative_path(value: Any, info: ValidationInfo) -> Any:
+    if value is None or value == "":
+        return None
+    path = Path(str(value)).expanduser()
+    if not path.is_absolute():
+        path = Path((info.context or {}).get("base_dir", ".")) / path
+    return path
+
+
+ConfigPath = Annotated[Path | None, BeforeValidator(_relative_path)]
+
+
+class OrgSection(_Strict):
+    alias: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$", description="short name used in logs, files and locks")
+    org_id: str = Field(description="the 18-character Salesforce org id of the PBO")
+
+    @field_validator("org_id")
+    @classmethod
+    def _org_id(cls, v: str) -> str:
+        if not re.fullmatch(r"00D[A-Za-z0-9]{15}", v):
+            raise ValueError("must be an 18-character Salesforce org id starting with 00D")
+        return v
+
+
+class JwtBearer(_Strict):
+    kind: Literal["jwt_bearer"]
+    client_id: str
+    username: str
+    private_key_file: ConfigPath
+
+    @field_validator("private_key_file")
+    @classmethod
+    def _key_exists(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        if v is None:
+            raise ValueError("field required")
+        if not (info.context or {}).get("skip_secrets") and not v.is_file():
+            raise ValueError(f"private key file {v} does not exist")
+        return v
+
+
+class ClientCredentials(_Strict):
+    kind: Literal["client_credentials"]
+    client_id: str
+    client_secret: Secret
+
+
+class Password(_Strict):
+    """Username-password OAuth flow: for sandboxes only (production orgs refuse it)."""
+
+    kind: Literal["password"]
+    client_id: str
+    client_secret: OptionalSecret = None
+    username: str
+    password: Secret
+
+
+Auth = Annotated[JwtBearer | ClientCredentials | Password, Field(discriminator="kind")]
+
+
+class SalesforceSection(_Strict):
+    login_url: str = "https://login.salesforce.com"
+    api_version: str = Field(default="62.0", pattern=r"^\d{2}\.0$")
+    auth: Auth
+    ca_bundle: ConfigPath = None
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("login_url")
+    @classmethod
+    def _https(cls, v: str) -> str:
+        if not v.startswith("https://"):
+            raise ValueError("must be an https:// URL")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _password_only_for_sandboxes(self) -> SalesforceSection:
+        host = self.login_url.split("//", 1)[1].split("/", 1)[0].split(":", 1)[0]
+        is_sandbox = host in ("test.salesforce.com", "127.0.0.1", "localhost") or ".sandbox." in host
+        if self.auth.kind == "password" and not is_sandbox:
+            raise ValueError("auth kind 'password' is only allowed for sandboxes (test.salesforce.com, "
+                             "*.sandbox.my.salesforce.com or a local sandbox org)")
+        return self
+
+
+class StripeSection(_Strict):
+    api_key: Secret
+    api_base: str | None = Field(default=None, description="only for a local Stripe server; unset in production")
+    account: str | None = Field(default=None, pattern=r"^acct_[A-Za-z0-9]+$", description="connected account id")
+    webhook_secret: OptionalSecret = None
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("api_base")
+    @classmethod
+    def _base(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://", v):
+            raise ValueError("must be an http(s):// URL")
+        return v.rstrip("/") if v else v
+
+
+class Schedule(_Strict):
+    enabled: bool = True
+    interval_seconds: int | None = Field(default=None, ge=10)
+    cron: str | None = None
+    jitter_seconds: int = Field(default=10, ge=0)
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> Schedule:
+        if self.interval_seconds is not None and self.cron is not None:
+            raise ValueError("give interval_seconds or cron, not both")
+        if self.cron is not None and len(self.cron.split()) != 5:
+            raise ValueError("cron must have 5 fields (minute hour day month day-of-week)")
+        return self
+
+
+class Schedules(_Strict):
+    mirror: Schedule = Schedule()
+    offers_push: Schedule = Schedule()
+    invoicing: Schedule = Schedule()
+    invoice_status: Schedule = Schedule()
+    reconcile: Schedule = Schedule()
+    writeback: Schedule = Schedule()
+
+    def trigger(self, job: str) -> Schedule:
+        return getattr(self, job)
+
+    def interval_seconds(self, job: str) -> int:
+        return self.trigger(job).interval_seconds or DEFAULT_INTERVALS_S[job]
+
+
+class InvoicingSection(_Strict):
+    lead_days: int = Field(default=1, ge=0, le=60)
+    days_until_due: int = Field(default=30, ge=1, le=365)
+    proration: Literal["daily", "monthly"] = "daily"
+    poll_after_minutes: int = Field(default=60, ge=1)
+
+
+class SyncSection(_Strict):
+    lookback_seconds: int = Field(default=300, ge=0, le=86_400)
+    page_size: int = Field(default=2000, ge=200, le=2000)
+    objects: list[str] | None = Field(default=None, description="mapping object keys to mirror; default all")
+
+
+class PayoutsSection(_Strict):
+    tolerance: Decimal = Field(default=Decimal("0.00"), ge=0, description="difference in USD tolerated before flagging")
+    missing_after_days: int = Field(default=7, ge=1)
+
+
+class WritebackSection(_Strict):
+    enabled: bool = True
+    sobject: str | None = Field(default=None, description="override the mapping's write-back object")
+    external_id: str | None = None
+
+
+class OffersSection(_Strict):
+    drafts_dir: ConfigPath = None
+
+
+class DaemonSection(_Strict):
+    bind: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    shutdown_grace_seconds: int = Field(default=30, ge=1)
+    misfire_grace_seconds: int = Field(default=60, ge=1)
+
+
+class OrgConfig(_Strict):
+    """One partner org. Build with ``load_config(path)``."""
+
+    org: OrgSection
+    salesforce: SalesforceSection
+    stripe: StripeSection
+    data_dir: ConfigPath = None
+    database_url: str | None = None
+    database_url_env: str | None = Field(default=None, description="read the database URL from this env var")
+    mapping: str = "gtm-v1"
+    api_budget_percent: int = Field(default=80, ge=1, le=100)
+    schedules: Schedules = Schedules()
+    invoicing: InvoicingSection = InvoicingSection()
+    sync: SyncSection = SyncSection()
+    payouts: PayoutsSection = PayoutsSection()
+    writeback: WritebackSection = WritebackSection()
+    offers: OffersSection = OffersSection()
+    daemon: DaemonSection = DaemonSection()
+    source_file: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_from_context(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        ctx = info.context or {}
+        data = dict(data)
+        if data.get("database_url") and data.get("database_url_env"):
+            raise ValueError("give database_url or database_url_env, not both")
+        env_name = data.get("database_url_env")
+        if env_name and not ctx.get("skip_secrets"):
+            url = ctx.get("environ", os.environ).get(env_name)
+            if not url:
+                raise ValueError(f"database_url_env: environment variable {env_name} is not set")
+            data["database_url"] = url
+        return data
+
+    @model_validator(mode="after")
+    def _derive(self) -> OrgConfig:
+        base = Path(".")
+        data_dir = self.data_dir or base / "data"
+        object.__setattr__(self, "data_dir", data_dir)
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{data_dir / (self.org.alias + '.sqlite3')}")
+        if self.offers.drafts_dir is None:
+            object.__setattr__(self.offers, "drafts_dir", base / "offers" / self.org.alias)
+        return self
+
+    @property
+    def alias(self) -> str:
+        return self.org.alias
+
+    @property
+    def org_id(self) -> str:
+        return self.org.org_id
+
+    @property
+    def poll_after(self) -> timedelta:
+        return timedelta(minutes=self.invoicing.poll_after_minutes)
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    # pydantic puts the discriminator tag into the location (salesforce.auth.password.x);
+    # operators think in file keys, so drop tags that are not keys of the file.
+    tags = ("jwt_bearer", "client_credentials", "password")
+    parts = [str(p) for i, p in enumerate(loc) if not (i > 0 and loc[i - 1] == "auth" and p in tags)]
+    return ".".join(parts) or "(top level)"
+
+
+def _message(err: dict[str, Any]) -> str:
+    if err["type"] == "missing":
+        return "field required"
+    if err["type"] == "extra_forbidden":
+        return "unknown key (not allowed here)"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def parse_config(
+    data: dict[str, Any],
+    *,
+    source: str = "<config>",
+    base_dir: Path | None = None,
+    skip_secrets: bool = False,
+    environ: dict[str, str] | None = None,
+) -> OrgConfig:
+    """Validate an already-parsed TOML document. Raises ConfigError listing every problem."""
+    context = {"base_dir": base_dir or Path("."), "skip_secrets": skip_secrets, "environ": environ or os.environ}
+    try:
+        config = OrgConfig.model_validate(data, context=context)
+    except ValidationError as exc:
+        problems = [(source, _dotted(e["loc"]), _message(e)) for e in exc.errors()]
+        raise ConfigError(format_problems(problems), problems) from None
+    object.__setattr__(config, "source_file", Path(source) if source != "<config>" else None)
+    return config
+
+
+def load_config(path: str | Path, *, skip_secrets: bool = False, environ: dict[str, str] | None = None) -> OrgConfig:
+    """Read and validate one org's TOML file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        problem = (str(path), "(file)", f"cannot read: {exc.strerror}")
+        raise ConfigError(format_problems([problem]), [problem]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        problem = (str(path), "(syntax)", f"not valid TOML: {exc}")
+        raise ConfigError(format_problems([problem]), [problem]) from None
+    return parse_config(data, source=str(path), base_dir=path.parent, skip_secrets=skip_secrets, environ=environ)
+
+
+def load_config_dir(directory: str | Path, **kwargs: Any) -> tuple[list[OrgConfig], list[ConfigError]]:
+    """Every ``*.toml`` in a directory except ``example.toml``: the valid configs and the
+    errors of the others (the daemon runs the valid ones and reports the rest)."""
+    configs: list[OrgConfig] = []
+    errors: list[ConfigError] = []
+    for path in sorted(Path(directory).glob("*.toml")):
+        if path.name == "example.toml":
+            continue
+        try:
+            configs.append(load_config(path, **kwargs))
+        except ConfigError as exc:
+            errors.append(exc)
+    aliases = [c.alias for c in configs]
+    for alias in {a for a in aliases if aliases.count(a) > 1}:
+        problem = (str(directory), "org.alias", f"alias {alias!r} is used by more than one file")
+        errors.append(ConfigError(format_problems([problem]), [problem]))
+    return configs, errors
+
+
+def format_problems(problems: list[tuple[str, str, str]]) -> str:
+    return "\n".join(f"{file}: {key}: {msg}" for file, key, msg in problems)
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit for logs and tables: the password replaced."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)

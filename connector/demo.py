@@ -1,0 +1,519 @@
+"""The end-to-end demo: one full cycle of the connector against the local sandboxes.
+
+No accounts, no network: the sandbox org (HTTPS) and the Stripe sandbox (HTTP) run
+in-process on free 127.0.0.1 ports, the org seeded with the ``demo`` data set (seed 003's
+order, an add-on, offers in every status, one malformed order item). The config is
+``config/demo.toml`` with the sandboxes' URLs and credentials filled in (secrets through
+an environ mapping, never the process environment). Then, each step through
+``connector.jobs.run_job`` as the daemon runs it:
+
+    mirror -> offers push -> invoicing (NET30, sent) -> the customer pays on the hosted page
+    -> Stripe's signed webhooks reach the connector's receiver -> Stripe pays out
+    -> reconcile -> write back
+
+How Salesforce's revenue share shows up in the payout: in the GTM model the share is
+deducted from the partner's payout (see ``connector.domain.reconciliation``). The demo's
+Stripe account prices each payment with one fee equal to the order's revenue share — as a
+Connect application fee would — and no processing fee, so seed 003's payout is exactly
+$7,260.00 and reconciles. (A real Stripe account also deducts its processing fee; the
+reconciliation then says "fee differs" with both figures.)
+
+State and the second run. Everything the connector keeps is in the data directory
+(``--data-dir``, default ``.demo``): its SQLite file (or ``--database-url``). So that a
+second run meets the *same* org and Stripe account, the demo also saves both sandboxes'
+data there when it ends (``sandbox-org.json``, ``stripe-sandbox.json``) and loads it when
+it starts. A second run therefore finds the order invoiced and every result written:
+it creates no invoice and writes nothing, and says so — the sandboxes' request counters
+(``POST /v1/invoices``, collections upserts) are in the summary to prove it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from connector.config import OrgConfig, parse_config, redact_url
+from connector.domain import format_money
+
+ORG_STATE = "sandbox-org.json"
+STRIPE_STATE = "stripe-sandbox.json"
+STATE_VERSION = 1
+WEBHOOK_PATH = "/stripe/webhook"
+SEED_003_ORDER = "acme_order"
+# What the connector listens to: invoice states (and payouts, for the log).
+WEBHOOK_EVENTS = ("invoice.finalized", "invoice.sent", "invoice.updated", "invoice.paid", "invoice.payment_succeeded",
+                  "invoice.payment_failed", "invoice.voided", "invoice.marked_uncollectible", "payout.created",
+                  "payout.paid")  # the sandbox's name for seed 003's order
+STEPS = ("mirror", "offers_push", "invoicing", "payment", "webhooks", "payout", "reconcile", "writeback")
+
+
+def default_config_path() -> Path:
+    """``config/demo.toml`` of the working directory, else the one next to the package."""
+    here = Path("config/demo.toml")
+    if here.is_file():
+        return here
+    return Path(__file__).resolve().parent.parent / "config" / "demo.toml"
+
+
+# ------------------------------------------------------------------------ sandbox state
+def _encode(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return {"$decimal": format(value, "f")}
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"cannot save a {type(value).__name__} in the sandbox state")
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$decimal"}:
+            return Decimal(value["$decimal"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(_encode(data)))
+    tmp.replace(path)  # a crash mid-write never leaves half a state behind
+
+
+def save_org_state(org: Any, path: Path) -> None:
+    """Every record of the sandbox org (and its id counters), for the next run."""
+    data = org.data
+    with data.lock:
+        tables = {name: {"counter": t.counter, "rows": list(t.rows.values())} for name, t in data.tables.items()}
+    _write_json(path, {"version": STATE_VERSION, "org_id": org.org_id, "demo_ids": dict(org.demo_ids),
+                       "tables": tables})
+
+
+def load_org_state(org: Any, path: Path) -> bool:
+    """Put a saved org's records back into a sandbox org started empty."""
+    saved = _decode(json.loads(path.read_text()))
+    if saved.get("version") != STATE_VERSION or saved.get("org_id") != org.org_id:
+        return False
+    data = org.data
+    with data.lock:
+        for name, table in saved["tables"].items():
+            if name not in data.tables:
+                return False
+            data.tables[name].bulk_load(table["rows"])
+            data.tables[name].counter = int(table["counter"])
+    org.control.demo_ids = dict(saved["demo_ids"])
+    return True
+
+
+def save_stripe_state(box: Any, path: Path) -> None:
+    """The Stripe sandbox's accounts (objects and events) and clock, for the next run.
+    Webhook endpoints are left out: they point at this run's receiver."""
+    world = box.world
+    with world.lock:
+        accounts = {
+            acct_id: {"connected": acct.connected,
+                      "objects": {kind: ({} if kind == "webhook_endpoint" else objs) for kind, objs in acct.objects.items()}}
+            for acct_id, acct in world.accounts.items()
+        }
+        _write_json(path, {"version": STATE_VERSION, "platform": world.platform.id, "offset_s": world.offset_s,
+                           "accounts": accounts})
+
+
+def load_stripe_state(box: Any, path: Path) -> bool:
+    from connector.sandbox.stripe.world import Account
+
+    saved = _decode(json.loads(path.read_text()))
+    if saved.get("version") != STATE_VERSION:
+        return False
+    world = box.world
+    with world.lock:
+        accounts = {}
+        for acct_id, acct in saved["accounts"].items():
+            account = Account(acct_id, connected=bool(acct["connected"]))
+            for kind, objs in acct["objects"].items():
+                if kind not in account.objects:
+                    return False
+                account.objects[kind].update(objs)
+                for object_id in objs:
+                    account.searchable_at[object_id] = 0.0
+            accounts[acct_id] = account
+        world.accounts = accounts
+        world.platform = accounts[saved["platform"]]
+        world.offset_s = int(saved["offset_s"])
+        box.platform_account = world.platform.id
+    return True
+
+
+DRAFT_KEY = "wayne-enterprises"
+
+
+def write_demo_draft(drafts_dir: Path, today: date) -> Path | None:
+    """The demo's locally authored draft offer (offers as code), written once: its dates
+    are relative to the first run, and later runs find it unchanged (nothing to push)."""
+    path = drafts_dir / f"{DRAFT_KEY}.toml"
+    if path.exists():
+        return None
+    drafts_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"""# A draft offer authored by the partner (offers as code). The demo wrote it on its first run;
+# `gtm-connector offers push` validates it and creates it in the org while it is Draft.
+customer_name = "Wayne Enterprises"
+customer_org_id = "00D5g0000012345ABC"
+offer_type = "initial"
+service_start_date = {(today + timedelta(days=30)).isoformat()}
+valid_until = {(today + timedelta(days=14)).isoformat()}
+recipient_email = "buyer@wayne.example.com"
+billing_email = "ap@wayne.example.com"
+partner_po_number = "PO-DEMO-0001"
+
+[[items]]
+product = "Core App"
+quantity = 25
+unit_price_per_month = "48.00"
+
+[[items]]
+product = "Premium Add-On"
+quantity = 1
+unit_price_per_month = "200.00"
+""", "utf-8")
+    return path
+
+
+@contextmanager
+def payment_fee(box: Any, fee_cents: int) -> Iterator[None]:
+    """Price the payments made inside the block at exactly ``fee_cents`` each: the demo's
+    stand-in for an application fee carrying Salesforce's revenue share."""
+    world = box.world
+    before = world.settings
+    world.settings = replace(before, fee_percent=Decimal(0), fee_fixed_cents=fee_cents)
+    try:
+        yield
+    finally:
+        world.settings = before
+
+
+# ----------------------------------------------------------------------------- summary
+@dataclass
+class StepResult:
+    name: str
+    status: str
+    detail: str
+    counts: Mapping[str, int] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+
+@dataclass
+class DemoSummary:
+    data_dir: str
+    database: str
+    resumed: bool
+    steps: list[StepResult] = field(default_factory=list)
+    mirrored: dict[str, int] = field(default_factory=dict)
+    invoices: list[dict[str, Any]] = field(default_factory=list)
+    seed_003: dict[str, Any] = field(default_factory=dict)
+    writeback: dict[str, Any] = field(default_factory=dict)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    this_run: dict[str, int] = field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status in ("ok", "skipped") for s in self.steps)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok, "data_dir": self.data_dir, "database": self.database, "second_run": self.resumed,
+            "steps": [{"step": s.name, "status": s.status, "detail": s.detail, "counts": dict(s.counts),
+                       "duration_s": s.duration_s} for s in self.steps],
+            "mirrored": self.mirrored, "invoices": self.invoices, "seed_003": self.seed_003,
+            "writeback": self.writeback, "dead_letters": self.dead_letters, "this_run": self.this_run,
+            "message": self.message,
+        }
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else format_money(value)
+
+
+# ------------------------------------------------------------------------------- the run
+@dataclass
+class DemoOptions:
+    data_dir: Path = Path(".demo")
+    database_url: str | None = None
+    config_path: Path | None = None
+
+
+Progress = Callable[[str, str], None]  # (step, text) -> None: shown to the user as it goes
+
+
+class Demo:
+    def __init__(self, options: DemoOptions, *, progress: Progress | None = None) -> None:
+        self.options = options
+        self.data_dir = options.data_dir
+        self.progress = progress or (lambda step, text: None)
+        self.summary = DemoSummary(str(self.data_dir), "", resumed=False)
+
+    # -------------------------------------------------------------- set-up
+    def _start_sandboxes(self, stack: ExitStack) -> tuple[Any, Any]:
+        from connector.sandbox.org import SandboxOrg
+        from connector.sandbox.stripe import StripeSandbox
+
+        org_state, stripe_state = self.data_dir / ORG_STATE, self.data_dir / STRIPE_STATE
+        saved = org_state.is_file() and stripe_state.is_file()
+        org = stack.enter_context(SandboxOrg.start(data=None if saved else "demo"))
+        box = stack.enter_context(StripeSandbox.start(webhook_retry_delays=(0.2, 0.5, 1.0)))
+        if saved:
+            try:
+                restored = load_org_state(org, org_state) and load_stripe_state(box, stripe_state)
+            except (OSError, ValueError, KeyError, TypeError):
+                restored = False
+            if not restored:  # an older or damaged save: start from the demo data again
+                org.reset("demo")
+            self.summary.resumed = restored
+        return org, box
+
+    def _config(self, org: Any, box: Any, webhook_secret: str) -> OrgConfig:
+        path = self.options.config_path or default_config_path()
+        raw = tomllib.loads(path.read_text("utf-8"))
+        raw["data_dir"] = str(self.data_dir)
+        raw["database_url"] = self.options.database_url or f"sqlite:///{self.data_dir / 'demo.sqlite3'}"
+        raw.pop("database_url_env", None)
+        raw.setdefault("org", {})["org_id"] = org.org_id
+        sf = raw.setdefault("salesforce", {})
+        sf.update(login_url=org.login_url, ca_bundle=str(org.ca_file), api_version=org.api_version)
+        sf.setdefault("auth", {})["client_id"] = org.client_id
+        raw.setdefault("stripe", {})["api_base"] = box.api_base
+        raw.setdefault("offers", {}).setdefault("drafts_dir", str((self.data_dir / "offers").resolve()))
+        environ = {"GTM_DEMO_SF_CLIENT_SECRET": org.client_secret, "GTM_DEMO_STRIPE_KEY": box.api_key,
+                   "GTM_DEMO_STRIPE_WEBHOOK_SECRET": webhook_secret}
+        return parse_config(raw, source=str(path), base_dir=path.parent, environ=environ)
+
+    def _webhook_endpoint(self, box: Any, url: str) -> str:
+        """Register the connector's receiver in the Stripe sandbox, as a partner does in
+        the dashboard; its signing secret."""
+        import stripe
+
+        client = stripe.StripeClient(box.api_key, base_addresses={"api": box.api_base}, max_network_retries=0)
+        for endpoint in client.v1.webhook_endpoints.list(params={"limit": 100}).data:
+            client.v1.webhook_endpoints.delete(endpoint.id)  # a previous run's receiver is gone
+        endpoint = client.v1.webhook_endpoints.create(params={
+            "url": url, "enabled_events": list(WEBHOOK_EVENTS), "description": "GTM connector demo"})
+        return str(endpoint.secret)
+
+    # -------------------------------------------------------------- the cycle
+    def run(self) -> DemoSummary:
+        from connector.bootstrap import bootstrap
+        from connector.entrypoints.webhook import make_webhook_app, receivers_for, serve
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with ExitStack() as stack:
+            self.progress("setup", "starting the sandbox org (HTTPS) and the Stripe sandbox on 127.0.0.1")
+            org, box = self._start_sandboxes(stack)
+            app_holder: dict[str, Any] = {}
+            server, _ = serve(lambda environ, start: app_holder["app"](environ, start))
+            stack.callback(server.server_close)
+            stack.callback(server.shutdown)
+            url = f"http://127.0.0.1:{server.server_address[1]}{WEBHOOK_PATH}"
+            config = self._config(org, box, self._webhook_endpoint(box, url))
+            runtime = bootstrap(config)
+            stack.callback(runtime.close)
+            app_holder["app"] = make_webhook_app(receivers_for([runtime]))
+            self.summary.database = redact_url(str(config.database_url))
+            write_demo_draft(Path(str(config.offers.drafts_dir)), datetime.now(UTC).date())
+            org.reset_counters()
+            box.reset_counters()
+            self.progress("setup", f"org {org.login_url}, Stripe {box.api_base}, webhooks {url}"
+                          + (" (saved sandbox state loaded)" if self.summary.resumed else ""))
+            self._cycle(runtime, org, box)
+            self._collect(runtime, org, box)
+            save_org_state(org, self.data_dir / ORG_STATE)
+            save_stripe_state(box, self.data_dir / STRIPE_STATE)
+        return self.summary
+
+    def _job(self, runtime: Any, job: str, describe: Callable[[Mapping[str, int]], str]) -> StepResult:
+        from connector.jobs import run_job
+
+        self.progress(job, "running")
+        outcome = run_job(runtime, job, instance_id="demo")
+        detail = describe(outcome.counts) if outcome.status == "ok" else (outcome.error or outcome.status)
+        step = StepResult(job, outcome.status, detail or "", dict(outcome.counts), outcome.duration_s)
+        self.summary.steps.append(step)
+        self.progress(job, f"{outcome.status}: {step.detail}")
+        return step
+
+    def _step(self, name: str, fn: Callable[[], tuple[str, dict[str, int]]]) -> StepResult:
+        self.progress(name, "running")
+        started = time.monotonic()
+        try:
+            detail, counts = fn()
+            status = "ok"
+        except Exception as exc:  # noqa: BLE001 - the demo reports a failed step and goes on
+            detail, counts, status = f"{type(exc).__name__}: {exc}", {}, "failed"
+        step = StepResult(name, status, detail, counts, round(time.monotonic() - started, 3))
+        self.summary.steps.append(step)
+        self.progress(name, f"{status}: {detail}")
+        return step
+
+    def _cycle(self, runtime: Any, org: Any, box: Any) -> None:
+        self._job(runtime, "mirror", lambda c: f"{c.get('written', 0)} records written of {c.get('fetched', 0)} "
+                                               f"fetched, {c.get('quarantined', 0)} quarantined, "
+                                               f"{c.get('idle_objects', 0)} objects unchanged")
+        self._job(runtime, "offers_push", lambda c: ", ".join(f"{v} draft(s) {k}" for k, v in c.items() if v)
+                  or "no drafts")
+        invoicing = self._job(runtime, "invoicing",
+                              lambda c: f"{c.get('invoices_created', 0)} invoice(s) created, {c.get('not_due', 0)} "
+                                        f"not due yet, {c.get('quarantined', 0)} quarantined")
+        self.summary.this_run["invoices_created"] = int(invoicing.counts.get("invoices_created", 0))
+        paid = self._step("payment", lambda: self._customer_pays(runtime, box))
+        self._step("webhooks", lambda: self._webhooks(runtime, box, expected=bool(paid.counts.get("paid"))))
+        self._step("payout", lambda: self._stripe_pays_out(box, bool(paid.counts.get("paid"))))
+        self._job(runtime, "reconcile", lambda c: f"{c.get('payouts', 0)} new payout(s), {c.get('matched', 0)} "
+                                                  f"matched, {c.get('discrepancies', 0)} discrepancies")
+        wb = self._job(runtime, "writeback", lambda c: f"{c.get('written', 0)} written, {c.get('failed', 0)} "
+                                                       f"rejected, {c.get('unchanged', 0)} unchanged")
+        self.summary.this_run["writeback_records_written"] = int(wb.counts.get("written", 0))
+
+    def _customer_pays(self, runtime: Any, box: Any) -> tuple[str, dict[str, int]]:
+        """Every open invoice of the org is paid in full on Stripe's hosted page; Stripe
+        deducts the order's revenue share from the payment (see the module docstring)."""
+        from connector.services.payouts import OrderBook
+
+        invoices = [i for i in box.invoices() if i["status"] == "open"
+                    and (i.get("metadata") or {}).get("gtm_org_id") == runtime.org_id]
+        paid = []
+        for invoice in invoices:
+            order_id = invoice["metadata"].get("gtm_order_id")
+            with runtime.uow() as uow:
+                book = OrderBook(uow, runtime.org_id, runtime.config.invoicing.proration, runtime.mapping)
+                share = book.expected(order_id).revenue_share
+            with payment_fee(box, int(share * 100)):
+                box.pay_invoice(invoice["id"])
+            paid.append(f"{invoice.get('number') or invoice['id']} ({format_money(Decimal(invoice['amount_due']) / 100)})")
+        if not paid:
+            return "no open invoice to pay", {"paid": 0}
+        return f"customer paid {', '.join(paid)}", {"paid": len(paid)}
+
+    def _webhooks(self, runtime: Any, box: Any, *, expected: bool) -> tuple[str, dict[str, int]]:
+        """Wait until Stripe has delivered its signed events to the connector's receiver."""
+        box.wait_for_webhooks(timeout=15)
+        deliveries = box.webhook_deliveries()
+        accepted = sum(1 for d in deliveries if isinstance(d.get("status"), int) and 200 <= d["status"] < 300)
+        events = len({d["event_id"] for d in deliveries})
+        with runtime.uow() as uow:
+            paid = len(uow.invoices.list(runtime.org_id, status="paid"))
+        if not deliveries:
+            return ("no webhook arrived" if expected else "no events this run"), {"delivered": 0, "accepted": 0}
+        return (f"{events} signed event(s) delivered, {accepted} accepted; {paid} invoice(s) paid in the local model",
+                {"delivered": events, "accepted": accepted})
+
+    def _stripe_pays_out(self, box: Any, paid: bool) -> tuple[str, dict[str, int]]:
+        if not paid:
+            return "nothing new to pay out", {"payouts": 0}
+        box.advance_clock(days=box.world.settings.available_after_days)  # the funds settle
+        payout = box.create_payout()
+        if payout is None:
+            return "nothing available to pay out", {"payouts": 0}
+        box.wait_for_webhooks(timeout=15)
+        arrival = datetime.fromtimestamp(payout["arrival_date"], UTC).date().isoformat()
+        return (f"payout {payout['id']} of {format_money(Decimal(payout['amount']) / 100)} arriving {arrival}",
+                {"payouts": 1})
+
+    # -------------------------------------------------------------- what to show
+    def _collect(self, runtime: Any, org: Any, box: Any) -> None:
+        from connector.services.payouts import OrderBook
+        from connector.services.writeback import target_of
+
+        s = self.summary
+        target = target_of(runtime)
+        with runtime.uow() as uow:
+            for obj in runtime.mapping.in_sync_order():
+                s.mirrored[obj.sobject] = uow.mirror(obj.name).count(runtime.org_id)
+            orders = uow.mirror("order")
+            for inv in uow.invoices.list(runtime.org_id):
+                order = orders.get(runtime.org_id, inv.order_id) or {}
+                s.invoices.append({
+                    "order_id": inv.order_id, "order_number": order.get("order_number"),
+                    "customer": order.get("customer_name"), "invoice_id": inv.stripe_invoice_id,
+                    "number": inv.number, "status": inv.status,
+                    "due_date": inv.due_date.isoformat() if inv.due_date else None, "amount": _money(inv.amount_due),
+                    "amount_paid": _money(inv.amount_paid)})
+            seed_id = org.demo_ids.get(SEED_003_ORDER)
+            if seed_id:
+                rec = uow.reconciliation.get(runtime.org_id, seed_id)
+                order = orders.get(runtime.org_id, seed_id) or {}
+                if rec is None:
+                    book = OrderBook(uow, runtime.org_id, runtime.config.invoicing.proration, runtime.mapping)
+                    expected = book.expected(seed_id)
+                    subtotal, share, exp = expected.subtotal, expected.revenue_share, expected.expected_payout
+                    actual = difference = payout_date = discrepancy = None
+                else:
+                    subtotal, share, exp = rec.subtotal, rec.revenue_share, rec.expected_payout
+                    actual, difference, payout_date, discrepancy = (rec.actual_payout, rec.difference,
+                                                                    rec.payout_date, rec.discrepancy)
+                s.seed_003 = {
+                    "order_id": seed_id, "order_number": order.get("order_number"), "customer": order.get("customer_name"),
+                    "subtotal": _money(subtotal), "revenue_share": _money(share), "expected_payout": _money(exp),
+                    "actual_payout": _money(actual), "difference": _money(difference),
+                    "payout_date": payout_date.isoformat() if payout_date else None, "discrepancy": discrepancy}
+            for d in uow.dead_letters.open(runtime.org_id):
+                s.dead_letters.append({"id": d.id, "source": d.source, "object": d.object_name, "record_id": d.record_id,
+                                       "code": d.error_code, "reason": d.reason})
+            states = {w.order_id: w for w in uow.writeback_state.list(runtime.org_id)}
+        records = org.records(target.sobject)
+        wb_step = next((st for st in s.steps if st.name == "writeback"), None)
+        counts = dict(wb_step.counts) if wb_step else {}
+        s.writeback = {
+            "target": target.sobject, "external_id": target.external_id,
+            "this_run": {k: counts.get(k, 0) for k in ("sent", "written", "failed", "unchanged", "awaiting_replay")},
+            "records": [{"order_id": r.get(target.external_id), "order_number": r.get("Order_Number__c"),
+                         "invoice_status": r.get("Invoice_Status__c"),
+                         "expected_payout": _money(_dec(r.get("Expected_Payout__c"))),
+                         "actual_payout": _money(_dec(r.get("Actual_Payout__c"))),
+                         "last_error": r.get("Last_Error__c"),
+                         "last_written_at": states[r[target.external_id]].last_written_at.isoformat()
+                         if r.get(target.external_id) in states and states[r[target.external_id]].last_written_at
+                         else None}
+                        for r in sorted(records, key=lambda r: str(r.get("Order_Number__c") or ""))],
+        }
+        stripe_calls = box.counters()
+        org_calls = org.counters()["calls"]
+        s.this_run.update({
+            "stripe_invoice_creates": int(stripe_calls.get("POST /v1/invoices", 0)),
+            "org_collection_upserts": int(org_calls.get("collections_upsert", 0)),
+            "org_api_calls": int(org.counters()["api_calls"]),
+            "stripe_api_calls": int(sum(stripe_calls.values())),
+        })
+        idle = s.this_run["invoices_created"] == 0 and s.this_run["writeback_records_written"] == 0 \
+            and s.this_run["stripe_invoice_creates"] == 0 and s.this_run["org_collection_upserts"] == 0
+        if not s.ok:
+            s.message = "Some steps failed: see the steps table."
+        elif s.resumed and idle:
+            s.message = (f"Second run on {self.data_dir}: no invoice created and nothing written back — "
+                         f"everything was already done (0 invoice creations in Stripe, 0 upserts to the org).")
+        elif s.resumed:
+            s.message = f"Run on {self.data_dir} resumed from its saved state and finished what was left."
+        else:
+            s.message = (f"First run on {self.data_dir}. Run it again: the second run creates no invoice and "
+                         f"writes nothing.")
+
+
+def _dec(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def run_demo(options: DemoOptions, *, progress: Progress | None = None) -> DemoSummary:
+    """Run the demo once (see the module docstring); the summary to show."""
+    return Demo(options, progress=progress).run()

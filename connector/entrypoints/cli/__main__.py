@@ -1,0 +1,3 @@
+from connector.entrypoints.cli import main
+
+main()

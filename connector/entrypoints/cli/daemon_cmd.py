@@ -1,0 +1,87 @@
+"""`gtm-connector daemon` (every org on a schedule) and `gtm-connector run-job JOB` (one run
+now, through the same ``connector.jobs.run_job`` the daemon uses)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, select_configs
+from connector.jobs import JOBS, JobOutcome
+
+
+def daemon(
+    config_dir: ConfigDirOpt = Path("config"),
+    bind: Annotated[Optional[str], typer.Option("--bind", envvar="GTM_DAEMON_BIND", help="HTTP bind address (default: [daemon] bind, 127.0.0.1)")] = None,
+    port: Annotated[Optional[int], typer.Option("--port", envvar="GTM_DAEMON_PORT", help="HTTP port (default: [daemon] port, 8765; 0 = any free)")] = None,
+    instance_id: Annotated[Optional[str], typer.Option("--instance-id", help="name in logs and job runs (default host:pid)")] = None,
+) -> None:
+    """Run every org's jobs on their schedules, with /healthz /readyz /metrics /stripe/webhook.
+
+    Exit codes: 0 stopped cleanly, 1 shutdown grace expired or start failed, 2 no valid org
+    config, 3 another daemon already runs on a SQLite database, 130 second signal."""
+    from connector.entrypoints.daemon import run_daemon
+
+    raise typer.Exit(run_daemon(config_dir, bind=bind, port=port, instance_id=instance_id))
+
+
+def run_job_command(
+    job: Annotated[str, typer.Argument(help=f"one of: {', '.join(JOBS)}")],
+    config: ConfigOpt = None,
+    org: OrgOpt = None,
+    config_dir: ConfigDirOpt = Path("config"),
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+    instance_id: Annotated[Optional[str], typer.Option("--instance-id", help="name recorded in job runs")] = None,
+) -> None:
+    """Run one job now for the selected org(s), as the daemon would (lock, job-run record, logs).
+
+    Exit 1 if any run failed, 2 if the job is not available in this build; a run skipped
+    because another instance holds it is not a failure."""
+    from connector.bootstrap import bootstrap
+    from connector.entrypoints.daemon import default_instance_id
+    from connector.jobs import run_job
+    from connector.logging import configure
+
+    if job not in JOBS:
+        typer.echo(f"unknown job {job!r}; one of: {', '.join(JOBS)}", err=True)
+        raise typer.Exit(2)
+    configure(json=as_json or None)
+    outcomes = []
+    for cfg in select_configs(config, org, config_dir):
+        runtime = bootstrap(cfg)
+        try:
+            outcomes.append(run_job(runtime, job, instance_id=instance_id or default_instance_id(), dry_run=dry_run))
+        finally:
+            runtime.close()
+    if as_json:
+        for o in outcomes:
+            typer.echo(json.dumps({"org": o.org, "job": o.job, "status": o.status, "counts": dict(o.counts),
+                                   "error": o.error, "duration_s": o.duration_s, "run_id": o.run_id,
+                                   "api_calls": o.api_calls}))
+    else:
+        _print_table(outcomes)
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)
+    if any((o.error or "").startswith("unavailable") for o in outcomes):
+        raise typer.Exit(2)  # the job isn't in this build: nothing was done
+    raise typer.Exit(0)
+
+
+def _print_table(outcomes: list[JobOutcome]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("org", "job", "status", "counts", "duration", "note")
+    for o in outcomes:
+        counts = ", ".join(f"{k}={v}" for k, v in o.counts.items()) or "-"
+        table.add_row(o.org, o.job, o.status, counts, f"{o.duration_s:.1f}s", o.error or "")
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("daemon")(daemon)
+    app.command("run-job")(run_job_command)

@@ -1,0 +1,150 @@
+"""`gtm-connector demo`: one full cycle against the local sandboxes (see ``connector.demo``).
+
+    gtm-connector demo                     # rich progress and tables
+    gtm-connector demo --json              # the same summary as JSON on stdout
+    gtm-connector demo --data-dir /tmp/d   # where its SQLite file and the sandboxes' state live
+    gtm-connector demo --database-url postgresql+psycopg://127.0.0.1/test
+
+Exit 0 when every step succeeded, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+
+def demo(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="where the demo keeps its SQLite file and state")] = Path(".demo"),
+    database_url: Annotated[Optional[str], typer.Option("--database-url", help="run on this database instead "
+                                                          "(e.g. PostgreSQL)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    config_path: Annotated[Optional[Path], typer.Option("--config", help="demo config (default config/demo.toml)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the connector's log lines")] = False,
+) -> None:
+    """Run the end-to-end demo on the embedded defaults (no accounts, no network)."""
+    from rich.console import Console
+
+    from connector.demo import DemoOptions, run_demo
+    from connector.logging import configure
+
+    configure(json=False, level="INFO" if verbose else "ERROR")
+    console = Console(stderr=as_json)
+    options = DemoOptions(data_dir=data_dir, database_url=database_url, config_path=config_path)
+    with _progress(console) as progress:
+        summary = run_demo(options, progress=progress)
+    if as_json:
+        typer.echo(json.dumps(summary.as_json(), indent=2))
+    else:
+        print_summary(summary, console)
+    raise typer.Exit(0 if summary.ok else 1)
+
+
+class _Steps:
+    """Rich progress, one line per step: a spinner while it runs, its outcome after."""
+
+    LABELS = {"setup": "Start the sandboxes", "mirror": "Mirror the org", "offers_push": "Push draft offers",
+              "invoicing": "Invoice activated orders", "payment": "Customer pays (Stripe hosted page)",
+              "webhooks": "Receive Stripe's signed webhooks", "payout": "Stripe pays out",
+              "reconcile": "Reconcile payouts", "writeback": "Write results back to the org"}
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(SpinnerColumn(finished_text="[green]✓[/green]"), TextColumn("{task.description}"),
+                                 TimeElapsedColumn(), console=console)
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, step: str, text: str) -> None:
+        label = self.LABELS.get(step, step)
+        if step not in self.tasks:
+            self.tasks[step] = self.progress.add_task(f"{label}: {text}", total=1)
+            return
+        done = text.split(":", 1)[0] in ("ok", "skipped", "failed", "stopped") or step == "setup"
+        colour = "red" if text.startswith("failed") else ("yellow" if text.startswith("skipped") else "")
+        shown = f"[{colour}]{text}[/{colour}]" if colour else text
+        self.progress.update(self.tasks[step], description=f"{label}: {shown}", completed=1 if done else 0)
+
+
+class _progress:  # noqa: N801 - used as a context manager
+    def __init__(self, console: Any) -> None:
+        self.steps = _Steps(console)
+
+    def __enter__(self) -> _Steps:
+        self.steps.progress.start()
+        return self.steps
+
+    def __exit__(self, *exc: object) -> None:
+        self.steps.progress.stop()
+
+
+def print_summary(summary: Any, console: Any) -> None:
+    from rich.table import Table
+
+    data = summary.as_json()
+    mirrored = Table("object", "records", title="Mirrored from the org")
+    for obj, n in data["mirrored"].items():
+        mirrored.add_row(obj, str(n))
+    console.print(mirrored)
+
+    invoices = Table("order", "customer", "invoice", "status", "due date", "amount", "paid", title="Stripe invoices (NET30)")
+    for inv in data["invoices"]:
+        invoices.add_row(inv["order_number"] or inv["order_id"], inv["customer"] or "", inv["number"] or inv["invoice_id"],
+                         inv["status"] or "", inv["due_date"] or "", inv["amount"] or "", inv["amount_paid"] or "")
+    console.print(invoices)
+
+    seed = data["seed_003"]
+    if seed:
+        payout = Table(title=f"Seed 003: order {seed['order_number']} ({seed['customer']})")
+        payout.add_column("")
+        payout.add_column("amount", justify="right")
+        for label, key in (("subtotal", "subtotal"), ("Salesforce revenue share", "revenue_share"),
+                           ("expected payout", "expected_payout"), ("actual payout (Stripe)", "actual_payout"),
+                           ("difference", "difference")):
+            value = seed[key]
+            payout.add_row(label, f"${_thousands(value)}" if value is not None else "not paid out yet")
+        payout.add_row("payout date", seed["payout_date"] or "-")
+        payout.add_row("reconciliation", f"[red]{seed['discrepancy']}[/red]" if seed["discrepancy"]
+                       else ("[green]matched[/green]" if seed["actual_payout"] else "pending"))
+        console.print(payout)
+
+    wb = data["writeback"]
+    run = wb["this_run"]
+    records = Table("order", "invoice status", "expected", "actual", "last error",
+                    title=f"Write-back to {wb['target']} (this run: {run['written']} written, {run['failed']} rejected, "
+                          f"{run['unchanged']} unchanged)")
+    for r in wb["records"]:
+        records.add_row(r["order_number"] or r["order_id"], r["invoice_status"] or "", r["expected_payout"] or "",
+                        r["actual_payout"] or "", r["last_error"] or "")
+    console.print(records)
+
+    letters = Table("id", "source", "object", "record", "code", "reason", title="Dead letters (open)")
+    for d in data["dead_letters"]:
+        letters.add_row(str(d["id"]), d["source"], d["object"], d["record_id"], d["code"], d["reason"])
+    console.print(letters)
+
+    steps = Table("step", "status", "detail", "s", title="Steps")
+    for st in data["steps"]:
+        steps.add_row(st["step"], st["status"], st["detail"], f"{st['duration_s']:.2f}")
+    console.print(steps)
+    this_run = data["this_run"]
+    console.print(f"This run: {this_run['invoices_created']} invoice(s) created "
+                  f"({this_run['stripe_invoice_creates']} POST /v1/invoices), "
+                  f"{this_run['writeback_records_written']} record(s) written back "
+                  f"({this_run['org_collection_upserts']} collections upserts); "
+                  f"{this_run['org_api_calls']} Salesforce API calls, {this_run['stripe_api_calls']} Stripe calls.")
+    console.print(f"[bold]{data['message']}[/bold]")
+    console.print(f"State: {data['data_dir']} (database {data['database']})")
+
+
+def _thousands(value: str) -> str:
+    whole, _, cents = value.partition(".")
+    sign = "-" if whole.startswith("-") else ""
+    return f"{sign}{int(whole.lstrip('-')):,}.{cents}"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

@@ -1,0 +1,276 @@
+"""`gtm-connector payout-estimate`: expected payout per order (seed 003), offline.
+
+Input: JSON lines, or one JSON array, from stdin or ``--input FILE`` (``-`` = stdin). Each
+order: ``{"id", "contract_term_months", "items": [{"quantity", "unit_price_per_month",
+"revenue_share_percent"}], "initial_start_date"?, "initial_end_date"?, "addon_start_date"?,
+"currency"?}``. Numbers are parsed from their JSON text as Decimals, never floats.
+
+Output: one JSON line per order, in input order::
+
+    {"id": "o-1", "lines": [{"line_total": "6000.00", "revenue_share": "900.00"}, ...],
+     "subtotal": "8400.00", "revenue_share": "1140.00", "expected_payout": "7260.00"}
+
+or ``{"id": ..., "error": "items[1].quantity: must be a positive integer, got -3"}``. A bad
+order never stops the others; the exit code is 1 if any order was bad. JSON lines are
+streamed (memory stays flat); a JSON array is loaded whole.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import TextIO
+
+import typer
+
+from connector.domain import OrderLine, Proration, ProrationPolicy, expected_payout, format_money, initial_end_date
+from connector.domain.proration import remaining_days
+from connector.domain.validation import LINE_RULES, check_fields, parse_currency, parse_term, show
+from connector.errors import RecordError
+
+DATE_FIELDS = ("initial_start_date", "initial_end_date", "addon_start_date")
+
+
+@dataclass(frozen=True)
+class Unparseable:
+    """A line (or array) that is not JSON: reported, then the next one is read."""
+
+    reason: str
+
+
+@dataclass
+class Summary:
+    orders: int = 0
+    bad: int = 0
+
+
+def _loads(text: str) -> object:
+    # parse_float keeps "50.10" exact; parse_constant turns NaN/Infinity into Decimals
+    # that the validators then refuse by field, instead of floats slipping through.
+    return json.loads(text, parse_float=Decimal, parse_constant=Decimal)
+
+
+def read_orders(stream: TextIO) -> Iterator[tuple[str, object]]:
+    """``(where, order)`` pairs; ``where`` is ``"line N"`` or ``"orders[i]"`` for messages."""
+    lineno = 0
+    for line in stream:
+        lineno += 1
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("["):
+            yield from _read_array(line + stream.read(), lineno)
+            return
+        yield from _read_lines(line, lineno, stream)
+        return
+
+
+def _read_lines(first: str, first_lineno: int, rest: Iterable[str]) -> Iterator[tuple[str, object]]:
+    lineno = first_lineno
+    for line in _chain_first(first, rest):
+        if line.strip():
+            try:
+                yield f"line {lineno}", _loads(line)
+            except ValueError as exc:
+                yield f"line {lineno}", Unparseable(f"line {lineno}: invalid JSON: {_json_reason(exc)}")
+        lineno += 1
+
+
+def _chain_first(first: str, rest: Iterable[str]) -> Iterator[str]:
+    yield first
+    yield from rest
+
+
+def _read_array(text: str, first_lineno: int) -> Iterator[tuple[str, object]]:
+    try:
+        orders = _loads(text)
+    except ValueError as exc:
+        yield "input", Unparseable(f"input: invalid JSON array starting on line {first_lineno}: {_json_reason(exc)}")
+        return
+    if not isinstance(orders, list):
+        yield "input", Unparseable("input: expected a JSON array of orders")
+        return
+    for index, order in enumerate(orders):
+        yield f"orders[{index}]", order
+
+
+def _json_reason(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} (column {exc.colno})" if exc.lineno == 1 else f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
+    return str(exc)
+
+
+def _parse_date(raw: dict, field: str, problems: list[str]) -> date | None:
+    value = raw.get(field)
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        problems.append(f"{field}: must be a date like 2025-01-31, got {show(value)}")
+        return None
+
+
+def _parse_lines(raw: dict, problems: list[str]) -> list[OrderLine]:
+    items = raw.get("items")
+    if not isinstance(items, list) or not items:
+        problems.append(f"items: must be a non-empty list of items, got {show(items) if not isinstance(items, list) else '[]'}")
+        return []
+    lines: list[OrderLine] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            problems.append(f"items[{index}]: must be an object, got {show(item)}")
+            continue
+        values = {field: item.get(field) for field in LINE_RULES}
+        clean, found = check_fields(values, LINE_RULES, prefix=f"items[{index}].")
+        problems.extend(found)
+        if not found:
+            lines.append(OrderLine(**clean))  # type: ignore[arg-type]
+    return lines
+
+
+def _parse_proration(raw: dict, policy: ProrationPolicy, problems: list[str]) -> Proration | None:
+    start, end, addon = (_parse_date(raw, field, problems) for field in DATE_FIELDS)
+    if start is None:
+        for field, value in (("initial_end_date", end), ("addon_start_date", addon)):
+            if value is not None:
+                problems.append(f"initial_start_date: is required when {field} is given")
+        return None
+    if end is not None and end != initial_end_date(start):
+        problems.append(
+            f"initial_end_date: must be {initial_end_date(start).isoformat()} "
+            f"(initial_start_date + 12 months - 1 day), got {end.isoformat()}"
+        )
+    if addon is None:
+        return None
+    try:
+        remaining_days(addon, start)
+    except RecordError as exc:
+        problems.append(exc.reason)
+        return None
+    return Proration(initial_start=start, addon_start=addon, policy=policy)
+
+
+def estimate_order(raw: object, where: str, policy: ProrationPolicy = ProrationPolicy.DAILY) -> dict[str, object]:
+    """One output record for one input order: the estimate, or ``{"id", "error"}``."""
+    if isinstance(raw, Unparseable):
+        return {"id": None, "error": raw.reason}
+    if not isinstance(raw, dict):
+        return {"id": None, "error": f"{where}: an order must be a JSON object, got {show(raw)}"}
+    order_id = raw.get("id")
+    problems: list[str] = []
+    if order_id is None or order_id == "":
+        problems.append("id: is required")
+    terms = {"contract_term_months": raw.get("contract_term_months")}
+    if "currency" in raw:
+        terms["currency"] = raw["currency"]
+    problems.extend(check_fields(terms, {"contract_term_months": parse_term, "currency": parse_currency})[1])
+    lines = _parse_lines(raw, problems)
+    proration = _parse_proration(raw, policy, problems)
+    if not problems:
+        try:
+            estimate = expected_payout(lines, proration=proration)
+        except RecordError as exc:
+            problems.append(exc.reason)
+    if problems:
+        error = "; ".join(problems)
+        return {"id": order_id, "error": error if order_id not in (None, "") else f"{where}: {error}"}
+    return {
+        "id": order_id,
+        "lines": [
+            {"line_total": format_money(line.line_total), "revenue_share": format_money(line.revenue_share)}
+            for line in estimate.lines
+        ],
+        "subtotal": format_money(estimate.subtotal),
+        "revenue_share": format_money(estimate.revenue_share),
+        "expected_payout": format_money(estimate.expected_payout),
+    }
+
+
+def estimate_orders(stream: TextIO, policy: ProrationPolicy = ProrationPolicy.DAILY) -> Iterator[dict[str, object]]:
+    """Lazily estimate every order read from ``stream``."""
+    for where, raw in read_orders(stream):
+        yield estimate_order(raw, where, policy)
+
+
+def _dumps(record: dict[str, object]) -> str:
+    return json.dumps(record, default=str, ensure_ascii=False)
+
+
+def run(stream: TextIO, out: TextIO, policy: ProrationPolicy = ProrationPolicy.DAILY) -> Summary:
+    """The command's core: JSON lines out, one per order, as they are computed."""
+    summary = Summary()
+    write = out.write
+    for record in estimate_orders(stream, policy):
+        summary.orders += 1
+        summary.bad += "error" in record
+        write(_dumps(record) + "\n")
+    return summary
+
+
+def _label(record: dict[str, object]) -> str:
+    return "-" if record["id"] is None else str(record["id"])
+
+
+def print_table(records: Iterable[dict[str, object]], out: TextIO) -> Summary:
+    """For people: one row per order, totals of the good ones underneath."""
+    from rich.console import Console
+    from rich.table import Table
+
+    summary = Summary()
+    totals = {"subtotal": Decimal(0), "revenue_share": Decimal(0), "expected_payout": Decimal(0)}
+    table = Table(title="Expected payout per order", show_footer=True)
+    table.add_column("Order", footer="Total")
+    money_columns = (("subtotal", "Subtotal"), ("revenue_share", "Salesforce share"), ("expected_payout", "Expected payout"))
+    for _, title in money_columns:
+        table.add_column(title, justify="right")
+    table.add_column("Problem", style="red", overflow="fold")
+    for record in records:
+        summary.orders += 1
+        if "error" in record:
+            summary.bad += 1
+            table.add_row(_label(record), "", "", "", str(record["error"]))
+            continue
+        for key in totals:
+            totals[key] += Decimal(str(record[key]))
+        table.add_row(_label(record), *(str(record[key]) for key, _ in money_columns), "")
+    for column, (key, _) in zip(table.columns[1:4], money_columns, strict=True):
+        column.footer = format_money(totals[key])
+    Console(file=out, width=max(100, Console(file=out).width)).print(table)
+    return summary
+
+
+def payout_estimate(
+    input_path: str = typer.Option("-", "--input", "-i", metavar="FILE", help="Orders as JSON lines or a JSON array; '-' reads stdin."),
+    proration: ProrationPolicy = typer.Option(
+        ProrationPolicy.DAILY, "--proration", case_sensitive=False, help="How add-on orders are prorated."
+    ),
+    table: bool = typer.Option(False, "--table", help="Print a table for people instead of JSON lines."),
+) -> None:
+    """Expected payout per order: line totals, Salesforce's revenue share, your payout (seed 003)."""
+    try:
+        stream = sys.stdin if input_path == "-" else Path(input_path).open(encoding="utf-8")
+    except OSError as exc:
+        typer.echo(f"payout-estimate: cannot read {input_path}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        if table:
+            summary = print_table(estimate_orders(stream, proration), sys.stdout)
+        else:
+            summary = run(stream, sys.stdout, proration)
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    if summary.bad:
+        typer.echo(f"payout-estimate: {summary.bad} of {summary.orders} orders could not be estimated", err=True)
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("payout-estimate")(payout_estimate)

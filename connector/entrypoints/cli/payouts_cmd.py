@@ -1,0 +1,158 @@
+"""`gtm-connector reconcile` (payouts against expected payouts, through ``run_job``) and
+`gtm-connector report` (orders x invoices x payouts, discrepancies first, month totals).
+
+    gtm-connector reconcile --org acme [--dry-run] [--json]
+    gtm-connector report --org acme --from 2025-01-01 --to 2025-03-31 --format csv
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, select_configs
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def run_org_job(job: str, config: list[Path] | None, org: str | None, config_dir: Path, *, dry_run: bool,
+                as_json: bool) -> list[Any]:
+    """Run ``job`` once per selected org through ``connector.jobs.run_job``; print outcomes."""
+    from connector.bootstrap import bootstrap
+    from connector.entrypoints.daemon import default_instance_id
+    from connector.jobs import run_job
+    from connector.logging import configure
+
+    configure(json=as_json or None)
+    outcomes = []
+    for cfg in select_configs(config, org, config_dir):
+        runtime = bootstrap(cfg)
+        try:
+            outcomes.append(run_job(runtime, job, instance_id=default_instance_id(), dry_run=dry_run))
+        finally:
+            runtime.close()
+    if as_json:
+        for o in outcomes:
+            typer.echo(json.dumps({"org": o.org, "job": o.job, "status": o.status, "counts": dict(o.counts),
+                                   "error": o.error, "duration_s": o.duration_s, "run_id": o.run_id}))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("org", "job", "status", "counts", "duration", "note", title=f"{job}{' (dry run)' if dry_run else ''}")
+        for o in outcomes:
+            counts = ", ".join(f"{k}={v}" for k, v in o.counts.items() if v) or "-"
+            table.add_row(o.org, o.job, o.status, counts, f"{o.duration_s:.1f}s", o.error or "")
+        Console().print(table)
+    return outcomes
+
+
+def reconcile(
+    config: ConfigOpt = None,
+    org: OrgOpt = None,
+    config_dir: ConfigDirOpt = Path("config"),
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reconcile Stripe payouts against each order's expected payout; flag discrepancies.
+
+    Exit 1 if a run failed."""
+    outcomes = run_org_job("reconcile", config, org, config_dir, dry_run=dry_run, as_json=as_json)
+    raise typer.Exit(1 if any(o.status == "failed" for o in outcomes) else 0)
+
+
+def _day(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        typer.echo(f"{option}: expected a date YYYY-MM-DD, got {value!r}", err=True)
+        raise typer.Exit(2) from None
+
+
+def report(
+    config: ConfigOpt = None,
+    org: OrgOpt = None,
+    config_dir: ConfigDirOpt = Path("config"),
+    since: Annotated[Optional[str], typer.Option("--from", help="first day (YYYY-MM-DD), by payout or due date")] = None,
+    until: Annotated[Optional[str], typer.Option("--to", help="last day (YYYY-MM-DD)")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table, csv or json")] = Format.table,
+) -> None:
+    """Orders x invoices x payouts reconciliation: discrepancies first, totals per month.
+    Amounts are two-decimal strings in csv and json."""
+    from connector.bootstrap import bootstrap
+    from connector.services.report import build_report
+
+    first, last = _day(since, "--from"), _day(until, "--to")
+    runtimes = [bootstrap(cfg) for cfg in select_configs(config, org, config_dir)]
+    try:
+        result = build_report(runtimes, since=first, until=last)
+    finally:
+        for rt in runtimes:
+            rt.close()
+    if fmt is Format.json:
+        typer.echo(json.dumps(result.as_json(), indent=2))
+    elif fmt is Format.csv:
+        _write_csv(result)
+    else:
+        print_report(result)
+
+
+CSV_COLUMNS = ("row_type", "org", "month", "order_id", "order_number", "customer", "invoice_number", "invoice_status",
+               "due_date", "invoiced", "subtotal", "revenue_share", "expected_payout", "actual_payout", "difference",
+               "payout_date", "payout_ids", "discrepancy", "orders", "unattributed", "discrepancies")
+
+
+def _write_csv(result: Any) -> None:
+    out = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    out.writeheader()
+    for row in result.rows:
+        data = row.as_json()
+        out.writerow({**data, "row_type": "order" if row.order_id else "unattributed",
+                      "payout_ids": " ".join(data["payout_ids"])})
+    for month in result.months:
+        out.writerow({**month.as_json(), "row_type": "month_total"})
+
+
+def print_report(result: Any, console: Any = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    rows = Table(title="Reconciliation: orders x invoices x payouts (discrepancies first)")
+    for col in ("org", "order", "invoice", "status", "due", "invoiced", "expected", "actual", "difference",
+                "payout date", "discrepancy"):
+        rows.add_column(col, justify="right" if col in ("invoiced", "expected", "actual", "difference") else "left")
+    for r in result.rows:
+        d = r.as_json()
+        rows.add_row(r.org, r.order_number or r.order_id or "(no order)", r.invoice_number or "-",
+                     r.invoice_status or "-", d["due_date"] or "-", d["invoiced"] or "-", d["expected_payout"] or "-",
+                     d["actual_payout"] or "-", d["difference"] or "-", d["payout_date"] or "-",
+                     f"[red]{r.discrepancy}[/red]" if r.discrepancy else "[green]ok[/green]")
+    console.print(rows)
+    months = Table(title="Totals per month")
+    for col in ("month", "orders", "invoiced", "expected", "actual", "difference", "unattributed", "discrepancies"):
+        months.add_column(col, justify="left" if col == "month" else "right")
+    for m in result.months:
+        d = m.as_json()
+        months.add_row(m.month, str(m.orders), d["invoiced"], d["expected_payout"], d["actual_payout"],
+                       d["difference"], d["unattributed"], str(m.discrepancies))
+    console.print(months)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("reconcile")(reconcile)
+    app.command("report")(report)
+

@@ -1,0 +1,172 @@
+"""`gtm-connector writeback [--dry-run]`, `gtm-connector replay` and `gtm-connector dead-letters`.
+
+    gtm-connector writeback --org acme --dry-run     # the field-level diff it would write
+    gtm-connector replay --org acme --id 12 --id 13  # or --all; --dry-run lists only
+    gtm-connector dead-letters --json
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, select_configs
+from connector.entrypoints.cli.payouts_cmd import run_org_job
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "∅"
+    return str(value)
+
+
+def writeback(
+    config: ConfigOpt = None,
+    org: OrgOpt = None,
+    config_dir: ConfigDirOpt = Path("config"),
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Upsert each order's results into the org's write-back object (only what changed).
+
+    --dry-run prints the field-level diff per order and writes nothing (not even to the
+    local model). Exit 1 if a run failed."""
+    if not dry_run:
+        outcomes = run_org_job("writeback", config, org, config_dir, dry_run=False, as_json=as_json)
+        raise typer.Exit(1 if any(o.status == "failed" for o in outcomes) else 0)
+    from connector.bootstrap import bootstrap
+    from connector.services.writeback import plan
+
+    plans = []
+    for cfg in select_configs(config, org, config_dir):
+        runtime = bootstrap(cfg)
+        try:
+            plans.append((cfg.alias, plan(runtime)))
+        finally:
+            runtime.close()
+    if as_json:
+        for alias, p in plans:
+            typer.echo(json.dumps({
+                "org": alias, "sobject": p.target.sobject, "external_id": p.target.external_id,
+                "unchanged": p.unchanged, "awaiting_replay": p.awaiting_replay,
+                "rows": [{"order_id": r.order_id,
+                          "changes": [{"field": f, "old": _json(o), "new": _json(n)} for f, o, n in r.changes()]}
+                         for r in p.to_send]}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for alias, p in plans:
+        table = Table("order", "field", "now in the org", "would write",
+                      title=f"{alias}: write-back to {p.target.sobject} by {p.target.external_id} (dry run)")
+        for row in p.to_send:
+            for i, (name, old, new) in enumerate(row.changes()):
+                table.add_row(row.order_id if i == 0 else "", name, _text(_json(old)) if row.previous else "(new)",
+                              _text(_json(new)))
+        console.print(table)
+        console.print(f"{len(p.to_send)} record(s) would be written; {p.unchanged} unchanged; "
+                      f"{p.awaiting_replay} waiting for replay. Nothing was written.")
+
+
+def _json(value: Any) -> Any:
+    from connector.services.writeback import _plain
+
+    return _plain(value)
+
+
+def replay_command(
+    config: ConfigOpt = None,
+    org: OrgOpt = None,
+    config_dir: ConfigDirOpt = Path("config"),
+    ids: Annotated[Optional[list[int]], typer.Option("--id", help="dead letter id (repeat for several)")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every open dead letter of the selected org(s)")] = False,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-send dead letters after their cause is fixed; those that now go through are resolved.
+
+    Exit 1 if any letter is still failing."""
+    from connector.bootstrap import bootstrap
+    from connector.logging import configure
+    from connector.services.replay import replay
+
+    if not ids and not all_:
+        typer.echo("say which letters: --id N (repeatable) or --all", err=True)
+        raise typer.Exit(2)
+    if ids and all_:
+        typer.echo("give --id or --all, not both", err=True)
+        raise typer.Exit(2)
+    configure(json=as_json or None)
+    reports = []
+    for cfg in select_configs(config, org, config_dir):
+        runtime = bootstrap(cfg)
+        try:
+            log = runtime.logger("replay")
+            reports.append(replay(runtime, ids=None if all_ else ids, dry_run=dry_run, log=log))
+        finally:
+            runtime.close()
+    items = [(r.org, i) for r in reports for i in r.items]
+    if as_json:
+        for org_alias, i in items:
+            typer.echo(json.dumps({"org": org_alias, "id": i.letter_id, "source": i.source, "object": i.object_name,
+                                   "record_id": i.record_id, "outcome": i.outcome, "detail": i.detail}))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("org", "id", "source", "object", "record", "outcome", "detail",
+                      title="replay (dry run)" if dry_run else "replay")
+        for org_alias, i in items:
+            style = {"resolved": "green", "still failing": "red"}.get(i.outcome, "")
+            table.add_row(org_alias, str(i.letter_id), i.source, i.object_name, i.record_id,
+                          f"[{style}]{i.outcome}[/{style}]" if style else i.outcome, i.detail)
+        Console().print(table)
+        if not items:
+            Console().print("no open dead letters matched")
+    raise typer.Exit(1 if any(i.outcome == "still failing" for _, i in items) else 0)
+
+
+def dead_letters(
+    config: ConfigOpt = None,
+    org: OrgOpt = None,
+    config_dir: ConfigDirOpt = Path("config"),
+    source: Annotated[Optional[str], typer.Option("--source", help="mirror, offers_push, invoicing, payouts, writeback")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List open dead letters with their reasons."""
+    from connector.bootstrap import bootstrap
+
+    letters = []
+    for cfg in select_configs(config, org, config_dir):
+        runtime = bootstrap(cfg)
+        try:
+            with runtime.uow() as uow:
+                letters += [(cfg.alias, d) for d in uow.dead_letters.open(runtime.org_id, source)]
+        finally:
+            runtime.close()
+    if as_json:
+        for alias, d in letters:
+            typer.echo(json.dumps({"org": alias, "id": d.id, "source": d.source, "object": d.object_name,
+                                   "record_id": d.record_id, "code": d.error_code, "reason": d.reason,
+                                   "attempts": d.attempts, "created_at": d.created_at.isoformat(),
+                                   "updated_at": d.updated_at.isoformat()}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("org", "id", "source", "object", "record", "code", "reason", "attempts", "since",
+                  title=f"open dead letters ({len(letters)})")
+    for alias, d in letters:
+        table.add_row(alias, str(d.id), d.source, d.object_name, d.record_id, d.error_code, d.reason,
+                      str(d.attempts), d.created_at.strftime("%Y-%m-%d %H:%M"))
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("writeback")(writeback)
+    app.command("replay")(replay_command)
+    app.command("dead-letters")(dead_letters)

@@ -1,0 +1,122 @@
+"""The Stripe webhook receiver: a WSGI app the daemon mounts at ``/stripe/webhook``, also
+runnable alone (``serve``) for tests and local use.
+
+``POST`` with Stripe's JSON body and ``Stripe-Signature`` header. Each receiver is one org:
+its endpoint secret, a verifier (the Stripe adapter's ``verify_event``) and its
+``InvoiceStatusService``. The body must verify against some receiver's secret (300 s
+tolerance) or the answer is 400 and nothing is stored. A verified event is handed to the
+receivers whose secret verified it until one knows the invoice. Answers: 200 for every
+verified event (duplicates and unknown types included, so Stripe stops retrying), 400
+bad signature or body, 405 other methods, 503 when the store is busy (Stripe retries).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import structlog
+
+from connector.errors import PermanentError, TransientError
+from connector.services.billing_port import BillingEvent
+from connector.services.invoice_status import InvoiceStatusService
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+Verify = Callable[[bytes, "str | None", str], BillingEvent]
+MAX_BODY = 1024 * 1024  # Stripe events are a few KB; refuse anything absurd
+
+log = structlog.get_logger("connector.webhook")
+
+
+@dataclass(frozen=True)
+class WebhookReceiver:
+    org: str
+    secret: str
+    verify: Verify
+    service: InvoiceStatusService
+
+
+def _answer(start_response: Callable[..., Any], status: str, payload: dict[str, Any]) -> list[bytes]:
+    body = json.dumps(payload).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def make_webhook_app(receivers: Sequence[WebhookReceiver]) -> WsgiApp:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return _answer(start_response, "405 Method Not Allowed", {"error": "POST Stripe events here"})
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY:
+            return _answer(start_response, "400 Bad Request", {"error": "bad Content-Length"})
+        payload = environ["wsgi.input"].read(length) if length else b""
+        signature = environ.get("HTTP_STRIPE_SIGNATURE")
+        verified: list[tuple[WebhookReceiver, BillingEvent]] = []
+        for receiver in receivers:
+            try:
+                verified.append((receiver, receiver.verify(payload, signature, receiver.secret)))
+            except PermanentError:
+                continue
+        if not verified:
+            log.warning("webhook.rejected", reason="signature", has_header=signature is not None)
+            return _answer(start_response, "400 Bad Request", {"error": "signature does not verify"})
+        outcome = "unknown_invoice"
+        try:
+            for receiver, event in verified:
+                outcome = receiver.service.handle_event(event)
+                if outcome != "unknown_invoice":
+                    break
+        except TransientError as exc:
+            log.warning("webhook.deferred", error=str(exc))
+            return _answer(start_response, "503 Service Unavailable", {"error": "busy, retry later"})
+        return _answer(start_response, "200 OK", {"received": True, "outcome": outcome})
+
+    return app
+
+
+def receivers_for(runtimes: Iterable[Any], *, log_: Any = None) -> list[WebhookReceiver]:
+    """One receiver per org runtime (``connector.bootstrap.OrgRuntime``) whose config has a
+    ``[stripe] webhook_secret``; orgs without one are skipped (and said so)."""
+    from connector.services.invoice_status import build_invoice_status
+
+    found: list[WebhookReceiver] = []
+    for runtime in runtimes:
+        secret = runtime.config.stripe.webhook_secret
+        if secret is None or not secret.get_secret_value():
+            (log_ or log).info("webhook.no_secret", org=runtime.alias)
+            continue
+        service = build_invoice_status(runtime, with_billing=False)
+        found.append(WebhookReceiver(runtime.alias, secret.get_secret_value(), runtime.billing().verify_event, service))
+    return found
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return
+
+
+def serve(app: WsgiApp, *, host: str = "127.0.0.1", port: int = 0) -> tuple[WSGIServer, threading.Thread]:
+    """Serve ``app`` from a background thread (port 0 = a free port); stop with
+    ``server.shutdown(); server.server_close()``."""
+    server = make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+                              name="stripe-webhook")
+    thread.start()
+    return server, thread
+
+
+def make_app_for_runtimes(runtimes: Iterable[Any]) -> WsgiApp:
+    """The receiver for every org runtime that has a webhook secret (what the daemon mounts)."""
+    return make_webhook_app(receivers_for(runtimes))

@@ -1,0 +1,224 @@
+"""Steering the sandbox org from tests, benches and the CLI.
+
+``OrgControl`` is the one implementation; the ``SandboxOrg`` handle calls it in-process
+and the HTTP control API (``/_sandbox/...``, plain JSON, not part of Salesforce's API and
+not counted as API usage) calls it for out-of-process users such as the benches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from connector.sandbox.org.data import ApiError, OrgData
+from connector.sandbox.org.gtm import GtmRules, generate, load_demo
+from connector.sandbox.org.ids import canonical_stamp
+from connector.sandbox.org.jsonenc import encode
+from connector.sandbox.org.rest import FaultRule, OrgApi, Request, Response
+
+DataSpec = str | int | None
+
+# Default error bodies per HTTP status, for fault rules that only give a status.
+_DEFAULT_FAULTS = {
+    401: ("INVALID_SESSION_ID", "Session expired or invalid"),
+    403: ("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."),
+    404: ("NOT_FOUND", "The requested resource does not exist"),
+    500: ("UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId if you contact support."),
+    502: ("SERVER_UNAVAILABLE", "Bad gateway"),
+    503: ("SERVER_UNAVAILABLE", "Server is unavailable: please retry later"),
+}
+
+
+class OrgControl:
+    def __init__(self, api: OrgApi):
+        self.api = api
+        self.demo_ids: dict[str, str] = {}
+
+    @property
+    def data(self) -> OrgData:
+        return self.api.data
+
+    # ------------------------------------------------------------ data sets
+
+    def load(self, data: DataSpec) -> dict[str, str]:
+        """Replace every record with a data set: "demo", an int N (bench generator) or None."""
+        fresh = OrgData(self.data.schema, self.data.clock)
+        fresh.rules = GtmRules()
+        if data == "demo":
+            ids = load_demo(fresh)
+        elif isinstance(data, int) or (isinstance(data, str) and data.isdigit()):
+            ids = generate(fresh, int(data))
+        elif data in (None, "", "none", "empty"):
+            ids = {}
+        else:
+            raise ValueError(f"unknown data set {data!r}: use 'demo', a number of records, or none")
+        self.api.data = fresh
+        self.demo_ids = ids
+        return ids
+
+    def reset(self, data: DataSpec = "demo") -> dict[str, str]:
+        """Fresh data, counters, faults, latency and limits; sessions stay valid."""
+        self.api.controls.reset()
+        self.api.batch_size = self.api.default_batch_size
+        with self.api._locator_lock:
+            self.api._locators.clear()
+        return self.load(data)
+
+    # ------------------------------------------------------------ counters and faults
+
+    def counters(self) -> dict[str, Any]:
+        c = self.api.controls
+        with c.lock:
+            return {
+                "calls": dict(c.calls),
+                "subrequests": dict(c.subrequests),
+                "api_calls": c.api_calls,
+                "api_usage": {"used": c.api_used, "max": c.api_max},
+                "tokens_issued": self.api.sessions.issued,
+            }
+
+    def reset_counters(self) -> None:
+        c = self.api.controls
+        with c.lock:
+            c.calls.clear()
+            c.subrequests.clear()
+
+    def fail(self, endpoint: str, *, times: int = 1, status: int = 503, error_code: str | None = None,
+             message: str | None = None, skip: int = 0, expire_sessions: bool = False) -> None:
+        code, text = _DEFAULT_FAULTS.get(status, ("UNKNOWN_EXCEPTION", "injected failure"))
+        if status == 401 and error_code in (None, "INVALID_SESSION_ID"):
+            expire_sessions = True  # a 401 means the session really is gone
+        rule = FaultRule(endpoint, status, error_code or code, message or text, times, skip, expire_sessions)
+        with self.api.controls.lock:
+            self.api.controls.faults.append(rule)
+
+    def clear_faults(self) -> None:
+        with self.api.controls.lock:
+            self.api.controls.faults.clear()
+        with self.data.lock:
+            self.data.record_faults.clear()
+
+    def fail_records(self, sobject: str = "*", *, times: int = 1, error_code: str = "UNABLE_TO_LOCK_ROW",
+                     message: str | None = None) -> None:
+        """Make the next ``times`` API writes of ``sobject`` records fail with ``error_code``:
+        a per-record error in collections and composite, a 400 for single-record calls."""
+        with self.data.lock:
+            self.data.record_faults.append([sobject, error_code, message, times])
+
+    def before(self, endpoint: str, fn: Callable[[], None], *, skip: int = 0) -> None:
+        """Run ``fn`` (in the server thread) just before the next matching call is served."""
+        with self.api.controls.lock:
+            self.api.controls.hooks.append((endpoint, fn, skip))
+
+    def expire_sessions(self) -> int:
+        return self.api.sessions.expire_all()
+
+    def set_limits(self, *, max: int | None = None, used: int | None = None) -> None:  # noqa: A002
+        c = self.api.controls
+        with c.lock:
+            if max is not None:
+                c.api_max = max
+            if used is not None:
+                c.api_used = used
+
+    def set_latency(self, seconds: float, endpoint: str = "*") -> None:
+        with self.api.controls.lock:
+            if seconds <= 0:
+                self.api.controls.latency.pop(endpoint, None)
+            else:
+                self.api.controls.latency[endpoint] = seconds
+
+    def set_batch_size(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("batch size must be positive")
+        self.api.batch_size = size
+
+    # ------------------------------------------------------------ records (no API validation)
+
+    def insert(self, sobject: str, records: list[dict[str, Any]], *, stamp: str | None = None) -> list[str]:
+        stamp = canonical_stamp(stamp) if stamp else None
+        with self.data.lock:
+            return [self.data.insert(sobject, dict(r), validate=False, stamp=stamp)["Id"] for r in records]
+
+    def update(self, sobject: str, records: list[dict[str, Any]], *, stamp: str | None = None) -> None:
+        stamp = canonical_stamp(stamp) if stamp else None
+        with self.data.lock:
+            for r in records:
+                values = {k: v for k, v in r.items() if k != "Id"}
+                self.data.update(sobject, r["Id"], values, validate=False, stamp=stamp)
+
+    def delete(self, sobject: str, ids: list[str], *, stamp: str | None = None, purge: bool = False) -> None:
+        stamp = canonical_stamp(stamp) if stamp else None
+        with self.data.lock:
+            for rid in ids:
+                if purge:
+                    self.data.purge(sobject, rid)
+                else:
+                    self.data.delete(sobject, rid, validate=False, stamp=stamp)
+
+    def records(self, sobject: str, *, include_deleted: bool = False) -> list[dict[str, Any]]:
+        with self.data.lock:
+            rows = self.data.table(sobject).rows.values()
+            return [dict(r) for r in rows if include_deleted or not r["IsDeleted"]]
+
+    def get(self, sobject: str, record_id: str) -> dict[str, Any] | None:
+        row = self.data.get(sobject, record_id, include_deleted=True)
+        return dict(row) if row is not None else None
+
+    # ------------------------------------------------------------ HTTP control API
+
+    def handle(self, req: Request) -> Response:
+        parts = [p for p in req.path.split("/") if p][1:]  # drop "_sandbox"
+        body = req.json() if req.body else {}
+        m = req.method
+        try:
+            if parts == ["info"] and m == "GET":
+                return Response.json(200, {"demo_ids": self.demo_ids, "batch_size": self.api.batch_size})
+            if parts == ["counters"] and m == "GET":
+                return Response.json(200, self.counters())
+            if parts == ["counters", "reset"] and m == "POST":
+                self.reset_counters()
+                return Response(204)
+            if parts == ["faults"] and m == "POST":
+                self.fail(body["endpoint"], times=int(body.get("times", 1)), status=int(body.get("status", 503)),
+                          error_code=body.get("error_code"), message=body.get("message"),
+                          skip=int(body.get("skip", 0)), expire_sessions=bool(body.get("expire_sessions", False)))
+                return Response(204)
+            if parts == ["faults", "records"] and m == "POST":
+                self.fail_records(body.get("sobject", "*"), times=int(body.get("times", 1)),
+                                  error_code=body.get("error_code", "UNABLE_TO_LOCK_ROW"), message=body.get("message"))
+                return Response(204)
+            if parts == ["faults"] and m == "DELETE":
+                self.clear_faults()
+                return Response(204)
+            if parts == ["sessions", "expire"] and m == "POST":
+                return Response.json(200, {"expired": self.expire_sessions()})
+            if parts == ["limits"] and m == "POST":
+                self.set_limits(max=body.get("max"), used=body.get("used"))
+                return Response(204)
+            if parts == ["latency"] and m == "POST":
+                self.set_latency(float(body.get("seconds", 0)), body.get("endpoint", "*"))
+                return Response(204)
+            if parts == ["batch-size"] and m == "POST":
+                self.set_batch_size(int(body["size"]))
+                return Response(204)
+            if parts == ["reset"] and m == "POST":
+                return Response.json(200, {"demo_ids": self.reset(body.get("data", "demo"))})
+            if len(parts) == 2 and parts[0] == "records":
+                sobject = parts[1]
+                if m == "GET":
+                    deleted = (req.param("include_deleted") or "").lower() == "true"
+                    return Response.json(200, {"records": self.records(sobject, include_deleted=deleted)})
+                if m == "POST":
+                    return Response.json(200, {"ids": self.insert(sobject, body["records"], stamp=body.get("stamp"))})
+                if m == "PATCH":
+                    self.update(sobject, body["records"], stamp=body.get("stamp"))
+                    return Response(204)
+                if m == "DELETE":
+                    self.delete(sobject, body["ids"], stamp=body.get("stamp"), purge=bool(body.get("purge")))
+                    return Response(204)
+        except ApiError as err:
+            return Response.error(err)
+        except (KeyError, TypeError, ValueError) as exc:
+            return Response(400, encode({"error": f"bad control request: {exc}"}))
+        return Response(404, encode({"error": f"no control resource {req.method} {req.path}"}))

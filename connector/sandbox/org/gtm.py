@@ -1,0 +1,270 @@
+"""What the GTM app does inside the org, as far as the connector can observe it:
+computed line totals and subtotals (add-ons prorated), Draft-only edits of offers and
+their items, 12-month terms. Plus the seed data sets: ``demo`` and ``generate(n)``.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from connector.sandbox.org.data import ApiError, OrgData, Row, Rules
+from connector.sandbox.org.ids import format_stamp, make_id
+from connector.sandbox.org.schema import ObjectSpec
+
+CENT = Decimal("0.01")
+TERM_MONTHS = 12
+OFFER = "SfdcPartnerOffer"
+OFFER_ITEM = "SfdcPartnerOfferItem"
+ORDER = "SfdcPartnerOrder"
+ORDER_ITEM = "SfdcPartnerOrderItem"
+
+
+def _custom_validation(message: str) -> ApiError:
+    return ApiError(400, "FIELD_CUSTOM_VALIDATION_EXCEPTION", message)
+
+
+def add_months(d: date, months: int) -> date:
+    month = d.month - 1 + months
+    year = d.year + month // 12
+    month = month % 12 + 1
+    days = [31, 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    return date(year, month, min(d.day, days[month - 1]))
+
+
+def term_end(start: date) -> date:
+    """Initial end = start + 12 months - 1 day."""
+    return add_months(start, TERM_MONTHS) - timedelta(days=1)
+
+
+def line_total(quantity: Any, unit_price: Any, term: Any = TERM_MONTHS) -> Decimal | None:
+    if quantity is None or unit_price is None:
+        return None
+    return (Decimal(str(quantity)) * Decimal(str(unit_price)) * Decimal(str(term or TERM_MONTHS))).quantize(
+        CENT, rounding=ROUND_HALF_UP
+    )
+
+
+class GtmRules(Rules):
+    def check(self, data: OrgData, spec: ObjectSpec, current: Row | None, values: dict[str, Any] | None) -> None:
+        if spec.name == OFFER:
+            self._check_offer(current, values)
+        elif spec.name == OFFER_ITEM:
+            offer_id = (values or {}).get("SfdcPartnerOfferId") or (current or {}).get("SfdcPartnerOfferId")
+            offer = data.get(OFFER, offer_id) if offer_id else None
+            if offer is not None and offer.get("Status") != "Draft":
+                raise _custom_validation(
+                    f"Offer items can only be added or changed while the offer is in Draft status "
+                    f"(offer {offer['Id']} is {offer.get('Status')})."
+                )
+
+    @staticmethod
+    def _check_offer(current: Row | None, values: dict[str, Any] | None) -> None:
+        if current is not None and current.get("Status") != "Draft":
+            raise _custom_validation(
+                f"Only offers in Draft status can be edited or deleted; this offer is {current.get('Status')}."
+            )
+        if values is None:
+            return
+        status = {k.lower(): v for k, v in values.items()}.get("status")
+        if status is not None and status != "Draft":
+            raise _custom_validation("An offer's status changes only when it is sent to the customer from the GTM app.")
+        term = {k.lower(): v for k, v in values.items()}.get("contractterm")
+        if term is not None and Decimal(str(term)) != TERM_MONTHS:
+            raise _custom_validation("Contract Term must be 12: the GTM app only supports 12-month terms.")
+
+    def compute(self, data: OrgData, spec: ObjectSpec, row: Row) -> None:
+        if spec.name in (OFFER_ITEM, ORDER_ITEM):
+            row["LineItemTotal"] = line_total(row.get("Quantity"), row.get("CustomerUnitPricePerMonth"))
+
+    def after(self, data: OrgData, spec: ObjectSpec, row: Row, old: Row | None) -> None:
+        if spec.name == OFFER_ITEM:
+            for offer_id in {row.get("SfdcPartnerOfferId"), (old or {}).get("SfdcPartnerOfferId")} - {None}:
+                refresh_subtotal(data, OFFER, OFFER_ITEM, "SfdcPartnerOfferId", offer_id)
+        elif spec.name == OFFER and old is not None and not row.get("IsDeleted"):
+            refresh_subtotal(data, OFFER, OFFER_ITEM, "SfdcPartnerOfferId", row["Id"])
+
+
+def prorated(total: Decimal, start: date, end: date, initial_start: date, initial_end: date) -> Decimal:
+    """Add-on line: total x days(start..end) / days(initial term), both ends counted."""
+    term_days = (initial_end - initial_start).days + 1
+    days = (end - start).days + 1
+    return (total * days / term_days).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def subtotal_for(data: OrgData, parent: Row, items: list[Row], order_sobject: str = ORDER) -> Decimal:
+    totals = [Decimal(str(i["LineItemTotal"])) for i in items if i.get("LineItemTotal") is not None]
+    kind = parent.get("OfferType") or parent.get("OrderType")
+    initial = data.get(order_sobject, parent["InitialOrderId"]) if parent.get("InitialOrderId") else None
+    if kind == "Add-On" and initial and parent.get("ServiceStartDate") and initial.get("ServiceStartDate"):
+        i_start = date.fromisoformat(initial["ServiceStartDate"])
+        i_end = date.fromisoformat(initial.get("ServiceEndDate") or term_end(i_start).isoformat())
+        start = date.fromisoformat(parent["ServiceStartDate"])
+        end = date.fromisoformat(parent.get("ServiceEndDate") or i_end.isoformat())
+        totals = [prorated(t, start, end, i_start, i_end) for t in totals]
+    return sum(totals, Decimal("0.00"))
+
+
+def refresh_subtotal(data: OrgData, parent_sobject: str, item_sobject: str, link: str, parent_id: str) -> None:
+    parent = data.get(parent_sobject, parent_id)
+    if parent is None:
+        return
+    items = [r for r in data.tables[item_sobject].rows.values() if r.get(link) == parent_id and not r["IsDeleted"]]
+    data.set_computed(parent_sobject, parent_id, {"Subtotal": subtotal_for(data, parent, items)})
+
+
+# ---------------------------------------------------------------- seed data
+
+
+class _Seeder:
+    """Control-level inserts (no API validation): the org's own processes made these."""
+
+    def __init__(self, data: OrgData, stamp: str | None = None):
+        self.data = data
+        self.stamp = stamp
+
+    def add(self, sobject: str, **values: Any) -> Row:
+        return self.data.insert(sobject, values, validate=False, stamp=self.stamp)
+
+
+def _customer_org(n: int) -> str:
+    return make_id("00D", n, pod="Cu")
+
+
+def load_demo(data: OrgData, today: date | None = None) -> dict[str, str]:
+    """Seed 003's catalog and order, an add-on, offers in every status and one malformed
+    record (an order item with a negative quantity). Returns named ids for tests."""
+    today = today or datetime.now(UTC).date()
+    end = term_end(today)
+    s = _Seeder(data)
+    ids: dict[str, str] = {}
+    ts = s.add("SfdcPartnerTermSet", Name="Standard 12-month, NET30", ContractTerm=12, PaymentTerms="NET30")
+    ids["term_set"] = ts["Id"]
+    ppc_core = s.add("SfdcPartnerTermSetProduct", Name="Core App catalog", SfdcPartnerTermSetId=ts["Id"],
+                     RevenueSharePercentage=Decimal("15"), FloorPrice=Decimal("25.00"))
+    ppc_prem = s.add("SfdcPartnerTermSetProduct", Name="Premium Add-On catalog", SfdcPartnerTermSetId=ts["Id"],
+                     RevenueSharePercentage=Decimal("10"), FloorPrice=Decimal("100.00"))
+    core = s.add("SfdcPartnerProvisionProduct", Name="Core App", SfdcPartnerTermSetProductId=ppc_core["Id"])
+    prem = s.add("SfdcPartnerProvisionProduct", Name="Premium Add-On", SfdcPartnerTermSetProductId=ppc_prem["Id"])
+    ids.update(ppc_core=ppc_core["Id"], ppc_premium=ppc_prem["Id"], ppp_core=core["Id"], ppp_premium=prem["Id"])
+    s.add("SfdcPartnerProductLicense", Name="Core App package license", SfdcPartnerProvisionProductId=core["Id"],
+          PackageLicenseId=make_id("050", 1, pod="Pk"))
+    s.add("SfdcPartnerProductLicense", Name="Premium Add-On permission set", SfdcPartnerProvisionProductId=prem["Id"],
+          PermissionSetId=make_id("0PS", 1, pod="Ps"))
+
+    def offer(customer: str, n: int, status: str, start: date, items: list[tuple[Row, int, str]], *,
+              offer_type: str = "Initial", initial: Row | None = None, valid_until: date | None = None) -> Row:
+        slug = customer.lower().split()[0]
+        o = s.add(OFFER, Name=f"{customer} {offer_type} offer", Status=status, OfferType=offer_type,
+                  CustomerName=customer, CustomerOrgId=_customer_org(n), SfdcPartnerTermSetId=ts["Id"],
+                  ContractTerm=12, ServiceStartDate=start.isoformat(),
+                  ServiceEndDate=(initial["ServiceEndDate"] if initial else term_end(start).isoformat()),
+                  ValidUntilDate=(valid_until or today + timedelta(days=30)).isoformat(),
+                  RecipientEmailAddress=f"{slug}.buyer@example.com", BillingEmailAddress=f"{slug}.billing@example.com",
+                  CurrencyIsoCode="USD", InitialOrderId=initial["Id"] if initial else None,
+                  PartnerPoNumber=f"PO-{n:04d}")
+        rows = [s.add(OFFER_ITEM, Name=f"{ppp['Name']} x{q}", SfdcPartnerOfferId=o["Id"],
+                      SfdcPartnerProvisionProductId=ppp["Id"], Quantity=q, CustomerUnitPricePerMonth=Decimal(p),
+                      LineItemTotal=line_total(q, p)) for ppp, q, p in items]
+        return data.update(OFFER, o["Id"], {"Subtotal": subtotal_for(data, o, rows)}, validate=False)
+
+    def order(o: Row, status: str, items: list[tuple[Row, int, str]], number: int) -> Row:
+        r = s.add(ORDER, Name=f"{o['CustomerName']} order {number}", OrderNumber=f"{number:08d}", Status=status,
+                  OrderType=o["OfferType"], SfdcPartnerOfferId=o["Id"], InitialOrderId=o["InitialOrderId"],
+                  CustomerName=o["CustomerName"], CustomerOrgId=o["CustomerOrgId"], ContractTerm=12,
+                  ServiceStartDate=o["ServiceStartDate"], ServiceEndDate=o["ServiceEndDate"],
+                  RecipientEmailAddress=o["RecipientEmailAddress"], BillingEmailAddress=o["BillingEmailAddress"],
+                  CurrencyIsoCode="USD")
+        rows = [s.add(ORDER_ITEM, Name=f"{ppp['Name']} x{q}", SfdcPartnerOrderId=r["Id"],
+                      SfdcPartnerProvisionProductId=ppp["Id"], Quantity=q, CustomerUnitPricePerMonth=Decimal(p),
+                      LineItemTotal=line_total(q, p)) for ppp, q, p in items]
+        good = [i for i in rows if (i.get("Quantity") or 0) > 0]
+        return data.update(ORDER, r["Id"], {"Subtotal": subtotal_for(data, r, good)}, validate=False)
+
+    acme_items = [(core, 10, "50.00"), (prem, 1, "200.00")]
+    acme_offer = offer("Acme Corp", 1, "Accepted", today, acme_items, valid_until=today)
+    acme_order = order(acme_offer, "Activated", acme_items, 101)
+    addon_start = today + timedelta(days=90)
+    addon_items = [(core, 5, "50.00")]
+    addon_offer = offer("Acme Corp", 1, "Accepted", addon_start, addon_items, offer_type="Add-On", initial=acme_order)
+    addon_order = order(addon_offer, "Activated", addon_items, 102)
+    ids.update(acme_offer=acme_offer["Id"], acme_order=acme_order["Id"], addon_offer=addon_offer["Id"],
+               addon_order=addon_order["Id"])
+    later = today + timedelta(days=30)
+    for n, (customer, status) in enumerate(
+        [("Initech", "Draft"), ("Umbrella Inc", "Sent"), ("Hooli", "Rejected"), ("Vandelay Industries", "Expired"),
+         ("Soylent Co", "Error")], start=2
+    ):
+        valid = today - timedelta(days=5) if status == "Expired" else today + timedelta(days=30)
+        o = offer(customer, n, status, later, [(core, 5 + n, "45.00")], valid_until=valid)
+        ids[f"offer_{status.lower()}"] = o["Id"]
+    globex_items = [(core, 3, "50.00")]
+    globex_offer = offer("Globex", 9, "Accepted", later, globex_items)
+    globex_order = order(globex_offer, "Processing", globex_items + [(prem, -2, "200.00")], 103)
+    bad = [r for r in data.tables[ORDER_ITEM].rows.values()
+           if r["SfdcPartnerOrderId"] == globex_order["Id"] and r["Quantity"] < 0]
+    ids.update(globex_order=globex_order["Id"], malformed_order_item=bad[0]["Id"])
+    return ids
+
+
+def generate(data: OrgData, n: int, *, seed: int = 7, items_per_order: int = 3) -> dict[str, str]:
+    """About ``n`` records for benches: a small catalog, then orders with items across the
+    PPPs (n // (items_per_order + 1) orders). SystemModstamps run over the last days and
+    come in groups sharing one stamp, as bulk activity does in a real org. Rows are loaded
+    in bulk (no per-row validation) so a 100k org starts in a second or two."""
+    rng = random.Random(seed)
+    ids = load_catalog(data)
+    ppps = [ids["ppp_core"], ids["ppp_premium"]]
+    prices = {ids["ppp_core"]: Decimal("50.00"), ids["ppp_premium"]: Decimal("200.00")}
+    order_spec = data.tables[ORDER].spec
+    item_spec = data.tables[ORDER_ITEM].spec
+    orders: list[Row] = []
+    items: list[Row] = []
+    base = datetime.now(UTC) - timedelta(days=3)
+    count = max(1, n // (items_per_order + 1))
+    today = datetime.now(UTC).date()
+    for k in range(count):
+        stamp = format_stamp(base + timedelta(milliseconds=(k // 10) * 250))
+        start = today + timedelta(days=rng.randint(-200, 60))
+        order_id = data.new_id(order_spec)
+        lines = []
+        for j in range(items_per_order):
+            ppp = ppps[j % 2]
+            qty = rng.randint(1, 50)
+            total = line_total(qty, prices[ppp])
+            lines.append(total)
+            items.append(_row(item_spec, data.new_id(item_spec), stamp, Name=f"Line {j + 1}", SfdcPartnerOrderId=order_id,
+                              SfdcPartnerProvisionProductId=ppp, Quantity=qty,
+                              CustomerUnitPricePerMonth=prices[ppp], LineItemTotal=total))
+        orders.append(_row(order_spec, order_id, stamp, Name=f"Bench order {k + 1}", OrderNumber=f"{k + 1000:08d}",
+                           Status="Activated", OrderType="Initial", CustomerName=f"Customer {k + 1}",
+                           CustomerOrgId=_customer_org(k + 100), ContractTerm=12, ServiceStartDate=start.isoformat(),
+                           ServiceEndDate=term_end(start).isoformat(), RecipientEmailAddress=f"buyer{k}@example.com",
+                           BillingEmailAddress=f"billing{k}@example.com", CurrencyIsoCode="USD",
+                           Subtotal=sum(lines, Decimal("0.00"))))
+    with data.lock:
+        data.tables[ORDER].bulk_load(orders)
+        data.tables[ORDER_ITEM].bulk_load(items)
+    return ids
+
+
+def load_catalog(data: OrgData) -> dict[str, str]:
+    s = _Seeder(data)
+    ts = s.add("SfdcPartnerTermSet", Name="Standard 12-month, NET30", ContractTerm=12, PaymentTerms="NET30")
+    ppc_core = s.add("SfdcPartnerTermSetProduct", Name="Core App catalog", SfdcPartnerTermSetId=ts["Id"],
+                     RevenueSharePercentage=Decimal("15"))
+    ppc_prem = s.add("SfdcPartnerTermSetProduct", Name="Premium Add-On catalog", SfdcPartnerTermSetId=ts["Id"],
+                     RevenueSharePercentage=Decimal("10"))
+    core = s.add("SfdcPartnerProvisionProduct", Name="Core App", SfdcPartnerTermSetProductId=ppc_core["Id"])
+    prem = s.add("SfdcPartnerProvisionProduct", Name="Premium Add-On", SfdcPartnerTermSetProductId=ppc_prem["Id"])
+    return {"term_set": ts["Id"], "ppc_core": ppc_core["Id"], "ppc_premium": ppc_prem["Id"],
+            "ppp_core": core["Id"], "ppp_premium": prem["Id"]}
+
+
+def _row(spec: ObjectSpec, rid: str, stamp: str, **values: Any) -> Row:
+    row: Row = {f: None for f in spec.fields}
+    row.update(values)
+    row.update(Id=rid, IsDeleted=False, CreatedDate=stamp, LastModifiedDate=stamp, SystemModstamp=stamp)
+    return row

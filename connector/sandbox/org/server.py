@@ -1,0 +1,335 @@
+"""The sandbox org as a real HTTPS server on 127.0.0.1, and ``SandboxOrg``, its handle.
+
+TLS uses a CA made at start-up with ``trustme``; its PEM is written to ``ca_file`` so
+clients verify the server like any other (``requests.Session().verify = ca_file``). The
+handshake runs in the connection's thread, connections are kept alive (HTTP/1.1), and
+``stop()`` closes them all, so tests can start and stop orgs freely.
+
+    with SandboxOrg.start(data="demo") as org:
+        sf = Salesforce(instance_url=org.instance_url, session_id=token, session=session)
+        org.fail("query_more", status=401)      # next page: session expired
+        org.counters()["api_calls"]
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+import ssl
+import tempfile
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from connector.mappings import MappingSet
+from connector.sandbox.org.auth import ConnectedApp, new_user_id
+from connector.sandbox.org.control import DataSpec, OrgControl
+from connector.sandbox.org.data import OrgData
+from connector.sandbox.org.gtm import GtmRules
+from connector.sandbox.org.ids import make_id
+from connector.sandbox.org.rest import OrgApi, Request, Response
+from connector.sandbox.org.schema import schema_from_mapping
+
+API_VERSION = "62.0"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Buffer the response so headers and body leave in one write (no Nagle/delayed-ACK stall).
+    wbufsize = 1 << 16
+    server: _OrgHTTPServer
+
+    def setup(self) -> None:
+        self.request.settimeout(30)
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self.request.do_handshake()
+        except (ssl.SSLError, OSError):
+            self.close_connection = True
+        super().setup()
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ssl.SSLError, ConnectionError, TimeoutError, OSError):
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet server
+        return
+
+    def _dispatch(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        req = Request.build(self.command, self.path, dict(self.headers.items()), body)
+        if req.path.startswith("/_sandbox/"):
+            resp = self.server.control.handle(req)
+        else:
+            resp = self.server.api.handle(req)
+        self._send(resp)
+
+    def _send(self, resp: Response) -> None:
+        payload = resp.body.encode("utf-8") if resp.body is not None else b""
+        self.send_response(resp.status)
+        if resp.status != 204:
+            self.send_header("Content-Type", resp.content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in resp.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if payload and self.command != "HEAD":
+            self.wfile.write(payload)
+        self.wfile.flush()
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _dispatch  # noqa: N815
+
+
+class _OrgHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, port: int, ctx: ssl.SSLContext, api: OrgApi, control: OrgControl):
+        super().__init__(("127.0.0.1", port), _Handler)
+        self.socket = ctx.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+        self.api = api
+        self.control = control
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._conns_lock:
+            self._conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conns_lock:
+            self._conns.discard(request)
+        super().shutdown_request(request)
+
+    def close_all(self) -> None:
+        with self._conns_lock:
+            conns = list(self._conns)
+            self._conns.clear()
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+
+class SandboxOrg:
+    """A running sandbox org. Build with ``SandboxOrg.start(...)``; stop with ``stop()`` or
+    use it as a context manager. Control methods delegate to ``OrgControl``."""
+
+    def __init__(self, server: _OrgHTTPServer, control: OrgControl, workdir: Path, app: ConnectedApp,
+                 ca_file: Path, private_key_file: Path, owns_workdir: bool):
+        self._server = server
+        self.control = control
+        self.workdir = workdir
+        self._owns_workdir = owns_workdir
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                                         name=f"sandbox-org-{server.server_address[1]}", daemon=True)
+        self.port: int = server.server_address[1]
+        self.login_url = f"https://127.0.0.1:{self.port}"
+        self.instance_url = self.login_url
+        self.ca_file = ca_file
+        self.private_key_file = private_key_file
+        self.client_id = app.client_id
+        self.client_secret = app.client_secret
+        self.username = app.username
+        self.password = app.password
+        self.org_id = app.org_id
+        self.user_id = app.user_id
+        self.api_version = API_VERSION
+        self._stopped = False
+
+    @classmethod
+    def start(
+        cls,
+        data: DataSpec = "demo",
+        batch_size: int = 2000,
+        port: int = 0,
+        *,
+        mapping: MappingSet | str = "gtm-v1",
+        workdir: Path | None = None,
+        jwt_public_key_file: Path | None = None,
+    ) -> SandboxOrg:
+        """Start an org on 127.0.0.1 (``port=0``: a free port) in a background thread.
+
+        ``data``: "demo", an int N (generated bench records) or None. ``jwt_public_key_file``:
+        the certificate (or public key) JWT assertions must be signed for; without it a key
+        pair is made and the private key written to ``private_key_file``."""
+        owns = workdir is None
+        workdir = Path(tempfile.mkdtemp(prefix="gtm-sandbox-org-")) if workdir is None else Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(ctx)
+        ca_file = workdir / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        private_key_file = workdir / "jwt_private_key.pem"
+        if jwt_public_key_file is not None:
+            public_pem = _public_key_pem(Path(jwt_public_key_file).read_bytes())
+        else:
+            public_pem = _new_keypair(private_key_file)
+        schema = schema_from_mapping(mapping)
+        org_id = make_id("00D", 1, pod="Sb")
+        app = ConnectedApp(
+            client_id="3MVG9sandbox" + secrets.token_hex(16),
+            client_secret=secrets.token_hex(32),
+            public_key_pem=public_pem,
+            username="integration@gtm-sandbox.example.com",
+            password=secrets.token_urlsafe(18),
+            user_id=new_user_id(),
+            org_id=org_id,
+            audiences=(),
+        )
+        data_store = OrgData(schema)
+        data_store.rules = GtmRules()
+        api = OrgApi(data_store, app, login_url="", instance_url="", batch_size=batch_size)
+        control = OrgControl(api)
+        server = _OrgHTTPServer(port, ctx, api, control)
+        real_port = server.server_address[1]
+        login_url = f"https://127.0.0.1:{real_port}"
+        api.login_url = api.instance_url = login_url
+        # JWT audience: the login URL (as on login.salesforce.com / test.salesforce.com).
+        app.audiences = (login_url, login_url + "/")
+        control.load(data)
+        handle = cls(server, control, workdir, app, ca_file, private_key_file, owns)
+        handle._thread.start()
+        return handle
+
+    # ------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.shutdown()
+        self._server.close_all()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> SandboxOrg:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ facts for clients and configs
+
+    def connection_info(self) -> dict[str, str]:
+        return {
+            "instance_url": self.instance_url,
+            "login_url": self.login_url,
+            "ca_file": str(self.ca_file),
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "username": self.username,
+            "password": self.password,
+            "api_version": self.api_version,
+            "org_id": self.org_id,
+            "private_key_file": str(self.private_key_file),
+        }
+
+    @property
+    def data(self) -> OrgData:
+        return self.control.data
+
+    @property
+    def demo_ids(self) -> dict[str, str]:
+        return self.control.demo_ids
+
+    # ------------------------------------------------------------ control (see OrgControl)
+
+    def reset(self, data: DataSpec = "demo") -> dict[str, str]:
+        return self.control.reset(data)
+
+    def counters(self) -> dict[str, Any]:
+        return self.control.counters()
+
+    @property
+    def api_calls(self) -> int:
+        return int(self.control.counters()["api_calls"])
+
+    def calls(self, endpoint: str) -> int:
+        return int(self.control.counters()["calls"].get(endpoint, 0))
+
+    def reset_counters(self) -> None:
+        self.control.reset_counters()
+
+    def fail(self, endpoint: str, *, times: int = 1, status: int = 503, error_code: str | None = None,
+             message: str | None = None, skip: int = 0, expire_sessions: bool = False) -> None:
+        self.control.fail(endpoint, times=times, status=status, error_code=error_code, message=message,
+                          skip=skip, expire_sessions=expire_sessions)
+
+    def clear_faults(self) -> None:
+        self.control.clear_faults()
+
+    def fail_records(self, sobject: str = "*", *, times: int = 1, error_code: str = "UNABLE_TO_LOCK_ROW",
+                     message: str | None = None) -> None:
+        self.control.fail_records(sobject, times=times, error_code=error_code, message=message)
+
+    def before(self, endpoint: str, fn: Callable[[], None], *, skip: int = 0) -> None:
+        self.control.before(endpoint, fn, skip=skip)
+
+    def expire_sessions(self) -> int:
+        return self.control.expire_sessions()
+
+    def set_limits(self, *, max: int | None = None, used: int | None = None) -> None:  # noqa: A002
+        self.control.set_limits(max=max, used=used)
+
+    def set_latency(self, seconds: float, endpoint: str = "*") -> None:
+        self.control.set_latency(seconds, endpoint)
+
+    def set_batch_size(self, size: int) -> None:
+        self.control.set_batch_size(size)
+
+    def insert(self, sobject: str, records: list[dict[str, Any]], *, stamp: str | None = None) -> list[str]:
+        return self.control.insert(sobject, records, stamp=stamp)
+
+    def update(self, sobject: str, records: list[dict[str, Any]], *, stamp: str | None = None) -> None:
+        self.control.update(sobject, records, stamp=stamp)
+
+    def delete(self, sobject: str, ids: list[str], *, stamp: str | None = None, purge: bool = False) -> None:
+        self.control.delete(sobject, ids, stamp=stamp, purge=purge)
+
+    def records(self, sobject: str, *, include_deleted: bool = False) -> list[dict[str, Any]]:
+        return self.control.records(sobject, include_deleted=include_deleted)
+
+    def get(self, sobject: str, record_id: str) -> dict[str, Any] | None:
+        return self.control.get(sobject, record_id)
+
+
+def _public_key_pem(pem: bytes) -> bytes:
+    """The connected app's key from what the partner uploaded: an X.509 certificate (as in
+    Salesforce's connected app settings) or a bare public key."""
+    if b"BEGIN CERTIFICATE" in pem:
+        cert = x509.load_pem_x509_certificate(pem)
+        return cert.public_key().public_bytes(serialization.Encoding.PEM,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo)
+    return pem
+
+
+def _new_keypair(private_key_file: Path) -> bytes:
+    """An RSA key for the JWT bearer flow: private half written for clients (mode 600),
+    public half returned for the connected app."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    private_key_file.touch(mode=0o600)
+    private_key_file.write_bytes(pem)
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

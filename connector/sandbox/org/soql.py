@@ -1,0 +1,610 @@
+"""A SOQL subset for the sandbox org: parse once, compile to Python predicates.
+
+Supported: ``SELECT`` field list or ``COUNT()``, ``FROM``, ``WHERE`` with AND / OR / NOT and
+parentheses (mixing AND and OR needs parentheses, as in Salesforce), ``= != <> < <= > >=``,
+``IN`` / ``NOT IN``, ``LIKE``, ``NULL``, ``TRUE``/``FALSE``, numbers, strings, date and
+datetime literals and the date keywords TODAY, YESTERDAY, TOMORROW, LAST_N_DAYS:n and
+NEXT_N_DAYS:n; ``ORDER BY`` several fields with ASC/DESC and NULLS FIRST/LAST; ``LIMIT``;
+``OFFSET``. Errors carry Salesforce's error codes (MALFORMED_QUERY, INVALID_FIELD,
+INVALID_TYPE) and are raised as ``SoqlError``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from connector.sandbox.org.ids import canonical_stamp, format_stamp, to_18
+from connector.sandbox.org.schema import FieldSpec, ObjectSpec, OrgSchema
+
+Row = dict[str, Any]
+Predicate = Callable[[Row], bool]
+
+
+class SoqlError(Exception):
+    def __init__(self, error_code: str, message: str):
+        super().__init__(message)
+        self.error_code = error_code
+        self.message = message
+
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<string>'(?:[^'\\]|\\.)*')
+  | (?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2}))
+  | (?P<date>\d{4}-\d{2}-\d{2})
+  | (?P<number>-?\d+(?:\.\d+)?)
+  | (?P<op><=|>=|!=|<>|=|<|>)
+  | (?P<punct>[(),:])
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_.]*)
+    """,
+    re.VERBOSE,
+)
+_KEYWORDS = {
+    "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "ASC", "DESC",
+    "NULLS", "FIRST", "LAST", "LIMIT", "OFFSET", "NULL", "TRUE", "FALSE", "GROUP", "HAVING", "FOR",
+    "WITH", "USING", "INCLUDES", "EXCLUDES",
+}
+_DATE_KEYWORDS = {"TODAY", "YESTERDAY", "TOMORROW", "LAST_N_DAYS", "NEXT_N_DAYS"}
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str
+    text: str
+    pos: int
+
+    @property
+    def upper(self) -> str:
+        return self.text.upper()
+
+
+def tokenize(soql: str) -> list[Token]:
+    tokens: list[Token] = []
+    pos = 0
+    while pos < len(soql):
+        m = _TOKEN.match(soql, pos)
+        if not m:
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token: {soql[pos:pos + 10].split()[0]!r}")
+        kind = m.lastgroup or ""
+        if kind != "ws":
+            tokens.append(Token(kind, m.group(), pos))
+        pos = m.end()
+    return tokens
+
+
+# ---------------------------------------------------------------- AST
+
+
+@dataclass(frozen=True)
+class Literal:
+    kind: str  # string number date datetime bool null daterange
+    value: Any  # for daterange: (start date, end date exclusive)
+
+
+@dataclass(frozen=True)
+class Compare:
+    field: str
+    op: str
+    value: Literal
+
+
+@dataclass(frozen=True)
+class InList:
+    field: str
+    values: tuple[Literal, ...]
+    negate: bool
+
+
+@dataclass(frozen=True)
+class Like:
+    field: str
+    pattern: str
+
+
+@dataclass(frozen=True)
+class BoolOp:
+    op: str  # AND / OR
+    parts: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    part: Any
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    field: str
+    desc: bool = False
+    nulls_first: bool | None = None
+
+    @property
+    def effective_nulls_first(self) -> bool:
+        # Salesforce: ASC puts nulls first, DESC puts them last, unless told otherwise.
+        return (not self.desc) if self.nulls_first is None else self.nulls_first
+
+
+@dataclass
+class Query:
+    sobject: str
+    fields: list[str]
+    count: bool = False
+    where: Any = None
+    order_by: list[OrderItem] = field(default_factory=list)
+    limit: int | None = None
+    offset: int = 0
+
+
+class _Parser:
+    def __init__(self, soql: str):
+        self.soql = soql
+        self.tokens = tokenize(soql)
+        self.i = 0
+
+    def peek(self, offset: int = 0) -> Token | None:
+        j = self.i + offset
+        return self.tokens[j] if j < len(self.tokens) else None
+
+    def next(self) -> Token:
+        tok = self.peek()
+        if tok is None:
+            raise SoqlError("MALFORMED_QUERY", "unexpected end of query")
+        self.i += 1
+        return tok
+
+    def accept(self, word: str) -> bool:
+        tok = self.peek()
+        if tok is not None and tok.upper == word and tok.kind in ("ident", "punct", "op"):
+            self.i += 1
+            return True
+        return False
+
+    def expect(self, word: str) -> None:
+        if not self.accept(word):
+            tok = self.peek()
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token: {tok.text if tok else '<end>'!r}, expected {word}")
+
+    def ident(self) -> str:
+        tok = self.next()
+        if tok.kind != "ident" or tok.upper in _KEYWORDS:
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token: {tok.text!r}")
+        return tok.text
+
+    def parse(self) -> Query:
+        self.expect("SELECT")
+        fields: list[str] = []
+        count = False
+        tok = self.peek()
+        if tok is not None and tok.upper == "COUNT" and (nxt := self.peek(1)) is not None and nxt.text == "(":
+            self.i += 2
+            self.expect(")")
+            count = True
+        else:
+            fields.append(self.ident())
+            while self.accept(","):
+                fields.append(self.ident())
+        self.expect("FROM")
+        query = Query(sobject=self.ident(), fields=fields, count=count)
+        if self.accept("WHERE"):
+            query.where = self.condition()
+        if self.accept("ORDER"):
+            self.expect("BY")
+            query.order_by.append(self.order_item())
+            while self.accept(","):
+                query.order_by.append(self.order_item())
+        if self.accept("LIMIT"):
+            query.limit = self.integer("LIMIT")
+        if self.accept("OFFSET"):
+            query.offset = self.integer("OFFSET")
+            if query.offset > 2000:
+                raise SoqlError("NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset allowed is 2000")
+        tok = self.peek()
+        if tok is not None:
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token: {tok.text!r}")
+        return query
+
+    def integer(self, what: str) -> int:
+        tok = self.next()
+        if tok.kind != "number" or "." in tok.text or tok.text.startswith("-"):
+            raise SoqlError("MALFORMED_QUERY", f"{what} must be a non-negative integer, got {tok.text!r}")
+        return int(tok.text)
+
+    def order_item(self) -> OrderItem:
+        name = self.ident()
+        desc = False
+        if self.accept("DESC"):
+            desc = True
+        else:
+            self.accept("ASC")
+        nulls_first = None
+        if self.accept("NULLS"):
+            if self.accept("FIRST"):
+                nulls_first = True
+            else:
+                self.expect("LAST")
+                nulls_first = False
+        return OrderItem(name, desc, nulls_first)
+
+    # condition := term ((AND term)* | (OR term)*)   -- no mixing without parentheses
+    def condition(self) -> Any:
+        first = self.term()
+        tok = self.peek()
+        if tok is None or tok.upper not in ("AND", "OR"):
+            return first
+        op = tok.upper
+        parts = [first]
+        while self.accept(op):
+            parts.append(self.term())
+        tok = self.peek()
+        if tok is not None and tok.upper in ("AND", "OR"):
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token: {tok.text!r} (use parentheses to mix AND and OR)")
+        return BoolOp(op, tuple(parts))
+
+    def term(self) -> Any:
+        if self.accept("NOT"):
+            return Not(self.term())
+        if self.accept("("):
+            inner = self.condition()
+            self.expect(")")
+            return inner
+        name = self.ident()
+        if self.accept("NOT"):
+            self.expect("IN")
+            return InList(name, self.value_list(), True)
+        if self.accept("IN"):
+            return InList(name, self.value_list(), False)
+        if self.accept("LIKE"):
+            lit = self.literal()
+            if lit.kind != "string":
+                raise SoqlError("MALFORMED_QUERY", "LIKE needs a string pattern")
+            return Like(name, lit.value)
+        tok = self.next()
+        if tok.kind != "op":
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token: {tok.text!r}")
+        op = "!=" if tok.text == "<>" else tok.text
+        return Compare(name, op, self.literal())
+
+    def value_list(self) -> tuple[Literal, ...]:
+        self.expect("(")
+        values = [self.literal()]
+        while self.accept(","):
+            values.append(self.literal())
+        self.expect(")")
+        return tuple(values)
+
+    def literal(self) -> Literal:
+        tok = self.next()
+        if tok.kind == "string":
+            return Literal("string", _unescape(tok.text[1:-1]))
+        if tok.kind == "number":
+            return Literal("number", Decimal(tok.text))
+        if tok.kind == "date":
+            try:
+                return Literal("date", date.fromisoformat(tok.text).isoformat())
+            except ValueError:
+                raise SoqlError("MALFORMED_QUERY", f"invalid date: {tok.text}") from None
+        if tok.kind == "datetime":
+            try:
+                return Literal("datetime", canonical_stamp(tok.text))
+            except ValueError:
+                raise SoqlError("MALFORMED_QUERY", f"invalid datetime: {tok.text}") from None
+        if tok.kind == "ident":
+            word = tok.upper
+            if word == "NULL":
+                return Literal("null", None)
+            if word in ("TRUE", "FALSE"):
+                return Literal("bool", word == "TRUE")
+            if word in _DATE_KEYWORDS:
+                return Literal("daterange", self.date_range(word))
+        raise SoqlError("MALFORMED_QUERY", f"unexpected token: {tok.text!r}")
+
+    def date_range(self, word: str) -> tuple[date, date]:
+        today = datetime.now(UTC).date()
+        one = timedelta(days=1)
+        if word == "TODAY":
+            return today, today + one
+        if word == "YESTERDAY":
+            return today - one, today
+        if word == "TOMORROW":
+            return today + one, today + 2 * one
+        self.expect(":")
+        n = self.integer(word)
+        if word == "LAST_N_DAYS":
+            return today - n * one, today + one
+        return today + one, today + (n + 1) * one
+
+
+def _unescape(body: str) -> str:
+    escapes = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "'": "'", '"': '"', "\\": "\\"}
+    return re.sub(r"\\(.)", lambda m: escapes.get(m.group(1), "\\" + m.group(1)), body)
+
+
+def parse(soql: str) -> Query:
+    return _Parser(soql).parse()
+
+
+# ---------------------------------------------------------------- binding and compiling
+
+
+_STRINGISH = {"string", "email", "picklist"}
+_NUMERIC = {"int", "currency", "percent"}
+
+
+@dataclass
+class BoundQuery:
+    """A query checked against the schema: canonical field names, compiled predicate."""
+
+    spec: ObjectSpec
+    fields: list[str]
+    count: bool
+    predicate: Predicate | None
+    order_by: list[tuple[FieldSpec, OrderItem]]
+    limit: int | None
+    offset: int
+    stamp_range: tuple[str | None, bool, str | None, bool]  # (low, low_inclusive, high, high_inclusive)
+    mentions_is_deleted: bool
+
+
+def _field(spec: ObjectSpec, name: str, soql: str) -> FieldSpec:
+    if "." in name:
+        raise SoqlError(
+            "INVALID_FIELD",
+            f"Didn't understand relationship '{name.split('.')[0]}' in field path. If you are attempting to use a "
+            f"custom relationship, be sure to append the '__r' after the custom relationship name.",
+        )
+    f = spec.field(name)
+    if f is None:
+        col = soql.find(name) + 1
+        raise SoqlError(
+            "INVALID_FIELD",
+            f"\n{soql}\nERROR at Row:1:Column:{col}\nNo such column '{name}' on entity '{spec.name}'. If you are "
+            f"attempting to use a custom field, be sure to append the '__c' after the custom field name. Please "
+            f"reference your WSDL or the describe call for the appropriate names.",
+        )
+    return f
+
+
+def _type_error(f: FieldSpec, expected: str) -> SoqlError:
+    return SoqlError(
+        "INVALID_FIELD",
+        f"value of filter criterion for field '{f.name}' must be of type {expected} and should "
+        f"{'' if expected in ('string', 'id') else 'not '}be enclosed in quotes",
+    )
+
+
+def _coerce(f: FieldSpec, lit: Literal) -> Any:
+    """Literal -> the comparable form stored in rows for this field's type."""
+    if lit.kind == "null":
+        return None
+    t = f.type
+    if t in ("id", "reference"):
+        if lit.kind != "string":
+            raise _type_error(f, "id")
+        try:
+            return to_18(lit.value)
+        except ValueError:
+            raise SoqlError("INVALID_QUERY_FILTER_OPERATOR", f"invalid ID field: {lit.value}") from None
+    if t in _STRINGISH:
+        if lit.kind != "string":
+            raise _type_error(f, "string")
+        return lit.value.lower()
+    if t in _NUMERIC:
+        if lit.kind != "number":
+            raise _type_error(f, "double" if t == "int" else t)
+        return lit.value
+    if t == "boolean":
+        if lit.kind != "bool":
+            raise _type_error(f, "boolean")
+        return lit.value
+    if t == "date":
+        if lit.kind == "daterange":
+            return (lit.value[0].isoformat(), lit.value[1].isoformat())
+        if lit.kind != "date":
+            raise _type_error(f, "date")
+        return lit.value
+    if t == "datetime":
+        if lit.kind == "daterange":
+            start, end = lit.value
+            return (_midnight(start), _midnight(end))
+        if lit.kind != "datetime":
+            raise _type_error(f, "dateTime")
+        return lit.value
+    raise _type_error(f, t)
+
+
+def _midnight(d: date) -> str:
+    return format_stamp(datetime(d.year, d.month, d.day, tzinfo=UTC))
+
+
+def _getter(f: FieldSpec) -> Callable[[Row], Any]:
+    name = f.name
+    if f.type in _STRINGISH:
+        def get_lower(row: Row) -> Any:
+            v = row.get(name)
+            return v.lower() if isinstance(v, str) else v
+        return get_lower
+    if f.type in _NUMERIC:
+        def get_num(row: Row) -> Any:
+            v = row.get(name)
+            if v is None or isinstance(v, Decimal):
+                return v
+            try:
+                return Decimal(str(v))
+            except InvalidOperation:
+                return None
+        return get_num
+    return lambda row: row.get(name)
+
+
+def _compile_compare(f: FieldSpec, op: str, lit: Literal) -> Predicate:
+    get = _getter(f)
+    value = _coerce(f, lit)
+    if isinstance(value, tuple):  # date keyword range [start, end)
+        start, end = value
+        ranges: dict[str, Predicate] = {
+            "=": lambda r: (v := get(r)) is not None and start <= v < end,
+            "!=": lambda r: (v := get(r)) is None or not (start <= v < end),
+            "<": lambda r: (v := get(r)) is not None and v < start,
+            "<=": lambda r: (v := get(r)) is not None and v < end,
+            ">": lambda r: (v := get(r)) is not None and v >= end,
+            ">=": lambda r: (v := get(r)) is not None and v >= start,
+        }
+        return ranges[op]
+    if value is None:
+        if op == "=":
+            return lambda r: get(r) is None
+        if op == "!=":
+            return lambda r: get(r) is not None
+        raise SoqlError("MALFORMED_QUERY", f"invalid operator {op} with null")
+    if f.type == "boolean" and op not in ("=", "!="):
+        raise SoqlError("INVALID_QUERY_FILTER_OPERATOR", f"invalid operator on boolean field {f.name}")
+    ops: dict[str, Predicate] = {
+        "=": lambda r: get(r) == value,
+        "!=": lambda r: get(r) != value,
+        "<": lambda r: (v := get(r)) is not None and v < value,
+        "<=": lambda r: (v := get(r)) is not None and v <= value,
+        ">": lambda r: (v := get(r)) is not None and v > value,
+        ">=": lambda r: (v := get(r)) is not None and v >= value,
+    }
+    return ops[op]
+
+
+def _like_regex(pattern: str) -> re.Pattern[str]:
+    out = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+        i += 1
+    return re.compile("^" + "".join(out) + "$", re.IGNORECASE | re.DOTALL)
+
+
+class _Compiler:
+    def __init__(self, spec: ObjectSpec, soql: str):
+        self.spec = spec
+        self.soql = soql
+        self.mentions_is_deleted = False
+
+    def compile(self, node: Any) -> Predicate:
+        if isinstance(node, BoolOp):
+            parts = [self.compile(p) for p in node.parts]
+            if node.op == "AND":
+                return lambda r: all(p(r) for p in parts)
+            return lambda r: any(p(r) for p in parts)
+        if isinstance(node, Not):
+            inner = self.compile(node.part)
+            return lambda r: not inner(r)
+        f = _field(self.spec, node.field, self.soql)
+        if f.name == "IsDeleted":
+            self.mentions_is_deleted = True
+        if isinstance(node, Compare):
+            return _compile_compare(f, node.op, node.value)
+        if isinstance(node, InList):
+            get = _getter(f)
+            values = {_coerce(f, v) for v in node.values}
+            if node.negate:
+                return lambda r: get(r) not in values
+            return lambda r: get(r) in values
+        if isinstance(node, Like):
+            if f.type not in _STRINGISH | {"id", "reference"}:
+                raise SoqlError("INVALID_FIELD", f"invalid operator on field {f.name}: LIKE needs a text field")
+            rx = _like_regex(node.pattern)
+            name = f.name
+            return lambda r: isinstance(v := r.get(name), str) and rx.match(v) is not None
+        raise SoqlError("MALFORMED_QUERY", "unsupported condition")
+
+
+def _stamp_range(node: Any) -> tuple[str | None, bool, str | None, bool]:
+    """Bounds on SystemModstamp implied by top-level AND terms, for an index range scan."""
+    low: str | None = None
+    low_inc = True
+    high: str | None = None
+    high_inc = True
+    terms = node.parts if isinstance(node, BoolOp) and node.op == "AND" else ((node,) if node is not None else ())
+    for t in terms:
+        if not (isinstance(t, Compare) and t.field.lower() == "systemmodstamp" and t.value.kind == "datetime"):
+            continue
+        v = t.value.value
+        if t.op in (">", ">=", "=") and (low is None or v > low or (v == low and t.op == ">")):
+            low, low_inc = v, t.op != ">"
+        if t.op in ("<", "<=", "=") and (high is None or v < high or (v == high and t.op == "<")):
+            high, high_inc = v, t.op != "<"
+    return low, low_inc, high, high_inc
+
+
+def _covered_by_range(node: Any) -> bool:
+    terms = node.parts if isinstance(node, BoolOp) and node.op == "AND" else ((node,) if node is not None else ())
+    return bool(terms) and all(
+        isinstance(t, Compare) and t.field.lower() == "systemmodstamp" and t.value.kind == "datetime"
+        and t.op in (">", ">=", "<", "<=", "=") for t in terms
+    )
+
+
+def bind(query: Query, schema: OrgSchema, soql: str) -> BoundQuery:
+    spec = schema.get(query.sobject)
+    if spec is None:
+        raise SoqlError(
+            "INVALID_TYPE",
+            f"\n{soql}\nERROR at Row:1:Column:{soql.upper().find(' FROM ') + 7}\nsObject type '{query.sobject}' is "
+            f"not supported. If you are attempting to use a custom object, be sure to append the '__c' after the "
+            f"entity name. Please reference your WSDL or the describe call for the appropriate names.",
+        )
+    fields: list[str] = []
+    for name in query.fields:
+        canonical = _field(spec, name, soql).name
+        if canonical in fields:
+            raise SoqlError("MALFORMED_QUERY", f"duplicate field selected: {canonical}")
+        fields.append(canonical)
+    compiler = _Compiler(spec, soql)
+    predicate = compiler.compile(query.where) if query.where is not None else None
+    if _covered_by_range(query.where):
+        predicate = None  # the (SystemModstamp, Id) index range scan already applies it
+    order_by = [(_field(spec, item.field, soql), item) for item in query.order_by]
+    return BoundQuery(
+        spec=spec,
+        fields=fields,
+        count=query.count,
+        predicate=predicate,
+        order_by=order_by,
+        limit=query.limit,
+        offset=query.offset,
+        stamp_range=_stamp_range(query.where),
+        mentions_is_deleted=compiler.mentions_is_deleted,
+    )
+
+
+def compile_soql(soql: str, schema: OrgSchema) -> BoundQuery:
+    return bind(parse(soql), schema, soql)
+
+
+def is_index_order(order_by: Sequence[tuple[FieldSpec, OrderItem]]) -> bool:
+    """True when ORDER BY is satisfied by the (SystemModstamp, Id) index order."""
+    names = [(f.name, item.desc) for f, item in order_by]
+    return names in ([], [("SystemModstamp", False)], [("SystemModstamp", False), ("Id", False)])
+
+
+def sort_rows(rows: list[Row], order_by: Sequence[tuple[FieldSpec, OrderItem]]) -> None:
+    """Stable multi-key sort, last key first; nulls placed per NULLS FIRST/LAST."""
+    for f, item in reversed(order_by):
+        get = _getter(f)
+        nulls_first = item.effective_nulls_first
+        # With reverse=True the null rank flips too, so compute the rank for the final order.
+        null_low = nulls_first != item.desc
+
+        def key(row: Row, get: Callable[[Row], Any] = get, null_low: bool = null_low) -> tuple[int, Any]:
+            v = get(row)
+            if v is None:
+                return (0 if null_low else 2, 0)
+            return (1, v)
+
+        rows.sort(key=key, reverse=item.desc)

@@ -1,0 +1,890 @@
+"""Customers, products and prices, invoice items and invoices, with Stripe's state rules.
+
+Invoice lifecycle (Stripe's): ``draft`` (editable: lines, items, most fields) → finalize →
+``open`` (``number``, ``due_date`` = finalized_at + days_until_due days, hosted URL) → pay →
+``paid``; ``open``/``uncollectible`` → void → ``void``; ``open`` → mark_uncollectible →
+``uncollectible`` (which can still be paid or voided). Amounts are integer cents; an
+invoice's ``subtotal``/``total``/``amount_due`` are the sum of its lines.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from connector.sandbox.stripe.api import Ctx, Router
+from connector.sandbox.stripe.listing import paginate, range_filter, search
+from connector.sandbox.stripe.wire import (
+    ApiError,
+    Params,
+    apply_metadata,
+    bad_param,
+    invalid,
+    missing,
+    new_id,
+    no_such,
+)
+from connector.sandbox.stripe.world import DAY, Account, World, strip_private
+
+MAX_INVOICE_LINES = 250
+INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
+CUSTOMER_SEARCH_FIELDS = frozenset({"created", "email", "metadata", "name", "phone"})
+INVOICE_SEARCH_FIELDS = frozenset(
+    {"created", "currency", "customer", "last_finalization_error_code", "metadata", "number", "receipt_number",
+     "status", "subscription", "total"}
+)
+
+
+def not_editable(message: str, param: str | None = None) -> ApiError:
+    return invalid(message, code="invoice_not_editable", param=param)
+
+
+def cents(value: Decimal) -> int:
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _currency(p: Params, key: str, default: str) -> str:
+    value = (p.str(key) or default).lower()
+    if len(value) != 3 or not value.isalpha():
+        raise bad_param(f"Invalid currency: {value}.", param=p.name(key), code=None)
+    return value
+
+
+# ---------------------------------------------------------------------------------------
+# Customers
+# ---------------------------------------------------------------------------------------
+
+CUSTOMER_PARAMS = ("address", "description", "email", "expand", "invoice_prefix", "invoice_settings", "metadata",
+                   "name", "payment_method", "phone", "preferred_locales", "tax_exempt")
+
+
+def get_customer(ctx: Ctx, customer_id: str, *, param: str = "id") -> dict[str, Any]:
+    found = ctx.account.get(customer_id)
+    if found is None or found["object"] != "customer" or found.get("_deleted"):
+        raise no_such("customer", customer_id, param=param)
+    return found
+
+
+def create_customer(ctx: Ctx, p: Params) -> dict[str, Any]:
+    p.only(*CUSTOMER_PARAMS)
+    prefix = p.str("invoice_prefix") or "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(8))
+    customer: dict[str, Any] = {
+        "id": new_id("cus", 14),
+        "object": "customer",
+        "address": p.raw("address") or None,
+        "balance": 0,
+        "created": ctx.now(),
+        "currency": None,
+        "default_source": None,
+        "delinquent": False,
+        "description": p.str("description"),
+        "discount": None,
+        "email": p.str("email"),
+        "invoice_prefix": prefix,
+        "invoice_settings": {"custom_fields": None, "default_payment_method": None, "footer": None,
+                             "rendering_options": None},
+        "livemode": False,
+        "metadata": apply_metadata({}, p.raw("metadata")),
+        "name": p.str("name"),
+        "next_invoice_sequence": 1,
+        "phone": p.str("phone"),
+        "preferred_locales": p.list("preferred_locales") or [],
+        "shipping": None,
+        "tax_exempt": p.str("tax_exempt") or "none",
+        "test_clock": None,
+    }
+    _set_payment_method(customer, p)
+    ctx.account.add(customer)
+    ctx.emit("customer.created", customer)
+    return ctx.render(customer)
+
+
+def _set_payment_method(customer: dict[str, Any], p: Params) -> None:
+    """Test payment methods (``pm_card_visa``, ``pm_card_chargeDeclined``) become the
+    customer's default for invoices, as attaching one and setting it would on Stripe."""
+    pm = p.str("payment_method")
+    settings = p.sub("invoice_settings")
+    if settings is not None:
+        settings.only("default_payment_method", "custom_fields", "footer", "rendering_options")
+        pm = settings.str("default_payment_method") or pm
+        if settings.has("footer"):
+            customer["invoice_settings"]["footer"] = settings.str("footer")
+    if pm is not None:
+        customer["invoice_settings"]["default_payment_method"] = pm or None
+
+
+def update_customer(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    p.only(*CUSTOMER_PARAMS)
+    customer = get_customer(ctx, id)
+    previous: dict[str, Any] = {}
+    for key in ("description", "email", "name", "phone", "tax_exempt", "invoice_prefix"):
+        if p.has(key):
+            previous[key] = customer[key]
+            customer[key] = p.str(key) or None
+    if p.has("address"):
+        customer["address"] = p.raw("address") or None
+    if p.has("metadata"):
+        previous["metadata"] = dict(customer["metadata"])
+        customer["metadata"] = apply_metadata(customer["metadata"], p.raw("metadata"))
+    _set_payment_method(customer, p)
+    ctx.emit("customer.updated", customer, previous)
+    return ctx.render(customer)
+
+
+def delete_customer(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    customer = get_customer(ctx, id)
+    customer["_deleted"] = True
+    ctx.emit("customer.deleted", customer)
+    return {"id": id, "object": "customer", "deleted": True}
+
+
+def retrieve_customer(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    p.only("expand")
+    found = ctx.account.get(id)
+    if found is not None and found["object"] == "customer" and found.get("_deleted"):
+        return {"id": id, "object": "customer", "deleted": True}
+    return ctx.render(get_customer(ctx, id))
+
+
+def list_customers(ctx: Ctx, p: Params) -> dict[str, Any]:
+    p.only("email", "created", "limit", "starting_after", "ending_before", "expand", "test_clock")
+    email = p.str("email")
+    created = range_filter(p, "created")
+    items = [
+        c for c in ctx.account.all("customer")
+        if not c.get("_deleted") and (email is None or c["email"] == email) and (created is None or created(c))
+    ]
+    return paginate(ctx.world, ctx.account, p, items, url="/v1/customers", version=ctx.version)
+
+
+def search_customers(ctx: Ctx, p: Params) -> dict[str, Any]:
+    items = [c for c in ctx.account.all("customer") if not c.get("_deleted")]
+    return search(ctx.world, ctx.account, p, items, fields=CUSTOMER_SEARCH_FIELDS, url="/v1/customers/search",
+                  version=ctx.version)
+
+
+# ---------------------------------------------------------------------------------------
+# Products and prices (created inline by price_data / product_data)
+# ---------------------------------------------------------------------------------------
+
+
+def _product(ctx: Ctx, name: str, metadata: dict[str, str] | None = None) -> dict[str, Any]:
+    return ctx.account.add({
+        "id": new_id("prod", 14), "object": "product", "active": True, "created": ctx.now(), "description": None,
+        "livemode": False, "metadata": metadata or {}, "name": name, "type": "service", "updated": ctx.now(),
+    })
+
+
+def _price(ctx: Ctx, product_id: str, currency: str, unit_amount_decimal: Decimal) -> dict[str, Any]:
+    whole = unit_amount_decimal == unit_amount_decimal.to_integral_value()
+    return ctx.account.add({
+        "id": new_id("price"), "object": "price", "active": False, "billing_scheme": "per_unit",
+        "created": ctx.now(), "currency": currency, "livemode": False, "lookup_key": None, "metadata": {},
+        "nickname": None, "product": product_id, "recurring": None, "tax_behavior": "unspecified", "type": "one_time",
+        "unit_amount": int(unit_amount_decimal) if whole else None,
+        "unit_amount_decimal": _decimal_str(unit_amount_decimal),
+    })
+
+
+def _decimal_str(value: Decimal) -> str:
+    text = format(value.normalize(), "f")
+    return text
+
+
+def retrieve_product(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    found = ctx.account.get(id)
+    if found is None or found["object"] != "product":
+        raise no_such("product", id)
+    return ctx.render(found)
+
+
+def retrieve_price(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    found = ctx.account.get(id)
+    if found is None or found["object"] != "price":
+        raise no_such("price", id)
+    return ctx.render(found)
+
+
+# ---------------------------------------------------------------------------------------
+# Invoice items and line items
+# ---------------------------------------------------------------------------------------
+
+ITEM_PARAMS = ("amount", "currency", "customer", "description", "discountable", "expand", "invoice", "metadata",
+               "period", "price_data", "pricing", "quantity", "unit_amount_decimal", "tax_rates", "tax_behavior",
+               "tax_code")
+LINE_PARAMS = ("amount", "currency", "description", "discountable", "discounts", "invoice_item", "metadata",
+               "period", "price_data", "pricing", "quantity", "tax_amounts", "tax_rates")
+
+
+def get_invoice(ctx: Ctx, invoice_id: str, *, param: str = "id") -> dict[str, Any]:
+    found = ctx.account.get(invoice_id)
+    if found is None or found["object"] != "invoice" or found.get("_deleted"):
+        raise no_such("invoice", invoice_id, param=param)
+    return found
+
+
+def _pricing(ctx: Ctx, p: Params, currency: str, *, allow_product_data: bool) -> tuple[str, Decimal, dict[str, Any]]:
+    """(currency, unit amount in cents as Decimal, pricing block) from one of ``amount`` …"""
+    quantity = p.int("quantity", 1, minimum=0)
+    sources = [k for k in ("amount", "unit_amount_decimal", "price_data", "pricing") if p.has(k)]
+    if len(sources) > 1:
+        raise bad_param(f"You may only specify one of these parameters: {', '.join(sources)}.", param=p.name(sources[1]),
+                        code=None)
+    if not sources:
+        raise missing(p.name("amount"))
+    source = sources[0]
+    if source == "amount":
+        amount = p.req_int("amount")
+        unit = Decimal(amount) / Decimal(quantity or 1)
+        return _currency(p, "currency", currency), unit, {"price_details": None, "type": "price_details",
+                                                          "unit_amount_decimal": _decimal_str(unit)}
+    if source == "unit_amount_decimal":
+        unit = p.decimal("unit_amount_decimal")
+        assert unit is not None
+        return _currency(p, "currency", currency), unit, {"price_details": None, "type": "price_details",
+                                                          "unit_amount_decimal": _decimal_str(unit)}
+    if source == "price_data":
+        data = p.sub("price_data")
+        assert data is not None
+        allowed = ["currency", "product", "unit_amount", "unit_amount_decimal", "tax_behavior"]
+        if allow_product_data:
+            allowed.append("product_data")
+        data.only(*allowed)
+        cur = _currency(data, "currency", currency) if data.has("currency") else None
+        if cur is None:
+            raise missing(data.name("currency"))
+        if data.has("unit_amount") and data.has("unit_amount_decimal"):
+            raise bad_param("You may only specify one of these parameters: unit_amount, unit_amount_decimal.",
+                            param=data.name("unit_amount_decimal"), code=None)
+        if data.has("unit_amount"):
+            unit = Decimal(data.req_int("unit_amount", minimum=0))
+        elif data.has("unit_amount_decimal"):
+            unit = data.decimal("unit_amount_decimal") or Decimal(0)
+        else:
+            raise missing(data.name("unit_amount"))
+        product_data = data.sub("product_data") if allow_product_data else None
+        if data.has("product"):
+            product_id = data.req_str("product")
+            if (found := ctx.account.get(product_id)) is None or found["object"] != "product":
+                raise no_such("product", product_id, param=data.name("product"))
+        elif product_data is not None:
+            product_data.only("name", "description", "metadata", "tax_code", "images", "unit_label", "tax_details")
+            product_id = _product(ctx, product_data.req_str("name"),
+                                  apply_metadata({}, product_data.raw("metadata")))["id"]
+        else:
+            raise missing(data.name("product_data" if allow_product_data else "product"))
+        price = _price(ctx, product_id, cur, unit)
+        return cur, unit, {"price_details": {"price": price["id"], "product": product_id}, "type": "price_details",
+                           "unit_amount_decimal": _decimal_str(unit)}
+    pricing = p.sub("pricing")
+    assert pricing is not None
+    pricing.only("price")
+    price_id = pricing.req_str("price")
+    price = ctx.account.get(price_id)
+    if price is None or price["object"] != "price":
+        raise no_such("price", price_id, param=pricing.name("price"))
+    unit = Decimal(price["unit_amount_decimal"])
+    return price["currency"], unit, {"price_details": {"price": price_id, "product": price["product"]},
+                                     "type": "price_details", "unit_amount_decimal": price["unit_amount_decimal"]}
+
+
+def _period(ctx: Ctx, p: Params) -> dict[str, int]:
+    period = p.sub("period")
+    if period is None:
+        return {"start": ctx.now(), "end": ctx.now()}
+    period.only("start", "end")
+    start, end = period.req_int("start"), period.req_int("end")
+    if end < start:
+        raise bad_param("The period end must be greater than or equal to the start.", param=period.name("end"), code=None)
+    return {"start": start, "end": end}
+
+
+def new_invoice_item(ctx: Ctx, p: Params, *, customer_id: str, currency: str, invoice: dict[str, Any] | None,
+                     allow_product_data: bool) -> dict[str, Any]:
+    cur, unit, pricing = _pricing(ctx, p, currency, allow_product_data=allow_product_data)
+    quantity = p.int("quantity", 1, minimum=0)
+    assert quantity is not None
+    amount = p.int("amount") if p.has("amount") else cents(unit * quantity)
+    assert amount is not None
+    if invoice is not None and cur != invoice["currency"]:
+        raise invalid(f"The currency of the invoice item ({cur}) must match the invoice's currency ({invoice['currency']}).",
+                      param=p.name("currency"))
+    item: dict[str, Any] = {
+        "id": new_id("ii"),
+        "object": "invoiceitem",
+        "amount": amount,
+        "currency": cur,
+        "customer": customer_id,
+        "date": ctx.now(),
+        "description": p.str("description"),
+        "discountable": bool(p.bool("discountable", True)),
+        "discounts": [],
+        "invoice": invoice["id"] if invoice else None,
+        "livemode": False,
+        "metadata": apply_metadata({}, p.raw("metadata"), param=p.name("metadata")),
+        "net_amount": amount,
+        "parent": None,
+        "period": _period(ctx, p),
+        "pricing": pricing,
+        "proration": False,
+        "proration_details": {"credited_items": None},
+        "quantity": quantity,
+        "quantity_decimal": str(quantity),
+        "tax_rates": [],
+        "test_clock": None,
+    }
+    ctx.account.add(item)
+    if invoice is not None:
+        attach_item(ctx.account, invoice, item)
+    return item
+
+
+def attach_item(account: Account, invoice: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    if len(invoice["_lines"]) >= MAX_INVOICE_LINES:
+        raise invalid(f"An invoice can have at most {MAX_INVOICE_LINES} line items.", param="lines")
+    item["invoice"] = invoice["id"]
+    line = account.add({"id": new_id("il"), "object": "line_item", "_item": item["id"], "invoice": invoice["id"]})
+    invoice["_lines"].append(line["id"])
+    refresh_totals(account, invoice)
+    return line
+
+
+def render_line(world: World, account: Account, line: dict[str, Any], version: str) -> dict[str, Any]:
+    item = account.objects["invoiceitem"][line["_item"]]
+    return {
+        "id": line["id"],
+        "object": "line_item",
+        "amount": item["amount"],
+        "currency": item["currency"],
+        "description": item["description"],
+        "discount_amounts": [],
+        "discountable": item["discountable"],
+        "discounts": [],
+        "invoice": line["invoice"],
+        "livemode": False,
+        "metadata": dict(item["metadata"]),
+        "parent": {
+            "invoice_item_details": {"invoice_item": item["id"], "proration": False,
+                                     "proration_details": {"credited_items": None}, "subscription": None},
+            "subscription_item_details": None,
+            "type": "invoice_item_details",
+        },
+        "period": dict(item["period"]),
+        "pretax_credit_amounts": [],
+        "pricing": dict(item["pricing"]),
+        "quantity": item["quantity"],
+        "quantity_decimal": item["quantity_decimal"],
+        "subtotal": item["amount"],
+        "taxes": [],
+    }
+
+
+def create_invoice_item(ctx: Ctx, p: Params) -> dict[str, Any]:
+    p.only(*ITEM_PARAMS)
+    customer = get_customer(ctx, p.req_str("customer"), param="customer")
+    invoice = None
+    if p.has("invoice"):
+        invoice = get_invoice(ctx, p.req_str("invoice"), param="invoice")
+        if invoice["customer"] != customer["id"]:
+            raise invalid("The invoice item's customer must match the invoice's customer.", param="invoice")
+        if invoice["status"] != "draft":
+            raise not_editable(f"You can only add invoice items to draft invoices; {invoice['id']} is {invoice['status']}.",
+                               param="invoice")
+    item = new_invoice_item(ctx, p, customer_id=customer["id"], currency="usd" if invoice is None else invoice["currency"],
+                            invoice=invoice, allow_product_data=False)
+    ctx.emit("invoiceitem.created", item)
+    return ctx.render(item)
+
+
+def _get_item(ctx: Ctx, item_id: str) -> dict[str, Any]:
+    found = ctx.account.get(item_id)
+    if found is None or found["object"] != "invoiceitem" or found.get("_deleted"):
+        raise no_such("invoiceitem", item_id)
+    return found
+
+
+def _item_editable(ctx: Ctx, item: dict[str, Any]) -> dict[str, Any] | None:
+    if item["invoice"] is None:
+        return None
+    invoice = ctx.account.objects["invoice"][item["invoice"]]
+    if invoice["status"] != "draft":
+        raise not_editable(f"The invoice item {item['id']} belongs to invoice {invoice['id']}, which is no longer a draft "
+                           "and cannot be edited.")
+    return invoice
+
+
+def update_invoice_item(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    p.only("amount", "description", "discountable", "expand", "metadata", "period", "price_data", "pricing",
+           "quantity", "unit_amount_decimal", "tax_rates")
+    item = _get_item(ctx, id)
+    invoice = _item_editable(ctx, item)
+    if any(p.has(k) for k in ("amount", "unit_amount_decimal", "price_data", "pricing", "quantity")):
+        merged = Params({**({"quantity": str(item["quantity"])}), **p.data})
+        if not any(merged.has(k) for k in ("amount", "unit_amount_decimal", "price_data", "pricing")):
+            merged.data["unit_amount_decimal"] = item["pricing"]["unit_amount_decimal"]
+        cur, unit, pricing = _pricing(ctx, merged, item["currency"], allow_product_data=False)
+        quantity = merged.int("quantity", 1, minimum=0) or 0
+        item["quantity"], item["quantity_decimal"], item["pricing"] = quantity, str(quantity), pricing
+        item["amount"] = merged.int("amount") if merged.has("amount") else cents(unit * quantity)
+        item["net_amount"] = item["amount"]
+    if p.has("description"):
+        item["description"] = p.str("description") or None
+    if p.has("metadata"):
+        item["metadata"] = apply_metadata(item["metadata"], p.raw("metadata"))
+    if p.has("period"):
+        item["period"] = _period(ctx, p)
+    if p.has("discountable"):
+        item["discountable"] = bool(p.bool("discountable"))
+    if invoice is not None:
+        refresh_totals(ctx.account, invoice)
+    ctx.emit("invoiceitem.updated", item)
+    return ctx.render(item)
+
+
+def delete_invoice_item(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    item = _get_item(ctx, id)
+    invoice = _item_editable(ctx, item)
+    item["_deleted"] = True
+    if invoice is not None:
+        invoice["_lines"] = [lid for lid in invoice["_lines"] if ctx.account.objects["line_item"][lid]["_item"] != id]
+        refresh_totals(ctx.account, invoice)
+    ctx.emit("invoiceitem.deleted", item)
+    return {"id": id, "object": "invoiceitem", "deleted": True}
+
+
+def retrieve_invoice_item(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    p.only("expand")
+    return ctx.render(_get_item(ctx, id))
+
+
+def list_invoice_items(ctx: Ctx, p: Params) -> dict[str, Any]:
+    p.only("customer", "invoice", "pending", "created", "limit", "starting_after", "ending_before", "expand")
+    customer, invoice, pending = p.str("customer"), p.str("invoice"), p.bool("pending")
+    created = range_filter(p, "created")
+    items = [
+        i for i in ctx.account.all("invoiceitem")
+        if not i.get("_deleted")
+        and (customer is None or i["customer"] == customer)
+        and (invoice is None or i["invoice"] == invoice)
+        and (pending is None or (i["invoice"] is None) == pending)
+        and (created is None or created(i))
+    ]
+    return paginate(ctx.world, ctx.account, p, items, url="/v1/invoiceitems", version=ctx.version)
+
+
+# ---------------------------------------------------------------------------------------
+# Invoices
+# ---------------------------------------------------------------------------------------
+
+INVOICE_CREATE_PARAMS = ("auto_advance", "collection_method", "currency", "custom_fields", "customer",
+                         "days_until_due", "default_payment_method", "description", "due_date", "expand", "footer",
+                         "metadata", "pending_invoice_items_behavior", "statement_descriptor", "payment_settings",
+                         "rendering", "number", "effective_at", "account_tax_ids", "default_tax_rates")
+
+
+def refresh_totals(account: Account, invoice: dict[str, Any]) -> None:
+    """Totals are the sum of the lines (no tax, discounts or credit balance here)."""
+    if invoice["status"] != "draft":
+        return  # amounts freeze at finalization
+    subtotal = sum(account.objects["invoiceitem"][account.objects["line_item"][lid]["_item"]]["amount"]
+                   for lid in invoice["_lines"])
+    invoice.update(subtotal=subtotal, subtotal_excluding_tax=subtotal, total=subtotal, total_excluding_tax=subtotal,
+                   amount_due=subtotal, amount_remaining=subtotal - invoice["amount_paid"])
+
+
+def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
+    p.only(*INVOICE_CREATE_PARAMS)
+    customer = get_customer(ctx, p.req_str("customer"), param="customer")
+    collection = p.choice("collection_method", ("charge_automatically", "send_invoice"), "charge_automatically")
+    days, due = p.int("days_until_due", minimum=0), p.int("due_date")
+    if collection == "charge_automatically" and (days is not None or due is not None):
+        param = "days_until_due" if days is not None else "due_date"
+        raise bad_param(f"You can only set `{param}` when `collection_method` is `send_invoice`.", param=param, code=None)
+    if days is not None and due is not None:
+        raise bad_param("You may only specify one of these parameters: days_until_due, due_date.", param="due_date",
+                        code=None)
+    if collection == "send_invoice" and days is None and due is None:
+        days = ctx.world.settings.default_days_until_due  # the account's default payment terms
+    behavior = p.choice("pending_invoice_items_behavior", ("exclude", "include"), "exclude")
+    now = ctx.now()
+    invoice: dict[str, Any] = {
+        "id": new_id("in"),
+        "object": "invoice",
+        "account_country": "US",
+        "account_name": ctx.world.settings.account_name,
+        "account_tax_ids": None,
+        "amount_due": 0,
+        "amount_overpaid": 0,
+        "amount_paid": 0,
+        "amount_paid_off_stripe": None,
+        "amount_remaining": 0,
+        "amount_shipping": 0,
+        "application": None,
+        "attempt_count": 0,
+        "attempted": False,
+        "auto_advance": bool(p.bool("auto_advance", False)),
+        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None, "provider": None,
+                          "status": None},
+        "automatically_finalizes_at": None,
+        "billing_reason": "manual",
+        "collection_method": collection,
+        "confirmation_secret": None,
+        "created": now,
+        "currency": _currency(p, "currency", customer["currency"] or "usd"),
+        "custom_fields": p.raw("custom_fields") or None,
+        "customer": customer["id"],
+        "customer_account": None,
+        "customer_address": customer["address"],
+        "customer_email": customer["email"],
+        "customer_name": customer["name"],
+        "customer_phone": customer["phone"],
+        "customer_shipping": None,
+        "customer_tax_exempt": customer["tax_exempt"],
+        "customer_tax_ids": [],
+        "days_until_due": days,
+        "default_payment_method": p.str("default_payment_method"),
+        "default_source": None,
+        "default_tax_rates": [],
+        "description": p.str("description"),
+        "discounts": [],
+        "due_date": due,
+        "effective_at": None,
+        "ending_balance": None,
+        "footer": p.str("footer"),
+        "from_invoice": None,
+        "hosted_invoice_url": None,
+        "invoice_pdf": None,
+        "issuer": {"type": "self"},
+        "last_finalization_error": None,
+        "latest_revision": None,
+        "livemode": False,
+        "metadata": apply_metadata({}, p.raw("metadata")),
+        "next_payment_attempt": None,
+        "number": None,
+        "on_behalf_of": None,
+        "parent": None,
+        "payment_settings": {"default_mandate": None, "payment_method_options": None, "payment_method_types": None},
+        "period_end": now,
+        "period_start": now,
+        "post_payment_credit_notes_amount": 0,
+        "pre_payment_credit_notes_amount": 0,
+        "receipt_number": None,
+        "rendering": None,
+        "shipping_cost": None,
+        "shipping_details": None,
+        "starting_balance": 0,
+        "statement_descriptor": p.str("statement_descriptor"),
+        "status": "draft",
+        "status_transitions": {"finalized_at": None, "marked_uncollectible_at": None, "paid_at": None,
+                               "voided_at": None},
+        "subtotal": 0,
+        "subtotal_excluding_tax": 0,
+        "test_clock": None,
+        "total": 0,
+        "total_discount_amounts": [],
+        "total_excluding_tax": 0,
+        "total_pretax_credit_amounts": [],
+        "total_taxes": [],
+        "webhooks_delivered_at": None,
+        "_lines": [],
+        "_sent": [],
+        "_payments": [],
+        "_token": new_id("test", 40),
+    }
+    if invoice["auto_advance"]:
+        invoice["automatically_finalizes_at"] = now + 3600  # Stripe finalizes drafts ~1 hour after creation
+    ctx.account.add(invoice)
+    if behavior == "include":
+        pending = [i for i in ctx.account.objects["invoiceitem"].values()
+                   if i["customer"] == customer["id"] and i["invoice"] is None and not i.get("_deleted")]
+        for item in pending:
+            attach_item(ctx.account, invoice, item)
+    refresh_totals(ctx.account, invoice)
+    ctx.emit("invoice.created", invoice)
+    return ctx.render(invoice)
+
+
+def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    p.only("auto_advance", "collection_method", "custom_fields", "days_until_due", "default_payment_method",
+           "description", "due_date", "expand", "footer", "metadata", "statement_descriptor")
+    invoice = get_invoice(ctx, id)
+    always = {"metadata", "expand", "description", "footer", "auto_advance", "custom_fields"}
+    if invoice["status"] != "draft":
+        for key in p.data:
+            if key not in always and not (key == "due_date" and invoice["status"] == "open"):
+                raise not_editable(f"You can't update `{key}` on invoice {id}: it is {invoice['status']}, and only "
+                                   "draft invoices are fully editable.", param=key)
+        if invoice["status"] in ("paid", "void") and any(k in p.data for k in ("description", "footer", "custom_fields")):
+            raise not_editable(f"Invoice {id} is {invoice['status']} and can no longer be edited.")
+    previous: dict[str, Any] = {}
+    for key in ("description", "footer", "statement_descriptor", "default_payment_method"):
+        if p.has(key):
+            previous[key], invoice[key] = invoice[key], p.str(key) or None
+    if p.has("auto_advance"):
+        previous["auto_advance"], invoice["auto_advance"] = invoice["auto_advance"], bool(p.bool("auto_advance"))
+    if p.has("collection_method"):
+        invoice["collection_method"] = p.choice("collection_method", ("charge_automatically", "send_invoice"))
+    if p.has("days_until_due"):
+        invoice["days_until_due"], invoice["due_date"] = p.int("days_until_due", minimum=0), None
+    if p.has("due_date"):
+        invoice["due_date"], invoice["days_until_due"] = p.int("due_date"), None
+    if p.has("metadata"):
+        previous["metadata"] = dict(invoice["metadata"])
+        invoice["metadata"] = apply_metadata(invoice["metadata"], p.raw("metadata"))
+    ctx.emit("invoice.updated", invoice, previous)
+    return ctx.render(invoice)
+
+
+def retrieve_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    p.only("expand")
+    return ctx.render(get_invoice(ctx, id))
+
+
+def delete_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    invoice = get_invoice(ctx, id)
+    if invoice["status"] != "draft":
+        raise invalid(f"You can only delete draft invoices; {id} is {invoice['status']}. Void it instead.")
+    invoice["_deleted"] = True
+    for lid in invoice["_lines"]:
+        item = ctx.account.objects["invoiceitem"][ctx.account.objects["line_item"][lid]["_item"]]
+        item["_deleted"] = True
+    ctx.emit("invoice.deleted", invoice)
+    return {"id": id, "object": "invoice", "deleted": True}
+
+
+def list_invoices(ctx: Ctx, p: Params) -> dict[str, Any]:
+    p.only("collection_method", "created", "customer", "due_date", "ending_before", "expand", "limit",
+           "starting_after", "status", "subscription")
+    customer, collection = p.str("customer"), p.str("collection_method")
+    status = p.choice("status", INVOICE_STATUSES)
+    created, due = range_filter(p, "created"), range_filter(p, "due_date")
+    items = [
+        i for i in ctx.account.all("invoice")
+        if not i.get("_deleted")
+        and (customer is None or i["customer"] == customer)
+        and (status is None or i["status"] == status)
+        and (collection is None or i["collection_method"] == collection)
+        and (created is None or created(i))
+        and (due is None or due(i))
+        and not p.has("subscription")
+    ]
+    return paginate(ctx.world, ctx.account, p, items, url="/v1/invoices", version=ctx.version)
+
+
+def search_invoices(ctx: Ctx, p: Params) -> dict[str, Any]:
+    items = [i for i in ctx.account.all("invoice") if not i.get("_deleted")]
+    return search(ctx.world, ctx.account, p, items, fields=INVOICE_SEARCH_FIELDS, url="/v1/invoices/search",
+                  version=ctx.version)
+
+
+def list_lines(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    p.only("limit", "starting_after", "ending_before", "expand")
+    invoice = get_invoice(ctx, id)
+    lines = [ctx.account.objects["line_item"][lid] for lid in invoice["_lines"]]
+    return paginate(ctx.world, ctx.account, p, lines, url=f"/v1/invoices/{id}/lines", version=ctx.version)
+
+
+def add_lines(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    p.only("lines", "invoice_metadata", "expand")
+    invoice = get_invoice(ctx, id)
+    raw_lines = p.list("lines")
+    if not raw_lines:
+        raise missing("lines")
+    specs: list[Params] = []
+    for index, raw in enumerate(raw_lines):
+        if not isinstance(raw, dict):
+            raise bad_param("Invalid object", param=f"lines[{index}]", code=None)
+        specs.append(Params(raw, prefix=f"lines[{index}]").only(*LINE_PARAMS))
+    if invoice["status"] != "draft":
+        raise not_editable(f"You can only add lines to draft invoices; {id} is {invoice['status']}.")
+    if len(invoice["_lines"]) + len(specs) > MAX_INVOICE_LINES:
+        raise invalid(f"An invoice can have at most {MAX_INVOICE_LINES} line items; {id} has "
+                      f"{len(invoice['_lines'])} and this request adds {len(specs)}.", param="lines")
+    metadata = apply_metadata(invoice["metadata"], p.raw("invoice_metadata"), param="invoice_metadata")
+    # Validate every line before changing anything: the request is all-or-nothing.
+    snapshot = {kind: dict(objs) for kind, objs in ctx.account.objects.items()}
+    lines_before = list(invoice["_lines"])
+    adopted: list[dict[str, Any]] = []
+    try:
+        for spec in specs:
+            if spec.has("invoice_item"):
+                item = _get_item(ctx, spec.req_str("invoice_item"))
+                if item["invoice"] is not None or item["customer"] != invoice["customer"]:
+                    raise invalid(f"The invoice item {item['id']} is not a pending item of this invoice's customer.",
+                                  param=spec.name("invoice_item"))
+                adopted.append(item)
+                attach_item(ctx.account, invoice, item)
+            else:
+                new_invoice_item(ctx, spec, customer_id=invoice["customer"], currency=invoice["currency"],
+                                 invoice=invoice, allow_product_data=True)
+    except ApiError:
+        ctx.account.objects.update(snapshot)
+        for item in adopted:
+            item["invoice"] = None
+        invoice["_lines"] = lines_before
+        refresh_totals(ctx.account, invoice)
+        raise
+    invoice["metadata"] = metadata
+    ctx.emit("invoice.updated", invoice, {"total": None})
+    return ctx.render(invoice)
+
+
+def render_invoice(world: World, account: Account, invoice: dict[str, Any], version: str) -> dict[str, Any]:
+    out = strip_private(invoice)
+    lines = [account.objects["line_item"][lid] for lid in invoice["_lines"]]
+    out["lines"] = {
+        "object": "list",
+        "data": [render_line(world, account, line, version) for line in lines[:10]],
+        "has_more": len(lines) > 10,
+        "total_count": len(lines),
+        "url": f"/v1/invoices/{invoice['id']}/lines",
+    }
+    return out
+
+
+def include_payments(world: World, account: Account, invoice: dict[str, Any], version: str) -> dict[str, Any]:
+    """``expand[]=payments`` on an invoice: its InvoicePayments (an includable field)."""
+    payments = [account.objects["invoice_payment"][pid] for pid in invoice.get("_payments", [])]
+    return {"object": "list", "data": [world.render(account, x, version) for x in payments], "has_more": False,
+            "total_count": len(payments), "url": "/v1/invoice_payments"}
+
+
+def finalize(ctx: Ctx, invoice: dict[str, Any]) -> None:
+    """draft → open: number, due date, hosted URL; a zero total is paid at once."""
+    customer = ctx.account.objects["customer"][invoice["customer"]]
+    now = ctx.now()
+    refresh_totals(ctx.account, invoice)
+    invoice["number"] = f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}"
+    customer["next_invoice_sequence"] += 1
+    invoice["status"] = "open"
+    invoice["status_transitions"]["finalized_at"] = now
+    invoice["effective_at"] = now
+    invoice["automatically_finalizes_at"] = None
+    invoice["ending_balance"] = 0
+    if invoice["collection_method"] == "send_invoice" and invoice["due_date"] is None:
+        invoice["due_date"] = now + int(invoice["days_until_due"] or 0) * DAY
+    # Customer details freeze on the finalized invoice, as on Stripe.
+    invoice.update(customer_email=customer["email"], customer_name=customer["name"],
+                   customer_address=customer["address"], customer_phone=customer["phone"])
+    base = f"{ctx.world.base_url}/i/{ctx.account.id}/{invoice['_token']}"
+    invoice["hosted_invoice_url"] = base
+    invoice["invoice_pdf"] = base + "/pdf"
+    ctx.emit("invoice.finalized", invoice, {"status": "draft"})
+    if invoice["amount_due"] == 0:
+        mark_paid(ctx, invoice)
+    elif invoice["auto_advance"] and invoice["collection_method"] == "send_invoice":
+        record_send(ctx, invoice)  # auto-advancing send_invoice invoices are emailed on finalization
+
+
+def record_send(ctx: Ctx, invoice: dict[str, Any]) -> None:
+    invoice["_sent"].append({"at": ctx.now(), "to": invoice["customer_email"]})
+    ctx.emit("invoice.sent", invoice)
+
+
+def mark_paid(ctx: Ctx, invoice: dict[str, Any], *, out_of_band: bool = False) -> None:
+    previous = {"status": invoice["status"], "amount_paid": invoice["amount_paid"],
+                "amount_remaining": invoice["amount_remaining"]}
+    if out_of_band:
+        invoice["amount_paid_off_stripe"] = (invoice["amount_paid_off_stripe"] or 0) + invoice["amount_remaining"]
+    invoice["amount_paid"] = invoice["amount_due"]
+    invoice["amount_remaining"] = 0
+    invoice["status"] = "paid"
+    invoice["status_transitions"]["paid_at"] = ctx.now()
+    invoice["auto_advance"] = False
+    invoice["attempted"] = invoice["attempted"] or not out_of_band
+    ctx.emit("invoice.paid", invoice, previous)
+
+
+def finalize_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    p.only("auto_advance", "expand")
+    invoice = get_invoice(ctx, id)
+    if invoice["status"] != "draft":
+        raise invalid(f"This invoice is already finalized, you can't re-finalize a non-draft invoice ({id} is "
+                      f"{invoice['status']}).", code="invoice_not_editable")
+    if p.has("auto_advance"):
+        invoice["auto_advance"] = bool(p.bool("auto_advance"))
+    finalize(ctx, invoice)
+    return ctx.render(invoice)
+
+
+def send_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    p.only("expand")
+    invoice = get_invoice(ctx, id)
+    if invoice["collection_method"] != "send_invoice":
+        raise invalid("You can only manually send an invoice if its collection method is 'send_invoice'.")
+    if invoice["status"] == "draft":
+        raise invalid(f"You can only send finalized invoices; {id} is a draft. Finalize it first.")
+    if invoice["status"] == "void":
+        raise invalid(f"You can't send invoice {id}: it has been voided.")
+    record_send(ctx, invoice)
+    return ctx.render(invoice)
+
+
+def void_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    p.only("expand")
+    invoice = get_invoice(ctx, id)
+    if invoice["status"] not in ("open", "uncollectible"):
+        hint = " Delete a draft instead." if invoice["status"] == "draft" else ""
+        raise invalid(f"You can only void open or uncollectible invoices; {id} is {invoice['status']}.{hint}")
+    previous = {"status": invoice["status"]}
+    invoice["status"] = "void"
+    invoice["status_transitions"]["voided_at"] = ctx.now()
+    invoice["auto_advance"] = False
+    ctx.emit("invoice.voided", invoice, previous)
+    return ctx.render(invoice)
+
+
+def mark_uncollectible(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    p.only("expand")
+    invoice = get_invoice(ctx, id)
+    if invoice["status"] != "open":
+        raise invalid(f"You can only mark open invoices as uncollectible; {id} is {invoice['status']}.")
+    invoice["status"] = "uncollectible"
+    invoice["status_transitions"]["marked_uncollectible_at"] = ctx.now()
+    ctx.emit("invoice.marked_uncollectible", invoice, {"status": "open"})
+    return ctx.render(invoice)
+
+
+def auto_finalize_drafts(world: World) -> None:
+    """Clock listener: drafts with auto_advance finalize ~1 hour after creation."""
+    for account in list(world.accounts.values()):
+        for invoice in list(account.objects["invoice"].values()):
+            due = invoice.get("automatically_finalizes_at")
+            if invoice["status"] == "draft" and not invoice.get("_deleted") and invoice["auto_advance"] and due \
+                    and due <= world.now():
+                finalize(Ctx(world, account, None, None, world.settings.api_version), invoice)
+
+
+def install(world: World, router: Router) -> None:
+    world.renderers["invoice"] = render_invoice
+    world.renderers["line_item"] = render_line
+    world.includables[("invoice", "payments")] = include_payments
+    world.tick_listeners.append(auto_finalize_drafts)
+    r = router.add
+    r("POST", "/v1/customers")(create_customer)
+    r("GET", "/v1/customers")(list_customers)
+    r("GET", "/v1/customers/search")(search_customers)
+    r("GET", "/v1/customers/{id}")(retrieve_customer)
+    r("POST", "/v1/customers/{id}")(update_customer)
+    r("DELETE", "/v1/customers/{id}")(delete_customer)
+    r("GET", "/v1/products/{id}")(retrieve_product)
+    r("GET", "/v1/prices/{id}")(retrieve_price)
+    r("POST", "/v1/invoiceitems")(create_invoice_item)
+    r("GET", "/v1/invoiceitems")(list_invoice_items)
+    r("GET", "/v1/invoiceitems/{id}")(retrieve_invoice_item)
+    r("POST", "/v1/invoiceitems/{id}")(update_invoice_item)
+    r("DELETE", "/v1/invoiceitems/{id}")(delete_invoice_item)
+    r("POST", "/v1/invoices")(create_invoice)
+    r("GET", "/v1/invoices")(list_invoices)
+    r("GET", "/v1/invoices/search")(search_invoices)
+    r("GET", "/v1/invoices/{id}")(retrieve_invoice)
+    r("POST", "/v1/invoices/{id}")(update_invoice)
+    r("DELETE", "/v1/invoices/{id}")(delete_invoice)
+    r("GET", "/v1/invoices/{id}/lines")(list_lines)
+    r("POST", "/v1/invoices/{id}/add_lines")(add_lines)
+    r("POST", "/v1/invoices/{id}/finalize")(finalize_invoice)
+    r("POST", "/v1/invoices/{id}/send")(send_invoice)
+    r("POST", "/v1/invoices/{id}/void")(void_invoice)
+    r("POST", "/v1/invoices/{id}/mark_uncollectible")(mark_uncollectible)

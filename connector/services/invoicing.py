@@ -1,0 +1,459 @@
+"""Invoicing: every billable GTM order gets exactly one Stripe invoice.
+
+An order is billable when its mapped status is one of the mapping's
+``billable_order_states`` (``activated``) and today ≥ its service start − ``lead_days``.
+Its invoice is planned by the pure domain (``plan_invoice``: one line per item, upfront
+for the 12-month term, add-ons prorated from the initial order's start); a plan that
+disagrees with the org's own totals is quarantined in ``dead_letter`` (source
+``invoicing``), never invoiced.
+
+Exactly once. Five steps, each one Stripe call: ``customer`` (found by org + billing
+email, created if missing), ``invoice`` (draft, NET30 ``send_invoice``), ``lines`` (all in
+one ``add_lines``), ``finalize``, ``send``. Each call carries the Idempotency-Key
+``gtm-<org>-<order>-<step>-<plan version>``; its intent is committed to the ``outbox``
+before the call and its result (with the local ``invoices`` row) after. A rerun skips
+steps whose result is recorded and repeats an unfinished one with the same key, so Stripe
+answers with the first result instead of doing it twice. Where the key alone could not
+protect (Stripe forgets keys after 24 hours) the unsure step looks first: an unfinished
+``invoice`` step searches Stripe by the order's metadata, an unfinished ``lines`` step
+looks at the draft's lines. The invoice row pins the plan version before the first call,
+so an order edited mid-way is quarantined (``PLAN_CHANGED``) rather than invoiced twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
+
+import structlog
+
+from connector.domain import (
+    InvoicePlan,
+    OrderStatus,
+    PlannedItem,
+    PlannedOrder,
+    Proration,
+    ProrationPolicy,
+    is_forward,
+    plan_invoice,
+)
+from connector.errors import AuthError, PermanentError, RecordError
+from connector.retry import call_with_retry
+from connector.services.billing_port import BillingGateway, StripeCustomer, StripeInvoice
+
+__all__ = [
+    "BillingGateway",
+    "Candidate",
+    "InvoicingReport",
+    "InvoicingService",
+    "InvoicingSettings",
+    "StripeCustomer",
+    "StripeInvoice",
+    "idempotency_key",
+]
+
+SOURCE = "invoicing"
+OBJECT = "order"
+STEPS = ("customer", "invoice", "lines", "finalize", "send")
+T = TypeVar("T")
+
+
+def idempotency_key(org_id: str, order_id: str, step: str, version: str) -> str:
+    """``gtm-<org>-<order>-<step>-<plan version>``: the same call always gets the same key."""
+    return f"gtm-{org_id}-{order_id}-{step}-{version}"
+
+
+@dataclass(frozen=True)
+class InvoicingSettings:
+    lead_days: int = 1
+    days_until_due: int = 30
+    proration: ProrationPolicy = ProrationPolicy.DAILY
+
+    @classmethod
+    def from_config(cls, section: Any) -> InvoicingSettings:
+        return cls(section.lead_days, section.days_until_due, ProrationPolicy(section.proration))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A billable order: its plan, or why it cannot be invoiced, and whether it is due."""
+
+    order_id: str
+    order_number: str | None
+    service_start: date | None
+    due: bool
+    plan: InvoicePlan | None = None
+    error: RecordError | None = None
+
+
+@dataclass
+class InvoicingReport:
+    considered: int = 0
+    invoiced: list[str] = field(default_factory=list)
+    already_invoiced: int = 0
+    not_due: int = 0
+    quarantined: list[tuple[str, str, str]] = field(default_factory=list)  # (order id, code, reason)
+    resumed: int = 0
+
+
+class InvoicingService:
+    """Plans and sends the invoices of one org.
+
+    ``uow`` makes a new ``SqlUnitOfWork``; ``billing`` is the Stripe port (None is fine for
+    ``plans()``, which never calls Stripe); ``clock`` gives aware UTC datetimes."""
+
+    def __init__(
+        self,
+        *,
+        org_id: str,
+        uow: Callable[[], Any],
+        billing: BillingGateway | None,
+        mapping: Any,
+        settings: InvoicingSettings | None = None,
+        clock: Callable[[], datetime],
+        log: Any = None,
+    ) -> None:
+        self.org_id = org_id
+        self._uow = uow
+        self._billing = billing
+        self._mapping = mapping
+        self.settings = settings or InvoicingSettings()
+        self._clock = clock
+        self._log = log or structlog.get_logger("connector.invoicing").bind(org=org_id, job="invoicing")
+
+    # -- reading the local model ---------------------------------------------------------
+    def _billable_labels(self) -> list[str]:
+        vocabularies = self._mapping.vocabularies
+        states = vocabularies.get("invoicing", {}).get("billable_order_states", [OrderStatus.ACTIVATED.value])
+        return [label for label, state in vocabularies["order_status"].items() if state in states]
+
+    def candidates(self) -> list[Candidate]:
+        """Billable orders not invoiced yet (one read-only unit of work)."""
+        today = self._clock().date()
+        lead = timedelta(days=self.settings.lead_days)
+        found: list[Candidate] = []
+        with self._uow() as uow:
+            sent = {row.order_id for row in uow.invoices.list(self.org_id) if row.sent_at is not None}
+            orders = uow.mirror("order")
+            for label in self._billable_labels():
+                for order in orders.list(self.org_id, status=label):
+                    if order["sf_id"] in sent:
+                        continue
+                    start = order.get("service_start_date")
+                    due = start is None or today >= start - lead  # no start date: due, and quarantined
+                    try:
+                        plan = self._plan(uow, order)
+                        found.append(Candidate(order["sf_id"], order.get("order_number"), start, due, plan=plan))
+                    except RecordError as exc:
+                        found.append(Candidate(order["sf_id"], order.get("order_number"), start, due, error=exc))
+        found.sort(key=lambda c: (c.service_start or date.min, c.order_id))
+        return found
+
+    def _plan(self, uow: Any, order: dict[str, Any]) -> InvoicePlan:
+        order_id = order["sf_id"]
+        if order.get("service_start_date") is None:
+            raise RecordError("the order has no service start date", record_id=order_id, code="MISSING_START_DATE")
+        offer = uow.mirror("offer").get(self.org_id, order["offer_id"]) if order.get("offer_id") else None
+        email = next((e for e in (order.get("billing_email"), (offer or {}).get("billing_email"),
+                                  order.get("recipient_email"), (offer or {}).get("recipient_email")) if e), None)
+        ppps = uow.mirror("ppp")
+        items = []
+        for row in uow.mirror("order_item").list(self.org_id, order_id=order_id):
+            ppp = ppps.get(self.org_id, row["ppp_id"]) if row.get("ppp_id") else None
+            items.append(PlannedItem(
+                ppp_id=row.get("ppp_id"),
+                ppp_name=(ppp or {}).get("name"),
+                quantity=row.get("quantity"),  # type: ignore[arg-type]  # validated by the plan
+                unit_price_per_month=row.get("unit_price_per_month"),  # type: ignore[arg-type]
+                line_item_total=row.get("line_item_total"),
+                item_id=row["sf_id"],
+            ))
+        planned = PlannedOrder(
+            org_id=self.org_id,
+            order_id=order_id,
+            order_number=order.get("order_number"),
+            billing_email=email,
+            customer_name=order.get("customer_name") or (offer or {}).get("customer_name"),
+            currency=order.get("currency"),
+            contract_term_months=order.get("contract_term_months"),
+            subtotal=order.get("subtotal"),
+            service_start_date=order.get("service_start_date"),
+        )
+        return plan_invoice(planned, items, days_until_due=self.settings.days_until_due,
+                            proration=self._proration(uow, order))
+
+    def _proration(self, uow: Any, order: dict[str, Any]) -> Proration | None:
+        if self._mapping.to_state("order_type", order.get("order_type")) != "add_on":
+            return None
+        initial_id = order.get("initial_order_id")
+        initial = uow.mirror("order").get(self.org_id, initial_id) if initial_id else None
+        if initial is None or initial.get("is_deleted") or initial.get("service_start_date") is None:
+            raise RecordError(
+                f"add-on order: its initial order {initial_id or '(none given)'} is not in the local model with a "
+                "service start date, so the add-on cannot be prorated",
+                record_id=order["sf_id"],
+                code="INITIAL_ORDER_MISSING",
+            )
+        return Proration(initial["service_start_date"], order["service_start_date"], self.settings.proration)
+
+    def plans(self) -> list[Candidate]:
+        """What ``run`` would invoice, without calling Stripe or writing anything."""
+        return self.candidates()
+
+    # -- invoicing -----------------------------------------------------------------------
+    def run(self) -> InvoicingReport:
+        report = InvoicingReport()
+        for candidate in self.candidates():
+            report.considered += 1
+            if not candidate.due:
+                report.not_due += 1
+                continue
+            try:
+                if candidate.error is not None:
+                    raise candidate.error
+                assert candidate.plan is not None
+                if self._invoice(candidate.plan):
+                    report.resumed += 1
+                report.invoiced.append(candidate.order_id)
+                self._resolve(candidate.order_id)
+            except AuthError:
+                raise  # the key is wrong for every order: end the cycle
+            except (RecordError, PermanentError) as exc:
+                code, reason = _code_and_reason(exc)
+                self._quarantine(candidate.order_id, code, reason)
+                report.quarantined.append((candidate.order_id, code, reason))
+        self._log.info("invoicing.done", considered=report.considered, invoiced=len(report.invoiced),
+                       not_due=report.not_due, quarantined=len(report.quarantined), resumed=report.resumed)
+        return report
+
+    def _unit(self, op: str, work: Callable[[Any], T]) -> T:
+        """``work(uow)`` in one committed transaction, retried whole when the store is busy
+        (every unit here is safe to repeat: outbox writes are keyed, row writes are upserts)."""
+
+        def once() -> T:
+            with self._uow() as uow:
+                result = work(uow)
+                uow.commit()
+                return result
+
+        return call_with_retry(f"store.{op}", once, attempts=5, max_wait_s=2.0)
+
+    def retry(self, order_id: str) -> int:
+        """Let the next run try again the steps of ``order_id`` that Stripe refused (after
+        the cause is fixed): they become unsure, so the run looks at Stripe before calling.
+        Returns how many steps were reopened."""
+        def reopen(uow: Any) -> int:
+            failed = [e for e in uow.outbox.for_subject(self.org_id, order_id) if e.status == "failed"]
+            for entry in failed:
+                uow.outbox.record_result(entry.idempotency_key, None, status="pending", error=None)
+            return len(failed)
+
+        return self._unit("outbox.reopen", reopen)
+
+    def _quarantine(self, order_id: str, code: str, reason: str) -> None:
+        self._unit("dead_letter.add", lambda uow: uow.dead_letters.add(self.org_id, SOURCE, OBJECT, order_id, code,
+                                                                       reason))
+        self._log.warning("invoice.quarantined", order_id=order_id, code=code, reason=reason)
+
+    def _resolve(self, order_id: str) -> None:
+        self._unit("dead_letter.resolve",
+                   lambda uow: uow.dead_letters.resolve_for(self.org_id, SOURCE, OBJECT, order_id))
+
+    def _invoice(self, plan: InvoicePlan) -> bool:
+        """Run the five steps for one order; True if it resumed unfinished work."""
+        billing = self._require_billing()
+        order_id = plan.order_id
+        row = self._pin(plan)
+        if row.sent_at is not None:
+            return False
+        resumed = False
+
+        def step(name: str, call: Callable[[str], T], apply: Callable[[Any, T], None],
+                 recover: Callable[[], T | None] | None = None) -> None:
+            nonlocal resumed
+            resumed |= self._step(plan, name, call, apply, recover)
+
+        step("customer",
+             lambda key: billing.find_or_create_customer(
+                 org_id=self.org_id, email=plan.customer_email, name=plan.customer_name,
+                 customer_org_id=self._customer_org_id(order_id), order_id=order_id, key=key),
+             lambda uow, customer: self._save(uow, order_id, stripe_customer_id=customer.id))
+        customer_id = self._row(order_id).stripe_customer_id
+        assert customer_id is not None
+        step("invoice",
+             lambda key: billing.create_invoice(plan, customer_id, key),
+             lambda uow, invoice: self._save_invoice(uow, order_id, invoice),
+             recover=lambda: self._existing_invoice(plan, customer_id))
+        invoice_id = self._row(order_id).stripe_invoice_id
+        assert invoice_id is not None
+        step("lines",
+             lambda key: billing.add_lines(invoice_id, plan.lines, plan.currency, key),
+             lambda uow, invoice: self._save_invoice(uow, order_id, invoice),
+             recover=lambda: self._existing_lines(plan, invoice_id))
+        step("finalize",
+             lambda key: billing.finalize(invoice_id, key),
+             lambda uow, invoice: self._save_invoice(uow, order_id, invoice))
+        step("send",
+             lambda key: billing.send(invoice_id, key),
+             lambda uow, invoice: self._save_invoice(uow, order_id, invoice, sent_at=self._clock()))
+        final = self._row(order_id)
+        self._log.info("invoice.sent", order_id=order_id, invoice=final.stripe_invoice_id, number=final.number,
+                       total=str(plan.total), due_date=str(final.due_date), resumed=resumed)
+        return resumed
+
+    def _require_billing(self) -> BillingGateway:
+        if self._billing is None:
+            raise RuntimeError("InvoicingService.run needs a billing gateway")
+        return self._billing
+
+    def _step(self, plan: InvoicePlan, name: str, call: Callable[[str], T], apply: Callable[[Any, T], None],
+              recover: Callable[[], T | None] | None) -> bool:
+        """One outbox-guarded Stripe call. Returns True if this resumed an unsure step."""
+        key = idempotency_key(self.org_id, plan.order_id, name, plan.version)
+        def intent(uow: Any) -> tuple[Any, bool]:
+            existing = uow.outbox.get(key)
+            if existing is not None:
+                return existing, existing.status == "pending"  # recorded by an earlier run: unsure
+            return uow.outbox.record_intent(self.org_id, key, name, plan.order_id,
+                                            {"step": name, "plan_version": plan.version}), False
+
+        entry, unsure = self._unit("outbox.intent", intent)
+        if entry.status == "done":
+            return False
+        if entry.status == "failed":
+            raise RecordError(entry.error or f"step {name} failed earlier", record_id=plan.order_id,
+                              code=f"STRIPE_{name.upper()}_FAILED")
+        if unsure:
+            self._log.info("invoice.resuming", order_id=plan.order_id, step=name, key=key)
+        value = recover() if unsure and recover is not None else None
+        if value is None:
+            try:
+                value = call_with_retry(f"stripe.{name}", lambda: call(key))
+            except AuthError:
+                raise
+            except (RecordError, PermanentError) as exc:
+                code, reason = _code_and_reason(exc)
+                self._unit("outbox.failed",
+                           lambda uow: uow.outbox.record_result(key, {"code": code}, status="failed", error=reason))
+                raise
+        done = value
+
+        def result(uow: Any) -> None:
+            uow.outbox.record_result(key, _summary(done))  # first statement writes: takes the lock
+            apply(uow, done)
+
+        self._unit("outbox.result", result)
+        self._log.info("invoice.step", order_id=plan.order_id, step=name, key=key)
+        return unsure
+
+    def _existing_invoice(self, plan: InvoicePlan, customer_id: str) -> StripeInvoice | None:
+        """An earlier run may have created the draft and died before recording it."""
+        found = call_with_retry("stripe.find_invoice", lambda: self._require_billing().find_invoice_by_metadata(
+            self.org_id, plan.order_id, customer_id=customer_id))
+        if found is not None:
+            version = found.metadata.get("gtm_plan_version")
+            if version not in (None, plan.version):
+                raise RecordError(f"Stripe already holds invoice {found.id} for this order from plan {version}, "
+                                  f"the order now plans as {plan.version}", record_id=plan.order_id,
+                                  code="PLAN_CHANGED")
+            self._log.info("invoice.found_in_stripe", order_id=plan.order_id, invoice=found.id)
+        return found
+
+    def _existing_lines(self, plan: InvoicePlan, invoice_id: str) -> StripeInvoice | None:
+        """Lines added by an earlier run whose answer was lost: never add them twice."""
+        invoice = call_with_retry("stripe.retrieve_invoice",
+                                  lambda: self._require_billing().retrieve_invoice(invoice_id))
+        if invoice.line_count == 0:
+            return None
+        if invoice.line_count == len(plan.lines) and invoice.total == plan.total:
+            return invoice
+        raise RecordError(f"draft {invoice_id} already has {invoice.line_count} lines totalling {invoice.total}; "
+                          f"the plan has {len(plan.lines)} totalling {plan.total}", record_id=plan.order_id,
+                          code="INVOICE_LINES_MISMATCH")
+
+    # -- the local invoice row ---------------------------------------------------------------
+    def _row(self, order_id: str) -> Any:
+        with self._uow() as uow:
+            return uow.invoices.get(self.org_id, order_id)
+
+    def _pin(self, plan: InvoicePlan) -> Any:
+        """Create the row with the plan version before the first call; refuse a changed plan."""
+        row = self._row(plan.order_id)
+        if row is None:
+            return self._unit("invoice.pin", lambda uow: uow.invoices.upsert(
+                self.org_id, plan.order_id, plan_version=plan.version, currency=plan.currency, status_source="create"))
+        if row.plan_version not in (None, plan.version) and row.sent_at is None:
+            raise RecordError(
+                f"the order changed while its invoice was being made (plan {row.plan_version}, now "
+                f"{plan.version}); draft {row.stripe_invoice_id or '(not created)'} needs a look",
+                record_id=plan.order_id, code="PLAN_CHANGED")
+        return row
+
+    def _customer_org_id(self, order_id: str) -> str | None:
+        with self._uow() as uow:
+            order = uow.mirror("order").get(self.org_id, order_id)
+            return (order or {}).get("customer_org_id")
+
+    def _save(self, uow: Any, order_id: str, **fields: Any) -> None:
+        uow.invoices.upsert(self.org_id, order_id, **fields)
+
+    def _save_invoice(self, uow: Any, order_id: str, invoice: StripeInvoice, **extra: Any) -> None:
+        row = uow.invoices.get(self.org_id, order_id)
+        fields: dict[str, Any] = dict(
+            stripe_invoice_id=invoice.id, stripe_customer_id=invoice.customer_id, number=invoice.number,
+            hosted_url=invoice.hosted_url, due_date=invoice.due_date, currency=invoice.currency,
+            finalized_at=invoice.finalized_at, **extra,
+        )
+        # A webhook may already have moved the row ahead (paid): never move it back.
+        if row is None or row.status is None or row.status == invoice.status or is_forward(row.status, invoice.status):
+            fields.update(status=invoice.status, status_source="create", amount_due=invoice.amount_due,
+                          amount_paid=invoice.amount_paid, amount_remaining=invoice.amount_remaining,
+                          paid_at=invoice.paid_at, voided_at=invoice.voided_at)
+        uow.invoices.upsert(self.org_id, order_id, **{k: v for k, v in fields.items() if v is not None})
+
+
+def _code_and_reason(exc: Exception) -> tuple[str, str]:
+    if isinstance(exc, RecordError):
+        return exc.code, exc.reason
+    code = getattr(exc, "code", None)
+    return (f"STRIPE_{code.upper()}" if code else "STRIPE_REJECTED"), str(exc)
+
+
+def _summary(value: Any) -> dict[str, Any]:
+    """What the outbox keeps of a result: ids and states, never personal data."""
+    if isinstance(value, StripeCustomer):
+        return {"customer_id": value.id, "created": value.created}
+    if isinstance(value, StripeInvoice):
+        return {"invoice_id": value.id, "status": value.status, "number": value.number,
+                "total": str(value.total), "lines": value.line_count}
+    return {"value": str(value)}
+
+
+# -- the job ------------------------------------------------------------------------------
+
+
+def build_invoicing(runtime: Any, *, log: Any = None, with_billing: bool = True) -> InvoicingService:
+    """The service for one org runtime (``connector.bootstrap.OrgRuntime``)."""
+    return InvoicingService(
+        org_id=runtime.org_id,
+        uow=runtime.uow,
+        billing=runtime.billing() if with_billing else None,
+        mapping=runtime.mapping,
+        settings=InvoicingSettings.from_config(runtime.config.invoicing),
+        clock=runtime.clock,
+        log=log,
+    )
+
+
+def run_invoicing_job(runtime: Any, *, log: Any, dry_run: bool = False) -> dict[str, int]:
+    """The ``invoicing`` job. ``dry_run`` plans without calling Stripe or writing anything."""
+    if dry_run:
+        candidates = build_invoicing(runtime, log=log, with_billing=False).plans()
+        due = [c for c in candidates if c.due]
+        return {"considered": len(candidates), "would_invoice": sum(1 for c in due if c.plan is not None),
+                "not_due": len(candidates) - len(due), "would_quarantine": sum(1 for c in due if c.error is not None)}
+    report = build_invoicing(runtime, log=log).run()
+    return {"considered": report.considered, "invoices_created": len(report.invoiced), "not_due": report.not_due,
+            "quarantined": len(report.quarantined), "resumed": report.resumed}

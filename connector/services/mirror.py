@@ -1,0 +1,539 @@
+"""The mirror: GTM records from the org into the local model, incrementally.
+
+Per mapped object, in mapping order (parents before children):
+
+* **Cursor** = ``SystemModstamp`` of the last record committed. A run reads
+  ``queryAll: SELECT ... WHERE SystemModstamp >= cursor - lookback ORDER BY SystemModstamp, Id``
+  page by page. Each page is one unit of work: its rows, deletions, quarantined records,
+  anomalies and the cursor (the page's last, i.e. highest, stamp) commit together, so a run
+  stopped anywhere resumes from the last committed page. ``>=`` plus the lookback means
+  many records sharing the boundary stamp, or committed late with an earlier stamp, are
+  read again rather than missed; upserts are idempotent so re-reading costs no writes.
+  The query locator is a snapshot, so records changed during pagination come back with
+  their new stamp (above the cursor) on the next run.
+* **Deletes**: ``queryAll`` returns recycle-bin rows with ``IsDeleted = true`` and their
+  deletion stamp; they become local tombstones (soft delete). ``full=True`` re-reads every
+  live record and soft-deletes local rows the org no longer has at all (purged from the
+  recycle bin, or deleted beyond its retention).
+* **Idle cycle**: for objects that already have a cursor, one ``queryAll`` per object asks
+  how many records carry a stamp in the lookback window and what the newest stamp is; all
+  of them go in composite calls (5 per call: the 9 gtm-v1 objects cost 2 API calls). An
+  object is synced only if its newest stamp is past the cursor or the window count differs
+  from what is stored locally (tombstones and quarantined records included), which is how
+  a record committed late inside the window, or a deletion, shows up.
+* **Validation**: each record is converted and checked on the way in (``records.py``); a
+  bad one goes to ``dead_letter`` (source ``mirror``) with its reason and the rest of the
+  page proceeds. When the record is later fixed in the org, its letter is resolved.
+* **State machines**: offer and order status changes are checked against
+  ``connector.domain.states``; an illegal jump is applied anyway (the org is the source
+  of truth) and recorded as an anomaly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+
+from connector.domain.states import OFFER_MACHINE, ORDER_MACHINE, StateMachine, TransitionVerdict
+from connector.errors import ApiLimitReached, ConfigError, PermanentError, RecordError
+from connector.mappings import MappingSet, ObjectMapping
+from connector.services.records import RecordConverter, json_safe, parse_sf_datetime, soql_datetime
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # cursor of an object that had no records yet
+IDLE_BATCH = 200  # smallest page Salesforce allows: the idle check needs counts, not rows
+MACHINES: dict[str, StateMachine[Any]] = {"offer": OFFER_MACHINE, "order": ORDER_MACHINE}
+
+
+# ------------------------------------------------------------------------------ ports
+
+
+class QueryPage(Protocol):
+    records: list[dict[str, Any]]
+    total_size: int
+    done: bool
+
+
+class QueryAnswer(QueryPage, Protocol):
+    error_code: str | None
+    message: str
+
+
+class OrgReader(Protocol):
+    """What the mirror needs from the org (``connector.adapters.salesforce.SalesforceOrg``)."""
+
+    def query_pages(self, soql: str, include_deleted: bool = False) -> Iterator[QueryPage]: ...
+
+    def composite_queries(
+        self, soqls: Sequence[str], include_deleted: bool = False, batch_size: int | None = None,
+        raise_errors: bool = True,
+    ) -> Sequence[QueryAnswer]: ...
+
+
+UnitOfWorkFactory = Callable[[], Any]  # () -> SqlUnitOfWork (connector.adapters.store)
+
+
+# ------------------------------------------------------------------------------ results
+
+
+@dataclass
+class ObjectReport:
+    key: str
+    sobject: str
+    fetched: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    quarantined: int = 0
+    anomalies: int = 0
+    pages: int = 0
+    idle: bool = False
+    status: str = "ok"
+    cursor: datetime | None = None
+    seconds: float = 0.0
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated + self.deleted
+
+    @property
+    def rate(self) -> float:
+        return self.fetched / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class MirrorReport:
+    objects: list[ObjectReport] = field(default_factory=list)
+    full: bool = False
+    dry_run: bool = False
+    api_calls: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def written(self) -> int:
+        return sum(o.written for o in self.objects)
+
+    def counts(self) -> dict[str, int]:
+        """Per mapping object key: records written; plus run totals (job_runs.counts)."""
+        out = {o.key: o.written for o in self.objects}
+        out.update(
+            fetched=sum(o.fetched for o in self.objects),
+            written=self.written,
+            quarantined=sum(o.quarantined for o in self.objects),
+            anomalies=sum(o.anomalies for o in self.objects),
+            idle_objects=sum(1 for o in self.objects if o.idle),
+        )
+        if self.api_calls is not None:
+            out["sf_api_calls"] = self.api_calls
+        return out
+
+
+@dataclass(frozen=True)
+class PageProgress:
+    key: str
+    sobject: str
+    page: int
+    fetched: int  # records of this object so far in this run
+    total: int  # the query's totalSize
+    seconds: float
+
+
+@dataclass
+class _Letter:
+    reason: str
+    stamp: str | None
+
+
+# ------------------------------------------------------------------------------ service
+
+
+class MirrorService:
+    def __init__(
+        self,
+        org: OrgReader,
+        uow: UnitOfWorkFactory,
+        mapping: MappingSet,
+        org_id: str,
+        *,
+        lookback_seconds: int = 300,
+        log: Any = None,
+        progress: Callable[[PageProgress], None] | None = None,
+        stop: threading.Event | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.org = org
+        self.uow = uow
+        self.mapping = mapping
+        self.org_id = org_id
+        self.lookback = timedelta(seconds=lookback_seconds)
+        self.log = log or structlog.get_logger("connector.mirror").bind(org_id=org_id, job="mirror")
+        self.progress = progress
+        self.stop = stop
+        self.clock = clock
+        self._known: dict[str, set[str]] = {}
+        self._letters: dict[str, dict[str, _Letter]] = {}
+        self._unavailable: set[str] = set()
+
+    # -------------------------------------------------------------- entry point
+
+    def select(self, objects: Sequence[str] | None) -> list[ObjectMapping]:
+        """Mapped objects by key or sObject name, in sync order; ConfigError for unknown names."""
+        ordered = self.mapping.in_sync_order()
+        if not objects:
+            return ordered
+        wanted = {o.lower() for o in objects}
+        known = {o.name.lower() for o in ordered} | {o.sobject.lower() for o in ordered}
+        unknown = sorted(wanted - known)
+        if unknown:
+            names = ", ".join(o.name for o in ordered)
+            raise ConfigError(f"unknown object(s) {', '.join(unknown)}: the mapping {self.mapping.name} has {names}")
+        return [o for o in ordered if o.name.lower() in wanted or o.sobject.lower() in wanted]
+
+    def run(self, objects: Sequence[str] | None = None, *, full: bool = False, dry_run: bool = False) -> MirrorReport:
+        started = time.monotonic()
+        calls_before = _api_calls(self.org)
+        selected = self.select(objects)
+        report = MirrorReport(full=full, dry_run=dry_run)
+        self.log.info("mirror.started", objects=[o.name for o in selected], full=full, dry_run=dry_run)
+        cursors = self._cursors()
+        self._load_letters()
+        self._unavailable = set()
+        to_sync = selected if full else self._changed(selected, cursors)
+        try:
+            for obj in selected:
+                if obj not in to_sync:
+                    status = "unavailable" if obj.name in self._unavailable else "ok"
+                    report.objects.append(ObjectReport(obj.name, obj.sobject, idle=True, status=status,
+                                                       cursor=cursors.get(obj.sobject)))
+                    continue
+                if self.stop is not None and self.stop.is_set():
+                    break
+                report.objects.append(self._sync_object(obj, cursors.get(obj.sobject), full=full, dry_run=dry_run))
+        finally:
+            report.seconds = round(time.monotonic() - started, 3)
+            calls_after = _api_calls(self.org)
+            if calls_before is not None and calls_after is not None:
+                report.api_calls = calls_after - calls_before
+            self.log.info("mirror.finished", written=report.written, api_calls=report.api_calls,
+                          idle=[o.key for o in report.objects if o.idle], seconds=report.seconds)
+        return report
+
+    # -------------------------------------------------------------- idle check
+
+    def _cursors(self) -> dict[str, datetime]:
+        with self.uow() as uow:
+            return {s.object_name: s.cursor for s in uow.sync_state.all(self.org_id) if s.cursor is not None}
+
+    def _window_start(self, cursor: datetime) -> datetime:
+        return (cursor - self.lookback).replace(microsecond=0)
+
+    def _changed(self, selected: list[ObjectMapping], cursors: dict[str, datetime]) -> list[ObjectMapping]:
+        """Objects that need a sync: those never synced, plus those whose window in the org
+        differs from the local one (newest stamp past the cursor, or another count)."""
+        checked = [o for o in selected if o.sobject in cursors]
+        if not checked:
+            return selected
+        soqls = [
+            f"SELECT Id, SystemModstamp FROM {o.sobject} WHERE SystemModstamp >= "
+            f"{soql_datetime(self._window_start(cursors[o.sobject]))} ORDER BY SystemModstamp DESC, Id DESC"
+            for o in checked
+        ]
+        answers = self.org.composite_queries(soqls, include_deleted=True, batch_size=IDLE_BATCH, raise_errors=False)
+        changed: set[str] = set()
+        with self.uow() as uow:
+            for obj, answer in zip(checked, answers, strict=True):
+                if answer.error_code in ("INVALID_TYPE", "NOT_FOUND"):
+                    self._unavailable.add(obj.name)  # the org has no such object (still): nothing to do
+                    continue
+                if answer.error_code is not None:  # let the object's own sync report it
+                    changed.add(obj.name)
+                    continue
+                cursor = cursors[obj.sobject]
+                since = self._window_start(cursor)
+                local = uow.mirror(obj.name).count(self.org_id, include_deleted=True, since=since) + self._letters_since(obj.sobject, since)
+                newest = parse_sf_datetime(answer.records[0]["SystemModstamp"]) if answer.records else None
+                if answer.total_size != local or (newest is not None and newest > cursor):
+                    changed.add(obj.name)
+                    self.log.info("object.changed", object=obj.sobject, org_window=answer.total_size,
+                                  local_window=local, newest=newest.isoformat() if newest else None)
+        return [o for o in selected if o.sobject not in cursors or o.name in changed]
+
+    # -------------------------------------------------------------- one object
+
+    def _sync_object(self, obj: ObjectMapping, cursor: datetime | None, *, full: bool, dry_run: bool) -> ObjectReport:
+        converter = RecordConverter(self.mapping, obj, self._known_ids)
+        report = ObjectReport(obj.name, obj.sobject, cursor=cursor)
+        if full:
+            soql, include_deleted = converter.soql(), False
+        elif cursor is None:
+            soql, include_deleted = converter.soql(), True
+        else:
+            soql = converter.soql(f"SystemModstamp >= {soql_datetime(self._window_start(cursor))}")
+            include_deleted = True
+        seen: set[str] | None = set() if full else None
+        started = time.monotonic()
+        log = self.log.bind(object=obj.sobject)
+        pages = self.org.query_pages(soql, include_deleted=include_deleted)
+        completed = False
+        try:
+            for page in _unless_unavailable(pages, report, log):
+                self._apply_page(obj, converter, page, report, seen, dry_run=dry_run)
+                report.seconds = round(time.monotonic() - started, 3)
+                log.info("page.committed" if not dry_run else "page.checked", page=report.pages,
+                         records=len(page.records), fetched=report.fetched, total=page.total_size,
+                         inserted=report.inserted, updated=report.updated, deleted=report.deleted,
+                         quarantined=report.quarantined,
+                         cursor=report.cursor.isoformat() if report.cursor else None)
+                if self.progress is not None:
+                    self.progress(PageProgress(obj.name, obj.sobject, report.pages, report.fetched,
+                                               page.total_size, report.seconds))
+                if self.stop is not None and self.stop.is_set() and not page.done:
+                    report.status = "stopped"
+                    break
+            else:
+                completed = True
+        except ApiLimitReached:
+            report.status = "stopped"
+            self._mark_run(obj, "stopped", full=False, dry_run=dry_run)
+            log.warning("object.stopped", reason="api_limit", fetched=report.fetched)
+            raise
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
+        if report.status == "unavailable":
+            if not dry_run:  # a cursor puts it in the idle check, which notices if it appears
+                with self.uow() as uow:
+                    uow.sync_state.advance(self.org_id, obj.sobject, EPOCH, 0)
+                    uow.sync_state.mark_run(self.org_id, obj.sobject, "unavailable")
+                    uow.commit()
+            return report
+        if completed and full and seen is not None:
+            report.deleted += self._sweep(obj, seen, dry_run=dry_run)
+        if completed and cursor is None and report.fetched == 0 and not dry_run:
+            with self.uow() as uow:  # nothing yet: remember that, so idle checks cover it
+                uow.sync_state.advance(self.org_id, obj.sobject, EPOCH, 0)
+                uow.commit()
+            report.cursor = EPOCH
+        report.seconds = round(time.monotonic() - started, 3)
+        self._mark_run(obj, report.status, full=full and completed, dry_run=dry_run)
+        log.info("object.synced", status=report.status, fetched=report.fetched, written=report.written,
+                 quarantined=report.quarantined, anomalies=report.anomalies, seconds=report.seconds,
+                 records_per_s=round(report.rate, 1))
+        return report
+
+    def _mark_run(self, obj: ObjectMapping, status: str, *, full: bool, dry_run: bool) -> None:
+        if dry_run:
+            return
+        with self.uow() as uow:
+            uow.sync_state.mark_run(self.org_id, obj.sobject, status, full=full)
+            uow.commit()
+
+    # -------------------------------------------------------------- one page, one unit of work
+
+    def _apply_page(self, obj: ObjectMapping, converter: RecordConverter, page: QueryPage, report: ObjectReport,
+                    seen: set[str] | None, *, dry_run: bool) -> None:
+        live: list[dict[str, Any]] = []
+        tombstones: list[tuple[str, datetime]] = []
+        bad: list[tuple[dict[str, Any], RecordError]] = []
+        for record in page.records:
+            if record.get("IsDeleted"):
+                tombstones.append((record["Id"], converter.stamp(record)))
+                continue
+            try:
+                live.append(converter.to_row(record))
+            except RecordError as exc:
+                bad.append((record, exc))
+        if seen is not None:
+            seen.update(r["Id"] for r in page.records)
+        last_stamp = converter.stamp(page.records[-1]) if page.records else None
+        letters = self._letters.setdefault(obj.sobject, {})
+        with self.uow() as uow:
+            repo = uow.mirror(obj.name)
+            anomalies = self._check_states(uow, obj, converter, live)
+            result = repo.upsert_many(self.org_id, live) if live else None
+            deleted = self._tombstone(uow, obj, tombstones)
+            quarantined = self._quarantine(uow, obj, bad, letters)
+            fixed = [i for i in [r["sf_id"] for r in live] + [t[0] for t in tombstones] if i in letters]
+            for rid in fixed:
+                uow.dead_letters.resolve_for(self.org_id, "mirror", obj.sobject, rid)
+            uow.sync_state.advance(self.org_id, obj.sobject, last_stamp, result.inserted if result else 0)
+            if dry_run:
+                uow.rollback()
+            else:
+                uow.commit()
+        # Only now that the page is durable do the in-memory views follow it.
+        if not dry_run:
+            for rid in fixed:
+                letters.pop(rid, None)
+            for record, exc in bad:
+                letters[record["Id"]] = _Letter(exc.reason, record.get("SystemModstamp"))
+        if obj.name in self._known:
+            self._known[obj.name].update(r["sf_id"] for r in live)
+            self._known[obj.name].difference_update(t[0] for t in tombstones)
+        report.pages += 1
+        report.fetched += len(page.records)
+        if result is not None:
+            report.inserted += result.inserted
+            report.updated += result.updated
+            report.unchanged += result.unchanged
+        report.deleted += deleted
+        report.quarantined += quarantined
+        report.anomalies += anomalies
+        if last_stamp is not None and (report.cursor is None or last_stamp > report.cursor):
+            report.cursor = last_stamp
+
+    def _check_states(self, uow: Any, obj: ObjectMapping, converter: RecordConverter, rows: list[dict[str, Any]]) -> int:
+        machine = MACHINES.get(obj.name)
+        vocab = converter.vocabulary("status")
+        if machine is None or vocab is None or not rows:
+            return 0
+        before = _stored(uow, obj, self.org_id, [r["sf_id"] for r in rows], ("status",))
+        count = 0
+        for row in rows:
+            old = before.get(row["sf_id"])
+            # Stored and observed values are the org's labels; the machines speak states.
+            previous = None if old is None or old["is_deleted"] else self.mapping.to_state(vocab, old["status"])
+            new = self.mapping.to_state(vocab, row.get("status"))
+            if new is None:
+                continue
+            if machine.check(previous, new) is TransitionVerdict.ANOMALY:
+                detail = machine.explain(previous, new)
+                uow.anomalies.add(self.org_id, obj.sobject, row["sf_id"], machine.name, previous, new, detail,
+                                  observed_at=row["system_modstamp"])
+                self.log.warning("state.anomaly", object=obj.sobject, record_id=row["sf_id"], machine=machine.name,
+                                 from_state=previous, to_state=new, detail=detail)
+                count += 1
+        return count
+
+    def _tombstone(self, uow: Any, obj: ObjectMapping, tombstones: list[tuple[str, datetime]]) -> int:
+        """Deleted in the org: keep a soft-deleted row carrying the deletion stamp (the idle
+        check counts it), unless it is already there."""
+        if not tombstones:
+            return 0
+        repo = uow.mirror(obj.name)
+        stored = _stored(uow, obj, self.org_id, [rid for rid, _ in tombstones], ())
+        todo = [(rid, stamp) for rid, stamp in tombstones
+                if not (rid in stored and stored[rid]["is_deleted"] and stored[rid]["system_modstamp"] == stamp)]
+        if not todo:
+            return 0
+        repo.upsert_many(self.org_id, [{"sf_id": rid, "system_modstamp": stamp} for rid, stamp in todo])
+        by_stamp: dict[datetime, list[str]] = {}
+        for rid, stamp in todo:
+            by_stamp.setdefault(stamp, []).append(rid)
+        for stamp, ids in by_stamp.items():
+            repo.soft_delete(self.org_id, ids, stamp)
+        for rid, _ in todo:
+            self.log.info("record.deleted", object=obj.sobject, record_id=rid)
+        return len(todo)
+
+    def _quarantine(self, uow: Any, obj: ObjectMapping, bad: list[tuple[dict[str, Any], RecordError]],
+                    letters: dict[str, _Letter]) -> int:
+        count = 0
+        for record, exc in bad:
+            rid = str(record.get("Id"))
+            stamp = record.get("SystemModstamp")
+            known = letters.get(rid)
+            if known is not None and known.reason == exc.reason and known.stamp == stamp:
+                continue  # the same version, already quarantined: nothing to write
+            uow.dead_letters.add(self.org_id, "mirror", obj.sobject, rid, exc.code, exc.reason,
+                                 payload={"record": json_safe(record), "system_modstamp": stamp})
+            self.log.warning("record.quarantined", object=obj.sobject, record_id=rid, code=exc.code, reason=exc.reason)
+            count += 1
+        return count
+
+    def _sweep(self, obj: ObjectMapping, seen: set[str], *, dry_run: bool) -> int:
+        """After a full read: soft-delete local live rows the org no longer has."""
+        with self.uow() as uow:
+            repo = uow.mirror(obj.name)
+            gone = repo.ids(self.org_id) - seen
+            if not gone:
+                return 0
+            count = repo.soft_delete(self.org_id, gone, self.clock())
+            self.log.info("records.swept", object=obj.sobject, count=count, sample=sorted(gone)[:5])
+            if dry_run:
+                uow.rollback()
+            else:
+                uow.commit()
+        if obj.name in self._known:
+            self._known[obj.name].difference_update(gone)
+        return count
+
+    # -------------------------------------------------------------- local knowledge
+
+    def _known_ids(self, key: str) -> set[str]:
+        """Live local ids of an object (PPPs, PPCs) for reference checks, loaded once a run."""
+        if key not in self._known:
+            with self.uow() as uow:
+                self._known[key] = uow.mirror(key).ids(self.org_id)
+        return self._known[key]
+
+    def _load_letters(self) -> None:
+        self._letters = {}
+        with self.uow() as uow:
+            for letter in uow.dead_letters.open(self.org_id, source="mirror"):
+                payload = letter.payload if isinstance(letter.payload, dict) else {}
+                self._letters.setdefault(letter.object_name, {})[letter.record_id] = _Letter(
+                    letter.reason, payload.get("system_modstamp"))
+
+    def _letters_since(self, sobject: str, since: datetime) -> int:
+        return sum(1 for letter in self._letters.get(sobject, {}).values()
+                   if letter.stamp is not None and parse_sf_datetime(letter.stamp) >= since)
+
+
+# ------------------------------------------------------------------------------ store queries
+
+
+def _stored(uow: Any, obj: ObjectMapping, org_id: str, ids: list[str], columns: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """is_deleted, system_modstamp and ``columns`` of the stored rows with these ids."""
+    return uow.mirror(obj.name).get_many(org_id, ids, ["system_modstamp", *columns])  # type: ignore[no-any-return]
+
+
+def _unless_unavailable(pages: Iterator[QueryPage], report: ObjectReport, log: Any) -> Iterator[QueryPage]:
+    """The pages, unless the org doesn't have the object (or hides it from this user): then
+    none, the object reported ``unavailable`` and the other objects mirrored as usual."""
+    try:
+        first = next(pages)
+    except StopIteration:
+        return
+    except PermanentError as exc:
+        if getattr(exc, "error_code", None) not in ("INVALID_TYPE", "NOT_FOUND"):
+            raise
+        report.status = "unavailable"
+        log.warning("object.unavailable", reason=str(exc))
+        return
+    yield first
+    yield from pages
+
+
+def _api_calls(org: Any) -> int | None:
+    value = getattr(org, "api_calls", None)
+    return value if isinstance(value, int) else None
+
+
+# ------------------------------------------------------------------------------ job entry
+
+
+def run_mirror_job(runtime: Any, *, log: Any, dry_run: bool = False, stop: threading.Event | None = None,
+                   objects: Sequence[str] | None = None, full: bool = False,
+                   progress: Callable[[PageProgress], None] | None = None) -> dict[str, int]:
+    """The scheduled/one-off mirror run for one org (see ``connector.jobs``)."""
+    service = MirrorService(
+        runtime.salesforce(),
+        runtime.uow,
+        runtime.mapping,
+        runtime.org_id,
+        lookback_seconds=runtime.config.sync.lookback_seconds,
+        log=log,
+        progress=progress,
+        stop=stop,
+        clock=runtime.clock,
+    )
+    report = service.run(objects or runtime.config.sync.objects, full=full, dry_run=dry_run)
+    return report.counts()

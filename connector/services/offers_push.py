@@ -1,0 +1,628 @@
+"""Offers as code: draft offers authored as TOML files, validated, pushed to the org.
+
+One file per draft in the org's drafts directory (``offers/<alias>/<key>.toml`` unless
+``[offers] drafts_dir`` says otherwise); the file name is the draft key::
+
+    customer_name = "Wayne Enterprises"
+    customer_org_id = "00D5g0000012345ABC"
+    offer_type = "initial"                 # or "add_on" (tied to the customer's order)
+    service_start_date = 2026-03-01
+    valid_until = 2026-02-15
+    recipient_email = "buyer@wayne.example.com"
+    billing_email = "ap@wayne.example.com"
+
+    [[items]]
+    product = "Core App"                   # PPP name or id, from the mirrored catalog
+    quantity = 10
+    unit_price_per_month = "50.00"         # a string: money never goes through float
+
+Validation uses the domain rules (12-month term, USD, positive quantities, prices, a
+valid-until date in the future, known PPPs; an add-on is tied to the customer's existing
+order and ends on that order's end date). A valid draft is created in the org — offer and
+items in one all-or-none composite call — or updated while the org still shows it as
+Draft. The ``offer_drafts`` table keeps, per draft key, the org id, a hash of what was
+pushed and the org's stamps right after the push, so
+
+* an unchanged draft is not sent again (a second run writes nothing, calls nothing);
+* once the org shows any status other than Draft, local edits are refused with a clear
+  message: the org wins;
+* if the org changed the offer or its items since our last push, the edit is reported as
+  a write conflict and not sent (``force=True`` overrides, for an operator who checked).
+
+Invalid drafts, refusals and conflicts also open a dead letter (source ``offers_push``)
+so ``status`` shows them; a later successful push resolves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote_plus
+
+import structlog
+
+from connector.domain.proration import initial_end_date
+from connector.domain.validation import parse_email, parse_quantity, parse_term, parse_unit_price, show
+from connector.mappings import MappingSet
+
+OFFER = "SfdcPartnerOffer"
+OFFER_ITEM = "SfdcPartnerOfferItem"
+MAX_ITEMS = 20  # one composite call: offer + items + read-back stays under 25 subrequests
+SOURCE = "offers_push"
+DRAFT_KEYS = frozenset({
+    "name", "customer_name", "customer_org_id", "offer_type", "term_set", "contract_term_months",
+    "service_start_date", "service_end_date", "valid_until", "recipient_email", "billing_email",
+    "initial_order_id", "partner_po_number", "customer_po_number", "currency", "items",
+})
+ITEM_KEYS = frozenset({"product", "quantity", "unit_price_per_month", "name"})
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
+
+
+# ------------------------------------------------------------------------------ ports
+
+
+class SubResult(Protocol):
+    reference_id: str
+    status: int
+    body: Any
+    ok: bool
+    error_code: str | None
+    message: str
+
+
+class QueryPage(Protocol):
+    records: list[dict[str, Any]]
+
+
+class OfferWriter(Protocol):
+    """What offers push needs from the org (``SalesforceOrg``)."""
+
+    def subrequest(self, method: str, path: str, reference_id: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]: ...
+
+    def composite(self, subrequests: Sequence[Mapping[str, Any]], *, all_or_none: bool) -> Sequence[SubResult]: ...
+
+    def composite_queries(self, soqls: Sequence[str], include_deleted: bool = False,
+                          batch_size: int | None = None) -> Sequence[QueryPage]: ...
+
+
+# ------------------------------------------------------------------------------ drafts
+
+
+@dataclass(frozen=True)
+class DraftItem:
+    ppp_id: str
+    product: str
+    quantity: int
+    unit_price_per_month: Decimal
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ValidDraft:
+    """A draft that passed validation: local column values and resolved items."""
+
+    key: str
+    path: Path
+    fields: Mapping[str, Any]
+    items: tuple[DraftItem, ...]
+
+    def content(self) -> dict[str, Any]:
+        """Canonical, JSON-friendly content: what the hash covers."""
+        def plain(v: Any) -> Any:
+            return v.isoformat() if isinstance(v, date) else str(v) if isinstance(v, Decimal) else v
+        return {
+            "fields": {k: plain(v) for k, v in sorted(self.fields.items())},
+            "items": [{"ppp_id": i.ppp_id, "quantity": i.quantity, "unit_price_per_month": str(i.unit_price_per_month),
+                       "name": i.name} for i in self.items],
+        }
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.content(), sort_keys=True).encode()).hexdigest()
+
+    def offer_values(self, mapping: MappingSet) -> dict[str, Any]:
+        obj = mapping.objects["offer"]
+        values = {obj.sf_field_for(column): value for column, value in self.fields.items()}
+        values[obj.sf_field_for("status")] = mapping.to_picklist("offer_status", "draft")
+        return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in values.items()}
+
+    def item_values(self, mapping: MappingSet, item: DraftItem) -> dict[str, Any]:
+        obj = mapping.objects["offer_item"]
+        values: dict[str, Any] = {
+            obj.sf_field_for("ppp_id"): item.ppp_id,
+            obj.sf_field_for("quantity"): item.quantity,
+            obj.sf_field_for("unit_price_per_month"): item.unit_price_per_month,
+        }
+        values[obj.sf_field_for("name")] = item.name or f"{item.product} x{item.quantity}"
+        return values
+
+
+class Catalog:
+    """What validation looks up in the local mirror: PPPs, term sets, the customer's orders."""
+
+    def __init__(self, uow: Callable[[], Any], org_id: str, mapping: MappingSet):
+        self.uow = uow
+        self.org_id = org_id
+        self.mapping = mapping
+        with uow() as u:
+            self.ppps = {r["sf_id"]: r["name"] or "" for r in u.mirror("ppp").list(org_id)}
+            self.term_sets = {r["sf_id"]: r for r in u.mirror("term_set").list(org_id)}
+
+    def ppp(self, product: str) -> str | None:
+        if product in self.ppps:
+            return product
+        matches = [pid for pid, name in self.ppps.items() if name.strip().lower() == product.strip().lower()]
+        return matches[0] if len(matches) == 1 else None
+
+    def order(self, order_id: str) -> dict[str, Any] | None:
+        with self.uow() as u:
+            row = u.mirror("order").get(self.org_id, order_id)
+        return row if row and not row["is_deleted"] else None
+
+    def initial_orders_of(self, customer_org_id: str) -> list[dict[str, Any]]:
+        with self.uow() as u:
+            rows = u.mirror("order").list(self.org_id, customer_org_id=customer_org_id)
+        return [r for r in rows if self.mapping.to_state("order_type", r["order_type"]) == "initial"
+                and self.mapping.to_state("order_status", r["status"]) in ("new", "processing", "activated")]
+
+
+def read_draft(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    try:
+        return tomllib.loads(path.read_text("utf-8")), []
+    except OSError as exc:
+        return None, [f"{path}: cannot read: {exc.strerror}"]
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        return None, [f"{path}: not valid TOML: {exc}"]
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        raise ValueError("must be a date (YYYY-MM-DD), not a date and time")
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ValueError("must be a date (YYYY-MM-DD)")
+
+
+def _text(value: Any, what: str = "text") -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be {what}")
+    return value.strip()
+
+
+def validate_draft(key: str, path: Path, raw: Mapping[str, Any], catalog: Catalog, today: date) -> tuple[ValidDraft | None, list[str]]:
+    """A validated draft, or the problems (each naming the file and the key)."""
+    problems: list[str] = []
+
+    def problem(where: str, message: str) -> None:
+        problems.append(f"{path}: {where}: {message}")
+
+    if not _KEY_RE.match(key):
+        problem("(file name)", "draft key must be letters, digits, '.', '_' or '-'")
+    for unknown in sorted(set(raw) - DRAFT_KEYS):
+        problem(unknown, f"unknown key (known: {', '.join(sorted(DRAFT_KEYS))})")
+    fields: dict[str, Any] = {"currency": "USD", "contract_term_months": 12}
+
+    def take(name: str, parse: Callable[[Any], Any], required: bool = False) -> Any:
+        if name not in raw or raw[name] in (None, ""):
+            if required:
+                problem(name, "is required")
+            return None
+        try:
+            return parse(raw[name])
+        except ValueError as exc:
+            problem(name, f"{exc}, got {show(raw[name]) if not isinstance(raw[name], date) else raw[name]}")
+            return None
+
+    customer = take("customer_name", _text, required=True)
+    fields["customer_name"] = customer
+    fields["customer_org_id"] = take("customer_org_id", lambda v: _text(v, "a Salesforce org id"), required=True)
+    kind = take("offer_type", lambda v: _offer_type(catalog.mapping, v)) or "initial"
+    fields["offer_type"] = catalog.mapping.to_picklist("offer_type", kind)
+    take("contract_term_months", parse_term)
+    take("currency", lambda v: _usd(v))
+    start = take("service_start_date", _as_date, required=True)
+    valid_until = take("valid_until", _as_date, required=True)
+    if valid_until is not None and valid_until <= today:
+        problem("valid_until", f"must be in the future (today is {today.isoformat()}), got {valid_until.isoformat()}")
+    if start is not None and start < today:
+        problem("service_start_date", f"must be today or later, got {start.isoformat()}")
+    fields["recipient_email"] = take("recipient_email", parse_email, required=True)
+    fields["billing_email"] = take("billing_email", parse_email)
+    for name in ("partner_po_number", "customer_po_number"):
+        fields[name] = take(name, _text)
+    end_given = take("service_end_date", _as_date)
+    fields["term_set_id"] = _term_set(raw.get("term_set"), catalog, problem)
+    fields["initial_order_id"] = None
+    end: date | None = None
+    if kind == "add_on":
+        end = _tie_add_on(raw, fields, start, catalog, problem)
+    elif start is not None:
+        end = initial_end_date(start)
+        if raw.get("initial_order_id"):
+            problem("initial_order_id", "only an add-on offer is tied to an initial order")
+    if end is not None and end_given is not None and end_given != end:
+        what = "the initial order's end date" if kind == "add_on" else "the end of the 12-month term"
+        problem("service_end_date", f"must be {what} {end.isoformat()}, got {end_given.isoformat()}")
+    fields["service_start_date"] = start
+    fields["service_end_date"] = end
+    fields["valid_until"] = valid_until
+    label = "Add-On" if kind == "add_on" else "Initial"
+    fields["name"] = take("name", _text) or (f"{customer} {label} offer" if customer else None)
+    items = _items(raw.get("items"), catalog, problem)
+    if problems:
+        return None, problems
+    return ValidDraft(key, path, {k: v for k, v in fields.items() if v is not None}, tuple(items)), []
+
+
+def _offer_type(mapping: MappingSet, value: Any) -> str:
+    text = _text(value).lower().replace("-", "_")
+    for label, state in mapping.vocabularies["offer_type"].items():
+        if text in (state, label.lower().replace("-", "_")):
+            return str(state)
+    raise ValueError("must be initial or add_on")
+
+
+def _usd(value: Any) -> str:
+    if not isinstance(value, str) or value.strip().upper() != "USD":
+        raise ValueError("must be USD (the GTM app bills in US dollars only)")
+    return "USD"
+
+
+def _term_set(value: Any, catalog: Catalog, problem: Callable[[str, str], None]) -> str | None:
+    if value is None:
+        twelve = [tid for tid, row in catalog.term_sets.items() if row.get("contract_term_months") in (None, 12)]
+        return twelve[0] if len(twelve) == 1 else None
+    for tid, row in catalog.term_sets.items():
+        if value == tid or (isinstance(value, str) and (row.get("name") or "").lower() == value.lower()):
+            return tid
+    problem("term_set", f"unknown term set {show(value)} (known: {', '.join(r.get('name') or t for t, r in catalog.term_sets.items())})")
+    return None
+
+
+def _tie_add_on(raw: Mapping[str, Any], fields: dict[str, Any], start: date | None, catalog: Catalog,
+                problem: Callable[[str, str], None]) -> date | None:
+    """An add-on belongs to the customer's existing order and ends when that order ends."""
+    order_id = raw.get("initial_order_id")
+    customer_org = fields.get("customer_org_id")
+    if order_id:
+        order = catalog.order(str(order_id))
+        if order is None:
+            problem("initial_order_id", f"no mirrored order {order_id} (run sync first?)")
+            return None
+    else:
+        candidates = catalog.initial_orders_of(customer_org) if customer_org else []
+        if len(candidates) != 1:
+            problem("initial_order_id", f"is required: customer org {customer_org} has {len(candidates)} open "
+                                        f"initial orders in the mirror")
+            return None
+        order = candidates[0]
+    if customer_org and order.get("customer_org_id") and order["customer_org_id"] != customer_org:
+        problem("initial_order_id", f"order {order['sf_id']} belongs to customer org {order['customer_org_id']}, "
+                                    f"not {customer_org}")
+    state = catalog.mapping.to_state("order_status", order.get("status"))
+    if state not in ("new", "processing", "activated"):
+        problem("initial_order_id", f"order {order['sf_id']} is {order.get('status')}: add-ons need a running order")
+    fields["initial_order_id"] = order["sf_id"]
+    initial_start, initial_end = order.get("service_start_date"), order.get("service_end_date")
+    if initial_start and not initial_end:
+        initial_end = initial_end_date(initial_start)
+    if start is not None and initial_start and initial_end and not initial_start <= start <= initial_end:
+        problem("service_start_date", f"must fall within the initial order's term {initial_start.isoformat()} .. "
+                                      f"{initial_end.isoformat()}, got {start.isoformat()}")
+    return initial_end
+
+
+def _items(raw: Any, catalog: Catalog, problem: Callable[[str, str], None]) -> list[DraftItem]:
+    if not isinstance(raw, list) or not raw:
+        problem("items", "an offer needs at least one [[items]] entry")
+        return []
+    if len(raw) > MAX_ITEMS:
+        problem("items", f"at most {MAX_ITEMS} items per offer, got {len(raw)}")
+    out: list[DraftItem] = []
+    for i, item in enumerate(raw):
+        where = f"items[{i}]"
+        if not isinstance(item, dict):
+            problem(where, "must be a table with product, quantity and unit_price_per_month")
+            continue
+        for unknown in sorted(set(item) - ITEM_KEYS):
+            problem(f"{where}.{unknown}", f"unknown key (known: {', '.join(sorted(ITEM_KEYS))})")
+        product = item.get("product")
+        ppp_id = catalog.ppp(product) if isinstance(product, str) else None
+        if ppp_id is None:
+            known = ", ".join(sorted(set(catalog.ppps.values()))) or "none mirrored yet: run sync first"
+            problem(f"{where}.product", f"unknown PPP {show(product)} (known: {known})")
+        quantity = price = None
+        try:
+            quantity = parse_quantity(item.get("quantity"))
+        except ValueError as exc:
+            problem(f"{where}.quantity", f"{exc}, got {show(item.get('quantity'))}")
+        try:
+            raw_price = item.get("unit_price_per_month")
+            price = parse_unit_price(str(raw_price) if isinstance(raw_price, int) and not isinstance(raw_price, bool) else raw_price)
+        except ValueError as exc:
+            problem(f"{where}.unit_price_per_month", f"{exc}, got {show(item.get('unit_price_per_month'))}")
+        if ppp_id and quantity is not None and price is not None:
+            out.append(DraftItem(ppp_id, str(product), quantity, price, item.get("name")))
+    return out
+
+
+# ------------------------------------------------------------------------------ writing drafts
+
+
+def draft_toml(content: Mapping[str, Any]) -> str:
+    """A draft file's text (``offer create``): scalars first, then ``[[items]]``."""
+    def scalar(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (date, int)):
+            return value.isoformat() if isinstance(value, date) else str(value)
+        return json.dumps(str(value))  # a TOML basic string: JSON escapes are valid TOML
+
+    lines = [f"{k} = {scalar(v)}" for k, v in content.items() if k != "items" and v is not None]
+    for item in content.get("items", []):
+        lines += ["", "[[items]]"] + [f"{k} = {scalar(v)}" for k, v in item.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------ pushing
+
+
+@dataclass(frozen=True)
+class DraftResult:
+    key: str
+    action: str  # created updated unchanged invalid refused conflict rejected gone would_create would_update
+    sf_id: str | None = None
+    message: str = ""
+
+
+@dataclass
+class PushReport:
+    results: list[DraftResult] = field(default_factory=list)
+    dry_run: bool = False
+
+    def count(self, action: str) -> int:
+        return sum(1 for r in self.results if r.action == action)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.results:
+            out[r.action] = out.get(r.action, 0) + 1
+        return out
+
+
+class OffersPushService:
+    def __init__(self, org: OfferWriter, uow: Callable[[], Any], mapping: MappingSet, org_id: str, drafts_dir: Path,
+                 *, log: Any = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.org = org
+        self.uow = uow
+        self.mapping = mapping
+        self.org_id = org_id
+        self.drafts_dir = Path(drafts_dir)
+        self.log = log or structlog.get_logger("connector.offers").bind(org_id=org_id, job="offers_push")
+        self.clock = clock
+
+    def load(self, only: Sequence[str] | None = None) -> tuple[list[ValidDraft], dict[str, list[str]]]:
+        """Every draft file, validated: (valid drafts, {key: problems})."""
+        catalog = Catalog(self.uow, self.org_id, self.mapping)
+        today = self.clock().astimezone(UTC).date()
+        valid: list[ValidDraft] = []
+        invalid: dict[str, list[str]] = {}
+        paths = sorted(self.drafts_dir.glob("*.toml")) if self.drafts_dir.is_dir() else []
+        for path in paths:
+            key = path.stem
+            if only and key not in only:
+                continue
+            raw, problems = read_draft(path)
+            draft = None
+            if raw is not None:
+                draft, problems = validate_draft(key, path, raw, catalog, today)
+            if draft is not None:
+                valid.append(draft)
+            else:
+                invalid[key] = problems
+        return valid, invalid
+
+    def push(self, *, dry_run: bool = False, only: Sequence[str] | None = None, force: bool = False) -> PushReport:
+        report = PushReport(dry_run=dry_run)
+        valid, invalid = self.load(only)
+        with self.uow() as uow:
+            states = {d.draft_key: d for d in uow.offer_drafts.list(self.org_id)}
+            letters = {(l.record_id): l for l in uow.dead_letters.open(self.org_id, source=SOURCE)}
+        for key, problems in invalid.items():
+            message = "; ".join(problems)
+            report.results.append(DraftResult(key, "invalid", states[key].sf_id if key in states else None, message))
+            self.log.warning("draft.invalid", draft=key, problems=problems)
+            if not dry_run:
+                self._remember_error(key, "INVALID_DRAFT", message, states.get(key), letters.get(key))
+        changed: list[ValidDraft] = []
+        for draft in valid:
+            state = states.get(draft.key)
+            if state is not None and state.sf_id and state.payload_hash == draft.hash:
+                report.results.append(DraftResult(draft.key, "unchanged", state.sf_id))
+            elif state is not None and state.sf_id:
+                changed.append(draft)
+            elif dry_run:
+                report.results.append(DraftResult(draft.key, "would_create", None, f"{len(draft.items)} item(s)"))
+            else:
+                report.results.append(self._create(draft, letters.get(draft.key)))
+        org_view = self._org_view([states[d.key].sf_id for d in changed]) if changed else {}
+        for draft in changed:
+            state = states[draft.key]
+            report.results.append(self._update(draft, state, org_view.get(state.sf_id), letters.get(draft.key),
+                                               dry_run=dry_run, force=force))
+        self.log.info("offers.pushed", dry_run=dry_run, **report.counts())
+        return report
+
+    # -------------------------------------------------------------- the org's current view
+
+    def _org_view(self, offer_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Status and stamps of these offers and their items, in one composite call per 100."""
+        view: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(offer_ids), 100):
+            ids = ",".join(f"'{i}'" for i in offer_ids[start : start + 100])
+            offers, items = self.org.composite_queries([
+                f"SELECT Id, Status, SystemModstamp FROM {OFFER} WHERE Id IN ({ids})",
+                f"SELECT Id, SfdcPartnerOfferId, SystemModstamp FROM {OFFER_ITEM} WHERE SfdcPartnerOfferId IN ({ids})",
+            ])
+            for r in offers.records:
+                view[r["Id"]] = {"status": r["Status"], "stamp": r["SystemModstamp"], "items": {}}
+            for r in items.records:
+                if r["SfdcPartnerOfferId"] in view:
+                    view[r["SfdcPartnerOfferId"]]["items"][r["Id"]] = r["SystemModstamp"]
+        return view
+
+    def _read_back(self, offer_ref: str) -> list[dict[str, Any]]:
+        soql = (f"SELECT Id, SystemModstamp FROM {OFFER_ITEM} WHERE SfdcPartnerOfferId = '{offer_ref}' "
+                f"ORDER BY CreatedDate, Id")
+        return [
+            self.org.subrequest("GET", f"sobjects/{OFFER}/{offer_ref}?fields=Id,Status,SystemModstamp,Subtotal", "offer_now"),
+            self.org.subrequest("GET", f"query?q={quote_plus(soql, safe='@{}')}", "items_now"),
+        ]
+
+    # -------------------------------------------------------------- create and update
+
+    def _create(self, draft: ValidDraft, letter: Any) -> DraftResult:
+        subs = [self.org.subrequest("POST", f"sobjects/{OFFER}", "offer", draft.offer_values(self.mapping))]
+        link = self.mapping.objects["offer_item"].sf_field_for("offer_id")
+        for i, item in enumerate(draft.items):
+            subs.append(self.org.subrequest("POST", f"sobjects/{OFFER_ITEM}", f"item{i}",
+                                            {**draft.item_values(self.mapping, item), link: "@{offer.id}"}))
+        results = self.org.composite(subs + self._read_back("@{offer.id}"), all_or_none=True)
+        failure = _first_failure(results)
+        if failure is not None:
+            return self._rejected(draft, None, failure, letter)
+        by_ref = {r.reference_id: r for r in results}
+        offer_id = str(by_ref["offer"].body["id"])
+        self._remember_push(draft, offer_id, by_ref, letter)
+        self.log.info("offer.created", draft=draft.key, offer_id=offer_id, items=len(draft.items))
+        return DraftResult(draft.key, "created", offer_id, f"{len(draft.items)} item(s)")
+
+    def _update(self, draft: ValidDraft, state: Any, org_now: dict[str, Any] | None, letter: Any, *,
+                dry_run: bool, force: bool) -> DraftResult:
+        offer_id = state.sf_id
+        pushed = (state.payload or {}).get("org", {})
+        if org_now is None:
+            message = (f"offer {offer_id} no longer exists in the org; the draft is not re-created "
+                       f"(rename the file to push it as a new offer)")
+            return self._refuse(draft, state, "gone", "OFFER_DELETED", message, letter, dry_run)
+        if org_now["status"] != self.mapping.to_picklist("offer_status", "draft"):
+            message = (f"offer {offer_id} is {org_now['status']} in the org: only Draft offers can be edited, so "
+                       f"this local edit is refused and the org's version stands")
+            return self._refuse(draft, state, "refused", "OFFER_NOT_DRAFT", message, letter, dry_run,
+                                status=str(org_now["status"]).lower())
+        changed_in_org = org_now["stamp"] != pushed.get("offer_stamp") or org_now["items"] != pushed.get("items", {})
+        if changed_in_org and not force:
+            message = (f"offer {offer_id} was changed in the org since our last push "
+                       f"({pushed.get('offer_stamp')} -> {org_now['stamp']}); not overwritten: bring the draft file "
+                       f"in line with the org, then push with --force")
+            return self._refuse(draft, state, "conflict", "WRITE_CONFLICT", message, letter, dry_run)
+        if dry_run:
+            return DraftResult(draft.key, "would_update", offer_id, f"{len(draft.items)} item(s)")
+        old_items = list(pushed.get("item_order") or org_now["items"])
+        link = self.mapping.objects["offer_item"].sf_field_for("offer_id")
+        subs = [self.org.subrequest("PATCH", f"sobjects/{OFFER}/{offer_id}", "offer", draft.offer_values(self.mapping))]
+        for i, item in enumerate(draft.items):
+            values = draft.item_values(self.mapping, item)
+            if i < len(old_items):
+                subs.append(self.org.subrequest("PATCH", f"sobjects/{OFFER_ITEM}/{old_items[i]}", f"item{i}", values))
+            else:
+                subs.append(self.org.subrequest("POST", f"sobjects/{OFFER_ITEM}", f"item{i}", {**values, link: offer_id}))
+        for j, surplus in enumerate(old_items[len(draft.items):]):
+            subs.append(self.org.subrequest("DELETE", f"sobjects/{OFFER_ITEM}/{surplus}", f"drop{j}"))
+        results = self.org.composite(subs + self._read_back(offer_id), all_or_none=True)
+        failure = _first_failure(results)
+        if failure is not None:
+            return self._rejected(draft, offer_id, failure, letter)
+        self._remember_push(draft, offer_id, {r.reference_id: r for r in results}, letter)
+        self.log.info("offer.updated", draft=draft.key, offer_id=offer_id, items=len(draft.items), forced=changed_in_org)
+        return DraftResult(draft.key, "updated", offer_id, f"{len(draft.items)} item(s)")
+
+    # -------------------------------------------------------------- bookkeeping
+
+    def _remember_push(self, draft: ValidDraft, offer_id: str, by_ref: Mapping[str, Any], letter: Any) -> None:
+        offer_now = by_ref["offer_now"].body
+        items_now = by_ref["items_now"].body.get("records", [])
+        payload = {
+            "content": draft.content(),
+            "org": {"offer_stamp": offer_now["SystemModstamp"],
+                    "items": {r["Id"]: r["SystemModstamp"] for r in items_now},
+                    "item_order": [r["Id"] for r in items_now],
+                    "subtotal": str(offer_now.get("Subtotal")) if offer_now.get("Subtotal") is not None else None},
+        }
+        with self.uow() as uow:
+            uow.offer_drafts.upsert(self.org_id, draft.key, sf_id=offer_id, payload=payload, payload_hash=draft.hash,
+                                    status="draft", pushed_at=self.clock(), last_error=None)
+            if letter is not None:
+                uow.dead_letters.resolve(letter.id)
+            uow.commit()
+
+    def _rejected(self, draft: ValidDraft, offer_id: str | None, failure: Any, letter: Any) -> DraftResult:
+        message = f"the org refused the offer: {failure.error_code}: {failure.message} (subrequest {failure.reference_id})"
+        self.log.warning("offer.rejected", draft=draft.key, offer_id=offer_id, code=failure.error_code,
+                         reason=failure.message)
+        with self.uow() as uow:
+            current = uow.offer_drafts.get(self.org_id, draft.key)
+        self._remember_error(draft.key, f"ORG_{failure.error_code}", message, current, letter)
+        return DraftResult(draft.key, "rejected", offer_id, message)
+
+    def _refuse(self, draft: ValidDraft, state: Any, action: str, code: str, message: str, letter: Any,
+                dry_run: bool, status: str | None = None) -> DraftResult:
+        self.log.warning(f"offer.{action}", draft=draft.key, offer_id=state.sf_id, reason=message)
+        if not dry_run:
+            self._remember_error(draft.key, code, message, state, letter, status=status)
+        return DraftResult(draft.key, action, state.sf_id, message)
+
+    def _remember_error(self, key: str, code: str, message: str, state: Any, letter: Any,
+                        status: str | None = None) -> None:
+        """Record why a draft did not go through; nothing is written when it is already known."""
+        same_state = state is not None and state.last_error == message and (status is None or state.status == status)
+        same_letter = letter is not None and letter.error_code == code and letter.reason == message
+        if same_state and same_letter:
+            return
+        with self.uow() as uow:
+            fields: dict[str, Any] = {"last_error": message}
+            if status is not None:
+                fields["status"] = status
+            elif state is None:
+                fields["status"] = "invalid" if code == "INVALID_DRAFT" else "rejected"
+            uow.offer_drafts.upsert(self.org_id, key, **fields)
+            if not same_letter:
+                uow.dead_letters.add(self.org_id, SOURCE, OFFER, key, code, message)
+            uow.commit()
+
+
+def _first_failure(results: Sequence[Any]) -> Any:
+    """The subrequest that made an all-or-none composite fail (not the PROCESSING_HALTED ones)."""
+    failed = [r for r in results if not r.ok]
+    real = [r for r in failed if r.error_code != "PROCESSING_HALTED"]
+    return (real or failed or [None])[0]
+
+
+# ------------------------------------------------------------------------------ job entry
+
+
+def build_offers_push(runtime: Any, *, log: Any = None) -> OffersPushService:
+    return OffersPushService(runtime.salesforce(), runtime.uow, runtime.mapping, runtime.org_id,
+                             runtime.config.offers.drafts_dir, log=log, clock=runtime.clock)
+
+
+def run_offers_push_job(runtime: Any, *, log: Any, dry_run: bool = False) -> dict[str, int]:
+    """The scheduled/one-off offers push for one org (see ``connector.jobs``)."""
+    drafts_dir = Path(runtime.config.offers.drafts_dir)
+    if not drafts_dir.is_dir() or not any(drafts_dir.glob("*.toml")):
+        log.info("offers.none", drafts_dir=str(drafts_dir))
+        return {}
+    return build_offers_push(runtime, log=log).push(dry_run=dry_run).counts()

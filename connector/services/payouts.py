@@ -1,0 +1,418 @@
+"""Payout reconciliation job: Stripe payouts against each order's expected payout.
+
+Per org, one run:
+
+1. lists the Stripe payouts created since the ``sync_state`` cursor (object
+   ``stripe_payouts``), re-listing the last ``RELIST`` days so status changes
+   (pending -> paid, failed) are seen;
+2. for each payout not seen before, oldest first, reads its balance transactions (traced
+   to invoices by the adapter), attributes them to orders (``domain.reconciliation``) and,
+   in ONE unit of work, stores the payout, the orders' contributions and the cursor — so
+   a crash leaves either all of a payout or none of it, and re-running adds nothing;
+   transactions that trace to no order of the org become dead letters (source
+   ``payouts``: ``UNKNOWN_CHARGE`` / ``ADJUSTMENT``), never absorbed;
+3. re-evaluates every invoiced order (expected from the mirror + domain, actual from the
+   stored contributions, invoice facts from ``invoices``) and writes the rows that changed,
+   so "missing from payout" appears once its grace days pass even without new payouts;
+4. matches mirrored ``SfdcPartnerPayout`` records (``org_payouts``) by Stripe payout id,
+   flagging an amount the org reports differently.
+
+``payout_reconciliation.payout_ids`` holds, per payout, what it carried for the order
+(gross, refunded, fees, net, transactions): the ids plus the figures a later refund or
+payment must be added to.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol
+
+from connector.domain import OrderLine, Proration, expected_payout, format_money, to_money
+from connector.domain.reconciliation import (
+    ZERO,
+    BalanceTxn,
+    Contribution,
+    Expected,
+    InvoiceFacts,
+    OrderReconciliation,
+    Policy,
+    Unattributed,
+    attribute,
+    merge,
+    reconcile_order,
+)
+from connector.errors import RecordError
+
+if TYPE_CHECKING:
+    from connector.bootstrap import OrgRuntime
+
+CURSOR_OBJECT = "stripe_payouts"
+RELIST = timedelta(days=7)
+DEAD_PAYOUT_STATUSES = frozenset({"failed", "canceled"})
+SOURCE = "payouts"
+
+
+class PayoutLike(Protocol):
+    id: str
+    amount_cents: int
+    currency: str
+    arrival_date: date
+    status: str
+    created: int
+
+
+class PayoutsGateway(Protocol):
+    """What reconciliation needs from Stripe (``adapters.stripe_payouts.StripePayouts``)."""
+
+    def list_payouts(self, created_since: int | None = None) -> Sequence[PayoutLike]: ...
+
+    def transactions(self, payout: PayoutLike) -> Sequence[BalanceTxn]: ...
+
+
+# ------------------------------------------------------------------ stored contributions
+def contributions_to_json(contributions: Iterable[Contribution]) -> list[dict[str, Any]]:
+    return [
+        {"payout_id": c.payout_id, "arrival_date": c.arrival_date.isoformat(), "gross": format_money(c.gross),
+         "refunded": format_money(c.refunded), "fees": format_money(c.fees), "stripe_fees": format_money(c.stripe_fees),
+         "net": format_money(c.net), "transactions": list(c.transaction_ids)}
+        for c in contributions
+    ]
+
+
+def contributions_from_json(value: Any) -> tuple[Contribution, ...]:
+    """The contributions stored in ``payout_ids`` (plain ids from elsewhere carry none)."""
+    out = []
+    for item in value or []:
+        if not isinstance(item, Mapping):
+            continue
+        out.append(Contribution(
+            payout_id=str(item["payout_id"]), arrival_date=date.fromisoformat(item["arrival_date"]),
+            gross=to_money(item["gross"]), refunded=to_money(item["refunded"]), fees=to_money(item["fees"]),
+            stripe_fees=to_money(item.get("stripe_fees", "0")), net=to_money(item["net"]),
+            transaction_ids=tuple(item.get("transactions", ())),
+        ))
+    return tuple(out)
+
+
+def payout_ids_of(value: Any) -> list[str]:
+    """Just the payout ids of a ``payout_ids`` column value."""
+    return [str(i["payout_id"]) if isinstance(i, Mapping) else str(i) for i in value or []]
+
+
+# ------------------------------------------------------------------------- expectations
+class OrderBook:
+    """Expected payouts of an org's orders, computed from the mirror with the domain.
+    Catalog rows (PPPs, PPCs) are read once per run."""
+
+    def __init__(self, uow: Any, org_id: str, proration_policy: str, mapping: Any = None) -> None:
+        self.uow = uow
+        self.org_id = org_id
+        self.policy = proration_policy
+        self.mapping = mapping
+        self._ppc_of_ppp = {r["sf_id"]: r["ppc_id"] for r in uow.mirror("ppp").list(org_id)}
+        self._share_of_ppc = {r["sf_id"]: r["revenue_share_percent"] for r in uow.mirror("ppc").list(org_id)}
+
+    def order(self, order_id: str) -> dict[str, Any] | None:
+        return self.uow.mirror("order").get(self.org_id, order_id)  # type: ignore[no-any-return]
+
+    def expected(self, order_id: str) -> Expected:
+        """Subtotal, revenue share and expected payout; ``RecordError`` naming what is missing."""
+        order = self.order(order_id)
+        if order is None or order.get("is_deleted"):
+            raise RecordError("order is not in the local mirror", record_id=order_id, code="ORDER_NOT_MIRRORED")
+        items = self.uow.mirror("order_item").list(self.org_id, order_id=order_id)
+        if not items:
+            raise RecordError("order has no mirrored items", record_id=order_id, code="ORDER_WITHOUT_ITEMS")
+        lines = []
+        for item in items:
+            ppc = self._ppc_of_ppp.get(item["ppp_id"])
+            share = self._share_of_ppc.get(ppc) if ppc else None
+            if share is None:
+                raise RecordError(f"item {item['sf_id']}: no revenue share (PPP {item['ppp_id']} -> PPC {ppc})",
+                                  record_id=order_id, code="NO_REVENUE_SHARE")
+            lines.append(OrderLine(item["quantity"], item["unit_price_per_month"], share, ppp_id=item["ppp_id"]))
+        estimate = expected_payout(lines, order.get("contract_term_months") or 12, self._proration(order))
+        return Expected(estimate.subtotal, estimate.revenue_share, estimate.expected_payout)
+
+    def _is_add_on(self, order: Mapping[str, Any]) -> bool:
+        label = order.get("order_type")
+        if self.mapping is not None:
+            return bool(self.mapping.to_state("order_type", label) == "add_on")
+        return (label or "").lower().replace("-", "_") in ("add_on", "addon")  # no mapping at hand
+
+    def _proration(self, order: Mapping[str, Any]) -> Proration | None:
+        if not order.get("initial_order_id") or not self._is_add_on(order):
+            return None
+        initial = self.order(order["initial_order_id"])
+        if initial is None or initial.get("service_start_date") is None or order.get("service_start_date") is None:
+            raise RecordError("add-on order: the initial order or a start date is not mirrored",
+                              record_id=order["sf_id"], code="ADDON_WITHOUT_INITIAL")
+        return Proration(initial["service_start_date"], order["service_start_date"], self.policy)
+
+
+def invoice_facts(invoice: Any) -> InvoiceFacts:
+    return InvoiceFacts(
+        invoice_id=invoice.stripe_invoice_id or "",
+        status=invoice.status,
+        total=invoice.amount_due if invoice.amount_due is not None else ZERO,
+        amount_paid=invoice.amount_paid or ZERO,
+        paid_on=invoice.paid_at.astimezone(UTC).date() if invoice.paid_at else None,
+    )
+
+
+@dataclass(frozen=True)
+class _StoredPayout:
+    id: str
+    amount_cents: int
+    currency: str
+    arrival_date: date
+    status: str
+    created: int
+
+
+def retrace_letters(runtime: OrgRuntime, letters: Sequence[Any], *, log: Any) -> int:
+    """Replay of ``payouts`` letters about unattributed money (see ``Reconciler.retrace``)."""
+    return Reconciler(runtime, runtime.payouts(), log=log).retrace(letters)
+
+
+# ------------------------------------------------------------------------------- the job
+@dataclass
+class Counts:
+    payouts: int = 0
+    payouts_updated: int = 0
+    transactions: int = 0
+    orders_written: int = 0
+    unknown_charges: int = 0
+    org_payouts_matched: int = 0
+    org_payouts_differing: int = 0
+    errors: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: v for k, v in self.__dict__.items() if k != "extra"} | self.extra
+
+
+def run_reconcile_job(runtime: OrgRuntime, *, log: Any, dry_run: bool = False,
+                      stop: threading.Event | None = None) -> Mapping[str, int]:
+    """The ``reconcile`` job (see the module docstring). ``dry_run`` reads and computes,
+    writes nothing."""
+    return Reconciler(runtime, runtime.payouts(), log=log, dry_run=dry_run, stop=stop).run()
+
+
+class Reconciler:
+    def __init__(self, runtime: OrgRuntime, gateway: PayoutsGateway, *, log: Any, dry_run: bool = False,
+                 stop: threading.Event | None = None) -> None:
+        self.runtime = runtime
+        self.gateway = gateway
+        self.log = log
+        self.dry_run = dry_run
+        self.stop = stop
+        self.org_id = runtime.org_id
+        cfg = runtime.config
+        self.policy = Policy(tolerance=cfg.payouts.tolerance, missing_after_days=cfg.payouts.missing_after_days)
+        self.proration = cfg.invoicing.proration
+        self.counts = Counts()
+
+    def today(self) -> date:
+        return self.runtime.clock().astimezone(UTC).date()
+
+    def run(self) -> dict[str, int]:
+        for payout in self._payouts_to_read():
+            if self.stop is not None and self.stop.is_set():
+                self.log.info("reconcile.interrupted", reason="shutdown")
+                break
+            self._ingest(payout)
+        result = self._evaluate_all()
+        self._match_org_payouts()
+        self.counts.extra.update(result)
+        self.log.info("reconcile.done", dry_run=self.dry_run, **self.counts.as_dict())
+        return self.counts.as_dict()
+
+    # -------------------------------------------------------------- 1: list
+    def _payouts_to_read(self) -> list[PayoutLike]:
+        with self.runtime.uow() as uow:
+            state = uow.sync_state.get(self.org_id, CURSOR_OBJECT)
+        since = int((state.cursor - RELIST).timestamp()) if state and state.cursor else None
+        payouts = list(self.gateway.list_payouts(since))
+        self.log.info("payouts.listed", since=since, payouts=len(payouts))
+        return payouts
+
+    # -------------------------------------------------------------- 2: ingest
+    def _ingest(self, payout: PayoutLike) -> None:
+        amount = Decimal(payout.amount_cents).scaleb(-2)
+        with self.runtime.uow() as uow:
+            stored = uow.payouts.get(self.org_id, payout.id)
+            fresh = stored is None
+            if not fresh and stored.status == payout.status:
+                return  # seen, nothing moved
+            if not fresh:
+                self.counts.payouts_updated += 1
+            row = dict(amount=amount, currency=payout.currency, arrival_date=payout.arrival_date,
+                       status=payout.status, created=payout.created)
+            if fresh and payout.status not in DEAD_PAYOUT_STATUSES:
+                self._attribute(uow, payout)
+            uow.payouts.upsert(self.org_id, payout.id, **row)
+            uow.sync_state.advance(self.org_id, CURSOR_OBJECT, datetime.fromtimestamp(payout.created, UTC),
+                                   records=1 if fresh else 0)
+            if fresh:
+                self.counts.payouts += 1
+            self._commit(uow)
+        self.log.info("payout.reconciled" if fresh else "payout.updated", payout=payout.id, status=payout.status,
+                      amount=format_money(amount), arrival_date=payout.arrival_date.isoformat())
+
+    def _attribute(self, uow: Any, payout: PayoutLike) -> None:
+        txns = list(self.gateway.transactions(payout))
+        self.counts.transactions += sum(1 for t in txns if t.type != "payout")
+        invoice_orders = {i.stripe_invoice_id: i.order_id for i in uow.invoices.list(self.org_id) if i.stripe_invoice_id}
+        attribution = attribute(txns, org_id=self.org_id, invoice_orders=invoice_orders,
+                                known_orders=uow.mirror("order").ids(self.org_id))
+        book = OrderBook(uow, self.org_id, self.proration, self.runtime.mapping)
+        statuses = self._payout_statuses(uow) | {payout.id: payout.status}
+        for order_id, contributions in attribution.by_order.items():
+            existing = uow.reconciliation.get(self.org_id, order_id)
+            merged = merge(contributions_from_json(existing.payout_ids) if existing else (), contributions)
+            self._write(uow, book, order_id, merged, statuses, existing)
+        for item in attribution.unattributed:
+            self._report_unattributed(uow, item)
+        if attribution.foreign:
+            self.log.info("payout.foreign_transactions", payout=payout.id, transactions=len(attribution.foreign))
+
+    def retrace(self, letters: Sequence[Any]) -> int:
+        """Trace again the transactions of ``letters`` (unattributed money) with what is
+        known now; those that now belong to an order join its reconciliation and their
+        letters resolve. Returns how many resolved."""
+        wanted: dict[str, set[str]] = {}
+        for letter in letters:
+            payout_id = (letter.payload or {}).get("payout_id") if isinstance(letter.payload, Mapping) else None
+            if letter.object_name == "balance_transaction" and payout_id:
+                wanted.setdefault(payout_id, set()).add(letter.record_id)
+        resolved = 0
+        for payout_id, txn_ids in wanted.items():
+            with self.runtime.uow() as uow:
+                stored = uow.payouts.get(self.org_id, payout_id)
+            if stored is None:
+                continue
+            payout = _StoredPayout(stored.stripe_payout_id, int(stored.amount.scaleb(2)), stored.currency,
+                                   stored.arrival_date or self.today(), stored.status or "", stored.created or 0)
+            txns = list(self.gateway.transactions(payout))
+            with self.runtime.uow() as uow:
+                invoice_orders = {i.stripe_invoice_id: i.order_id for i in uow.invoices.list(self.org_id)
+                                  if i.stripe_invoice_id}
+                attribution = attribute(txns, org_id=self.org_id, invoice_orders=invoice_orders,
+                                        known_orders=uow.mirror("order").ids(self.org_id))
+                book = OrderBook(uow, self.org_id, self.proration, self.runtime.mapping)
+                statuses = self._payout_statuses(uow)
+                for order_id, contributions in attribution.by_order.items():
+                    found = {t for c in contributions for t in c.transaction_ids} & txn_ids
+                    if not found:
+                        continue
+                    existing = uow.reconciliation.get(self.org_id, order_id)
+                    merged = merge(contributions_from_json(existing.payout_ids) if existing else (), contributions)
+                    self._write(uow, book, order_id, merged, statuses, existing)
+                    for txn_id in found:
+                        resolved += int(uow.dead_letters.resolve_for(self.org_id, SOURCE, "balance_transaction", txn_id))
+                self._commit(uow)
+        return resolved
+
+    def _report_unattributed(self, uow: Any, item: Unattributed) -> None:
+        t = item.txn
+        code = "UNKNOWN_CHARGE" if item.reason != "adjustment" else "ADJUSTMENT"
+        payload = {"payout_id": t.payout_id, "type": t.type, "amount": format_money(Decimal(t.amount_cents).scaleb(-2)),
+                   "net": format_money(Decimal(t.net_cents).scaleb(-2)), "source_id": t.source_id,
+                   "invoice_id": t.invoice_id, "arrival_date": t.arrival_date.isoformat()}
+        uow.dead_letters.add(self.org_id, SOURCE, "balance_transaction", t.id, code, f"{item.reason}: {item.detail}",
+                             payload)
+        self.counts.unknown_charges += 1
+        self.log.warning("payout.unattributed", txn=t.id, reason=item.reason, payout=t.payout_id,
+                         amount=payload["amount"])
+
+    # -------------------------------------------------------------- 3: evaluate
+    def _evaluate_all(self) -> dict[str, int]:
+        tally: dict[str, int] = {"matched": 0, "pending": 0, "discrepancies": 0}
+        with self.runtime.uow() as uow:
+            book = OrderBook(uow, self.org_id, self.proration, self.runtime.mapping)
+            statuses = self._payout_statuses(uow)
+            existing = {r.order_id: r for r in uow.reconciliation.list(self.org_id)}
+            invoiced = {i.order_id for i in uow.invoices.list(self.org_id) if i.stripe_invoice_id}
+            for order_id in sorted(invoiced | set(existing)):
+                row = existing.get(order_id)
+                contributions = contributions_from_json(row.payout_ids) if row else ()
+                result = self._write(uow, book, order_id, contributions, statuses, row)
+                if result is None:
+                    continue
+                if result.reason:
+                    key = result.reason.replace(" ", "_")
+                    tally["discrepancies"] += 1
+                    tally[key] = tally.get(key, 0) + 1
+                else:
+                    tally["matched" if result.matched else "pending"] += 1
+            # money in payouts that belongs to no order stays a discrepancy until resolved
+            tally["discrepancies"] += sum(1 for d in uow.dead_letters.open(self.org_id, SOURCE)
+                                          if d.object_name == "balance_transaction")
+            self._commit(uow)
+        return tally
+
+    def _write(self, uow: Any, book: OrderBook, order_id: str, contributions: Sequence[Contribution],
+               statuses: Mapping[str, str], existing: Any) -> OrderReconciliation | None:
+        """Compute one order and write its row if anything changed; the result (None when
+        the order cannot be computed: dead-lettered with the reason)."""
+        try:
+            expected = book.expected(order_id)
+        except RecordError as exc:
+            uow.dead_letters.add(self.org_id, SOURCE, "order", order_id, exc.code, exc.reason)
+            self.counts.errors += 1
+            self.log.warning("reconcile.order_failed", order=order_id, code=exc.code, reason=exc.reason)
+            return None
+        uow.dead_letters.resolve_for(self.org_id, SOURCE, "order", order_id)
+        invoice = uow.invoices.get(self.org_id, order_id)
+        live = [c for c in contributions if statuses.get(c.payout_id) not in DEAD_PAYOUT_STATUSES]
+        result = reconcile_order(order_id, expected, [invoice_facts(invoice)] if invoice else [], live,
+                                 today=self.today(), policy=self.policy)
+        values = {
+            "subtotal": result.subtotal, "revenue_share": result.revenue_share,
+            "expected_payout": result.expected_payout, "actual_payout": result.actual_payout,
+            "difference": result.difference, "payout_ids": contributions_to_json(contributions),
+            "payout_date": result.payout_date, "discrepancy": result.discrepancy,
+        }
+        if existing is not None and all(getattr(existing, k) == v for k, v in values.items()):
+            return result
+        uow.reconciliation.upsert(self.org_id, order_id, **values)
+        self.counts.orders_written += 1
+        if result.reason and (existing is None or existing.discrepancy != result.discrepancy):
+            self.log.warning("reconcile.discrepancy", order=order_id, reason=result.reason, detail=result.detail,
+                             expected=format_money(result.expected_payout),
+                             actual=format_money(result.actual_payout) if result.actual_payout is not None else None)
+        return result
+
+    def _payout_statuses(self, uow: Any) -> dict[str, str]:
+        return {p.stripe_payout_id: p.status or "" for p in uow.payouts.list(self.org_id)}
+
+    # -------------------------------------------------------------- 4: org payouts
+    def _match_org_payouts(self) -> None:
+        with self.runtime.uow() as uow:
+            ours = {p.stripe_payout_id: p for p in uow.payouts.list(self.org_id)}
+            for record in uow.mirror("payout").list(self.org_id):
+                stripe_id = record.get("stripe_payout_id")
+                payout = ours.get(stripe_id) if stripe_id else None
+                if payout is None:
+                    continue
+                self.counts.org_payouts_matched += 1
+                if record.get("amount") is not None and record["amount"] != payout.amount:
+                    self.counts.org_payouts_differing += 1
+                    uow.dead_letters.add(
+                        self.org_id, SOURCE, "SfdcPartnerPayout", record["sf_id"], "PAYOUT_AMOUNT_DIFFERS",
+                        f"the org's payout {record['sf_id']} says {format_money(record['amount'])}, Stripe payout "
+                        f"{stripe_id} paid {format_money(payout.amount)}",
+                        {"stripe_payout_id": stripe_id},
+                    )
+                else:
+                    uow.dead_letters.resolve_for(self.org_id, SOURCE, "SfdcPartnerPayout", record["sf_id"])
+            self._commit(uow)
+
+    def _commit(self, uow: Any) -> None:
+        if not self.dry_run:
+            uow.commit()

@@ -1,0 +1,231 @@
+"""Salesforce records <-> local mirror rows, through the mapping, with per-record checks.
+
+``RecordConverter.to_row`` turns one record from a query page into the row the mirror
+repository stores: ``sf_id``, ``system_modstamp`` (aware UTC), and every mapped field under
+its column, typed (Decimal money, ``date``, ``int``...). Picklist values are stored as the
+org spells them (``Activated``, ``Add-On``), like the rest of the local model, after
+checking that the mapping's vocabulary knows them; consumers get the connector's state
+with ``mapping.to_state(vocabulary, value)``. Anything wrong with one record
+(unknown picklist value, a value of the wrong type, a missing required field, a domain
+rule broken: not USD, term not 12, quantity not positive, unknown PPP or PPC) raises
+``RecordError`` naming the record, the field and the value, so the caller quarantines
+that record and carries on with the page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from connector.domain.validation import LINE_RULES, ORDER_RULES, check_fields, parse_currency, parse_term, show
+from connector.errors import RecordError
+from connector.mappings import FieldMapping, MappingSet, ObjectMapping
+
+Row = dict[str, Any]
+SYSTEM_SELECT = ("Id", "SystemModstamp", "IsDeleted")
+
+
+def vocabulary_for(mapping: MappingSet, obj: ObjectMapping, field: FieldMapping) -> str | None:
+    """The vocabulary of a picklist column: the column itself (``offer_type``) or
+    object + column (``order`` + ``status`` -> ``order_status``)."""
+    for name in (field.column, f"{obj.name}_{field.column}"):
+        vocab = mapping.vocabularies.get(name)
+        if isinstance(vocab, Mapping) and all(isinstance(v, str) for v in vocab.values()):
+            return name
+    return None
+
+
+def parse_sf_datetime(value: str) -> datetime:
+    """``2025-01-31T12:00:00.000+0000`` (the REST wire format) -> aware UTC datetime."""
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def soql_datetime(moment: datetime) -> str:
+    """A SOQL datetime literal, floored to the second (a lower bound only widens)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _integral(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number")
+    if isinstance(value, int):
+        return value
+    number = Decimal(str(value))
+    if number != number.to_integral_value():
+        raise ValueError("must be a whole number")
+    return int(number)
+
+
+def _decimal(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise ValueError("must be a number")
+    if isinstance(value, float):
+        # The adapter parses JSON numbers as Decimal; a float means someone bypassed it.
+        raise ValueError("arrived as a float; money must stay exact")
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError("must be a number") from None
+
+
+def _date(value: Any) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be text")
+    return value
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "id": _text,
+    "reference": _text,
+    "string": _text,
+    "email": _text,
+    "picklist": _text,
+    "boolean": _boolean,
+    "int": _integral,
+    "currency": _decimal,
+    "percent": _decimal,
+    "date": _date,
+    "datetime": lambda v: parse_sf_datetime(_text(v)),
+}
+
+
+class RecordConverter:
+    """Conversion and validation for one mapped object.
+
+    ``known`` gives the ids of live local records of other objects, for reference checks
+    (``known("ppp")`` -> set of PPP ids); the mirror keeps those sets current as it goes."""
+
+    def __init__(self, mapping: MappingSet, obj: ObjectMapping, known: Callable[[str], set[str]]):
+        self.mapping = mapping
+        self.obj = obj
+        self.known = known
+        self._fields = [
+            (f.sf_field, f.column, _CONVERTERS[f.type], vocabulary_for(mapping, obj, f) if f.type == "picklist" else None,
+             f.required)
+            for f in obj.fields.values()
+        ]
+
+    @property
+    def select_fields(self) -> list[str]:
+        return list(SYSTEM_SELECT) + [f for f in self.obj.fields if f not in SYSTEM_SELECT]
+
+    def soql(self, where: str | None = None) -> str:
+        clause = f" WHERE {where}" if where else ""
+        return f"SELECT {', '.join(self.select_fields)} FROM {self.obj.sobject}{clause} ORDER BY SystemModstamp, Id"
+
+    def vocabulary(self, column: str) -> str | None:
+        """The vocabulary that types a picklist column of this object, if any."""
+        for _, col, _, vocab, _ in self._fields:
+            if col == column:
+                return vocab
+        return None
+
+    def stamp(self, record: Mapping[str, Any]) -> datetime:
+        return parse_sf_datetime(str(record["SystemModstamp"]))
+
+    def to_row(self, record: Mapping[str, Any]) -> Row:
+        """The local row for a live record; ``RecordError`` if it can't be mirrored."""
+        rid = str(record.get("Id") or "")
+        if not rid:
+            raise RecordError("record without Id", code="MISSING_ID")
+        row: Row = {"sf_id": rid, "system_modstamp": self.stamp(record)}
+        problems: list[str] = []
+        for sf_field, column, convert, vocab, required in self._fields:
+            value = record.get(sf_field)
+            if value is None or value == "":
+                if required:
+                    problems.append(f"{sf_field}: is required")
+                row[column] = None
+                continue
+            try:
+                converted = convert(value)
+            except (ValueError, TypeError) as exc:
+                problems.append(f"{sf_field}: {exc}, got {show(value)}")
+                continue
+            if vocab is not None and self.mapping.to_state(vocab, converted) is None:
+                known = ", ".join(self.mapping.vocabularies[vocab])
+                problems.append(f"{sf_field}: unknown picklist value {show(value)} (vocabulary {vocab}: {known})")
+                continue
+            row[column] = converted
+        if not problems:
+            problems = self.domain_problems(row)
+        if problems:
+            raise RecordError("; ".join(problems), record_id=rid, code=_code(problems))
+        return row
+
+    def domain_problems(self, row: Row) -> list[str]:
+        """The business rules of the local model (DESIGN: USD only, term 12, positive
+        quantities, known catalog references)."""
+        kind = self.obj.name
+        problems: list[str] = []
+        if kind in ("order_item", "offer_item"):
+            values = {k: row.get(k) for k in ("quantity", "unit_price_per_month") if k in row}
+            problems += check_fields(values, LINE_RULES)[1]
+            problems += self._reference(row, "ppp_id", "ppp", "PPP")
+        elif kind == "order":
+            values = {k: row.get(k) for k in ("currency", "contract_term_months") if k in row}
+            problems += check_fields(values, ORDER_RULES)[1]
+        elif kind == "offer":
+            # Offers may be incomplete while Draft: check what is filled in.
+            for column, parse in (("currency", parse_currency), ("contract_term_months", parse_term)):
+                if row.get(column) is not None:
+                    try:
+                        parse(row[column])
+                    except ValueError as exc:
+                        problems.append(f"{column}: {exc}, got {show(row[column])}")
+        elif kind == "ppp":
+            problems += self._reference(row, "ppc_id", "ppc", "PPC")
+        elif kind == "ppc":
+            problems += check_fields({"revenue_share_percent": row.get("revenue_share_percent")}, LINE_RULES)[1]
+        return problems
+
+    def _reference(self, row: Row, column: str, target: str, label: str) -> list[str]:
+        if column not in row:
+            return []
+        value = row.get(column)
+        if value is None:
+            return [f"{column}: is required"]
+        if value not in self.known(target):
+            return [f"{column}: unknown {label} {value} (not in the mirrored catalog)"]
+        return []
+
+
+def _code(problems: list[str]) -> str:
+    text = " ".join(problems)
+    if "unknown picklist value" in text:
+        return "UNKNOWN_PICKLIST_VALUE"
+    if "unknown PPP" in text or "unknown PPC" in text:
+        return "UNKNOWN_REFERENCE"
+    if "is required" in text:
+        return "REQUIRED_FIELD_MISSING"
+    return "INVALID_RECORD"
+
+
+def json_safe(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record as JSON-friendly values for a dead letter's payload (Decimal as text)."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, Decimal):
+            out[key] = str(value)
+        elif isinstance(value, (date, datetime)):
+            out[key] = value.isoformat()
+        else:
+            out[key] = value
+    return out

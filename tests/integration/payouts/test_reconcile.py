@@ -1,0 +1,216 @@
+"""Reconciliation against the local Stripe sandbox with the official SDK: the partner's
+payouts, net of fees, checked order by order against seed 003's expected payout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from decimal import Decimal
+
+from tests.fixtures.payouts import PartnerBooks, core_app
+
+
+def test_seed_003_order_paid_out_net_of_the_revenue_share_reconciles_exactly(
+        books_on: Callable[..., PartnerBooks], database_url: str) -> None:
+    books = books_on(database_url)
+    order = books.an_order()
+    books.invoice(order)
+    books.pay_with_share_deducted(order)
+    payout = books.payout()
+
+    outcome = books.run("reconcile")
+
+    row = books.reconciliation(order)
+    assert (row.subtotal, row.revenue_share, row.expected_payout) == (
+        Decimal("8400.00"), Decimal("1140.00"), Decimal("7260.00"))
+    assert row.actual_payout == Decimal("7260.00") and row.difference == Decimal("0.00")
+    assert row.discrepancy is None
+    assert [p["payout_id"] for p in row.payout_ids] == [payout["id"]]
+    assert row.payout_date is not None
+    assert outcome.counts["payouts"] == 1 and outcome.counts["matched"] == 1
+    assert outcome.counts["discrepancies"] == 0
+    with books.uow() as uow:
+        (stored,) = uow.payouts.list(books.org_id)
+        state = uow.sync_state.get(books.org_id, "stripe_payouts")
+    assert stored.amount == Decimal("7260.00") and stored.stripe_payout_id == payout["id"]
+    assert state.cursor is not None and state.records_total == 1
+
+
+def test_rerunning_adds_nothing_and_only_lists_payouts(books_on: Callable[..., PartnerBooks], database_url: str) -> None:
+    books = books_on(database_url)
+    order = books.an_order()
+    books.invoice(order)
+    books.pay_with_share_deducted(order)
+    books.payout()
+    books.run("reconcile")
+    first = books.reconciliation(order)
+    books.stripe_box.reset_counters()
+
+    again = books.run("reconcile")
+
+    assert again.counts["payouts"] == 0 and again.counts["orders_written"] == 0
+    assert books.reconciliation(order) == first  # not even computed_at moved
+    assert books.stripe_box.counters() == {"GET /v1/payouts": 1}
+
+
+def test_stripe_processing_fee_alone_is_flagged_fee_differs(books: PartnerBooks) -> None:
+    order = books.an_order()
+    books.invoice(order)
+    books.pay(order)  # the sandbox's standard pricing: 2.9 % + 30¢, no share deducted
+    books.payout()
+
+    outcome = books.run("reconcile")
+
+    row = books.reconciliation(order)
+    assert row.actual_payout == Decimal("8156.10")  # 8,400.00 - 243.90
+    assert row.difference == Decimal("896.10")
+    assert row.discrepancy == ("fee differs: deducted 243.90 (revenue share 0.00, Stripe fee 243.90); "
+                               "expected revenue share 1140.00")
+    assert outcome.counts["fee_differs"] == 1 and outcome.counts["discrepancies"] == 1
+
+
+def test_partial_payment_is_flagged_until_the_rest_is_paid_out(books: PartnerBooks) -> None:
+    order = books.an_order()
+    books.invoice(order)
+    books.pay_with_share_deducted(order, 420_000)
+    first = books.payout()
+    books.run("reconcile")
+    row = books.reconciliation(order)
+    assert row.actual_payout == Decimal("3630.00")
+    assert row.discrepancy == "partial payment: 4200.00 paid of 8400.00 invoiced"
+
+    books.pay_with_share_deducted(order)  # the remaining 4,200.00
+    second = books.payout()
+    books.run("reconcile")
+
+    row = books.reconciliation(order)
+    assert row.actual_payout == Decimal("7260.00") and row.discrepancy is None
+    assert [p["payout_id"] for p in row.payout_ids] == [first["id"], second["id"]]
+
+
+def test_a_refund_in_a_later_payout_is_flagged_refund(books: PartnerBooks) -> None:
+    refunded, other = books.an_order(), books.an_order(core_app(2))
+    for order in (refunded, other):
+        books.invoice(order)
+    charge = books.pay_with_share_deducted(refunded)
+    books.payout()
+    books.run("reconcile")
+    assert books.reconciliation(refunded).discrepancy is None
+
+    books.refund(charge, 100_000)  # 1,000.00 back to the customer
+    books.pay_with_share_deducted(other)  # the next payout also carries another order's money
+    books.payout()
+    books.run("reconcile")
+
+    row = books.reconciliation(refunded)
+    assert row.actual_payout == Decimal("6260.00") and row.difference == Decimal("-1000.00")
+    assert row.discrepancy == "refund: 1000.00 refunded of 8400.00 paid"
+    assert len(row.payout_ids) == 2
+    assert books.reconciliation(other).discrepancy is None
+
+
+def test_a_payout_spanning_several_invoices_is_split_per_order(books: PartnerBooks) -> None:
+    orders = [books.an_order(), books.an_order(core_app(3)), books.an_order(core_app(1, "99.99"))]
+    for order in orders:
+        books.invoice(order)
+        books.pay_with_share_deducted(order)
+    payout = books.payout()
+
+    outcome = books.run("reconcile")
+
+    rows = [books.reconciliation(o) for o in orders]
+    assert [r.actual_payout for r in rows] == [o.expected_payout for o in orders]
+    assert all(r.discrepancy is None for r in rows)
+    assert {r.payout_ids[0]["payout_id"] for r in rows} == {payout["id"]}
+    assert sum(r.actual_payout for r in rows) == Decimal(payout["amount"]).scaleb(-2)
+    assert outcome.counts["matched"] == 3 and outcome.counts["transactions"] == 3
+
+
+def test_a_charge_tracing_to_no_known_order_is_reported_once_per_org(books: PartnerBooks) -> None:
+    order = books.an_order()
+    books.invoice(order)
+    books.pay_with_share_deducted(order)
+    stray = books.an_order(core_app(1))
+    books.invoice(stray, metadata={}, record=False)  # an invoice someone made by hand in Stripe
+    books.pay(stray)
+    payout = books.payout()
+
+    outcome = books.run("reconcile")
+    books.run("reconcile")
+
+    (letter,) = books.open_letters("payouts")
+    assert letter.error_code == "UNKNOWN_CHARGE" and letter.object_name == "balance_transaction"
+    assert letter.reason.startswith("unknown charge: charge ch_") and "and no known order" in letter.reason
+    assert letter.payload["payout_id"] == payout["id"] and letter.payload["amount"] == "600.00"
+    assert letter.attempts == 1
+    assert outcome.counts["unknown_charges"] == 1 and outcome.counts["discrepancies"] == 1
+    assert books.reconciliation(order).discrepancy is None
+
+
+def test_a_paid_invoice_in_no_payout_is_flagged_after_the_grace_days(books: PartnerBooks) -> None:
+    order = books.an_order()
+    books.invoice(order)
+    books.pay_with_share_deducted(order)  # paid, but Stripe has not paid it out
+    books.run("reconcile")
+    assert books.reconciliation(order).discrepancy is None
+
+    books.now[0] += timedelta(days=8)  # config default: missing after 7 days
+    outcome = books.run("reconcile")
+
+    row = books.reconciliation(order)
+    assert row.discrepancy is not None and row.discrepancy.startswith("missing from payout: 8400.00 paid on ")
+    assert row.actual_payout is None
+    assert outcome.counts["missing_from_payout"] == 1
+
+
+def test_the_orgs_payout_records_are_matched_by_stripe_payout_id(books: PartnerBooks) -> None:
+    order = books.an_order()
+    books.invoice(order)
+    books.pay_with_share_deducted(order)
+    payout = books.payout()
+    with books.uow() as uow:
+        uow.mirror("payout").upsert_many(books.org_id, [
+            {"sf_id": "1PY000000000001AAA", "system_modstamp": books.now[0], "stripe_payout_id": payout["id"],
+             "amount": Decimal("7260.00")},
+            {"sf_id": "1PY000000000002AAA", "system_modstamp": books.now[0], "stripe_payout_id": payout["id"],
+             "amount": Decimal("7200.00")},
+        ])
+        uow.commit()
+
+    outcome = books.run("reconcile")
+
+    assert outcome.counts["org_payouts_matched"] == 2 and outcome.counts["org_payouts_differing"] == 1
+    (letter,) = [d for d in books.open_letters("payouts") if d.object_name == "SfdcPartnerPayout"]
+    assert letter.record_id == "1PY000000000002AAA" and letter.error_code == "PAYOUT_AMOUNT_DIFFERS"
+    assert "says 7200.00" in letter.reason and "paid 7260.00" in letter.reason
+
+
+def test_dry_run_computes_but_writes_nothing(books: PartnerBooks) -> None:
+    order = books.an_order()
+    books.invoice(order)
+    books.pay_with_share_deducted(order)
+    books.payout()
+
+    books.run("reconcile", dry_run=True)
+
+    assert books.reconciliation(order) is None
+    with books.uow() as uow:
+        assert uow.payouts.list(books.org_id) == []
+        assert uow.sync_state.get(books.org_id, "stripe_payouts") is None
+
+
+def test_an_add_on_is_expected_on_its_prorated_total(books: PartnerBooks) -> None:
+    initial = books.an_order()
+    # 5 more Core App seats from 2 July on a term that started 1 January: 183 of 365 days
+    add_on = books.an_order(core_app(5), start=date(2025, 7, 2), add_on_to=(initial, date(2025, 1, 1)),
+                            totals=[Decimal("1504.11")])
+    books.invoice(add_on)
+    books.pay_with_share_deducted(add_on)
+    books.payout()
+
+    books.run("reconcile")
+
+    row = books.reconciliation(add_on)
+    assert (row.subtotal, row.revenue_share, row.expected_payout) == (
+        Decimal("1504.11"), Decimal("225.62"), Decimal("1278.49"))
+    assert row.actual_payout == Decimal("1278.49") and row.discrepancy is None

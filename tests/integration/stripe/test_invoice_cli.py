@@ -1,0 +1,101 @@
+"""`gtm-connector invoice`: the dry run shows the plans and calls nothing (asserted from the
+Stripe server's own counters); the real run sends what is due."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import structlog
+from typer.testing import CliRunner
+
+from connector.adapters.store import SqlUnitOfWork
+from connector.entrypoints.cli import app
+from connector.sandbox.stripe import StripeSandbox
+from tests.integration.stripe.gtm import ORG, GtmOrg, order_id
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> object:
+    # The command configures structlog for the process, bound to CliRunner's stream,
+    # which is closed after the test: put the defaults back for the tests that follow.
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture
+def org_config(tmp_path: Path, migrated_url: str, stripe_sandbox: StripeSandbox,
+               monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ACME_STRIPE_KEY", stripe_sandbox.api_key)
+    monkeypatch.setenv("ACME_SF_SECRET", "not-used-here")
+    monkeypatch.setenv("COLUMNS", "220")  # rich wraps tables to the terminal width
+    path = tmp_path / "acme.toml"
+    path.write_text(f"""
+database_url = "{migrated_url}"
+[org]
+alias = "acme"
+org_id = "{ORG}"
+[salesforce]
+login_url = "https://127.0.0.1"
+[salesforce.auth]
+kind = "client_credentials"
+client_id = "cli-test"
+client_secret = {{ env = "ACME_SF_SECRET" }}
+[stripe]
+api_key = {{ env = "ACME_STRIPE_KEY" }}
+api_base = "{stripe_sandbox.api_base}"
+""")
+    return path
+
+
+def test_dry_run_shows_every_plan_and_calls_nothing(org_config: Path, stripe_sandbox: StripeSandbox,
+                                                    uow_factory: Callable[[], SqlUnitOfWork]) -> None:
+    today = datetime.now(UTC).date()
+    org = GtmOrg(uow_factory).catalogue()
+    org.order(1, start=today)
+    org.order(2, start=today + timedelta(days=10))
+    org.order(3, start=today, subtotal="9000.00")
+
+    result = CliRunner().invoke(app, ["invoice", "--config", str(org_config), "--dry-run"])
+
+    assert result.exit_code == 0, result.output
+    assert "8400.00" in result.output and "Core App" in result.output and "10 x 600.00" in result.output
+    assert f"from {today + timedelta(days=9)}" in result.output
+    assert "SUBTOTAL_MISMATCH" in result.output
+    assert stripe_sandbox.counters() == {}
+    with uow_factory() as uow:
+        assert uow.invoices.list(ORG) == [] and uow.outbox.pending(ORG) == []
+        assert uow.dead_letters.open(ORG) == []
+
+
+def test_invoice_command_sends_what_is_due(org_config: Path, stripe_sandbox: StripeSandbox,
+                                          uow_factory: Callable[[], SqlUnitOfWork]) -> None:
+    today = datetime.now(UTC).date()
+    org = GtmOrg(uow_factory).catalogue()
+    org.order(1, start=today + timedelta(days=1))
+    org.order(2, start=today + timedelta(days=10))
+
+    result = CliRunner().invoke(app, ["invoice", "--config", str(org_config)])
+
+    assert result.exit_code == 0, result.output
+    assert "invoices_created=1" in result.output
+    [invoice] = stripe_sandbox.invoices()
+    assert invoice["metadata"]["gtm_order_id"] == order_id(1) and invoice["status"] == "open"
+    with uow_factory() as uow:
+        [run] = uow.job_runs.list(ORG, job="invoicing")
+    assert run.status == "ok"
+
+
+def test_invoice_status_command_polls_nothing_fresh(org_config: Path, stripe_sandbox: StripeSandbox,
+                                                     uow_factory: Callable[[], SqlUnitOfWork]) -> None:
+    GtmOrg(uow_factory).catalogue().order(1, start=datetime.now(UTC).date())
+    assert CliRunner().invoke(app, ["invoice", "--config", str(org_config)]).exit_code == 0
+    stripe_sandbox.reset_counters()
+
+    result = CliRunner().invoke(app, ["invoice-status", "--config", str(org_config)])
+
+    assert result.exit_code == 0, result.output
+    assert "invoice-status ok (checked=0, changed=0, anomalies=0)" in result.output
+    assert stripe_sandbox.counters() == {}  # updated a moment ago: within poll_after_minutes

@@ -1,0 +1,360 @@
+"""Invoicing against the local Stripe server with the official SDK: one NET30 invoice per
+activated order, exactly once, whatever fails in between."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import pytest
+
+from connector.adapters.store import SqlUnitOfWork
+from connector.adapters.stripe_billing import StripeBilling, build_client
+from connector.mappings import load_mapping
+from connector.sandbox.stripe import StripeSandbox
+from connector.services.invoicing import STEPS, InvoicingService, InvoicingSettings, idempotency_key
+from tests.integration.stripe.gtm import ORG, PPP_CORE, Clock, GtmOrg, order_id
+
+START = date(2026, 1, 1)
+DAY = 86_400
+POSTS = "POST /v1/*"
+
+
+def an_invoicing(uow: Callable[[], SqlUnitOfWork], billing: Any, clock: Clock, **settings: Any) -> InvoicingService:
+    return InvoicingService(org_id=ORG, uow=uow, billing=billing, mapping=load_mapping("gtm-v1"),
+                            settings=InvoicingSettings(**settings), clock=clock)
+
+
+@pytest.fixture
+def org(uow_factory: Callable[[], SqlUnitOfWork]) -> GtmOrg:
+    return GtmOrg(uow_factory).catalogue()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(datetime(2025, 12, 31, 10, 0, tzinfo=UTC))  # the day before the seed order starts
+
+
+@pytest.fixture
+def invoicing(uow_factory: Callable[[], SqlUnitOfWork], stripe_billing: StripeBilling, clock: Clock) -> InvoicingService:
+    return an_invoicing(uow_factory, stripe_billing, clock)
+
+
+def local_invoice(uow: Callable[[], SqlUnitOfWork], n: int) -> Any:
+    with uow() as unit:
+        return unit.invoices.get(ORG, order_id(n))
+
+
+def live_invoices(box: StripeSandbox, account: str | None = None) -> list[dict[str, Any]]:
+    return [i for i in box.invoices(account=account) if i["status"] != "void"]
+
+
+# -- the partner's day -----------------------------------------------------------------------
+
+
+def test_activated_order_gets_one_net30_invoice_sent_with_two_lines(
+    org: GtmOrg, invoicing: InvoicingService, stripe_sandbox: StripeSandbox, uow_factory: Callable[[], SqlUnitOfWork]
+) -> None:
+    org.order(1, start=START)
+
+    report = invoicing.run()
+
+    assert report.invoiced == [order_id(1)] and report.quarantined == []
+    [invoice] = stripe_sandbox.invoices()
+    assert (invoice["status"], invoice["total"], invoice["amount_due"], invoice["currency"]) == ("open", 840_000, 840_000, "usd")
+    assert invoice["collection_method"] == "send_invoice" and invoice["days_until_due"] == 30
+    assert invoice["due_date"] == invoice["status_transitions"]["finalized_at"] + 30 * DAY
+    assert [(line["quantity"], line["amount"]) for line in invoice["lines"]["data"]] == [(10, 600_000), (1, 240_000)]
+    assert [line["description"].split(":")[0] for line in invoice["lines"]["data"]] == ["Core App", "Premium Add-On"]
+    assert invoice["metadata"]["gtm_order_id"] == order_id(1) and invoice["metadata"]["gtm_org_id"] == ORG
+    assert [s["to"] for s in stripe_sandbox.invoice_sends(invoice["id"])] == ["ap@acme.example"]
+    [customer] = stripe_sandbox.objects("customer")
+    assert customer["email"] == "ap@acme.example" and customer["metadata"]["gtm_org_id"] == ORG
+
+    row = local_invoice(uow_factory, 1)
+    assert (row.stripe_invoice_id, row.number, row.hosted_url) == (invoice["id"], invoice["number"],
+                                                                  invoice["hosted_invoice_url"])
+    assert (row.status, row.amount_due, row.amount_remaining) == ("open", Decimal("8400.00"), Decimal("8400.00"))
+    assert row.due_date == datetime.fromtimestamp(invoice["due_date"], UTC).date()
+    assert row.sent_at is not None and row.status_source == "create"
+
+
+def test_add_on_is_invoiced_for_its_prorated_amount(
+    org: GtmOrg, stripe_sandbox: StripeSandbox, stripe_billing: StripeBilling,
+    uow_factory: Callable[[], SqlUnitOfWork],
+) -> None:
+    org.order(1, start=START)
+    org.order(2, start=date(2026, 3, 1), items=[(PPP_CORE, 5, "50.00")], order_type="Add-On", initial=1)
+    clock = Clock(datetime(2026, 2, 28, 12, tzinfo=UTC))
+
+    report = an_invoicing(uow_factory, stripe_billing, clock).run()
+
+    assert sorted(report.invoiced) == [order_id(1), order_id(2)]
+    add_on = next(i for i in stripe_sandbox.invoices() if i["metadata"]["gtm_order_id"] == order_id(2))
+    # 5 x $50 x 12 = $3,000 for 1 Mar..31 Dec 2026: 306 of the term's 365 days, half-up to the cent.
+    expected = (Decimal(3000) * 306 / 365).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    assert expected == Decimal("2515.07")
+    assert add_on["total"] == 251_507
+    [line] = add_on["lines"]["data"]
+    assert "306 of 365 days" in line["description"] and line["metadata"]["licenses"] == "5"
+    assert add_on["metadata"]["gtm_order_type"] == "add_on"
+    assert len(stripe_sandbox.objects("customer")) == 1  # same customer for both orders
+
+
+def test_second_run_creates_nothing(org: GtmOrg, invoicing: InvoicingService, stripe_sandbox: StripeSandbox) -> None:
+    org.order(1, start=START)
+    invoicing.run()
+    stripe_sandbox.reset_counters()
+
+    again = invoicing.run()
+
+    assert again.invoiced == [] and again.considered == 0
+    assert stripe_sandbox.counters() == {}
+    assert len(stripe_sandbox.invoices()) == 1
+
+
+def test_known_customer_costs_five_stripe_calls(org: GtmOrg, invoicing: InvoicingService,
+                                                stripe_sandbox: StripeSandbox) -> None:
+    org.order(1, start=START)
+    invoicing.run()
+    org.order(2, start=START)
+    stripe_sandbox.reset_counters()
+
+    invoicing.run()
+
+    assert stripe_sandbox.counters() == {
+        "GET /v1/customers": 1,
+        "POST /v1/invoices": 1,
+        "POST /v1/invoices/{id}/add_lines": 1,
+        "POST /v1/invoices/{id}/finalize": 1,
+        "POST /v1/invoices/{id}/send": 1,
+    }
+
+
+def test_orders_are_invoiced_from_one_day_before_service_start(
+    org: GtmOrg, stripe_sandbox: StripeSandbox, stripe_billing: StripeBilling, uow_factory: Callable[[], SqlUnitOfWork]
+) -> None:
+    org.order(1, start=START)
+    clock = Clock(datetime(2025, 12, 30, 23, 59, tzinfo=UTC))
+    invoicing = an_invoicing(uow_factory, stripe_billing, clock)
+
+    early = invoicing.run()
+    assert (early.not_due, early.invoiced) == (1, [])
+    assert stripe_sandbox.counters() == {}
+
+    clock.advance(minutes=1)
+    assert invoicing.run().invoiced == [order_id(1)]
+
+
+def test_only_activated_orders_are_invoiced(org: GtmOrg, invoicing: InvoicingService,
+                                            stripe_sandbox: StripeSandbox) -> None:
+    org.order(1, start=START, status="Processing")
+    org.order(2, start=START, status="New")
+    org.order(3, start=START, status="Expired")
+
+    assert invoicing.run().considered == 0
+    assert stripe_sandbox.counters() == {}
+
+
+def test_order_whose_items_disagree_with_its_subtotal_is_quarantined(
+    org: GtmOrg, invoicing: InvoicingService, stripe_sandbox: StripeSandbox, uow_factory: Callable[[], SqlUnitOfWork]
+) -> None:
+    org.order(1, start=START, subtotal="9000.00")
+
+    report = invoicing.run()
+
+    assert [(o, code) for o, code, _ in report.quarantined] == [(order_id(1), "SUBTOTAL_MISMATCH")]
+    assert stripe_sandbox.counters() == {}
+    with uow_factory() as uow:
+        [letter] = uow.dead_letters.open(ORG, source="invoicing")
+    assert (letter.record_id, letter.error_code) == (order_id(1), "SUBTOTAL_MISMATCH")
+    assert "9000.00" in letter.reason and "8400.00" in letter.reason
+
+    org.change_order(1, subtotal=Decimal("8400.00"))  # the org's figure is corrected
+    assert invoicing.run().invoiced == [order_id(1)]
+    with uow_factory() as uow:
+        assert uow.dead_letters.open(ORG, source="invoicing") == []
+
+
+def test_add_on_without_its_initial_order_is_quarantined(org: GtmOrg, invoicing: InvoicingService,
+                                                         stripe_sandbox: StripeSandbox) -> None:
+    org.order(2, start=START, items=[(PPP_CORE, 5, "50.00")], order_type="Add-On", initial=1)
+
+    report = invoicing.run()
+
+    assert [code for _, code, _ in report.quarantined] == ["INITIAL_ORDER_MISSING"]
+    assert stripe_sandbox.invoices() == []
+
+
+def test_rate_limits_and_server_errors_are_retried_with_the_same_key(
+    org: GtmOrg, invoicing: InvoicingService, stripe_sandbox: StripeSandbox
+) -> None:
+    org.order(1, start=START)
+    stripe_sandbox.fail_next("POST /v1/invoices", fault=429)
+    stripe_sandbox.fail_next("POST /v1/invoices/{id}/add_lines", times=2, fault=500)
+    stripe_sandbox.fail_next("POST /v1/invoices/{id}/finalize", fault=503)
+
+    assert invoicing.run().invoiced == [order_id(1)]
+
+    for endpoint, attempts in (("POST /v1/invoices", 2), ("POST /v1/invoices/{id}/add_lines", 3),
+                               ("POST /v1/invoices/{id}/finalize", 2)):
+        keys = stripe_sandbox.idempotency_keys(endpoint)
+        assert len(keys) == attempts and len(set(keys)) == 1, endpoint
+        assert keys[0] is not None and keys[0].startswith(f"gtm-{ORG}-{order_id(1)}-")
+    assert len(stripe_sandbox.invoices()) == 1
+    assert len(stripe_sandbox.invoices()[0]["lines"]["data"]) == 2
+
+
+@pytest.mark.parametrize("endpoint", [
+    "POST /v1/customers", "POST /v1/invoices", "POST /v1/invoices/{id}/add_lines",
+    "POST /v1/invoices/{id}/finalize", "POST /v1/invoices/{id}/send",
+])
+def test_an_answer_lost_after_stripe_applied_the_call_is_replayed_not_repeated(
+    endpoint: str, org: GtmOrg, invoicing: InvoicingService, stripe_sandbox: StripeSandbox
+) -> None:
+    org.order(1, start=START)
+    stripe_sandbox.fail_next(endpoint, fault="reset")  # applied, then the connection drops
+
+    assert invoicing.run().invoiced == [order_id(1)]
+
+    [invoice] = stripe_sandbox.invoices()
+    assert invoice["total"] == 840_000 and len(invoice["lines"]["data"]) == 2
+    assert len(stripe_sandbox.objects("customer")) == 1
+    assert len(stripe_sandbox.invoice_sends(invoice["id"])) == 1
+    attempts = stripe_sandbox.requests(endpoint)
+    # The retry carries the same key and gets the stored answer; a lost customer create is
+    # instead found by the retry's lookup by email, so it is never sent twice.
+    if endpoint == "POST /v1/customers":
+        assert len(attempts) == 1
+    else:
+        assert [(r["fault"], r["replayed"]) for r in attempts] == [("reset_after", False), (None, True)]
+        assert attempts[0]["idempotency_key"] == attempts[1]["idempotency_key"]
+
+
+# -- crashes --------------------------------------------------------------------------------
+
+
+class Crash(BaseException):
+    """The process dies here (not an Exception: nothing in the connector catches it)."""
+
+
+STEP_OF = {"find_or_create_customer": "customer", "create_invoice": "invoice", "add_lines": "lines",
+           "finalize": "finalize", "send": "send"}
+
+
+class CrashingBilling:
+    """The real adapter, except the process dies just before or just after one step's call."""
+
+    def __init__(self, inner: StripeBilling, step: str, when: str) -> None:
+        self._inner, self._step, self._when = inner, step, when
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._inner, name)
+        if STEP_OF.get(name) != self._step:
+            return method
+
+        def crashing(*args: Any, **kwargs: Any) -> Any:
+            if self._when == "before":
+                raise Crash(f"died before {name}")
+            method(*args, **kwargs)
+            raise Crash(f"died after {name} reached Stripe")
+
+        return crashing
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("step", STEPS)
+def test_a_crash_at_any_step_then_a_rerun_leaves_exactly_one_invoice(
+    step: str, when: str, org: GtmOrg, stripe_sandbox: StripeSandbox, stripe_billing: StripeBilling,
+    clock: Clock, uow_factory: Callable[[], SqlUnitOfWork]
+) -> None:
+    org.order(1, start=START)
+    with pytest.raises(Crash):
+        an_invoicing(uow_factory, CrashingBilling(stripe_billing, step, when), clock).run()
+
+    report = an_invoicing(uow_factory, stripe_billing, clock).run()
+
+    assert report.invoiced == [order_id(1)]
+    [invoice] = stripe_sandbox.invoices()
+    assert (invoice["status"], invoice["total"], len(invoice["lines"]["data"])) == ("open", 840_000, 2)
+    assert len(stripe_sandbox.objects("customer")) == 1
+    assert len(stripe_sandbox.invoice_sends(invoice["id"])) == 1
+    assert local_invoice(uow_factory, 1).stripe_invoice_id == invoice["id"]
+    with uow_factory() as uow:
+        assert uow.outbox.pending(ORG) == []
+
+
+@pytest.mark.parametrize("step", ["invoice", "lines", "finalize"])
+def test_a_crash_noticed_after_stripe_forgot_the_keys_still_makes_no_duplicate(
+    step: str, org: GtmOrg, stripe_sandbox: StripeSandbox, stripe_billing: StripeBilling, clock: Clock,
+    uow_factory: Callable[[], SqlUnitOfWork]
+) -> None:
+    org.order(1, start=START)
+    with pytest.raises(Crash):
+        an_invoicing(uow_factory, CrashingBilling(stripe_billing, step, "after"), clock).run()
+    stripe_sandbox.advance_clock(seconds=25 * 3600)  # Stripe prunes idempotency keys after 24 hours
+
+    report = an_invoicing(uow_factory, stripe_billing, clock).run()
+
+    assert report.invoiced == [order_id(1)] and report.resumed == 1
+    [invoice] = stripe_sandbox.invoices()
+    assert (invoice["status"], invoice["total"], len(invoice["lines"]["data"])) == ("open", 840_000, 2)
+
+
+def test_an_order_changed_mid_invoice_is_quarantined_not_invoiced_twice(
+    org: GtmOrg, stripe_sandbox: StripeSandbox, stripe_billing: StripeBilling, clock: Clock,
+    uow_factory: Callable[[], SqlUnitOfWork]
+) -> None:
+    org.order(1, start=START)
+    with pytest.raises(Crash):
+        an_invoicing(uow_factory, CrashingBilling(stripe_billing, "invoice", "after"), clock).run()
+    org.change_item(1, 0, quantity=12, line_item_total=Decimal("7200.00"))
+    org.change_order(1, subtotal=Decimal("9600.00"))
+
+    report = an_invoicing(uow_factory, stripe_billing, clock).run()
+
+    assert [code for _, code, _ in report.quarantined] == ["PLAN_CHANGED"]
+    assert len(stripe_sandbox.invoices()) == 1
+
+
+def test_invoices_go_to_the_configured_connected_account(
+    org: GtmOrg, stripe_sandbox: StripeSandbox, clock: Clock, uow_factory: Callable[[], SqlUnitOfWork]
+) -> None:
+    org.order(1, start=START)
+    partner = StripeBilling(build_client(stripe_sandbox.api_key, api_base=stripe_sandbox.api_base),
+                            account="acct_1PartnerAAAAAAAA")
+
+    an_invoicing(uow_factory, partner, clock).run()
+
+    assert stripe_sandbox.invoices() == []
+    assert len(live_invoices(stripe_sandbox, "acct_1PartnerAAAAAAAA")) == 1
+    assert {r["account"] for r in stripe_sandbox.requests()} == {"acct_1PartnerAAAAAAAA"}
+
+
+def test_keys_name_org_order_step_and_plan_version() -> None:
+    key = idempotency_key(ORG, order_id(1), "finalize", "be5c931ee2112803")
+    assert key == f"gtm-{ORG}-{order_id(1)}-finalize-be5c931ee2112803"
+    assert len(key) <= 255
+
+
+def test_a_stripe_refusal_quarantines_the_order_until_it_is_retried(
+    org: GtmOrg, invoicing: InvoicingService, stripe_sandbox: StripeSandbox, uow_factory: Callable[[], SqlUnitOfWork]
+) -> None:
+    org.order(1, start=START)
+    stripe_sandbox.fail_next("POST /v1/invoices", fault=400)
+
+    first = invoicing.run()
+    assert [(o, code) for o, code, _ in first.quarantined] == [(order_id(1), "STRIPE_REJECTED")]
+
+    stripe_sandbox.reset_counters()
+    again = invoicing.run()  # the refusal stands: no second call with the same key
+    assert [code for _, code, _ in again.quarantined] == ["STRIPE_INVOICE_FAILED"]
+    assert stripe_sandbox.counters() == {}
+
+    invoicing.retry(order_id(1))  # the operator fixed the cause and replays the order
+    assert invoicing.run().invoiced == [order_id(1)]
+    assert len(stripe_sandbox.invoices()) == 1
+    with uow_factory() as uow:
+        assert uow.dead_letters.open(ORG, source="invoicing") == []

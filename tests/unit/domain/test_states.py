@@ -1,0 +1,137 @@
+"""Status tables: allowed moves, anomalies to record, and no invoice ever moving backwards."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from connector.domain import (
+    INVOICE_MACHINE,
+    OFFER_MACHINE,
+    ORDER_MACHINE,
+    InvoiceStatus,
+    OfferStatus,
+    OrderStatus,
+    StateMachine,
+    TransitionVerdict,
+    editable,
+    is_forward,
+)
+
+VOCABULARIES = Path(__file__).resolve().parents[3] / "mappings" / "gtm-v1" / "vocabularies.toml"
+ALLOWED, ANOMALY, SAME = TransitionVerdict.ALLOWED, TransitionVerdict.ANOMALY, TransitionVerdict.SAME
+O, R, I = OfferStatus, OrderStatus, InvoiceStatus
+
+
+@pytest.mark.parametrize(
+    ("section", "enum"),
+    [("offer_status", OfferStatus), ("order_status", OrderStatus), ("invoice_status", InvoiceStatus)],
+)
+def test_status_values_match_the_mapping_vocabularies(section: str, enum: type) -> None:
+    vocabulary = tomllib.loads(VOCABULARIES.read_text(encoding="utf-8"))[section]
+    assert set(vocabulary.values()) == {member.value for member in enum}
+
+
+@pytest.mark.parametrize(
+    ("machine", "current", "observed", "verdict"),
+    [
+        # Offer: Draft -> Sent -> Accepted | Rejected | Expired; any -> Error; Error -> Draft/Sent
+        (OFFER_MACHINE, O.DRAFT, O.SENT, ALLOWED),
+        (OFFER_MACHINE, O.SENT, O.ACCEPTED, ALLOWED),
+        (OFFER_MACHINE, O.SENT, O.REJECTED, ALLOWED),
+        (OFFER_MACHINE, O.SENT, O.EXPIRED, ALLOWED),
+        (OFFER_MACHINE, O.ERROR, O.DRAFT, ALLOWED),
+        (OFFER_MACHINE, O.ERROR, O.SENT, ALLOWED),
+        (OFFER_MACHINE, O.SENT, O.SENT, SAME),
+        (OFFER_MACHINE, O.DRAFT, O.ACCEPTED, ANOMALY),
+        (OFFER_MACHINE, O.ACCEPTED, O.DRAFT, ANOMALY),
+        (OFFER_MACHINE, O.REJECTED, O.ACCEPTED, ANOMALY),
+        (OFFER_MACHINE, O.ERROR, O.ACCEPTED, ANOMALY),
+        # Order: New -> Processing -> Activated -> Expired; any -> Error
+        (ORDER_MACHINE, R.NEW, R.PROCESSING, ALLOWED),
+        (ORDER_MACHINE, R.PROCESSING, R.ACTIVATED, ALLOWED),
+        (ORDER_MACHINE, R.ACTIVATED, R.EXPIRED, ALLOWED),
+        (ORDER_MACHINE, R.ACTIVATED, R.ACTIVATED, SAME),
+        (ORDER_MACHINE, R.NEW, R.ACTIVATED, ANOMALY),
+        (ORDER_MACHINE, R.ACTIVATED, R.NEW, ANOMALY),
+        (ORDER_MACHINE, R.EXPIRED, R.ACTIVATED, ANOMALY),
+        (ORDER_MACHINE, R.ERROR, R.ACTIVATED, ANOMALY),  # DESIGN gives orders no way out of Error
+        # Invoice (Stripe): draft -> open -> paid | void | uncollectible; uncollectible -> paid | void
+        (INVOICE_MACHINE, I.DRAFT, I.OPEN, ALLOWED),
+        (INVOICE_MACHINE, I.OPEN, I.PAID, ALLOWED),
+        (INVOICE_MACHINE, I.OPEN, I.VOID, ALLOWED),
+        (INVOICE_MACHINE, I.OPEN, I.UNCOLLECTIBLE, ALLOWED),
+        (INVOICE_MACHINE, I.UNCOLLECTIBLE, I.PAID, ALLOWED),
+        (INVOICE_MACHINE, I.UNCOLLECTIBLE, I.VOID, ALLOWED),
+        (INVOICE_MACHINE, I.PAID, I.PAID, SAME),
+        (INVOICE_MACHINE, I.DRAFT, I.PAID, ANOMALY),
+        (INVOICE_MACHINE, I.PAID, I.OPEN, ANOMALY),
+        (INVOICE_MACHINE, I.VOID, I.PAID, ANOMALY),
+        (INVOICE_MACHINE, I.PAID, I.VOID, ANOMALY),
+    ],
+)
+def test_observed_transition_verdicts(machine: StateMachine, current: object, observed: object, verdict: TransitionVerdict) -> None:
+    assert machine.check(current, observed) is verdict
+
+
+@pytest.mark.parametrize("machine", [OFFER_MACHINE, ORDER_MACHINE], ids=lambda m: m.name)
+def test_any_offer_or_order_may_fall_into_error(machine: StateMachine) -> None:
+    error = next(s for s in machine.states if s.value == "error")
+    for state in machine.states - {error}:
+        assert machine.check(state, error) is ALLOWED, state
+
+
+def test_first_sighting_is_never_an_anomaly() -> None:
+    assert ORDER_MACHINE.check(None, R.ACTIVATED) is ALLOWED
+    assert INVOICE_MACHINE.check(None, I.PAID) is ALLOWED
+
+
+def test_illegal_jump_is_reported_not_raised() -> None:
+    assert ORDER_MACHINE.check(R.ACTIVATED, R.NEW) is ANOMALY
+    assert ORDER_MACHINE.explain(R.ACTIVATED, R.NEW) == (
+        "order: activated -> new is not an allowed transition (from activated: error, expired)"
+    )
+    assert INVOICE_MACHINE.explain(I.PAID, I.OPEN).endswith("(from paid: none, it is final)")
+
+
+def test_statuses_can_be_given_as_their_values() -> None:
+    assert OFFER_MACHINE.check("sent", "accepted") is ALLOWED
+    with pytest.raises(ValueError, match="offer: 'withdrawn' is not one of its states"):
+        OFFER_MACHINE.check("sent", "withdrawn")
+
+
+def test_late_finalized_event_never_moves_a_paid_invoice_back_to_open() -> None:
+    assert not is_forward(I.PAID, I.OPEN)
+    assert not is_forward(I.VOID, I.PAID)
+    assert not is_forward(I.PAID, I.PAID)
+
+
+def test_paid_event_overtaking_finalized_still_moves_the_invoice_forward() -> None:
+    assert is_forward(I.DRAFT, I.PAID)
+    assert is_forward(I.OPEN, I.UNCOLLECTIBLE)
+    assert is_forward(I.UNCOLLECTIBLE, I.PAID)
+    assert is_forward(None, I.OPEN)
+    assert not is_forward(I.UNCOLLECTIBLE, I.OPEN)
+
+
+def test_paid_and_void_invoices_are_final() -> None:
+    assert {s for s in INVOICE_MACHINE.states if INVOICE_MACHINE.is_final(s)} == {I.PAID, I.VOID}
+
+
+def test_only_a_draft_offer_is_editable() -> None:
+    assert editable(O.DRAFT)
+    assert editable("draft")
+    for status in set(OfferStatus) - {O.DRAFT}:
+        assert not editable(status), status
+
+
+def test_a_table_pointing_at_an_unknown_state_is_refused() -> None:
+    with pytest.raises(ValueError, match="without a row"):
+        StateMachine("broken", {O.DRAFT: frozenset({O.SENT})})
+
+
+def test_tables_are_read_only() -> None:
+    with pytest.raises(TypeError):
+        OFFER_MACHINE.transitions[O.DRAFT] = frozenset()  # type: ignore[index]

@@ -1,0 +1,152 @@
+"""Per-org config: every problem named by file and dotted key; secrets never in the file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from connector.config import load_config, load_config_dir, parse_config, redact_url
+from connector.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+VALID = """
+[org]
+alias = "acme"
+org_id = "00D5g000004AcmeAAA"
+
+[salesforce]
+login_url = "https://login.salesforce.com"
+[salesforce.auth]
+kind = "client_credentials"
+client_id = "3MVG9abc"
+client_secret = { env = "ACME_SF_SECRET" }
+
+[stripe]
+api_key = { env = "ACME_STRIPE_KEY" }
+"""
+ENV = {"ACME_SF_SECRET": "s3cr3t-value", "ACME_STRIPE_KEY": "sk_test_abc123"}
+
+
+def write(tmp_path: Path, text: str, name: str = "acme.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def problems_of(path: Path, **kw) -> list[tuple[str, str, str]]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=kw.pop("environ", ENV), **kw)
+    return info.value.problems
+
+
+def test_valid_config_gets_defaults(tmp_path):
+    config = load_config(write(tmp_path, VALID), environ=ENV)
+    assert config.alias == "acme"
+    assert config.invoicing.lead_days == 1
+    assert config.invoicing.days_until_due == 30
+    assert config.invoicing.proration == "daily"
+    assert config.api_budget_percent == 80
+    assert config.mapping == "gtm-v1"
+    assert config.database_url == "sqlite:///data/acme.sqlite3"  # relative to the working directory
+    assert config.schedules.interval_seconds("mirror") == 300
+
+
+def test_secrets_are_secretstr_and_never_printed(tmp_path):
+    config = load_config(write(tmp_path, VALID), environ=ENV)
+    assert config.salesforce.auth.client_secret.get_secret_value() == "s3cr3t-value"
+    assert "s3cr3t-value" not in repr(config)
+    assert "sk_test_abc123" not in str(config.model_dump())
+
+
+def test_missing_client_id_names_file_and_dotted_key(tmp_path):
+    path = write(tmp_path, VALID.replace('client_id = "3MVG9abc"\n', ""))
+    assert (str(path), "salesforce.auth.client_id", "field required") in problems_of(path)
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    text = VALID.replace('alias = "acme"', 'alias = "Acme Corp"').replace("00D5g000004AcmeAAA", "00D123")
+    text += "\n[invoicing]\nproration = 'weekly'\nlead_dayz = 3\n"
+    keys = {key for _, key, _ in problems_of(write(tmp_path, text))}
+    assert {"org.alias", "org.org_id", "invoicing.proration", "invoicing.lead_dayz"} <= keys
+
+
+def test_literal_secret_in_file_is_refused(tmp_path):
+    path = write(tmp_path, VALID.replace('{ env = "ACME_STRIPE_KEY" }', '"sk_live_oops"'))
+    [(file, key, msg)] = problems_of(path)
+    assert key == "stripe.api_key" and "env" in msg and "sk_live_oops" not in msg
+
+
+def test_unset_env_secret_is_named(tmp_path):
+    [(_, key, msg)] = problems_of(write(tmp_path, VALID), environ={"ACME_SF_SECRET": "x"})
+    assert key == "stripe.api_key" and "ACME_STRIPE_KEY" in msg
+
+
+def test_secret_from_file_relative_to_config(tmp_path):
+    (tmp_path / "key.txt").write_text("sk_test_fromfile\n")
+    path = write(tmp_path, VALID.replace('{ env = "ACME_STRIPE_KEY" }', '{ file = "key.txt" }'))
+    assert load_config(path, environ=ENV).stripe.api_key.get_secret_value() == "sk_test_fromfile"
+
+
+def test_password_auth_refused_for_production_login(tmp_path):
+    text = VALID.replace('kind = "client_credentials"', 'kind = "password"').replace(
+        'client_secret = { env = "ACME_SF_SECRET" }', 'username = "u@x"\npassword = { env = "ACME_SF_SECRET" }'
+    )
+    [(_, key, msg)] = problems_of(write(tmp_path, text))
+    assert key == "salesforce" and "sandboxes" in msg
+
+
+def test_toml_syntax_error_names_file(tmp_path):
+    [(file, key, msg)] = problems_of(write(tmp_path, "[org\nalias="))
+    assert key == "(syntax)" and "TOML" in msg
+
+
+def test_interval_and_cron_together_rejected(tmp_path):
+    text = VALID + "\n[schedules.mirror]\ninterval_seconds = 60\ncron = '* * * * *'\n"
+    [(_, key, msg)] = problems_of(write(tmp_path, text))
+    assert key == "schedules.mirror" and "not both" in msg
+
+
+def test_config_dir_skips_bad_files_and_duplicate_aliases(tmp_path):
+    write(tmp_path, VALID, "acme.toml")
+    write(tmp_path, VALID, "acme-copy.toml")
+    write(tmp_path, "[org]\nalias = 'x'\n", "broken.toml")
+    write(tmp_path, "this is ignored", "example.toml")
+    configs, errors = load_config_dir(tmp_path, environ=ENV)
+    assert len(configs) == 2
+    messages = [p for e in errors for p in e.problems]
+    assert any(f.endswith("broken.toml") for f, _, _ in messages)
+    assert any("used by more than one file" in m for _, _, m in messages)
+
+
+def test_database_url_password_is_redacted():
+    assert redact_url("postgresql://gtm:hunter2@db:5432/gtm") == "postgresql://gtm:***@db:5432/gtm"
+
+
+def test_parse_config_from_dict():
+    config = parse_config(
+        {"org": {"alias": "x", "org_id": "00D000000000001AAA"},
+         "salesforce": {"auth": {"kind": "client_credentials", "client_id": "c", "client_secret": {"env": "S"}}},
+         "stripe": {"api_key": {"env": "K"}}},
+        environ={"S": "1", "K": "2"},
+    )
+    assert config.salesforce.login_url == "https://login.salesforce.com"
+
+
+@pytest.mark.parametrize("name", ["example.toml", "demo.toml"])
+def test_committed_configs_are_valid(name):
+    load_config(REPO / "config" / name, skip_secrets=True)
+
+
+def test_config_check_command_exit_code_and_messages(tmp_path):
+    bad = write(tmp_path, VALID.replace('client_id = "3MVG9abc"\n', ""), "bad.toml")
+    good = write(tmp_path, VALID, "good.toml")
+    cmd = [sys.executable, "-m", "connector.entrypoints.cli", "config", "check", str(good), str(bad)]
+    result = subprocess.run(cmd, capture_output=True, text=True, env={**ENV, "PATH": "/usr/bin:/bin"}, cwd=REPO)
+    assert result.returncode == 2
+    assert f"{bad}: salesforce.auth.client_id: field required" in result.stderr
+    assert f"{good}: ok" in result.stdout
+    assert "s3cr3t" not in result.stdout + result.stderr

@@ -1,0 +1,69 @@
+"""Mapping sets are data; a wrong one is a clear MappingError naming file, object and key."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from connector.errors import MappingError
+from connector.mappings import check_against_tables, load_mapping, mappings_root
+
+
+@pytest.fixture
+def mapping_copy(tmp_path: Path) -> Path:
+    dest = tmp_path / "acme-v1"
+    shutil.copytree(mappings_root() / "gtm-v1", dest)
+    return dest
+
+
+def test_default_mapping_names_the_gtm_objects():
+    mapping = load_mapping("gtm-v1")
+    assert {o.sobject for o in mapping.objects.values()} == {
+        "SfdcPartnerTermSet", "SfdcPartnerTermSetProduct", "SfdcPartnerProvisionProduct",
+        "SfdcPartnerProductLicense", "SfdcPartnerOffer", "SfdcPartnerOfferItem", "SfdcPartnerOrder",
+        "SfdcPartnerOrderItem", "SfdcPartnerPayout",
+    }
+    assert mapping.objects["ppc"].fields["RevenueSharePercentage"].column == "revenue_share_percent"
+    assert mapping.objects["order"].writable is False
+    assert mapping.writeback.sobject == "GTM_Order_Billing__c"
+    assert mapping.writeback.external_id == "Order_Id__c"
+
+
+def test_parents_sync_before_children():
+    order = [o.name for o in load_mapping().in_sync_order()]
+    assert order.index("ppc") < order.index("ppp") < order.index("order_item")
+    assert order.index("order") < order.index("order_item")
+
+
+def test_vocabularies_map_picklists_to_states():
+    mapping = load_mapping()
+    assert mapping.to_state("order_status", "Activated") == "activated"
+    assert mapping.to_state("order_status", "Shipped") is None
+    assert mapping.to_picklist("offer_status", "draft") == "Draft"
+
+
+def test_unknown_type_is_named(mapping_copy):
+    path = mapping_copy / "mapping.toml"
+    path.write_text(path.read_text().replace('type = "currency", required = true }', 'type = "money" }', 1))
+    with pytest.raises(MappingError, match=r"mapping.toml: objects\.offer_item\.fields\.CustomerUnitPricePerMonth: unknown type 'money'"):
+        load_mapping(mapping_copy)
+
+
+def test_unknown_column_is_named(mapping_copy):
+    columns = {"orders": {"name": "string"}}
+    with pytest.raises(MappingError, match=r"objects\.order\.fields\.OrderNumber: unknown column 'order_number'"):
+        check_against_tables(load_mapping(mapping_copy), lambda t: columns[t])
+
+
+def test_vocabulary_missing_a_state(mapping_copy):
+    path = mapping_copy / "vocabularies.toml"
+    path.write_text(path.read_text().replace('"Activated" = "activated"\n', ""))
+    with pytest.raises(MappingError, match=r"order_status: no picklist value maps to \['activated'\]"):
+        load_mapping(mapping_copy)
+
+
+def test_missing_mapping_set():
+    with pytest.raises(MappingError, match="not found"):
+        load_mapping("no-such-set")
