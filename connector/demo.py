@@ -32,9 +32,9 @@ from __future__ import annotations
 import json
 import time
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -188,19 +188,6 @@ quantity = 1
 unit_price_per_month = "200.00"
 """, "utf-8")
     return path
-
-
-@contextmanager
-def payment_fee(box: Any, fee_cents: int) -> Iterator[None]:
-    """Price the payments made inside the block at exactly ``fee_cents`` each: the demo's
-    stand-in for an application fee carrying Salesforce's revenue share."""
-    world = box.world
-    before = world.settings
-    world.settings = replace(before, fee_percent=Decimal(0), fee_fixed_cents=fee_cents)
-    try:
-        yield
-    finally:
-        world.settings = before
 
 
 # ----------------------------------------------------------------------------- summary
@@ -397,8 +384,8 @@ class Demo:
             with runtime.uow() as uow:
                 book = OrderBook(uow, runtime.org_id, runtime.config.invoicing.proration, runtime.mapping)
                 share = book.expected(order_id).revenue_share
-            with payment_fee(box, int(share * 100)):
-                box.pay_invoice(invoice["id"])
+            # The share reaches Salesforce as this payment's fee, so the payout is net of it.
+            box.pay_invoice(invoice["id"], fee=int(share * 100))
             paid.append(f"{invoice.get('number') or invoice['id']} ({format_money(Decimal(invoice['amount_due']) / 100)})")
         if not paid:
             return "no open invoice to pay", {"paid": 0}

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import stripe
 
 from connector.adapters.stripe_billing import build_client, translate
-from connector.domain.reconciliation import CHARGE_TYPES, REFUND_TYPES, BalanceTxn
+from connector.domain.reconciliation import CHARGE_TYPES, REFUND_TYPES, BalanceTxn, StripePayout
 from connector.retry import call_with_retry
 
 if TYPE_CHECKING:
@@ -38,17 +38,6 @@ PAGE_LIMIT = 100
 # Invoice metadata keys naming the org and the order (first present wins).
 ORG_KEYS = ("org_id", "gtm_org_id", "sf_org_id")
 ORDER_KEYS = ("order_id", "gtm_order_id", "sf_order_id")
-
-
-@dataclass(frozen=True)
-class StripePayout:
-    id: str
-    amount_cents: int
-    currency: str
-    arrival_date: date
-    status: str
-    created: int
-    automatic: bool = True
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,20 @@ PAYOUT_TYPES = frozenset({"payout", "payout_cancel", "payout_failure"})
 
 
 @dataclass(frozen=True)
+class StripePayout:
+    """One Stripe payout (a deposit to the partner's bank), as read from Stripe or rebuilt
+    from the local ``payouts`` table. Amount in Stripe's integer cents."""
+
+    id: str
+    amount_cents: int
+    currency: str
+    arrival_date: date
+    status: str
+    created: int
+    automatic: bool = True
+
+
+@dataclass(frozen=True)
 class BalanceTxn:
     """One balance transaction of a payout, traced as far as the adapter could.
 

@@ -40,6 +40,7 @@ from connector.domain.reconciliation import (
     InvoiceFacts,
     OrderReconciliation,
     Policy,
+    StripePayout,
     Unattributed,
     attribute,
     merge,
@@ -56,21 +57,12 @@ DEAD_PAYOUT_STATUSES = frozenset({"failed", "canceled"})
 SOURCE = "payouts"
 
 
-class PayoutLike(Protocol):
-    id: str
-    amount_cents: int
-    currency: str
-    arrival_date: date
-    status: str
-    created: int
-
-
 class PayoutsGateway(Protocol):
     """What reconciliation needs from Stripe (``adapters.stripe_payouts.StripePayouts``)."""
 
-    def list_payouts(self, created_since: int | None = None) -> Sequence[PayoutLike]: ...
+    def list_payouts(self, created_since: int | None = None) -> Sequence[StripePayout]: ...
 
-    def transactions(self, payout: PayoutLike) -> Sequence[BalanceTxn]: ...
+    def transactions(self, payout: StripePayout) -> Sequence[BalanceTxn]: ...
 
 
 # ------------------------------------------------------------------ stored contributions
@@ -164,16 +156,6 @@ def invoice_facts(invoice: Any) -> InvoiceFacts:
     )
 
 
-@dataclass(frozen=True)
-class _StoredPayout:
-    id: str
-    amount_cents: int
-    currency: str
-    arrival_date: date
-    status: str
-    created: int
-
-
 def retrace_letters(runtime: OrgRuntime, letters: Sequence[Any], *, log: Any) -> int:
     """Replay of ``payouts`` letters about unattributed money (see ``Reconciler.retrace``)."""
     return Reconciler(runtime, runtime.payouts(), log=log).retrace(letters)
@@ -233,7 +215,7 @@ class Reconciler:
         return self.counts.as_dict()
 
     # -------------------------------------------------------------- 1: list
-    def _payouts_to_read(self) -> list[PayoutLike]:
+    def _payouts_to_read(self) -> list[StripePayout]:
         with self.runtime.uow() as uow:
             state = uow.sync_state.get(self.org_id, CURSOR_OBJECT)
         since = int((state.cursor - RELIST).timestamp()) if state and state.cursor else None
@@ -242,7 +224,7 @@ class Reconciler:
         return payouts
 
     # -------------------------------------------------------------- 2: ingest
-    def _ingest(self, payout: PayoutLike) -> None:
+    def _ingest(self, payout: StripePayout) -> None:
         amount = Decimal(payout.amount_cents).scaleb(-2)
         with self.runtime.uow() as uow:
             stored = uow.payouts.get(self.org_id, payout.id)
@@ -264,7 +246,7 @@ class Reconciler:
         self.log.info("payout.reconciled" if fresh else "payout.updated", payout=payout.id, status=payout.status,
                       amount=format_money(amount), arrival_date=payout.arrival_date.isoformat())
 
-    def _attribute(self, uow: Any, payout: PayoutLike) -> None:
+    def _attribute(self, uow: Any, payout: StripePayout) -> None:
         txns = list(self.gateway.transactions(payout))
         self.counts.transactions += sum(1 for t in txns if t.type != "payout")
         invoice_orders = {i.stripe_invoice_id: i.order_id for i in uow.invoices.list(self.org_id) if i.stripe_invoice_id}
@@ -296,7 +278,7 @@ class Reconciler:
                 stored = uow.payouts.get(self.org_id, payout_id)
             if stored is None:
                 continue
-            payout = _StoredPayout(stored.stripe_payout_id, int(stored.amount.scaleb(2)), stored.currency,
+            payout = StripePayout(stored.stripe_payout_id, int(stored.amount.scaleb(2)), stored.currency,
                                    stored.arrival_date or self.today(), stored.status or "", stored.created or 0)
             txns = list(self.gateway.transactions(payout))
             with self.runtime.uow() as uow:

@@ -11,7 +11,8 @@ import pytest
 import responses
 import stripe
 
-from connector.adapters.stripe_payouts import StripePayout, StripePayouts
+from connector.adapters.stripe_payouts import StripePayouts
+from connector.domain.reconciliation import StripePayout
 from connector.errors import AuthError, PermanentError, TransientError
 
 API = "https://stripe.test"

@@ -123,8 +123,9 @@ class StripeSandbox:
         return self.world.advance(days * DAY + seconds)
 
     def pay_invoice(self, invoice_id: str, *, amount: int | None = None, method: str = "card",
-                    account: str | None = None) -> dict[str, Any]:
-        return self.helpers.pay_invoice(invoice_id, amount=amount, method=method, account=account)
+                    fee: int | None = None, account: str | None = None) -> dict[str, Any]:
+        """See ``Helpers.pay_invoice``; ``fee`` in cents overrides the pricing for this payment."""
+        return self.helpers.pay_invoice(invoice_id, amount=amount, method=method, fee=fee, account=account)
 
     def refund(self, charge_id: str, *, amount: int | None = None, account: str | None = None) -> dict[str, Any]:
         return self.helpers.refund(charge_id, amount=amount, account=account)
@@ -205,9 +206,9 @@ class RemoteStripeSandbox:
         return int(self._call("POST", "clock/advance", {"days": days, "seconds": seconds})["now"])
 
     def pay_invoice(self, invoice_id: str, *, amount: int | None = None, method: str = "card",
-                    account: str | None = None) -> dict[str, Any]:
+                    fee: int | None = None, account: str | None = None) -> dict[str, Any]:
         return dict(self._call("POST", f"invoices/{invoice_id}/pay",
-                               {"amount": amount, "method": method, "account": account}))
+                               {"amount": amount, "method": method, "fee": fee, "account": account}))
 
     def refund(self, charge_id: str, *, amount: int | None = None, account: str | None = None) -> dict[str, Any]:
         return dict(self._call("POST", f"charges/{charge_id}/refund", {"amount": amount, "account": account}))

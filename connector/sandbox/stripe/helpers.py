@@ -23,12 +23,16 @@ class Helpers:
         return Ctx(self.world, self.world.account(account), None, None, self.world.settings.api_version)
 
     def pay_invoice(self, invoice_id: str, *, amount: int | None = None, method: str = "card",
-                    account: str | None = None) -> dict[str, Any]:
+                    fee: int | None = None, account: str | None = None) -> dict[str, Any]:
         """The customer pays ``amount`` cents (default: all that remains) on the hosted page.
         ``card`` creates a charge, its balance transaction (with the fee) and an
-        InvoicePayment; ``out_of_band`` marks it paid outside Stripe; ``declined`` fails."""
+        InvoicePayment; ``out_of_band`` marks it paid outside Stripe; ``declined`` fails.
+        ``fee`` prices this one card payment at exactly that many cents (default: the
+        account's pricing), e.g. an application fee carrying the revenue share."""
         if method not in PAY_METHODS:
             raise ValueError(f"method must be one of {PAY_METHODS}, not {method!r}")
+        if fee is not None and (int(fee) != fee or fee < 0):
+            raise ValueError(f"fee must be a non-negative number of cents, not {fee!r}")
         with self.world.lock:
             ctx = self._ctx(account)
             invoice = get_invoice(ctx, invoice_id)
@@ -39,7 +43,7 @@ class Helpers:
             elif method == "declined":
                 decline(ctx, invoice, due, "pm_card_chargeDeclined")
             else:
-                collect(ctx, invoice, due, "pm_card_visa")
+                collect(ctx, invoice, due, "pm_card_visa", None if fee is None else int(fee))
             return ctx.render(invoice)
 
     def refund(self, charge_id: str, *, amount: int | None = None, account: str | None = None) -> dict[str, Any]:

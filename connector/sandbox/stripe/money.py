@@ -106,15 +106,17 @@ def _charge(ctx: Ctx, invoice: dict[str, Any], pi: dict[str, Any], amount: int, 
     return charge
 
 
-def collect(ctx: Ctx, invoice: dict[str, Any], amount: int, method: str) -> dict[str, Any]:
-    """A successful card payment of ``amount`` cents towards an open invoice."""
+def collect(ctx: Ctx, invoice: dict[str, Any], amount: int, method: str, fee: int | None = None) -> dict[str, Any]:
+    """A successful card payment of ``amount`` cents towards an open invoice. ``fee``: the
+    fee of this payment in cents (like an application fee); default the account's pricing."""
     if amount <= 0 or amount > invoice["amount_remaining"]:
         raise invalid(f"The payment amount must be between 1 and the invoice's amount_remaining "
                       f"({invoice['amount_remaining']}).", param="amount")
     pi = _payment_intent(ctx, invoice, amount, method, "succeeded")
     charge = _charge(ctx, invoice, pi, amount, method, ok=True)
     settings = ctx.world.settings
-    txn = _txn(ctx, type="charge", amount=amount, fee=fee_for(ctx.world, amount), source=charge["id"],
+    txn = _txn(ctx, type="charge", amount=amount, fee=fee_for(ctx.world, amount) if fee is None else fee,
+               source=charge["id"],
                description="Payment for Invoice", available_on=ctx.now() + settings.available_after_days * DAY)
     charge["balance_transaction"] = txn["id"]
     payment = ctx.account.add({

@@ -289,7 +289,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                     result = {"now": world.advance(seconds)}
                 case ("POST", "invoices", invoice_id, "pay"):
                     result = helpers.pay_invoice(invoice_id, amount=data.get("amount"),
-                                                 method=data.get("method", "card"), account=account)
+                                                 method=data.get("method", "card"), fee=data.get("fee"),
+                                                 account=account)
                 case ("GET", "invoices", invoice_id, "sends"):
                     result = helpers.invoice_sends(invoice_id, account=account)
                 case ("POST", "charges", charge_id, "refund"):

@@ -8,21 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import structlog
 from typer.testing import CliRunner
 
 from connector.adapters.store import SqlUnitOfWork
 from connector.entrypoints.cli import app
 from connector.sandbox.stripe import StripeSandbox
 from tests.integration.stripe.gtm import ORG, GtmOrg, order_id
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> object:
-    # The command configures structlog for the process, bound to CliRunner's stream,
-    # which is closed after the test: put the defaults back for the tests that follow.
-    yield
-    structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 import stripe
 
 from connector.sandbox.stripe import StripeSandbox
+from connector.sandbox.stripe.handle import RemoteStripeSandbox
 from tests.fixtures.stripe import sdk_client
 
 DAY = 86_400
@@ -142,6 +143,19 @@ def test_fee_is_configurable(stripe_sandbox: StripeSandbox) -> None:
         box.pay_invoice(invoice.id)
         charge = box.objects("charge")[0]
         assert client.v1.balance_transactions.retrieve(charge["balance_transaction"]).fee == card_fee(10_001, "3.4", 0)
+
+
+def test_one_payment_can_carry_its_own_fee(stripe_client: stripe.StripeClient,
+                                          stripe_sandbox: StripeSandbox) -> None:
+    # Seed 003: Salesforce's $1,140.00 share taken as the fee of the $8,400.00 payment.
+    first, second = open_invoice(stripe_client, 840_000), open_invoice(stripe_client, 10_000)
+    remote = RemoteStripeSandbox(stripe_sandbox.api_base, stripe_sandbox.api_key)
+    remote.pay_invoice(first.id, fee=114_000)
+    stripe_sandbox.pay_invoice(second.id)  # the account's pricing again afterwards
+    fees = [(t.amount, t.fee, t.net) for t in stripe_client.v1.balance_transactions.list(params={"type": "charge"})]
+    assert sorted(fees) == [(10_000, card_fee(10_000), 10_000 - card_fee(10_000)), (840_000, 114_000, 726_000)]
+    with pytest.raises(ValueError, match="fee must be a non-negative"):
+        stripe_sandbox.pay_invoice(open_invoice(stripe_client, 100).id, fee=-1)
 
 
 def test_balance_reports_available_and_pending(stripe_client: stripe.StripeClient,

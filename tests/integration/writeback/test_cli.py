@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
-from typer.testing import Result
 from typer.testing import CliRunner
 
 from connector.entrypoints.cli import app
@@ -26,24 +24,13 @@ from tests.fixtures.payouts import (
 )
 
 
-class Runner(CliRunner):
-    """A CliRunner that puts structlog back after each command: the commands configure it
-    to write to the runner's captured stderr, which is closed once the command returns."""
-
-    def invoke(self, *args: object, **kwargs: object) -> Result:  # type: ignore[override]
-        try:
-            return super().invoke(*args, **kwargs)  # type: ignore[arg-type]
-        finally:
-            structlog.reset_defaults()
-
-
 @pytest.fixture
 def cli(sandbox_org: SandboxOrg, stripe_sandbox: StripeSandbox, sqlite_url: str,
         tmp_path: Path) -> Iterator[tuple[PartnerBooks, CliRunner, list[str]]]:
     books = make_books(sqlite_url, tmp_path, stripe_sandbox, org=sandbox_org)
     path, env = write_config_file(tmp_path, alias="acme", database_url=sqlite_url, stripe_box=stripe_sandbox,
                                   org=sandbox_org)
-    yield books, Runner(env=env), ["--config", str(path)]
+    yield books, CliRunner(env=env), ["--config", str(path)]
     books.runtime.close()
 
 

@@ -271,7 +271,7 @@ def test_sigterm_mid_mirror_exits_zero_and_the_next_start_resumes(
     assert d.wait_exit(30) == 0
     [first] = runs(pg_url)
     # Stopped between pages: recorded as a clean stop, part of the org mirrored.
-    assert first.status in ("stopped", "failed") and first.error.startswith("stopped"), first
+    assert first.status == "stopped" and "shutdown requested" in (first.error or ""), first
     assert 0 < _cursors_committed(pg_url, acme) < len(_objects())
     _assert_cursor_consistent(pg_url, acme)
 

@@ -14,7 +14,6 @@ from connector.entrypoints.cli import app
 from connector.sandbox.org import SandboxOrg
 from tests.fixtures.daemon import new_org_id, write_configs
 
-pytestmark = pytest.mark.usefixtures("keep_log_config")
 
 
 def test_run_job_mirrors_the_org_once_and_records_the_run(tmp_path: Path, sandbox_org: SandboxOrg) -> None:
