@@ -45,7 +45,6 @@ from connector.domain import format_money
 
 ORG_STATE = "sandbox-org.json"
 STRIPE_STATE = "stripe-sandbox.json"
-STATE_VERSION = 1
 WEBHOOK_PATH = "/stripe/webhook"
 SEED_003_ORDER = "acme_order"
 # What the connector listens to: invoice states (and payouts, for the log).
@@ -61,99 +60,6 @@ def default_config_path() -> Path:
     if here.is_file():
         return here
     return Path(__file__).resolve().parent.parent / "config" / "demo.toml"
-
-
-# ------------------------------------------------------------------------ sandbox state
-def _encode(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return {"$decimal": format(value, "f")}
-    if isinstance(value, dict):
-        return {str(k): _encode(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_encode(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    raise TypeError(f"cannot save a {type(value).__name__} in the sandbox state")
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"$decimal"}:
-            return Decimal(value["$decimal"])
-        return {k: _decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(_encode(data)))
-    tmp.replace(path)  # a crash mid-write never leaves half a state behind
-
-
-def save_org_state(org: Any, path: Path) -> None:
-    """Every record of the sandbox org (and its id counters), for the next run."""
-    data = org.data
-    with data.lock:
-        tables = {name: {"counter": t.counter, "rows": list(t.rows.values())} for name, t in data.tables.items()}
-    _write_json(path, {"version": STATE_VERSION, "org_id": org.org_id, "demo_ids": dict(org.demo_ids),
-                       "tables": tables})
-
-
-def load_org_state(org: Any, path: Path) -> bool:
-    """Put a saved org's records back into a sandbox org started empty."""
-    saved = _decode(json.loads(path.read_text()))
-    if saved.get("version") != STATE_VERSION or saved.get("org_id") != org.org_id:
-        return False
-    data = org.data
-    with data.lock:
-        for name, table in saved["tables"].items():
-            if name not in data.tables:
-                return False
-            data.tables[name].bulk_load(table["rows"])
-            data.tables[name].counter = int(table["counter"])
-    org.control.demo_ids = dict(saved["demo_ids"])
-    return True
-
-
-def save_stripe_state(box: Any, path: Path) -> None:
-    """The Stripe sandbox's accounts (objects and events) and clock, for the next run.
-    Webhook endpoints are left out: they point at this run's receiver."""
-    world = box.world
-    with world.lock:
-        accounts = {
-            acct_id: {"connected": acct.connected,
-                      "objects": {kind: ({} if kind == "webhook_endpoint" else objs) for kind, objs in acct.objects.items()}}
-            for acct_id, acct in world.accounts.items()
-        }
-        _write_json(path, {"version": STATE_VERSION, "platform": world.platform.id, "offset_s": world.offset_s,
-                           "accounts": accounts})
-
-
-def load_stripe_state(box: Any, path: Path) -> bool:
-    from connector.sandbox.stripe.world import Account
-
-    saved = _decode(json.loads(path.read_text()))
-    if saved.get("version") != STATE_VERSION:
-        return False
-    world = box.world
-    with world.lock:
-        accounts = {}
-        for acct_id, acct in saved["accounts"].items():
-            account = Account(acct_id, connected=bool(acct["connected"]))
-            for kind, objs in acct["objects"].items():
-                if kind not in account.objects:
-                    return False
-                account.objects[kind].update(objs)
-                for object_id in objs:
-                    account.searchable_at[object_id] = 0.0
-            accounts[acct_id] = account
-        world.accounts = accounts
-        world.platform = accounts[saved["platform"]]
-        world.offset_s = int(saved["offset_s"])
-        box.platform_account = world.platform.id
-    return True
 
 
 DRAFT_KEY = "wayne-enterprises"
@@ -254,6 +160,7 @@ class Demo:
     # -------------------------------------------------------------- set-up
     def _start_sandboxes(self, stack: ExitStack) -> tuple[Any, Any]:
         from connector.sandbox.org import SandboxOrg
+        from connector.sandbox.snapshot import SnapshotError
         from connector.sandbox.stripe import StripeSandbox
 
         org_state, stripe_state = self.data_dir / ORG_STATE, self.data_dir / STRIPE_STATE
@@ -262,8 +169,10 @@ class Demo:
         box = stack.enter_context(StripeSandbox.start(webhook_retry_delays=(0.2, 0.5, 1.0)))
         if saved:
             try:
-                restored = load_org_state(org, org_state) and load_stripe_state(box, stripe_state)
-            except (OSError, ValueError, KeyError, TypeError):
+                org.restore(org_state)
+                box.restore(stripe_state)
+                restored = True
+            except (SnapshotError, KeyError, TypeError):
                 restored = False
             if not restored:  # an older or damaged save: start from the demo data again
                 org.reset("demo")
@@ -324,8 +233,8 @@ class Demo:
                           + (" (saved sandbox state loaded)" if self.summary.resumed else ""))
             self._cycle(runtime, org, box)
             self._collect(runtime, org, box)
-            save_org_state(org, self.data_dir / ORG_STATE)
-            save_stripe_state(box, self.data_dir / STRIPE_STATE)
+            org.save(self.data_dir / ORG_STATE)
+            box.save(self.data_dir / STRIPE_STATE)
         return self.summary
 
     def _job(self, runtime: Any, job: str, describe: Callable[[Mapping[str, int]], str]) -> StepResult:

@@ -94,7 +94,8 @@ class Table:
         self.index = sorted((r["SystemModstamp"], r["Id"]) for r in self.rows.values())
         for name, values in self.external.items():
             values.clear()
-            values.update({str(r[name]).lower(): r["Id"] for r in self.rows.values() if r.get(name) is not None})
+            values.update({str(r[name]).lower(): r["Id"] for r in self.rows.values()
+                           if r.get(name) is not None and not r.get("IsDeleted")})
 
 
 class OrgData:

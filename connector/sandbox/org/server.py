@@ -37,6 +37,7 @@ from connector.sandbox.org.gtm import GtmRules
 from connector.sandbox.org.ids import make_id
 from connector.sandbox.org.rest import OrgApi, Request, Response
 from connector.sandbox.org.schema import schema_from_mapping
+from connector.sandbox.snapshot import SnapshotError, read_snapshot, write_snapshot
 
 API_VERSION = "62.0"
 
@@ -313,6 +314,31 @@ class SandboxOrg:
 
     def get(self, sobject: str, record_id: str) -> dict[str, Any] | None:
         return self.control.get(sobject, record_id)
+
+    def save(self, path: Path) -> None:
+        """Write every record (deleted ones too) and the id counters to ``path``."""
+        data = self.data
+        with data.lock:
+            tables = {name: {"counter": t.counter, "rows": list(t.rows.values())} for name, t in data.tables.items()}
+        write_snapshot(path, "sandbox-org", {"org_id": self.org_id, "demo_ids": dict(self.demo_ids),
+                                             "tables": tables})
+
+    def restore(self, path: Path) -> None:
+        """Replace this org's records with a snapshot written by ``save`` of an org with the
+        same id and objects; ``SnapshotError`` (nothing changed) otherwise."""
+        saved = read_snapshot(path, "sandbox-org")
+        if saved.get("org_id") != self.org_id:
+            raise SnapshotError(f"{path}: a snapshot of org {saved.get('org_id')}, not {self.org_id}")
+        data = self.data
+        unknown = sorted(set(saved["tables"]) - set(data.tables))
+        if unknown:
+            raise SnapshotError(f"{path}: objects this org does not have: {', '.join(unknown)}")
+        with data.lock:
+            for name, table in saved["tables"].items():
+                data.tables[name].rows.clear()
+                data.tables[name].bulk_load(table["rows"])
+                data.tables[name].counter = int(table["counter"])
+        self.control.demo_ids = dict(saved["demo_ids"])
 
 
 def _public_key_pem(pem: bytes) -> bytes:

@@ -19,14 +19,16 @@ import secrets
 import threading
 import urllib.request
 from dataclasses import replace
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from connector.sandbox.snapshot import SnapshotError, read_snapshot, write_snapshot
 from connector.sandbox.stripe.faults import Faults
 from connector.sandbox.stripe.helpers import Helpers
 from connector.sandbox.stripe.notify import WebhookDispatcher
 from connector.sandbox.stripe.server import SandboxHTTPServer
-from connector.sandbox.stripe.world import DAY, SandboxSettings, World
+from connector.sandbox.stripe.world import DAY, Account, SandboxSettings, World
 
 
 def _fault_kind(fault: str | int) -> tuple[str, int]:
@@ -65,6 +67,44 @@ class StripeSandbox:
                                   name="stripe-sandbox", daemon=True)
         thread.start()
         return cls(server, thread)
+
+    def save(self, path: Path) -> None:
+        """Write every account's objects and events and the clock offset to ``path``.
+        Webhook endpoints are left out (they point at this process's receivers), and so are
+        idempotency keys (a restart forgets them, as it would after Stripe's 24 hours)."""
+        world = self.world
+        with world.lock:
+            accounts = {
+                acct_id: {"connected": acct.connected,
+                          "objects": {kind: ({} if kind == "webhook_endpoint" else dict(objs))
+                                      for kind, objs in acct.objects.items()}}
+                for acct_id, acct in world.accounts.items()
+            }
+            write_snapshot(path, "stripe-sandbox", {"platform": world.platform.id, "offset_s": world.offset_s,
+                                                    "accounts": accounts})
+
+    def restore(self, path: Path) -> None:
+        """Replace this sandbox's accounts and clock with a snapshot written by ``save``;
+        ``SnapshotError`` (nothing changed) when the file is not one."""
+        saved = read_snapshot(path, "stripe-sandbox")
+        accounts: dict[str, Account] = {}
+        for acct_id, acct in saved["accounts"].items():
+            account = Account(acct_id, connected=bool(acct["connected"]))
+            unknown = sorted(set(acct["objects"]) - set(account.objects))
+            if unknown:
+                raise SnapshotError(f"{path}: object kinds this sandbox does not have: {', '.join(unknown)}")
+            for kind, objs in acct["objects"].items():
+                account.objects[kind].update(objs)
+                account.searchable_at.update(dict.fromkeys(objs, 0.0))  # searchable at once
+            accounts[acct_id] = account
+        if saved["platform"] not in accounts:
+            raise SnapshotError(f"{path}: the platform account {saved['platform']} is missing")
+        world = self.world
+        with world.lock:
+            world.accounts = accounts
+            world.platform = accounts[saved["platform"]]
+            world.offset_s = int(saved["offset_s"])
+        self.platform_account = world.platform.id
 
     def stop(self) -> None:
         self._server.shutdown()

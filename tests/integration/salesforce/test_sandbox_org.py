@@ -431,3 +431,26 @@ def test_jwt_bearer_with_the_partners_own_certificate(tmp_path: Path) -> None:
         resp = _token(org, grant_type="urn:ietf:params:oauth:grant-type:jwt-bearer",
                       assertion=jwt.encode(claims, key, algorithm="RS256"))
         assert resp.status_code == 200
+
+
+def test_a_saved_org_is_restored_record_for_record(sandbox_org: SandboxOrg, tmp_path: Path) -> None:
+    from connector.sandbox.snapshot import SnapshotError
+
+    [gone] = sandbox_org.insert("SfdcPartnerTermSet", [{"Name": "to be deleted"}])
+    sandbox_org.delete("SfdcPartnerTermSet", [gone])
+    snapshot = tmp_path / "org.json"
+    sandbox_org.save(snapshot)
+
+    with SandboxOrg.start(data=None) as later:
+        assert later.records("SfdcPartnerOrder") == []
+        later.restore(snapshot)
+        for sobject in ("SfdcPartnerOrder", "SfdcPartnerOrderItem", "SfdcPartnerTermSet"):
+            assert later.records(sobject, include_deleted=True) == sandbox_org.records(sobject, include_deleted=True)
+        assert later.get("SfdcPartnerTermSet", gone)["IsDeleted"] is True  # type: ignore[index]
+        # New records continue the saved id sequence instead of reusing an id.
+        [fresh] = later.insert("SfdcPartnerTermSet", [{"Name": "after restore"}])
+        assert fresh not in {r["Id"] for r in sandbox_org.records("SfdcPartnerTermSet", include_deleted=True)}
+
+    (tmp_path / "other.json").write_text('{"version": 1, "kind": "stripe-sandbox"}')
+    with pytest.raises(SnapshotError, match="other.json: not a version 1 sandbox-org snapshot"):
+        sandbox_org.restore(tmp_path / "other.json")

@@ -4,6 +4,7 @@ independent arithmetic (2.9% + 30¢ by default)."""
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 
 import pytest
 import stripe
@@ -178,3 +179,29 @@ def test_connected_accounts_have_their_own_money(stripe_sandbox: StripeSandbox) 
     payout = stripe_sandbox.create_payout(account="acct_1PartnerAAAAAAAA")
     assert payout is not None and payout["amount"] == 20_000 - card_fee(20_000)
     assert [p.id for p in partner.v1.payouts.list().data] == [payout["id"]]
+
+
+def test_a_saved_account_is_restored_with_its_money_and_clock(stripe_client: stripe.StripeClient,
+                                                              stripe_sandbox: StripeSandbox, tmp_path: Path) -> None:
+    from connector.sandbox.snapshot import SnapshotError
+
+    invoice = open_invoice(stripe_client, 840_000)
+    stripe_sandbox.pay_invoice(invoice.id, fee=114_000)
+    stripe_sandbox.advance_clock(days=3)
+    snapshot = tmp_path / "stripe.json"
+    stripe_sandbox.save(snapshot)
+
+    with StripeSandbox.start() as later:
+        later.restore(snapshot)
+        client = sdk_client(later)
+        again = client.v1.invoices.retrieve(invoice.id)
+        assert (again.status, again.amount_paid, again.number) == ("paid", 840_000, invoice.number)
+        assert client.v1.balance.retrieve().available[0].amount == 726_000
+        assert abs(later.now() - stripe_sandbox.now()) <= 2
+        # Search finds restored objects at once, as it would on the account they came from.
+        found = client.v1.invoices.search(params={"query": f"number:'{invoice.number}'"})
+        assert [i.id for i in found.data] == [invoice.id]
+        (tmp_path / "empty.json").write_text("{}")
+        with pytest.raises(SnapshotError, match="empty.json: not a version 1 stripe-sandbox snapshot"):
+            later.restore(tmp_path / "empty.json")
+        assert client.v1.invoices.retrieve(invoice.id).status == "paid"  # a refused restore changes nothing
