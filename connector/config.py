@@ -377,5 +377,16 @@ def format_problems(problems: list[tuple[str, str, str]]) -> str:
 
 
 def redact_url(url: str) -> str:
-    """A database URL fit for logs and tables: the password replaced."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    """A database URL fit for logs and tables: the password replaced, wherever it is.
+
+    The credentials end at the *last* ``@`` before the query, so a password with an
+    unescaped ``@`` or ``/`` is still blanked whole; a ``password=`` query parameter too."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    head, q, query = rest.partition("?")
+    creds, at, location = head.rpartition("@")
+    if at and ":" in creds and "/" not in creds.split(":", 1)[0]:
+        head = f"{creds.split(':', 1)[0]}:***@{location}"
+    query = re.sub(r"(?i)((?:^|&)password=)[^&]*", r"\1***", query)
+    return f"{scheme}://{head}{q}{query}"

@@ -124,6 +124,11 @@ def test_config_dir_skips_bad_files_and_duplicate_aliases(tmp_path):
 
 def test_database_url_password_is_redacted():
     assert redact_url("postgresql://gtm:hunter2@db:5432/gtm") == "postgresql://gtm:***@db:5432/gtm"
+    # Unescaped "@" or "/" in the password, or the password as a query parameter: still blanked.
+    assert redact_url("postgresql://gtm:hun@ter/2@db/gtm") == "postgresql://gtm:***@db/gtm"
+    assert redact_url("postgresql://gtm@db/gtm?sslmode=require&password=hunter2") == (
+        "postgresql://gtm@db/gtm?sslmode=require&password=***")
+    assert redact_url("sqlite:////srv/data@2026/gtm.sqlite3") == "sqlite:////srv/data@2026/gtm.sqlite3"
 
 
 def test_parse_config_from_dict():

@@ -19,23 +19,15 @@ from typing import Annotated, Optional
 import typer
 from sqlalchemy.exc import DBAPIError
 
+from connector.config import redact_url
+from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, OrgOpt
+
 db_app = typer.Typer(help="Migrate the local model (SQLite or PostgreSQL) and show its revision.", no_args_is_help=True)
 
 UrlOpt = Annotated[
     Optional[str],
     typer.Option("--database-url", envvar="GTM_DATABASE_URL", help="sqlite:///FILE or postgresql://…"),
 ]
-ConfigOpt = Annotated[Optional[list[Path]], typer.Option("--config", "-c", help="org config file(s)")]
-OrgOpt = Annotated[Optional[str], typer.Option("--org", help="org alias: <config-dir>/<alias>.toml")]
-ConfigDirOpt = Annotated[
-    Path, typer.Option("--config-dir", envvar="GTM_CONFIG_DIR", help="directory of org config files")
-]
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def _url_of(config: object) -> str:
@@ -102,13 +94,13 @@ def upgrade_cmd(
             before = current_revision(engine)
             after = upgrade(engine, revision)
         except DBAPIError as exc:
-            typer.echo(f"{label}: {_redact(url)}: cannot migrate: {describe_db_error(exc)}", err=True)
+            typer.echo(f"{label}: {redact_url(url)}: cannot migrate: {describe_db_error(exc)}", err=True)
             failed = True
             continue
         finally:
             engine.dispose()
         change = f"upgraded {before or 'empty'} -> {after}" if before != after else f"already at {after}"
-        typer.echo(f"{label}: {_redact(url)}: {change}")
+        typer.echo(f"{label}: {redact_url(url)}: {change}")
     raise typer.Exit(1 if failed else 0)
 
 
@@ -130,13 +122,13 @@ def current_cmd(
         try:
             revision = current_revision(engine)
         except DBAPIError as exc:
-            typer.echo(f"{label}: {_redact(url)}: cannot read: {describe_db_error(exc)}", err=True)
+            typer.echo(f"{label}: {redact_url(url)}: cannot read: {describe_db_error(exc)}", err=True)
             failed = True
             continue
         finally:
             engine.dispose()
         state = "up to date" if revision == head else f"behind {head}: run `gtm-connector db upgrade`"
-        typer.echo(f"{label}: {_redact(url)}: {revision or 'not migrated'} ({state})")
+        typer.echo(f"{label}: {redact_url(url)}: {revision or 'not migrated'} ({state})")
     raise typer.Exit(1 if failed else 0)
 
 
