@@ -183,13 +183,18 @@ def _plan_line(
     if cleaned is None:
         return None
     quantity, monthly, name = cleaned
-    full = amount = line_total(quantity, monthly)
-    if proration is not None:
-        try:
+    try:
+        full = amount = line_total(quantity, monthly)
+        unit = annual_unit_price(monthly)
+        if proration is not None:
             amount = proration.apply(full)
-        except RecordError as exc:
-            problems.add(exc.code, f"{where}: {exc.reason}")
-            return None
+    except RecordError as exc:
+        problems.add(exc.code, f"{where}: {exc.reason}")
+        return None
+    except (ValueError, ArithmeticError):
+        # Exact arithmetic ran out of digits (absurd magnitudes): quarantine, don't crash.
+        problems.add("AMOUNT_OUT_OF_RANGE", f"{where}: {quantity} x {monthly} x {CONTRACT_TERM_MONTHS} has too many digits")
+        return None
     if not _org_total_agrees(where, item, quantity, monthly, full, amount, problems):
         return None
     licenses = f"{quantity} license" + ("" if quantity == 1 else "s")
@@ -205,7 +210,6 @@ def _plan_line(
         description = f"{name}: {licenses} added, {proration.describe()}"
         return InvoiceLine(description, 1, amount, amount, item.ppp_id, metadata), full
     description = _term_description(name, order.service_start_date)
-    unit = annual_unit_price(monthly)
     if unit != round_half_up_cents(unit):
         # Sub-cent annual unit price: bill the rounded total as one unit so it stays exact.
         return InvoiceLine(f"{description} ({licenses} at {monthly}/month)", 1, amount, amount, item.ppp_id, metadata), full

@@ -14,7 +14,7 @@ from decimal import Decimal
 from connector.domain.money import percent_of, round_half_up_cents
 from connector.domain.pricing import CONTRACT_TERM_MONTHS, line_total
 from connector.domain.proration import Proration
-from connector.domain.validation import LINE_RULES, check_fields
+from connector.domain.validation import LINE_RULES, check_fields, parse_term, show
 from connector.errors import RecordError
 
 @dataclass(frozen=True)
@@ -46,26 +46,44 @@ def revenue_share(total: Decimal, percent: Decimal) -> Decimal:
 
 
 def expected_payout(
-    lines: Iterable[OrderLine], term_months: int = CONTRACT_TERM_MONTHS, proration: Proration | None = None
+    lines: Iterable[OrderLine],
+    term_months: int = CONTRACT_TERM_MONTHS,
+    proration: Proration | None = None,
+    *,
+    where: str = "lines",
 ) -> PayoutEstimate:
     """Subtotal, Salesforce's share and the partner's payout for one order.
 
     With ``proration`` every line total is prorated first and its share is taken on the
-    prorated total. A bad line raises ``RecordError`` naming ``lines[i].<field>``.
+    prorated total. A bad line raises ``RecordError`` naming ``<where>[i].<field>``; a term
+    other than 12 months is a ``RecordError`` too (DESIGN: a validation error on the record).
     """
+    try:
+        term = parse_term(term_months)
+    except ValueError as exc:
+        raise RecordError(f"contract_term_months: {exc}, got {show(term_months)}", code="UNSUPPORTED_TERM") from None
     estimates: list[LineEstimate] = []
     for index, line in enumerate(lines):
-        quantity, monthly, percent = _clean_line(index, line)
-        total = line_total(quantity, monthly, term_months)
-        if proration is not None:
-            total = proration.apply(total, term_months)
-        estimates.append(LineEstimate(total, revenue_share(total, percent)))
+        quantity, monthly, percent = _clean_line(index, line, where)
+        try:
+            total = line_total(quantity, monthly, term)
+            if proration is not None:
+                total = proration.apply(total, term)
+            share = revenue_share(total, percent)
+        except (ValueError, ArithmeticError):
+            # Exact arithmetic ran out of digits (absurd magnitudes): this order, not a crash.
+            raise RecordError(
+                f"{where}[{index}]: quantity x unit_price_per_month x {term} x revenue_share_percent "
+                "has too many digits to compute exactly",
+                code="AMOUNT_OUT_OF_RANGE",
+            ) from None
+        estimates.append(LineEstimate(total, share))
     subtotal = sum((e.line_total for e in estimates), Decimal("0.00"))
     share = sum((e.revenue_share for e in estimates), Decimal("0.00"))
     return PayoutEstimate(tuple(estimates), subtotal, share, subtotal - share)
 
 
-def _clean_line(index: int, line: OrderLine) -> tuple[int, Decimal, Decimal]:
+def _clean_line(index: int, line: OrderLine, where: str = "lines") -> tuple[int, Decimal, Decimal]:
     """The line's values, checked by the validation table (``RecordError`` naming the field)."""
     quantity, monthly, percent = line.quantity, line.unit_price_per_month, line.revenue_share_percent
     # Fast path for lines that are already typed and in range (the usual case, and the
@@ -82,7 +100,7 @@ def _clean_line(index: int, line: OrderLine) -> tuple[int, Decimal, Decimal]:
     ):
         return quantity, monthly, percent
     values = {"quantity": quantity, "unit_price_per_month": monthly, "revenue_share_percent": percent}
-    clean, problems = check_fields(values, LINE_RULES, prefix=f"lines[{index}].")
+    clean, problems = check_fields(values, LINE_RULES, prefix=f"{where}[{index}].")
     if problems:
         raise RecordError("; ".join(problems), code="INVALID_LINE")
     return clean["quantity"], clean["unit_price_per_month"], clean["revenue_share_percent"]  # type: ignore[return-value]

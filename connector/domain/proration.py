@@ -50,6 +50,17 @@ def initial_end_date(initial_start: date, term_months: int = CONTRACT_TERM_MONTH
     return add_months(initial_start, term_months) - timedelta(days=1)
 
 
+def initial_start_for_end(initial_end: date, term_months: int = CONTRACT_TERM_MONTHS) -> date | None:
+    """The start of the term that ends on ``initial_end``, or None if no term ends that day.
+
+    The earliest such start: a term ending 27 Feb 2025 started 28 Feb 2024 (29 Feb 2024
+    would end there too, clamped). No term ends on 28 Feb of a leap year (28 Feb 2023 + 12
+    months - 1 day is 27 Feb 2024; 1 Mar 2023 gives 29 Feb 2024).
+    """
+    start = add_months(initial_end + timedelta(days=1), -term_months)
+    return start if initial_end_date(start, term_months) == initial_end else None
+
+
 def term_days(initial_start: date, term_months: int = CONTRACT_TERM_MONTHS) -> int:
     """Days in the initial term, both ends counted (365, or 366 across a 29 Feb)."""
     return (initial_end_date(initial_start, term_months) - initial_start).days + 1

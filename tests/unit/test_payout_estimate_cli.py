@@ -132,7 +132,8 @@ def test_bad_orders_are_reported_and_the_good_ones_still_computed() -> None:
         ({**ADD_ON, "addon_start_date": "2024-12-31"}, "addon_start_date 2024-12-31 is before the initial order's start 2025-01-01"),
         ({**ADD_ON, "addon_start_date": "2026-01-01"}, "addon_start_date 2026-01-01 is after the initial order's end 2025-12-31"),
         ({**ADD_ON, "initial_end_date": "2026-01-01"}, "initial_end_date: must be 2025-12-31 (initial_start_date + 12 months - 1 day), got 2026-01-01"),
-        ({**ADD_ON, "initial_start_date": None}, "initial_start_date: is required when initial_end_date is given; initial_start_date: is required when addon_start_date is given"),
+        ({**ADD_ON, "initial_start_date": None, "initial_end_date": None}, "initial_start_date: is required when addon_start_date is given"),
+        ({**ADD_ON, "initial_start_date": None, "initial_end_date": "2024-02-28"}, "initial_end_date: no 12-month term ends on 2024-02-28 (initial_start_date + 12 months - 1 day); give initial_start_date"),
         ({**ADD_ON, "addon_start_date": "1 March"}, 'addon_start_date: must be a date like 2025-01-31, got "1 March"'),
     ],
 )

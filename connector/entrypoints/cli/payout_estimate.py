@@ -3,7 +3,9 @@
 Input: JSON lines, or one JSON array, from stdin or ``--input FILE`` (``-`` = stdin). Each
 order: ``{"id", "contract_term_months", "items": [{"quantity", "unit_price_per_month",
 "revenue_share_percent"}], "initial_start_date"?, "initial_end_date"?, "addon_start_date"?,
-"currency"?}``. Numbers are parsed from their JSON text as Decimals, never floats.
+"currency"?}``. Numbers are parsed from their JSON text as Decimals, never floats. An add-on
+needs ``addon_start_date`` and the initial term: its start, its end, or both (then they
+must agree: end = start + 12 months - 1 day).
 
 Output: one JSON line per order, in input order::
 
@@ -29,7 +31,7 @@ from typing import TextIO
 import typer
 
 from connector.domain import OrderLine, Proration, ProrationPolicy, expected_payout, format_money, initial_end_date
-from connector.domain.proration import remaining_days
+from connector.domain.proration import initial_start_for_end, remaining_days
 from connector.domain.validation import LINE_RULES, check_fields, parse_currency, parse_term, show
 from connector.errors import RecordError
 
@@ -137,16 +139,25 @@ def _parse_lines(raw: dict, problems: list[str]) -> list[OrderLine]:
 
 def _parse_proration(raw: dict, policy: ProrationPolicy, problems: list[str]) -> Proration | None:
     start, end, addon = (_parse_date(raw, field, problems) for field in DATE_FIELDS)
+    if start is None and end is not None:
+        # The end date alone fixes the term: the 12 months ending that day.
+        start = initial_start_for_end(end)
+        if start is None:
+            problems.append(
+                f"initial_end_date: no 12-month term ends on {end.isoformat()} "
+                "(initial_start_date + 12 months - 1 day); give initial_start_date"
+            )
+            return None
     if start is None:
-        for field, value in (("initial_end_date", end), ("addon_start_date", addon)):
-            if value is not None:
-                problems.append(f"initial_start_date: is required when {field} is given")
+        if addon is not None:
+            problems.append("initial_start_date: is required when addon_start_date is given")
         return None
     if end is not None and end != initial_end_date(start):
         problems.append(
             f"initial_end_date: must be {initial_end_date(start).isoformat()} "
             f"(initial_start_date + 12 months - 1 day), got {end.isoformat()}"
         )
+        return None
     if addon is None:
         return None
     try:
@@ -175,7 +186,7 @@ def estimate_order(raw: object, where: str, policy: ProrationPolicy = ProrationP
     proration = _parse_proration(raw, policy, problems)
     if not problems:
         try:
-            estimate = expected_payout(lines, proration=proration)
+            estimate = expected_payout(lines, proration=proration, where="items")
         except RecordError as exc:
             problems.append(exc.reason)
     if problems:
