@@ -24,16 +24,18 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from connector.sandbox.org.auth import ConnectedApp, OAuthError, Sessions, grant, token_response
 from connector.sandbox.org.data import ApiError, OrgData, Row
-from connector.sandbox.org.ids import canonical_stamp, make_id, to_18
+from connector.sandbox.org.ids import canonical_stamp, is_id, make_id, to_18
 from connector.sandbox.org.jsonenc import Raw, encode, loads, record_encoder
 from connector.sandbox.org.soql import SoqlError, compile_soql
 
 SUPPORTED_VERSIONS = [f"{v}.0" for v in range(40, 64)]
-RELEASES = {"62.0": "Winter '25", "63.0": "Spring '25", "61.0": "Summer '24", "60.0": "Spring '24", "59.0": "Winter '24"}
+COLLECTIONS_SINCE = 42.0  # sObject Collections appeared in API 42.0
+COLLECTIONS_UPSERT_SINCE = 46.0  # ... their upsert, and the upsert "created" flag / 200 body, in 46.0
 MAX_OPEN_LOCATORS = 10
 COMPOSITE_MAX_SUBREQUESTS = 25
 COMPOSITE_MAX_QUERIES = 5
 COLLECTION_MAX = 200
+_COLLECTION_WRITES = ("collections_create", "collections_update", "collections_upsert", "collections_delete")
 
 
 @dataclass
@@ -328,8 +330,7 @@ class OrgApi:
     def _versions(self, req: Request) -> Response:
         return Response.json(
             200,
-            [{"label": RELEASES.get(v, f"API {v}"), "url": f"/services/data/v{v}", "version": v}
-             for v in SUPPORTED_VERSIONS],
+            [{"label": release_name(v), "url": f"/services/data/v{v}", "version": v} for v in SUPPORTED_VERSIONS],
         )
 
     def _resources(self, req: Request, v: str) -> Response:
@@ -371,7 +372,9 @@ class OrgApi:
         if not done:
             if locator_id is None:
                 locator_id = self._new_locator(Locator(rows, enc, resource, len(rows), batch))
-            head += f',"nextRecordsUrl":"/services/data/v{version}/{resource}/{locator_id}-{end}"'
+            # Always under /query/, queryAll pages too (as Salesforce does); the locator itself
+            # remembers that deleted rows are included, so /query/ and /queryAll/ both serve it.
+            head += f',"nextRecordsUrl":"/services/data/v{version}/query/{locator_id}-{end}"'
         elif locator_id is not None:
             with self._locator_lock:
                 self._locators.pop(locator_id, None)
@@ -502,8 +505,12 @@ class OrgApi:
         spec, rid = self._by_external(obj, fld, value)
         body = self._body_object(req)
         result = self._upsert_one(spec, fld, value, rid, body)
-        status = 201 if result["created"] else 200
-        return Response.json(status, result)
+        if float(v) < COLLECTIONS_UPSERT_SINCE:
+            # Before API 46.0: an update answers 204 with no body, a create has no "created" flag.
+            if not result["created"]:
+                return Response(204)
+            return Response.json(201, {k: result[k] for k in ("id", "success", "errors")})
+        return Response.json(201 if result["created"] else 200, result)
 
     def _upsert_one(self, spec: Any, fld: str, value: str, rid: str | None, body: dict[str, Any]) -> dict[str, Any]:
         f = spec.field(fld)
@@ -557,8 +564,13 @@ class OrgApi:
             raise ApiError(400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")
         return records, bool(body.get("allOrNone", False))
 
-    def _each(self, records: list[Any], all_or_none: bool, op: Callable[[Any], dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run op per record: partial success, or all-or-none with Salesforce's roll-back errors."""
+    def _each(self, records: list[Any], all_or_none: bool, op: Callable[[Any], dict[str, Any]], *,
+              creates: bool = False, failed_id: Callable[[Any], str | None] | None = None) -> list[dict[str, Any]]:
+        """Run op per record: partial success, or all-or-none with Salesforce's roll-back errors.
+
+        Result shapes follow the sObject Collections docs: a record that failed carries no
+        ``id`` (a delete of a well-formed id names it, via ``failed_id``); a rolled-back
+        update, upsert-update or delete keeps its id, a rolled-back insert has none."""
         results: list[dict[str, Any]] = []
         failed = False
         with self.data.lock:
@@ -570,14 +582,18 @@ class OrgApi:
                                 results.append(op(rec))
                         except ApiError as err:
                             failed = True
-                            results.append({"id": None, "success": False, "errors": [err.record_error()]})
+                            rid = failed_id(rec) if failed_id else None
+                            results.append({**({"id": rid} if rid else {}), "success": False,
+                                            "errors": [err.record_error()]})
                     if failed and all_or_none:
                         raise _RollBack()
             except _RollBack:
                 rolled = {"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
                           "message": "Record rolled back because not all records were valid and the request was "
                                      "using AllOrNone header", "fields": []}
-                results = [r if not r["success"] else {"id": None, "success": False, "errors": [rolled]}
+                results = [r if not r["success"] else
+                           {**({} if creates or r.get("created") else {"id": r["id"]}), "success": False,
+                            "errors": [rolled]}
                            for r in results]
         return results
 
@@ -592,6 +608,7 @@ class OrgApi:
         return self._spec(typ), {k: v for k, v in rec.items() if k != "attributes"}
 
     def _collections_create(self, req: Request, v: str) -> Response:
+        _available(v, COLLECTIONS_SINCE)
         records, all_or_none = self._records(req)
 
         def op(rec: Any) -> dict[str, Any]:
@@ -600,9 +617,10 @@ class OrgApi:
                 raise ApiError(400, "INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])
             return {"id": self.data.insert(spec.name, body)["Id"], "success": True, "errors": []}
 
-        return Response.json(200, self._each(records, all_or_none, op))
+        return Response.json(200, self._each(records, all_or_none, op, creates=True))
 
     def _collections_update(self, req: Request, v: str) -> Response:
+        _available(v, COLLECTIONS_SINCE)
         records, all_or_none = self._records(req)
 
         def op(rec: Any) -> dict[str, Any]:
@@ -624,6 +642,7 @@ class OrgApi:
         return Response.json(200, self._each(records, all_or_none, op))
 
     def _collections_upsert(self, req: Request, v: str, obj: str, fld: str) -> Response:
+        _available(v, COLLECTIONS_UPSERT_SINCE)
         records, all_or_none = self._records(req)
         spec = self._spec(obj)
         f = spec.field(fld)
@@ -641,6 +660,7 @@ class OrgApi:
         return Response.json(200, self._each(records, all_or_none, op))
 
     def _collections_delete(self, req: Request, v: str) -> Response:
+        _available(v, COLLECTIONS_SINCE)
         ids = [i for i in (req.param("ids") or "").split(",") if i]
         if not ids:
             raise ApiError(400, "MISSING_ARGUMENT", "ids: at least one id is required")
@@ -648,20 +668,20 @@ class OrgApi:
             raise ApiError(400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")
         all_or_none = (req.param("allOrNone") or "false").lower() == "true"
 
+        def well_formed(rid: str) -> str | None:
+            return to_18(rid) if is_id(rid) and self.data.find_object(rid) is not None else None
+
         def op(rid: str) -> dict[str, Any]:
-            spec = self.data.find_object(rid)
+            spec = self.data.find_object(rid) if well_formed(rid) else None
             if spec is None:
                 raise ApiError(400, "MALFORMED_ID", f"malformed id {rid}")
             row = self.data.delete(spec.name, rid)
             return {"id": row["Id"], "success": True, "errors": []}
 
-        results = self._each(ids, all_or_none, op)
-        for rid, r in zip(ids, results, strict=True):
-            if not r["success"] and r["id"] is None:
-                r["id"] = rid
-        return Response.json(200, results)
+        return Response.json(200, self._each(ids, all_or_none, op, failed_id=well_formed))
 
     def _collections_get(self, req: Request, v: str, obj: str) -> Response:
+        _available(v, COLLECTIONS_SINCE)
         spec = self._spec(obj)
         if req.method == "POST":
             body = self._body_object(req)
@@ -711,7 +731,9 @@ class OrgApi:
                     for sub in subs:
                         result = self._subrequest(sub, v, req, outputs)
                         results.append(result)
-                        if result["httpStatusCode"] >= 400:
+                        # A collections subrequest with a failed record fails an allOrNone composite too,
+                        # whatever its own allOrNone says (it answers 200 with per-record errors).
+                        if result["httpStatusCode"] >= 400 or result["partial"]:
                             failed = True
                             if all_or_none:
                                 break
@@ -725,8 +747,8 @@ class OrgApi:
                 results = []
                 for sub in subs:
                     r = done.get(sub["referenceId"])
-                    if r is not None and r["httpStatusCode"] >= 400:
-                        results.append(r)
+                    if r is not None and (r["httpStatusCode"] >= 400 or r["partial"]):
+                        results.append(r)  # the failure itself is reported as it happened
                     else:
                         results.append({"body": halted, "httpHeaders": {}, "httpStatusCode": 400,
                                         "referenceId": sub["referenceId"]})
@@ -741,7 +763,7 @@ class OrgApi:
             body = _resolve(sub.get("body"), outputs)
         except _Unresolved as exc:
             result = {"body": [{"errorCode": "PROCESSING_HALTED", "message": str(exc)}], "httpHeaders": {},
-                      "httpStatusCode": 400, "referenceId": ref}
+                      "httpStatusCode": 400, "referenceId": ref, "partial": False}
             outputs[ref] = None
             return result
         method = str(sub.get("method", "GET")).upper()
@@ -764,8 +786,25 @@ class OrgApi:
             except SoqlError as err:
                 resp = Response.json(400, [{"message": err.message, "errorCode": err.error_code}])
         outputs[ref] = _Lazy(resp.body) if resp.status < 400 and resp.body else None
+        partial = (endpoint in _COLLECTION_WRITES and resp.status == 200 and resp.body is not None
+                   and any(not r.get("success") for r in loads(resp.body.encode())))
         return {"body": resp.body if resp.body is not None else None, "httpHeaders": {k: val for k, val in resp.headers.items() if k == "Location"},
-                "httpStatusCode": resp.status, "referenceId": ref}
+                "httpStatusCode": resp.status, "referenceId": ref, "partial": partial}
+
+
+def release_name(version: str) -> str:
+    """The release that introduced an API version, as /services/data/ labels it: three
+    releases a year (Spring, Summer, Winter of the next year), v60.0 being Spring '24."""
+    i = int(float(version)) - 60
+    season = ("Spring", "Summer", "Winter")[i % 3]
+    year = 24 + i // 3 + (1 if season == "Winter" else 0)
+    return f"{season} '{year:02d}"
+
+
+def _available(version: str, since: float) -> None:
+    """Resources newer than the request's API version don't exist there."""
+    if float(version) < since:
+        raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
 
 
 class _RollBack(Exception):

@@ -2,11 +2,11 @@
 
 Supported: ``SELECT`` field list or ``COUNT()``, ``FROM``, ``WHERE`` with AND / OR / NOT and
 parentheses (mixing AND and OR needs parentheses, as in Salesforce), ``= != <> < <= > >=``,
-``IN`` / ``NOT IN``, ``LIKE``, ``NULL``, ``TRUE``/``FALSE``, numbers, strings, date and
-datetime literals and the date keywords TODAY, YESTERDAY, TOMORROW, LAST_N_DAYS:n and
-NEXT_N_DAYS:n; ``ORDER BY`` several fields with ASC/DESC and NULLS FIRST/LAST; ``LIMIT``;
-``OFFSET``. Errors carry Salesforce's error codes (MALFORMED_QUERY, INVALID_FIELD,
-INVALID_TYPE) and are raised as ``SoqlError``.
+``IN`` / ``NOT IN``, ``LIKE``, ``NULL``, ``TRUE``/``FALSE``, numbers, strings (with SOQL's
+backslash escapes; an unknown escape is an error), date and datetime literals and the date
+keywords TODAY, YESTERDAY, TOMORROW, LAST_N_DAYS:n and NEXT_N_DAYS:n; ``ORDER BY`` several
+fields with ASC/DESC and NULLS FIRST/LAST; ``LIMIT``; ``OFFSET``. Errors carry Salesforce's
+error codes (MALFORMED_QUERY, INVALID_FIELD, INVALID_TYPE) and are raised as ``SoqlError``.
 """
 
 from __future__ import annotations
@@ -260,10 +260,11 @@ class _Parser:
         if self.accept("IN"):
             return InList(name, self.value_list(), False)
         if self.accept("LIKE"):
-            lit = self.literal()
-            if lit.kind != "string":
+            tok = self.next()
+            if tok.kind != "string":
                 raise SoqlError("MALFORMED_QUERY", "LIKE needs a string pattern")
-            return Like(name, lit.value)
+            _like_regex(tok.text[1:-1])  # reject bad escapes while parsing
+            return Like(name, tok.text[1:-1])  # raw: \% and \_ mean something only here
         tok = self.next()
         if tok.kind != "op":
             raise SoqlError("MALFORMED_QUERY", f"unexpected token: {tok.text!r}")
@@ -320,9 +321,27 @@ class _Parser:
         return today + one, today + (n + 1) * one
 
 
+# SOQL's quoted-string escapes; any other backslash sequence is an error. \% and \_ are
+# valid in LIKE patterns only (see _like_regex).
+_ESCAPES = {"n": "\n", "N": "\n", "r": "\r", "R": "\r", "t": "\t", "T": "\t", "b": "\b", "B": "\b",
+            "f": "\f", "F": "\f", "'": "'", '"': '"', "\\": "\\"}
+_ESCAPE = re.compile(r"\\(u[0-9A-Fa-f]{4}|.)", re.DOTALL)
+
+
+def _escaped(body: str, m: re.Match[str], like: bool) -> str:
+    seq = m.group(1)
+    if len(seq) == 5:
+        return chr(int(seq[1:], 16))
+    if seq in _ESCAPES:
+        return _ESCAPES[seq]
+    if like and seq in "%_":
+        return seq
+    raise SoqlError("MALFORMED_QUERY", f"Invalid string literal '{body}'. Illegal character sequence "
+                    f"'\\{seq}' in string literal.")
+
+
 def _unescape(body: str) -> str:
-    escapes = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "'": "'", '"': '"', "\\": "\\"}
-    return re.sub(r"\\(.)", lambda m: escapes.get(m.group(1), "\\" + m.group(1)), body)
+    return _ESCAPE.sub(lambda m: _escaped(body, m, like=False), body)
 
 
 def parse(soql: str) -> Query:
@@ -476,16 +495,15 @@ def _compile_compare(f: FieldSpec, op: str, lit: Literal) -> Predicate:
 
 
 def _like_regex(pattern: str) -> re.Pattern[str]:
+    r"""A LIKE pattern (the raw quoted body) as a case-insensitive regex: % any run, _ one
+    character, escapes as in other strings plus \% and \_ for the literal characters."""
     out = []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
-        i += 1
+    pos = 0
+    for m in _ESCAPE.finditer(pattern):
+        out.extend(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern[pos:m.start()])
+        out.append(re.escape(_escaped(pattern, m, like=True)))
+        pos = m.end()
+    out.extend(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern[pos:])
     return re.compile("^" + "".join(out) + "$", re.IGNORECASE | re.DOTALL)
 
 
