@@ -3,19 +3,21 @@
 Invoice lifecycle (Stripe's): ``draft`` (editable: lines, items, most fields) → finalize →
 ``open`` (``number``, ``due_date`` = finalized_at + days_until_due days, hosted URL) → pay →
 ``paid``; ``open``/``uncollectible`` → void → ``void``; ``open`` → mark_uncollectible →
-``uncollectible`` (which can still be paid or voided). Amounts are integer cents; an
+``uncollectible`` (which can still be paid or voided). Send and pay finalize a draft first.
+Once finalized, amounts and ``collection_method`` are frozen; other fields stay editable. Amounts are integer cents; an
 invoice's ``subtotal``/``total``/``amount_due`` are the sum of its lines.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from connector.sandbox.stripe.api import Ctx, Router
-from connector.sandbox.stripe.listing import paginate, range_filter, search
+from connector.sandbox.stripe.listing import NUMERIC, STRING, TOKEN, paginate, range_filter, search
 from connector.sandbox.stripe.wire import (
     ApiError,
     Params,
@@ -29,12 +31,16 @@ from connector.sandbox.stripe.wire import (
 from connector.sandbox.stripe.world import DAY, Account, World, strip_private
 
 MAX_INVOICE_LINES = 250
+INVOICE_PREFIX = re.compile(r"[A-Z0-9]{3,12}")
+PAID_OFF_STRIPE_ADDED = "2026-05-27"
 INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
-CUSTOMER_SEARCH_FIELDS = frozenset({"created", "email", "metadata", "name", "phone"})
-INVOICE_SEARCH_FIELDS = frozenset(
-    {"created", "currency", "customer", "last_finalization_error_code", "metadata", "number", "receipt_number",
-     "status", "subscription", "total"}
-)
+# Stripe's query fields and their types ("Supported query fields for each resource").
+CUSTOMER_SEARCH_FIELDS = {"created": NUMERIC, "email": STRING, "metadata": TOKEN, "name": STRING, "phone": STRING}
+INVOICE_SEARCH_FIELDS = {
+    "created": NUMERIC, "currency": TOKEN, "customer": TOKEN, "last_finalization_error_code": TOKEN,
+    "metadata": TOKEN, "number": STRING, "receipt_number": STRING, "status": STRING, "subscription": STRING,
+    "total": NUMERIC,
+}
 
 
 def not_editable(message: str, param: str | None = None) -> ApiError:
@@ -67,9 +73,17 @@ def get_customer(ctx: Ctx, customer_id: str, *, param: str = "id") -> dict[str, 
     return found
 
 
+def _invoice_prefix(p: Params) -> str | None:
+    prefix = p.str("invoice_prefix")
+    if prefix is not None and not INVOICE_PREFIX.fullmatch(prefix):
+        raise bad_param("Invoice prefix must be 3-12 uppercase letters or numbers.", param="invoice_prefix",
+                        code=None)
+    return prefix
+
+
 def create_customer(ctx: Ctx, p: Params) -> dict[str, Any]:
     p.only(*CUSTOMER_PARAMS)
-    prefix = p.str("invoice_prefix") or "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(8))
+    prefix = _invoice_prefix(p) or "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(8))
     customer: dict[str, Any] = {
         "id": new_id("cus", 14),
         "object": "customer",
@@ -118,6 +132,8 @@ def _set_payment_method(customer: dict[str, Any], p: Params) -> None:
 def update_customer(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     p.only(*CUSTOMER_PARAMS)
     customer = get_customer(ctx, id)
+    _invoice_prefix(p)
+    metadata = apply_metadata(customer["metadata"], p.raw("metadata"))  # validated before anything changes
     previous: dict[str, Any] = {}
     for key in ("description", "email", "name", "phone", "tax_exempt", "invoice_prefix"):
         if p.has(key):
@@ -126,8 +142,7 @@ def update_customer(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     if p.has("address"):
         customer["address"] = p.raw("address") or None
     if p.has("metadata"):
-        previous["metadata"] = dict(customer["metadata"])
-        customer["metadata"] = apply_metadata(customer["metadata"], p.raw("metadata"))
+        previous["metadata"], customer["metadata"] = dict(customer["metadata"]), metadata
     _set_payment_method(customer, p)
     ctx.emit("customer.updated", customer, previous)
     return ctx.render(customer)
@@ -214,8 +229,9 @@ def retrieve_price(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
 ITEM_PARAMS = ("amount", "currency", "customer", "description", "discountable", "expand", "invoice", "metadata",
                "period", "price_data", "pricing", "quantity", "unit_amount_decimal", "tax_rates", "tax_behavior",
                "tax_code")
-LINE_PARAMS = ("amount", "currency", "description", "discountable", "discounts", "invoice_item", "metadata",
-               "period", "price_data", "pricing", "quantity", "tax_amounts", "tax_rates")
+# An add_lines line has no `currency` of its own (Stripe rejects it): it takes the invoice's.
+LINE_PARAMS = ("amount", "description", "discountable", "discounts", "invoice_item", "metadata", "period",
+               "price_data", "pricing", "quantity", "tax_amounts", "tax_rates")
 
 
 def get_invoice(ctx: Ctx, invoice_id: str, *, param: str = "id") -> dict[str, Any]:
@@ -439,7 +455,7 @@ def update_invoice_item(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         item["discountable"] = bool(p.bool("discountable"))
     if invoice is not None:
         refresh_totals(ctx.account, invoice)
-    ctx.emit("invoiceitem.updated", item)
+    # No event: Stripe has no `invoiceitem.updated` event type.
     return ctx.render(item)
 
 
@@ -518,7 +534,6 @@ def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
         "amount_due": 0,
         "amount_overpaid": 0,
         "amount_paid": 0,
-        "amount_paid_off_stripe": None,
         "amount_remaining": 0,
         "amount_shipping": 0,
         "application": None,
@@ -610,29 +625,51 @@ def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     p.only("auto_advance", "collection_method", "custom_fields", "days_until_due", "default_payment_method",
            "description", "due_date", "expand", "footer", "metadata", "statement_descriptor")
     invoice = get_invoice(ctx, id)
-    always = {"metadata", "expand", "description", "footer", "auto_advance", "custom_fields"}
+    # "Once an invoice is finalized, monetary values, as well as collection_method, become
+    # uneditable": the rest stays editable while the invoice can still be paid.
+    after_finalization = {"metadata", "expand", "description", "footer", "auto_advance", "custom_fields",
+                          "default_payment_method", "statement_descriptor"}
     if invoice["status"] != "draft":
         for key in p.data:
-            if key not in always and not (key == "due_date" and invoice["status"] == "open"):
+            if key not in after_finalization and not (key == "due_date" and invoice["status"] == "open"):
                 raise not_editable(f"You can't update `{key}` on invoice {id}: it is {invoice['status']}, and only "
                                    "draft invoices are fully editable.", param=key)
-        if invoice["status"] in ("paid", "void") and any(k in p.data for k in ("description", "footer", "custom_fields")):
+        if invoice["status"] != "open" and "auto_advance" in p.data:
+            raise invalid(f"Automatic advancement can only be changed on draft or open invoices; {id} is "
+                          f"{invoice['status']}.", param="auto_advance")
+        if invoice["status"] in ("paid", "void") and any(
+                k in p.data for k in ("description", "footer", "custom_fields", "default_payment_method",
+                                      "statement_descriptor")):
             raise not_editable(f"Invoice {id} is {invoice['status']} and can no longer be edited.")
+    collection = (p.choice("collection_method", ("charge_automatically", "send_invoice"))
+                  if p.has("collection_method") else invoice["collection_method"])
+    days = p.int("days_until_due", minimum=0) if p.has("days_until_due") else None
+    due = p.int("due_date") if p.has("due_date") else None
+    if days is not None and due is not None:
+        raise bad_param("You may only specify one of these parameters: days_until_due, due_date.", param="due_date",
+                        code=None)
+    if collection == "charge_automatically" and (days is not None or due is not None):
+        param = "days_until_due" if days is not None else "due_date"
+        raise bad_param(f"You can only set `{param}` when `collection_method` is `send_invoice`.", param=param, code=None)
+    metadata = apply_metadata(invoice["metadata"], p.raw("metadata"))  # validated before anything changes
     previous: dict[str, Any] = {}
     for key in ("description", "footer", "statement_descriptor", "default_payment_method"):
         if p.has(key):
             previous[key], invoice[key] = invoice[key], p.str(key) or None
     if p.has("auto_advance"):
         previous["auto_advance"], invoice["auto_advance"] = invoice["auto_advance"], bool(p.bool("auto_advance"))
-    if p.has("collection_method"):
-        invoice["collection_method"] = p.choice("collection_method", ("charge_automatically", "send_invoice"))
-    if p.has("days_until_due"):
-        invoice["days_until_due"], invoice["due_date"] = p.int("days_until_due", minimum=0), None
-    if p.has("due_date"):
-        invoice["due_date"], invoice["days_until_due"] = p.int("due_date"), None
+    if collection != invoice["collection_method"]:
+        previous["collection_method"], invoice["collection_method"] = invoice["collection_method"], collection
+        if collection == "charge_automatically":
+            invoice["days_until_due"] = invoice["due_date"] = None
+    if days is not None:
+        invoice["days_until_due"], invoice["due_date"] = days, None
+    if due is not None:
+        invoice["due_date"], invoice["days_until_due"] = due, None
+    if collection == "send_invoice" and invoice["days_until_due"] is None and invoice["due_date"] is None:
+        invoice["days_until_due"] = ctx.world.settings.default_days_until_due
     if p.has("metadata"):
-        previous["metadata"] = dict(invoice["metadata"])
-        invoice["metadata"] = apply_metadata(invoice["metadata"], p.raw("metadata"))
+        previous["metadata"], invoice["metadata"] = dict(invoice["metadata"]), metadata
     ctx.emit("invoice.updated", invoice, previous)
     return ctx.render(invoice)
 
@@ -705,6 +742,8 @@ def add_lines(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     metadata = apply_metadata(invoice["metadata"], p.raw("invoice_metadata"), param="invoice_metadata")
     # Validate every line before changing anything: the request is all-or-nothing.
     snapshot = {kind: dict(objs) for kind, objs in ctx.account.objects.items()}
+    previous = {key: invoice[key] for key in ("amount_due", "amount_remaining", "subtotal", "subtotal_excluding_tax",
+                                               "total", "total_excluding_tax")}
     lines_before = list(invoice["_lines"])
     adopted: list[dict[str, Any]] = []
     try:
@@ -726,8 +765,10 @@ def add_lines(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         invoice["_lines"] = lines_before
         refresh_totals(ctx.account, invoice)
         raise
+    if metadata != invoice["metadata"]:
+        previous["metadata"] = dict(invoice["metadata"])
     invoice["metadata"] = metadata
-    ctx.emit("invoice.updated", invoice, {"total": None})
+    ctx.emit("invoice.updated", invoice, previous)
     return ctx.render(invoice)
 
 
@@ -744,6 +785,14 @@ def render_invoice(world: World, account: Account, invoice: dict[str, Any], vers
     return out
 
 
+def include_paid_off_stripe(world: World, account: Account, invoice: dict[str, Any], version: str) -> int:
+    """``expand[]=amount_paid_off_stripe`` (an includable field since 2026-05-27.dahlia):
+    what was paid outside Stripe, e.g. with ``pay`` and ``paid_out_of_band``."""
+    if version[:10] < PAID_OFF_STRIPE_ADDED:
+        raise invalid("This property cannot be expanded (amount_paid_off_stripe).", param="expand")
+    return int(invoice.get("_paid_off_stripe", 0))
+
+
 def include_payments(world: World, account: Account, invoice: dict[str, Any], version: str) -> dict[str, Any]:
     """``expand[]=payments`` on an invoice: its InvoicePayments (an includable field)."""
     payments = [account.objects["invoice_payment"][pid] for pid in invoice.get("_payments", [])]
@@ -751,8 +800,10 @@ def include_payments(world: World, account: Account, invoice: dict[str, Any], ve
             "total_count": len(payments), "url": "/v1/invoice_payments"}
 
 
-def finalize(ctx: Ctx, invoice: dict[str, Any]) -> None:
-    """draft → open: number, due date, hosted URL; a zero total is paid at once."""
+def finalize(ctx: Ctx, invoice: dict[str, Any], *, email: bool = True) -> None:
+    """draft → open: number, due date, hosted URL; a zero total is paid at once. An
+    auto-advancing ``send_invoice`` invoice is emailed unless ``email`` is False (the
+    caller sends it itself)."""
     customer = ctx.account.objects["customer"][invoice["customer"]]
     now = ctx.now()
     refresh_totals(ctx.account, invoice)
@@ -774,7 +825,7 @@ def finalize(ctx: Ctx, invoice: dict[str, Any]) -> None:
     ctx.emit("invoice.finalized", invoice, {"status": "draft"})
     if invoice["amount_due"] == 0:
         mark_paid(ctx, invoice)
-    elif invoice["auto_advance"] and invoice["collection_method"] == "send_invoice":
+    elif email and invoice["auto_advance"] and invoice["collection_method"] == "send_invoice":
         record_send(ctx, invoice)  # auto-advancing send_invoice invoices are emailed on finalization
 
 
@@ -787,7 +838,7 @@ def mark_paid(ctx: Ctx, invoice: dict[str, Any], *, out_of_band: bool = False) -
     previous = {"status": invoice["status"], "amount_paid": invoice["amount_paid"],
                 "amount_remaining": invoice["amount_remaining"]}
     if out_of_band:
-        invoice["amount_paid_off_stripe"] = (invoice["amount_paid_off_stripe"] or 0) + invoice["amount_remaining"]
+        invoice["_paid_off_stripe"] = invoice.get("_paid_off_stripe", 0) + invoice["amount_remaining"]
     invoice["amount_paid"] = invoice["amount_due"]
     invoice["amount_remaining"] = 0
     invoice["status"] = "paid"
@@ -810,14 +861,16 @@ def finalize_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
 
 
 def send_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    """Email the invoice; a draft is finalized first ("Stripe automatically finalizes drafts
+    before sending and attempting payment on invoices"). Paid invoices can be re-sent."""
     p.only("expand")
     invoice = get_invoice(ctx, id)
     if invoice["collection_method"] != "send_invoice":
         raise invalid("You can only manually send an invoice if its collection method is 'send_invoice'.")
-    if invoice["status"] == "draft":
-        raise invalid(f"You can only send finalized invoices; {id} is a draft. Finalize it first.")
     if invoice["status"] == "void":
         raise invalid(f"You can't send invoice {id}: it has been voided.")
+    if invoice["status"] == "draft":
+        finalize(ctx, invoice, email=False)
     record_send(ctx, invoice)
     return ctx.render(invoice)
 
@@ -843,6 +896,7 @@ def mark_uncollectible(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         raise invalid(f"You can only mark open invoices as uncollectible; {id} is {invoice['status']}.")
     invoice["status"] = "uncollectible"
     invoice["status_transitions"]["marked_uncollectible_at"] = ctx.now()
+    invoice["auto_advance"] = False  # never on for paid, void or uncollectible invoices
     ctx.emit("invoice.marked_uncollectible", invoice, {"status": "open"})
     return ctx.render(invoice)
 
@@ -861,6 +915,7 @@ def install(world: World, router: Router) -> None:
     world.renderers["invoice"] = render_invoice
     world.renderers["line_item"] = render_line
     world.includables[("invoice", "payments")] = include_payments
+    world.includables[("invoice", "amount_paid_off_stripe")] = include_paid_off_stripe
     world.tick_listeners.append(auto_finalize_drafts)
     r = router.add
     r("POST", "/v1/customers")(create_customer)

@@ -1,13 +1,15 @@
 """List and search endpoints as Stripe serves them.
 
 Lists: newest first, ``limit`` 1..100 (default 10), cursor pagination with
-``starting_after`` / ``ending_before`` (object ids), range filters such as
-``created[gte]=…``; the answer is ``{object: "list", data, has_more, url}``.
+``starting_after`` / ``ending_before`` (ids of existing objects of the listed kind, even
+ones the filters now leave out), range filters such as ``created[gte]=…``; the answer is
+``{object: "list", data, has_more, url}``.
 
 Search: ``query`` in Stripe's search language (``metadata['order_id']:'123' AND
-status:'open'``, ``email:'a@b.c'``, ``-status:'void'``, ``total>1000``, ``name~'acme'``),
-``limit`` and an opaque ``page`` token; the answer is
-``{object: "search_result", data, has_more, next_page, url}``.
+status:'open'``, ``email:'a@b.c'``, ``-status:'void'``, ``total>1000``, ``name~'acme'``,
+``-metadata['k']:null``; keywords and ``null`` in any case, ``\'`` escapes a quote, each
+field typed token/string/numeric with the operators Stripe allows on it), ``limit`` and an
+opaque ``page`` token; the answer is ``{object: "search_result", data, has_more, next_page, url}``.
 """
 
 from __future__ import annotations
@@ -73,17 +75,13 @@ def paginate(
     if starting_after and ending_before:
         raise invalid("You may only specify one of these parameters: ending_before, starting_after.")
     ordered = list(items)
-    ids = [item["id"] for item in ordered]
     if starting_after:
-        if starting_after not in ids:
-            raise _bad_cursor(starting_after, "starting_after")
-        start = ids.index(starting_after) + 1
+        at, found = _locate(account, ordered, starting_after, "starting_after")
+        start = at + 1 if found else at
         page = ordered[start : start + limit]
         has_more = start + limit < len(ordered)
     elif ending_before:
-        if ending_before not in ids:
-            raise _bad_cursor(ending_before, "ending_before")
-        end = ids.index(ending_before)
+        end, _ = _locate(account, ordered, ending_before, "ending_before")
         begin = max(0, end - limit)
         page = ordered[begin:end]
         has_more = begin > 0
@@ -94,31 +92,66 @@ def paginate(
     return {"object": "list", "data": [draw(item) for item in page], "has_more": has_more, "url": url}
 
 
-def _bad_cursor(object_id: str, param: str) -> ApiError:
-    return ApiError(400, "invalid_request_error", f"No such object: '{object_id}'", code="resource_missing", param=param)
+def _locate(account: Account, ordered: list[Item], cursor: str, param: str) -> tuple[int, bool]:
+    """(index of ``cursor`` in ``ordered``, True), or (where it would sit, False) when the
+    filters leave it out: a cursor is any existing object of the listed kind and marks a
+    place in creation order, so paging on survives an object that changed meanwhile (an
+    invoice paid while a client pages through ``status=open``)."""
+    for index, item in enumerate(ordered):
+        if item["id"] == cursor:
+            return index, True
+    kind = ordered[0]["object"] if ordered else None
+    target = account.get(cursor)
+    if target is None or (kind is not None and target["object"] != kind):
+        raise _bad_cursor(cursor, param, kind or "object")
+    seq = {object_id: n for n, object_id in enumerate(account.objects[target["object"]])}
+    mark = seq[cursor]
+    descending = len(ordered) < 2 or seq[ordered[0]["id"]] > seq[ordered[-1]["id"]]
+    return sum(1 for item in ordered if (seq[item["id"]] > mark) == descending), False
+
+
+def _bad_cursor(object_id: str, param: str, kind: str) -> ApiError:
+    return ApiError(400, "invalid_request_error", f"No such {kind}: '{object_id}'", code="resource_missing", param=param)
 
 
 # ---------------------------------------------------------------------------------------
 # Search
 # ---------------------------------------------------------------------------------------
 
+_QUOTED = r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*\""""
 _TOKEN = re.compile(
-    r"""\s*(?:
-        (?P<and>AND\b) | (?P<or>OR\b)
+    rf"""\s*(?:
+        (?P<and>(?i:AND)\b) | (?P<or>(?i:OR)\b)
       | (?P<clause>
           (?P<neg>-)?
-          (?P<field>metadata\[(?P<q1>['"])(?P<mkey>.*?)(?P=q1)\]|[a-z_][a-z0-9_.]*)
+          (?P<field>metadata\[(?P<mkey>{_QUOTED})\]|[a-z_][a-z0-9_.]*)
           \s*(?P<op>>=|<=|:|~|>|<)\s*
-          (?:(?P<q2>['"])(?P<sval>.*?)(?P=q2)|(?P<nval>-?\d+)|(?P<null>null))
+          (?:(?P<sval>{_QUOTED})|(?P<nval>-?\d+)\b|(?P<null>(?i:null))\b)
         )
     )""",
     re.VERBOSE,
 )
+_ESCAPE = re.compile(r"\\(.)")
+COMPARATORS = (">", "<", ">=", "<=")
+
+# Field types of Stripe's search language: a token matches exactly, a string matches its
+# words in order (``name:"acme"`` finds "Acme Corp") or by substring (``~``), a numeric
+# compares; every comparison is case-insensitive.
+TOKEN, STRING, NUMERIC = "token", "string", "numeric"
+
+
+def _unquote(text: str) -> str:
+    return _ESCAPE.sub(r"\1", text[1:-1])
+
+
+def _words(text: str) -> list[str]:
+    return text.lower().split()
 
 
 @dataclass(frozen=True)
 class Clause:
     field: str
+    kind: str
     metadata_key: str | None
     op: str
     value: str | int | None
@@ -133,22 +166,28 @@ class Clause:
         return not result if self.negate else result
 
     def _compare(self, actual: Any) -> bool:
-        if self.value is None:
-            return actual is None
-        if self.op == ":":
-            if isinstance(self.value, int) and isinstance(actual, int):
-                return actual == self.value
-            # Stripe: ":" is an exact match, case-insensitive for strings.
-            return actual is not None and str(actual).lower() == str(self.value).lower()
-        if self.op == "~":
-            return actual is not None and str(self.value).lower() in str(actual).lower()
-        if not isinstance(actual, int):
+        if self.value is None:  # `field:null`: the field is empty (a metadata key is absent)
+            return actual is None or actual == ""
+        if actual is None:
             return False
-        number = int(self.value)
-        return {">": actual > number, "<": actual < number, ">=": actual >= number, "<=": actual <= number}[self.op]
+        if self.kind == NUMERIC:
+            if not isinstance(actual, int):
+                return False
+            number = int(self.value)
+            return {":": actual == number, ">": actual > number, "<": actual < number, ">=": actual >= number,
+                    "<=": actual <= number}[self.op]
+        wanted, text = str(self.value).lower(), str(actual).lower()
+        if self.op == "~":
+            return wanted in text
+        if self.kind == STRING:
+            words, have = _words(wanted), _words(text)
+            if not words:
+                return text == wanted
+            return any(have[i : i + len(words)] == words for i in range(len(have) - len(words) + 1))
+        return text == wanted
 
 
-def parse_query(query: str, fields: frozenset[str]) -> tuple[list[Clause], str]:
+def parse_query(query: str, fields: dict[str, str]) -> tuple[list[Clause], str]:
     """Clauses and their connective ("AND"/"OR"; Stripe does not allow mixing them)."""
     clauses: list[Clause] = []
     connectives: set[str] = set()
@@ -161,19 +200,7 @@ def parse_query(query: str, fields: frozenset[str]) -> tuple[list[Clause], str]:
         if match.group("clause"):
             if not expect_clause:
                 connectives.add("AND")  # Stripe treats whitespace between clauses as AND
-            field_name = match.group("field")
-            mkey = match.group("mkey")
-            base = "metadata" if mkey is not None else field_name
-            if base not in fields:
-                raise _query_error(query, f"the field '{field_name}' is not supported for this resource")
-            value: str | int | None
-            if match.group("null"):
-                value = None
-            elif match.group("nval") is not None:
-                value = int(match.group("nval"))
-            else:
-                value = match.group("sval")
-            clauses.append(Clause(base, mkey, match.group("op"), value, bool(match.group("neg"))))
+            clauses.append(_clause(query, match, fields))
             expect_clause = False
         else:
             if expect_clause:
@@ -188,6 +215,34 @@ def parse_query(query: str, fields: frozenset[str]) -> tuple[list[Clause], str]:
     return clauses, (connectives.pop() if connectives else "AND")
 
 
+def _clause(query: str, match: re.Match[str], fields: dict[str, str]) -> Clause:
+    field_name, op = match.group("field"), match.group("op")
+    mkey = _unquote(match.group("mkey")) if match.group("mkey") is not None else None
+    base = "metadata" if mkey is not None else field_name
+    kind = fields.get(base)
+    if kind is None:
+        raise _query_error(query, f"the field '{field_name}' is not supported for this resource")
+    value: str | int | None
+    if match.group("null"):
+        if op != ":":
+            raise _query_error(query, f"null can only be matched with ':' ({field_name})")
+        value = None
+    elif match.group("nval") is not None:  # "Quotation marks are optional for numeric values."
+        value = int(match.group("nval")) if kind == NUMERIC else match.group("nval")
+    else:
+        value = _unquote(match.group("sval"))
+    if op == "~" and (kind != STRING or value is None or len(str(value)) < 3):
+        raise _query_error(query, f"'~' needs a string field and at least 3 characters ({field_name})")
+    if op in COMPARATORS and kind != NUMERIC:
+        raise _query_error(query, f"'{op}' only applies to numeric fields ({field_name})")
+    if kind == NUMERIC and value is not None:
+        try:
+            value = int(value)
+        except ValueError:
+            raise _query_error(query, f"'{field_name}' takes a number") from None
+    return Clause(base, kind, mkey, op, value, bool(match.group("neg")))
+
+
 def _query_error(query: str, why: str) -> ApiError:
     return ApiError(
         400, "invalid_request_error", f"Invalid search query '{query}': {why}.", param="query", saved=False
@@ -200,7 +255,7 @@ def search(
     p: Params,
     items: Iterable[Item],
     *,
-    fields: frozenset[str],
+    fields: dict[str, str],
     url: str,
     version: str,
 ) -> dict[str, Any]:

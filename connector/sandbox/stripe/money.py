@@ -17,7 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from connector.sandbox.stripe.api import Ctx, Router
-from connector.sandbox.stripe.billing import get_invoice, mark_paid
+from connector.sandbox.stripe.billing import finalize, get_invoice, mark_paid
 from connector.sandbox.stripe.listing import paginate, range_filter
 from connector.sandbox.stripe.wire import ApiError, Params, apply_metadata, invalid, missing, new_id, no_such
 from connector.sandbox.stripe.world import CHARGE_INVOICE_REMOVED, DAY, Account, World, strip_private
@@ -173,16 +173,25 @@ def payable(invoice: dict[str, Any]) -> None:
 def pay_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     p.only("expand", "forgive", "mandate", "off_session", "paid_out_of_band", "payment_method", "source")
     invoice = get_invoice(ctx, id)
-    payable(invoice)
-    if p.bool("paid_out_of_band", False):
-        mark_paid(ctx, invoice, out_of_band=True)
-        return ctx.render(invoice)
+    draft = invoice["status"] == "draft"
+    if not draft:
+        payable(invoice)
+    out_of_band = bool(p.bool("paid_out_of_band", False))
     customer = ctx.account.objects["customer"][invoice["customer"]]
     method = (p.str("payment_method") or p.str("source") or invoice["default_payment_method"]
               or customer["invoice_settings"]["default_payment_method"])
-    if not method:
-        raise invalid("This customer has no attached payment source or default payment method. Please consider adding "
-                      "a default payment method.")
+    if not out_of_band and not method and invoice["amount_due"] > 0:  # checked before a draft is finalized
+        raise invalid("This customer has no attached payment source or default payment method. Please consider "
+                      "adding a default payment method.")
+    if draft:
+        # "Stripe automatically finalizes drafts before sending and attempting payment."
+        finalize(ctx, invoice)
+        if invoice["status"] == "paid":  # nothing was due
+            return ctx.render(invoice)
+    if out_of_band:
+        mark_paid(ctx, invoice, out_of_band=True)
+        return ctx.render(invoice)
+    assert method is not None
     if method in DECLINING_METHODS:
         decline(ctx, invoice, invoice["amount_remaining"], method)
         raise ApiError(402, "card_error", "Your card was declined.", code="card_declined", decline_code="generic_decline")

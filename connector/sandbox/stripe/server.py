@@ -80,6 +80,13 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
+    # Stripe answers other methods with its JSON 404 ("Unrecognized request URL"), not a 501.
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
     # -- plumbing ------------------------------------------------------------------------
     def _body(self) -> str:
         length = int(self.headers.get("Content-Length") or 0)

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 _ALNUM = string.ascii_letters + string.digits
+MAX_DECIMAL_PLACES = 12  # decimal amounts such as unit_amount_decimal
 
 
 def new_id(prefix: str, length: int = 24) -> str:
@@ -228,6 +229,10 @@ class Params:
             raise bad_param(f"Invalid decimal: {value}", param=self.name(key), code=None) from None
         if not number.is_finite():
             raise bad_param(f"Invalid decimal: {value}", param=self.name(key), code=None)
+        exponent = number.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -MAX_DECIMAL_PLACES:
+            raise bad_param(f"Invalid decimal: {value} (at most {MAX_DECIMAL_PLACES} decimal places)",
+                            param=self.name(key), code=None)
         return number
 
     def bool(self, key: str, default: bool | None = None) -> bool | None:
