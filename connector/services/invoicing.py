@@ -295,9 +295,13 @@ class InvoicingService:
         step("finalize",
              lambda key: billing.finalize(invoice_id, key),
              lambda uow, invoice: self._save_invoice(uow, order_id, invoice))
-        step("send",
-             lambda key: billing.send(invoice_id, key),
-             lambda uow, invoice: self._save_invoice(uow, order_id, invoice, sent_at=self._clock()))
+        def sent(uow: Any, invoice: StripeInvoice) -> None:
+            self._save_invoice(uow, order_id, invoice, sent_at=self._clock())
+            # With sent_at the order is never a candidate again: its letter must close in
+            # this same transaction, or a crash right after it would leave it open for good.
+            uow.dead_letters.resolve_for(self.org_id, SOURCE, OBJECT, order_id)
+
+        step("send", lambda key: billing.send(invoice_id, key), sent)
         final = self._row(order_id)
         self._log.info("invoice.sent", order_id=order_id, invoice=final.stripe_invoice_id, number=final.number,
                        total=str(plan.total), due_date=str(final.due_date), resumed=resumed)

@@ -27,7 +27,15 @@ pushed and the org's stamps right after the push, so
 * once the org shows any status other than Draft, local edits are refused with a clear
   message: the org wins;
 * if the org changed the offer or its items since our last push, the edit is reported as
-  a write conflict and not sent (``force=True`` overrides, for an operator who checked).
+  a write conflict and not sent (``force=True`` overrides, for an operator who checked),
+  unless the org already holds exactly what the draft says (our own update whose answer
+  was lost to a crash): then only the bookkeeping is recorded.
+
+Creating is the one write an idempotent retry cannot cover (the offer has no external id),
+so the draft is marked ``creating``, with a fingerprint of what is sent, before the call.
+A run that finds a draft still ``creating`` (the process died after the org committed the
+offer but before we recorded it) first looks in the org for an unclaimed offer of that
+customer with that content and adopts it, rather than create a second one.
 
 Invalid drafts, refusals and conflicts also open a dead letter (source ``offers_push``)
 so ``status`` shows them; a later successful push resolves it.
@@ -57,6 +65,7 @@ OFFER = "SfdcPartnerOffer"
 OFFER_ITEM = "SfdcPartnerOfferItem"
 MAX_ITEMS = 20  # one composite call: offer + items + read-back stays under 25 subrequests
 SOURCE = "offers_push"
+CREATING = "creating"  # a create was sent and its answer not recorded yet
 DRAFT_KEYS = frozenset({
     "name", "customer_name", "customer_org_id", "offer_type", "term_set", "contract_term_months",
     "service_start_date", "service_end_date", "valid_until", "recipient_email", "billing_email",
@@ -441,6 +450,7 @@ class OffersPushService:
         with self.uow() as uow:
             states = {d.draft_key: d for d in uow.offer_drafts.list(self.org_id)}
             letters = {(l.record_id): l for l in uow.dead_letters.open(self.org_id, source=SOURCE)}
+        recovered = set() if dry_run else self._recover_creates(valid, states, letters)
         for key, problems in invalid.items():
             message = "; ".join(problems)
             report.results.append(DraftResult(key, "invalid", states[key].sf_id if key in states else None, message))
@@ -451,14 +461,17 @@ class OffersPushService:
         for draft in valid:
             state = states.get(draft.key)
             if state is not None and state.sf_id and state.payload_hash == draft.hash:
-                report.results.append(DraftResult(draft.key, "unchanged", state.sf_id))
+                report.results.append(DraftResult(draft.key, "created", state.sf_id, "found in the org: an earlier "
+                                                  "push's answer was lost") if draft.key in recovered else
+                                      DraftResult(draft.key, "unchanged", state.sf_id))
             elif state is not None and state.sf_id:
                 changed.append(draft)
             elif dry_run:
                 report.results.append(DraftResult(draft.key, "would_create", None, f"{len(draft.items)} item(s)"))
             else:
                 report.results.append(self._create(draft, letters.get(draft.key)))
-        org_view = self._org_view([states[d.key].sf_id for d in changed]) if changed else {}
+        fields = {f for d in changed for f in self._fingerprint(d)["offer"]}
+        org_view = self._org_view([states[d.key].sf_id for d in changed], fields) if changed else {}
         for draft in changed:
             state = states[draft.key]
             report.results.append(self._update(draft, state, org_view.get(state.sf_id), letters.get(draft.key),
@@ -468,21 +481,99 @@ class OffersPushService:
 
     # -------------------------------------------------------------- the org's current view
 
-    def _org_view(self, offer_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """Status and stamps of these offers and their items, in one composite call per 100."""
+    def _org_view(self, offer_ids: list[str], fields: set[str]) -> dict[str, dict[str, Any]]:
+        """Status, stamps and the draft ``fields`` of these offers and their items, in one
+        composite call per 100."""
         view: dict[str, dict[str, Any]] = {}
+        extra = "".join(f", {f}" for f in sorted(set(fields) - {"Id", "Status", "SystemModstamp", "Subtotal"}))
+        item_fields = ", ".join(self._item_fields())
         for start in range(0, len(offer_ids), 100):
             ids = ",".join(f"'{i}'" for i in offer_ids[start : start + 100])
             offers, items = self.org.composite_queries([
-                f"SELECT Id, Status, SystemModstamp FROM {OFFER} WHERE Id IN ({ids})",
-                f"SELECT Id, SfdcPartnerOfferId, SystemModstamp FROM {OFFER_ITEM} WHERE SfdcPartnerOfferId IN ({ids})",
+                f"SELECT Id, Status, SystemModstamp, Subtotal{extra} FROM {OFFER} WHERE Id IN ({ids})",
+                f"SELECT Id, SfdcPartnerOfferId, SystemModstamp, {item_fields} FROM {OFFER_ITEM} "
+                f"WHERE SfdcPartnerOfferId IN ({ids}) ORDER BY CreatedDate, Id",
             ])
             for r in offers.records:
-                view[r["Id"]] = {"status": r["Status"], "stamp": r["SystemModstamp"], "items": {}}
+                view[r["Id"]] = {"status": r["Status"], "stamp": r["SystemModstamp"], "items": {}, "record": r,
+                                 "rows": []}
             for r in items.records:
                 if r["SfdcPartnerOfferId"] in view:
                     view[r["SfdcPartnerOfferId"]]["items"][r["Id"]] = r["SystemModstamp"]
+                    view[r["SfdcPartnerOfferId"]]["rows"].append(r)
         return view
+
+    # -------------------------------------------------------------- what the org holds
+
+    def _item_fields(self) -> list[str]:
+        obj = self.mapping.objects["offer_item"]
+        return [obj.sf_field_for(c) for c in ("ppp_id", "quantity", "unit_price_per_month", "name")]
+
+    def _fingerprint(self, draft: ValidDraft) -> dict[str, Any]:
+        """What a push of ``draft`` leaves in the org, comparable with what the org reads
+        back (JSON-safe: it is stored with a ``creating`` draft). Status is left out: the
+        GTM app may have moved the offer on since."""
+        status = self.mapping.objects["offer"].sf_field_for("status")
+        offer = {f: _norm(v) for f, v in draft.offer_values(self.mapping).items() if f != status}
+        fields = self._item_fields()
+        values = [draft.item_values(self.mapping, item) for item in draft.items]
+        items = sorted([_norm(v.get(f)) for f in fields] for v in values)
+        return {"offer": offer, "items": items}
+
+    def _holds(self, fingerprint: Mapping[str, Any], offer: Mapping[str, Any],
+               items: Sequence[Mapping[str, Any]]) -> bool:
+        """The org's offer and items are exactly what the fingerprinted push sends."""
+        fields = self._item_fields()
+        return (all(_norm(offer.get(f)) == v for f, v in fingerprint["offer"].items())
+                and sorted([_norm(r.get(f)) for f in fields] for r in items) == fingerprint["items"])
+
+    def _recover_creates(self, drafts: list[ValidDraft], states: dict[str, Any], letters: dict[str, Any]) -> set[str]:
+        """Drafts left ``creating`` by a run that died after sending the create: adopt the
+        offer that create made, if the org has it, so this run does not make a second.
+        Updates ``states`` and ``letters`` in place; returns the keys adopted."""
+        pending = [d for d in drafts if (s := states.get(d.key)) is not None and s.sf_id is None
+                   and s.status == CREATING and isinstance(s.payload, Mapping) and "creating" in s.payload]
+        claimed = {s.sf_id for s in states.values() if s.sf_id}
+        recovered: set[str] = set()
+        for draft in pending:
+            intent = states[draft.key].payload["creating"]
+            found = self._find_created(intent["fingerprint"], claimed)
+            if found is None:
+                continue  # the create never reached the org: it is sent again as usual
+            offer, items = found
+            claimed.add(offer["Id"])
+            # What the lost create sent is what the org holds; a later edit of the file
+            # then goes out as an update in this same run.
+            self._remember_push(draft.key, offer["Id"], intent["content"], intent["hash"], offer, items,
+                                letters.pop(draft.key, None))
+            self.log.info("offer.recovered", draft=draft.key, offer_id=offer["Id"], items=len(items))
+            with self.uow() as uow:
+                states[draft.key] = uow.offer_drafts.get(self.org_id, draft.key)
+            recovered.add(draft.key)
+        return recovered
+
+    def _find_created(self, fingerprint: Mapping[str, Any],
+                      claimed: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """The oldest offer of the customer that no draft claims and that holds exactly the
+        fingerprinted content, with its items (two queries)."""
+        customer = self.mapping.objects["offer"].sf_field_for("customer_org_id")
+        fields = "".join(f", {f}" for f in sorted(set(fingerprint["offer"]) - {"Id", "SystemModstamp", "Subtotal"}))
+        [offers] = self.org.composite_queries([
+            f"SELECT Id, SystemModstamp, Subtotal{fields} FROM {OFFER} "
+            f"WHERE {customer} = '{_soql_text(fingerprint['offer'].get(customer, ''))}' ORDER BY CreatedDate, Id"])
+        wanted = [r for r in offers.records if r["Id"] not in claimed and all(
+            _norm(r.get(f)) == v for f, v in fingerprint["offer"].items())]
+        if not wanted:
+            return None
+        ids = ",".join(f"'{r['Id']}'" for r in wanted[:100])
+        [items] = self.org.composite_queries([
+            f"SELECT Id, SfdcPartnerOfferId, SystemModstamp, {', '.join(self._item_fields())} FROM {OFFER_ITEM} "
+            f"WHERE SfdcPartnerOfferId IN ({ids}) ORDER BY CreatedDate, Id"])
+        for offer in wanted[:100]:
+            mine = [r for r in items.records if r["SfdcPartnerOfferId"] == offer["Id"]]
+            if self._holds(fingerprint, offer, mine):
+                return offer, mine
+        return None
 
     def _read_back(self, offer_ref: str) -> list[dict[str, Any]]:
         soql = (f"SELECT Id, SystemModstamp FROM {OFFER_ITEM} WHERE SfdcPartnerOfferId = '{offer_ref}' "
@@ -495,6 +586,7 @@ class OffersPushService:
     # -------------------------------------------------------------- create and update
 
     def _create(self, draft: ValidDraft, letter: Any) -> DraftResult:
+        self._mark_creating(draft)
         subs = [self.org.subrequest("POST", f"sobjects/{OFFER}", "offer", draft.offer_values(self.mapping))]
         link = self.mapping.objects["offer_item"].sf_field_for("offer_id")
         for i, item in enumerate(draft.items):
@@ -506,7 +598,8 @@ class OffersPushService:
             return self._rejected(draft, None, failure, letter)
         by_ref = {r.reference_id: r for r in results}
         offer_id = str(by_ref["offer"].body["id"])
-        self._remember_push(draft, offer_id, by_ref, letter)
+        self._remember_push(draft.key, offer_id, draft.content(), draft.hash, by_ref["offer_now"].body,
+                            by_ref["items_now"].body.get("records", []), letter)
         self.log.info("offer.created", draft=draft.key, offer_id=offer_id, items=len(draft.items))
         return DraftResult(draft.key, "created", offer_id, f"{len(draft.items)} item(s)")
 
@@ -524,6 +617,15 @@ class OffersPushService:
             return self._refuse(draft, state, "refused", "OFFER_NOT_DRAFT", message, letter, dry_run,
                                 status=str(org_now["status"]).lower())
         changed_in_org = org_now["stamp"] != pushed.get("offer_stamp") or org_now["items"] != pushed.get("items", {})
+        if changed_in_org and self._holds(self._fingerprint(draft), org_now["record"], org_now["rows"]):
+            # The org already shows this draft: our update went through but the process
+            # died before recording it (or the same edit was made there). Nothing to send.
+            if dry_run:
+                return DraftResult(draft.key, "would_update", offer_id, "already in the org: nothing to send")
+            self._remember_push(draft.key, offer_id, draft.content(), draft.hash, org_now["record"], org_now["rows"],
+                                letter)
+            self.log.info("offer.recovered", draft=draft.key, offer_id=offer_id, items=len(org_now["rows"]))
+            return DraftResult(draft.key, "updated", offer_id, "already in the org: nothing sent")
         if changed_in_org and not force:
             message = (f"offer {offer_id} was changed in the org since our last push "
                        f"({pushed.get('offer_stamp')} -> {org_now['stamp']}); not overwritten: bring the draft file "
@@ -546,24 +648,33 @@ class OffersPushService:
         failure = _first_failure(results)
         if failure is not None:
             return self._rejected(draft, offer_id, failure, letter)
-        self._remember_push(draft, offer_id, {r.reference_id: r for r in results}, letter)
+        by_ref = {r.reference_id: r for r in results}
+        self._remember_push(draft.key, offer_id, draft.content(), draft.hash, by_ref["offer_now"].body,
+                            by_ref["items_now"].body.get("records", []), letter)
         self.log.info("offer.updated", draft=draft.key, offer_id=offer_id, items=len(draft.items), forced=changed_in_org)
         return DraftResult(draft.key, "updated", offer_id, f"{len(draft.items)} item(s)")
 
     # -------------------------------------------------------------- bookkeeping
 
-    def _remember_push(self, draft: ValidDraft, offer_id: str, by_ref: Mapping[str, Any], letter: Any) -> None:
-        offer_now = by_ref["offer_now"].body
-        items_now = by_ref["items_now"].body.get("records", [])
+    def _mark_creating(self, draft: ValidDraft) -> None:
+        """Committed before the create is sent: a run that finds it still there looks for
+        the offer in the org first (``_recover_creates``)."""
+        intent = {"hash": draft.hash, "content": draft.content(), "fingerprint": self._fingerprint(draft)}
+        with self.uow() as uow:
+            uow.offer_drafts.upsert(self.org_id, draft.key, status=CREATING, payload={"creating": intent})
+            uow.commit()
+
+    def _remember_push(self, key: str, offer_id: str, content: Mapping[str, Any], content_hash: str,
+                       offer_now: Mapping[str, Any], items_now: Sequence[Mapping[str, Any]], letter: Any) -> None:
         payload = {
-            "content": draft.content(),
+            "content": content,
             "org": {"offer_stamp": offer_now["SystemModstamp"],
                     "items": {r["Id"]: r["SystemModstamp"] for r in items_now},
                     "item_order": [r["Id"] for r in items_now],
                     "subtotal": str(offer_now.get("Subtotal")) if offer_now.get("Subtotal") is not None else None},
         }
         with self.uow() as uow:
-            uow.offer_drafts.upsert(self.org_id, draft.key, sf_id=offer_id, payload=payload, payload_hash=draft.hash,
+            uow.offer_drafts.upsert(self.org_id, key, sf_id=offer_id, payload=payload, payload_hash=content_hash,
                                     status="draft", pushed_at=self.clock(), last_error=None)
             if letter is not None:
                 uow.dead_letters.resolve(letter.id)
@@ -575,7 +686,9 @@ class OffersPushService:
                          reason=failure.message)
         with self.uow() as uow:
             current = uow.offer_drafts.get(self.org_id, draft.key)
-        self._remember_error(draft.key, f"ORG_{failure.error_code}", message, current, letter)
+        # A refused create made nothing (all or none): the draft is no longer ``creating``.
+        self._remember_error(draft.key, f"ORG_{failure.error_code}", message, current, letter,
+                             status="rejected" if offer_id is None else None)
         return DraftResult(draft.key, "rejected", offer_id, message)
 
     def _refuse(self, draft: ValidDraft, state: Any, action: str, code: str, message: str, letter: Any,
@@ -602,6 +715,23 @@ class OffersPushService:
             if not same_letter:
                 uow.dead_letters.add(self.org_id, SOURCE, OFFER, key, code, message)
             uow.commit()
+
+
+def _norm(value: Any) -> str:
+    """A field value as text that compares equal however it travelled (50 == 50.00 == "50")."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, Decimal)):
+        return format(Decimal(str(value)).normalize(), "f")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _soql_text(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _first_failure(results: Sequence[Any]) -> Any:
