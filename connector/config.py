@@ -112,9 +112,31 @@ class JwtBearer(_Strict):
     def _key_exists(cls, v: Path | None, info: ValidationInfo) -> Path | None:
         if v is None:
             raise ValueError("field required")
-        if not (info.context or {}).get("skip_secrets") and not v.is_file():
-            raise ValueError(f"private key file {v} does not exist")
+        if not (info.context or {}).get("skip_secrets"):
+            if not v.is_file():
+                raise ValueError(f"private key file {v} {'is not a file' if v.exists() else 'does not exist'}")
+            _check_private_key(v)
         return v
+
+
+def _check_private_key(path: Path) -> None:
+    """Fail at load time, naming the file, if the JWT key can't sign: unreadable, not PEM,
+    encrypted, or not RSA (RS256). Never quotes the file's content."""
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read private key file {path}: {exc.strerror}") from None
+    try:
+        key = load_pem_private_key(data, password=None)
+    except TypeError:
+        raise ValueError(f"private key file {path} is encrypted; the JWT bearer flow needs it unencrypted") from None
+    except Exception:  # ValueError, UnsupportedAlgorithm: what the file holds is not the point
+        raise ValueError(f"private key file {path} is not a PEM private key") from None
+    if not isinstance(key, RSAPrivateKey):
+        raise ValueError(f"private key file {path} is not an RSA key (the JWT bearer flow signs with RS256)")
 
 
 class ClientCredentials(_Strict):
@@ -240,6 +262,10 @@ class DaemonSection(_Strict):
     misfire_grace_seconds: int = Field(default=60, ge=1)
 
 
+# The backends make_engine supports (a driver may be named: postgresql+psycopg://).
+_DATABASE_URL = re.compile(r"^(sqlite|postgres|postgresql)(\+\w+)?://", re.IGNORECASE)
+
+
 class OrgConfig(_Strict):
     """One partner org. Build with ``load_config(path)``."""
 
@@ -260,6 +286,13 @@ class OrgConfig(_Strict):
     daemon: DaemonSection = DaemonSection()
     source_file: Path | None = Field(default=None, exclude=True)
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str | None) -> str | None:
+        if v and not _DATABASE_URL.match(v):
+            raise ValueError(f"must be sqlite:///FILE or postgresql://USER@HOST/DB, got {redact_url(v)!r}")
+        return v
+
     @model_validator(mode="before")
     @classmethod
     def _defaults_from_context(cls, data: Any, info: ValidationInfo) -> Any:
@@ -274,6 +307,9 @@ class OrgConfig(_Strict):
             url = ctx.get("environ", os.environ).get(env_name)
             if not url:
                 raise ValueError(f"database_url_env: environment variable {env_name} is not set")
+            if not _DATABASE_URL.match(url):
+                raise ValueError(f"database_url_env: {env_name} must hold sqlite:///FILE or "
+                                 f"postgresql://USER@HOST/DB, got {redact_url(url)!r}")
             data["database_url"] = url
         return data
 

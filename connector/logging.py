@@ -1,8 +1,10 @@
 """structlog set-up: console renderer in a terminal, JSON lines otherwise (daemon, CI).
 
 Secrets are redacted by a processor, whatever the caller passes: any key that looks like
-a credential, and any value that is a pydantic ``SecretStr``. Events are stable
-``noun.verb`` names with context bound by the caller (org, job, run_id).
+a credential (at any depth), any value that is a pydantic ``SecretStr``, and credentials
+written inline in text (Stripe keys, ``Bearer`` tokens, Salesforce session ids, URL
+passwords) — in rendered tracebacks too. Events are stable ``noun.verb`` names with
+context bound by the caller (org, job, run_id).
 """
 
 from __future__ import annotations
@@ -21,20 +23,43 @@ _SECRET_KEY = re.compile(
     r"(secret|password|passwd|token|api_key|apikey|private_key|authorization|session_id|signature)",
     re.IGNORECASE,
 )
-_INLINE_SECRET = re.compile(r"(sk_(?:test|live)_|whsec_|rk_(?:test|live)_)[A-Za-z0-9]+")
+# Credentials as they appear inside text (an error message, a traceback): the prefix that
+# says what it was is kept, the secret part blanked.
+_INLINE_SECRETS = (
+    re.compile(r"((?:sk|rk)_(?:test|live)_|whsec_)[A-Za-z0-9]+"),  # Stripe keys, webhook secrets
+    re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=!-]+"),  # an Authorization header value
+    re.compile(r"(\b00D[A-Za-z0-9]{12,15}!)[A-Za-z0-9._-]+"),  # a Salesforce session id
+    # URL userinfo: up to the last '@' of the word, so a password holding '@' or '/' goes whole
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/?#@'\"]*:)[^\s'\"]*@"),
+    re.compile(r"(?i)([?&]password=)[^&\s'\"]+"),
+)
 REDACTED = "**********"
 
 
+def _redact_text(text: str) -> str:
+    for pattern in _INLINE_SECRETS:
+        text = pattern.sub(lambda m: m.group(1) + REDACTED + ("@" if m.group(0).endswith("@") else ""), text)
+    return text
+
+
 def redact_value(value: Any) -> Any:
+    """``value`` fit for a log line: SecretStr blanked, inline credentials in text blanked,
+    and the same inside dicts (credential-looking keys too), lists and tuples."""
     if isinstance(value, SecretStr):
         return REDACTED
     if isinstance(value, str):
-        return _INLINE_SECRET.sub(lambda m: m.group(1) + REDACTED, value)
+        return _redact_text(value)
+    if isinstance(value, dict):
+        return {k: REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) else redact_value(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):  # a namedtuple's constructor differs: plain sequences out
+        return [redact_value(v) for v in value] if isinstance(value, list) else tuple(redact_value(v) for v in value)
     return value
 
 
 def redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: blank credential-looking keys and inline Stripe keys."""
+    """structlog processor: blank credential-looking keys and inline credentials. Runs after
+    ``format_exc_info`` so that a rendered traceback is redacted like any other value."""
     for key in list(event_dict):
         if _SECRET_KEY.search(key) and key not in ("event",):
             event_dict[key] = REDACTED
@@ -76,8 +101,8 @@ def configure(*, json: bool | None = None, level: str = "INFO") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_secrets,
             structlog.processors.format_exc_info,
+            redact_secrets,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),

@@ -309,7 +309,7 @@ class SalesforceOrg:
                   "exp": int(time.time()) + 180}
         try:
             return jwt.encode(claims, key, algorithm="RS256")
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, jwt.PyJWTError) as exc:  # InvalidKeyError: not a PEM key
             raise ConfigError(f"salesforce.auth.private_key_file: {auth.private_key_file} is not a usable RSA "
                               f"private key ({type(exc).__name__})") from None
 
@@ -347,6 +347,9 @@ class SalesforceOrg:
             except ValueError as exc:  # a body that isn't JSON: a proxy page, a truncated answer
                 raise TransientError(f"{op}: unreadable response from Salesforce ({exc})") from None
 
+        # The first login has its own retries: inside `attempt` an unreachable login URL
+        # would be retried attempts x attempts times (retries must not stack).
+        self._client()
         return call(attempt, op, self.settings)
 
     def _guard_budget(self, op: str) -> None:

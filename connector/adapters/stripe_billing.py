@@ -22,6 +22,7 @@ Money crosses here: Decimal dollars from ``connector.domain`` become integer cen
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
@@ -57,10 +58,19 @@ def _describe(exc: stripe.StripeError) -> str:
     return f"Stripe {exc.http_status or 'no status'}{f' {code}' if code else ''}: {message}"
 
 
+def _describe_connection(exc: stripe.APIConnectionError) -> str:
+    """The network error's class only: the SDK's message quotes the underlying exception,
+    which can carry request headers (requests' InvalidHeader repeats ``Bearer <key>``)."""
+    found = re.search(r"Network error: ([A-Za-z_][A-Za-z0-9_]*)", str(exc.user_message or ""))
+    return f"Stripe connection error ({found.group(1) if found else type(exc).__name__})"
+
+
 def translate(op: str, exc: stripe.StripeError) -> Exception:
     """The connector exception for a Stripe SDK exception raised by ``op``."""
     where = f"stripe {op}: "
-    if isinstance(exc, stripe.RateLimitError | stripe.APIConnectionError):
+    if isinstance(exc, stripe.APIConnectionError):
+        return TransientError(where + _describe_connection(exc))
+    if isinstance(exc, stripe.RateLimitError):
         return TransientError(where + _describe(exc))
     if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
         return AuthError(where + f"Stripe refused the API key or account ({exc.http_status})")
@@ -168,7 +178,8 @@ class StripeBilling:
         try:
             return fn()
         except stripe.StripeError as exc:
-            raise translate(op, exc) from exc
+            # Not chained: the SDK error's text may quote request headers (the API key).
+            raise translate(op, exc) from None
 
     # -- customers -----------------------------------------------------------------------
     def find_or_create_customer(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -36,7 +36,7 @@ log = structlog.get_logger("connector.webhook")
 @dataclass(frozen=True)
 class WebhookReceiver:
     org: str
-    secret: str
+    secret: str = field(repr=False)
     verify: Verify
     service: InvoiceStatusService
 

@@ -18,7 +18,7 @@ retry went through, and keeps (refreshed) its reason otherwise:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from connector.errors import ConnectorError, RecordError
@@ -75,11 +75,17 @@ def replay(runtime: OrgRuntime, *, ids: Sequence[int] | None = None, dry_run: bo
         if handler is None:
             report.items += [_item(d, "skipped", f"no replay for source {source!r}") for d in group]
             continue
+        failure = None
         try:
             handler(runtime, group, log=log, run_job=runner)
         except ConnectorError as exc:
-            log.warning("replay.failed", source=source, error=f"{type(exc).__name__}: {exc}")
-        report.items += _after(runtime, group)
+            failure = f"{type(exc).__name__}: {exc}"
+            log.warning("replay.failed", source=source, error=failure)
+        items = _after(runtime, group)
+        if failure:  # the letter's old reason would hide why the replay did not go through
+            items = [replace(i, detail=f"replay failed: {failure}") if i.outcome == "still failing" else i
+                     for i in items]
+        report.items += items
     log.info("replay.done", letters=len(letters), resolved=report.resolved, failing=report.failing)
     return report
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import typer
 
+from connector.entrypoints.cli._common import OperatorGroup
+
 app = typer.Typer(
     name="gtm-connector",
+    cls=OperatorGroup,  # errors -> one message and an exit code, for every command
     help="Sync a Salesforce Partner Business Org (GTM app) with a local model and Stripe.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

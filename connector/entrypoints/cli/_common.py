@@ -1,21 +1,44 @@
-"""Shared option handling for commands that act on one or more orgs.
+"""What every command shares: which org(s) it acts on, how their runtimes are opened, how
+errors reach the operator, and what Ctrl-C does.
 
-Every org command takes the same three ways to say which org(s): ``--config FILE`` (one or
-more files), ``--org ALIAS`` (``<config-dir>/<alias>.toml``), or nothing (every org file in
-``--config-dir``, default ``$GTM_CONFIG_DIR`` or ``config/``). Problems are printed as
-``file: key: message`` and exit with code 2, like ``config check``.
+Org selection: ``--config FILE`` (one or more files), ``--org ALIAS``
+(``<config-dir>/<alias>.toml``), or nothing (every org file in ``--config-dir``, default
+``$GTM_CONFIG_DIR`` or ``config/``). Problems are printed as ``file: key: message``.
+
+Exit codes, the same for every command:
+
+* 0 — done;
+* 1 — a run failed or records were bad (the details are printed);
+* 2 — usage or configuration: a bad option, an org config file or its database unusable
+  (the other orgs still run, but the command exits 2);
+* 130 — interrupted (Ctrl-C or SIGTERM); committed progress is kept.
+
+``OperatorGroup`` is the root command group: whatever a command raises ends up in
+``describe_error``, which turns the connector's exception tree (``connector.errors``),
+database and file errors into one line per problem and an exit code. No traceback
+reaches the operator unless ``GTM_DEBUG=1`` is set; messages go through the log
+redaction so that no credential is printed.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
+from typer.core import TyperGroup
 
-from connector.config import OrgConfig, load_config, load_config_dir
-from connector.errors import ConfigError
+from connector.config import OrgConfig, load_config, load_config_dir, redact_url
+from connector.errors import ConfigError, ConnectorError, MappingError, TransientError
+
+if TYPE_CHECKING:
+    from connector.bootstrap import OrgRuntime
 
 ConfigOpt = Annotated[Optional[list[Path]], typer.Option("--config", "-c", help="org config file(s)")]
 OrgOpt = Annotated[Optional[str], typer.Option("--org", help="org alias: <config-dir>/<alias>.toml")]
@@ -25,44 +48,287 @@ ConfigDirOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON output")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="show what would be done; write nothing")]
 
-
-def _fail(exc: ConfigError) -> typer.Exit:
-    for file, key, msg in exc.problems or [("?", "?", str(exc))]:
-        typer.echo(f"{file}: {key}: {msg}", err=True)
-    return typer.Exit(2)
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def select_configs(config: list[Path] | None, org: str | None, config_dir: Path | None = None) -> list[OrgConfig]:
-    """Resolve the org options to validated configs (exit 2 with named problems)."""
+# ---------------------------------------------------------------------------- errors
+
+
+def _clean(text: str) -> str:
+    from connector.logging import REDACTED, redact_value
+
+    # A URL password is shown as redact_url shows it, whichever of the two blanked it.
+    return str(redact_value(text)).replace(f":{REDACTED}@", ":***@")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def problem_lines(exc: ConfigError) -> list[str]:
+    return [f"{file}: {key}: {msg}" if key else f"{file}: {msg}" for file, key, msg in exc.problems] or [str(exc)]
+
+
+def describe_error(exc: BaseException) -> tuple[list[str], int]:
+    """The lines to print and the exit code for an exception that reached the command line."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    if isinstance(exc, KeyboardInterrupt):
+        return ["interrupted: stopped at once; committed progress is kept, run the command again to resume"], EXIT_INTERRUPTED
+    if isinstance(exc, ConfigError):
+        return problem_lines(exc), EXIT_USAGE
+    if isinstance(exc, MappingError):
+        return [f"mapping: {exc}"], EXIT_USAGE
+    if isinstance(exc, TransientError):
+        return [f"error: {exc} (may be temporary: try again later)"], EXIT_FAILED
+    if isinstance(exc, ConnectorError):
+        return [f"error: {exc}"], EXIT_FAILED
+    if isinstance(exc, DBAPIError):
+        from connector.adapters.store.engine import describe_db_error
+
+        return [f"database error: {describe_db_error(exc)}"], EXIT_FAILED
+    if isinstance(exc, ArgumentError):
+        return [f"database URL: {_first_line(exc)}"], EXIT_USAGE
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return [f"error: {where}{exc.strerror}"], EXIT_FAILED
+    return [f"error: unexpected {type(exc).__name__}: {_first_line(exc)} "
+            "(this is a bug; run again with GTM_DEBUG=1 to see the traceback)"], EXIT_FAILED
+
+
+def report_error(exc: BaseException) -> int:
+    """Print ``exc`` for the operator (stderr, secrets redacted); its exit code."""
+    lines, code = describe_error(exc)
+    for line in lines:
+        typer.echo(_clean(line), err=True)
+    return code
+
+
+class OperatorGroup(TyperGroup):
+    """The root command group: one place where what a command raises becomes a message and
+    an exit code (see the module docstring), instead of a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException, SystemExit, GeneratorExit):
+            raise  # typer's own exits and usage errors already speak for themselves
+        except BaseException as exc:
+            if os.environ.get("GTM_DEBUG") and not isinstance(exc, KeyboardInterrupt):
+                raise
+            raise typer.Exit(report_error(exc)) from None
+
+
+# ---------------------------------------------------------------------------- org selection
+
+
+def resolve_orgs(config: list[Path] | None, org: str | None, config_dir: Path | None,
+            **load: Any) -> tuple[list[OrgConfig], int]:
+    """The validated configs the options name, and how many org files were skipped as
+    invalid. ``load``: passed to ``load_config`` (``skip_secrets=True`` for ``db``)."""
     config_dir = config_dir or Path(os.environ.get("GTM_CONFIG_DIR", "config"))
-    try:
-        if config:
-            return [load_config(p) for p in config]
-        if org:
-            path = config_dir / f"{org}.toml"
-            if path.exists():
-                return [load_config(path)]
-            configs, _ = load_config_dir(config_dir)
-            matches = [c for c in configs if c.alias == org]
-            if not matches:
-                problem = (str(config_dir), "org.alias", f"no config file for org {org!r}")
-                raise ConfigError(problem[2], [problem])
-            return matches
-        configs, errors = load_config_dir(config_dir)
-    except ConfigError as exc:
-        raise _fail(exc) from None
+    if config and org:
+        raise typer.BadParameter("give --config FILE or --org ALIAS, not both", param_hint="--org")
+    if config:
+        return [load_config(p, **load) for p in config], 0
+    if not config_dir.is_dir():
+        what = "is not a directory" if config_dir.exists() else "does not exist"
+        raise ConfigError(f"{config_dir}: {what}", [
+            (str(config_dir), "", f"config directory {what} (use --config-dir DIR, "
+                                            "$GTM_CONFIG_DIR or --config FILE)")])
+    if org:
+        path = config_dir / f"{org}.toml"
+        if path.exists():
+            return [load_config(path, **load)], 0
+        configs, errors = load_config_dir(config_dir, **load)
+        matches = [c for c in configs if c.alias == org]
+        if not matches:
+            known = ", ".join(sorted(c.alias for c in configs)) or "none"
+            problems = [(str(config_dir), "org.alias", f"no config file for org {org!r} (valid orgs here: {known})")]
+            problems += [p for error in errors for p in error.problems]
+            raise ConfigError(problems[0][2], problems)
+        return matches, 0
+    configs, errors = load_config_dir(config_dir, **load)
     for error in errors:
         for file, key, msg in error.problems:
             typer.echo(f"{file}: {key}: {msg} (org skipped)", err=True)
     if not configs:
-        typer.echo(f"{config_dir}: no valid org config files (use --config FILE or --org ALIAS)", err=True)
-        raise typer.Exit(2)
-    return configs
+        raise ConfigError("no valid org config files", [
+            (str(config_dir), "", "no valid org config files (use --config FILE or --org ALIAS)")])
+    return configs, len(errors)
+
+
+def select_configs(config: list[Path] | None, org: str | None, config_dir: Path | None = None) -> list[OrgConfig]:
+    """Resolve the org options to validated configs (ConfigError naming file and key)."""
+    return resolve_orgs(config, org, config_dir)[0]
 
 
 def select_one(config: list[Path] | None, org: str | None, config_dir: Path | None = None) -> OrgConfig:
     configs = select_configs(config, org, config_dir)
     if len(configs) != 1:
-        typer.echo(f"this command acts on one org; {len(configs)} matched (use --org or --config)", err=True)
-        raise typer.Exit(2)
+        aliases = ", ".join(c.alias for c in configs)
+        raise typer.BadParameter(f"this command acts on one org; {len(configs)} matched ({aliases})",
+                                 param_hint="--org or --config")
     return configs[0]
+
+
+# ---------------------------------------------------------------------------- runtimes
+
+
+def _database_key(cfg: OrgConfig) -> str:
+    if cfg.database_url_env:
+        return "database_url_env"
+    return "database_url" if "database_url" in cfg.model_fields_set else "data_dir"
+
+
+_CONFIG_DB_ERRORS = ("file is not a database", "unable to open database file", "password authentication failed",
+                     "does not exist", "no password supplied", "no pg_hba.conf entry")
+
+
+def database_problem(exc: BaseException) -> tuple[str, bool] | None:
+    """``(what is wrong, is it the configuration)`` if ``exc`` says the database can't be
+    used; None for anything else. Never quotes the URL (the caller shows it redacted)."""
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        from connector.adapters.store.engine import describe_db_error
+
+        text = describe_db_error(exc)
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+        # 28: bad user or password; 3D000: no such database; 3F000: no such schema (psycopg
+        # gives no SQLSTATE when the connection itself is refused, hence the texts). Anything
+        # else (refused, timed out, locked) may be the server, not the configuration.
+        config = sqlstate.startswith(("28", "3D", "3F")) or any(s in text for s in _CONFIG_DB_ERRORS)
+        return f"cannot use the database: {text}", config
+    if isinstance(exc, ArgumentError):
+        return f"not a database URL ({_first_line(exc)}); use sqlite:///FILE or postgresql://USER@HOST/DB", True
+    if isinstance(exc, ValueError) and str(exc).startswith("database URL:"):
+        return str(exc).removeprefix("database URL:").strip(), True
+    if isinstance(exc, CommandError):
+        return (f"the database's schema revision is unknown to this version ({_first_line(exc)}); "
+                "was it migrated by a newer gtm-connector?"), True
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"cannot create the SQLite file's directory {exc.filename}: {exc.strerror}", True
+    return None
+
+
+def open_runtime(cfg: OrgConfig) -> OrgRuntime:
+    """``bootstrap(cfg)`` (which migrates the database), with an unusable database named by
+    file, key and redacted URL: a ConfigError when the configuration is wrong, a
+    TransientError when the server may just be down."""
+    from connector.bootstrap import bootstrap
+
+    try:
+        return bootstrap(cfg)
+    except Exception as exc:
+        found = database_problem(exc)
+        if found is None:
+            raise
+        text, is_config = found
+        where = f"{redact_url(cfg.database_url or '')}: {text}"
+        if is_config:
+            source = str(cfg.source_file or cfg.alias)
+            raise ConfigError(where, [(source, _database_key(cfg), where)]) from None
+        raise TransientError(f"{cfg.alias}: {where}") from None
+
+
+class Orgs:
+    """The orgs a command acts on, opened one at a time::
+
+        orgs = Orgs(config, org, config_dir)
+        for runtime in orgs:          # closed after its turn; Ctrl-C stops between pages
+            failed |= run(runtime, stop=orgs.stop)
+        orgs.exit(failed)
+
+    An org whose config file is invalid (with no --org/--config) or whose database can't
+    be opened is reported and skipped; the others still run and the command exits 2. While
+    it iterates, the first SIGINT/SIGTERM sets ``stop`` (jobs that take it finish their
+    current page or batch and commit) and no further org starts; a second one quits at once.
+    """
+
+    def __init__(self, config: list[Path] | None, org: str | None, config_dir: Path | None = None) -> None:
+        self.configs, skipped = resolve_orgs(config, org, config_dir)
+        self.code = EXIT_USAGE if skipped else EXIT_OK
+        self.stop = threading.Event()
+        self.opened = 0  # orgs whose runtime could be opened: nothing to show when none was
+
+    def __iter__(self) -> Iterator[OrgRuntime]:
+        with self.interruptible():
+            for cfg in self.configs:
+                if self.stop.is_set():
+                    break
+                runtime = self._open(cfg)
+                if runtime is None:
+                    continue
+                try:
+                    yield runtime
+                finally:
+                    runtime.close()
+
+    @contextmanager
+    def all_open(self) -> Iterator[list[OrgRuntime]]:
+        """Every selected org's runtime at once (a report across orgs), closed afterwards."""
+        runtimes: list[OrgRuntime] = []
+        try:
+            for cfg in self.configs:
+                runtime = self._open(cfg)
+                if runtime is not None:
+                    runtimes.append(runtime)
+            yield runtimes
+        finally:
+            for runtime in runtimes:
+                runtime.close()
+
+    def _open(self, cfg: OrgConfig) -> OrgRuntime | None:
+        try:
+            runtime = open_runtime(cfg)
+        except (ConnectorError, OSError) as exc:
+            self.note(report_error(exc))
+            return None
+        self.opened += 1
+        return runtime
+
+    def note(self, code: int) -> None:
+        """Remember an exit code; the most serious one wins."""
+        self.code = max(self.code, code)
+
+    def exit(self, failed: bool = False) -> NoReturn:
+        if self.stop.is_set():
+            typer.echo("interrupted: stopped after the current page or batch; what was done is committed, "
+                       "run the command again to resume", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(max(self.code, EXIT_FAILED if failed else EXIT_OK))
+
+    def interruptible(self) -> Any:
+        return stop_on_signals(self.stop)
+
+
+class stop_on_signals:  # noqa: N801 - a context manager
+    """SIGINT/SIGTERM set ``stop`` the first time (with a note on stderr) and raise
+    KeyboardInterrupt the second time. Only where signals can be handled (main thread)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+        typer.echo(f"{signal.Signals(signum).name}: finishing the current page or batch, then stopping "
+                   "(press Ctrl-C again to quit at once)", err=True)
+
+    def __enter__(self) -> threading.Event:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self.stop
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous.clear()

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, select_configs
+from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs
 from connector.jobs import JOBS, JobOutcome
 
 
@@ -41,7 +41,6 @@ def run_job_command(
 
     Exit 1 if any run failed, 2 if the job is not available in this build; a run skipped
     because another instance holds it is not a failure."""
-    from connector.bootstrap import bootstrap
     from connector.entrypoints.daemon import default_instance_id
     from connector.jobs import run_job
     from connector.logging import configure
@@ -50,13 +49,11 @@ def run_job_command(
         typer.echo(f"unknown job {job!r}; one of: {', '.join(JOBS)}", err=True)
         raise typer.Exit(2)
     configure(json=as_json or None)
-    outcomes = []
-    for cfg in select_configs(config, org, config_dir):
-        runtime = bootstrap(cfg)
-        try:
-            outcomes.append(run_job(runtime, job, instance_id=instance_id or default_instance_id(), dry_run=dry_run))
-        finally:
-            runtime.close()
+    orgs = Orgs(config, org, config_dir)
+    outcomes = [run_job(runtime, job, instance_id=instance_id or default_instance_id(), dry_run=dry_run,
+                        stop=orgs.stop) for runtime in orgs]
+    if not orgs.opened:
+        orgs.exit()
     if as_json:
         for o in outcomes:
             typer.echo(json.dumps({"org": o.org, "job": o.job, "status": o.status, "counts": dict(o.counts),
@@ -64,11 +61,9 @@ def run_job_command(
                                    "api_calls": o.api_calls}))
     else:
         _print_table(outcomes)
-    if any(o.status == "failed" for o in outcomes):
-        raise typer.Exit(1)
     if any((o.error or "").startswith("unavailable") for o in outcomes):
-        raise typer.Exit(2)  # the job isn't in this build: nothing was done
-    raise typer.Exit(0)
+        orgs.note(2)  # the job isn't in this build: nothing was done
+    orgs.exit(any(o.status == "failed" for o in outcomes))
 
 
 def _print_table(outcomes: list[JobOutcome]) -> None:

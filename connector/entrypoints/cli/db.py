@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from sqlalchemy.exc import DBAPIError
 
 from connector.config import redact_url
-from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, OrgOpt
+from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, OrgOpt, database_problem, resolve_orgs
 
 db_app = typer.Typer(help="Migrate the local model (SQLite or PostgreSQL) and show its revision.", no_args_is_help=True)
 
@@ -43,36 +43,38 @@ def _url_of(config: object) -> str:
     return str(getattr(config, "database_url"))
 
 
-def _targets(database_url: str | None, config: list[Path] | None, org: str | None, config_dir: Path) -> dict[str, str]:
-    """Database URL -> label (org aliases) of every database the options name."""
+def _targets(database_url: str | None, config: list[Path] | None, org: str | None,
+             config_dir: Path) -> tuple[dict[str, str], int]:
+    """Database URL -> label (org aliases) of every database the options name, and the exit
+    code so far (2 if an org file in the directory was skipped as invalid)."""
     if database_url:
-        return {database_url: "database"}
-    from connector.config import load_config, load_config_dir  # lazily: `db` works without org files
-    from connector.errors import ConfigError
-
-    try:
-        if config:
-            configs = [load_config(p, skip_secrets=True) for p in config]
-        elif org:
-            configs = [c for c in load_config_dir(config_dir, skip_secrets=True)[0] if c.alias == org]
-            if not configs:
-                raise ConfigError(f"no config for org {org!r}", [(str(config_dir), "org.alias", f"no config file for org {org!r}")])
-        else:
-            configs, errors = load_config_dir(config_dir, skip_secrets=True)
-            for error in errors:
-                for file, key, msg in error.problems:
-                    typer.echo(f"{file}: {key}: {msg} (org skipped)", err=True)
-    except ConfigError as exc:
-        for file, key, msg in exc.problems or [("?", "?", str(exc))]:
-            typer.echo(f"{file}: {key}: {msg}", err=True)
-        raise typer.Exit(2) from None
-    if not configs:
-        typer.echo(f"{config_dir}: no org config files (use --database-url URL or --config FILE)", err=True)
-        raise typer.Exit(2)
+        return {database_url: "database"}, 0
+    configs, skipped = resolve_orgs(config, org, config_dir, skip_secrets=True)
     targets: dict[str, list[str]] = {}
     for cfg in configs:
         targets.setdefault(_url_of(cfg), []).append(cfg.alias)
-    return {url: ", ".join(aliases) for url, aliases in targets.items()}
+    return {url: ", ".join(aliases) for url, aliases in targets.items()}, 2 if skipped else 0
+
+
+def _engine(url: str, label: str) -> Any:
+    """An engine for ``url``, or None after saying why the URL can't be used."""
+    from connector.adapters.store import make_engine
+
+    try:
+        return make_engine(url)
+    except Exception as exc:
+        found = database_problem(exc)
+        if found is None:
+            raise
+        typer.echo(f"{label}: {redact_url(url)}: {found[0]}", err=True)
+        return None
+
+
+def _code_of(exc: DBAPIError) -> int:
+    """2 when the URL names a database that can't be right (no such database or role, not
+    a SQLite file), 1 when the server may just be unavailable."""
+    found = database_problem(exc)
+    return 2 if found and found[1] else 1
 
 
 @db_app.command("upgrade")
@@ -84,24 +86,33 @@ def upgrade_cmd(
     revision: Annotated[str, typer.Option("--revision", help="target revision")] = "head",
 ) -> None:
     """Bring the database(s) to the newest schema revision (safe to repeat)."""
-    from connector.adapters.store import current_revision, make_engine, upgrade
+    from alembic.util.exc import CommandError
+
+    from connector.adapters.store import current_revision, upgrade
     from connector.adapters.store.engine import describe_db_error
 
-    failed = False
-    for url, label in _targets(database_url, config, org, config_dir).items():
-        engine = make_engine(url)
+    targets, code = _targets(database_url, config, org, config_dir)
+    for url, label in targets.items():
+        engine = _engine(url, label)
+        if engine is None:
+            code = max(code, 2)
+            continue
         try:
             before = current_revision(engine)
             after = upgrade(engine, revision)
         except DBAPIError as exc:
             typer.echo(f"{label}: {redact_url(url)}: cannot migrate: {describe_db_error(exc)}", err=True)
-            failed = True
+            code = max(code, _code_of(exc))
+            continue
+        except CommandError as exc:  # --revision unknown, or a database ahead of this version
+            typer.echo(f"{label}: {redact_url(url)}: cannot migrate: {exc}", err=True)
+            code = max(code, 2)
             continue
         finally:
             engine.dispose()
         change = f"upgraded {before or 'empty'} -> {after}" if before != after else f"already at {after}"
         typer.echo(f"{label}: {redact_url(url)}: {change}")
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(code)
 
 
 @db_app.command("current")
@@ -112,24 +123,27 @@ def current_cmd(
     config_dir: ConfigDirOpt = Path("config"),
 ) -> None:
     """Show the schema revision of the database(s) and whether it is the newest."""
-    from connector.adapters.store import current_revision, head_revision, make_engine
+    from connector.adapters.store import current_revision, head_revision
     from connector.adapters.store.engine import describe_db_error
 
     head = head_revision()
-    failed = False
-    for url, label in _targets(database_url, config, org, config_dir).items():
-        engine = make_engine(url)
+    targets, code = _targets(database_url, config, org, config_dir)
+    for url, label in targets.items():
+        engine = _engine(url, label)
+        if engine is None:
+            code = max(code, 2)
+            continue
         try:
             revision = current_revision(engine)
         except DBAPIError as exc:
             typer.echo(f"{label}: {redact_url(url)}: cannot read: {describe_db_error(exc)}", err=True)
-            failed = True
+            code = max(code, _code_of(exc))
             continue
         finally:
             engine.dispose()
         state = "up to date" if revision == head else f"behind {head}: run `gtm-connector db upgrade`"
         typer.echo(f"{label}: {redact_url(url)}: {revision or 'not migrated'} ({state})")
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

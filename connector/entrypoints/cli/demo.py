@@ -31,16 +31,57 @@ def demo(
     from connector.demo import DemoOptions, run_demo
     from connector.logging import configure
 
+    _check_options(data_dir, database_url, config_path)
     configure(json=False, level="INFO" if verbose else "ERROR")
     console = Console(stderr=as_json)
     options = DemoOptions(data_dir=data_dir, database_url=database_url, config_path=config_path)
     with _progress(console) as progress:
-        summary = run_demo(options, progress=progress)
+        try:
+            summary = run_demo(options, progress=progress)
+        except Exception as exc:
+            _database_failed(exc, database_url, data_dir)
+            raise
     if as_json:
         typer.echo(json.dumps(summary.as_json(), indent=2))
     else:
         print_summary(summary, console)
     raise typer.Exit(0 if summary.ok else 1)
+
+
+def _check_options(data_dir: Path, database_url: str | None, config_path: Path | None) -> None:
+    """Usage errors before the sandboxes start, named by option (not by config/demo.toml)."""
+    from sqlalchemy.exc import ArgumentError
+    from sqlalchemy.engine import make_url
+
+    from connector.config import redact_url
+
+    if config_path is not None and not config_path.is_file():
+        raise typer.BadParameter(f"{config_path} is not a file", param_hint="--config")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot create {exc.filename}: {exc.strerror}", param_hint="--data-dir") from None
+    if database_url is not None:
+        try:
+            backend = make_url(database_url).get_backend_name()
+        except ArgumentError:
+            backend = None
+        if backend not in ("sqlite", "postgresql"):
+            raise typer.BadParameter(f"{redact_url(database_url)!r}: use sqlite:///FILE or postgresql://USER@HOST/DB",
+                                     param_hint="--database-url")
+
+
+def _database_failed(exc: Exception, database_url: str | None, data_dir: Path) -> None:
+    """Exit naming the option if ``exc`` says the demo's database can't be used; else return."""
+    from connector.config import redact_url
+    from connector.entrypoints.cli._common import database_problem
+
+    found = database_problem(exc)
+    if found is None:
+        return
+    where = f"--database-url {redact_url(database_url)}" if database_url else f"--data-dir {data_dir}"
+    typer.echo(f"{where}: {found[0]}", err=True)
+    raise typer.Exit(2 if found[1] else 1)
 
 
 class _Steps:

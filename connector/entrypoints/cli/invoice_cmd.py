@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, select_configs
+from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs
 
 
 def _plan_rows(candidate: Any, lead_days: int) -> list[tuple[str, ...]]:
@@ -45,18 +45,14 @@ def invoice(
 ) -> None:
     """Invoice every activated order due within the lead window: one NET30 Stripe invoice
     each, finalized and sent, exactly once. --dry-run shows the plans and calls nothing."""
-    from connector.bootstrap import bootstrap
     from connector.logging import configure
 
     configure(json=as_json or None)
     failed = False
-    for cfg in select_configs(config, org, config_dir):
-        runtime = bootstrap(cfg)
-        try:
-            failed |= _dry_run(runtime, as_json) if dry_run else _run(runtime, as_json)
-        finally:
-            runtime.close()
-    raise typer.Exit(1 if failed else 0)
+    orgs = Orgs(config, org, config_dir)
+    for runtime in orgs:
+        failed |= _dry_run(runtime, as_json) if dry_run else _run(runtime, as_json)
+    orgs.exit(failed)
 
 
 def _dry_run(runtime: Any, as_json: bool) -> bool:
@@ -106,19 +102,15 @@ def invoice_status(
 ) -> None:
     """Poll Stripe for open invoices no webhook has updated within
     [invoicing] poll_after_minutes (default 60), and apply what changed."""
-    from connector.bootstrap import bootstrap
     from connector.entrypoints.daemon import default_instance_id
     from connector.jobs import run_job
     from connector.logging import configure
 
     configure(json=as_json or None)
     failed = False
-    for cfg in select_configs(config, org, config_dir):
-        runtime = bootstrap(cfg)
-        try:
-            outcome = run_job(runtime, "invoice_status", instance_id=default_instance_id())
-        finally:
-            runtime.close()
+    orgs = Orgs(config, org, config_dir)
+    for runtime in orgs:
+        outcome = run_job(runtime, "invoice_status", instance_id=default_instance_id())
         counts = ", ".join(f"{k}={v}" for k, v in outcome.counts.items()) or "-"
         if as_json:
             typer.echo(json.dumps({"org": outcome.org, "status": outcome.status, "counts": dict(outcome.counts),
@@ -127,7 +119,7 @@ def invoice_status(
             typer.echo(f"{outcome.org}: invoice-status {outcome.status} ({counts})"
                        f"{': ' + outcome.error if outcome.error else ''}")
         failed |= outcome.status == "failed"
-    raise typer.Exit(1 if failed else 0)
+    orgs.exit(failed)
 
 
 def register(app: typer.Typer) -> None:

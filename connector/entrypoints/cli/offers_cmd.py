@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, select_configs, select_one
+from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs, open_runtime, select_one
 
 offers_app = typer.Typer(help="Offers as code: push draft offer files to the org.", no_args_is_help=True)
 offer_app = typer.Typer(help="Author one draft offer.", no_args_is_help=True)
@@ -33,18 +33,14 @@ def push(
     as_json: JsonOpt = False,
 ) -> None:
     """Create or update the draft offers of each org; offers that left Draft are never written."""
-    from connector.bootstrap import bootstrap
     from connector.logging import configure
 
     configure(json=True if as_json else None, level="INFO" if as_json else "WARNING")
     failed = False
-    for cfg in select_configs(config, org, config_dir):
-        runtime = bootstrap(cfg)
-        try:
-            failed |= _push_one(runtime, dry_run=dry_run, force=force, only=only, as_json=as_json)
-        finally:
-            runtime.close()
-    raise typer.Exit(1 if failed else 0)
+    orgs = Orgs(config, org, config_dir)
+    for runtime in orgs:
+        failed |= _push_one(runtime, dry_run=dry_run, force=force, only=only, as_json=as_json)
+    orgs.exit(failed)
 
 
 def _push_one(runtime: Any, *, dry_run: bool, force: bool, only: list[str] | None, as_json: bool) -> bool:
@@ -93,6 +89,25 @@ def _parse_item(text: str) -> dict[str, Any]:
     return {"product": product.strip(), "quantity": int(quantity), "unit_price_per_month": price.strip()}
 
 
+# Draft keys as `offer create` spells them, so that a problem names what the operator typed.
+OPTION_OF = {"customer_name": "--customer", "customer_org_id": "--customer-org-id", "offer_type": "--type",
+             "service_start_date": "--start", "service_end_date": "--start", "valid_until": "--valid-until",
+             "recipient_email": "--recipient", "billing_email": "--billing", "initial_order_id": "--initial-order",
+             "partner_po_number": "--partner-po", "customer_po_number": "--customer-po", "(file name)": "--key"}
+
+
+def _as_option(problem: str, path: Path, items: list[str]) -> str:
+    """``<path>: key: message`` from the draft validator -> ``key: message (--option 'value')``:
+    the file is not written yet, the options are what to fix."""
+    text = problem.removeprefix(f"{path}: ")
+    key = text.split(":", 1)[0]
+    found = re.fullmatch(r"items\[(\d+)\].*", key)
+    if found and int(found.group(1)) < len(items):
+        return f"{text} (--item {items[int(found.group(1))]!r})"
+    option = OPTION_OF.get(key)
+    return f"{text} ({option})" if option else text
+
+
 @offer_app.command("create")
 def create(
     customer: Annotated[str, typer.Option("--customer", help="customer name")],
@@ -112,8 +127,10 @@ def create(
     org: OrgOpt = None,
     config_dir: ConfigDirOpt = Path("config"),
 ) -> None:
-    """Write a draft offer file after validating it against the mirrored catalog."""
-    from connector.bootstrap import bootstrap
+    """Write a draft offer file after validating it against the mirrored catalog.
+
+    Exit 1 if the offer is invalid (every problem is listed with its option; nothing is
+    written), 2 for a malformed option or an existing draft key."""
     from connector.logging import configure
     from connector.services.offers_push import Catalog, draft_toml, validate_draft
 
@@ -132,19 +149,20 @@ def create(
             raise typer.BadParameter(f"{content[name]!r} is not a date YYYY-MM-DD",
                                      param_hint="--start" if name == "service_start_date" else "--valid-until") from None
     key = key or re.sub(r"[^a-z0-9]+", "-", f"{customer} {start}".lower()).strip("-")
-    runtime = bootstrap(cfg)
+    runtime = open_runtime(cfg)
     try:
         drafts_dir = Path(runtime.config.offers.drafts_dir)
         path = drafts_dir / f"{key}.toml"
         if path.exists():
             typer.echo(f"{path}: a draft with key {key!r} exists already (edit it, or pass another --key)", err=True)
-            raise typer.Exit(1)
+            raise typer.Exit(2)
         catalog = Catalog(runtime.uow, runtime.org_id, runtime.mapping)
         _, problems = validate_draft(key, path, {k: v for k, v in content.items() if v is not None}, catalog,
                                      runtime.clock().date())
         if problems:
+            typer.echo(f"offer {key!r} not written: {len(problems)} problem(s)", err=True)
             for problem in problems:
-                typer.echo(problem, err=True)
+                typer.echo("  " + _as_option(problem, path, item), err=True)
             raise typer.Exit(1)
         drafts_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(draft_toml({k: v for k, v in content.items() if v is not None}))

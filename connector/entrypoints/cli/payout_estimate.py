@@ -257,6 +257,26 @@ def print_table(records: Iterable[dict[str, object]], out: TextIO) -> Summary:
     return summary
 
 
+class _Watched:
+    """The input stream, noting whether it held anything but whitespace."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.blank = True
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self.stream:
+            if self.blank and line.strip():
+                self.blank = False
+            yield line
+
+    def read(self) -> str:
+        text = self.stream.read()
+        if self.blank and text.strip():
+            self.blank = False
+        return text
+
+
 def payout_estimate(
     input_path: str = typer.Option("-", "--input", "-i", metavar="FILE", help="Orders as JSON lines or a JSON array; '-' reads stdin."),
     proration: ProrationPolicy = typer.Option(
@@ -270,14 +290,24 @@ def payout_estimate(
     except OSError as exc:
         typer.echo(f"payout-estimate: cannot read {input_path}: {exc.strerror}", err=True)
         raise typer.Exit(2) from None
+    source = "stdin" if input_path == "-" else input_path
+    watched = _Watched(stream)
     try:
         if table:
-            summary = print_table(estimate_orders(stream, proration), sys.stdout)
+            summary = print_table(estimate_orders(watched, proration), sys.stdout)  # type: ignore[arg-type]
         else:
-            summary = run(stream, sys.stdout, proration)
+            summary = run(watched, sys.stdout, proration)  # type: ignore[arg-type]
+    except UnicodeDecodeError as exc:
+        typer.echo(f"payout-estimate: {source} is not UTF-8 text (undecodable byte 0x{exc.object[exc.start]:02x}); "
+                   "expected orders as JSON lines or a JSON array", err=True)
+        raise typer.Exit(2) from None
     finally:
         if stream is not sys.stdin:
             stream.close()
+    if summary.orders == 0 and watched.blank:
+        # Not even `[]`: most often a pipe or a file that came out empty by mistake.
+        typer.echo(f"payout-estimate: {source} is empty; expected orders as JSON lines or a JSON array", err=True)
+        raise typer.Exit(2)
     if summary.bad:
         typer.echo(f"payout-estimate: {summary.bad} of {summary.orders} orders could not be estimated", err=True)
         raise typer.Exit(1)

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, select_configs
+from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs
 
 
 class Format(StrEnum):
@@ -27,21 +27,19 @@ class Format(StrEnum):
 
 
 def run_org_job(job: str, config: list[Path] | None, org: str | None, config_dir: Path, *, dry_run: bool,
-                as_json: bool) -> list[Any]:
-    """Run ``job`` once per selected org through ``connector.jobs.run_job``; print outcomes."""
-    from connector.bootstrap import bootstrap
+                as_json: bool) -> tuple[Orgs, list[Any]]:
+    """Run ``job`` once per selected org through ``connector.jobs.run_job``; print outcomes.
+    The caller ends with ``orgs.exit(...)``."""
     from connector.entrypoints.daemon import default_instance_id
     from connector.jobs import run_job
     from connector.logging import configure
 
     configure(json=as_json or None)
-    outcomes = []
-    for cfg in select_configs(config, org, config_dir):
-        runtime = bootstrap(cfg)
-        try:
-            outcomes.append(run_job(runtime, job, instance_id=default_instance_id(), dry_run=dry_run))
-        finally:
-            runtime.close()
+    orgs = Orgs(config, org, config_dir)
+    outcomes = [run_job(runtime, job, instance_id=default_instance_id(), dry_run=dry_run, stop=orgs.stop)
+                for runtime in orgs]
+    if not orgs.opened:
+        orgs.exit()
     if as_json:
         for o in outcomes:
             typer.echo(json.dumps({"org": o.org, "job": o.job, "status": o.status, "counts": dict(o.counts),
@@ -55,7 +53,7 @@ def run_org_job(job: str, config: list[Path] | None, org: str | None, config_dir
             counts = ", ".join(f"{k}={v}" for k, v in o.counts.items() if v) or "-"
             table.add_row(o.org, o.job, o.status, counts, f"{o.duration_s:.1f}s", o.error or "")
         Console().print(table)
-    return outcomes
+    return orgs, outcomes
 
 
 def reconcile(
@@ -68,8 +66,8 @@ def reconcile(
     """Reconcile Stripe payouts against each order's expected payout; flag discrepancies.
 
     Exit 1 if a run failed."""
-    outcomes = run_org_job("reconcile", config, org, config_dir, dry_run=dry_run, as_json=as_json)
-    raise typer.Exit(1 if any(o.status == "failed" for o in outcomes) else 0)
+    orgs, outcomes = run_org_job("reconcile", config, org, config_dir, dry_run=dry_run, as_json=as_json)
+    orgs.exit(any(o.status == "failed" for o in outcomes))
 
 
 def _day(value: str | None, option: str) -> date | None:
@@ -78,8 +76,7 @@ def _day(value: str | None, option: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        typer.echo(f"{option}: expected a date YYYY-MM-DD, got {value!r}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.BadParameter(f"expected a date YYYY-MM-DD, got {value!r}", param_hint=option) from None
 
 
 def report(
@@ -92,22 +89,23 @@ def report(
 ) -> None:
     """Orders x invoices x payouts reconciliation: discrepancies first, totals per month.
     Amounts are two-decimal strings in csv and json."""
-    from connector.bootstrap import bootstrap
     from connector.services.report import build_report
 
     first, last = _day(since, "--from"), _day(until, "--to")
-    runtimes = [bootstrap(cfg) for cfg in select_configs(config, org, config_dir)]
-    try:
+    if first and last and first > last:
+        raise typer.BadParameter(f"--from {first} is after --to {last}", param_hint="--from/--to")
+    orgs = Orgs(config, org, config_dir)
+    with orgs.all_open() as runtimes:
+        if not runtimes:
+            orgs.exit()
         result = build_report(runtimes, since=first, until=last)
-    finally:
-        for rt in runtimes:
-            rt.close()
     if fmt is Format.json:
         typer.echo(json.dumps(result.as_json(), indent=2))
     elif fmt is Format.csv:
         _write_csv(result)
     else:
         print_report(result)
+    orgs.exit()
 
 
 CSV_COLUMNS = ("row_type", "org", "month", "order_id", "order_number", "customer", "invoice_number", "invoice_status",

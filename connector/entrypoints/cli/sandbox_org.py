@@ -65,7 +65,11 @@ def serve(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    with SandboxOrg.start(data=dataset, batch_size=batch_size, port=port) as org:
+    try:
+        started = SandboxOrg.start(data=dataset, batch_size=batch_size, port=port)
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}", param_hint="--port") from None
+    with started as org:
         if json_out:
             sys.stdout.write(json.dumps(org.connection_info()) + "\n")
         else:

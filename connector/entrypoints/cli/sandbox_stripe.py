@@ -32,9 +32,16 @@ def stripe_sandbox(
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    try:
+        fee = Decimal(fee_percent)
+    except ArithmeticError:
+        raise typer.BadParameter(f"{fee_percent!r} is not a number, e.g. 2.9", param_hint="--fee-percent") from None
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    box = StripeSandbox.start(port, fee_percent=Decimal(fee_percent), fee_fixed_cents=fee_fixed_cents)
+    try:
+        box = StripeSandbox.start(port, fee_percent=fee, fee_fixed_cents=fee_fixed_cents)
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}", param_hint="--port") from None
     try:
         ready = {"api_base": box.api_base, "api_key": box.api_key, "platform_account": box.platform_account}
         if json_out:

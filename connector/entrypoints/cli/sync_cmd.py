@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, select_configs
+from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs
 
 ObjectsOpt = Annotated[
     Optional[list[str]],
@@ -54,22 +54,33 @@ def sync(
     """Mirror GTM records from the org(s) into the local model now (incremental unless --full)."""
     from rich.console import Console
 
-    from connector.bootstrap import bootstrap
     from connector.logging import configure
 
     console = Console()
     configure(json=True if as_json else None, level="INFO" if as_json else "WARNING")
     failed = False
-    for cfg in select_configs(config, org, config_dir):
-        runtime = bootstrap(cfg)
-        try:
-            failed |= _sync_one(runtime, console, _split(objects), full=full, dry_run=dry_run, as_json=as_json)
-        finally:
-            runtime.close()
-    raise typer.Exit(1 if failed else 0)
+    orgs = Orgs(config, org, config_dir)
+    for runtime in orgs:
+        wanted = _check_objects(runtime, _split(objects))
+        failed |= _sync_one(runtime, console, wanted, full=full, dry_run=dry_run, as_json=as_json, stop=orgs.stop)
+    orgs.exit(failed)
 
 
-def _sync_one(runtime: Any, console: Any, objects: list[str] | None, *, full: bool, dry_run: bool, as_json: bool) -> bool:
+def _check_objects(runtime: Any, objects: list[str] | None) -> list[str] | None:
+    """Refuse an unknown --objects name before anything runs (a usage error, not a failed run)."""
+    if not objects:
+        return None
+    mapped = runtime.mapping.in_sync_order()
+    known = {o.name.lower() for o in mapped} | {o.sobject.lower() for o in mapped}
+    unknown = sorted(o for o in objects if o.lower() not in known)
+    if unknown:
+        raise typer.BadParameter(f"unknown object(s) {', '.join(unknown)}; the mapping {runtime.mapping.name} has "
+                                 f"{', '.join(o.name for o in mapped)} (or their sObject names)", param_hint="--objects")
+    return objects
+
+
+def _sync_one(runtime: Any, console: Any, objects: list[str] | None, *, full: bool, dry_run: bool, as_json: bool,
+              stop: threading.Event | None = None) -> bool:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from connector.entrypoints.daemon import default_instance_id
@@ -98,7 +109,7 @@ def _sync_one(runtime: Any, console: Any, objects: list[str] | None, *, full: bo
 
     with progress:
         outcome = run_job(runtime, "mirror", instance_id=default_instance_id(), dry_run=dry_run,
-                          registry={"mirror": job})
+                          registry={"mirror": job}, stop=stop)
     report = holder.get("report")
     if as_json:
         typer.echo(json.dumps({
@@ -148,22 +159,16 @@ def status(
     """Per object: local rows, cursor, last run, open dead letters and anomalies (no API calls)."""
     from rich.console import Console
 
-    from connector.bootstrap import bootstrap
-
     console = Console()
-    docs = []
-    for cfg in select_configs(config, org, config_dir):
-        runtime = bootstrap(cfg)
-        try:
-            docs.append(org_status(runtime))
-        finally:
-            runtime.close()
+    orgs = Orgs(config, org, config_dir)
+    docs = [org_status(runtime) for runtime in orgs]
     if as_json:
         for doc in docs:
             typer.echo(json.dumps(doc))
-        return
-    for doc in docs:
-        _print_status(console, doc)
+    else:
+        for doc in docs:
+            _print_status(console, doc)
+    orgs.exit()
 
 
 def org_status(runtime: Any) -> dict[str, Any]:

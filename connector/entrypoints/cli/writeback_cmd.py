@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, select_configs
+from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs
 from connector.entrypoints.cli.payouts_cmd import run_org_job
 
 
@@ -35,18 +35,14 @@ def writeback(
     --dry-run prints the field-level diff per order and writes nothing (not even to the
     local model). Exit 1 if a run failed."""
     if not dry_run:
-        outcomes = run_org_job("writeback", config, org, config_dir, dry_run=False, as_json=as_json)
-        raise typer.Exit(1 if any(o.status == "failed" for o in outcomes) else 0)
-    from connector.bootstrap import bootstrap
+        orgs, outcomes = run_org_job("writeback", config, org, config_dir, dry_run=False, as_json=as_json)
+        orgs.exit(any(o.status == "failed" for o in outcomes))
     from connector.services.writeback import plan
 
-    plans = []
-    for cfg in select_configs(config, org, config_dir):
-        runtime = bootstrap(cfg)
-        try:
-            plans.append((cfg.alias, plan(runtime)))
-        finally:
-            runtime.close()
+    orgs = Orgs(config, org, config_dir)
+    plans = [(runtime.alias, plan(runtime)) for runtime in orgs]
+    if not orgs.opened:
+        orgs.exit()
     if as_json:
         for alias, p in plans:
             typer.echo(json.dumps({
@@ -55,7 +51,7 @@ def writeback(
                 "rows": [{"order_id": r.order_id,
                           "changes": [{"field": f, "old": _json(o), "new": _json(n)} for f, o, n in r.changes()]}
                          for r in p.to_send]}))
-        return
+        orgs.exit()
     from rich.console import Console
     from rich.table import Table
 
@@ -70,6 +66,7 @@ def writeback(
         console.print(table)
         console.print(f"{len(p.to_send)} record(s) would be written; {p.unchanged} unchanged; "
                       f"{p.awaiting_replay} waiting for replay. Nothing was written.")
+    orgs.exit()
 
 
 def _json(value: Any) -> Any:
@@ -89,8 +86,8 @@ def replay_command(
 ) -> None:
     """Re-send dead letters after their cause is fixed; those that now go through are resolved.
 
-    Exit 1 if any letter is still failing."""
-    from connector.bootstrap import bootstrap
+    Exit 1 if any letter is still failing, 2 if an --id names no open letter of the
+    selected org(s)."""
     from connector.logging import configure
     from connector.services.replay import replay
 
@@ -102,13 +99,14 @@ def replay_command(
         raise typer.Exit(2)
     configure(json=as_json or None)
     reports = []
-    for cfg in select_configs(config, org, config_dir):
-        runtime = bootstrap(cfg)
-        try:
-            log = runtime.logger("replay")
-            reports.append(replay(runtime, ids=None if all_ else ids, dry_run=dry_run, log=log))
-        finally:
-            runtime.close()
+    closed: dict[int, Any] = {}  # asked-for ids that exist in a selected org but are resolved
+    orgs = Orgs(config, org, config_dir)
+    for runtime in orgs:
+        log = runtime.logger("replay")
+        reports.append(replay(runtime, ids=None if all_ else ids, dry_run=dry_run, log=log))
+        closed.update(_resolved_letters(runtime, ids or []))
+    if not orgs.opened:
+        orgs.exit()
     items = [(r.org, i) for r in reports for i in r.items]
     if as_json:
         for org_alias, i in items:
@@ -127,7 +125,28 @@ def replay_command(
         Console().print(table)
         if not items:
             Console().print("no open dead letters matched")
-    raise typer.Exit(1 if any(i.outcome == "still failing" for _, i in items) else 0)
+    for letter_id in sorted(set(ids or []) - {i.letter_id for _, i in items}):
+        if letter_id in closed:
+            when = closed[letter_id].resolved_at
+            typer.echo(f"dead letter {letter_id}: already resolved"
+                       f"{' at ' + when.strftime('%Y-%m-%d %H:%M') + ' UTC' if when else ''}; nothing to replay", err=True)
+        else:
+            scope = "the selected org" if len(orgs.configs) == 1 else "the selected orgs"
+            typer.echo(f"dead letter {letter_id}: no such letter in {scope} "
+                       "(`gtm-connector dead-letters` lists the open ones)", err=True)
+            orgs.note(2)
+    orgs.exit(any(i.outcome == "still failing" for _, i in items))
+
+
+def _resolved_letters(runtime: Any, ids: list[int]) -> dict[int, Any]:
+    """The letters among ``ids`` that belong to this org and are already resolved."""
+    out = {}
+    with runtime.uow() as uow:
+        for letter_id in ids:
+            letter = uow.dead_letters.get(letter_id)
+            if letter is not None and letter.org_id == runtime.org_id and letter.resolved_at is not None:
+                out[letter_id] = letter
+    return out
 
 
 def dead_letters(
@@ -138,23 +157,25 @@ def dead_letters(
     as_json: JsonOpt = False,
 ) -> None:
     """List open dead letters with their reasons."""
-    from connector.bootstrap import bootstrap
+    from connector.adapters.store.tables import DEAD_LETTER_SOURCES
 
+    if source is not None and source not in DEAD_LETTER_SOURCES:
+        raise typer.BadParameter(f"{source!r} is not a source; one of: {', '.join(DEAD_LETTER_SOURCES)}",
+                                 param_hint="--source")
     letters = []
-    for cfg in select_configs(config, org, config_dir):
-        runtime = bootstrap(cfg)
-        try:
-            with runtime.uow() as uow:
-                letters += [(cfg.alias, d) for d in uow.dead_letters.open(runtime.org_id, source)]
-        finally:
-            runtime.close()
+    orgs = Orgs(config, org, config_dir)
+    for runtime in orgs:
+        with runtime.uow() as uow:
+            letters += [(runtime.alias, d) for d in uow.dead_letters.open(runtime.org_id, source)]
+    if not orgs.opened:
+        orgs.exit()
     if as_json:
         for alias, d in letters:
             typer.echo(json.dumps({"org": alias, "id": d.id, "source": d.source, "object": d.object_name,
                                    "record_id": d.record_id, "code": d.error_code, "reason": d.reason,
                                    "attempts": d.attempts, "created_at": d.created_at.isoformat(),
                                    "updated_at": d.updated_at.isoformat()}))
-        return
+        orgs.exit()
     from rich.console import Console
     from rich.table import Table
 
@@ -164,6 +185,7 @@ def dead_letters(
         table.add_row(alias, str(d.id), d.source, d.object_name, d.record_id, d.error_code, d.reason,
                       str(d.attempts), d.created_at.strftime("%Y-%m-%d %H:%M"))
     Console().print(table)
+    orgs.exit()
 
 
 def register(app: typer.Typer) -> None:

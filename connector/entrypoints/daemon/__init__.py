@@ -120,7 +120,7 @@ class Daemon:
 
     def _lock_sqlite_files(self) -> None:
         seen: set[Path] = set()
-        for slot in self.slots.values():
+        for alias, slot in list(self.slots.items()):
             path = sqlite_file(slot.config.database_url or "")
             if path is None or path in seen:
                 continue
@@ -131,6 +131,15 @@ class Daemon:
             except AlreadyRunning:
                 self._release_locks()
                 raise
+            except OSError as exc:
+                # This org's SQLite file can't be made (data_dir under a file, no permission):
+                # skip the org like an invalid config file, not the whole daemon.
+                if len(self.slots) == 1:
+                    raise
+                log.error("config.invalid", file=str(slot.config.source_file), key="database_url",
+                          problem=f"cannot create {exc.filename}: {exc.strerror}", action="org skipped")
+                del self.slots[alias]
+                continue
             self._locks.append(lock)
 
     def _ensure_runtime(self, slot: OrgSlot) -> OrgRuntime | None:
