@@ -61,9 +61,12 @@ def _resolve_secret(value: Any, info: ValidationInfo) -> Any:
     if "env" in value:
         name = str(value["env"])
         env = ctx.get("environ", os.environ)
-        if not env.get(name):
+        # Stripped like a file secret: a stray newline (``export X="$(cat key)"``, a
+        # Kubernetes secret) would otherwise break the HTTP header the secret goes into.
+        secret = (env.get(name) or "").strip()
+        if not secret:
             raise ValueError(f"environment variable {name} is not set")
-        return SecretStr(env[name])
+        return SecretStr(secret)
     path = Path(str(value["file"])).expanduser()
     if not path.is_absolute():
         path = Path(ctx.get("base_dir", ".")) / path
@@ -273,7 +276,7 @@ class OrgConfig(_Strict):
     salesforce: SalesforceSection
     stripe: StripeSection
     data_dir: ConfigPath = None
-    database_url: str | None = None
+    database_url: str | None = Field(default=None, repr=False)  # may hold a password
     database_url_env: str | None = Field(default=None, description="read the database URL from this env var")
     mapping: str = "gtm-v1"
     api_budget_percent: int = Field(default=80, ge=1, le=100)

@@ -170,7 +170,11 @@ def _locked_run(runtime: OrgRuntime, job: str, fn: JobFn, *, run_id: str, log: A
         calls_before = api_calls_made(runtime)
         log.info("job.started", dry_run=dry_run, tick=tick.isoformat() if tick else None)
         started = time.monotonic()
-        status, counts, error = _call(fn, runtime, log=log, dry_run=dry_run, stop=stop)
+        try:
+            status, counts, error = _call(fn, runtime, log=log, dry_run=dry_run, stop=stop)
+        except BaseException as exc:  # a hard stop (second Ctrl-C, SystemExit): close the row, then go
+            _close_interrupted(ledger, row_id, exc, log)
+            raise
         duration = round(time.monotonic() - started, 3)
         calls = _delta(calls_before, api_calls_made(runtime))
         ledger.finish(row_id, status, counts, error)
@@ -184,6 +188,16 @@ def _locked_run(runtime: OrgRuntime, job: str, fn: JobFn, *, run_id: str, log: A
     if metrics is not None:
         metrics.set_api_usage(runtime.alias, used, remaining)
     return _account(runtime, job, run_id, metrics, status, counts=counts, error=error, duration=duration, calls=calls)
+
+
+def _close_interrupted(ledger: RunLedger, row_id: int, exc: BaseException, log: Any) -> None:
+    """Best effort: record the run as stopped so it doesn't read 'running' until the next
+    start. What the job committed so far stays committed; the rest resumes next time."""
+    try:
+        ledger.finish(row_id, "stopped", {}, f"interrupted ({type(exc).__name__}); resumes at the next run")
+        log.warning("job.interrupted", reason=type(exc).__name__)
+    except Exception:  # the process is going down anyway; the next start closes the row
+        pass
 
 
 def _call(fn: JobFn, runtime: OrgRuntime, *, log: Any, dry_run: bool,

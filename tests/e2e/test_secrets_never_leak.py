@@ -334,8 +334,9 @@ def test_adapter_errors_carry_no_secret(org: SandboxOrg, env: pytest.MonkeyPatch
     raised("JWT key unusable", gateway.authenticate, ConfigError)
     gateway.close()
 
-    for key, kind in ((canaries.stripe_wrong_key, AuthError), (canaries.stripe_key + "\n", TransientError)):
-        env.setenv("LEAK_STRIPE_KEY", key)  # a stray newline: requests refuses the header, quoting it
+    # A line break inside the key (config strips only the ends): requests refuses the header, quoting it.
+    for key, kind in ((canaries.stripe_wrong_key, AuthError), (canaries.stripe_key + "\nX", TransientError)):
+        env.setenv("LEAK_STRIPE_KEY", key)
         config = load_config(config_path)
         shown.add("config repr", repr(config))
         billing = build_billing_gateway(config)
@@ -371,9 +372,9 @@ def test_stripe_key_stays_out_of_invoicing_and_reconcile_through_refusals_and_ou
     refused = shown.cli("reconcile", "--config", config)
     assert refused.exit_code == 1 and "AuthError" in refused.output
 
-    # A stray newline after the key (an env file): every attempt fails before leaving the
-    # process, and requests' error quotes the Authorization header it refused.
-    env.setenv("LEAK_STRIPE_KEY", canaries.stripe_key + "\n")
+    # A line break inside the key (a pasted two-line value; config strips only the ends): every
+    # attempt fails before leaving the process, and requests' error quotes the header it refused.
+    env.setenv("LEAK_STRIPE_KEY", canaries.stripe_key + "\nX")
     broken = shown.cli("invoice", "--config", config, "--json")
     assert broken.exit_code == 1 and job_doc(broken)["error"].startswith("TransientError: ")
 

@@ -91,6 +91,15 @@ def test_secret_from_file_relative_to_config(tmp_path):
     assert load_config(path, environ=ENV).stripe.api_key.get_secret_value() == "sk_test_fromfile"
 
 
+def test_env_secret_is_stripped_like_a_file_secret_and_blank_is_unset(tmp_path):
+    path = write(tmp_path, VALID.replace("[org]", 'database_url = "postgresql://gtm:hunter2@db/gtm"\n[org]'))
+    config = load_config(path, environ={**ENV, "ACME_STRIPE_KEY": "sk_test_abc123\n"})
+    assert config.stripe.api_key.get_secret_value() == "sk_test_abc123"
+    assert "hunter2" not in repr(config)  # the database URL may hold a password
+    [(_, key, msg)] = problems_of(path, environ={**ENV, "ACME_STRIPE_KEY": " \n"})
+    assert key == "stripe.api_key" and "ACME_STRIPE_KEY is not set" in msg
+
+
 def test_password_auth_refused_for_production_login(tmp_path):
     text = VALID.replace('kind = "client_credentials"', 'kind = "password"').replace(
         'client_secret = { env = "ACME_SF_SECRET" }', 'username = "u@x"\npassword = { env = "ACME_SF_SECRET" }'

@@ -229,3 +229,14 @@ def test_store_failure_is_an_outcome_not_an_exception(org_runtime: OrgRuntime) -
 
 def _raising_uow() -> Any:
     raise ConnectionError("database is gone")
+
+
+def test_a_hard_stop_propagates_and_the_run_is_not_left_running(org_runtime: OrgRuntime) -> None:
+    def second_ctrl_c(runtime: OrgRuntime, *, log: Any, dry_run: bool = False) -> Mapping[str, int]:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(org_runtime, "mirror", second_ctrl_c)
+    [row] = rows(org_runtime)
+    assert row.status == "stopped" and row.finished_at is not None
+    assert row.error == "interrupted (KeyboardInterrupt); resumes at the next run"
