@@ -95,6 +95,14 @@ def parse_email(value: object) -> str:
     return value.strip()
 
 
+def parse_org_id(value: object) -> str:
+    """A Salesforce org id: ``00D`` then 12 characters (15), or 15 (the 18-character form)."""
+    text = value.strip() if isinstance(value, str) else ""
+    if not (text.startswith("00D") and len(text) in (15, 18) and text.isascii() and text.isalnum()):
+        raise ValueError("must be a Salesforce org id (15 or 18 characters starting with 00D)")
+    return text
+
+
 LINE_RULES: Mapping[str, Parser] = MappingProxyType(
     {
         "quantity": parse_quantity,

@@ -58,7 +58,14 @@ from urllib.parse import quote_plus
 import structlog
 
 from connector.domain.proration import initial_end_date
-from connector.domain.validation import parse_email, parse_quantity, parse_term, parse_unit_price, show
+from connector.domain.validation import (
+    parse_email,
+    parse_org_id,
+    parse_quantity,
+    parse_term,
+    parse_unit_price,
+    show,
+)
 from connector.mappings import MappingSet
 
 OFFER = "SfdcPartnerOffer"
@@ -237,7 +244,7 @@ def validate_draft(key: str, path: Path, raw: Mapping[str, Any], catalog: Catalo
 
     customer = take("customer_name", _text, required=True)
     fields["customer_name"] = customer
-    fields["customer_org_id"] = take("customer_org_id", lambda v: _text(v, "a Salesforce org id"), required=True)
+    fields["customer_org_id"] = take("customer_org_id", parse_org_id, required=True)
     kind = take("offer_type", lambda v: _offer_type(catalog.mapping, v)) or "initial"
     fields["offer_type"] = catalog.mapping.to_picklist("offer_type", kind)
     take("contract_term_months", parse_term)

@@ -147,12 +147,14 @@ def test_invalid_drafts_name_the_file_and_key_and_send_nothing(push: Callable[..
                                                                sandbox_org: SandboxOrg,
                                                                uow_factory: Callable[..., Any]) -> None:
     path = write_draft(drafts, "bad", contract_term_months=24, valid_until=TODAY - timedelta(days=1),
+                       customer_org_id="xyz",
                        items=[{"product": "Mystery Box", "quantity": -1, "unit_price_per_month": "50.00"}])
     offers_before = len(sandbox_org.records("SfdcPartnerOffer"))
     sandbox_org.reset_counters()
     result = push()["bad"]
     assert result.action == "invalid"
     for expected in (f"{path}: contract_term_months: must be 12 months", f"{path}: valid_until: must be in the future",
+                     f"{path}: customer_org_id: must be a Salesforce org id (15 or 18 characters starting with 00D)",
                      f"{path}: items[0].product: unknown PPP \"Mystery Box\"",
                      f"{path}: items[0].quantity: must be a positive integer"):
         assert expected in result.message
