@@ -299,6 +299,7 @@ def test_stripe_unreachable_or_key_refused(tmp_path: Path, sandbox_org: SandboxO
     result = run("invoice", "--config", closed)
     assert result.exit_code == 1 and "invoicing failed" in result.output and "stripe customers.list:" in result.output
     assert "support@stripe.com" not in result.output  # the SDK's advice is not ours to give
+    assert "connection refused); check [stripe] api_base" in result.output
     monkeypatch.setenv(STRIPE_KEY_ENV, "rk_live_CANARY0000")
     refused = write_config(tmp_path / "refused", sandbox_org, stripe_base=stripe_sandbox.api_base)
     assert run("sync", "--config", refused).exit_code == 0
