@@ -108,7 +108,11 @@ class Daemon:
                     self._close_abandoned(slot)
             self._plan()
             self._webhook = self._load_webhook()
-            self.http = HttpEndpoint(self, self.bind, self.port)
+            try:
+                self.http = HttpEndpoint(self, self.bind, self.port)
+            except OSError as exc:  # say which address: the operator fixes [daemon] bind/port or --port
+                raise OSError(exc.errno, f"cannot listen on {self.bind}:{self.port} ({exc.strerror or exc}); "
+                                         "set [daemon] port or --port") from None
             self.http.start()
             self._start_scheduler()
         except BaseException:
@@ -421,7 +425,8 @@ def run_daemon(
         return EXIT_ALREADY_RUNNING
     except OSError as exc:
         log.error("daemon.start_failed", instance=instance, error=f"{type(exc).__name__}: {exc}")
-        return EXIT_GRACE_EXPIRED
+        print(f"gtm-connector daemon: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
     while not daemon.stop.wait(0.5):
         pass
     log.info("daemon.stopping", instance=instance, grace_s=daemon.shutdown_grace_s, running=daemon._inflight)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -72,6 +73,17 @@ def test_second_daemon_on_one_sqlite_file_is_refused(tmp_path: Path, daemons: Da
     assert first.wait_exit(30) == 0
     third = daemons.start("third", config_dir, env=SECRETS)  # the lock went with the first daemon
     assert third.get("/healthz")[0] == 200
+
+
+def test_a_port_in_use_is_named_and_exits_two(tmp_path: Path, daemons: DaemonLauncher) -> None:
+    config_dir = write_configs(tmp_path / "config", {"acme": ACME_ID}, data_dir=tmp_path / "data")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        d = daemons.start("blocked", config_dir, env=SECRETS, port=port, wait=False)
+        assert d.wait_exit(30) == 2
+    assert f"gtm-connector daemon: cannot listen on 127.0.0.1:{port}" in d.log_path.read_text()
 
 
 @pytest.mark.postgres
