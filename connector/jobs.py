@@ -216,7 +216,7 @@ def _call(fn: JobFn, runtime: OrgRuntime, *, log: Any, dry_run: bool,
         log.error("job.crashed", error=type(exc).__name__, exc_info=True)
         return "failed", {}, f"{type(exc).__name__} (unexpected; see the log for the traceback)"
     if stop is not None and stop.is_set():
-        return "stopped", counts, "shutdown requested; resumes at the next tick"
+        return "stopped", counts, "shutdown requested; the next run resumes from what was committed"
     return "ok", counts, None
 
 
