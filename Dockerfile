@@ -1,8 +1,9 @@
 # gtm-connector: the daemon (every org in /config on its schedule; /healthz /readyz /metrics
 # /stripe/webhook on port 8765). Build and run:
 #   docker build -t gtm-connector .
-#   docker run -d --name gtm -p 8765:8765 -v $PWD/config:/config:ro -v gtm-data:/data \
+#   docker run -d --name gtm -p 8765:8765 --stop-timeout 60 -v $PWD/config:/config:ro -v gtm-data:/data \
 #     -e GTM_DATABASE_URL=postgresql://gtm@db:5432/gtm -e ACME_STRIPE_SECRET_KEY=... gtm-connector
+# (--stop-timeout above [daemon] shutdown_grace_seconds, 30 by default: docker's own is 10 s.)
 # One-off commands use the same image: docker run --rm ... gtm-connector run-job mirror --org acme
 FROM python:3.11-slim
 

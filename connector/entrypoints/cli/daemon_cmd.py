@@ -15,14 +15,15 @@ from connector.jobs import JOBS, JobOutcome
 
 def daemon(
     config_dir: ConfigDirOpt = Path("config"),
-    bind: Annotated[Optional[str], typer.Option("--bind", envvar="GTM_DAEMON_BIND", help="HTTP bind address (default: [daemon] bind, 127.0.0.1)")] = None,
-    port: Annotated[Optional[int], typer.Option("--port", envvar="GTM_DAEMON_PORT", help="HTTP port (default: [daemon] port, 8765; 0 = any free)")] = None,
+    bind: Annotated[Optional[str], typer.Option("--bind", envvar="GTM_DAEMON_BIND", help="HTTP bind address (default: daemon.bind of the first org file, 127.0.0.1)")] = None,
+    port: Annotated[Optional[int], typer.Option("--port", envvar="GTM_DAEMON_PORT", help="HTTP port (default: daemon.port of the first org file, 8765; 0 = any free)")] = None,
     instance_id: Annotated[Optional[str], typer.Option("--instance-id", help="name in logs and job runs (default host:pid)")] = None,
 ) -> None:
     """Run every org's jobs on their schedules, with /healthz /readyz /metrics /stripe/webhook.
 
-    Exit codes: 0 stopped cleanly, 1 shutdown grace expired or start failed, 2 no valid org
-    config, 3 another daemon already runs on a SQLite database, 130 second signal."""
+    Exit codes: 0 stopped cleanly (SIGTERM), 1 shutdown grace expired, 2 no valid org config
+    or the HTTP address can't be bound, 3 another daemon already runs on a SQLite database,
+    130 second signal."""
     from connector.entrypoints.daemon import run_daemon
 
     raise typer.Exit(run_daemon(config_dir, bind=bind, port=port, instance_id=instance_id))

@@ -43,8 +43,9 @@ def invoice(
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Invoice every activated order due within the lead window: one NET30 Stripe invoice
-    each, finalized and sent, exactly once. --dry-run shows the plans and calls nothing."""
+    """Invoice every activated order due within the lead window: one Stripe invoice each
+    (NET invoicing.days_until_due, default 30), finalized and sent, exactly once. --dry-run
+    shows the plans and calls nothing."""
     from connector.logging import configure
 
     configure(json=as_json or None)
@@ -101,7 +102,7 @@ def invoice_status(
     as_json: JsonOpt = False,
 ) -> None:
     """Poll Stripe for open invoices no webhook has updated within
-    [invoicing] poll_after_minutes (default 60), and apply what changed."""
+    invoicing.poll_after_minutes (default 60), and apply what changed."""
     from connector.entrypoints.daemon import default_instance_id
     from connector.jobs import run_job
     from connector.logging import configure
