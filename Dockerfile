@@ -33,6 +33,9 @@ RUN python -m venv /opt/venv \
  && mkdir -p /data /config \
  && chown gtm:gtm /data /config
 
+# Run from the data volume: the relative defaults (data/<alias>.sqlite3, offers/<alias>/)
+# land where the gtm user can write and where they survive the container.
+WORKDIR /data
 USER gtm
 VOLUME ["/data", "/config"]
 EXPOSE 8765

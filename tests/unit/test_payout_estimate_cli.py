@@ -177,6 +177,13 @@ def test_table_for_people_shows_the_payout_and_totals() -> None:
     assert "must be a positive" in result.stdout
 
 
+def test_table_prints_brackets_in_ids_as_they_are() -> None:
+    # Order ids are data: rich markup would swallow "[stripe]" and fail on a stray "[/b]".
+    result = _run(_jsonl({**SEED_003, "id": "PO[stripe]-7 [/b]"}), "--table")
+    assert result.exit_code == 0, result.output
+    assert "PO[stripe]-7 [/b]" in result.stdout and "7260.00" in result.stdout
+
+
 class CountingLines:
     """Hands out lines one at a time and counts how many the command has pulled."""
 

@@ -38,6 +38,9 @@ from connector.config import OrgConfig, load_config, load_config_dir, redact_url
 from connector.errors import ConfigError, ConnectorError, MappingError, TransientError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
     from connector.bootstrap import OrgRuntime
 
 ConfigOpt = Annotated[Optional[list[Path]], typer.Option("--config", "-c", help="org config file(s)")]
@@ -49,6 +52,24 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON out
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="show what would be done; write nothing")]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+# ---------------------------------------------------------------------------- output
+def make_console(**options: Any) -> Console:
+    """The one way commands print for people. Markup is off: record values, error texts and
+    config keys such as ``[stripe] api_base`` are data and print as they are (with markup on,
+    rich swallows bracketed words and fails on a stray ``[/x]``); colour goes through
+    ``styled`` or ``style=``."""
+    from rich.console import Console
+
+    return Console(markup=False, **options)
+
+
+def styled(text: object, style: str | None) -> Text | str:
+    """``text`` in ``style`` (e.g. "red") for a table cell or a print; unstyled if None."""
+    from rich.text import Text
+
+    return Text(str(text), style=style) if style else str(text)
 
 
 # ---------------------------------------------------------------------------- errors

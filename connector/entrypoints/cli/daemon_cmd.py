@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs
+from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs, make_console
 from connector.jobs import JOBS, JobOutcome
 
 
@@ -68,14 +68,13 @@ def run_job_command(
 
 
 def _print_table(outcomes: list[JobOutcome]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("org", "job", "status", "counts", "duration", "note")
     for o in outcomes:
         counts = ", ".join(f"{k}={v}" for k, v in o.counts.items()) or "-"
         table.add_row(o.org, o.job, o.status, counts, f"{o.duration_s:.1f}s", o.error or "")
-    Console().print(table)
+    make_console().print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from connector.entrypoints.cli._common import make_console, styled
+
 
 def demo(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="where the demo keeps its SQLite file and state")] = Path(".demo"),
@@ -26,14 +28,12 @@ def demo(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the connector's log lines")] = False,
 ) -> None:
     """Run the end-to-end demo on the embedded defaults (no accounts, no network)."""
-    from rich.console import Console
-
     from connector.demo import DemoOptions, run_demo
     from connector.logging import configure
 
     _check_options(data_dir, database_url, config_path)
     configure(json=False, level="INFO" if verbose else "ERROR")
-    console = Console(stderr=as_json)
+    console = make_console(stderr=as_json)
     options = DemoOptions(data_dir=data_dir, database_url=database_url, config_path=config_path)
     with _progress(console) as progress:
         try:
@@ -95,7 +95,7 @@ class _Steps:
     def __init__(self, console: Any) -> None:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(SpinnerColumn(finished_text="[green]✓[/green]"), TextColumn("{task.description}"),
+        self.progress = Progress(SpinnerColumn(finished_text=styled("✓", "green")), TextColumn("{task.description}"),
                                  TimeElapsedColumn(), console=console)
         self.tasks: dict[str, Any] = {}
 
@@ -106,7 +106,10 @@ class _Steps:
             return
         done = text.split(":", 1)[0] in ("ok", "skipped", "failed", "stopped") or step == "setup"
         colour = "red" if text.startswith("failed") else ("yellow" if text.startswith("skipped") else "")
-        shown = f"[{colour}]{text}[/{colour}]" if colour else text
+        from rich.markup import escape
+
+        # The description is rich markup (TextColumn): the step's own text is data, escaped.
+        shown = f"[{colour}]{escape(text)}[/{colour}]" if colour else escape(text)
         self.progress.update(self.tasks[step], description=f"{label}: {shown}", completed=1 if done else 0)
 
 
@@ -148,8 +151,8 @@ def print_summary(summary: Any, console: Any) -> None:
             value = seed[key]
             payout.add_row(label, f"${_thousands(value)}" if value is not None else "not paid out yet")
         payout.add_row("payout date", seed["payout_date"] or "-")
-        payout.add_row("reconciliation", f"[red]{seed['discrepancy']}[/red]" if seed["discrepancy"]
-                       else ("[green]matched[/green]" if seed["actual_payout"] else "pending"))
+        payout.add_row("reconciliation", styled(seed["discrepancy"], "red") if seed["discrepancy"]
+                       else (styled("matched", "green") if seed["actual_payout"] else "pending"))
         console.print(payout)
 
     wb = data["writeback"]
@@ -177,7 +180,7 @@ def print_summary(summary: Any, console: Any) -> None:
                   f"{this_run['writeback_records_written']} record(s) written back "
                   f"({this_run['org_collection_upserts']} collections upserts); "
                   f"{this_run['org_api_calls']} Salesforce API calls, {this_run['stripe_api_calls']} Stripe calls.")
-    console.print(f"[bold]{data['message']}[/bold]")
+    console.print(data["message"], style="bold")
     console.print(f"State: {data['data_dir']} (database {data['database']})")
 
 

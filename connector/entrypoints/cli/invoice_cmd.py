@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs
+from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs, make_console
 
 
 def _plan_rows(candidate: Any, lead_days: int) -> list[tuple[str, ...]]:
@@ -57,7 +57,6 @@ def invoice(
 
 
 def _dry_run(runtime: Any, as_json: bool) -> bool:
-    from rich.console import Console
     from rich.table import Table
 
     from connector.services.invoicing import build_invoicing
@@ -77,7 +76,7 @@ def _dry_run(runtime: Any, as_json: bool) -> bool:
     for candidate in candidates:
         for row in _plan_rows(candidate, runtime.config.invoicing.lead_days):
             table.add_row(*row)
-    Console().print(table if candidates else f"{runtime.alias}: no billable order waiting for an invoice")
+    make_console().print(table if candidates else f"{runtime.alias}: no billable order waiting for an invoice")
     return False
 
 

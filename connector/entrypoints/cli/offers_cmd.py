@@ -15,7 +15,18 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs, open_runtime, select_one
+from connector.entrypoints.cli._common import (
+    ConfigDirOpt,
+    ConfigOpt,
+    DryRunOpt,
+    JsonOpt,
+    OrgOpt,
+    Orgs,
+    make_console,
+    open_runtime,
+    select_one,
+    styled,
+)
 
 offers_app = typer.Typer(help="Offers as code: push draft offer files to the org.", no_args_is_help=True)
 offer_app = typer.Typer(help="Author one draft offer.", no_args_is_help=True)
@@ -44,7 +55,6 @@ def push(
 
 
 def _push_one(runtime: Any, *, dry_run: bool, force: bool, only: list[str] | None, as_json: bool) -> bool:
-    from rich.console import Console
     from rich.table import Table
 
     from connector.entrypoints.daemon import default_instance_id
@@ -65,16 +75,16 @@ def _push_one(runtime: Any, *, dry_run: bool, force: bool, only: list[str] | Non
         typer.echo(json.dumps({"org": outcome.org, "status": outcome.status, "error": outcome.error,
                                "drafts": [r.__dict__ for r in results]}))
     else:
-        console = Console()
+        console = make_console()
         table = Table("draft", "result", "offer id", "detail",
                       title=f"{runtime.alias}: offers push{' (dry run)' if dry_run else ''} "
                             f"from {runtime.config.offers.drafts_dir}")
         for r in results:
             style = "red" if r.action in NOT_PUSHED else None
-            table.add_row(r.key, f"[{style}]{r.action}[/{style}]" if style else r.action, r.sf_id or "-", r.message)
+            table.add_row(r.key, styled(r.action, style), r.sf_id or "-", r.message)
         console.print(table if results else f"{runtime.alias}: no draft files in {runtime.config.offers.drafts_dir}")
         if outcome.error:
-            console.print(f"[red]{outcome.error}[/red]")
+            console.print(outcome.error, style="red")
     return outcome.status == "failed" or any(r.action in NOT_PUSHED for r in results)
 
 

@@ -33,6 +33,7 @@ import typer
 from connector.domain import OrderLine, Proration, ProrationPolicy, expected_payout, format_money, initial_end_date
 from connector.domain.proration import initial_start_for_end, remaining_days
 from connector.domain.validation import LINE_RULES, check_fields, parse_currency, parse_term, show
+from connector.entrypoints.cli._common import make_console
 from connector.errors import RecordError
 
 DATE_FIELDS = ("initial_start_date", "initial_end_date", "addon_start_date")
@@ -231,7 +232,6 @@ def _label(record: dict[str, object]) -> str:
 
 def print_table(records: Iterable[dict[str, object]], out: TextIO) -> Summary:
     """For people: one row per order, totals of the good ones underneath."""
-    from rich.console import Console
     from rich.table import Table
 
     summary = Summary()
@@ -253,7 +253,7 @@ def print_table(records: Iterable[dict[str, object]], out: TextIO) -> Summary:
         table.add_row(_label(record), *(str(record[key]) for key, _ in money_columns), "")
     for column, (key, _) in zip(table.columns[1:4], money_columns, strict=True):
         column.footer = format_money(totals[key])
-    Console(file=out, width=max(100, Console(file=out).width)).print(table)
+    make_console(file=out, width=max(100, make_console(file=out).width)).print(table)
     return summary
 
 

@@ -17,7 +17,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs
+from connector.entrypoints.cli._common import (
+    ConfigDirOpt,
+    ConfigOpt,
+    DryRunOpt,
+    JsonOpt,
+    OrgOpt,
+    Orgs,
+    make_console,
+    styled,
+)
 
 
 class Format(StrEnum):
@@ -45,14 +54,13 @@ def run_org_job(job: str, config: list[Path] | None, org: str | None, config_dir
             typer.echo(json.dumps({"org": o.org, "job": o.job, "status": o.status, "counts": dict(o.counts),
                                    "error": o.error, "duration_s": o.duration_s, "run_id": o.run_id}))
     else:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table("org", "job", "status", "counts", "duration", "note", title=f"{job}{' (dry run)' if dry_run else ''}")
         for o in outcomes:
             counts = ", ".join(f"{k}={v}" for k, v in o.counts.items() if v) or "-"
             table.add_row(o.org, o.job, o.status, counts, f"{o.duration_s:.1f}s", o.error or "")
-        Console().print(table)
+        make_console().print(table)
     return orgs, outcomes
 
 
@@ -125,10 +133,9 @@ def _write_csv(result: Any) -> None:
 
 
 def print_report(result: Any, console: Any = None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or make_console()
     rows = Table(title="Reconciliation: orders x invoices x payouts (discrepancies first)")
     for col in ("org", "order", "invoice", "status", "due", "invoiced", "expected", "actual", "difference",
                 "payout date", "discrepancy"):
@@ -138,7 +145,7 @@ def print_report(result: Any, console: Any = None) -> None:
         rows.add_row(r.org, r.order_number or r.order_id or "(no order)", r.invoice_number or "-",
                      r.invoice_status or "-", d["due_date"] or "-", d["invoiced"] or "-", d["expected_payout"] or "-",
                      d["actual_payout"] or "-", d["difference"] or "-", d["payout_date"] or "-",
-                     f"[red]{r.discrepancy}[/red]" if r.discrepancy else "[green]ok[/green]")
+                     styled(r.discrepancy, "red") if r.discrepancy else styled("ok", "green"))
     console.print(rows)
     months = Table(title="Totals per month")
     for col in ("month", "orders", "invoiced", "expected", "actual", "difference", "unattributed", "discrepancies"):

@@ -15,7 +15,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs
+from connector.entrypoints.cli._common import (
+    ConfigDirOpt,
+    ConfigOpt,
+    DryRunOpt,
+    JsonOpt,
+    OrgOpt,
+    Orgs,
+    make_console,
+    styled,
+)
 
 ObjectsOpt = Annotated[
     Optional[list[str]],
@@ -52,11 +61,10 @@ def sync(
     as_json: JsonOpt = False,
 ) -> None:
     """Mirror GTM records from the org(s) into the local model now (incremental unless --full)."""
-    from rich.console import Console
 
     from connector.logging import configure
 
-    console = Console()
+    console = make_console()
     configure(json=True if as_json else None, level="INFO" if as_json else "WARNING")
     failed = False
     orgs = Orgs(config, org, config_dir)
@@ -135,7 +143,7 @@ def _print_report(console: Any, alias: str, outcome: Any, report: Any, dry_run: 
                       "cursor (UTC)", title=title)
         for o in report.objects:
             if o.status == "unavailable":
-                table.add_row(o.sobject, "[yellow]not in this org[/yellow]", "", "", "", "", "", "", "-")
+                table.add_row(o.sobject, styled("not in this org", "yellow"), "", "", "", "", "", "", "-")
                 continue
             if o.idle:
                 table.add_row(o.sobject, "idle", "", "", "", "", "", "", _when(o.cursor))
@@ -147,7 +155,7 @@ def _print_report(console: Any, alias: str, outcome: Any, report: Any, dry_run: 
     else:
         console.print(title)
     if outcome.error:
-        console.print(f"[yellow]{outcome.error}[/yellow]" if outcome.status == "stopped" else f"[red]{outcome.error}[/red]")
+        console.print(outcome.error, style="yellow" if outcome.status == "stopped" else "red")
 
 
 def status(
@@ -157,9 +165,8 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Per object: local rows, cursor, last run, open dead letters and anomalies (no API calls)."""
-    from rich.console import Console
 
-    console = Console()
+    console = make_console()
     orgs = Orgs(config, org, config_dir)
     docs = [org_status(runtime) for runtime in orgs]
     if as_json:

@@ -13,7 +13,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs
+from connector.entrypoints.cli._common import (
+    ConfigDirOpt,
+    ConfigOpt,
+    DryRunOpt,
+    JsonOpt,
+    OrgOpt,
+    Orgs,
+    make_console,
+    styled,
+)
 from connector.entrypoints.cli.payouts_cmd import run_org_job
 
 
@@ -52,10 +61,9 @@ def writeback(
                           "changes": [{"field": f, "old": _json(o), "new": _json(n)} for f, o, n in r.changes()]}
                          for r in p.to_send]}))
         orgs.exit()
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = make_console()
     for alias, p in plans:
         table = Table("order", "field", "now in the org", "would write",
                       title=f"{alias}: write-back to {p.target.sobject} by {p.target.external_id} (dry run)")
@@ -113,7 +121,6 @@ def replay_command(
             typer.echo(json.dumps({"org": org_alias, "id": i.letter_id, "source": i.source, "object": i.object_name,
                                    "record_id": i.record_id, "outcome": i.outcome, "detail": i.detail}))
     else:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table("org", "id", "source", "object", "record", "outcome", "detail",
@@ -121,10 +128,10 @@ def replay_command(
         for org_alias, i in items:
             style = {"resolved": "green", "still failing": "red"}.get(i.outcome, "")
             table.add_row(org_alias, str(i.letter_id), i.source, i.object_name, i.record_id,
-                          f"[{style}]{i.outcome}[/{style}]" if style else i.outcome, i.detail)
-        Console().print(table)
+                          styled(i.outcome, style), i.detail)
+        make_console().print(table)
         if not items:
-            Console().print("no open dead letters matched")
+            make_console().print("no open dead letters matched")
     for letter_id in sorted(set(ids or []) - {i.letter_id for _, i in items}):
         if letter_id in closed:
             when = closed[letter_id].resolved_at
@@ -176,7 +183,6 @@ def dead_letters(
                                    "attempts": d.attempts, "created_at": d.created_at.isoformat(),
                                    "updated_at": d.updated_at.isoformat()}))
         orgs.exit()
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("org", "id", "source", "object", "record", "code", "reason", "attempts", "since",
@@ -184,7 +190,7 @@ def dead_letters(
     for alias, d in letters:
         table.add_row(alias, str(d.id), d.source, d.object_name, d.record_id, d.error_code, d.reason,
                       str(d.attempts), d.created_at.strftime("%Y-%m-%d %H:%M"))
-    Console().print(table)
+    make_console().print(table)
     orgs.exit()
 
 

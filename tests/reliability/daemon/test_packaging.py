@@ -50,6 +50,8 @@ def test_dockerfile_builds_the_daemon_image_with_the_tested_install_script() -> 
     assert json.loads(one("ENTRYPOINT")) == ["gtm-connector"]
     assert json.loads(one("CMD")) == ["daemon", "--config-dir", "/config"]
     assert json.loads(one("VOLUME")) == ["/data", "/config"]
+    # The last WORKDIR is the writable data volume: relative defaults (data/, offers/) land there.
+    assert [args for kw, args in instructions() if kw == "WORKDIR"][-1] == "/data"
     assert one("EXPOSE") == "8765"
     healthcheck = one("HEALTHCHECK")
     assert "/healthz" in healthcheck and "urllib.request" in healthcheck and "CMD" in healthcheck
