@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from connector.config import OrgConfig
+from connector.config import OrgConfig, check_against_mapping
 from connector.mappings import MappingSet, check_against_tables, load_mapping
 
 
@@ -94,6 +94,7 @@ def bootstrap(
 
     mapping = load_mapping(config.mapping)
     check_against_tables(mapping, mirror_columns)
+    check_against_mapping(config, mapping)
     engine = make_engine(config.database_url)
     if migrate:
         upgrade(engine)

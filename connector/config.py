@@ -15,7 +15,7 @@ import tomllib
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -30,6 +30,9 @@ from pydantic import (
 )
 
 from connector.errors import ConfigError
+
+if TYPE_CHECKING:
+    from connector.mappings import MappingSet
 
 JOBS = ("mirror", "offers_push", "invoicing", "invoice_status", "reconcile", "writeback")
 DEFAULT_INTERVALS_S = {
@@ -413,6 +416,15 @@ def load_config_dir(directory: str | Path, **kwargs: Any) -> tuple[list[OrgConfi
 
 def format_problems(problems: list[tuple[str, str, str]]) -> str:
     return "\n".join(f"{file}: {key}: {msg}" for file, key, msg in problems)
+
+
+def check_against_mapping(config: OrgConfig, mapping: MappingSet) -> None:
+    """What the file names from the mapping exists in it: ``ConfigError`` naming the key."""
+    unknown = mapping.unknown_objects(config.sync.objects or [])
+    if unknown:
+        message = (f"unknown object(s) {', '.join(unknown)}; the mapping {mapping.name} has "
+                   f"{mapping.describe_objects()} (or their sObject names)")
+        raise ConfigError(message, [(str(config.source_file or config.alias), "sync.objects", message)])
 
 
 def redact_url(url: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,16 @@ class MappingSet:
 
     def in_sync_order(self) -> list[ObjectMapping]:
         return sorted(self.objects.values(), key=lambda o: o.order)
+
+    def unknown_objects(self, names: Iterable[str]) -> list[str]:
+        """The ``names`` that are neither an object key (``order``) nor an sObject name
+        (``SfdcPartnerOrder``) of this mapping, case-insensitively."""
+        known = {o.name.lower() for o in self.objects.values()} | {o.sobject.lower() for o in self.objects.values()}
+        return sorted(n for n in names if n.lower() not in known)
+
+    def describe_objects(self) -> str:
+        """For messages: the object keys, in sync order."""
+        return ", ".join(o.name for o in self.in_sync_order())
 
     def to_state(self, vocabulary: str, value: str | None) -> str | None:
         """Map an org picklist value to the connector's state name; None if unknown."""

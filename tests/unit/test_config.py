@@ -164,3 +164,14 @@ def test_config_check_command_exit_code_and_messages(tmp_path):
     assert f"{bad}: salesforce.auth.client_id: field required" in result.stderr
     assert f"{good}: ok" in result.stdout
     assert "s3cr3t" not in result.stdout + result.stderr
+
+
+def test_config_check_knows_the_mapping_and_names_the_database_variable(tmp_path):
+    typo = write(tmp_path, VALID + '\n[sync]\nobjects = ["order", "SfdcPartnerOrdr"]\n', "typo.toml")
+    from_env = write(tmp_path, 'database_url_env = "ACME_DATABASE_URL"\n' + VALID, "env.toml")
+    cmd = [sys.executable, "-m", "connector.entrypoints.cli", "config", "check", "--skip-secrets", str(typo),
+           str(from_env)]
+    result = subprocess.run(cmd, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd=REPO)
+    assert result.returncode == 2
+    assert f"{typo}: sync.objects: unknown object(s) SfdcPartnerOrdr; the mapping gtm-v1 has " in result.stderr
+    assert f"{from_env}: ok" in result.stdout and "database from $ACME_DATABASE_URL" in result.stdout

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from connector.config import load_config, redact_url
+from connector.config import check_against_mapping, load_config, redact_url
 from connector.errors import ConfigError, MappingError
 from connector.mappings import load_mapping
 
@@ -23,7 +23,7 @@ def check(
     for path in files:
         try:
             config = load_config(path, skip_secrets=skip_secrets)
-            load_mapping(config.mapping)
+            check_against_mapping(config, load_mapping(config.mapping))
         except ConfigError as exc:
             failed = True
             for file, key, msg in exc.problems:
@@ -33,9 +33,12 @@ def check(
             failed = True
             typer.echo(f"{path}: mapping: {exc}", err=True)
             continue
+        # Unresolved under --skip-secrets: name the variable, not the SQLite fallback.
+        database = (f"from ${config.database_url_env}" if skip_secrets and config.database_url_env
+                    else redact_url(config.database_url or ""))
         typer.echo(
             f"{path}: ok (org {config.alias} {config.org_id}, auth {config.salesforce.auth.kind}, "
-            f"database {redact_url(config.database_url or '')}, mapping {config.mapping})"
+            f"database {database}, mapping {config.mapping})"
         )
     raise typer.Exit(2 if failed else 0)
 

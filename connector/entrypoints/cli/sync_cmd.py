@@ -78,12 +78,10 @@ def _check_objects(runtime: Any, objects: list[str] | None) -> list[str] | None:
     """Refuse an unknown --objects name before anything runs (a usage error, not a failed run)."""
     if not objects:
         return None
-    mapped = runtime.mapping.in_sync_order()
-    known = {o.name.lower() for o in mapped} | {o.sobject.lower() for o in mapped}
-    unknown = sorted(o for o in objects if o.lower() not in known)
+    unknown = runtime.mapping.unknown_objects(objects)
     if unknown:
         raise typer.BadParameter(f"unknown object(s) {', '.join(unknown)}; the mapping {runtime.mapping.name} has "
-                                 f"{', '.join(o.name for o in mapped)} (or their sObject names)", param_hint="--objects")
+                                 f"{runtime.mapping.describe_objects()} (or their sObject names)", param_hint="--objects")
     return objects
 
 
