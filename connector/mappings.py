@@ -148,6 +148,12 @@ def _parse_objects(path: Path, doc: dict[str, Any]) -> dict[str, ObjectMapping]:
         unknown = set(raw) - {"sobject", "table", "key", "cursor", "writable", "order", "fields"}
         if unknown:
             problems.append(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        # The mirror's correctness rests on Salesforce's Id and SystemModstamp (every record
+        # has them, SystemModstamp moves on any change incl. system ones): say so rather than
+        # accept another value and ignore it.
+        for setting, supported in (("key", "Id"), ("cursor", "SystemModstamp")):
+            if raw.get(setting, supported) != supported:
+                problems.append(f"{where}.{setting}: only {supported!r} is supported, got {raw[setting]!r}")
         fields: dict[str, FieldMapping] = {}
         columns: set[str] = set()
         for sf_field, spec in raw["fields"].items():

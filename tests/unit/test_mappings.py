@@ -51,6 +51,14 @@ def test_unknown_type_is_named(mapping_copy):
         load_mapping(mapping_copy)
 
 
+def test_a_cursor_the_mirror_cannot_honour_is_refused(mapping_copy):
+    path = mapping_copy / "mapping.toml"
+    path.write_text(path.read_text().replace('cursor = "SystemModstamp"', 'cursor = "LastModifiedDate"', 1))
+    with pytest.raises(MappingError, match=r"mapping.toml: objects\.\w+\.cursor: only 'SystemModstamp' is supported, "
+                                           r"got 'LastModifiedDate'"):
+        load_mapping(mapping_copy)
+
+
 def test_unknown_column_is_named(mapping_copy):
     columns = {"orders": {"name": "string"}}
     with pytest.raises(MappingError, match=r"objects\.order\.fields\.OrderNumber: unknown column 'order_number'"):
