@@ -1,0 +1,68 @@
+"""`gtm-connector sandbox control URL RESOURCE [BODY]`: steer a running sandbox from a shell.
+
+Both sandboxes serve a small JSON control API under ``/_sandbox/`` (not part of the
+Salesforce or Stripe API, not counted as API usage): fault injection, expired sessions,
+lowered limits, latency, counters. This command is its client, so a person rehearsing an
+outage needs no curl::
+
+    gtm-connector sandbox control https://127.0.0.1:PORT faults '{"endpoint": "query", "status": 503, "times": 2}' --ca-file CA
+    gtm-connector sandbox control https://127.0.0.1:PORT limits '{"max": 1000, "used": 990}' --ca-file CA
+    gtm-connector sandbox control https://127.0.0.1:PORT sessions/expire --method POST --ca-file CA
+    gtm-connector sandbox control http://127.0.0.1:PORT counters          # the Stripe sandbox
+
+Resources: see ``connector.sandbox.org.control`` and ``connector.sandbox.stripe.server``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+from urllib.parse import urlsplit
+
+import typer
+
+from connector.entrypoints.cli._common import EXIT_FAILED, EXIT_USAGE
+from connector.entrypoints.cli.sandbox import sandbox_app
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@sandbox_app.command("control")
+def control(
+    url: Annotated[str, typer.Argument(help="the sandbox's base URL (org instance URL or Stripe api_base)")],
+    resource: Annotated[str, typer.Argument(help="control resource, e.g. faults, limits, counters, sessions/expire")],
+    body: Annotated[Optional[str], typer.Argument(help="JSON body (sent with POST unless --method says otherwise)")] = None,
+    method: Annotated[Optional[str], typer.Option("--method", help="GET, POST or DELETE (default: POST with a body, else GET)")] = None,
+    ca_file: Annotated[Optional[Path], typer.Option("--ca-file", help="the org sandbox's CA file (HTTPS)")] = None,
+) -> None:
+    """Send one request to a running sandbox's control API and print the JSON answer."""
+    import requests
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or parts.hostname not in LOOPBACK:
+        raise typer.BadParameter(f"{url!r}: a sandbox runs on 127.0.0.1 or localhost (http or https)", param_hint="URL")
+    payload: Any = None
+    if body is not None:
+        try:
+            payload = json.loads(body)
+        except ValueError as exc:
+            raise typer.BadParameter(f"not JSON ({exc.msg} at column {exc.colno})", param_hint="BODY") from None
+    verb = (method or ("POST" if body is not None else "GET")).upper()
+    if verb not in ("GET", "POST", "DELETE"):
+        raise typer.BadParameter(f"{method!r}: use GET, POST or DELETE", param_hint="--method")
+    target = f"{parts.scheme}://{parts.netloc}/_sandbox/{resource.strip('/')}"
+    session = requests.Session()
+    session.trust_env = False  # REQUESTS_CA_BUNDLE / proxies from the environment don't apply here
+    try:
+        resp = session.request(verb, target, json=payload if payload is not None or verb == "GET" else {}, timeout=10,
+                               verify=str(ca_file) if ca_file else True)
+    except requests.RequestException as exc:
+        typer.echo(f"{target}: {type(exc).__name__}: is the sandbox running (and --ca-file its CA)?", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    text = resp.text.strip()
+    if resp.status_code >= 400:
+        typer.echo(f"{verb} {target}: HTTP {resp.status_code}: {text}", err=True)
+        raise typer.Exit(EXIT_USAGE if resp.status_code in (400, 404) else EXIT_FAILED)
+    typer.echo(text or json.dumps({"ok": True, "status": resp.status_code}))
+
