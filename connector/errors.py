@@ -72,7 +72,3 @@ class RecordError(SyncError):
         self.reason = reason
         self.record_id = record_id
         self.code = code or "INVALID_RECORD"
-
-
-class LockNotAcquired(ConnectorError):
-    """Another instance holds the (org, job) lock; this run is skipped, not failed."""

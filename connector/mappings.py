@@ -30,8 +30,6 @@ REQUIRED_VOCABULARIES = {
     "order_type": {"initial", "add_on"},
 }
 REQUIRED_OBJECTS = ("term_set", "ppc", "ppp", "product_license", "offer", "offer_item", "order", "order_item")
-# Salesforce system fields every mirrored object has; not listed in the mapping files.
-SYSTEM_FIELDS = ("Id", "SystemModstamp", "IsDeleted", "CreatedDate", "LastModifiedDate")
 
 
 @dataclass(frozen=True)
@@ -52,14 +50,6 @@ class ObjectMapping:
     writable: bool
     order: int
     fields: Mapping[str, FieldMapping]
-
-    @property
-    def soql_fields(self) -> list[str]:
-        """Fields to SELECT: system fields first, then the mapped ones."""
-        return list(SYSTEM_FIELDS) + [f for f in self.fields if f not in SYSTEM_FIELDS]
-
-    def column_for(self, sf_field: str) -> str:
-        return self.fields[sf_field].column
 
     def sf_field_for(self, column: str) -> str:
         for f in self.fields.values():

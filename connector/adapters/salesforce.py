@@ -466,22 +466,6 @@ class SalesforceOrg:
         path = f"composite/sobjects/{sobject}/{external_id_field}"
         return self._collections("collections.upsert", "PATCH", path, sobject, records)
 
-    def create_collection(self, sobject: str, records: Sequence[Mapping[str, Any]]) -> list[RecordResult]:
-        return self._collections("collections.create", "POST", "composite/sobjects", sobject, records)
-
-    def update_collection(self, sobject: str, records: Sequence[Mapping[str, Any]]) -> list[RecordResult]:
-        """Update records carrying ``Id``, 200 per call, ``allOrNone=false``."""
-        return self._collections("collections.update", "PATCH", "composite/sobjects", sobject, records)
-
-    def delete_collection(self, record_ids: Sequence[str]) -> list[RecordResult]:
-        out: list[RecordResult] = []
-        for start in range(0, len(record_ids), COLLECTION_CHUNK):
-            ids = ",".join(record_ids[start : start + COLLECTION_CHUNK])
-            answer = self._call("collections.delete", lambda sf: sf.restful(
-                "composite/sobjects", method="DELETE", params={"ids": ids, "allOrNone": "false"}))
-            out.extend(_record_results(answer or [], start))
-        return out
-
     def _collections(self, op: str, method: str, path: str, sobject: str,
                      records: Sequence[Mapping[str, Any]]) -> list[RecordResult]:
         out: list[RecordResult] = []

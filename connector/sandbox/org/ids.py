@@ -93,10 +93,6 @@ def canonical_stamp(text: str) -> str:
     return format_stamp(parse_stamp(text))
 
 
-def parse_date(text: str) -> date:
-    return date.fromisoformat(text)
-
-
 class Clock:
     """The org's clock: UTC now at millisecond precision, never going backwards, so
     SystemModstamp order follows write order (and several writes may share one stamp)."""
