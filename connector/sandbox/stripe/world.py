@@ -75,10 +75,6 @@ class IdempotencyRecord:
     body: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def in_progress(self) -> bool:
-        return self.status is None
-
 
 class Account:
     """One data space: objects by kind (insertion order = creation order), keys, events."""
