@@ -42,7 +42,7 @@ from connector.services.mirror import MirrorService
 from connector.services.offers_push import OffersPushService, draft_toml
 from connector.services.payouts import Reconciler, payout_ids_of
 from connector.services.replay import replay
-from tests.fixtures.payouts import PartnerBooks, billing_records, core_app, invoiced_orders, make_books, validation_rule
+from tests.fixtures.payouts import PartnerBooks, billing_records, core_app, invoiced_orders, validation_rule
 from tests.integration.stripe.gtm import ORG, Clock, GtmOrg, order_id
 
 MAPPING = load_mapping("gtm-v1")
@@ -449,14 +449,6 @@ def test_reconcile_dies_reading_a_payout_and_the_rerun_ingests_it_exactly_once(
 
 
 # ------------------------------------------------------------------------------ write-back
-
-
-@pytest.fixture
-def org_books(sandbox_org: SandboxOrg, stripe_sandbox: StripeSandbox, sqlite_url: str,
-              tmp_path: Path) -> Iterator[PartnerBooks]:
-    books = make_books(sqlite_url, tmp_path, stripe_sandbox, org=sandbox_org)
-    yield books
-    books.runtime.close()
 
 
 def dying_org(books: PartnerBooks, method: str, **how: Any) -> Any:

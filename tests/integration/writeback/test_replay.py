@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
-import pytest
 import structlog
 
 from connector.sandbox.org import SandboxOrg
 from connector.sandbox.stripe import StripeSandbox
 from connector.services.replay import replay
-from tests.fixtures.payouts import PartnerBooks, billing_records, invoiced_orders, make_books, validation_rule
+from tests.fixtures.payouts import PartnerBooks, billing_records, invoiced_orders, validation_rule
 
 LOG = structlog.get_logger("test")
-
-
-@pytest.fixture
-def org_books(sandbox_org: SandboxOrg, stripe_sandbox: StripeSandbox, sqlite_url: str,
-              tmp_path: Path) -> Iterator[PartnerBooks]:
-    books = make_books(sqlite_url, tmp_path, stripe_sandbox, org=sandbox_org)
-    yield books
-    books.runtime.close()
 
 
 def test_rejected_write_back_succeeds_on_replay_once_the_rule_is_fixed(

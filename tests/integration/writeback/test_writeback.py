@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-
-import pytest
 
 from connector.sandbox.org import SandboxOrg
 from connector.sandbox.stripe import StripeSandbox
@@ -18,14 +15,6 @@ from tests.fixtures.payouts import (
     make_books,
     validation_rule,
 )
-
-
-@pytest.fixture
-def org_books(sandbox_org: SandboxOrg, stripe_sandbox: StripeSandbox, sqlite_url: str,
-              tmp_path: Path) -> Iterator[PartnerBooks]:
-    books = make_books(sqlite_url, tmp_path, stripe_sandbox, org=sandbox_org)
-    yield books
-    books.runtime.close()
 
 
 def upserts(org: SandboxOrg) -> int:
