@@ -428,16 +428,8 @@ def check_against_mapping(config: OrgConfig, mapping: MappingSet) -> None:
 
 
 def redact_url(url: str) -> str:
-    """A database URL fit for logs and tables: the password replaced, wherever it is.
+    """A database URL fit for messages and tables: its password shown as ``***``, wherever
+    it is (an unescaped ``@`` or ``/`` in it, or a ``password=`` parameter)."""
+    from connector.logging import blank_url_passwords
 
-    The credentials end at the *last* ``@`` before the query, so a password with an
-    unescaped ``@`` or ``/`` is still blanked whole; a ``password=`` query parameter too."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    head, q, query = rest.partition("?")
-    creds, at, location = head.rpartition("@")
-    if at and ":" in creds and "/" not in creds.split(":", 1)[0]:
-        head = f"{creds.split(':', 1)[0]}:***@{location}"
-    query = re.sub(r"(?i)((?:^|&)password=)[^&]*", r"\1***", query)
-    return f"{scheme}://{head}{q}{query}"
+    return blank_url_passwords(url, "***")

@@ -29,6 +29,8 @@ _INLINE_SECRETS = (
     re.compile(r"((?:sk|rk)_(?:test|live)_|whsec_)[A-Za-z0-9]+"),  # Stripe keys, webhook secrets
     re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=!-]+"),  # an Authorization header value
     re.compile(r"(\b00D[A-Za-z0-9]{12,15}!)[A-Za-z0-9._-]+"),  # a Salesforce session id
+)
+_URL_PASSWORDS = (
     # URL userinfo: up to the last '@' of the word, so a password holding '@' or '/' goes whole
     re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/?#@'\"]*:)[^\s'\"]*@"),
     re.compile(r"(?i)([?&]password=)[^&\s'\"]+"),
@@ -36,10 +38,20 @@ _INLINE_SECRETS = (
 REDACTED = "**********"
 
 
-def _redact_text(text: str) -> str:
-    for pattern in _INLINE_SECRETS:
-        text = pattern.sub(lambda m: m.group(1) + REDACTED + ("@" if m.group(0).endswith("@") else ""), text)
+def _blank(patterns: tuple[re.Pattern[str], ...], text: str, marker: str) -> str:
+    for pattern in patterns:
+        text = pattern.sub(lambda m: m.group(1) + marker + ("@" if m.group(0).endswith("@") else ""), text)
     return text
+
+
+def blank_url_passwords(text: str, marker: str = REDACTED) -> str:
+    """``text`` with every password in a URL (``scheme://user:PASSWORD@``, ``?password=``)
+    replaced by ``marker``; ``config.redact_url`` uses it with the shorter ``***``."""
+    return _blank(_URL_PASSWORDS, text, marker)
+
+
+def _redact_text(text: str) -> str:
+    return blank_url_passwords(_blank(_INLINE_SECRETS, text, REDACTED))
 
 
 def redact_value(value: Any) -> Any:
