@@ -54,7 +54,7 @@ def child(n: int) -> dict[str, object]:
             upgrade(engine)
             factory = session_factory(engine)
             org = build_org_gateway(config)
-            service = MirrorService(org, lambda: SqlUnitOfWork(factory), load_mapping("gtm-v1"), info["org_id"])
+            service = MirrorService(org, lambda: SqlUnitOfWork(factory), load_mapping("gtm-v2"), info["org_id"])
             started = time.perf_counter()
             report = service.run()
             seconds = time.perf_counter() - started

@@ -166,7 +166,7 @@ Auth = Annotated[JwtBearer | ClientCredentials | Password, Field(discriminator="
 
 class SalesforceSection(_Strict):
     login_url: str = "https://login.salesforce.com"
-    api_version: str = Field(default="62.0", pattern=r"^\d{2}\.0$")
+    api_version: str = Field(default="66.0", pattern=r"^\d{2}\.0$")
     auth: Auth
     ca_bundle: ConfigPath = None
     timeout_seconds: float = Field(default=60.0, gt=0)
@@ -281,7 +281,7 @@ class OrgConfig(_Strict):
     data_dir: ConfigPath = None
     database_url: str | None = Field(default=None, repr=False)  # may hold a password
     database_url_env: str | None = Field(default=None, description="read the database URL from this env var")
-    mapping: str = "gtm-v1"
+    mapping: str = "gtm-v2"
     api_budget_percent: int = Field(default=80, ge=1, le=100)
     schedules: Schedules = Schedules()
     invoicing: InvoicingSection = InvoicingSection()

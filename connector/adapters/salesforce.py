@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 COLLECTION_CHUNK = 200
-COMPOSITE_QUERY_LIMIT = 5
+BATCH_LIMIT = 25  # subrequests per /composite/batch call
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 _TRANSIENT_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_RUNNING_TOO_LONG", "QUERY_TIMEOUT"})
@@ -195,7 +195,7 @@ class _Session(requests.Session):
 class SalesforceSettings:
     login_url: str
     auth: Any  # connector.config JwtBearer | ClientCredentials | Password
-    api_version: str = "62.0"
+    api_version: str = "66.0"
     ca_bundle: Path | None = None
     timeout_seconds: float = 60.0
     budget_percent: int = 80
@@ -393,32 +393,32 @@ class SalesforceOrg:
 
     def composite_queries(self, soqls: Sequence[str], include_deleted: bool = False,
                           batch_size: int | None = None, raise_errors: bool = True) -> list[QueryResult]:
-        """Run queries in composite calls of at most 5 (one API call each); first pages only.
-        A failed query raises ``SalesforceApiError``, or with ``raise_errors=False`` comes
-        back as a result carrying ``error_code``."""
+        """Run queries in ``/composite/batch`` calls of up to 25 (one API call each; unlike
+        ``/composite`` a batch is not limited to 5 queries); first pages only. A failed
+        query raises ``SalesforceApiError``, or with ``raise_errors=False`` comes back as a
+        result carrying ``error_code``."""
         resource = "queryAll" if include_deleted else "query"
         results: list[QueryResult] = []
-        headers = {"Sforce-Query-Options": f"batchSize={batch_size}"} if batch_size else None
-        for start in range(0, len(soqls), COMPOSITE_QUERY_LIMIT):
-            chunk = soqls[start : start + COMPOSITE_QUERY_LIMIT]
-            subs = []
-            for i, soql in enumerate(chunk):
-                sub: dict[str, Any] = {"method": "GET", "referenceId": f"q{start + i}",
-                                       "url": f"{self._base_path()}/{resource}?q={quote_plus(soql)}"}
-                if headers:
-                    sub["httpHeaders"] = headers
-                subs.append(sub)
-            for sub_result, soql in zip(self.composite(subs, all_or_none=False), chunk, strict=True):
+        headers = {"Sforce-Query-Options": f"batchSize={batch_size}"} if batch_size else {}
+        for start in range(0, len(soqls), BATCH_LIMIT):
+            chunk = soqls[start : start + BATCH_LIMIT]
+            body = {"haltOnError": False, "batchRequests": [
+                {"method": "GET", "url": f"v{self.settings.api_version}/{resource}?q={quote_plus(soql)}"}
+                for soql in chunk]}
+            answer = self._call("composite_batch", lambda sf, body=body: sf.restful(
+                "composite/batch", method="POST", data=dumps(body), headers=headers))
+            for item, soql in zip((answer or {}).get("results", []), chunk, strict=True):
+                sub_result = SubResult("batch", int(item["statusCode"]), item.get("result"))
                 if not sub_result.ok and not raise_errors:
                     results.append(QueryResult([], 0, True, None, sub_result.error_code or "UNKNOWN", sub_result.message))
                     continue
                 if not sub_result.ok:
-                    raise SalesforceApiError(f"composite query failed: {sub_result.error_code}: {sub_result.message} "
+                    raise SalesforceApiError(f"batch query failed: {sub_result.error_code}: {sub_result.message} "
                                              f"(query: {soql})", error_code=sub_result.error_code or "UNKNOWN",
                                              status=sub_result.status)
-                body = sub_result.body
-                results.append(QueryResult(_strip(body.get("records") or []), int(body.get("totalSize", 0)),
-                                           bool(body.get("done", True)), body.get("nextRecordsUrl")))
+                page = sub_result.body
+                results.append(QueryResult(_strip(page.get("records") or []), int(page.get("totalSize", 0)),
+                                           bool(page.get("done", True)), page.get("nextRecordsUrl")))
         return results
 
     def composite(self, subrequests: Sequence[Mapping[str, Any]], *, all_or_none: bool) -> list[SubResult]:

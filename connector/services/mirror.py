@@ -17,7 +17,7 @@ Per mapped object, in mapping order (parents before children):
   recycle bin, or deleted beyond its retention).
 * **Idle cycle**: for objects that already have a cursor, one ``queryAll`` per object asks
   how many records carry a stamp in the lookback window and what the newest stamp is; all
-  of them go in composite calls (5 per call: the 9 gtm-v1 objects cost 2 API calls). An
+  of them go in ``/composite/batch`` calls (25 per call: the 11 gtm-v2 objects cost one API call). An
   object is synced only if its newest stamp is past the cursor or the window count differs
   from what is stored locally (tombstones and quarantined records included), which is how
   a record committed late inside the window, or a deletion, shows up.

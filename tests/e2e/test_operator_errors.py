@@ -344,7 +344,7 @@ def test_option_values_are_checked_before_anything_runs(tmp_path: Path) -> None:
         (("report", "--config", path, "--from", "2025-03-01", "--to", "2025-01-31"), "--from 2025-03-01 is after --to"),
         (("report", "--config", path, "--from", "2025-02-30"), "expected a date YYYY-MM-DD, got '2025-02-30'"),
         (("dead-letters", "--config", path, "--source", "mirorr"), "'mirorr' is not a source; one of: mirror"),
-        (("sync", "--config", path, "--objects", "ppc,oders"), "unknown object(s) oders; the mapping gtm-v1 has"),
+        (("sync", "--config", path, "--objects", "ppc,oders"), "unknown object(s) oders; the mapping gtm-v2 has"),
         (("sandbox", "stripe", "--fee-percent", "abc"), "'abc' is not a number"),
     ]
     for args, message in cases:

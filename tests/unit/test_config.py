@@ -50,7 +50,7 @@ def test_valid_config_gets_defaults(tmp_path):
     assert config.invoicing.days_until_due == 30
     assert config.invoicing.proration == "daily"
     assert config.api_budget_percent == 80
-    assert config.mapping == "gtm-v1"
+    assert config.mapping == "gtm-v2"
     assert config.database_url == "sqlite:///data/acme.sqlite3"  # relative to the working directory
     assert config.schedules.interval_seconds("mirror") == 300
 
@@ -173,5 +173,5 @@ def test_config_check_knows_the_mapping_and_names_the_database_variable(tmp_path
            str(from_env)]
     result = subprocess.run(cmd, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd=REPO)
     assert result.returncode == 2
-    assert f"{typo}: sync.objects: unknown object(s) SfdcPartnerOrdr; the mapping gtm-v1 has " in result.stderr
+    assert f"{typo}: sync.objects: unknown object(s) SfdcPartnerOrdr; the mapping gtm-v2 has " in result.stderr
     assert f"{from_env}: ok" in result.stdout and "database from $ACME_DATABASE_URL" in result.stdout

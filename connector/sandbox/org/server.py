@@ -19,7 +19,7 @@ import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -29,17 +29,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connector.mappings import MappingSet
 from connector.sandbox.org.auth import ConnectedApp, new_user_id
 from connector.sandbox.org.control import DataSpec, OrgControl
 from connector.sandbox.org.data import OrgData
 from connector.sandbox.org.gtm import GtmRules
 from connector.sandbox.org.ids import make_id
 from connector.sandbox.org.rest import OrgApi, Request, Response
-from connector.sandbox.org.schema import schema_from_mapping
+from connector.sandbox.org.schema import load_org_schema
 from connector.sandbox.snapshot import SnapshotError, read_snapshot, write_snapshot
 
-API_VERSION = "62.0"
+API_VERSION = "66.0"  # GTM objects exist from v64-v66 (see gtm_schema.toml)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -162,7 +161,8 @@ class SandboxOrg:
         batch_size: int = 2000,
         port: int = 0,
         *,
-        mapping: MappingSet | str = "gtm-v1",
+        renamed: Mapping[str, str] | None = None,
+        dropped: tuple[str, ...] = (),
         workdir: Path | None = None,
         jwt_public_key_file: Path | None = None,
     ) -> SandboxOrg:
@@ -170,7 +170,9 @@ class SandboxOrg:
 
         ``data``: "demo", an int N (generated bench records) or None. ``jwt_public_key_file``:
         the certificate (or public key) JWT assertions must be signed for; without it a key
-        pair is made and the private key written to ``private_key_file``."""
+        pair is made and the private key written to ``private_key_file``. ``renamed`` and
+        ``dropped`` start an org whose schema differs from the reference (see
+        ``load_org_schema``), as a partner's org may."""
         owns = workdir is None
         workdir = Path(tempfile.mkdtemp(prefix="gtm-sandbox-org-")) if workdir is None else Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -185,7 +187,7 @@ class SandboxOrg:
             public_pem = _public_key_pem(Path(jwt_public_key_file).read_bytes())
         else:
             public_pem = _new_keypair(private_key_file)
-        schema = schema_from_mapping(mapping)
+        schema = load_org_schema(renamed=renamed, dropped=dropped)
         org_id = make_id("00D", 1, pod="Sb")
         app = ConnectedApp(
             client_id="3MVG9sandbox" + secrets.token_hex(16),

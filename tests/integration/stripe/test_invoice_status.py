@@ -75,7 +75,7 @@ def invoiced(uow_factory: Callable[[], SqlUnitOfWork], stripe_billing: StripeBil
 
     def run() -> str:
         GtmOrg(uow_factory).catalogue().order(1, start=START)
-        InvoicingService(org_id=ORG, uow=uow_factory, billing=stripe_billing, mapping=load_mapping("gtm-v1"),
+        InvoicingService(org_id=ORG, uow=uow_factory, billing=stripe_billing, mapping=load_mapping("gtm-v2"),
                          settings=InvoicingSettings(), clock=clock).run()
         with uow_factory() as uow:
             row = uow.invoices.get(ORG, order_id(1))

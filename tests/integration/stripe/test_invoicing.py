@@ -23,7 +23,7 @@ POSTS = "POST /v1/*"
 
 
 def an_invoicing(uow: Callable[[], SqlUnitOfWork], billing: Any, clock: Clock, **settings: Any) -> InvoicingService:
-    return InvoicingService(org_id=ORG, uow=uow, billing=billing, mapping=load_mapping("gtm-v1"),
+    return InvoicingService(org_id=ORG, uow=uow, billing=billing, mapping=load_mapping("gtm-v2"),
                             settings=InvoicingSettings(**settings), clock=clock)
 
 
