@@ -244,6 +244,8 @@ class SyncSection(_Strict):
     lookback_seconds: int = Field(default=300, ge=0, le=86_400)
     page_size: int = Field(default=2000, ge=200, le=2000)
     objects: list[str] | None = Field(default=None, description="mapping object keys to mirror; default all")
+    describe_recheck_minutes: int = Field(default=60, ge=0, le=10_080,
+                                          description="re-check the mapping against the org's describe this often")
 
 
 class PayoutsSection(_Strict):

@@ -140,6 +140,7 @@ class SubResult:
     reference_id: str
     status: int
     body: Any
+    headers: Mapping[str, str] = field(default_factory=dict)  # httpHeaders (Location, Last-Modified)
 
     @property
     def ok(self) -> bool:
@@ -425,7 +426,7 @@ class SalesforceOrg:
         """One ``/composite`` call (up to 25 subrequests); subrequest failures are data."""
         body = {"allOrNone": all_or_none, "compositeRequest": list(subrequests)}
         answer = self._call("composite", lambda sf: sf.restful("composite", method="POST", data=dumps(body)))
-        return [SubResult(r["referenceId"], int(r["httpStatusCode"]), r.get("body"))
+        return [SubResult(r["referenceId"], int(r["httpStatusCode"]), r.get("body"), dict(r.get("httpHeaders") or {}))
                 for r in (answer or {}).get("compositeResponse", [])]
 
     def _base_path(self) -> str:
@@ -481,6 +482,31 @@ class SalesforceOrg:
 
     def describe(self, sobject: str) -> dict[str, Any]:
         return dict(self._call("describe", lambda sf: sf.restful(f"sobjects/{sobject}/describe")) or {})
+
+    def describe_global(self) -> dict[str, Any]:
+        """``/sobjects/``: every object this user can see at the configured API version."""
+        return dict(self._call("describe_global", lambda sf: sf.restful("sobjects/")) or {})
+
+    def describes(self, sobjects: Sequence[str], *, if_modified_since: str | None = None) -> dict[str, SubResult]:
+        """The describes of ``sobjects`` in one ``/composite`` call per 25 (describes are not
+        query subrequests, so 25 fit). With ``if_modified_since`` (an HTTP date, e.g. a
+        previous answer's Last-Modified) an unchanged describe answers 304 without a body.
+        Per object: its SubResult (200 with the describe, 304, or 404 NOT_FOUND when the
+        org has no such object at this API version)."""
+        headers = {"If-Modified-Since": if_modified_since} if if_modified_since else None
+        out: dict[str, SubResult] = {}
+        names = list(dict.fromkeys(sobjects))
+        for start in range(0, len(names), BATCH_LIMIT):
+            chunk = names[start : start + BATCH_LIMIT]
+            subs = []
+            for i, name in enumerate(chunk):
+                sub = self.subrequest("GET", f"sobjects/{name}/describe", f"d{start + i}")
+                if headers:
+                    sub["httpHeaders"] = headers
+                subs.append(sub)
+            for name, result in zip(chunk, self.composite(subs, all_or_none=False), strict=True):
+                out[name] = result
+        return out
 
     def limits(self) -> dict[str, Any]:
         return dict(self._call("limits", lambda sf: sf.limits()) or {})

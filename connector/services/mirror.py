@@ -535,5 +535,7 @@ def run_mirror_job(runtime: Any, *, log: Any, dry_run: bool = False, stop: threa
         stop=stop,
         clock=runtime.clock,
     )
-    report = service.run(objects or runtime.config.sync.objects, full=full, dry_run=dry_run)
+    # The mapping is checked against the org's describe first (cheap when nothing changed).
+    guard = runtime.mapping_guard()
+    report = guard.run(lambda: service.run(objects or runtime.config.sync.objects, full=full, dry_run=dry_run))
     return report.counts()

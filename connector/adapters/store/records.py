@@ -177,6 +177,15 @@ class WritebackState(_FromRow):
 
 
 @dataclass(frozen=True)
+class MappingCheck(_FromRow):
+    org_id: str
+    mapping_name: str
+    mapping_hash: str
+    describe_last_modified: str | None
+    checked_at: datetime
+
+
+@dataclass(frozen=True)
 class OfferDraft(_FromRow):
     org_id: str
     draft_key: str

@@ -27,6 +27,7 @@ from connector.adapters.store.records import (
     DeadLetter,
     Invoice,
     JobRun,
+    MappingCheck,
     OfferDraft,
     OutboxEntry,
     Payout,
@@ -472,6 +473,14 @@ class WritebackStateRepository(_KeyedRepository[WritebackState]):
     table = t.writeback_state
     record = WritebackState
     key = "order_id"
+
+
+class MappingCheckRepository(_KeyedRepository[MappingCheck]):
+    """Per (org, mapping set): hash, describe Last-Modified and time of the last check that passed."""
+
+    table = t.mapping_checks
+    record = MappingCheck
+    key = "mapping_name"
 
 
 class OfferDraftRepository(_KeyedRepository[OfferDraft]):

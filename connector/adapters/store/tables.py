@@ -256,6 +256,16 @@ def mirror_columns(table_name: str) -> dict[str, str]:
     return {c.name: _type_name(c) for c in table.columns if c.name not in BOOKKEEPING_COLUMNS}
 
 
+def column_scale(table_name: str, column: str) -> int | None:
+    """Decimals a mirror column keeps (Price 6, Money 2, Percent 4); None if it is not a
+    decimal column or unknown. What the mapping check holds a describe's scale against."""
+    table = MIRROR_TABLES.get(table_name)
+    if table is None or column not in table.c:
+        return None
+    kind = table.c[column].type
+    return kind.scale if isinstance(kind, ExactDecimal) else None
+
+
 # ------------------------------------------------------------------------ connector tables
 sync_state = Table(
     "sync_state",
@@ -416,6 +426,18 @@ writeback_state = Table(
     Column("payload_hash", String(64)),
     Column("last_written_at", UtcDateTime()),
     Column("last_result", Text()),
+)
+
+# The last successful check of a mapping against the org's describe: the next check sends
+# If-Modified-Since with its Last-Modified, and a changed mapping (another hash) re-checks fully.
+mapping_checks = Table(
+    "mapping_checks",
+    metadata,
+    _org_id(),
+    Column("mapping_name", String(255), primary_key=True),
+    Column("mapping_hash", String(64), nullable=False),
+    Column("describe_last_modified", String(64)),
+    Column("checked_at", UtcDateTime(), nullable=False),
 )
 
 offer_drafts = Table(

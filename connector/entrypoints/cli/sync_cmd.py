@@ -16,6 +16,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from connector.entrypoints.cli._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
     ConfigDirOpt,
     ConfigOpt,
     DryRunOpt,
@@ -70,7 +73,9 @@ def sync(
     orgs = Orgs(config, org, config_dir)
     for runtime in orgs:
         wanted = _check_objects(runtime, _split(objects))
-        failed |= _sync_one(runtime, console, wanted, full=full, dry_run=dry_run, as_json=as_json, stop=orgs.stop)
+        code = _sync_one(runtime, console, wanted, full=full, dry_run=dry_run, as_json=as_json, stop=orgs.stop)
+        failed |= code == EXIT_FAILED
+        orgs.note(code)  # a mapping that doesn't fit the org is a configuration problem: 2
     orgs.exit(failed)
 
 
@@ -86,7 +91,8 @@ def _check_objects(runtime: Any, objects: list[str] | None) -> list[str] | None:
 
 
 def _sync_one(runtime: Any, console: Any, objects: list[str] | None, *, full: bool, dry_run: bool, as_json: bool,
-              stop: threading.Event | None = None) -> bool:
+              stop: threading.Event | None = None) -> int:
+    """Mirror one org; its exit code (2 when its mapping does not fit the org's describe)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from connector.entrypoints.daemon import default_instance_id
@@ -109,7 +115,8 @@ def _sync_one(runtime: Any, console: Any, objects: list[str] | None, *, full: bo
         service = MirrorService(rt.salesforce(), rt.uow, rt.mapping, rt.org_id,
                                 lookback_seconds=rt.config.sync.lookback_seconds, log=log, progress=on_page,
                                 stop=stop, clock=rt.clock)
-        report = service.run(objects or rt.config.sync.objects, full=full, dry_run=dry_run)
+        report = rt.mapping_guard().run(
+            lambda: service.run(objects or rt.config.sync.objects, full=full, dry_run=dry_run))
         holder["report"] = report
         return report.counts()
 
@@ -129,7 +136,9 @@ def _sync_one(runtime: Any, console: Any, objects: list[str] | None, *, full: bo
         }))
     else:
         _print_report(console, runtime.alias, outcome, report, dry_run)
-    return outcome.status == "failed"
+    if outcome.status != "failed":
+        return EXIT_OK
+    return EXIT_USAGE if (outcome.error or "").startswith("MappingError") else EXIT_FAILED
 
 
 def _print_report(console: Any, alias: str, outcome: Any, report: Any, dry_run: bool) -> None:

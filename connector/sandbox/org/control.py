@@ -56,6 +56,20 @@ class OrgControl:
         self.demo_ids = ids
         return ids
 
+    def rename_field(self, sobject: str, old: str, new: str) -> None:
+        """Rename a field while the org runs (as an admin might): the schema, its describe's
+        Last-Modified and the stored records follow; record stamps don't move."""
+        with self.data.lock:
+            schema = self.data.schema.with_field_renamed(sobject, old, new)
+            spec = schema.get(sobject)
+            assert spec is not None
+            table = self.data.tables[spec.name]
+            table.spec = spec
+            for row in table.rows.values():
+                if old in row:
+                    row[new] = row.pop(old)
+            self.data.schema = schema
+
     def reset(self, data: DataSpec = "demo") -> dict[str, str]:
         """Fresh data, counters, faults, latency and limits; sessions stay valid."""
         self.api.controls.reset()

@@ -17,7 +17,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +212,21 @@ class OrgSchema:
 
     def by_prefix(self, record_id: str) -> ObjectSpec | None:
         return self._by_prefix.get(record_id[:3])
+
+    def with_field_renamed(self, sobject: str, old: str, new: str) -> OrgSchema:
+        """This schema with one field renamed, modified now (at least a second after this
+        one, so an If-Modified-Since of the old Last-Modified sees the change)."""
+        spec = self.get(sobject)
+        if spec is None or spec.field(old) is None:
+            raise ValueError(f"renamed: no such field {sobject}.{old}")
+        fields = {(new if f.name == spec.field(old).name else f.name):  # type: ignore[union-attr]
+                  (replace(f, name=new, label=_label(new)) if f.name == spec.field(old).name else f)  # type: ignore[union-attr]
+                  for f in spec.fields.values()}
+        changed = replace(spec, fields=fields, _lower={f.name.lower(): f for f in fields.values()})
+        objects = {name: (changed if name == spec.name else s) for name, s in self.objects.items()}
+        now = max(datetime.now(UTC).replace(microsecond=0), self.last_modified + timedelta(seconds=1))
+        return OrgSchema(objects, now, _lower={n.lower(): s for n, s in objects.items()},
+                         _by_prefix={s.key_prefix: s for s in objects.values()})
 
 
 def _system_fields() -> list[FieldSpec]:

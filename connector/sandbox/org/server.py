@@ -275,6 +275,10 @@ class SandboxOrg:
     def reset_counters(self) -> None:
         self.control.reset_counters()
 
+    def rename_field(self, sobject: str, old: str, new: str) -> None:
+        """Rename a field of the running org (see ``OrgControl.rename_field``)."""
+        self.control.rename_field(sobject, old, new)
+
     def fail(self, endpoint: str, *, times: int = 1, status: int = 503, error_code: str | None = None,
              message: str | None = None, skip: int = 0, expire_sessions: bool = False) -> None:
         self.control.fail(endpoint, times=times, status=status, error_code=error_code, message=message,

@@ -11,6 +11,8 @@ Create Date: 2026-12-07
 * Every mirror cursor is reset: the next sync re-reads each object once under the new
   mapping (upserts are idempotent), which fills the new columns and replaces prices that
   were stored rounded to the cent.
+* ``mapping_checks``: per org and mapping set, the last check of the mapping against the
+  org's describe that passed (mapping hash, the describe's Last-Modified, when).
 """
 
 from __future__ import annotations
@@ -77,11 +79,21 @@ def upgrade() -> None:
             _s("account_id", 18))
     _mirror("order_billing_links", sa.Column("name", sa.String(255)), _s("order_id", 18), _s("stripe_invoice_id"),
             ref_indexes=("order_id",))
+    op.create_table(
+        "mapping_checks",
+        sa.Column("org_id", sa.String(18), nullable=False),
+        sa.Column("mapping_name", sa.String(255), nullable=False),
+        sa.Column("mapping_hash", sa.String(64), nullable=False),
+        sa.Column("describe_last_modified", sa.String(64), nullable=True),
+        sa.Column("checked_at", UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("org_id", "mapping_name", name="pk_mapping_checks"),
+    )
     op.execute(sa.text("DELETE FROM sync_state"))
 
 
 def downgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
+    op.drop_table("mapping_checks")
     op.drop_table("order_billing_links")
     op.drop_table("customers")
     with op.batch_alter_table("org_payouts") as batch:
