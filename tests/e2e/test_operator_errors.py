@@ -465,15 +465,15 @@ def test_daemon_skips_an_org_whose_file_is_bad_and_runs_the_others(tmp_path: Pat
 @pytest.fixture
 def slow_sync(tmp_path: Path, sandbox_org: SandboxOrg) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     """`gtm-connector sync` against the sandbox org answering each call after 1.5 s,
-    started and waited for until its first query is in flight."""
+    started and waited for until its first query is in flight (after the mapping check)."""
     path = write_config(tmp_path, sandbox_org)
     sandbox_org.set_latency(1.5)
     proc = subprocess.Popen([str(EXE), "sync", "--config", str(path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
-        while sum(sandbox_org.counters()["calls"].values()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)  # the token call and the first query have arrived
+        while sum(sandbox_org.counters()["calls"].values()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the token call, the mapping check's describes and the first query have arrived
         yield proc, path
     finally:
         if proc.poll() is None:

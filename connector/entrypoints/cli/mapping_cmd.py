@@ -92,11 +92,12 @@ def draft(
     from connector.mapping_draft import draft_files
     from connector.mappings import load_mapping
 
-    if out.exists() and not out.is_dir():
-        raise typer.BadParameter(f"{out} is a file, not a folder", param_hint="--out")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise typer.BadParameter(f"{out} is not empty; pick an empty folder or pass --force to overwrite its "
-                                 "mapping files", param_hint="--out")
+    refusal = (f"{out} is a file, not a folder" if out.exists() and not out.is_dir() else
+               f"{out} is not empty; pick an empty folder or pass --force to overwrite its mapping files"
+               if out.is_dir() and any(out.iterdir()) and not force else None)
+    if refusal:  # before any call to the org: a partner's edited mapping is never overwritten by accident
+        typer.echo(f"--out: {refusal}", err=True)
+        raise typer.Exit(EXIT_USAGE)
     cfg = select_one(config, org, config_dir)
     base = load_mapping(template)
     runtime = open_runtime(cfg)
