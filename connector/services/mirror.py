@@ -24,6 +24,9 @@ Per mapped object, in mapping order (parents before children):
 * **Validation**: each record is converted and checked on the way in (``records.py``); a
   bad one goes to ``dead_letter`` (source ``mirror``) with its reason and the rest of the
   page proceeds. When the record is later fixed in the org, its letter is resolved.
+* **Mapping check**: the job runs behind ``connector.services.mapping_guard``, which checks
+  the mapping against the org's describe before the first sync of a run (one call, 304
+  when nothing changed) and again when due or when a query fails on a name.
 * **State machines**: offer and order status changes are checked against
   ``connector.domain.states``; an illegal jump is applied anyway (the org is the source
   of truth) and recorded as an anomaly.
