@@ -114,8 +114,14 @@ def draft(
     for name, text in files.items():
         (out / name).write_text(text, "utf-8")
     missing = [n for n, d in describes.items() if d is None]
+    # A template field the org has no counterpart for is left commented out: say which, the
+    # partner decides (a required column such as Quantity matters to invoicing).
+    left_out = [line.lstrip("# ").split(" =")[0] for line in files["mapping.toml"].splitlines()
+                if "  # left out:" in line]
     typer.echo(f"{cfg.alias}: wrote {', '.join(files)} to {out} from the org's describe at API v{api_version}"
                + (f" (not in the org: {', '.join(missing)})" if missing else ""))
+    if left_out:
+        typer.echo(f"left out (no counterpart in the org; see the comments in mapping.toml): {', '.join(left_out)}")
     typer.echo(f"next: set mapping = \"{out.resolve()}\" in the org's config and run "
                f"`gtm-connector mapping check --org {cfg.alias}`")
     raise typer.Exit(EXIT_OK)
