@@ -44,6 +44,7 @@ def child(n: int) -> dict[str, object]:
             url = f"sqlite:///{tmp}/bench.sqlite3"
             config = parse_config({
                 "org": {"alias": "bench", "org_id": info["org_id"]},
+                "invoicing": {"issuer": "connector"},
                 "salesforce": {"login_url": info["login_url"], "ca_bundle": info["ca_file"],
                                "auth": {"kind": "client_credentials", "client_id": info["client_id"],
                                         "client_secret": {"env": "S"}}},

@@ -233,7 +233,16 @@ class Schedules(_Strict):
         return self.trigger(job).interval_seconds or DEFAULT_INTERVALS_S[job]
 
 
+ISSUER_HELP = ("required: `salesforce` when your GTM app already invoices through Stripe (the usual case), "
+               "`connector` when this connector must create the invoices")
+
+
 class InvoicingSection(_Strict):
+    # Who issues the Stripe invoice of an accepted order. No default: guessing wrong either
+    # bills the customer twice (connector on a GTM-billed org) or never (salesforce on an
+    # org the GTM app does not bill).
+    issuer: Literal["salesforce", "connector"]
+    missing_after_days: int = Field(default=2, ge=0, le=60)
     lead_days: int = Field(default=1, ge=0, le=60)
     days_until_due: int = Field(default=30, ge=1, le=365)
     proration: Literal["daily", "monthly"] = "daily"
@@ -284,7 +293,7 @@ class OrgConfig(_Strict):
     mapping: str = "gtm-v2"
     api_budget_percent: int = Field(default=80, ge=1, le=100)
     schedules: Schedules = Schedules()
-    invoicing: InvoicingSection = InvoicingSection()
+    invoicing: InvoicingSection
     sync: SyncSection = SyncSection()
     payouts: PayoutsSection = PayoutsSection()
     writeback: WritebackSection = WritebackSection()
@@ -351,7 +360,14 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
+def _issuer_key(key: str, err: dict[str, Any]) -> str:
+    """A missing [invoicing] table is reported as its one required key."""
+    return "invoicing.issuer" if err["type"] == "missing" and key == "invoicing" else key
+
+
 def _message(err: dict[str, Any]) -> str:
+    if err["type"] == "missing" and tuple(err["loc"]) in (("invoicing",), ("invoicing", "issuer")):
+        return ISSUER_HELP
     if err["type"] == "missing":
         return "field required"
     if err["type"] == "extra_forbidden":
@@ -373,7 +389,7 @@ def parse_config(
     try:
         config = OrgConfig.model_validate(data, context=context)
     except ValidationError as exc:
-        problems = [(source, _dotted(e["loc"]), _message(e)) for e in exc.errors()]
+        problems = [(source, _issuer_key(_dotted(e["loc"]), e), _message(e)) for e in exc.errors()]
         raise ConfigError(format_problems(problems), problems) from None
     object.__setattr__(config, "source_file", Path(source) if source != "<config>" else None)
     return config

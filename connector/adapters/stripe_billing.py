@@ -39,6 +39,10 @@ T = TypeVar("T")
 WEBHOOK_TOLERANCE_S = 300
 ORG_KEY = "gtm_org_id"
 ORDER_KEY = "gtm_order_id"
+# Metadata naming the Salesforce order on an invoice the GTM app issued (not the connector's
+# own keys above): how an order's Salesforce-issued invoice is found when no junction
+# record links it yet.
+SALESFORCE_ORDER_KEYS = ("sfdc_order_id",)
 
 
 class StripeCallError(PermanentError):
@@ -136,6 +140,10 @@ def invoice_record(inv: Any) -> StripeInvoice:
         paid_at=_ts(transitions.get("paid_at")),
         voided_at=_ts(transitions.get("voided_at")),
         metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+        customer_email=data.get("customer_email"),
+        collection_method=data.get("collection_method"),
+        days_until_due=data.get("days_until_due"),
+        line_amounts=tuple(from_cents(int(line.get("amount") or 0)) for line in lines.get("data") or []),
     )
 
 
@@ -285,6 +293,14 @@ class StripeBilling:
         if not live:
             return None
         return min(live, key=lambda m: (m.created, m.id))
+
+    def find_salesforce_invoice(self, order_id: str) -> StripeInvoice | None:
+        query = " OR ".join(f"metadata['{key}']:'{order_id}'" for key in SALESFORCE_ORDER_KEYS)
+        page = self._call("invoices.search", lambda: self._client.v1.invoices.search(
+            params={"query": query, "limit": 100}, options=self._options()))
+        live = [invoice_record(inv) for inv in self._call("invoices.page", lambda: list(page.auto_paging_iter()))]
+        live = [i for i in live if i.status != "void" and any(i.metadata.get(k) == order_id for k in SALESFORCE_ORDER_KEYS)]
+        return min(live, key=lambda m: (m.created, m.id)) if live else None
 
     def list_invoices(self, org_id: str, *, status: str | None = None) -> Iterator[StripeInvoice]:
         params: dict[str, Any] = {"limit": 100}

@@ -146,6 +146,15 @@ class OrderBook:
         return Proration(initial["service_start_date"], order["service_start_date"], self.policy)
 
 
+def orders_by_invoice(uow: Any, org_id: str) -> dict[str, str]:
+    """Stripe invoice id -> order id: the invoices recorded locally, plus every invoice the
+    GTM app's billing junction links (an order may have several; Salesforce issues them)."""
+    links = {r["stripe_invoice_id"]: r["order_id"] for r in uow.mirror("billing_link").list(org_id)
+             if r.get("stripe_invoice_id") and r.get("order_id") and not r.get("is_deleted")}
+    links.update({i.stripe_invoice_id: i.order_id for i in uow.invoices.list(org_id) if i.stripe_invoice_id})
+    return links
+
+
 def invoice_facts(invoice: Any) -> InvoiceFacts:
     return InvoiceFacts(
         invoice_id=invoice.stripe_invoice_id or "",
@@ -269,7 +278,7 @@ class Reconciler:
     def _attribute(self, uow: Any, payout: StripePayout) -> None:
         txns = list(self.gateway.transactions(payout))
         self.counts.transactions += sum(1 for t in txns if t.type != "payout")
-        invoice_orders = {i.stripe_invoice_id: i.order_id for i in uow.invoices.list(self.org_id) if i.stripe_invoice_id}
+        invoice_orders = orders_by_invoice(uow, self.org_id)
         attribution = attribute(txns, org_id=self.org_id, invoice_orders=invoice_orders,
                                 known_orders=uow.mirror("order").ids(self.org_id))
         book = OrderBook(uow, self.org_id, self.proration, self.runtime.mapping)
@@ -302,8 +311,7 @@ class Reconciler:
                                    stored.arrival_date or self.today(), stored.status or "", stored.created or 0)
             txns = list(self.gateway.transactions(payout))
             with self.runtime.uow() as uow:
-                invoice_orders = {i.stripe_invoice_id: i.order_id for i in uow.invoices.list(self.org_id)
-                                  if i.stripe_invoice_id}
+                invoice_orders = orders_by_invoice(uow, self.org_id)
                 attribution = attribute(txns, org_id=self.org_id, invoice_orders=invoice_orders,
                                         known_orders=uow.mirror("order").ids(self.org_id))
                 book = OrderBook(uow, self.org_id, self.proration, self.runtime.mapping)

@@ -69,6 +69,9 @@ login_url = "{login}"
 [salesforce.auth]
 {auth}
 
+[invoicing]
+issuer = "connector"
+
 [stripe]
 api_key = {{ env = "{STRIPE_KEY_ENV}" }}
 {base}timeout_seconds = 5

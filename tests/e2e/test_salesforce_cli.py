@@ -41,6 +41,9 @@ kind = "client_credentials"
 client_id = "{sandbox_org.client_id}"
 client_secret = {{ env = "ACME_SF_SECRET" }}
 
+[invoicing]
+issuer = "connector"
+
 [stripe]
 api_key = {{ env = "ACME_STRIPE_KEY" }}
 

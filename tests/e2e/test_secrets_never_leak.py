@@ -154,6 +154,9 @@ ca_bundle = "{org.ca_file}"
 [salesforce.auth]
 {auths[auth]}
 
+[invoicing]
+issuer = "connector"
+
 [stripe]
 api_key = {{ env = "LEAK_STRIPE_KEY" }}
 {api_base}
@@ -502,6 +505,9 @@ database_url = "postgresql://gtm:{canaries.db_password}@db.internal:5432/gtm"
 kind = "client_credentials"
 client_id = "app"
 client_secret = "{canaries.sf_secret}"
+[invoicing]
+issuer = "connector"
+
 [stripe]
 api_key = "{canaries.stripe_key}"
 webhook_secret = ["{canaries.webhook_secret}"]
@@ -515,11 +521,17 @@ client_id = "app"
 username = "u@example.com"
 password = {{ env = "LEAK_UNSET_PASSWORD" }}
 client_secret = {{ env = "LEAK_SF_SECRET", file = "sf.secret" }}
+[invoicing]
+issuer = "connector"
+
 [stripe]
 api_key = {{ file = "missing-key.txt" }}
 webhook_secret = {{ value = "{canaries.webhook_secret}" }}
 ''')
     syntax = write(tmp_path / "syntax.toml", head.format(alias="syntax") + f'''
+[invoicing]
+issuer = "connector"
+
 [stripe]
 api_key = "{canaries.stripe_key}
 ''')
@@ -529,6 +541,9 @@ api_key = "{canaries.stripe_key}
 kind = "client_credentials"
 client_id = "app"
 client_secret = { env = "LEAK_SF_SECRET" }
+[invoicing]
+issuer = "connector"
+
 [stripe]
 api_key = { env = "LEAK_STRIPE_KEY" }
 webhook_secret = { file = "webhook.secret" }
@@ -587,6 +602,9 @@ login_url = "https://127.0.0.1:9"
 kind = "client_credentials"
 client_id = "app"
 client_secret = { env = "LEAK_SF_SECRET" }
+[invoicing]
+issuer = "connector"
+
 [stripe]
 api_key = { env = "LEAK_STRIPE_KEY" }
 ''')

@@ -34,6 +34,9 @@ login_url = "https://127.0.0.1"
 kind = "client_credentials"
 client_id = "cli-test"
 client_secret = {{ env = "ACME_SF_SECRET" }}
+[invoicing]
+issuer = "connector"
+
 [stripe]
 api_key = {{ env = "ACME_STRIPE_KEY" }}
 api_base = "{stripe_sandbox.api_base}"

@@ -256,7 +256,7 @@ def test_the_receiver_wired_from_org_config_applies_payments(
             f'database_url = "{migrated_url}"\n[org]\nalias = "acme"\norg_id = "{ORG}"\n'
             '[salesforce]\nlogin_url = "https://127.0.0.1"\n[salesforce.auth]\nkind = "client_credentials"\n'
             'client_id = "x"\nclient_secret = { env = "ACME_SF_SECRET" }\n'
-            f'[stripe]\napi_key = {{ env = "ACME_STRIPE_KEY" }}\napi_base = "{stripe_sandbox.api_base}"\n'
+            f'[invoicing]\nissuer = "connector"\n[stripe]\napi_key = {{ env = "ACME_STRIPE_KEY" }}\napi_base = "{stripe_sandbox.api_base}"\n'
             'webhook_secret = { env = "ACME_WHSEC" }\n')
         runtime = bootstrap(load_config(tmp_path / "acme.toml"), clock=Clock(datetime(2025, 12, 31, 10, tzinfo=UTC)))
         late["app"] = make_app_for_runtimes([runtime])
