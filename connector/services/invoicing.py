@@ -259,7 +259,8 @@ class InvoicingService:
         billing = self._require_billing()
         found = [call_with_retry("stripe.retrieve_invoice", lambda i=i: billing.retrieve_invoice(i))
                  for i in sorted(set(linked))]
-        if not linked and self.settings.issuer == "connector" and (own is None or own.stripe_invoice_id is None):
+        # The search runs once, before our first step: after that our own outbox decides.
+        if not linked and self.settings.issuer == "connector" and own is None:
             hit = call_with_retry("stripe.find_salesforce_invoice", lambda: billing.find_salesforce_invoice(order_id))
             found = [hit] if hit is not None else []
         return [i for i in found if i.status != "void"]
