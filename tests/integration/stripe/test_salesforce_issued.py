@@ -163,3 +163,41 @@ def test_payments_on_every_linked_invoice_reconcile_to_the_order(sf_books: Partn
     with sf_books.uow() as uow:
         row = uow.reconciliation.get(sf_books.org_id, acme)
     assert (row.expected_payout, row.actual_payout, row.discrepancy) == (Decimal("7260.00"), Decimal("7260.00"), None)
+
+
+@pytest.mark.parametrize("when", ["retrieve", "before-commit", "after-commit"])
+def test_adopting_dies_anywhere_and_the_rerun_adopts_once_creating_nothing(
+    when: str, sf_books: PartnerBooks, sandbox_org: Any
+) -> None:
+    from connector.services.invoicing import InvoicingService, InvoicingSettings
+    from tests.reliability.test_crash_points import Crash, DiesAt, DiesAtCommit
+
+    acme = sandbox_org.demo_ids["acme_order"]
+    invoice_id = salesforce_issues(sf_books, acme, [600_000, 240_000])
+    link(sandbox_org, acme, invoice_id)
+    sf_books.run("mirror")
+    runtime = sf_books.runtime
+    settings = InvoicingSettings(issuer="salesforce")
+
+    def service(uow: Any, billing: Any) -> InvoicingService:
+        return InvoicingService(org_id=runtime.org_id, uow=uow, billing=billing, mapping=runtime.mapping,
+                                settings=settings, clock=runtime.clock)
+
+    def adopted() -> bool:
+        with runtime.uow() as uow:
+            row = uow.invoices.get(runtime.org_id, acme)
+        return row is not None and row.issued_by == "salesforce"
+
+    if when == "retrieve":
+        dying = service(runtime.uow, DiesAt(runtime.billing(), "retrieve_invoice", when="before"))
+    else:
+        dying = service(DiesAtCommit(runtime.uow, lambda: True, when=when.removesuffix("-commit")), runtime.billing())
+    sf_books.stripe_box.reset_counters()
+    with pytest.raises(Crash):
+        dying.run()
+    assert adopted() == (when == "after-commit")
+
+    report = service(runtime.uow, runtime.billing()).run()
+
+    assert report.adopted == ([] if when == "after-commit" else [acme]) and report.invoiced == []
+    assert adopted() and sf_books.stripe_box.calls(WRITES) == 0 and len(sf_books.stripe_box.invoices()) == 1
