@@ -227,7 +227,9 @@ def _account(runtime: OrgRuntime, job: str, run_id: str, metrics: DaemonMetrics 
     if metrics is not None:
         mirrored = {k: v for k, v in counts.items() if k in runtime.mapping.objects} if job == "mirror" else None
         created = next((counts[k] for k in INVOICES_CREATED_KEYS if k in counts), 0) if job == "invoicing" else 0
-        metrics.observe_run(runtime.alias, job, status, duration, counts, mirrored=mirrored, invoices_created=created)
+        adopted = counts.get("invoices_adopted", 0) if job == "invoicing" else 0
+        metrics.observe_run(runtime.alias, job, status, duration, counts, mirrored=mirrored, invoices_created=created,
+                            invoices_adopted=adopted)
     return JobOutcome(runtime.alias, job, status, counts, error, duration, run_id, calls)
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from connector.metrics import DaemonMetrics
+
 from tests.fixtures.payouts import PartnerBooks
 
 WRITES = "POST /v1/*"  # every Stripe create, finalize or send is a POST
@@ -104,6 +106,11 @@ def test_no_salesforce_invoice_after_the_grace_is_invoice_missing(sf_books: Part
     assert outcome.counts["invoices_missing"] == 1 and sf_books.stripe_box.calls(WRITES) == 0
     [letter] = letters(sf_books, acme)
     assert letter.error_code == "INVOICE_MISSING" and "no invoice from Salesforce 3 day(s) after" in letter.reason
+    with sf_books.uow() as uow:  # what the daemon's /metrics reads for invoices_missing{org}
+        missing = uow.dead_letters.count_open(sf_books.org_id, "invoicing", error_code="INVOICE_MISSING")
+    metrics = DaemonMetrics()
+    metrics.set_store_figures("acme", dead_letters_open=None, discrepancies=None, invoices_missing=missing)
+    assert 'invoices_missing{org="acme"} 1.0' in metrics.render().decode()
     # Issued late after all: adopted, and the flag clears.
     link(sandbox_org, acme, salesforce_issues(sf_books, acme, [600_000, 240_000]))
     sf_books.run("mirror")
