@@ -22,8 +22,8 @@ def fee_invoice(client: stripe.StripeClient, amount: int, fee: int | None) -> st
 
 
 def charge_txns(client: stripe.StripeClient) -> list[stripe.BalanceTransaction]:
-    return sorted(client.v1.balance_transactions.list(params={"type": "charge", "limit": 100}).data,
-                  key=lambda t: (t.created, t.id))
+    """Oldest first (Stripe lists newest first)."""
+    return list(reversed(client.v1.balance_transactions.list(params={"type": "charge", "limit": 100}).data))
 
 
 def test_a_full_payment_carries_the_whole_application_fee(stripe_client: stripe.StripeClient,
