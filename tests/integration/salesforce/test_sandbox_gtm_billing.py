@@ -324,3 +324,22 @@ def test_save_and_restore_keep_the_junction_the_knobs_and_the_clock(org: Sandbox
         assert again.run_billing().issued == []  # seed 003 invoiced already; the add-on still skipped
         assert again.billing.status()["problems"][org.demo_ids["addon_order"]] == "not invoiced: skip fault"
     assert len(invoices(client)) == 1
+
+
+def test_a_run_cut_short_by_stripe_is_finished_by_the_next_without_a_second_invoice(
+        org: SandboxOrg, box: StripeSandbox, client: stripe.StripeClient) -> None:
+    # The create is applied but its answer lost (the SDK resends it with the same key);
+    # then the send keeps failing beyond the SDK's retries: the run gives up on the order.
+    box.fail_next("POST /v1/invoices", fault="reset")
+    box.fail_next("POST /v1/invoices/{id}/send", times=3, fault=500)
+
+    first = org.link_stripe(box.api_base, box.api_key)
+
+    assert first.issued == [] and "Stripe refused" in first.problems[org.demo_ids["acme_order"]]
+    assert junction(org) == []
+    second = org.run_billing()
+    (invoice,) = invoices(client)
+    assert [i["invoice_id"] for i in second.issued] == [invoice["id"]]
+    assert len(box.invoice_sends(invoice["id"])) == 1
+    assert junction(org) == [(org.demo_ids["acme_order"], invoice["id"])]
+    assert org.billing.status()["problems"] == {}
