@@ -43,7 +43,15 @@ def test_the_demo_runs_one_full_cycle_and_a_second_run_changes_nothing(tmp_path:
     seed = first["seed_003"]
     assert (seed["subtotal"], seed["revenue_share"], seed["expected_payout"]) == ("8400.00", "1140.00", "7260.00")
     assert (seed["actual_payout"], seed["difference"], seed["discrepancy"]) == ("7260.00", "0.00", None)
-    assert first["this_run"]["invoices_created"] == 1 and first["this_run"]["stripe_invoice_creates"] == 1
+    # The primary org's GTM app issued seed 003's invoice; the connector adopted it. The
+    # second org's connector issued its own: two invoices created in Stripe in all, one each.
+    assert first["this_run"]["invoices_created"] == 0 and first["this_run"]["stripe_invoice_creates"] == 2
+    orgs = {o["alias"]: o for o in first["orgs"]}
+    assert (orgs["demo"]["issuer"], orgs["demo"]["invoices_created_by_connector"], orgs["demo"]["invoices_adopted"]) == (
+        "salesforce", 0, 1)
+    assert (orgs["demo-direct"]["issuer"], orgs["demo-direct"]["invoices_created_by_connector"]) == ("connector", 1)
+    assert [o["seed_003_actual_payout"] for o in first["orgs"]] == ["7260.00", "7260.00"]
+    assert [o["invoices_issued_by"] for o in first["orgs"]] == [["salesforce"], ["connector"]]
     written = {r["order_id"]: r for r in first["writeback"]["records"]}
     assert written[seed["order_id"]]["actual_payout"] == "7260.00"
     assert written[seed["order_id"]]["invoice_status"] == "paid"
@@ -58,6 +66,7 @@ def test_the_demo_runs_one_full_cycle_and_a_second_run_changes_nothing(tmp_path:
     assert second["this_run"]["invoices_created"] == 0 and second["this_run"]["stripe_invoice_creates"] == 0
     assert second["this_run"]["writeback_records_written"] == 0 and second["this_run"]["org_collection_upserts"] == 0
     assert second["invoices"] == first["invoices"]  # the same one invoice, nothing new
+    assert [o["invoices_created_by_connector"] + o["invoices_adopted"] for o in second["orgs"]] == [0, 0]
     assert second["seed_003"] == seed
     assert second["writeback"]["records"] == first["writeback"]["records"]
     assert "no invoice created and nothing written back" in second["message"]

@@ -100,7 +100,8 @@ class _Steps:
         self.tasks: dict[str, Any] = {}
 
     def __call__(self, step: str, text: str) -> None:
-        label = self.LABELS.get(step, step)
+        org, _, job = step.rpartition(": ")  # the second org's steps come as "alias: job"
+        label = (f"{org}: " if org else "") + self.LABELS.get(job, job)
         if step not in self.tasks:
             self.tasks[step] = self.progress.add_task(f"{label}: {text}", total=1)
             return
@@ -169,6 +170,14 @@ def print_summary(summary: Any, console: Any) -> None:
     for d in data["dead_letters"]:
         letters.add_row(str(d["id"]), d["source"], d["object"], d["record_id"], d["code"], d["reason"])
     console.print(letters)
+
+    orgs = Table("org", "issuer", "Stripe account", "invoices created by the connector", "adopted from Salesforce",
+                 "seed 003 payout", title="Orgs: who issues the invoice")
+    for o in data["orgs"]:
+        orgs.add_row(o["alias"], o["issuer"], o["stripe_account"], str(o["invoices_created_by_connector"]),
+                     str(o["invoices_adopted"]),
+                     f"${_thousands(o['seed_003_actual_payout'])}" if o["seed_003_actual_payout"] else "not paid out yet")
+    console.print(orgs)
 
     steps = Table("step", "status", "detail", "s", title="Steps")
     for st in data["steps"]:

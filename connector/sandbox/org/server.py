@@ -166,6 +166,7 @@ class SandboxOrg:
         *,
         renamed: Mapping[str, str] | None = None,
         dropped: tuple[str, ...] = (),
+        org_number: int = 1,
         workdir: Path | None = None,
         jwt_public_key_file: Path | None = None,
     ) -> SandboxOrg:
@@ -191,7 +192,7 @@ class SandboxOrg:
         else:
             public_pem = _new_keypair(private_key_file)
         schema = load_org_schema(renamed=renamed, dropped=dropped)
-        org_id = make_id("00D", 1, pod="Sb")
+        org_id = make_id("00D", org_number, pod="Sb")  # org_number: several orgs side by side
         app = ConnectedApp(
             client_id="3MVG9sandbox" + secrets.token_hex(16),
             client_secret=secrets.token_hex(32),
