@@ -23,6 +23,7 @@ redaction so that no credential is printed.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
+from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 
 from connector.config import OrgConfig, load_config, load_config_dir, redact_url
@@ -102,6 +104,24 @@ def describe_error(exc: BaseException) -> tuple[list[str], int]:
             "(this is a bug; run again with GTM_DEBUG=1 to see the traceback)"], EXIT_FAILED
 
 
+_LIBRARY_WORDS = (
+    (re.compile(r"Input should be a valid integer.*"), "must be a whole number"),
+    (re.compile(r"Input should be a valid (number|decimal).*"), "must be a number"),
+    (re.compile(r"Input should be a valid boolean.*"), "must be true or false"),
+    (re.compile(r"'([^']*)' is not one of (.*?)\.?$"),
+     lambda m: f"'{m.group(1)}' is not one of: {m.group(2).replace(chr(39), '')}"),
+)
+
+
+def plain_usage(message: str) -> str:
+    """A usage error from typer/pydantic without the library's phrasing
+    (``Value error, 'xml' is not one of 'a', 'b'.`` -> ``'xml' is not one of: a, b``)."""
+    text = message.replace("Value error, ", "")
+    for pattern, words in _LIBRARY_WORDS:
+        text = pattern.sub(words, text)
+    return text
+
+
 def report_error(exc: BaseException) -> int:
     """Print ``exc`` for the operator (stderr, secrets redacted); its exit code."""
     lines, code = describe_error(exc)
@@ -119,9 +139,19 @@ class OperatorGroup(TyperGroup):
         super().__init__(*args, **kwargs)
         readable_types(self)
 
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except UsageError as exc:  # the root's own options (--log-level …)
+            exc.message = plain_usage(exc.message)
+            raise
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except UsageError as exc:  # a subcommand's options: typer's words, in ours
+            exc.message = plain_usage(exc.message)
+            raise
         except (typer.Exit, typer.Abort, typer.TyperException, SystemExit, GeneratorExit):
             raise  # typer's own exits and usage errors already speak for themselves
         except BaseException as exc:
