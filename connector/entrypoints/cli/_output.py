@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 # Width of a console that does not write to a terminal: wide enough for any line we print.
 UNLIMITED_WIDTH = 100_000
+# In a terminal, a wrapping column is never squeezed below this many cells.
+FREE_TEXT_MIN_WIDTH = 16
 
 
 def make_console(**options: Any) -> Console:
@@ -79,11 +81,21 @@ def print_table(console: Console, table: Table, *, empty: str | None = None) -> 
         console.print(empty or (f"{table.title}: none" if table.title else "none"))
         return
     for column in table.columns:
-        if column.no_wrap:
-            cells = [column.header, *column.cells]
-            column.min_width = max(cell_len(c.plain if isinstance(c, Text) else str(c)) for c in cells)
-    needed = Measurement.get(console, console.options, table).minimum
-    console.print(table, width=max(console.width, needed))
+        widest = max(cell_len(c.plain if isinstance(c, Text) else str(c)) for c in [column.header, *column.cells])
+        # key columns whole; free text keeps at least a readable strip to wrap in
+        column.min_width = widest if column.no_wrap else min(widest, FREE_TEXT_MIN_WIDTH)
+    needed = Measurement.get(console, console.options.update_width(UNLIMITED_WIDTH), table).minimum
+    if needed <= console.width:
+        console.print(table)
+        return
+    # Too narrow a terminal for the key columns: print wider than the window (the terminal
+    # wraps the lines) rather than cut an id or an amount.
+    width = console.width
+    console.width = needed
+    try:
+        console.print(table, crop=False)
+    finally:
+        console.width = width
 
 
 # ---------------------------------------------------------------------------- JSON
