@@ -214,7 +214,7 @@ def _run_job(runtime: OrgRuntime, job: str, run_id: str, *, instance_id: str, dr
                            dry_run=dry_run, stop=stop, tick=tick, metrics=metrics)
     except Exception as exc:  # the store itself failed (database down, ...): still no propagation
         log.error("job.failed", error=f"{type(exc).__name__}: {exc}", stage="bookkeeping", exc_info=True)
-        return _account(runtime, job, run_id, metrics, "failed", error=describe_failure(exc))
+        return _account(runtime, job, run_id, metrics, "failed", error=describe_failure(exc, store=True))
 
 
 def _locked_run(runtime: OrgRuntime, job: str, fn: JobFn, *, run_id: str, log: Any, instance_id: str,
@@ -287,9 +287,10 @@ def _call(fn: JobFn, runtime: OrgRuntime, *, log: Any, dry_run: bool,
     return "ok", counts, None
 
 
-def describe_failure(exc: BaseException) -> str:
+def describe_failure(exc: BaseException, *, store: bool = False) -> str:
     """What went wrong, in words for the operator: the connector's own message (no
-    exception class names), a database error described, anything else as a bug."""
+    exception class names), a database error described, anything else as a bug.
+    ``store``: the run's own bookkeeping (the local database) failed."""
     if isinstance(exc, ConnectorError):
         return str(exc) or "failed"
     from sqlalchemy.exc import DBAPIError
@@ -298,6 +299,8 @@ def describe_failure(exc: BaseException) -> str:
         from connector.adapters.store.engine import describe_db_error
 
         return f"database error: {describe_db_error(exc)}"
+    if store or isinstance(exc, OSError):
+        return f"local database unusable: {exc}"
     return "unexpected error (a bug; the log has the traceback)"
 
 
