@@ -365,7 +365,8 @@ def _quoted_list(values: Any) -> str:
 
 
 def _message(err: dict[str, Any]) -> str:
-    """One pydantic error in the operator's words: no library phrasing, no regex."""
+    """One pydantic error in the operator's words: no library phrasing, no regex, and never
+    the value itself (a secret pasted into the wrong key must not be printed)."""
     kind, ctx = err["type"], err.get("ctx") or {}
     if kind == "missing":
         return "field required"
@@ -374,16 +375,16 @@ def _message(err: dict[str, Any]) -> str:
     if kind == "string_pattern_mismatch":
         return _PATTERN_WORDS.get(str(ctx.get("pattern")), "has the wrong form")
     if kind == "literal_error" and "expected" in ctx:
-        return f"{err.get('input')!r} is not allowed; use one of: {_quoted_list(str(ctx['expected']).replace(' or ', ', ').split(', '))}"
+        return f"must be one of: {_quoted_list(str(ctx['expected']).replace(' or ', ', ').split(', '))}"
     if kind == "union_tag_invalid":
         return (f"{ctx.get('discriminator', 'kind').strip(chr(39))} {ctx.get('tag')!r} is not known; use one of: "
                 f"{_quoted_list(str(ctx.get('expected_tags', '')).split(', '))}")
     if kind in ("int_parsing", "int_type", "int_from_float"):
-        return f"must be a whole number, got {err.get('input')!r}"
+        return "must be a whole number"
     if kind in ("float_parsing", "float_type", "decimal_parsing"):
-        return f"must be a number, got {err.get('input')!r}"
+        return "must be a number"
     if kind in ("bool_parsing", "bool_type"):
-        return f"must be true or false, got {err.get('input')!r}"
+        return "must be true or false"
     if kind in ("string_type",):
         return "must be a text string"
     msg = str(err["msg"])

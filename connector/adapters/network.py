@@ -18,6 +18,7 @@ CONNECTION_CAUSES: tuple[tuple[str, str], ...] = (
      r"|no address associated", "host not found (DNS)"),
     (r"certificate|ssl|tls", "TLS problem (certificate or handshake)"),
     (r"connection reset|remotedisconnected|connection aborted|remote end closed", "connection dropped"),
+    (r"invalidheader|invalid header|invalid return character", "invalid request header (a line break in a key?)"),
 )
 
 
