@@ -139,6 +139,12 @@ class OperatorGroup(TyperGroup):
         super().__init__(*args, **kwargs)
         readable_types(self)
 
+    def get_params(self, ctx: Any) -> Any:
+        params = super().get_params(ctx)
+        for param in params:  # typer adds the completion options after __init__
+            _readable(param)
+        return params
+
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().make_context(*args, **kwargs)
@@ -178,12 +184,19 @@ def _type_label(typer_label: str | None) -> str | None:
     return (label + ("…" if repeated else "")) or None
 
 
+def _readable(param: Any) -> None:
+    if getattr(param, "_readable_type", False):
+        return
+    original = param.display_type_rich
+    param.display_type_rich = lambda ctx, _original=original: _type_label(_original(ctx))
+    param._readable_type = True
+
+
 def readable_types(command: Any) -> None:
     """Show readable type labels (``_type_label``) in ``--help`` of ``command`` and every
     subcommand, its help option included, instead of typer's ``<bool>``/``<list[Path]>``."""
     for param in getattr(command, "params", []):
-        original = param.display_type_rich
-        param.display_type_rich = lambda ctx, _original=original: _type_label(_original(ctx))
+        _readable(param)
     get_help_option = command.get_help_option
 
     def help_option(ctx: Any, _get: Any = get_help_option) -> Any:
