@@ -3,8 +3,13 @@
 Secrets are redacted by a processor, whatever the caller passes: any key that looks like
 a credential (at any depth), any value that is a pydantic ``SecretStr``, and credentials
 written inline in text (Stripe keys, ``Bearer`` tokens, Salesforce session ids, URL
-passwords) — in rendered tracebacks too. Events are stable ``noun.verb`` names with
-context bound by the caller (org, job, run_id).
+passwords) — in rendered tracebacks too. Events are stable ``noun.verb`` names.
+
+Context: ``org`` is always the org's alias (``org_id`` when the id is meant). A job run binds
+``org``, ``job`` and ``run_id`` once (``bound_run``, entered by ``connector.jobs.run_job``)
+so every line of the run carries them, also from code holding no bound logger (the retry
+policy, adapters). The operator picks level and format once (``choose``: ``--log-level`` /
+``GTM_LOG_LEVEL``, ``--log-format`` / ``GTM_LOG_FORMAT``); callers only give defaults.
 """
 
 from __future__ import annotations
@@ -107,7 +112,9 @@ _chosen: dict[str, str] = {}
 
 
 def choose(*, level: str | None = None, fmt: str | None = None) -> None:
-    """Record the operator's log level and format for every later ``configure`` call."""
+    """Record the operator's log level and format (None: no choice) for every later
+    ``configure`` call; replaces an earlier choice."""
+    _chosen.clear()
     if level:
         _chosen["level"] = level.lower()
     if fmt:

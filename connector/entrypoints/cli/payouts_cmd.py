@@ -61,7 +61,7 @@ def print_outcomes(outcomes: list[Any], title: str | None = None) -> None:
     table = make_table("org", "job", "status", "counts", "duration", "note", title=title,
                        keys=("org", "job", "status"), amounts=("duration",))
     for o in outcomes:
-        counts = ", ".join(f"{k}={v}" for k, v in o.counts.items() if v) or "nothing to do"
+        counts = ", ".join(f"{k}={v}" for k, v in o.counts.items() if v) or ("nothing to do" if o.status == "ok" else "")
         table.add_row(o.org, o.job, o.status, counts, f"{o.duration_s:.1f}s", o.error or "")
     print_table(make_console(), table)
 
