@@ -158,9 +158,11 @@ def test_failed_runs_say_what_failed_without_class_names_or_dashes(tmp_path: Pat
     result = run("invoice", "--config", path)
     assert result.exit_code == 0, result.output  # nothing is due: no order in the empty model
     assert "(-)" not in result.output and "invoicing ok (" in result.output
-    revoked = write_config(tmp_path / "r", None, login_url=f"https://127.0.0.1:{free_port()}")
-    result = run("run-job", "mirror", "--config", revoked)
-    assert "Error:" not in result.output and "Error " not in result.output, result.output
+    unreachable = write_config(tmp_path / "r", None, login_url=f"https://127.0.0.1:{free_port()}")
+    result = run("run-job", "mirror", "--config", unreachable)
+    assert result.exit_code == 1
+    assert "cannot reach Salesforce (connection refused)" in result.stdout
+    assert "Error:" not in result.stdout and "Error " not in result.stdout, result.stdout
 
 
 def test_usage_and_config_errors_use_plain_words(tmp_path: Path) -> None:
