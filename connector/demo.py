@@ -129,6 +129,7 @@ class DemoSummary:
     this_run: dict[str, int] = field(default_factory=dict)
     orgs: list[dict[str, Any]] = field(default_factory=list)  # per org: issuer, invoices created/adopted, payout
     message: str = ""
+    inspect: str = ""  # the command that shows what the run left (status, from the local model)
 
     @property
     def ok(self) -> bool:
@@ -141,7 +142,7 @@ class DemoSummary:
                        "duration_s": s.duration_s} for s in self.steps],
             "mirrored": self.mirrored, "invoices": self.invoices, "seed_003": self.seed_003,
             "writeback": self.writeback, "dead_letters": self.dead_letters, "this_run": self.this_run,
-            "orgs": self.orgs, "message": self.message,
+            "orgs": self.orgs, "message": self.message, "inspect": self.inspect,
         }
 
 
@@ -224,7 +225,56 @@ class Demo:
         raw.setdefault("offers", {}).setdefault("drafts_dir", str(drafts.resolve()))
         environ = {"GTM_DEMO_SF_CLIENT_SECRET": org.client_secret, "GTM_DEMO_STRIPE_KEY": box.api_key,
                    "GTM_DEMO_STRIPE_WEBHOOK_SECRET": webhook_secret}
-        return parse_config(raw, source=str(path), base_dir=path.parent, environ=environ)
+        config = parse_config(raw, source=str(path), base_dir=path.parent, environ=environ)
+        if alias is None:  # the primary org's file: what `status` reads after the demo
+            self.summary.inspect = self._write_inspect_config(config)
+        return config
+
+    def _write_inspect_config(self, config: OrgConfig) -> str:
+        """Write ``<data-dir>/demo.toml``: the demo org as this run sees it (its org id and
+        database), for the commands that read only the local model; the command to use it.
+        Secrets stay references to variables the demo alone sets (not needed to read)."""
+        import json
+
+        from sqlalchemy.engine import make_url
+
+        url = str(config.database_url)
+        has_password = make_url(url).password is not None
+        if has_password:
+            database = 'database_url_env = "GTM_DEMO_DATABASE_URL"   # your --database-url (it has a password)'
+        elif url.startswith("sqlite:///"):  # absolute, so that the file works from any directory
+            database = f"database_url = {json.dumps('sqlite:///' + str(Path(url.removeprefix('sqlite:///')).resolve()))}"
+        else:
+            database = f"database_url = {json.dumps(url)}"
+        path = self.data_dir / "demo.toml"
+        path.write_text("\n".join([
+            "# Written by `gtm-connector demo`: its org as the last run left it, for the commands that read",
+            "# only the local model (status, dead-letters, report). Its sandboxes stop with the demo, so",
+            "# commands that call Salesforce or Stripe cannot use this file; run the demo again instead.",
+            database,
+            f"mapping = {json.dumps(str(config.mapping))}",
+            "",
+            "[org]",
+            f"alias = {json.dumps(config.alias)}",
+            f"org_id = {json.dumps(config.org_id)}",
+            "",
+            "[salesforce]",
+            f"login_url = {json.dumps(config.salesforce.login_url)}",
+            "",
+            "[salesforce.auth]",
+            'kind = "client_credentials"',
+            f"client_id = {json.dumps(getattr(config.salesforce.auth, 'client_id', 'demo'))}",
+            'client_secret = { env = "GTM_DEMO_SF_CLIENT_SECRET" }',
+            "",
+            "[stripe]",
+            'api_key = { env = "GTM_DEMO_STRIPE_KEY" }',
+            "",
+            "[invoicing]",
+            f"issuer = {json.dumps(config.invoicing.issuer)}",
+            "",
+        ]), encoding="utf-8")
+        prefix = "GTM_DEMO_DATABASE_URL=… " if has_password else ""
+        return f"{prefix}gtm-connector status --config {path}"
 
     def _webhook_endpoints(self, box: Any, url: str) -> tuple[str, str]:
         """Register the connector's receiver in the Stripe sandbox, as a partner does in
@@ -308,7 +358,9 @@ class Demo:
             detail, counts = fn()
             status = "ok"
         except Exception as exc:  # noqa: BLE001 - the demo reports a failed step and goes on
-            detail, counts, status = f"{type(exc).__name__}: {exc}", {}, "failed"
+            from connector.jobs import describe_failure
+
+            detail, counts, status = describe_failure(exc), {}, "failed"
         step = StepResult(name, status, detail, counts, round(time.monotonic() - started, 3))
         steps.append(step)
         self.progress(prefix + name, f"{status}: {detail}")

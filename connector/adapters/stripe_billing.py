@@ -22,7 +22,6 @@ Money crosses here: Decimal dollars from ``connector.domain`` become integer cen
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
@@ -30,6 +29,7 @@ from typing import Any, TypeVar
 import stripe
 
 from connector.config import OrgConfig
+from connector.adapters.network import connection_cause
 from connector.domain import InvoiceLine, InvoicePlan, from_cents, to_cents
 from connector.errors import AuthError, PermanentError, RecordError, TransientError
 from connector.services.billing_port import MAX_LINES_PER_CALL, BillingEvent, StripeCustomer, StripeInvoice
@@ -62,24 +62,12 @@ def _describe(exc: stripe.StripeError) -> str:
     return f"Stripe {exc.http_status or 'no status'}{f' {code}' if code else ''}: {message}"
 
 
-_CONNECTION_CAUSES = (
-    (r"connection refused|errno 111", "connection refused"),
-    (r"timed out|timeout", "timed out"),
-    (r"name or service not known|nodename nor servname|getaddrinfo|name resolution", "host not found"),
-    (r"certificate|ssl", "TLS problem"),
-    (r"connection reset|remotedisconnected|connection aborted", "connection dropped"),
-)
-
-
 def _describe_connection(exc: stripe.APIConnectionError) -> str:
-    """The network error's class only: the SDK's message quotes the underlying exception,
-    which can carry request headers (requests' InvalidHeader repeats ``Bearer <key>``)."""
-    text = str(exc.user_message or "")
-    found = re.search(r"Network error: ([A-Za-z_][A-Za-z0-9_]*)", text)
-    kind = found.group(1) if found else type(exc).__name__
-    # What an operator needs is the cause, recognised here and named in our own words.
-    cause = next((label for pattern, label in _CONNECTION_CAUSES if re.search(pattern, text, re.IGNORECASE)), None)
-    return f"Stripe connection error ({kind}{f': {cause}' if cause else ''}); check [stripe] api_base and the network"
+    """Why Stripe could not be reached (``connection_cause``), never the SDK's text: it
+    quotes the underlying exception, which can carry request headers (requests'
+    InvalidHeader repeats ``Bearer <key>``)."""
+    cause = connection_cause(str(exc.user_message or "")) or "request failed"
+    return f"cannot reach Stripe ({cause}); check [stripe] api_base and the network"
 
 
 def translate(op: str, exc: stripe.StripeError) -> Exception:

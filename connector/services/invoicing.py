@@ -129,7 +129,7 @@ class InvoicingService:
         self._mapping = mapping
         self.settings = settings or InvoicingSettings()
         self._clock = clock
-        self._log = log or structlog.get_logger("connector.invoicing").bind(org=org_id, job="invoicing")
+        self._log = log or structlog.get_logger("connector.invoicing").bind(org_id=org_id, job="invoicing")
 
     # -- reading the local model ---------------------------------------------------------
     def _billable_labels(self) -> list[str]:

@@ -80,3 +80,31 @@ def test_the_demo_runs_on_postgresql(tmp_path: Path, pg_url: str) -> None:
 
     assert first["seed_003"]["actual_payout"] == "7260.00" and first["database"].startswith("postgresql")
     assert second["this_run"]["invoices_created"] == 0 and second["this_run"]["org_collection_upserts"] == 0
+
+
+def test_the_demo_prints_the_command_that_inspects_what_it_left(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}  # no demo secrets set afterwards
+    shown = subprocess.run(
+        [sys.executable, "-m", "connector.entrypoints.cli", "demo", "--data-dir", str(tmp_path / "state")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    [line] = [line for line in shown.stdout.splitlines() if line.startswith("Inspect what it left: ")]
+    command = line.removeprefix("Inspect what it left: ").split()
+    assert command[:2] == ["gtm-connector", "status"]
+
+    exe = Path(sys.executable).parent / command[0]
+    elsewhere = tmp_path / "elsewhere"  # works from any directory, with no secret set
+    elsewhere.mkdir()
+    status = subprocess.run([str(exe), *command[1:]], cwd=elsewhere, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "SfdcPartnerOrder" in status.stdout
+    as_json = subprocess.run([str(exe), *command[1:], "--json"], cwd=elsewhere, env=env, capture_output=True,
+                             text=True, timeout=60)
+    [org] = json.loads(as_json.stdout)["orgs"]
+    rows = {o["object"]: o["rows"] for o in org["objects"]}
+    assert org["org"] == "demo" and rows["SfdcPartnerOrder"] == 3 and org["dead_letters"] == {"mirror": 1}
+    letters = subprocess.run([str(exe), "dead-letters", *command[2:]], cwd=elsewhere, env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert letters.returncode == 0 and "quantity" in letters.stdout

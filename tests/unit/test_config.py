@@ -172,7 +172,7 @@ def test_the_invoice_issuer_is_required_and_explained(invoicing: dict | None) ->
 def test_an_unknown_issuer_is_named(tmp_path) -> None:
     path = write(tmp_path, VALID.replace('issuer = "connector"', 'issuer = "stripe"'))
     [(_, key, msg)] = problems_of(path)
-    assert key == "invoicing.issuer" and "'salesforce'" in msg and "'connector'" in msg
+    assert (key, msg) == ("invoicing.issuer", "must be one of: salesforce, connector")
 
 
 @pytest.mark.parametrize("name", ["example.toml", "demo.toml"])

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 import requests
 import stripe
 
@@ -264,10 +265,13 @@ def test_the_receiver_wired_from_org_config_applies_payments(
         from connector.services.invoicing import build_invoicing
 
         build_invoicing(runtime).run()
-        stripe_sandbox.pay_invoice(local(uow_factory).stripe_invoice_id)
-        assert stripe_sandbox.wait_for_webhooks()
+        with capture_logs() as logs:
+            stripe_sandbox.pay_invoice(local(uow_factory).stripe_invoice_id)
+            assert stripe_sandbox.wait_for_webhooks()
 
         assert local(uow_factory).status == "paid"
+        processed = [e for e in logs if e["event"] == "webhook.processed"]
+        assert processed and {e["org"] for e in processed} == {"acme"}  # the alias, as on every other line
         runtime.close()
     finally:
         server.shutdown()
