@@ -43,6 +43,7 @@ import structlog
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 
+from connector.adapters.network import connection_cause
 from connector.errors import ApiLimitReached, AuthError, ConfigError, PermanentError, TransientError
 from connector.retry import retrying
 
@@ -284,9 +285,11 @@ class SalesforceOrg:
         try:
             resp = self._session.post(url, data=form, headers={"Accept": "application/json"})
         except (requests.Timeout, requests.ConnectionError) as exc:
-            raise TransientError(f"OAuth token request to {self.settings.login_url} failed: {type(exc).__name__}") from None
+            raise TransientError(f"OAuth token request to {self.settings.login_url} failed: "
+                                 f"{_unreachable(exc)}") from None
         except requests.RequestException as exc:
-            raise PermanentError(f"OAuth token request to {self.settings.login_url} failed: {type(exc).__name__}") from None
+            raise PermanentError(f"OAuth token request to {self.settings.login_url} failed: "
+                                 f"{_unreachable(exc)}") from None
         if resp.status_code >= 500 or resp.status_code == 429:
             raise TransientError(f"OAuth token endpoint answered HTTP {resp.status_code}")
         try:
@@ -600,10 +603,19 @@ def translate(exc: SalesforceError, op: str) -> Exception:
     return SalesforceApiError(text, error_code=code, status=status)
 
 
+def _unreachable(exc: requests.RequestException) -> str:
+    """Why Salesforce could not be reached, as Stripe's errors say it (``connection_cause``),
+    with the config key to check; never the library's text (it can quote headers)."""
+    cause = connection_cause(exc) or ("timed out" if isinstance(exc, requests.Timeout) else "request failed")
+    advice = "check [salesforce] ca_bundle" if cause.startswith("TLS") else \
+        "check [salesforce] login_url and the network"
+    return f"cannot reach Salesforce ({cause}); {advice}"
+
+
 def translate_transport(exc: requests.RequestException, op: str) -> Exception:
     if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
-        return TransientError(f"{op}: {type(exc).__name__} talking to Salesforce")
-    return PermanentError(f"{op}: {type(exc).__name__} talking to Salesforce")
+        return TransientError(f"{op}: {_unreachable(exc)}")
+    return PermanentError(f"{op}: {_unreachable(exc)}")
 
 
 def build_org_gateway(config: OrgConfig) -> SalesforceOrg:

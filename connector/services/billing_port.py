@@ -49,6 +49,10 @@ class StripeInvoice:
     paid_at: datetime | None = None
     voided_at: datetime | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    customer_email: str | None = None
+    collection_method: str | None = None
+    days_until_due: int | None = None
+    line_amounts: tuple[Decimal, ...] = ()  # the lines Stripe embeds in the invoice (its first page)
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,11 @@ class BillingGateway(Protocol):
         ...
 
     def retrieve_invoice(self, invoice_id: str) -> StripeInvoice: ...
+
+    def find_salesforce_invoice(self, order_id: str) -> StripeInvoice | None:
+        """The (non-void) invoice the GTM app issued for this Salesforce order, found by
+        the order id in its metadata (search), if any."""
+        ...
 
     def list_invoices(self, org_id: str, *, status: str | None = None) -> Iterator[StripeInvoice]:
         """This org's invoices (by metadata), newest first, every page."""

@@ -123,7 +123,8 @@ class Invoice(_FromRow):
     voided_at: datetime | None
     last_event_id: str | None
     last_event_created: int | None
-    status_source: str | None  # create | webhook | poll
+    status_source: str | None  # create | adopt | webhook | poll
+    issued_by: str | None  # connector | salesforce
     updated_at: datetime
 
 

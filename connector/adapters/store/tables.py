@@ -330,7 +330,7 @@ Index(
     postgresql_where=dead_letter.c.resolved_at.is_(None),
 )
 
-INVOICE_STATUS_SOURCES = ("create", "webhook", "poll")
+INVOICE_STATUS_SOURCES = ("create", "adopt", "webhook", "poll")
 invoices = Table(
     "invoices",
     metadata,
@@ -355,6 +355,7 @@ invoices = Table(
     Column("last_event_id", String(255)),
     Column("last_event_created", BigInteger()),
     Column("status_source", String(16)),
+    Column("issued_by", String(16)),  # "connector" (we made it) or "salesforce" (adopted from the GTM app)
     Column("updated_at", UtcDateTime(), nullable=False),
     UniqueConstraint("stripe_invoice_id", name="uq_invoices_stripe_invoice_id"),
     Index("ix_invoices_org_id_status", "org_id", "status"),

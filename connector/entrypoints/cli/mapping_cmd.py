@@ -10,7 +10,6 @@ into a non-empty folder without ``--force``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,11 +23,10 @@ from connector.entrypoints.cli._common import (
     JsonOpt,
     OrgOpt,
     Orgs,
-    make_console,
     open_runtime,
     select_one,
-    styled,
 )
+from connector.entrypoints.cli._output import emit_orgs, make_console, make_table, print_table, styled
 
 mapping_app = typer.Typer(help="Check the mapping against the org's describe, or draft one from it.",
                           no_args_is_help=True)
@@ -44,33 +42,31 @@ def check(
     """Check each org's mapping against the org's describe now (one API call per 25 objects)."""
     console = make_console()
     orgs = Orgs(config, org, config_dir)
+    docs = []
     for runtime in orgs:
-        guard = runtime.mapping_guard()
-        result = guard.check(conditional=False)
-        if as_json:
-            typer.echo(json.dumps({"org": runtime.alias, "mapping": runtime.mapping.name,
-                                   "api_version": runtime.config.salesforce.api_version, "ok": result.ok,
-                                   "objects_checked": len(result.checked),
-                                   "problems": [p.as_dict() for p in result.problems]}))
-        else:
+        result = runtime.mapping_guard().check(conditional=False)
+        docs.append({"org": runtime.alias, "mapping": runtime.mapping.name,
+                     "api_version": runtime.config.salesforce.api_version, "ok": result.ok,
+                     "objects_checked": len(result.checked), "problems": [p.as_dict() for p in result.problems]})
+        if not as_json:
             _print(console, runtime, result)
         if not result.ok:
             orgs.note(EXIT_USAGE)
+    if as_json:
+        emit_orgs(docs)
     orgs.exit()
 
 
 def _print(console: Any, runtime: Any, result: Any) -> None:
-    from rich.table import Table
-
     where = f"{runtime.alias}: mapping {runtime.mapping.name} at API v{runtime.config.salesforce.api_version}"
     if not result.problems:
         console.print(f"{where}: fits the org's describe ({len(result.checked)} objects checked)")
         return
-    table = Table("object", "field", "", "problem", title=where)
+    table = make_table("object", "field", "severity", "problem", title=where, keys=("object", "field", "severity"))
     for p in result.problems:
         table.add_row(p.sobject, p.field or "", styled(p.severity, "red" if p.severity == "error" else "yellow"),
                       p.message)
-    console.print(table)
+    print_table(console, table)
     verdict = (f"{len(result.errors)} error(s): the mirror will not run on this mapping"
                if result.errors else "warnings only: the mirror runs")
     console.print(verdict, style="red" if result.errors else "yellow")

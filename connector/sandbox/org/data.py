@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -110,6 +110,9 @@ class OrgData:
         self.rules: Rules = Rules()
         # Injected per-record failures: (sObject or "*", errorCode, message, remaining count).
         self.record_faults: list[list[Any]] = []
+        # Told the object of every stored write (under the lock: must not block), e.g. the
+        # GTM billing, which bills orders in the background when they change.
+        self.on_write: Callable[[str], None] | None = None
 
     # ------------------------------------------------------------ lookup
 
@@ -164,6 +167,8 @@ class OrgData:
         old = self.tables[spec.name].put(row)
         if self._undo is not None:
             self._undo.append((spec.name, row["Id"], old))
+        if self.on_write is not None:
+            self.on_write(spec.name)
 
     # ------------------------------------------------------------ writes
 

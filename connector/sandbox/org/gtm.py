@@ -113,7 +113,9 @@ def prorated(total: Decimal, start: date, end: date, initial_start: date, initia
     return (total * days / term_days).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def subtotal_for(data: OrgData, parent: Row, items: list[Row], order_sobject: str = ORDER) -> Decimal:
+def billed_totals(data: OrgData, parent: Row, items: list[Row], order_sobject: str = ORDER) -> list[Decimal]:
+    """What each item is charged: its LineItemTotal, prorated on an add-on (items without
+    a total are left out). The subtotal and the GTM app's invoice lines both use it."""
     totals = [Decimal(str(i["LineItemTotal"])) for i in items if i.get("LineItemTotal") is not None]
     kind = parent.get("OfferType") or parent.get("OrderType")
     initial = data.get(order_sobject, parent["InitialOrderId"]) if parent.get("InitialOrderId") else None
@@ -123,7 +125,11 @@ def subtotal_for(data: OrgData, parent: Row, items: list[Row], order_sobject: st
         start = date.fromisoformat(parent["ServiceStartDate"])
         end = date.fromisoformat(parent.get("ServiceEndDate") or i_end.isoformat())
         totals = [prorated(t, start, end, i_start, i_end) for t in totals]
-    return sum(totals, Decimal("0.00"))
+    return totals
+
+
+def subtotal_for(data: OrgData, parent: Row, items: list[Row], order_sobject: str = ORDER) -> Decimal:
+    return sum(billed_totals(data, parent, items, order_sobject), Decimal("0.00"))
 
 
 def refresh_subtotal(data: OrgData, parent_sobject: str, item_sobject: str, link: str, parent_id: str) -> None:
@@ -163,7 +169,7 @@ def _customer_org(n: int) -> str:
 def load_demo(data: OrgData, today: date | None = None) -> dict[str, str]:
     """Seed 003's catalog and order, an add-on, offers in every status and one malformed
     record (an order item with a negative quantity). Returns named ids for tests."""
-    today = today or datetime.now(UTC).date()
+    today = today or data.clock.today()
     end = term_end(today)
     s = _Seeder(data)
     ids: dict[str, str] = {}
@@ -255,9 +261,9 @@ def generate(data: OrgData, n: int, *, seed: int = 7, items_per_order: int = 3) 
     item_spec = data.tables[ORDER_ITEM].spec
     orders: list[Row] = []
     items: list[Row] = []
-    base = datetime.now(UTC) - timedelta(days=3)
+    base = data.clock.moment() - timedelta(days=3)
     count = max(1, n // (items_per_order + 1))
-    today = datetime.now(UTC).date()
+    today = data.clock.today()
     for k in range(count):
         stamp = format_stamp(base + timedelta(milliseconds=(k // 10) * 250))
         start = today + timedelta(days=rng.randint(-200, 60))

@@ -21,6 +21,8 @@ import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connector.sandbox.org.auth import ConnectedApp, new_user_id
+from connector.sandbox.org.billing import GtmBilling, RunResult
 from connector.sandbox.org.control import DataSpec, OrgControl
 from connector.sandbox.org.data import OrgData
 from connector.sandbox.org.gtm import GtmRules
@@ -163,6 +166,7 @@ class SandboxOrg:
         *,
         renamed: Mapping[str, str] | None = None,
         dropped: tuple[str, ...] = (),
+        org_number: int = 1,
         workdir: Path | None = None,
         jwt_public_key_file: Path | None = None,
     ) -> SandboxOrg:
@@ -188,7 +192,7 @@ class SandboxOrg:
         else:
             public_pem = _new_keypair(private_key_file)
         schema = load_org_schema(renamed=renamed, dropped=dropped)
-        org_id = make_id("00D", 1, pod="Sb")
+        org_id = make_id("00D", org_number, pod="Sb")  # org_number: several orgs side by side
         app = ConnectedApp(
             client_id="3MVG9sandbox" + secrets.token_hex(16),
             client_secret=secrets.token_hex(32),
@@ -202,7 +206,7 @@ class SandboxOrg:
         data_store = OrgData(schema)
         data_store.rules = GtmRules()
         api = OrgApi(data_store, app, login_url="", instance_url="", batch_size=batch_size)
-        control = OrgControl(api)
+        control = OrgControl(api, org_id)
         server = _OrgHTTPServer(port, ctx, api, control)
         real_port = server.server_address[1]
         login_url = f"https://127.0.0.1:{real_port}"
@@ -220,6 +224,7 @@ class SandboxOrg:
         if self._stopped:
             return
         self._stopped = True
+        self.control.billing.unlink()
         self._server.shutdown()
         self._server.close_all()
         self._server.server_close()
@@ -321,13 +326,49 @@ class SandboxOrg:
     def get(self, sobject: str, record_id: str) -> dict[str, Any] | None:
         return self.control.get(sobject, record_id)
 
+    # ------------------------------------------------------------ clock and GTM billing
+
+    def clock(self) -> dict[str, Any]:
+        return self.control.clock()
+
+    def today(self) -> date:
+        return self.data.clock.today()
+
+    def advance_clock(self, *, days: float = 0, seconds: float = 0) -> dict[str, Any]:
+        """Move the org's clock forward (``today`` too); it never goes back."""
+        return self.control.advance_clock(days=days, seconds=seconds)
+
+    @property
+    def billing(self) -> GtmBilling:
+        return self.control.billing
+
+    def link_stripe(self, api_base: str, api_key: str, *, account: str | None = None) -> RunResult:
+        """Play the GTM app's billing on this Stripe account (see ``billing.py``): from now
+        on due orders are invoiced there; what is due already is invoiced at once."""
+        return self.control.billing.link_stripe(api_base, api_key, account=account)
+
+    def unlink_stripe(self) -> None:
+        self.control.billing.unlink()
+
+    def run_billing(self) -> RunResult:
+        """Issue every invoice due now (e.g. after ``advance_clock``)."""
+        return self.control.billing.run()
+
+    def billing_fault(self, kind: str, *, order_id: str | None = None, times: int = 1,
+                      amount: Decimal | str = "100.00", days: int = 1) -> None:
+        """A billing knob: ``skip``, ``wrong_amount`` (+``amount`` on the first line),
+        ``late`` (``days`` after the due moment), ``split`` or ``duplicate`` (two invoices
+        for one order), for ``order_id`` or the next ``times`` orders that come due."""
+        self.control.billing.add_fault(kind, order_id=order_id, times=times, amount=amount, days=days)
+
     def save(self, path: Path) -> None:
         """Write every record (deleted ones too) and the id counters to ``path``."""
         data = self.data
         with data.lock:
             tables = {name: {"counter": t.counter, "rows": list(t.rows.values())} for name, t in data.tables.items()}
         write_snapshot(path, "sandbox-org", {"org_id": self.org_id, "demo_ids": dict(self.demo_ids),
-                                             "tables": tables})
+                                             "tables": tables, "billing": self.control.billing.state(),
+                                             "clock_offset_s": data.clock.offset.total_seconds()})
 
     def restore(self, path: Path) -> None:
         """Replace this org's records with a snapshot written by ``save`` of an org with the
@@ -345,6 +386,10 @@ class SandboxOrg:
                 data.tables[name].bulk_load(table["rows"])
                 data.tables[name].counter = int(table["counter"])
         self.control.demo_ids = dict(saved["demo_ids"])
+        self.control.billing.load_state(saved.get("billing"))
+        behind = float(saved.get("clock_offset_s", 0)) - data.clock.offset.total_seconds()
+        if behind > 0:  # the saved org had advanced its clock further: catch up (never back)
+            data.clock.advance(seconds=behind)
 
 
 def _public_key_pem(pem: bytes) -> bytes:

@@ -19,6 +19,9 @@ login_url = "https://127.0.0.1"
 kind = "client_credentials"
 client_id = "app"
 client_secret = {{ env = "NOT_SET_IN_THIS_TEST" }}
+[invoicing]
+issuer = "connector"
+
 [stripe]
 api_key = {{ env = "NOT_SET_EITHER" }}
 """

@@ -1,5 +1,6 @@
 """Mapping gtm-v2 (Salesforce's documented GTM names): exact unit prices, customers, the
-order <-> invoice billing links, product license ids, term set defaults, payout currency.
+order <-> invoice billing links, product license ids, term set defaults, payout currency,
+and who issued each invoice (the connector, or Salesforce's GTM app).
 
 Revision ID: 0002_documented_names
 Revises: 0001_initial
@@ -89,10 +90,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("org_id", "mapping_name", name="pk_mapping_checks"),
     )
     op.execute(sa.text("DELETE FROM sync_state"))
+    # Who issued each invoice: everything so far was the connector's own.
+    with op.batch_alter_table("invoices") as batch:
+        batch.add_column(sa.Column("issued_by", sa.String(16), nullable=True))
+    op.execute(sa.text("UPDATE invoices SET issued_by = 'connector' WHERE stripe_invoice_id IS NOT NULL"))
 
 
 def downgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
+    with op.batch_alter_table("invoices") as batch:
+        batch.drop_column("issued_by")
     op.drop_table("mapping_checks")
     op.drop_table("order_billing_links")
     op.drop_table("customers")
