@@ -126,6 +126,7 @@ class Invoice(_FromRow):
     status_source: str | None  # create | adopt | webhook | poll
     issued_by: str | None  # connector | salesforce
     updated_at: datetime
+    tax: Decimal | None = None  # part of amount_due (migration 0003)
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ class Reconciliation(_FromRow):
     payout_date: date | None
     discrepancy: str | None
     computed_at: datetime
+    tax: Decimal | None = None  # tax passed through the payouts, apart from actual_payout (migration 0003)
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,7 @@ product_licenses = _mirror_table(
     _name(),
     _ref("ppp_id"),
     _ref("license_id"),
+    indexes=("ppp_id",),  # "is this sold PPP provisionable?" looks licenses up by PPP
 )
 
 customers = _mirror_table(
@@ -346,6 +347,7 @@ invoices = Table(
     Column("amount_due", Money()),
     Column("amount_paid", Money()),
     Column("amount_remaining", Money()),
+    Column("tax", Money()),  # tax on the invoice (Stripe's total_taxes), part of amount_due, never the partner's
     Column("plan_version", String(64)),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("finalized_at", UtcDateTime()),
@@ -400,6 +402,7 @@ payout_reconciliation = Table(
     Column("payout_ids", Json()),
     Column("payout_date", Date()),
     Column("discrepancy", Text()),
+    Column("tax", Money()),  # tax that passed through the order's payouts (in their gross, not the partner's)
     Column("computed_at", UtcDateTime(), nullable=False),
 )
 

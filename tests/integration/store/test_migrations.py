@@ -19,7 +19,7 @@ from connector.mappings import check_against_tables, load_mapping
 
 from .helpers import statements
 
-HEAD = "0002_documented_names"
+HEAD = "0003_taxes_and_attention"
 
 
 def test_fresh_database_is_migrated_to_head(database_url: str) -> None:
@@ -95,5 +95,27 @@ def test_upgrade_from_0001_keeps_prices_and_resets_cursors(database_url: str) ->
             price = conn.execute(select(tables.order_items.c.unit_price_per_month)).scalar_one()
             cursors = conn.execute(text("SELECT count(*) FROM sync_state")).scalar_one()
         assert price == Decimal("50.000000") and cursors == 0
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_0002_adds_tax_columns_and_keeps_invoices(database_url: str) -> None:
+    """0003 adds ``invoices.tax`` and ``payout_reconciliation.tax`` (NULL on old rows: the
+    next status refresh fills them) and the product licenses' PPP index."""
+    engine = make_engine(database_url)
+    try:
+        assert upgrade(engine, "0002_documented_names") == "0002_documented_names"
+        now = "2026-12-01 00:00:00"
+        with engine.begin() as conn:
+            due = 840000 if conn.dialect.name == "sqlite" else "8400.00"  # SQLite keeps minor units
+            conn.execute(text("INSERT INTO invoices (org_id, order_id, stripe_invoice_id, amount_due, created_at, "
+                              "updated_at) VALUES ('00D000000000001AAA', '801000000000001AAA', 'in_1', :due, :now, "
+                              ":now)"), {"now": now, "due": due})
+        assert upgrade(engine) == HEAD
+        with engine.connect() as conn:
+            row = conn.execute(select(tables.invoices.c.amount_due, tables.invoices.c.tax)).one()
+        assert row == (Decimal("8400.00"), None)
+        indexes = {i["name"] for i in inspect(engine).get_indexes("product_licenses")}
+        assert "ix_product_licenses_org_id_ppp_id" in indexes
     finally:
         engine.dispose()
