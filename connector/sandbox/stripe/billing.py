@@ -5,7 +5,8 @@ Invoice lifecycle (Stripe's): ``draft`` (editable: lines, items, most fields) �
 ``paid``; ``open``/``uncollectible`` → void → ``void``; ``open`` → mark_uncollectible →
 ``uncollectible`` (which can still be paid or voided). Send and pay finalize a draft first.
 Once finalized, amounts and ``collection_method`` are frozen; other fields stay editable. Amounts are integer cents; an
-invoice's ``subtotal``/``total``/``amount_due`` are the sum of its lines.
+invoice's ``subtotal`` is the sum of its lines, ``total``/``amount_due`` add the lines' exclusive
+tax (tax rates: ``connector.sandbox.stripe.taxes``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import string
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from connector.sandbox.stripe import taxes
 from connector.sandbox.stripe.api import Ctx, Router
 from connector.sandbox.stripe.appfees import application_fee_param
 from connector.sandbox.stripe.listing import NUMERIC, STRING, TOKEN, paginate, range_filter, search
@@ -351,11 +353,21 @@ def new_invoice_item(ctx: Ctx, p: Params, *, customer_id: str, currency: str, in
         "quantity_decimal": str(quantity),
         "tax_rates": [],
         "test_clock": None,
+        "_tax_rates": [],
     }
+    _set_item_rates(ctx, item, p)
     ctx.account.add(item)
     if invoice is not None:
         attach_item(ctx.account, invoice, item)
     return item
+
+
+def _set_item_rates(ctx: Ctx, item: dict[str, Any], p: Params) -> None:
+    """``tax_rates`` of an item or line (ids in, TaxRate objects shown); none: the invoice's
+    ``default_tax_rates`` apply."""
+    if p.has("tax_rates"):
+        item["_tax_rates"] = taxes.rate_ids(ctx, p, "tax_rates")
+        item["tax_rates"] = taxes.rendered_rates(ctx.account, item["_tax_rates"])
 
 
 def attach_item(account: Account, invoice: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
@@ -370,7 +382,7 @@ def attach_item(account: Account, invoice: dict[str, Any], item: dict[str, Any])
 
 def render_line(world: World, account: Account, line: dict[str, Any], version: str) -> dict[str, Any]:
     item = account.objects["invoiceitem"][line["_item"]]
-    return {
+    out = {
         "id": line["id"],
         "object": "line_item",
         "amount": item["amount"],
@@ -394,8 +406,12 @@ def render_line(world: World, account: Account, line: dict[str, Any], version: s
         "quantity": item["quantity"],
         "quantity_decimal": item["quantity_decimal"],
         "subtotal": item["amount"],
-        "taxes": [],
+        "taxes": [dict(t) for t in item.get("_taxes", [])],
     }
+    if version[:10] < taxes.TAXES_RESHAPED:
+        out["tax_amounts"] = taxes.legacy(out.pop("taxes"))
+        out["tax_rates"] = list(item["tax_rates"])
+    return out
 
 
 def create_invoice_item(ctx: Ctx, p: Params) -> dict[str, Any]:
@@ -437,6 +453,7 @@ def update_invoice_item(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
            "quantity", "unit_amount_decimal", "tax_rates")
     item = _get_item(ctx, id)
     invoice = _item_editable(ctx, item)
+    _set_item_rates(ctx, item, p)
     if any(p.has(k) for k in ("amount", "unit_amount_decimal", "price_data", "pricing", "quantity")):
         merged = Params({**({"quantity": str(item["quantity"])}), **p.data})
         if not any(merged.has(k) for k in ("amount", "unit_amount_decimal", "price_data", "pricing")):
@@ -503,13 +520,20 @@ INVOICE_CREATE_PARAMS = ("auto_advance", "collection_method", "currency", "custo
 
 
 def refresh_totals(account: Account, invoice: dict[str, Any]) -> None:
-    """Totals are the sum of the lines (no tax, discounts or credit balance here)."""
+    """Totals from the lines and their tax rates (no discounts or credit balance here):
+    exclusive tax is added on top, inclusive tax is inside the subtotal."""
     if invoice["status"] != "draft":
         return  # amounts freeze at finalization
-    subtotal = sum(account.objects["invoiceitem"][account.objects["line_item"][lid]["_item"]]["amount"]
-                   for lid in invoice["_lines"])
-    invoice.update(subtotal=subtotal, subtotal_excluding_tax=subtotal, total=subtotal, total_excluding_tax=subtotal,
-                   amount_due=subtotal, amount_remaining=subtotal - invoice["amount_paid"])
+    items = [account.objects["invoiceitem"][account.objects["line_item"][lid]["_item"]] for lid in invoice["_lines"]]
+    for item in items:
+        item["_taxes"] = taxes.line_taxes(account, item["amount"], item.get("_tax_rates") or
+                                          invoice.get("_default_tax_rates", []))
+    subtotal = sum(item["amount"] for item in items)
+    total_taxes, exclusive, inclusive = taxes.invoice_taxes([item["_taxes"] for item in items])
+    total = subtotal + exclusive
+    invoice.update(subtotal=subtotal, subtotal_excluding_tax=subtotal - inclusive, total=total,
+                   total_excluding_tax=subtotal - inclusive, total_taxes=total_taxes, amount_due=total,
+                   amount_remaining=total - invoice["amount_paid"])
 
 
 def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
@@ -611,6 +635,9 @@ def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
         "_payments": [],
         "_token": new_id("test", 40),
     }
+    if p.has("default_tax_rates"):
+        invoice["_default_tax_rates"] = taxes.rate_ids(ctx, p, "default_tax_rates")
+        invoice["default_tax_rates"] = taxes.rendered_rates(ctx.account, invoice["_default_tax_rates"])
     if invoice["auto_advance"]:
         invoice["automatically_finalizes_at"] = now + 3600  # Stripe finalizes drafts ~1 hour after creation
     ctx.account.add(invoice)
@@ -626,7 +653,8 @@ def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
 
 def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     p.only("auto_advance", "collection_method", "custom_fields", "days_until_due", "default_payment_method",
-           "description", "due_date", "expand", "footer", "metadata", "statement_descriptor", "application_fee_amount")
+           "default_tax_rates", "description", "due_date", "expand", "footer", "metadata", "statement_descriptor",
+           "application_fee_amount")
     invoice = get_invoice(ctx, id)
     # "Once an invoice is finalized, monetary values, as well as collection_method, become
     # uneditable": the rest stays editable while the invoice can still be paid.
@@ -676,6 +704,11 @@ def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     if p.has("application_fee_amount"):  # a draft's only: it is monetary (see appfees.py)
         previous["application_fee_amount"] = invoice["application_fee_amount"]
         invoice["application_fee_amount"] = application_fee_param(p)
+    if p.has("default_tax_rates"):  # a monetary value: only on drafts (checked above)
+        previous["default_tax_rates"] = invoice["default_tax_rates"]
+        invoice["_default_tax_rates"] = taxes.rate_ids(ctx, p, "default_tax_rates")
+        invoice["default_tax_rates"] = taxes.rendered_rates(ctx.account, invoice["_default_tax_rates"])
+        refresh_totals(ctx.account, invoice)
     ctx.emit("invoice.updated", invoice, previous)
     return ctx.render(invoice)
 
@@ -788,6 +821,10 @@ def render_invoice(world: World, account: Account, invoice: dict[str, Any], vers
         "total_count": len(lines),
         "url": f"/v1/invoices/{invoice['id']}/lines",
     }
+    if version[:10] < taxes.TAXES_RESHAPED:
+        legacy = taxes.legacy(out.pop("total_taxes"))
+        out["total_tax_amounts"] = legacy
+        out["tax"] = sum(t["amount"] for t in legacy) if legacy else None
     return out
 
 
@@ -920,6 +957,7 @@ def auto_finalize_drafts(world: World) -> None:
 def install(world: World, router: Router) -> None:
     world.renderers["invoice"] = render_invoice
     world.renderers["line_item"] = render_line
+    taxes.install(router)
     world.includables[("invoice", "payments")] = include_payments
     world.includables[("invoice", "amount_paid_off_stripe")] = include_paid_off_stripe
     world.tick_listeners.append(auto_finalize_drafts)

@@ -44,6 +44,7 @@ PREFIXES: dict[str, str] = {
     "we": "webhook_endpoint",
     "prod": "product",
     "price": "price",
+    "txr": "tax_rate",
 }
 
 

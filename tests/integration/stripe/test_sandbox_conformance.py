@@ -18,7 +18,7 @@ import requests
 import stripe
 
 from connector.sandbox.stripe import StripeSandbox
-from tests.fixtures.stripe import WebhookSink
+from tests.fixtures.stripe import WebhookSink, sdk_client
 
 DAY = 86_400
 
@@ -548,3 +548,59 @@ def test_raw_form_encoding_conventions(stripe_sandbox: StripeSandbox) -> None:
     assert finalized["status"] == "open" and finalized["customer"]["email"] == "ap@acme.example"
     bad_bool = raw.post("/v1/invoices", {"customer": customer["id"], "auto_advance": "yes"})
     assert bad_bool.status_code == 400 and bad_bool.json()["error"]["param"] == "auto_advance"
+
+
+# -- tax rates -----------------------------------------------------------------------------
+
+
+def test_tax_rates_put_tax_on_lines_and_totals_as_stripe_documents(stripe_client: stripe.StripeClient,
+                                                                   stripe_sandbox: StripeSandbox) -> None:
+    """``POST /v1/tax_rates``; ``default_tax_rates`` on the invoice and ``tax_rates`` on a
+    line: per-line ``taxes``, invoice ``total_taxes``, ``total_excluding_tax``, ``total``
+    and ``amount_due`` (exclusive tax on top, inclusive tax inside the line, half-up)."""
+    sales = stripe_client.v1.tax_rates.create(params={
+        "display_name": "Sales Tax", "percentage": 8.875, "inclusive": False, "jurisdiction": "NY - New York",
+        "country": "US", "state": "NY", "tax_type": "sales_tax"})
+    vat = stripe_client.v1.tax_rates.create(params={"display_name": "VAT", "percentage": 20, "inclusive": True,
+                                                     "jurisdiction": "GB"})
+    assert (sales.object, sales.percentage, sales.inclusive, sales.jurisdiction, sales.active) == \
+        ("tax_rate", 8.875, False, "NY - New York", True)
+    assert sales.id.startswith("txr_") and stripe_client.v1.tax_rates.retrieve(vat.id).display_name == "VAT"
+
+    draft = a_draft(stripe_client, amount=None, default_tax_rates=[sales.id])
+    assert [r.id for r in draft.default_tax_rates] == [sales.id]
+    draft = stripe_client.v1.invoices.add_lines(draft.id, params={"lines": [
+        {"amount": 600_000, "description": "Core App"},  # the invoice's default rate: 8.875 % on top
+        {"amount": 12_000, "description": "Add-on (VAT inclusive)", "tax_rates": [vat.id]},
+    ]})
+    core, add_on = draft.lines.data
+    assert [(t.amount, t.tax_behavior, t.taxable_amount, t.tax_rate_details.tax_rate) for t in core.taxes] == \
+        [(53_250, "exclusive", 600_000, sales.id)]
+    # 120.00 including 20 % VAT: 100.00 taxable, 20.00 of tax inside the line
+    assert [(t.amount, t.tax_behavior, t.taxable_amount) for t in add_on.taxes] == [(2_000, "inclusive", 10_000)]
+    assert (draft.subtotal, draft.total_excluding_tax, draft.total, draft.amount_due) == \
+        (612_000, 610_000, 665_250, 665_250)
+    assert sorted((t.amount, t.tax_rate_details.tax_rate) for t in draft.total_taxes) == \
+        sorted([(53_250, sales.id), (2_000, vat.id)])
+
+    # Half-up per line: 8.875 % of 10.01 is 0.8838… -> 0.89; of 0.04 is 0.00355 -> 0.00.
+    odd = stripe_client.v1.invoices.add_lines(draft.id, params={"lines": [{"amount": 1_001}, {"amount": 4}]})
+    assert [t.amount for line in odd.lines.data[2:] for t in line.taxes] == [89, 0]
+    final = stripe_client.v1.invoices.finalize_invoice(draft.id)
+    assert (final.total, final.amount_due, final.amount_remaining) == (666_344, 666_344, 666_344)
+    with pytest.raises(stripe.InvalidRequestError):  # amounts (and rates) freeze at finalization
+        stripe_client.v1.invoices.update(draft.id, params={"default_tax_rates": [vat.id]})
+
+    # Clients pinned before 2025-03-31 see `tax`, `total_tax_amounts` and lines' `tax_amounts`.
+    legacy = sdk_client(stripe_sandbox, version="2024-06-20").v1.invoices.retrieve(final.id)
+    assert legacy.tax == 53_250 + 2_000 + 89 and "total_taxes" not in legacy
+    assert [(t.amount, t.inclusive) for t in legacy.lines.data[1].tax_amounts] == [(2_000, True)]
+
+    # Percentage and inclusive are fixed once created; an archived rate cannot be applied.
+    stripe_client.v1.tax_rates.update(sales.id, params={"active": False})
+    with pytest.raises(stripe.InvalidRequestError, match="inactive"):
+        a_draft(stripe_client, amount=None, default_tax_rates=[sales.id])
+    refused = Raw(stripe_sandbox).post(f"/v1/tax_rates/{vat.id}", {"percentage": "5"})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "percentage"
+    with pytest.raises(stripe.InvalidRequestError, match="No such tax_rate"):
+        a_draft(stripe_client, amount=None, default_tax_rates=["txr_missing"])
