@@ -101,6 +101,24 @@ def _day(value: int | None) -> date | None:
     return datetime.fromtimestamp(value, UTC).date() if value else None
 
 
+def invoice_tax(data: dict[str, Any]) -> int:
+    """The invoice's tax in cents, in any API version's shape: ``total_taxes[].amount``
+    (2025-03-31 and later), ``tax`` (older), else the difference ``total -
+    total_excluding_tax``, else the lines' ``taxes[].amount`` / ``tax_amounts[].amount``.
+    Inclusive tax counts too: it is inside the total, and never the partner's money."""
+    if isinstance(data.get("total_taxes"), list):
+        return sum(int(t.get("amount") or 0) for t in data["total_taxes"])
+    if data.get("tax") is not None:
+        return int(data["tax"])
+    if isinstance(data.get("total_tax_amounts"), list):
+        return sum(int(t.get("amount") or 0) for t in data["total_tax_amounts"])
+    if data.get("total") is not None and data.get("total_excluding_tax") is not None:
+        return int(data["total"]) - int(data["total_excluding_tax"])
+    lines = (data.get("lines") or {}).get("data") or []
+    return sum(int(t.get("amount") or 0) for line in lines
+               for t in (line.get("taxes") or line.get("tax_amounts") or []))
+
+
 def invoice_record(inv: Any) -> StripeInvoice:
     """A ``StripeInvoice`` from an SDK invoice object or a webhook's plain dict."""
     data: dict[str, Any] = inv.to_dict() if isinstance(inv, stripe.StripeObject) else dict(inv)
@@ -121,6 +139,7 @@ def invoice_record(inv: Any) -> StripeInvoice:
         amount_due=from_cents(int(data.get("amount_due") or 0)),
         amount_paid=from_cents(int(data.get("amount_paid") or 0)),
         amount_remaining=from_cents(int(data.get("amount_remaining") or 0)),
+        tax=from_cents(invoice_tax(data)),
         line_count=int(line_count),
         created=int(data.get("created") or 0),
         due_date=_day(data.get("due_date")),

@@ -23,6 +23,14 @@ deductions differ from the share — e.g. a plain Stripe account that only charg
 the share as the fee of each payment so its payout can match exactly; see
 ``connector/demo.py``.)
 
+Taxes: an invoice may carry tax (Stripe's ``total_taxes``). The customer pays subtotal +
+tax, so the payout's gross carries the tax too; it is the tax authority's money, not the
+partner's. It is never a payout difference: the share of the order's tax in what was paid
+(pro rata of the invoice total, half-up to the cent; all of it once the invoice is paid in
+full) is taken out of the net, and the partner's money ex tax is compared with the
+expected payout. ``OrderReconciliation.tax`` says what the invoices charged and
+``tax_paid_out`` how much of it passed through the payouts.
+
 Discrepancy reasons (first that applies; only when ``|difference| > tolerance`` unless
 noted):
 
@@ -48,7 +56,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 
-from connector.domain.money import format_money, from_cents
+from connector.domain.money import format_money, from_cents, round_half_up_cents
 
 ZERO = Decimal("0.00")
 
@@ -138,9 +146,10 @@ class Attribution:
 class InvoiceFacts:
     invoice_id: str
     status: str | None  # draft | open | paid | void | uncollectible
-    total: Decimal  # amount due on the invoice
+    total: Decimal  # amount due on the invoice (tax included)
     amount_paid: Decimal = ZERO
     paid_on: date | None = None
+    tax: Decimal = ZERO  # part of ``total``: passes through, never the partner's
 
 
 @dataclass(frozen=True)
@@ -156,12 +165,14 @@ class OrderReconciliation:
     subtotal: Decimal
     revenue_share: Decimal
     expected_payout: Decimal
-    actual_payout: Decimal | None  # None: nothing of this order paid out yet
-    difference: Decimal | None  # actual - expected
+    actual_payout: Decimal | None  # the partner's money ex tax; None: nothing of this order paid out yet
+    difference: Decimal | None  # actual - expected (both ex tax)
     payout_date: date | None  # latest arrival date among its payouts
     contributions: tuple[Contribution, ...] = ()
     reason: str | None = None
     detail: str | None = None
+    tax: Decimal = ZERO  # tax on the order's invoices
+    tax_paid_out: Decimal = ZERO  # of which carried by its payouts (in their net, taken out of actual_payout)
 
     @property
     def payout_ids(self) -> tuple[str, ...]:
@@ -286,6 +297,8 @@ def reconcile_order(
     )
     billed = [i for i in invoices if i.status not in ("void", "draft")]
     total = sum((i.total for i in billed), ZERO)
+    tax = sum((i.tax for i in billed), ZERO)
+    base = replace(base, tax=tax)
     paid = sum((i.amount_paid for i in billed), ZERO)
     paid_on = max((i.paid_on for i in billed if i.paid_on is not None), default=None)
     overdue = paid_on is not None and today > paid_on + timedelta(days=policy.missing_after_days)
@@ -301,9 +314,12 @@ def reconcile_order(
     refunded = sum((c.refunded for c in contributions), ZERO)
     fees = sum((c.fees for c in contributions), ZERO)
     stripe_fees = sum((c.stripe_fees for c in contributions), ZERO)
-    actual = sum((c.net for c in contributions), ZERO)
+    # What passed through for the tax authority: its share of what was charged, less its
+    # share of what was refunded; the rest of the money is the partner's.
+    tax_paid_out = tax_share(tax, total, gross) - tax_share(tax, total, refunded)
+    actual = sum((c.net for c in contributions), ZERO) - tax_paid_out
     difference = actual - expected.expected_payout
-    result = replace(base, actual_payout=actual, difference=difference,
+    result = replace(base, actual_payout=actual, difference=difference, tax_paid_out=tax_paid_out,
                      payout_date=max(c.arrival_date for c in contributions))
     outstanding = paid - gross  # paid by the customer, not (yet) in any payout
     # The payouts prove at least ``gross`` was paid, even if the invoice's status has not
@@ -324,13 +340,27 @@ def reconcile_order(
         return result  # the rest of the money is still on its way: judged when it lands
     if within:
         return result
-    if gross == expected.subtotal:
+    gross_ex_tax = gross - tax_share(tax, total, gross)
+    if gross_ex_tax == expected.subtotal:
         share_fee = fees - stripe_fees
         return replace(result, reason=FEE_DIFFERS,
                        detail=f"deducted {format_money(fees)} (revenue share {format_money(share_fee)}, Stripe fee "
                               f"{format_money(stripe_fees)}); expected revenue share {format_money(expected.revenue_share)}")
+    taxed = f" (+ tax {format_money(gross - gross_ex_tax)})" if gross != gross_ex_tax else ""
     return replace(result, reason=AMOUNT_DIFFERS,
-                   detail=f"paid {format_money(gross)} against a subtotal of {format_money(expected.subtotal)}")
+                   detail=f"paid {format_money(gross_ex_tax)}{taxed} against a subtotal of "
+                          f"{format_money(expected.subtotal)}")
+
+
+def tax_share(tax: Decimal, total: Decimal, amount: Decimal) -> Decimal:
+    """The tax inside ``amount`` of an invoice ``total`` carrying ``tax``: pro rata, half-up
+    to the cent; all of it when ``amount`` covers the total (Stripe applies a payment to
+    the invoice as a whole, so a partial payment carries its share of the tax)."""
+    if tax == ZERO or total <= ZERO or amount <= ZERO:
+        return ZERO
+    if amount >= total:
+        return tax
+    return round_half_up_cents(tax * amount / total)
 
 
 @dataclass(frozen=True)

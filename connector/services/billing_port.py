@@ -53,6 +53,7 @@ class StripeInvoice:
     collection_method: str | None = None
     days_until_due: int | None = None
     line_amounts: tuple[Decimal, ...] = ()  # the lines Stripe embeds in the invoice (its first page)
+    tax: Decimal = Decimal("0.00")  # part of amount_due: passes through to the tax authority, never the partner's
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class BillingEvent:
             inv = self.invoice
             out["invoice"] = {"id": inv.id, "status": inv.status, "number": inv.number,
                               "amount_due": str(inv.amount_due), "amount_paid": str(inv.amount_paid),
-                              "amount_remaining": str(inv.amount_remaining),
+                              "amount_remaining": str(inv.amount_remaining), "tax": str(inv.tax),
                               "order_id": inv.metadata.get("gtm_order_id"), "org_id": inv.metadata.get("gtm_org_id")}
         return out
 

@@ -120,7 +120,8 @@ class InvoiceStatusService:
         fields: dict[str, Any] = {}
         if outcome == "applied" or newer:
             fields = dict(status=new, status_source=source, amount_due=invoice.amount_due,
-                          amount_paid=invoice.amount_paid, amount_remaining=invoice.amount_remaining)
+                          amount_paid=invoice.amount_paid, amount_remaining=invoice.amount_remaining,
+                          tax=invoice.tax)
             for name, value in (("number", invoice.number), ("hosted_url", invoice.hosted_url),
                                 ("due_date", invoice.due_date), ("finalized_at", invoice.finalized_at),
                                 ("paid_at", invoice.paid_at), ("voided_at", invoice.voided_at)):

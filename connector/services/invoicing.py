@@ -496,7 +496,7 @@ class InvoicingService:
         # A webhook may already have moved the row ahead (paid): never move it back.
         if row is None or row.status is None or row.status == invoice.status or is_forward(row.status, invoice.status):
             fields.update(status=invoice.status, status_source="create", amount_due=invoice.amount_due,
-                          amount_paid=invoice.amount_paid, amount_remaining=invoice.amount_remaining,
+                          amount_paid=invoice.amount_paid, amount_remaining=invoice.amount_remaining, tax=invoice.tax,
                           paid_at=invoice.paid_at, voided_at=invoice.voided_at)
         uow.invoices.upsert(self.org_id, order_id, **{k: v for k, v in fields.items() if v is not None})
 

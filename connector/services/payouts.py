@@ -17,6 +17,10 @@ Per org, one run:
 4. matches mirrored ``SfdcPartnerPayout`` records (``org_payouts``) by Stripe payout id,
    flagging an amount the org reports differently.
 
+Taxes on an invoice pass through the payouts (the customer pays subtotal + tax): the
+domain takes them out of the net, so ``actual_payout`` is the partner's money ex tax and
+``payout_reconciliation.tax`` what passed through for the tax authority.
+
 ``payout_reconciliation.payout_ids`` holds, per payout, what it carried for the order
 (gross, refunded, fees, net, transactions): the ids plus the figures a later refund or
 payment must be added to.
@@ -162,6 +166,7 @@ def invoice_facts(invoice: Any) -> InvoiceFacts:
         total=invoice.amount_due if invoice.amount_due is not None else ZERO,
         amount_paid=invoice.amount_paid or ZERO,
         paid_on=invoice.paid_at.astimezone(UTC).date() if invoice.paid_at else None,
+        tax=invoice.tax or ZERO,
     )
 
 
@@ -387,6 +392,7 @@ class Reconciler:
             "expected_payout": result.expected_payout, "actual_payout": result.actual_payout,
             "difference": result.difference, "payout_ids": contributions_to_json(contributions),
             "payout_date": result.payout_date, "discrepancy": result.discrepancy,
+            "tax": result.tax_paid_out,  # passed through, apart from actual_payout (the partner's money)
         }
         if existing is not None and all(getattr(existing, k) == v for k, v in values.items()):
             return result
@@ -394,7 +400,7 @@ class Reconciler:
         self.counts.orders_written += 1
         if result.reason and (existing is None or existing.discrepancy != result.discrepancy):
             self.log.warning("reconcile.discrepancy", order=order_id, reason=result.reason, detail=result.detail,
-                             expected=format_money(result.expected_payout),
+                             expected=format_money(result.expected_payout), tax=format_money(result.tax_paid_out),
                              actual=format_money(result.actual_payout) if result.actual_payout is not None else None)
         return result
 

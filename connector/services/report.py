@@ -1,6 +1,9 @@
 """The reconciliation report: orders x invoices x payouts, discrepancies first, with totals
 per month. Read-only over the local model.
 
+Taxes are shown apart: ``tax`` is the invoice's tax (inside ``invoiced``), ``tax_paid_out``
+what of it passed through the payouts; ``actual_payout`` and ``difference`` are ex tax.
+
 A row's month is its payout date when paid out, else its invoice's due date, else the day
 the invoice was created. Money in payouts that belongs to no order (open ``payouts`` dead
 letters about balance transactions) is listed too: it is part of what Stripe paid.
@@ -42,6 +45,8 @@ class ReportRow:
     payout_ids: tuple[str, ...]
     discrepancy: str | None
     day: date | None  # what the row is filed under
+    tax: Decimal | None = None  # tax on the invoice (inside ``invoiced``, never the partner's)
+    tax_paid_out: Decimal | None = None  # of which passed through the payouts (not in ``actual_payout``)
 
     @property
     def month(self) -> str:
@@ -59,6 +64,7 @@ class ReportRow:
             "expected_payout": money(self.expected_payout), "actual_payout": money(self.actual_payout),
             "difference": money(self.difference), "payout_date": self.payout_date.isoformat() if self.payout_date else None,
             "payout_ids": list(self.payout_ids), "discrepancy": self.discrepancy, "month": self.month,
+            "tax": money(self.tax), "tax_paid_out": money(self.tax_paid_out),
         }
 
 
@@ -67,6 +73,7 @@ class MonthTotal:
     month: str
     orders: int = 0
     invoiced: Decimal = ZERO
+    tax: Decimal = ZERO  # of ``invoiced``
     expected_payout: Decimal = ZERO
     actual_payout: Decimal = ZERO
     difference: Decimal = ZERO  # over the orders already paid out
@@ -75,6 +82,7 @@ class MonthTotal:
 
     def as_json(self) -> dict[str, Any]:
         return {"month": self.month, "orders": self.orders, "invoiced": format_money(self.invoiced),
+                "tax": format_money(self.tax),
                 "expected_payout": format_money(self.expected_payout), "actual_payout": format_money(self.actual_payout),
                 "difference": format_money(self.difference), "unattributed": format_money(self.unattributed),
                 "discrepancies": self.discrepancies}
@@ -111,6 +119,7 @@ def rows_for(runtime: OrgRuntime) -> list[ReportRow]:
                 difference=rec.difference if rec else None, payout_date=rec.payout_date if rec else None,
                 payout_ids=tuple(payout_ids_of(rec.payout_ids)) if rec else (),
                 discrepancy=rec.discrepancy if rec else None, day=day,
+                tax=inv.tax if inv else None, tax_paid_out=rec.tax if rec else None,
             ))
         for letter in uow.dead_letters.open(runtime.org_id, "payouts"):
             if letter.object_name != "balance_transaction":
@@ -143,6 +152,7 @@ def build_report(runtimes: Iterable[OrgRuntime], *, since: date | None = None, u
         else:
             m.orders += 1
             m.invoiced += r.invoiced or ZERO
+            m.tax += r.tax or ZERO
             m.expected_payout += r.expected_payout or ZERO
             m.actual_payout += r.actual_payout or ZERO
             m.difference += r.difference or ZERO

@@ -122,7 +122,8 @@ def report(
 
 
 CSV_COLUMNS = ("row_type", "org", "month", "order_id", "order_number", "customer", "invoice_number", "invoice_status",
-               "due_date", "invoiced", "subtotal", "revenue_share", "expected_payout", "actual_payout", "difference",
+               "due_date", "invoiced", "tax", "tax_paid_out", "subtotal", "revenue_share", "expected_payout",
+               "actual_payout", "difference",
                "payout_date", "payout_ids", "discrepancy", "orders", "unattributed", "discrepancies")
 
 
@@ -139,14 +140,15 @@ def _write_csv(result: Any) -> None:
 
 def print_report(result: Any, console: Any = None) -> None:
     console = console or make_console()
-    money = ("invoiced", "expected", "actual", "difference")
+    money = ("invoiced", "tax", "expected", "actual", "difference")
     rows = make_table("org", "order", "invoice", "status", "due", *money, "payout date", "discrepancy",
                       title="Reconciliation: orders x invoices x payouts (discrepancies first)",
                       keys=("org", "order", "invoice", "due", "payout date"), amounts=money)
     for r in result.rows:
         d = r.as_json()
         rows.add_row(r.org, r.order_number or r.order_id or "(no order)", r.invoice_number or "-",
-                     r.invoice_status or "-", d["due_date"] or "-", d["invoiced"] or "-", d["expected_payout"] or "-",
+                     r.invoice_status or "-", d["due_date"] or "-", d["invoiced"] or "-", d["tax"] or "-",
+                     d["expected_payout"] or "-",
                      d["actual_payout"] or "-", d["difference"] or "-", d["payout_date"] or "-",
                      styled(r.discrepancy, "red") if r.discrepancy else styled("ok", "green"))
     print_table(console, rows)
@@ -154,7 +156,7 @@ def print_report(result: Any, console: Any = None) -> None:
                         keys=("month",), amounts=("orders", *money, "unattributed", "discrepancies"))
     for m in result.months:
         d = m.as_json()
-        months.add_row(m.month, str(m.orders), d["invoiced"], d["expected_payout"], d["actual_payout"],
+        months.add_row(m.month, str(m.orders), d["invoiced"], d["tax"], d["expected_payout"], d["actual_payout"],
                        d["difference"], d["unattributed"], str(m.discrepancies))
     print_table(console, months)
 

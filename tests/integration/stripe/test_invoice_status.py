@@ -277,3 +277,31 @@ def test_the_receiver_wired_from_org_config_applies_payments(
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def test_a_webhook_carries_the_invoice_tax_to_the_local_invoice(
+    receiver: Receiver, stripe_client: stripe.StripeClient, stripe_sandbox: StripeSandbox,
+    stripe_billing: StripeBilling, uow_factory: Callable[[], SqlUnitOfWork],
+) -> None:
+    """An invoice with tax (here one Salesforce's GTM app issued, linked to the order):
+    the signed ``invoice.paid`` event's ``total_taxes`` land in ``invoices.tax``."""
+    receiver.listen(SECRET, stripe_billing)
+    rate = stripe_client.v1.tax_rates.create(params={"display_name": "Sales Tax", "percentage": 8.875,
+                                                     "inclusive": False})
+    customer = stripe_client.v1.customers.create(params={"email": "billing@acme.example.com"})
+    draft = stripe_client.v1.invoices.create(params={
+        "customer": customer.id, "collection_method": "send_invoice", "days_until_due": 30,
+        "default_tax_rates": [rate.id], "metadata": {"gtm_org_id": ORG, "gtm_order_id": order_id(1)}})
+    stripe_client.v1.invoices.add_lines(draft.id, params={"lines": [{"amount": 840_000, "description": "Core"}]})
+    stripe_client.v1.invoices.finalize_invoice(draft.id)
+    with uow_factory() as uow:
+        uow.invoices.upsert(ORG, order_id(1), stripe_invoice_id=draft.id, status="open", status_source="create")
+        uow.commit()
+    stripe_sandbox.pay_invoice(draft.id)
+    [paid] = stripe_sandbox.events("invoice.paid")
+
+    assert receiver.post(json.dumps(paid).encode()).json()["outcome"] == "applied"
+
+    row = local(uow_factory)
+    assert (row.status, row.amount_due, row.amount_paid, row.tax) == (
+        "paid", Decimal("9145.50"), Decimal("9145.50"), Decimal("745.50"))

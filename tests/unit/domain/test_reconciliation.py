@@ -25,6 +25,7 @@ from connector.domain.reconciliation import (
     merge,
     reconcile_order,
     summarize,
+    tax_share,
 )
 
 ORG = "00D5g000004ExAmPLE"
@@ -222,3 +223,56 @@ def test_actual_is_the_sum_of_nets_however_the_payment_is_split(parts: list[tupl
     assert result.actual_payout == Decimal(sum(t.net_cents for t in txns)) / 100
     assert result.difference == result.actual_payout - SEED_003.expected_payout
     assert (result.reason is None) == (result.difference == 0)
+
+
+# -- taxes ---------------------------------------------------------------------------------
+TAX = Decimal("745.50")  # 8.875 % of 8,400.00
+
+
+def taxed_invoice(paid: str = "9145.50", status: str = "paid", tax: Decimal = TAX) -> InvoiceFacts:
+    return InvoiceFacts("in_acme", status, Decimal("8400.00") + tax, Decimal(paid), PAID_ON, tax=tax)
+
+
+def test_tax_passes_through_the_payout_and_is_never_a_difference() -> None:
+    # The customer pays 8,400.00 + 745.50 tax; the share is deducted; the net carries the tax.
+    result = reconcile([charge(914_550, 114_000)], taxed_invoice())
+    assert (result.tax, result.tax_paid_out) == (TAX, TAX)
+    assert result.actual_payout == Decimal("7260.00") and result.difference == Decimal("0.00")
+    assert result.discrepancy is None and result.matched
+
+
+def test_a_fee_difference_on_a_taxed_order_is_measured_ex_tax() -> None:
+    result = reconcile([charge(914_550, 114_000 + 26_552, stripe_fee=26_552)], taxed_invoice())
+    assert result.reason == FEE_DIFFERS and result.difference == Decimal("-265.52")
+    assert result.tax_paid_out == TAX
+
+
+def test_a_partial_payment_carries_its_share_of_the_tax_half_up() -> None:
+    # Half of 9,145.50 paid: 372.75 of its tax passed through, the rest is the partner's.
+    result = reconcile([charge(457_275, 57_000)], taxed_invoice(paid="4572.75", status="open"))
+    assert result.reason == PARTIAL_PAYMENT and result.tax_paid_out == Decimal("372.75")
+    assert result.actual_payout == Decimal("4572.75") - Decimal("570.00") - Decimal("372.75")
+    one_third = reconcile([charge(304_850, 0)], taxed_invoice(paid="3048.50", status="open"))
+    assert one_third.tax_paid_out == Decimal("248.50")
+    assert tax_share(Decimal("0.01"), Decimal("2.00"), Decimal("1.00")) == Decimal("0.01")  # 0.005 half-up
+    assert tax_share(Decimal("0.03"), Decimal("2.00"), Decimal("1.00")) == Decimal("0.02")  # 0.015 half-up
+
+
+def test_a_refund_takes_its_tax_back_out_of_what_passed_through() -> None:
+    result = reconcile([charge(914_550, 114_000), refund(914_550)], taxed_invoice())
+    assert result.reason == REFUND and result.tax_paid_out == Decimal("0.00")
+
+
+def test_inclusive_tax_inside_the_subtotal_is_an_amount_difference_named_as_tax() -> None:
+    # A tax-inclusive invoice of 8,400.00 holds 684.86 of tax: the partner keeps less than
+    # the order expects, and the detail says why.
+    tax = Decimal("684.86")
+    invoice = InvoiceFacts("in_acme", "paid", Decimal("8400.00"), Decimal("8400.00"), PAID_ON, tax=tax)
+    result = reconcile([charge(840_000, 114_000)], invoice)
+    assert result.reason == AMOUNT_DIFFERS and result.difference == -tax
+    assert result.detail == "paid 7715.14 (+ tax 684.86) against a subtotal of 8400.00"
+
+
+def test_void_invoices_carry_no_tax() -> None:
+    result = reconcile([], taxed_invoice(paid="0.00", status="void"))
+    assert result.tax == Decimal("0.00") and result.actual_payout is None
