@@ -51,6 +51,7 @@ from connector.domain.reconciliation import (
     reconcile_order,
 )
 from connector.errors import RecordError
+from connector.services.attention import read_attention
 
 if TYPE_CHECKING:
     from connector.bootstrap import OrgRuntime
@@ -245,6 +246,7 @@ class Reconciler:
         result = self._evaluate_all()
         self._match_org_payouts()
         self.counts.extra.update(result)
+        self.counts.extra.update(self._attention())
         self.log.info("reconcile.done", dry_run=self.dry_run, **self.counts.as_dict())
         return self.counts.as_dict()
 
@@ -403,6 +405,18 @@ class Reconciler:
                              expected=format_money(result.expected_payout), tax=format_money(result.tax_paid_out),
                              actual=format_money(result.actual_payout) if result.actual_payout is not None else None)
         return result
+
+    def _attention(self) -> dict[str, int]:
+        """Counted every run, logged while they stand (``services.attention``): orders that
+        ended after invoicing and sold PPPs without a product license."""
+        with self.runtime.uow() as uow:
+            attention = read_attention(uow, self.org_id, self.runtime.mapping, today=self.today())
+        for flag in attention.orders:
+            self.log.warning("attention.order", order=flag.order_id, code=flag.code, message=flag.message)
+        for ppp in attention.unprovisionable:
+            self.log.warning("attention.sold_not_provisionable", ppp=ppp.ppp_id, orders=list(ppp.orders),
+                             message=ppp.message)
+        return attention.counts()
 
     def _payout_statuses(self, uow: Any) -> dict[str, str]:
         return {p.stripe_payout_id: p.status or "" for p in uow.payouts.list(self.org_id)}

@@ -1,5 +1,9 @@
-"""The reconciliation report: orders x invoices x payouts, discrepancies first, with totals
-per month. Read-only over the local model.
+"""The reconciliation report: orders x invoices x payouts, discrepancies and attention flags
+first, with totals per month. Read-only over the local model.
+
+Attention (``services.attention``): an order that ended after its invoice was issued has
+its flag on its row; sold PPPs that cannot be provisioned are listed once per PPP (per
+org, whatever the date range: they are about the catalog, not a month).
 
 Taxes are shown apart: ``tax`` is the invoice's tax (inside ``invoiced``), ``tax_paid_out``
 what of it passed through the payouts; ``actual_payout`` and ``difference`` are ex tax.
@@ -13,11 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from connector.domain import format_money, to_money
+from connector.services.attention import read_attention
 from connector.services.payouts import payout_ids_of
 
 if TYPE_CHECKING:
@@ -47,6 +52,11 @@ class ReportRow:
     day: date | None  # what the row is filed under
     tax: Decimal | None = None  # tax on the invoice (inside ``invoiced``, never the partner's)
     tax_paid_out: Decimal | None = None  # of which passed through the payouts (not in ``actual_payout``)
+    attention: str | None = None  # the order ended (Error / Expired) after its invoice was issued
+
+    @property
+    def flagged(self) -> bool:
+        return self.discrepancy is not None or self.attention is not None
 
     @property
     def month(self) -> str:
@@ -64,7 +74,7 @@ class ReportRow:
             "expected_payout": money(self.expected_payout), "actual_payout": money(self.actual_payout),
             "difference": money(self.difference), "payout_date": self.payout_date.isoformat() if self.payout_date else None,
             "payout_ids": list(self.payout_ids), "discrepancy": self.discrepancy, "month": self.month,
-            "tax": money(self.tax), "tax_paid_out": money(self.tax_paid_out),
+            "tax": money(self.tax), "tax_paid_out": money(self.tax_paid_out), "attention": self.attention,
         }
 
 
@@ -79,28 +89,52 @@ class MonthTotal:
     difference: Decimal = ZERO  # over the orders already paid out
     unattributed: Decimal = ZERO
     discrepancies: int = 0
+    attention: int = 0  # orders flagged for attention
 
     def as_json(self) -> dict[str, Any]:
         return {"month": self.month, "orders": self.orders, "invoiced": format_money(self.invoiced),
                 "tax": format_money(self.tax),
                 "expected_payout": format_money(self.expected_payout), "actual_payout": format_money(self.actual_payout),
                 "difference": format_money(self.difference), "unattributed": format_money(self.unattributed),
-                "discrepancies": self.discrepancies}
+                "discrepancies": self.discrepancies, "attention": self.attention}
+
+
+@dataclass(frozen=True)
+class ProvisioningFlag:
+    """A sold PPP without a product license (per org; not tied to one month)."""
+
+    org: str
+    ppp_id: str
+    ppp_name: str | None
+    orders: tuple[str, ...]
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"org": self.org, "ppp_id": self.ppp_id, "ppp_name": self.ppp_name, "orders": list(self.orders),
+                "message": self.message}
 
 
 @dataclass
 class Report:
     rows: list[ReportRow] = field(default_factory=list)
     months: list[MonthTotal] = field(default_factory=list)
+    not_provisionable: list[ProvisioningFlag] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        return {"rows": [r.as_json() for r in self.rows], "months": [m.as_json() for m in self.months]}
+        return {"rows": [r.as_json() for r in self.rows], "months": [m.as_json() for m in self.months],
+                "sold_not_provisionable": [f.as_json() for f in self.not_provisionable]}
 
 
-def rows_for(runtime: OrgRuntime) -> list[ReportRow]:
+def rows_for(runtime: OrgRuntime, flags: list[ProvisioningFlag] | None = None) -> list[ReportRow]:
+    """The org's rows; its sold-but-not-provisionable PPPs are appended to ``flags``."""
     org = runtime.alias
     rows: list[ReportRow] = []
     with runtime.uow() as uow:
+        attention = read_attention(uow, runtime.org_id, runtime.mapping, today=runtime.clock().astimezone(UTC).date())
+        if flags is not None:
+            flags.extend(ProvisioningFlag(org, u.ppp_id, u.ppp_name, u.orders, u.message)
+                         for u in attention.unprovisionable)
+        flagged = attention.by_order
         invoices = {i.order_id: i for i in uow.invoices.list(runtime.org_id)}
         recs = {r.order_id: r for r in uow.reconciliation.list(runtime.org_id)}
         orders = uow.mirror("order")
@@ -120,6 +154,7 @@ def rows_for(runtime: OrgRuntime) -> list[ReportRow]:
                 payout_ids=tuple(payout_ids_of(rec.payout_ids)) if rec else (),
                 discrepancy=rec.discrepancy if rec else None, day=day,
                 tax=inv.tax if inv else None, tax_paid_out=rec.tax if rec else None,
+                attention=flagged[order_id].message if order_id in flagged else None,
             ))
         for letter in uow.dead_letters.open(runtime.org_id, "payouts"):
             if letter.object_name != "balance_transaction":
@@ -140,10 +175,11 @@ def rows_for(runtime: OrgRuntime) -> list[ReportRow]:
 def build_report(runtimes: Iterable[OrgRuntime], *, since: date | None = None, until: date | None = None) -> Report:
     """Every org's rows within ``[since, until]`` (by the row's day), discrepancies first,
     then by month and order number; totals per month."""
-    rows = [r for rt in runtimes for r in rows_for(rt)
+    flags: list[ProvisioningFlag] = []
+    rows = [r for rt in runtimes for r in rows_for(rt, flags)
             if (since is None or (r.day is not None and r.day >= since))
             and (until is None or (r.day is not None and r.day <= until))]
-    rows.sort(key=lambda r: (r.discrepancy is None, r.month, r.org, r.order_number or "", r.order_id or ""))
+    rows.sort(key=lambda r: (not r.flagged, r.month, r.org, r.order_number or "", r.order_id or ""))
     months: dict[str, MonthTotal] = {}
     for r in rows:
         m = months.setdefault(r.month, MonthTotal(r.month))
@@ -157,4 +193,5 @@ def build_report(runtimes: Iterable[OrgRuntime], *, since: date | None = None, u
             m.actual_payout += r.actual_payout or ZERO
             m.difference += r.difference or ZERO
         m.discrepancies += int(r.discrepancy is not None)
-    return Report(rows, [months[k] for k in sorted(months)])
+        m.attention += int(r.attention is not None)
+    return Report(rows, [months[k] for k in sorted(months)], flags)

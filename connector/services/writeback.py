@@ -30,12 +30,13 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from connector.domain import format_money
 from connector.errors import ConfigError
+from connector.services.attention import read_attention
 
 if TYPE_CHECKING:
     from connector.bootstrap import OrgRuntime
@@ -141,8 +142,9 @@ def order_of_letter(letter: Any) -> str | None:
     return None
 
 
-def results_of(uow: Any, org_id: str) -> dict[str, dict[str, Any]]:
-    """Local result name -> value, per order with any result."""
+def results_of(uow: Any, org_id: str, *, mapping: Any = None, today: date | None = None) -> dict[str, dict[str, Any]]:
+    """Local result name -> value, per order with any result. With ``mapping`` and
+    ``today``, an order's attention flag (``services.attention``) leads its last error."""
     results: dict[str, dict[str, Any]] = {}
     for inv in uow.invoices.list(org_id):
         results.setdefault(inv.order_id, {}).update(
@@ -159,8 +161,17 @@ def results_of(uow: Any, org_id: str) -> dict[str, dict[str, Any]]:
         order_id = order_of_letter(letter)
         if order_id and (order_id not in latest or letter.updated_at >= latest[order_id].updated_at):
             latest[order_id] = letter
-    for order_id, letter in latest.items():
-        results.setdefault(order_id, {})["last_error"] = _cut(f"{letter.error_code}: {letter.reason}")
+    errors = {order_id: f"{letter.error_code}: {letter.reason}" for order_id, letter in latest.items()}
+    if mapping is not None and today is not None:
+        # The last-error field, not the payout discrepancy: an order that ended after its
+        # invoice was issued is an operational problem someone must act on (void or credit
+        # the invoice, fix the order), not a difference in money; the discrepancy field
+        # stays the reconciliation's own. It leads the field and leaves it when it clears.
+        for flag in read_attention(uow, org_id, mapping, today=today).orders:
+            errors[flag.order_id] = f"{flag.code}: {flag.message}" + (
+                f" | {errors[flag.order_id]}" if flag.order_id in errors else "")
+    for order_id, error in errors.items():
+        results.setdefault(order_id, {})["last_error"] = _cut(error)
     numbers = {row["sf_id"]: row.get("order_number") for row in uow.mirror("order").iter_all(org_id, include_deleted=True)
                if row["sf_id"] in results}  # one streamed read, not a query per order
     for order_id, values in results.items():
@@ -187,7 +198,8 @@ def plan(runtime: OrgRuntime, *, orders: Iterable[str] | None = None, include_wa
     with runtime.uow() as uow:
         states = {s.order_id: s for s in uow.writeback_state.list(runtime.org_id)}
         parked = {d.record_id: d for d in uow.dead_letters.open(runtime.org_id, SOURCE)}
-        for order_id, values in sorted(results_of(uow, runtime.org_id).items()):
+        today = runtime.clock().astimezone(UTC).date()
+        for order_id, values in sorted(results_of(uow, runtime.org_id, mapping=runtime.mapping, today=today).items()):
             if wanted is not None and order_id not in wanted:
                 continue
             payload = build_payload(target, values)

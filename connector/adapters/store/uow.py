@@ -25,6 +25,7 @@ from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from connector.adapters.store.attention import AttentionQueries
 from connector.adapters.store.clock import Clock, utcnow
 from connector.adapters.store.engine import describe_db_error, is_transient
 from connector.adapters.store.mirror import MirrorRepository, mirror_table
@@ -65,6 +66,7 @@ class SqlUnitOfWork:
     offer_drafts: OfferDraftRepository
     mapping_checks: MappingCheckRepository
     job_runs: JobRunRepository
+    attention: AttentionQueries
 
     def __init__(self, session_factory: sessionmaker[Session], *, clock: Clock = utcnow) -> None:
         self._session_factory = session_factory
@@ -90,6 +92,7 @@ class SqlUnitOfWork:
         self.offer_drafts = OfferDraftRepository(session, **kw)
         self.mapping_checks = MappingCheckRepository(session, **kw)
         self.job_runs = JobRunRepository(session, **kw)
+        self.attention = AttentionQueries(session)
         self._mirrors = {}
         self._open = True
         return self

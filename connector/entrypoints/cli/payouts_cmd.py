@@ -123,8 +123,8 @@ def report(
 
 CSV_COLUMNS = ("row_type", "org", "month", "order_id", "order_number", "customer", "invoice_number", "invoice_status",
                "due_date", "invoiced", "tax", "tax_paid_out", "subtotal", "revenue_share", "expected_payout",
-               "actual_payout", "difference",
-               "payout_date", "payout_ids", "discrepancy", "orders", "unattributed", "discrepancies")
+               "actual_payout", "difference", "payout_date", "payout_ids", "discrepancy", "attention", "orders",
+               "unattributed", "discrepancies")
 
 
 def _write_csv(result: Any) -> None:
@@ -136,6 +136,9 @@ def _write_csv(result: Any) -> None:
                       "payout_ids": " ".join(data["payout_ids"])})
     for month in result.months:
         out.writerow({**month.as_json(), "row_type": "month_total"})
+    for flag in result.not_provisionable:
+        out.writerow({"row_type": "sold_not_provisionable", "org": flag.org, "attention": flag.message,
+                      "orders": " ".join(flag.orders)})
 
 
 def print_report(result: Any, console: Any = None) -> None:
@@ -150,8 +153,14 @@ def print_report(result: Any, console: Any = None) -> None:
                      r.invoice_status or "-", d["due_date"] or "-", d["invoiced"] or "-", d["tax"] or "-",
                      d["expected_payout"] or "-",
                      d["actual_payout"] or "-", d["difference"] or "-", d["payout_date"] or "-",
-                     styled(r.discrepancy, "red") if r.discrepancy else styled("ok", "green"))
+                     styled(r.discrepancy, "red") if r.discrepancy else
+                     styled("attention", "yellow") if r.attention else styled("ok", "green"))
     print_table(console, rows)
+    for r in result.rows:
+        if r.attention:
+            console.print(styled(f"attention ({r.org}): {r.attention}", "yellow"))
+    for flag in result.not_provisionable:
+        console.print(styled(f"attention ({flag.org}): {flag.message}", "yellow"))
     months = make_table("month", "orders", *money, "unattributed", "discrepancies", title="Totals per month",
                         keys=("month",), amounts=("orders", *money, "unattributed", "discrepancies"))
     for m in result.months:

@@ -190,6 +190,10 @@ def status(
 
 def org_status(runtime: Any) -> dict[str, Any]:
     """The status document of one org, from the local model only."""
+    from datetime import UTC
+
+    from connector.services.attention import read_attention
+
     org_id = runtime.org_id
     with runtime.uow() as uow:
         states = {s.object_name: s for s in uow.sync_state.all(org_id)}
@@ -197,6 +201,7 @@ def org_status(runtime: Any) -> dict[str, Any]:
         anomalies = uow.anomalies.list(org_id)
         drafts = uow.offer_drafts.list(org_id)
         last_mirror = uow.job_runs.list(org_id, job="mirror", limit=1)
+        attention = read_attention(uow, org_id, runtime.mapping, today=runtime.clock().astimezone(UTC).date())
         objects = []
         for obj in runtime.mapping.in_sync_order():
             repo = uow.mirror(obj.name)
@@ -223,6 +228,7 @@ def org_status(runtime: Any) -> dict[str, Any]:
         "objects": objects,
         "dead_letters": by_source,
         "anomalies": len(anomalies),
+        "attention": attention.as_json(),
         "offer_drafts": {d.draft_key: {"status": d.status, "offer_id": d.sf_id, "last_error": d.last_error}
                          for d in drafts},
         "last_mirror_run": None if run is None else {
@@ -247,6 +253,8 @@ def _print_status(console: Any, doc: dict[str, Any]) -> None:
                       + (f" ({run['error']})" if run["error"] else ""))
     if doc["dead_letters"]:
         console.print("open dead letters: " + ", ".join(f"{k} {v}" for k, v in sorted(doc["dead_letters"].items())))
+    for flag in doc["attention"]["orders"] + doc["attention"]["not_provisionable"]:
+        console.print(f"attention: {flag['message']}", style="yellow")
     if doc["offer_drafts"]:
         console.print("offer drafts: " + ", ".join(f"{k} ({v['status']})" for k, v in sorted(doc["offer_drafts"].items())))
 
