@@ -110,4 +110,4 @@ def test_reconcile_then_report_in_json_and_csv(cli: tuple[PartnerBooks, CliRunne
     assert "partial payment" in table.stdout and "Totals per month" in table.stdout
 
     outside = runner.invoke(app, ["report", *org, "--json", "--to", "2000-01-01"])
-    assert json.loads(outside.stdout) == {"rows": [], "months": []}
+    assert json.loads(outside.stdout) == {"rows": [], "months": [], "sold_not_provisionable": []}
