@@ -283,6 +283,7 @@ class InvoicingService:
                 status=first.status if len(issued) == 1 else _least_advanced([i.status for i in issued]),
                 due_date=first.due_date, currency=first.currency, amount_due=total, amount_paid=paid,
                 amount_remaining=sum((i.amount_remaining for i in issued), Decimal("0")),
+                tax=sum((i.tax for i in issued), Decimal("0.00")),
                 finalized_at=first.finalized_at, paid_at=first.paid_at if len(issued) == 1 else None,
                 sent_at=self._clock() if finished else None, status_source="adopt", issued_by="salesforce")
             uow.dead_letters.resolve_for(self.org_id, SOURCE, OBJECT, order_id)
@@ -505,9 +506,11 @@ def invoice_differences(plan: InvoicePlan, issued: list[StripeInvoice], *, days_
     """How Salesforce's invoice(s) for an order differ from what the order says: customer
     e-mail, one line per item, amounts to the cent, currency, send_invoice, NET terms."""
     problems: list[str] = []
-    total = sum((i.total for i in issued), Decimal("0"))
+    # Tax Stripe adds on top is not the order's: compared ex tax (DESIGN: taxes apart).
+    tax = sum((i.tax for i in issued), Decimal("0"))
+    total = sum((i.total for i in issued), Decimal("0")) - tax
     if total != plan.total:
-        problems.append(f"invoice total {_money(total)} ≠ order subtotal {_money(plan.total)}")
+        problems.append(f"invoice total {_money(total)}{' ex tax' if tax else ''} ≠ order subtotal {_money(plan.total)}")
     lines = sum(i.line_count for i in issued)
     if lines != len(plan.lines):
         problems.append(f"{lines} invoice line(s) for {len(plan.lines)} order item(s)")

@@ -19,14 +19,15 @@ WRITES = "POST /v1/*"  # every Stripe create, finalize or send is a POST
 
 
 def salesforce_issues(books: PartnerBooks, order_id: str, amounts_cents: list[int], *,
-                      email: str = "acme.billing@example.com", days_until_due: int = 30) -> str:
+                      email: str = "acme.billing@example.com", days_until_due: int = 30,
+                      tax_rates: list[str] | None = None) -> str:
     """What the GTM app does on activation: a NET30 invoice on the partner's Stripe account,
     a line per item, finalized and sent, naming the Salesforce order in its metadata."""
     client = books.client
     customer = client.v1.customers.create(params={"email": email, "name": "Acme Corp"})
     draft = client.v1.invoices.create(params={
         "customer": customer.id, "collection_method": "send_invoice", "days_until_due": days_until_due,
-        "metadata": {"sfdc_order_id": order_id}})
+        "metadata": {"sfdc_order_id": order_id}, **({"default_tax_rates": tax_rates} if tax_rates else {})})
     for n, amount in enumerate(amounts_cents):
         client.v1.invoice_items.create(params={"customer": customer.id, "invoice": draft.id, "amount": amount,
                                                "currency": "usd", "description": f"Line {n + 1}"})
@@ -208,3 +209,21 @@ def test_adopting_dies_anywhere_and_the_rerun_adopts_once_creating_nothing(
 
     assert report.adopted == ([] if when == "after-commit" else [acme]) and report.invoiced == []
     assert adopted() and sf_books.stripe_box.calls(WRITES) == 0 and len(sf_books.stripe_box.invoices()) == 1
+
+
+def test_tax_on_a_salesforce_invoice_is_not_a_mismatch_and_is_kept_apart(sf_books: PartnerBooks,
+                                                                        sandbox_org: Any) -> None:
+    """Stripe adds the tax on top of the order's lines: the invoice still matches the
+    order (compared ex tax), and its tax is stored with the local invoice."""
+    acme = sandbox_org.demo_ids["acme_order"]
+    rate = sf_books.client.v1.tax_rates.create(params={"display_name": "Sales Tax", "percentage": 8.875,
+                                                       "inclusive": False})
+    link(sandbox_org, acme, salesforce_issues(sf_books, acme, [600_000, 240_000], tax_rates=[rate.id]))
+    sf_books.run("mirror")
+
+    assert sf_books.run("invoicing").counts["invoices_adopted"] == 1
+
+    with sf_books.uow() as uow:
+        row = uow.invoices.get(sf_books.org_id, acme)
+    assert (row.amount_due, row.tax) == (Decimal("9145.50"), Decimal("745.50"))
+    assert letters(sf_books, acme) == []  # no INVOICE_MISMATCH
