@@ -46,7 +46,7 @@ def cli(sandbox_org: SandboxOrg, stripe_sandbox: StripeSandbox, sqlite_url: str,
 
 
 def status_of(run: Any) -> dict[str, Any]:
-    [doc] = [json.loads(x) for x in run("status", "--json").stdout.splitlines() if x.startswith("{")]
+    [doc] = json.loads(run("status", "--json").stdout)["orgs"]  # one JSON document per command
     return doc["attention"]
 
 
@@ -72,7 +72,7 @@ def test_an_order_in_error_after_its_invoice_is_flagged_written_back_and_clears_
     assert "attention: order 00000101 is Error" in run("status").stdout
 
     assert books.run("reconcile").counts["orders_ended_after_invoice"] == 1
-    report = json.loads(run("report", "--format", "json").stdout)
+    report = json.loads(run("report", "--json").stdout)
     [row] = [r for r in report["rows"] if r["order_id"] == acme]
     assert row["attention"] == flag["message"] and report["rows"][0]["order_id"] == acme  # flagged rows first
     assert "attention (acme): order 00000101 is Error" in run("report").stdout
@@ -123,7 +123,7 @@ def test_a_sold_ppp_without_a_product_license_is_flagged_once_naming_its_orders(
     assert flag["message"] == (f"sold but not provisionable: PPP Core App ({ids['ppp_core']}) has no product license "
                                "(SfdcPartnerProductLicense); sold on orders 00000101, 00000102")
     assert "attention: sold but not provisionable: PPP Core App" in run("status").stdout
-    report = json.loads(run("report", "--format", "json").stdout)
+    report = json.loads(run("report", "--json").stdout)
     assert [(f["ppp_id"], f["orders"]) for f in report["sold_not_provisionable"]] == \
         [(ids["ppp_core"], ["00000101", "00000102"])]
     csv_rows = [line for line in run("report", "--format", "csv").stdout.splitlines()
