@@ -124,7 +124,7 @@ def test_report_takes_json_like_every_command_and_keeps_the_old_spelling(tmp_pat
     path = write_config(tmp_path, None)
     new, old = run("report", "--config", path, "--json"), run("report", "--config", path, "--format", "json")
     assert new.exit_code == old.exit_code == 0, new.output
-    assert json.loads(new.stdout) == json.loads(old.stdout) == {"rows": [], "months": []}
+    assert json.loads(new.stdout) == json.loads(old.stdout) == {"rows": [], "months": [], "sold_not_provisionable": []}
     both = run("report", "--config", path, "--json", "--format", "csv")
     assert both.exit_code == 2 and "not both" in both.output
 
