@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from connector.bootstrap import OrgRuntime
 
 ZERO = Decimal("0.00")
+# Invoicing letters that are about Salesforce's invoice (issuer = salesforce), as the report names them.
+INVOICE_ISSUES = {"INVOICE_MISSING": "invoice missing", "INVOICE_MISMATCH": "invoice differs"}
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,11 @@ class ReportRow:
     tax: Decimal | None = None  # tax on the invoice (inside ``invoiced``, never the partner's)
     tax_paid_out: Decimal | None = None  # of which passed through the payouts (not in ``actual_payout``)
     attention: str | None = None  # the order ended (Error / Expired) after its invoice was issued
+    invoice_issue: str | None = None  # Salesforce's invoice missing, or differing from the order
 
     @property
     def flagged(self) -> bool:
-        return self.discrepancy is not None or self.attention is not None
+        return self.discrepancy is not None or self.attention is not None or self.invoice_issue is not None
 
     @property
     def month(self) -> str:
@@ -75,6 +78,7 @@ class ReportRow:
             "difference": money(self.difference), "payout_date": self.payout_date.isoformat() if self.payout_date else None,
             "payout_ids": list(self.payout_ids), "discrepancy": self.discrepancy, "month": self.month,
             "tax": money(self.tax), "tax_paid_out": money(self.tax_paid_out), "attention": self.attention,
+            "invoice_issue": self.invoice_issue,
         }
 
 
@@ -137,12 +141,15 @@ def rows_for(runtime: OrgRuntime, flags: list[ProvisioningFlag] | None = None) -
         flagged = attention.by_order
         invoices = {i.order_id: i for i in uow.invoices.list(runtime.org_id)}
         recs = {r.order_id: r for r in uow.reconciliation.list(runtime.org_id)}
+        issues = {letter.record_id: f"{INVOICE_ISSUES[letter.error_code]}: {letter.reason}"
+                  for letter in uow.dead_letters.open(runtime.org_id, "invoicing")
+                  if letter.error_code in INVOICE_ISSUES}
         orders = uow.mirror("order")
-        for order_id in sorted(set(invoices) | set(recs)):
+        for order_id in sorted(set(invoices) | set(recs) | set(issues)):
             inv, rec = invoices.get(order_id), recs.get(order_id)
             order = orders.get(runtime.org_id, order_id) or {}
             day = (rec.payout_date if rec and rec.payout_date else None) or (inv.due_date if inv else None) \
-                or (inv.created_at.date() if inv else None)
+                or (inv.created_at.date() if inv else None) or order.get("service_start_date")
             rows.append(ReportRow(
                 org=org, order_id=order_id, order_number=order.get("order_number"),
                 customer=order.get("customer_name"), invoice_number=inv.number if inv else None,
@@ -155,6 +162,7 @@ def rows_for(runtime: OrgRuntime, flags: list[ProvisioningFlag] | None = None) -
                 discrepancy=rec.discrepancy if rec else None, day=day,
                 tax=inv.tax if inv else None, tax_paid_out=rec.tax if rec else None,
                 attention=flagged[order_id].message if order_id in flagged else None,
+                invoice_issue=issues.get(order_id),
             ))
         for letter in uow.dead_letters.open(runtime.org_id, "payouts"):
             if letter.object_name != "balance_transaction":

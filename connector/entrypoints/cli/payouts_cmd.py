@@ -123,7 +123,7 @@ def report(
 
 CSV_COLUMNS = ("row_type", "org", "month", "order_id", "order_number", "customer", "invoice_number", "invoice_status",
                "due_date", "invoiced", "tax", "tax_paid_out", "subtotal", "revenue_share", "expected_payout",
-               "actual_payout", "difference", "payout_date", "payout_ids", "discrepancy", "attention", "orders",
+               "actual_payout", "difference", "payout_date", "payout_ids", "discrepancy", "attention", "invoice_issue", "orders",
                "unattributed", "discrepancies")
 
 
@@ -154,6 +154,7 @@ def print_report(result: Any, console: Any = None) -> None:
                      d["expected_payout"] or "-",
                      d["actual_payout"] or "-", d["difference"] or "-", d["payout_date"] or "-",
                      styled(r.discrepancy, "red") if r.discrepancy else
+                     styled(r.invoice_issue, "red") if r.invoice_issue else
                      styled("attention", "yellow") if r.attention else styled("ok", "green"))
     print_table(console, rows)
     for r in result.rows:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from connector.metrics import DaemonMetrics
+from connector.services.report import build_report
 
 from tests.fixtures.payouts import PartnerBooks
 
@@ -112,6 +113,8 @@ def test_no_salesforce_invoice_after_the_grace_is_invoice_missing(sf_books: Part
     metrics = DaemonMetrics()
     metrics.set_store_figures("acme", dead_letters_open=None, discrepancies=None, invoices_missing=missing)
     assert 'invoices_missing{org="acme"} 1.0' in metrics.render().decode()
+    [row] = [r for r in build_report([sf_books.runtime]).rows if r.order_id == acme]  # flagged first in `report`
+    assert row.invoice_number is None and row.invoice_issue.startswith("invoice missing: no invoice from Salesforce")
     # Issued late after all: adopted, and the flag clears.
     link(sandbox_org, acme, salesforce_issues(sf_books, acme, [600_000, 240_000]))
     sf_books.run("mirror")
