@@ -3,7 +3,8 @@
 GTM orders are read-only for partners, so results land on the mapping's write-back target
 (default ``GTM_Order_Billing__c`` keyed by external id ``Order_Id__c``; ``[writeback]``
 in the org's config may name another object or external id). Per order that has any
-result — a Stripe invoice, a payout reconciliation or an open error — the payload is the
+result — a Stripe invoice, a payout reconciliation or an open error — and per order written
+before (so a fixed error is cleared even when nothing else is left), the payload is the
 mapping's ``writeback.toml`` fields (local result name -> Salesforce field), ``null``
 clearing what no longer applies.
 
@@ -142,10 +143,14 @@ def order_of_letter(letter: Any) -> str | None:
     return None
 
 
-def results_of(uow: Any, org_id: str, *, mapping: Any = None, today: date | None = None) -> dict[str, dict[str, Any]]:
-    """Local result name -> value, per order with any result. With ``mapping`` and
-    ``today``, an order's attention flag (``services.attention``) leads its last error."""
-    results: dict[str, dict[str, Any]] = {}
+def results_of(uow: Any, org_id: str, written: Iterable[str] = (), *, mapping: Any = None,
+               today: date | None = None) -> dict[str, dict[str, Any]]:
+    """Local result name -> value, per order with any result, plus the ``written`` orders
+    (those with a record in the org): an order whose last result went away (its error was
+    fixed, its invoice row removed) still gets a payload, all ``None``, so its fields clear.
+    With ``mapping`` and ``today``, an order's attention flag (``services.attention``) leads
+    its last error."""
+    results: dict[str, dict[str, Any]] = {order_id: {} for order_id in written}
     for inv in uow.invoices.list(org_id):
         results.setdefault(inv.order_id, {}).update(
             stripe_invoice_id=inv.stripe_invoice_id, invoice_number=inv.number, invoice_url=inv.hosted_url,
@@ -199,7 +204,9 @@ def plan(runtime: OrgRuntime, *, orders: Iterable[str] | None = None, include_wa
         states = {s.order_id: s for s in uow.writeback_state.list(runtime.org_id)}
         parked = {d.record_id: d for d in uow.dead_letters.open(runtime.org_id, SOURCE)}
         today = runtime.clock().astimezone(UTC).date()
-        for order_id, values in sorted(results_of(uow, runtime.org_id, mapping=runtime.mapping, today=today).items()):
+        written = [order_id for order_id, s in states.items() if s.payload_hash is not None]
+        for order_id, values in sorted(results_of(uow, runtime.org_id, written, mapping=runtime.mapping,
+                                                  today=today).items()):
             if wanted is not None and order_id not in wanted:
                 continue
             payload = build_payload(target, values)

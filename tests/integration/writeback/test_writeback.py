@@ -9,6 +9,7 @@ from pathlib import Path
 from connector.sandbox.org import SandboxOrg
 from connector.sandbox.stripe import StripeSandbox
 from tests.fixtures.payouts import (
+    core_app,
     PartnerBooks,
     billing_records,
     invoiced_orders,
@@ -155,3 +156,33 @@ def test_the_target_comes_from_config_and_mistakes_in_it_are_named(
     assert unknown.status == "failed"
     assert "writeback.external_id" in (unknown.error or "") and "Nope__c" in (unknown.error or "")
     assert billing_records(sandbox_org) == {}
+
+
+def test_a_fixed_error_is_cleared_even_when_the_order_has_no_other_result(
+        org_books: PartnerBooks, sandbox_org: SandboxOrg) -> None:
+    """Issue 12.1: an order whose only result was its error used to drop out of the plan once
+    the error was resolved, so ``Last_Error__c`` stayed in the org for good."""
+    bad = org_books.an_order(core_app(quantity=-2))
+    org_books.run("invoicing")
+    (letter,) = org_books.open_letters("invoicing")
+    assert letter.record_id == bad.order_id
+    (fine,) = invoiced_orders(org_books, 1)
+    org_books.run("writeback")
+    assert billing_records(sandbox_org)[bad.order_id]["Last_Error__c"].startswith(letter.error_code)
+
+    with org_books.uow() as uow:  # the org fixed the item, replay resolved the letter
+        uow.dead_letters.resolve_for(org_books.org_id, "invoicing", letter.object_name, bad.order_id)
+        uow.commit()
+    outcome = org_books.run("writeback")
+
+    assert outcome.counts["sent"] == 1 and outcome.counts["unchanged"] == 1
+    record = billing_records(sandbox_org)[bad.order_id]
+    assert record["Last_Error__c"] is None and record["Order_Number__c"] == bad.number
+    assert billing_records(sandbox_org)[fine.order_id]["Stripe_Invoice_Id__c"] == fine.invoice_id
+    assert org_books.run("writeback").counts["sent"] == 0  # and then it is settled
+
+
+def test_a_never_written_order_without_results_is_not_sent(org_books: PartnerBooks, sandbox_org: SandboxOrg) -> None:
+    org_books.an_order()  # mirrored, nothing to report yet: no empty record in the org
+    outcome = org_books.run("writeback")
+    assert outcome.counts["candidates"] == 0 and billing_records(sandbox_org) == {}
