@@ -171,6 +171,25 @@ class SalesforceSection(_Strict):
     ca_bundle: ConfigPath = None
     timeout_seconds: float = Field(default=60.0, gt=0)
 
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle(cls, v: Path | None) -> Path | None:
+        # The TLS context the Salesforce session will verify with, built now: a missing or
+        # unreadable bundle is this key's error, not an OSError in the middle of a run.
+        import ssl
+
+        if v is None:
+            return v
+        if not v.exists():
+            raise ValueError(f"CA bundle {v} does not exist")
+        try:
+            ssl.create_default_context(**({"capath": str(v)} if v.is_dir() else {"cafile": str(v)}))
+        except ssl.SSLError:
+            raise ValueError(f"CA bundle {v} holds no PEM certificate") from None
+        except OSError as exc:
+            raise ValueError(f"cannot read CA bundle {v}: {exc.strerror}") from None
+        return v
+
     @field_validator("login_url")
     @classmethod
     def _https(cls, v: str) -> str:
@@ -209,12 +228,23 @@ class Schedule(_Strict):
     cron: str | None = None
     jitter_seconds: int = Field(default=10, ge=0)
 
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        # The daemon's own trigger builder: what passes here is what the daemon can run.
+        from connector.cron import check_crontab
+
+        if v is not None:
+            try:
+                check_crontab(v)
+            except ValueError as exc:
+                raise ValueError(f"invalid cron {v!r}: {exc}") from None
+        return v
+
     @model_validator(mode="after")
     def _one_trigger(self) -> Schedule:
         if self.interval_seconds is not None and self.cron is not None:
             raise ValueError("give interval_seconds or cron, not both")
-        if self.cron is not None and len(self.cron.split()) != 5:
-            raise ValueError("cron must have 5 fields (minute hour day month day-of-week)")
         return self
 
 
@@ -283,6 +313,17 @@ class DaemonSection(_Strict):
 _DATABASE_URL = re.compile(r"^(sqlite|postgres|postgresql)(\+\w+)?://", re.IGNORECASE)
 
 
+def _database_url_problem(url: str) -> str | None:
+    """Why the engine could not be built from ``url`` (the runtime's own check), or None."""
+    from connector.adapters.store.engine import check_database_url
+
+    try:
+        check_database_url(url)
+    except ValueError as exc:
+        return str(exc).removeprefix("database URL: ")
+    return None
+
+
 class OrgConfig(_Strict):
     """One partner org. Build with ``load_config(path)``."""
 
@@ -308,6 +349,8 @@ class OrgConfig(_Strict):
     def _database_url(cls, v: str | None) -> str | None:
         if v and not _DATABASE_URL.match(v):
             raise ValueError(f"must be sqlite:///FILE or postgresql://USER@HOST/DB, got {redact_url(v)!r}")
+        if v and (problem := _database_url_problem(v)):
+            raise ValueError(f"{problem}, got {redact_url(v)!r}")
         return v
 
     @model_validator(mode="before")
@@ -327,6 +370,8 @@ class OrgConfig(_Strict):
             if not _DATABASE_URL.match(url):
                 raise ValueError(f"database_url_env: {env_name} must hold sqlite:///FILE or "
                                  f"postgresql://USER@HOST/DB, got {redact_url(url)!r}")
+            if problem := _database_url_problem(url):
+                raise ValueError(f"database_url_env: {env_name}: {problem}, got {redact_url(url)!r}")
             data["database_url"] = url
         return data
 

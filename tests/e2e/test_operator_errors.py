@@ -196,6 +196,61 @@ def test_database_url_that_is_not_one_is_a_config_error(tmp_path: Path, url: str
         assert_clean(result)
 
 
+# Issue 15.5: each of these passed `config check` and then crashed the command that built
+# the part (the daemon's trigger, the Salesforce TLS context, the engine). `config check` now
+# builds them too, so both name the file and key, and nothing runs for that org.
+@pytest.mark.parametrize(("top", "extra", "key", "message", "command"), [
+    ("", '[schedules.invoicing]\ncron = "0 2 * * 8"\n', "schedules.invoicing.cron",
+     "invalid cron '0 2 * * 8': day of week '8' out of range 0-7", "daemon"),
+    ("", '[schedules.mirror]\ncron = "0 25 * * *"\n', "schedules.mirror.cron",
+     "invalid cron '0 25 * * *': hour '25'", "daemon"),
+    ("", '[schedules.reconcile]\ncron = "0 2 * * mon-5"\n', "schedules.reconcile.cron",
+     "invalid cron '0 2 * * mon-5': day of week 'mon-5'", "daemon"),
+    ("", '[schedules.writeback]\ncron = "0 0 30 2 *"\n', "schedules.writeback.cron",
+     "invalid cron '0 0 30 2 *': never fires", "daemon"),
+    ("", "", "salesforce.ca_bundle", "CA bundle {dir}/certs/corp-ca.pem does not exist", "sync"),
+    ('database_url = "postgresql://gtm:hunter2@127.0.0.1:54x2/test"', "", "database_url",
+     "the port must be a number, got 'postgresql://gtm:***@127.0.0.1:54x2/test'", "status"),
+    ('database_url = "postgresql://gtm@127.0.0.1:99999/test"', "", "database_url",
+     "port 99999 is out of range (1-65535)", "status"),
+    ('database_url = "postgresql+nosuchdriver://gtm@127.0.0.1/test"', "", "database_url",
+     "unknown driver 'postgresql+nosuchdriver'", "status"),
+])
+def test_what_config_check_accepts_the_runtime_can_build(tmp_path: Path, top: str, extra: str, key: str,
+                                                         message: str, command: str) -> None:
+    path = write_config(tmp_path, None, top=top, extra=extra)
+    if key == "salesforce.ca_bundle":
+        path.write_text(path.read_text().replace("timeout_seconds = 5\n", 'ca_bundle = "certs/corp-ca.pem"\n'
+                                                 "timeout_seconds = 5\n", 1))
+    expected = f"{path}: {key}: {message.format(dir=tmp_path)}"
+    checked = run("config", "check", path)
+    assert checked.exit_code == 2 and expected in checked.stderr
+    assert_clean(checked)
+    if command == "daemon":  # a process with a timeout: a daemon that does start must not hang the suite
+        proc = subprocess.run([str(EXE), "daemon", "--config-dir", str(tmp_path), "--port", "0"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        events = [json.loads(line) for line in proc.stdout.splitlines() + proc.stderr.splitlines()
+                  if line.startswith("{")]
+        (bad,) = [e for e in events if e["event"] == "config.invalid"]
+        assert f"{bad['file']}: {bad['key']}: {bad['problem']}".startswith(expected) and bad["action"] == "org skipped"
+        assert "Traceback" not in proc.stderr and "bug" not in proc.stderr
+        return
+    result = run(command, "--config", path)
+    assert result.exit_code == 2 and expected in result.stderr, result.output
+    assert "hunter2" not in result.output and "bug" not in result.output
+    assert_clean(result)
+
+
+def test_a_ca_bundle_that_holds_no_certificate_is_named(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    path = write_config(tmp_path, None)
+    path.write_text(path.read_text().replace("timeout_seconds = 5\n", 'ca_bundle = "ca.pem"\ntimeout_seconds = 5\n', 1))
+    result = run("config", "check", path)
+    assert result.exit_code == 2
+    assert f"{path}: salesforce.ca_bundle: CA bundle {tmp_path / 'ca.pem'} holds no PEM certificate" in result.stderr
+
+
 def test_sqlite_file_that_cannot_be_used(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("")
     path = write_config(tmp_path / "cfg", None, top=f'database_url = "sqlite:///{tmp_path}/a-file/x.sqlite3"')

@@ -111,6 +111,11 @@ def test_example_toml_with_its_optional_keys_switched_on_is_valid(tmp_path: Path
         lines.append(line)
     path = tmp_path / "acme.toml"
     path.write_text("\n".join(lines))
+    # ca_bundle is checked even with skip_secrets (it is not a secret): the example's file must exist.
+    import trustme
+
+    (tmp_path / "certs").mkdir()
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "certs" / "corp-ca.pem"))
     config = load_config(path, skip_secrets=True)
     assert config.database_url == "sqlite:////var/lib/gtm-connector/acme.sqlite3"
     assert config.stripe.account == "acct_123" and config.sync.objects == ["ppc", "ppp", "order", "order_item"]

@@ -77,19 +77,45 @@ def _normalize_url(url: str | URL) -> tuple[URL, str | None]:
     return parsed, schema
 
 
+def check_database_url(url: str | URL) -> tuple[URL, str | None]:
+    """The URL and schema ``make_engine`` builds an engine from, checked without connecting:
+    ``ValueError("database URL: …")`` for anything it could not use (a port that is no
+    number or out of range, an unknown backend or driver, a bad ``?schema=``). Config
+    validation calls it too, so what ``config check`` accepts is what the runtime opens.
+    Messages never quote the URL (it may hold a password)."""
+    from sqlalchemy.exc import NoSuchModuleError
+
+    try:
+        parsed, schema = _normalize_url(url)
+    except ValueError as exc:  # make_url parses the port with int()
+        reason = "the port must be a number" if "int()" in str(exc) else "not a valid URL"
+        raise ValueError(f"database URL: {reason}") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"database URL: unsupported backend {backend!r} (use sqlite:/// or postgresql://)")
+    if parsed.port is not None and not 0 < parsed.port <= 65535:
+        raise ValueError(f"database URL: port {parsed.port} is out of range (1-65535)")
+    if schema and not schema.replace("_", "").isalnum():
+        raise ValueError(f"database URL: schema {schema!r} must be letters, digits and _")
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise ValueError(f"database URL: unknown driver {parsed.drivername!r} "
+                         "(use sqlite:/// or postgresql://, optionally postgresql+psycopg://)") from None
+    return parsed, schema
+
+
 def make_engine(url: str | URL, *, echo: bool = False, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
     """An engine for a SQLite file or a PostgreSQL database (see the module docstring).
     ``sqlite_busy_timeout_ms``: how long a SQLite writer waits for the lock before the
     "database is locked" error (a ``TransientError`` out of the unit of work)."""
-    parsed, schema = _normalize_url(url)
+    parsed, schema = check_database_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return _sqlite_engine(parsed, echo=echo, busy_timeout_ms=sqlite_busy_timeout_ms)
     if backend == "postgresql":
         connect_args: dict[str, Any] = {}
         if schema:
-            if not schema.replace("_", "").isalnum():
-                raise ValueError(f"database URL: schema {schema!r} must be letters, digits and _")
             connect_args["options"] = f"-csearch_path={schema}"
         return create_engine(
             parsed,

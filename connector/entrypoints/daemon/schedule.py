@@ -19,9 +19,9 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from connector.config import Schedule, Schedules
+from connector.cron import crontab_trigger
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class GridIntervalTrigger(BaseTrigger):
@@ -48,38 +48,6 @@ class GridIntervalTrigger(BaseTrigger):
 
     def __str__(self) -> str:
         return f"every {self.seconds}s (epoch grid, jitter {self.jitter}s)"
-
-
-def crontab_trigger(expr: str, jitter: int = 0) -> CronTrigger:
-    """A UTC CronTrigger with standard crontab weekdays (0 and 7 = Sunday).
-
-    ``CronTrigger.from_crontab`` keeps APScheduler 3's own numbering (0 = Monday), so a
-    partner's ``0 2 * * 1`` would run on Tuesdays; numbers are translated to names here."""
-    minute, hour, day, month, dow = expr.split()
-    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=_weekday_names(dow),
-                       timezone=UTC, jitter=jitter or None)
-
-
-def _weekday_names(field: str) -> str:
-    if not any(ch.isdigit() for ch in field):
-        return field  # '*', 'mon-fri', ... mean the same in both
-    days: list[int] = []
-    for item in field.split(","):
-        rng, _, step_s = item.partition("/")
-        step = int(step_s) if step_s else 1
-        if rng == "*":
-            lo, hi = 0, 6
-        elif "-" in rng:
-            lo, hi = (int(x) for x in rng.split("-"))
-        else:
-            lo = hi = int(rng)
-            if step_s:
-                hi = 6
-        if not (0 <= lo <= 7 and 0 <= hi <= 7 and lo <= hi):
-            raise ValueError(f"day of week {item!r} out of range 0-7")
-        days.extend(range(lo, hi + 1, step))
-    names = dict.fromkeys(_CRON_DAYS[d] for d in days)  # ordered, without duplicates
-    return ",".join(names)
 
 
 @dataclass(frozen=True)

@@ -264,3 +264,25 @@ def test_an_org_whose_database_is_down_is_not_ready_and_does_not_stop_the_other(
     d.wait_for("job.finished", org="globex", status="failed", stage="bootstrap")
     sample = scrape(d.get("/metrics")[1])
     assert sample("job_failures_total", org="globex", job="mirror") >= 1
+
+
+@pytest.mark.parametrize("cron", ["0 25 * * *", "0 2 * * mon-5"])
+def test_an_org_with_a_bad_schedule_is_skipped_and_the_other_runs(cron: str, tmp_path: Path,
+                                                                  daemons: DaemonLauncher) -> None:
+    """Issue 12.2: a bad cron in one org file used to stop the daemon for every org."""
+    config_dir = write_configs(tmp_path / "config", {"acme": new_org_id(), "globex": new_org_id()},
+                               interval=INTERVAL, jobs=("mirror",), data_dir=tmp_path / "data")
+    globex = config_dir / "globex.toml"
+    globex.write_text(globex.read_text().replace(f"[schedules.mirror]\ninterval_seconds = {INTERVAL}",
+                                                 f'[schedules.mirror]\ncron = "{cron}"', 1))
+    trace_file = tmp_path / "trace.jsonl"
+    d = daemons.start("daemon", config_dir, env={**SECRETS, "GTM_TEST_TRACE": str(trace_file)}, fake_jobs=True)
+
+    wait_trace(trace_file, lambda es: any(e["org"] == "acme" and e["what"] == "end" for e in es), INTERVAL + 10,
+               "acme's mirror run")
+    (invalid,) = d.find("config.invalid")
+    assert (invalid["file"], invalid["key"], invalid["action"]) == (str(globex), "schedules.mirror.cron", "org skipped")
+    assert invalid["problem"].startswith(f"invalid cron '{cron}': ")
+    assert not [e for e in trace(trace_file) if e["org"] == "globex"]
+    d.signal(signal.SIGTERM)
+    assert d.wait_exit(30) == 0
