@@ -377,9 +377,12 @@ class MirrorService:
                 letters.pop(rid, None)
             for record, exc in bad:
                 letters[record["Id"]] = _Letter(exc.reason, record.get("SystemModstamp"))
-        if obj.name in self._known:
-            self._known[obj.name].update(r["sf_id"] for r in live)
-            self._known[obj.name].difference_update(t[0] for t in tombstones)
+        # A dry run rolls its pages back, so the store never holds what it read: its
+        # reference checks must see this page's ids anyway (as the real run would).
+        if obj.name in self._known or dry_run:
+            known = self._known_ids(obj.name)
+            known.update(r["sf_id"] for r in live)
+            known.difference_update(t[0] for t in tombstones)
         report.pages += 1
         report.fetched += len(page.records)
         if result is not None:

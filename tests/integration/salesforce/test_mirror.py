@@ -268,6 +268,20 @@ def test_dry_run_reads_but_writes_nothing(mirror: Callable[..., MirrorService], 
         assert uow.dead_letters.count_open(sandbox_org.org_id) == 0
 
 
+def test_a_dry_run_on_a_new_database_quarantines_what_the_real_run_does(
+        mirror: Callable[..., MirrorService], sandbox_org: SandboxOrg, uow_factory: Callable[..., Any]) -> None:
+    """Issue 12.3: the dry run resolved references against the (empty) store, so every order
+    item's PPP was "unknown" (16 quarantined instead of the demo data's 1 malformed item)."""
+    dry = mirror().run(dry_run=True)
+    real = mirror().run()
+    assert [(o.key, o.quarantined, o.inserted) for o in dry.objects] == \
+        [(o.key, o.quarantined, o.inserted) for o in real.objects]
+    assert dry.counts()["quarantined"] == real.counts()["quarantined"] == 1
+    with uow_factory() as uow:
+        (letter,) = uow.dead_letters.open(sandbox_org.org_id, "mirror")
+    assert letter.record_id == sandbox_org.demo_ids["malformed_order_item"]
+
+
 def test_pages_are_logged_with_context(mirror: Callable[..., MirrorService], sandbox_org: SandboxOrg) -> None:
     import structlog
 
