@@ -45,6 +45,7 @@ import structlog
 
 from connector.domain.states import OFFER_MACHINE, ORDER_MACHINE, StateMachine, TransitionVerdict
 from connector.errors import ApiLimitReached, ConfigError, PermanentError, RecordError
+from connector.jobs import dry_run_counts
 from connector.mappings import MappingSet, ObjectMapping
 from connector.services.records import RecordConverter, json_safe, parse_sf_datetime, soql_datetime
 
@@ -134,6 +135,9 @@ class MirrorReport:
         )
         if self.api_calls is not None:
             out["sf_api_calls"] = self.api_calls
+        if self.dry_run:  # nothing was written: no per-object "written" counts, the totals say "would"
+            out = dry_run_counts({k: v for k, v in out.items() if k not in {o.key for o in self.objects}},
+                                 {"written": "would_write", "quarantined": "would_quarantine"})
         return out
 
 

@@ -51,6 +51,7 @@ from connector.domain.reconciliation import (
     reconcile_order,
 )
 from connector.errors import RecordError
+from connector.jobs import dry_run_counts
 from connector.services.attention import read_attention
 
 if TYPE_CHECKING:
@@ -213,6 +214,10 @@ def org_payout_differences(record: Mapping[str, Any], payout: Any, mapping: Any)
     return code, differences
 
 
+# What a reconcile writes, as a dry run names it (see connector.jobs.dry_run_counts).
+DRY_RUN_NAMES = {"payouts_updated": "would_update_payouts", "orders_written": "would_write_orders"}
+
+
 def run_reconcile_job(runtime: OrgRuntime, *, log: Any, dry_run: bool = False,
                       stop: threading.Event | None = None) -> Mapping[str, int]:
     """The ``reconcile`` job (see the module docstring). ``dry_run`` reads and computes,
@@ -233,6 +238,7 @@ class Reconciler:
         self.policy = Policy(tolerance=cfg.payouts.tolerance, missing_after_days=cfg.payouts.missing_after_days)
         self.proration = cfg.invoicing.proration
         self.counts = Counts()
+        self._written: set[str] = set()
 
     def today(self) -> date:
         return self.runtime.clock().astimezone(UTC).date()
@@ -247,8 +253,11 @@ class Reconciler:
         self._match_org_payouts()
         self.counts.extra.update(result)
         self.counts.extra.update(self._attention())
-        self.log.info("reconcile.done", dry_run=self.dry_run, **self.counts.as_dict())
-        return self.counts.as_dict()
+        counts = self.counts.as_dict()
+        if self.dry_run:
+            counts = dry_run_counts(counts, DRY_RUN_NAMES)
+        self.log.info("reconcile.done", dry_run=self.dry_run, **counts)
+        return counts
 
     # -------------------------------------------------------------- 1: list
     def _payouts_to_read(self) -> list[StripePayout]:
@@ -399,7 +408,10 @@ class Reconciler:
         if existing is not None and all(getattr(existing, k) == v for k, v in values.items()):
             return result
         uow.reconciliation.upsert(self.org_id, order_id, **values)
-        self.counts.orders_written += 1
+        # Orders, not writes: one order may be written when a payout is attributed and again
+        # when evaluated (always so in a dry run, whose first write was rolled back).
+        self._written.add(order_id)
+        self.counts.orders_written = len(self._written)
         if result.reason and (existing is None or existing.discrepancy != result.discrepancy):
             self.log.warning("reconcile.discrepancy", order=order_id, reason=result.reason, detail=result.detail,
                              expected=format_money(result.expected_payout), tax=format_money(result.tax_paid_out),

@@ -254,8 +254,9 @@ def run_writeback_job(runtime: OrgRuntime, *, log: Any, dry_run: bool = False,
     if dry_run:
         for row in planned.to_send:
             log.info("writeback.would_write", order=row.order_id, fields=[f for f, _, _ in row.changes()])
-        counts.sent = len(planned.to_send)
-        return counts.as_dict() | {"would_send": counts.sent}
+        # Only what a plan knows: nothing was sent, written, retried or failed.
+        return {"candidates": counts.candidates, "would_send": len(planned.to_send), "unchanged": counts.unchanged,
+                "awaiting_replay": counts.awaiting_replay}
     send(runtime, planned.to_send, planned.target, counts=counts, log=log, stop=stop)
     log.info("writeback.done", **counts.as_dict())
     return counts.as_dict()

@@ -276,7 +276,7 @@ def test_a_dry_run_on_a_new_database_quarantines_what_the_real_run_does(
     real = mirror().run()
     assert [(o.key, o.quarantined, o.inserted) for o in dry.objects] == \
         [(o.key, o.quarantined, o.inserted) for o in real.objects]
-    assert dry.counts()["quarantined"] == real.counts()["quarantined"] == 1
+    assert dry.counts()["would_quarantine"] == real.counts()["quarantined"] == 1
     with uow_factory() as uow:
         (letter,) = uow.dead_letters.open(sandbox_org.org_id, "mirror")
     assert letter.record_id == sandbox_org.demo_ids["malformed_order_item"]
