@@ -25,7 +25,9 @@ import importlib
 import inspect
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -199,8 +201,27 @@ def run_job(
     Every log line of the run, from any module, carries the org alias, job and run id."""
     run_id = new_run_id()
     with bound_run(runtime.alias, job, run_id):
-        return _run_job(runtime, job, run_id, instance_id=instance_id, dry_run=dry_run, stop=stop, tick=tick,
-                        registry=registry, metrics=metrics)
+        outcome = _run_job(runtime, job, run_id, instance_id=instance_id, dry_run=dry_run, stop=stop, tick=tick,
+                           registry=registry, metrics=metrics)
+    for listener in _listeners.get():
+        listener(outcome)
+    return outcome
+
+
+# Who wants to hear of every outcome in this context: a command's exit code depends on how
+# each run ended (stopped early, failed), however deep in the command the run was started.
+_listeners: ContextVar[tuple[Callable[[JobOutcome], None], ...]] = ContextVar("job_outcome_listeners", default=())
+
+
+@contextmanager
+def observe_outcomes(listener: Callable[[JobOutcome], None]) -> Iterator[None]:
+    """Call ``listener`` with the outcome of every ``run_job`` inside the block."""
+    previous = _listeners.get()
+    _listeners.set((*previous, listener))
+    try:
+        yield
+    finally:
+        _listeners.set(previous)
 
 
 def _run_job(runtime: OrgRuntime, job: str, run_id: str, *, instance_id: str, dry_run: bool,

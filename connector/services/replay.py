@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from connector.errors import ConnectorError, RecordError
+from connector.errors import ApiLimitReached, ConnectorError, RecordError
 from connector.services import writeback
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class ReplayItem:
     source: str
     object_name: str
     record_id: str
-    outcome: str  # resolved | still failing | would replay | skipped
+    outcome: str  # resolved | still failing | would replay | skipped | stopped early
     detail: str = ""
 
 
@@ -50,6 +50,11 @@ class ReplayReport:
     @property
     def failing(self) -> int:
         return sum(1 for i in self.items if i.outcome == "still failing")
+
+    @property
+    def stopped_early(self) -> bool:
+        """The org's API limit ended the replay: the letters left are not failures."""
+        return any(i.outcome == "stopped early" for i in self.items)
 
 
 def select_letters(runtime: OrgRuntime, ids: Iterable[int] | None) -> list[Any]:
@@ -70,14 +75,24 @@ def replay(runtime: OrgRuntime, *, ids: Sequence[int] | None = None, dry_run: bo
     for letter in letters:
         by_source.setdefault(letter.source, []).append(letter)
     runner = run_job or _default_runner
+    limit: str | None = None
     for source, group in by_source.items():
         handler = HANDLERS.get(source)
         if handler is None:
             report.items += [_item(d, "skipped", f"no replay for source {source!r}") for d in group]
             continue
+        if limit is not None:  # no API calls left today: the rest waits, as a job's cycle does
+            report.items += [_item(d, "stopped early", limit) for d in group]
+            continue
         failure = None
         try:
             handler(runtime, group, log=log, run_job=runner)
+        except ApiLimitReached as exc:
+            limit = f"not replayed: the org's API limit was reached ({exc}); replay again later"
+            log.warning("replay.stopped", source=source, reason="api_limit", error=str(exc))
+            report.items += [i if i.outcome == "resolved" else replace(i, outcome="stopped early", detail=limit)
+                             for i in _after(runtime, group)]
+            continue
         except ConnectorError as exc:
             failure = str(exc)
             log.warning("replay.failed", source=source, error=failure)

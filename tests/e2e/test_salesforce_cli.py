@@ -98,11 +98,44 @@ def test_sync_of_some_objects_with_dry_run(config_file: Path) -> None:
     assert rows["SfdcPartnerProvisionProduct"]["rows"] == 0  # a dry run writes nothing
 
 
+EXIT_STOPPED = 4  # README: stopped early (API budget / REQUEST_LIMIT_EXCEEDED); the next run resumes
+
+
 def test_api_limit_stops_the_sync_cleanly(config_file: Path, sandbox_org: SandboxOrg) -> None:
     sandbox_org.set_limits(max=100, used=100)
     code, out = cli("sync", "--config", str(config_file))
-    assert code == 0, out  # stopped, not failed: the next cycle resumes
+    assert code == EXIT_STOPPED, out  # stopped, not failed (1), and not done (0): the next cycle resumes
     assert "stopped" in out and "REQUEST_LIMIT_EXCEEDED" in out
+
+
+@pytest.mark.parametrize(("command", "used"), [
+    (("sync", "--full"), 14_990),  # past the 80 % budget: the guard stops after the first call
+    (("run-job", "mirror"), 14_990),
+    (("writeback",), 15_000),  # one call to make: Salesforce answers REQUEST_LIMIT_EXCEEDED
+    (("offers", "push"), 15_000),
+    (("run-job", "writeback"), 15_000),
+    (("replay", "--all"), 15_000),  # the malformed item is fetched again by Id
+])
+def test_every_command_that_can_stop_early_says_so_in_its_exit_code(
+        command: tuple[str, ...], used: int, config_file: Path, sandbox_org: SandboxOrg) -> None:
+    """Issue 12.5: at 14,990 of 15,000 daily calls a run stops cleanly (exit 0 before), so
+    cron and CI callers could not tell that nothing was done."""
+    assert cli("sync", "--config", str(config_file))[0] == 0  # the demo's malformed item: a write-back to do
+    code, out = cli("offer", "create", "--config", str(config_file), "--customer", "Wayne Enterprises",
+                    "--customer-org-id", "00D5g0000012345ABC", "--start", str(TODAY + timedelta(days=30)),
+                    "--valid-until", str(TODAY + timedelta(days=10)), "--recipient", "buyer@wayne.example.com",
+                    "--item", "Core App:10:50.00", "--key", "wayne")
+    assert code == 0, out
+    sandbox_org.set_limits(max=15_000, used=used)
+
+    code, out = cli(*command, "--config", str(config_file))
+
+    assert code == EXIT_STOPPED, out
+    assert "stopped" in out
+    sandbox_org.set_limits(used=0)  # the rolling 24 h window frees up: the same command completes
+    code, out = cli(*command, "--config", str(config_file))
+    # (replay's letter is still bad in the org, so it is "still failing" once it could be fetched)
+    assert code == (1 if command[0] == "replay" else 0), out
 
 
 def test_offer_create_then_push(config_file: Path, sandbox_org: SandboxOrg, tmp_path: Path) -> None:

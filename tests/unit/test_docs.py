@@ -18,6 +18,7 @@ from connector.metrics import DaemonMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "example.toml"
+README = REPO / "README.md"
 
 _HEADER = re.compile(r"^\[([\w.]+)\]\s*(#.*)?$")
 # `key = value  # comment`, or the same commented out: `# key = value  # comment`.
@@ -204,3 +205,13 @@ def test_readme_documents_the_output_and_log_settings() -> None:
     for text in ("--log-level", "GTM_LOG_LEVEL", "--log-format", "GTM_LOG_FORMAT", "one JSON document",
                  '{"orgs": [', "--version", "--install-completion"):
         assert text in readme, text
+
+
+def test_the_readme_exit_code_table_is_the_codes_commands_use() -> None:
+    from connector.entrypoints.cli import _common
+    from connector.entrypoints.daemon import EXIT_ALREADY_RUNNING
+
+    table = README.read_text().split("| code | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = {int(m) for m in re.findall(r"^\| (\d+) \|", table, re.MULTILINE)}
+    used = {v for k, v in vars(_common).items() if k.startswith("EXIT_")} | {EXIT_ALREADY_RUNNING}
+    assert documented == used

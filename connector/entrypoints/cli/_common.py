@@ -11,6 +11,8 @@ Exit codes, the same for every command:
 * 1 — a run failed or records were bad (the details are printed);
 * 2 — usage or configuration: a bad option, an org config file or its database unusable
   (the other orgs still run, but the command exits 2);
+* 4 — stopped early: a run ended at the org's API budget or Salesforce's
+  REQUEST_LIMIT_EXCEEDED; what it did is committed, the next run resumes (1 and 2 win over it);
 * 130 — interrupted (Ctrl-C or SIGTERM); committed progress is kept.
 
 ``OperatorGroup`` is the root command group: whatever a command raises ends up in
@@ -50,7 +52,10 @@ ConfigDirOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON output")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="show what would be done; write nothing")]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 4, 130
+# When several things happened (one org failed, another stopped early), the most serious
+# one is the exit code: interrupted > usage > failed > stopped early > done.
+_SEVERITY = {EXIT_OK: 0, EXIT_STOPPED: 1, EXIT_FAILED: 2, EXIT_USAGE: 3, EXIT_INTERRUPTED: 4}
 
 
 # ---------------------------------------------------------------------------- output
@@ -363,7 +368,9 @@ class Orgs:
         self.opened = 0  # orgs whose runtime could be opened: nothing to show when none was
 
     def __iter__(self) -> Iterator[OrgRuntime]:
-        with self.interruptible():
+        from connector.jobs import observe_outcomes
+
+        with self.interruptible(), observe_outcomes(self._outcome):
             for cfg in self.configs:
                 if self.stop.is_set():
                     break
@@ -400,14 +407,20 @@ class Orgs:
 
     def note(self, code: int) -> None:
         """Remember an exit code; the most serious one wins."""
-        self.code = max(self.code, code)
+        self.code = max(self.code, code, key=lambda c: _SEVERITY.get(c, 2))
+
+    def _outcome(self, outcome: Any) -> None:
+        # A run the org's API limit stopped (not our own Ctrl-C/SIGTERM: that is 130).
+        if outcome.status == "stopped" and not self.stop.is_set():
+            self.note(EXIT_STOPPED)
 
     def exit(self, failed: bool = False) -> NoReturn:
         if self.stop.is_set():
             typer.echo("interrupted: stopped after the current page or batch; what was done is committed, "
                        "run the command again to resume", err=True)
             raise typer.Exit(EXIT_INTERRUPTED)
-        raise typer.Exit(max(self.code, EXIT_FAILED if failed else EXIT_OK))
+        self.note(EXIT_FAILED if failed else EXIT_OK)
+        raise typer.Exit(self.code)
 
     def interruptible(self) -> Any:
         return stop_on_signals(self.stop)

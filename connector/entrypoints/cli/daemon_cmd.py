@@ -41,8 +41,8 @@ def run_job_command(
 ) -> None:
     """Run one job now for the selected org(s), as the daemon would (lock, job-run record, logs).
 
-    Exit 1 if any run failed, 2 if the job is not available in this build; a run skipped
-    because another instance holds it is not a failure."""
+    Exit 1 if any run failed, 2 if the job is not available in this build, 4 if the org's
+    API limit stopped a run early; a run skipped because another instance holds it is not a failure."""
     from connector.entrypoints.cli.payouts_cmd import print_outcomes
     from connector.entrypoints.daemon import default_instance_id
     from connector.jobs import UnknownName, job_name, run_job

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from connector.entrypoints.cli._common import make_console, styled
+from connector.entrypoints.cli._common import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, make_console, styled
 from connector.entrypoints.cli._output import emit_json, make_table, print_table
 
 
@@ -45,7 +45,11 @@ def demo(
         emit_json(summary.as_json())
     else:
         print_summary(summary, console)
-    raise typer.Exit(0 if summary.ok else 1)
+    # only the API limit stopped something: every step else done, every org's figures right
+    stopped_early = (any(s.status == "stopped" for s in summary.steps)
+                     and all(s.status in ("ok", "skipped", "stopped") for s in summary.steps)
+                     and all(o.get("ok", True) for o in summary.orgs))
+    raise typer.Exit(EXIT_OK if summary.ok else EXIT_STOPPED if stopped_early else EXIT_FAILED)
 
 
 def _check_options(data_dir: Path, database_url: str | None, config_path: Path | None) -> None:

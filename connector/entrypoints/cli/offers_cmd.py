@@ -16,6 +16,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from connector.entrypoints.cli._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_STOPPED,
     ConfigDirOpt,
     ConfigOpt,
     DryRunOpt,
@@ -179,8 +182,12 @@ def create(
         path.write_text(draft_toml({k: v for k, v in content.items() if v is not None}))
         typer.echo(f"wrote {path}")
         if push_now:
-            failed, _ = _push_one(runtime, dry_run=False, force=False, only=[key], as_json=False)
-            raise typer.Exit(1 if failed else 0)
+            from connector.jobs import observe_outcomes
+
+            stopped: list[bool] = []
+            with observe_outcomes(lambda o: stopped.append(o.status == "stopped")):
+                failed, _ = _push_one(runtime, dry_run=False, force=False, only=[key], as_json=False)
+            raise typer.Exit(EXIT_FAILED if failed else EXIT_STOPPED if any(stopped) else EXIT_OK)
     finally:
         runtime.close()
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from connector.entrypoints.cli._common import (
+    EXIT_STOPPED,
     ConfigDirOpt,
     ConfigOpt,
     DryRunOpt,
@@ -93,7 +94,7 @@ def replay_command(
     """Re-send dead letters after their cause is fixed; those that now go through are resolved.
 
     Exit 1 if any letter is still failing, 2 if an --id names no open letter of the
-    selected org(s)."""
+    selected org(s), 4 if the org's API limit stopped the replay (the rest is left open)."""
     from connector.services.replay import replay
 
     if not ids and not all_:
@@ -135,6 +136,8 @@ def replay_command(
             typer.echo(f"dead letter {letter_id}: no such letter in {scope} "
                        "(`gtm-connector dead-letters` lists the open ones)", err=True)
             orgs.note(2)
+    if any(r.stopped_early for r in reports):
+        orgs.note(EXIT_STOPPED)
     orgs.exit(any(i.outcome == "still failing" for _, i in items))
 
 
