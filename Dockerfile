@@ -25,6 +25,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY connector ./connector
 COPY mappings ./mappings
+# The wheel carries the demo's config as data (pyproject.toml: data-files), so the build needs it.
+COPY config/demo.toml ./config/demo.toml
 COPY scripts/docker-install.sh ./scripts/docker-install.sh
 
 # The same script the packaging test runs in a fresh venv.

@@ -64,11 +64,14 @@ STEPS = ("mirror", "offers_push", "invoicing", "payment", "webhooks", "payout", 
 
 
 def default_config_path() -> Path:
-    """``config/demo.toml`` of the working directory, else the one next to the package."""
+    """``config/demo.toml`` of the working directory, else the project's own (the checkout's,
+    or the copy an installed wheel carries)."""
+    from connector.resources import shipped
+
     here = Path("config/demo.toml")
     if here.is_file():
         return here
-    return Path(__file__).resolve().parent.parent / "config" / "demo.toml"
+    return shipped("config/demo.toml")
 
 
 DRAFT_KEY = "wayne-enterprises"

@@ -108,12 +108,14 @@ class MappingSet:
 
 
 def mappings_root() -> Path:
-    """Where mapping sets live: $GTM_MAPPINGS_DIR, else the repo/image's ``mappings/``."""
+    """Where mapping sets live: $GTM_MAPPINGS_DIR, else the checkout's ``mappings/``, else
+    the copy an installed wheel carries (``connector.resources``)."""
+    from connector.resources import shipped
+
     env = os.environ.get("GTM_MAPPINGS_DIR")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parent.parent / "mappings"
-    return here if here.is_dir() else Path.cwd() / "mappings"
+    return shipped("mappings")
 
 
 def _read(path: Path) -> dict[str, Any]:
