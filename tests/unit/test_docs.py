@@ -215,3 +215,35 @@ def test_the_readme_exit_code_table_is_the_codes_commands_use() -> None:
     documented = {int(m) for m in re.findall(r"^\| (\d+) \|", table, re.MULTILINE)}
     used = {v for k, v in vars(_common).items() if k.startswith("EXIT_")} | {EXIT_ALREADY_RUNNING}
     assert documented == used
+
+
+# Docs that describe the container image: what they say about its working directory and
+# volumes must be what the Dockerfile builds (example.toml once said /app, the image ran in /data).
+CONTAINER_DOCS = list(dict.fromkeys([README, EXAMPLE, REPO / "config" / "two-orgs" / "README.md",
+                                    *sorted((REPO / "config").rglob("*.toml")), REPO / "Dockerfile"]))
+_PATH = r"`?\"?(/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*)`?\"?"
+
+
+def _dockerfile() -> tuple[str, list[str]]:
+    import json
+
+    text = (REPO / "Dockerfile").read_text()
+    workdir = re.findall(r"^WORKDIR\s+(\S+)", text, re.MULTILINE)[-1]
+    (volumes,) = re.findall(r"^VOLUME\s+(\[.*\])", text, re.MULTILINE)
+    return workdir, json.loads(volumes)
+
+
+def test_what_the_docs_say_about_the_container_is_what_the_dockerfile_builds() -> None:
+    workdir, volumes = _dockerfile()
+    claims: list[tuple[str, str, str]] = []
+    for doc in CONTAINER_DOCS:
+        # comments and prose, one line: "# working directory\n# /app" must still be read as one
+        text = " ".join(line.strip().lstrip("#").strip() for line in doc.read_text().splitlines())
+        for m in re.finditer(r"working directory(?: of the image)?(?: is)?(?: the)?(?: image's)? " + _PATH, text):
+            claims.append((doc.name, "working directory", m.group(1)))
+        for m in re.finditer(r"volumes? " + _PATH + r"(?: and " + _PATH + ")?", text):
+            claims += [(doc.name, "volume", g) for g in m.groups() if g]
+    assert ("README.md", "working directory", workdir) in claims  # the check itself finds what it checks
+    wrong = [(doc, what, path) for doc, what, path in claims
+             if (what == "working directory" and path != workdir) or (what == "volume" and path not in volumes)]
+    assert wrong == [], f"the Dockerfile has WORKDIR {workdir} and VOLUME {volumes}"
