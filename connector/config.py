@@ -513,12 +513,20 @@ def format_problems(problems: list[tuple[str, str, str]]) -> str:
 
 
 def check_against_mapping(config: OrgConfig, mapping: MappingSet) -> None:
-    """What the file names from the mapping exists in it: ``ConfigError`` naming the key."""
+    """What the file names from the mapping exists in it: ``ConfigError`` naming the key.
+    ``config check`` and ``bootstrap`` both call it, so a command never finds out later."""
+    source = str(config.source_file or config.alias)
+    problems = []
     unknown = mapping.unknown_objects(config.sync.objects or [])
     if unknown:
-        message = (f"unknown object(s) {', '.join(unknown)}; the mapping {mapping.name} has "
-                   f"{mapping.describe_objects()} (or their sObject names)")
-        raise ConfigError(message, [(str(config.source_file or config.alias), "sync.objects", message)])
+        problems.append((source, "sync.objects", f"unknown object(s) {', '.join(unknown)}; the mapping {mapping.name} "
+                                                 f"has {mapping.describe_objects()} (or their sObject names)"))
+    external_id = config.writeback.external_id
+    if external_id is not None and external_id not in mapping.writeback.fields.values():
+        problems.append((source, "writeback.external_id",
+                         f"{external_id!r} is not a write-back field of mapping {mapping.name}"))
+    if problems:
+        raise ConfigError(problems[0][2], problems)
 
 
 def redact_url(url: str) -> str:

@@ -36,7 +36,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from connector.domain import format_money
-from connector.errors import ConfigError
 from connector.services.attention import read_attention
 
 if TYPE_CHECKING:
@@ -98,16 +97,11 @@ class WritebackPlan:
 
 
 def target_of(runtime: OrgRuntime) -> Target:
-    """The mapping's write-back target with the config's overrides."""
+    """The mapping's write-back target with the config's overrides (an external id the
+    mapping lacks was refused with the config: ``config.check_against_mapping``)."""
     mapped = runtime.mapping.writeback
     section = runtime.config.writeback
-    external_id = section.external_id or mapped.external_id
-    if external_id not in mapped.fields.values():
-        source = runtime.config.source_file or "<config>"
-        problem = (str(source), "writeback.external_id",
-                   f"{external_id!r} is not a write-back field of mapping {runtime.mapping.name}")
-        raise ConfigError(f"{problem[0]}: {problem[1]}: {problem[2]}", [problem])
-    return Target(section.sobject or mapped.sobject, external_id, dict(mapped.fields))
+    return Target(section.sobject or mapped.sobject, section.external_id or mapped.external_id, dict(mapped.fields))
 
 
 # ------------------------------------------------------------------------------ payloads

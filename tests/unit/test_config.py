@@ -200,3 +200,12 @@ def test_config_check_knows_the_mapping_and_names_the_database_variable(tmp_path
     assert result.returncode == 2
     assert f"{typo}: sync.objects: unknown object(s) SfdcPartnerOrdr; the mapping gtm-v2 has " in result.stderr
     assert f"{from_env}: ok" in result.stdout and "database from $ACME_DATABASE_URL" in result.stdout
+
+
+def test_config_check_refuses_a_write_back_external_id_the_mapping_lacks(tmp_path):
+    # The writeback job used to find out at run time; the file now fails `config check`.
+    bad = write(tmp_path, VALID + '\n[writeback]\nexternal_id = "Nope__c"\n', "bad.toml")
+    cmd = [sys.executable, "-m", "connector.entrypoints.cli", "config", "check", "--skip-secrets", str(bad)]
+    result = subprocess.run(cmd, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd=REPO)
+    assert result.returncode == 2
+    assert f"{bad}: writeback.external_id: 'Nope__c' is not a write-back field of mapping gtm-v1" in result.stderr

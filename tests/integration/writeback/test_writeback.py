@@ -137,24 +137,27 @@ def test_dry_run_writes_nothing(org_books: PartnerBooks, sandbox_org: SandboxOrg
 
 def test_the_target_comes_from_config_and_mistakes_in_it_are_named(
         sandbox_org: SandboxOrg, stripe_sandbox: StripeSandbox, sqlite_url: str, tmp_path: Path) -> None:
+    import pytest
+
+    from connector.errors import ConfigError
     from connector.jobs import run_job
 
-    outcomes = []
-    for external_id in ("Invoice_Number__c", "Nope__c"):
-        books = make_books(sqlite_url, tmp_path, stripe_sandbox, org=sandbox_org,
-                           extra={"writeback": {"external_id": external_id}})
-        try:
-            invoiced_orders(books, 1)
-            outcomes.append(run_job(books.runtime, "writeback", instance_id="test"))
-        finally:
-            books.runtime.close()
-    mapped_but_not_external, unknown = outcomes
+    books = make_books(sqlite_url, tmp_path, stripe_sandbox, org=sandbox_org,
+                       extra={"writeback": {"external_id": "Invoice_Number__c"}})
+    try:
+        invoiced_orders(books, 1)
+        mapped_but_not_external = run_job(books.runtime, "writeback", instance_id="test")
+    finally:
+        books.runtime.close()
     # a mapped field is sent as the key, and the org says it is no external id
     assert mapped_but_not_external.status == "failed"
     assert "Provided external ID field does not exist" in (mapped_but_not_external.error or "")
-    # a field the mapping does not know is refused before any call, naming the config key
-    assert unknown.status == "failed"
-    assert "writeback.external_id" in (unknown.error or "") and "Nope__c" in (unknown.error or "")
+    # a field the mapping does not know is refused with the config (and by `config check`),
+    # naming the key, before any run
+    with pytest.raises(ConfigError) as refused:
+        make_books(sqlite_url, tmp_path, stripe_sandbox, org=sandbox_org, extra={"writeback": {"external_id": "Nope__c"}})
+    [(_, key, message)] = refused.value.problems
+    assert key == "writeback.external_id" and "Nope__c" in message
     assert billing_records(sandbox_org) == {}
 
 
