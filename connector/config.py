@@ -95,6 +95,16 @@ def _relative_path(value: Any, info: ValidationInfo) -> Any:
 ConfigPath = Annotated[Path | None, BeforeValidator(_relative_path)]
 
 
+def _check_port(url: str) -> None:
+    """The HTTP clients parse the port when they first connect; a bad one is the key's error now."""
+    from urllib.parse import urlsplit
+
+    try:
+        urlsplit(url).port
+    except ValueError:
+        raise ValueError(f"the port of {url!r} must be a number from 1 to 65535") from None
+
+
 class OrgSection(_Strict):
     alias: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$", description="short name used in logs, files and locks")
     org_id: str = Field(description="the 18-character Salesforce org id of the PBO")
@@ -195,6 +205,7 @@ class SalesforceSection(_Strict):
     def _https(cls, v: str) -> str:
         if not v.startswith("https://"):
             raise ValueError("must be an https:// URL")
+        _check_port(v)
         return v.rstrip("/")
 
     @model_validator(mode="after")
@@ -219,6 +230,8 @@ class StripeSection(_Strict):
     def _base(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^https?://", v):
             raise ValueError("must be an http(s):// URL")
+        if v is not None:
+            _check_port(v)
         return v.rstrip("/") if v else v
 
 

@@ -215,6 +215,8 @@ def test_database_url_that_is_not_one_is_a_config_error(tmp_path: Path, url: str
      "port 99999 is out of range (1-65535)", "status"),
     ('database_url = "postgresql+nosuchdriver://gtm@127.0.0.1/test"', "", "database_url",
      "unknown driver 'postgresql+nosuchdriver'", "status"),
+    ("", "", "salesforce.login_url", "the port of 'https://127.0.0.1:44x3' must be a number", "sync"),
+    ("", "", "stripe.api_base", "the port of 'http://127.0.0.1:99999' must be a number from 1 to 65535", "invoice"),
 ])
 def test_what_config_check_accepts_the_runtime_can_build(tmp_path: Path, top: str, extra: str, key: str,
                                                          message: str, command: str) -> None:
@@ -222,6 +224,10 @@ def test_what_config_check_accepts_the_runtime_can_build(tmp_path: Path, top: st
     if key == "salesforce.ca_bundle":
         path.write_text(path.read_text().replace("timeout_seconds = 5\n", 'ca_bundle = "certs/corp-ca.pem"\n'
                                                  "timeout_seconds = 5\n", 1))
+    if key == "salesforce.login_url":
+        path.write_text(path.read_text().replace('login_url = "https://127.0.0.1:1"', 'login_url = "https://127.0.0.1:44x3"'))
+    if key == "stripe.api_base":
+        path.write_text(path.read_text().replace('api_base = "http://127.0.0.1:1"', 'api_base = "http://127.0.0.1:99999"'))
     expected = f"{path}: {key}: {message.format(dir=tmp_path)}"
     checked = run("config", "check", path)
     assert checked.exit_code == 2 and expected in checked.stderr
