@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from apscheduler.triggers.cron import CronTrigger
 
 _CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_FIELDS = ("minute", "hour", "day", "month", "day-of-week")
+_FIELDS = ("minute", "hour", "day", "month", "day of week")
 
 
 def crontab_trigger(expr: str, jitter: int = 0) -> CronTrigger:
