@@ -208,4 +208,4 @@ def test_config_check_refuses_a_write_back_external_id_the_mapping_lacks(tmp_pat
     cmd = [sys.executable, "-m", "connector.entrypoints.cli", "config", "check", "--skip-secrets", str(bad)]
     result = subprocess.run(cmd, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd=REPO)
     assert result.returncode == 2
-    assert f"{bad}: writeback.external_id: 'Nope__c' is not a write-back field of mapping gtm-v1" in result.stderr
+    assert f"{bad}: writeback.external_id: 'Nope__c' is not a write-back field of mapping gtm-v2" in result.stderr

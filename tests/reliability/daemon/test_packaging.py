@@ -186,7 +186,7 @@ def test_a_wheel_installed_in_a_fresh_venv_finds_its_mappings_and_runs_the_demo(
     files = sorted(str(p) for p in (REPO / "config" / "two-orgs").glob("*.toml"))
     check = run("config", "check", *files, "--skip-secrets")
     assert check.returncode == 0, check.stderr
-    assert check.stdout.count(": ok (org ") == 2 and "mapping gtm-v1" in check.stdout
+    assert check.stdout.count(": ok (org ") == 2 and "mapping gtm-v2" in check.stdout
 
     demo = run("demo", "--data-dir", str(tmp_path / "demo"))
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
@@ -194,11 +194,11 @@ def test_a_wheel_installed_in_a_fresh_venv_finds_its_mappings_and_runs_the_demo(
 
     # GTM_MAPPINGS_DIR still wins: a partner's own set, by name, from its own folder
     own = tmp_path / "partner-mappings"
-    shutil.copytree(REPO / "mappings" / "gtm-v1", own / "partner-v1")
+    shutil.copytree(REPO / "mappings" / "gtm-v2", own / "partner-v1")
     partner = tmp_path / "partner.toml"
     text = (REPO / "config" / "two-orgs" / "acme.toml").read_text()
-    assert 'mapping = "gtm-v1"' in text
-    partner.write_text(text.replace('mapping = "gtm-v1"', 'mapping = "partner-v1"'))
+    assert 'mapping = "gtm-v2"' in text
+    partner.write_text(text.replace('mapping = "gtm-v2"', 'mapping = "partner-v1"'))
     assert run("config", "check", str(partner), "--skip-secrets", GTM_MAPPINGS_DIR=str(own)).returncode == 0
     unset = run("config", "check", str(partner), "--skip-secrets")
     assert unset.returncode == 2 and "mapping set 'partner-v1' not found" in unset.stderr
