@@ -260,6 +260,25 @@ class StripeBilling:
             invoice_id, options=self._options(key)))  # type: ignore[arg-type]
         return invoice_record(invoice)
 
+    def was_sent(self, invoice_id: str, *, since: datetime | None = None) -> bool:
+        """Whether Stripe e-mailed ``invoice_id``: an ``invoice.sent`` event for it (events
+        are kept 30 days, far longer than the 24 hours of an idempotency key)."""
+        params: dict[str, Any] = {"type": "invoice.sent", "limit": 100}
+        if since is not None:
+            params["created"] = {"gte": int(since.timestamp())}
+        page = self._call("events.list", lambda: self._client.v1.events.list(
+            params=params, options=self._options()))  # type: ignore[arg-type]
+        iterator = iter(page.auto_paging_iter())
+        while True:
+            try:
+                event = self._call("events.page", lambda: next(iterator))
+            except StopIteration:
+                return False
+            data = event.to_dict() if isinstance(event, stripe.StripeObject) else dict(event)
+            obj = (data.get("data") or {}).get("object") or {}
+            if isinstance(obj, dict) and obj.get("id") == invoice_id:
+                return True
+
     def retrieve_invoice(self, invoice_id: str) -> StripeInvoice:
         invoice = self._call("invoices.retrieve", lambda: self._client.v1.invoices.retrieve(
             invoice_id, options=self._options()))  # type: ignore[arg-type]

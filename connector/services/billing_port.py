@@ -107,6 +107,10 @@ class BillingGateway(Protocol):
 
     def retrieve_invoice(self, invoice_id: str) -> StripeInvoice: ...
 
+    def was_sent(self, invoice_id: str, *, since: datetime | None = None) -> bool:
+        """Whether Stripe has e-mailed the invoice (its ``invoice.sent`` event, after ``since``)."""
+        ...
+
     def list_invoices(self, org_id: str, *, status: str | None = None) -> Iterator[StripeInvoice]:
         """This org's invoices (by metadata), newest first, every page."""
         ...

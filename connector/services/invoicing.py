@@ -16,7 +16,8 @@ steps whose result is recorded and repeats an unfinished one with the same key, 
 answers with the first result instead of doing it twice. Where the key alone could not
 protect (Stripe forgets keys after 24 hours) the unsure step looks first: an unfinished
 ``invoice`` step searches Stripe by the order's metadata, an unfinished ``lines`` step
-looks at the draft's lines. The invoice row pins the plan version before the first call,
+looks at the draft's lines, an unfinished ``send`` reads the invoice (paid/void: nothing to
+send; open: sent if Stripe recorded its ``invoice.sent`` event) and never e-mails twice. The invoice row pins the plan version before the first call,
 so an order edited mid-way is quarantined (``PLAN_CHANGED``) rather than invoiced twice.
 """
 
@@ -301,7 +302,8 @@ class InvoicingService:
             # this same transaction, or a crash right after it would leave it open for good.
             uow.dead_letters.resolve_for(self.org_id, SOURCE, OBJECT, order_id)
 
-        step("send", lambda key: billing.send(invoice_id, key), sent)
+        step("send", lambda key: billing.send(invoice_id, key), sent,
+             recover=lambda: self._existing_send(plan, invoice_id))
         final = self._row(order_id)
         self._log.info("invoice.sent", order_id=order_id, invoice=final.stripe_invoice_id, number=final.number,
                        total=str(plan.total), due_date=str(final.due_date), resumed=resumed)
@@ -376,6 +378,21 @@ class InvoicingService:
         raise RecordError(f"draft {invoice_id} already has {invoice.line_count} lines totalling {invoice.total}; "
                           f"the plan has {len(plan.lines)} totalling {plan.total}", record_id=plan.order_id,
                           code="INVOICE_LINES_MISMATCH")
+
+    def _existing_send(self, plan: InvoicePlan, invoice_id: str) -> StripeInvoice | None:
+        """A send whose answer was lost may have e-mailed the customer already: look at the
+        invoice before sending again (the key alone protects for 24 hours only). Paid, void
+        or uncollectible needs no e-mail; an open one was sent if Stripe recorded the send."""
+        billing = self._require_billing()
+        invoice = call_with_retry("stripe.retrieve_invoice", lambda: billing.retrieve_invoice(invoice_id))
+        if invoice.status in ("paid", "void", "uncollectible"):
+            self._log.info("invoice.send_not_needed", order_id=plan.order_id, invoice=invoice_id, status=invoice.status)
+            return invoice
+        if invoice.status == "open" and call_with_retry(
+                "stripe.was_sent", lambda: billing.was_sent(invoice_id, since=invoice.finalized_at)):
+            self._log.info("invoice.found_sent", order_id=plan.order_id, invoice=invoice_id)
+            return invoice
+        return None
 
     # -- the local invoice row ---------------------------------------------------------------
     def _row(self, order_id: str) -> Any:
