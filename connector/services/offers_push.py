@@ -35,7 +35,10 @@ Creating is the one write an idempotent retry cannot cover (the offer has no ext
 so the draft is marked ``creating``, with a fingerprint of what is sent, before the call.
 A run that finds a draft still ``creating`` (the process died after the org committed the
 offer but before we recorded it) first looks in the org for an unclaimed offer of that
-customer with that content and adopts it, rather than create a second one.
+customer with that content and adopts it, rather than create a second one. The same look
+comes first when the create's answer is lost within a run (read timeout, dropped
+connection): the adapter never repeats a create blind (``OutcomeUnknown``); if the org does
+not show the offer yet, the draft is reported ``unsure`` and the next push looks again.
 
 Invalid drafts, refusals and conflicts also open a dead letter (source ``offers_push``)
 so ``status`` shows them; a later successful push resolves it.
@@ -66,6 +69,7 @@ from connector.domain.validation import (
     parse_unit_price,
     show,
 )
+from connector.errors import OutcomeUnknown, TransientError
 from connector.mappings import MappingSet
 
 OFFER = "SfdcPartnerOffer"
@@ -399,7 +403,7 @@ def draft_toml(content: Mapping[str, Any]) -> str:
 @dataclass(frozen=True)
 class DraftResult:
     key: str
-    action: str  # created updated unchanged invalid refused conflict rejected gone would_create would_update
+    action: str  # created updated unchanged invalid refused conflict rejected gone unsure would_create would_update
     sf_id: str | None = None
     message: str = ""
 
@@ -599,7 +603,10 @@ class OffersPushService:
         for i, item in enumerate(draft.items):
             subs.append(self.org.subrequest("POST", f"sobjects/{OFFER_ITEM}", f"item{i}",
                                             {**draft.item_values(self.mapping, item), link: "@{offer.id}"}))
-        results = self.org.composite(subs + self._read_back("@{offer.id}"), all_or_none=True)
+        try:
+            results = self.org.composite(subs + self._read_back("@{offer.id}"), all_or_none=True)
+        except OutcomeUnknown as exc:
+            return self._create_unsure(draft, letter, exc)
         failure = _first_failure(results)
         if failure is not None:
             return self._rejected(draft, None, failure, letter)
@@ -609,6 +616,27 @@ class OffersPushService:
                             by_ref["items_now"].body.get("records", []), letter)
         self.log.info("offer.created", draft=draft.key, offer_id=offer_id, items=len(draft.items))
         return DraftResult(draft.key, "created", offer_id, f"{len(draft.items)} item(s)")
+
+    def _create_unsure(self, draft: ValidDraft, letter: Any, exc: Exception) -> DraftResult:
+        """The create went out and no answer came back: it may have made the offer. Never
+        sent again blind: look for it by its content (the draft stays ``creating``, so the
+        next run looks again if the org has not finished it yet)."""
+        self.log.warning("offer.create_unsure", draft=draft.key, reason=str(exc))
+        with self.uow() as uow:
+            claimed = {s.sf_id for s in uow.offer_drafts.list(self.org_id) if s.sf_id}
+        try:
+            found = self._find_created(self._fingerprint(draft), claimed)
+        except (TransientError, OutcomeUnknown) as again:
+            self.log.warning("offer.lookup_failed", draft=draft.key, reason=str(again))
+            found = None
+        if found is None:
+            message = ("the org did not answer the create in time and the offer is not (yet) there; the next push "
+                       "looks for it again before creating anything")
+            return DraftResult(draft.key, "unsure", None, message)
+        offer, items = found
+        self._remember_push(draft.key, offer["Id"], draft.content(), draft.hash, offer, items, letter)
+        self.log.info("offer.recovered", draft=draft.key, offer_id=offer["Id"], items=len(items))
+        return DraftResult(draft.key, "created", offer["Id"], "found in the org after an unanswered create")
 
     def _update(self, draft: ValidDraft, state: Any, org_now: dict[str, Any] | None, letter: Any, *,
                 dry_run: bool, force: bool) -> DraftResult:
@@ -651,7 +679,14 @@ class OffersPushService:
                 subs.append(self.org.subrequest("POST", f"sobjects/{OFFER_ITEM}", f"item{i}", {**values, link: offer_id}))
         for j, surplus in enumerate(old_items[len(draft.items):]):
             subs.append(self.org.subrequest("DELETE", f"sobjects/{OFFER_ITEM}/{surplus}", f"drop{j}"))
-        results = self.org.composite(subs + self._read_back(offer_id), all_or_none=True)
+        try:
+            results = self.org.composite(subs + self._read_back(offer_id), all_or_none=True)
+        except OutcomeUnknown as exc:
+            # New items may have been created: the next run compares the org with the
+            # draft (``changed_in_org`` and ``_holds`` above) before sending anything.
+            self.log.warning("offer.update_unsure", draft=draft.key, offer_id=offer_id, reason=str(exc))
+            return DraftResult(draft.key, "unsure", offer_id, "the org did not answer the update in time; the next "
+                               "push compares the org with the draft before sending again")
         failure = _first_failure(results)
         if failure is not None:
             return self._rejected(draft, offer_id, failure, letter)

@@ -30,7 +30,7 @@ from connector.entrypoints.cli._common import (
 
 offers_app = typer.Typer(help="Offers as code: push draft offer files to the org.", no_args_is_help=True)
 offer_app = typer.Typer(help="Author one draft offer.", no_args_is_help=True)
-NOT_PUSHED = {"invalid", "rejected", "conflict", "refused", "gone"}
+NOT_PUSHED = {"invalid", "rejected", "conflict", "refused", "gone", "unsure"}
 
 
 @offers_app.command("push")
