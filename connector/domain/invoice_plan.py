@@ -33,7 +33,7 @@ from types import MappingProxyType
 
 from connector.domain.money import format_money, round_half_up_cents
 from connector.domain.pricing import CONTRACT_TERM_MONTHS, annual_unit_price, line_total
-from connector.domain.proration import Proration, initial_end_date
+from connector.domain.proration import Proration, check_service_date, initial_end_date
 from connector.domain.validation import (
     check_fields,
     parse_currency,
@@ -238,6 +238,12 @@ def plan_invoice(
     if isinstance(days_until_due, bool) or not isinstance(days_until_due, int) or days_until_due < 1:
         raise ValueError(f"days_until_due must be a positive number of days, got {days_until_due!r}")
     problems = _Problems(order)
+    if order.service_start_date is not None:
+        try:
+            check_service_date(order.service_start_date, "service_start_date")
+        except RecordError as exc:
+            problems.add(exc.code, exc.reason)
+            problems.raise_if_any()  # every later step computes with this date
     _check_order(order, problems)
     if proration is not None and order.service_start_date not in (None, proration.addon_start):
         problems.add(

@@ -143,11 +143,14 @@ class InvoicingService:
                     if order["sf_id"] in sent:
                         continue
                     start = order.get("service_start_date")
-                    due = start is None or today >= start - lead  # no start date: due, and quarantined
                     try:
-                        plan = self._plan(uow, order)
-                        found.append(Candidate(order["sf_id"], order.get("order_number"), start, due, plan=plan))
+                        plan = self._plan(uow, order)  # validates the dates before any arithmetic on them
+                        found.append(Candidate(order["sf_id"], order.get("order_number"), start,
+                                               _due(start, today, lead), plan=plan))
                     except RecordError as exc:
+                        # No start date, or one the connector cannot compute with: due now, so
+                        # it is quarantined and shown rather than waiting forever.
+                        due = exc.code == "INVALID_DATE" or _due(start, today, lead)
                         found.append(Candidate(order["sf_id"], order.get("order_number"), start, due, error=exc))
         found.sort(key=lambda c: (c.service_start or date.min, c.order_id))
         return found
@@ -433,6 +436,17 @@ class InvoicingService:
                           amount_paid=invoice.amount_paid, amount_remaining=invoice.amount_remaining,
                           paid_at=invoice.paid_at, voided_at=invoice.voided_at)
         uow.invoices.upsert(self.org_id, order_id, **{k: v for k, v in fields.items() if v is not None})
+
+
+def _due(start: date | None, today: date, lead: timedelta) -> bool:
+    """Due from ``lead`` before the service start; an order without a start is due (and
+    quarantined); a start too close to ``date``'s limits is due (and quarantined too)."""
+    if start is None:
+        return True
+    try:
+        return today >= start - lead
+    except OverflowError:
+        return True
 
 
 def _code_and_reason(exc: Exception) -> tuple[str, str]:

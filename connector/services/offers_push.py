@@ -60,7 +60,7 @@ from urllib.parse import quote_plus
 
 import structlog
 
-from connector.domain.proration import initial_end_date
+from connector.domain.proration import SERVICE_DATE_MAX, SERVICE_DATE_MIN, initial_end_date
 from connector.domain.validation import (
     parse_email,
     parse_org_id,
@@ -206,14 +206,20 @@ def read_draft(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
 def _as_date(value: Any) -> date:
     if isinstance(value, datetime):
         raise ValueError("must be a date (YYYY-MM-DD), not a date and time")
+    parsed: date | None = None
     if isinstance(value, date):
-        return value
-    if isinstance(value, str):
+        parsed = value
+    elif isinstance(value, str):
         try:
-            return date.fromisoformat(value.strip())
+            parsed = date.fromisoformat(value.strip())
         except ValueError:
             pass
-    raise ValueError("must be a date (YYYY-MM-DD)")
+    if parsed is None:
+        raise ValueError("must be a date (YYYY-MM-DD)")
+    if not SERVICE_DATE_MIN <= parsed <= SERVICE_DATE_MAX:
+        raise ValueError(f"must be between {SERVICE_DATE_MIN.isoformat()} and {SERVICE_DATE_MAX.isoformat()}, "
+                         f"got {parsed.isoformat()}")
+    return parsed
 
 
 def _text(value: Any, what: str = "text") -> str:
@@ -337,6 +343,10 @@ def _tie_add_on(raw: Mapping[str, Any], fields: dict[str, Any], start: date | No
         problem("initial_order_id", f"order {order['sf_id']} is {order.get('status')}: add-ons need a running order")
     fields["initial_order_id"] = order["sf_id"]
     initial_start, initial_end = order.get("service_start_date"), order.get("service_end_date")
+    if initial_start and not SERVICE_DATE_MIN <= initial_start <= SERVICE_DATE_MAX:
+        problem("initial_order_id", f"order {order['sf_id']} has service start date {initial_start.isoformat()}, "
+                                    "outside the supported range")
+        return None
     if initial_start and not initial_end:
         initial_end = initial_end_date(initial_start)
     if start is not None and initial_start and initial_end and not initial_start <= start <= initial_end:
