@@ -328,6 +328,22 @@ class MirrorService:
                  records_per_s=round(report.rate, 1))
         return report
 
+    @staticmethod
+    def _storable(repo: Any, page: QueryPage, live: list[dict[str, Any]],
+                  bad: list[tuple[dict[str, Any], RecordError]]) -> list[dict[str, Any]]:
+        """The rows the store can hold as they are; the others (a text longer than its
+        column, a NUL character) join ``bad``, named, so one record never blocks the page."""
+        records = {r.get("Id"): r for r in page.records}
+        kept: list[dict[str, Any]] = []
+        for row in live:
+            try:
+                repo.check(row)
+            except RecordError as exc:
+                bad.append((records.get(row["sf_id"]) or {"Id": row["sf_id"]}, exc))
+                continue
+            kept.append(row)
+        return kept
+
     def _mark_run(self, obj: ObjectMapping, status: str, *, full: bool, dry_run: bool) -> None:
         if dry_run:
             return
@@ -356,6 +372,7 @@ class MirrorService:
         letters = self._letters.setdefault(obj.sobject, {})
         with self.uow() as uow:
             repo = uow.mirror(obj.name)
+            live = self._storable(repo, page, live, bad)
             anomalies = self._check_states(uow, obj, converter, live)
             result = repo.upsert_many(self.org_id, live) if live else None
             deleted = self._tombstone(uow, obj, tombstones)

@@ -258,7 +258,11 @@ class DeadLetterRepository(_Repository[DeadLetter]):
         reason: str,
         payload: Any = None,
     ) -> int:
-        """Open (or refresh) the letter for this record; returns its id."""
+        """Open (or refresh) the letter for this record; returns its id. The reason and the
+        payload's texts are made storable (no NUL, long texts cut): a letter about a bad
+        value must not fail on that value itself."""
+        reason = _storable(reason)
+        payload = _storable(payload)
         if source not in t.DEAD_LETTER_SOURCES:
             raise ValueError(f"dead letter source {source!r} is not one of {t.DEAD_LETTER_SOURCES}")
         c = self.table.c
@@ -535,3 +539,21 @@ class JobRunRepository(_Repository[JobRun]):
         c = self.table.c
         where = ([c.org_id == org_id] if org_id else []) + ([c.job == job] if job else [])
         return self._all(*where, order_by=[c.started_at.desc(), c.id.desc()], limit=limit)
+
+
+_KEEP_CHARS = 2000
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with every text free of NUL characters (shown as ``\\x00``) and cut to
+    ``_KEEP_CHARS`` characters (saying how long it was); structure and other values kept."""
+    if isinstance(value, str):
+        text = value.replace("\x00", "\\x00")
+        if len(text) > _KEEP_CHARS:
+            text = f"{text[:_KEEP_CHARS]}... ({len(value)} characters)"
+        return text
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
