@@ -43,6 +43,7 @@ from connector.domain import (
 from connector.errors import AuthError, PermanentError, RecordError
 from connector.retry import call_with_retry
 from connector.services.billing_port import BillingGateway, StripeCustomer, StripeInvoice
+from connector.services.mirror import incomplete_orders
 
 __all__ = [
     "BillingGateway",
@@ -97,6 +98,7 @@ class InvoicingReport:
     not_due: int = 0
     quarantined: list[tuple[str, str, str]] = field(default_factory=list)  # (order id, code, reason)
     resumed: int = 0
+    waiting_for_mirror: int = 0  # billable, but a sync of orders/items has not finished
 
 
 class InvoicingService:
@@ -123,6 +125,7 @@ class InvoicingService:
         self.settings = settings or InvoicingSettings()
         self._clock = clock
         self._log = log or structlog.get_logger("connector.invoicing").bind(org=org_id, job="invoicing")
+        self.waiting_for_mirror = 0  # billable orders the last ``candidates`` left for an unfinished sync
 
     # -- reading the local model ---------------------------------------------------------
     def _billable_labels(self) -> list[str]:
@@ -131,17 +134,23 @@ class InvoicingService:
         return [label for label, state in vocabularies["order_status"].items() if state in states]
 
     def candidates(self) -> list[Candidate]:
-        """Billable orders not invoiced yet (one read-only unit of work)."""
+        """Billable orders not invoiced yet (one read-only unit of work), except those a
+        mirror run has not finished writing (``incomplete_orders``): they wait for it."""
         today = self._clock().date()
+        self.waiting_for_mirror = 0
         lead = timedelta(days=self.settings.lead_days)
         found: list[Candidate] = []
         with self._uow() as uow:
             sent = {row.order_id for row in uow.invoices.list(self.org_id) if row.sent_at is not None}
+            unfinished = incomplete_orders(uow, self.org_id, self._mapping)
             orders = uow.mirror("order")
             for label in self._billable_labels():
                 for order in orders.list(self.org_id, status=label):
                     if order["sf_id"] in sent:
                         continue
+                    if order["sf_id"] in unfinished:
+                        self.waiting_for_mirror += 1
+                        continue  # half a sync: its items may not all be here yet
                     start = order.get("service_start_date")
                     try:
                         plan = self._plan(uow, order)  # validates the dates before any arithmetic on them
@@ -209,7 +218,9 @@ class InvoicingService:
     # -- invoicing -----------------------------------------------------------------------
     def run(self) -> InvoicingReport:
         report = InvoicingReport()
-        for candidate in self.candidates():
+        candidates = self.candidates()
+        report.waiting_for_mirror = self.waiting_for_mirror
+        for candidate in candidates:
             report.considered += 1
             if not candidate.due:
                 report.not_due += 1
@@ -229,7 +240,8 @@ class InvoicingService:
                 self._quarantine(candidate.order_id, code, reason)
                 report.quarantined.append((candidate.order_id, code, reason))
         self._log.info("invoicing.done", considered=report.considered, invoiced=len(report.invoiced),
-                       not_due=report.not_due, quarantined=len(report.quarantined), resumed=report.resumed)
+                       not_due=report.not_due, quarantined=len(report.quarantined), resumed=report.resumed,
+                       waiting_for_mirror=report.waiting_for_mirror)
         return report
 
     def _unit(self, op: str, work: Callable[[Any], T]) -> T:
@@ -490,5 +502,8 @@ def run_invoicing_job(runtime: Any, *, log: Any, dry_run: bool = False) -> dict[
         return {"considered": len(candidates), "would_invoice": sum(1 for c in due if c.plan is not None),
                 "not_due": len(candidates) - len(due), "would_quarantine": sum(1 for c in due if c.error is not None)}
     report = build_invoicing(runtime, log=log).run()
-    return {"considered": report.considered, "invoices_created": len(report.invoiced), "not_due": report.not_due,
-            "quarantined": len(report.quarantined), "resumed": report.resumed}
+    counts = {"considered": report.considered, "invoices_created": len(report.invoiced), "not_due": report.not_due,
+              "quarantined": len(report.quarantined), "resumed": report.resumed}
+    if report.waiting_for_mirror:
+        counts["waiting_for_mirror"] = report.waiting_for_mirror
+    return counts

@@ -205,6 +205,8 @@ class MirrorService:
         self._load_letters()
         self._unavailable = set()
         to_sync = selected if full else self._changed(selected, cursors)
+        if not dry_run:
+            self._begin(selected, to_sync)
         try:
             for obj in selected:
                 if obj not in to_sync:
@@ -213,8 +215,16 @@ class MirrorService:
                                                        cursor=cursors.get(obj.sobject)))
                     continue
                 if self.stop is not None and self.stop.is_set():
-                    break
-                report.objects.append(self._sync_object(obj, cursors.get(obj.sobject), full=full, dry_run=dry_run))
+                    self._set_status(obj, "stopped", dry_run=dry_run)
+                    continue
+                try:
+                    report.objects.append(self._sync_object(obj, cursors.get(obj.sobject), full=full,
+                                                            dry_run=dry_run))
+                except ApiLimitReached:
+                    raise  # recorded 'stopped' already
+                except BaseException:
+                    self._set_status(obj, "failed", dry_run=dry_run)
+                    raise
         finally:
             report.seconds = round(time.monotonic() - started, 3)
             calls_after = _api_calls(self.org)
@@ -344,8 +354,36 @@ class MirrorService:
             kept.append(row)
         return kept
 
+    def _begin(self, selected: list[ObjectMapping], to_sync: list[ObjectMapping]) -> None:
+        """Mark the objects this run syncs ``running`` (consumers of the mirror wait for
+        what they write until the run finishes: ``incomplete_orders``); an idle object
+        left unfinished by an earlier run is now known complete."""
+        with self.uow() as uow:
+            states = {s.object_name: s for s in uow.sync_state.all(self.org_id)}
+            for obj in selected:
+                state = states.get(obj.sobject)
+                if obj in to_sync:
+                    uow.sync_state.begin(self.org_id, obj.sobject)
+                elif state is not None and state.last_status in uow.sync_state.UNFINISHED \
+                        and obj.name not in self._unavailable:
+                    uow.sync_state.mark_run(self.org_id, obj.sobject, "ok")
+            uow.commit()
+
+    def _set_status(self, obj: ObjectMapping, status: str, *, dry_run: bool) -> None:
+        if dry_run:
+            return
+        try:
+            with self.uow() as uow:
+                uow.sync_state.set_status(self.org_id, obj.sobject, status)
+                uow.commit()
+        except Exception as exc:  # the store may be what failed: the status stays 'running', as unsafe
+            self.log.warning("sync_state.unrecorded", object=obj.sobject, status=status, error=type(exc).__name__)
+
     def _mark_run(self, obj: ObjectMapping, status: str, *, full: bool, dry_run: bool) -> None:
         if dry_run:
+            return
+        if status not in ("ok", "unavailable"):  # unfinished: keep the run's start
+            self._set_status(obj, status, dry_run=dry_run)
             return
         with self.uow() as uow:
             uow.sync_state.mark_run(self.org_id, obj.sobject, status, full=full)
@@ -535,6 +573,19 @@ def _api_calls(org: Any) -> int | None:
 
 
 # ------------------------------------------------------------------------------ job entry
+
+
+def incomplete_orders(uow: Any, org_id: str, mapping: MappingSet) -> set[str]:
+    """Orders whose local copy may be half a sync: the order or one of its items was
+    written by a mirror run of orders or order items that has not finished (failed,
+    stopped, killed or still running). Invoicing and write-back leave them alone until a
+    run finishes; empty when the last runs finished (the usual case, one small query)."""
+    objects = [mapping.objects[key].sobject for key in ("order", "order_item") if key in mapping.objects]
+    since = uow.sync_state.unfinished_since(org_id, objects)
+    if since is None:
+        return set()
+    return uow.mirror("order").written_since(org_id, since) | uow.mirror("order_item").written_since(
+        org_id, since, "order_id")
 
 
 def run_mirror_job(runtime: Any, *, log: Any, dry_run: bool = False, stop: threading.Event | None = None,

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from connector.domain import format_money
 from connector.errors import ConfigError
+from connector.services.mirror import incomplete_orders
 
 if TYPE_CHECKING:
     from connector.bootstrap import OrgRuntime
@@ -93,6 +94,7 @@ class WritebackPlan:
     to_send: list[PlannedRow] = field(default_factory=list)
     unchanged: int = 0
     awaiting_replay: int = 0
+    waiting_for_mirror: int = 0  # orders a sync has not finished writing: not written back yet
 
 
 def target_of(runtime: OrgRuntime) -> Target:
@@ -187,8 +189,12 @@ def plan(runtime: OrgRuntime, *, orders: Iterable[str] | None = None, include_wa
     with runtime.uow() as uow:
         states = {s.order_id: s for s in uow.writeback_state.list(runtime.org_id)}
         parked = {d.record_id: d for d in uow.dead_letters.open(runtime.org_id, SOURCE)}
+        unfinished = incomplete_orders(uow, runtime.org_id, runtime.mapping)
         for order_id, values in sorted(results_of(uow, runtime.org_id).items()):
             if wanted is not None and order_id not in wanted:
+                continue
+            if order_id in unfinished:  # half a sync: its errors may be false; the next run sends it
+                result.waiting_for_mirror += 1
                 continue
             payload = build_payload(target, values)
             digest = payload_hash(payload)

@@ -218,6 +218,13 @@ class MirrorRepository:
         """Every row of ``org_id``, ordered by ``sf_id``, streamed in batches (memory flat)."""
         return self._iter(org_id, include_deleted, {}, stream=True)
 
+    def written_since(self, org_id: str, since: datetime, column: str = "sf_id") -> set[Any]:
+        """``column`` of the rows (deleted or not) written locally at or after ``since``."""
+        t = self.table
+        since = UtcDateTime.coerce(since)
+        stmt = select(t.c[column]).where(t.c.org_id == org_id, t.c.updated_at >= since)
+        return {v for v in self.session.execute(stmt).scalars() if v is not None}
+
     def ids(self, org_id: str, include_deleted: bool = False) -> set[str]:
         t = self.table
         stmt = select(t.c.sf_id).where(t.c.org_id == org_id)

@@ -157,6 +157,31 @@ class SyncStateRepository(_Repository[SyncState]):
             values["last_full_at"] = now
         return self._update(org_id, object_name, values)
 
+    UNFINISHED = ("running", "failed", "stopped")
+
+    def begin(self, org_id: str, object_name: str) -> SyncState:
+        """A run of this object starts: ``running`` from now. After an unfinished run the
+        start of that earlier run is kept: what it wrote is still not known complete."""
+        current = self._ensure(org_id, object_name)
+        now = self._clock()
+        values: dict[str, Any] = {"last_status": "running", "updated_at": now}
+        if current.last_status not in self.UNFINISHED or current.last_run_at is None:
+            values["last_run_at"] = now
+        return self._update(org_id, object_name, values)
+
+    def set_status(self, org_id: str, object_name: str, status: str) -> SyncState:
+        """Change only the status (an unfinished run keeps its start in ``last_run_at``)."""
+        self._ensure(org_id, object_name)
+        return self._update(org_id, object_name, {"last_status": status, "updated_at": self._clock()})
+
+    def unfinished_since(self, org_id: str, object_names: Iterable[str]) -> datetime | None:
+        """When the oldest unfinished run (``running``, ``failed``, ``stopped``) of these
+        objects started; None when every one of them last finished its run."""
+        names = builtins.list(object_names)
+        starts = [s.last_run_at for s in self.all(org_id)
+                  if s.object_name in names and s.last_status in self.UNFINISHED and s.last_run_at is not None]
+        return min(starts) if starts else None
+
     def reset_cursor(self, org_id: str, object_name: str) -> None:
         """Forget the cursor, so the next run reads the object from the start (full resync).
         The only way a cursor moves backwards."""
