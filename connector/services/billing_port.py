@@ -17,8 +17,14 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from connector.domain import InvoiceLine, InvoicePlan
+from connector.errors import PermanentError
 
 MAX_LINES_PER_CALL = 250  # Stripe's limit of line items on one invoice
+
+
+class MalformedEvent(PermanentError):
+    """A webhook whose signature verified but whose body is not an event the connector can
+    read (answered 400: retrying the same body cannot help)."""
 
 
 @dataclass(frozen=True)
