@@ -392,7 +392,30 @@ class SalesforceOrg:
                 return
             next_url = result["nextRecordsUrl"]
             number += 1
-            result = self._call("query_more", lambda sf: sf.query_more(next_url, identifier_is_url=True, headers=headers))
+            result = self._query_more(next_url, headers)
+
+    def _query_more(self, next_url: str, headers: dict[str, str]) -> Any:
+        """The next page. A retry after a timeout may find the locator already spent by the
+        request that timed out (``INVALID_QUERY_LOCATOR``): the cause to report is the
+        timeout, a transient failure the next run resumes from the committed cursor."""
+        lost: list[requests.RequestException] = []
+
+        def more(sf: Salesforce) -> Any:
+            try:
+                return sf.query_more(next_url, identifier_is_url=True, headers=headers)
+            except requests.RequestException as exc:
+                lost.append(exc)
+                raise
+
+        try:
+            return self._call("query_more", more)
+        except SalesforceApiError as exc:
+            if exc.error_code == "INVALID_QUERY_LOCATOR" and lost:
+                raise TransientError(
+                    f"query_more: {type(lost[-1]).__name__} talking to Salesforce (timeout "
+                    f"{self.settings.timeout_seconds:g} s); the retry found the query's cursor spent "
+                    "(INVALID_QUERY_LOCATOR), so the next run resumes from the committed cursor") from None
+            raise
 
     def query_all(self, soql: str, include_deleted: bool = False) -> list[dict[str, Any]]:
         """Every record of a small query (offers of one customer, a handful of drafts)."""
