@@ -17,9 +17,10 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from connector.domain import InvoiceLine, InvoicePlan
+from connector.domain.invoice_plan import MAX_INVOICE_LINES
 from connector.errors import PermanentError
 
-MAX_LINES_PER_CALL = 250  # Stripe's limit of line items on one invoice
+MAX_LINES_PER_CALL = MAX_INVOICE_LINES  # Stripe's limit of line items on one invoice (the plan checks it)
 
 
 class MalformedEvent(PermanentError):

@@ -32,6 +32,7 @@ import structlog
 
 from connector.domain import (
     InvoicePlan,
+    OrderLimits,
     OrderStatus,
     PlannedItem,
     PlannedOrder,
@@ -72,10 +73,12 @@ class InvoicingSettings:
     lead_days: int = 1
     days_until_due: int = 30
     proration: ProrationPolicy = ProrationPolicy.DAILY
+    limits: OrderLimits = OrderLimits()
 
     @classmethod
     def from_config(cls, section: Any) -> InvoicingSettings:
-        return cls(section.lead_days, section.days_until_due, ProrationPolicy(section.proration))
+        return cls(section.lead_days, section.days_until_due, ProrationPolicy(section.proration),
+                   OrderLimits(section.max_order_total, section.max_quantity))
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,7 @@ class InvoicingService:
             service_start_date=order.get("service_start_date"),
         )
         return plan_invoice(planned, items, days_until_due=self.settings.days_until_due,
-                            proration=self._proration(uow, order))
+                            proration=self._proration(uow, order), limits=self.settings.limits)
 
     def _proration(self, uow: Any, order: dict[str, Any]) -> Proration | None:
         if self._mapping.to_state("order_type", order.get("order_type")) != "add_on":
