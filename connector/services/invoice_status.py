@@ -87,7 +87,10 @@ class InvoiceStatusService:
             if not uow.stripe_events.add(event.id, type=event.type, created=event.created, payload=event.summary(),
                                          org_id=org_id or self.org_id):
                 return "duplicate"
-            row = uow.invoices.get_by_stripe_id(event.invoice.id) if event.invoice else None
+            # Locked: another delivery about this invoice waits for this one's commit, then
+            # reads what it wrote (without the lock, an older event read before a newer one
+            # committed would write its stale status over it on PostgreSQL).
+            row = uow.invoices.get_by_stripe_id(event.invoice.id, lock=True) if event.invoice else None
             if event.type not in INVOICE_EVENTS or event.invoice is None:
                 outcome = "ignored"
             elif row is None:

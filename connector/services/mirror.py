@@ -222,7 +222,9 @@ class MirrorService:
                                                             dry_run=dry_run))
                 except ApiLimitReached:
                     raise  # recorded 'stopped' already
-                except BaseException:
+                except Exception:
+                    # (A Ctrl-C or SIGKILL leaves 'running': just as unfinished, and quitting
+                    # must not wait for one more write.)
                     self._set_status(obj, "failed", dry_run=dry_run)
                     raise
         finally:

@@ -410,8 +410,10 @@ class InvoiceRepository(_KeyedRepository[Invoice]):
             raise ValueError(f"invoice status_source {source!r} is not one of {t.INVOICE_STATUS_SOURCES}")
         return super().upsert(org_id, order_id, **fields)
 
-    def get_by_stripe_id(self, stripe_invoice_id: str) -> Invoice | None:
-        return self._one(self.table.c.stripe_invoice_id == stripe_invoice_id)
+    def get_by_stripe_id(self, stripe_invoice_id: str, *, lock: bool = False) -> Invoice | None:
+        """``lock``: hold the row until commit (PostgreSQL), so concurrent webhooks about one
+        invoice apply one after the other and none moves it back from a stale read."""
+        return self._one(self.table.c.stripe_invoice_id == stripe_invoice_id, lock=lock)
 
     def list(self, org_id: str, status: str | None = None) -> builtins.list[Invoice]:
         c = self.table.c
