@@ -32,7 +32,7 @@ def test_a_query_more_timeout_is_reported_as_the_timeout(sandbox_org: SandboxOrg
         with pytest.raises(TransientError) as caught:
             MirrorService(impatient, uow_factory, MAPPING, sandbox_org.org_id).run()
         message = str(caught.value)
-        assert message.startswith("query_more: ReadTimeout") and "timeout 1 s" in message
+        assert message.startswith("query_more: ReadTimeout")  # the cause, whatever the retry then met
 
         report = MirrorService(impatient, uow_factory, MAPPING, sandbox_org.org_id).run()
     finally:

@@ -114,7 +114,7 @@ def test_a_client_that_never_finishes_does_not_hold_the_receiver(
     stripe_billing: StripeBilling, status_service: Any,  # noqa: F811
 ) -> None:
     app = make_webhook_app([WebhookReceiver("acme", SECRET, stripe_billing.verify_event, status_service)])
-    server, thread = serve(app, read_timeout_s=1.0)
+    server, thread = serve(app, read_timeout_s=3.0)
     port = server.server_address[1]
     before = threading.active_count()
     stalled: list[socket.socket] = []
@@ -127,12 +127,13 @@ def test_a_client_that_never_finishes_does_not_hold_the_receiver(
                 stalled.append(s)
             started = time.monotonic()
             answer = requests.post(f"http://127.0.0.1:{port}/stripe/webhook", data=b"{}", timeout=10)
-            assert answer.status_code == 400 and time.monotonic() - started < 1.0  # others still served
-            deadline = time.monotonic() + 10
+            # answered long before the stalled requests time out: they hold no thread it needs
+            assert answer.status_code == 400 and time.monotonic() - started < 2.5
+            deadline = time.monotonic() + 15
             while threading.active_count() > before and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert threading.active_count() <= before  # every stalled request's thread ended
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 10
         timed_out = [e for e in logs if e.get("reason") == "slow_client"]
         assert len(timed_out) == 10
     finally:
