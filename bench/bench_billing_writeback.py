@@ -65,6 +65,7 @@ def runtime_for(tmp: str, *, stripe_box: Any = None, org: Any = None) -> Any:
         environ["S"] = org.client_secret
     config = parse_config({
         "org": {"alias": "bench", "org_id": org.org_id if org is not None else BENCH_ORG},
+        "invoicing": {"issuer": "connector"},
         "salesforce": salesforce,
         "stripe": {"api_key": {"env": "K"}, **({"api_base": stripe_box.api_base} if stripe_box else {})},
         "database_url": f"sqlite:///{tmp}/bench.sqlite3",

@@ -1,7 +1,7 @@
 """Mirror benchmark: generated records from the HTTPS sandbox org into SQLite.
 
 For each size N (default 20,000 and 100,000) a fresh child process starts the sandbox org
-in its own process (``gtm-connector sandbox serve --json --data N``), mirrors every object
+in its own process (``gtm-connector sandbox org --json --data N``), mirrors every object
 into a new SQLite file, then runs an idle cycle. It prints API calls, records/s and the
 child's peak RSS, which must stay flat in N: pages are streamed and committed one by one.
 
@@ -35,7 +35,7 @@ def child(n: int) -> dict[str, object]:
 
     configure(json=True, level="WARNING")
     exe = Path(sys.executable).parent / "gtm-connector"
-    server = subprocess.Popen([str(exe), "sandbox", "serve", "--json", "--data", str(n)],
+    server = subprocess.Popen([str(exe), "sandbox", "org", "--json", "--data", str(n)],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
@@ -44,6 +44,7 @@ def child(n: int) -> dict[str, object]:
             url = f"sqlite:///{tmp}/bench.sqlite3"
             config = parse_config({
                 "org": {"alias": "bench", "org_id": info["org_id"]},
+                "invoicing": {"issuer": "connector"},
                 "salesforce": {"login_url": info["login_url"], "ca_bundle": info["ca_file"],
                                "auth": {"kind": "client_credentials", "client_id": info["client_id"],
                                         "client_secret": {"env": "S"}}},
@@ -54,7 +55,7 @@ def child(n: int) -> dict[str, object]:
             upgrade(engine)
             factory = session_factory(engine)
             org = build_org_gateway(config)
-            service = MirrorService(org, lambda: SqlUnitOfWork(factory), load_mapping("gtm-v1"), info["org_id"])
+            service = MirrorService(org, lambda: SqlUnitOfWork(factory), load_mapping("gtm-v2"), info["org_id"])
             started = time.perf_counter()
             report = service.run()
             seconds = time.perf_counter() - started

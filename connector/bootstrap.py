@@ -33,6 +33,7 @@ class OrgRuntime:
     _salesforce: Any = field(default=None, repr=False)
     _billing: Any = field(default=None, repr=False)
     _payouts: Any = field(default=None, repr=False)
+    _mapping_guard: Any = field(default=None, repr=False)
 
     @property
     def alias(self) -> str:
@@ -70,6 +71,15 @@ class OrgRuntime:
 
             self._payouts = build_payouts_gateway(self.config)
         return self._payouts
+
+    def mapping_guard(self) -> Any:
+        """The mapping's check against the org's describe; one per runtime, so a daemon's
+        later cycles remember the last pass (``connector.services.mapping_guard``)."""
+        if self._mapping_guard is None:
+            from connector.services.mapping_guard import build_guard
+
+            self._mapping_guard = build_guard(self)
+        return self._mapping_guard
 
     def close(self) -> None:
         for gateway in (self._salesforce, self._billing, self._payouts):

@@ -177,7 +177,7 @@ Auth = Annotated[JwtBearer | ClientCredentials | Password, Field(discriminator="
 
 class SalesforceSection(_Strict):
     login_url: str = "https://login.salesforce.com"
-    api_version: str = Field(default="62.0", pattern=r"^\d{2}\.0$")
+    api_version: str = Field(default="66.0", pattern=r"^\d{2}\.0$")
     auth: Auth
     ca_bundle: ConfigPath = None
     timeout_seconds: float = Field(default=60.0, gt=0)
@@ -244,7 +244,16 @@ class Schedules(_Strict):
         return self.trigger(job).interval_seconds or DEFAULT_INTERVALS_S[job]
 
 
+ISSUER_HELP = ("required: `salesforce` when your GTM app already invoices through Stripe (the usual case), "
+               "`connector` when this connector must create the invoices")
+
+
 class InvoicingSection(_Strict):
+    # Who issues the Stripe invoice of an accepted order. No default: guessing wrong either
+    # bills the customer twice (connector on a GTM-billed org) or never (salesforce on an
+    # org the GTM app does not bill).
+    issuer: Literal["salesforce", "connector"]
+    missing_after_days: int = Field(default=2, ge=0, le=60)
     lead_days: int = Field(default=1, ge=0, le=60)
     days_until_due: int = Field(default=30, ge=1, le=365)
     proration: Literal["daily", "monthly"] = "daily"
@@ -258,6 +267,8 @@ class SyncSection(_Strict):
     lookback_seconds: int = Field(default=300, ge=0, le=86_400)
     page_size: int = Field(default=2000, ge=200, le=2000)
     objects: list[str] | None = Field(default=None, description="mapping object keys to mirror; default all")
+    describe_recheck_minutes: int = Field(default=60, ge=0, le=10_080,
+                                          description="re-check the mapping against the org's describe this often")
 
 
 class PayoutsSection(_Strict):
@@ -295,10 +306,10 @@ class OrgConfig(_Strict):
     data_dir: ConfigPath = None
     database_url: str | None = Field(default=None, repr=False)  # may hold a password
     database_url_env: str | None = Field(default=None, description="read the database URL from this env var")
-    mapping: str = "gtm-v1"
+    mapping: str = "gtm-v2"
     api_budget_percent: int = Field(default=80, ge=1, le=100)
     schedules: Schedules = Schedules()
-    invoicing: InvoicingSection = InvoicingSection()
+    invoicing: InvoicingSection
     sync: SyncSection = SyncSection()
     payouts: PayoutsSection = PayoutsSection()
     writeback: WritebackSection = WritebackSection()
@@ -365,11 +376,49 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
+def _issuer_key(key: str, err: dict[str, Any]) -> str:
+    """A missing [invoicing] table is reported as its one required key."""
+    return "invoicing.issuer" if err["type"] == "missing" and key == "invoicing" else key
+
+
+# What a pattern-checked key must look like, in words (never the raw regex).
+_PATTERN_WORDS = {
+    r"^[a-z0-9][a-z0-9_-]{0,39}$": "must be 1-40 lowercase letters, digits, '-' or '_', starting with a letter "
+                                   "or digit (e.g. acme-prod)",
+    r"^\d{2}\.0$": "must be a Salesforce API version like 62.0",
+    r"^acct_[A-Za-z0-9]+$": "must be a Stripe account id like acct_1A2b3C",
+}
+
+
+def _quoted_list(values: Any) -> str:
+    return ", ".join(str(v).strip("'") for v in values)
+
+
 def _message(err: dict[str, Any]) -> str:
-    if err["type"] == "missing":
+    """One pydantic error in the operator's words: no library phrasing, no regex, and never
+    the value itself (a secret pasted into the wrong key must not be printed)."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "missing" and tuple(err["loc"]) in (("invoicing",), ("invoicing", "issuer")):
+        return ISSUER_HELP
+    if kind == "missing":
         return "field required"
-    if err["type"] == "extra_forbidden":
+    if kind == "extra_forbidden":
         return "unknown key (not allowed here)"
+    if kind == "string_pattern_mismatch":
+        return _PATTERN_WORDS.get(str(ctx.get("pattern")), "has the wrong form")
+    if kind == "literal_error" and "expected" in ctx:
+        return f"must be one of: {_quoted_list(str(ctx['expected']).replace(' or ', ', ').split(', '))}"
+    if kind == "union_tag_invalid":
+        return (f"{ctx.get('discriminator', 'kind').strip(chr(39))} {ctx.get('tag')!r} is not known; use one of: "
+                f"{_quoted_list(str(ctx.get('expected_tags', '')).split(', '))}")
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return "must be a whole number"
+    if kind in ("float_parsing", "float_type", "decimal_parsing"):
+        return "must be a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return "must be true or false"
+    if kind in ("string_type",):
+        return "must be a text string"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
 
@@ -387,7 +436,7 @@ def parse_config(
     try:
         config = OrgConfig.model_validate(data, context=context)
     except ValidationError as exc:
-        problems = [(source, _dotted(e["loc"]), _message(e)) for e in exc.errors()]
+        problems = [(source, _issuer_key(_dotted(e["loc"]), e), _message(e)) for e in exc.errors()]
         raise ConfigError(format_problems(problems), problems) from None
     object.__setattr__(config, "source_file", Path(source) if source != "<config>" else None)
     return config

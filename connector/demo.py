@@ -1,22 +1,28 @@
-"""The end-to-end demo: one full cycle of the connector against the local sandboxes.
+"""The end-to-end demo: one full cycle of the connector against the local sandboxes, for
+two partner orgs that differ in who issues the invoice (``invoicing.issuer``).
 
-No accounts, no network: the sandbox org (HTTPS) and the Stripe sandbox (HTTP) run
-in-process on free 127.0.0.1 ports, the org seeded with the ``demo`` data set (seed 003's
-order, an add-on, offers in every status, one malformed order item). The config is
-``config/demo.toml`` with the sandboxes' URLs and credentials filled in (secrets through
-an environ mapping, never the process environment). Then, each step through
-``connector.jobs.run_job`` as the daemon runs it:
+No accounts, no network: two sandbox orgs (HTTPS) and the Stripe sandbox (HTTP) run
+in-process on free 127.0.0.1 ports, each org seeded with the ``demo`` data set (seed 003's
+order, an add-on, offers in every status, one malformed order item).
 
-    mirror -> offers push -> invoicing (NET30, sent) -> the customer pays on the hosted page
+* ``demo`` (``config/demo.toml``, ``issuer = "salesforce"``, the usual GTM case): the
+  sandbox org plays the GTM app's billing — linked to the Stripe sandbox, it has Stripe
+  issue seed 003's invoice (NET30, sent, Salesforce's revenue share as the application fee)
+  and records the billing junction. The connector creates no invoice: it adopts that one.
+* ``demo-direct`` (the same file with ``issuer = "connector"`` on a Stripe connected
+  account): the GTM app does not bill, the connector issues the invoice itself.
+
+For each org, each step through ``connector.jobs.run_job`` as the daemon runs it:
+
+    mirror -> offers push -> invoicing (adopt / create) -> the customer pays on the hosted page
     -> Stripe's signed webhooks reach the connector's receiver -> Stripe pays out
     -> reconcile -> write back
 
-How Salesforce's revenue share shows up in the payout: in the GTM model the share is
-deducted from the partner's payout (see ``connector.domain.reconciliation``). The demo's
-Stripe account prices each payment with one fee equal to the order's revenue share — as a
-Connect application fee would — and no processing fee, so seed 003's payout is exactly
-$7,260.00 and reconciles. (A real Stripe account also deducts its processing fee; the
-reconciliation then says "fee differs" with both figures.)
+How Salesforce's revenue share shows up in the payout: it is deducted from each payment
+(the GTM app's invoice carries it as an application fee; on the connector's own invoice
+the demo prices the payment with the same fee), with no processing fee, so seed 003's
+payout is exactly $7,260.00 and reconciles. (A real Stripe account also deducts its
+processing fee; the reconciliation then says "fee differs" with both figures.)
 
 State and the second run. Everything the connector keeps is in the data directory
 (``--data-dir``, default ``.demo``): its SQLite file (or ``--database-url``). So that a
@@ -44,6 +50,9 @@ from connector.config import OrgConfig, parse_config, redact_url
 from connector.domain import format_money
 
 ORG_STATE = "sandbox-org.json"
+DIRECT_ORG_STATE = "sandbox-org-direct.json"
+DIRECT_ALIAS = "demo-direct"
+DIRECT_ACCOUNT = "acct_demodirect000001"  # the second partner's Stripe (a connected account)
 STRIPE_STATE = "stripe-sandbox.json"
 WEBHOOK_PATH = "/stripe/webhook"
 SEED_003_ORDER = "acme_order"
@@ -118,11 +127,13 @@ class DemoSummary:
     writeback: dict[str, Any] = field(default_factory=dict)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     this_run: dict[str, int] = field(default_factory=dict)
+    orgs: list[dict[str, Any]] = field(default_factory=list)  # per org: issuer, invoices created/adopted, payout
     message: str = ""
+    inspect: str = ""  # the command that shows what the run left (status, from the local model)
 
     @property
     def ok(self) -> bool:
-        return all(s.status in ("ok", "skipped") for s in self.steps)
+        return all(s.status in ("ok", "skipped") for s in self.steps) and all(o.get("ok", True) for o in self.orgs)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -131,7 +142,7 @@ class DemoSummary:
                        "duration_s": s.duration_s} for s in self.steps],
             "mirrored": self.mirrored, "invoices": self.invoices, "seed_003": self.seed_003,
             "writeback": self.writeback, "dead_letters": self.dead_letters, "this_run": self.this_run,
-            "message": self.message,
+            "orgs": self.orgs, "message": self.message, "inspect": self.inspect,
         }
 
 
@@ -140,6 +151,16 @@ def _money(value: Decimal | None) -> str | None:
 
 
 # ------------------------------------------------------------------------------- the run
+@dataclass
+class OrgRun:
+    """One demo org: its sandbox org, the connector's runtime for it, its Stripe account
+    (None: the platform account)."""
+
+    org: Any
+    runtime: Any
+    account: str | None
+
+
 @dataclass
 class DemoOptions:
     data_dir: Path = Path(".demo")
@@ -158,54 +179,119 @@ class Demo:
         self.summary = DemoSummary(str(self.data_dir), "", resumed=False)
 
     # -------------------------------------------------------------- set-up
-    def _start_sandboxes(self, stack: ExitStack) -> tuple[Any, Any]:
+    def _start_sandboxes(self, stack: ExitStack) -> tuple[Any, Any, Any]:
         from connector.sandbox.org import SandboxOrg
         from connector.sandbox.snapshot import SnapshotError
         from connector.sandbox.stripe import StripeSandbox
 
-        org_state, stripe_state = self.data_dir / ORG_STATE, self.data_dir / STRIPE_STATE
-        saved = org_state.is_file() and stripe_state.is_file()
+        states = (self.data_dir / ORG_STATE, self.data_dir / DIRECT_ORG_STATE, self.data_dir / STRIPE_STATE)
+        saved = all(path.is_file() for path in states)
         org = stack.enter_context(SandboxOrg.start(data=None if saved else "demo"))
+        direct = stack.enter_context(SandboxOrg.start(data=None if saved else "demo", org_number=2))
         box = stack.enter_context(StripeSandbox.start(webhook_retry_delays=(0.2, 0.5, 1.0)))
         if saved:
             try:
-                org.restore(org_state)
-                box.restore(stripe_state)
+                org.restore(states[0])
+                direct.restore(states[1])
+                box.restore(states[2])
                 restored = True
             except (SnapshotError, KeyError, TypeError):
                 restored = False
             if not restored:  # an older or damaged save: start from the demo data again
                 org.reset("demo")
+                direct.reset("demo")
             self.summary.resumed = restored
-        return org, box
+        return org, direct, box
 
-    def _config(self, org: Any, box: Any, webhook_secret: str) -> OrgConfig:
+    def _config(self, org: Any, box: Any, webhook_secret: str, *, alias: str | None = None,
+                issuer: str | None = None, account: str | None = None) -> OrgConfig:
         path = self.options.config_path or default_config_path()
         raw = tomllib.loads(path.read_text("utf-8"))
         raw["data_dir"] = str(self.data_dir)
         raw["database_url"] = self.options.database_url or f"sqlite:///{self.data_dir / 'demo.sqlite3'}"
         raw.pop("database_url_env", None)
         raw.setdefault("org", {})["org_id"] = org.org_id
+        if alias:
+            raw["org"]["alias"] = alias
+        if issuer:
+            raw.setdefault("invoicing", {})["issuer"] = issuer
         sf = raw.setdefault("salesforce", {})
         sf.update(login_url=org.login_url, ca_bundle=str(org.ca_file), api_version=org.api_version)
         sf.setdefault("auth", {})["client_id"] = org.client_id
         raw.setdefault("stripe", {})["api_base"] = box.api_base
-        raw.setdefault("offers", {}).setdefault("drafts_dir", str((self.data_dir / "offers").resolve()))
+        if account:
+            raw["stripe"]["account"] = account
+        drafts = self.data_dir / "offers" if not alias else self.data_dir / "offers" / alias
+        raw.setdefault("offers", {}).setdefault("drafts_dir", str(drafts.resolve()))
         environ = {"GTM_DEMO_SF_CLIENT_SECRET": org.client_secret, "GTM_DEMO_STRIPE_KEY": box.api_key,
                    "GTM_DEMO_STRIPE_WEBHOOK_SECRET": webhook_secret}
-        return parse_config(raw, source=str(path), base_dir=path.parent, environ=environ)
+        config = parse_config(raw, source=str(path), base_dir=path.parent, environ=environ)
+        if alias is None:  # the primary org's file: what `status` reads after the demo
+            self.summary.inspect = self._write_inspect_config(config)
+        return config
 
-    def _webhook_endpoint(self, box: Any, url: str) -> str:
+    def _write_inspect_config(self, config: OrgConfig) -> str:
+        """Write ``<data-dir>/demo.toml``: the demo org as this run sees it (its org id and
+        database), for the commands that read only the local model; the command to use it.
+        Secrets stay references to variables the demo alone sets (not needed to read)."""
+        import json
+
+        from sqlalchemy.engine import make_url
+
+        url = str(config.database_url)
+        has_password = make_url(url).password is not None
+        if has_password:
+            database = 'database_url_env = "GTM_DEMO_DATABASE_URL"   # your --database-url (it has a password)'
+        elif url.startswith("sqlite:///"):  # absolute, so that the file works from any directory
+            database = f"database_url = {json.dumps('sqlite:///' + str(Path(url.removeprefix('sqlite:///')).resolve()))}"
+        else:
+            database = f"database_url = {json.dumps(url)}"
+        path = self.data_dir / "demo.toml"
+        path.write_text("\n".join([
+            "# Written by `gtm-connector demo`: its org as the last run left it, for the commands that read",
+            "# only the local model (status, dead-letters, report). Its sandboxes stop with the demo, so",
+            "# commands that call Salesforce or Stripe cannot use this file; run the demo again instead.",
+            database,
+            f"mapping = {json.dumps(str(config.mapping))}",
+            "",
+            "[org]",
+            f"alias = {json.dumps(config.alias)}",
+            f"org_id = {json.dumps(config.org_id)}",
+            "",
+            "[salesforce]",
+            f"login_url = {json.dumps(config.salesforce.login_url)}",
+            "",
+            "[salesforce.auth]",
+            'kind = "client_credentials"',
+            f"client_id = {json.dumps(getattr(config.salesforce.auth, 'client_id', 'demo'))}",
+            'client_secret = { env = "GTM_DEMO_SF_CLIENT_SECRET" }',
+            "",
+            "[stripe]",
+            'api_key = { env = "GTM_DEMO_STRIPE_KEY" }',
+            "",
+            "[invoicing]",
+            f"issuer = {json.dumps(config.invoicing.issuer)}",
+            "",
+        ]), encoding="utf-8")
+        prefix = "GTM_DEMO_DATABASE_URL=… " if has_password else ""
+        return f"{prefix}gtm-connector status --config {path}"
+
+    def _webhook_endpoints(self, box: Any, url: str) -> tuple[str, str]:
         """Register the connector's receiver in the Stripe sandbox, as a partner does in
-        the dashboard; its signing secret."""
+        the dashboard: for the platform account, and for connected accounts (``connect``);
+        their signing secrets."""
         import stripe
 
         client = stripe.StripeClient(box.api_key, base_addresses={"api": box.api_base}, max_network_retries=0)
         for endpoint in client.v1.webhook_endpoints.list(params={"limit": 100}).data:
             client.v1.webhook_endpoints.delete(endpoint.id)  # a previous run's receiver is gone
-        endpoint = client.v1.webhook_endpoints.create(params={
-            "url": url, "enabled_events": list(WEBHOOK_EVENTS), "description": "GTM connector demo"})
-        return str(endpoint.secret)
+        secrets = []
+        for connect in (False, True):
+            endpoint = client.v1.webhook_endpoints.create(params={
+                "url": url, "enabled_events": list(WEBHOOK_EVENTS), "description": "GTM connector demo",
+                **({"connect": True} if connect else {})})
+            secrets.append(str(endpoint.secret))
+        return secrets[0], secrets[1]
 
     # -------------------------------------------------------------- the cycle
     def run(self) -> DemoSummary:
@@ -214,87 +300,122 @@ class Demo:
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
-            self.progress("setup", "starting the sandbox org (HTTPS) and the Stripe sandbox on 127.0.0.1")
-            org, box = self._start_sandboxes(stack)
+            self.progress("setup", "starting two sandbox orgs (HTTPS) and the Stripe sandbox on 127.0.0.1")
+            org, direct, box = self._start_sandboxes(stack)
             app_holder: dict[str, Any] = {}
             server, _ = serve(lambda environ, start: app_holder["app"](environ, start))
             stack.callback(server.server_close)
             stack.callback(server.shutdown)
             url = f"http://127.0.0.1:{server.server_address[1]}{WEBHOOK_PATH}"
-            config = self._config(org, box, self._webhook_endpoint(box, url))
-            runtime = bootstrap(config)
-            stack.callback(runtime.close)
-            app_holder["app"] = make_webhook_app(receivers_for([runtime]))
-            self.summary.database = redact_url(str(config.database_url))
-            write_demo_draft(Path(str(config.offers.drafts_dir)), datetime.now(UTC).date())
+            platform_secret, connect_secret = self._webhook_endpoints(box, url)
+            runs = [
+                OrgRun(org, bootstrap(self._config(org, box, platform_secret)), None),
+                OrgRun(direct, bootstrap(self._config(direct, box, connect_secret, alias=DIRECT_ALIAS,
+                                                      issuer="connector", account=DIRECT_ACCOUNT)), DIRECT_ACCOUNT),
+            ]
+            for run in runs:
+                stack.callback(run.runtime.close)
+            app_holder["app"] = make_webhook_app(receivers_for([r.runtime for r in runs]))
+            primary = runs[0].runtime
+            self.summary.database = redact_url(str(primary.config.database_url))
+            for run in runs:
+                write_demo_draft(Path(str(run.runtime.config.offers.drafts_dir)), datetime.now(UTC).date())
             org.reset_counters()
+            direct.reset_counters()
             box.reset_counters()
-            self.progress("setup", f"org {org.login_url}, Stripe {box.api_base}, webhooks {url}"
+            if primary.config.invoicing.issuer == "salesforce":
+                # The GTM app bills this org: due orders are invoiced on the partner's Stripe.
+                org.link_stripe(box.api_base, box.api_key)
+            self.progress("setup", f"orgs {org.login_url} ({primary.alias}), {direct.login_url} ({DIRECT_ALIAS}), "
+                                   f"Stripe {box.api_base}, webhooks {url}"
                           + (" (saved sandbox state loaded)" if self.summary.resumed else ""))
-            self._cycle(runtime, org, box)
-            self._collect(runtime, org, box)
+            for run in runs:
+                steps = self._cycle(run, box, prefix="" if run is runs[0] else f"{run.runtime.alias}: ")
+                self.summary.orgs.append(self._org_figures(run, steps))
+            self._collect(primary, org, box)
             org.save(self.data_dir / ORG_STATE)
+            direct.save(self.data_dir / DIRECT_ORG_STATE)
             box.save(self.data_dir / STRIPE_STATE)
         return self.summary
 
-    def _job(self, runtime: Any, job: str, describe: Callable[[Mapping[str, int]], str]) -> StepResult:
+    def _job(self, runtime: Any, job: str, describe: Callable[[Mapping[str, int]], str], steps: list[StepResult],
+             prefix: str = "") -> StepResult:
         from connector.jobs import run_job
 
-        self.progress(job, "running")
+        self.progress(prefix + job, "running")
         outcome = run_job(runtime, job, instance_id="demo")
         detail = describe(outcome.counts) if outcome.status == "ok" else (outcome.error or outcome.status)
         step = StepResult(job, outcome.status, detail or "", dict(outcome.counts), outcome.duration_s)
-        self.summary.steps.append(step)
-        self.progress(job, f"{outcome.status}: {step.detail}")
+        steps.append(step)
+        self.progress(prefix + job, f"{outcome.status}: {step.detail}")
         return step
 
-    def _step(self, name: str, fn: Callable[[], tuple[str, dict[str, int]]]) -> StepResult:
-        self.progress(name, "running")
+    def _step(self, name: str, fn: Callable[[], tuple[str, dict[str, int]]], steps: list[StepResult],
+              prefix: str = "") -> StepResult:
+        self.progress(prefix + name, "running")
         started = time.monotonic()
         try:
             detail, counts = fn()
             status = "ok"
         except Exception as exc:  # noqa: BLE001 - the demo reports a failed step and goes on
-            detail, counts, status = f"{type(exc).__name__}: {exc}", {}, "failed"
+            from connector.jobs import describe_failure
+
+            detail, counts, status = describe_failure(exc), {}, "failed"
         step = StepResult(name, status, detail, counts, round(time.monotonic() - started, 3))
-        self.summary.steps.append(step)
-        self.progress(name, f"{status}: {detail}")
+        steps.append(step)
+        self.progress(prefix + name, f"{status}: {detail}")
         return step
 
-    def _cycle(self, runtime: Any, org: Any, box: Any) -> None:
+    def _cycle(self, run: OrgRun, box: Any, *, prefix: str = "") -> list[StepResult]:
+        """One full cycle for one org; its steps (the first org's are the summary's)."""
+        runtime = run.runtime
+        steps = self.summary.steps if not prefix else []
         self._job(runtime, "mirror", lambda c: f"{c.get('written', 0)} records written of {c.get('fetched', 0)} "
                                                f"fetched, {c.get('quarantined', 0)} quarantined, "
-                                               f"{c.get('idle_objects', 0)} objects unchanged")
+                                               f"{c.get('idle_objects', 0)} objects unchanged", steps, prefix)
         self._job(runtime, "offers_push", lambda c: ", ".join(f"{v} draft(s) {k}" for k, v in c.items() if v)
-                  or "no drafts")
+                  or "no drafts", steps, prefix)
         invoicing = self._job(runtime, "invoicing",
-                              lambda c: f"{c.get('invoices_created', 0)} invoice(s) created, {c.get('not_due', 0)} "
-                                        f"not due yet, {c.get('quarantined', 0)} quarantined")
-        self.summary.this_run["invoices_created"] = int(invoicing.counts.get("invoices_created", 0))
-        paid = self._step("payment", lambda: self._customer_pays(runtime, box))
-        self._step("webhooks", lambda: self._webhooks(runtime, box, expected=bool(paid.counts.get("paid"))))
-        self._step("payout", lambda: self._stripe_pays_out(box, bool(paid.counts.get("paid"))))
+                              lambda c: f"{c.get('invoices_created', 0)} invoice(s) created, "
+                                        f"{c.get('invoices_adopted', 0)} adopted from Salesforce, "
+                                        f"{c.get('not_due', 0)} not due yet, {c.get('quarantined', 0)} quarantined",
+                              steps, prefix)
+        if not prefix:
+            self.summary.this_run["invoices_created"] = int(invoicing.counts.get("invoices_created", 0))
+        paid = self._step("payment", lambda: self._customer_pays(run, box), steps, prefix)
+        self._step("webhooks", lambda: self._webhooks(runtime, box, expected=bool(paid.counts.get("paid"))),
+                   steps, prefix)
+        self._step("payout", lambda: self._stripe_pays_out(box, bool(paid.counts.get("paid")), run.account),
+                   steps, prefix)
         self._job(runtime, "reconcile", lambda c: f"{c.get('payouts', 0)} new payout(s), {c.get('matched', 0)} "
-                                                  f"matched, {c.get('discrepancies', 0)} discrepancies")
+                                                  f"matched, {c.get('discrepancies', 0)} discrepancies", steps, prefix)
         wb = self._job(runtime, "writeback", lambda c: f"{c.get('written', 0)} written, {c.get('failed', 0)} "
-                                                       f"rejected, {c.get('unchanged', 0)} unchanged")
-        self.summary.this_run["writeback_records_written"] = int(wb.counts.get("written", 0))
+                                                       f"rejected, {c.get('unchanged', 0)} unchanged", steps, prefix)
+        if not prefix:
+            self.summary.this_run["writeback_records_written"] = int(wb.counts.get("written", 0))
+        return steps
 
-    def _customer_pays(self, runtime: Any, box: Any) -> tuple[str, dict[str, int]]:
-        """Every open invoice of the org is paid in full on Stripe's hosted page; Stripe
-        deducts the order's revenue share from the payment (see the module docstring)."""
+    def _customer_pays(self, run: OrgRun, box: Any) -> tuple[str, dict[str, int]]:
+        """Every open invoice of the org is paid in full on Stripe's hosted page. The GTM
+        app's invoices carry Salesforce's share as their application fee; on the connector's
+        own the demo prices the payment with the same fee (see the module docstring)."""
         from connector.services.payouts import OrderBook
 
-        invoices = [i for i in box.invoices() if i["status"] == "open"
-                    and (i.get("metadata") or {}).get("gtm_org_id") == runtime.org_id]
+        runtime = run.runtime
+        with runtime.uow() as uow:
+            rows = [i for i in uow.invoices.list(runtime.org_id, status="open") if i.stripe_invoice_id]
         paid = []
-        for invoice in invoices:
-            order_id = invoice["metadata"].get("gtm_order_id")
-            with runtime.uow() as uow:
-                book = OrderBook(uow, runtime.org_id, runtime.config.invoicing.proration, runtime.mapping)
-                share = book.expected(order_id).revenue_share
-            # The share reaches Salesforce as this payment's fee, so the payout is net of it.
-            box.pay_invoice(invoice["id"], fee=int(share * 100))
+        for row in rows:
+            invoice = box.helpers.objects("invoice", account=run.account)
+            invoice = next((i for i in invoice if i["id"] == row.stripe_invoice_id), None)
+            if invoice is None or invoice["status"] != "open":
+                continue
+            fee = None
+            if row.issued_by != "salesforce":
+                with runtime.uow() as uow:
+                    book = OrderBook(uow, runtime.org_id, runtime.config.invoicing.proration, runtime.mapping)
+                    fee = int(book.expected(row.order_id).revenue_share * 100)
+            box.pay_invoice(invoice["id"], fee=fee, account=run.account)
             paid.append(f"{invoice.get('number') or invoice['id']} ({format_money(Decimal(invoice['amount_due']) / 100)})")
         if not paid:
             return "no open invoice to pay", {"paid": 0}
@@ -313,11 +434,11 @@ class Demo:
         return (f"{events} signed event(s) delivered, {accepted} accepted; {paid} invoice(s) paid in the local model",
                 {"delivered": events, "accepted": accepted})
 
-    def _stripe_pays_out(self, box: Any, paid: bool) -> tuple[str, dict[str, int]]:
+    def _stripe_pays_out(self, box: Any, paid: bool, account: str | None = None) -> tuple[str, dict[str, int]]:
         if not paid:
             return "nothing new to pay out", {"payouts": 0}
         box.advance_clock(days=box.world.settings.available_after_days)  # the funds settle
-        payout = box.create_payout()
+        payout = box.create_payout(account=account)
         if payout is None:
             return "nothing available to pay out", {"payouts": 0}
         box.wait_for_webhooks(timeout=15)
@@ -326,6 +447,26 @@ class Demo:
                 {"payouts": 1})
 
     # -------------------------------------------------------------- what to show
+    def _org_figures(self, run: OrgRun, steps: list[StepResult]) -> dict[str, Any]:
+        """One org's line: who issues, what the connector created or adopted, seed 003's payout."""
+        runtime = run.runtime
+        counts = next((s.counts for s in steps if s.name == "invoicing"), {})
+        seed_id = run.org.demo_ids.get(SEED_003_ORDER)
+        with runtime.uow() as uow:
+            rec = uow.reconciliation.get(runtime.org_id, seed_id) if seed_id else None
+            issued = {i.issued_by for i in uow.invoices.list(runtime.org_id) if i.stripe_invoice_id}
+        return {
+            "alias": runtime.alias, "issuer": runtime.config.invoicing.issuer, "org_id": runtime.org_id,
+            "stripe_account": run.account or "platform",
+            "invoices_created_by_connector": int(counts.get("invoices_created", 0)),
+            "invoices_adopted": int(counts.get("invoices_adopted", 0)),
+            "invoices_issued_by": sorted(i for i in issued if i),
+            "seed_003_expected_payout": _money(rec.expected_payout) if rec else None,
+            "seed_003_actual_payout": _money(rec.actual_payout) if rec else None,
+            "seed_003_discrepancy": rec.discrepancy if rec else None,
+            "ok": all(s.status in ("ok", "skipped") for s in steps),
+        }
+
     def _collect(self, runtime: Any, org: Any, box: Any) -> None:
         from connector.services.payouts import OrderBook
         from connector.services.writeback import target_of

@@ -25,13 +25,13 @@ import importlib
 import inspect
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from connector.errors import ApiLimitReached, ConnectorError
-from connector.logging import new_run_id
+from connector.logging import bound_run, new_run_id
 
 if TYPE_CHECKING:
     from connector.bootstrap import OrgRuntime
@@ -45,6 +45,64 @@ JOBS: dict[str, str] = {
     "reconcile": "connector.services.payouts:run_reconcile_job",
     "writeback": "connector.services.writeback:run_writeback_job",
 }
+
+# One vocabulary: a job is named as in JOBS (and in job_runs, metrics and [schedules]); the
+# words an operator also uses for it — its command, the dead-letter source — are aliases.
+JOB_ALIASES: dict[str, str] = {
+    "sync": "mirror",
+    "offers": "offers_push", "push": "offers_push", "offers-push": "offers_push",
+    "invoice": "invoicing",
+    "invoice-status": "invoice_status",
+    "payouts": "reconcile", "reconciliation": "reconcile",
+    "write-back": "writeback",
+}
+# Dead letters are filed under the job that made them, except reconcile's (``payouts``).
+DEAD_LETTER_SOURCE_OF_JOB: dict[str, str] = {"reconcile": "payouts"}
+
+
+class UnknownName(ValueError):
+    """A job or dead-letter source name that is not in the vocabulary; says which are."""
+
+
+def _known(names: Iterable[str], aliases: Mapping[str, str]) -> str:
+    shown = []
+    for name in names:
+        words = [a for a, target in aliases.items() if target == name]
+        shown.append(f"{name} ({', '.join(words)})" if words else name)
+    return ", ".join(shown)
+
+
+def job_name(name: str) -> str:
+    """The job ``name`` means (``sync`` -> ``mirror``); UnknownName listing the valid ones."""
+    word = name.strip().lower()
+    for candidate in (word, word.replace("-", "_")):
+        if candidate in JOBS:
+            return candidate
+    if word in JOB_ALIASES:
+        return JOB_ALIASES[word]
+    raise UnknownName(f"unknown job {name!r}; valid jobs: {_known(JOBS, JOB_ALIASES)}")
+
+
+def dead_letter_source(name: str) -> str:
+    """The dead-letter source ``name`` means (a source, a job or a command: ``reconcile``,
+    ``sync``, ``invoice`` ...); UnknownName listing the valid ones."""
+    from connector.adapters.store.tables import DEAD_LETTER_SOURCES
+
+    word = name.strip().lower()
+    if word in DEAD_LETTER_SOURCES:
+        return word
+    try:
+        job = job_name(word)
+    except UnknownName:
+        job = None
+    source = DEAD_LETTER_SOURCE_OF_JOB.get(job or "", job)
+    if source in DEAD_LETTER_SOURCES:
+        return source
+    aliases = {a: DEAD_LETTER_SOURCE_OF_JOB.get(t, t) for a, t in JOB_ALIASES.items()}
+    aliases.update({job: source for job, source in DEAD_LETTER_SOURCE_OF_JOB.items()})
+    aliases = {a: t for a, t in aliases.items() if a not in DEAD_LETTER_SOURCES}
+    raise UnknownName(f"unknown dead-letter source {name!r}; valid sources: {_known(DEAD_LETTER_SOURCES, aliases)}")
+
 
 JobFn = Callable[..., Mapping[str, int]]
 # A registry maps job names to import paths, or (tests, demo) directly to functions.
@@ -129,8 +187,17 @@ def run_job(
     registry: Registry | None = None,
     metrics: DaemonMetrics | None = None,
 ) -> JobOutcome:
-    """Run ``job`` once for the runtime's org. Never raises (see the module docstring)."""
+    """Run ``job`` once for the runtime's org. Never raises (see the module docstring).
+    Every log line of the run, from any module, carries the org alias, job and run id."""
     run_id = new_run_id()
+    with bound_run(runtime.alias, job, run_id):
+        return _run_job(runtime, job, run_id, instance_id=instance_id, dry_run=dry_run, stop=stop, tick=tick,
+                        registry=registry, metrics=metrics)
+
+
+def _run_job(runtime: OrgRuntime, job: str, run_id: str, *, instance_id: str, dry_run: bool,
+             stop: threading.Event | None, tick: datetime | None, registry: Registry | None,
+             metrics: DaemonMetrics | None) -> JobOutcome:
     log = runtime.logger(job, run_id).bind(instance=instance_id)
     try:
         resolved = resolve_job(job, registry)
@@ -138,7 +205,7 @@ def run_job(
         raise  # an unknown job name is the caller's bug, not a run outcome
     except Exception as exc:
         log.error("job.unavailable", reason=f"broken: {type(exc).__name__}", exc_info=True)
-        return _account(runtime, job, run_id, metrics, "failed", error=f"{type(exc).__name__}: {exc}")
+        return _account(runtime, job, run_id, metrics, "failed", error=describe_failure(exc))
     if resolved.fn is None:
         log.info("job.unavailable", reason=resolved.reason)
         return JobOutcome(runtime.alias, job, "skipped", error=resolved.reason, run_id=run_id)
@@ -147,7 +214,7 @@ def run_job(
                            dry_run=dry_run, stop=stop, tick=tick, metrics=metrics)
     except Exception as exc:  # the store itself failed (database down, ...): still no propagation
         log.error("job.failed", error=f"{type(exc).__name__}: {exc}", stage="bookkeeping", exc_info=True)
-        return _account(runtime, job, run_id, metrics, "failed", error=f"{type(exc).__name__}: {exc}")
+        return _account(runtime, job, run_id, metrics, "failed", error=describe_failure(exc, store=True))
 
 
 def _locked_run(runtime: OrgRuntime, job: str, fn: JobFn, *, run_id: str, log: Any, instance_id: str,
@@ -196,7 +263,7 @@ def _close_interrupted(ledger: RunLedger, row_id: int, exc: BaseException, log: 
     """Best effort: record the run as stopped so it doesn't read 'running' until the next
     start. What the job committed so far stays committed; the rest resumes next time."""
     try:
-        ledger.finish(row_id, "stopped", {}, f"interrupted ({type(exc).__name__}); resumes at the next run")
+        ledger.finish(row_id, "stopped", {}, "interrupted; resumes at the next run")
         log.warning("job.interrupted", reason=type(exc).__name__)
     except Exception:  # the process is going down anyway; the next start closes the row
         pass
@@ -211,15 +278,32 @@ def _call(fn: JobFn, runtime: OrgRuntime, *, log: Any, dry_run: bool,
         counts = dict(fn(runtime, **kwargs) or {})
     except ApiLimitReached as exc:
         log.warning("job.stopped", reason="api_limit", error=str(exc))
-        return "stopped", {}, f"ApiLimitReached: {exc}"
+        return "stopped", {}, f"Salesforce API limit reached: {exc}"
     except ConnectorError as exc:
-        return "failed", {}, f"{type(exc).__name__}: {exc}"
+        return "failed", {}, describe_failure(exc)
     except Exception as exc:
         log.error("job.crashed", error=type(exc).__name__, exc_info=True)
-        return "failed", {}, f"{type(exc).__name__} (unexpected; see the log for the traceback)"
+        return "failed", {}, "unexpected error (a bug; the log has the traceback)"
     if stop is not None and stop.is_set():
         return "stopped", counts, "shutdown requested; the next run resumes from what was committed"
     return "ok", counts, None
+
+
+def describe_failure(exc: BaseException, *, store: bool = False) -> str:
+    """What went wrong, in words for the operator: the connector's own message (no
+    exception class names), a database error described, anything else as a bug.
+    ``store``: the run's own bookkeeping (the local database) failed."""
+    if isinstance(exc, ConnectorError):
+        return str(exc) or "failed"
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        from connector.adapters.store.engine import describe_db_error
+
+        return f"database error: {describe_db_error(exc)}"
+    if store or isinstance(exc, OSError):
+        return f"local database unusable: {exc}"
+    return "unexpected error (a bug; the log has the traceback)"
 
 
 def _account(runtime: OrgRuntime, job: str, run_id: str, metrics: DaemonMetrics | None, status: Status, *,
@@ -229,7 +313,9 @@ def _account(runtime: OrgRuntime, job: str, run_id: str, metrics: DaemonMetrics 
     if metrics is not None:
         mirrored = {k: v for k, v in counts.items() if k in runtime.mapping.objects} if job == "mirror" else None
         created = next((counts[k] for k in INVOICES_CREATED_KEYS if k in counts), 0) if job == "invoicing" else 0
-        metrics.observe_run(runtime.alias, job, status, duration, counts, mirrored=mirrored, invoices_created=created)
+        adopted = counts.get("invoices_adopted", 0) if job == "invoicing" else 0
+        metrics.observe_run(runtime.alias, job, status, duration, counts, mirrored=mirrored, invoices_created=created,
+                            invoices_adopted=adopted)
     return JobOutcome(runtime.alias, job, status, counts, error, duration, run_id, calls)
 
 

@@ -3,8 +3,13 @@
 Secrets are redacted by a processor, whatever the caller passes: any key that looks like
 a credential (at any depth), any value that is a pydantic ``SecretStr``, and credentials
 written inline in text (Stripe keys, ``Bearer`` tokens, Salesforce session ids, URL
-passwords) — in rendered tracebacks too. Events are stable ``noun.verb`` names with
-context bound by the caller (org, job, run_id).
+passwords) — in rendered tracebacks too. Events are stable ``noun.verb`` names.
+
+Context: ``org`` is always the org's alias (``org_id`` when the id is meant). A job run binds
+``org``, ``job`` and ``run_id`` once (``bound_run``, entered by ``connector.jobs.run_job``)
+so every line of the run carries them, also from code holding no bound logger (the retry
+policy, adapters). The operator picks level and format once (``choose``: ``--log-level`` /
+``GTM_LOG_LEVEL``, ``--log-format`` / ``GTM_LOG_FORMAT``); callers only give defaults.
 """
 
 from __future__ import annotations
@@ -99,8 +104,29 @@ def _stderr_logger_factory(*_: Any) -> _StderrLogger:
     return _StderrLogger()
 
 
+LEVELS = ("debug", "info", "warning", "error")
+FORMATS = ("json", "console")
+# What the operator chose with --log-level/--log-format (or GTM_LOG_LEVEL/GTM_LOG_FORMAT):
+# it wins over the default a command or the daemon passes to ``configure``.
+_chosen: dict[str, str] = {}
+
+
+def choose(*, level: str | None = None, fmt: str | None = None) -> None:
+    """Record the operator's log level and format (None: no choice) for every later
+    ``configure`` call; replaces an earlier choice."""
+    _chosen.clear()
+    if level:
+        _chosen["level"] = level.lower()
+    if fmt:
+        _chosen["format"] = fmt.lower()
+
+
 def configure(*, json: bool | None = None, level: str = "INFO") -> None:
-    """Configure structlog once per process. ``json=None`` picks by whether stderr is a TTY."""
+    """Configure structlog. ``json``/``level`` are the caller's defaults (``json=None``:
+    JSON unless stderr is a terminal); the operator's choice (``choose``) overrides both."""
+    if "format" in _chosen:
+        json = _chosen["format"] == "json"
+    level = _chosen.get("level", level)
     if json is None:
         json = not sys.stderr.isatty()
     renderer: Any = (
@@ -130,3 +156,10 @@ def new_run_id() -> str:
 def job_logger(org: str, job: str, run_id: str | None = None) -> structlog.typing.FilteringBoundLogger:
     """A logger bound with the context every job log line carries."""
     return structlog.get_logger("connector").bind(org=org, job=job, run_id=run_id or new_run_id())
+
+
+def bound_run(org: str, job: str, run_id: str) -> Any:
+    """Context manager: every log line of this thread inside it carries ``org`` (the alias),
+    ``job`` and ``run_id`` — also lines from code that holds no bound logger (the retry
+    policy, adapters). The one binding of a run's context; ``run_job`` enters it."""
+    return structlog.contextvars.bound_contextvars(org=org, job=job, run_id=run_id)

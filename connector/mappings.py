@@ -19,7 +19,8 @@ from typing import Any
 from connector.errors import MappingError
 
 FIELD_TYPES = frozenset(
-    {"id", "reference", "string", "email", "picklist", "boolean", "int", "currency", "percent", "date", "datetime"}
+    {"id", "reference", "string", "email", "picklist", "boolean", "int", "currency", "currency_cents", "percent", "date",
+     "datetime"}
 )
 # The vocabularies every mapping set must define, and the states each must reach.
 REQUIRED_VOCABULARIES = {
@@ -47,6 +48,7 @@ class FieldMapping:
     column: str
     type: str
     required: bool = False
+    read_only: bool = False  # the org computes it (formula, roll-up, auto-number): never written
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,11 @@ def _parse_objects(path: Path, doc: dict[str, Any]) -> dict[str, ObjectMapping]:
             if spec["column"] in columns:
                 problems.append(f"{fwhere}: column {spec['column']!r} is mapped twice")
             columns.add(spec["column"])
-            fields[sf_field] = FieldMapping(sf_field, spec["column"], spec["type"], bool(spec.get("required", False)))
+            unknown_keys = set(spec) - {"column", "type", "required", "read_only"}
+            if unknown_keys:
+                problems.append(f"{fwhere}: unknown key(s) {', '.join(sorted(unknown_keys))}")
+            fields[sf_field] = FieldMapping(sf_field, spec["column"], spec["type"], bool(spec.get("required", False)),
+                                            bool(spec.get("read_only", False)))
         objects[name] = ObjectMapping(
             name=name,
             sobject=raw["sobject"],
@@ -252,7 +258,7 @@ def _parse_writeback(path: Path, doc: dict[str, Any]) -> WritebackTarget:
     return target
 
 
-def load_mapping(name_or_path: str | Path = "gtm-v1") -> MappingSet:
+def load_mapping(name_or_path: str | Path = "gtm-v2") -> MappingSet:
     """Load and validate a mapping set by name (under ``mappings_root()``) or by path."""
     path = Path(name_or_path)
     if not path.is_dir():
@@ -271,7 +277,8 @@ def load_mapping(name_or_path: str | Path = "gtm-v1") -> MappingSet:
 _COMPATIBLE = {
     "string": {"id", "reference", "string", "email", "picklist"},
     "int": {"int"},
-    "money": {"currency"},
+    "money": {"currency", "currency_cents"},
+    "price": {"currency"},
     "percent": {"percent"},
     "date": {"date"},
     "datetime": {"datetime"},

@@ -32,6 +32,12 @@ class DaemonMetrics:
             "records_mirrored_total", "Records mirrored from the org, by mapped object.", ["org", "object"], registry=r
         )
         self.invoices_created = Counter("invoices_created_total", "Stripe invoices created.", ["org"], registry=r)
+        self.invoices_adopted = Counter("invoices_adopted_total", "Salesforce-issued invoices adopted.", ["org"],
+                                        registry=r)
+        self.invoices_missing = Gauge("invoices_missing", "Orders Salesforce has not invoiced within the grace.",
+                                      ["org"], registry=r)
+        self.invoice_mismatches = Gauge("invoice_mismatches", "Salesforce-issued invoices that differ from their order.",
+                                        ["org"], registry=r)
         self.discrepancies = Gauge("discrepancies", "Orders whose payout differs from the expected payout.",
                                    ["org"], registry=r)
         self.dead_letters_open = Gauge("dead_letters_open", "Open (unresolved) dead letters.", ["org"], registry=r)
@@ -43,7 +49,8 @@ class DaemonMetrics:
                                       buckets=_DURATION_BUCKETS, registry=r)
 
     def observe_run(self, org: str, job: str, status: str, duration_s: float, counts: Mapping[str, int],
-                    *, mirrored: Mapping[str, int] | None = None, invoices_created: int = 0) -> None:
+                    *, mirrored: Mapping[str, int] | None = None, invoices_created: int = 0,
+                    invoices_adopted: int = 0) -> None:
         """Account one finished run (any status)."""
         self.job_runs.labels(org=org, job=job, status=status).inc()
         if status == "failed":
@@ -55,6 +62,8 @@ class DaemonMetrics:
                 self.records_mirrored.labels(org=org, object=obj).inc(n)
         if invoices_created > 0:
             self.invoices_created.labels(org=org).inc(invoices_created)
+        if invoices_adopted > 0:
+            self.invoices_adopted.labels(org=org).inc(invoices_adopted)
 
     def set_api_usage(self, org: str, used: int | None, remaining: int | None) -> None:
         if used is not None:
@@ -62,11 +71,12 @@ class DaemonMetrics:
         if remaining is not None:
             self.api_calls_remaining.labels(org=org).set(remaining)
 
-    def set_store_figures(self, org: str, *, dead_letters_open: int | None, discrepancies: int | None) -> None:
-        if dead_letters_open is not None:
-            self.dead_letters_open.labels(org=org).set(dead_letters_open)
-        if discrepancies is not None:
-            self.discrepancies.labels(org=org).set(discrepancies)
+    def set_store_figures(self, org: str, *, dead_letters_open: int | None, discrepancies: int | None,
+                          invoices_missing: int | None = None, invoice_mismatches: int | None = None) -> None:
+        for gauge, value in ((self.dead_letters_open, dead_letters_open), (self.discrepancies, discrepancies),
+                             (self.invoices_missing, invoices_missing), (self.invoice_mismatches, invoice_mismatches)):
+            if value is not None:
+                gauge.labels(org=org).set(value)
 
     def touch_org(self, org: str, jobs: list[str]) -> None:
         """Create the org's zero series up front so a scrape shows every org from the start
@@ -75,6 +85,7 @@ class DaemonMetrics:
             self.job_failures.labels(org=org, job=job)
             self.job_runs.labels(org=org, job=job, status="ok")
         self.invoices_created.labels(org=org)
+        self.invoices_adopted.labels(org=org)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -43,6 +43,7 @@ import structlog
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 
+from connector.adapters.network import connection_cause
 from connector.errors import ApiLimitReached, AuthError, ConfigError, OutcomeUnknown, PermanentError, TransientError
 from connector.retry import retrying
 
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 COLLECTION_CHUNK = 200
-COMPOSITE_QUERY_LIMIT = 5
+BATCH_LIMIT = 25  # subrequests per /composite/batch call
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 _TRANSIENT_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_RUNNING_TOO_LONG", "QUERY_TIMEOUT"})
@@ -140,6 +141,7 @@ class SubResult:
     reference_id: str
     status: int
     body: Any
+    headers: Mapping[str, str] = field(default_factory=dict)  # httpHeaders (Location, Last-Modified)
 
     @property
     def ok(self) -> bool:
@@ -195,7 +197,7 @@ class _Session(requests.Session):
 class SalesforceSettings:
     login_url: str
     auth: Any  # connector.config JwtBearer | ClientCredentials | Password
-    api_version: str = "62.0"
+    api_version: str = "66.0"
     ca_bundle: Path | None = None
     timeout_seconds: float = 60.0
     budget_percent: int = 80
@@ -283,9 +285,11 @@ class SalesforceOrg:
         try:
             resp = self._session.post(url, data=form, headers={"Accept": "application/json"})
         except (requests.Timeout, requests.ConnectionError) as exc:
-            raise TransientError(f"OAuth token request to {self.settings.login_url} failed: {type(exc).__name__}") from None
+            raise TransientError(f"OAuth token request to {self.settings.login_url} failed: "
+                                 f"{_unreachable(exc)}") from None
         except requests.RequestException as exc:
-            raise PermanentError(f"OAuth token request to {self.settings.login_url} failed: {type(exc).__name__}") from None
+            raise PermanentError(f"OAuth token request to {self.settings.login_url} failed: "
+                                 f"{_unreachable(exc)}") from None
         if resp.status_code >= 500 or resp.status_code == 429:
             raise TransientError(f"OAuth token endpoint answered HTTP {resp.status_code}")
         try:
@@ -427,32 +431,32 @@ class SalesforceOrg:
 
     def composite_queries(self, soqls: Sequence[str], include_deleted: bool = False,
                           batch_size: int | None = None, raise_errors: bool = True) -> list[QueryResult]:
-        """Run queries in composite calls of at most 5 (one API call each); first pages only.
-        A failed query raises ``SalesforceApiError``, or with ``raise_errors=False`` comes
-        back as a result carrying ``error_code``."""
+        """Run queries in ``/composite/batch`` calls of up to 25 (one API call each; unlike
+        ``/composite`` a batch is not limited to 5 queries); first pages only. A failed
+        query raises ``SalesforceApiError``, or with ``raise_errors=False`` comes back as a
+        result carrying ``error_code``."""
         resource = "queryAll" if include_deleted else "query"
         results: list[QueryResult] = []
-        headers = {"Sforce-Query-Options": f"batchSize={batch_size}"} if batch_size else None
-        for start in range(0, len(soqls), COMPOSITE_QUERY_LIMIT):
-            chunk = soqls[start : start + COMPOSITE_QUERY_LIMIT]
-            subs = []
-            for i, soql in enumerate(chunk):
-                sub: dict[str, Any] = {"method": "GET", "referenceId": f"q{start + i}",
-                                       "url": f"{self._base_path()}/{resource}?q={quote_plus(soql)}"}
-                if headers:
-                    sub["httpHeaders"] = headers
-                subs.append(sub)
-            for sub_result, soql in zip(self.composite(subs, all_or_none=False), chunk, strict=True):
+        headers = {"Sforce-Query-Options": f"batchSize={batch_size}"} if batch_size else {}
+        for start in range(0, len(soqls), BATCH_LIMIT):
+            chunk = soqls[start : start + BATCH_LIMIT]
+            body = {"haltOnError": False, "batchRequests": [
+                {"method": "GET", "url": f"v{self.settings.api_version}/{resource}?q={quote_plus(soql)}"}
+                for soql in chunk]}
+            answer = self._call("composite_batch", lambda sf, body=body: sf.restful(
+                "composite/batch", method="POST", data=dumps(body), headers=headers))
+            for item, soql in zip((answer or {}).get("results", []), chunk, strict=True):
+                sub_result = SubResult("batch", int(item["statusCode"]), item.get("result"))
                 if not sub_result.ok and not raise_errors:
                     results.append(QueryResult([], 0, True, None, sub_result.error_code or "UNKNOWN", sub_result.message))
                     continue
                 if not sub_result.ok:
-                    raise SalesforceApiError(f"composite query failed: {sub_result.error_code}: {sub_result.message} "
+                    raise SalesforceApiError(f"batch query failed: {sub_result.error_code}: {sub_result.message} "
                                              f"(query: {soql})", error_code=sub_result.error_code or "UNKNOWN",
                                              status=sub_result.status)
-                body = sub_result.body
-                results.append(QueryResult(_strip(body.get("records") or []), int(body.get("totalSize", 0)),
-                                           bool(body.get("done", True)), body.get("nextRecordsUrl")))
+                page = sub_result.body
+                results.append(QueryResult(_strip(page.get("records") or []), int(page.get("totalSize", 0)),
+                                           bool(page.get("done", True)), page.get("nextRecordsUrl")))
         return results
 
     def composite(self, subrequests: Sequence[Mapping[str, Any]], *, all_or_none: bool,
@@ -465,7 +469,7 @@ class SalesforceOrg:
             repeatable = not any(str(s.get("method", "GET")).upper() == "POST" for s in subrequests)
         answer = self._call("composite", lambda sf: sf.restful("composite", method="POST", data=dumps(body)),
                             repeatable=repeatable)
-        return [SubResult(r["referenceId"], int(r["httpStatusCode"]), r.get("body"))
+        return [SubResult(r["referenceId"], int(r["httpStatusCode"]), r.get("body"), dict(r.get("httpHeaders") or {}))
                 for r in (answer or {}).get("compositeResponse", [])]
 
     def _base_path(self) -> str:
@@ -522,6 +526,31 @@ class SalesforceOrg:
 
     def describe(self, sobject: str) -> dict[str, Any]:
         return dict(self._call("describe", lambda sf: sf.restful(f"sobjects/{sobject}/describe")) or {})
+
+    def describe_global(self) -> dict[str, Any]:
+        """``/sobjects/``: every object this user can see at the configured API version."""
+        return dict(self._call("describe_global", lambda sf: sf.restful("sobjects/")) or {})
+
+    def describes(self, sobjects: Sequence[str], *, if_modified_since: str | None = None) -> dict[str, SubResult]:
+        """The describes of ``sobjects`` in one ``/composite`` call per 25 (describes are not
+        query subrequests, so 25 fit). With ``if_modified_since`` (an HTTP date, e.g. a
+        previous answer's Last-Modified) an unchanged describe answers 304 without a body.
+        Per object: its SubResult (200 with the describe, 304, or 404 NOT_FOUND when the
+        org has no such object at this API version)."""
+        headers = {"If-Modified-Since": if_modified_since} if if_modified_since else None
+        out: dict[str, SubResult] = {}
+        names = list(dict.fromkeys(sobjects))
+        for start in range(0, len(names), BATCH_LIMIT):
+            chunk = names[start : start + BATCH_LIMIT]
+            subs = []
+            for i, name in enumerate(chunk):
+                sub = self.subrequest("GET", f"sobjects/{name}/describe", f"d{start + i}")
+                if headers:
+                    sub["httpHeaders"] = headers
+                subs.append(sub)
+            for name, result in zip(chunk, self.composite(subs, all_or_none=False), strict=True):
+                out[name] = result
+        return out
 
     def limits(self) -> dict[str, Any]:
         return dict(self._call("limits", lambda sf: sf.limits()) or {})
@@ -627,10 +656,19 @@ def _may_have_been_sent(exc: requests.RequestException) -> bool:
     return True
 
 
+def _unreachable(exc: requests.RequestException) -> str:
+    """Why Salesforce could not be reached, as Stripe's errors say it (``connection_cause``),
+    with the config key to check; never the library's text (it can quote headers)."""
+    cause = connection_cause(exc) or ("timed out" if isinstance(exc, requests.Timeout) else "request failed")
+    advice = "check [salesforce] ca_bundle" if cause.startswith("TLS") else \
+        "check [salesforce] login_url and the network"
+    return f"cannot reach Salesforce ({cause}); {advice}"
+
+
 def translate_transport(exc: requests.RequestException, op: str) -> Exception:
     if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
-        return TransientError(f"{op}: {type(exc).__name__} talking to Salesforce")
-    return PermanentError(f"{op}: {type(exc).__name__} talking to Salesforce")
+        return TransientError(f"{op}: {_unreachable(exc)}")
+    return PermanentError(f"{op}: {_unreachable(exc)}")
 
 
 def build_org_gateway(config: OrgConfig) -> SalesforceOrg:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
@@ -33,6 +32,7 @@ from typing import Any, TypeVar
 import stripe
 
 from connector.config import OrgConfig
+from connector.adapters.network import connection_cause
 from connector.domain import InvoiceLine, InvoicePlan, from_cents, to_cents
 from connector.errors import AuthError, PermanentError, RecordError, TransientError
 from connector.services.billing_port import (
@@ -48,6 +48,10 @@ T = TypeVar("T")
 WEBHOOK_TOLERANCE_S = 300
 ORG_KEY = "gtm_org_id"
 ORDER_KEY = "gtm_order_id"
+# Metadata naming the Salesforce order on an invoice the GTM app issued (not the connector's
+# own keys above): how an order's Salesforce-issued invoice is found when no junction
+# record links it yet.
+SALESFORCE_ORDER_KEYS = ("sfdc_order_id",)
 
 
 class StripeCallError(PermanentError):
@@ -67,24 +71,12 @@ def _describe(exc: stripe.StripeError) -> str:
     return f"Stripe {exc.http_status or 'no status'}{f' {code}' if code else ''}: {message}"
 
 
-_CONNECTION_CAUSES = (
-    (r"connection refused|errno 111", "connection refused"),
-    (r"timed out|timeout", "timed out"),
-    (r"name or service not known|nodename nor servname|getaddrinfo|name resolution", "host not found"),
-    (r"certificate|ssl", "TLS problem"),
-    (r"connection reset|remotedisconnected|connection aborted", "connection dropped"),
-)
-
-
 def _describe_connection(exc: stripe.APIConnectionError) -> str:
-    """The network error's class only: the SDK's message quotes the underlying exception,
-    which can carry request headers (requests' InvalidHeader repeats ``Bearer <key>``)."""
-    text = str(exc.user_message or "")
-    found = re.search(r"Network error: ([A-Za-z_][A-Za-z0-9_]*)", text)
-    kind = found.group(1) if found else type(exc).__name__
-    # What an operator needs is the cause, recognised here and named in our own words.
-    cause = next((label for pattern, label in _CONNECTION_CAUSES if re.search(pattern, text, re.IGNORECASE)), None)
-    return f"Stripe connection error ({kind}{f': {cause}' if cause else ''}); check [stripe] api_base and the network"
+    """Why Stripe could not be reached (``connection_cause``), never the SDK's text: it
+    quotes the underlying exception, which can carry request headers (requests'
+    InvalidHeader repeats ``Bearer <key>``)."""
+    cause = connection_cause(str(exc.user_message or "")) or "request failed"
+    return f"cannot reach Stripe ({cause}); check [stripe] api_base and the network"
 
 
 def translate(op: str, exc: stripe.StripeError) -> Exception:
@@ -145,6 +137,10 @@ def invoice_record(inv: Any) -> StripeInvoice:
         paid_at=_ts(transitions.get("paid_at")),
         voided_at=_ts(transitions.get("voided_at")),
         metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+        customer_email=data.get("customer_email"),
+        collection_method=data.get("collection_method"),
+        days_until_due=data.get("days_until_due"),
+        line_amounts=tuple(from_cents(int(line.get("amount") or 0)) for line in lines.get("data") or []),
     )
 
 
@@ -368,6 +364,14 @@ class StripeBilling:
         if not live:
             return None
         return min(live, key=lambda m: (m.created, m.id))
+
+    def find_salesforce_invoice(self, order_id: str) -> StripeInvoice | None:
+        query = " OR ".join(f"metadata['{key}']:'{order_id}'" for key in SALESFORCE_ORDER_KEYS)
+        page = self._call("invoices.search", lambda: self._client.v1.invoices.search(
+            params={"query": query, "limit": 100}, options=self._options()))
+        live = [invoice_record(inv) for inv in self._call("invoices.page", lambda: list(page.auto_paging_iter()))]
+        live = [i for i in live if i.status != "void" and any(i.metadata.get(k) == order_id for k in SALESFORCE_ORDER_KEYS)]
+        return min(live, key=lambda m: (m.created, m.id)) if live else None
 
     def list_invoices(self, org_id: str, *, status: str | None = None) -> Iterator[StripeInvoice]:
         params: dict[str, Any] = {"limit": 100}

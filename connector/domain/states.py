@@ -1,7 +1,7 @@
 """Status enums and transition tables (DESIGN "State machines"; tables, not if-chains).
 
 Enum values are the connector states on the right-hand side of
-``mappings/gtm-v1/vocabularies.toml``; the org's picklist spellings are mapped at the edge.
+``mappings/gtm-v2/vocabularies.toml``; the org's picklist spellings are mapped at the edge.
 
 An observed transition the table does not allow is an *anomaly*: ``StateMachine.check``
 says so and the caller records it (log, counter, anomalies table). Nothing here raises for

@@ -85,7 +85,9 @@ def make_webhook_app(receivers: Sequence[WebhookReceiver]) -> WsgiApp:
         outcome = "unknown_invoice"
         try:
             for receiver, event in verified:
-                outcome = receiver.service.handle_event(event)
+                # Every line logged while handling it (retries included) names the org.
+                with structlog.contextvars.bound_contextvars(org=receiver.org, job="webhook", event_id=event.id):
+                    outcome = receiver.service.handle_event(event)
                 if outcome != "unknown_invoice":
                     break
         except TransientError as exc:
@@ -107,7 +109,8 @@ def receivers_for(runtimes: Iterable[Any], *, log_: Any = None) -> list[WebhookR
         if secret is None or not secret.get_secret_value():
             (log_ or log).info("webhook.no_secret", org=runtime.alias)
             continue
-        service = build_invoice_status(runtime, with_billing=False)
+        # Its log lines carry the org's alias under `org`, like every other line.
+        service = build_invoice_status(runtime, with_billing=False, log=runtime.logger("webhook"))
         found.append(WebhookReceiver(runtime.alias, secret.get_secret_value(), runtime.billing().verify_event, service))
     return found
 

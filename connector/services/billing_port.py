@@ -56,6 +56,10 @@ class StripeInvoice:
     paid_at: datetime | None = None
     voided_at: datetime | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    customer_email: str | None = None
+    collection_method: str | None = None
+    days_until_due: int | None = None
+    line_amounts: tuple[Decimal, ...] = ()  # the lines Stripe embeds in the invoice (its first page)
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,11 @@ class BillingGateway(Protocol):
 
     def was_sent(self, invoice_id: str, *, since: datetime | None = None) -> bool:
         """Whether Stripe has e-mailed the invoice (its ``invoice.sent`` event, after ``since``)."""
+        ...
+
+    def find_salesforce_invoice(self, order_id: str) -> StripeInvoice | None:
+        """The (non-void) invoice the GTM app issued for this Salesforce order, found by
+        the order id in its metadata (search), if any."""
         ...
 
     def list_invoices(self, org_id: str, *, status: str | None = None) -> Iterator[StripeInvoice]:

@@ -64,7 +64,7 @@ class InvoiceStatusService:
         self._clock = clock
         self.org_id = org_id
         self.poll_after = poll_after
-        self._log = log or structlog.get_logger("connector.invoice_status").bind(org=org_id, job="invoice_status")
+        self._log = log or structlog.get_logger("connector.invoice_status").bind(org_id=org_id, job="invoice_status")
 
     # -- webhooks -------------------------------------------------------------------------
     def handle_event(self, event: BillingEvent) -> str:
@@ -150,19 +150,25 @@ class InvoiceStatusService:
         return outcome
 
     # -- polling --------------------------------------------------------------------------
-    def due_for_poll(self) -> list[Any]:
-        """Open/uncollectible rows of the org nothing updated within ``poll_after``."""
+    def due_for_poll(self, *, force: bool = False, order_ids: list[str] | None = None) -> list[Any]:
+        """Open/uncollectible rows of the org nothing updated within ``poll_after``;
+        ``force``: every open/uncollectible row now; ``order_ids``: those orders' invoices
+        now, whatever their status."""
         horizon = self._clock() - self.poll_after
         with self._uow() as uow:
+            if order_ids is not None:
+                found = [uow.invoices.get(self._require_org(), order_id) for order_id in order_ids]
+                return [r for r in found if r is not None and r.stripe_invoice_id]
             rows = [r for status in POLLED_STATUSES for r in uow.invoices.list(self._require_org(), status=status)]
-        return [r for r in rows if r.stripe_invoice_id and r.updated_at <= horizon]
+        return [r for r in rows if r.stripe_invoice_id and (force or r.updated_at <= horizon)]
 
-    def poll(self) -> PollReport:
+    def poll(self, *, force: bool = False, order_ids: list[str] | None = None) -> PollReport:
+        """Fetch and apply the rows ``due_for_poll`` picks (same arguments)."""
         billing = self._billing
         if billing is None:
             raise RuntimeError("InvoiceStatusService.poll needs a billing gateway")
         report = PollReport()
-        for row in self.due_for_poll():
+        for row in self.due_for_poll(force=force, order_ids=order_ids):
             report.checked += 1
             try:
                 invoice = call_with_retry("stripe.retrieve_invoice", lambda: billing.retrieve_invoice(row.stripe_invoice_id))

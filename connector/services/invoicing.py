@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import structlog
@@ -73,12 +74,14 @@ class InvoicingSettings:
     lead_days: int = 1
     days_until_due: int = 30
     proration: ProrationPolicy = ProrationPolicy.DAILY
+    issuer: str = "connector"  # or "salesforce": the GTM app issues, the connector adopts
+    missing_after_days: int = 2  # salesforce: "invoice missing" this long after service start
     limits: OrderLimits = OrderLimits()
 
     @classmethod
     def from_config(cls, section: Any) -> InvoicingSettings:
-        return cls(section.lead_days, section.days_until_due, ProrationPolicy(section.proration),
-                   OrderLimits(section.max_order_total, section.max_quantity))
+        return cls(section.lead_days, section.days_until_due, ProrationPolicy(section.proration), section.issuer,
+                   section.missing_after_days, OrderLimits(section.max_order_total, section.max_quantity))
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,10 @@ class InvoicingReport:
     quarantined: list[tuple[str, str, str]] = field(default_factory=list)  # (order id, code, reason)
     resumed: int = 0
     waiting_for_mirror: int = 0  # billable, but a sync of orders/items has not finished
+    adopted: list[str] = field(default_factory=list)  # orders whose Salesforce-issued invoice was taken on
+    mismatched: list[tuple[str, str]] = field(default_factory=list)  # (order id, reason): adopted, but differs
+    missing: list[str] = field(default_factory=list)  # salesforce issuer: no invoice within the grace
+    awaiting: int = 0  # salesforce issuer: not issued yet, still within the grace
 
 
 class InvoicingService:
@@ -127,7 +134,7 @@ class InvoicingService:
         self._mapping = mapping
         self.settings = settings or InvoicingSettings()
         self._clock = clock
-        self._log = log or structlog.get_logger("connector.invoicing").bind(org=org_id, job="invoicing")
+        self._log = log or structlog.get_logger("connector.invoicing").bind(org_id=org_id, job="invoicing")
         self.waiting_for_mirror = 0  # billable orders the last ``candidates`` left for an unfinished sync
 
     # -- reading the local model ---------------------------------------------------------
@@ -232,6 +239,13 @@ class InvoicingService:
                 if candidate.error is not None:
                     raise candidate.error
                 assert candidate.plan is not None
+                issued = self._salesforce_invoices(candidate)
+                if issued:
+                    self._adopt(candidate.plan, issued, report)
+                    continue
+                if self.settings.issuer == "salesforce":
+                    self._await_salesforce(candidate, report)  # never a second invoice: we only wait and flag
+                    continue
                 if self._invoice(candidate.plan):
                     report.resumed += 1
                 report.invoiced.append(candidate.order_id)
@@ -243,9 +257,77 @@ class InvoicingService:
                 self._quarantine(candidate.order_id, code, reason)
                 report.quarantined.append((candidate.order_id, code, reason))
         self._log.info("invoicing.done", considered=report.considered, invoiced=len(report.invoiced),
-                       not_due=report.not_due, quarantined=len(report.quarantined), resumed=report.resumed,
+                       adopted=len(report.adopted), missing=len(report.missing), not_due=report.not_due,
+                       quarantined=len(report.quarantined), resumed=report.resumed,
                        waiting_for_mirror=report.waiting_for_mirror)
         return report
+
+    # -- invoices Salesforce issued ------------------------------------------------------
+    def _salesforce_invoices(self, candidate: Candidate) -> list[StripeInvoice]:
+        """The live invoices the GTM app issued for this order: those its billing junction
+        (SfdcPartnerOrderBillingTrxn, mirrored) links, else (connector issuer, before our
+        own first call) one Stripe search by the order id in invoice metadata."""
+        order_id = candidate.order_id
+        with self._uow() as uow:
+            own = uow.invoices.get(self.org_id, order_id)
+            linked = [r["stripe_invoice_id"] for r in uow.mirror("billing_link").list(self.org_id, order_id=order_id)
+                      if r.get("stripe_invoice_id") and not r.get("is_deleted")]
+        if own is not None and own.issued_by == "connector" and own.stripe_invoice_id:
+            return []  # our own invoice is under way: finish it (its outbox makes that safe)
+        billing = self._require_billing()
+        found = [call_with_retry("stripe.retrieve_invoice", lambda i=i: billing.retrieve_invoice(i))
+                 for i in sorted(set(linked))]
+        # The search runs once, before our first step: after that our own outbox decides.
+        if not linked and self.settings.issuer == "connector" and own is None:
+            hit = call_with_retry("stripe.find_salesforce_invoice", lambda: billing.find_salesforce_invoice(order_id))
+            found = [hit] if hit is not None else []
+        return [i for i in found if i.status != "void"]
+
+    def _adopt(self, plan: InvoicePlan, issued: list[StripeInvoice], report: InvoicingReport) -> None:
+        """Record Salesforce's invoice(s) as the order's, after checking them against the
+        order. Only local writes: nothing is created, finalized or sent in Stripe."""
+        order_id = plan.order_id
+        issued = sorted(issued, key=lambda i: (i.created, i.id))
+        first = issued[0]
+        problems = invoice_differences(plan, issued, days_until_due=self.settings.days_until_due)
+        finished = all(i.status not in (None, "draft") for i in issued)
+
+        def record(uow: Any) -> None:
+            total = sum((i.amount_due for i in issued), Decimal("0"))
+            paid = sum((i.amount_paid for i in issued), Decimal("0"))
+            uow.invoices.upsert(
+                self.org_id, order_id, stripe_invoice_id=first.id, stripe_customer_id=first.customer_id,
+                number=", ".join(i.number for i in issued if i.number) or None, hosted_url=first.hosted_url,
+                status=first.status if len(issued) == 1 else _least_advanced([i.status for i in issued]),
+                due_date=first.due_date, currency=first.currency, amount_due=total, amount_paid=paid,
+                amount_remaining=sum((i.amount_remaining for i in issued), Decimal("0")),
+                finalized_at=first.finalized_at, paid_at=first.paid_at if len(issued) == 1 else None,
+                sent_at=self._clock() if finished else None, status_source="adopt", issued_by="salesforce")
+            uow.dead_letters.resolve_for(self.org_id, SOURCE, OBJECT, order_id)
+            if problems:
+                uow.dead_letters.add(self.org_id, SOURCE, OBJECT, order_id, "INVOICE_MISMATCH", "; ".join(problems))
+
+        self._unit("invoice.adopt", record)
+        report.adopted.append(order_id)
+        if problems:
+            report.mismatched.append((order_id, "; ".join(problems)))
+            self._log.warning("invoice.mismatch", order_id=order_id, invoices=[i.id for i in issued],
+                              problems=problems)
+        self._log.info("invoice.adopted", order_id=order_id, invoices=[i.id for i in issued],
+                       total=str(sum((i.total for i in issued), Decimal("0"))))
+
+    def _await_salesforce(self, candidate: Candidate, report: InvoicingReport) -> None:
+        """No invoice from the GTM app yet: fine within the grace, "invoice missing" after."""
+        start = candidate.service_start
+        today = self._clock().date()
+        if start is None or today <= start + timedelta(days=self.settings.missing_after_days):
+            report.awaiting += 1
+            return
+        days = (today - start).days
+        reason = (f"no invoice from Salesforce {days} day(s) after the service start date {start.isoformat()} "
+                  f"(grace {self.settings.missing_after_days} day(s)): check the order's billing in the GTM app")
+        self._quarantine(candidate.order_id, "INVOICE_MISSING", reason)
+        report.missing.append(candidate.order_id)
 
     def _unit(self, op: str, work: Callable[[Any], T]) -> T:
         """``work(uow)`` in one committed transaction, retried whole when the store is busy
@@ -443,7 +525,7 @@ class InvoicingService:
         fields: dict[str, Any] = dict(
             stripe_invoice_id=invoice.id, stripe_customer_id=invoice.customer_id, number=invoice.number,
             hosted_url=invoice.hosted_url, due_date=invoice.due_date, currency=invoice.currency,
-            finalized_at=invoice.finalized_at, **extra,
+            finalized_at=invoice.finalized_at, issued_by="connector", **extra,
         )
         # A webhook may already have moved the row ahead (paid): never move it back.
         if row is None or row.status is None or row.status == invoice.status or is_forward(row.status, invoice.status):
@@ -451,6 +533,50 @@ class InvoicingService:
                           amount_paid=invoice.amount_paid, amount_remaining=invoice.amount_remaining,
                           paid_at=invoice.paid_at, voided_at=invoice.voided_at)
         uow.invoices.upsert(self.org_id, order_id, **{k: v for k, v in fields.items() if v is not None})
+
+
+def invoice_differences(plan: InvoicePlan, issued: list[StripeInvoice], *, days_until_due: int) -> list[str]:
+    """How Salesforce's invoice(s) for an order differ from what the order says: customer
+    e-mail, one line per item, amounts to the cent, currency, send_invoice, NET terms."""
+    problems: list[str] = []
+    total = sum((i.total for i in issued), Decimal("0"))
+    if total != plan.total:
+        problems.append(f"invoice total {_money(total)} ≠ order subtotal {_money(plan.total)}")
+    lines = sum(i.line_count for i in issued)
+    if lines != len(plan.lines):
+        problems.append(f"{lines} invoice line(s) for {len(plan.lines)} order item(s)")
+    elif len(issued) == 1 and issued[0].line_amounts and len(issued[0].line_amounts) == len(plan.lines):
+        ours = sorted(line.amount for line in plan.lines)
+        if sorted(issued[0].line_amounts) != ours:
+            problems.append("line amounts " + ", ".join(_money(a) for a in issued[0].line_amounts) +
+                            " ≠ " + ", ".join(_money(a) for a in ours))
+    for invoice in issued:
+        where = f"invoice {invoice.number or invoice.id}: " if len(issued) > 1 else ""
+        if (invoice.currency or "").lower() != plan.currency.lower():
+            problems.append(f"{where}currency {invoice.currency} ≠ {plan.currency}")
+        if invoice.customer_email and invoice.customer_email.lower() != plan.customer_email.lower():
+            problems.append(f"{where}billed to {invoice.customer_email}, the order's billing e-mail is "
+                            f"{plan.customer_email}")
+        if invoice.collection_method not in (None, "send_invoice"):
+            problems.append(f"{where}collection {invoice.collection_method}, not send_invoice")
+        if invoice.days_until_due is not None and invoice.days_until_due != days_until_due:
+            problems.append(f"{where}NET{invoice.days_until_due}, not NET{days_until_due}")
+        elif invoice.due_date is not None and invoice.finalized_at is not None:
+            net = (invoice.due_date - invoice.finalized_at.date()).days
+            if net != days_until_due:
+                problems.append(f"{where}due {invoice.due_date.isoformat()}: NET{net}, not NET{days_until_due}")
+    return problems
+
+
+def _money(amount: Decimal) -> str:
+    return f"{amount:,.2f}"
+
+
+def _least_advanced(statuses: list[str | None]) -> str | None:
+    """Several invoices for one order: the order is as far as its least advanced invoice."""
+    order = ("draft", "open", "uncollectible", "paid")
+    known = [s for s in statuses if s in order]
+    return min(known, key=order.index) if known else None
 
 
 def _due(start: date | None, today: date, lead: timedelta) -> bool:
@@ -505,8 +631,10 @@ def run_invoicing_job(runtime: Any, *, log: Any, dry_run: bool = False) -> dict[
         return {"considered": len(candidates), "would_invoice": sum(1 for c in due if c.plan is not None),
                 "not_due": len(candidates) - len(due), "would_quarantine": sum(1 for c in due if c.error is not None)}
     report = build_invoicing(runtime, log=log).run()
-    counts = {"considered": report.considered, "invoices_created": len(report.invoiced), "not_due": report.not_due,
-              "quarantined": len(report.quarantined), "resumed": report.resumed}
+    counts = {"considered": report.considered, "invoices_created": len(report.invoiced),
+              "invoices_adopted": len(report.adopted), "invoices_mismatched": len(report.mismatched),
+              "invoices_missing": len(report.missing), "awaiting_salesforce": report.awaiting,
+              "not_due": report.not_due, "quarantined": len(report.quarantined), "resumed": report.resumed}
     if report.waiting_for_mirror:
         counts["waiting_for_mirror"] = report.waiting_for_mirror
     return counts

@@ -17,13 +17,16 @@ Per mapped object, in mapping order (parents before children):
   recycle bin, or deleted beyond its retention).
 * **Idle cycle**: for objects that already have a cursor, one ``queryAll`` per object asks
   how many records carry a stamp in the lookback window and what the newest stamp is; all
-  of them go in composite calls (5 per call: the 9 gtm-v1 objects cost 2 API calls). An
+  of them go in ``/composite/batch`` calls (25 per call: the 11 gtm-v2 objects cost one API call). An
   object is synced only if its newest stamp is past the cursor or the window count differs
   from what is stored locally (tombstones and quarantined records included), which is how
   a record committed late inside the window, or a deletion, shows up.
 * **Validation**: each record is converted and checked on the way in (``records.py``); a
   bad one goes to ``dead_letter`` (source ``mirror``) with its reason and the rest of the
   page proceeds. When the record is later fixed in the org, its letter is resolved.
+* **Mapping check**: the job runs behind ``connector.services.mapping_guard``, which checks
+  the mapping against the org's describe before the first sync of a run (one call, 304
+  when nothing changed) and again when due or when a query fails on a name.
 * **State machines**: offer and order status changes are checked against
   ``connector.domain.states``; an illegal jump is applied anyway (the org is the source
   of truth) and recorded as an anomaly.
@@ -605,5 +608,7 @@ def run_mirror_job(runtime: Any, *, log: Any, dry_run: bool = False, stop: threa
         stop=stop,
         clock=runtime.clock,
     )
-    report = service.run(objects or runtime.config.sync.objects, full=full, dry_run=dry_run)
+    # The mapping is checked against the org's describe first (cheap when nothing changed).
+    guard = runtime.mapping_guard()
+    report = guard.run(lambda: service.run(objects or runtime.config.sync.objects, full=full, dry_run=dry_run))
     return report.counts()

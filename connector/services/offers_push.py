@@ -51,7 +51,7 @@ import json
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -139,7 +139,8 @@ class ValidDraft:
         def plain(v: Any) -> Any:
             return v.isoformat() if isinstance(v, date) else str(v) if isinstance(v, Decimal) else v
         return {
-            "fields": {k: plain(v) for k, v in sorted(self.fields.items())},
+            # customer_id is looked up from customer_org_id at push time: not content.
+            "fields": {k: plain(v) for k, v in sorted(self.fields.items()) if k != "customer_id"},
             "items": [{"ppp_id": i.ppp_id, "quantity": i.quantity, "unit_price_per_month": str(i.unit_price_per_month),
                        "name": i.name} for i in self.items],
         }
@@ -149,8 +150,12 @@ class ValidDraft:
         return hashlib.sha256(json.dumps(self.content(), sort_keys=True).encode()).hexdigest()
 
     def offer_values(self, mapping: MappingSet) -> dict[str, Any]:
+        """SF field -> value to write. Fields the org computes (read_only in the mapping,
+        e.g. the offer's BillingCustomerOrg, a formula from its customer record) are left out."""
         obj = mapping.objects["offer"]
-        values = {obj.sf_field_for(column): value for column, value in self.fields.items()}
+        columns = {f.column: f for f in obj.fields.values()}
+        values = {columns[column].sf_field: value for column, value in self.fields.items()
+                  if column in columns and not columns[column].read_only}
         values[obj.sf_field_for("status")] = mapping.to_picklist("offer_status", "draft")
         return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in values.items()}
 
@@ -443,6 +448,7 @@ class OffersPushService:
         self.drafts_dir = Path(drafts_dir)
         self.log = log or structlog.get_logger("connector.offers").bind(org_id=org_id, job="offers_push")
         self.clock = clock
+        self.link = mapping.objects["offer_item"].sf_field_for("offer_id")  # item -> offer
 
     def load(self, only: Sequence[str] | None = None) -> tuple[list[ValidDraft], dict[str, list[str]]]:
         """Every draft file, validated: (valid drafts, {key: problems})."""
@@ -478,6 +484,8 @@ class OffersPushService:
             self.log.warning("draft.invalid", draft=key, problems=problems)
             if not dry_run:
                 self._remember_error(key, "INVALID_DRAFT", message, states.get(key), letters.get(key))
+        if not dry_run:
+            valid = self._with_customers(valid, report, states, letters)
         changed: list[ValidDraft] = []
         for draft in valid:
             state = states.get(draft.key)
@@ -500,6 +508,81 @@ class OffersPushService:
         self.log.info("offers.pushed", dry_run=dry_run, **report.counts())
         return report
 
+    # -------------------------------------------------------------- the customer record
+
+    def _with_customers(self, drafts: list[ValidDraft], report: PushReport, states: dict[str, Any],
+                        letters: dict[str, Any]) -> list[ValidDraft]:
+        """Each draft that is to be sent, with its customer record's id (``customer_id``):
+        an offer names its customer through ``SfdcCustomerForPartner`` (its
+        BillingCustomerOrg is a formula from there). Found in the mirror, else in the org,
+        else created; always looked up first, so a create whose answer was lost is never
+        made twice. Drafts already in the org unchanged cost no call."""
+        offer = self.mapping.objects["offer"]
+        if "customer" not in self.mapping.objects or "customer_id" not in {f.column for f in offer.fields.values()}:
+            return drafts  # a mapping that writes the customer org id on the offer itself
+        customer = self.mapping.objects["customer"]
+        org_field = customer.sf_field_for("customer_org_id")
+
+        def unchanged(d: ValidDraft) -> bool:
+            state = states.get(d.key)
+            return state is not None and bool(state.sf_id) and state.payload_hash == d.hash
+
+        to_send = [d for d in drafts if not unchanged(d) and d.fields.get("customer_org_id")]
+        with self.uow() as uow:
+            known = {str(r["customer_org_id"]): r["sf_id"] for r in uow.mirror("customer").list(self.org_id)
+                     if r["customer_org_id"] and not r["is_deleted"]}
+        wanted = sorted({str(d.fields["customer_org_id"]) for d in to_send} - set(known))
+        for start in range(0, len(wanted), 100):
+            chunk = ",".join(f"'{_soql_text(o)}'" for o in wanted[start : start + 100])
+            [found] = self.org.composite_queries([
+                f"SELECT Id, {org_field} FROM {customer.sobject} WHERE {org_field} IN ({chunk}) ORDER BY CreatedDate, Id"])
+            for r in found.records:
+                known.setdefault(str(r[org_field]), r["Id"])
+        out: list[ValidDraft] = []
+        for draft in drafts:
+            org_id = str(draft.fields.get("customer_org_id") or "")
+            if draft not in to_send:
+                out.append(draft)
+                continue
+            if org_id not in known:
+                values = {org_field: org_id}
+                for column in ("billing_email", "name"):
+                    source = "customer_name" if column == "name" else column
+                    if column in {f.column for f in customer.fields.values()} and draft.fields.get(source):
+                        values[customer.sf_field_for(column)] = draft.fields[source]
+                try:
+                    [result] = self.org.composite([self.org.subrequest("POST", f"sobjects/{customer.sobject}",
+                                                                       "customer", values)], all_or_none=True)
+                except OutcomeUnknown as exc:
+                    # The create may have been applied: look it up by its key, never create blind.
+                    found_id = self._find_customer(customer.sobject, org_field, org_id)
+                    if found_id is None:
+                        self.log.warning("customer.create_unsure", customer_org_id=org_id, reason=str(exc))
+                        report.results.append(DraftResult(
+                            draft.key, "unsure", None, "the org did not answer the customer create in time; the "
+                            "next push looks for it before creating anything"))
+                        continue
+                    known[org_id] = found_id
+                    out.append(replace(draft, fields={**draft.fields, "customer_id": found_id}))
+                    continue
+                if not result.ok:
+                    failed = self._rejected(draft, states[draft.key].sf_id if draft.key in states else None, result,
+                                            letters.get(draft.key))
+                    report.results.append(failed)
+                    continue
+                known[org_id] = str(result.body["id"])
+                self.log.info("customer.created", customer_org_id=org_id, customer_id=known[org_id])
+            out.append(replace(draft, fields={**draft.fields, "customer_id": known.get(org_id)}))
+        return out
+
+    def _find_customer(self, sobject: str, org_field: str, org_id: str) -> str | None:
+        try:
+            [found] = self.org.composite_queries([
+                f"SELECT Id FROM {sobject} WHERE {org_field} = '{_soql_text(org_id)}' ORDER BY CreatedDate, Id"])
+        except (TransientError, OutcomeUnknown):
+            return None
+        return str(found.records[0]["Id"]) if found.records else None
+
     # -------------------------------------------------------------- the org's current view
 
     def _org_view(self, offer_ids: list[str], fields: set[str]) -> dict[str, dict[str, Any]]:
@@ -512,16 +595,16 @@ class OffersPushService:
             ids = ",".join(f"'{i}'" for i in offer_ids[start : start + 100])
             offers, items = self.org.composite_queries([
                 f"SELECT Id, Status, SystemModstamp, Subtotal{extra} FROM {OFFER} WHERE Id IN ({ids})",
-                f"SELECT Id, SfdcPartnerOfferId, SystemModstamp, {item_fields} FROM {OFFER_ITEM} "
-                f"WHERE SfdcPartnerOfferId IN ({ids}) ORDER BY CreatedDate, Id",
+                f"SELECT Id, {self.link}, SystemModstamp, {item_fields} FROM {OFFER_ITEM} "
+                f"WHERE {self.link} IN ({ids}) ORDER BY CreatedDate, Id",
             ])
             for r in offers.records:
                 view[r["Id"]] = {"status": r["Status"], "stamp": r["SystemModstamp"], "items": {}, "record": r,
                                  "rows": []}
             for r in items.records:
-                if r["SfdcPartnerOfferId"] in view:
-                    view[r["SfdcPartnerOfferId"]]["items"][r["Id"]] = r["SystemModstamp"]
-                    view[r["SfdcPartnerOfferId"]]["rows"].append(r)
+                if r[self.link] in view:
+                    view[r[self.link]]["items"][r["Id"]] = r["SystemModstamp"]
+                    view[r[self.link]]["rows"].append(r)
         return view
 
     # -------------------------------------------------------------- what the org holds
@@ -539,7 +622,7 @@ class OffersPushService:
         fields = self._item_fields()
         values = [draft.item_values(self.mapping, item) for item in draft.items]
         items = sorted([_norm(v.get(f)) for f in fields] for v in values)
-        return {"offer": offer, "items": items}
+        return {"offer": offer, "items": items, "customer_org_id": draft.fields.get("customer_org_id")}
 
     def _holds(self, fingerprint: Mapping[str, Any], offer: Mapping[str, Any],
                items: Sequence[Mapping[str, Any]]) -> bool:
@@ -578,26 +661,27 @@ class OffersPushService:
         """The oldest offer of the customer that no draft claims and that holds exactly the
         fingerprinted content, with its items (two queries)."""
         customer = self.mapping.objects["offer"].sf_field_for("customer_org_id")
+        customer_org = fingerprint.get("customer_org_id") or fingerprint["offer"].get(customer, "")
         fields = "".join(f", {f}" for f in sorted(set(fingerprint["offer"]) - {"Id", "SystemModstamp", "Subtotal"}))
         [offers] = self.org.composite_queries([
             f"SELECT Id, SystemModstamp, Subtotal{fields} FROM {OFFER} "
-            f"WHERE {customer} = '{_soql_text(fingerprint['offer'].get(customer, ''))}' ORDER BY CreatedDate, Id"])
+            f"WHERE {customer} = '{_soql_text(customer_org)}' ORDER BY CreatedDate, Id"])
         wanted = [r for r in offers.records if r["Id"] not in claimed and all(
             _norm(r.get(f)) == v for f, v in fingerprint["offer"].items())]
         if not wanted:
             return None
         ids = ",".join(f"'{r['Id']}'" for r in wanted[:100])
         [items] = self.org.composite_queries([
-            f"SELECT Id, SfdcPartnerOfferId, SystemModstamp, {', '.join(self._item_fields())} FROM {OFFER_ITEM} "
-            f"WHERE SfdcPartnerOfferId IN ({ids}) ORDER BY CreatedDate, Id"])
+            f"SELECT Id, {self.link}, SystemModstamp, {', '.join(self._item_fields())} FROM {OFFER_ITEM} "
+            f"WHERE {self.link} IN ({ids}) ORDER BY CreatedDate, Id"])
         for offer in wanted[:100]:
-            mine = [r for r in items.records if r["SfdcPartnerOfferId"] == offer["Id"]]
+            mine = [r for r in items.records if r[self.link] == offer["Id"]]
             if self._holds(fingerprint, offer, mine):
                 return offer, mine
         return None
 
     def _read_back(self, offer_ref: str) -> list[dict[str, Any]]:
-        soql = (f"SELECT Id, SystemModstamp FROM {OFFER_ITEM} WHERE SfdcPartnerOfferId = '{offer_ref}' "
+        soql = (f"SELECT Id, SystemModstamp FROM {OFFER_ITEM} WHERE {self.link} = '{offer_ref}' "
                 f"ORDER BY CreatedDate, Id")
         return [
             self.org.subrequest("GET", f"sobjects/{OFFER}/{offer_ref}?fields=Id,Status,SystemModstamp,Subtotal", "offer_now"),

@@ -146,6 +146,15 @@ class OrderBook:
         return Proration(initial["service_start_date"], order["service_start_date"], self.policy)
 
 
+def orders_by_invoice(uow: Any, org_id: str) -> dict[str, str]:
+    """Stripe invoice id -> order id: the invoices recorded locally, plus every invoice the
+    GTM app's billing junction links (an order may have several; Salesforce issues them)."""
+    links = {r["stripe_invoice_id"]: r["order_id"] for r in uow.mirror("billing_link").list(org_id)
+             if r.get("stripe_invoice_id") and r.get("order_id") and not r.get("is_deleted")}
+    links.update({i.stripe_invoice_id: i.order_id for i in uow.invoices.list(org_id) if i.stripe_invoice_id})
+    return links
+
+
 def invoice_facts(invoice: Any) -> InvoiceFacts:
     return InvoiceFacts(
         invoice_id=invoice.stripe_invoice_id or "",
@@ -176,6 +185,26 @@ class Counts:
 
     def as_dict(self) -> dict[str, int]:
         return {k: v for k, v in self.__dict__.items() if k != "extra"} | self.extra
+
+
+def org_payout_differences(record: Mapping[str, Any], payout: Any, mapping: Any) -> tuple[str, list[str]]:
+    """(error code, differences) between the org's payout record and Stripe's payout. An org
+    record that still says Pending or In_Transit for a paid payout only lags: not a difference."""
+    differences: list[str] = []
+    code = "PAYOUT_RECORD_DIFFERS"
+    if record.get("amount") is not None and record["amount"] != payout.amount:
+        code = "PAYOUT_AMOUNT_DIFFERS"
+        differences.append(f"the org says {format_money(record['amount'])}, Stripe paid {format_money(payout.amount)}")
+    if record.get("payout_date") is not None and payout.arrival_date is not None \
+            and record["payout_date"] != payout.arrival_date:
+        differences.append(f"arrival {record['payout_date'].isoformat()} in the org, "
+                           f"{payout.arrival_date.isoformat()} at Stripe")
+    org_failed = mapping.to_state("payout_status", record.get("status")) == "failed" \
+        if "payout_status" in mapping.vocabularies else False
+    stripe_failed = (payout.status or "") in ("failed", "canceled")
+    if org_failed != stripe_failed:
+        differences.append(f"the org says {record.get('status')}, Stripe says {payout.status}")
+    return code, differences
 
 
 def run_reconcile_job(runtime: OrgRuntime, *, log: Any, dry_run: bool = False,
@@ -249,7 +278,7 @@ class Reconciler:
     def _attribute(self, uow: Any, payout: StripePayout) -> None:
         txns = list(self.gateway.transactions(payout))
         self.counts.transactions += sum(1 for t in txns if t.type != "payout")
-        invoice_orders = {i.stripe_invoice_id: i.order_id for i in uow.invoices.list(self.org_id) if i.stripe_invoice_id}
+        invoice_orders = orders_by_invoice(uow, self.org_id)
         attribution = attribute(txns, org_id=self.org_id, invoice_orders=invoice_orders,
                                 known_orders=uow.mirror("order").ids(self.org_id))
         book = OrderBook(uow, self.org_id, self.proration, self.runtime.mapping)
@@ -282,8 +311,7 @@ class Reconciler:
                                    stored.arrival_date or self.today(), stored.status or "", stored.created or 0)
             txns = list(self.gateway.transactions(payout))
             with self.runtime.uow() as uow:
-                invoice_orders = {i.stripe_invoice_id: i.order_id for i in uow.invoices.list(self.org_id)
-                                  if i.stripe_invoice_id}
+                invoice_orders = orders_by_invoice(uow, self.org_id)
                 attribution = attribute(txns, org_id=self.org_id, invoice_orders=invoice_orders,
                                         known_orders=uow.mirror("order").ids(self.org_id))
                 book = OrderBook(uow, self.org_id, self.proration, self.runtime.mapping)
@@ -375,6 +403,9 @@ class Reconciler:
 
     # -------------------------------------------------------------- 4: org payouts
     def _match_org_payouts(self) -> None:
+        """The org's SfdcPartnerPayout records (ExternalId = the Stripe payout id; Amount
+        converted from cents by the mapping) against Stripe's payouts: amount, arrival date
+        and a failure seen on one side only are flagged per record, never absorbed."""
         with self.runtime.uow() as uow:
             ours = {p.stripe_payout_id: p for p in uow.payouts.list(self.org_id)}
             for record in uow.mirror("payout").list(self.org_id):
@@ -383,12 +414,12 @@ class Reconciler:
                 if payout is None:
                     continue
                 self.counts.org_payouts_matched += 1
-                if record.get("amount") is not None and record["amount"] != payout.amount:
+                code, differences = org_payout_differences(record, payout, self.runtime.mapping)
+                if differences:
                     self.counts.org_payouts_differing += 1
                     uow.dead_letters.add(
-                        self.org_id, SOURCE, "SfdcPartnerPayout", record["sf_id"], "PAYOUT_AMOUNT_DIFFERS",
-                        f"the org's payout {record['sf_id']} says {format_money(record['amount'])}, Stripe payout "
-                        f"{stripe_id} paid {format_money(payout.amount)}",
+                        self.org_id, SOURCE, "SfdcPartnerPayout", record["sf_id"], code,
+                        f"the org's payout {record['sf_id']} (Stripe payout {stripe_id}): " + "; ".join(differences),
                         {"stripe_payout_id": stripe_id},
                     )
                 else:

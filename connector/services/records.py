@@ -73,6 +73,14 @@ def _decimal(value: Any) -> Decimal:
         raise ValueError("must be a number") from None
 
 
+def _cents(value: Any) -> Decimal:
+    """A currency field the org keeps in cents (SfdcPartnerPayout.Amount) -> major units."""
+    cents = _decimal(value)
+    if cents != cents.to_integral_value():
+        raise ValueError("must be a whole number of cents")
+    return cents.scaleb(-2)
+
+
 def _date(value: Any) -> date:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
@@ -100,6 +108,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "boolean": _boolean,
     "int": _integral,
     "currency": _decimal,
+    "currency_cents": _cents,
     "percent": _decimal,
     "date": _date,
     "datetime": lambda v: parse_sf_datetime(_text(v)),

@@ -79,7 +79,7 @@ def replay(runtime: OrgRuntime, *, ids: Sequence[int] | None = None, dry_run: bo
         try:
             handler(runtime, group, log=log, run_job=runner)
         except ConnectorError as exc:
-            failure = f"{type(exc).__name__}: {exc}"
+            failure = str(exc)
             log.warning("replay.failed", source=source, error=failure)
         items = _after(runtime, group)
         if failure:  # the letter's old reason would hide why the replay did not go through

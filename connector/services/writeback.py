@@ -47,7 +47,7 @@ MAX_ATTEMPTS = 3  # sends of one record within one run
 TRANSIENT_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_RUNNING_TOO_LONG", "QUERY_TIMEOUT"})
 TEXT_LIMIT = 255  # the connector's own texts (errors, discrepancies) are cut to a text field
 ORDER_OBJECTS = frozenset({"order", "orders", "SfdcPartnerOrder"})
-ORDER_REFERENCES = ("SfdcPartnerOrderId", "order_id", "OrderId")
+ORDER_REFERENCES = ("PartnerOrderId", "SfdcPartnerOrderId", "order_id", "OrderId")  # item and billing-link parents
 
 
 class RecordOutcome(Protocol):

@@ -69,6 +69,9 @@ login_url = "{login}"
 [salesforce.auth]
 {auth}
 
+[invoicing]
+issuer = "connector"
+
 [stripe]
 api_key = {{ env = "{STRIPE_KEY_ENV}" }}
 {base}timeout_seconds = 5
@@ -174,7 +177,7 @@ def test_one_bad_file_skips_that_org_only_and_exits_2(tmp_path: Path) -> None:
     result = run("status", "--config-dir", tmp_path, "--json")
     assert result.exit_code == 2
     assert f"{bad}: sync.lookbak_seconds: unknown key (not allowed here) (org skipped)" in result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1])["org"] == "acme"  # the good org still ran
+    assert [o["org"] for o in json.loads(result.stdout)["orgs"]] == ["acme"]  # the good org still ran
 
 
 # ------------------------------------------------------------------ the database
@@ -297,7 +300,7 @@ def test_stripe_unreachable_or_key_refused(tmp_path: Path, sandbox_org: SandboxO
     closed = write_config(tmp_path / "closed", sandbox_org, stripe_base=f"http://127.0.0.1:{free_port()}")
     assert run("sync", "--config", closed).exit_code == 0
     result = run("invoice", "--config", closed)
-    assert result.exit_code == 1 and "invoicing failed" in result.output and "stripe customers.list:" in result.output
+    assert result.exit_code == 1 and "invoicing failed" in result.output and "stripe invoices.search:" in result.output
     assert "support@stripe.com" not in result.output  # the SDK's advice is not ours to give
     assert "connection refused); check [stripe] api_base" in result.output
     monkeypatch.setenv(STRIPE_KEY_ENV, "rk_live_CANARY0000")
@@ -315,7 +318,7 @@ def test_stripe_unreachable_or_key_refused(tmp_path: Path, sandbox_org: SandboxO
 def test_replay_unknown_and_already_resolved_letters(tmp_path: Path, sandbox_org: SandboxOrg) -> None:
     path = write_config(tmp_path, sandbox_org)
     assert run("sync", "--config", path).exit_code == 0
-    [letter] = [json.loads(line) for line in run("dead-letters", "--config", path, "--json").stdout.splitlines()]
+    [letter] = json.loads(run("dead-letters", "--config", path, "--json").stdout)["dead_letters"]
     result = run("replay", "--config", path, "--id", "4242")
     assert result.exit_code == 2
     assert "dead letter 4242: no such letter in the selected org" in result.stderr
@@ -334,8 +337,9 @@ def test_replay_that_cannot_reach_the_org_says_why(tmp_path: Path, sandbox_org: 
     monkeypatch.setenv(SF_SECRET_ENV, "revoked")
     result = run("replay", "--config", path, "--all", "--json")
     assert result.exit_code == 1
-    [item] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"org"')]
-    assert item["outcome"] == "still failing" and item["detail"].startswith("replay failed: AuthError: ")
+    [item] = json.loads(result.stdout)["items"]
+    assert item["outcome"] == "still failing" and item["detail"].startswith("replay failed: ")
+    assert "Salesforce refused the client_credentials login" in item["detail"] and "Error:" not in item["detail"]
 
 
 def test_option_values_are_checked_before_anything_runs(tmp_path: Path) -> None:
@@ -343,8 +347,8 @@ def test_option_values_are_checked_before_anything_runs(tmp_path: Path) -> None:
     cases = [
         (("report", "--config", path, "--from", "2025-03-01", "--to", "2025-01-31"), "--from 2025-03-01 is after --to"),
         (("report", "--config", path, "--from", "2025-02-30"), "expected a date YYYY-MM-DD, got '2025-02-30'"),
-        (("dead-letters", "--config", path, "--source", "mirorr"), "'mirorr' is not a source; one of: mirror"),
-        (("sync", "--config", path, "--objects", "ppc,oders"), "unknown object(s) oders; the mapping gtm-v1 has"),
+        (("dead-letters", "--config", path, "--source", "mirorr"), "unknown dead-letter source 'mirorr'; valid sources: mirror (sync), offers_push"),
+        (("sync", "--config", path, "--objects", "ppc,oders"), "unknown object(s) oders; the mapping gtm-v2 has"),
         (("sandbox", "stripe", "--fee-percent", "abc"), "'abc' is not a number"),
     ]
     for args, message in cases:
@@ -465,15 +469,15 @@ def test_daemon_skips_an_org_whose_file_is_bad_and_runs_the_others(tmp_path: Pat
 @pytest.fixture
 def slow_sync(tmp_path: Path, sandbox_org: SandboxOrg) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     """`gtm-connector sync` against the sandbox org answering each call after 1.5 s,
-    started and waited for until its first query is in flight."""
+    started and waited for until its first query is in flight (after the mapping check)."""
     path = write_config(tmp_path, sandbox_org)
     sandbox_org.set_latency(1.5)
     proc = subprocess.Popen([str(EXE), "sync", "--config", str(path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
-        while sum(sandbox_org.counters()["calls"].values()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)  # the token call and the first query have arrived
+        while sum(sandbox_org.counters()["calls"].values()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the token call, the mapping check's describes and the first query have arrived
         yield proc, path
     finally:
         if proc.poll() is None:
@@ -490,7 +494,7 @@ def test_ctrl_c_during_sync_stops_after_the_page_and_commits(slow_sync: tuple[su
     assert "SIGINT: finishing the current page or batch" in err
     assert "interrupted: stopped after the current page or batch; what was done is committed" in err
     assert "sync stopped" in out and "Traceback" not in out + err
-    doc = json.loads(run("status", "--config", path, "--json").stdout.strip().splitlines()[-1])
+    [doc] = json.loads(run("status", "--config", path, "--json").stdout)["orgs"]
     assert doc["last_mirror_run"]["status"] == "stopped"
     synced = [o for o in doc["objects"] if o["cursor"] is not None]
     assert 1 <= len(synced) < len(doc["objects"])  # what was fetched is kept; the rest waits

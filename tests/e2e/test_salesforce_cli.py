@@ -41,6 +41,9 @@ kind = "client_credentials"
 client_id = "{sandbox_org.client_id}"
 client_secret = {{ env = "ACME_SF_SECRET" }}
 
+[invoicing]
+issuer = "connector"
+
 [stripe]
 api_key = {{ env = "ACME_STRIPE_KEY" }}
 
@@ -55,13 +58,19 @@ def cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def org_doc(out: str) -> dict:
+    """The one org's part of a command's --json document (stdout; logs are on stderr)."""
+    [doc] = [json.loads(line) for line in out.splitlines() if line.startswith('{"orgs"')]
+    return doc["orgs"][0]
+
+
 def test_sync_then_status(config_file: Path, sandbox_org: SandboxOrg) -> None:
     code, out = cli("sync", "--config", str(config_file))
     assert code == 0, out
     assert "SfdcPartnerOrder" in out and "Salesforce API calls" in out
     code, out = cli("status", "--config", str(config_file), "--json")
     assert code == 0, out
-    doc = json.loads(out.strip().splitlines()[-1])
+    doc = org_doc(out)
     rows = {o["object"]: o for o in doc["objects"]}
     assert rows["SfdcPartnerOrder"]["rows"] == 3
     assert rows["SfdcPartnerOrderItem"]["dead_letters"] == 1
@@ -74,7 +83,7 @@ def test_second_sync_is_idle(config_file: Path, sandbox_org: SandboxOrg) -> None
     sandbox_org.reset_counters()
     code, out = cli("sync", "--config", str(config_file), "--json")
     assert code == 0, out
-    doc = json.loads([line for line in out.splitlines() if line.startswith('{"org"')][-1])
+    doc = org_doc(out)
     assert all(o["idle"] for o in doc["objects"])
     assert sandbox_org.api_calls <= 2
 
@@ -82,10 +91,10 @@ def test_second_sync_is_idle(config_file: Path, sandbox_org: SandboxOrg) -> None
 def test_sync_of_some_objects_with_dry_run(config_file: Path) -> None:
     code, out = cli("sync", "--config", str(config_file), "--objects", "ppc,ppp", "--dry-run", "--json")
     assert code == 0, out
-    doc = json.loads([line for line in out.splitlines() if line.startswith('{"org"')][-1])
+    doc = org_doc(out)
     assert [o["object"] for o in doc["objects"]] == ["SfdcPartnerTermSetProduct", "SfdcPartnerProvisionProduct"]
     code, out = cli("status", "--config", str(config_file), "--json")
-    rows = {o["object"]: o for o in json.loads(out.strip().splitlines()[-1])["objects"]}
+    rows = {o["object"]: o for o in org_doc(out)["objects"]}
     assert rows["SfdcPartnerProvisionProduct"]["rows"] == 0  # a dry run writes nothing
 
 

@@ -28,7 +28,7 @@ def test_an_order_with_an_extreme_start_date_is_quarantined_and_the_rest_invoice
     org.order(2, start=extreme)
     org.order(3, start=date(2026, 1, 1))
     org.order(4, start=date(2026, 3, 1), items=[(PPP_CORE, 5, "50.00")], order_type="Add-On", initial=2)
-    invoicing = InvoicingService(org_id=ORG, uow=uow_factory, billing=stripe_billing, mapping=load_mapping("gtm-v1"),
+    invoicing = InvoicingService(org_id=ORG, uow=uow_factory, billing=stripe_billing, mapping=load_mapping("gtm-v2"),
                                  settings=InvoicingSettings(lead_days=400),
                                  clock=Clock(datetime(2025, 12, 31, 10, tzinfo=UTC)))
 

@@ -37,7 +37,7 @@ CONFIGS = sorted((CORPUS / "configs").glob("*.toml"))
 MAPPING_EDITS = sorted((CORPUS / "mappings").glob("*.toml"))
 MIRROR_CASES = json.loads((CORPUS / "records" / "mirror.json").read_text())["cases"]
 INVOICING_CASES = json.loads((CORPUS / "records" / "invoicing.json").read_text())["cases"]
-MAPPING = load_mapping("gtm-v1")
+MAPPING = load_mapping("gtm-v2")
 
 
 def expected_key(path: Path) -> str:
@@ -90,7 +90,7 @@ def test_config_check_prints_one_line_per_problem_and_no_traceback(tmp_path: Pat
 def test_a_bad_mapping_is_refused_at_load_naming_file_and_key(edit: Path, tmp_path: Path) -> None:
     spec = tomllib.loads(edit.read_text())
     mapping = tmp_path / "partner-mapping"
-    shutil.copytree(mappings_root() / "gtm-v1", mapping)
+    shutil.copytree(mappings_root() / "gtm-v2", mapping)
     target = mapping / spec["file"]
     old, new = spec["replace"]
     text = target.read_text()

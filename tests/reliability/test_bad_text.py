@@ -14,7 +14,7 @@ from connector.mappings import load_mapping
 from connector.sandbox.org import SandboxOrg
 from connector.services.mirror import MirrorService
 
-MAPPING = load_mapping("gtm-v1")
+MAPPING = load_mapping("gtm-v2")
 ORDER = MAPPING.objects["order"]
 OFFER = MAPPING.objects["offer"]
 

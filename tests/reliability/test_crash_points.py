@@ -45,7 +45,7 @@ from connector.services.replay import replay
 from tests.fixtures.payouts import PartnerBooks, billing_records, core_app, invoiced_orders, validation_rule
 from tests.integration.stripe.gtm import ORG, Clock, GtmOrg, order_id
 
-MAPPING = load_mapping("gtm-v1")
+MAPPING = load_mapping("gtm-v2")
 LOG = structlog.get_logger("test.crash_points")
 TODAY = datetime.now(UTC).date()
 
@@ -220,13 +220,34 @@ def pusher(org: Any, uow_factory: Callable[..., Any], sandbox_org: SandboxOrg, d
     return OffersPushService(org, uow_factory, MAPPING, sandbox_org.org_id, drafts)
 
 
+# Wayne is a new customer: composite call #1 creates its SfdcCustomerForPartner record,
+# #2 the offer with its items.
+CUSTOMER_CREATE, OFFER_CREATE = 1, 2
+
+
+@pytest.mark.parametrize("when", ["after", "before"])
+def test_customer_create_dies_around_the_org_call_and_the_rerun_makes_exactly_one(
+    when: str, drafts: Path, sandbox_org: SandboxOrg, gateway: SalesforceOrg, uow_factory: Callable[..., Any]
+) -> None:
+    write_draft(drafts)
+    customers = lambda: [c for c in sandbox_org.records("SfdcCustomerForPartner")  # noqa: E731
+                         if c["BillingCustomerOrg"] == "00D5g0000012345ABC"]
+    with pytest.raises(Crash):
+        pusher(DiesAt(gateway, "composite", nth=CUSTOMER_CREATE, when=when), uow_factory, sandbox_org, drafts).push()
+    assert len(customers()) == (1 if when == "after" else 0) and wayne_offers(sandbox_org) == []
+    [result] = pusher(gateway, uow_factory, sandbox_org, drafts).push().results
+    [customer] = customers()  # looked up before it is created: never two
+    [offer] = wayne_offers(sandbox_org)
+    assert result.action == "created" and offer["CustomerForPartnerId"] == customer["Id"]
+
+
 def wayne_offers(sandbox_org: SandboxOrg) -> list[dict[str, Any]]:
-    return [r for r in sandbox_org.records("SfdcPartnerOffer") if r["CustomerOrgId"] == "00D5g0000012345ABC"]
+    return [r for r in sandbox_org.records("SfdcPartnerOffer") if r["BillingCustomerOrg"] == "00D5g0000012345ABC"]
 
 
 def offer_items(sandbox_org: SandboxOrg, offer_id: str) -> list[tuple[int, Decimal]]:
     return sorted((r["Quantity"], r["CustomerUnitPricePerMonth"]) for r in sandbox_org.records("SfdcPartnerOfferItem")
-                  if r["SfdcPartnerOfferId"] == offer_id)
+                  if r["PartnerOfferId"] == offer_id)
 
 
 @pytest.mark.parametrize("when", ["after", "before"])
@@ -235,7 +256,7 @@ def test_offer_create_dies_around_the_org_call_and_the_rerun_makes_exactly_one(
 ) -> None:
     write_draft(drafts)
     with pytest.raises(Crash):
-        pusher(DiesAt(gateway, "composite", when=when), uow_factory, sandbox_org, drafts).push()
+        pusher(DiesAt(gateway, "composite", nth=OFFER_CREATE, when=when), uow_factory, sandbox_org, drafts).push()
     assert len(wayne_offers(sandbox_org)) == (1 if when == "after" else 0)
 
     [result] = pusher(gateway, uow_factory, sandbox_org, drafts).push().results
@@ -257,7 +278,7 @@ def test_offer_edited_after_a_lost_create_is_adopted_then_updated_in_one_run(
 ) -> None:
     write_draft(drafts)
     with pytest.raises(Crash):
-        pusher(DiesAt(gateway, "composite"), uow_factory, sandbox_org, drafts).push()
+        pusher(DiesAt(gateway, "composite", nth=OFFER_CREATE), uow_factory, sandbox_org, drafts).push()
     write_draft(drafts, items=[{"product": "Core App", "quantity": 12, "unit_price_per_month": "45.00"}])
 
     [result] = pusher(gateway, uow_factory, sandbox_org, drafts).push().results
@@ -274,7 +295,7 @@ def test_offer_update_applied_but_not_recorded_is_not_reported_as_a_conflict(
     write_draft(drafts)
     offer_id = pusher(gateway, uow_factory, sandbox_org, drafts).push().results[0].sf_id
     write_draft(drafts, items=[{"product": "Core App", "quantity": 12, "unit_price_per_month": "45.00"}])
-    with pytest.raises(Crash):
+    with pytest.raises(Crash):  # the customer exists by now: composite #1 is the update
         pusher(DiesAt(gateway, "composite"), uow_factory, sandbox_org, drafts).push()
     assert offer_items(sandbox_org, offer_id) == [(12, Decimal("45.00"))]  # the org has our update
     sandbox_org.reset_counters()
@@ -282,7 +303,7 @@ def test_offer_update_applied_but_not_recorded_is_not_reported_as_a_conflict(
     [result] = pusher(gateway, uow_factory, sandbox_org, drafts).push().results
 
     assert (result.action, result.sf_id) == ("updated", offer_id)
-    assert sandbox_org.api_calls == 1  # the org's view only: nothing is sent again
+    assert sandbox_org.api_calls == 2  # the customer look-up and the org's view: nothing is sent again
     assert len(wayne_offers(sandbox_org)) == 1 and offer_items(sandbox_org, offer_id) == [(12, Decimal("45.00"))]
     with uow_factory() as uow:
         assert uow.dead_letters.count_open(sandbox_org.org_id, source="offers_push") == 0

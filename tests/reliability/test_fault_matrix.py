@@ -43,7 +43,7 @@ from tests.integration.stripe.gtm import ORG, Clock, GtmOrg, order_id
 from tests.reliability.test_crash_points import drafts, offer_items, pusher, wayne_offers, write_draft  # noqa: F401
 
 pytestmark = pytest.mark.slow
-MAPPING = load_mapping("gtm-v1")
+MAPPING = load_mapping("gtm-v2")
 TIMEOUT_S = 1.0
 FOR_GOOD = 40  # outlasts every retry of one run
 VOLATILE = {"first_seen_at", "updated_at", "deleted_at"}

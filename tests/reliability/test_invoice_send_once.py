@@ -21,7 +21,7 @@ SEND = "POST /v1/invoices/{id}/send"
 
 
 def an_invoicing(uow: Callable[[], SqlUnitOfWork], billing: StripeBilling) -> InvoicingService:
-    return InvoicingService(org_id=ORG, uow=uow, billing=billing, mapping=load_mapping("gtm-v1"),
+    return InvoicingService(org_id=ORG, uow=uow, billing=billing, mapping=load_mapping("gtm-v2"),
                             settings=InvoicingSettings(), clock=Clock(datetime(2025, 12, 31, 10, tzinfo=UTC)))
 
 

@@ -16,7 +16,7 @@ from connector.mappings import load_mapping
 from connector.sandbox.org import SandboxOrg
 from connector.services.mirror import MirrorService
 
-MAPPING = load_mapping("gtm-v1")
+MAPPING = load_mapping("gtm-v2")
 
 
 def test_a_query_more_timeout_is_reported_as_the_timeout(sandbox_org: SandboxOrg, gateway: SalesforceOrg,

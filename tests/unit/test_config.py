@@ -25,6 +25,9 @@ kind = "client_credentials"
 client_id = "3MVG9abc"
 client_secret = { env = "ACME_SF_SECRET" }
 
+[invoicing]
+issuer = "connector"
+
 [stripe]
 api_key = { env = "ACME_STRIPE_KEY" }
 """
@@ -50,7 +53,7 @@ def test_valid_config_gets_defaults(tmp_path):
     assert config.invoicing.days_until_due == 30
     assert config.invoicing.proration == "daily"
     assert config.api_budget_percent == 80
-    assert config.mapping == "gtm-v1"
+    assert config.mapping == "gtm-v2"
     assert config.database_url == "sqlite:///data/acme.sqlite3"  # relative to the working directory
     assert config.schedules.interval_seconds("mirror") == 300
 
@@ -69,7 +72,7 @@ def test_missing_client_id_names_file_and_dotted_key(tmp_path):
 
 def test_every_problem_is_reported_at_once(tmp_path):
     text = VALID.replace('alias = "acme"', 'alias = "Acme Corp"').replace("00D5g000004AcmeAAA", "00D123")
-    text += "\n[invoicing]\nproration = 'weekly'\nlead_dayz = 3\n"
+    text = text.replace('[invoicing]\nissuer = "connector"\n', "[invoicing]\nissuer = 'connector'\nproration = 'weekly'\nlead_dayz = 3\n")
     keys = {key for _, key, _ in problems_of(write(tmp_path, text))}
     assert {"org.alias", "org.org_id", "invoicing.proration", "invoicing.lead_dayz"} <= keys
 
@@ -144,10 +147,32 @@ def test_parse_config_from_dict():
     config = parse_config(
         {"org": {"alias": "x", "org_id": "00D000000000001AAA"},
          "salesforce": {"auth": {"kind": "client_credentials", "client_id": "c", "client_secret": {"env": "S"}}},
-         "stripe": {"api_key": {"env": "K"}}},
+         "stripe": {"api_key": {"env": "K"}}, "invoicing": {"issuer": "salesforce"}},
         environ={"S": "1", "K": "2"},
     )
     assert config.salesforce.login_url == "https://login.salesforce.com"
+    assert config.invoicing.issuer == "salesforce"
+
+
+@pytest.mark.parametrize("invoicing", [None, {}, {"lead_days": 1}])
+def test_the_invoice_issuer_is_required_and_explained(invoicing: dict | None) -> None:
+    """No default: guessing wrong would bill a GTM customer twice, or never."""
+    data = {"org": {"alias": "x", "org_id": "00D000000000001AAA"},
+            "salesforce": {"auth": {"kind": "client_credentials", "client_id": "c", "client_secret": {"env": "S"}}},
+            "stripe": {"api_key": {"env": "K"}}}
+    if invoicing is not None:
+        data["invoicing"] = invoicing
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, source="acme.toml", environ={"S": "1", "K": "2"})
+    assert str(caught.value) == ("acme.toml: invoicing.issuer: required: `salesforce` when your GTM app already "
+                                 "invoices through Stripe (the usual case), `connector` when this connector must "
+                                 "create the invoices")
+
+
+def test_an_unknown_issuer_is_named(tmp_path) -> None:
+    path = write(tmp_path, VALID.replace('issuer = "connector"', 'issuer = "stripe"'))
+    [(_, key, msg)] = problems_of(path)
+    assert (key, msg) == ("invoicing.issuer", "must be one of: salesforce, connector")
 
 
 @pytest.mark.parametrize("name", ["example.toml", "demo.toml"])
@@ -173,5 +198,5 @@ def test_config_check_knows_the_mapping_and_names_the_database_variable(tmp_path
            str(from_env)]
     result = subprocess.run(cmd, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd=REPO)
     assert result.returncode == 2
-    assert f"{typo}: sync.objects: unknown object(s) SfdcPartnerOrdr; the mapping gtm-v1 has " in result.stderr
+    assert f"{typo}: sync.objects: unknown object(s) SfdcPartnerOrdr; the mapping gtm-v2 has " in result.stderr
     assert f"{from_env}: ok" in result.stdout and "database from $ACME_DATABASE_URL" in result.stdout

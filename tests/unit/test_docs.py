@@ -4,6 +4,7 @@ metrics ``/metrics`` exposes."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import tomllib
 import typing
@@ -143,3 +144,58 @@ def test_readme_names_exactly_the_metrics_the_daemon_exposes() -> None:
         text = doc.read_text()
         quoted = set(re.findall(r"`([a-z_]+_total)(?:\{[^`]*\})?`", text)) | set(re.findall(r"`([a-z_]+)\{[^`]*\}`", text))
         assert quoted <= names, f"{doc.name} names metrics /metrics does not expose: {quoted - names}"
+
+
+def _cli_commands() -> dict[str, Any]:
+    """Every command a person can type (``db upgrade``, ``sync`` …) -> its click command;
+    hidden aliases (``offer create``, ``sandbox serve``) left out."""
+    from typer.main import get_command
+
+    from connector.entrypoints.cli import app
+
+    found: dict[str, Any] = {}
+
+    def walk(command: Any, path: tuple[str, ...]) -> None:
+        subs = getattr(command, "commands", None)
+        if not subs:
+            found[" ".join(path)] = command
+            return
+        for name, sub in subs.items():
+            if not sub.hidden:
+                walk(sub, (*path, name))
+
+    walk(get_command(app), ())
+    return found
+
+
+def _readme_commands() -> dict[str, str]:
+    """Command -> the README command-table row that documents it."""
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("## Commands", 1)[1].split("\n\n", 2)[1]
+    rows: dict[str, str] = {}
+    for row in table.splitlines():
+        first = row.split(" | ")[0]
+        for usage in re.findall(r"`([^`]+)`", first):
+            words = usage.removeprefix("gtm-connector ").split()
+            name = " ".join(itertools.takewhile(lambda w: re.fullmatch(r"[a-z][a-z-]*", w), words))
+            rows[name] = row
+    return rows
+
+
+def test_readme_command_table_lists_exactly_the_commands() -> None:
+    assert set(_readme_commands()) == set(_cli_commands())
+
+
+def test_readme_shows_json_on_every_command_that_takes_it() -> None:
+    rows = _readme_commands()
+    for name, command in _cli_commands().items():
+        takes_json = any("--json" in getattr(p, "opts", ()) for p in command.params)
+        if takes_json and not name.startswith("sandbox"):
+            assert "--json" in rows[name], name
+
+
+def test_readme_documents_the_output_and_log_settings() -> None:
+    readme = (REPO / "README.md").read_text()
+    for text in ("--log-level", "GTM_LOG_LEVEL", "--log-format", "GTM_LOG_FORMAT", "one JSON document",
+                 '{"orgs": [', "--version", "--install-completion"):
+        assert text in readme, text

@@ -14,18 +14,26 @@ from connector.mappings import check_against_tables, load_mapping, mappings_root
 @pytest.fixture
 def mapping_copy(tmp_path: Path) -> Path:
     dest = tmp_path / "acme-v1"
-    shutil.copytree(mappings_root() / "gtm-v1", dest)
+    shutil.copytree(mappings_root() / "gtm-v2", dest)
     return dest
 
 
 def test_default_mapping_names_the_gtm_objects():
-    mapping = load_mapping("gtm-v1")
+    mapping = load_mapping("gtm-v2")
     assert {o.sobject for o in mapping.objects.values()} == {
         "SfdcPartnerTermSet", "SfdcPartnerTermSetProduct", "SfdcPartnerProvisionProduct",
         "SfdcPartnerProductLicense", "SfdcPartnerOffer", "SfdcPartnerOfferItem", "SfdcPartnerOrder",
-        "SfdcPartnerOrderItem", "SfdcPartnerPayout",
+        "SfdcPartnerOrderItem", "SfdcPartnerPayout", "SfdcCustomerForPartner", "SfdcPartnerOrderBillingTrxn",
     }
     assert mapping.objects["ppc"].fields["RevenueSharePercentage"].column == "revenue_share_percent"
+    # The object reference's names for the links, and the payout amount in cents.
+    assert mapping.objects["order_item"].sf_field_for("order_id") == "PartnerOrderId"
+    assert mapping.objects["order_item"].sf_field_for("ppp_id") == "PartnerProvisionProductId"
+    assert mapping.objects["ppc"].sf_field_for("term_set_id") == "PartnerTermSetId"
+    assert mapping.objects["product_license"].sf_field_for("license_id") == "LicenseId"
+    assert mapping.objects["payout"].sf_field_for("stripe_payout_id") == "ExternalId"
+    assert mapping.objects["payout"].fields["Amount"].type == "currency_cents"
+    assert mapping.objects["billing_link"].sf_field_for("stripe_invoice_id") == "PartnerBillingTransactionId"
     assert mapping.objects["order"].writable is False
     assert mapping.writeback.sobject == "GTM_Order_Billing__c"
     assert mapping.writeback.external_id == "Order_Id__c"
@@ -53,7 +61,8 @@ def test_unknown_type_is_named(mapping_copy):
 
 def test_a_cursor_the_mirror_cannot_honour_is_refused(mapping_copy):
     path = mapping_copy / "mapping.toml"
-    path.write_text(path.read_text().replace('cursor = "SystemModstamp"', 'cursor = "LastModifiedDate"', 1))
+    path.write_text(path.read_text().replace('sobject = "SfdcPartnerOrder"\n',
+                                             'sobject = "SfdcPartnerOrder"\ncursor = "LastModifiedDate"\n', 1))
     with pytest.raises(MappingError, match=r"mapping.toml: objects\.\w+\.cursor: only 'SystemModstamp' is supported, "
                                            r"got 'LastModifiedDate'"):
         load_mapping(mapping_copy)

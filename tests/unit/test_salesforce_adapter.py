@@ -30,7 +30,7 @@ from connector.errors import ApiLimitReached, AuthError, TransientError
 
 LOGIN = "https://login.example.test"
 INSTANCE = "https://acme.example.test"
-V = f"{INSTANCE}/services/data/v62.0"
+V = f"{INSTANCE}/services/data/v66.0"
 TOKEN_URL = f"{LOGIN}/services/oauth2/token"
 
 
@@ -67,7 +67,7 @@ def test_limit_info_header_is_parsed() -> None:
 @responses.activate
 def test_pages_stream_and_money_arrives_as_decimal() -> None:
     _token(responses)
-    responses.add(responses.GET, f"{V}/query/", json=_page([{"Id": "a", "Amount": 12.5}], 2, "/services/data/v62.0/query/01g-1"),
+    responses.add(responses.GET, f"{V}/query/", json=_page([{"Id": "a", "Amount": 12.5}], 2, "/services/data/v66.0/query/01g-1"),
                   headers=LIMIT)
     responses.add(responses.GET, f"{V}/query/01g-1", json=_page([{"Id": "b", "Amount": 0.1}], 2), headers=LIMIT)
     org = _org()
@@ -86,7 +86,7 @@ def test_pages_stream_and_money_arrives_as_decimal() -> None:
 @responses.activate
 def test_expired_session_mid_pagination_reauthenticates_once_and_resumes() -> None:
     _token(responses, "tok-1", "tok-2")
-    responses.add(responses.GET, f"{V}/query/", json=_page([{"Id": "a"}], 2, "/services/data/v62.0/query/01g-1"))
+    responses.add(responses.GET, f"{V}/query/", json=_page([{"Id": "a"}], 2, "/services/data/v66.0/query/01g-1"))
     responses.add(responses.GET, f"{V}/query/01g-1", status=401,
                   json=[{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}])
     responses.add(responses.GET, f"{V}/query/01g-1", json=_page([{"Id": "b"}], 2))
@@ -197,20 +197,20 @@ def test_collections_upsert_chunks_by_200_and_returns_record_errors_as_data() ->
 
 
 @responses.activate
-def test_composite_queries_batch_five_per_call() -> None:
+def test_queries_go_in_batches_of_twenty_five() -> None:
     _token(responses)
-    seen: list[int] = []
+    seen: list[list[str]] = []
 
     def answer(request: object) -> tuple[int, dict[str, str], str]:
-        subs = json.loads(request.body)["compositeRequest"]  # type: ignore[attr-defined]
-        seen.append(len(subs))
-        return 200, {}, json.dumps({"compositeResponse": [
-            {"body": {"totalSize": 0, "done": True, "records": []}, "httpHeaders": {}, "httpStatusCode": 200,
-             "referenceId": s["referenceId"]} for s in subs]})
+        subs = json.loads(request.body)["batchRequests"]  # type: ignore[attr-defined]
+        seen.append([s["url"] for s in subs])
+        return 200, {}, json.dumps({"hasErrors": False, "results": [
+            {"statusCode": 200, "result": {"totalSize": 0, "done": True, "records": []}} for _ in subs]})
 
-    responses.add_callback(responses.POST, f"{V}/composite", callback=answer)
-    results = _org().composite_queries([f"SELECT Id FROM X{i}" for i in range(9)], include_deleted=True)
-    assert seen == [5, 4] and len(results) == 9
+    responses.add_callback(responses.POST, f"{V}/composite/batch", callback=answer)
+    results = _org().composite_queries([f"SELECT Id FROM X{i}" for i in range(30)], include_deleted=True)
+    assert [len(urls) for urls in seen] == [25, 5] and len(results) == 30
+    assert seen[0][0] == "v66.0/queryAll?q=SELECT+Id+FROM+X0"  # relative to /services/data/, as Salesforce wants
 
 
 def test_jwt_assertion_claims(tmp_path: Path) -> None:

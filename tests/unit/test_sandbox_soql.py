@@ -7,10 +7,10 @@ from decimal import Decimal
 import pytest
 
 from connector.sandbox.org.data import OrgData
-from connector.sandbox.org.schema import schema_from_mapping
+from connector.sandbox.org.schema import load_org_schema
 from connector.sandbox.org.soql import SoqlError, compile_soql
 
-SCHEMA = schema_from_mapping("gtm-v1")
+SCHEMA = load_org_schema()
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ from connector.adapters.store.repositories import (
     SyncStateRepository,
     WritebackStateRepository,
 )
-from connector.adapters.store.tables import MIRROR_TABLES, OBJECT_TABLES, metadata, mirror_columns
+from connector.adapters.store.tables import MIRROR_TABLES, OBJECT_TABLES, column_scale, metadata, mirror_columns
 from connector.adapters.store.types import ExactDecimal, Json, Money, Percent, UtcDateTime
 from connector.adapters.store.uow import SqlUnitOfWork
 
@@ -89,6 +89,7 @@ __all__ = [
     "make_engine",
     "metadata",
     "mirror_columns",
+    "column_scale",
     "mirror_table",
     "session_factory",
     "upgrade",

@@ -185,7 +185,7 @@ def advisory_lock(engine: Engine, org_id: str, job: str) -> Iterator[bool]:
     with engine.connect() as conn:
         acquired = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
         conn.commit()  # the lock is session-level: don't sit idle in a transaction while holding it
-        log.debug("lock.tried", org=org_id, job=job, acquired=acquired)
+        log.debug("lock.tried", org_id=org_id, job=job, acquired=acquired)
         try:
             yield acquired
         finally:
@@ -232,7 +232,7 @@ def _unlock(conn: Any, key: int, org_id: str, job: str) -> None:
         conn.commit()
     except DBAPIError:
         # The connection is gone, and the lock with it; never return it to the pool.
-        log.warning("lock.release_failed", org=org_id, job=job)
+        log.warning("lock.release_failed", org_id=org_id, job=job)
         conn.invalidate()
 
 

@@ -123,7 +123,8 @@ class Invoice(_FromRow):
     voided_at: datetime | None
     last_event_id: str | None
     last_event_created: int | None
-    status_source: str | None  # create | webhook | poll
+    status_source: str | None  # create | adopt | webhook | poll
+    issued_by: str | None  # connector | salesforce
     updated_at: datetime
 
 
@@ -174,6 +175,15 @@ class WritebackState(_FromRow):
     payload_hash: str | None
     last_written_at: datetime | None
     last_result: str | None
+
+
+@dataclass(frozen=True)
+class MappingCheck(_FromRow):
+    org_id: str
+    mapping_name: str
+    mapping_hash: str
+    describe_last_modified: str | None
+    checked_at: datetime
 
 
 @dataclass(frozen=True)

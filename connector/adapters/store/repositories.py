@@ -27,6 +27,7 @@ from connector.adapters.store.records import (
     DeadLetter,
     Invoice,
     JobRun,
+    MappingCheck,
     OfferDraft,
     OutboxEntry,
     Payout,
@@ -344,11 +345,13 @@ class DeadLetterRepository(_Repository[DeadLetter]):
         )
         return bool(result.rowcount)
 
-    def count_open(self, org_id: str, source: str | None = None) -> int:
+    def count_open(self, org_id: str, source: str | None = None, *, error_code: str | None = None) -> int:
         c = self.table.c
         stmt = select(func.count()).select_from(self.table).where(c.org_id == org_id, c.resolved_at.is_(None))
         if source is not None:
             stmt = stmt.where(c.source == source)
+        if error_code is not None:
+            stmt = stmt.where(c.error_code == error_code)
         return int(self.session.execute(stmt).scalar_one())
 
     def _open_where(self, org_id: str, source: str, object_name: str, record_id: str) -> tuple[ColumnElement[bool], ...]:
@@ -503,6 +506,14 @@ class WritebackStateRepository(_KeyedRepository[WritebackState]):
     table = t.writeback_state
     record = WritebackState
     key = "order_id"
+
+
+class MappingCheckRepository(_KeyedRepository[MappingCheck]):
+    """Per (org, mapping set): hash, describe Last-Modified and time of the last check that passed."""
+
+    table = t.mapping_checks
+    record = MappingCheck
+    key = "mapping_name"
 
 
 class OfferDraftRepository(_KeyedRepository[OfferDraft]):

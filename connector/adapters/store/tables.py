@@ -28,7 +28,7 @@ from sqlalchemy import (
     text,
 )
 
-from connector.adapters.store.types import ExactDecimal, Json, Money, Percent, UtcDateTime
+from connector.adapters.store.types import ExactDecimal, Json, Money, Percent, Price, UtcDateTime
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -50,7 +50,7 @@ def _org_id() -> Column[str]:
 
 # --------------------------------------------------------------------------- mirror tables
 # Store type names used by ``mirror_columns`` (the mapping loader's vocabulary).
-_STRING, _INT, _MONEY, _PERCENT = "string", "int", "money", "percent"
+_STRING, _INT, _MONEY, _PRICE, _PERCENT = "string", "int", "money", "price", "percent"
 _DATE, _DATETIME, _BOOLEAN, _JSON = "date", "datetime", "boolean", "json"
 
 # Columns a mapping may not target: the connector maintains them itself.
@@ -96,8 +96,8 @@ def _mirror_table(name: str, *data_columns: Column, indexes: tuple[str, ...] = (
 term_sets = _mirror_table(
     "term_sets",
     _name(),
-    Column("contract_term_months", Integer()),
-    _str("payment_terms"),
+    _str("default_currency"),
+    Column("default_billing_frequency_months", Integer()),
 )
 
 ppcs = _mirror_table(
@@ -114,8 +114,15 @@ product_licenses = _mirror_table(
     "product_licenses",
     _name(),
     _ref("ppp_id"),
-    _str("package_license_id"),
-    _str("permission_set_id"),
+    _ref("license_id"),
+)
+
+customers = _mirror_table(
+    "customers",
+    _name(),
+    _str("customer_org_id"),
+    _str("billing_email"),
+    _ref("account_id"),
 )
 
 offers = _mirror_table(
@@ -124,6 +131,7 @@ offers = _mirror_table(
     _str("status"),
     _str("offer_type"),
     _str("customer_name"),
+    _ref("customer_id"),
     _str("customer_org_id"),
     _ref("term_set_id"),
     Column("contract_term_months", Integer()),
@@ -145,7 +153,7 @@ offer_items = _mirror_table(
     _ref("offer_id"),
     _ref("ppp_id"),
     Column("quantity", Integer()),
-    Column("unit_price_per_month", Money()),
+    Column("unit_price_per_month", Price()),
     Column("line_item_total", Money()),
     indexes=("offer_id",),
 )
@@ -175,8 +183,16 @@ order_items = _mirror_table(
     _ref("order_id"),
     _ref("ppp_id"),
     Column("quantity", Integer()),
-    Column("unit_price_per_month", Money()),
+    Column("unit_price_per_month", Price()),
     Column("line_item_total", Money()),
+    indexes=("order_id",),
+)
+
+order_billing_links = _mirror_table(
+    "order_billing_links",
+    _name(),
+    _ref("order_id"),
+    _str("stripe_invoice_id"),
     indexes=("order_id",),
 )
 
@@ -187,21 +203,25 @@ org_payouts = _mirror_table(
     Column("amount", Money()),
     Column("payout_date", Date()),
     _str("status"),
+    _str("currency"),
 )
 
 MIRROR_TABLES: Mapping[str, Table] = {
-    t.name: t for t in (term_sets, ppcs, ppps, product_licenses, offers, offer_items, orders, order_items, org_payouts)
+    t.name: t for t in (term_sets, ppcs, ppps, product_licenses, customers, offers, offer_items, orders, order_items,
+                        order_billing_links, org_payouts)
 }
-# Mapping object keys (mappings/gtm-v1) -> mirror table names, for ``uow.mirror("order")``.
+# Mapping object keys (mappings/gtm-v2) -> mirror table names, for ``uow.mirror("order")``.
 OBJECT_TABLES: Mapping[str, str] = {
     "term_set": "term_sets",
     "ppc": "ppcs",
     "ppp": "ppps",
     "product_license": "product_licenses",
+    "customer": "customers",
     "offer": "offers",
     "offer_item": "offer_items",
     "order": "orders",
     "order_item": "order_items",
+    "billing_link": "order_billing_links",
     "payout": "org_payouts",
 }
 
@@ -209,7 +229,7 @@ OBJECT_TABLES: Mapping[str, str] = {
 def _type_name(column: Column) -> str:
     t = column.type
     if isinstance(t, ExactDecimal):
-        return _MONEY if t.scale == 2 else _PERCENT
+        return {2: _MONEY, 6: _PRICE}.get(t.scale, _PERCENT)
     if isinstance(t, UtcDateTime):
         return _DATETIME
     if isinstance(t, Boolean):
@@ -234,6 +254,16 @@ def mirror_columns(table_name: str) -> dict[str, str]:
     ``connector.mappings.check_against_tables(mapping, mirror_columns)``."""
     table = MIRROR_TABLES[table_name]
     return {c.name: _type_name(c) for c in table.columns if c.name not in BOOKKEEPING_COLUMNS}
+
+
+def column_scale(table_name: str, column: str) -> int | None:
+    """Decimals a mirror column keeps (Price 6, Money 2, Percent 4); None if it is not a
+    decimal column or unknown. What the mapping check holds a describe's scale against."""
+    table = MIRROR_TABLES.get(table_name)
+    if table is None or column not in table.c:
+        return None
+    kind = table.c[column].type
+    return kind.scale if isinstance(kind, ExactDecimal) else None
 
 
 # ------------------------------------------------------------------------ connector tables
@@ -300,7 +330,7 @@ Index(
     postgresql_where=dead_letter.c.resolved_at.is_(None),
 )
 
-INVOICE_STATUS_SOURCES = ("create", "webhook", "poll")
+INVOICE_STATUS_SOURCES = ("create", "adopt", "webhook", "poll")
 invoices = Table(
     "invoices",
     metadata,
@@ -325,6 +355,7 @@ invoices = Table(
     Column("last_event_id", String(255)),
     Column("last_event_created", BigInteger()),
     Column("status_source", String(16)),
+    Column("issued_by", String(16)),  # "connector" (we made it) or "salesforce" (adopted from the GTM app)
     Column("updated_at", UtcDateTime(), nullable=False),
     UniqueConstraint("stripe_invoice_id", name="uq_invoices_stripe_invoice_id"),
     Index("ix_invoices_org_id_status", "org_id", "status"),
@@ -396,6 +427,18 @@ writeback_state = Table(
     Column("payload_hash", String(64)),
     Column("last_written_at", UtcDateTime()),
     Column("last_result", Text()),
+)
+
+# The last successful check of a mapping against the org's describe: the next check sends
+# If-Modified-Since with its Last-Modified, and a changed mapping (another hash) re-checks fully.
+mapping_checks = Table(
+    "mapping_checks",
+    metadata,
+    _org_id(),
+    Column("mapping_name", String(255), primary_key=True),
+    Column("mapping_hash", String(64), nullable=False),
+    Column("describe_last_modified", String(64)),
+    Column("checked_at", UtcDateTime(), nullable=False),
 )
 
 offer_drafts = Table(

@@ -1,6 +1,6 @@
 """Column types that behave the same on SQLite and PostgreSQL.
 
-* ``ExactDecimal`` (``Money()``, ``Percent()``): ``Decimal`` in, ``Decimal`` out, exact.
+* ``ExactDecimal`` (``Money()``, ``Price()``, ``Percent()``): ``Decimal`` in, ``Decimal`` out, exact.
   PostgreSQL stores ``NUMERIC(p, s)``. SQLite has no exact decimal (its NUMERIC affinity
   turns 12345678901234.56 into a float), so there the value is stored as an INTEGER of
   minor units (cents for money, 1/10000 for percent): exact, sortable, and ``SUM`` stays
@@ -77,6 +77,13 @@ class ExactDecimal(TypeDecorator[Decimal]):
 def Money() -> ExactDecimal:  # noqa: N802 - reads like a type in table definitions
     """NUMERIC(18, 2): amounts in the currency's major unit, exact to the cent."""
     return ExactDecimal(18, 2)
+
+
+def Price() -> ExactDecimal:  # noqa: N802
+    """NUMERIC(18, 6): unit prices as the org gives them (a price of 0.125 per month stays
+    0.125; DESIGN rounds only line totals and shares). Six digits hold any currency field
+    scale a mapping check accepts; 10^12 x 10^6 minor units still fit SQLite's 64-bit INTEGER."""
+    return ExactDecimal(18, 6)
 
 
 def Percent() -> ExactDecimal:  # noqa: N802

@@ -33,6 +33,7 @@ from connector.adapters.store.repositories import (
     DeadLetterRepository,
     InvoiceRepository,
     JobRunRepository,
+    MappingCheckRepository,
     OfferDraftRepository,
     OutboxRepository,
     PayoutRepository,
@@ -62,6 +63,7 @@ class SqlUnitOfWork:
     reconciliation: ReconciliationRepository
     writeback_state: WritebackStateRepository
     offer_drafts: OfferDraftRepository
+    mapping_checks: MappingCheckRepository
     job_runs: JobRunRepository
 
     def __init__(self, session_factory: sessionmaker[Session], *, clock: Clock = utcnow) -> None:
@@ -86,6 +88,7 @@ class SqlUnitOfWork:
         self.reconciliation = ReconciliationRepository(session, **kw)
         self.writeback_state = WritebackStateRepository(session, **kw)
         self.offer_drafts = OfferDraftRepository(session, **kw)
+        self.mapping_checks = MappingCheckRepository(session, **kw)
         self.job_runs = JobRunRepository(session, **kw)
         self._mirrors = {}
         self._open = True

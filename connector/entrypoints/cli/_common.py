@@ -23,6 +23,7 @@ redaction so that no credential is printed.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -32,15 +33,13 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
+from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 
 from connector.config import OrgConfig, load_config, load_config_dir, redact_url
 from connector.errors import ConfigError, ConnectorError, MappingError, TransientError
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.text import Text
-
     from connector.bootstrap import OrgRuntime
 
 ConfigOpt = Annotated[Optional[list[Path]], typer.Option("--config", "-c", help="org config file(s)")]
@@ -55,21 +54,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 # ---------------------------------------------------------------------------- output
-def make_console(**options: Any) -> Console:
-    """The one way commands print for people. Markup is off: record values, error texts and
-    config keys such as ``[stripe] api_base`` are data and print as they are (with markup on,
-    rich swallows bracketed words and fails on a stray ``[/x]``); colour goes through
-    ``styled`` or ``style=``."""
-    from rich.console import Console
-
-    return Console(markup=False, **options)
-
-
-def styled(text: object, style: str | None) -> Text | str:
-    """``text`` in ``style`` (e.g. "red") for a table cell or a print; unstyled if None."""
-    from rich.text import Text
-
-    return Text(str(text), style=style) if style else str(text)
+# How commands print lives in _output (console, tables, the --json convention).
+from connector.entrypoints.cli._output import make_console, styled  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------- errors
@@ -118,6 +104,24 @@ def describe_error(exc: BaseException) -> tuple[list[str], int]:
             "(this is a bug; run again with GTM_DEBUG=1 to see the traceback)"], EXIT_FAILED
 
 
+_LIBRARY_WORDS = (
+    (re.compile(r"Input should be a valid integer.*"), "must be a whole number"),
+    (re.compile(r"Input should be a valid (number|decimal).*"), "must be a number"),
+    (re.compile(r"Input should be a valid boolean.*"), "must be true or false"),
+    (re.compile(r"'([^']*)' is not one of (.*?)\.?$"),
+     lambda m: f"'{m.group(1)}' is not one of: {m.group(2).replace(chr(39), '')}"),
+)
+
+
+def plain_usage(message: str) -> str:
+    """A usage error from typer/pydantic without the library's phrasing
+    (``Value error, 'xml' is not one of 'a', 'b'.`` -> ``'xml' is not one of: a, b``)."""
+    text = message.replace("Value error, ", "")
+    for pattern, words in _LIBRARY_WORDS:
+        text = pattern.sub(words, text)
+    return text
+
+
 def report_error(exc: BaseException) -> int:
     """Print ``exc`` for the operator (stderr, secrets redacted); its exit code."""
     lines, code = describe_error(exc)
@@ -128,17 +132,82 @@ def report_error(exc: BaseException) -> int:
 
 class OperatorGroup(TyperGroup):
     """The root command group: one place where what a command raises becomes a message and
-    an exit code (see the module docstring), instead of a traceback."""
+    an exit code (see the module docstring), instead of a traceback. It also gives every
+    option of every command a readable type in ``--help`` (``readable_types``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        readable_types(self)
+
+    def get_params(self, ctx: Any) -> Any:
+        params = super().get_params(ctx)
+        for param in params:  # typer adds the completion options after __init__
+            _readable(param)
+        return params
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except UsageError as exc:  # the root's own options (--log-level …)
+            exc.message = plain_usage(exc.message)
+            raise
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except UsageError as exc:  # a subcommand's options: typer's words, in ours
+            exc.message = plain_usage(exc.message)
+            raise
         except (typer.Exit, typer.Abort, typer.TyperException, SystemExit, GeneratorExit):
             raise  # typer's own exits and usage errors already speak for themselves
         except BaseException as exc:
             if os.environ.get("GTM_DEBUG") and not isinstance(exc, KeyboardInterrupt):
                 raise
             raise typer.Exit(report_error(exc)) from None
+
+
+_TYPE_WORDS = {"bool": "", "str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH", "Path": "PATH",
+               "file": "FILE", "directory": "DIR", "dir": "DIR", "datetime": "DATETIME"}
+
+
+def _type_label(typer_label: str | None) -> str | None:
+    """Typer's ``<list[Path]>``/``<bool>``/``<daily|monthly>`` as ``--help`` should show it:
+    ``PATH…``, nothing for a flag, ``daily|monthly``; None for no label."""
+    if not typer_label or not (typer_label.startswith("<") and typer_label.endswith(">")):
+        return typer_label or None
+    label = typer_label[1:-1]
+    repeated = label.startswith("list[") and label.endswith("]")
+    if repeated:
+        label = label[5:-1]
+    if "|" not in label:
+        label = _TYPE_WORDS.get(label, label.upper())
+    return (label + ("…" if repeated else "")) or None
+
+
+def _readable(param: Any) -> None:
+    if getattr(param, "_readable_type", False):
+        return
+    original = param.display_type_rich
+    param.display_type_rich = lambda ctx, _original=original: _type_label(_original(ctx))
+    param._readable_type = True
+
+
+def readable_types(command: Any) -> None:
+    """Show readable type labels (``_type_label``) in ``--help`` of ``command`` and every
+    subcommand, its help option included, instead of typer's ``<bool>``/``<list[Path]>``."""
+    for param in getattr(command, "params", []):
+        _readable(param)
+    get_help_option = command.get_help_option
+
+    def help_option(ctx: Any, _get: Any = get_help_option) -> Any:
+        option = _get(ctx)
+        if option is not None:
+            option.display_type_rich = lambda ctx: None
+        return option
+
+    command.get_help_option = help_option
+    for sub in (getattr(command, "commands", None) or {}).values():
+        readable_types(sub)
 
 
 # ---------------------------------------------------------------------------- org selection
@@ -178,6 +247,19 @@ def resolve_orgs(config: list[Path] | None, org: str | None, config_dir: Path | 
         raise ConfigError("no valid org config files", [
             (str(config_dir), "", "no valid org config files (use --config FILE or --org ALIAS)")])
     return configs, len(errors)
+
+
+def with_database_url(cfg: OrgConfig) -> OrgConfig:
+    """A config read with ``skip_secrets`` whose ``database_url_env`` is resolved anyway:
+    the database is not a secret a local-only command can do without."""
+    if not cfg.database_url_env:
+        return cfg
+    url = os.environ.get(cfg.database_url_env)
+    if not url:
+        source = str(cfg.source_file or cfg.alias)
+        text = f"environment variable {cfg.database_url_env} is not set"
+        raise ConfigError(text, [(source, "database_url_env", text)])
+    return cfg.model_copy(update={"database_url": url})
 
 
 def select_configs(config: list[Path] | None, org: str | None, config_dir: Path | None = None) -> list[OrgConfig]:
@@ -269,8 +351,13 @@ class Orgs:
     current page or batch and commit) and no further org starts; a second one quits at once.
     """
 
-    def __init__(self, config: list[Path] | None, org: str | None, config_dir: Path | None = None) -> None:
-        self.configs, skipped = resolve_orgs(config, org, config_dir)
+    def __init__(self, config: list[Path] | None, org: str | None, config_dir: Path | None = None, *,
+                 local_only: bool = False) -> None:
+        # local_only: the command reads the local database only (status, dead-letters,
+        # report), so the org's Salesforce and Stripe secrets need not be set.
+        self.configs, skipped = resolve_orgs(config, org, config_dir, skip_secrets=local_only)
+        if local_only:
+            self.configs = [with_database_url(cfg) for cfg in self.configs]
         self.code = EXIT_USAGE if skipped else EXIT_OK
         self.stop = threading.Event()
         self.opened = 0  # orgs whose runtime could be opened: nothing to show when none was

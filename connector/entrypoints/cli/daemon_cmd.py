@@ -3,14 +3,14 @@ now, through the same ``connector.jobs.run_job`` the daemon uses)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs, make_console
-from connector.jobs import JOBS, JobOutcome
+from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs
+from connector.entrypoints.cli._output import emit_orgs, outcome_doc
+from connector.jobs import JOB_ALIASES, JOBS
 
 
 def daemon(
@@ -30,7 +30,8 @@ def daemon(
 
 
 def run_job_command(
-    job: Annotated[str, typer.Argument(help=f"one of: {', '.join(JOBS)}")],
+    job: Annotated[str, typer.Argument(help=f"one of: {', '.join(JOBS)} (or its command: "
+                                            f"{', '.join(a for a in JOB_ALIASES if a in ('sync', 'invoice', 'invoice-status'))} …)")],
     config: ConfigOpt = None,
     org: OrgOpt = None,
     config_dir: ConfigDirOpt = Path("config"),
@@ -42,39 +43,27 @@ def run_job_command(
 
     Exit 1 if any run failed, 2 if the job is not available in this build; a run skipped
     because another instance holds it is not a failure."""
+    from connector.entrypoints.cli.payouts_cmd import print_outcomes
     from connector.entrypoints.daemon import default_instance_id
-    from connector.jobs import run_job
-    from connector.logging import configure
+    from connector.jobs import UnknownName, job_name, run_job
 
-    if job not in JOBS:
-        typer.echo(f"unknown job {job!r}; one of: {', '.join(JOBS)}", err=True)
-        raise typer.Exit(2)
-    configure(json=as_json or None)
+    try:
+        job = job_name(job)
+    except UnknownName as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
     orgs = Orgs(config, org, config_dir)
     outcomes = [run_job(runtime, job, instance_id=instance_id or default_instance_id(), dry_run=dry_run,
                         stop=orgs.stop) for runtime in orgs]
     if not orgs.opened:
         orgs.exit()
     if as_json:
-        for o in outcomes:
-            typer.echo(json.dumps({"org": o.org, "job": o.job, "status": o.status, "counts": dict(o.counts),
-                                   "error": o.error, "duration_s": o.duration_s, "run_id": o.run_id,
-                                   "api_calls": o.api_calls}))
+        emit_orgs([{**outcome_doc(o), "dry_run": dry_run} for o in outcomes])
     else:
-        _print_table(outcomes)
+        print_outcomes(outcomes)
     if any((o.error or "").startswith("unavailable") for o in outcomes):
         orgs.note(2)  # the job isn't in this build: nothing was done
     orgs.exit(any(o.status == "failed" for o in outcomes))
-
-
-def _print_table(outcomes: list[JobOutcome]) -> None:
-    from rich.table import Table
-
-    table = Table("org", "job", "status", "counts", "duration", "note")
-    for o in outcomes:
-        counts = ", ".join(f"{k}={v}" for k, v in o.counts.items()) or "-"
-        table.add_row(o.org, o.job, o.status, counts, f"{o.duration_s:.1f}s", o.error or "")
-    make_console().print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,13 +10,13 @@ Exit 0 when every step succeeded, 1 otherwise.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from connector.entrypoints.cli._common import make_console, styled
+from connector.entrypoints.cli._output import emit_json, make_table, print_table
 
 
 def demo(
@@ -42,7 +42,7 @@ def demo(
             _database_failed(exc, database_url, data_dir)
             raise
     if as_json:
-        typer.echo(json.dumps(summary.as_json(), indent=2))
+        emit_json(summary.as_json())
     else:
         print_summary(summary, console)
     raise typer.Exit(0 if summary.ok else 1)
@@ -100,7 +100,8 @@ class _Steps:
         self.tasks: dict[str, Any] = {}
 
     def __call__(self, step: str, text: str) -> None:
-        label = self.LABELS.get(step, step)
+        org, _, job = step.rpartition(": ")  # the second org's steps come as "alias: job"
+        label = (f"{org}: " if org else "") + self.LABELS.get(job, job)
         if step not in self.tasks:
             self.tasks[step] = self.progress.add_task(f"{label}: {text}", total=1)
             return
@@ -126,25 +127,24 @@ class _progress:  # noqa: N801 - used as a context manager
 
 
 def print_summary(summary: Any, console: Any) -> None:
-    from rich.table import Table
-
     data = summary.as_json()
-    mirrored = Table("object", "records", title="Mirrored from the org")
+    mirrored = make_table("object", "records", title="Mirrored from the org", keys=("object",), amounts=("records",))
     for obj, n in data["mirrored"].items():
         mirrored.add_row(obj, str(n))
-    console.print(mirrored)
+    print_table(console, mirrored)
 
-    invoices = Table("order", "customer", "invoice", "status", "due date", "amount", "paid", title="Stripe invoices (NET30)")
+    invoices = make_table("order", "customer", "invoice", "status", "due date", "amount", "paid",
+                          title="Stripe invoices (NET30)", keys=("order", "invoice", "status", "due date"),
+                          amounts=("amount", "paid"))
     for inv in data["invoices"]:
         invoices.add_row(inv["order_number"] or inv["order_id"], inv["customer"] or "", inv["number"] or inv["invoice_id"],
                          inv["status"] or "", inv["due_date"] or "", inv["amount"] or "", inv["amount_paid"] or "")
-    console.print(invoices)
+    print_table(console, invoices)
 
     seed = data["seed_003"]
     if seed:
-        payout = Table(title=f"Seed 003: order {seed['order_number']} ({seed['customer']})")
-        payout.add_column("")
-        payout.add_column("amount", justify="right")
+        payout = make_table("", "amount", title=f"Seed 003: order {seed['order_number']} ({seed['customer']})",
+                            keys=("",), amounts=("amount",))
         for label, key in (("subtotal", "subtotal"), ("Salesforce revenue share", "revenue_share"),
                            ("expected payout", "expected_payout"), ("actual payout (Stripe)", "actual_payout"),
                            ("difference", "difference")):
@@ -153,27 +153,38 @@ def print_summary(summary: Any, console: Any) -> None:
         payout.add_row("payout date", seed["payout_date"] or "-")
         payout.add_row("reconciliation", styled(seed["discrepancy"], "red") if seed["discrepancy"]
                        else (styled("matched", "green") if seed["actual_payout"] else "pending"))
-        console.print(payout)
+        print_table(console, payout)
 
     wb = data["writeback"]
     run = wb["this_run"]
-    records = Table("order", "invoice status", "expected", "actual", "last error",
-                    title=f"Write-back to {wb['target']} (this run: {run['written']} written, {run['failed']} rejected, "
-                          f"{run['unchanged']} unchanged)")
+    records = make_table("order", "invoice status", "expected", "actual", "last error",
+                         title=f"Write-back to {wb['target']} (this run: {run['written']} written, {run['failed']} "
+                               f"rejected, {run['unchanged']} unchanged)",
+                         keys=("order", "invoice status"), amounts=("expected", "actual"))
     for r in wb["records"]:
         records.add_row(r["order_number"] or r["order_id"], r["invoice_status"] or "", r["expected_payout"] or "",
                         r["actual_payout"] or "", r["last_error"] or "")
-    console.print(records)
+    print_table(console, records)
 
-    letters = Table("id", "source", "object", "record", "code", "reason", title="Dead letters (open)")
+    letters = make_table("id", "source", "object", "record", "code", "reason", title="Dead letters (open)",
+                         keys=("id", "source", "object", "record", "code"))
     for d in data["dead_letters"]:
         letters.add_row(str(d["id"]), d["source"], d["object"], d["record_id"], d["code"], d["reason"])
-    console.print(letters)
+    print_table(console, letters)
 
-    steps = Table("step", "status", "detail", "s", title="Steps")
+    orgs = make_table("org", "issuer", "Stripe account", "invoices created by the connector", "adopted from Salesforce",
+                      "seed 003 payout", title="Orgs: who issues the invoice", keys=("org", "issuer"),
+                      amounts=("seed 003 payout",))
+    for o in data["orgs"]:
+        orgs.add_row(o["alias"], o["issuer"], o["stripe_account"], str(o["invoices_created_by_connector"]),
+                     str(o["invoices_adopted"]),
+                     f"${_thousands(o['seed_003_actual_payout'])}" if o["seed_003_actual_payout"] else "not paid out yet")
+    print_table(console, orgs)
+
+    steps = make_table("step", "status", "detail", "s", title="Steps", keys=("step", "status"), amounts=("s",))
     for st in data["steps"]:
         steps.add_row(st["step"], st["status"], st["detail"], f"{st['duration_s']:.2f}")
-    console.print(steps)
+    print_table(console, steps)
     this_run = data["this_run"]
     console.print(f"This run: {this_run['invoices_created']} invoice(s) created "
                   f"({this_run['stripe_invoice_creates']} POST /v1/invoices), "
@@ -182,6 +193,8 @@ def print_summary(summary: Any, console: Any) -> None:
                   f"{this_run['org_api_calls']} Salesforce API calls, {this_run['stripe_api_calls']} Stripe calls.")
     console.print(data["message"], style="bold")
     console.print(f"State: {data['data_dir']} (database {data['database']})")
+    if data.get("inspect"):
+        console.print(f"Inspect what it left: {data['inspect']}")
 
 
 def _thousands(value: str) -> str:

@@ -1,5 +1,6 @@
 """`gtm-connector offers push` (send draft offer files to the org) and
-`gtm-connector offer create` (write a validated draft file, optionally push it).
+`gtm-connector offers create` (write a validated draft file, optionally push it;
+``offer create`` is kept as an alias).
 
 Draft files live in the org's drafts directory (``offers/<alias>/`` by default, or
 ``[offers] drafts_dir``); see ``connector.services.offers_push`` for the format.
@@ -7,7 +8,6 @@ Draft files live in the org's drafts directory (``offers/<alias>/`` by default, 
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import date
 from pathlib import Path
@@ -27,9 +27,12 @@ from connector.entrypoints.cli._common import (
     select_one,
     styled,
 )
+from connector.entrypoints.cli._output import emit_orgs, make_table, print_table
 
-offers_app = typer.Typer(help="Offers as code: push draft offer files to the org.", no_args_is_help=True)
-offer_app = typer.Typer(help="Author one draft offer.", no_args_is_help=True)
+offers_app = typer.Typer(help="Offers as code: author draft offer files and push them to the org.",
+                         no_args_is_help=True)
+# The old spelling `offer create`, kept so scripts keep working; not shown in --help.
+offer_app = typer.Typer(help="Alias of `offers` (author one draft offer).", no_args_is_help=True)
 NOT_PUSHED = {"invalid", "rejected", "conflict", "refused", "gone", "unsure"}
 
 
@@ -44,19 +47,20 @@ def push(
     as_json: JsonOpt = False,
 ) -> None:
     """Create or update the draft offers of each org; offers that left Draft are never written."""
-    from connector.logging import configure
-
-    configure(json=True if as_json else None, level="INFO" if as_json else "WARNING")
     failed = False
+    docs = []
     orgs = Orgs(config, org, config_dir)
     for runtime in orgs:
-        failed |= _push_one(runtime, dry_run=dry_run, force=force, only=only, as_json=as_json)
+        one_failed, doc = _push_one(runtime, dry_run=dry_run, force=force, only=only, as_json=as_json)
+        failed |= one_failed
+        docs.append(doc)
+    if as_json:
+        emit_orgs(docs)
     orgs.exit(failed)
 
 
-def _push_one(runtime: Any, *, dry_run: bool, force: bool, only: list[str] | None, as_json: bool) -> bool:
-    from rich.table import Table
-
+def _push_one(runtime: Any, *, dry_run: bool, force: bool, only: list[str] | None,
+              as_json: bool) -> tuple[bool, dict[str, Any]]:
     from connector.entrypoints.daemon import default_instance_id
     from connector.jobs import run_job
     from connector.services.offers_push import build_offers_push
@@ -71,21 +75,20 @@ def _push_one(runtime: Any, *, dry_run: bool, force: bool, only: list[str] | Non
     outcome = run_job(runtime, "offers_push", instance_id=default_instance_id(), dry_run=dry_run,
                       registry={"offers_push": job})
     results = holder["report"].results if "report" in holder else []
-    if as_json:
-        typer.echo(json.dumps({"org": outcome.org, "status": outcome.status, "error": outcome.error,
-                               "drafts": [r.__dict__ for r in results]}))
-    else:
+    doc = {"org": outcome.org, "status": outcome.status, "error": outcome.error, "dry_run": dry_run,
+           "drafts": [dict(r.__dict__) for r in results]}
+    if not as_json:
         console = make_console()
-        table = Table("draft", "result", "offer id", "detail",
-                      title=f"{runtime.alias}: offers push{' (dry run)' if dry_run else ''} "
-                            f"from {runtime.config.offers.drafts_dir}")
+        table = make_table("draft", "result", "offer id", "detail",
+                           title=f"{runtime.alias}: offers push{' (dry run)' if dry_run else ''} "
+                                 f"from {runtime.config.offers.drafts_dir}", keys=("draft", "offer id"))
         for r in results:
             style = "red" if r.action in NOT_PUSHED else None
             table.add_row(r.key, styled(r.action, style), r.sf_id or "-", r.message)
-        console.print(table if results else f"{runtime.alias}: no draft files in {runtime.config.offers.drafts_dir}")
+        print_table(console, table, empty=f"{runtime.alias}: no draft files in {runtime.config.offers.drafts_dir}")
         if outcome.error:
             console.print(outcome.error, style="red")
-    return outcome.status == "failed" or any(r.action in NOT_PUSHED for r in results)
+    return outcome.status == "failed" or any(r.action in NOT_PUSHED for r in results), doc
 
 
 def _parse_item(text: str) -> dict[str, Any]:
@@ -118,7 +121,7 @@ def _as_option(problem: str, path: Path, items: list[str]) -> str:
     return f"{text} ({option})" if option else text
 
 
-@offer_app.command("create")
+@offers_app.command("create")
 def create(
     customer: Annotated[str, typer.Option("--customer", help="customer name")],
     customer_org_id: Annotated[str, typer.Option("--customer-org-id", help="the customer's Salesforce org id")],
@@ -141,10 +144,8 @@ def create(
 
     Exit 1 if the offer is invalid (every problem is listed with its option; nothing is
     written), 2 for a malformed option or an existing draft key."""
-    from connector.logging import configure
     from connector.services.offers_push import Catalog, draft_toml, validate_draft
 
-    configure(level="WARNING")
     cfg = select_one(config, org, config_dir)
     content: dict[str, Any] = {
         "customer_name": customer, "customer_org_id": customer_org_id, "offer_type": offer_type,
@@ -178,12 +179,15 @@ def create(
         path.write_text(draft_toml({k: v for k, v in content.items() if v is not None}))
         typer.echo(f"wrote {path}")
         if push_now:
-            failed = _push_one(runtime, dry_run=False, force=False, only=[key], as_json=False)
+            failed, _ = _push_one(runtime, dry_run=False, force=False, only=[key], as_json=False)
             raise typer.Exit(1 if failed else 0)
     finally:
         runtime.close()
 
 
+offer_app.command("create", help=create.__doc__)(create)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(offers_app, name="offers")
-    app.add_typer(offer_app, name="offer")
+    app.add_typer(offer_app, name="offer", hidden=True)

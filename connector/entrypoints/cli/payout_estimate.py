@@ -34,6 +34,7 @@ from connector.domain import OrderLine, Proration, ProrationPolicy, expected_pay
 from connector.domain.proration import initial_start_for_end, remaining_days
 from connector.domain.validation import LINE_RULES, check_fields, parse_currency, parse_term, show
 from connector.entrypoints.cli._common import make_console
+from connector.entrypoints.cli._output import print_table as show_table
 from connector.errors import RecordError
 
 DATE_FIELDS = ("initial_start_date", "initial_end_date", "addon_start_date")
@@ -253,7 +254,9 @@ def print_table(records: Iterable[dict[str, object]], out: TextIO) -> Summary:
         table.add_row(_label(record), *(str(record[key]) for key, _ in money_columns), "")
     for column, (key, _) in zip(table.columns[1:4], money_columns, strict=True):
         column.footer = format_money(totals[key])
-    make_console(file=out, width=max(100, make_console(file=out).width)).print(table)
+    for column in table.columns[:4]:
+        column.no_wrap = True  # ids and amounts are never cut (see _output.print_table)
+    show_table(make_console(file=out), table)
     return summary
 
 
@@ -283,8 +286,36 @@ def payout_estimate(
         ProrationPolicy.DAILY, "--proration", case_sensitive=False, help="How add-on orders are prorated."
     ),
     table: bool = typer.Option(False, "--table", help="Print a table for people instead of JSON lines."),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines, one per order (the default; "
+                                                       "the one command whose --json streams)"),
 ) -> None:
-    """Expected payout per order: line totals, Salesforce's revenue share, your payout (seed 003)."""
+    """Expected payout per order: line totals, Salesforce's revenue share, your payout (seed 003).
+
+    Input: one order per line (JSON lines) or one JSON array of orders. Each order has:
+
+    \b
+      id                     your order id (text)
+      contract_term_months   12 (the only term GTM sells)
+      items                  list of lines, each with:
+        quantity               whole number > 0
+        unit_price_per_month   USD, as a JSON number or string ("50.00")
+        revenue_share_percent  Salesforce's share, e.g. 15 for 15%
+      currency               optional, "USD" only
+      initial_start_date     add-ons: the initial order's start (YYYY-MM-DD)
+      initial_end_date       add-ons: or its end (start + 12 months - 1 day)
+      addon_start_date       add-ons: the add-on's start (YYYY-MM-DD)
+
+    \b
+    Example:
+      {"id": "o-1", "contract_term_months": 12, "items": [{"quantity": 10,
+       "unit_price_per_month": "50.00", "revenue_share_percent": 15}]}
+
+    \b
+    Output: one JSON line per order: lines (line_total, revenue_share), subtotal,
+    revenue_share and expected_payout as two-decimal strings; or {"id", "error"}.
+    Exit 1 if any order was bad, 2 if the input is empty or unreadable."""
+    if table and as_json:
+        raise typer.BadParameter("give --table or --json, not both", param_hint="--table/--json")
     try:
         stream = sys.stdin if input_path == "-" else Path(input_path).open(encoding="utf-8")
     except OSError as exc:

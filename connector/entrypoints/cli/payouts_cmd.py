@@ -3,12 +3,12 @@
 
     gtm-connector reconcile --org acme [--dry-run] [--json]
     gtm-connector report --org acme --from 2025-01-01 --to 2025-03-31 --format csv
+    gtm-connector report --org acme --json           # (--format json is the old spelling)
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from datetime import date
 from enum import StrEnum
@@ -27,12 +27,13 @@ from connector.entrypoints.cli._common import (
     make_console,
     styled,
 )
+from connector.entrypoints.cli._output import emit_json, emit_orgs, make_table, outcome_doc, print_table
 
 
 class Format(StrEnum):
     table = "table"
     csv = "csv"
-    json = "json"
+    json = "json"  # the old spelling of --json, still accepted
 
 
 def run_org_job(job: str, config: list[Path] | None, org: str | None, config_dir: Path, *, dry_run: bool,
@@ -41,27 +42,28 @@ def run_org_job(job: str, config: list[Path] | None, org: str | None, config_dir
     The caller ends with ``orgs.exit(...)``."""
     from connector.entrypoints.daemon import default_instance_id
     from connector.jobs import run_job
-    from connector.logging import configure
 
-    configure(json=as_json or None)
     orgs = Orgs(config, org, config_dir)
     outcomes = [run_job(runtime, job, instance_id=default_instance_id(), dry_run=dry_run, stop=orgs.stop)
                 for runtime in orgs]
     if not orgs.opened:
         orgs.exit()
     if as_json:
-        for o in outcomes:
-            typer.echo(json.dumps({"org": o.org, "job": o.job, "status": o.status, "counts": dict(o.counts),
-                                   "error": o.error, "duration_s": o.duration_s, "run_id": o.run_id}))
+        emit_orgs([{**outcome_doc(o), "dry_run": dry_run} for o in outcomes])
     else:
-        from rich.table import Table
-
-        table = Table("org", "job", "status", "counts", "duration", "note", title=f"{job}{' (dry run)' if dry_run else ''}")
-        for o in outcomes:
-            counts = ", ".join(f"{k}={v}" for k, v in o.counts.items() if v) or "-"
-            table.add_row(o.org, o.job, o.status, counts, f"{o.duration_s:.1f}s", o.error or "")
-        make_console().print(table)
+        print_outcomes(outcomes, title=f"{job}{' (dry run)' if dry_run else ''}")
     return orgs, outcomes
+
+
+def print_outcomes(outcomes: list[Any], title: str | None = None) -> None:
+    """Job runs for people, one row per org (what ``reconcile``, ``writeback`` and
+    ``run-job`` print)."""
+    table = make_table("org", "job", "status", "counts", "duration", "note", title=title,
+                       keys=("org", "job", "status"), amounts=("duration",))
+    for o in outcomes:
+        counts = ", ".join(f"{k}={v}" for k, v in o.counts.items() if v) or ("nothing to do" if o.status == "ok" else "")
+        table.add_row(o.org, o.job, o.status, counts, f"{o.duration_s:.1f}s", o.error or "")
+    print_table(make_console(), table)
 
 
 def reconcile(
@@ -93,7 +95,8 @@ def report(
     config_dir: ConfigDirOpt = Path("config"),
     since: Annotated[Optional[str], typer.Option("--from", help="first day (YYYY-MM-DD), by payout or due date")] = None,
     until: Annotated[Optional[str], typer.Option("--to", help="last day (YYYY-MM-DD)")] = None,
-    fmt: Annotated[Format, typer.Option("--format", help="table, csv or json")] = Format.table,
+    fmt: Annotated[Format, typer.Option("--format", help="table or csv (json: same as --json)")] = Format.table,
+    as_json: JsonOpt = False,
 ) -> None:
     """Orders x invoices x payouts reconciliation: discrepancies first, totals per month.
     Amounts are two-decimal strings in csv and json."""
@@ -102,13 +105,15 @@ def report(
     first, last = _day(since, "--from"), _day(until, "--to")
     if first and last and first > last:
         raise typer.BadParameter(f"--from {first} is after --to {last}", param_hint="--from/--to")
-    orgs = Orgs(config, org, config_dir)
+    if as_json and fmt is Format.csv:
+        raise typer.BadParameter("give --json or --format csv, not both", param_hint="--json/--format")
+    orgs = Orgs(config, org, config_dir, local_only=True)
     with orgs.all_open() as runtimes:
         if not runtimes:
             orgs.exit()
         result = build_report(runtimes, since=first, until=last)
-    if fmt is Format.json:
-        typer.echo(json.dumps(result.as_json(), indent=2))
+    if as_json or fmt is Format.json:
+        emit_json(result.as_json())
     elif fmt is Format.csv:
         _write_csv(result)
     else:
@@ -133,28 +138,25 @@ def _write_csv(result: Any) -> None:
 
 
 def print_report(result: Any, console: Any = None) -> None:
-    from rich.table import Table
-
     console = console or make_console()
-    rows = Table(title="Reconciliation: orders x invoices x payouts (discrepancies first)")
-    for col in ("org", "order", "invoice", "status", "due", "invoiced", "expected", "actual", "difference",
-                "payout date", "discrepancy"):
-        rows.add_column(col, justify="right" if col in ("invoiced", "expected", "actual", "difference") else "left")
+    money = ("invoiced", "expected", "actual", "difference")
+    rows = make_table("org", "order", "invoice", "status", "due", *money, "payout date", "discrepancy",
+                      title="Reconciliation: orders x invoices x payouts (discrepancies first)",
+                      keys=("org", "order", "invoice", "due", "payout date"), amounts=money)
     for r in result.rows:
         d = r.as_json()
         rows.add_row(r.org, r.order_number or r.order_id or "(no order)", r.invoice_number or "-",
                      r.invoice_status or "-", d["due_date"] or "-", d["invoiced"] or "-", d["expected_payout"] or "-",
                      d["actual_payout"] or "-", d["difference"] or "-", d["payout_date"] or "-",
                      styled(r.discrepancy, "red") if r.discrepancy else styled("ok", "green"))
-    console.print(rows)
-    months = Table(title="Totals per month")
-    for col in ("month", "orders", "invoiced", "expected", "actual", "difference", "unattributed", "discrepancies"):
-        months.add_column(col, justify="left" if col == "month" else "right")
+    print_table(console, rows)
+    months = make_table("month", "orders", *money, "unattributed", "discrepancies", title="Totals per month",
+                        keys=("month",), amounts=("orders", *money, "unattributed", "discrepancies"))
     for m in result.months:
         d = m.as_json()
         months.add_row(m.month, str(m.orders), d["invoiced"], d["expected_payout"], d["actual_payout"],
                        d["difference"], d["unattributed"], str(m.discrepancies))
-    console.print(months)
+    print_table(console, months)
 
 
 def register(app: typer.Typer) -> None:

@@ -58,7 +58,10 @@ def control(
         resp = session.request(verb, target, json=payload if payload is not None or verb == "GET" else {}, timeout=10,
                                verify=str(ca_file) if ca_file else True)
     except requests.RequestException as exc:
-        typer.echo(f"{target}: {type(exc).__name__}: is the sandbox running (and --ca-file its CA)?", err=True)
+        from connector.adapters.network import connection_cause
+
+        cause = connection_cause(exc) or "request failed"
+        typer.echo(f"{target}: {cause}: is the sandbox running (and --ca-file its CA)?", err=True)
         raise typer.Exit(EXIT_FAILED) from None
     text = resp.text.strip()
     if resp.status_code >= 400:

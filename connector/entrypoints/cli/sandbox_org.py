@@ -1,4 +1,5 @@
-"""`gtm-connector sandbox serve`: run the Salesforce sandbox org standalone.
+"""`gtm-connector sandbox org` (alias: the older `sandbox serve`): run the Salesforce sandbox
+org standalone, as `sandbox stripe` runs the Stripe one.
 
 Prints a ready ``[salesforce]`` config snippet (or, with ``--json``, one JSON line with the
 connection facts once the server is ready) and serves until SIGTERM or Ctrl-C."""
@@ -47,7 +48,6 @@ def config_snippet(org: object) -> str:
     ])
 
 
-@sandbox_app.command("serve")
 def serve(
     port: int = typer.Option(0, help="TCP port on 127.0.0.1 (0 picks a free one)."),
     data: str = typer.Option("demo", help="Data set: 'demo', a number N of generated records, or 'none'."),
@@ -77,3 +77,7 @@ def serve(
         sys.stdout.flush()
         while not stop.wait(0.5):
             pass
+
+
+sandbox_app.command("org")(serve)
+sandbox_app.command("serve", hidden=True)(serve)  # the old name, kept for scripts

@@ -8,7 +8,6 @@ records/s. ``status`` reads only the local database: no Salesforce call.
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -16,6 +15,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from connector.entrypoints.cli._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
     ConfigDirOpt,
     ConfigOpt,
     DryRunOpt,
@@ -25,6 +27,8 @@ from connector.entrypoints.cli._common import (
     make_console,
     styled,
 )
+from connector.entrypoints.cli._output import emit_orgs, make_table, print_table
+from connector.errors import MappingError
 
 ObjectsOpt = Annotated[
     Optional[list[str]],
@@ -62,15 +66,18 @@ def sync(
 ) -> None:
     """Mirror GTM records from the org(s) into the local model now (incremental unless --full)."""
 
-    from connector.logging import configure
-
     console = make_console()
-    configure(json=True if as_json else None, level="INFO" if as_json else "WARNING")
     failed = False
+    docs: list[dict[str, Any]] = []
     orgs = Orgs(config, org, config_dir)
     for runtime in orgs:
         wanted = _check_objects(runtime, _split(objects))
-        failed |= _sync_one(runtime, console, wanted, full=full, dry_run=dry_run, as_json=as_json, stop=orgs.stop)
+        code, doc = _sync_one(runtime, console, wanted, full=full, dry_run=dry_run, as_json=as_json, stop=orgs.stop)
+        failed |= code == EXIT_FAILED
+        orgs.note(code)  # a mapping that doesn't fit the org is a configuration problem: 2
+        docs.append(doc)
+    if as_json:
+        emit_orgs(docs)
     orgs.exit(failed)
 
 
@@ -86,7 +93,8 @@ def _check_objects(runtime: Any, objects: list[str] | None) -> list[str] | None:
 
 
 def _sync_one(runtime: Any, console: Any, objects: list[str] | None, *, full: bool, dry_run: bool, as_json: bool,
-              stop: threading.Event | None = None) -> bool:
+              stop: threading.Event | None = None) -> tuple[int, dict[str, Any]]:
+    """Mirror one org; its exit code (2 when its mapping does not fit the org's describe) and its JSON document."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from connector.entrypoints.daemon import default_instance_id
@@ -109,7 +117,12 @@ def _sync_one(runtime: Any, console: Any, objects: list[str] | None, *, full: bo
         service = MirrorService(rt.salesforce(), rt.uow, rt.mapping, rt.org_id,
                                 lookback_seconds=rt.config.sync.lookback_seconds, log=log, progress=on_page,
                                 stop=stop, clock=rt.clock)
-        report = service.run(objects or rt.config.sync.objects, full=full, dry_run=dry_run)
+        try:
+            report = rt.mapping_guard().run(
+                lambda: service.run(objects or rt.config.sync.objects, full=full, dry_run=dry_run))
+        except MappingError:
+            holder["mapping_error"] = True  # run_job keeps only the message: remember it is the mapping
+            raise
         holder["report"] = report
         return report.counts()
 
@@ -117,8 +130,7 @@ def _sync_one(runtime: Any, console: Any, objects: list[str] | None, *, full: bo
         outcome = run_job(runtime, "mirror", instance_id=default_instance_id(), dry_run=dry_run,
                           registry={"mirror": job}, stop=stop)
     report = holder.get("report")
-    if as_json:
-        typer.echo(json.dumps({
+    doc = {
             "org": outcome.org, "status": outcome.status, "error": outcome.error, "api_calls": outcome.api_calls,
             "objects": [{"object": o.sobject, "key": o.key, "idle": o.idle, "fetched": o.fetched,
                          "inserted": o.inserted, "updated": o.updated, "deleted": o.deleted,
@@ -126,19 +138,20 @@ def _sync_one(runtime: Any, console: Any, objects: list[str] | None, *, full: bo
                          "records_per_s": round(o.rate, 1), "status": o.status,
                          "cursor": o.cursor.isoformat() if o.cursor else None}
                         for o in (report.objects if report else [])],
-        }))
-    else:
+    }
+    if not as_json:
         _print_report(console, runtime.alias, outcome, report, dry_run)
-    return outcome.status == "failed"
+    if outcome.status != "failed":
+        return EXIT_OK, doc
+    return (EXIT_USAGE if holder.get("mapping_error") else EXIT_FAILED), doc
 
 
 def _print_report(console: Any, alias: str, outcome: Any, report: Any, dry_run: bool) -> None:
-    from rich.table import Table
-
     title = f"{alias}: sync {outcome.status}" + (" (dry run: nothing written)" if dry_run else "")
     if report is not None:
-        table = Table("object", "fetched", "inserted", "updated", "deleted", "quarantined", "anomalies", "rec/s",
-                      "cursor (UTC)", title=title)
+        counts = ("fetched", "inserted", "updated", "deleted", "quarantined", "anomalies", "rec/s")
+        table = make_table("object", *counts, "cursor (UTC)", title=title, keys=("object", "cursor (UTC)"),
+                           amounts=counts)
         for o in report.objects:
             if o.status == "unavailable":
                 table.add_row(o.sobject, styled("not in this org", "yellow"), "", "", "", "", "", "", "-")
@@ -148,7 +161,7 @@ def _print_report(console: Any, alias: str, outcome: Any, report: Any, dry_run: 
                 continue
             table.add_row(o.sobject, str(o.fetched), str(o.inserted), str(o.updated), str(o.deleted),
                           str(o.quarantined), str(o.anomalies), f"{o.rate:,.0f}", _when(o.cursor))
-        console.print(table)
+        print_table(console, table)
         console.print(f"Salesforce API calls: {report.api_calls if report.api_calls is not None else '?'}")
     else:
         console.print(title)
@@ -165,11 +178,10 @@ def status(
     """Per object: local rows, cursor, last run, open dead letters and anomalies (no API calls)."""
 
     console = make_console()
-    orgs = Orgs(config, org, config_dir)
+    orgs = Orgs(config, org, config_dir, local_only=True)
     docs = [org_status(runtime) for runtime in orgs]
     if as_json:
-        for doc in docs:
-            typer.echo(json.dumps(doc))
+        emit_orgs(docs)
     else:
         for doc in docs:
             _print_status(console, doc)
@@ -220,15 +232,15 @@ def org_status(runtime: Any) -> dict[str, Any]:
 
 
 def _print_status(console: Any, doc: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    table = Table("object", "rows", "deleted", "cursor (UTC)", "last sync (UTC)", "dead letters", "anomalies",
-                  title=f"{doc['org']} ({doc['org_id']})")
+    numbers = ("rows", "deleted", "dead letters", "anomalies")
+    table = make_table("object", "rows", "deleted", "cursor (UTC)", "last sync (UTC)", "dead letters", "anomalies",
+                       title=f"{doc['org']} ({doc['org_id']})", keys=("object", "cursor (UTC)", "last sync (UTC)"),
+                       amounts=numbers)
     for o in doc["objects"]:
         last = f"{_when(o['last_run'])} {o['last_status']}" if o["last_run"] else "never"
         table.add_row(o["object"], str(o["rows"]), str(o["deleted"]), _when(o["cursor"]), last,
                       str(o["dead_letters"]) if o["dead_letters"] else "", str(o["anomalies"]) if o["anomalies"] else "")
-    console.print(table)
+    print_table(console, table)
     run = doc["last_mirror_run"]
     if run:
         console.print(f"last mirror run: {run['status']} at {_when(run['started_at'])} UTC"

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -23,6 +22,7 @@ from connector.entrypoints.cli._common import (
     make_console,
     styled,
 )
+from connector.entrypoints.cli._output import emit_json, emit_orgs, make_table, print_table
 from connector.entrypoints.cli.payouts_cmd import run_org_job
 
 
@@ -53,25 +53,23 @@ def writeback(
     if not orgs.opened:
         orgs.exit()
     if as_json:
-        for alias, p in plans:
-            typer.echo(json.dumps({
-                "org": alias, "sobject": p.target.sobject, "external_id": p.target.external_id,
-                "unchanged": p.unchanged, "awaiting_replay": p.awaiting_replay,
-                "rows": [{"order_id": r.order_id,
-                          "changes": [{"field": f, "old": _json(o), "new": _json(n)} for f, o, n in r.changes()]}
-                         for r in p.to_send]}))
+        emit_orgs([{
+            "org": alias, "dry_run": True, "sobject": p.target.sobject, "external_id": p.target.external_id,
+            "unchanged": p.unchanged, "awaiting_replay": p.awaiting_replay,
+            "rows": [{"order_id": r.order_id,
+                      "changes": [{"field": f, "old": _json(o), "new": _json(n)} for f, o, n in r.changes()]}
+                     for r in p.to_send]} for alias, p in plans])
         orgs.exit()
-    from rich.table import Table
-
     console = make_console()
     for alias, p in plans:
-        table = Table("order", "field", "now in the org", "would write",
-                      title=f"{alias}: write-back to {p.target.sobject} by {p.target.external_id} (dry run)")
+        table = make_table("order", "field", "now in the org", "would write",
+                           title=f"{alias}: write-back to {p.target.sobject} by {p.target.external_id} (dry run)",
+                           keys=("order", "field"))
         for row in p.to_send:
             for i, (name, old, new) in enumerate(row.changes()):
                 table.add_row(row.order_id if i == 0 else "", name, _text(_json(old)) if row.previous else "(new)",
                               _text(_json(new)))
-        console.print(table)
+        print_table(console, table)
         console.print(f"{len(p.to_send)} record(s) would be written; {p.unchanged} unchanged; "
                       f"{p.awaiting_replay} waiting for replay. Nothing was written.")
     orgs.exit()
@@ -96,7 +94,6 @@ def replay_command(
 
     Exit 1 if any letter is still failing, 2 if an --id names no open letter of the
     selected org(s)."""
-    from connector.logging import configure
     from connector.services.replay import replay
 
     if not ids and not all_:
@@ -105,7 +102,6 @@ def replay_command(
     if ids and all_:
         typer.echo("give --id or --all, not both", err=True)
         raise typer.Exit(2)
-    configure(json=as_json or None)
     reports = []
     closed: dict[int, Any] = {}  # asked-for ids that exist in a selected org but are resolved
     orgs = Orgs(config, org, config_dir)
@@ -116,23 +112,20 @@ def replay_command(
     if not orgs.opened:
         orgs.exit()
     items = [(r.org, i) for r in reports for i in r.items]
+    missing = sorted(set(ids or []) - {i.letter_id for _, i in items})
     if as_json:
-        for org_alias, i in items:
-            typer.echo(json.dumps({"org": org_alias, "id": i.letter_id, "source": i.source, "object": i.object_name,
-                                   "record_id": i.record_id, "outcome": i.outcome, "detail": i.detail}))
-    else:
-        from rich.table import Table
-
-        table = Table("org", "id", "source", "object", "record", "outcome", "detail",
-                      title="replay (dry run)" if dry_run else "replay")
+        emit_json({"dry_run": dry_run, "items": [
+            {"org": org_alias, "id": i.letter_id, "source": i.source, "object": i.object_name,
+             "record_id": i.record_id, "outcome": i.outcome, "detail": i.detail} for org_alias, i in items]})
+    elif items or not missing:  # only unknown --id values: their errors below say it all
+        table = make_table("org", "id", "source", "object", "record", "outcome", "detail",
+                           title="replay (dry run)" if dry_run else "replay", keys=("org", "id", "object", "record"))
         for org_alias, i in items:
             style = {"resolved": "green", "still failing": "red"}.get(i.outcome, "")
             table.add_row(org_alias, str(i.letter_id), i.source, i.object_name, i.record_id,
                           styled(i.outcome, style), i.detail)
-        make_console().print(table)
-        if not items:
-            make_console().print("no open dead letters matched")
-    for letter_id in sorted(set(ids or []) - {i.letter_id for _, i in items}):
+        print_table(make_console(), table, empty="no open dead letters matched")
+    for letter_id in missing:
         if letter_id in closed:
             when = closed[letter_id].resolved_at
             typer.echo(f"dead letter {letter_id}: already resolved"
@@ -160,37 +153,39 @@ def dead_letters(
     config: ConfigOpt = None,
     org: OrgOpt = None,
     config_dir: ConfigDirOpt = Path("config"),
-    source: Annotated[Optional[str], typer.Option("--source", help="mirror, offers_push, invoicing, payouts, writeback")] = None,
+    source: Annotated[Optional[str], typer.Option(
+        "--source", help="mirror, offers_push, invoicing, payouts, writeback (or the job or command: "
+                         "sync, reconcile, invoice …)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List open dead letters with their reasons."""
-    from connector.adapters.store.tables import DEAD_LETTER_SOURCES
+    from connector.jobs import UnknownName, dead_letter_source
 
-    if source is not None and source not in DEAD_LETTER_SOURCES:
-        raise typer.BadParameter(f"{source!r} is not a source; one of: {', '.join(DEAD_LETTER_SOURCES)}",
-                                 param_hint="--source")
+    if source is not None:
+        try:
+            source = dead_letter_source(source)
+        except UnknownName as exc:
+            raise typer.BadParameter(str(exc), param_hint="--source") from None
     letters = []
-    orgs = Orgs(config, org, config_dir)
+    orgs = Orgs(config, org, config_dir, local_only=True)
     for runtime in orgs:
         with runtime.uow() as uow:
             letters += [(runtime.alias, d) for d in uow.dead_letters.open(runtime.org_id, source)]
     if not orgs.opened:
         orgs.exit()
     if as_json:
-        for alias, d in letters:
-            typer.echo(json.dumps({"org": alias, "id": d.id, "source": d.source, "object": d.object_name,
-                                   "record_id": d.record_id, "code": d.error_code, "reason": d.reason,
-                                   "attempts": d.attempts, "created_at": d.created_at.isoformat(),
-                                   "updated_at": d.updated_at.isoformat()}))
+        emit_json({"dead_letters": [
+            {"org": alias, "id": d.id, "source": d.source, "object": d.object_name, "record_id": d.record_id,
+             "code": d.error_code, "reason": d.reason, "attempts": d.attempts,
+             "created_at": d.created_at.isoformat(), "updated_at": d.updated_at.isoformat()} for alias, d in letters]})
         orgs.exit()
-    from rich.table import Table
-
-    table = Table("org", "id", "source", "object", "record", "code", "reason", "attempts", "since",
-                  title=f"open dead letters ({len(letters)})")
+    table = make_table("org", "id", "source", "object", "record", "code", "reason", "attempts", "since",
+                       title="open dead letters", keys=("org", "id", "object", "record", "code", "since"),
+                       amounts=("attempts",))
     for alias, d in letters:
         table.add_row(alias, str(d.id), d.source, d.object_name, d.record_id, d.error_code, d.reason,
                       str(d.attempts), d.created_at.strftime("%Y-%m-%d %H:%M"))
-    make_console().print(table)
+    print_table(make_console(), table)
     orgs.exit()
 
 

@@ -281,12 +281,16 @@ class Daemon:
                 continue
             try:
                 with slot.runtime.uow() as uow:
-                    dead = uow.dead_letters.count_open(slot.runtime.org_id)
-                    discrepancies = len(uow.reconciliation.list(slot.runtime.org_id, discrepancies_only=True))
+                    org_id = slot.runtime.org_id
+                    dead = uow.dead_letters.count_open(org_id)
+                    discrepancies = len(uow.reconciliation.list(org_id, discrepancies_only=True))
+                    missing = uow.dead_letters.count_open(org_id, "invoicing", error_code="INVOICE_MISSING")
+                    mismatches = uow.dead_letters.count_open(org_id, "invoicing", error_code="INVOICE_MISMATCH")
             except Exception as exc:  # a scrape still answers with the counters it has
                 log.warning("metrics.store_unavailable", org=alias, error=type(exc).__name__)
                 continue
-            self.metrics.set_store_figures(alias, dead_letters_open=dead, discrepancies=discrepancies)
+            self.metrics.set_store_figures(alias, dead_letters_open=dead, discrepancies=discrepancies,
+                                           invoices_missing=missing, invoice_mismatches=mismatches)
         return self.metrics.render()
 
     def webhook_app(self) -> WsgiApp | None:

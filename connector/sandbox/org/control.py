@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from connector.sandbox.org.billing import WATCHED, BillingError, GtmBilling
 from connector.sandbox.org.data import ApiError, OrgData
 from connector.sandbox.org.gtm import GtmRules, generate, load_demo
 from connector.sandbox.org.ids import canonical_stamp
@@ -30,9 +31,12 @@ _DEFAULT_FAULTS = {
 
 
 class OrgControl:
-    def __init__(self, api: OrgApi):
+    def __init__(self, api: OrgApi, org_id: str = ""):
         self.api = api
         self.demo_ids: dict[str, str] = {}
+        # The GTM app's billing (see billing.py): idle until linked to a Stripe account.
+        self.billing = GtmBilling(lambda: self.api.data, org_id)
+        self.data.on_write = self.billing.on_write
 
     @property
     def data(self) -> OrgData:
@@ -44,6 +48,7 @@ class OrgControl:
         """Replace every record with a data set: "demo", an int N (bench generator) or None."""
         fresh = OrgData(self.data.schema, self.data.clock)
         fresh.rules = GtmRules()
+        fresh.on_write = self.billing.on_write
         if data == "demo":
             ids = load_demo(fresh)
         elif isinstance(data, int) or (isinstance(data, str) and data.isdigit()):
@@ -56,8 +61,24 @@ class OrgControl:
         self.demo_ids = ids
         return ids
 
+    def rename_field(self, sobject: str, old: str, new: str) -> None:
+        """Rename a field while the org runs (as an admin might): the schema, its describe's
+        Last-Modified and the stored records follow; record stamps don't move."""
+        with self.data.lock:
+            schema = self.data.schema.with_field_renamed(sobject, old, new)
+            spec = schema.get(sobject)
+            assert spec is not None
+            table = self.data.tables[spec.name]
+            table.spec = spec
+            for row in table.rows.values():
+                if old in row:
+                    row[new] = row.pop(old)
+            self.data.schema = schema
+
     def reset(self, data: DataSpec = "demo") -> dict[str, str]:
-        """Fresh data, counters, faults, latency and limits; sessions stay valid."""
+        """Fresh data, counters, faults, latency and limits; billing unlinked, without
+        knobs; sessions stay valid. The clock keeps its advance (it never goes back)."""
+        self.billing.reset()
         self.api.controls.reset()
         self.api.batch_size = self.api.default_batch_size
         with self.api._locator_lock:
@@ -138,7 +159,9 @@ class OrgControl:
     def insert(self, sobject: str, records: list[dict[str, Any]], *, stamp: str | None = None) -> list[str]:
         stamp = canonical_stamp(stamp) if stamp else None
         with self.data.lock:
-            return [self.data.insert(sobject, dict(r), validate=False, stamp=stamp)["Id"] for r in records]
+            ids = [self.data.insert(sobject, dict(r), validate=False, stamp=stamp)["Id"] for r in records]
+        self._bill_after(sobject)
+        return ids
 
     def update(self, sobject: str, records: list[dict[str, Any]], *, stamp: str | None = None) -> None:
         stamp = canonical_stamp(stamp) if stamp else None
@@ -146,6 +169,7 @@ class OrgControl:
             for r in records:
                 values = {k: v for k, v in r.items() if k != "Id"}
                 self.data.update(sobject, r["Id"], values, validate=False, stamp=stamp)
+        self._bill_after(sobject)
 
     def delete(self, sobject: str, ids: list[str], *, stamp: str | None = None, purge: bool = False) -> None:
         stamp = canonical_stamp(stamp) if stamp else None
@@ -155,6 +179,26 @@ class OrgControl:
                     self.data.purge(sobject, rid)
                 else:
                     self.data.delete(sobject, rid, validate=False, stamp=stamp)
+        self._bill_after(sobject)
+
+    def _bill_after(self, sobject: str) -> None:
+        """A control write to an order (an activation, a start date) bills at once, so the
+        caller sees the invoice when the call returns (outside the data lock)."""
+        spec = self.data.schema.get(sobject)
+        if spec is not None and spec.name in WATCHED and self.billing.linked:
+            self.billing.run()
+
+    # ------------------------------------------------------------ clock and GTM billing
+
+    def clock(self) -> dict[str, Any]:
+        clock = self.data.clock
+        return {"now": clock.now(), "today": clock.today().isoformat(),
+                "offset_seconds": clock.offset.total_seconds()}
+
+    def advance_clock(self, *, days: float = 0, seconds: float = 0) -> dict[str, Any]:
+        """Move the org's clock forward (then run billing yourself: ``billing_run``)."""
+        self.data.clock.advance(days=days, seconds=seconds)
+        return self.clock()
 
     def records(self, sobject: str, *, include_deleted: bool = False) -> list[dict[str, Any]]:
         with self.data.lock:
@@ -202,6 +246,13 @@ class OrgControl:
             if parts == ["batch-size"] and m == "POST":
                 self.set_batch_size(int(body["size"]))
                 return Response(204)
+            if parts == ["clock"] and m == "GET":
+                return Response.json(200, self.clock())
+            if parts == ["clock", "advance"] and m == "POST":
+                return Response.json(200, self.advance_clock(days=float(body.get("days", 0)),
+                                                             seconds=float(body.get("seconds", 0))))
+            if parts and parts[0] == "billing":
+                return self._billing(parts[1:], m, body)
             if parts == ["reset"] and m == "POST":
                 return Response.json(200, {"demo_ids": self.reset(body.get("data", "demo"))})
             if len(parts) == 2 and parts[0] == "records":
@@ -219,6 +270,36 @@ class OrgControl:
                     return Response(204)
         except ApiError as err:
             return Response.error(err)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             return Response(400, encode({"error": f"bad control request: {exc}"}))
         return Response(404, encode({"error": f"no control resource {req.method} {req.path}"}))
+
+    def _billing(self, parts: list[str], m: str, body: dict[str, Any]) -> Response:
+        """``/_sandbox/billing…``: link (POST), status (GET), unlink (DELETE), ``run``,
+        ``faults`` (POST a knob, DELETE all) and ``links`` (a junction row by hand)."""
+        b = self.billing
+        try:
+            if parts == [] and m == "POST":
+                result = b.link_stripe(body["api_base"], body["api_key"], account=body.get("account"))
+                return Response.json(200, result.as_json())
+            if parts == [] and m == "GET":
+                return Response.json(200, b.status())
+            if parts == [] and m == "DELETE":
+                b.unlink()
+                return Response(204)
+            if parts == ["run"] and m == "POST":
+                if not b.linked:
+                    raise BillingError("billing is not linked to a Stripe account: POST /_sandbox/billing first")
+                return Response.json(200, b.run().as_json())
+            if parts == ["faults"] and m == "POST":
+                b.add_fault(body["kind"], order_id=body.get("order_id"), times=int(body.get("times", 1)),
+                            amount=str(body.get("amount", "100.00")), days=int(body.get("days", 1)))
+                return Response(204)
+            if parts == ["faults"] and m == "DELETE":
+                b.clear_faults()
+                return Response(204)
+            if parts == ["links"] and m == "POST":
+                return Response.json(200, {"id": b.link_invoice(body["order_id"], body["invoice_id"])})
+        except BillingError as exc:
+            return Response(400, encode({"error": str(exc)}))
+        return Response(404, encode({"error": f"no billing control resource {m} /_sandbox/billing/{'/'.join(parts)}"}))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -23,12 +23,11 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from connector.sandbox.org.ids import Clock, canonical_stamp, make_id, to_18
-from connector.sandbox.org.schema import FieldSpec, ObjectSpec, OrgSchema
+from connector.sandbox.org.schema import NUMERIC_TYPES, TEXT_TYPES, FieldSpec, ObjectSpec, OrgSchema
 from connector.sandbox.org.soql import BoundQuery, is_index_order, sort_rows
 
 Row = dict[str, Any]
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_CENT = Decimal("0.01")
 
 
 @dataclass
@@ -111,6 +110,9 @@ class OrgData:
         self.rules: Rules = Rules()
         # Injected per-record failures: (sObject or "*", errorCode, message, remaining count).
         self.record_faults: list[list[Any]] = []
+        # Told the object of every stored write (under the lock: must not block), e.g. the
+        # GTM billing, which bills orders in the background when they change.
+        self.on_write: Callable[[str], None] | None = None
 
     # ------------------------------------------------------------ lookup
 
@@ -165,6 +167,8 @@ class OrgData:
         old = self.tables[spec.name].put(row)
         if self._undo is not None:
             self._undo.append((spec.name, row["Id"], old))
+        if self.on_write is not None:
+            self.on_write(spec.name)
 
     # ------------------------------------------------------------ writes
 
@@ -194,8 +198,12 @@ class OrgData:
             now = canonical_stamp(stamp) if stamp else self.clock.now()
             row: Row = {f: None for f in spec.fields}
             row.update(clean)
+            rid = to_18(values["Id"]) if (not validate and values.get("Id")) else self.new_id(spec)
+            for f in spec.fields.values():
+                if f.autonumber is not None and row.get(f.name) is None:
+                    row[f.name] = autonumber(f.autonumber, self.tables[spec.name].counter)
             row.update(
-                Id=to_18(values["Id"]) if (not validate and values.get("Id")) else self.new_id(spec),
+                Id=rid,
                 IsDeleted=False,
                 CreatedDate=now,
                 LastModifiedDate=now,
@@ -289,7 +297,7 @@ class OrgData:
                 if f is None and name != "attributes":
                     raise ApiError(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {spec.name}")
                 continue
-            if f.type in ("int", "currency", "percent") and value is not None and not isinstance(value, bool):
+            if f.type in NUMERIC_TYPES and value is not None and not isinstance(value, bool):
                 try:
                     value = Decimal(str(value))
                 except InvalidOperation:
@@ -340,12 +348,12 @@ class OrgData:
             return ApiError(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of {java_type} from {kind} value "
                             f"{value} or request may be missing a required field")
 
-        if t in ("string", "picklist", "email"):
+        if t in TEXT_TYPES:
             if not isinstance(value, str):
                 raise parser_error("string")
-            if len(value) > 255:
+            if f.length and len(value) > f.length:
                 raise ApiError(400, "STRING_TOO_LONG", f"{f.label}: data value too large: {value[:40]}... "
-                               f"(max length=255)", [f.name])
+                               f"(max length={f.length})", [f.name])
             if t == "email" and value and not _EMAIL_RE.match(value):
                 raise ApiError(400, "INVALID_EMAIL_ADDRESS", f"{f.label}: invalid email address: {value}", [f.name])
             if t == "picklist" and f.picklist and value not in f.picklist:
@@ -356,7 +364,7 @@ class OrgData:
             if not isinstance(value, bool):
                 raise parser_error("boolean")
             return value
-        if t in ("int", "currency", "percent"):
+        if t in NUMERIC_TYPES:
             if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
                 raise parser_error("double")
             number = Decimal(str(value))
@@ -364,7 +372,12 @@ class OrgData:
                 if number != number.to_integral_value():
                     raise ApiError(400, "NUMBER_OUTSIDE_VALID_RANGE", f"{f.label}: value not of required type: {value}", [f.name])
                 return int(number)
-            return number.quantize(_CENT, rounding=ROUND_HALF_UP)
+            # The org keeps a number to its field's scale (describe: scale), rounding half-up.
+            number = number.quantize(Decimal(1).scaleb(-f.scale), rounding=ROUND_HALF_UP)
+            if f.precision and abs(number) >= Decimal(10) ** (f.precision - f.scale):
+                raise ApiError(400, "NUMBER_OUTSIDE_VALID_RANGE", f"{f.label}: value outside of valid range on "
+                               f"numeric field: {value}", [f.name])
+            return number
         if t == "date":
             try:
                 return date.fromisoformat(str(value)[:10]).isoformat() if isinstance(value, str) else _raise()
@@ -383,6 +396,8 @@ class OrgData:
             except ValueError:
                 raise ApiError(400, "MALFORMED_ID", f"{f.label}: id value of incorrect type: {value}", [f.name]) from None
             target = self.find_object(rid)
+            if target is None and any(self.schema.get(name) is None for name in f.reference_to):
+                return rid  # a target this org does not model (Account, packages): id form checked only
             if target is None or (f.reference_to and target.name not in f.reference_to) or self.get(target.name, rid) is None:
                 raise ApiError(400, "INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id", [f.name])
             return rid
@@ -428,6 +443,11 @@ class OrgData:
         if bound.limit is not None:
             matched = matched[: bound.limit]
         return matched
+
+
+def autonumber(display_format: str, n: int) -> str:
+    """``PPL-{00000000}`` and 7 -> ``PPL-00000007`` (Salesforce's auto-number display format)."""
+    return re.sub(r"\{(0+)\}", lambda m: str(n).zfill(len(m.group(1))), display_format)
 
 
 class Rules:

@@ -20,6 +20,12 @@ OFFER = "SfdcPartnerOffer"
 OFFER_ITEM = "SfdcPartnerOfferItem"
 ORDER = "SfdcPartnerOrder"
 ORDER_ITEM = "SfdcPartnerOrderItem"
+CUSTOMER = "SfdcCustomerForPartner"
+# Item -> parent links and the PPP link, as the object reference names them.
+OFFER_LINK = "PartnerOfferId"
+ORDER_LINK = "PartnerOrderId"
+PPP_LINK = "PartnerProvisionProductId"
+PARENTS = {OFFER_ITEM: (OFFER, OFFER_LINK), ORDER_ITEM: (ORDER, ORDER_LINK)}
 
 
 def _custom_validation(message: str) -> ApiError:
@@ -47,12 +53,19 @@ def line_total(quantity: Any, unit_price: Any, term: Any = TERM_MONTHS) -> Decim
     )
 
 
+def item_totals(item: Row, contract_term: Any) -> dict[str, Decimal | None]:
+    """The GTM app's derived item fields: LineItemPeriodTotal = unit price x quantity,
+    LineItemTotal = that x the parent's ContractTerm (both currency, to the cent)."""
+    quantity, price = item.get("Quantity"), item.get("CustomerUnitPricePerMonth")
+    return {"LineItemPeriodTotal": line_total(quantity, price, 1), "LineItemTotal": line_total(quantity, price, contract_term)}
+
+
 class GtmRules(Rules):
     def check(self, data: OrgData, spec: ObjectSpec, current: Row | None, values: dict[str, Any] | None) -> None:
         if spec.name == OFFER:
             self._check_offer(current, values)
         elif spec.name == OFFER_ITEM:
-            offer_id = (values or {}).get("SfdcPartnerOfferId") or (current or {}).get("SfdcPartnerOfferId")
+            offer_id = (values or {}).get(OFFER_LINK) or (current or {}).get(OFFER_LINK)
             offer = data.get(OFFER, offer_id) if offer_id else None
             if offer is not None and offer.get("Status") != "Draft":
                 raise _custom_validation(
@@ -76,15 +89,21 @@ class GtmRules(Rules):
             raise _custom_validation("Contract Term must be 12: the GTM app only supports 12-month terms.")
 
     def compute(self, data: OrgData, spec: ObjectSpec, row: Row) -> None:
-        if spec.name in (OFFER_ITEM, ORDER_ITEM):
-            row["LineItemTotal"] = line_total(row.get("Quantity"), row.get("CustomerUnitPricePerMonth"))
+        if spec.name in PARENTS:
+            parent_sobject, link = PARENTS[spec.name]
+            parent = data.get(parent_sobject, row[link]) if row.get(link) else None
+            row.update(item_totals(row, (parent or {}).get("ContractTerm")))
+        elif spec.name == OFFER:
+            # Formula: the customer record's org id.
+            customer = data.get(CUSTOMER, row["CustomerForPartnerId"]) if row.get("CustomerForPartnerId") else None
+            row["BillingCustomerOrg"] = (customer or {}).get("BillingCustomerOrg")
 
     def after(self, data: OrgData, spec: ObjectSpec, row: Row, old: Row | None) -> None:
         if spec.name == OFFER_ITEM:
-            for offer_id in {row.get("SfdcPartnerOfferId"), (old or {}).get("SfdcPartnerOfferId")} - {None}:
-                refresh_subtotal(data, OFFER, OFFER_ITEM, "SfdcPartnerOfferId", offer_id)
+            for offer_id in {row.get(OFFER_LINK), (old or {}).get(OFFER_LINK)} - {None}:
+                refresh_subtotal(data, OFFER, OFFER_ITEM, OFFER_LINK, offer_id)
         elif spec.name == OFFER and old is not None and not row.get("IsDeleted"):
-            refresh_subtotal(data, OFFER, OFFER_ITEM, "SfdcPartnerOfferId", row["Id"])
+            refresh_subtotal(data, OFFER, OFFER_ITEM, OFFER_LINK, row["Id"])
 
 
 def prorated(total: Decimal, start: date, end: date, initial_start: date, initial_end: date) -> Decimal:
@@ -94,7 +113,9 @@ def prorated(total: Decimal, start: date, end: date, initial_start: date, initia
     return (total * days / term_days).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def subtotal_for(data: OrgData, parent: Row, items: list[Row], order_sobject: str = ORDER) -> Decimal:
+def billed_totals(data: OrgData, parent: Row, items: list[Row], order_sobject: str = ORDER) -> list[Decimal]:
+    """What each item is charged: its LineItemTotal, prorated on an add-on (items without
+    a total are left out). The subtotal and the GTM app's invoice lines both use it."""
     totals = [Decimal(str(i["LineItemTotal"])) for i in items if i.get("LineItemTotal") is not None]
     kind = parent.get("OfferType") or parent.get("OrderType")
     initial = data.get(order_sobject, parent["InitialOrderId"]) if parent.get("InitialOrderId") else None
@@ -104,7 +125,11 @@ def subtotal_for(data: OrgData, parent: Row, items: list[Row], order_sobject: st
         start = date.fromisoformat(parent["ServiceStartDate"])
         end = date.fromisoformat(parent.get("ServiceEndDate") or i_end.isoformat())
         totals = [prorated(t, start, end, i_start, i_end) for t in totals]
-    return sum(totals, Decimal("0.00"))
+    return totals
+
+
+def subtotal_for(data: OrgData, parent: Row, items: list[Row], order_sobject: str = ORDER) -> Decimal:
+    return sum(billed_totals(data, parent, items, order_sobject), Decimal("0.00"))
 
 
 def refresh_subtotal(data: OrgData, parent_sobject: str, item_sobject: str, link: str, parent_id: str) -> None:
@@ -129,6 +154,14 @@ class _Seeder:
         return self.data.insert(sobject, values, validate=False, stamp=self.stamp)
 
 
+TERM_SET_DEFAULTS = {"DefaultBillingFrequency": 12, "DefaultCancellationTerms": 30, "DefaultRenewalLength": 12,
+                     "IsDefaultContractAutoRenew": False}
+
+
+def _totals(quantity: int, price: str) -> dict[str, Decimal | None]:
+    return item_totals({"Quantity": quantity, "CustomerUnitPricePerMonth": Decimal(price)}, TERM_MONTHS)
+
+
 def _customer_org(n: int) -> str:
     return make_id("00D", n, pod="Cu")
 
@@ -136,50 +169,56 @@ def _customer_org(n: int) -> str:
 def load_demo(data: OrgData, today: date | None = None) -> dict[str, str]:
     """Seed 003's catalog and order, an add-on, offers in every status and one malformed
     record (an order item with a negative quantity). Returns named ids for tests."""
-    today = today or datetime.now(UTC).date()
+    today = today or data.clock.today()
     end = term_end(today)
     s = _Seeder(data)
     ids: dict[str, str] = {}
-    ts = s.add("SfdcPartnerTermSet", Name="Standard 12-month, NET30", ContractTerm=12, PaymentTerms="NET30")
+    customers: dict[str, Row] = {}
+    ts = s.add("SfdcPartnerTermSet", Name="Standard 12-month, NET30", DefaultContractCurrency="USD",
+                **TERM_SET_DEFAULTS)
     ids["term_set"] = ts["Id"]
-    ppc_core = s.add("SfdcPartnerTermSetProduct", Name="Core App catalog", SfdcPartnerTermSetId=ts["Id"],
+    ppc_core = s.add("SfdcPartnerTermSetProduct", Name="Core App catalog", PartnerTermSetId=ts["Id"],
                      RevenueSharePercentage=Decimal("15"), FloorPrice=Decimal("25.00"))
-    ppc_prem = s.add("SfdcPartnerTermSetProduct", Name="Premium Add-On catalog", SfdcPartnerTermSetId=ts["Id"],
+    ppc_prem = s.add("SfdcPartnerTermSetProduct", Name="Premium Add-On catalog", PartnerTermSetId=ts["Id"],
                      RevenueSharePercentage=Decimal("10"), FloorPrice=Decimal("100.00"))
-    core = s.add("SfdcPartnerProvisionProduct", Name="Core App", SfdcPartnerTermSetProductId=ppc_core["Id"])
-    prem = s.add("SfdcPartnerProvisionProduct", Name="Premium Add-On", SfdcPartnerTermSetProductId=ppc_prem["Id"])
+    core = s.add("SfdcPartnerProvisionProduct", Name="Core App", PartnerTermSetProductId=ppc_core["Id"])
+    prem = s.add("SfdcPartnerProvisionProduct", Name="Premium Add-On", PartnerTermSetProductId=ppc_prem["Id"])
     ids.update(ppc_core=ppc_core["Id"], ppc_premium=ppc_prem["Id"], ppp_core=core["Id"], ppp_premium=prem["Id"])
-    s.add("SfdcPartnerProductLicense", Name="Core App package license", SfdcPartnerProvisionProductId=core["Id"],
-          PackageLicenseId=make_id("050", 1, pod="Pk"))
-    s.add("SfdcPartnerProductLicense", Name="Premium Add-On permission set", SfdcPartnerProvisionProductId=prem["Id"],
-          PermissionSetId=make_id("0PS", 1, pod="Ps"))
+    s.add("SfdcPartnerProductLicense", PartnerProvisionProductId=core["Id"],
+          LicenseId=make_id("0A3", 1, pod="Pk"))
+    s.add("SfdcPartnerProductLicense", PartnerProvisionProductId=prem["Id"],
+          LicenseId=make_id("0PL", 1, pod="Ps"))
 
     def offer(customer: str, n: int, status: str, start: date, items: list[tuple[Row, int, str]], *,
               offer_type: str = "Initial", initial: Row | None = None, valid_until: date | None = None) -> Row:
         slug = customer.lower().split()[0]
+        account = customers.get(customer) or s.add(CUSTOMER, Name=customer, BillingCustomerOrg=_customer_org(n),
+                                                   BillingEmail=f"{slug}.billing@example.com")
+        customers[customer] = account
         o = s.add(OFFER, Name=f"{customer} {offer_type} offer", Status=status, OfferType=offer_type,
-                  CustomerName=customer, CustomerOrgId=_customer_org(n), SfdcPartnerTermSetId=ts["Id"],
+                  CustomerName=customer, CustomerForPartnerId=account["Id"],
+                  BillingCustomerOrg=account["BillingCustomerOrg"], PartnerTermSetId=ts["Id"],
                   ContractTerm=12, ServiceStartDate=start.isoformat(),
                   ServiceEndDate=(initial["ServiceEndDate"] if initial else term_end(start).isoformat()),
                   ValidUntilDate=(valid_until or today + timedelta(days=30)).isoformat(),
                   RecipientEmailAddress=f"{slug}.buyer@example.com", BillingEmailAddress=f"{slug}.billing@example.com",
                   CurrencyIsoCode="USD", InitialOrderId=initial["Id"] if initial else None,
                   PartnerPoNumber=f"PO-{n:04d}")
-        rows = [s.add(OFFER_ITEM, Name=f"{ppp['Name']} x{q}", SfdcPartnerOfferId=o["Id"],
-                      SfdcPartnerProvisionProductId=ppp["Id"], Quantity=q, CustomerUnitPricePerMonth=Decimal(p),
-                      LineItemTotal=line_total(q, p)) for ppp, q, p in items]
+        rows = [s.add(OFFER_ITEM, Name=f"{ppp['Name']} x{q}", PartnerOfferId=o["Id"],
+                      PartnerProvisionProductId=ppp["Id"], Quantity=q, CustomerUnitPricePerMonth=Decimal(p),
+                      **_totals(q, p)) for ppp, q, p in items]
         return data.update(OFFER, o["Id"], {"Subtotal": subtotal_for(data, o, rows)}, validate=False)
 
     def order(o: Row, status: str, items: list[tuple[Row, int, str]], number: int) -> Row:
         r = s.add(ORDER, Name=f"{o['CustomerName']} order {number}", OrderNumber=f"{number:08d}", Status=status,
-                  OrderType=o["OfferType"], SfdcPartnerOfferId=o["Id"], InitialOrderId=o["InitialOrderId"],
-                  CustomerName=o["CustomerName"], CustomerOrgId=o["CustomerOrgId"], ContractTerm=12,
+                  OrderType=o["OfferType"], PartnerOfferId=o["Id"], InitialOrderId=o["InitialOrderId"],
+                  CustomerName=o["CustomerName"], BillingCustomerOrg=o["BillingCustomerOrg"], ContractTerm=12,
                   ServiceStartDate=o["ServiceStartDate"], ServiceEndDate=o["ServiceEndDate"],
                   RecipientEmailAddress=o["RecipientEmailAddress"], BillingEmailAddress=o["BillingEmailAddress"],
                   CurrencyIsoCode="USD")
-        rows = [s.add(ORDER_ITEM, Name=f"{ppp['Name']} x{q}", SfdcPartnerOrderId=r["Id"],
-                      SfdcPartnerProvisionProductId=ppp["Id"], Quantity=q, CustomerUnitPricePerMonth=Decimal(p),
-                      LineItemTotal=line_total(q, p)) for ppp, q, p in items]
+        rows = [s.add(ORDER_ITEM, Name=f"{ppp['Name']} x{q}", PartnerOrderId=r["Id"],
+                      PartnerProvisionProductId=ppp["Id"], Quantity=q, CustomerUnitPricePerMonth=Decimal(p),
+                      **_totals(q, p)) for ppp, q, p in items]
         good = [i for i in rows if (i.get("Quantity") or 0) > 0]
         return data.update(ORDER, r["Id"], {"Subtotal": subtotal_for(data, r, good)}, validate=False)
 
@@ -204,7 +243,7 @@ def load_demo(data: OrgData, today: date | None = None) -> dict[str, str]:
     globex_offer = offer("Globex", 9, "Accepted", later, globex_items)
     globex_order = order(globex_offer, "Processing", globex_items + [(prem, -2, "200.00")], 103)
     bad = [r for r in data.tables[ORDER_ITEM].rows.values()
-           if r["SfdcPartnerOrderId"] == globex_order["Id"] and r["Quantity"] < 0]
+           if r[ORDER_LINK] == globex_order["Id"] and r["Quantity"] < 0]
     ids.update(globex_order=globex_order["Id"], malformed_order_item=bad[0]["Id"])
     return ids
 
@@ -222,9 +261,9 @@ def generate(data: OrgData, n: int, *, seed: int = 7, items_per_order: int = 3) 
     item_spec = data.tables[ORDER_ITEM].spec
     orders: list[Row] = []
     items: list[Row] = []
-    base = datetime.now(UTC) - timedelta(days=3)
+    base = data.clock.moment() - timedelta(days=3)
     count = max(1, n // (items_per_order + 1))
-    today = datetime.now(UTC).date()
+    today = data.clock.today()
     for k in range(count):
         stamp = format_stamp(base + timedelta(milliseconds=(k // 10) * 250))
         start = today + timedelta(days=rng.randint(-200, 60))
@@ -235,12 +274,13 @@ def generate(data: OrgData, n: int, *, seed: int = 7, items_per_order: int = 3) 
             qty = rng.randint(1, 50)
             total = line_total(qty, prices[ppp])
             lines.append(total)
-            items.append(_row(item_spec, data.new_id(item_spec), stamp, Name=f"Line {j + 1}", SfdcPartnerOrderId=order_id,
-                              SfdcPartnerProvisionProductId=ppp, Quantity=qty,
-                              CustomerUnitPricePerMonth=prices[ppp], LineItemTotal=total))
+            items.append(_row(item_spec, data.new_id(item_spec), stamp, Name=f"Line {j + 1}", PartnerOrderId=order_id,
+                              PartnerProvisionProductId=ppp, Quantity=qty,
+                              CustomerUnitPricePerMonth=prices[ppp], LineItemTotal=total,
+                              LineItemPeriodTotal=line_total(qty, prices[ppp], 1)))
         orders.append(_row(order_spec, order_id, stamp, Name=f"Bench order {k + 1}", OrderNumber=f"{k + 1000:08d}",
                            Status="Activated", OrderType="Initial", CustomerName=f"Customer {k + 1}",
-                           CustomerOrgId=_customer_org(k + 100), ContractTerm=12, ServiceStartDate=start.isoformat(),
+                           BillingCustomerOrg=_customer_org(k + 100), ContractTerm=12, ServiceStartDate=start.isoformat(),
                            ServiceEndDate=term_end(start).isoformat(), RecipientEmailAddress=f"buyer{k}@example.com",
                            BillingEmailAddress=f"billing{k}@example.com", CurrencyIsoCode="USD",
                            Subtotal=sum(lines, Decimal("0.00"))))
@@ -252,13 +292,14 @@ def generate(data: OrgData, n: int, *, seed: int = 7, items_per_order: int = 3) 
 
 def load_catalog(data: OrgData) -> dict[str, str]:
     s = _Seeder(data)
-    ts = s.add("SfdcPartnerTermSet", Name="Standard 12-month, NET30", ContractTerm=12, PaymentTerms="NET30")
-    ppc_core = s.add("SfdcPartnerTermSetProduct", Name="Core App catalog", SfdcPartnerTermSetId=ts["Id"],
+    ts = s.add("SfdcPartnerTermSet", Name="Standard 12-month, NET30", DefaultContractCurrency="USD",
+                **TERM_SET_DEFAULTS)
+    ppc_core = s.add("SfdcPartnerTermSetProduct", Name="Core App catalog", PartnerTermSetId=ts["Id"],
                      RevenueSharePercentage=Decimal("15"))
-    ppc_prem = s.add("SfdcPartnerTermSetProduct", Name="Premium Add-On catalog", SfdcPartnerTermSetId=ts["Id"],
+    ppc_prem = s.add("SfdcPartnerTermSetProduct", Name="Premium Add-On catalog", PartnerTermSetId=ts["Id"],
                      RevenueSharePercentage=Decimal("10"))
-    core = s.add("SfdcPartnerProvisionProduct", Name="Core App", SfdcPartnerTermSetProductId=ppc_core["Id"])
-    prem = s.add("SfdcPartnerProvisionProduct", Name="Premium Add-On", SfdcPartnerTermSetProductId=ppc_prem["Id"])
+    core = s.add("SfdcPartnerProvisionProduct", Name="Core App", PartnerTermSetProductId=ppc_core["Id"])
+    prem = s.add("SfdcPartnerProvisionProduct", Name="Premium Add-On", PartnerTermSetProductId=ppc_prem["Id"])
     return {"term_set": ts["Id"], "ppc_core": ppc_core["Id"], "ppc_premium": ppc_prem["Id"],
             "ppp_core": core["Id"], "ppp_premium": prem["Id"]}
 

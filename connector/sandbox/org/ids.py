@@ -95,14 +95,20 @@ def canonical_stamp(text: str) -> str:
 
 class Clock:
     """The org's clock: UTC now at millisecond precision, never going backwards, so
-    SystemModstamp order follows write order (and several writes may share one stamp)."""
+    SystemModstamp order follows write order (and several writes may share one stamp).
+    ``advance`` moves it forward (tests and the demo bring an order's start date near);
+    it never moves back, so stamps stay ordered."""
 
     def __init__(self) -> None:
         self._last = ""
         self._lock = threading.Lock()
+        self.offset = timedelta(0)
+
+    def moment(self) -> datetime:
+        return datetime.now(UTC) + self.offset
 
     def now(self) -> str:
-        stamp = format_stamp(datetime.now(UTC))
+        stamp = format_stamp(self.moment())
         with self._lock:
             if stamp < self._last:
                 stamp = self._last
@@ -110,4 +116,12 @@ class Clock:
             return stamp
 
     def today(self) -> date:
-        return datetime.now(UTC).date()
+        return self.moment().date()
+
+    def advance(self, *, days: float = 0, seconds: float = 0) -> str:
+        delta = timedelta(days=days, seconds=seconds)
+        if delta < timedelta(0):
+            raise ValueError("the org's clock only moves forward")
+        with self._lock:
+            self.offset += delta
+        return self.now()

@@ -20,6 +20,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from datetime import UTC
+from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from connector.sandbox.org.auth import ConnectedApp, OAuthError, Sessions, grant, token_response
@@ -28,10 +30,11 @@ from connector.sandbox.org.ids import canonical_stamp, is_id, make_id, to_18
 from connector.sandbox.org.jsonenc import Raw, encode, loads, record_encoder
 from connector.sandbox.org.soql import SoqlError, compile_soql
 
-SUPPORTED_VERSIONS = [f"{v}.0" for v in range(40, 64)]
+SUPPORTED_VERSIONS = [f"{v}.0" for v in range(40, 68)]  # up to Summer '26 (v67.0)
 COLLECTIONS_SINCE = 42.0  # sObject Collections appeared in API 42.0
 COLLECTIONS_UPSERT_SINCE = 46.0  # ... their upsert, and the upsert "created" flag / 200 body, in 46.0
 MAX_OPEN_LOCATORS = 10
+BATCH_SINCE = 34.0  # /composite/batch appeared in API 34.0
 COMPOSITE_MAX_SUBREQUESTS = 25
 COMPOSITE_MAX_QUERIES = 5
 COLLECTION_MAX = 200
@@ -268,6 +271,8 @@ class OrgApi:
         if head == "composite":
             if n == 1 and method == "POST":
                 return "composite", self._composite
+            if n == 2 and parts[1] == "batch" and method == "POST":
+                return "composite_batch", self._composite_batch
             if n >= 2 and parts[1] == "sobjects":
                 if n == 2 and method == "POST":
                     return "collections_create", self._collections_create
@@ -356,7 +361,7 @@ class OrgApi:
         return Response(200, self.run_query(soql, v, resource == "queryAll", self._batch_size(req)))
 
     def run_query(self, soql: str, version: str, include_deleted: bool, batch: int) -> str:
-        bound = compile_soql(soql, self.data.schema)
+        bound = compile_soql(soql, self.data.schema, version)
         if bound.count:
             n = len(self.data.select(bound, include_deleted=include_deleted))
             return encode({"totalSize": n, "done": True, "records": []})
@@ -405,25 +410,50 @@ class OrgApi:
 
     # ------------------------------------------------------------ sobjects
 
-    def _spec(self, obj: str):  # type: ignore[no-untyped-def]
-        spec = self.data.schema.get(obj)
+    def _spec(self, obj: str, version: str | None = None):  # type: ignore[no-untyped-def]
+        # An object newer than the request's API version does not exist there (GTM objects:
+        # v64-v66), as on a real org.
+        spec = self.data.schema.get(obj, version)
         if spec is None:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         return spec
 
+    def _not_modified(self, req: Request) -> Response | None:
+        """Describe answers 304 when the schema has not changed since If-Modified-Since
+        (so a client can re-check its mapping cheaply), else None; Last-Modified on both."""
+        since = req.headers.get("if-modified-since")
+        if not since:
+            return None
+        try:
+            when = parsedate_to_datetime(since)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        if self.data.schema.last_modified <= when:
+            return Response(304, None, self._last_modified())
+        return None
+
+    def _last_modified(self) -> dict[str, str]:
+        return {"Last-Modified": format_datetime(self.data.schema.last_modified, usegmt=True)}
+
     def _describe_global(self, req: Request, v: str) -> Response:
+        unchanged = self._not_modified(req)
+        if unchanged is not None:
+            return unchanged
         return Response.json(200, {
             "encoding": "UTF-8",
             "maxBatchSize": COLLECTION_MAX,
-            "sobjects": [spec.basic(v) for spec in self.data.schema.objects.values()],
-        })
+            "sobjects": [spec.basic(v) for spec in self.data.schema.at(v)],
+        }, self._last_modified())
 
     def _sobject_basic(self, req: Request, v: str, obj: str) -> Response:
-        spec = self._spec(obj)
+        spec = self._spec(obj, v)
         return Response.json(200, {"objectDescribe": spec.basic(v), "recentItems": []})
 
     def _describe(self, req: Request, v: str, obj: str) -> Response:
-        return Response.json(200, self._spec(obj).describe(v))
+        spec = self._spec(obj, v)
+        return self._not_modified(req) or Response.json(200, spec.describe(v), self._last_modified())
 
     def _record_json(self, row: Row, v: str, fields: list[str] | None = None) -> Raw:
         spec = self.data.schema.get(self.data.find_object(row["Id"]).name)  # type: ignore[union-attr]
@@ -444,7 +474,9 @@ class OrgApi:
         return out
 
     def _retrieve(self, req: Request, v: str, obj: str, rid: str) -> Response:
-        spec = self._spec(obj)
+        spec = self._spec(obj, v)
+        if not spec.retrieveable:
+            raise ApiError(400, "INVALID_TYPE_FOR_OPERATION", f"entity type {spec.name} does not support retrieve")
         row = self.data.get(spec.name, rid)
         if row is None:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
@@ -473,7 +505,7 @@ class OrgApi:
         return body
 
     def _create(self, req: Request, v: str, obj: str) -> Response:
-        spec = self._spec(obj)
+        spec = self._spec(obj, v)
         body = self._body_object(req)
         if any(k.lower() == "id" for k in body):
             raise ApiError(400, "INVALID_FIELD_FOR_INSERT_UPDATE", "Unable to create/update fields: Id. Please check "
@@ -484,13 +516,13 @@ class OrgApi:
                              {"Location": f"/services/data/v{v}/sobjects/{spec.name}/{row['Id']}"})
 
     def _update(self, req: Request, v: str, obj: str, rid: str) -> Response:
-        spec = self._spec(obj)
+        spec = self._spec(obj, v)
         body = self._body_object(req)
         self.data.update(spec.name, rid, body)
         return Response(204)
 
     def _delete(self, req: Request, v: str, obj: str, rid: str) -> Response:
-        spec = self._spec(obj)
+        spec = self._spec(obj, v)
         self.data.delete(spec.name, rid)
         return Response(204)
 
@@ -527,7 +559,10 @@ class OrgApi:
         return {"id": rid, "success": True, "errors": [], "created": False}
 
     def _get_changed(self, req: Request, v: str, obj: str, kind: str) -> Response:
-        spec = self._spec(obj)
+        spec = self._spec(obj, v)
+        if not spec.retrieveable:
+            raise ApiError(400, "INVALID_TYPE_FOR_OPERATION", f"entity type {spec.name} does not support "
+                           f"{'getDeleted' if kind == 'deleted' else 'getUpdated'}")
         start, end = req.param("start"), req.param("end")
         if not start or not end:
             raise ApiError(400, "MALFORMED_QUERY", "start and end are required")
@@ -644,7 +679,7 @@ class OrgApi:
     def _collections_upsert(self, req: Request, v: str, obj: str, fld: str) -> Response:
         _available(v, COLLECTIONS_UPSERT_SINCE)
         records, all_or_none = self._records(req)
-        spec = self._spec(obj)
+        spec = self._spec(obj, v)
         f = spec.field(fld)
         if f is None or not (f.external_id or f.name == "Id"):
             raise ApiError(404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {fld}")
@@ -682,7 +717,7 @@ class OrgApi:
 
     def _collections_get(self, req: Request, v: str, obj: str) -> Response:
         _available(v, COLLECTIONS_SINCE)
-        spec = self._spec(obj)
+        spec = self._spec(obj, v)
         if req.method == "POST":
             body = self._body_object(req)
             ids, fields = body.get("ids") or [], body.get("fields") or []
@@ -756,6 +791,36 @@ class OrgApi:
             {"body": Raw(r["body"]) if isinstance(r["body"], str) else r["body"], "httpHeaders": r["httpHeaders"],
              "httpStatusCode": r["httpStatusCode"], "referenceId": r["referenceId"]} for r in results]})
 
+    def _composite_batch(self, req: Request, v: str) -> Response:
+        """``/composite/batch``: up to 25 independent subrequests (any kind, queries
+        included), one API call; no references, no transaction."""
+        _available(v, BATCH_SINCE)
+        body = self._body_object(req)
+        subs = body.get("batchRequests")
+        if not isinstance(subs, list) or not subs:
+            raise ApiError(400, "JSON_PARSER_ERROR", "batchRequests: a list of subrequests is required")
+        if len(subs) > COMPOSITE_MAX_SUBREQUESTS:
+            raise ApiError(400, "LIMIT_EXCEEDED", f"A batch can contain at most {COMPOSITE_MAX_SUBREQUESTS} subrequests")
+        halt = bool(body.get("haltOnError", False))
+        results: list[dict[str, Any]] = []
+        failed = False
+        for sub in subs:
+            if failed and halt:
+                results.append({"statusCode": 412, "result": [{"errorCode": "BATCH_PROCESSING_HALTED",
+                                                               "message": "Batch processing halted per request"}]})
+                continue
+            if not isinstance(sub, dict) or not isinstance(sub.get("url"), str):
+                raise ApiError(400, "JSON_PARSER_ERROR", "each batch request needs a method and a url")
+            url = sub["url"] if sub["url"].startswith("/") else "/services/data/" + sub["url"]
+            payload = sub.get("richInput")
+            answer = self._subrequest({"referenceId": "batch", "method": sub.get("method", "GET"), "url": url,
+                                       **({"body": payload} if payload is not None else {})}, v, req, {})
+            failed = failed or answer["httpStatusCode"] >= 400
+            result = answer["body"]
+            results.append({"statusCode": answer["httpStatusCode"],
+                            "result": Raw(result) if isinstance(result, str) else result})
+        return Response.json(200, {"hasErrors": failed, "results": results})
+
     def _subrequest(self, sub: dict[str, Any], v: str, parent: Request, outputs: dict[str, Any]) -> dict[str, Any]:
         ref = sub["referenceId"]
         try:
@@ -776,7 +841,7 @@ class OrgApi:
         else:
             try:
                 endpoint, handler = self._route(method, sub_req.segments[3:])
-                if endpoint == "composite":
+                if endpoint in ("composite", "composite_batch"):
                     raise ApiError(400, "INVALID_INPUT", "composite requests can't be nested")
                 self.controls.count(endpoint, sub=True)
                 resp = handler(sub_req, m.group(1))
@@ -788,7 +853,7 @@ class OrgApi:
         outputs[ref] = _Lazy(resp.body) if resp.status < 400 and resp.body else None
         partial = (endpoint in _COLLECTION_WRITES and resp.status == 200 and resp.body is not None
                    and any(not r.get("success") for r in loads(resp.body.encode())))
-        return {"body": resp.body if resp.body is not None else None, "httpHeaders": {k: val for k, val in resp.headers.items() if k == "Location"},
+        return {"body": resp.body if resp.body is not None else None, "httpHeaders": {k: val for k, val in resp.headers.items() if k in ("Location", "Last-Modified")},
                 "httpStatusCode": resp.status, "referenceId": ref, "partial": partial}
 
 

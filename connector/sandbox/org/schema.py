@@ -1,33 +1,45 @@
-"""Object and field metadata of the sandbox org, derived from a mapping set.
+"""Object and field metadata of the sandbox org, read from ``gtm_schema.toml``.
 
-The mapping says which GTM objects exist, their fields and types, which are required and
-whether partners may write the object; the write-back target comes from writeback.toml.
-From that the sandbox answers describe calls, validates writes and types SOQL filters.
+The schema is the org's own data, written from Salesforce's public object reference; it is
+never derived from the connector's mapping (so a wrong name in a mapping fails against it,
+as on a real org). From it the sandbox answers describe calls, validates writes, computes
+derived fields and types SOQL filters. Objects exist from the API version that introduced
+them (``since``): asked for at an older version they are unknown, as on a real org.
 Field names are case-insensitive in Salesforce, so lookups go through ``field()``.
+
+A test can start an org whose schema differs from the reference (``renamed``): that is how
+the suite proves a wrong mapping is caught.
 """
 
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
-from connector.mappings import MappingSet, load_mapping
-
-# Mapping type -> (describe "type", soapType)
+SCHEMA_FILE = Path(__file__).with_name("gtm_schema.toml")
+# Schema type -> (describe "type", soapType)
 _DESCRIBE_TYPES = {
     "id": ("id", "tns:ID"),
     "reference": ("reference", "tns:ID"),
     "string": ("string", "xsd:string"),
+    "textarea": ("textarea", "xsd:string"),
     "email": ("email", "xsd:string"),
     "picklist": ("picklist", "xsd:string"),
     "boolean": ("boolean", "xsd:boolean"),
-    "int": ("double", "xsd:double"),
+    "int": ("int", "xsd:int"),
+    "double": ("double", "xsd:double"),
     "currency": ("currency", "xsd:double"),
     "percent": ("percent", "xsd:double"),
     "date": ("date", "xsd:date"),
     "datetime": ("datetime", "xsd:dateTime"),
 }
+NUMERIC_TYPES = frozenset({"int", "double", "currency", "percent"})
+TEXT_TYPES = frozenset({"string", "textarea", "email", "picklist"})
 SYSTEM_FIELD_TYPES = {
     "Id": "id",
     "IsDeleted": "boolean",
@@ -35,73 +47,84 @@ SYSTEM_FIELD_TYPES = {
     "LastModifiedDate": "datetime",
     "SystemModstamp": "datetime",
 }
-# Fields the GTM app computes itself (formula / roll-up): readable, never writable.
-COMPUTED_FIELDS = {
-    "SfdcPartnerOfferItem": {"LineItemTotal"},
-    "SfdcPartnerOrderItem": {"LineItemTotal"},
-    "SfdcPartnerOffer": {"Subtotal"},
-    "SfdcPartnerOrder": {"Subtotal", "OrderNumber"},
-}
-# Key prefixes: invented but stable, so ids read alike from run to run.
-KEY_PREFIXES = {
-    "SfdcPartnerTermSet": "1TS",
-    "SfdcPartnerTermSetProduct": "1TP",
-    "SfdcPartnerProvisionProduct": "1PP",
-    "SfdcPartnerProductLicense": "1PL",
-    "SfdcPartnerOffer": "1OF",
-    "SfdcPartnerOfferItem": "1OI",
-    "SfdcPartnerOrder": "1OR",
-    "SfdcPartnerOrderItem": "1OT",
-    "SfdcPartnerPayout": "1PY",
-}
+ACCESS = ("writable", "read_only", "query_only")
+_FIELD_KEYS = {"type", "length", "precision", "scale", "to", "master_detail", "relationship", "values", "restricted",
+               "autonumber", "formula", "unconfirmed", "nillable", "createable", "updateable", "external_id", "unique"}
 
 
 @dataclass(frozen=True)
 class FieldSpec:
     name: str
-    type: str  # mapping type name (string, currency, ...)
+    type: str  # schema type (string, currency, ...)
     label: str
-    required: bool = False
+    nillable: bool = True
     createable: bool = True
     updateable: bool = True
     external_id: bool = False
     unique: bool = False
     reference_to: tuple[str, ...] = ()
+    relationship: str | None = None
+    master_detail: bool = False
     picklist: tuple[str, ...] = ()
+    restricted: bool = False
+    length: int = 0
+    precision: int = 0
+    scale: int = 0
+    autonumber: str | None = None
+    formula: str | None = None
+    unconfirmed: bool = False
 
     @property
     def system(self) -> bool:
         return self.name in SYSTEM_FIELD_TYPES
 
+    @property
+    def calculated(self) -> bool:
+        return self.formula is not None
+
+    @property
+    def required(self) -> bool:
+        """Must be given on create (Salesforce: not nillable, createable, not defaulted)."""
+        return not self.nillable and self.createable and not self.system
+
     def describe(self) -> dict[str, object]:
         sf_type, soap = _DESCRIBE_TYPES[self.type]
-        numeric = self.type in ("int", "currency", "percent")
+        relationship = self.relationship
+        if relationship is None and self.reference_to:
+            relationship = self.name[:-2] if self.name.endswith("Id") else None
         return {
             "name": self.name,
             "label": self.label,
             "type": sf_type,
             "soapType": soap,
-            "length": 255 if self.type in ("string", "picklist") else (80 if self.type == "email" else (18 if self.type in ("id", "reference") else 0)),
-            "precision": 18 if numeric else 0,
-            "scale": 0 if self.type == "int" else (2 if numeric else 0),
-            "nillable": not self.required and not self.system and self.type != "boolean",
+            "length": self.length,
+            "precision": self.precision,
+            "scale": self.scale,
+            "digits": 0,
+            "nillable": self.nillable,
             "createable": self.createable,
             "updateable": self.updateable,
-            "defaultedOnCreate": self.system or self.type == "boolean",
+            "defaultedOnCreate": self.system or self.type == "boolean" or self.autonumber is not None,
             "externalId": self.external_id,
-            "idLookup": self.name == "Id" or self.external_id,
+            "idLookup": self.name == "Id" or self.external_id or self.autonumber is not None,
             "unique": self.unique,
             "custom": self.name.endswith("__c"),
-            "calculated": False,
+            "calculated": self.calculated,
+            "calculatedFormula": self.formula,
+            "autoNumber": self.autonumber is not None,
+            "displayFormat": self.autonumber,
             "filterable": True,
-            "sortable": True,
-            "groupable": self.type not in ("currency", "percent", "datetime"),
+            "sortable": self.type != "textarea",
+            "groupable": self.type not in ("currency", "percent", "double", "datetime", "textarea"),
+            "cascadeDelete": self.master_detail,
+            "relationshipOrder": 0 if self.master_detail else None,
             "referenceTo": list(self.reference_to),
-            "relationshipName": (self.name[:-2] if self.name.endswith("Id") else None) if self.reference_to else None,
+            "relationshipName": relationship,
+            "polymorphicForeignKey": len(self.reference_to) > 1,
             "picklistValues": [
                 {"active": True, "defaultValue": False, "label": v, "validFor": None, "value": v} for v in self.picklist
             ],
-            "restrictedPicklist": bool(self.picklist),
+            "restrictedPicklist": self.restricted,
         }
 
 
@@ -110,30 +133,36 @@ class ObjectSpec:
     name: str
     label: str
     key_prefix: str
-    writable: bool
+    access: str
     fields: Mapping[str, FieldSpec]
+    since: float = 40.0
     custom: bool = False
     _lower: dict[str, FieldSpec] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def writable(self) -> bool:
+        return self.access == "writable"
+
+    @property
+    def retrieveable(self) -> bool:
+        return self.access != "query_only"
 
     def field(self, name: str) -> FieldSpec | None:
         return self._lower.get(name.lower())
 
+    def exists_at(self, api_version: str | float) -> bool:
+        return float(api_version) >= self.since
+
     @property
     def external_ids(self) -> list[FieldSpec]:
-        return [f for f in self.fields.values() if f.external_id]
+        return [f for f in self.fields.values() if f.external_id or f.autonumber is not None]
 
     def describe(self, api_version: str) -> dict[str, object]:
-        base = f"/services/data/v{api_version}/sobjects/{self.name}"
         return {
             **self.basic(api_version),
             "fields": [f.describe() for f in self.fields.values()],
             "childRelationships": [],
             "recordTypeInfos": [],
-            "urls": {
-                "sobject": base,
-                "describe": f"{base}/describe",
-                "rowTemplate": f"{base}/{{ID}}",
-            },
         }
 
     def basic(self, api_version: str) -> dict[str, object]:
@@ -148,10 +177,10 @@ class ObjectSpec:
             "updateable": self.writable,
             "deletable": self.writable,
             "queryable": True,
-            "retrieveable": True,
-            "searchable": True,
+            "retrieveable": self.retrieveable,
+            "searchable": self.retrieveable,
             "undeletable": self.writable,
-            "replicateable": True,
+            "replicateable": self.retrieveable,
             "urls": {"sobject": base, "describe": f"{base}/describe", "rowTemplate": f"{base}/{{ID}}"},
         }
 
@@ -162,84 +191,108 @@ def _label(name: str) -> str:
     return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).strip()
 
 
-def _vocabulary_for(mapping: MappingSet, object_key: str, column: str) -> str | None:
-    """Which vocabulary types a picklist column: the column itself (offer_type) or
-    object + column (offer + status -> offer_status)."""
-    for name in (column, f"{object_key}_{column}"):
-        if name in mapping.vocabularies and isinstance(mapping.vocabularies[name], Mapping):
-            return name
-    return None
-
-
-def _reference_target(field_name: str, sobjects: list[str]) -> tuple[str, ...]:
-    stem = field_name.removesuffix("Id")
-    if stem in sobjects:
-        return (stem,)
-    last_word = re.findall(r"[A-Z][a-z]*", stem)[-1:] or [stem]
-    return tuple(s for s in sobjects if s.endswith(last_word[0]))[:1]
-
-
 @dataclass(frozen=True)
 class OrgSchema:
     objects: Mapping[str, ObjectSpec]
+    # When the schema last changed (describe answers 304 to If-Modified-Since after it).
+    last_modified: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
     _lower: dict[str, ObjectSpec] = field(default_factory=dict, repr=False, compare=False)
     _by_prefix: dict[str, ObjectSpec] = field(default_factory=dict, repr=False, compare=False)
 
-    def get(self, name: str) -> ObjectSpec | None:
-        return self._lower.get(name.lower())
+    def get(self, name: str, api_version: str | float | None = None) -> ObjectSpec | None:
+        """The object called ``name`` (any case); None if unknown, or not yet introduced at
+        ``api_version``."""
+        spec = self._lower.get(name.lower())
+        if spec is None or (api_version is not None and not spec.exists_at(api_version)):
+            return None
+        return spec
+
+    def at(self, api_version: str | float) -> list[ObjectSpec]:
+        return [s for s in self.objects.values() if s.exists_at(api_version)]
 
     def by_prefix(self, record_id: str) -> ObjectSpec | None:
         return self._by_prefix.get(record_id[:3])
 
-
-def _spec(name: str, fields: list[FieldSpec], writable: bool, prefix: str, custom: bool = False) -> ObjectSpec:
-    by_name = {f.name: f for f in fields}
-    return ObjectSpec(name, _label(name), prefix, writable, by_name, custom, {f.name.lower(): f for f in fields})
+    def with_field_renamed(self, sobject: str, old: str, new: str) -> OrgSchema:
+        """This schema with one field renamed, modified now (at least a second after this
+        one, so an If-Modified-Since of the old Last-Modified sees the change)."""
+        spec = self.get(sobject)
+        if spec is None or spec.field(old) is None:
+            raise ValueError(f"renamed: no such field {sobject}.{old}")
+        fields = {(new if f.name == spec.field(old).name else f.name):  # type: ignore[union-attr]
+                  (replace(f, name=new, label=_label(new)) if f.name == spec.field(old).name else f)  # type: ignore[union-attr]
+                  for f in spec.fields.values()}
+        changed = replace(spec, fields=fields, _lower={f.name.lower(): f for f in fields.values()})
+        objects = {name: (changed if name == spec.name else s) for name, s in self.objects.items()}
+        now = max(datetime.now(UTC).replace(microsecond=0), self.last_modified + timedelta(seconds=1))
+        return OrgSchema(objects, now, _lower={n.lower(): s for n, s in objects.items()},
+                         _by_prefix={s.key_prefix: s for s in objects.values()})
 
 
 def _system_fields() -> list[FieldSpec]:
     return [
-        FieldSpec(n, t, _label(n), createable=False, updateable=False) for n, t in SYSTEM_FIELD_TYPES.items()
+        FieldSpec(n, t, _label(n), nillable=n not in ("Id", "IsDeleted"), createable=False, updateable=False)
+        for n, t in SYSTEM_FIELD_TYPES.items()
     ]
 
 
-def schema_from_mapping(mapping: MappingSet | str = "gtm-v1") -> OrgSchema:
-    """The org's objects: every mapped GTM object plus the write-back target object."""
-    if isinstance(mapping, str):
-        mapping = load_mapping(mapping)
-    sobjects = [o.sobject for o in mapping.objects.values()]
+def _field_spec(where: str, name: str, raw: Mapping[str, Any], writable: bool) -> FieldSpec:
+    unknown = set(raw) - _FIELD_KEYS
+    if unknown:
+        raise ValueError(f"{where}.{name}: unknown key(s) {sorted(unknown)}")
+    if raw.get("type") not in _DESCRIBE_TYPES:
+        raise ValueError(f"{where}.{name}: unknown type {raw.get('type')!r}")
+    derived = raw.get("autonumber") is not None or raw.get("formula") is not None
+    t = raw["type"]
+    default_length = {"id": 18, "reference": 18, "email": 80}.get(t, 255 if t in TEXT_TYPES else 0)
+    precision = int(raw.get("precision", 18 if t in ("currency", "double", "percent") else (9 if t == "int" else 0)))
+    return FieldSpec(
+        name=name, type=t, label=_label(name),
+        # A master-detail link is always required (a detail record cannot exist alone).
+        nillable=(bool(raw.get("nillable", True)) and not raw.get("master_detail", False)) or derived,
+        createable=bool(raw.get("createable", writable)) and not derived,
+        updateable=bool(raw.get("updateable", writable and not raw.get("master_detail", False))) and not derived,
+        external_id=bool(raw.get("external_id", False)), unique=bool(raw.get("unique", False)),
+        reference_to=tuple(raw.get("to", ())), relationship=raw.get("relationship"),
+        master_detail=bool(raw.get("master_detail", False)),
+        picklist=tuple(raw.get("values", ())), restricted=bool(raw.get("restricted", False)),
+        length=int(raw.get("length", default_length)), precision=precision,
+        scale=int(raw.get("scale", 0 if t in ("int", "double") else (2 if t in NUMERIC_TYPES else 0))),
+        autonumber=raw.get("autonumber"), formula=raw.get("formula"), unconfirmed=bool(raw.get("unconfirmed", False)),
+    )
+
+
+def load_org_schema(path: Path = SCHEMA_FILE, *, renamed: Mapping[str, str] | None = None,
+                    dropped: tuple[str, ...] = ()) -> OrgSchema:
+    """The org's schema from ``path``. ``renamed`` ({"Object.Field": "NewName"}) and
+    ``dropped`` ("Object.Field", or "Object" for a whole object) make a test-only variant
+    that differs from the reference."""
+    doc = tomllib.loads(path.read_text("utf-8"))
+    renamed = dict(renamed or {})
     specs: dict[str, ObjectSpec] = {}
-    for n, obj in enumerate(mapping.in_sync_order()):
-        computed = COMPUTED_FIELDS.get(obj.sobject, set())
+    for name, raw in doc["objects"].items():
+        if name in dropped:
+            continue
+        access = raw.get("access", "writable")
+        if access not in ACCESS:
+            raise ValueError(f"{path}: objects.{name}.access: {access!r} is not one of {ACCESS}")
         fields = _system_fields()
-        for f in obj.fields.values():
-            vocab = _vocabulary_for(mapping, obj.name, f.column) if f.type == "picklist" else None
-            writable = obj.writable and f.sf_field not in computed
-            fields.append(
-                FieldSpec(
-                    name=f.sf_field,
-                    type=f.type,
-                    label=_label(f.sf_field),
-                    required=f.required and f.sf_field not in computed,
-                    createable=writable,
-                    updateable=writable,
-                    reference_to=_reference_target(f.sf_field, sobjects) if f.type == "reference" else (),
-                    picklist=tuple(mapping.vocabularies[vocab]) if vocab else (),
-                )
-            )
-        prefix = KEY_PREFIXES.get(obj.sobject, f"1X{n}")
-        specs[obj.sobject] = _spec(obj.sobject, fields, obj.writable, prefix)
-    wb = mapping.writeback
-    wb_fields = _system_fields() + [FieldSpec("Name", "string", "Name")]
-    for sf_field in wb.fields.values():
-        is_key = sf_field == wb.external_id
-        wb_fields.append(
-            FieldSpec(
-                sf_field, wb.types.get(sf_field, "string"), _label(sf_field),
-                required=is_key, external_id=is_key, unique=is_key,
-            )
+        for fname, fraw in raw["fields"].items():
+            key = f"{name}.{fname}"
+            if key in dropped:
+                continue
+            spec = _field_spec(f"{path}: objects.{name}.fields", fname, fraw, access == "writable")
+            if key in renamed:
+                new_name = renamed.pop(key)
+                spec = replace(spec, name=new_name, label=_label(new_name))
+            fields.append(spec)
+        specs[name] = ObjectSpec(
+            name=name, label=raw.get("label", _label(name)), key_prefix=raw["prefix"], access=access,
+            fields={f.name: f for f in fields}, since=float(raw.get("since", 40.0)), custom=bool(raw.get("custom")),
+            _lower={f.name.lower(): f for f in fields},
         )
-    specs[wb.sobject] = _spec(wb.sobject, wb_fields, True, "a0B", custom=True)
+    if renamed:
+        raise ValueError(f"renamed: no such field(s) {sorted(renamed)}")
     lower = {name.lower(): spec for name, spec in specs.items()}
     by_prefix = {spec.key_prefix: spec for spec in specs.values()}
-    return OrgSchema(specs, lower, by_prefix)
+    return OrgSchema(specs, _lower=lower, _by_prefix=by_prefix)

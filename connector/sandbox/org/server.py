@@ -19,8 +19,10 @@ import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +31,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connector.mappings import MappingSet
 from connector.sandbox.org.auth import ConnectedApp, new_user_id
+from connector.sandbox.org.billing import GtmBilling, RunResult
 from connector.sandbox.org.control import DataSpec, OrgControl
 from connector.sandbox.org.data import OrgData
 from connector.sandbox.org.gtm import GtmRules
 from connector.sandbox.org.ids import make_id
 from connector.sandbox.org.rest import OrgApi, Request, Response
-from connector.sandbox.org.schema import schema_from_mapping
+from connector.sandbox.org.schema import load_org_schema
 from connector.sandbox.snapshot import SnapshotError, read_snapshot, write_snapshot
 
-API_VERSION = "62.0"
+API_VERSION = "66.0"  # GTM objects exist from v64-v66 (see gtm_schema.toml)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -162,7 +164,9 @@ class SandboxOrg:
         batch_size: int = 2000,
         port: int = 0,
         *,
-        mapping: MappingSet | str = "gtm-v1",
+        renamed: Mapping[str, str] | None = None,
+        dropped: tuple[str, ...] = (),
+        org_number: int = 1,
         workdir: Path | None = None,
         jwt_public_key_file: Path | None = None,
     ) -> SandboxOrg:
@@ -170,7 +174,9 @@ class SandboxOrg:
 
         ``data``: "demo", an int N (generated bench records) or None. ``jwt_public_key_file``:
         the certificate (or public key) JWT assertions must be signed for; without it a key
-        pair is made and the private key written to ``private_key_file``."""
+        pair is made and the private key written to ``private_key_file``. ``renamed`` and
+        ``dropped`` start an org whose schema differs from the reference (see
+        ``load_org_schema``), as a partner's org may."""
         owns = workdir is None
         workdir = Path(tempfile.mkdtemp(prefix="gtm-sandbox-org-")) if workdir is None else Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -185,8 +191,8 @@ class SandboxOrg:
             public_pem = _public_key_pem(Path(jwt_public_key_file).read_bytes())
         else:
             public_pem = _new_keypair(private_key_file)
-        schema = schema_from_mapping(mapping)
-        org_id = make_id("00D", 1, pod="Sb")
+        schema = load_org_schema(renamed=renamed, dropped=dropped)
+        org_id = make_id("00D", org_number, pod="Sb")  # org_number: several orgs side by side
         app = ConnectedApp(
             client_id="3MVG9sandbox" + secrets.token_hex(16),
             client_secret=secrets.token_hex(32),
@@ -200,7 +206,7 @@ class SandboxOrg:
         data_store = OrgData(schema)
         data_store.rules = GtmRules()
         api = OrgApi(data_store, app, login_url="", instance_url="", batch_size=batch_size)
-        control = OrgControl(api)
+        control = OrgControl(api, org_id)
         server = _OrgHTTPServer(port, ctx, api, control)
         real_port = server.server_address[1]
         login_url = f"https://127.0.0.1:{real_port}"
@@ -218,6 +224,7 @@ class SandboxOrg:
         if self._stopped:
             return
         self._stopped = True
+        self.control.billing.unlink()
         self._server.shutdown()
         self._server.close_all()
         self._server.server_close()
@@ -273,6 +280,10 @@ class SandboxOrg:
     def reset_counters(self) -> None:
         self.control.reset_counters()
 
+    def rename_field(self, sobject: str, old: str, new: str) -> None:
+        """Rename a field of the running org (see ``OrgControl.rename_field``)."""
+        self.control.rename_field(sobject, old, new)
+
     def fail(self, endpoint: str, *, times: int = 1, status: int = 503, error_code: str | None = None,
              message: str | None = None, skip: int = 0, expire_sessions: bool = False) -> None:
         self.control.fail(endpoint, times=times, status=status, error_code=error_code, message=message,
@@ -315,13 +326,49 @@ class SandboxOrg:
     def get(self, sobject: str, record_id: str) -> dict[str, Any] | None:
         return self.control.get(sobject, record_id)
 
+    # ------------------------------------------------------------ clock and GTM billing
+
+    def clock(self) -> dict[str, Any]:
+        return self.control.clock()
+
+    def today(self) -> date:
+        return self.data.clock.today()
+
+    def advance_clock(self, *, days: float = 0, seconds: float = 0) -> dict[str, Any]:
+        """Move the org's clock forward (``today`` too); it never goes back."""
+        return self.control.advance_clock(days=days, seconds=seconds)
+
+    @property
+    def billing(self) -> GtmBilling:
+        return self.control.billing
+
+    def link_stripe(self, api_base: str, api_key: str, *, account: str | None = None) -> RunResult:
+        """Play the GTM app's billing on this Stripe account (see ``billing.py``): from now
+        on due orders are invoiced there; what is due already is invoiced at once."""
+        return self.control.billing.link_stripe(api_base, api_key, account=account)
+
+    def unlink_stripe(self) -> None:
+        self.control.billing.unlink()
+
+    def run_billing(self) -> RunResult:
+        """Issue every invoice due now (e.g. after ``advance_clock``)."""
+        return self.control.billing.run()
+
+    def billing_fault(self, kind: str, *, order_id: str | None = None, times: int = 1,
+                      amount: Decimal | str = "100.00", days: int = 1) -> None:
+        """A billing knob: ``skip``, ``wrong_amount`` (+``amount`` on the first line),
+        ``late`` (``days`` after the due moment), ``split`` or ``duplicate`` (two invoices
+        for one order), for ``order_id`` or the next ``times`` orders that come due."""
+        self.control.billing.add_fault(kind, order_id=order_id, times=times, amount=amount, days=days)
+
     def save(self, path: Path) -> None:
         """Write every record (deleted ones too) and the id counters to ``path``."""
         data = self.data
         with data.lock:
             tables = {name: {"counter": t.counter, "rows": list(t.rows.values())} for name, t in data.tables.items()}
         write_snapshot(path, "sandbox-org", {"org_id": self.org_id, "demo_ids": dict(self.demo_ids),
-                                             "tables": tables})
+                                             "tables": tables, "billing": self.control.billing.state(),
+                                             "clock_offset_s": data.clock.offset.total_seconds()})
 
     def restore(self, path: Path) -> None:
         """Replace this org's records with a snapshot written by ``save`` of an org with the
@@ -339,6 +386,10 @@ class SandboxOrg:
                 data.tables[name].bulk_load(table["rows"])
                 data.tables[name].counter = int(table["counter"])
         self.control.demo_ids = dict(saved["demo_ids"])
+        self.control.billing.load_state(saved.get("billing"))
+        behind = float(saved.get("clock_offset_s", 0)) - data.clock.offset.total_seconds()
+        if behind > 0:  # the saved org had advanced its clock further: catch up (never back)
+            data.clock.advance(seconds=behind)
 
 
 def _public_key_pem(pem: bytes) -> bytes:

@@ -351,8 +351,8 @@ def parse(soql: str) -> Query:
 # ---------------------------------------------------------------- binding and compiling
 
 
-_STRINGISH = {"string", "email", "picklist"}
-_NUMERIC = {"int", "currency", "percent"}
+_STRINGISH = {"string", "textarea", "email", "picklist"}
+_NUMERIC = {"int", "double", "currency", "percent"}
 
 
 @dataclass
@@ -568,8 +568,8 @@ def _covered_by_range(node: Any) -> bool:
     )
 
 
-def bind(query: Query, schema: OrgSchema, soql: str) -> BoundQuery:
-    spec = schema.get(query.sobject)
+def bind(query: Query, schema: OrgSchema, soql: str, api_version: str | None = None) -> BoundQuery:
+    spec = schema.get(query.sobject, api_version)
     if spec is None:
         raise SoqlError(
             "INVALID_TYPE",
@@ -601,8 +601,8 @@ def bind(query: Query, schema: OrgSchema, soql: str) -> BoundQuery:
     )
 
 
-def compile_soql(soql: str, schema: OrgSchema) -> BoundQuery:
-    return bind(parse(soql), schema, soql)
+def compile_soql(soql: str, schema: OrgSchema, api_version: str | None = None) -> BoundQuery:
+    return bind(parse(soql), schema, soql, api_version)
 
 
 def is_index_order(order_by: Sequence[tuple[FieldSpec, OrderItem]]) -> bool:

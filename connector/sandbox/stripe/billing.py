@@ -17,6 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from connector.sandbox.stripe.api import Ctx, Router
+from connector.sandbox.stripe.appfees import application_fee_param
 from connector.sandbox.stripe.listing import NUMERIC, STRING, TOKEN, paginate, range_filter, search
 from connector.sandbox.stripe.wire import (
     ApiError,
@@ -497,7 +498,8 @@ def list_invoice_items(ctx: Ctx, p: Params) -> dict[str, Any]:
 INVOICE_CREATE_PARAMS = ("auto_advance", "collection_method", "currency", "custom_fields", "customer",
                          "days_until_due", "default_payment_method", "description", "due_date", "expand", "footer",
                          "metadata", "pending_invoice_items_behavior", "statement_descriptor", "payment_settings",
-                         "rendering", "number", "effective_at", "account_tax_ids", "default_tax_rates")
+                         "rendering", "number", "effective_at", "account_tax_ids", "default_tax_rates",
+                         "application_fee_amount")
 
 
 def refresh_totals(account: Account, invoice: dict[str, Any]) -> None:
@@ -537,6 +539,7 @@ def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
         "amount_remaining": 0,
         "amount_shipping": 0,
         "application": None,
+        "application_fee_amount": application_fee_param(p),  # see appfees.py
         "attempt_count": 0,
         "attempted": False,
         "auto_advance": bool(p.bool("auto_advance", False)),
@@ -623,7 +626,7 @@ def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
 
 def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     p.only("auto_advance", "collection_method", "custom_fields", "days_until_due", "default_payment_method",
-           "description", "due_date", "expand", "footer", "metadata", "statement_descriptor")
+           "description", "due_date", "expand", "footer", "metadata", "statement_descriptor", "application_fee_amount")
     invoice = get_invoice(ctx, id)
     # "Once an invoice is finalized, monetary values, as well as collection_method, become
     # uneditable": the rest stays editable while the invoice can still be paid.
@@ -670,6 +673,9 @@ def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         invoice["days_until_due"] = ctx.world.settings.default_days_until_due
     if p.has("metadata"):
         previous["metadata"], invoice["metadata"] = dict(invoice["metadata"]), metadata
+    if p.has("application_fee_amount"):  # a draft's only: it is monetary (see appfees.py)
+        previous["application_fee_amount"] = invoice["application_fee_amount"]
+        invoice["application_fee_amount"] = application_fee_param(p)
     ctx.emit("invoice.updated", invoice, previous)
     return ctx.render(invoice)
 

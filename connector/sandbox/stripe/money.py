@@ -17,11 +17,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from connector.sandbox.stripe.api import Ctx, Router
+from connector.sandbox.stripe.appfees import application_fee_share
 from connector.sandbox.stripe.billing import finalize, get_invoice, mark_paid
 from connector.sandbox.stripe.listing import paginate, range_filter
 from connector.sandbox.stripe.wire import ApiError, Params, apply_metadata, invalid, missing, new_id, no_such
 from connector.sandbox.stripe.world import CHARGE_INVOICE_REMOVED, DAY, Account, World, strip_private
 
+FEE_DESCRIPTIONS = {"stripe_fee": "Stripe processing fees", "application_fee": "Application fee"}
 DECLINING_METHODS = frozenset({"pm_card_chargeDeclined", "pm_card_visa_chargeDeclined", "pm_card_declined"})
 
 
@@ -32,9 +34,9 @@ def fee_for(world: World, amount: int) -> int:
 
 
 def _txn(ctx: Ctx, *, type: str, amount: int, fee: int, source: str | None, description: str | None,
-         available_on: int) -> dict[str, Any]:
-    fee_details = ([{"amount": fee, "application": None, "currency": "usd", "description": "Stripe processing fees",
-                     "type": "stripe_fee"}] if fee else [])
+         available_on: int, fee_type: str = "stripe_fee") -> dict[str, Any]:
+    fee_details = ([{"amount": fee, "application": None, "currency": "usd", "description": FEE_DESCRIPTIONS[fee_type],
+                     "type": fee_type}] if fee else [])
     return ctx.account.add({
         "id": new_id("txn"),
         "object": "balance_transaction",
@@ -108,15 +110,19 @@ def _charge(ctx: Ctx, invoice: dict[str, Any], pi: dict[str, Any], amount: int, 
 
 def collect(ctx: Ctx, invoice: dict[str, Any], amount: int, method: str, fee: int | None = None) -> dict[str, Any]:
     """A successful card payment of ``amount`` cents towards an open invoice. ``fee``: the
-    fee of this payment in cents (like an application fee); default the account's pricing."""
+    fee of this payment in cents; default the payment's part of the invoice's
+    ``application_fee_amount`` if it has one (see appfees.py), else the account's pricing."""
     if amount <= 0 or amount > invoice["amount_remaining"]:
         raise invalid(f"The payment amount must be between 1 and the invoice's amount_remaining "
                       f"({invoice['amount_remaining']}).", param="amount")
     pi = _payment_intent(ctx, invoice, amount, method, "succeeded")
     charge = _charge(ctx, invoice, pi, amount, method, ok=True)
     settings = ctx.world.settings
+    fee_type = "stripe_fee"
+    if fee is None and (share := application_fee_share(invoice, amount)) is not None:
+        fee, fee_type = share, "application_fee"
     txn = _txn(ctx, type="charge", amount=amount, fee=fee_for(ctx.world, amount) if fee is None else fee,
-               source=charge["id"],
+               source=charge["id"], fee_type=fee_type,
                description="Payment for Invoice", available_on=ctx.now() + settings.available_after_days * DAY)
     charge["balance_transaction"] = txn["id"]
     payment = ctx.account.add({

@@ -4,7 +4,8 @@ payouts, net of fees, checked order by order against seed 003's expected payout.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
+from typing import Any
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from tests.fixtures.payouts import PartnerBooks, core_app
@@ -214,3 +215,33 @@ def test_an_add_on_is_expected_on_its_prorated_total(books: PartnerBooks) -> Non
     assert (row.subtotal, row.revenue_share, row.expected_payout) == (
         Decimal("1504.11"), Decimal("225.62"), Decimal("1278.49"))
     assert row.actual_payout == Decimal("1278.49") and row.discrepancy is None
+
+
+def test_the_orgs_payout_object_is_mirrored_in_cents_and_matched_by_external_id(
+    org_books: PartnerBooks, sandbox_org: Any
+) -> None:
+    """SfdcPartnerPayout as a real org keeps it: Amount in cents, ExternalId = the Stripe
+    payout id, ArrivalDate and Status. Mirrored through the org's API, then reconciled."""
+    order = org_books.an_order()
+    org_books.invoice(order)
+    org_books.pay_with_share_deducted(order)
+    payout = org_books.payout()
+    arrival = datetime.fromtimestamp(payout["arrival_date"], UTC).date().isoformat()
+    good, failed = sandbox_org.insert("SfdcPartnerPayout", [
+        {"ExternalId": payout["id"], "Amount": Decimal(726000), "ArrivalDate": arrival, "Status": "In_Transit",
+         "CurrencyIsoCode": "USD"},
+        {"ExternalId": payout["id"], "Amount": Decimal(726001), "ArrivalDate": arrival, "Status": "Failed",
+         "CurrencyIsoCode": "USD"},
+    ])
+
+    org_books.run("mirror")
+    with org_books.uow() as uow:
+        mirrored = {r["sf_id"]: r for r in uow.mirror("payout").list(org_books.org_id)}
+    assert mirrored[good]["amount"] == Decimal("7260.00")  # cents converted once, at the edge
+    outcome = org_books.run("reconcile")
+
+    assert outcome.counts["org_payouts_matched"] == 2 and outcome.counts["org_payouts_differing"] == 1
+    (letter,) = [d for d in org_books.open_letters("payouts") if d.object_name == "SfdcPartnerPayout"]
+    assert letter.record_id == failed and letter.error_code == "PAYOUT_AMOUNT_DIFFERS"
+    assert "the org says 7260.01, Stripe paid 7260.00" in letter.reason
+    assert f"the org says Failed, Stripe says {payout['status']}" in letter.reason

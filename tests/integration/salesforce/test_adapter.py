@@ -48,14 +48,17 @@ def test_session_expiring_mid_pagination_is_renewed_once(gateway: SalesforceOrg,
     assert sandbox_org.calls("oauth_token") == 2
 
 
-def test_composite_queries_cost_one_call_per_five(gateway: SalesforceOrg, sandbox_org: SandboxOrg) -> None:
+def test_batched_queries_cost_one_call_per_twenty_five(gateway: SalesforceOrg, sandbox_org: SandboxOrg) -> None:
     gateway.limits()  # log in first
     sandbox_org.reset_counters()
     objects = ["SfdcPartnerTermSet", "SfdcPartnerTermSetProduct", "SfdcPartnerProvisionProduct",
                "SfdcPartnerProductLicense", "SfdcPartnerOffer", "SfdcPartnerOfferItem", "SfdcPartnerOrder"]
     results = gateway.composite_queries([f"SELECT Id FROM {o}" for o in objects], include_deleted=True)
     assert [r.total_size for r in results] == [1, 2, 2, 2, 8, 9, 3]
-    assert sandbox_org.api_calls == 2
+    assert sandbox_org.api_calls == 1
+    sandbox_org.reset_counters()
+    results = gateway.composite_queries([f"SELECT Id FROM {o}" for o in objects * 4], include_deleted=True)
+    assert len(results) == 28 and sandbox_org.api_calls == 2  # 25 + 3
 
 
 def test_request_limit_exceeded_stops_cleanly(gateway: SalesforceOrg, sandbox_org: SandboxOrg) -> None:

@@ -21,7 +21,7 @@ from connector.sandbox.org import SandboxOrg
 from connector.services.mirror import MirrorService
 from tests.fixtures.org import sandbox_config
 
-MAPPING = load_mapping("gtm-v1")
+MAPPING = load_mapping("gtm-v2")
 OBJECTS = {o.sobject: o.name for o in MAPPING.objects.values()}
 
 
@@ -75,8 +75,8 @@ def test_idle_cycle_costs_at_most_two_api_calls_and_writes_nothing(
         letters_before = uow.dead_letters.count_open(sandbox_org.org_id)
     sandbox_org.reset_counters()
     second = mirror().run()
-    assert sandbox_org.api_calls <= 2
-    assert sandbox_org.calls("composite") == 2 and sandbox_org.calls("query") == 0
+    assert sandbox_org.api_calls == 1  # all 11 objects' checks in one /composite/batch call
+    assert sandbox_org.calls("composite_batch") == 1 and sandbox_org.calls("query") == 0
     assert second.written == 0 and all(o.idle for o in second.objects)
     with uow_factory() as uow:
         assert uow.dead_letters.count_open(sandbox_org.org_id) == letters_before == 1
@@ -105,7 +105,7 @@ def test_incremental_after_inserts_updates_and_deletes(
     assert local(uow_factory, "ppp", org)[ids["ppp_premium"]]["name"] == "Premium Add-On (2025)"
     synced = {o.sobject for o in report.objects if not o.idle}
     assert synced == {"SfdcPartnerOffer", "SfdcPartnerOrder", "SfdcPartnerProvisionProduct"}
-    assert sandbox_org.api_calls == 2 + len(synced)  # the idle check, then one page each
+    assert sandbox_org.api_calls == 1 + len(synced)  # the idle check, then one page each
     assert mirror().run().written == 0  # and the cycle after that is idle again
 
 
@@ -114,7 +114,7 @@ def test_five_thousand_records_sharing_one_stamp_across_page_boundaries(
 ) -> None:
     sandbox_org.reset(None)
     stamp = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
-    ids = sandbox_org.insert("SfdcPartnerTermSet", [{"Name": f"Term set {i}", "ContractTerm": 12} for i in range(5000)],
+    ids = sandbox_org.insert("SfdcPartnerTermSet", [{"Name": f"Term set {i}", "DefaultBillingFrequency": 12} for i in range(5000)],
                              stamp=stamp)
     # The run stops after the first page (the org refuses the second): 2000 rows and the
     # cursor (= the shared stamp) are committed together.
@@ -184,11 +184,11 @@ def test_budget_guard_stops_the_mirror_before_the_limit(
     sandbox_org.reset(10000)
     sandbox_org.set_batch_size(500)
     org = build_org_gateway(sandbox_config(sandbox_org, f"sqlite:///{tmp_path}/x.db", api_budget_percent=50))
-    sandbox_org.set_limits(max=20, used=3)
+    sandbox_org.set_limits(max=22, used=3)
     service = MirrorService(org, uow_factory, MAPPING, sandbox_org.org_id)
     with pytest.raises(ApiLimitReached, match="budget"):
         service.run()
-    assert sandbox_org.counters()["api_usage"]["used"] == 10  # stopped at 50%, not at the org's limit
+    assert sandbox_org.counters()["api_usage"]["used"] == 11  # stopped at 50%, not at the org's limit
     assert 0 < len(local(uow_factory, "order", sandbox_org.org_id)) < 2500
 
 
@@ -283,15 +283,7 @@ def test_pages_are_logged_with_context(mirror: Callable[..., MirrorService], san
 def test_an_object_the_org_does_not_have_is_reported_and_the_rest_mirrored(
     tmp_path: Path, uow_factory: Callable[..., Any]
 ) -> None:
-    import shutil
-
-    from connector.mappings import mappings_root
-
-    without_payouts = tmp_path / "gtm-no-payouts"
-    shutil.copytree(mappings_root() / "gtm-v1", without_payouts)
-    text = (without_payouts / "mapping.toml").read_text()
-    (without_payouts / "mapping.toml").write_text(text[: text.index("[objects.payout]")])
-    with SandboxOrg.start(data="demo", mapping=str(without_payouts)) as org:
+    with SandboxOrg.start(data="demo", dropped=("SfdcPartnerPayout",)) as org:
         gateway = build_org_gateway(sandbox_config(org, f"sqlite:///{tmp_path}/x.db"))
         service = MirrorService(gateway, uow_factory, MAPPING, org.org_id)
         first = {o.sobject: o for o in service.run().objects}

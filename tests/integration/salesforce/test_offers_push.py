@@ -18,7 +18,7 @@ from connector.sandbox.org import SandboxOrg
 from connector.services.mirror import MirrorService
 from connector.services.offers_push import OffersPushService, draft_toml
 
-MAPPING = load_mapping("gtm-v1")
+MAPPING = load_mapping("gtm-v2")
 TODAY = datetime.now(UTC).date()
 
 
@@ -60,7 +60,7 @@ def write_draft(drafts: Path, key: str, **overrides: Any) -> Path:
 
 
 def org_items(sandbox_org: SandboxOrg, offer_id: str) -> list[dict[str, Any]]:
-    return sorted((r for r in sandbox_org.records("SfdcPartnerOfferItem") if r["SfdcPartnerOfferId"] == offer_id),
+    return sorted((r for r in sandbox_org.records("SfdcPartnerOfferItem") if r["PartnerOfferId"] == offer_id),
                   key=lambda r: r["Id"])
 
 
@@ -79,10 +79,25 @@ def test_draft_file_becomes_a_draft_offer_with_its_items(push: Callable[..., Any
     assert offer["Subtotal"] == Decimal("8400.00")
     assert [(i["Quantity"], i["CustomerUnitPricePerMonth"]) for i in org_items(sandbox_org, result.sf_id)] == [
         (10, Decimal("50.00")), (1, Decimal("200.00"))]
-    assert sandbox_org.api_calls == 1  # offer and items in one all-or-none composite call
+    # A customer the org does not know yet: one look-up and one create of its
+    # SfdcCustomerForPartner record, then the offer and items in one all-or-none composite.
+    assert sandbox_org.api_calls == 3
+    [customer] = [c for c in sandbox_org.records("SfdcCustomerForPartner") if c["BillingCustomerOrg"] == offer["BillingCustomerOrg"]]
+    assert offer["CustomerForPartnerId"] == customer["Id"] and customer["BillingCustomerOrg"] == "00D5g0000012345ABC"
     with uow_factory() as uow:
         state = uow.offer_drafts.get(sandbox_org.org_id, "wayne-2026")
     assert state.sf_id == result.sf_id and state.status == "draft" and state.last_error is None
+
+
+def test_a_known_customer_costs_no_extra_call(push: Callable[..., Any], drafts: Path, sandbox_org: SandboxOrg) -> None:
+    """Acme's customer record is mirrored: its offer goes out in one composite call."""
+    acme = next(c for c in sandbox_org.records("SfdcCustomerForPartner") if c["Name"] == "Acme Corp")
+    write_draft(drafts, "acme-more", customer_name="Acme Corp", customer_org_id=acme["BillingCustomerOrg"])
+    sandbox_org.reset_counters()
+    result = push()["acme-more"]
+    assert result.action == "created" and sandbox_org.api_calls == 1
+    assert sandbox_org.get("SfdcPartnerOffer", result.sf_id)["CustomerForPartnerId"] == acme["Id"]
+    assert len(sandbox_org.records("SfdcCustomerForPartner")) == 7  # none added
 
 
 def test_second_push_sends_nothing(push: Callable[..., Any], drafts: Path, sandbox_org: SandboxOrg) -> None:
@@ -104,7 +119,9 @@ def test_editing_a_draft_updates_the_offer_in_the_org(push: Callable[..., Any], 
     assert [(i["Quantity"], i["CustomerUnitPricePerMonth"]) for i in org_items(sandbox_org, offer_id)] == [
         (12, Decimal("45.00"))]
     assert sandbox_org.get("SfdcPartnerOffer", offer_id)["Subtotal"] == Decimal("6480.00")  # type: ignore[index]
-    assert sandbox_org.api_calls == 2  # the org's current view, then one composite
+    # Wayne's customer record (made by the first push, not mirrored since): one look-up,
+    # then the org's current view and one composite.
+    assert sandbox_org.api_calls == 3
     assert push()["wayne-2026"].action == "unchanged"
 
 
@@ -184,7 +201,7 @@ def test_add_on_is_tied_to_the_customers_order_and_ends_with_it(push: Callable[.
     acme_order = sandbox_org.get("SfdcPartnerOrder", sandbox_org.demo_ids["acme_order"])
     assert acme_order is not None
     start = TODAY + timedelta(days=120)
-    write_draft(drafts, "acme-addon", customer_name="Acme Corp", customer_org_id=acme_order["CustomerOrgId"],
+    write_draft(drafts, "acme-addon", customer_name="Acme Corp", customer_org_id=acme_order["BillingCustomerOrg"],
                 offer_type="add_on", service_start_date=start,
                 items=[{"product": "Premium Add-On", "quantity": 2, "unit_price_per_month": "200.00"}])
     result = push()["acme-addon"]
@@ -202,7 +219,7 @@ def test_add_on_is_tied_to_the_customers_order_and_ends_with_it(push: Callable[.
 def test_add_on_ending_elsewhere_is_invalid(push: Callable[..., Any], drafts: Path, sandbox_org: SandboxOrg) -> None:
     order = sandbox_org.get("SfdcPartnerOrder", sandbox_org.demo_ids["acme_order"])
     assert order is not None
-    path = write_draft(drafts, "acme-addon", customer_org_id=order["CustomerOrgId"], offer_type="add_on",
+    path = write_draft(drafts, "acme-addon", customer_org_id=order["BillingCustomerOrg"], offer_type="add_on",
                        initial_order_id=order["Id"], service_end_date=TODAY + timedelta(days=500))
     result = push()["acme-addon"]
     assert result.action == "invalid"

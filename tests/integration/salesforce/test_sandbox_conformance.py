@@ -22,7 +22,7 @@ from simple_salesforce.exceptions import SalesforceMalformedRequest, SalesforceR
 from connector.sandbox.org import SandboxOrg
 from tests.fixtures.org import client_credentials_token, tls_session
 
-V = "/services/data/v62.0"
+V = "/services/data/v66.0"
 STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
 NOT_FOUND = [{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}]
 

@@ -98,7 +98,7 @@ def test_query_returns_salesforce_shape_with_decimal_money(simple_sf: Salesforce
     record = result["records"][0]
     assert record["attributes"] == {
         "type": "SfdcPartnerOrder",
-        "url": f"/services/data/v62.0/sobjects/SfdcPartnerOrder/{sandbox_org.demo_ids['acme_order']}",
+        "url": f"/services/data/v66.0/sobjects/SfdcPartnerOrder/{sandbox_org.demo_ids['acme_order']}",
     }
     assert record["Subtotal"] == Decimal("8400.00")
     assert record["Status"] == "Activated"
@@ -110,7 +110,7 @@ def test_pagination_follows_next_records_url(simple_sf: Salesforce, sandbox_org:
     sandbox_org.set_batch_size(1000)
     first = simple_sf.query("SELECT Id, SystemModstamp FROM SfdcPartnerOrderItem ORDER BY SystemModstamp, Id")
     assert first["done"] is False and len(first["records"]) == 1000
-    assert first["nextRecordsUrl"].startswith("/services/data/v62.0/query/01g")
+    assert first["nextRecordsUrl"].startswith("/services/data/v66.0/query/01g")
     assert first["nextRecordsUrl"].endswith("-1000")
     records = list(simple_sf.query_all_iter("SELECT Id, SystemModstamp FROM SfdcPartnerOrderItem ORDER BY SystemModstamp, Id"))
     assert len(records) == first["totalSize"] == 3750
@@ -182,8 +182,8 @@ def test_offer_crud_and_draft_only_edits(simple_sf: Salesforce, sandbox_org: San
     created = simple_sf.SfdcPartnerOffer.create({"Name": "Wayne offer", "Status": "Draft", "OfferType": "Initial",
                                                  "ContractTerm": 12, "CurrencyIsoCode": "USD"})
     assert created["success"] is True
-    item = simple_sf.SfdcPartnerOfferItem.create({"SfdcPartnerOfferId": created["id"], "Quantity": 4,
-                                                  "SfdcPartnerProvisionProductId": sandbox_org.demo_ids["ppp_core"],
+    item = simple_sf.SfdcPartnerOfferItem.create({"PartnerOfferId": created["id"], "Quantity": 4,
+                                                  "PartnerProvisionProductId": sandbox_org.demo_ids["ppp_core"],
                                                   "CustomerUnitPricePerMonth": 50})
     assert simple_sf.SfdcPartnerOfferItem.get(item["id"])["LineItemTotal"] == Decimal("2400.00")
     assert simple_sf.SfdcPartnerOffer.get(created["id"])["Subtotal"] == Decimal("2400.00")
@@ -280,12 +280,12 @@ def test_collections_limit_of_200(simple_sf: Salesforce) -> None:
 
 
 def test_composite_with_references_creates_offer_and_items(simple_sf: Salesforce, sandbox_org: SandboxOrg) -> None:
-    v = "/services/data/v62.0"
+    v = "/services/data/v66.0"
     result = simple_sf.restful("composite", method="POST", json={"allOrNone": True, "compositeRequest": [
         {"method": "POST", "url": f"{v}/sobjects/SfdcPartnerOffer", "referenceId": "offer",
          "body": {"Name": "Stark", "Status": "Draft", "OfferType": "Initial"}},
         {"method": "POST", "url": f"{v}/sobjects/SfdcPartnerOfferItem", "referenceId": "item1",
-         "body": {"SfdcPartnerOfferId": "@{offer.id}", "SfdcPartnerProvisionProductId": sandbox_org.demo_ids["ppp_core"],
+         "body": {"PartnerOfferId": "@{offer.id}", "PartnerProvisionProductId": sandbox_org.demo_ids["ppp_core"],
                   "Quantity": 10, "CustomerUnitPricePerMonth": 50}},
         {"method": "GET", "url": f"{v}/sobjects/SfdcPartnerOffer/@{{offer.id}}?fields=Subtotal", "referenceId": "check"},
     ]})["compositeResponse"]
@@ -295,13 +295,13 @@ def test_composite_with_references_creates_offer_and_items(simple_sf: Salesforce
 
 
 def test_composite_all_or_none_failure_halts_the_rest(simple_sf: Salesforce, sandbox_org: SandboxOrg) -> None:
-    v = "/services/data/v62.0"
+    v = "/services/data/v66.0"
     before = len(sandbox_org.records("SfdcPartnerOffer"))
     result = simple_sf.restful("composite", method="POST", json={"allOrNone": True, "compositeRequest": [
         {"method": "POST", "url": f"{v}/sobjects/SfdcPartnerOffer", "referenceId": "offer",
          "body": {"Name": "Stark", "Status": "Draft", "OfferType": "Initial"}},
         {"method": "POST", "url": f"{v}/sobjects/SfdcPartnerOfferItem", "referenceId": "item",
-         "body": {"SfdcPartnerOfferId": "@{offer.id}", "Quantity": 1}},
+         "body": {"Quantity": 1}},  # no PartnerOfferId: a master-detail link is required
     ]})["compositeResponse"]
     assert result[0]["body"][0]["errorCode"] == "PROCESSING_HALTED"
     assert result[1]["body"][0]["errorCode"] == "REQUIRED_FIELD_MISSING"
@@ -309,7 +309,7 @@ def test_composite_all_or_none_failure_halts_the_rest(simple_sf: Salesforce, san
 
 
 def test_composite_allows_five_queries_in_one_api_call(simple_sf: Salesforce, sandbox_org: SandboxOrg) -> None:
-    v = "/services/data/v62.0"
+    v = "/services/data/v66.0"
     objects = ["SfdcPartnerTermSet", "SfdcPartnerTermSetProduct", "SfdcPartnerProvisionProduct",
                "SfdcPartnerOffer", "SfdcPartnerOrder", "SfdcPartnerOrderItem"]
     subs = [{"method": "GET", "url": f"{v}/query?q=SELECT+COUNT()+FROM+{o}", "referenceId": o} for o in objects]
@@ -382,9 +382,9 @@ def test_two_thousand_record_page_is_served_fast(sandbox_org: SandboxOrg) -> Non
     from tests.fixtures.org import client_credentials_token
 
     headers = {"Authorization": "Bearer " + client_credentials_token(sandbox_org, session)}
-    q = ("SELECT Id, SystemModstamp, IsDeleted, Name, SfdcPartnerOrderId, SfdcPartnerProvisionProductId, Quantity, "
+    q = ("SELECT Id, SystemModstamp, IsDeleted, Name, PartnerOrderId, PartnerProvisionProductId, Quantity, "
          "CustomerUnitPricePerMonth, LineItemTotal FROM SfdcPartnerOrderItem ORDER BY SystemModstamp, Id")
-    first = session.get(sandbox_org.instance_url + "/services/data/v62.0/query", params={"q": q}, headers=headers).json()
+    first = session.get(sandbox_org.instance_url + "/services/data/v66.0/query", params={"q": q}, headers=headers).json()
     timings = []
     for _ in range(3):
         started = time.perf_counter()

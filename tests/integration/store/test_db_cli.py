@@ -19,6 +19,9 @@ login_url = "https://127.0.0.1"
 kind = "client_credentials"
 client_id = "app"
 client_secret = {{ env = "NOT_SET_IN_THIS_TEST" }}
+[invoicing]
+issuer = "connector"
+
 [stripe]
 api_key = {{ env = "NOT_SET_EITHER" }}
 """
@@ -34,13 +37,13 @@ def test_upgrade_by_url_then_current(database_url: str) -> None:
     assert code == 0 and "not migrated" in out
 
     code, out = _run("upgrade", "--database-url", database_url)
-    assert code == 0 and "upgraded empty -> 0001_initial" in out
+    assert code == 0 and "upgraded empty -> 0002_documented_names" in out
 
     code, out = _run("upgrade", "--database-url", database_url)
-    assert code == 0 and "already at 0001_initial" in out
+    assert code == 0 and "already at 0002_documented_names" in out
 
     code, out = _run("current", "--database-url", database_url)
-    assert code == 0 and "0001_initial (up to date)" in out
+    assert code == 0 and "0002_documented_names (up to date)" in out
 
 
 def test_upgrade_every_org_in_the_config_dir_without_secrets(tmp_path: Path) -> None:

@@ -8,20 +8,26 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from decimal import Decimal
+
+from sqlalchemy import inspect, select, text
+
+from connector.adapters.store import tables
 
 from connector.adapters.store import current_revision, head_revision, make_engine, metadata, mirror_columns, upgrade
 from connector.mappings import check_against_tables, load_mapping
 
 from .helpers import statements
 
+HEAD = "0002_documented_names"
+
 
 def test_fresh_database_is_migrated_to_head(database_url: str) -> None:
     engine = make_engine(database_url)
     try:
         assert current_revision(engine) is None
-        assert upgrade(engine) == head_revision() == "0001_initial"
-        assert current_revision(engine) == "0001_initial"
+        assert upgrade(engine) == head_revision() == HEAD
+        assert current_revision(engine) == HEAD
     finally:
         engine.dispose()
 
@@ -42,15 +48,16 @@ def test_migrated_schema_matches_the_table_definitions(db_engine) -> None:
 
 def test_second_upgrade_changes_nothing(db_engine) -> None:
     with statements(db_engine) as log:
-        assert upgrade(db_engine) == "0001_initial"
+        assert upgrade(db_engine) == HEAD
     ddl = [s for s in log.statements if s.split()[0] in ("CREATE", "ALTER", "DROP")]
     assert ddl == []
     assert log.count("UPDATE", "alembic_version") == 0
 
 
-def test_gtm_v1_mapping_fits_the_mirror_tables() -> None:
-    check_against_tables(load_mapping("gtm-v1"), mirror_columns)
-    assert mirror_columns("order_items")["unit_price_per_month"] == "money"
+def test_gtm_v2_mapping_fits_the_mirror_tables() -> None:
+    check_against_tables(load_mapping("gtm-v2"), mirror_columns)
+    assert mirror_columns("order_items")["unit_price_per_month"] == "price"
+    assert mirror_columns("org_payouts")["amount"] == "money"
     assert mirror_columns("ppcs")["revenue_share_percent"] == "percent"
     assert "org_id" not in mirror_columns("orders") and "extra" not in mirror_columns("orders")
 
@@ -65,4 +72,28 @@ def test_daemons_starting_together_both_find_the_schema_ready(database_url: str)
     ]
     outcomes = [d.communicate(timeout=60) for d in daemons]
     assert [d.returncode for d in daemons] == [0, 0], [err[-500:] for _, err in outcomes]
-    assert [out.strip().splitlines()[-1] for out, _ in outcomes] == ["0001_initial", "0001_initial"]
+    assert [out.strip().splitlines()[-1] for out, _ in outcomes] == [HEAD, HEAD]
+
+
+def test_upgrade_from_0001_keeps_prices_and_resets_cursors(database_url: str) -> None:
+    """A database made by 0001 (prices to the cent) upgrades in place: prices keep their
+    value in the wider column, and every cursor is reset so the next sync re-reads the org
+    under the new mapping (filling new columns, replacing prices rounded to the cent)."""
+    engine = make_engine(database_url)
+    try:
+        assert upgrade(engine, "0001_initial") == "0001_initial"
+        now = "2026-12-01 00:00:00"
+        with engine.begin() as conn:
+            stored = 5000 if conn.dialect.name == "sqlite" else "50.00"  # 0001 kept cents on SQLite
+            conn.execute(text("INSERT INTO order_items (org_id, sf_id, system_modstamp, is_deleted, first_seen_at, "
+                              "updated_at, unit_price_per_month) VALUES ('00D000000000001AAA', 'a', :now, false, "
+                              ":now, :now, :price)"), {"now": now, "price": stored})
+            conn.execute(text("INSERT INTO sync_state (org_id, object_name, cursor, records_total, updated_at) "
+                              "VALUES ('00D000000000001AAA', 'order_item', :now, 1, :now)"), {"now": now})
+        assert upgrade(engine) == HEAD
+        with engine.connect() as conn:
+            price = conn.execute(select(tables.order_items.c.unit_price_per_month)).scalar_one()
+            cursors = conn.execute(text("SELECT count(*) FROM sync_state")).scalar_one()
+        assert price == Decimal("50.000000") and cursors == 0
+    finally:
+        engine.dispose()

@@ -3,6 +3,7 @@ Stripe server's own counters); the real run sends what is due."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +35,9 @@ login_url = "https://127.0.0.1"
 kind = "client_credentials"
 client_id = "cli-test"
 client_secret = {{ env = "ACME_SF_SECRET" }}
+[invoicing]
+issuer = "connector"
+
 [stripe]
 api_key = {{ env = "ACME_STRIPE_KEY" }}
 api_base = "{stripe_sandbox.api_base}"
@@ -90,3 +94,44 @@ def test_invoice_status_command_polls_nothing_fresh(org_config: Path, stripe_san
     assert result.exit_code == 0, result.output
     assert "invoice-status ok (checked=0, changed=0, anomalies=0)" in result.output
     assert stripe_sandbox.counters() == {}  # updated a moment ago: within poll_after_minutes
+
+
+def test_invoice_prints_each_invoice_it_sent(org_config: Path, stripe_sandbox: StripeSandbox,
+                                             uow_factory: Callable[[], SqlUnitOfWork]) -> None:
+    today = datetime.now(UTC).date()
+    GtmOrg(uow_factory).catalogue().order(1, start=today)
+
+    result = CliRunner().invoke(app, ["invoice", "--config", str(org_config)])
+
+    assert result.exit_code == 0, result.output
+    [invoice] = stripe_sandbox.invoices()
+    due = datetime.fromtimestamp(invoice["due_date"], UTC).date().isoformat()
+    [row] = [line for line in result.stdout.splitlines() if invoice["number"] in line]
+    assert "00000001" in row and "8400.00" in row and due in row  # order, number, amount, due date
+
+    again = CliRunner().invoke(app, ["invoice", "--config", str(org_config), "--json"])
+    [org] = json.loads(again.stdout)["orgs"]
+    assert org["invoices"] == [] and org["counts"]["invoices_created"] == 0  # nothing twice
+
+
+def test_invoice_status_checks_now_with_all_or_order(org_config: Path, stripe_sandbox: StripeSandbox,
+                                                     uow_factory: Callable[[], SqlUnitOfWork]) -> None:
+    today = datetime.now(UTC).date()
+    org = GtmOrg(uow_factory).catalogue()
+    org.order(1, start=today)
+    org.order(2, start=today)
+    assert CliRunner().invoke(app, ["invoice", "--config", str(org_config)]).exit_code == 0
+    first, second = sorted(stripe_sandbox.invoices(), key=lambda i: i["metadata"]["gtm_order_id"])
+    stripe_sandbox.pay_invoice(first["id"])
+    stripe_sandbox.pay_invoice(second["id"])  # paid on Stripe; no webhook reaches the connector
+
+    def status(*args: str) -> dict:
+        result = CliRunner().invoke(app, ["invoice-status", "--config", str(org_config), "--json", *args])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["orgs"][0]["counts"]
+
+    assert status()["checked"] == 0  # updated minutes ago: the poll waits poll_after_minutes
+    assert status("--order", order_id(1)) == {"checked": 1, "changed": 1, "anomalies": 0}
+    assert status("--all") == {"checked": 1, "changed": 1, "anomalies": 0}  # the other one, still open
+    with uow_factory() as uow:
+        assert {i.status for i in uow.invoices.list(ORG)} == {"paid"}

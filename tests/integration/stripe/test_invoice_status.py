@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 import requests
 import stripe
 
@@ -75,7 +76,7 @@ def invoiced(uow_factory: Callable[[], SqlUnitOfWork], stripe_billing: StripeBil
 
     def run() -> str:
         GtmOrg(uow_factory).catalogue().order(1, start=START)
-        InvoicingService(org_id=ORG, uow=uow_factory, billing=stripe_billing, mapping=load_mapping("gtm-v1"),
+        InvoicingService(org_id=ORG, uow=uow_factory, billing=stripe_billing, mapping=load_mapping("gtm-v2"),
                          settings=InvoicingSettings(), clock=clock).run()
         with uow_factory() as uow:
             row = uow.invoices.get(ORG, order_id(1))
@@ -256,7 +257,7 @@ def test_the_receiver_wired_from_org_config_applies_payments(
             f'database_url = "{migrated_url}"\n[org]\nalias = "acme"\norg_id = "{ORG}"\n'
             '[salesforce]\nlogin_url = "https://127.0.0.1"\n[salesforce.auth]\nkind = "client_credentials"\n'
             'client_id = "x"\nclient_secret = { env = "ACME_SF_SECRET" }\n'
-            f'[stripe]\napi_key = {{ env = "ACME_STRIPE_KEY" }}\napi_base = "{stripe_sandbox.api_base}"\n'
+            f'[invoicing]\nissuer = "connector"\n[stripe]\napi_key = {{ env = "ACME_STRIPE_KEY" }}\napi_base = "{stripe_sandbox.api_base}"\n'
             'webhook_secret = { env = "ACME_WHSEC" }\n')
         runtime = bootstrap(load_config(tmp_path / "acme.toml"), clock=Clock(datetime(2025, 12, 31, 10, tzinfo=UTC)))
         late["app"] = make_app_for_runtimes([runtime])
@@ -264,10 +265,13 @@ def test_the_receiver_wired_from_org_config_applies_payments(
         from connector.services.invoicing import build_invoicing
 
         build_invoicing(runtime).run()
-        stripe_sandbox.pay_invoice(local(uow_factory).stripe_invoice_id)
-        assert stripe_sandbox.wait_for_webhooks()
+        with capture_logs() as logs:
+            stripe_sandbox.pay_invoice(local(uow_factory).stripe_invoice_id)
+            assert stripe_sandbox.wait_for_webhooks()
 
         assert local(uow_factory).status == "paid"
+        processed = [e for e in logs if e["event"] == "webhook.processed"]
+        assert processed and {e["org"] for e in processed} == {"acme"}  # the alias, as on every other line
         runtime.close()
     finally:
         server.shutdown()

@@ -23,7 +23,7 @@ POSTS = "POST /v1/*"
 
 
 def an_invoicing(uow: Callable[[], SqlUnitOfWork], billing: Any, clock: Clock, **settings: Any) -> InvoicingService:
-    return InvoicingService(org_id=ORG, uow=uow, billing=billing, mapping=load_mapping("gtm-v1"),
+    return InvoicingService(org_id=ORG, uow=uow, billing=billing, mapping=load_mapping("gtm-v2"),
                             settings=InvoicingSettings(**settings), clock=clock)
 
 
@@ -115,8 +115,10 @@ def test_second_run_creates_nothing(org: GtmOrg, invoicing: InvoicingService, st
     assert len(stripe_sandbox.invoices()) == 1
 
 
-def test_known_customer_costs_five_stripe_calls(org: GtmOrg, invoicing: InvoicingService,
-                                                stripe_sandbox: StripeSandbox) -> None:
+def test_known_customer_costs_six_stripe_calls(org: GtmOrg, invoicing: InvoicingService,
+                                               stripe_sandbox: StripeSandbox) -> None:
+    """The search first (an invoice Salesforce already issued is adopted, never doubled),
+    then the five steps."""
     org.order(1, start=START)
     invoicing.run()
     org.order(2, start=START)
@@ -125,6 +127,7 @@ def test_known_customer_costs_five_stripe_calls(org: GtmOrg, invoicing: Invoicin
     invoicing.run()
 
     assert stripe_sandbox.counters() == {
+        "GET /v1/invoices/search": 1,
         "GET /v1/customers": 1,
         "POST /v1/invoices": 1,
         "POST /v1/invoices/{id}/add_lines": 1,

@@ -43,7 +43,7 @@ def test_writeback_dry_run_prints_the_field_diff_and_writes_nothing(
     result = runner.invoke(app, ["writeback", *org, "--dry-run", "--json"])
 
     assert result.exit_code == 0, result.output
-    (line,) = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
+    (line,) = json.loads(result.stdout)["orgs"]
     (row,) = line["rows"]
     changes = {c["field"]: c["new"] for c in row["changes"]}
     assert row["order_id"] == order.order_id
@@ -63,7 +63,7 @@ def test_dead_letters_then_replay_after_the_fix(cli: tuple[PartnerBooks, CliRunn
     with validation_rule(sandbox_org, lambda r: True, message="Billing records are locked for audit"):
         assert runner.invoke(app, ["writeback", *org]).exit_code == 0
         listed = runner.invoke(app, ["dead-letters", *org, "--json"])
-        (letter,) = [json.loads(x) for x in listed.stdout.splitlines() if x.startswith("{")]
+        (letter,) = json.loads(listed.stdout)["dead_letters"]
         assert (letter["source"], letter["record_id"]) == ("writeback", order.order_id)
         assert letter["code"] == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
         assert "locked for audit" in letter["reason"]
@@ -74,7 +74,7 @@ def test_dead_letters_then_replay_after_the_fix(cli: tuple[PartnerBooks, CliRunn
     result = runner.invoke(app, ["replay", *org, "--id", str(letter["id"]), "--json"])
 
     assert result.exit_code == 0, result.output
-    (item,) = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
+    (item,) = json.loads(result.stdout)["items"]
     assert item["outcome"] == "resolved"
     assert order.order_id in billing_records(sandbox_org)
 
@@ -91,11 +91,13 @@ def test_reconcile_then_report_in_json_and_csv(cli: tuple[PartnerBooks, CliRunne
     books.payout()
 
     assert runner.invoke(app, ["reconcile", *org]).exit_code == 0
-    as_json = runner.invoke(app, ["report", *org, "--format", "json"])
+    as_json = runner.invoke(app, ["report", *org, "--json"])
+    old_spelling = runner.invoke(app, ["report", *org, "--format", "json"])
     as_csv = runner.invoke(app, ["report", *org, "--format", "csv"])
     table = runner.invoke(app, ["report", *org], env={"COLUMNS": "220"})
 
     data = json.loads(as_json.stdout)
+    assert json.loads(old_spelling.stdout) == data  # `--format json` still works, same document
     first, second = data["rows"]
     assert first["order_id"] == unpaid.order_id and first["discrepancy"].startswith("partial payment")
     assert second["order_id"] == order.order_id and second["discrepancy"] is None
@@ -107,5 +109,5 @@ def test_reconcile_then_report_in_json_and_csv(cli: tuple[PartnerBooks, CliRunne
     assert rows[1]["actual_payout"] == "7260.00"
     assert "partial payment" in table.stdout and "Totals per month" in table.stdout
 
-    outside = runner.invoke(app, ["report", *org, "--format", "json", "--to", "2000-01-01"])
+    outside = runner.invoke(app, ["report", *org, "--json", "--to", "2000-01-01"])
     assert json.loads(outside.stdout) == {"rows": [], "months": []}

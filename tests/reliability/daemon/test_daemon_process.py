@@ -216,7 +216,7 @@ def test_an_org_with_wrong_credentials_does_not_stop_the_other(
     assert {e["file"] for e in d.find("config.invalid")} == {str(tmp_path / "config" / "broken.toml")}
 
     failed = d.find("job.finished", org="globex", status="failed")
-    assert failed and failed[0]["error"] == "AuthError: globex: invalid_client (client credentials refused)"
+    assert failed and failed[0]["error"] == "globex: invalid_client (client credentials refused)"
     assert d.find("job.finished", org="acme", status="ok")
 
     status, body = d.get("/metrics")

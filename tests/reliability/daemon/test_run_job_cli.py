@@ -32,7 +32,7 @@ def test_run_job_mirrors_the_org_once_and_records_the_run(tmp_path: Path, sandbo
                                  "--instance-id", "ops-laptop"], env=env)
 
     assert result.exit_code == 0, result.output
-    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    (outcome,) = json.loads(result.stdout)["orgs"]
     assert outcome["org"] == "acme" and outcome["status"] == "ok"
     assert outcome["counts"]["order"] == len(sandbox_org.records("SfdcPartnerOrder"))
     assert outcome["api_calls"] == sandbox_org.api_calls

@@ -20,7 +20,7 @@ from connector.domain import (
     is_forward,
 )
 
-VOCABULARIES = Path(__file__).resolve().parents[3] / "mappings" / "gtm-v1" / "vocabularies.toml"
+VOCABULARIES = Path(__file__).resolve().parents[3] / "mappings" / "gtm-v2" / "vocabularies.toml"
 ALLOWED, ANOMALY, SAME = TransitionVerdict.ALLOWED, TransitionVerdict.ANOMALY, TransitionVerdict.SAME
 O, R, I = OfferStatus, OrderStatus, InvoiceStatus
 

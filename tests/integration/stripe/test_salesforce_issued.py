@@ -1,0 +1,210 @@
+"""Invoices Salesforce issued (``invoicing.issuer``): the GTM app has Stripe issue the
+invoice of an accepted order and links it through ``SfdcPartnerOrderBillingTrxn``. The
+connector must never make a second one: it finds Salesforce's invoice, checks it against the
+order, and tracks it like its own; with no invoice past the grace it says so."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from connector.metrics import DaemonMetrics
+
+from tests.fixtures.payouts import PartnerBooks
+
+WRITES = "POST /v1/*"  # every Stripe create, finalize or send is a POST
+
+
+def salesforce_issues(books: PartnerBooks, order_id: str, amounts_cents: list[int], *,
+                      email: str = "acme.billing@example.com", days_until_due: int = 30) -> str:
+    """What the GTM app does on activation: a NET30 invoice on the partner's Stripe account,
+    a line per item, finalized and sent, naming the Salesforce order in its metadata."""
+    client = books.client
+    customer = client.v1.customers.create(params={"email": email, "name": "Acme Corp"})
+    draft = client.v1.invoices.create(params={
+        "customer": customer.id, "collection_method": "send_invoice", "days_until_due": days_until_due,
+        "metadata": {"sfdc_order_id": order_id}})
+    for n, amount in enumerate(amounts_cents):
+        client.v1.invoice_items.create(params={"customer": customer.id, "invoice": draft.id, "amount": amount,
+                                               "currency": "usd", "description": f"Line {n + 1}"})
+    invoice = client.v1.invoices.finalize_invoice(draft.id)
+    client.v1.invoices.send_invoice(invoice.id)
+    return str(invoice.id)
+
+
+def link(sandbox_org: Any, order_id: str, invoice_id: str) -> None:
+    """The junction record the GTM app keeps (read-only to API clients: planted by control)."""
+    sandbox_org.insert("SfdcPartnerOrderBillingTrxn",
+                       [{"SfdcPartnerOrderId": order_id, "PartnerBillingTransactionId": invoice_id}])
+
+
+@pytest.fixture
+def sf_books(sandbox_org: Any, books_on: Any, sqlite_url: str) -> PartnerBooks:
+    return books_on(sqlite_url, org=sandbox_org, extra={"invoicing": {"issuer": "salesforce"}})
+
+
+def letters(books: PartnerBooks, order_id: str) -> list[Any]:
+    return [d for d in books.open_letters("invoicing") if d.record_id == order_id]
+
+
+def test_salesforce_issuer_adopts_the_linked_invoice_and_creates_nothing(sf_books: PartnerBooks,
+                                                                         sandbox_org: Any) -> None:
+    acme = sandbox_org.demo_ids["acme_order"]
+    invoice_id = salesforce_issues(sf_books, acme, [600_000, 240_000])
+    link(sandbox_org, acme, invoice_id)
+    sf_books.run("mirror")
+    sf_books.stripe_box.reset_counters()
+
+    outcome = sf_books.run("invoicing")
+
+    assert sf_books.stripe_box.calls(WRITES) == 0  # nothing created, finalized or sent by us
+    assert outcome.counts["invoices_created"] == 0 and outcome.counts["invoices_adopted"] == 1
+    assert len(sf_books.stripe_box.invoices()) == 1
+    with sf_books.uow() as uow:
+        row = uow.invoices.get(sf_books.org_id, acme)
+    assert (row.stripe_invoice_id, row.issued_by, row.status, row.amount_due) == (invoice_id, "salesforce", "open",
+                                                                                  Decimal("8400.00"))
+    assert row.sent_at is not None and letters(sf_books, acme) == []
+    # Adopted once: the next run neither looks again nor writes.
+    sf_books.stripe_box.reset_counters()
+    assert sf_books.run("invoicing").counts["invoices_adopted"] == 0
+    assert sf_books.stripe_box.calls("*") == 0
+
+
+def test_a_salesforce_invoice_that_differs_from_the_order_is_reported_with_its_reason(
+    sf_books: PartnerBooks, sandbox_org: Any
+) -> None:
+    acme = sandbox_org.demo_ids["acme_order"]
+    link(sandbox_org, acme, salesforce_issues(sf_books, acme, [610_000, 240_000], days_until_due=15))
+    sf_books.run("mirror")
+    sf_books.stripe_box.reset_counters()
+
+    outcome = sf_books.run("invoicing")
+
+    assert outcome.counts["invoices_mismatched"] == 1 and sf_books.stripe_box.calls(WRITES) == 0
+    [letter] = letters(sf_books, acme)
+    assert letter.error_code == "INVOICE_MISMATCH"
+    assert "invoice total 8,500.00 ≠ order subtotal 8,400.00" in letter.reason
+    assert "NET15, not NET30" in letter.reason
+    with sf_books.uow() as uow:
+        assert uow.invoices.get(sf_books.org_id, acme).issued_by == "salesforce"  # tracked all the same
+
+
+def test_no_salesforce_invoice_after_the_grace_is_invoice_missing(sf_books: PartnerBooks, sandbox_org: Any) -> None:
+    acme = sandbox_org.demo_ids["acme_order"]
+    sf_books.run("mirror")
+    sf_books.stripe_box.reset_counters()
+    assert sf_books.run("invoicing").counts["awaiting_salesforce"] == 1  # start today: within the grace
+    assert letters(sf_books, acme) == []
+
+    sf_books.now[0] += timedelta(days=3)  # grace: 2 days after the service start
+    outcome = sf_books.run("invoicing")
+
+    assert outcome.counts["invoices_missing"] == 1 and sf_books.stripe_box.calls(WRITES) == 0
+    [letter] = letters(sf_books, acme)
+    assert letter.error_code == "INVOICE_MISSING" and "no invoice from Salesforce 3 day(s) after" in letter.reason
+    with sf_books.uow() as uow:  # what the daemon's /metrics reads for invoices_missing{org}
+        missing = uow.dead_letters.count_open(sf_books.org_id, "invoicing", error_code="INVOICE_MISSING")
+    metrics = DaemonMetrics()
+    metrics.set_store_figures("acme", dead_letters_open=None, discrepancies=None, invoices_missing=missing)
+    assert 'invoices_missing{org="acme"} 1.0' in metrics.render().decode()
+    # Issued late after all: adopted, and the flag clears.
+    link(sandbox_org, acme, salesforce_issues(sf_books, acme, [600_000, 240_000]))
+    sf_books.run("mirror")
+    assert sf_books.run("invoicing").counts["invoices_adopted"] == 1
+    assert letters(sf_books, acme) == []
+
+
+def test_an_order_linked_to_two_invoices_is_adopted_whole(sf_books: PartnerBooks, sandbox_org: Any) -> None:
+    acme = sandbox_org.demo_ids["acme_order"]
+    first = salesforce_issues(sf_books, acme, [600_000])
+    second = salesforce_issues(sf_books, acme, [240_000])
+    link(sandbox_org, acme, first)
+    link(sandbox_org, acme, second)
+    sf_books.run("mirror")
+
+    assert sf_books.run("invoicing").counts["invoices_adopted"] == 1
+    with sf_books.uow() as uow:
+        row = uow.invoices.get(sf_books.org_id, acme)
+    assert row.amount_due == Decimal("8400.00") and row.stripe_invoice_id in (first, second)
+    assert letters(sf_books, acme) == []
+
+
+def test_connector_issuer_adopts_what_salesforce_already_issued_instead_of_a_second(
+    org_books: PartnerBooks, sandbox_org: Any
+) -> None:
+    """No junction record mirrored yet, but Stripe holds Salesforce's invoice for the order:
+    found by its metadata and adopted. One invoice in Stripe, not two."""
+    acme = sandbox_org.demo_ids["acme_order"]
+    invoice_id = salesforce_issues(org_books, acme, [600_000, 240_000])
+    org_books.run("mirror")
+
+    outcome = org_books.run("invoicing")
+
+    acme_invoices = [i for i in org_books.stripe_box.invoices() if i["id"] == invoice_id
+                     or i["metadata"].get("gtm_order_id") == acme]
+    assert [i["id"] for i in acme_invoices] == [invoice_id]
+    assert outcome.counts["invoices_adopted"] == 1
+    with org_books.uow() as uow:
+        assert uow.invoices.get(org_books.org_id, acme).issued_by == "salesforce"
+
+
+def test_payments_on_every_linked_invoice_reconcile_to_the_order(sf_books: PartnerBooks, sandbox_org: Any) -> None:
+    """Seed 003 billed by Salesforce as two invoices; both paid with Salesforce's share taken
+    as the fee; the payout reconciles to 7,260.00 for the one order."""
+    acme = sandbox_org.demo_ids["acme_order"]
+    invoices = [salesforce_issues(sf_books, acme, [600_000]), salesforce_issues(sf_books, acme, [240_000])]
+    for invoice_id in invoices:
+        link(sandbox_org, acme, invoice_id)
+    sf_books.run("mirror")
+    sf_books.run("invoicing")
+    for invoice_id, fee in zip(invoices, (90_000, 24_000), strict=True):  # 15 % of 6,000; 10 % of 2,400
+        sf_books.stripe_box.pay_invoice(invoice_id, fee=fee)
+    sf_books.payout()
+
+    sf_books.run("reconcile")
+
+    with sf_books.uow() as uow:
+        row = uow.reconciliation.get(sf_books.org_id, acme)
+    assert (row.expected_payout, row.actual_payout, row.discrepancy) == (Decimal("7260.00"), Decimal("7260.00"), None)
+
+
+@pytest.mark.parametrize("when", ["retrieve", "before-commit", "after-commit"])
+def test_adopting_dies_anywhere_and_the_rerun_adopts_once_creating_nothing(
+    when: str, sf_books: PartnerBooks, sandbox_org: Any
+) -> None:
+    from connector.services.invoicing import InvoicingService, InvoicingSettings
+    from tests.reliability.test_crash_points import Crash, DiesAt, DiesAtCommit
+
+    acme = sandbox_org.demo_ids["acme_order"]
+    invoice_id = salesforce_issues(sf_books, acme, [600_000, 240_000])
+    link(sandbox_org, acme, invoice_id)
+    sf_books.run("mirror")
+    runtime = sf_books.runtime
+    settings = InvoicingSettings(issuer="salesforce")
+
+    def service(uow: Any, billing: Any) -> InvoicingService:
+        return InvoicingService(org_id=runtime.org_id, uow=uow, billing=billing, mapping=runtime.mapping,
+                                settings=settings, clock=runtime.clock)
+
+    def adopted() -> bool:
+        with runtime.uow() as uow:
+            row = uow.invoices.get(runtime.org_id, acme)
+        return row is not None and row.issued_by == "salesforce"
+
+    if when == "retrieve":
+        dying = service(runtime.uow, DiesAt(runtime.billing(), "retrieve_invoice", when="before"))
+    else:
+        dying = service(DiesAtCommit(runtime.uow, lambda: True, when=when.removesuffix("-commit")), runtime.billing())
+    sf_books.stripe_box.reset_counters()
+    with pytest.raises(Crash):
+        dying.run()
+    assert adopted() == (when == "after-commit")
+
+    report = service(runtime.uow, runtime.billing()).run()
+
+    assert report.adopted == ([] if when == "after-commit" else [acme]) and report.invoiced == []
+    assert adopted() and sf_books.stripe_box.calls(WRITES) == 0 and len(sf_books.stripe_box.invoices()) == 1
