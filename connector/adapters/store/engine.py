@@ -207,7 +207,7 @@ def _file_lock(engine: Engine, org_id: str, job: str) -> Iterator[bool]:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:  # a read-only directory: no lock to share, run as before
-        log.warning("lock.file_unavailable", org=org_id, job=job, path=str(path), error=exc.strerror)
+        log.warning("lock.file_unavailable", org_id=org_id, job=job, path=str(path), error=exc.strerror)
         yield True
         return
     try:
@@ -216,7 +216,7 @@ def _file_lock(engine: Engine, org_id: str, job: str) -> Iterator[bool]:
             acquired = True
         except BlockingIOError:
             acquired = False
-        log.debug("lock.tried", org=org_id, job=job, acquired=acquired)
+        log.debug("lock.tried", org_id=org_id, job=job, acquired=acquired)
         try:
             yield acquired
         finally:
