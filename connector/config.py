@@ -34,6 +34,10 @@ from connector.errors import ConfigError
 if TYPE_CHECKING:
     from connector.mappings import MappingSet
 
+# Bounded reads: an org file is a few KB, a secret a few hundred bytes; a 10 MB (or endless)
+# file is refused with one line rather than read whole.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_SECRET_BYTES = 64 * 1024
 JOBS = ("mirror", "offers_push", "invoicing", "invoice_status", "reconcile", "writeback")
 DEFAULT_INTERVALS_S = {
     "mirror": 300,
@@ -74,9 +78,16 @@ def _resolve_secret(value: Any, info: ValidationInfo) -> Any:
     if not path.is_absolute():
         path = Path(ctx.get("base_dir", ".")) / path
     try:
-        return SecretStr(path.read_text().strip())
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_SECRET_BYTES + 1)
     except OSError as exc:
         raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+    if len(raw) > MAX_SECRET_BYTES:
+        raise ValueError(f"secret file {path} is larger than {MAX_SECRET_BYTES // 1024} KiB")
+    try:
+        return SecretStr(raw.decode("utf-8").strip())
+    except UnicodeDecodeError:
+        raise ValueError(f"secret file {path} is not UTF-8 text") from None
 
 
 Secret = Annotated[SecretStr, BeforeValidator(_resolve_secret)]
@@ -290,6 +301,9 @@ class InvoicingSection(_Strict):
     days_until_due: int = Field(default=30, ge=1, le=365)
     proration: Literal["daily", "monthly"] = "daily"
     poll_after_minutes: int = Field(default=60, ge=1)
+    max_order_total: Decimal = Field(default=Decimal("1000000.00"), gt=0,
+                                     description="an order planned above this USD total is quarantined")
+    max_quantity: int = Field(default=100_000, ge=1, description="an order line above this quantity is quarantined")
 
 
 class SyncSection(_Strict):
@@ -490,10 +504,14 @@ def load_config(path: str | Path, *, skip_secrets: bool = False, environ: dict[s
     """Read and validate one org's TOML file."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:  # bounded: a huge or endless file is refused, not read whole
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         problem = (str(path), "(file)", f"cannot read: {exc.strerror}")
         raise ConfigError(format_problems([problem]), [problem]) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        problem = (str(path), "(file)", f"larger than {MAX_CONFIG_BYTES // 1024} KiB: not an org config file")
+        raise ConfigError(format_problems([problem]), [problem])
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

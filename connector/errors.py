@@ -15,6 +15,10 @@ How callers treat each branch (the singer-sdk split of fatal / retriable / skipp
 ``PermanentError``
     Retrying will not help (auth refused, API limit exhausted, a 4xx that is our bug).
     Ends the org's cycle cleanly; other orgs go on.
+``OutcomeUnknown``
+    A write that is not safe to repeat (a Salesforce create) was sent and its answer
+    lost (read timeout, connection dropped): it may have been applied. Never retried
+    blind; the caller looks the record up by its key first.
 ``RecordError``
     One record is bad. The caller quarantines it in ``dead_letter`` with the reason and
     carries on with the rest of the page or batch.
@@ -62,6 +66,11 @@ class ApiLimitReached(PermanentError):
 
 class AuthError(PermanentError):
     """Credentials refused (after the one re-authentication attempt)."""
+
+
+class OutcomeUnknown(SyncError):
+    """A non-repeatable write was sent and no answer came back: it may have been applied.
+    Not a ``TransientError``, so the retry policy never repeats it; the caller looks first."""
 
 
 class RecordError(SyncError):

@@ -259,9 +259,11 @@ def _locked_run(runtime: OrgRuntime, job: str, fn: JobFn, *, run_id: str, log: A
         if tick is not None and ledger.started_since(job, tick):
             log.info("job.skipped", reason="tick_served", tick=tick.isoformat())
             return _account(runtime, job, run_id, metrics, "skipped", error="already ran this tick")
-        if runtime.engine.dialect.name == "postgresql":
-            # The lock is real here: any 'running' row of this (org, job) is a dead holder's.
-            ledger.close_abandoned(job, by=instance_id)
+        # The lock is real on both backends (advisory lock, lock file): any 'running' row of
+        # this (org, job) is a dead holder's, e.g. a killed CLI run. Close it now.
+        abandoned = ledger.close_abandoned(job, by=instance_id)
+        if abandoned:
+            log.info("job.abandoned_runs_closed", count=abandoned)
         row_id = ledger.start(job, run_id, instance_id)
         calls_before = api_calls_made(runtime)
         log.info("job.started", dry_run=dry_run, tick=tick.isoformat() if tick else None)

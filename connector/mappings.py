@@ -30,6 +30,15 @@ REQUIRED_VOCABULARIES = {
     "offer_type": {"initial", "add_on"},
     "order_type": {"initial", "add_on"},
 }
+# The results write-back can send (``connector.services.writeback.results_of`` produces
+# them): a writeback.toml field naming anything else would silently stay empty, so it is
+# refused at load.
+WRITEBACK_RESULTS = frozenset({
+    "order_id", "order_number", "stripe_invoice_id", "invoice_number", "invoice_url", "invoice_status",
+    "invoice_due_date", "invoice_amount", "expected_payout", "actual_payout", "payout_date", "discrepancy",
+    "last_error",
+})
+MAX_MAPPING_FILE_BYTES = 1024 * 1024
 REQUIRED_OBJECTS = ("term_set", "ppc", "ppp", "product_license", "offer", "offer_item", "order", "order_item")
 
 
@@ -120,9 +129,15 @@ def mappings_root() -> Path:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text("utf-8"))
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_MAPPING_FILE_BYTES + 1)
+        if len(raw) > MAX_MAPPING_FILE_BYTES:
+            raise MappingError(f"{path}: larger than {MAX_MAPPING_FILE_BYTES // 1024} KiB; not a mapping file")
+        return tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise MappingError(f"{path}: file missing from the mapping set") from None
+    except UnicodeDecodeError:
+        raise MappingError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise MappingError(f"{path}: not valid TOML: {exc}") from None
 
@@ -186,6 +201,16 @@ def _parse_objects(path: Path, doc: dict[str, Any]) -> dict[str, ObjectMapping]:
 
 def _parse_vocabularies(path: Path, doc: dict[str, Any]) -> dict[str, Mapping[str, Any]]:
     problems = []
+    for name, value in doc.items():
+        if not isinstance(value, dict):
+            problems.append(f"{path}: {name}: must be a table ([{name}] with picklist value = state), "
+                            f"got {type(value).__name__}")
+        elif name == "invoicing":
+            problems += _check_invoicing_vocabulary(path, value)
+        else:
+            odd = sorted(k for k, v in value.items() if not isinstance(v, str))
+            if odd:
+                problems.append(f"{path}: {name}: state of {', '.join(map(repr, odd))} must be text")
     for vocab, states in REQUIRED_VOCABULARIES.items():
         values = doc.get(vocab)
         if not isinstance(values, dict):
@@ -202,6 +227,17 @@ def _parse_vocabularies(path: Path, doc: dict[str, Any]) -> dict[str, Mapping[st
     return doc
 
 
+def _check_invoicing_vocabulary(path: Path, table: dict[str, Any]) -> list[str]:
+    problems = [f"{path}: invoicing.{k}: unknown key (known: billable_order_states)"
+                for k in sorted(set(table) - {"billable_order_states"})]
+    states = table.get("billable_order_states", [])
+    known = REQUIRED_VOCABULARIES["order_status"]
+    if not isinstance(states, list) or not all(isinstance(s, str) and s in known for s in states):
+        problems.append(f"{path}: invoicing.billable_order_states: must be a list of order states "
+                        f"(known: {sorted(known)}), got {states!r}")
+    return problems
+
+
 def _parse_writeback(path: Path, doc: dict[str, Any]) -> WritebackTarget:
     try:
         target = WritebackTarget(
@@ -209,6 +245,13 @@ def _parse_writeback(path: Path, doc: dict[str, Any]) -> WritebackTarget:
         )
     except KeyError as exc:
         raise MappingError(f"{path}: {exc.args[0]}: key required") from None
+    if not isinstance(target.fields, dict) or not all(isinstance(v, str) for v in target.fields.values()):
+        raise MappingError(f"{path}: fields: must be a table of result name = Salesforce field name")
+    unknown = sorted(set(target.fields) - WRITEBACK_RESULTS)
+    if unknown:
+        raise MappingError(f"{path}: fields.{unknown[0]}: unknown write-back result"
+                           f"{'s ' + ', '.join(unknown) if len(unknown) > 1 else ''} "
+                           f"(known: {', '.join(sorted(WRITEBACK_RESULTS))})")
     if target.external_id not in target.fields.values():
         raise MappingError(f"{path}: external_id: {target.external_id!r} is not one of the mapped fields")
     bad = {t for t in target.types.values() if t not in FIELD_TYPES}

@@ -44,7 +44,7 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 
 from connector.adapters.network import connection_cause
-from connector.errors import ApiLimitReached, AuthError, ConfigError, PermanentError, TransientError
+from connector.errors import ApiLimitReached, AuthError, ConfigError, OutcomeUnknown, PermanentError, TransientError
 from connector.retry import retrying
 
 if TYPE_CHECKING:
@@ -325,9 +325,20 @@ class SalesforceOrg:
 
     # -------------------------------------------------------------- the call wrapper
 
-    def _call(self, op: str, fn: Callable[[Salesforce], T]) -> T:
+    def _call(self, op: str, fn: Callable[[Salesforce], T], *, repeatable: bool = True) -> T:
         """Budget guard, then ``fn(client)`` with one re-authentication on an expired
-        session, errors translated, transient ones retried by the one policy."""
+        session, errors translated, transient ones retried by the one policy.
+
+        ``repeatable=False`` (a create): a request that may have reached the org and whose
+        answer was lost (read timeout, dropped connection) raises ``OutcomeUnknown`` at
+        once instead of being sent again; one that never left (connect timeout, refused)
+        is retried as usual."""
+
+        def transport(exc: requests.RequestException) -> Exception:
+            if not repeatable and _may_have_been_sent(exc):
+                return OutcomeUnknown(f"{op}: no answer from Salesforce ({type(exc).__name__}); the write may have "
+                                      "been applied, so it is not sent again blind")
+            return translate_transport(exc, op)
 
         def attempt() -> T:
             self._guard_budget(op)
@@ -344,10 +355,10 @@ class SalesforceOrg:
                     except SalesforceError as again:
                         raise translate(again, op) from None
                     except requests.RequestException as again:
-                        raise translate_transport(again, op) from None
+                        raise transport(again) from None
                 raise translate(exc, op) from None
             except requests.RequestException as exc:
-                raise translate_transport(exc, op) from None
+                raise transport(exc) from None
             except ValueError as exc:  # a body that isn't JSON: a proxy page, a truncated answer
                 raise TransientError(f"{op}: unreadable response from Salesforce ({exc})") from None
 
@@ -385,7 +396,30 @@ class SalesforceOrg:
                 return
             next_url = result["nextRecordsUrl"]
             number += 1
-            result = self._call("query_more", lambda sf: sf.query_more(next_url, identifier_is_url=True, headers=headers))
+            result = self._query_more(next_url, headers)
+
+    def _query_more(self, next_url: str, headers: dict[str, str]) -> Any:
+        """The next page. A retry after a timeout may find the locator already spent by the
+        request that timed out (``INVALID_QUERY_LOCATOR``): the cause to report is the
+        timeout, a transient failure the next run resumes from the committed cursor."""
+        lost: list[requests.RequestException] = []
+
+        def more(sf: Salesforce) -> Any:
+            try:
+                return sf.query_more(next_url, identifier_is_url=True, headers=headers)
+            except requests.RequestException as exc:
+                lost.append(exc)
+                raise
+
+        try:
+            return self._call("query_more", more)
+        except SalesforceApiError as exc:
+            if exc.error_code == "INVALID_QUERY_LOCATOR" and lost:
+                raise TransientError(
+                    f"query_more: {type(lost[-1]).__name__} talking to Salesforce (timeout "
+                    f"{self.settings.timeout_seconds:g} s); the retry found the query's cursor spent "
+                    "(INVALID_QUERY_LOCATOR), so the next run resumes from the committed cursor") from None
+            raise
 
     def query_all(self, soql: str, include_deleted: bool = False) -> list[dict[str, Any]]:
         """Every record of a small query (offers of one customer, a handful of drafts)."""
@@ -425,10 +459,16 @@ class SalesforceOrg:
                                            bool(page.get("done", True)), page.get("nextRecordsUrl")))
         return results
 
-    def composite(self, subrequests: Sequence[Mapping[str, Any]], *, all_or_none: bool) -> list[SubResult]:
-        """One ``/composite`` call (up to 25 subrequests); subrequest failures are data."""
+    def composite(self, subrequests: Sequence[Mapping[str, Any]], *, all_or_none: bool,
+                  repeatable: bool | None = None) -> list[SubResult]:
+        """One ``/composite`` call (up to 25 subrequests); subrequest failures are data.
+        A call with a ``POST`` subrequest (a create) is not repeatable unless told so: a
+        lost answer raises ``OutcomeUnknown`` (see ``_call``)."""
         body = {"allOrNone": all_or_none, "compositeRequest": list(subrequests)}
-        answer = self._call("composite", lambda sf: sf.restful("composite", method="POST", data=dumps(body)))
+        if repeatable is None:
+            repeatable = not any(str(s.get("method", "GET")).upper() == "POST" for s in subrequests)
+        answer = self._call("composite", lambda sf: sf.restful("composite", method="POST", data=dumps(body)),
+                            repeatable=repeatable)
         return [SubResult(r["referenceId"], int(r["httpStatusCode"]), r.get("body"), dict(r.get("httpHeaders") or {}))
                 for r in (answer or {}).get("compositeResponse", [])]
 
@@ -457,7 +497,8 @@ class SalesforceOrg:
 
     def create(self, sobject: str, values: Mapping[str, Any]) -> str:
         """Create one record; its id. A refused record raises ``SalesforceApiError``."""
-        result = self._call("sobject.create", lambda sf: sf.restful(f"sobjects/{sobject}", method="POST", data=dumps(dict(values))))
+        result = self._call("sobject.create", lambda sf: sf.restful(f"sobjects/{sobject}", method="POST",
+                                                                     data=dumps(dict(values))), repeatable=False)
         return str(result["id"])
 
     def update(self, sobject: str, record_id: str, values: Mapping[str, Any]) -> None:
@@ -601,6 +642,18 @@ def translate(exc: SalesforceError, op: str) -> Exception:
     if status >= 500 or status == 429 or code in _TRANSIENT_CODES:
         return TransientError(text)
     return SalesforceApiError(text, error_code=code, status=status)
+
+
+def _may_have_been_sent(exc: requests.RequestException) -> bool:
+    """False only when the request certainly never reached the server (no connection)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        text = f"{type(reason).__name__} {reason}" if reason is not None else str(exc)
+        if "NewConnectionError" in text or "Connection refused" in text or "NameResolution" in text:
+            return False
+    return True
 
 
 def _unreachable(exc: requests.RequestException) -> str:

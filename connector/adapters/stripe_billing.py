@@ -21,7 +21,10 @@ Money crosses here: Decimal dollars from ``connector.domain`` become integer cen
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
@@ -32,7 +35,13 @@ from connector.config import OrgConfig
 from connector.adapters.network import connection_cause
 from connector.domain import InvoiceLine, InvoicePlan, from_cents, to_cents
 from connector.errors import AuthError, PermanentError, RecordError, TransientError
-from connector.services.billing_port import MAX_LINES_PER_CALL, BillingEvent, StripeCustomer, StripeInvoice
+from connector.services.billing_port import (
+    MAX_LINES_PER_CALL,
+    BillingEvent,
+    MalformedEvent,
+    StripeCustomer,
+    StripeInvoice,
+)
 
 T = TypeVar("T")
 
@@ -154,18 +163,73 @@ def invoice_record(inv: Any) -> StripeInvoice:
     )
 
 
+def _shape(event: Any) -> tuple[str, str, int, dict[str, Any], str | None]:
+    """(id, type, created, data.object, account) of an event, checked field by field."""
+    if not isinstance(event, dict) or event.get("object") != "event":
+        raise MalformedEvent("webhook: the body is not a Stripe event")
+    event_id, kind, created, account = event.get("id"), event.get("type"), event.get("created", 0), event.get("account")
+    if not isinstance(event_id, str) or not event_id or len(event_id) > 255:
+        raise MalformedEvent("webhook: the event has no usable id")
+    if not isinstance(kind, str) or not kind or len(kind) > 128:
+        raise MalformedEvent(f"webhook: event {event_id} has no usable type")
+    if isinstance(created, bool) or not isinstance(created, int) or created < 0:
+        raise MalformedEvent(f"webhook: event {event_id}: created must be a Unix time, got {type(created).__name__}")
+    if account is not None and not isinstance(account, str):
+        raise MalformedEvent(f"webhook: event {event_id}: account must be text")
+    data = event.get("data", {})
+    obj = data.get("object", {}) if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        raise MalformedEvent(f"webhook: event {event_id}: data.object must be an object")
+    return event_id, kind, created, obj, account
+
+
+def _check_invoice(event_id: str, obj: dict[str, Any]) -> None:
+    """The invoice fields ``invoice_record`` reads have the types Stripe sends."""
+    def fail(field: str, want: str) -> MalformedEvent:
+        return MalformedEvent(f"webhook: event {event_id}: invoice {field} must be {want}, "
+                              f"got {type(obj.get(field)).__name__}")
+
+    if not isinstance(obj.get("id"), str):
+        raise fail("id", "text")
+    for name in ("total", "amount_due", "amount_paid", "amount_remaining", "created", "due_date"):
+        value = obj.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise fail(name, "an integer")
+    for name in ("status", "number", "hosted_invoice_url", "currency"):
+        if obj.get(name) is not None and not isinstance(obj.get(name), str):
+            raise fail(name, "text")
+    if not isinstance(obj.get("customer"), (str, dict, type(None))):
+        raise fail("customer", "an id")
+    if isinstance(obj.get("customer"), dict) and not isinstance(obj["customer"].get("id"), str):
+        raise fail("customer.id", "text")
+    for name in ("lines", "metadata", "status_transitions"):
+        if obj.get(name) is not None and not isinstance(obj.get(name), dict):
+            raise fail(name, "an object")
+    lines = obj.get("lines") or {}
+    if lines.get("total_count") is not None and not isinstance(lines.get("total_count"), int):
+        raise fail("lines.total_count", "an integer")
+    if lines.get("data") is not None and not isinstance(lines.get("data"), list):
+        raise fail("lines.data", "a list")
+    for name, value in (obj.get("status_transitions") or {}).items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise fail(f"status_transitions.{name}", "an integer")
+
+
 def event_record(event: Any) -> BillingEvent:
-    """A ``BillingEvent`` from an event's JSON (a dict)."""
-    if not isinstance(event, dict) or event.get("object") != "event" or not event.get("id"):
-        raise PermanentError("webhook: the body is not a Stripe event")
-    obj = (event.get("data") or {}).get("object") or {}
-    kind = obj.get("object") if isinstance(obj, dict) else None
-    try:
-        invoice = invoice_record(obj) if kind == "invoice" else None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PermanentError(f"webhook: event {event['id']} carries an invoice it cannot read ({exc})") from None
-    return BillingEvent(id=str(event["id"]), type=str(event.get("type")), created=int(event.get("created") or 0),
-                        object_type=kind, account=event.get("account"), invoice=invoice)
+    """A ``BillingEvent`` from an event's JSON (a dict); ``MalformedEvent`` naming the field
+    when it is not shaped as Stripe sends events."""
+    event_id, kind_of_event, created, obj, account = _shape(event)
+    kind = obj.get("object") if isinstance(obj.get("object"), str) else None
+    invoice = None
+    if kind == "invoice":
+        _check_invoice(event_id, obj)
+        try:
+            invoice = invoice_record(obj)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise MalformedEvent(f"webhook: event {event_id} carries an invoice it cannot read "
+                                 f"({type(exc).__name__})") from None
+    return BillingEvent(id=event_id, type=kind_of_event, created=created, object_type=kind, account=account,
+                        invoice=invoice)
 
 
 def line_params(line: InvoiceLine, currency: str) -> dict[str, Any]:
@@ -275,6 +339,25 @@ class StripeBilling:
             invoice_id, options=self._options(key)))  # type: ignore[arg-type]
         return invoice_record(invoice)
 
+    def was_sent(self, invoice_id: str, *, since: datetime | None = None) -> bool:
+        """Whether Stripe e-mailed ``invoice_id``: an ``invoice.sent`` event for it (events
+        are kept 30 days, far longer than the 24 hours of an idempotency key)."""
+        params: dict[str, Any] = {"type": "invoice.sent", "limit": 100}
+        if since is not None:
+            params["created"] = {"gte": int(since.timestamp())}
+        page = self._call("events.list", lambda: self._client.v1.events.list(
+            params=params, options=self._options()))  # type: ignore[arg-type]
+        iterator = iter(page.auto_paging_iter())
+        while True:
+            try:
+                event = self._call("events.page", lambda: next(iterator))
+            except StopIteration:
+                return False
+            data = event.to_dict() if isinstance(event, stripe.StripeObject) else dict(event)
+            obj = (data.get("data") or {}).get("object") or {}
+            if isinstance(obj, dict) and obj.get("id") == invoice_id:
+                return True
+
     def retrieve_invoice(self, invoice_id: str) -> StripeInvoice:
         invoice = self._call("invoices.retrieve", lambda: self._client.v1.invoices.retrieve(
             invoice_id, options=self._options()))  # type: ignore[arg-type]
@@ -332,12 +415,25 @@ class StripeBilling:
             raise PermanentError("webhook: no Stripe-Signature header")
         try:
             text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            # Not text: refused either way, as malformed only when it was really signed.
+            if _signed_bytes(payload, signature_header, secret):
+                raise MalformedEvent("webhook: the body is not UTF-8 JSON") from None
+            raise PermanentError("webhook: signature does not verify") from None
+        try:
             stripe.WebhookSignature.verify_header(text, signature_header, secret, WEBHOOK_TOLERANCE_S)
-            event = json.loads(text)
         except stripe.SignatureVerificationError as exc:
             raise PermanentError(f"webhook: signature does not verify ({exc.user_message})") from None
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise PermanentError("webhook: the body is not JSON") from None
+        signed_at = _signed_at(signature_header)
+        if signed_at is None or signed_at > time.time() + WEBHOOK_TOLERANCE_S:
+            # Stripe's library only refuses old timestamps: the tolerance holds both ways.
+            raise PermanentError("webhook: signature timestamp is in the future beyond the tolerance")
+        try:
+            event = json.loads(text)
+        except json.JSONDecodeError:
+            raise MalformedEvent("webhook: the body is not JSON") from None
+        except RecursionError:
+            raise MalformedEvent("webhook: the body is nested too deeply") from None
         return event_record(event)
 
     def close(self) -> None:
@@ -345,6 +441,28 @@ class StripeBilling:
         close = getattr(getattr(http_client, "_client", None), "close", None)
         if close is not None:
             close()
+
+
+def _signed_bytes(payload: bytes, header: str, secret: str) -> bool:
+    """Stripe's v1 scheme over raw bytes (for a body that is not UTF-8 text)."""
+    signed_at = _signed_at(header)
+    if signed_at is None or abs(time.time() - signed_at) > WEBHOOK_TOLERANCE_S:
+        return False
+    expected = hmac.new(secret.encode(), f"{signed_at}.".encode() + payload, hashlib.sha256).hexdigest()
+    given = [v for k, _, v in (p.strip().partition("=") for p in header.split(",")) if k == "v1"]
+    return any(hmac.compare_digest(expected, g) for g in given)
+
+
+def _signed_at(header: str) -> int | None:
+    """The ``t=`` of a ``Stripe-Signature`` header."""
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 def build_client(api_key: str, *, api_base: str | None = None, timeout_s: float = 60.0) -> stripe.StripeClient:

@@ -5,7 +5,14 @@ enforces it); every function is plain data in, plain data out.
 """
 
 from connector.domain.entitlement import ENTITLING_ORDER_STATES, EntitlementItem, EntitlementOrder, entitlements
-from connector.domain.invoice_plan import InvoiceLine, InvoicePlan, PlannedItem, PlannedOrder, plan_invoice
+from connector.domain.invoice_plan import (
+    InvoiceLine,
+    InvoicePlan,
+    OrderLimits,
+    PlannedItem,
+    PlannedOrder,
+    plan_invoice,
+)
 from connector.domain.money import (
     CENT,
     Money,
@@ -57,6 +64,7 @@ __all__ = [
     "EntitlementOrder",
     "InvoiceLine",
     "InvoicePlan",
+    "OrderLimits",
     "InvoiceStatus",
     "LineEstimate",
     "Money",

@@ -33,7 +33,7 @@ from types import MappingProxyType
 
 from connector.domain.money import format_money, round_half_up_cents
 from connector.domain.pricing import CONTRACT_TERM_MONTHS, annual_unit_price, line_total
-from connector.domain.proration import Proration, initial_end_date
+from connector.domain.proration import Proration, check_service_date, initial_end_date
 from connector.domain.validation import (
     check_fields,
     parse_currency,
@@ -223,12 +223,25 @@ def _term_description(name: str, start: date | None) -> str:
     return text
 
 
+MAX_INVOICE_LINES = 250  # Stripe's limit of line items on one invoice
+
+
+@dataclass(frozen=True)
+class OrderLimits:
+    """Sanity ceilings per order (``[invoicing] max_order_total`` / ``max_quantity``): an
+    order over them is quarantined for a person to look at, never invoiced as it is."""
+
+    max_total: Decimal | None = None
+    max_quantity: int | None = None
+
+
 def plan_invoice(
     order: PlannedOrder,
     items: Sequence[PlannedItem],
     *,
     days_until_due: int = NET_DAYS,
     proration: Proration | None = None,
+    limits: OrderLimits | None = None,
 ) -> InvoicePlan:
     """Plan the one Stripe invoice for ``order``; ``proration`` makes it an add-on invoice.
 
@@ -238,6 +251,12 @@ def plan_invoice(
     if isinstance(days_until_due, bool) or not isinstance(days_until_due, int) or days_until_due < 1:
         raise ValueError(f"days_until_due must be a positive number of days, got {days_until_due!r}")
     problems = _Problems(order)
+    if order.service_start_date is not None:
+        try:
+            check_service_date(order.service_start_date, "service_start_date")
+        except RecordError as exc:
+            problems.add(exc.code, exc.reason)
+            problems.raise_if_any()  # every later step computes with this date
     _check_order(order, problems)
     if proration is not None and order.service_start_date not in (None, proration.addon_start):
         problems.add(
@@ -247,7 +266,17 @@ def plan_invoice(
         )
     if not items:
         problems.add("NO_ITEMS", "items: an order needs at least one item to invoice")
+    if len(items) > MAX_INVOICE_LINES:
+        # Checked before anything is sent: Stripe would refuse the lines after the draft exists.
+        problems.add("TOO_MANY_LINES", f"items: {len(items)} order items, a Stripe invoice holds at most "
+                                       f"{MAX_INVOICE_LINES} lines")
+        problems.raise_if_any()
     planned = [_plan_line(index, item, order, proration, problems) for index, item in enumerate(items)]
+    if limits is not None and limits.max_quantity is not None:
+        for index, (item, pair) in enumerate(zip(items, planned, strict=True)):
+            if pair is not None and parse_quantity(item.quantity) > limits.max_quantity:
+                problems.add("QUANTITY_OVER_LIMIT", f"items[{index}].quantity: {parse_quantity(item.quantity)} "
+                                                    f"is above max_quantity {limits.max_quantity}")
     problems.raise_if_any()  # every None in `planned` came with a problem
     pairs = [pair for pair in planned if pair is not None]
     lines = tuple(line for line, _ in pairs)
@@ -259,6 +288,10 @@ def plan_invoice(
             "SUBTOTAL_MISMATCH",
             f"subtotal: the org says {show(order.subtotal)}, the items add up to {expected}",
         )
+        problems.raise_if_any()
+    if limits is not None and limits.max_total is not None and total > limits.max_total:
+        problems.add("AMOUNT_OVER_LIMIT", f"total: {format_money(total)} is above max_order_total "
+                                          f"{format_money(limits.max_total)}")
         problems.raise_if_any()
     metadata = _frozen(
         {

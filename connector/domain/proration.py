@@ -27,6 +27,23 @@ from connector.domain.pricing import CONTRACT_TERM_MONTHS
 from connector.errors import RecordError
 
 
+# The service dates the connector computes with: terms, lead windows and proration add and
+# subtract months and days, which must stay far inside ``date``'s range. A date outside is a
+# bad record (0001-01-01 and 9999-12-31 are typing errors or placeholders), never a crash.
+SERVICE_DATE_MIN = date(1900, 1, 1)
+SERVICE_DATE_MAX = date(2999, 12, 31)
+
+
+def check_service_date(value: date, field: str, *, record_id: str | None = None) -> date:
+    """``value`` if it is a service date the connector can compute with, else a
+    ``RecordError`` (code ``INVALID_DATE``) naming ``field`` and the value."""
+    if not SERVICE_DATE_MIN <= value <= SERVICE_DATE_MAX:
+        raise RecordError(f"{field}: {value.isoformat()} is outside the supported range "
+                          f"{SERVICE_DATE_MIN.isoformat()} .. {SERVICE_DATE_MAX.isoformat()}",
+                          record_id=record_id, code="INVALID_DATE")
+    return value
+
+
 class ProrationPolicy(StrEnum):
     DAILY = "daily"
     MONTHLY = "monthly"
@@ -129,6 +146,8 @@ class Proration:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "policy", ProrationPolicy(self.policy))
+        check_service_date(self.initial_start, "initial order service_start_date")
+        check_service_date(self.addon_start, "add-on service_start_date")
 
     def apply(self, line_total: Decimal, term_months: int = CONTRACT_TERM_MONTHS) -> Decimal:
         return prorate(line_total, self.addon_start, self.initial_start, self.policy, term_months)

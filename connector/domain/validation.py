@@ -25,7 +25,8 @@ def show(value: object) -> str:
     if value is None:
         return "nothing"
     if isinstance(value, str):
-        return f'"{value}"'
+        text = value.replace("\x00", "\\x00")
+        return f'"{text[:200]}..." ({len(value)} characters)' if len(text) > 200 else f'"{text}"'
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

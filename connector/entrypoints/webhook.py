@@ -7,7 +7,10 @@ its endpoint secret, a verifier (the Stripe adapter's ``verify_event``) and its
 tolerance) or the answer is 400 and nothing is stored. A verified event is handed to the
 receivers whose secret verified it until one knows the invoice. Answers: 200 for every
 verified event (duplicates and unknown types included, so Stripe stops retrying), 400
-bad signature or body, 405 other methods, 503 when the store is busy (Stripe retries).
+bad signature, 400 with one log line for a signed body that is not a readable event
+(``data`` not an object, text where numbers belong, nesting too deep: retrying it cannot
+help), 408 for a body that stalls past the read timeout, 405 other methods, 503 when the
+store is busy (Stripe retries). The signature's timestamp must be within 300 s either way.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import structlog
 
 from connector.errors import PermanentError, TransientError
-from connector.services.billing_port import BillingEvent
+from connector.services.billing_port import BillingEvent, MalformedEvent
 from connector.services.invoice_status import InvoiceStatusService
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Verify = Callable[[bytes, "str | None", str], BillingEvent]
 MAX_BODY = 1024 * 1024  # Stripe events are a few KB; refuse anything absurd
+READ_TIMEOUT_S = 10.0  # a request that stalls this long on the socket is dropped (slow clients)
 
 log = structlog.get_logger("connector.webhook")
 
@@ -57,14 +61,24 @@ def make_webhook_app(receivers: Sequence[WebhookReceiver]) -> WsgiApp:
             length = -1
         if length < 0 or length > MAX_BODY:
             return _answer(start_response, "400 Bad Request", {"error": "bad Content-Length"})
-        payload = environ["wsgi.input"].read(length) if length else b""
+        try:
+            payload = _read_body(environ["wsgi.input"], length)
+        except OSError as exc:  # the client stalled past the read timeout or went away
+            log.warning("webhook.rejected", reason="slow_client", error=type(exc).__name__)
+            return _answer(start_response, "408 Request Timeout", {"error": "the body did not arrive in time"})
         signature = environ.get("HTTP_STRIPE_SIGNATURE")
         verified: list[tuple[WebhookReceiver, BillingEvent]] = []
+        malformed: tuple[WebhookReceiver, Exception] | None = None
         for receiver in receivers:
             try:
                 verified.append((receiver, receiver.verify(payload, signature, receiver.secret)))
+            except MalformedEvent as exc:  # signed by this org's secret, but not a readable event
+                malformed = malformed or (receiver, exc)
             except PermanentError:
                 continue
+        if not verified and malformed is not None:
+            log.warning("webhook.rejected", reason="malformed", org=malformed[0].org, error=str(malformed[1]))
+            return _answer(start_response, "400 Bad Request", {"error": "not a readable Stripe event"})
         if not verified:
             log.warning("webhook.rejected", reason="signature", has_header=signature is not None)
             return _answer(start_response, "400 Bad Request", {"error": "signature does not verify"})
@@ -101,19 +115,46 @@ def receivers_for(runtimes: Iterable[Any], *, log_: Any = None) -> list[WebhookR
     return found
 
 
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+def _read_body(stream: Any, length: int) -> bytes:
+    """Exactly ``length`` bytes (a short read means the client stopped sending)."""
+    if not length:
+        return b""
+    data = stream.read(length)
+    if len(data) != length:
+        raise ConnectionError(f"the client sent {len(data)} of {length} bytes")
+    return bytes(data)
+
+
+class TimeoutWSGIServer(ThreadingMixIn, WSGIServer):
+    """A thread per request, none held forever: the handler's socket timeout ends a stalled
+    request, and such an ending is one debug line, not a traceback on stderr."""
+
     daemon_threads = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
 
-class _QuietHandler(WSGIRequestHandler):
+        exc = sys.exc_info()[1]
+        log.debug("http.connection_dropped", client=client_address[0] if client_address else None,
+                  error=type(exc).__name__ if exc else None)
+
+
+class TimeoutHandler(WSGIRequestHandler):
+    """``timeout`` (seconds) applies to every read and write on the request's socket."""
+
+    timeout: float | None = READ_TIMEOUT_S
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         return
 
 
-def serve(app: WsgiApp, *, host: str = "127.0.0.1", port: int = 0) -> tuple[WSGIServer, threading.Thread]:
+def serve(app: WsgiApp, *, host: str = "127.0.0.1", port: int = 0,
+          read_timeout_s: float = READ_TIMEOUT_S) -> tuple[WSGIServer, threading.Thread]:
     """Serve ``app`` from a background thread (port 0 = a free port); stop with
-    ``server.shutdown(); server.server_close()``."""
-    server = make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+    ``server.shutdown(); server.server_close()``. A request stalling ``read_timeout_s`` on
+    the socket is dropped (408 when its body stalls)."""
+    handler = type("Handler", (TimeoutHandler,), {"timeout": read_timeout_s})
+    server = make_server(host, port, app, server_class=TimeoutWSGIServer, handler_class=handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
                               name="stripe-webhook")
     thread.start()

@@ -17,8 +17,15 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from connector.domain import InvoiceLine, InvoicePlan
+from connector.domain.invoice_plan import MAX_INVOICE_LINES
+from connector.errors import PermanentError
 
-MAX_LINES_PER_CALL = 250  # Stripe's limit of line items on one invoice
+MAX_LINES_PER_CALL = MAX_INVOICE_LINES  # Stripe's limit of line items on one invoice (the plan checks it)
+
+
+class MalformedEvent(PermanentError):
+    """A webhook whose signature verified but whose body is not an event the connector can
+    read (answered 400: retrying the same body cannot help)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,10 @@ class BillingGateway(Protocol):
         ...
 
     def retrieve_invoice(self, invoice_id: str) -> StripeInvoice: ...
+
+    def was_sent(self, invoice_id: str, *, since: datetime | None = None) -> bool:
+        """Whether Stripe has e-mailed the invoice (its ``invoice.sent`` event, after ``since``)."""
+        ...
 
     def find_salesforce_invoice(self, order_id: str) -> StripeInvoice | None:
         """The (non-void) invoice the GTM app issued for this Salesforce order, found by

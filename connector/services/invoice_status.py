@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from connector.domain import INVOICE_MACHINE, is_forward
+from connector.domain.states import InvoiceStatus
 from connector.errors import AuthError, PermanentError, RecordError
 from connector.retry import call_with_retry
 from connector.services.billing_port import BillingEvent, BillingGateway, StripeInvoice
@@ -33,6 +34,7 @@ INVOICE_EVENTS = frozenset({
     "invoice.payment_succeeded", "invoice.payment_failed", "invoice.voided", "invoice.marked_uncollectible",
 })
 POLLED_STATUSES = ("open", "uncollectible")
+KNOWN_STATUSES = frozenset(status.value for status in InvoiceStatus)
 DEFAULT_POLL_AFTER = timedelta(minutes=60)
 
 
@@ -85,7 +87,10 @@ class InvoiceStatusService:
             if not uow.stripe_events.add(event.id, type=event.type, created=event.created, payload=event.summary(),
                                          org_id=org_id or self.org_id):
                 return "duplicate"
-            row = uow.invoices.get_by_stripe_id(event.invoice.id) if event.invoice else None
+            # Locked: another delivery about this invoice waits for this one's commit, then
+            # reads what it wrote (without the lock, an older event read before a newer one
+            # committed would write its stale status over it on PostgreSQL).
+            row = uow.invoices.get_by_stripe_id(event.invoice.id, lock=True) if event.invoice else None
             if event.type not in INVOICE_EVENTS or event.invoice is None:
                 outcome = "ignored"
             elif row is None:
@@ -103,6 +108,12 @@ class InvoiceStatusService:
         current, new = row.status, invoice.status
         newer = created is None or created >= (row.last_event_created or 0)
         if new is None:
+            return "ignored"
+        if new not in KNOWN_STATUSES:
+            # A status this connector does not know (a newer Stripe API, a forged body):
+            # recorded with the event, never applied, never a crash.
+            self._log.warning("invoice.unknown_status", invoice=invoice.id, status=new, source=source,
+                              event_id=event_id)
             return "ignored"
         if current == new:
             outcome = "refreshed" if newer else "stale"

@@ -16,7 +16,8 @@ steps whose result is recorded and repeats an unfinished one with the same key, 
 answers with the first result instead of doing it twice. Where the key alone could not
 protect (Stripe forgets keys after 24 hours) the unsure step looks first: an unfinished
 ``invoice`` step searches Stripe by the order's metadata, an unfinished ``lines`` step
-looks at the draft's lines. The invoice row pins the plan version before the first call,
+looks at the draft's lines, an unfinished ``send`` reads the invoice (paid/void: nothing to
+send; open: sent if Stripe recorded its ``invoice.sent`` event) and never e-mails twice. The invoice row pins the plan version before the first call,
 so an order edited mid-way is quarantined (``PLAN_CHANGED``) rather than invoiced twice.
 """
 
@@ -32,6 +33,7 @@ import structlog
 
 from connector.domain import (
     InvoicePlan,
+    OrderLimits,
     OrderStatus,
     PlannedItem,
     PlannedOrder,
@@ -43,6 +45,7 @@ from connector.domain import (
 from connector.errors import AuthError, PermanentError, RecordError
 from connector.retry import call_with_retry
 from connector.services.billing_port import BillingGateway, StripeCustomer, StripeInvoice
+from connector.services.mirror import incomplete_orders
 
 __all__ = [
     "BillingGateway",
@@ -73,11 +76,12 @@ class InvoicingSettings:
     proration: ProrationPolicy = ProrationPolicy.DAILY
     issuer: str = "connector"  # or "salesforce": the GTM app issues, the connector adopts
     missing_after_days: int = 2  # salesforce: "invoice missing" this long after service start
+    limits: OrderLimits = OrderLimits()
 
     @classmethod
     def from_config(cls, section: Any) -> InvoicingSettings:
         return cls(section.lead_days, section.days_until_due, ProrationPolicy(section.proration), section.issuer,
-                   section.missing_after_days)
+                   section.missing_after_days, OrderLimits(section.max_order_total, section.max_quantity))
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,7 @@ class InvoicingReport:
     not_due: int = 0
     quarantined: list[tuple[str, str, str]] = field(default_factory=list)  # (order id, code, reason)
     resumed: int = 0
+    waiting_for_mirror: int = 0  # billable, but a sync of orders/items has not finished
     adopted: list[str] = field(default_factory=list)  # orders whose Salesforce-issued invoice was taken on
     mismatched: list[tuple[str, str]] = field(default_factory=list)  # (order id, reason): adopted, but differs
     missing: list[str] = field(default_factory=list)  # salesforce issuer: no invoice within the grace
@@ -130,6 +135,7 @@ class InvoicingService:
         self.settings = settings or InvoicingSettings()
         self._clock = clock
         self._log = log or structlog.get_logger("connector.invoicing").bind(org_id=org_id, job="invoicing")
+        self.waiting_for_mirror = 0  # billable orders the last ``candidates`` left for an unfinished sync
 
     # -- reading the local model ---------------------------------------------------------
     def _billable_labels(self) -> list[str]:
@@ -138,23 +144,32 @@ class InvoicingService:
         return [label for label, state in vocabularies["order_status"].items() if state in states]
 
     def candidates(self) -> list[Candidate]:
-        """Billable orders not invoiced yet (one read-only unit of work)."""
+        """Billable orders not invoiced yet (one read-only unit of work), except those a
+        mirror run has not finished writing (``incomplete_orders``): they wait for it."""
         today = self._clock().date()
+        self.waiting_for_mirror = 0
         lead = timedelta(days=self.settings.lead_days)
         found: list[Candidate] = []
         with self._uow() as uow:
             sent = {row.order_id for row in uow.invoices.list(self.org_id) if row.sent_at is not None}
+            unfinished = incomplete_orders(uow, self.org_id, self._mapping)
             orders = uow.mirror("order")
             for label in self._billable_labels():
                 for order in orders.list(self.org_id, status=label):
                     if order["sf_id"] in sent:
                         continue
+                    if order["sf_id"] in unfinished:
+                        self.waiting_for_mirror += 1
+                        continue  # half a sync: its items may not all be here yet
                     start = order.get("service_start_date")
-                    due = start is None or today >= start - lead  # no start date: due, and quarantined
                     try:
-                        plan = self._plan(uow, order)
-                        found.append(Candidate(order["sf_id"], order.get("order_number"), start, due, plan=plan))
+                        plan = self._plan(uow, order)  # validates the dates before any arithmetic on them
+                        found.append(Candidate(order["sf_id"], order.get("order_number"), start,
+                                               _due(start, today, lead), plan=plan))
                     except RecordError as exc:
+                        # No start date, or one the connector cannot compute with: due now, so
+                        # it is quarantined and shown rather than waiting forever.
+                        due = exc.code == "INVALID_DATE" or _due(start, today, lead)
                         found.append(Candidate(order["sf_id"], order.get("order_number"), start, due, error=exc))
         found.sort(key=lambda c: (c.service_start or date.min, c.order_id))
         return found
@@ -190,7 +205,7 @@ class InvoicingService:
             service_start_date=order.get("service_start_date"),
         )
         return plan_invoice(planned, items, days_until_due=self.settings.days_until_due,
-                            proration=self._proration(uow, order))
+                            proration=self._proration(uow, order), limits=self.settings.limits)
 
     def _proration(self, uow: Any, order: dict[str, Any]) -> Proration | None:
         if self._mapping.to_state("order_type", order.get("order_type")) != "add_on":
@@ -213,7 +228,9 @@ class InvoicingService:
     # -- invoicing -----------------------------------------------------------------------
     def run(self) -> InvoicingReport:
         report = InvoicingReport()
-        for candidate in self.candidates():
+        candidates = self.candidates()
+        report.waiting_for_mirror = self.waiting_for_mirror
+        for candidate in candidates:
             report.considered += 1
             if not candidate.due:
                 report.not_due += 1
@@ -241,7 +258,8 @@ class InvoicingService:
                 report.quarantined.append((candidate.order_id, code, reason))
         self._log.info("invoicing.done", considered=report.considered, invoiced=len(report.invoiced),
                        adopted=len(report.adopted), missing=len(report.missing), not_due=report.not_due,
-                       quarantined=len(report.quarantined), resumed=report.resumed)
+                       quarantined=len(report.quarantined), resumed=report.resumed,
+                       waiting_for_mirror=report.waiting_for_mirror)
         return report
 
     # -- invoices Salesforce issued ------------------------------------------------------
@@ -385,7 +403,8 @@ class InvoicingService:
             # this same transaction, or a crash right after it would leave it open for good.
             uow.dead_letters.resolve_for(self.org_id, SOURCE, OBJECT, order_id)
 
-        step("send", lambda key: billing.send(invoice_id, key), sent)
+        step("send", lambda key: billing.send(invoice_id, key), sent,
+             recover=lambda: self._existing_send(plan, invoice_id))
         final = self._row(order_id)
         self._log.info("invoice.sent", order_id=order_id, invoice=final.stripe_invoice_id, number=final.number,
                        total=str(plan.total), due_date=str(final.due_date), resumed=resumed)
@@ -460,6 +479,21 @@ class InvoicingService:
         raise RecordError(f"draft {invoice_id} already has {invoice.line_count} lines totalling {invoice.total}; "
                           f"the plan has {len(plan.lines)} totalling {plan.total}", record_id=plan.order_id,
                           code="INVOICE_LINES_MISMATCH")
+
+    def _existing_send(self, plan: InvoicePlan, invoice_id: str) -> StripeInvoice | None:
+        """A send whose answer was lost may have e-mailed the customer already: look at the
+        invoice before sending again (the key alone protects for 24 hours only). Paid, void
+        or uncollectible needs no e-mail; an open one was sent if Stripe recorded the send."""
+        billing = self._require_billing()
+        invoice = call_with_retry("stripe.retrieve_invoice", lambda: billing.retrieve_invoice(invoice_id))
+        if invoice.status in ("paid", "void", "uncollectible"):
+            self._log.info("invoice.send_not_needed", order_id=plan.order_id, invoice=invoice_id, status=invoice.status)
+            return invoice
+        if invoice.status == "open" and call_with_retry(
+                "stripe.was_sent", lambda: billing.was_sent(invoice_id, since=invoice.finalized_at)):
+            self._log.info("invoice.found_sent", order_id=plan.order_id, invoice=invoice_id)
+            return invoice
+        return None
 
     # -- the local invoice row ---------------------------------------------------------------
     def _row(self, order_id: str) -> Any:
@@ -548,6 +582,17 @@ def _least_advanced(statuses: list[str | None]) -> str | None:
     return min(known, key=order.index) if known else None
 
 
+def _due(start: date | None, today: date, lead: timedelta) -> bool:
+    """Due from ``lead`` before the service start; an order without a start is due (and
+    quarantined); a start too close to ``date``'s limits is due (and quarantined too)."""
+    if start is None:
+        return True
+    try:
+        return today >= start - lead
+    except OverflowError:
+        return True
+
+
 def _code_and_reason(exc: Exception) -> tuple[str, str]:
     if isinstance(exc, RecordError):
         return exc.code, exc.reason
@@ -589,7 +634,10 @@ def run_invoicing_job(runtime: Any, *, log: Any, dry_run: bool = False) -> dict[
         return {"considered": len(candidates), "would_invoice": sum(1 for c in due if c.plan is not None),
                 "not_due": len(candidates) - len(due), "would_quarantine": sum(1 for c in due if c.error is not None)}
     report = build_invoicing(runtime, log=log).run()
-    return {"considered": report.considered, "invoices_created": len(report.invoiced),
-            "invoices_adopted": len(report.adopted), "invoices_mismatched": len(report.mismatched),
-            "invoices_missing": len(report.missing), "awaiting_salesforce": report.awaiting,
-            "not_due": report.not_due, "quarantined": len(report.quarantined), "resumed": report.resumed}
+    counts = {"considered": report.considered, "invoices_created": len(report.invoiced),
+              "invoices_adopted": len(report.adopted), "invoices_mismatched": len(report.mismatched),
+              "invoices_missing": len(report.missing), "awaiting_salesforce": report.awaiting,
+              "not_due": report.not_due, "quarantined": len(report.quarantined), "resumed": report.resumed}
+    if report.waiting_for_mirror:
+        counts["waiting_for_mirror"] = report.waiting_for_mirror
+    return counts

@@ -212,6 +212,8 @@ class MirrorService:
         self._load_letters()
         self._unavailable = set()
         to_sync = selected if full else self._changed(selected, cursors)
+        if not dry_run:
+            self._begin(selected, to_sync)
         try:
             for obj in selected:
                 if obj not in to_sync:
@@ -220,8 +222,18 @@ class MirrorService:
                                                        cursor=cursors.get(obj.sobject)))
                     continue
                 if self.stop is not None and self.stop.is_set():
-                    break
-                report.objects.append(self._sync_object(obj, cursors.get(obj.sobject), full=full, dry_run=dry_run))
+                    self._set_status(obj, "stopped", dry_run=dry_run)
+                    continue
+                try:
+                    report.objects.append(self._sync_object(obj, cursors.get(obj.sobject), full=full,
+                                                            dry_run=dry_run))
+                except ApiLimitReached:
+                    raise  # recorded 'stopped' already
+                except Exception:
+                    # (A Ctrl-C or SIGKILL leaves 'running': just as unfinished, and quitting
+                    # must not wait for one more write.)
+                    self._set_status(obj, "failed", dry_run=dry_run)
+                    raise
         finally:
             report.seconds = round(time.monotonic() - started, 3)
             calls_after = _api_calls(self.org)
@@ -335,8 +347,52 @@ class MirrorService:
                  records_per_s=round(report.rate, 1))
         return report
 
+    @staticmethod
+    def _storable(repo: Any, page: QueryPage, live: list[dict[str, Any]],
+                  bad: list[tuple[dict[str, Any], RecordError]]) -> list[dict[str, Any]]:
+        """The rows the store can hold as they are; the others (a text longer than its
+        column, a NUL character) join ``bad``, named, so one record never blocks the page."""
+        records = {r.get("Id"): r for r in page.records}
+        kept: list[dict[str, Any]] = []
+        for row in live:
+            try:
+                repo.check(row)
+            except RecordError as exc:
+                bad.append((records.get(row["sf_id"]) or {"Id": row["sf_id"]}, exc))
+                continue
+            kept.append(row)
+        return kept
+
+    def _begin(self, selected: list[ObjectMapping], to_sync: list[ObjectMapping]) -> None:
+        """Mark the objects this run syncs ``running`` (consumers of the mirror wait for
+        what they write until the run finishes: ``incomplete_orders``); an idle object
+        left unfinished by an earlier run is now known complete."""
+        with self.uow() as uow:
+            states = {s.object_name: s for s in uow.sync_state.all(self.org_id)}
+            for obj in selected:
+                state = states.get(obj.sobject)
+                if obj in to_sync:
+                    uow.sync_state.begin(self.org_id, obj.sobject)
+                elif state is not None and state.last_status in uow.sync_state.UNFINISHED \
+                        and obj.name not in self._unavailable:
+                    uow.sync_state.mark_run(self.org_id, obj.sobject, "ok")
+            uow.commit()
+
+    def _set_status(self, obj: ObjectMapping, status: str, *, dry_run: bool) -> None:
+        if dry_run:
+            return
+        try:
+            with self.uow() as uow:
+                uow.sync_state.set_status(self.org_id, obj.sobject, status)
+                uow.commit()
+        except Exception as exc:  # the store may be what failed: the status stays 'running', as unsafe
+            self.log.warning("sync_state.unrecorded", object=obj.sobject, status=status, error=type(exc).__name__)
+
     def _mark_run(self, obj: ObjectMapping, status: str, *, full: bool, dry_run: bool) -> None:
         if dry_run:
+            return
+        if status not in ("ok", "unavailable"):  # unfinished: keep the run's start
+            self._set_status(obj, status, dry_run=dry_run)
             return
         with self.uow() as uow:
             uow.sync_state.mark_run(self.org_id, obj.sobject, status, full=full)
@@ -363,6 +419,7 @@ class MirrorService:
         letters = self._letters.setdefault(obj.sobject, {})
         with self.uow() as uow:
             repo = uow.mirror(obj.name)
+            live = self._storable(repo, page, live, bad)
             anomalies = self._check_states(uow, obj, converter, live)
             result = repo.upsert_many(self.org_id, live) if live else None
             deleted = self._tombstone(uow, obj, tombstones)
@@ -528,6 +585,19 @@ def _api_calls(org: Any) -> int | None:
 
 
 # ------------------------------------------------------------------------------ job entry
+
+
+def incomplete_orders(uow: Any, org_id: str, mapping: MappingSet) -> set[str]:
+    """Orders whose local copy may be half a sync: the order or one of its items was
+    written by a mirror run of orders or order items that has not finished (failed,
+    stopped, killed or still running). Invoicing and write-back leave them alone until a
+    run finishes; empty when the last runs finished (the usual case, one small query)."""
+    objects = [mapping.objects[key].sobject for key in ("order", "order_item") if key in mapping.objects]
+    since = uow.sync_state.unfinished_since(org_id, objects)
+    if since is None:
+        return set()
+    return uow.mirror("order").written_since(org_id, since) | uow.mirror("order_item").written_since(
+        org_id, since, "order_id")
 
 
 def run_mirror_job(runtime: Any, *, log: Any, dry_run: bool = False, stop: threading.Event | None = None,

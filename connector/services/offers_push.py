@@ -35,7 +35,10 @@ Creating is the one write an idempotent retry cannot cover (the offer has no ext
 so the draft is marked ``creating``, with a fingerprint of what is sent, before the call.
 A run that finds a draft still ``creating`` (the process died after the org committed the
 offer but before we recorded it) first looks in the org for an unclaimed offer of that
-customer with that content and adopts it, rather than create a second one.
+customer with that content and adopts it, rather than create a second one. The same look
+comes first when the create's answer is lost within a run (read timeout, dropped
+connection): the adapter never repeats a create blind (``OutcomeUnknown``); if the org does
+not show the offer yet, the draft is reported ``unsure`` and the next push looks again.
 
 Invalid drafts, refusals and conflicts also open a dead letter (source ``offers_push``)
 so ``status`` shows them; a later successful push resolves it.
@@ -57,7 +60,7 @@ from urllib.parse import quote_plus
 
 import structlog
 
-from connector.domain.proration import initial_end_date
+from connector.domain.proration import SERVICE_DATE_MAX, SERVICE_DATE_MIN, initial_end_date
 from connector.domain.validation import (
     parse_email,
     parse_org_id,
@@ -66,6 +69,7 @@ from connector.domain.validation import (
     parse_unit_price,
     show,
 )
+from connector.errors import OutcomeUnknown, TransientError
 from connector.mappings import MappingSet
 
 OFFER = "SfdcPartnerOffer"
@@ -207,14 +211,20 @@ def read_draft(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
 def _as_date(value: Any) -> date:
     if isinstance(value, datetime):
         raise ValueError("must be a date (YYYY-MM-DD), not a date and time")
+    parsed: date | None = None
     if isinstance(value, date):
-        return value
-    if isinstance(value, str):
+        parsed = value
+    elif isinstance(value, str):
         try:
-            return date.fromisoformat(value.strip())
+            parsed = date.fromisoformat(value.strip())
         except ValueError:
             pass
-    raise ValueError("must be a date (YYYY-MM-DD)")
+    if parsed is None:
+        raise ValueError("must be a date (YYYY-MM-DD)")
+    if not SERVICE_DATE_MIN <= parsed <= SERVICE_DATE_MAX:
+        raise ValueError(f"must be between {SERVICE_DATE_MIN.isoformat()} and {SERVICE_DATE_MAX.isoformat()}, "
+                         f"got {parsed.isoformat()}")
+    return parsed
 
 
 def _text(value: Any, what: str = "text") -> str:
@@ -338,6 +348,10 @@ def _tie_add_on(raw: Mapping[str, Any], fields: dict[str, Any], start: date | No
         problem("initial_order_id", f"order {order['sf_id']} is {order.get('status')}: add-ons need a running order")
     fields["initial_order_id"] = order["sf_id"]
     initial_start, initial_end = order.get("service_start_date"), order.get("service_end_date")
+    if initial_start and not SERVICE_DATE_MIN <= initial_start <= SERVICE_DATE_MAX:
+        problem("initial_order_id", f"order {order['sf_id']} has service start date {initial_start.isoformat()}, "
+                                    "outside the supported range")
+        return None
     if initial_start and not initial_end:
         initial_end = initial_end_date(initial_start)
     if start is not None and initial_start and initial_end and not initial_start <= start <= initial_end:
@@ -404,7 +418,7 @@ def draft_toml(content: Mapping[str, Any]) -> str:
 @dataclass(frozen=True)
 class DraftResult:
     key: str
-    action: str  # created updated unchanged invalid refused conflict rejected gone would_create would_update
+    action: str  # created updated unchanged invalid refused conflict rejected gone unsure would_create would_update
     sf_id: str | None = None
     message: str = ""
 
@@ -536,8 +550,21 @@ class OffersPushService:
                     source = "customer_name" if column == "name" else column
                     if column in {f.column for f in customer.fields.values()} and draft.fields.get(source):
                         values[customer.sf_field_for(column)] = draft.fields[source]
-                [result] = self.org.composite([self.org.subrequest("POST", f"sobjects/{customer.sobject}", "customer",
-                                                                   values)], all_or_none=True)
+                try:
+                    [result] = self.org.composite([self.org.subrequest("POST", f"sobjects/{customer.sobject}",
+                                                                       "customer", values)], all_or_none=True)
+                except OutcomeUnknown as exc:
+                    # The create may have been applied: look it up by its key, never create blind.
+                    found_id = self._find_customer(customer.sobject, org_field, org_id)
+                    if found_id is None:
+                        self.log.warning("customer.create_unsure", customer_org_id=org_id, reason=str(exc))
+                        report.results.append(DraftResult(
+                            draft.key, "unsure", None, "the org did not answer the customer create in time; the "
+                            "next push looks for it before creating anything"))
+                        continue
+                    known[org_id] = found_id
+                    out.append(replace(draft, fields={**draft.fields, "customer_id": found_id}))
+                    continue
                 if not result.ok:
                     failed = self._rejected(draft, states[draft.key].sf_id if draft.key in states else None, result,
                                             letters.get(draft.key))
@@ -547,6 +574,14 @@ class OffersPushService:
                 self.log.info("customer.created", customer_org_id=org_id, customer_id=known[org_id])
             out.append(replace(draft, fields={**draft.fields, "customer_id": known.get(org_id)}))
         return out
+
+    def _find_customer(self, sobject: str, org_field: str, org_id: str) -> str | None:
+        try:
+            [found] = self.org.composite_queries([
+                f"SELECT Id FROM {sobject} WHERE {org_field} = '{_soql_text(org_id)}' ORDER BY CreatedDate, Id"])
+        except (TransientError, OutcomeUnknown):
+            return None
+        return str(found.records[0]["Id"]) if found.records else None
 
     # -------------------------------------------------------------- the org's current view
 
@@ -662,7 +697,10 @@ class OffersPushService:
         for i, item in enumerate(draft.items):
             subs.append(self.org.subrequest("POST", f"sobjects/{OFFER_ITEM}", f"item{i}",
                                             {**draft.item_values(self.mapping, item), link: "@{offer.id}"}))
-        results = self.org.composite(subs + self._read_back("@{offer.id}"), all_or_none=True)
+        try:
+            results = self.org.composite(subs + self._read_back("@{offer.id}"), all_or_none=True)
+        except OutcomeUnknown as exc:
+            return self._create_unsure(draft, letter, exc)
         failure = _first_failure(results)
         if failure is not None:
             return self._rejected(draft, None, failure, letter)
@@ -672,6 +710,27 @@ class OffersPushService:
                             by_ref["items_now"].body.get("records", []), letter)
         self.log.info("offer.created", draft=draft.key, offer_id=offer_id, items=len(draft.items))
         return DraftResult(draft.key, "created", offer_id, f"{len(draft.items)} item(s)")
+
+    def _create_unsure(self, draft: ValidDraft, letter: Any, exc: Exception) -> DraftResult:
+        """The create went out and no answer came back: it may have made the offer. Never
+        sent again blind: look for it by its content (the draft stays ``creating``, so the
+        next run looks again if the org has not finished it yet)."""
+        self.log.warning("offer.create_unsure", draft=draft.key, reason=str(exc))
+        with self.uow() as uow:
+            claimed = {s.sf_id for s in uow.offer_drafts.list(self.org_id) if s.sf_id}
+        try:
+            found = self._find_created(self._fingerprint(draft), claimed)
+        except (TransientError, OutcomeUnknown) as again:
+            self.log.warning("offer.lookup_failed", draft=draft.key, reason=str(again))
+            found = None
+        if found is None:
+            message = ("the org did not answer the create in time and the offer is not (yet) there; the next push "
+                       "looks for it again before creating anything")
+            return DraftResult(draft.key, "unsure", None, message)
+        offer, items = found
+        self._remember_push(draft.key, offer["Id"], draft.content(), draft.hash, offer, items, letter)
+        self.log.info("offer.recovered", draft=draft.key, offer_id=offer["Id"], items=len(items))
+        return DraftResult(draft.key, "created", offer["Id"], "found in the org after an unanswered create")
 
     def _update(self, draft: ValidDraft, state: Any, org_now: dict[str, Any] | None, letter: Any, *,
                 dry_run: bool, force: bool) -> DraftResult:
@@ -714,7 +773,14 @@ class OffersPushService:
                 subs.append(self.org.subrequest("POST", f"sobjects/{OFFER_ITEM}", f"item{i}", {**values, link: offer_id}))
         for j, surplus in enumerate(old_items[len(draft.items):]):
             subs.append(self.org.subrequest("DELETE", f"sobjects/{OFFER_ITEM}/{surplus}", f"drop{j}"))
-        results = self.org.composite(subs + self._read_back(offer_id), all_or_none=True)
+        try:
+            results = self.org.composite(subs + self._read_back(offer_id), all_or_none=True)
+        except OutcomeUnknown as exc:
+            # New items may have been created: the next run compares the org with the
+            # draft (``changed_in_org`` and ``_holds`` above) before sending anything.
+            self.log.warning("offer.update_unsure", draft=draft.key, offer_id=offer_id, reason=str(exc))
+            return DraftResult(draft.key, "unsure", offer_id, "the org did not answer the update in time; the next "
+                               "push compares the org with the draft before sending again")
         failure = _first_failure(results)
         if failure is not None:
             return self._rejected(draft, offer_id, failure, letter)

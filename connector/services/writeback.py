@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from connector.domain import format_money
 from connector.services.attention import read_attention
+from connector.services.mirror import incomplete_orders
 
 if TYPE_CHECKING:
     from connector.bootstrap import OrgRuntime
@@ -94,6 +95,7 @@ class WritebackPlan:
     to_send: list[PlannedRow] = field(default_factory=list)
     unchanged: int = 0
     awaiting_replay: int = 0
+    waiting_for_mirror: int = 0  # orders a sync has not finished writing: not written back yet
 
 
 def target_of(runtime: OrgRuntime) -> Target:
@@ -199,9 +201,13 @@ def plan(runtime: OrgRuntime, *, orders: Iterable[str] | None = None, include_wa
         parked = {d.record_id: d for d in uow.dead_letters.open(runtime.org_id, SOURCE)}
         today = runtime.clock().astimezone(UTC).date()
         written = [order_id for order_id, s in states.items() if s.payload_hash is not None]
+        unfinished = incomplete_orders(uow, runtime.org_id, runtime.mapping)
         for order_id, values in sorted(results_of(uow, runtime.org_id, written, mapping=runtime.mapping,
                                                   today=today).items()):
             if wanted is not None and order_id not in wanted:
+                continue
+            if order_id in unfinished:  # half a sync: its errors may be false; the next run sends it
+                result.waiting_for_mirror += 1
                 continue
             payload = build_payload(target, values)
             digest = payload_hash(payload)

@@ -198,11 +198,14 @@ def advisory_lock(engine: Engine, org_id: str, job: str) -> Iterator[bool]:
     Yields True when this process holds the lock, False when another session does (the
     caller skips its run). On PostgreSQL it is a session-level ``pg_try_advisory_lock`` on
     a connection dedicated to the block: it never waits, and if the holder crashes the lock
-    goes with its connection. On SQLite it yields True: a single daemon guards a SQLite
-    file with a lock file of its own.
+    goes with its connection. On SQLite it is an exclusive ``flock`` on a lock file beside
+    the database (``.<file>.<key>.lock``), taken without waiting: two processes (a daemon
+    and a CLI run, two CLI runs) never run the same (org, job) at once, and a killed
+    holder's lock goes with its process. An in-memory database has nothing to share: True.
     """
     if engine.dialect.name != "postgresql":
-        yield True
+        with _file_lock(engine, org_id, job) as acquired:
+            yield acquired
         return
     key = lock_key(org_id, job)
     with engine.connect() as conn:
@@ -214,6 +217,39 @@ def advisory_lock(engine: Engine, org_id: str, job: str) -> Iterator[bool]:
         finally:
             if acquired:
                 _unlock(conn, key, org_id, job)
+
+
+@contextmanager
+def _file_lock(engine: Engine, org_id: str, job: str) -> Iterator[bool]:
+    import fcntl
+    import os
+
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield True
+        return
+    db = Path(database)
+    path = db.with_name(f".{db.name}.{lock_key(org_id, job) & 0xFFFFFFFFFFFFFFFF:016x}.lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:  # a read-only directory: no lock to share, run as before
+        log.warning("lock.file_unavailable", org_id=org_id, job=job, path=str(path), error=exc.strerror)
+        yield True
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            acquired = True
+        except BlockingIOError:
+            acquired = False
+        log.debug("lock.tried", org_id=org_id, job=job, acquired=acquired)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _unlock(conn: Any, key: int, org_id: str, job: str) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Date, String, Table, bindparam, func, insert, select, update
+from sqlalchemy import Column, ColumnElement, Date, String, Table, Text, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import JSON
@@ -51,10 +51,41 @@ def _canonicalizer(column: Column[Any]) -> Callable[[Any], Any]:
     if isinstance(t, UtcDateTime):
         return t.coerce
     if isinstance(t, JSON):
-        return json_roundtrip
+        return lambda v: _no_nul(json_roundtrip(v))
     if isinstance(t, Date):
         return _date
+    if isinstance(t, String | Text):
+        return _text_checker(getattr(t, "length", None))
     return lambda v: v
+
+
+def _text_checker(length: int | None) -> Callable[[Any], Any]:
+    """Text as stored: no NUL characters (PostgreSQL refuses them), at most ``length``
+    characters (PostgreSQL refuses more; SQLite would keep them silently)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ValueError(f"contains a NUL character (at position {value.index(chr(0))})")
+            if length is not None and len(value) > length:
+                raise ValueError(f"{len(value)} characters, the column holds {length}")
+        return value
+
+    return check
+
+
+def _no_nul(value: Any) -> Any:
+    """JSON values must not carry NUL characters either (PostgreSQL's JSON refuses them)."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("contains a NUL character")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _no_nul(k)
+            _no_nul(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _no_nul(v)
+    return value
 
 
 def _date(value: Any) -> date:
@@ -126,6 +157,15 @@ class MirrorRepository:
         self._update(org_id, updates)
         return UpsertResult(inserted=len(inserts), updated=len(updates), unchanged=unchanged)
 
+    def check(self, row: Mapping[str, Any]) -> None:
+        """``RecordError`` (naming the record and column) if ``row`` cannot be stored as it
+        is: a value the column cannot hold (too long, a NUL character, wrong type). The
+        mirror checks each record with it so one bad record is quarantined, not the page."""
+        sf_id = str(row.get("sf_id") or "")
+        for column, value in row.items():
+            if column in self._canon:
+                self._canonical_value(sf_id, column, value)
+
     def soft_delete(self, org_id: str, ids: Iterable[str], deleted_at: datetime) -> int:
         """Mark the stored rows with these ids deleted; returns how many were live before.
         Ids never mirrored are ignored (created and deleted between two syncs)."""
@@ -178,6 +218,13 @@ class MirrorRepository:
         """Every row of ``org_id``, ordered by ``sf_id``, streamed in batches (memory flat)."""
         return self._iter(org_id, include_deleted, {}, stream=True)
 
+    def written_since(self, org_id: str, since: datetime, column: str = "sf_id") -> set[Any]:
+        """``column`` of the rows (deleted or not) written locally at or after ``since``."""
+        t = self.table
+        since = UtcDateTime.coerce(since)
+        stmt = select(t.c[column]).where(t.c.org_id == org_id, t.c.updated_at >= since)
+        return {v for v in self.session.execute(stmt).scalars() if v is not None}
+
     def ids(self, org_id: str, include_deleted: bool = False) -> set[str]:
         t = self.table
         stmt = select(t.c.sf_id).where(t.c.org_id == org_id)
@@ -221,7 +268,8 @@ class MirrorRepository:
         try:
             return self._canon[column](value)
         except (TypeError, ValueError) as exc:
-            raise RecordError(f"{self.table.name}.{column}: {exc}", record_id=sf_id, code="INVALID_VALUE") from None
+            code = "VALUE_TOO_LONG" if "the column holds" in str(exc) else "INVALID_VALUE"
+            raise RecordError(f"{self.table.name}.{column}: {exc}", record_id=sf_id, code=code) from None
 
     def _insert(self, rows: builtins.list[dict[str, Any]]) -> None:
         if not rows:

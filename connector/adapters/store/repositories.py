@@ -158,6 +158,31 @@ class SyncStateRepository(_Repository[SyncState]):
             values["last_full_at"] = now
         return self._update(org_id, object_name, values)
 
+    UNFINISHED = ("running", "failed", "stopped")
+
+    def begin(self, org_id: str, object_name: str) -> SyncState:
+        """A run of this object starts: ``running`` from now. After an unfinished run the
+        start of that earlier run is kept: what it wrote is still not known complete."""
+        current = self._ensure(org_id, object_name)
+        now = self._clock()
+        values: dict[str, Any] = {"last_status": "running", "updated_at": now}
+        if current.last_status not in self.UNFINISHED or current.last_run_at is None:
+            values["last_run_at"] = now
+        return self._update(org_id, object_name, values)
+
+    def set_status(self, org_id: str, object_name: str, status: str) -> SyncState:
+        """Change only the status (an unfinished run keeps its start in ``last_run_at``)."""
+        self._ensure(org_id, object_name)
+        return self._update(org_id, object_name, {"last_status": status, "updated_at": self._clock()})
+
+    def unfinished_since(self, org_id: str, object_names: Iterable[str]) -> datetime | None:
+        """When the oldest unfinished run (``running``, ``failed``, ``stopped``) of these
+        objects started; None when every one of them last finished its run."""
+        names = builtins.list(object_names)
+        starts = [s.last_run_at for s in self.all(org_id)
+                  if s.object_name in names and s.last_status in self.UNFINISHED and s.last_run_at is not None]
+        return min(starts) if starts else None
+
     def reset_cursor(self, org_id: str, object_name: str) -> None:
         """Forget the cursor, so the next run reads the object from the start (full resync).
         The only way a cursor moves backwards."""
@@ -259,7 +284,11 @@ class DeadLetterRepository(_Repository[DeadLetter]):
         reason: str,
         payload: Any = None,
     ) -> int:
-        """Open (or refresh) the letter for this record; returns its id."""
+        """Open (or refresh) the letter for this record; returns its id. The reason and the
+        payload's texts are made storable (no NUL, long texts cut): a letter about a bad
+        value must not fail on that value itself."""
+        reason = _storable(reason)
+        payload = _storable(payload)
         if source not in t.DEAD_LETTER_SOURCES:
             raise ValueError(f"dead letter source {source!r} is not one of {t.DEAD_LETTER_SOURCES}")
         c = self.table.c
@@ -384,8 +413,10 @@ class InvoiceRepository(_KeyedRepository[Invoice]):
             raise ValueError(f"invoice status_source {source!r} is not one of {t.INVOICE_STATUS_SOURCES}")
         return super().upsert(org_id, order_id, **fields)
 
-    def get_by_stripe_id(self, stripe_invoice_id: str) -> Invoice | None:
-        return self._one(self.table.c.stripe_invoice_id == stripe_invoice_id)
+    def get_by_stripe_id(self, stripe_invoice_id: str, *, lock: bool = False) -> Invoice | None:
+        """``lock``: hold the row until commit (PostgreSQL), so concurrent webhooks about one
+        invoice apply one after the other and none moves it back from a stale read."""
+        return self._one(self.table.c.stripe_invoice_id == stripe_invoice_id, lock=lock)
 
     def list(self, org_id: str, status: str | None = None) -> builtins.list[Invoice]:
         c = self.table.c
@@ -546,3 +577,21 @@ class JobRunRepository(_Repository[JobRun]):
         c = self.table.c
         where = ([c.org_id == org_id] if org_id else []) + ([c.job == job] if job else [])
         return self._all(*where, order_by=[c.started_at.desc(), c.id.desc()], limit=limit)
+
+
+_KEEP_CHARS = 2000
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with every text free of NUL characters (shown as ``\\x00``) and cut to
+    ``_KEEP_CHARS`` characters (saying how long it was); structure and other values kept."""
+    if isinstance(value, str):
+        text = value.replace("\x00", "\\x00")
+        if len(text) > _KEEP_CHARS:
+            text = f"{text[:_KEEP_CHARS]}... ({len(value)} characters)"
+        return text
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value

@@ -36,7 +36,7 @@ offers_app = typer.Typer(help="Offers as code: author draft offer files and push
                          no_args_is_help=True)
 # The old spelling `offer create`, kept so scripts keep working; not shown in --help.
 offer_app = typer.Typer(help="Alias of `offers` (author one draft offer).", no_args_is_help=True)
-NOT_PUSHED = {"invalid", "rejected", "conflict", "refused", "gone"}
+NOT_PUSHED = {"invalid", "rejected", "conflict", "refused", "gone", "unsure"}
 
 
 @offers_app.command("push")

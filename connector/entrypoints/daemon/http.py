@@ -16,6 +16,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
 
+from connector.entrypoints.webhook import READ_TIMEOUT_S
 from connector.metrics import CONTENT_TYPE_LATEST
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -32,8 +33,17 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A dropped or stalled connection is one debug line, not a traceback on stderr."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        log.debug("http.connection_dropped", error=type(exc).__name__ if exc else None)
+
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = READ_TIMEOUT_S  # a client that stalls mid-request never holds a thread for good
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("http.request", client=self.client_address[0], line=format % args)
 

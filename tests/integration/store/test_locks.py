@@ -1,4 +1,5 @@
-"""One run per (org, job) across daemons: the PostgreSQL advisory lock."""
+"""One run per (org, job) across daemons and CLI runs: the PostgreSQL advisory lock, and a lock
+file beside a SQLite database."""
 
 from __future__ import annotations
 
@@ -80,12 +81,48 @@ def _wait_until_released(engine, key: int, timeout_s: float = 5.0) -> None:
     raise AssertionError("the terminated backend still holds the advisory lock")
 
 
-def test_sqlite_lock_is_a_no_op(sqlite_url: str) -> None:
+def test_sqlite_lock_is_a_lock_file_per_org_and_job(sqlite_url: str) -> None:
+    engine, other = make_engine(sqlite_url), make_engine(sqlite_url)
+    try:
+        with advisory_lock(engine, ORG, "mirror") as first:
+            assert first is True
+            with advisory_lock(other, ORG, "mirror") as second:
+                assert second is False
+            with advisory_lock(other, ORG, "invoicing") as other_job, \
+                    advisory_lock(other, OTHER_ORG, "mirror") as next_org:
+                assert other_job is True and next_org is True
+        with advisory_lock(other, ORG, "mirror") as after_release:
+            assert after_release is True
+    finally:
+        engine.dispose()
+        other.dispose()
+
+
+def test_sqlite_lock_held_by_another_process_goes_with_its_death(sqlite_url: str) -> None:
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from connector.adapters.store import advisory_lock, make_engine\n"
+         f"with advisory_lock(make_engine({sqlite_url!r}), {ORG!r}, 'invoicing') as held:\n"
+         "    print('HELD', held, flush=True); time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True)
     engine = make_engine(sqlite_url)
     try:
-        with advisory_lock(engine, ORG, "mirror") as first, advisory_lock(engine, ORG, "mirror") as second:
-            assert first is True and second is True
+        assert holder.stdout is not None
+        first = next(line for line in iter(holder.stdout.readline, "") if line.startswith("HELD"))  # skips log lines
+        assert first.strip() == "HELD True"
+        with advisory_lock(engine, ORG, "invoicing") as second:
+            assert second is False
+        holder.kill()  # SIGKILL: no clean-up code runs
+        holder.wait(timeout=10)
+        with advisory_lock(engine, ORG, "invoicing") as after_death:
+            assert after_death is True
     finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=10)
         engine.dispose()
 
 
