@@ -230,3 +230,45 @@ def test_tax_on_a_salesforce_invoice_is_not_a_mismatch_and_is_kept_apart(sf_book
         row = uow.invoices.get(sf_books.org_id, acme)
     assert (row.amount_due, row.tax) == (Decimal("9145.50"), Decimal("745.50"))
     assert letters(sf_books, acme) == []  # no INVOICE_MISMATCH
+
+
+# -- with the sandbox org playing the GTM app's billing -----------------------------------
+
+
+def test_a_full_cycle_with_salesforce_billing_creates_nothing_and_reconciles_against_its_fee(
+    sf_books: PartnerBooks, sandbox_org: Any
+) -> None:
+    """The org issues seed 003's invoice (Salesforce's share as its application fee); the
+    connector creates no invoice, and the payout reconciles to 7,260.00 against that fee."""
+    acme = sandbox_org.demo_ids["acme_order"]
+    sf_books.stripe_box.reset_counters()
+    sandbox_org.link_stripe(sf_books.stripe_box.api_base, sf_books.stripe_box.api_key)
+    gtm_posts = sf_books.stripe_box.calls(WRITES)
+    sf_books.run("mirror")
+    outcome = sf_books.run("invoicing")
+    assert outcome.counts["invoices_created"] == 0 and outcome.counts["invoices_adopted"] == 1
+    assert sf_books.stripe_box.calls(WRITES) == gtm_posts  # the connector posted nothing
+    with sf_books.uow() as uow:
+        invoice_id = uow.invoices.get(sf_books.org_id, acme).stripe_invoice_id
+    sf_books.stripe_box.pay_invoice(invoice_id)  # its application fee carries the share
+    sf_books.payout()
+    sf_books.run("reconcile")
+    with sf_books.uow() as uow:
+        row = uow.reconciliation.get(sf_books.org_id, acme)
+    assert (row.actual_payout, row.discrepancy) == (Decimal("7260.00"), None)
+
+
+@pytest.mark.parametrize(("kind", "code", "reason"), [
+    ("wrong_amount", "INVOICE_MISMATCH", "invoice total 8,500.00 ≠ order subtotal 8,400.00"),
+    ("skip", "INVOICE_MISSING", "no invoice from Salesforce 3 day(s) after"),
+])
+def test_salesforce_billing_faults_are_reported_with_their_reason(sf_books: PartnerBooks, sandbox_org: Any,
+                                                                  kind: str, code: str, reason: str) -> None:
+    acme = sandbox_org.demo_ids["acme_order"]
+    sandbox_org.billing_fault(kind, order_id=acme)
+    sandbox_org.link_stripe(sf_books.stripe_box.api_base, sf_books.stripe_box.api_key)
+    sf_books.now[0] += timedelta(days=3)
+    sf_books.run("mirror")
+    sf_books.run("invoicing")
+    [letter] = letters(sf_books, acme)
+    assert letter.error_code == code and reason in letter.reason
