@@ -147,6 +147,7 @@ def check_mapping(
     *,
     api_version: str = "",
     column_scale: Callable[[str, str], int | None] = lambda table, column: None,
+    column_length: Callable[[str, str], int | None] = lambda table, column: None,
     objects: Iterable[str] | None = None,
     writeback: WritebackTarget | None | Literal["mapping"] = "mapping",
 ) -> list[Problem]:
@@ -161,7 +162,7 @@ def check_mapping(
     for obj in mapping.in_sync_order():
         if only is not None and obj.sobject not in only:
             continue
-        problems += _check_object(mapping, obj, describes.get(obj.sobject), api_version, column_scale)
+        problems += _check_object(mapping, obj, describes.get(obj.sobject), api_version, column_scale, column_length)
     target = mapping.writeback if writeback == "mapping" else writeback
     if target is not None and (only is None or target.sobject in only):
         problems += _check_writeback(target, describes.get(target.sobject), api_version)
@@ -176,7 +177,8 @@ def _missing_object(sobject: str, api_version: str, what: str, severity: Severit
 
 
 def _check_object(mapping: MappingSet, obj: ObjectMapping, describe: Describe | None, api_version: str,
-                  column_scale: Callable[[str, str], int | None]) -> list[Problem]:
+                  column_scale: Callable[[str, str], int | None],
+                  column_length: Callable[[str, str], int | None]) -> list[Problem]:
     if not describe:
         required = obj.name in REQUIRED_OBJECTS
         # An optional object the org lacks is mirrored as "not in this org", as the mirror does.
@@ -203,6 +205,11 @@ def _check_object(mapping: MappingSet, obj: ObjectMapping, describe: Describe | 
             continue
         problems += [Problem(obj.sobject, f.sf_field, m, "error", obj.name)
                      for m in _scale_problem(obj, f, found, column_scale)]
+        holds = column_length(obj.table, f.column)
+        if holds is not None and int(found.get("length") or 0) > holds:
+            # Not fatal: a longer value is quarantined per record by the mirror, the rest lands.
+            add(f.sf_field, f"the org allows {found['length']} characters, the local column {obj.table}.{f.column} "
+                            f"holds {holds}: longer values will be quarantined", "warning")
         if obj.writable and not f.read_only and found.get("createable") is False:
             why = "a formula" if found.get("calculated") else "an auto-number" if found.get("autoNumber") else "read-only"
             add(f.sf_field, f"not createable in the org ({why}), but the connector writes this object: mark it "

@@ -108,6 +108,7 @@ class MappingGuard:
         writeback: WritebackTarget | None,
         recheck_minutes: int,
         column_scale: Callable[[str, str], int | None],
+        column_length: Callable[[str, str], int | None] = lambda table, column: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         log: Any = None,
     ) -> None:
@@ -120,6 +121,7 @@ class MappingGuard:
         self.writeback = writeback
         self.recheck = timedelta(minutes=recheck_minutes)
         self.column_scale = column_scale
+        self.column_length = column_length
         self.clock = clock
         self.log = log or structlog.get_logger("connector.mapping_guard").bind(org=alias)
         self.passed_at: datetime | None = None  # in this process
@@ -154,7 +156,8 @@ class MappingGuard:
             result.checked.append(name)
         result.last_modified = _latest(a.headers.get("Last-Modified", "") for a in answers.values()) or since
         result.problems = check_mapping(self.mapping, describes, api_version=self.api_version,
-                                        column_scale=self.column_scale, objects=result.checked,
+                                        column_scale=self.column_scale, column_length=self.column_length,
+                                        objects=result.checked,
                                         writeback=self.writeback)
         self.absent = {p.sobject for p in result.problems if p.field is None and p.severity == "warning"}
         if result.ok:
@@ -231,10 +234,11 @@ def writeback_target(runtime: Any) -> WritebackTarget | None:
 
 
 def build_guard(runtime: Any, *, log: Any = None) -> MappingGuard:
-    from connector.adapters.store import column_scale
+    from connector.adapters.store import column_length, column_scale
 
     config = runtime.config
     return MappingGuard(runtime.salesforce(), runtime.uow, runtime.mapping, runtime.org_id, alias=runtime.alias,
                         api_version=config.salesforce.api_version, writeback=writeback_target(runtime),
                         recheck_minutes=config.sync.describe_recheck_minutes, column_scale=column_scale,
+                        column_length=column_length,
                         clock=runtime.clock, log=log)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from connector.adapters.store import column_scale
+from connector.adapters.store import column_length, column_scale
 from connector.mapping_check import Problem, check_mapping, closest, errors_of, mapping_error
 from connector.mappings import MappingSet, load_mapping
 from connector.sandbox.org.schema import load_org_schema
@@ -34,7 +34,7 @@ def field(describe: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def check(mapping: MappingSet, docs: dict[str, Any]) -> list[Problem]:
-    return check_mapping(mapping, docs, api_version=API, column_scale=column_scale)
+    return check_mapping(mapping, docs, api_version=API, column_scale=column_scale, column_length=column_length)
 
 
 def lines(problems: list[Problem]) -> list[str]:
@@ -152,3 +152,15 @@ def test_the_error_lists_one_line_per_field(mapping: MappingSet) -> None:
 def test_only_the_changed_objects_are_checked(mapping: MappingSet) -> None:
     docs = describes(mapping, renamed={"SfdcPartnerOrderItem.PartnerOrderId": "SfdcPartnerOrderId"})
     assert check_mapping(mapping, docs, objects=["SfdcPartnerOrder"]) == []
+
+
+def test_a_text_field_longer_than_its_local_column_is_a_warning_naming_both_lengths() -> None:
+    """The org's describe ``length`` against the local column (issue 15, defect 4): such
+    values are quarantined per record, so the mapping still runs, but the operator is told."""
+    mapping = load_mapping("gtm-v2")
+    docs = describes(mapping)
+    assert [p for p in check(mapping, docs) if "characters" in p.message] == []  # the shipped schema fits
+    field(docs["SfdcPartnerOrder"], "CustomerName")["length"] = 1000
+    [problem] = [p for p in check(mapping, docs) if "characters" in p.message]
+    assert (problem.severity, problem.sobject, problem.field) == ("warning", "SfdcPartnerOrder", "CustomerName")
+    assert "the org allows 1000 characters, the local column orders.customer_name holds 255" in problem.message

@@ -43,7 +43,14 @@ from connector.adapters.store.repositories import (
     SyncStateRepository,
     WritebackStateRepository,
 )
-from connector.adapters.store.tables import MIRROR_TABLES, OBJECT_TABLES, column_scale, metadata, mirror_columns
+from connector.adapters.store.tables import (
+    MIRROR_TABLES,
+    OBJECT_TABLES,
+    column_length,
+    column_scale,
+    metadata,
+    mirror_columns,
+)
 from connector.adapters.store.types import ExactDecimal, Json, Money, Percent, UtcDateTime
 from connector.adapters.store.uow import SqlUnitOfWork
 
@@ -89,6 +96,7 @@ __all__ = [
     "make_engine",
     "metadata",
     "mirror_columns",
+    "column_length",
     "column_scale",
     "mirror_table",
     "session_factory",

@@ -267,6 +267,16 @@ def column_scale(table_name: str, column: str) -> int | None:
     return kind.scale if isinstance(kind, ExactDecimal) else None
 
 
+def column_length(table_name: str, column: str) -> int | None:
+    """Characters a mirror text column holds; None if it is not a text column or unknown.
+    What the mapping check holds a describe's ``length`` against."""
+    table = MIRROR_TABLES.get(table_name)
+    if table is None or column not in table.c:
+        return None
+    kind = table.c[column].type
+    return kind.length if isinstance(kind, String) else None
+
+
 # ------------------------------------------------------------------------ connector tables
 sync_state = Table(
     "sync_state",
