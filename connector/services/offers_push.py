@@ -522,6 +522,7 @@ class OffersPushService:
             return drafts  # a mapping that writes the customer org id on the offer itself
         customer = self.mapping.objects["customer"]
         org_field = customer.sf_field_for("customer_org_id")
+        customer_columns = {f.column for f in customer.fields.values()}
 
         def unchanged(d: ValidDraft) -> bool:
             state = states.get(d.key)
@@ -546,9 +547,8 @@ class OffersPushService:
                 continue
             if org_id not in known:
                 values = {org_field: org_id}
-                for column in ("billing_email", "name"):
-                    source = "customer_name" if column == "name" else column
-                    if column in {f.column for f in customer.fields.values()} and draft.fields.get(source):
+                for column, source in (("billing_email", "billing_email"), ("name", "customer_name")):
+                    if column in customer_columns and draft.fields.get(source):
                         values[customer.sf_field_for(column)] = draft.fields[source]
                 try:
                     [result] = self.org.composite([self.org.subrequest("POST", f"sobjects/{customer.sobject}",
