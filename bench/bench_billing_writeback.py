@@ -135,7 +135,7 @@ def per_order_calls(requests: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def bench_invoicing(n: int) -> dict[str, Any]:
-    from connector.sandbox.stripe import StripeSandbox
+    from gtm_sandbox.stripe import StripeSandbox
 
     customers = max(1, n // 4)
     with StripeSandbox.start() as box, tempfile.TemporaryDirectory(prefix="bench-billing-") as tmp:
@@ -192,7 +192,7 @@ def record_results(runtime: Any, n: int) -> None:
 
 
 def bench_writeback(n: int) -> dict[str, Any]:
-    from connector.sandbox.org import SandboxOrg
+    from gtm_sandbox.org import SandboxOrg
 
     with SandboxOrg.start(data=None) as org, tempfile.TemporaryDirectory(prefix="bench-writeback-") as tmp:
         runtime = runtime_for(tmp, org=org)

@@ -183,9 +183,9 @@ class Demo:
 
     # -------------------------------------------------------------- set-up
     def _start_sandboxes(self, stack: ExitStack) -> tuple[Any, Any, Any]:
-        from connector.sandbox.org import SandboxOrg
-        from connector.sandbox.snapshot import SnapshotError
-        from connector.sandbox.stripe import StripeSandbox
+        from gtm_sandbox.org import SandboxOrg
+        from gtm_sandbox.snapshot import SnapshotError
+        from gtm_sandbox.stripe import StripeSandbox
 
         states = (self.data_dir / ORG_STATE, self.data_dir / DIRECT_ORG_STATE, self.data_dir / STRIPE_STATE)
         saved = all(path.is_file() for path in states)

@@ -27,8 +27,8 @@ from typer.testing import CliRunner, Result
 
 from connector.entrypoints.cli import app
 from connector.entrypoints.cli._common import describe_error, report_error
-from connector.sandbox.org import SandboxOrg
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.stripe import StripeSandbox
 from tests.fixtures.daemon import free_port
 
 EXE = Path(sys.executable).parent / "gtm-connector"

@@ -21,8 +21,8 @@ from structlog.testing import capture_logs
 from typer.testing import CliRunner, Result
 
 from connector.entrypoints.cli import app
-from connector.sandbox.org import SandboxOrg
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.stripe import StripeSandbox
 from tests.e2e.test_operator_errors import SF_SECRET_ENV, STRIPE_KEY, STRIPE_KEY_ENV, assert_clean, write_config
 from tests.fixtures.daemon import free_port
 

@@ -15,7 +15,7 @@ import requests
 from typer.testing import CliRunner
 
 from connector.entrypoints.cli import app
-from connector.sandbox.org import SandboxOrg
+from gtm_sandbox.org import SandboxOrg
 
 TODAY = datetime.now(UTC).date()
 

@@ -11,8 +11,8 @@ from simple_salesforce.exceptions import SalesforceGeneralError
 from typer.testing import CliRunner
 
 from connector.entrypoints.cli import app
-from connector.sandbox.org import SandboxOrg
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.stripe import StripeSandbox
 
 
 def control(*args: str):

@@ -46,9 +46,9 @@ from connector.entrypoints.webhook import make_webhook_app, receivers_for, serve
 from connector.errors import AuthError, ConfigError, PermanentError, TransientError
 from connector.jobs import run_job
 from connector.logging import REDACTED, configure
-from connector.sandbox.org import SandboxOrg
-from connector.sandbox.stripe import StripeSandbox
-from connector.sandbox.stripe.notify import sign
+from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.stripe import StripeSandbox
+from gtm_sandbox.stripe.notify import sign
 from tests.fixtures.daemon import DaemonLauncher, free_port, new_org_id
 
 REPO = Path(__file__).resolve().parents[2]

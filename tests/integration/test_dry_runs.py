@@ -5,7 +5,7 @@ counted under a ``would_…`` name, never under the name the real run uses for w
 from __future__ import annotations
 
 from connector.jobs import JOBS
-from connector.sandbox.org import SandboxOrg
+from gtm_sandbox.org import SandboxOrg
 from tests.fixtures.payouts import PartnerBooks, billing_records, core_app
 
 # Words of the real runs' counts that mean "done" (a write, a send). API calls a dry run makes

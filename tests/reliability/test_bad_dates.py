@@ -13,7 +13,7 @@ from connector.domain import Proration, plan_invoice
 from connector.domain.invoice_plan import PlannedItem, PlannedOrder
 from connector.errors import RecordError
 from connector.mappings import load_mapping
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.stripe import StripeSandbox
 from connector.services.invoicing import InvoicingService, InvoicingSettings
 from tests.integration.stripe.gtm import ORG, PPP_CORE, Clock, GtmOrg, order_id
 

@@ -33,8 +33,8 @@ from connector.adapters.store import SqlUnitOfWork
 from connector.adapters.stripe_billing import StripeBilling
 from connector.entrypoints.webhook import WebhookReceiver, make_webhook_app, serve
 from connector.mappings import load_mapping
-from connector.sandbox.org import SandboxOrg
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.stripe import StripeSandbox
 from connector.services import writeback
 from connector.services.invoice_status import InvoiceStatusService
 from connector.services.invoicing import InvoicingService, InvoicingSettings

@@ -33,8 +33,8 @@ from connector.adapters.stripe_billing import StripeBilling, build_client
 from connector.errors import ConnectorError
 from connector.jobs import run_job
 from connector.mappings import load_mapping
-from connector.sandbox.org import SandboxOrg
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.stripe import StripeSandbox
 from connector.services import writeback
 from connector.services.invoicing import InvoicingService, InvoicingSettings
 from connector.services.mirror import MirrorService

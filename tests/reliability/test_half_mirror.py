@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from connector.jobs import run_job
-from connector.sandbox.org import SandboxOrg
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.stripe import StripeSandbox
 from connector.services import writeback
 from connector.services.mirror import incomplete_orders
 from tests.fixtures.payouts import PartnerBooks

@@ -12,7 +12,7 @@ from connector.adapters.store import SqlUnitOfWork
 from connector.adapters.stripe_billing import StripeBilling
 from connector.errors import TransientError
 from connector.mappings import load_mapping
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.stripe import StripeSandbox
 from connector.services.invoicing import InvoicingService, InvoicingSettings
 from tests.integration.stripe.gtm import ORG, Clock, GtmOrg, order_id
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from connector.adapters.salesforce import SalesforceOrg
-from connector.sandbox.org import SandboxOrg
+from gtm_sandbox.org import SandboxOrg
 from tests.reliability.test_crash_points import drafts, offer_items, pusher, wayne_offers, write_draft  # noqa: F401
 
 TIMEOUT_S = 1.0

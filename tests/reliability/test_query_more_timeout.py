@@ -13,7 +13,7 @@ import pytest
 from connector.adapters.salesforce import SalesforceOrg
 from connector.errors import TransientError
 from connector.mappings import load_mapping
-from connector.sandbox.org import SandboxOrg
+from gtm_sandbox.org import SandboxOrg
 from connector.services.mirror import MirrorService
 
 MAPPING = load_mapping("gtm-v2")

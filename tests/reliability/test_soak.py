@@ -49,8 +49,8 @@ from typing import Any
 
 import pytest
 
-from connector.sandbox.org import SandboxOrg
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.stripe import StripeSandbox
 from tests.fixtures.daemon import REPO, new_org_id, write_configs
 
 pytestmark = pytest.mark.slow

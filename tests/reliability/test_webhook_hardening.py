@@ -22,8 +22,8 @@ from sqlalchemy import func, select
 from connector.adapters.store import SqlUnitOfWork, tables
 from connector.adapters.stripe_billing import StripeBilling
 from connector.entrypoints.webhook import WebhookReceiver, make_webhook_app, serve
-from connector.sandbox.stripe import StripeSandbox
-from connector.sandbox.stripe.notify import sign
+from gtm_sandbox.stripe import StripeSandbox
+from gtm_sandbox.stripe.notify import sign
 from tests.integration.stripe.gtm import ORG, order_id
 from tests.integration.stripe.test_invoice_status import (  # noqa: F401 - fixtures
     SECRET,

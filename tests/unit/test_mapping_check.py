@@ -13,7 +13,7 @@ import pytest
 from connector.adapters.store import column_length, column_scale
 from connector.mapping_check import Problem, check_mapping, closest, errors_of, mapping_error
 from connector.mappings import MappingSet, load_mapping
-from connector.sandbox.org.schema import load_org_schema
+from gtm_sandbox.org.schema import load_org_schema
 
 API = "66.0"
 

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from connector.sandbox.org.data import OrgData
-from connector.sandbox.org.schema import load_org_schema
-from connector.sandbox.org.soql import SoqlError, compile_soql
+from gtm_sandbox.org.data import OrgData
+from gtm_sandbox.org.schema import load_org_schema
+from gtm_sandbox.org.soql import SoqlError, compile_soql
 
 SCHEMA = load_org_schema()
 

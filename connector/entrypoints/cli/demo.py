@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from connector.entrypoints.cli._common import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, make_console, styled
+from connector.entrypoints.cli._common import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, make_console, styled
 from connector.entrypoints.cli._output import emit_json, make_table, print_table
 
 
@@ -28,6 +28,11 @@ def demo(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the connector's log lines")] = False,
 ) -> None:
     """Run the end-to-end demo on the embedded defaults (no accounts, no network)."""
+    from connector.entrypoints.cli.sandbox_cmd import SANDBOX_MISSING, sandbox_installed
+
+    if not sandbox_installed():
+        typer.echo(f"error: the demo runs against the local sandboxes; {SANDBOX_MISSING}", err=True)
+        raise typer.Exit(EXIT_USAGE)
     from connector.demo import DemoOptions, run_demo
     from connector.logging import configure
 

@@ -11,7 +11,7 @@ import pytest
 
 from connector.adapters.salesforce import SalesforceApiError, SalesforceOrg, build_org_gateway
 from connector.errors import ApiLimitReached, AuthError
-from connector.sandbox.org import SandboxOrg
+from gtm_sandbox.org import SandboxOrg
 from tests.fixtures.org import sandbox_config
 
 

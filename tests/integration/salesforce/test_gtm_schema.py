@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from connector.adapters.salesforce import SalesforceApiError, build_org_gateway
-from connector.sandbox.org import SandboxOrg
+from gtm_sandbox.org import SandboxOrg
 from tests.fixtures.org import sandbox_config
 
 

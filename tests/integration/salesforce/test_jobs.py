@@ -10,7 +10,7 @@ from pathlib import Path
 from connector.adapters.salesforce import build_org_gateway
 from connector.bootstrap import bootstrap
 from connector.jobs import run_job
-from connector.sandbox.org import SandboxOrg
+from gtm_sandbox.org import SandboxOrg
 from tests.fixtures.org import sandbox_config
 
 

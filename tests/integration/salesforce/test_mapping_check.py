@@ -19,7 +19,7 @@ from connector.entrypoints.cli import app
 from connector.errors import MappingError
 from connector.jobs import run_job
 from connector.mappings import mappings_root
-from connector.sandbox.org import SandboxOrg
+from gtm_sandbox.org import SandboxOrg
 from tests.fixtures.org import sandbox_config
 
 RENAMED = {"SfdcPartnerOrderItem.PartnerOrderId": "SfdcPartnerOrderId"}

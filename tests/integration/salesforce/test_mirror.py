@@ -17,7 +17,7 @@ import pytest
 from connector.adapters.salesforce import SalesforceOrg, build_org_gateway
 from connector.errors import ApiLimitReached
 from connector.mappings import load_mapping
-from connector.sandbox.org import SandboxOrg
+from gtm_sandbox.org import SandboxOrg
 from connector.services.mirror import MirrorService
 from tests.fixtures.org import sandbox_config
 

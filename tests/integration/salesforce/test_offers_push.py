@@ -14,7 +14,7 @@ import pytest
 
 from connector.adapters.salesforce import SalesforceOrg
 from connector.mappings import load_mapping
-from connector.sandbox.org import SandboxOrg
+from gtm_sandbox.org import SandboxOrg
 from connector.services.mirror import MirrorService
 from connector.services.offers_push import OffersPushService, draft_toml
 

@@ -19,7 +19,7 @@ import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest, SalesforceResourceNotFound
 
-from connector.sandbox.org import SandboxOrg
+from gtm_sandbox.org import SandboxOrg
 from tests.fixtures.org import client_credentials_token, tls_session
 
 V = "/services/data/v66.0"

@@ -16,8 +16,8 @@ import requests
 import stripe
 from simple_salesforce import Salesforce, SalesforceMalformedRequest
 
-from connector.sandbox.org import SandboxOrg
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.stripe import StripeSandbox
 from tests.fixtures.org import client_credentials_token, tls_session
 from tests.fixtures.stripe import sdk_client
 

@@ -21,7 +21,7 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from connector.sandbox.org import SandboxOrg
+from gtm_sandbox.org import SandboxOrg
 from tests.fixtures.org import tls_session
 
 ORDER_FIELDS = "Id, Name, Status, Subtotal, SystemModstamp"
@@ -434,7 +434,7 @@ def test_jwt_bearer_with_the_partners_own_certificate(tmp_path: Path) -> None:
 
 
 def test_a_saved_org_is_restored_record_for_record(sandbox_org: SandboxOrg, tmp_path: Path) -> None:
-    from connector.sandbox.snapshot import SnapshotError
+    from gtm_sandbox.snapshot import SnapshotError
 
     [gone] = sandbox_org.insert("SfdcPartnerTermSet", [{"Name": "to be deleted"}])
     sandbox_org.delete("SfdcPartnerTermSet", [gone])

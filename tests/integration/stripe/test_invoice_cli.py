@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from connector.adapters.store import SqlUnitOfWork
 from connector.entrypoints.cli import app
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.stripe import StripeSandbox
 from tests.integration.stripe.gtm import ORG, GtmOrg, order_id
 
 

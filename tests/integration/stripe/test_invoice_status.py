@@ -20,8 +20,8 @@ from connector.adapters.store import SqlUnitOfWork
 from connector.adapters.stripe_billing import StripeBilling
 from connector.entrypoints.webhook import WebhookReceiver, make_webhook_app, serve
 from connector.mappings import load_mapping
-from connector.sandbox.stripe import StripeSandbox
-from connector.sandbox.stripe.notify import sign
+from gtm_sandbox.stripe import StripeSandbox
+from gtm_sandbox.stripe.notify import sign
 from connector.services.invoice_status import InvoiceStatusService
 from connector.services.invoicing import InvoicingService, InvoicingSettings
 from tests.integration.stripe.gtm import ORG, Clock, GtmOrg, order_id

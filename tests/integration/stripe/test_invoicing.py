@@ -13,7 +13,7 @@ import pytest
 from connector.adapters.store import SqlUnitOfWork
 from connector.adapters.stripe_billing import StripeBilling, build_client
 from connector.mappings import load_mapping
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.stripe import StripeSandbox
 from connector.services.invoicing import STEPS, InvoicingService, InvoicingSettings, idempotency_key
 from tests.integration.stripe.gtm import ORG, PPP_CORE, Clock, GtmOrg, order_id
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import stripe
 
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.stripe import StripeSandbox
 from tests.fixtures.stripe import sdk_client
 
 NET30 = 30 * 86_400

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import stripe
 
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.stripe import StripeSandbox
 
 
 def fee_invoice(client: stripe.StripeClient, amount: int, fee: int | None) -> stripe.Invoice:

@@ -9,7 +9,7 @@ import sys
 
 import stripe
 
-from connector.sandbox.stripe import RemoteStripeSandbox
+from gtm_sandbox.stripe import RemoteStripeSandbox
 
 
 def test_standalone_server_prints_its_address_and_stops_on_sigterm() -> None:

@@ -17,7 +17,7 @@ import pytest
 import requests
 import stripe
 
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.stripe import StripeSandbox
 from tests.fixtures.stripe import WebhookSink, sdk_client
 
 DAY = 86_400

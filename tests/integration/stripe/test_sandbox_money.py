@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import stripe
 
-from connector.sandbox.stripe import StripeSandbox
-from connector.sandbox.stripe.handle import RemoteStripeSandbox
+from gtm_sandbox.stripe import StripeSandbox
+from gtm_sandbox.stripe.handle import RemoteStripeSandbox
 from tests.fixtures.stripe import sdk_client
 
 DAY = 86_400
@@ -183,7 +183,7 @@ def test_connected_accounts_have_their_own_money(stripe_sandbox: StripeSandbox) 
 
 def test_a_saved_account_is_restored_with_its_money_and_clock(stripe_client: stripe.StripeClient,
                                                               stripe_sandbox: StripeSandbox, tmp_path: Path) -> None:
-    from connector.sandbox.snapshot import SnapshotError
+    from gtm_sandbox.snapshot import SnapshotError
 
     invoice = open_invoice(stripe_client, 840_000)
     stripe_sandbox.pay_invoice(invoice.id, fee=114_000)

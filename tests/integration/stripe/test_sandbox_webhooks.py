@@ -8,7 +8,7 @@ import socket
 
 import stripe
 
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.stripe import StripeSandbox
 from tests.fixtures.stripe import WebhookSink, sdk_client
 
 

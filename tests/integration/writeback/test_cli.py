@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from connector.entrypoints.cli import app
-from connector.sandbox.org import SandboxOrg
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.stripe import StripeSandbox
 from tests.fixtures.payouts import (
     PartnerBooks,
     billing_records,

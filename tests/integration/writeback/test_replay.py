@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import structlog
 
-from connector.sandbox.org import SandboxOrg
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.stripe import StripeSandbox
 from connector.services.replay import replay
 from tests.fixtures.payouts import PartnerBooks, billing_records, invoiced_orders, validation_rule
 

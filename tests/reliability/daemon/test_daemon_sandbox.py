@@ -22,8 +22,8 @@ import pytest
 
 from connector.adapters.store import SqlUnitOfWork, make_engine, session_factory
 from connector.jobs import available_jobs
-from connector.sandbox.org import SandboxOrg
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.stripe import StripeSandbox
 from tests.fixtures.daemon import DaemonLauncher, DaemonProc, new_org_id, scrape, write_configs
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]

@@ -110,6 +110,15 @@ def test_install_script_in_a_fresh_venv_gives_a_working_cli(tmp_path: Path) -> N
     probe = subprocess.run([str(python), "-c", "import importlib.util as u; print(u.find_spec('pytest') is None)"],
                            capture_output=True, text=True, timeout=60)
     assert probe.stdout.strip() == "True"
+    # ... and so do the sandboxes (their own package and extra): the command says how to get them
+    probe = subprocess.run([str(python), "-c", "import importlib.util as u; print(u.find_spec('trustme') is None)"],
+                           capture_output=True, text=True, timeout=60)
+    assert probe.stdout.strip() == "True"
+    sandbox = subprocess.run([str(cli), "sandbox", "org"], env=run_env, capture_output=True, text=True, timeout=60,
+                             cwd=tmp_path)
+    assert sandbox.returncode == 2 and "pip install 'gtm-connector[sandbox]'" in sandbox.stderr
+    demo = subprocess.run([str(cli), "demo"], env=run_env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert demo.returncode == 2 and "pip install 'gtm-connector[sandbox]'" in demo.stderr
 
 
 # ------------------------------------------------------------------ the wheel (issues 12.6, 12.7)
@@ -171,7 +180,9 @@ def test_a_wheel_installed_in_a_fresh_venv_finds_its_mappings_and_runs_the_demo(
     (wheel,) = dist.glob("gtm_connector-*.whl")
     shutil.rmtree(src)  # nothing of the source tree may be what makes the install work
     bin_dir = _fresh_venv(tmp_path / "venv")
-    install = subprocess.run([str(bin_dir / "pip"), "install", "--quiet", "--disable-pip-version-check", str(wheel)],
+    # the demo runs against the sandboxes: their extra brings what they need
+    install = subprocess.run([str(bin_dir / "pip"), "install", "--quiet", "--disable-pip-version-check",
+                              f"{wheel}[sandbox]"],
                              capture_output=True, text=True, timeout=600, env=_clean_env())
     assert install.returncode == 0, install.stderr[-3000:]
 

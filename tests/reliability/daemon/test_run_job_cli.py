@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from connector.adapters.store import SqlUnitOfWork, make_engine, session_factory
 from connector.entrypoints.cli import app
-from connector.sandbox.org import SandboxOrg
+from gtm_sandbox.org import SandboxOrg
 from tests.fixtures.daemon import new_org_id, write_configs
 
 

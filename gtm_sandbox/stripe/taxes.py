@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from connector.sandbox.stripe.api import Ctx, Router
-from connector.sandbox.stripe.listing import paginate
-from connector.sandbox.stripe.wire import Params, apply_metadata, bad_param, invalid, missing, new_id, no_such
-from connector.sandbox.stripe.world import Account
+from gtm_sandbox.stripe.api import Ctx, Router
+from gtm_sandbox.stripe.listing import paginate
+from gtm_sandbox.stripe.wire import Params, apply_metadata, bad_param, invalid, missing, new_id, no_such
+from gtm_sandbox.stripe.world import Account
 
 # Before this version invoices had `tax` / `total_tax_amounts` and lines `tax_amounts`.
 TAXES_RESHAPED = "2025-03-31"

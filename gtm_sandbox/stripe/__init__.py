@@ -5,7 +5,7 @@ part of Stripe's v1 API the connector uses — customers, invoice items, invoice
 transactions, payouts, events and signed webhooks — with Stripe's idempotency, state rules
 and error bodies, plus test helpers, fault injection and call counters."""
 
-from connector.sandbox.stripe.handle import RemoteStripeSandbox, StripeSandbox
-from connector.sandbox.stripe.world import SandboxSettings
+from gtm_sandbox.stripe.handle import RemoteStripeSandbox, StripeSandbox
+from gtm_sandbox.stripe.world import SandboxSettings
 
 __all__ = ["RemoteStripeSandbox", "SandboxSettings", "StripeSandbox"]

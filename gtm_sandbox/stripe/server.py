@@ -22,12 +22,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from connector.sandbox.stripe import billing, money, notify
-from connector.sandbox.stripe.api import Ctx, Router, call
-from connector.sandbox.stripe.faults import Faults, Plan
-from connector.sandbox.stripe.helpers import Helpers
-from connector.sandbox.stripe.wire import ApiError, Params, decode_params, new_id
-from connector.sandbox.stripe.world import DAY, IdempotencyRecord, World
+from gtm_sandbox.stripe import billing, money, notify
+from gtm_sandbox.stripe.api import Ctx, Router, call
+from gtm_sandbox.stripe.faults import Faults, Plan
+from gtm_sandbox.stripe.helpers import Helpers
+from gtm_sandbox.stripe.wire import ApiError, Params, decode_params, new_id
+from gtm_sandbox.stripe.world import DAY, IdempotencyRecord, World
 
 IDEMPOTENCY_TTL_S = DAY
 MAX_IDEMPOTENCY_KEY = 255

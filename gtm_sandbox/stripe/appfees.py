@@ -15,7 +15,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from connector.sandbox.stripe.wire import Params
+from gtm_sandbox.stripe.wire import Params
 
 TAKEN = "_application_fee_taken"
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from connector.sandbox.org.billing import WATCHED, BillingError, GtmBilling
-from connector.sandbox.org.data import ApiError, OrgData
-from connector.sandbox.org.gtm import GtmRules, generate, load_demo
-from connector.sandbox.org.ids import canonical_stamp
-from connector.sandbox.org.jsonenc import encode
-from connector.sandbox.org.rest import FaultRule, OrgApi, Request, Response
+from gtm_sandbox.org.billing import WATCHED, BillingError, GtmBilling
+from gtm_sandbox.org.data import ApiError, OrgData
+from gtm_sandbox.org.gtm import GtmRules, generate, load_demo
+from gtm_sandbox.org.ids import canonical_stamp
+from gtm_sandbox.org.jsonenc import encode
+from gtm_sandbox.org.rest import FaultRule, OrgApi, Request, Response
 
 DataSpec = str | int | None
 

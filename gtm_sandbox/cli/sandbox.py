@@ -8,7 +8,3 @@ from __future__ import annotations
 import typer
 
 sandbox_app = typer.Typer(help="Run the local Salesforce sandbox org or the local Stripe server.", no_args_is_help=True)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(sandbox_app, name="sandbox")

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector.sandbox.stripe.api import Ctx
-from connector.sandbox.stripe.billing import get_invoice, mark_paid
-from connector.sandbox.stripe.money import adjustment, collect, create_daily_payout, decline, payable, refund
-from connector.sandbox.stripe.wire import no_such
-from connector.sandbox.stripe.world import World, strip_private
+from gtm_sandbox.stripe.api import Ctx
+from gtm_sandbox.stripe.billing import get_invoice, mark_paid
+from gtm_sandbox.stripe.money import adjustment, collect, create_daily_payout, decline, payable, refund
+from gtm_sandbox.stripe.wire import no_such
+from gtm_sandbox.stripe.world import World, strip_private
 
 PAY_METHODS = ("card", "out_of_band", "declined")
 

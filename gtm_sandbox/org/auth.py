@@ -16,7 +16,7 @@ from typing import Any
 
 import jwt
 
-from connector.sandbox.org.ids import make_id
+from gtm_sandbox.org.ids import make_id
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 

@@ -23,11 +23,11 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from connector.sandbox.stripe.api import Ctx, Router
-from connector.sandbox.stripe.event_types import EVENT_TYPES
-from connector.sandbox.stripe.listing import paginate, range_filter
-from connector.sandbox.stripe.wire import Params, apply_metadata, bad_param, missing, new_id, new_secret, no_such
-from connector.sandbox.stripe.world import Account, World, strip_private
+from gtm_sandbox.stripe.api import Ctx, Router
+from gtm_sandbox.stripe.event_types import EVENT_TYPES
+from gtm_sandbox.stripe.listing import paginate, range_filter
+from gtm_sandbox.stripe.wire import Params, apply_metadata, bad_param, missing, new_id, new_secret, no_such
+from gtm_sandbox.stripe.world import Account, World, strip_private
 
 
 def sign(secret: str, payload: bytes, timestamp: int) -> str:

@@ -16,12 +16,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from connector.sandbox.stripe.api import Ctx, Router
-from connector.sandbox.stripe.appfees import application_fee_share
-from connector.sandbox.stripe.billing import finalize, get_invoice, mark_paid
-from connector.sandbox.stripe.listing import paginate, range_filter
-from connector.sandbox.stripe.wire import ApiError, Params, apply_metadata, invalid, missing, new_id, no_such
-from connector.sandbox.stripe.world import CHARGE_INVOICE_REMOVED, DAY, Account, World, strip_private
+from gtm_sandbox.stripe.api import Ctx, Router
+from gtm_sandbox.stripe.appfees import application_fee_share
+from gtm_sandbox.stripe.billing import finalize, get_invoice, mark_paid
+from gtm_sandbox.stripe.listing import paginate, range_filter
+from gtm_sandbox.stripe.wire import ApiError, Params, apply_metadata, invalid, missing, new_id, no_such
+from gtm_sandbox.stripe.world import CHARGE_INVOICE_REMOVED, DAY, Account, World, strip_private
 
 FEE_DESCRIPTIONS = {"stripe_fee": "Stripe processing fees", "application_fee": "Application fee"}
 DECLINING_METHODS = frozenset({"pm_card_chargeDeclined", "pm_card_visa_chargeDeclined", "pm_card_declined"})

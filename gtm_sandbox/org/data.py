@@ -22,9 +22,9 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from connector.sandbox.org.ids import Clock, canonical_stamp, make_id, to_18
-from connector.sandbox.org.schema import NUMERIC_TYPES, TEXT_TYPES, FieldSpec, ObjectSpec, OrgSchema
-from connector.sandbox.org.soql import BoundQuery, is_index_order, sort_rows
+from gtm_sandbox.org.ids import Clock, canonical_stamp, make_id, to_18
+from gtm_sandbox.org.schema import NUMERIC_TYPES, TEXT_TYPES, FieldSpec, ObjectSpec, OrgSchema
+from gtm_sandbox.org.soql import BoundQuery, is_index_order, sort_rows
 
 Row = dict[str, Any]
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -452,7 +452,7 @@ def autonumber(display_format: str, n: int) -> str:
 
 class Rules:
     """Business rules applied to API writes (not to control-API writes). The base class
-    has none; ``connector.sandbox.org.gtm.GtmRules`` adds the GTM app's."""
+    has none; ``gtm_sandbox.org.gtm.GtmRules`` adds the GTM app's."""
 
     def check(self, data: OrgData, spec: ObjectSpec, current: Row | None, values: dict[str, Any] | None) -> None:
         """Raise ApiError to refuse a create (current None), update or delete (values None)."""

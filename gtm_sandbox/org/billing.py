@@ -36,9 +36,9 @@ from typing import Any
 
 import stripe
 
-from connector.sandbox.org.data import OrgData, Row
-from connector.sandbox.org.gtm import CENT, ORDER, ORDER_ITEM, ORDER_LINK, PPP_LINK, billed_totals
-from connector.sandbox.org.ids import to_18
+from gtm_sandbox.org.data import OrgData, Row
+from gtm_sandbox.org.gtm import CENT, ORDER, ORDER_ITEM, ORDER_LINK, PPP_LINK, billed_totals
+from gtm_sandbox.org.ids import to_18
 
 JUNCTION = "SfdcPartnerOrderBillingTrxn"
 JUNCTION_ORDER = "SfdcPartnerOrderId"

@@ -14,7 +14,7 @@ from types import FrameType
 
 import typer
 
-from connector.entrypoints.cli.sandbox import sandbox_app
+from gtm_sandbox.cli.sandbox import sandbox_app
 
 
 def _parse_data(value: str) -> str | int | None:
@@ -55,7 +55,7 @@ def serve(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON line with the connection facts."),
 ) -> None:
     """Run the HTTPS Salesforce sandbox org until SIGTERM."""
-    from connector.sandbox.org import SandboxOrg
+    from gtm_sandbox.org import SandboxOrg
 
     dataset = _parse_data(data)
     stop = threading.Event()

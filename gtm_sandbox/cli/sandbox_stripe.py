@@ -15,8 +15,8 @@ from types import FrameType
 
 import typer
 
-from connector.entrypoints.cli.sandbox import sandbox_app
-from connector.sandbox.stripe import StripeSandbox
+from gtm_sandbox.cli.sandbox import sandbox_app
+from gtm_sandbox.stripe import StripeSandbox
 
 
 @sandbox_app.command("stripe")

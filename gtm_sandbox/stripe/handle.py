@@ -23,12 +23,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from connector.sandbox.snapshot import SnapshotError, read_snapshot, write_snapshot
-from connector.sandbox.stripe.faults import Faults
-from connector.sandbox.stripe.helpers import Helpers
-from connector.sandbox.stripe.notify import WebhookDispatcher
-from connector.sandbox.stripe.server import SandboxHTTPServer
-from connector.sandbox.stripe.world import DAY, Account, SandboxSettings, World
+from gtm_sandbox.snapshot import SnapshotError, read_snapshot, write_snapshot
+from gtm_sandbox.stripe.faults import Faults
+from gtm_sandbox.stripe.helpers import Helpers
+from gtm_sandbox.stripe.notify import WebhookDispatcher
+from gtm_sandbox.stripe.server import SandboxHTTPServer
+from gtm_sandbox.stripe.world import DAY, Account, SandboxSettings, World
 
 
 def _fault_kind(fault: str | int) -> tuple[str, int]:

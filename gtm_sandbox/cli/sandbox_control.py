@@ -10,7 +10,7 @@ outage needs no curl::
     gtm-connector sandbox control https://127.0.0.1:PORT sessions/expire --method POST --ca-file CA
     gtm-connector sandbox control http://127.0.0.1:PORT counters          # the Stripe sandbox
 
-Resources: see ``connector.sandbox.org.control`` and ``connector.sandbox.stripe.server``.
+Resources: see ``gtm_sandbox.org.control`` and ``gtm_sandbox.stripe.server``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 
 import typer
 
-from connector.entrypoints.cli._common import EXIT_FAILED, EXIT_USAGE
-from connector.entrypoints.cli.sandbox import sandbox_app
+from gtm_sandbox.cli.sandbox import sandbox_app
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+EXIT_FAILED, EXIT_USAGE = 1, 2  # the connector CLI's codes: failed, usage error
 
 
 @sandbox_app.command("control")
@@ -58,9 +58,7 @@ def control(
         resp = session.request(verb, target, json=payload if payload is not None or verb == "GET" else {}, timeout=10,
                                verify=str(ca_file) if ca_file else True)
     except requests.RequestException as exc:
-        from connector.adapters.network import connection_cause
-
-        cause = connection_cause(exc) or "request failed"
+        cause = _cause(exc)
         typer.echo(f"{target}: {cause}: is the sandbox running (and --ca-file its CA)?", err=True)
         raise typer.Exit(EXIT_FAILED) from None
     text = resp.text.strip()
@@ -69,3 +67,17 @@ def control(
         raise typer.Exit(EXIT_USAGE if resp.status_code in (400, 404) else EXIT_FAILED)
     typer.echo(text or json.dumps({"ok": True, "status": resp.status_code}))
 
+
+
+def _cause(exc: Exception) -> str:
+    """A short cause for a failed request to a sandbox (the sandbox is local: refused,
+    timed out or a TLS problem cover what happens)."""
+    import requests
+
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS problem"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "connection refused" if "refused" in str(exc).lower() else "connection failed"
+    return "request failed"

@@ -18,8 +18,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from connector.sandbox.org.ids import canonical_stamp, format_stamp, to_18
-from connector.sandbox.org.schema import FieldSpec, ObjectSpec, OrgSchema
+from gtm_sandbox.org.ids import canonical_stamp, format_stamp, to_18
+from gtm_sandbox.org.schema import FieldSpec, ObjectSpec, OrgSchema
 
 Row = dict[str, Any]
 Predicate = Callable[[Row], bool]

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from connector.sandbox.stripe.wire import ApiError, Params, bad_param, invalid
-from connector.sandbox.stripe.world import Account, World
+from gtm_sandbox.stripe.wire import ApiError, Params, bad_param, invalid
+from gtm_sandbox.stripe.world import Account, World
 
 Item = dict[str, Any]
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from connector.sandbox.stripe.wire import invalid, new_id
+from gtm_sandbox.stripe.wire import invalid, new_id
 
 if TYPE_CHECKING:
-    from connector.sandbox.stripe.notify import WebhookDispatcher
+    from gtm_sandbox.stripe.notify import WebhookDispatcher
 
 # The API version the sandbox renders (the stripe SDK v16 pins this one). Objects follow
 # the 2025-03-31 ("basil") and later shapes: invoices have `payments`, not `charge`/`paid`.

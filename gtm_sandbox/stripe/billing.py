@@ -6,7 +6,7 @@ Invoice lifecycle (Stripe's): ``draft`` (editable: lines, items, most fields) â†
 ``uncollectible`` (which can still be paid or voided). Send and pay finalize a draft first.
 Once finalized, amounts and ``collection_method`` are frozen; other fields stay editable. Amounts are integer cents; an
 invoice's ``subtotal`` is the sum of its lines, ``total``/``amount_due`` add the lines' exclusive
-tax (tax rates: ``connector.sandbox.stripe.taxes``).
+tax (tax rates: ``gtm_sandbox.stripe.taxes``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import string
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from connector.sandbox.stripe import taxes
-from connector.sandbox.stripe.api import Ctx, Router
-from connector.sandbox.stripe.appfees import application_fee_param
-from connector.sandbox.stripe.listing import NUMERIC, STRING, TOKEN, paginate, range_filter, search
-from connector.sandbox.stripe.wire import (
+from gtm_sandbox.stripe import taxes
+from gtm_sandbox.stripe.api import Ctx, Router
+from gtm_sandbox.stripe.appfees import application_fee_param
+from gtm_sandbox.stripe.listing import NUMERIC, STRING, TOKEN, paginate, range_filter, search
+from gtm_sandbox.stripe.wire import (
     ApiError,
     Params,
     apply_metadata,
@@ -31,7 +31,7 @@ from connector.sandbox.stripe.wire import (
     new_id,
     no_such,
 )
-from connector.sandbox.stripe.world import DAY, Account, World, strip_private
+from gtm_sandbox.stripe.world import DAY, Account, World, strip_private
 
 MAX_INVOICE_LINES = 250
 INVOICE_PREFIX = re.compile(r"[A-Z0-9]{3,12}")

@@ -3,6 +3,6 @@
 ``SandboxOrg.start(data="demo")`` runs one in a background thread; see ``server.py``.
 """
 
-from connector.sandbox.org.server import API_VERSION, SandboxOrg
+from gtm_sandbox.org.server import API_VERSION, SandboxOrg
 
 __all__ = ["API_VERSION", "SandboxOrg"]

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from connector.sandbox.stripe.wire import Params
-from connector.sandbox.stripe.world import Account, World
+from gtm_sandbox.stripe.wire import Params
+from gtm_sandbox.stripe.world import Account, World
 
 
 @dataclass

@@ -10,9 +10,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from connector.sandbox.org.data import ApiError, OrgData, Row, Rules
-from connector.sandbox.org.ids import format_stamp, make_id
-from connector.sandbox.org.schema import ObjectSpec
+from gtm_sandbox.org.data import ApiError, OrgData, Row, Rules
+from gtm_sandbox.org.ids import format_stamp, make_id
+from gtm_sandbox.org.schema import ObjectSpec
 
 CENT = Decimal("0.01")
 TERM_MONTHS = 12

@@ -24,11 +24,11 @@ from datetime import UTC
 from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from connector.sandbox.org.auth import ConnectedApp, OAuthError, Sessions, grant, token_response
-from connector.sandbox.org.data import ApiError, OrgData, Row
-from connector.sandbox.org.ids import canonical_stamp, is_id, make_id, to_18
-from connector.sandbox.org.jsonenc import Raw, encode, loads, record_encoder
-from connector.sandbox.org.soql import SoqlError, compile_soql
+from gtm_sandbox.org.auth import ConnectedApp, OAuthError, Sessions, grant, token_response
+from gtm_sandbox.org.data import ApiError, OrgData, Row
+from gtm_sandbox.org.ids import canonical_stamp, is_id, make_id, to_18
+from gtm_sandbox.org.jsonenc import Raw, encode, loads, record_encoder
+from gtm_sandbox.org.soql import SoqlError, compile_soql
 
 SUPPORTED_VERSIONS = [f"{v}.0" for v in range(40, 68)]  # up to Summer '26 (v67.0)
 COLLECTIONS_SINCE = 42.0  # sObject Collections appeared in API 42.0

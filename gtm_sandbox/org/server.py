@@ -31,15 +31,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connector.sandbox.org.auth import ConnectedApp, new_user_id
-from connector.sandbox.org.billing import GtmBilling, RunResult
-from connector.sandbox.org.control import DataSpec, OrgControl
-from connector.sandbox.org.data import OrgData
-from connector.sandbox.org.gtm import GtmRules
-from connector.sandbox.org.ids import make_id
-from connector.sandbox.org.rest import OrgApi, Request, Response
-from connector.sandbox.org.schema import load_org_schema
-from connector.sandbox.snapshot import SnapshotError, read_snapshot, write_snapshot
+from gtm_sandbox.org.auth import ConnectedApp, new_user_id
+from gtm_sandbox.org.billing import GtmBilling, RunResult
+from gtm_sandbox.org.control import DataSpec, OrgControl
+from gtm_sandbox.org.data import OrgData
+from gtm_sandbox.org.gtm import GtmRules
+from gtm_sandbox.org.ids import make_id
+from gtm_sandbox.org.rest import OrgApi, Request, Response
+from gtm_sandbox.org.schema import load_org_schema
+from gtm_sandbox.snapshot import SnapshotError, read_snapshot, write_snapshot
 
 API_VERSION = "66.0"  # GTM objects exist from v64-v66 (see gtm_schema.toml)
 
