@@ -180,14 +180,10 @@ def _parse_add_on(raw: dict, problems: list[str]) -> tuple[date, date] | None:
     return start, addon
 
 
-def estimate_order(raw: object, where: str, policy: ProrationPolicy = ProrationPolicy.DAILY) -> dict[str, object]:
-    """One output record for one input order: the estimate, or ``{"id", "error"}``."""
-    if isinstance(raw, Unparseable):
-        return {"id": None, "error": raw.reason}
-    if not isinstance(raw, dict):
-        return {"id": None, "error": f"{where}: an order must be a JSON object, got {show(raw)}"}
+def parse_order(raw: dict[str, object], problems: list[str]) -> Order | None:
+    """The input order as the domain ``Order`` (the type the mirror reader gives
+    reconciliation), or None after noting every problem in ``problems``."""
     order_id = raw.get("id")
-    problems: list[str] = []
     if order_id is None or order_id == "":
         problems.append("id: is required")
     terms = {"contract_term_months": raw.get("contract_term_months")}
@@ -197,12 +193,24 @@ def estimate_order(raw: object, where: str, policy: ProrationPolicy = ProrationP
     problems.extend(found)
     items = _parse_items(raw, problems)
     add_on = _parse_add_on(raw, problems)
-    if not problems:
-        order = Order(order_id=str(order_id), items=tuple(items), is_add_on=add_on is not None,
-                      initial_start_date=add_on[0] if add_on else None,
-                      service_start_date=add_on[1] if add_on else None,
-                      contract_term_months=_as(int, clean["contract_term_months"]),
-                      currency=_as(str, clean["currency"]) if "currency" in clean else None)
+    if problems:
+        return None
+    return Order(order_id=str(order_id), items=tuple(items), is_add_on=add_on is not None,
+                 initial_start_date=add_on[0] if add_on else None, service_start_date=add_on[1] if add_on else None,
+                 contract_term_months=_as(int, clean["contract_term_months"]),
+                 currency=_as(str, clean["currency"]) if "currency" in clean else None)
+
+
+def estimate_order(raw: object, where: str, policy: ProrationPolicy = ProrationPolicy.DAILY) -> dict[str, object]:
+    """One output record for one input order: the estimate, or ``{"id", "error"}``."""
+    if isinstance(raw, Unparseable):
+        return {"id": None, "error": raw.reason}
+    if not isinstance(raw, dict):
+        return {"id": None, "error": f"{where}: an order must be a JSON object, got {show(raw)}"}
+    order_id = raw.get("id")
+    problems: list[str] = []
+    order = parse_order(raw, problems)
+    if order is not None:
         try:
             estimate = order_payout(order, policy)
         except RecordError as exc:
