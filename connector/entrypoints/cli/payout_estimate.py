@@ -109,7 +109,7 @@ def _json_reason(exc: ValueError) -> str:
     return str(exc)
 
 
-def _parse_date(raw: dict, field: str, problems: list[str]) -> date | None:
+def _parse_date(raw: dict[str, object], field: str, problems: list[str]) -> date | None:
     value = raw.get(field)
     if value is None:
         return None
@@ -122,7 +122,7 @@ def _parse_date(raw: dict, field: str, problems: list[str]) -> date | None:
         return None
 
 
-def _parse_items(raw: dict, problems: list[str]) -> list[OrderItem]:
+def _parse_items(raw: dict[str, object], problems: list[str]) -> list[OrderItem]:
     items = raw.get("items")
     if not isinstance(items, list) or not items:
         problems.append(f"items: must be a non-empty list of items, got {show(items) if not isinstance(items, list) else '[]'}")
@@ -147,7 +147,7 @@ def _as(kind: type[T], value: object) -> T:
     return value
 
 
-def _parse_add_on(raw: dict, problems: list[str]) -> tuple[date, date] | None:
+def _parse_add_on(raw: dict[str, object], problems: list[str]) -> tuple[date, date] | None:
     """(initial order's start, add-on's start) for an add-on, None for an initial order
     (or after noting problems)."""
     start, end, addon = (_parse_date(raw, field, problems) for field in DATE_FIELDS)
