@@ -2,8 +2,9 @@
 
 An order is billable when its mapped status is one of the mapping's
 ``billable_order_states`` (``activated``) and today ≥ its service start − ``lead_days``.
-Its invoice is planned by the pure domain (``plan_invoice``: one line per item, upfront
-for the 12-month term, add-ons prorated from the initial order's start); a plan that
+The order is read by the one order reader (``services.orders``) and its invoice planned by
+the pure domain (``plan_invoice``: one line per item, upfront for the 12-month term, add-ons
+prorated from the initial order's start by ``add_on_proration``); a plan that
 disagrees with the org's own totals is quarantined in ``dead_letter`` (source
 ``invoicing``), never invoiced.
 
