@@ -63,7 +63,11 @@ def _canonicalizer(column: Column[Any]) -> Callable[[Any], Any]:
         return _date
     if isinstance(t, String | Text):
         return _text_checker(getattr(t, "length", None))
-    return lambda v: v
+    return _as_is
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 def _encoder(column: Column[Any], dialect: str) -> Callable[[Any], Any] | None:
@@ -157,6 +161,8 @@ class MirrorRepository:
         self._clock = clock
         self._writable = frozenset(self.table.c.keys()) - _MANAGED
         self._canon = {name: _canonicalizer(self.table.c[name]) for name in self._writable}
+        # The same, without the columns whose values are stored as they are (no call at all).
+        self._coerce = {name: f for name, f in self._canon.items() if f is not _as_is}
         dialect = session.get_bind().dialect
         self._encode = {c.name: _encoder(c, dialect.name) for c in self.table.columns}
         self._quote = dialect.identifier_preparer.quote
@@ -183,13 +189,13 @@ class MirrorRepository:
         for sf_id, row in page.items():
             old = stored.get(sf_id)
             if old is None:
-                inserts.append({**row, "org_id": org_id, "is_deleted": False, "deleted_at": None,
-                                "first_seen_at": now, "updated_at": now})  # fmt: skip
+                inserts.append(row)
             elif old["is_deleted"] or any(old[k] != v for k, v in row.items()):
                 updates.append({**row, "is_deleted": False, "deleted_at": None, "updated_at": now})
             else:
                 unchanged += 1
-        self._insert(inserts)
+        self._insert(inserts, {"org_id": org_id, "is_deleted": False, "deleted_at": None,
+                               "first_seen_at": now, "updated_at": now})
         self._update(org_id, updates)
         return UpsertResult(inserted=len(inserts), updated=len(updates), unchanged=unchanged)
 
@@ -200,7 +206,13 @@ class MirrorRepository:
         checks each record with it so one bad record is quarantined, not the page, and
         passes the rows it returns to ``upsert_many(..., checked=True)``. Columns the table
         does not have are left as they are (``upsert_many`` refuses them)."""
-        sf_id = str(row.get("sf_id") or "")
+        coerce = self._coerce
+        try:
+            return {column: value if value is None or (c := coerce.get(column)) is None else c(value)
+                    for column, value in row.items()}
+        except (TypeError, ValueError):
+            pass
+        sf_id = str(row.get("sf_id") or "")  # again, value by value, to name the column
         return {column: self._canonical_value(sf_id, column, value) if column in self._canon else value
                 for column, value in row.items()}
 
@@ -297,7 +309,7 @@ class MirrorRepository:
             if row.get("system_modstamp") is None:
                 raise RecordError(f"{self.table.name}: system_modstamp missing", record_id=sf_id,
                                   code="MISSING_MODSTAMP")  # fmt: skip
-            page[sf_id] = dict(row) if checked else {k: self._canonical_value(sf_id, k, v) for k, v in row.items()}
+            page[sf_id] = dict(row) if checked else self.check(row)
         return page
 
     def _canonical_value(self, sf_id: str, column: str, value: Any) -> Any:
@@ -309,13 +321,17 @@ class MirrorRepository:
             code = "VALUE_TOO_LONG" if "the column holds" in str(exc) else "INVALID_VALUE"
             raise RecordError(f"{self.table.name}.{column}: {exc}", record_id=sf_id, code=code) from None
 
-    def _insert(self, rows: builtins.list[dict[str, Any]]) -> None:
+    def _insert(self, rows: builtins.list[dict[str, Any]], managed: Mapping[str, Any]) -> None:
+        """New rows, each with the same ``managed`` values (org, timestamps), encoded once."""
         if not rows:
             return
-        keys = sorted(set().union(*rows))
-        sql = (f"INSERT INTO {self._quote(self.table.name)} ({', '.join(self._quote(k) for k in keys)}) "
-               f"VALUES ({self._placeholders(len(keys))})")
-        self._executemany(sql, [self._driver_row(r, keys) for r in rows])
+        keys = sorted(set().union(*rows) - set(managed))
+        fixed = self._driver_row(managed, builtins.list(managed))
+        columns = [*keys, *managed]
+        sql = (f"INSERT INTO {self._quote(self.table.name)} ({', '.join(self._quote(k) for k in columns)}) "
+               f"VALUES ({self._placeholders(len(columns))})")
+        encode = self._driver_rows(keys)
+        self._executemany(sql, [(*values, *fixed) for values in encode(rows)])
 
     def _update(self, org_id: str, rows: builtins.list[dict[str, Any]]) -> None:
         # executemany needs one statement shape: group rows by the set of columns they carry.
@@ -328,20 +344,30 @@ class MirrorRepository:
             n = len(keys)
             sql = (f"UPDATE {table} SET {sets} "
                    f"WHERE {q('org_id')} = {self._placeholder(n)} AND {q('sf_id')} = {self._placeholder(n + 1)}")
-            self._executemany(sql, [(*self._driver_row(r, keys), org_id, r["sf_id"]) for r in group])
+            key = (org_id,)
+            self._executemany(sql, [(*values, *key, row["sf_id"])
+                                    for values, row in zip(self._driver_rows(keys)(group), group, strict=True)])
 
-    def _driver_row(self, row: Mapping[str, Any], keys: Sequence[str]) -> tuple[Any, ...]:
-        """The row's values for ``keys`` as the driver takes them (canonical in, storage form out)."""
-        encode = self._encode
-        out = []
-        for k in keys:
-            v = row.get(k)
-            if v is not None:
-                enc = encode[k]
-                if enc is not None:
-                    v = enc(v)
-            out.append(v)
-        return tuple(out)
+    def _driver_row(self, row: Mapping[str, Any], keys: Sequence[str]) -> builtins.list[Any]:
+        return self._driver_rows(keys)([row])[0]
+
+    def _driver_rows(self, keys: Sequence[str]) -> Callable[[Iterable[Mapping[str, Any]]], builtins.list[Any]]:
+        """A function giving rows' values for ``keys`` as the driver takes them: canonical
+        in, storage form out (``_encoder``), None as NULL; only encoded columns are touched."""
+        encoders = [(i, enc) for i, k in enumerate(keys) if (enc := self._encode[k]) is not None]
+
+        def encode(rows: Iterable[Mapping[str, Any]]) -> builtins.list[Any]:
+            out = []
+            for row in rows:
+                values = builtins.list(map(row.get, keys))
+                for i, enc in encoders:
+                    v = values[i]
+                    if v is not None:
+                        values[i] = enc(v)
+                out.append(values)
+            return out
+
+        return encode
 
     def _placeholder(self, index: int) -> str:
         return self._param.format(index + 1)
