@@ -66,11 +66,16 @@ class _Gateway(wsgi.Gateway_10):
 
 def read_body(environ: dict[str, Any]) -> bytes:
     """The whole request body, chunked or with a Content-Length; ``BodyTooLarge`` over the
-    server's limit."""
+    server's limit (for a chunked body cheroot counts the chunk-size lines too: a few bytes
+    per chunk)."""
     try:
         return environ["wsgi.input"].read()
     except cheroot_errors.MaxSizeExceeded:
         raise BodyTooLarge() from None
+    except OSError as exc:  # cheroot's chunked reader also says it this way
+        if "Request Entity Too Large" in str(exc):
+            raise BodyTooLarge() from None
+        raise
 
 
 def request_headers(environ: dict[str, Any]) -> dict[str, str]:

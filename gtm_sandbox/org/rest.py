@@ -6,7 +6,9 @@ getUpdated), ``limits``, ``composite`` (25 subrequests, at most 5 queries or
 collections, references, allOrNone) and ``composite/sobjects`` collections. Plus
 ``/services/oauth2/token`` and ``/services/data/`` (versions).
 
-Every API request is counted per endpoint, may be delayed or failed by fault rules, is
+Routing is a table, ``DATA_ROUTES`` at the end of this module (method + segment template ->
+endpoint name and handler method, one block per resource; see ``routing.py``). Every API
+request is counted per endpoint, may be delayed or failed by fault rules, is
 checked against the session store and the daily request limit, and answers with
 ``Sforce-Limit-Info: api-usage=N/M``.
 """
@@ -19,6 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from datetime import UTC
 from email.utils import format_datetime, parsedate_to_datetime
@@ -28,6 +31,7 @@ from gtm_sandbox.org.auth import ConnectedApp, OAuthError, Sessions, grant, toke
 from gtm_sandbox.org.data import ApiError, OrgData, Row
 from gtm_sandbox.org.ids import canonical_stamp, is_id, make_id, to_18
 from gtm_sandbox.org.jsonenc import Raw, encode, loads, record_encoder
+from gtm_sandbox.org.routing import ANY, RouteTable
 from gtm_sandbox.org.soql import SoqlError, compile_soql
 
 SUPPORTED_VERSIONS = [f"{v}.0" for v in range(40, 68)]  # up to Summer '26 (v67.0)
@@ -257,66 +261,15 @@ class OrgApi:
         return resp
 
     def _route(self, method: str, parts: list[str]) -> tuple[str, Callable[[Request, str], Response]]:
-        n = len(parts)
-        head = parts[0] if parts else ""
-        if n == 0:
-            return "resources", self._resources
-        if head in ("query", "queryAll"):
-            if n == 1 and method == "GET":
-                return head, self._query
-            if n == 2 and method == "GET":
-                return "query_more", self._query_more
-        if head == "limits" and n == 1 and method == "GET":
-            return "limits", self._limits
-        if head == "composite":
-            if n == 1 and method == "POST":
-                return "composite", self._composite
-            if n == 2 and parts[1] == "batch" and method == "POST":
-                return "composite_batch", self._composite_batch
-            if n >= 2 and parts[1] == "sobjects":
-                if n == 2 and method == "POST":
-                    return "collections_create", self._collections_create
-                if n == 2 and method == "PATCH":
-                    return "collections_update", self._collections_update
-                if n == 2 and method == "DELETE":
-                    return "collections_delete", self._collections_delete
-                if n == 3 and method in ("GET", "POST"):
-                    return "collections_get", lambda r, v: self._collections_get(r, v, parts[2])
-                if n == 4 and method == "PATCH":
-                    return "collections_upsert", lambda r, v: self._collections_upsert(r, v, parts[2], parts[3])
-        if head == "sobjects":
-            if n == 1 and method == "GET":
-                return "describe_global", self._describe_global
-            if n >= 2:
-                obj = parts[1]
-                if n == 2 and method == "GET":
-                    return "sobject_basic", lambda r, v: self._sobject_basic(r, v, obj)
-                if n == 2 and method == "POST":
-                    return "sobject_create", lambda r, v: self._create(r, v, obj)
-                if n == 3 and parts[2] == "describe" and method == "GET":
-                    return "describe", lambda r, v: self._describe(r, v, obj)
-                if n == 3 and parts[2] in ("deleted", "updated") and method == "GET":
-                    kind = parts[2]
-                    return f"get_{kind}", lambda r, v: self._get_changed(r, v, obj, kind)
-                if n == 3:
-                    rid = parts[2]
-                    if method == "GET":
-                        return "sobject_get", lambda r, v: self._retrieve(r, v, obj, rid)
-                    if method == "PATCH":
-                        return "sobject_update", lambda r, v: self._update(r, v, obj, rid)
-                    if method == "DELETE":
-                        return "sobject_delete", lambda r, v: self._delete(r, v, obj, rid)
-                if n == 4:
-                    fld, value = parts[2], parts[3]
-                    if method == "PATCH":
-                        return "sobject_upsert", lambda r, v: self._upsert(r, v, obj, fld, value)
-                    if method == "GET":
-                        return "sobject_get", lambda r, v: self._retrieve_external(r, v, obj, fld, value)
-                    if method == "DELETE":
-                        return "sobject_delete", lambda r, v: self._delete_external(r, v, obj, fld, value)
-        if head in ("sobjects", "query", "queryAll", "composite", "limits"):
-            raise ApiError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are GET,PATCH,POST,DELETE")
-        raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        """The endpoint name and handler for ``parts`` (the segments after ``/services/data/vNN.N``)."""
+        found = DATA_ROUTES.match(method, parts)
+        if found is None:
+            if DATA_ROUTES.knows_resource(parts):
+                raise ApiError(405, "METHOD_NOT_ALLOWED",
+                               f"HTTP Method '{method}' not allowed. Allowed are GET,PATCH,POST,DELETE")
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        route, params = found
+        return route.endpoint, lambda r, v: route.handler(self, r, v, **params)
 
     # ------------------------------------------------------------ oauth and versions
 
@@ -394,8 +347,7 @@ class OrgApi:
                 self._locators.popitem(last=False)  # Salesforce closes the oldest cursor
             return lid
 
-    def _query_more(self, req: Request, v: str) -> Response:
-        token = req.path.rstrip("/").rsplit("/", 1)[1]
+    def _query_more(self, req: Request, v: str, token: str) -> Response:
         lid, _, pos = token.partition("-")
         with self._locator_lock:
             locator = self._locators.get(lid)
@@ -855,6 +807,43 @@ class OrgApi:
                    and any(not r.get("success") for r in loads(resp.body.encode())))
         return {"body": resp.body if resp.body is not None else None, "httpHeaders": {k: val for k, val in resp.headers.items() if k in ("Location", "Last-Modified")},
                 "httpStatusCode": resp.status, "referenceId": ref, "partial": partial}
+
+
+# The REST API's routes under /services/data/vNN.N/, one block per resource. Handlers are
+# OrgApi methods taking (request, version, **placeholders); see routing.py for the matching.
+DATA_ROUTES = RouteTable()
+DATA_ROUTES.add(ANY, "", "resources", OrgApi._resources)
+# query, queryAll and their locators (queryMore)
+DATA_ROUTES.add("GET", "query", "query", OrgApi._query)
+DATA_ROUTES.add("GET", "queryAll", "queryAll", OrgApi._query)
+DATA_ROUTES.add("GET", "query/{token}", "query_more", OrgApi._query_more)
+DATA_ROUTES.add("GET", "queryAll/{token}", "query_more", OrgApi._query_more)
+# limits
+DATA_ROUTES.add("GET", "limits", "limits", OrgApi._limits)
+# composite and composite/batch
+DATA_ROUTES.add("POST", "composite", "composite", OrgApi._composite)
+DATA_ROUTES.add("POST", "composite/batch", "composite_batch", OrgApi._composite_batch)
+# sObject Collections
+DATA_ROUTES.add("POST", "composite/sobjects", "collections_create", OrgApi._collections_create)
+DATA_ROUTES.add("PATCH", "composite/sobjects", "collections_update", OrgApi._collections_update)
+DATA_ROUTES.add("DELETE", "composite/sobjects", "collections_delete", OrgApi._collections_delete)
+DATA_ROUTES.add("GET", "composite/sobjects/{obj}", "collections_get", OrgApi._collections_get)
+DATA_ROUTES.add("POST", "composite/sobjects/{obj}", "collections_get", OrgApi._collections_get)
+DATA_ROUTES.add("PATCH", "composite/sobjects/{obj}/{fld}", "collections_upsert", OrgApi._collections_upsert)
+# sobjects: describe global, basic info, describe, getDeleted / getUpdated
+DATA_ROUTES.add("GET", "sobjects", "describe_global", OrgApi._describe_global)
+DATA_ROUTES.add("GET", "sobjects/{obj}", "sobject_basic", OrgApi._sobject_basic)
+DATA_ROUTES.add("GET", "sobjects/{obj}/describe", "describe", OrgApi._describe)
+DATA_ROUTES.add("GET", "sobjects/{obj}/deleted", "get_deleted", partial(OrgApi._get_changed, kind="deleted"))
+DATA_ROUTES.add("GET", "sobjects/{obj}/updated", "get_updated", partial(OrgApi._get_changed, kind="updated"))
+# sobject rows: create, read, update, delete by id; read, upsert, delete by external id
+DATA_ROUTES.add("POST", "sobjects/{obj}", "sobject_create", OrgApi._create)
+DATA_ROUTES.add("GET", "sobjects/{obj}/{rid}", "sobject_get", OrgApi._retrieve)
+DATA_ROUTES.add("PATCH", "sobjects/{obj}/{rid}", "sobject_update", OrgApi._update)
+DATA_ROUTES.add("DELETE", "sobjects/{obj}/{rid}", "sobject_delete", OrgApi._delete)
+DATA_ROUTES.add("GET", "sobjects/{obj}/{fld}/{value}", "sobject_get", OrgApi._retrieve_external)
+DATA_ROUTES.add("PATCH", "sobjects/{obj}/{fld}/{value}", "sobject_upsert", OrgApi._upsert)
+DATA_ROUTES.add("DELETE", "sobjects/{obj}/{fld}/{value}", "sobject_delete", OrgApi._delete_external)
 
 
 def release_name(version: str) -> str:
