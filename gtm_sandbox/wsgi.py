@@ -117,13 +117,46 @@ def drop(environ: dict[str, Any]) -> Dropped:
     return Dropped()
 
 
+class _Server(wsgi.Server):
+    """Keeps the bind error: cheroot reports it as one message string, without the errno
+    and strerror callers show ("cannot listen on …: Address already in use")."""
+
+    bind_error: OSError | None = None
+
+    def bind(self, family: int, type: int, proto: int = 0) -> None:  # noqa: A002 - cheroot's names
+        try:
+            super().bind(family, type, proto)
+        except OSError as exc:
+            self.bind_error = exc
+            raise
+
+
+def _prepare_in_daemon_thread(server: _Server) -> None:
+    """``server.prepare()`` (bind, start the worker threads) from a daemon thread: threads
+    inherit daemon-ness from the thread that starts them, and a sandbox that is never
+    stopped must not keep its process alive at exit (as http.server's daemon threads didn't)."""
+    failed: list[BaseException] = []
+
+    def prepare() -> None:
+        try:
+            server.prepare()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=prepare, name="sandbox-server-prepare", daemon=True)
+    thread.start()
+    thread.join()
+    if failed:
+        raise server.bind_error or failed[0]
+
+
 class WsgiServer:
     """A cheroot server running ``app`` on 127.0.0.1 in a background thread."""
 
     def __init__(self, app: WsgiApp, *, host: str = "127.0.0.1", port: int = 0, name: str,
                  tls: tuple[Path, Path] | None = None, max_body_bytes: int = MAX_BODY_BYTES,
                  idle_timeout_s: float = IDLE_TIMEOUT_S, threads: int = THREADS) -> None:
-        server = wsgi.Server((host, port), app, numthreads=threads, server_name=name,
+        server = _Server((host, port), app, numthreads=threads, server_name=name,
                              timeout=idle_timeout_s, shutdown_timeout=1)
         server.gateway = _Gateway
         server.max_request_body_size = max_body_bytes
@@ -131,7 +164,7 @@ class WsgiServer:
         server.expiration_interval = min(0.1, idle_timeout_s / 4)
         if tls is not None:  # (certificate chain PEM, private key PEM)
             server.ssl_adapter = BuiltinSSLAdapter(str(tls[0]), str(tls[1]))
-        server.prepare()  # binds: the real port is known from here on
+        _prepare_in_daemon_thread(server)  # binds: the real port is known from here on
         self._server = server
         self.host, self.port = server.bind_addr[:2]
         self._thread = threading.Thread(target=server.serve, name=f"{name}-{self.port}", daemon=True)
