@@ -2,10 +2,11 @@
 
 TLS uses a CA made at start-up with ``trustme``; its PEM is written to ``ca_file`` so
 clients verify the server like any other (``requests.Session().verify = ca_file``). The
-server is cheroot (see ``gtm_sandbox/wsgi.py``) with its built-in TLS adapter:
-connections are kept alive (HTTP/1.1) until idle for ``idle_timeout_s``, bodies over
-``max_body_bytes`` get a 413, and ``stop()`` closes every connection, so tests can start
-and stop orgs freely.
+server is cheroot (see ``gtm_sandbox/wsgi.py``) with its built-in TLS adapter, which
+handshakes in the accept loop (a client that never sends its hello holds new connections
+back for at most ``idle_timeout_s``): connections are kept alive (HTTP/1.1) until idle for
+``idle_timeout_s``, bodies over ``max_body_bytes`` get a 413, and ``stop()`` closes every
+connection, so tests can start and stop orgs freely.
 
     with SandboxOrg.start(data="demo") as org:
         sf = Salesforce(instance_url=org.instance_url, session_id=token, session=session)
