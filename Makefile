@@ -4,8 +4,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LINT_STAMP := $(VENV)/.lint-installed
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,6 +27,19 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+# Ruff (style, imports, bugbear, pyupgrade, complexity) and mypy (types; strict on
+# connector.domain): settings in pyproject.toml. The lint extra is installed on first use.
+$(LINT_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,sandbox,lint]'
+	touch $(LINT_STAMP)
+
+# Both run even when the first fails, so one pass shows every error.
+lint: $(LINT_STAMP)
+	@rc=0; \
+	  $(BIN)/ruff check connector gtm_sandbox tests bench || rc=1; \
+	  $(BIN)/mypy connector || rc=1; \
+	  exit $$rc
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
