@@ -19,8 +19,8 @@ from typing import Any
 from connector.errors import MappingError
 
 FIELD_TYPES = frozenset(
-    {"id", "reference", "string", "email", "picklist", "boolean", "int", "currency", "currency_cents", "percent", "date",
-     "datetime"}
+    {"id", "reference", "string", "email", "picklist", "boolean", "int", "currency", "currency_cents", "percent",
+     "date", "datetime"}
 )
 # The vocabularies every mapping set must define, and the states each must reach.
 REQUIRED_VOCABULARIES = {

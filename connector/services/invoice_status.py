@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -172,14 +173,16 @@ class InvoiceStatusService:
         for row in self.due_for_poll(force=force, order_ids=order_ids):
             report.checked += 1
             try:
-                invoice = call_with_retry("stripe.retrieve_invoice", lambda: billing.retrieve_invoice(row.stripe_invoice_id))
+                invoice = call_with_retry("stripe.retrieve_invoice",
+                                          partial(billing.retrieve_invoice, row.stripe_invoice_id))
             except AuthError:
                 raise
             except (RecordError, PermanentError) as exc:
                 self._log.warning("invoice.poll_failed", invoice=row.stripe_invoice_id, error=str(exc))
                 report.outcomes["failed"] = report.outcomes.get("failed", 0) + 1
                 continue
-            outcome = call_with_retry("store.poll", lambda: self._apply_polled(row, invoice), attempts=5, max_wait_s=2.0)
+            outcome = call_with_retry("store.poll", partial(self._apply_polled, row, invoice),
+                                      attempts=5, max_wait_s=2.0)
             report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
             report.changed += outcome == "applied"
             report.anomalies += outcome == "anomaly"

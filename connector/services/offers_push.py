@@ -105,7 +105,9 @@ class QueryPage(Protocol):
 class OfferWriter(Protocol):
     """What offers push needs from the org (``SalesforceOrg``)."""
 
-    def subrequest(self, method: str, path: str, reference_id: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]: ...
+    def subrequest(
+        self, method: str, path: str, reference_id: str, body: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]: ...
 
     def composite(self, subrequests: Sequence[Mapping[str, Any]], *, all_or_none: bool) -> Sequence[SubResult]: ...
 
@@ -233,7 +235,9 @@ def _text(value: Any, what: str = "text") -> str:
     return value.strip()
 
 
-def validate_draft(key: str, path: Path, raw: Mapping[str, Any], catalog: Catalog, today: date) -> tuple[ValidDraft | None, list[str]]:
+def validate_draft(
+    key: str, path: Path, raw: Mapping[str, Any], catalog: Catalog, today: date
+) -> tuple[ValidDraft | None, list[str]]:
     """A validated draft, or the problems (each naming the file and the key)."""
     problems: list[str] = []
 
@@ -319,7 +323,8 @@ def _term_set(value: Any, catalog: Catalog, problem: Callable[[str, str], None])
     for tid, row in catalog.term_sets.items():
         if value == tid or (isinstance(value, str) and (row.get("name") or "").lower() == value.lower()):
             return tid
-    problem("term_set", f"unknown term set {show(value)} (known: {', '.join(r.get('name') or t for t, r in catalog.term_sets.items())})")
+    known = ", ".join(r.get("name") or t for t, r in catalog.term_sets.items())
+    problem("term_set", f"unknown term set {show(value)} (known: {known})")
     return None
 
 
@@ -386,7 +391,8 @@ def _items(raw: Any, catalog: Catalog, problem: Callable[[str, str], None]) -> l
             problem(f"{where}.quantity", f"{exc}, got {show(item.get('quantity'))}")
         try:
             raw_price = item.get("unit_price_per_month")
-            price = parse_unit_price(str(raw_price) if isinstance(raw_price, int) and not isinstance(raw_price, bool) else raw_price)
+            whole = isinstance(raw_price, int) and not isinstance(raw_price, bool)
+            price = parse_unit_price(str(raw_price) if whole else raw_price)
         except ValueError as exc:
             problem(f"{where}.unit_price_per_month", f"{exc}, got {show(item.get('unit_price_per_month'))}")
         if ppp_id and quantity is not None and price is not None:
@@ -476,7 +482,7 @@ class OffersPushService:
         valid, invalid = self.load(only)
         with self.uow() as uow:
             states = {d.draft_key: d for d in uow.offer_drafts.list(self.org_id)}
-            letters = {(l.record_id): l for l in uow.dead_letters.open(self.org_id, source=SOURCE)}
+            letters = {letter.record_id: letter for letter in uow.dead_letters.open(self.org_id, source=SOURCE)}
         recovered = set() if dry_run else self._recover_creates(valid, states, letters)
         for key, problems in invalid.items():
             message = "; ".join(problems)
@@ -536,7 +542,8 @@ class OffersPushService:
         for start in range(0, len(wanted), 100):
             chunk = ",".join(f"'{_soql_text(o)}'" for o in wanted[start : start + 100])
             [found] = self.org.composite_queries([
-                f"SELECT Id, {org_field} FROM {customer.sobject} WHERE {org_field} IN ({chunk}) ORDER BY CreatedDate, Id"])
+                f"SELECT Id, {org_field} FROM {customer.sobject} WHERE {org_field} IN ({chunk}) "
+                f"ORDER BY CreatedDate, Id"])
             for r in found.records:
                 known.setdefault(str(r[org_field]), r["Id"])
         out: list[ValidDraft] = []
@@ -684,7 +691,8 @@ class OffersPushService:
         soql = (f"SELECT Id, SystemModstamp FROM {OFFER_ITEM} WHERE {self.link} = '{offer_ref}' "
                 f"ORDER BY CreatedDate, Id")
         return [
-            self.org.subrequest("GET", f"sobjects/{OFFER}/{offer_ref}?fields=Id,Status,SystemModstamp,Subtotal", "offer_now"),
+            self.org.subrequest(
+                "GET", f"sobjects/{OFFER}/{offer_ref}?fields=Id,Status,SystemModstamp,Subtotal", "offer_now"),
             self.org.subrequest("GET", f"query?q={quote_plus(soql, safe='@{}')}", "items_now"),
         ]
 
@@ -770,7 +778,8 @@ class OffersPushService:
             if i < len(old_items):
                 subs.append(self.org.subrequest("PATCH", f"sobjects/{OFFER_ITEM}/{old_items[i]}", f"item{i}", values))
             else:
-                subs.append(self.org.subrequest("POST", f"sobjects/{OFFER_ITEM}", f"item{i}", {**values, link: offer_id}))
+                subs.append(
+                    self.org.subrequest("POST", f"sobjects/{OFFER_ITEM}", f"item{i}", {**values, link: offer_id}))
         for j, surplus in enumerate(old_items[len(draft.items):]):
             subs.append(self.org.subrequest("DELETE", f"sobjects/{OFFER_ITEM}/{surplus}", f"drop{j}"))
         try:
@@ -787,7 +796,8 @@ class OffersPushService:
         by_ref = {r.reference_id: r for r in results}
         self._remember_push(draft.key, offer_id, draft.content(), draft.hash, by_ref["offer_now"].body,
                             by_ref["items_now"].body.get("records", []), letter)
-        self.log.info("offer.updated", draft=draft.key, offer_id=offer_id, items=len(draft.items), forced=changed_in_org)
+        self.log.info("offer.updated", draft=draft.key, offer_id=offer_id, items=len(draft.items),
+                      forced=changed_in_org)
         return DraftResult(draft.key, "updated", offer_id, f"{len(draft.items)} item(s)")
 
     # -------------------------------------------------------------- bookkeeping
@@ -817,7 +827,8 @@ class OffersPushService:
             uow.commit()
 
     def _rejected(self, draft: ValidDraft, offer_id: str | None, failure: Any, letter: Any) -> DraftResult:
-        message = f"the org refused the offer: {failure.error_code}: {failure.message} (subrequest {failure.reference_id})"
+        message = (f"the org refused the offer: {failure.error_code}: {failure.message} "
+                   f"(subrequest {failure.reference_id})")
         self.log.warning("offer.rejected", draft=draft.key, offer_id=offer_id, code=failure.error_code,
                          reason=failure.message)
         with self.uow() as uow:

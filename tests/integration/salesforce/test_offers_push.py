@@ -14,9 +14,9 @@ import pytest
 
 from connector.adapters.salesforce import SalesforceOrg
 from connector.mappings import load_mapping
-from gtm_sandbox.org import SandboxOrg
 from connector.services.mirror import MirrorService
 from connector.services.offers_push import OffersPushService, draft_toml
+from gtm_sandbox.org import SandboxOrg
 
 MAPPING = load_mapping("gtm-v2")
 TODAY = datetime.now(UTC).date()

@@ -12,18 +12,18 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 import requests
 import stripe
+from structlog.testing import capture_logs
 
 from connector.adapters.store import SqlUnitOfWork
 from connector.adapters.stripe_billing import StripeBilling
 from connector.entrypoints.webhook import WebhookReceiver, make_webhook_app, serve
 from connector.mappings import load_mapping
-from gtm_sandbox.stripe import StripeSandbox
-from gtm_sandbox.stripe.notify import sign
 from connector.services.invoice_status import InvoiceStatusService
 from connector.services.invoicing import InvoicingService, InvoicingSettings
+from gtm_sandbox.stripe import StripeSandbox
+from gtm_sandbox.stripe.notify import sign
 from tests.integration.stripe.gtm import ORG, Clock, GtmOrg, order_id
 
 START = date(2026, 1, 1)

@@ -9,9 +9,9 @@ from pathlib import Path
 from gtm_sandbox.org import SandboxOrg
 from gtm_sandbox.stripe import StripeSandbox
 from tests.fixtures.payouts import (
-    core_app,
     PartnerBooks,
     billing_records,
+    core_app,
     invoiced_orders,
     make_books,
     validation_rule,
