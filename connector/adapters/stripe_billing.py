@@ -202,6 +202,12 @@ def _check_invoice(event_id: str, obj: dict[str, Any]) -> None:
         return MalformedEvent(f"webhook: event {event_id}: invoice {field} must be {want}, "
                               f"got {type(obj.get(field)).__name__}")
 
+    _check_invoice_fields(obj, fail)
+    _check_invoice_parts(obj, fail)
+
+
+def _check_invoice_fields(obj: dict[str, Any], fail: Callable[[str, str], MalformedEvent]) -> None:
+    """The invoice's own scalar fields and its customer."""
     if not isinstance(obj.get("id"), str):
         raise fail("id", "text")
     for name in ("total", "amount_due", "amount_paid", "amount_remaining", "created", "due_date"):
@@ -215,6 +221,10 @@ def _check_invoice(event_id: str, obj: dict[str, Any]) -> None:
         raise fail("customer", "an id")
     if isinstance(obj.get("customer"), dict) and not isinstance(obj["customer"].get("id"), str):
         raise fail("customer.id", "text")
+
+
+def _check_invoice_parts(obj: dict[str, Any], fail: Callable[[str, str], MalformedEvent]) -> None:
+    """The invoice's objects (``lines``, ``metadata``, ``status_transitions``) and their contents."""
     for name in ("lines", "metadata", "status_transitions"):
         if obj.get(name) is not None and not isinstance(obj.get(name), dict):
             raise fail(name, "an object")

@@ -47,6 +47,20 @@ class PollReport:
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
+def _invoice_columns(invoice: StripeInvoice, source: str) -> dict[str, Any]:
+    """The invoice row's columns as Stripe has them now; a field Stripe left empty (no number
+    before finalizing, no ``paid_at`` before payment) keeps the row's value."""
+    fields: dict[str, Any] = dict(status=invoice.status, status_source=source, amount_due=invoice.amount_due,
+                                  amount_paid=invoice.amount_paid, amount_remaining=invoice.amount_remaining,
+                                  tax=invoice.tax)
+    for name, value in (("number", invoice.number), ("hosted_url", invoice.hosted_url),
+                        ("due_date", invoice.due_date), ("finalized_at", invoice.finalized_at),
+                        ("paid_at", invoice.paid_at), ("voided_at", invoice.voided_at)):
+        if value is not None:
+            fields[name] = value
+    return fields
+
+
 class InvoiceStatusService:
     """Applies Stripe's invoice states to the local ``invoices`` rows of one store."""
 
@@ -129,16 +143,7 @@ class InvoiceStatusService:
                               detail=f"{source}: {INVOICE_MACHINE.explain(current, new)} ({invoice.id})")
             self._log.warning("invoice.anomaly", invoice=invoice.id, local=current, observed=new, source=source)
             return "anomaly"
-        fields: dict[str, Any] = {}
-        if outcome == "applied" or newer:
-            fields = dict(status=new, status_source=source, amount_due=invoice.amount_due,
-                          amount_paid=invoice.amount_paid, amount_remaining=invoice.amount_remaining,
-                          tax=invoice.tax)
-            for name, value in (("number", invoice.number), ("hosted_url", invoice.hosted_url),
-                                ("due_date", invoice.due_date), ("finalized_at", invoice.finalized_at),
-                                ("paid_at", invoice.paid_at), ("voided_at", invoice.voided_at)):
-                if value is not None:
-                    fields[name] = value
+        fields = _invoice_columns(invoice, source) if outcome == "applied" or newer else {}
         if created is not None and newer:
             fields.update(last_event_id=event_id, last_event_created=created)
         if sent and row.sent_at is None:

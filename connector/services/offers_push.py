@@ -270,10 +270,7 @@ def validate_draft(
     take("currency", lambda v: _usd(v))
     start = take("service_start_date", _as_date, required=True)
     valid_until = take("valid_until", _as_date, required=True)
-    if valid_until is not None and valid_until <= today:
-        problem("valid_until", f"must be in the future (today is {today.isoformat()}), got {valid_until.isoformat()}")
-    if start is not None and start < today:
-        problem("service_start_date", f"must be today or later, got {start.isoformat()}")
+    _check_dates(start, valid_until, today, problem)
     fields["recipient_email"] = take("recipient_email", parse_email, required=True)
     fields["billing_email"] = take("billing_email", parse_email)
     for name in ("partner_po_number", "customer_po_number"):
@@ -281,6 +278,32 @@ def validate_draft(
     end_given = take("service_end_date", _as_date)
     fields["term_set_id"] = _term_set(raw.get("term_set"), catalog, problem)
     fields["initial_order_id"] = None
+    end = _end_date(kind, raw, fields, start, end_given, catalog, problem)
+    fields["service_start_date"] = start
+    fields["service_end_date"] = end
+    fields["valid_until"] = valid_until
+    label = "Add-On" if kind == "add_on" else "Initial"
+    fields["name"] = take("name", _text) or (f"{customer} {label} offer" if customer else None)
+    items = _items(raw.get("items"), catalog, problem)
+    if problems:
+        return None, problems
+    return ValidDraft(key, path, {k: v for k, v in fields.items() if v is not None}, tuple(items)), []
+
+
+def _check_dates(start: date | None, valid_until: date | None, today: date,
+                 problem: Callable[[str, str], None]) -> None:
+    """An offer is valid until a day after today, for a service starting today or later."""
+    if valid_until is not None and valid_until <= today:
+        problem("valid_until", f"must be in the future (today is {today.isoformat()}), got {valid_until.isoformat()}")
+    if start is not None and start < today:
+        problem("service_start_date", f"must be today or later, got {start.isoformat()}")
+
+
+def _end_date(kind: str, raw: Mapping[str, Any], fields: dict[str, Any], start: date | None,
+              end_given: date | None, catalog: Catalog, problem: Callable[[str, str], None]) -> date | None:
+    """The service end date: an add-on ends with its initial order (``_tie_add_on`` also
+    fills its fields), an initial offer at the end of its 12-month term. A
+    ``service_end_date`` in the draft must say the same."""
     end: date | None = None
     if kind == "add_on":
         end = _tie_add_on(raw, fields, start, catalog, problem)
@@ -291,15 +314,7 @@ def validate_draft(
     if end is not None and end_given is not None and end_given != end:
         what = "the initial order's end date" if kind == "add_on" else "the end of the 12-month term"
         problem("service_end_date", f"must be {what} {end.isoformat()}, got {end_given.isoformat()}")
-    fields["service_start_date"] = start
-    fields["service_end_date"] = end
-    fields["valid_until"] = valid_until
-    label = "Add-On" if kind == "add_on" else "Initial"
-    fields["name"] = take("name", _text) or (f"{customer} {label} offer" if customer else None)
-    items = _items(raw.get("items"), catalog, problem)
-    if problems:
-        return None, problems
-    return ValidDraft(key, path, {k: v for k, v in fields.items() if v is not None}, tuple(items)), []
+    return end
 
 
 def _offer_type(mapping: MappingSet, value: Any) -> str:
@@ -539,13 +554,7 @@ class OffersPushService:
             known = {str(r["customer_org_id"]): r["sf_id"] for r in uow.mirror("customer").list(self.org_id)
                      if r["customer_org_id"] and not r["is_deleted"]}
         wanted = sorted({str(d.fields["customer_org_id"]) for d in to_send} - set(known))
-        for start in range(0, len(wanted), 100):
-            chunk = ",".join(f"'{_soql_text(o)}'" for o in wanted[start : start + 100])
-            [found] = self.org.composite_queries([
-                f"SELECT Id, {org_field} FROM {customer.sobject} WHERE {org_field} IN ({chunk}) "
-                f"ORDER BY CreatedDate, Id"])
-            for r in found.records:
-                known.setdefault(str(r[org_field]), r["Id"])
+        self._look_up_customers(known, wanted, customer.sobject, org_field)
         out: list[ValidDraft] = []
         for draft in drafts:
             org_id = str(draft.fields.get("customer_org_id") or "")
@@ -581,6 +590,17 @@ class OffersPushService:
                 self.log.info("customer.created", customer_org_id=org_id, customer_id=known[org_id])
             out.append(replace(draft, fields={**draft.fields, "customer_id": known.get(org_id)}))
         return out
+
+    def _look_up_customers(self, known: dict[str, Any], wanted: list[str], sobject: str, org_field: str) -> None:
+        """Add to ``known`` the oldest customer record in the org of each of the ``wanted``
+        customer org ids that has one (100 per query)."""
+        for start in range(0, len(wanted), 100):
+            chunk = ",".join(f"'{_soql_text(o)}'" for o in wanted[start : start + 100])
+            [found] = self.org.composite_queries([
+                f"SELECT Id, {org_field} FROM {sobject} WHERE {org_field} IN ({chunk}) "
+                f"ORDER BY CreatedDate, Id"])
+            for r in found.records:
+                known.setdefault(str(r[org_field]), r["Id"])
 
     def _find_customer(self, sobject: str, org_field: str, org_id: str) -> str | None:
         try:
