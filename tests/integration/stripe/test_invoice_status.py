@@ -71,7 +71,9 @@ def receiver(status_service: InvoiceStatusService) -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def invoiced(uow_factory: Callable[[], SqlUnitOfWork], stripe_billing: StripeBilling, clock: Clock) -> Callable[[], str]:
+def invoiced(
+    uow_factory: Callable[[], SqlUnitOfWork], stripe_billing: StripeBilling, clock: Clock
+) -> Callable[[], str]:
     """Invoice the seed-003 order; returns the Stripe invoice id."""
 
     def run() -> str:
@@ -146,7 +148,8 @@ def test_a_duplicate_delivery_is_acknowledged_and_applied_once(
     receiver: Receiver, invoiced: Callable[[], str], stripe_client: stripe.StripeClient,
     stripe_sandbox: StripeSandbox, stripe_billing: StripeBilling, uow_factory: Callable[[], SqlUnitOfWork],
 ) -> None:
-    endpoint = stripe_client.v1.webhook_endpoints.create(params={"url": receiver.url, "enabled_events": ["invoice.paid"]})
+    endpoint = stripe_client.v1.webhook_endpoints.create(
+        params={"url": receiver.url, "enabled_events": ["invoice.paid"]})
     receiver.listen(endpoint.secret, stripe_billing)
     stripe_sandbox.pay_invoice(invoiced())
     assert stripe_sandbox.wait_for_webhooks()
@@ -257,7 +260,8 @@ def test_the_receiver_wired_from_org_config_applies_payments(
             f'database_url = "{migrated_url}"\n[org]\nalias = "acme"\norg_id = "{ORG}"\n'
             '[salesforce]\nlogin_url = "https://127.0.0.1"\n[salesforce.auth]\nkind = "client_credentials"\n'
             'client_id = "x"\nclient_secret = { env = "ACME_SF_SECRET" }\n'
-            f'[invoicing]\nissuer = "connector"\n[stripe]\napi_key = {{ env = "ACME_STRIPE_KEY" }}\napi_base = "{stripe_sandbox.api_base}"\n'
+            '[invoicing]\nissuer = "connector"\n'
+            f'[stripe]\napi_key = {{ env = "ACME_STRIPE_KEY" }}\napi_base = "{stripe_sandbox.api_base}"\n'
             'webhook_secret = { env = "ACME_WHSEC" }\n')
         runtime = bootstrap(load_config(tmp_path / "acme.toml"), clock=Clock(datetime(2025, 12, 31, 10, tzinfo=UTC)))
         late["app"] = make_app_for_runtimes([runtime])
