@@ -45,4 +45,4 @@ bench: $(STAMP)
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache build *.egg-info
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache build *.egg-info
