@@ -56,6 +56,12 @@ class OrgRuntime:
             self._salesforce = build_org_gateway(self.config)
         return self._salesforce
 
+    def bulk_query(self) -> Any:
+        """Bulk API 2.0 query jobs on the org gateway's session (``salesforce_bulk``)."""
+        from connector.adapters.salesforce_bulk import BulkQuery
+
+        return BulkQuery(self.salesforce())
+
     def billing(self) -> Any:
         """The Stripe billing gateway."""
         if self._billing is None:

@@ -312,6 +312,9 @@ class SyncSection(_Strict):
     objects: list[str] | None = Field(default=None, description="mapping object keys to mirror; default all")
     describe_recheck_minutes: int = Field(default=60, ge=0, le=10_080,
                                           description="re-check the mapping against the org's describe this often")
+    bulk_threshold: int = Field(default=50_000, ge=0,
+                                description="read an object through a Bulk API 2.0 query job when its query "
+                                            "matches at least this many records; 0: always REST")
 
 
 class PayoutsSection(_Strict):

@@ -369,6 +369,12 @@ class SalesforceOrg:
         self._client()
         return call(attempt, op, self.settings)
 
+    def request(self, op: str, fn: Callable[[Salesforce], T], *, repeatable: bool = True) -> T:
+        """``fn(client)`` under the same guard, re-authentication, error translation and
+        retry policy as this gateway's own calls: for sibling adapters on the same session
+        (``salesforce_bulk``)."""
+        return self._call(op, fn, repeatable=repeatable)
+
     def _guard_budget(self, op: str) -> None:
         usage = self._usage
         if usage is not None and usage.percent >= self.settings.budget_percent:

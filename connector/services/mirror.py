@@ -47,6 +47,7 @@ from connector.domain.states import OFFER_MACHINE, ORDER_MACHINE, StateMachine, 
 from connector.errors import ApiLimitReached, ConfigError, PermanentError, RecordError
 from connector.jobs import dry_run_counts
 from connector.mappings import MappingSet, ObjectMapping
+from connector.services.bulk_mirror import BulkSource, build_bulk_source
 from connector.services.records import RecordConverter, json_safe, parse_sf_datetime, soql_datetime
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # cursor of an object that had no records yet
@@ -173,8 +174,10 @@ class MirrorService:
         progress: Callable[[PageProgress], None] | None = None,
         stop: threading.Event | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        bulk: BulkSource | None = None,
     ) -> None:
         self.org = org
+        self.bulk = bulk  # big reads through Bulk API 2.0 query jobs (bulk_mirror.py)
         self.uow = uow
         self.mapping = mapping
         self.org_id = org_id
@@ -298,7 +301,8 @@ class MirrorService:
         seen: set[str] | None = set() if full else None
         started = time.monotonic()
         log = self.log.bind(object=obj.sobject)
-        pages = self.org.query_pages(soql, include_deleted=include_deleted)
+        pages = (self.bulk.pages(obj, soql, include_deleted) if self.bulk is not None
+                 else self.org.query_pages(soql, include_deleted=include_deleted))
         completed = False
         try:
             for page in _unless_unavailable(pages, report, log):
@@ -613,6 +617,7 @@ def run_mirror_job(runtime: Any, *, log: Any, dry_run: bool = False, stop: threa
         progress=progress,
         stop=stop,
         clock=runtime.clock,
+        bulk=build_bulk_source(runtime, log),
     )
     # The mapping is checked against the org's describe first (cheap when nothing changed).
     guard = runtime.mapping_guard()
