@@ -12,8 +12,8 @@ as Salesforce documents for Bulk CSV: there is no empty string, only null):
 3. reads the results set by set (``maxRecords`` = ``max_records``, ``locator`` from the
    previous answer's ``Sforce-Locator`` until ``null``). One set is one API call, read
    whole (so the one retry policy may repeat it: a locator can be read again) and parsed
-   lazily into pages of ``page_size`` records, so memory is bounded by one set, never by
-   the job;
+   into pages of ``page_size`` records by a reader thread that works ahead of the caller
+   (``prefetch`` pages), so memory is bounded by a set and a few pages, never by the job;
 4. deletes the job when done, and aborts it (best effort) when the caller stops early.
 
 Every request goes through ``SalesforceOrg.request``: the API budget guard, one
@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import csv
 import io
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -48,6 +50,7 @@ class BulkSettings:
     poll_s: float = 0.05  # first wait between polls; doubles up to poll_max_s
     poll_max_s: float = 5.0
     wait_s: float = 1800.0  # a job still running after this is aborted
+    prefetch: int = 2  # pages parsed ahead of the caller (see ``pages``)
 
 
 class BulkQuery:
@@ -117,32 +120,31 @@ class BulkQuery:
     # -------------------------------------------------------------- rows
 
     def pages(self, soql: str, include_deleted: bool = False) -> Iterator[Page]:
-        """The job's rows as pages of ``page_size`` records (the last one ``done``)."""
+        """The job's rows as pages of ``page_size`` records (the last one ``done``).
+
+        Once the job is complete a reader thread fetches and parses the result sets ahead
+        of the caller (at most ``prefetch`` pages wait in a queue), so the org preparing
+        and sending the next set overlaps with the caller storing this one. The caller's
+        thread never talks to the org while the reader runs; closing the generator stops
+        the reader before the job is aborted."""
         job = self.create(soql, include_deleted)
         job_id = str(job["id"])
         finished = False
         log = self._log.bind(job_id=job_id)
+        reader: _Reader | None = None
         try:
             info = self.wait(job_id)
             total = int(info.get("numberRecordsProcessed") or 0)
             log.info("bulk.job_complete", records=total, object=info.get("object"))
+            reader = _Reader(self, job_id, self.settings.page_size, self.settings.prefetch)
             number = 0
-            locator: str | None = None
-            pending: list[dict[str, Any]] = []
-            while True:
-                text, locator = self.results(job_id, locator)
-                for record in parse_csv(text):
-                    pending.append(record)
-                    if len(pending) >= self.settings.page_size:
-                        number += 1
-                        yield Page(pending, total, False, number)
-                        pending = []
-                if locator is None:
-                    break
-            number += 1
-            yield Page(pending, total, True, number)
+            for records, last in reader:
+                number += 1
+                yield Page(records, total, last, number)
             finished = True
         finally:
+            if reader is not None:
+                reader.stop()
             if finished:
                 self._quietly(self.delete, job_id)
             else:  # stopped, crashed or failed: don't leave a job running (delete it if it is over)
@@ -159,6 +161,64 @@ class BulkQuery:
             fn(job_id)
         except (PermanentError, TransientError, requests.RequestException) as exc:
             self._log.warning("bulk.cleanup_failed", job_id=job_id, error=type(exc).__name__, detail=str(exc))
+
+
+class _Reader:
+    """The result sets of one job, fetched and parsed in a thread of their own into pages
+    of ``page_size`` records; iterating yields ``(records, last)``, re-raising the reader's
+    error (already translated and retried by the gateway) where it happened."""
+
+    _END = object()
+
+    def __init__(self, bulk: BulkQuery, job_id: str, page_size: int, prefetch: int):
+        self._bulk = bulk
+        self._job_id = job_id
+        self._page_size = page_size
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, prefetch))
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"bulk-results-{job_id}", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            locator: str | None = None
+            pending: list[dict[str, Any]] = []
+            while not self._stopped.is_set():
+                text, locator = self._bulk.results(self._job_id, locator)
+                for record in parse_csv(text):
+                    pending.append(record)
+                    if len(pending) >= self._page_size:
+                        if not self._put((pending, False)):
+                            return
+                        pending = []
+                del text
+                if locator is None:
+                    self._put((pending, True))
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self._put(exc)
+
+    def __iter__(self) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+        while True:
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if item[1]:
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=self._bulk.settings.poll_max_s + 60)
 
 
 def parse_csv(text: str) -> Iterator[dict[str, Any]]:
