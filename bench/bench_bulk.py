@@ -80,7 +80,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_side(org: dict[str, Any], threshold: int) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps({"org": org, "threshold": threshold})],
+    # The spec (the sandbox's client secret among it) goes through stdin, not the command line.
+    out = subprocess.run([sys.executable, __file__, "--child"], input=json.dumps({"org": org, "threshold": threshold}),
                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     if out.returncode != 0:
         raise SystemExit(f"child failed:\n{out.stdout}\n{out.stderr}")
@@ -92,10 +93,10 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threshold", type=int, default=50_000)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(json.loads(args.child))))
+        print(json.dumps(child(json.loads(sys.stdin.read()))))
         return 0
     exe = Path(sys.executable).parent / "gtm-connector"
     server = subprocess.Popen([str(exe), "sandbox", "org", "--json", "--data", str(args.size)],

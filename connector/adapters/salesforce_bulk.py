@@ -24,7 +24,6 @@ re-authentication on 401, the error translation at this edge and the one retry p
 from __future__ import annotations
 
 import csv
-import io
 import queue
 import threading
 import time
@@ -221,10 +220,24 @@ class _Reader:
         self._thread.join(timeout=self._bulk.settings.poll_max_s + 60)
 
 
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` with their endings, lazily (``io.StringIO`` would hold a copy
+    of a whole result set at four bytes a character). Salesforce quotes every value, and
+    the csv reader joins the lines of a quoted value that holds a line break."""
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find("\n", start)
+        if end < 0:
+            yield text[start:]
+            return
+        yield text[start : end + 1]
+        start = end + 1
+
+
 def parse_csv(text: str) -> Iterator[dict[str, Any]]:
     """Records of a Bulk API 2.0 CSV results set (header row first); an empty value is
     None (Salesforce writes null as an empty value and has no empty strings)."""
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(_lines(text))
     header = next(reader, None)
     if header is None:
         return
