@@ -176,3 +176,16 @@ def test_the_mirror_job_takes_the_bulk_path_from_the_config(sandbox_org: Sandbox
         assert sandbox_org.calls("bulk_query_create") == 0
     finally:
         off.close()
+
+
+def test_csv_records_take_the_shape_of_rest_records_before_the_one_conversion() -> None:
+    from connector.services.bulk_mirror import CsvRecords
+    from connector.services.records import RecordConverter
+
+    obj = MAPPING.objects["order_item"]
+    raw = {"Id": "a0B5g0000000001AAA", "SystemModstamp": "2026-12-04T07:42:29.117Z", "IsDeleted": "false",
+           **{f: None for f in obj.fields}}
+    shaped = CsvRecords(obj).record(dict(raw))
+    assert shaped["IsDeleted"] is False and shaped["SystemModstamp"] == "2026-12-04T07:42:29.117+0000"
+    converter = RecordConverter(MAPPING, obj, lambda key: set())
+    assert converter.stamp(shaped) == converter.stamp(raw)  # the same moment either way
