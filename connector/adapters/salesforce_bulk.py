@@ -235,11 +235,29 @@ def _lines(text: str) -> Iterator[str]:
 
 
 def parse_csv(text: str) -> Iterator[dict[str, Any]]:
-    """Records of a Bulk API 2.0 CSV results set (header row first); an empty value is
-    None (Salesforce writes null as an empty value and has no empty strings)."""
+    """Records of a Bulk API 2.0 CSV results set (header row first, LF line endings); an
+    empty value is None (Salesforce writes null as an empty value and has no empty
+    strings).
+
+    Salesforce quotes every value, so when the set's quote characters are exactly two per
+    value of every line (no value holds a quote or a line break) each line is its values
+    joined by ``","``: a plain split, several times faster than the csv module. Any other
+    set goes through the csv module."""
+    if not text:
+        return
+    body = text[:-1] if text.endswith("\n") else text
+    lines = body.split("\n")
+    header_line = lines[0]
+    columns = header_line.count('","') + 1 if header_line.startswith('"') else 0
+    if columns and text.count('"') == 2 * columns * len(lines):
+        header = header_line[1:-1].split('","')
+        for line in lines[1:]:
+            yield {name: value or None for name, value in zip(header, line[1:-1].split('","'), strict=True)}
+        return
+    del lines
     reader = csv.reader(_lines(text))
-    header = next(reader, None)
-    if header is None:
+    names = next(reader, None)
+    if names is None:
         return
     for row in reader:
-        yield {name: (value if value != "" else None) for name, value in zip(header, row, strict=True)}
+        yield {name: value or None for name, value in zip(names, row, strict=True)}

@@ -122,18 +122,22 @@ def csv_encoder(fields: list[str], delimiter: str, line_ending: str,
                 datetime_fields: frozenset[str]) -> Callable[[Row], str]:
     """A function row -> one CSV line: every value quoted (quotes doubled), as Bulk API 2.0
     writes them; datetimes in its ``...000Z`` form."""
-
-    def quote(text: str) -> str:
-        return '"' + text.replace('"', '""') + '"' if '"' in text else '"' + text + '"'
+    columns = [(name, name in datetime_fields) for name in fields]
+    joiner = '"' + delimiter + '"'
+    tail = '"' + line_ending
 
     def enc(row: Row) -> str:
         parts = []
-        for name in fields:
+        for name, stamp in columns:
             v = row.get(name)
-            if name in datetime_fields and isinstance(v, str) and v.endswith("+0000"):
-                v = v[:-5] + "Z"
-            parts.append(quote(_csv_value(v)))
-        return delimiter.join(parts) + line_ending
+            if v is None:
+                parts.append("")
+                continue
+            text = v if type(v) is str else _csv_value(v)
+            if stamp and text.endswith("+0000"):
+                text = text[:-5] + "Z"
+            parts.append(text.replace('"', '""') if '"' in text else text)
+        return '"' + joiner.join(parts) + tail
 
     return enc
 
