@@ -189,3 +189,22 @@ def test_csv_records_take_the_shape_of_rest_records_before_the_one_conversion() 
     assert shaped["IsDeleted"] is False and shaped["SystemModstamp"] == "2026-12-04T07:42:29.117+0000"
     converter = RecordConverter(MAPPING, obj, lambda key: set())
     assert converter.stamp(shaped) == converter.stamp(raw)  # the same moment either way
+
+
+def test_a_stopped_run_aborts_its_job_and_the_next_run_finishes_the_object(
+        sandbox_org: SandboxOrg, gateway: SalesforceOrg, uow_factory: Callable[..., Any]) -> None:
+    import threading
+
+    sandbox_org.reset(3000)
+    org = sandbox_org.org_id
+    stop = threading.Event()
+    source = bulk_source(gateway, threshold=1000)
+    service = MirrorService(gateway, uow_factory, MAPPING, org, bulk=source, stop=stop,
+                            progress=lambda p: stop.set() if p.key == "order_item" else None)
+    report = service.run()
+    items = {o.key: o for o in report.objects}["order_item"]
+    assert items.status == "stopped" and items.fetched == 500  # one page committed, then the stop
+    assert sandbox_org.calls("bulk_query_delete") == 1  # the job (complete) is not left behind
+    resumed = mirror(gateway, uow_factory, org, bulk=source).run()
+    again = {o.key: o for o in resumed.objects}["order_item"]
+    assert again.inserted == 1750 and again.updated == 0
