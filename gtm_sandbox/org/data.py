@@ -119,7 +119,7 @@ class OrgData:
     def table(self, sobject: str) -> Table:
         spec = self.schema.get(sobject)
         if spec is None:
-            raise ApiError(404, "NOT_FOUND", f"The requested resource does not exist")
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         return self.tables[spec.name]
 
     def get(self, sobject: str, record_id: str, *, include_deleted: bool = False) -> Row | None:
@@ -399,7 +399,7 @@ class OrgData:
             if target is None and any(self.schema.get(name) is None for name in f.reference_to):
                 return rid  # a target this org does not model (Account, packages): id form checked only
             if target is None or (f.reference_to and target.name not in f.reference_to) or self.get(target.name, rid) is None:
-                raise ApiError(400, "INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id", [f.name])
+                raise ApiError(400, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [f.name])
             return rid
         return value
 

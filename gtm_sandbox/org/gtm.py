@@ -6,7 +6,7 @@ their items, 12-month terms. Plus the seed data sets: ``demo`` and ``generate(n)
 from __future__ import annotations
 
 import random
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 

@@ -26,10 +26,10 @@ from connector.config import MAX_CONFIG_BYTES, load_config
 from connector.domain import OrderLimits
 from connector.errors import ConfigError, MappingError
 from connector.mappings import load_mapping, mappings_root
-from gtm_sandbox.org import SandboxOrg
-from gtm_sandbox.stripe import StripeSandbox
 from connector.services.invoicing import InvoicingService, InvoicingSettings
 from connector.services.mirror import MirrorService
+from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.stripe import StripeSandbox
 from tests.integration.stripe.gtm import ORG, PPP_CORE, Clock, GtmOrg, order_id
 
 CORPUS = Path(__file__).parent / "corpus"

@@ -33,8 +33,6 @@ from connector.adapters.store import SqlUnitOfWork
 from connector.adapters.stripe_billing import StripeBilling
 from connector.entrypoints.webhook import WebhookReceiver, make_webhook_app, serve
 from connector.mappings import load_mapping
-from gtm_sandbox.org import SandboxOrg
-from gtm_sandbox.stripe import StripeSandbox
 from connector.services import writeback
 from connector.services.invoice_status import InvoiceStatusService
 from connector.services.invoicing import InvoicingService, InvoicingSettings
@@ -42,6 +40,8 @@ from connector.services.mirror import MirrorService
 from connector.services.offers_push import OffersPushService, draft_toml
 from connector.services.payouts import Reconciler, payout_ids_of
 from connector.services.replay import replay
+from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.stripe import StripeSandbox
 from tests.fixtures.payouts import PartnerBooks, billing_records, core_app, invoiced_orders, validation_rule
 from tests.integration.stripe.gtm import ORG, Clock, GtmOrg, order_id
 

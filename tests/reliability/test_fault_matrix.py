@@ -33,11 +33,11 @@ from connector.adapters.stripe_billing import StripeBilling, build_client
 from connector.errors import ConnectorError
 from connector.jobs import run_job
 from connector.mappings import load_mapping
-from gtm_sandbox.org import SandboxOrg
-from gtm_sandbox.stripe import StripeSandbox
 from connector.services import writeback
 from connector.services.invoicing import InvoicingService, InvoicingSettings
 from connector.services.mirror import MirrorService
+from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.stripe import StripeSandbox
 from tests.fixtures.payouts import PartnerBooks, billing_records, invoiced_orders
 from tests.integration.stripe.gtm import ORG, Clock, GtmOrg, order_id
 from tests.reliability.test_crash_points import drafts, offer_items, pusher, wayne_offers, write_draft  # noqa: F401

@@ -15,15 +15,13 @@ from typing import Any
 
 import pytest
 import requests
-from structlog.testing import capture_logs
-
 from sqlalchemy import func, select
+from structlog.testing import capture_logs
 
 from connector.adapters.store import SqlUnitOfWork, tables
 from connector.adapters.stripe_billing import StripeBilling
 from connector.entrypoints.webhook import WebhookReceiver, make_webhook_app, serve
 from gtm_sandbox.stripe import StripeSandbox
-from gtm_sandbox.stripe.notify import sign
 from tests.integration.stripe.gtm import ORG, order_id
 from tests.integration.stripe.test_invoice_status import (  # noqa: F401 - fixtures
     SECRET,

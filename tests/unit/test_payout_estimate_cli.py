@@ -191,7 +191,7 @@ class CountingLines:
         self._lines = iter(text.splitlines(keepends=True))
         self.pulled = 0
 
-    def __iter__(self) -> "CountingLines":
+    def __iter__(self) -> CountingLines:
         return self
 
     def __next__(self) -> str:

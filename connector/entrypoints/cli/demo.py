@@ -11,7 +11,7 @@ Exit 0 when every step succeeded, 1 otherwise.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -21,10 +21,10 @@ from connector.entrypoints.cli._output import emit_json, make_table, print_table
 
 def demo(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="where the demo keeps its SQLite file and state")] = Path(".demo"),
-    database_url: Annotated[Optional[str], typer.Option("--database-url", help="run on this database instead "
+    database_url: Annotated[str | None, typer.Option("--database-url", help="run on this database instead "
                                                           "(e.g. PostgreSQL)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
-    config_path: Annotated[Optional[Path], typer.Option("--config", help="demo config (default config/demo.toml)")] = None,
+    config_path: Annotated[Path | None, typer.Option("--config", help="demo config (default config/demo.toml)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the connector's log lines")] = False,
 ) -> None:
     """Run the end-to-end demo on the embedded defaults (no accounts, no network)."""
@@ -59,8 +59,8 @@ def demo(
 
 def _check_options(data_dir: Path, database_url: str | None, config_path: Path | None) -> None:
     """Usage errors before the sandboxes start, named by option (not by config/demo.toml)."""
-    from sqlalchemy.exc import ArgumentError
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     from connector.config import redact_url
 

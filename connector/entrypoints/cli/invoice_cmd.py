@@ -8,7 +8,7 @@ due, or why it would be quarantined — without calling Stripe or writing anythi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -138,7 +138,7 @@ def invoice_status(
     org: OrgOpt = None,
     config_dir: ConfigDirOpt = Path("config"),
     all_: Annotated[bool, typer.Option("--all", help="check every open invoice now, however recently updated")] = False,
-    orders: Annotated[Optional[list[str]], typer.Option(
+    orders: Annotated[list[str] | None, typer.Option(
         "--order", help="check this order's invoice now, whatever its status (repeat for several)")] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -13,7 +13,7 @@ import sys
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -93,8 +93,8 @@ def report(
     config: ConfigOpt = None,
     org: OrgOpt = None,
     config_dir: ConfigDirOpt = Path("config"),
-    since: Annotated[Optional[str], typer.Option("--from", help="first day (YYYY-MM-DD), by payout or due date")] = None,
-    until: Annotated[Optional[str], typer.Option("--to", help="last day (YYYY-MM-DD)")] = None,
+    since: Annotated[str | None, typer.Option("--from", help="first day (YYYY-MM-DD), by payout or due date")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="last day (YYYY-MM-DD)")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="table or csv (json: same as --json)")] = Format.table,
     as_json: JsonOpt = False,
 ) -> None:

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -86,7 +86,7 @@ def replay_command(
     config: ConfigOpt = None,
     org: OrgOpt = None,
     config_dir: ConfigDirOpt = Path("config"),
-    ids: Annotated[Optional[list[int]], typer.Option("--id", help="dead letter id (repeat for several)")] = None,
+    ids: Annotated[list[int] | None, typer.Option("--id", help="dead letter id (repeat for several)")] = None,
     all_: Annotated[bool, typer.Option("--all", help="every open dead letter of the selected org(s)")] = False,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
@@ -156,7 +156,7 @@ def dead_letters(
     config: ConfigOpt = None,
     org: OrgOpt = None,
     config_dir: ConfigDirOpt = Path("config"),
-    source: Annotated[Optional[str], typer.Option(
+    source: Annotated[str | None, typer.Option(
         "--source", help="mirror, offers_push, invoicing, payouts, writeback (or the job or command: "
                          "sync, reconcile, invoice …)")] = None,
     as_json: JsonOpt = False,

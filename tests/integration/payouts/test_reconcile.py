@@ -4,9 +4,9 @@ payouts, net of fees, checked order by order against seed 003's expected payout.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from tests.fixtures.payouts import PartnerBooks, core_app
 

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import structlog
 
+from connector.services.replay import replay
 from gtm_sandbox.org import SandboxOrg
 from gtm_sandbox.stripe import StripeSandbox
-from connector.services.replay import replay
 from tests.fixtures.payouts import PartnerBooks, billing_records, invoiced_orders, validation_rule
 
 LOG = structlog.get_logger("test")
