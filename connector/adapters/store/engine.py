@@ -66,13 +66,12 @@ def json_roundtrip(value: Any) -> Any:
 def _normalize_url(url: str | URL) -> tuple[URL, str | None]:
     """Pick the psycopg 3 driver for PostgreSQL and pull the ``schema`` query parameter out."""
     parsed = make_url(url)
-    schema = None
+    schema: str | None = None
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername in ("postgresql", "postgres"):
             parsed = parsed.set(drivername="postgresql+psycopg")
-        schema = parsed.query.get("schema")
-        if isinstance(schema, tuple):
-            schema = schema[-1]
+        given = parsed.query.get("schema")  # a tuple when the parameter is repeated
+        schema = given[-1] if isinstance(given, tuple) else given
         parsed = parsed.difference_update_query(["schema"])
     return parsed, schema
 

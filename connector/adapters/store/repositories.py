@@ -13,9 +13,9 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Insert, Table, func, insert, select, update
+from sqlalchemy import ColumnElement, CursorResult, Insert, Result, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -57,11 +57,18 @@ __all__ = [
 R = TypeVar("R", bound=_FromRow)
 
 
+def _rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """Rows an INSERT/UPDATE/DELETE matched. ``Session.execute`` is typed to return a plain
+    ``Result``, but a DML statement's result is always a ``CursorResult`` (the one with
+    ``rowcount``)."""
+    return cast(CursorResult[*tuple[Any, ...]], result).rowcount
+
+
 class _Repository(Generic[R]):
     """Shared plumbing: the session, the clock, typed reads of one table."""
 
     table: ClassVar[Table]
-    record: ClassVar[type]
+    record: type[R]  # set by each subclass to its record class
 
     def __init__(self, session: Session, *, clock: Clock = utcnow) -> None:
         self.session = session
@@ -72,7 +79,7 @@ class _Repository(Generic[R]):
         if lock:
             stmt = stmt.with_for_update()  # PostgreSQL row lock; SQLite ignores it
         row = self.session.execute(stmt).first()
-        return self.record.from_row(row) if row else None  # type: ignore[no-any-return]
+        return self.record.from_row(row) if row else None
 
     def _all(self, *where: ColumnElement[bool], order_by: Any, limit: int | None = None) -> builtins.list[R]:
         stmt = select(self.table).where(*where).order_by(*order_by)
@@ -88,7 +95,7 @@ class _Repository(Generic[R]):
         else:
             stmt = sqlite.insert(self.table).values(**values).on_conflict_do_nothing(index_elements=conflict)
         # rowcount of an INSERT is only kept when asked for (SQLAlchemy closes the cursor early)
-        return bool(self.session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount > 0)
+        return _rowcount(self.session.execute(stmt.execution_options(preserve_rowcount=True))) > 0
 
     def _check_fields(self, fields: Mapping[str, Any], allowed: Iterable[str]) -> None:
         unknown = set(fields) - set(allowed)
@@ -250,7 +257,7 @@ class OutboxRepository(_Repository[OutboxEntry]):
             .where(c.idempotency_key == key)
             .values(result=result, status=status, error=error, attempts=c.attempts + 1, updated_at=self._clock())
         )
-        if not done.rowcount:
+        if not _rowcount(done):
             raise KeyError(f"outbox: no intent recorded under key {key!r}")
         entry = self.get(key)
         assert entry is not None
@@ -333,7 +340,7 @@ class DeadLetterRepository(_Repository[DeadLetter]):
         result = self.session.execute(
             update(self.table).where(c.id == letter_id, c.resolved_at.is_(None)).values(resolved_at=now, updated_at=now)
         )
-        return bool(result.rowcount)
+        return bool(_rowcount(result))
 
     def resolve_for(self, org_id: str, source: str, object_name: str, record_id: str) -> bool:
         """Close the open letter of this record, if any (the record went through)."""
@@ -343,7 +350,7 @@ class DeadLetterRepository(_Repository[DeadLetter]):
             .where(*self._open_where(org_id, source, object_name, record_id))
             .values(resolved_at=now, updated_at=now)
         )
-        return bool(result.rowcount)
+        return bool(_rowcount(result))
 
     def count_open(self, org_id: str, source: str | None = None, *, error_code: str | None = None) -> int:
         c = self.table.c
@@ -461,7 +468,7 @@ class StripeEventRepository(_Repository[StripeEvent]):
             .where(self.table.c.event_id == event_id)
             .values(processed_at=self._clock(), outcome=outcome)
         )
-        if not result.rowcount:
+        if not _rowcount(result):
             raise KeyError(f"stripe event {event_id!r} was never recorded")
 
     def unprocessed(self, org_id: str | None = None) -> builtins.list[StripeEvent]:

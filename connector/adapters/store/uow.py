@@ -19,7 +19,7 @@ each time) but not while it is already open.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError
@@ -99,7 +99,7 @@ class SqlUnitOfWork:
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
+    ) -> Literal[False]:
         try:
             self._safe_rollback()  # a no-op after commit(); undoes everything otherwise
         finally:

@@ -28,7 +28,7 @@ def _plan_rows(candidate: Any, lead_days: int) -> list[tuple[str, ...]]:
         return [(label, start, when, "-", "-", f"quarantine {candidate.error.code}: {candidate.error.reason}")]
     plan = candidate.plan
     when = "due now" if candidate.due else f"from {candidate.service_start - timedelta(days=lead_days)}"
-    rows = [(label, start, when, plan.customer_email, format_money(plan.total),
+    rows: list[tuple[str, ...]] = [(label, start, when, plan.customer_email, format_money(plan.total),
              f"{plan.metadata.get('gtm_order_type', 'initial')}, {len(plan.lines)} line(s), NET{plan.days_until_due}")]
     for line in plan.lines:
         rows.append(("", "", "", f"  {line.quantity} x {format_money(line.unit_amount)}", format_money(line.amount),

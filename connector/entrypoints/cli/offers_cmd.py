@@ -165,7 +165,9 @@ def create(
     key = key or re.sub(r"[^a-z0-9]+", "-", f"{customer} {start}".lower()).strip("-")
     runtime = open_runtime(cfg)
     try:
-        drafts_dir = Path(runtime.config.offers.drafts_dir)
+        configured = runtime.config.offers.drafts_dir
+        assert configured is not None  # OrgConfig fills in the default
+        drafts_dir = Path(configured)
         path = drafts_dir / f"{key}.toml"
         if path.exists():
             typer.echo(f"{path}: a draft with key {key!r} exists already (edit it, or pass another --key)", err=True)
