@@ -170,7 +170,6 @@ def load_demo(data: OrgData, today: date | None = None) -> dict[str, str]:
     """Seed 003's catalog and order, an add-on, offers in every status and one malformed
     record (an order item with a negative quantity). Returns named ids for tests."""
     today = today or data.clock.today()
-    end = term_end(today)
     s = _Seeder(data)
     ids: dict[str, str] = {}
     customers: dict[str, Row] = {}

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import Annotated, TextIO, TypeVar
 
 import typer
 
@@ -306,9 +306,9 @@ class _Watched:
 
 def payout_estimate(
     input_path: str = typer.Option("-", "--input", "-i", metavar="FILE", help="Orders as JSON lines or a JSON array; '-' reads stdin."),
-    proration: ProrationPolicy = typer.Option(
-        ProrationPolicy.DAILY, "--proration", case_sensitive=False, help="How add-on orders are prorated."
-    ),
+    proration: Annotated[ProrationPolicy, typer.Option(
+        "--proration", case_sensitive=False, help="How add-on orders are prorated."
+    )] = ProrationPolicy.DAILY,
     table: bool = typer.Option(False, "--table", help="Print a table for people instead of JSON lines."),
     as_json: bool = typer.Option(False, "--json", help="JSON lines, one per order (the default; "
                                                        "the one command whose --json streams)"),

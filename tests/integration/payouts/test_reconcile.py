@@ -261,5 +261,6 @@ def test_a_letter_stored_under_the_retired_add_on_code_takes_todays_code(books: 
 
     books.run("reconcile")
 
-    letters = [(l.error_code, l.attempts) for l in books.open_letters("payouts") if l.record_id == add_on.order_id]
+    letters = [(letter.error_code, letter.attempts) for letter in books.open_letters("payouts")
+               if letter.record_id == add_on.order_id]
     assert letters == [("INITIAL_ORDER_MISSING", 2)]  # the same letter, under the one code invoicing uses

@@ -28,11 +28,11 @@ def test_seed_003_invoice_has_two_upfront_annual_lines_for_8400() -> None:
     plan = plan_invoice(an_order(subtotal="8400.00", items=seed_003_items()))
 
     assert plan.total == Decimal("8400.00")
-    assert [(l.quantity, l.unit_amount, l.amount) for l in plan.lines] == [
+    assert [(ln.quantity, ln.unit_amount, ln.amount) for ln in plan.lines] == [
         (10, Decimal("600.00"), Decimal("6000.00")),
         (1, Decimal("2400.00"), Decimal("2400.00")),
     ]
-    assert [l.ppp_id for l in plan.lines] == ["ppp-core", "ppp-premium"]
+    assert [ln.ppp_id for ln in plan.lines] == ["ppp-core", "ppp-premium"]
     assert plan.lines[0].description == "Core App: 12-month subscription, 2025-01-01 to 2025-12-31"
     assert dict(plan.lines[0].metadata) == {
         "gtm_ppp_id": "ppp-core",
@@ -54,7 +54,7 @@ def test_every_line_is_whole_cents_and_adds_up_to_the_total() -> None:
     plan = plan_invoice(an_order(items=seed_003_items()))
     for line in plan.lines:
         assert to_cents(line.amount) == line.quantity * to_cents(line.unit_amount)
-    assert sum(to_cents(l.amount) for l in plan.lines) == to_cents(plan.total) == 840000
+    assert sum(to_cents(ln.amount) for ln in plan.lines) == to_cents(plan.total) == 840000
 
 
 def test_add_on_is_invoiced_for_its_prorated_amount() -> None:
@@ -174,5 +174,5 @@ def test_property_lines_are_exact_cents_and_sum_to_the_total(lines, offset: int,
     start = date(2025, 1, 1)
     proration = Proration(start, date.fromordinal(start.toordinal() + offset)) if add_on else None
     plan = plan_invoice(an_order(start=None, items=items), proration=proration)
-    assert sum(to_cents(l.quantity * l.unit_amount) for l in plan.lines) == to_cents(plan.total)
-    assert all(to_cents(l.amount) == l.quantity * to_cents(l.unit_amount) for l in plan.lines)
+    assert sum(to_cents(ln.quantity * ln.unit_amount) for ln in plan.lines) == to_cents(plan.total)
+    assert all(to_cents(ln.amount) == ln.quantity * to_cents(ln.unit_amount) for ln in plan.lines)
