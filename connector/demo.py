@@ -424,7 +424,8 @@ class Demo:
                     book = OrderBook(uow, runtime.org_id, runtime.config.invoicing.proration, runtime.mapping)
                     fee = int(book.expected(row.order_id).revenue_share * 100)
             box.pay_invoice(invoice["id"], fee=fee, account=run.account)
-            paid.append(f"{invoice.get('number') or invoice['id']} ({format_money(Decimal(invoice['amount_due']) / 100)})")
+            amount_due = format_money(Decimal(invoice["amount_due"]) / 100)
+            paid.append(f"{invoice.get('number') or invoice['id']} ({amount_due})")
         if not paid:
             return "no open invoice to pay", {"paid": 0}
         return f"customer paid {', '.join(paid)}", {"paid": len(paid)}
@@ -507,13 +508,14 @@ class Demo:
                     actual, difference, payout_date, discrepancy = (rec.actual_payout, rec.difference,
                                                                     rec.payout_date, rec.discrepancy)
                 s.seed_003 = {
-                    "order_id": seed_id, "order_number": order.get("order_number"), "customer": order.get("customer_name"),
+                    "order_id": seed_id, "order_number": order.get("order_number"),
+                    "customer": order.get("customer_name"),
                     "subtotal": _money(subtotal), "revenue_share": _money(share), "expected_payout": _money(exp),
                     "actual_payout": _money(actual), "difference": _money(difference),
                     "payout_date": payout_date.isoformat() if payout_date else None, "discrepancy": discrepancy}
             for d in uow.dead_letters.open(runtime.org_id):
-                s.dead_letters.append({"id": d.id, "source": d.source, "object": d.object_name, "record_id": d.record_id,
-                                       "code": d.error_code, "reason": d.reason})
+                s.dead_letters.append({"id": d.id, "source": d.source, "object": d.object_name,
+                                       "record_id": d.record_id, "code": d.error_code, "reason": d.reason})
             states = {w.order_id: w for w in uow.writeback_state.list(runtime.org_id)}
         records = org.records(target.sobject)
         wb_step = next((st for st in s.steps if st.name == "writeback"), None)

@@ -306,7 +306,8 @@ class Reconciler:
                     merged = merge(contributions_from_json(existing.payout_ids) if existing else (), contributions)
                     self._write(uow, book, order_id, merged, statuses, existing)
                     for txn_id in found:
-                        resolved += int(uow.dead_letters.resolve_for(self.org_id, SOURCE, "balance_transaction", txn_id))
+                        closed = uow.dead_letters.resolve_for(self.org_id, SOURCE, "balance_transaction", txn_id)
+                        resolved += int(closed)
                 self._commit(uow)
         return resolved
 

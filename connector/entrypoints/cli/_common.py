@@ -86,7 +86,8 @@ def describe_error(exc: BaseException) -> tuple[list[str], int]:
     from sqlalchemy.exc import ArgumentError, DBAPIError
 
     if isinstance(exc, KeyboardInterrupt):
-        return ["interrupted: stopped at once; committed progress is kept, run the command again to resume"], EXIT_INTERRUPTED
+        return (["interrupted: stopped at once; committed progress is kept, run the command again to resume"],
+                EXIT_INTERRUPTED)
     if isinstance(exc, ConfigError):
         return problem_lines(exc), EXIT_USAGE
     if isinstance(exc, MappingError):

@@ -20,7 +20,8 @@ from connector.entrypoints.cli._output import emit_json, make_table, print_table
 
 
 def demo(
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="where the demo keeps its SQLite file and state")] = Path(".demo"),
+    data_dir: Annotated[Path, typer.Option("--data-dir",
+                                           help="where the demo keeps its SQLite file and state")] = Path(".demo"),
     database_url: Annotated[str | None, typer.Option("--database-url", help="run on this database instead "
                                                           "(e.g. PostgreSQL)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
@@ -146,8 +147,9 @@ def print_summary(summary: Any, console: Any) -> None:
                           title="Stripe invoices (NET30)", keys=("order", "invoice", "status", "due date"),
                           amounts=("amount", "paid"))
     for inv in data["invoices"]:
-        invoices.add_row(inv["order_number"] or inv["order_id"], inv["customer"] or "", inv["number"] or inv["invoice_id"],
-                         inv["status"] or "", inv["due_date"] or "", inv["amount"] or "", inv["amount_paid"] or "")
+        invoices.add_row(inv["order_number"] or inv["order_id"], inv["customer"] or "",
+                         inv["number"] or inv["invoice_id"], inv["status"] or "", inv["due_date"] or "",
+                         inv["amount"] or "", inv["amount_paid"] or "")
     print_table(console, invoices)
 
     seed = data["seed_003"]
@@ -185,9 +187,9 @@ def print_summary(summary: Any, console: Any) -> None:
                       "seed 003 payout", title="Orgs: who issues the invoice", keys=("org", "issuer"),
                       amounts=("seed 003 payout",))
     for o in data["orgs"]:
+        payout = o["seed_003_actual_payout"]
         orgs.add_row(o["alias"], o["issuer"], o["stripe_account"], str(o["invoices_created_by_connector"]),
-                     str(o["invoices_adopted"]),
-                     f"${_thousands(o['seed_003_actual_payout'])}" if o["seed_003_actual_payout"] else "not paid out yet")
+                     str(o["invoices_adopted"]), f"${_thousands(payout)}" if payout else "not paid out yet")
     print_table(console, orgs)
 
     steps = make_table("step", "status", "detail", "s", title="Steps", keys=("step", "status"), amounts=("s",))

@@ -116,7 +116,8 @@ def _run(runtime: Any, as_json: bool) -> tuple[bool, dict[str, Any]]:
     report = holder.get("report")
     invoices = invoice_rows(runtime, list(report.invoiced)) if report else []
     doc = {**outcome_doc(outcome), "invoices": invoices,
-           "quarantined": [{"order_id": o, "code": c, "reason": r} for o, c, r in (report.quarantined if report else [])]}
+           "quarantined": [{"order_id": order_id, "code": code, "reason": reason}
+                           for order_id, code, reason in (report.quarantined if report else [])]}
     if not as_json:
         console = make_console()
         console.print(outcome_line(outcome))

@@ -137,7 +137,8 @@ def create(
     initial_order: Annotated[str | None, typer.Option("--initial-order", help="add-on: the initial order id")] = None,
     partner_po: Annotated[str | None, typer.Option("--partner-po")] = None,
     customer_po: Annotated[str | None, typer.Option("--customer-po")] = None,
-    key: Annotated[str | None, typer.Option("--key", help="draft key (file name); default from customer and start")] = None,
+    key: Annotated[str | None, typer.Option(
+        "--key", help="draft key (file name); default from customer and start")] = None,
     push_now: Annotated[bool, typer.Option("--push", help="push the draft to the org right away")] = False,
     config: ConfigOpt = None,
     org: OrgOpt = None,
@@ -160,8 +161,8 @@ def create(
         try:
             content[name] = date.fromisoformat(content[name])
         except ValueError:
-            raise typer.BadParameter(f"{content[name]!r} is not a date YYYY-MM-DD",
-                                     param_hint="--start" if name == "service_start_date" else "--valid-until") from None
+            option = "--start" if name == "service_start_date" else "--valid-until"
+            raise typer.BadParameter(f"{content[name]!r} is not a date YYYY-MM-DD", param_hint=option) from None
     key = key or re.sub(r"[^a-z0-9]+", "-", f"{customer} {start}".lower()).strip("-")
     runtime = open_runtime(cfg)
     try:

@@ -61,7 +61,8 @@ def print_outcomes(outcomes: list[Any], title: str | None = None) -> None:
     table = make_table("org", "job", "status", "counts", "duration", "note", title=title,
                        keys=("org", "job", "status"), amounts=("duration",))
     for o in outcomes:
-        counts = ", ".join(f"{k}={v}" for k, v in o.counts.items() if v) or ("nothing to do" if o.status == "ok" else "")
+        counts = (", ".join(f"{k}={v}" for k, v in o.counts.items() if v)
+                  or ("nothing to do" if o.status == "ok" else ""))
         table.add_row(o.org, o.job, o.status, counts, f"{o.duration_s:.1f}s", o.error or "")
     print_table(make_console(), table)
 
@@ -123,8 +124,8 @@ def report(
 
 CSV_COLUMNS = ("row_type", "org", "month", "order_id", "order_number", "customer", "invoice_number", "invoice_status",
                "due_date", "invoiced", "tax", "tax_paid_out", "subtotal", "revenue_share", "expected_payout",
-               "actual_payout", "difference", "payout_date", "payout_ids", "discrepancy", "attention", "invoice_issue", "orders",
-               "unattributed", "discrepancies")
+               "actual_payout", "difference", "payout_date", "payout_ids", "discrepancy", "attention", "invoice_issue",
+               "orders", "unattributed", "discrepancies")
 
 
 def _write_csv(result: Any) -> None:

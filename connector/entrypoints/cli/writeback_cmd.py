@@ -129,8 +129,8 @@ def replay_command(
     for letter_id in missing:
         if letter_id in closed:
             when = closed[letter_id].resolved_at
-            typer.echo(f"dead letter {letter_id}: already resolved"
-                       f"{' at ' + when.strftime('%Y-%m-%d %H:%M') + ' UTC' if when else ''}; nothing to replay", err=True)
+            at = f" at {when.strftime('%Y-%m-%d %H:%M')} UTC" if when else ""
+            typer.echo(f"dead letter {letter_id}: already resolved{at}; nothing to replay", err=True)
         else:
             scope = "the selected org" if len(orgs.configs) == 1 else "the selected orgs"
             typer.echo(f"dead letter {letter_id}: no such letter in {scope} "
