@@ -372,7 +372,8 @@ def test_stripe_key_stays_out_of_invoicing_and_reconcile_through_refusals_and_ou
 
     env.setenv("LEAK_STRIPE_KEY", canaries.stripe_wrong_key)
     refused = shown.cli("invoice", "--config", config, "--json")
-    assert refused.exit_code == 1 and job_doc(refused)["error"].startswith("stripe invoices.search: Stripe refused the API key")
+    assert refused.exit_code == 1
+    assert job_doc(refused)["error"].startswith("stripe invoices.search: Stripe refused the API key")
     refused = shown.cli("reconcile", "--config", config)
     assert refused.exit_code == 1 and "Stripe refused the API key" in refused.stdout
 

@@ -36,7 +36,8 @@ from tests.integration.stripe.test_invoice_status import (  # noqa: F401 - fixtu
 
 
 def event(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"id": "evt_malformed_1", "object": "event", "type": "invoice.paid", "created": 1_700_000_000,
+    base: dict[str, Any] = {"id": "evt_malformed_1", "object": "event", "type": "invoice.paid",
+                            "created": 1_700_000_000,
                             "data": {"object": {"id": "in_x", "object": "invoice", "status": "paid",
                                                 "customer": "cus_x", "lines": {"data": []}}}}
     base.update(overrides)
@@ -95,7 +96,8 @@ def test_an_unknown_invoice_status_is_recorded_and_ignored(
     assert receiver.post(json.dumps(paid).encode()).json()["outcome"] == "applied"
 
 
-@pytest.mark.parametrize(("skew", "accepted"), [(-301, False), (-250, True), (250, True), (301, False), (86_400, False)])
+@pytest.mark.parametrize(("skew", "accepted"),
+                         [(-301, False), (-250, True), (250, True), (301, False), (86_400, False)])
 def test_the_timestamp_tolerance_holds_both_ways(
     skew: int, accepted: bool, receiver: Receiver, stripe_billing: StripeBilling,  # noqa: F811
 ) -> None:

@@ -72,7 +72,8 @@ def test_missing_client_id_names_file_and_dotted_key(tmp_path):
 
 def test_every_problem_is_reported_at_once(tmp_path):
     text = VALID.replace('alias = "acme"', 'alias = "Acme Corp"').replace("00D5g000004AcmeAAA", "00D123")
-    text = text.replace('[invoicing]\nissuer = "connector"\n', "[invoicing]\nissuer = 'connector'\nproration = 'weekly'\nlead_dayz = 3\n")
+    text = text.replace('[invoicing]\nissuer = "connector"\n',
+                        "[invoicing]\nissuer = 'connector'\nproration = 'weekly'\nlead_dayz = 3\n")
     keys = {key for _, key, _ in problems_of(write(tmp_path, text))}
     assert {"org.alias", "org.org_id", "invoicing.proration", "invoicing.lead_dayz"} <= keys
 

@@ -95,7 +95,8 @@ def test_defaults_stated_in_example_toml_are_the_codes() -> None:
             # `# default 30 …`: the figure named is the default too.
             if stated := re.match(r'default ("[^"]*"|[\w.]+)', comment):
                 value = tomllib.loads(f"v = {stated.group(1)}")["v"]
-                assert str(value) == str(default) or value == default, f"{key}: comment says {value!r}, default is {default!r}"
+                assert str(value) == str(default) or value == default, (
+                    f"{key}: comment says {value!r}, default is {default!r}")
     assert checked >= 20
 
 
@@ -148,7 +149,8 @@ def test_readme_names_exactly_the_metrics_the_daemon_exposes() -> None:
     # quoted and some ending in _seconds, are neither).
     for doc in (REPO / "README.md", REPO / "config" / "two-orgs" / "README.md"):
         text = doc.read_text()
-        quoted = set(re.findall(r"`([a-z_]+_total)(?:\{[^`]*\})?`", text)) | set(re.findall(r"`([a-z_]+)\{[^`]*\}`", text))
+        quoted = (set(re.findall(r"`([a-z_]+_total)(?:\{[^`]*\})?`", text))
+                  | set(re.findall(r"`([a-z_]+)\{[^`]*\}`", text)))
         assert quoted <= names, f"{doc.name} names metrics /metrics does not expose: {quoted - names}"
 
 

@@ -37,7 +37,9 @@ def test_seed_003_order_paid_out_net_of_the_revenue_share_reconciles_exactly(
     assert state.cursor is not None and state.records_total == 1
 
 
-def test_rerunning_adds_nothing_and_only_lists_payouts(books_on: Callable[..., PartnerBooks], database_url: str) -> None:
+def test_rerunning_adds_nothing_and_only_lists_payouts(
+    books_on: Callable[..., PartnerBooks], database_url: str
+) -> None:
     books = books_on(database_url)
     order = books.an_order()
     books.invoice(order)

@@ -87,7 +87,8 @@ def test_add_on_subtotal_may_be_given_prorated_or_not(org_subtotal: str) -> None
 
 def test_add_on_subtotal_matching_neither_is_refused() -> None:
     order = an_order(subtotal="7545.20", start=date(2025, 3, 1), items=[item("Core App", 15, "50.00")])
-    with pytest.raises(RecordError, match=r"subtotal: the org says 7545.20, the items add up to 9000.00 \(prorated 7545.21\)"):
+    expected = r"subtotal: the org says 7545.20, the items add up to 9000.00 \(prorated 7545.21\)"
+    with pytest.raises(RecordError, match=expected):
         plan_invoice(order, proration=MARCH_1_ADD_ON)
 
 
@@ -107,7 +108,8 @@ def test_add_on_start_must_agree_with_the_orders_service_start() -> None:
 @pytest.mark.parametrize(
     ("order", "items", "code", "reason"),
     [
-        (an_order(currency="EUR"), [item()], "UNSUPPORTED_CURRENCY", 'currency: must be USD (the GTM app bills in US dollars only), got "EUR"'),
+        (an_order(currency="EUR"), [item()], "UNSUPPORTED_CURRENCY",
+         'currency: must be USD (the GTM app bills in US dollars only), got "EUR"'),
         (an_order(term=24), [item()], "UNSUPPORTED_TERM", "contract_term_months: must be 12 months, got 24"),
         (an_order(email=None), [item()], "MISSING_BILLING_EMAIL", "billing_email: is required"),
         (an_order(email="  "), [item()], "MISSING_BILLING_EMAIL", "billing_email: must be an email address"),
@@ -120,7 +122,8 @@ def test_add_on_start_must_agree_with_the_orders_service_start() -> None:
             "LINE_TOTAL_MISMATCH",
             "items[1].line_item_total: the org says 2399.99, 1 x 200.00 x 12 = 2400.00",
         ),
-        (an_order(subtotal="8400.01"), seed_003_items(), "SUBTOTAL_MISMATCH", "subtotal: the org says 8400.01, the items add up to 8400.00"),
+        (an_order(subtotal="8400.01"), seed_003_items(), "SUBTOTAL_MISMATCH",
+         "subtotal: the org says 8400.01, the items add up to 8400.00"),
     ],
 )
 def test_order_that_cannot_be_invoiced_is_a_record_error(order, items, code: str, reason: str) -> None:

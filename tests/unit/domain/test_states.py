@@ -72,7 +72,9 @@ def test_status_values_match_the_mapping_vocabularies(section: str, enum: type) 
         (INVOICE_MACHINE, Inv.PAID, Inv.VOID, ANOMALY),
     ],
 )
-def test_observed_transition_verdicts(machine: StateMachine, current: object, observed: object, verdict: TransitionVerdict) -> None:
+def test_observed_transition_verdicts(
+    machine: StateMachine, current: object, observed: object, verdict: TransitionVerdict
+) -> None:
     assert machine.check(current, observed) is verdict
 
 
