@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from connector.domain import OrderLine, Proration, expected_payout, format_money, to_money
 from connector.domain.reconciliation import (
@@ -51,24 +51,14 @@ from connector.domain.reconciliation import (
     reconcile_order,
 )
 from connector.errors import RecordError
-from connector.jobs import dry_run_counts
 from connector.services.attention import read_attention
-
-if TYPE_CHECKING:
-    from connector.bootstrap import OrgRuntime
+from connector.services.dry_run import dry_run_counts
+from connector.services.ports import OrgContext, PayoutsGateway, UnitOfWork
 
 CURSOR_OBJECT = "stripe_payouts"
 RELIST = timedelta(days=7)
 DEAD_PAYOUT_STATUSES = frozenset({"failed", "canceled"})
 SOURCE = "payouts"
-
-
-class PayoutsGateway(Protocol):
-    """What reconciliation needs from Stripe (``adapters.stripe_payouts.StripePayouts``)."""
-
-    def list_payouts(self, created_since: int | None = None) -> Sequence[StripePayout]: ...
-
-    def transactions(self, payout: StripePayout) -> Sequence[BalanceTxn]: ...
 
 
 # ------------------------------------------------------------------ stored contributions
@@ -106,7 +96,7 @@ class OrderBook:
     """Expected payouts of an org's orders, computed from the mirror with the domain.
     Catalog rows (PPPs, PPCs) are read once per run."""
 
-    def __init__(self, uow: Any, org_id: str, proration_policy: str, mapping: Any = None) -> None:
+    def __init__(self, uow: UnitOfWork, org_id: str, proration_policy: str, mapping: Any = None) -> None:
         self.uow = uow
         self.org_id = org_id
         self.policy = proration_policy
@@ -172,7 +162,7 @@ def invoice_facts(invoice: Any) -> InvoiceFacts:
     )
 
 
-def retrace_letters(runtime: OrgRuntime, letters: Sequence[Any], *, log: Any) -> int:
+def retrace_letters(runtime: OrgContext, letters: Sequence[Any], *, log: Any) -> int:
     """Replay of ``payouts`` letters about unattributed money (see ``Reconciler.retrace``)."""
     return Reconciler(runtime, runtime.payouts(), log=log).retrace(letters)
 
@@ -218,7 +208,7 @@ def org_payout_differences(record: Mapping[str, Any], payout: Any, mapping: Any)
 DRY_RUN_NAMES = {"payouts_updated": "would_update_payouts", "orders_written": "would_write_orders"}
 
 
-def run_reconcile_job(runtime: OrgRuntime, *, log: Any, dry_run: bool = False,
+def run_reconcile_job(runtime: OrgContext, *, log: Any, dry_run: bool = False,
                       stop: threading.Event | None = None) -> Mapping[str, int]:
     """The ``reconcile`` job (see the module docstring). ``dry_run`` reads and computes,
     writes nothing."""
@@ -226,7 +216,7 @@ def run_reconcile_job(runtime: OrgRuntime, *, log: Any, dry_run: bool = False,
 
 
 class Reconciler:
-    def __init__(self, runtime: OrgRuntime, gateway: PayoutsGateway, *, log: Any, dry_run: bool = False,
+    def __init__(self, runtime: OrgContext, gateway: PayoutsGateway, *, log: Any, dry_run: bool = False,
                  stop: threading.Event | None = None) -> None:
         self.runtime = runtime
         self.gateway = gateway
