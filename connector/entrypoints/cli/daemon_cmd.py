@@ -10,7 +10,7 @@ import typer
 
 from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs
 from connector.entrypoints.cli._output import emit_orgs, outcome_doc
-from connector.jobs import JOB_ALIASES, JOBS
+from connector.job_names import JOB_ALIASES, JOB_NAMES
 
 
 def daemon(
@@ -30,7 +30,7 @@ def daemon(
 
 
 def run_job_command(
-    job: Annotated[str, typer.Argument(help=f"one of: {', '.join(JOBS)} (or its command: "
+    job: Annotated[str, typer.Argument(help=f"one of: {', '.join(JOB_NAMES)} (or its command: "
                                             f"{', '.join(a for a in JOB_ALIASES if a in ('sync', 'invoice', 'invoice-status'))} …)")],
     config: ConfigOpt = None,
     org: OrgOpt = None,

@@ -43,7 +43,7 @@ from connector.config import OrgConfig, load_config_dir
 from connector.entrypoints.daemon.http import HttpEndpoint, WsgiApp
 from connector.entrypoints.daemon.locks import AlreadyRunning, InstanceLock, sqlite_file
 from connector.entrypoints.daemon.schedule import JobPlan, plan_for
-from connector.jobs import JOBS, Registry, RunLedger, available_jobs, run_job
+from connector.jobs import JOBS, Registry, RunLedger, run_job
 from connector.metrics import DaemonMetrics
 
 log = structlog.get_logger("connector.daemon")
@@ -171,14 +171,10 @@ class Daemon:
                 log.warning("job.abandoned_closed", org=slot.alias, job=job, runs=n)
 
     def _plan(self) -> None:
-        availability = available_jobs(self.registry)
-        for job, reason in availability.items():
-            if reason:
-                log.info("job.unavailable", job=job, reason=reason)
         for slot in self.slots.values():
             grace = slot.config.daemon.misfire_grace_seconds
             for job in self.registry:
-                if availability.get(job) or job not in CONFIG_JOBS:
+                if job not in CONFIG_JOBS:
                     continue
                 plan = plan_for(slot.config.schedules, job, grace)
                 if plan is None:
