@@ -130,8 +130,10 @@ class FakeJobRuns(_Repo):
                                          "running", None, None)
         return row_id
 
-    def finish(self, run_id: int, status: str, counts: Any = None, error: str | None = None) -> JobRun:
-        row = replace(self.t.job_runs[run_id], status=status, counts=counts, error=error, finished_at=self.clock())
+    def finish(self, run_id: int, status: str, counts: Any = None, error: str | None = None, *,
+               api_calls: int | None = None, api_used: int | None = None, api_limit: int | None = None) -> JobRun:
+        row = replace(self.t.job_runs[run_id], status=status, counts=counts, error=error, finished_at=self.clock(),
+                      api_calls=api_calls, api_used=api_used, api_limit=api_limit)
         self.t.job_runs[run_id] = row
         return row
 

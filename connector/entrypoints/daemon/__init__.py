@@ -2,8 +2,9 @@
 
 * ``scheduler``: one APScheduler job per (org, enabled job), each fire one ``run_job`` (the
   same code path as ``gtm-connector run-job``); orgs in parallel, one org's jobs in turn.
-* ``app``: the HTTP route table (/healthz, /readyz, /metrics, /stripe/webhook) on the
-  connector's cheroot server; ``webhook_mount`` routes the webhook to the orgs' receivers.
+* ``app``: the HTTP route table (/healthz, /readyz, /metrics, /stripe/webhook, the dashboard
+  at / and /orgs/…) on the connector's cheroot server; ``webhook_mount`` routes the webhook
+  to the orgs' receivers, ``dashboard_source`` feeds the dashboard.
 * ``lifecycle``: ``Daemon`` (start, shutdown, close) and ``run_daemon`` (the process: config,
   signals, exit codes).
 * ``schedule``: the epoch-aligned tick grid every instance shares; ``locks``: the SQLite

@@ -4,7 +4,8 @@ worker pool, socket timeouts, a body cap, chunked bodies), bound to loopback unl
 operator says otherwise.
 
 ``ROUTES`` maps a path (or a path prefix) to its handler and the methods it takes; the
-webhook route takes every method and lets the receiver answer (405 for anything but POST).
+webhook and dashboard routes take every method and let their app answer (the receiver:
+405 for anything but POST; the dashboard: 405 for anything but GET/HEAD).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Probes(Protocol):
     def readiness(self) -> tuple[bool, dict[str, Any]]: ...
     def metrics_text(self) -> bytes: ...
     def webhook_app(self) -> WsgiApp | None: ...
+    def dashboard_app(self) -> WsgiApp | None: ...
 
 
 Handler = Callable[[Probes, dict[str, Any], StartResponse], Iterable[bytes]]
@@ -63,6 +65,13 @@ def stripe_webhook(probes: Probes, environ: dict[str, Any], start_response: Star
     return webhook(environ, start_response)
 
 
+def dashboard(probes: Probes, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    pages = probes.dashboard_app()
+    if pages is None:
+        return _respond(start_response, "404 Not Found", b"not found\n", "text/plain")
+    return pages(environ, start_response)
+
+
 @dataclass(frozen=True)
 class Route:
     path: str
@@ -79,6 +88,8 @@ ROUTES: tuple[Route, ...] = (
     Route("/readyz", readyz),
     Route("/metrics", metrics),
     Route("/stripe/webhook", stripe_webhook, methods=None, prefix=True),  # /stripe/webhook[/<alias>]
+    Route("/", dashboard, methods=None),  # the read-only pages (connector.entrypoints.dashboard)
+    Route("/orgs", dashboard, methods=None, prefix=True),  # /orgs/<alias>[/orders/<id>]
 )
 
 
@@ -118,11 +129,12 @@ class DaemonProbes:
     """What the probes read: the scheduler's orgs and the metrics, and the webhook receiver."""
 
     def __init__(self, scheduler: Scheduler, metrics: DaemonMetrics, instance_id: str,
-                 webhook: WsgiApp | None = None) -> None:
+                 webhook: WsgiApp | None = None, dashboard: WsgiApp | None = None) -> None:
         self.scheduler = scheduler
         self.metrics = metrics
         self.instance_id = instance_id
         self.webhook = webhook
+        self.dashboard = dashboard
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         running = self.scheduler.running
@@ -164,6 +176,9 @@ class DaemonProbes:
 
     def webhook_app(self) -> WsgiApp | None:
         return self.webhook
+
+    def dashboard_app(self) -> WsgiApp | None:
+        return self.dashboard
 
 
 def _last_successes(runtime: Any, jobs: list[str]) -> dict[str, str | None]:

@@ -83,6 +83,7 @@ class Daemon:
                     self.scheduler.close_abandoned(slot)
             self.scheduler.plan()
             self.probes.webhook = self._load_webhook()
+            self.probes.dashboard = self._load_dashboard()
             try:
                 self.http = HttpEndpoint(self.probes, self.bind, self.port)
             except OSError as exc:  # say which address: the operator fixes [daemon] bind/port or --port
@@ -130,6 +131,16 @@ class Daemon:
             log.error("webhook.unavailable", reason=f"{type(exc).__name__}: {exc}", exc_info=True)
             return None
 
+    def _load_dashboard(self) -> WsgiApp | None:
+        from connector.entrypoints.daemon.dashboard_source import build_dashboard
+
+        first = next(iter(self.slots.values())).config.daemon
+        try:
+            return build_dashboard(self, first, self.bind)
+        except Exception as exc:  # the pages are a convenience: never a reason not to run the jobs
+            log.error("dashboard.unavailable", reason=f"{type(exc).__name__}: {exc}", exc_info=True)
+            return None
+
     # ---------------------------------------------------------------------- probes
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         return self.probes.readiness()
@@ -139,6 +150,9 @@ class Daemon:
 
     def webhook_app(self) -> WsgiApp | None:
         return self.probes.webhook_app()
+
+    def dashboard_app(self) -> WsgiApp | None:
+        return self.probes.dashboard_app()
 
     # -------------------------------------------------------------------- shutdown
     def request_stop(self) -> None:

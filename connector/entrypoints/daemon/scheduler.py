@@ -135,6 +135,11 @@ class Scheduler:
                 log.info("job.scheduled", org=slot.alias, job=job, schedule=plan.description)
         self._aps.start()
 
+    def next_run_time(self, alias: str, job: str) -> datetime | None:
+        """When the scheduler fires (org, job) next; None when it is not scheduled (or stopped)."""
+        scheduled = self._aps.get_job(f"{alias}:{job}") if self._aps is not None else None
+        return getattr(scheduled, "next_run_time", None)
+
     @property
     def running(self) -> bool:
         return self._aps is not None and self._aps.running and not self.stop.is_set()
