@@ -74,7 +74,6 @@ JOBS: Mapping[str, Job] = {
     "reconcile": Job(run_reconcile_job, stoppable=True),
     "writeback": Job(run_writeback_job, stoppable=True),
 }
-assert tuple(JOBS) == JOB_NAMES, "connector.config.JOBS and connector.jobs.JOBS name the same jobs, in one order"
 
 # A registry maps job names to jobs; a bare function is a Job that takes no ``stop``.
 Registry = Mapping[str, "Job | JobFn"]

@@ -47,7 +47,7 @@ from connector.domain.states import OFFER_MACHINE, ORDER_MACHINE, StateMachine, 
 from connector.errors import ApiLimitReached, ConfigError, PermanentError, RecordError
 from connector.services.dry_run import dry_run_counts
 from connector.mappings import MappingSet, ObjectMapping
-from connector.services.ports import MirrorReader, OrgContext, QueryAnswer, QueryPage, UnitOfWorkFactory
+from connector.services.ports import MirrorReader, OrgContext, QueryPage, UnitOfWorkFactory
 from connector.services.records import RecordConverter, json_safe, parse_sf_datetime, soql_datetime
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # cursor of an object that had no records yet

@@ -38,7 +38,6 @@ from typing import Any
 from connector.domain import OrderLine, Proration, expected_payout, format_money, to_money
 from connector.domain.reconciliation import (
     ZERO,
-    BalanceTxn,
     Contribution,
     Expected,
     InvoiceFacts,

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 from connector.bootstrap import OrgRuntime
 from connector.errors import ApiLimitReached, AuthError
-from connector.jobs import JOBS, Job, RunLedger, job_of, run_job
+from connector.jobs import JOB_NAMES, JOBS, Job, RunLedger, job_of, run_job
 from connector.metrics import DaemonMetrics
 
 
@@ -107,6 +107,7 @@ def test_the_job_table_holds_the_service_functions_themselves() -> None:
     from connector.services.payouts import run_reconcile_job
 
     assert list(JOBS) == ["mirror", "offers_push", "invoicing", "invoice_status", "reconcile", "writeback"]
+    assert tuple(JOBS) == JOB_NAMES  # the vocabulary the CLI's help and [schedules] use
     assert JOBS["reconcile"] == Job(run_reconcile_job, stoppable=True)
     assert JOBS["mirror"].fn is run_mirror_job
     assert all(isinstance(job, Job) and callable(job.fn) for job in JOBS.values())
