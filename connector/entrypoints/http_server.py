@@ -5,7 +5,9 @@ What it adds over a bare ``wsgiref`` server: a fixed pool of worker threads (a b
 requests queues instead of spawning threads), a socket timeout on every read and write (a
 client that stalls in its headers or body is dropped after ``timeout_s``, its worker freed),
 a request body cap (``413`` above ``max_body`` bytes, before the body is read), HTTP/1.1
-keep-alive and chunked request bodies. cheroot's own error lines go to structlog at debug
+keep-alive and chunked request bodies. An exception the app lets out before it answered is
+a ``500`` (logged with its traceback), as under ``wsgiref``: the client sees an answer it
+can retry, never a dropped connection. cheroot's own error lines go to structlog at debug
 level: a dropped connection is not a traceback on stderr.
 """
 
@@ -48,6 +50,33 @@ class _Server(wsgi.Server):  # type: ignore[misc]  # cheroot ships no type hints
             log.debug("http.connection_dropped", message=msg)
 
 
+def guarded(app: WsgiApp) -> WsgiApp:
+    """``app``, with an exception raised before the response started answered ``500``."""
+
+    def guarded_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        started: list[bool] = []
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            started.append(True)
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        try:
+            return list(app(environ, start))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # as wsgiref's handler: whatever the app raised, the client gets a 500
+            if started:
+                raise  # half an answer is out: the server can only close the connection
+            log.error("http.app_error", path=environ.get("PATH_INFO"), method=environ.get("REQUEST_METHOD"),
+                      exc_info=True)
+            body = b"internal error\n"
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain"),
+                                                         ("Content-Length", str(len(body)))])
+            return [body]
+
+    return guarded_app
+
+
 class HttpServer:
     """Serves ``app`` on (bind, port) from a background thread; port 0 picks a free one.
     The socket is bound here (``OSError`` naming the cause when it can't be), served from
@@ -55,7 +84,7 @@ class HttpServer:
 
     def __init__(self, app: WsgiApp, bind: str = "127.0.0.1", port: int = 0, *, timeout_s: float = READ_TIMEOUT_S,
                  max_body: int = MAX_REQUEST_BODY, threads: int = THREADS, name: str = "http") -> None:
-        self._server = _Server((bind, port), app, numthreads=threads, timeout=timeout_s, shutdown_timeout=2,
+        self._server = _Server((bind, port), guarded(app), numthreads=threads, timeout=timeout_s, shutdown_timeout=2,
                                server_name=name)
         self._server.helper_started = threading.Event()
         self._server.max_request_body_size = max_body

@@ -128,3 +128,16 @@ def test_the_route_table_without_a_server() -> None:
     seen: list[str] = []
     body = b"".join(app({"PATH_INFO": "/healthz", "REQUEST_METHOD": "HEAD"}, lambda status, headers: seen.append(status)))
     assert seen == ["200 OK"] and body == b"ok\n"
+
+
+def test_an_app_that_raises_before_answering_is_a_500_not_a_dropped_connection() -> None:
+    def broken(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        raise RuntimeError("a bug")
+
+    server, thread = serve(broken)
+    try:
+        answer = requests.post(f"http://127.0.0.1:{server.server_address[1]}/stripe/webhook", data=b"{}", timeout=5)
+        assert answer.status_code == 500 and "a bug" not in answer.text
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
