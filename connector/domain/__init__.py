@@ -1,4 +1,4 @@
-"""The connector's pure domain: money, pricing, proration, payouts, states, invoice plans.
+"""The connector's pure domain: orders, money, pricing, proration, payouts, states, invoice plans.
 
 Nothing here does I/O or imports a framework (``tests/unit/test_domain_purity.py``
 enforces it); every function is plain data in, plain data out.
@@ -9,8 +9,6 @@ from connector.domain.invoice_plan import (
     InvoiceLine,
     InvoicePlan,
     OrderLimits,
-    PlannedItem,
-    PlannedOrder,
     plan_invoice,
 )
 from connector.domain.money import (
@@ -22,7 +20,15 @@ from connector.domain.money import (
     to_cents,
     to_money,
 )
-from connector.domain.payouts import LineEstimate, OrderLine, PayoutEstimate, expected_payout, revenue_share
+from connector.domain.orders import (
+    INITIAL_ORDER_MISSING,
+    RETIRED_CODES,
+    Order,
+    OrderItem,
+    add_on_proration,
+    current_code,
+)
+from connector.domain.payouts import LineEstimate, PayoutEstimate, expected_payout, order_payout, revenue_share
 from connector.domain.pricing import CONTRACT_TERM_MONTHS, line_total
 from connector.domain.proration import (
     Proration,
@@ -54,6 +60,7 @@ __all__ = [
     "CENT",
     "CONTRACT_TERM_MONTHS",
     "ENTITLING_ORDER_STATES",
+    "INITIAL_ORDER_MISSING",
     "INVOICE_MACHINE",
     "INVOICE_TRANSITIONS",
     "OFFER_MACHINE",
@@ -69,15 +76,17 @@ __all__ = [
     "LineEstimate",
     "Money",
     "OfferStatus",
-    "OrderLine",
+    "Order",
+    "OrderItem",
     "OrderStatus",
     "PayoutEstimate",
-    "PlannedItem",
-    "PlannedOrder",
     "Proration",
     "ProrationPolicy",
+    "RETIRED_CODES",
     "StateMachine",
     "TransitionVerdict",
+    "add_on_proration",
+    "current_code",
     "editable",
     "entitlements",
     "expected_payout",
@@ -86,6 +95,7 @@ __all__ = [
     "initial_end_date",
     "is_forward",
     "line_total",
+    "order_payout",
     "plan_invoice",
     "prorate",
     "remaining_days",

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from types import MappingProxyType
 
 from connector.domain.money import format_money, round_half_up_cents
+from connector.domain.orders import Order, OrderItem
 from connector.domain.pricing import CONTRACT_TERM_MONTHS, annual_unit_price, line_total
 from connector.domain.proration import Proration, check_service_date, initial_end_date
 from connector.domain.validation import (
@@ -46,33 +47,6 @@ from connector.domain.validation import (
 from connector.errors import RecordError
 
 NET_DAYS = 30
-
-
-@dataclass(frozen=True)
-class PlannedOrder:
-    """The order as mirrored from the org (``subtotal`` is the org's, may be missing)."""
-
-    org_id: str
-    order_id: str
-    order_number: str | None
-    billing_email: str | None
-    customer_name: str | None
-    currency: str | None
-    contract_term_months: int | Decimal | None
-    subtotal: Decimal | None = None
-    service_start_date: date | None = None
-
-
-@dataclass(frozen=True)
-class PlannedItem:
-    """One order item; ``ppp_name`` is the customer-facing product name."""
-
-    ppp_id: str | None
-    ppp_name: str | None
-    quantity: int
-    unit_price_per_month: Decimal
-    line_item_total: Decimal | None = None
-    item_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +84,7 @@ class InvoicePlan:
 class _Problems:
     """Collects ``(code, message)`` so one RecordError names everything wrong at once."""
 
-    def __init__(self, order: PlannedOrder) -> None:
+    def __init__(self, order: Order) -> None:
         self.order = order
         self.items: list[tuple[str, str]] = []
 
@@ -131,7 +105,7 @@ _ORDER_CHECKS = (
 )
 
 
-def _check_order(order: PlannedOrder, problems: _Problems) -> None:
+def _check_order(order: Order, problems: _Problems) -> None:
     for field, parse, code in _ORDER_CHECKS:
         _, found = check_fields({field: getattr(order, field)}, {field: parse})
         for message in found:
@@ -142,7 +116,7 @@ def _frozen(mapping: dict[str, str | None]) -> Mapping[str, str]:
     return MappingProxyType({k: v for k, v in mapping.items() if v is not None})
 
 
-def _clean_item(where: str, item: PlannedItem, problems: _Problems) -> tuple[int, Decimal, str] | None:
+def _clean_item(where: str, item: OrderItem, problems: _Problems) -> tuple[int, Decimal, str] | None:
     """(quantity, monthly price, customer-facing name), or None after noting problems."""
     clean, found = check_fields(
         {"quantity": item.quantity, "unit_price_per_month": item.unit_price_per_month},
@@ -159,7 +133,7 @@ def _clean_item(where: str, item: PlannedItem, problems: _Problems) -> tuple[int
     return clean["quantity"], clean["unit_price_per_month"], name  # type: ignore[return-value]
 
 
-def _org_total_agrees(where: str, item: PlannedItem, quantity: int, monthly: Decimal,
+def _org_total_agrees(where: str, item: OrderItem, quantity: int, monthly: Decimal,
                       full: Decimal, amount: Decimal, problems: _Problems) -> bool:
     """The org's LineItemTotal, when given, must be our full (or, for add-ons, prorated) total."""
     org_total = item.line_item_total
@@ -175,7 +149,7 @@ def _org_total_agrees(where: str, item: PlannedItem, quantity: int, monthly: Dec
 
 
 def _plan_line(
-    index: int, item: PlannedItem, order: PlannedOrder, proration: Proration | None, problems: _Problems
+    index: int, item: OrderItem, order: Order, proration: Proration | None, problems: _Problems
 ) -> tuple[InvoiceLine, Decimal] | None:
     """The invoice line and the item's unprorated total, or None after noting problems."""
     where = f"items[{index}]"
@@ -236,20 +210,24 @@ class OrderLimits:
 
 
 def plan_invoice(
-    order: PlannedOrder,
-    items: Sequence[PlannedItem],
+    order: Order,
     *,
     days_until_due: int = NET_DAYS,
     proration: Proration | None = None,
     limits: OrderLimits | None = None,
 ) -> InvoicePlan:
-    """Plan the one Stripe invoice for ``order``; ``proration`` makes it an add-on invoice.
+    """Plan the one Stripe invoice for ``order`` (one line per item); ``proration`` (the
+    add-on rule's, ``add_on_proration``) makes it an add-on invoice.
 
     Raises ``RecordError`` (``record_id`` = order id, reason naming the order number and
     each bad field) when the order cannot be invoiced as the org describes it.
     """
     if isinstance(days_until_due, bool) or not isinstance(days_until_due, int) or days_until_due < 1:
         raise ValueError(f"days_until_due must be a positive number of days, got {days_until_due!r}")
+    if order.org_id is None:
+        raise ValueError(f"order {order.order_id}: an invoice is planned for an org's order (org_id is None)")
+    org_id = order.org_id
+    items = order.items
     problems = _Problems(order)
     if order.service_start_date is not None:
         try:
@@ -295,7 +273,7 @@ def plan_invoice(
         problems.raise_if_any()
     metadata = _frozen(
         {
-            "gtm_org_id": order.org_id,
+            "gtm_org_id": org_id,
             "gtm_order_id": order.order_id,
             "gtm_order_number": order.order_number,
             "gtm_order_type": "add_on" if proration is not None else "initial",
@@ -304,7 +282,7 @@ def plan_invoice(
         }
     )
     content = dict(
-        org_id=order.org_id,
+        org_id=org_id,
         order_id=order.order_id,
         order_number=order.order_number,
         customer_email=parse_email(order.billing_email),
@@ -318,7 +296,7 @@ def plan_invoice(
     return InvoicePlan(**content, version=_version(content))  # type: ignore[arg-type]
 
 
-def _service_period(order: PlannedOrder, proration: Proration | None) -> str | None:
+def _service_period(order: Order, proration: Proration | None) -> str | None:
     if proration is not None:
         return f"{proration.addon_start.isoformat()}..{proration.initial_end().isoformat()}"
     if order.service_start_date is not None:

@@ -12,18 +12,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from connector.domain.money import percent_of, round_half_up_cents
+from connector.domain.orders import NO_REVENUE_SHARE, ORDER_WITHOUT_ITEMS, Order, OrderItem, add_on_proration
 from connector.domain.pricing import CONTRACT_TERM_MONTHS, line_total
-from connector.domain.proration import Proration
+from connector.domain.proration import Proration, ProrationPolicy
 from connector.domain.validation import LINE_RULES, check_fields, parse_term, show
 from connector.errors import RecordError
-
-@dataclass(frozen=True)
-class OrderLine:
-    quantity: int
-    unit_price_per_month: Decimal
-    revenue_share_percent: Decimal
-    ppp_id: str | None = None
-    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,9 +38,30 @@ def revenue_share(total: Decimal, percent: Decimal) -> Decimal:
     return round_half_up_cents(percent_of(total, percent))
 
 
+def order_payout(order: Order, policy: ProrationPolicy | str = ProrationPolicy.DAILY) -> PayoutEstimate:
+    """The expected payout of ``order``: its items, prorated by the add-on rule under
+    ``policy``, on its contract term (12 when the org gives none; any other is refused).
+
+    ``RecordError`` (``record_id`` = the order id): ``ORDER_WITHOUT_ITEMS``,
+    ``NO_REVENUE_SHARE`` (an item whose PPP leads to no PPC share), the add-on rule's codes
+    (``add_on_proration``) and ``expected_payout``'s, naming ``items[i].<field>``."""
+    if not order.items:
+        raise RecordError("order has no items", record_id=order.order_id, code=ORDER_WITHOUT_ITEMS)
+    for item in order.items:
+        if item.revenue_share_percent is None:
+            raise RecordError(f"item {item.item_id}: no revenue share (PPP {item.ppp_id} -> PPC {item.ppc_id})",
+                              record_id=order.order_id, code=NO_REVENUE_SHARE)
+    proration = add_on_proration(order, policy)
+    term = CONTRACT_TERM_MONTHS if order.contract_term_months is None else order.contract_term_months
+    try:
+        return expected_payout(order.items, term, proration, where="items")
+    except RecordError as exc:
+        raise RecordError(exc.reason, record_id=order.order_id, code=exc.code) from None
+
+
 def expected_payout(
-    lines: Iterable[OrderLine],
-    term_months: int = CONTRACT_TERM_MONTHS,
+    lines: Iterable[OrderItem],
+    term_months: int | Decimal = CONTRACT_TERM_MONTHS,
     proration: Proration | None = None,
     *,
     where: str = "lines",
@@ -83,7 +97,7 @@ def expected_payout(
     return PayoutEstimate(tuple(estimates), subtotal, share, subtotal - share)
 
 
-def _clean_line(index: int, line: OrderLine, where: str = "lines") -> tuple[int, Decimal, Decimal]:
+def _clean_line(index: int, line: OrderItem, where: str = "lines") -> tuple[int, Decimal, Decimal]:
     """The line's values, checked by the validation table (``RecordError`` naming the field)."""
     quantity, monthly, percent = line.quantity, line.unit_price_per_month, line.revenue_share_percent
     # Fast path for lines that are already typed and in range (the usual case, and the

@@ -2,8 +2,9 @@
 
 An order is billable when its mapped status is one of the mapping's
 ``billable_order_states`` (``activated``) and today ≥ its service start − ``lead_days``.
-Its invoice is planned by the pure domain (``plan_invoice``: one line per item, upfront
-for the 12-month term, add-ons prorated from the initial order's start); a plan that
+The order is read by the one order reader (``services.orders``) and its invoice planned by
+the pure domain (``plan_invoice``: one line per item, upfront for the 12-month term, add-ons
+prorated from the initial order's start by ``add_on_proration``); a plan that
 disagrees with the org's own totals is quarantined in ``dead_letter`` (source
 ``invoicing``), never invoiced.
 
@@ -34,11 +35,10 @@ import structlog
 from connector.domain import (
     InvoicePlan,
     OrderLimits,
+    Order,
     OrderStatus,
-    PlannedItem,
-    PlannedOrder,
-    Proration,
     ProrationPolicy,
+    add_on_proration,
     is_forward,
     plan_invoice,
 )
@@ -46,6 +46,7 @@ from connector.errors import AuthError, PermanentError, RecordError
 from connector.retry import call_with_retry
 from connector.services.billing_port import StripeCustomer, StripeInvoice
 from connector.services.mirror import incomplete_orders
+from connector.services.orders import OrderReader
 from connector.services.ports import BillingGateway, OrgContext, UnitOfWorkFactory
 
 __all__ = [
@@ -95,6 +96,7 @@ class Candidate:
     due: bool
     plan: InvoicePlan | None = None
     error: RecordError | None = None
+    customer_org_id: str | None = None  # the customer's Salesforce org, kept on its Stripe customer
 
 
 @dataclass
@@ -154,73 +156,31 @@ class InvoicingService:
         with self._uow() as uow:
             sent = {row.order_id for row in uow.invoices.list(self.org_id) if row.sent_at is not None}
             unfinished = incomplete_orders(uow, self.org_id, self._mapping)
-            orders = uow.mirror("order")
-            for label in self._billable_labels():
-                for order in orders.list(self.org_id, status=label):
-                    if order["sf_id"] in sent:
-                        continue
-                    if order["sf_id"] in unfinished:
-                        self.waiting_for_mirror += 1
-                        continue  # half a sync: its items may not all be here yet
-                    start = order.get("service_start_date")
-                    try:
-                        plan = self._plan(uow, order)  # validates the dates before any arithmetic on them
-                        found.append(Candidate(order["sf_id"], order.get("order_number"), start,
-                                               _due(start, today, lead), plan=plan))
-                    except RecordError as exc:
-                        # No start date, or one the connector cannot compute with: due now, so
-                        # it is quarantined and shown rather than waiting forever.
-                        due = exc.code == "INVALID_DATE" or _due(start, today, lead)
-                        found.append(Candidate(order["sf_id"], order.get("order_number"), start, due, error=exc))
+            for order in OrderReader(uow, self.org_id, self._mapping).orders(statuses=self._billable_labels(),
+                                                                             skip=sent):
+                if order.order_id in unfinished:
+                    self.waiting_for_mirror += 1
+                    continue  # half a sync: its items may not all be here yet
+                start = order.service_start_date
+                try:
+                    plan = self._plan(order)  # validates the dates before any arithmetic on them
+                    found.append(Candidate(order.order_id, order.order_number, start, _due(start, today, lead),
+                                           plan=plan, customer_org_id=order.customer_org_id))
+                except RecordError as exc:
+                    # No start date, or one the connector cannot compute with: due now, so
+                    # it is quarantined and shown rather than waiting forever.
+                    due = exc.code == "INVALID_DATE" or _due(start, today, lead)
+                    found.append(Candidate(order.order_id, order.order_number, start, due, error=exc,
+                                           customer_org_id=order.customer_org_id))
         found.sort(key=lambda c: (c.service_start or date.min, c.order_id))
         return found
 
-    def _plan(self, uow: Any, order: dict[str, Any]) -> InvoicePlan:
-        order_id = order["sf_id"]
-        if order.get("service_start_date") is None:
-            raise RecordError("the order has no service start date", record_id=order_id, code="MISSING_START_DATE")
-        offer = uow.mirror("offer").get(self.org_id, order["offer_id"]) if order.get("offer_id") else None
-        email = next((e for e in (order.get("billing_email"), (offer or {}).get("billing_email"),
-                                  order.get("recipient_email"), (offer or {}).get("recipient_email")) if e), None)
-        ppps = uow.mirror("ppp")
-        items = []
-        for row in uow.mirror("order_item").list(self.org_id, order_id=order_id):
-            ppp = ppps.get(self.org_id, row["ppp_id"]) if row.get("ppp_id") else None
-            items.append(PlannedItem(
-                ppp_id=row.get("ppp_id"),
-                ppp_name=(ppp or {}).get("name"),
-                quantity=row.get("quantity"),  # type: ignore[arg-type]  # validated by the plan
-                unit_price_per_month=row.get("unit_price_per_month"),  # type: ignore[arg-type]
-                line_item_total=row.get("line_item_total"),
-                item_id=row["sf_id"],
-            ))
-        planned = PlannedOrder(
-            org_id=self.org_id,
-            order_id=order_id,
-            order_number=order.get("order_number"),
-            billing_email=email,
-            customer_name=order.get("customer_name") or (offer or {}).get("customer_name"),
-            currency=order.get("currency"),
-            contract_term_months=order.get("contract_term_months"),
-            subtotal=order.get("subtotal"),
-            service_start_date=order.get("service_start_date"),
-        )
-        return plan_invoice(planned, items, days_until_due=self.settings.days_until_due,
-                            proration=self._proration(uow, order), limits=self.settings.limits)
-
-    def _proration(self, uow: Any, order: dict[str, Any]) -> Proration | None:
-        if self._mapping.to_state("order_type", order.get("order_type")) != "add_on":
-            return None
-        initial_id = order.get("initial_order_id")
-        initial = uow.mirror("order").get(self.org_id, initial_id) if initial_id else None
-        if initial is None or initial.get("is_deleted") or initial.get("service_start_date") is None:
-            raise RecordError(
-                f"add-on order: its initial order {initial_id or '(none given)'} is not in the local model with a "
-                "service start date, so the add-on cannot be prorated",
-                record_id=order["sf_id"],
-                code="INITIAL_ORDER_MISSING",
-            )
-        return Proration(initial["service_start_date"], order["service_start_date"], self.settings.proration)
+    def _plan(self, order: Order) -> InvoicePlan:
+        if order.service_start_date is None:
+            raise RecordError("the order has no service start date", record_id=order.order_id,
+                              code="MISSING_START_DATE")
+        return plan_invoice(order, days_until_due=self.settings.days_until_due,
+                            proration=add_on_proration(order, self.settings.proration), limits=self.settings.limits)
 
     def plans(self) -> list[Candidate]:
         """What ``run`` would invoice, without calling Stripe or writing anything."""
@@ -247,7 +207,7 @@ class InvoicingService:
                 if self.settings.issuer == "salesforce":
                     self._await_salesforce(candidate, report)  # never a second invoice: we only wait and flag
                     continue
-                if self._invoice(candidate.plan):
+                if self._invoice(candidate.plan, candidate.customer_org_id):
                     report.resumed += 1
                 report.invoiced.append(candidate.order_id)
                 self._resolve(candidate.order_id)
@@ -364,7 +324,7 @@ class InvoicingService:
         self._unit("dead_letter.resolve",
                    lambda uow: uow.dead_letters.resolve_for(self.org_id, SOURCE, OBJECT, order_id))
 
-    def _invoice(self, plan: InvoicePlan) -> bool:
+    def _invoice(self, plan: InvoicePlan, customer_org_id: str | None) -> bool:
         """Run the five steps for one order; True if it resumed unfinished work."""
         billing = self._require_billing()
         order_id = plan.order_id
@@ -381,7 +341,7 @@ class InvoicingService:
         step("customer",
              lambda key: billing.find_or_create_customer(
                  org_id=self.org_id, email=plan.customer_email, name=plan.customer_name,
-                 customer_org_id=self._customer_org_id(order_id), order_id=order_id, key=key),
+                 customer_org_id=customer_org_id, order_id=order_id, key=key),
              lambda uow, customer: self._save(uow, order_id, stripe_customer_id=customer.id))
         customer_id = self._row(order_id).stripe_customer_id
         assert customer_id is not None
@@ -513,11 +473,6 @@ class InvoicingService:
                 f"{plan.version}); draft {row.stripe_invoice_id or '(not created)'} needs a look",
                 record_id=plan.order_id, code="PLAN_CHANGED")
         return row
-
-    def _customer_org_id(self, order_id: str) -> str | None:
-        with self._uow() as uow:
-            order = uow.mirror("order").get(self.org_id, order_id)
-            return (order or {}).get("customer_org_id")
 
     def _save(self, uow: Any, order_id: str, **fields: Any) -> None:
         uow.invoices.upsert(self.org_id, order_id, **fields)

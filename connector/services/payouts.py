@@ -35,7 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from connector.domain import OrderLine, Proration, expected_payout, format_money, to_money
+from connector.domain import ProrationPolicy, format_money, order_payout, to_money
 from connector.domain.reconciliation import (
     ZERO,
     Contribution,
@@ -52,6 +52,7 @@ from connector.domain.reconciliation import (
 from connector.errors import RecordError
 from connector.services.attention import read_attention
 from connector.services.dry_run import dry_run_counts
+from connector.services.orders import OrderReader
 from connector.services.ports import OrgContext, PayoutsGateway, UnitOfWork
 
 CURSOR_OBJECT = "stripe_payouts"
@@ -92,53 +93,18 @@ def payout_ids_of(value: Any) -> list[str]:
 
 # ------------------------------------------------------------------------- expectations
 class OrderBook:
-    """Expected payouts of an org's orders, computed from the mirror with the domain.
-    Catalog rows (PPPs, PPCs) are read once per run."""
+    """Expected payouts of an org's orders: read by the one order reader
+    (``services.orders``, catalog rows once per book), computed by the domain
+    (``order_payout``, with the add-on rule)."""
 
-    def __init__(self, uow: UnitOfWork, org_id: str, proration_policy: str, mapping: Any = None) -> None:
-        self.uow = uow
-        self.org_id = org_id
-        self.policy = proration_policy
-        self.mapping = mapping
-        self._ppc_of_ppp = {r["sf_id"]: r["ppc_id"] for r in uow.mirror("ppp").list(org_id)}
-        self._share_of_ppc = {r["sf_id"]: r["revenue_share_percent"] for r in uow.mirror("ppc").list(org_id)}
-
-    def order(self, order_id: str) -> dict[str, Any] | None:
-        return self.uow.mirror("order").get(self.org_id, order_id)  # type: ignore[no-any-return]
+    def __init__(self, uow: UnitOfWork, org_id: str, proration_policy: str, mapping: Any) -> None:
+        self.orders = OrderReader(uow, org_id, mapping)
+        self.policy = ProrationPolicy(proration_policy)
 
     def expected(self, order_id: str) -> Expected:
         """Subtotal, revenue share and expected payout; ``RecordError`` naming what is missing."""
-        order = self.order(order_id)
-        if order is None or order.get("is_deleted"):
-            raise RecordError("order is not in the local mirror", record_id=order_id, code="ORDER_NOT_MIRRORED")
-        items = self.uow.mirror("order_item").list(self.org_id, order_id=order_id)
-        if not items:
-            raise RecordError("order has no mirrored items", record_id=order_id, code="ORDER_WITHOUT_ITEMS")
-        lines = []
-        for item in items:
-            ppc = self._ppc_of_ppp.get(item["ppp_id"])
-            share = self._share_of_ppc.get(ppc) if ppc else None
-            if share is None:
-                raise RecordError(f"item {item['sf_id']}: no revenue share (PPP {item['ppp_id']} -> PPC {ppc})",
-                                  record_id=order_id, code="NO_REVENUE_SHARE")
-            lines.append(OrderLine(item["quantity"], item["unit_price_per_month"], share, ppp_id=item["ppp_id"]))
-        estimate = expected_payout(lines, order.get("contract_term_months") or 12, self._proration(order))
+        estimate = order_payout(self.orders.read(order_id), self.policy)
         return Expected(estimate.subtotal, estimate.revenue_share, estimate.expected_payout)
-
-    def _is_add_on(self, order: Mapping[str, Any]) -> bool:
-        label = order.get("order_type")
-        if self.mapping is not None:
-            return bool(self.mapping.to_state("order_type", label) == "add_on")
-        return (label or "").lower().replace("-", "_") in ("add_on", "addon")  # no mapping at hand
-
-    def _proration(self, order: Mapping[str, Any]) -> Proration | None:
-        if not order.get("initial_order_id") or not self._is_add_on(order):
-            return None
-        initial = self.order(order["initial_order_id"])
-        if initial is None or initial.get("service_start_date") is None or order.get("service_start_date") is None:
-            raise RecordError("add-on order: the initial order or a start date is not mirrored",
-                              record_id=order["sf_id"], code="ADDON_WITHOUT_INITIAL")
-        return Proration(initial["service_start_date"], order["service_start_date"], self.policy)
 
 
 def orders_by_invoice(uow: Any, org_id: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ import pytest
 from connector.adapters.store import SqlUnitOfWork
 from connector.adapters.stripe_billing import StripeBilling
 from connector.domain import Proration, plan_invoice
-from connector.domain.invoice_plan import PlannedItem, PlannedOrder
+from connector.domain import Order, OrderItem
 from connector.errors import RecordError
 from connector.mappings import load_mapping
 from gtm_sandbox.stripe import StripeSandbox
@@ -46,13 +46,12 @@ def test_an_order_with_an_extreme_start_date_is_quarantined_and_the_rest_invoice
 
 
 def test_the_plan_names_the_date_instead_of_overflowing() -> None:
-    order = PlannedOrder(org_id=ORG, order_id=order_id(1), order_number="00000001", billing_email="ap@acme.example",
-                         customer_name="Acme", currency="USD", contract_term_months=12, subtotal=None,
-                         service_start_date=date(9999, 12, 31))
-    item = PlannedItem(ppp_id=PPP_CORE, ppp_name="Core App", quantity=1, unit_price_per_month="10.00",  # type: ignore[arg-type]
-                       line_item_total=None, item_id="x")
+    item = OrderItem(1, "10.00", ppp_id=PPP_CORE, ppp_name="Core App", item_id="x")  # type: ignore[arg-type]
+    order = Order(org_id=ORG, order_id=order_id(1), order_number="00000001", billing_email="ap@acme.example",
+                  customer_name="Acme", currency="USD", contract_term_months=12, subtotal=None,
+                  service_start_date=date(9999, 12, 31), items=(item,))
     with pytest.raises(RecordError) as caught:
-        plan_invoice(order, [item])
+        plan_invoice(order)
     assert caught.value.code == "INVALID_DATE"
     with pytest.raises(RecordError) as caught:
         Proration(date(2026, 1, 1), date(1, 1, 1))

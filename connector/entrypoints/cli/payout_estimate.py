@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 import typer
 
-from connector.domain import OrderLine, Proration, ProrationPolicy, expected_payout, format_money, initial_end_date
+from connector.domain import Order, OrderItem, ProrationPolicy, format_money, initial_end_date, order_payout
 from connector.domain.proration import initial_start_for_end, remaining_days
 from connector.domain.validation import LINE_RULES, check_fields, parse_currency, parse_term, show
 from connector.entrypoints.cli._common import make_console
@@ -38,6 +38,7 @@ from connector.entrypoints.cli._output import print_table as show_table
 from connector.errors import RecordError
 
 DATE_FIELDS = ("initial_start_date", "initial_end_date", "addon_start_date")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def _json_reason(exc: ValueError) -> str:
     return str(exc)
 
 
-def _parse_date(raw: dict, field: str, problems: list[str]) -> date | None:
+def _parse_date(raw: dict[str, object], field: str, problems: list[str]) -> date | None:
     value = raw.get(field)
     if value is None:
         return None
@@ -121,12 +122,12 @@ def _parse_date(raw: dict, field: str, problems: list[str]) -> date | None:
         return None
 
 
-def _parse_lines(raw: dict, problems: list[str]) -> list[OrderLine]:
+def _parse_items(raw: dict[str, object], problems: list[str]) -> list[OrderItem]:
     items = raw.get("items")
     if not isinstance(items, list) or not items:
         problems.append(f"items: must be a non-empty list of items, got {show(items) if not isinstance(items, list) else '[]'}")
         return []
-    lines: list[OrderLine] = []
+    lines: list[OrderItem] = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             problems.append(f"items[{index}]: must be an object, got {show(item)}")
@@ -135,11 +136,20 @@ def _parse_lines(raw: dict, problems: list[str]) -> list[OrderLine]:
         clean, found = check_fields(values, LINE_RULES, prefix=f"items[{index}].")
         problems.extend(found)
         if not found:
-            lines.append(OrderLine(**clean))  # type: ignore[arg-type]
+            lines.append(OrderItem(_as(int, clean["quantity"]), _as(Decimal, clean["unit_price_per_month"]),
+                                   _as(Decimal, clean["revenue_share_percent"])))
     return lines
 
 
-def _parse_proration(raw: dict, policy: ProrationPolicy, problems: list[str]) -> Proration | None:
+def _as(kind: type[T], value: object) -> T:
+    """A value ``check_fields`` has already parsed to ``kind``."""
+    assert isinstance(value, kind)
+    return value
+
+
+def _parse_add_on(raw: dict[str, object], problems: list[str]) -> tuple[date, date] | None:
+    """(initial order's start, add-on's start) for an add-on, None for an initial order
+    (or after noting problems)."""
     start, end, addon = (_parse_date(raw, field, problems) for field in DATE_FIELDS)
     if start is None and end is not None:
         # The end date alone fixes the term: the 12 months ending that day.
@@ -167,7 +177,28 @@ def _parse_proration(raw: dict, policy: ProrationPolicy, problems: list[str]) ->
     except RecordError as exc:
         problems.append(exc.reason)
         return None
-    return Proration(initial_start=start, addon_start=addon, policy=policy)
+    return start, addon
+
+
+def parse_order(raw: dict[str, object], problems: list[str]) -> Order | None:
+    """The input order as the domain ``Order`` (the type the mirror reader gives
+    reconciliation), or None after noting every problem in ``problems``."""
+    order_id = raw.get("id")
+    if order_id is None or order_id == "":
+        problems.append("id: is required")
+    terms = {"contract_term_months": raw.get("contract_term_months")}
+    if "currency" in raw:
+        terms["currency"] = raw["currency"]
+    clean, found = check_fields(terms, {"contract_term_months": parse_term, "currency": parse_currency})
+    problems.extend(found)
+    items = _parse_items(raw, problems)
+    add_on = _parse_add_on(raw, problems)
+    if problems:
+        return None
+    return Order(order_id=str(order_id), items=tuple(items), is_add_on=add_on is not None,
+                 initial_start_date=add_on[0] if add_on else None, service_start_date=add_on[1] if add_on else None,
+                 contract_term_months=_as(int, clean["contract_term_months"]),
+                 currency=_as(str, clean["currency"]) if "currency" in clean else None)
 
 
 def estimate_order(raw: object, where: str, policy: ProrationPolicy = ProrationPolicy.DAILY) -> dict[str, object]:
@@ -178,17 +209,10 @@ def estimate_order(raw: object, where: str, policy: ProrationPolicy = ProrationP
         return {"id": None, "error": f"{where}: an order must be a JSON object, got {show(raw)}"}
     order_id = raw.get("id")
     problems: list[str] = []
-    if order_id is None or order_id == "":
-        problems.append("id: is required")
-    terms = {"contract_term_months": raw.get("contract_term_months")}
-    if "currency" in raw:
-        terms["currency"] = raw["currency"]
-    problems.extend(check_fields(terms, {"contract_term_months": parse_term, "currency": parse_currency})[1])
-    lines = _parse_lines(raw, problems)
-    proration = _parse_proration(raw, policy, problems)
-    if not problems:
+    order = parse_order(raw, problems)
+    if order is not None:
         try:
-            estimate = expected_payout(lines, proration=proration, where="items")
+            estimate = order_payout(order, policy)
         except RecordError as exc:
             problems.append(exc.reason)
     if problems:

@@ -245,3 +245,21 @@ def test_the_orgs_payout_object_is_mirrored_in_cents_and_matched_by_external_id(
     assert letter.record_id == failed and letter.error_code == "PAYOUT_AMOUNT_DIFFERS"
     assert "the org says 7260.01, Stripe paid 7260.00" in letter.reason
     assert f"the org says Failed, Stripe says {payout['status']}" in letter.reason
+
+
+def test_a_letter_stored_under_the_retired_add_on_code_takes_todays_code(books: PartnerBooks) -> None:
+    initial = books.an_order()
+    add_on = books.an_order(core_app(5), start=date(2025, 7, 2), add_on_to=(initial, date(2025, 1, 1)),
+                            totals=[Decimal("1504.11")])
+    books.invoice(add_on)
+    with books.uow() as uow:
+        uow.mirror("order").soft_delete(books.org_id, [initial.order_id], books.now[0])
+        # What reconciliation stored before invoicing and payouts shared one order reader.
+        uow.dead_letters.add(books.org_id, "payouts", "order", add_on.order_id, "ADDON_WITHOUT_INITIAL",
+                             "add-on order: the initial order or a start date is not mirrored")
+        uow.commit()
+
+    books.run("reconcile")
+
+    letters = [(l.error_code, l.attempts) for l in books.open_letters("payouts") if l.record_id == add_on.order_id]
+    assert letters == [("INITIAL_ORDER_MISSING", 2)]  # the same letter, under the one code invoicing uses

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
 
-from connector.domain import OrderLine, PlannedItem, PlannedOrder
+from connector.domain import Order, OrderItem
 
 ORG_ID = "00D5g000004ExAmPLE"
 
 
-def core_app(quantity: int = 10, price: str = "50.00", share: str = "15") -> OrderLine:
-    return OrderLine(quantity, Decimal(price), Decimal(share), ppp_id="ppp-core", description="Core App")
+def core_app(quantity: int = 10, price: str = "50.00", share: str = "15") -> OrderItem:
+    return OrderItem(quantity, Decimal(price), Decimal(share), ppp_id="ppp-core", ppp_name="Core App")
 
 
-def premium_add_on(quantity: int = 1, price: str = "200.00", share: str = "10") -> OrderLine:
-    return OrderLine(quantity, Decimal(price), Decimal(share), ppp_id="ppp-premium", description="Premium Add-On")
+def premium_add_on(quantity: int = 1, price: str = "200.00", share: str = "10") -> OrderItem:
+    return OrderItem(quantity, Decimal(price), Decimal(share), ppp_id="ppp-premium", ppp_name="Premium Add-On")
 
 
 def an_order(
@@ -27,8 +28,11 @@ def an_order(
     term: int | Decimal | None = 12,
     subtotal: str | None = None,
     start: date | None = date(2025, 1, 1),
-) -> PlannedOrder:
-    return PlannedOrder(
+    items: Iterable[OrderItem] = (),
+    add_on_to: date | None = None,
+) -> Order:
+    """An order of Acme Corp; ``add_on_to``: an add-on to an initial order starting that day."""
+    return Order(
         org_id=ORG_ID,
         order_id=order_id,
         order_number=number,
@@ -38,6 +42,10 @@ def an_order(
         contract_term_months=term,
         subtotal=None if subtotal is None else Decimal(subtotal),
         service_start_date=start,
+        items=tuple(items),
+        is_add_on=add_on_to is not None,
+        initial_order_id="a0B5g00000INITIAL" if add_on_to is not None else None,
+        initial_start_date=add_on_to,
     )
 
 
@@ -49,12 +57,12 @@ def item(
     ppp_id: str = "ppp-core",
     org_total: str | None = None,
     item_id: str | None = None,
-) -> PlannedItem:
-    return PlannedItem(
+) -> OrderItem:
+    return OrderItem(
+        quantity,
+        Decimal(price),
         ppp_id=ppp_id,
         ppp_name=name,
-        quantity=quantity,
-        unit_price_per_month=Decimal(price),
         line_item_total=None if org_total is None else Decimal(org_total),
         item_id=item_id,
     )

@@ -39,12 +39,12 @@ from hypothesis import strategies as st
 from connector.domain import (
     EntitlementItem,
     EntitlementOrder,
-    OrderLine,
+    OrderItem,
     OrderStatus,
-    PlannedItem,
     Proration,
     entitlements,
     expected_payout,
+    order_payout,
     plan_invoice,
     to_cents,
 )
@@ -170,13 +170,14 @@ def test_seed_003_worked_example_exactly(numbers: bool) -> None:
 
 
 def test_seed_003_through_the_domain_and_the_invoice_plan() -> None:
-    estimate_ = expected_payout([OrderLine(10, Decimal("50"), Decimal("15")), OrderLine(1, Decimal("200"), Decimal("10"))])
+    estimate_ = expected_payout([OrderItem(10, Decimal("50"), Decimal("15")), OrderItem(1, Decimal("200"), Decimal("10"))])
     assert (estimate_.subtotal, estimate_.revenue_share, estimate_.expected_payout) == (
         Decimal("8400.00"), Decimal("1140.00"), Decimal("7260.00"))
-    plan = plan_invoice(an_order(subtotal="8400.00"), [
-        PlannedItem("ppp-core", "Core App", 10, Decimal("50.00"), Decimal("6000.00")),
-        PlannedItem("ppp-premium", "Premium Add-On", 1, Decimal("200.00"), Decimal("2400.00")),
-    ])
+    plan = plan_invoice(an_order(subtotal="8400.00", items=[
+        OrderItem(10, Decimal("50.00"), ppp_id="ppp-core", ppp_name="Core App", line_item_total=Decimal("6000.00")),
+        OrderItem(1, Decimal("200.00"), ppp_id="ppp-premium", ppp_name="Premium Add-On",
+                  line_item_total=Decimal("2400.00")),
+    ]))
     assert [to_cents(line.amount) for line in plan.lines] == [600000, 240000]
     assert to_cents(plan.total) == 840000
 
@@ -261,9 +262,10 @@ def test_absurd_amounts_are_a_bad_order_not_a_crash() -> None:
 
 
 def test_absurd_amounts_are_a_quarantined_invoice_not_a_crash() -> None:
-    items = [PlannedItem("ppp-1", "Core App", 1, Decimal("1e999999")), PlannedItem("ppp-2", "Premium", 10**70, Decimal("1"))]
+    items = [OrderItem(1, Decimal("1e999999"), ppp_id="ppp-1", ppp_name="Core App"),
+             OrderItem(10**70, Decimal("1"), ppp_id="ppp-2", ppp_name="Premium")]
     with pytest.raises(RecordError) as caught:
-        plan_invoice(an_order(), items)
+        plan_invoice(an_order(items=items))
     assert caught.value.code == "AMOUNT_OUT_OF_RANGE"
     assert "items[0]:" in caught.value.reason and "items[1]:" in caught.value.reason
 
@@ -375,7 +377,7 @@ def test_domain_refuses_a_term_other_than_12() -> None:
     # Reconciliation computes its expected payout with this function from mirrored orders;
     # DESIGN: anything but a 12-month term is a validation error on that record.
     with pytest.raises(RecordError, match="12"):
-        expected_payout([OrderLine(10, Decimal("50"), Decimal("15"))], 24)
+        expected_payout([OrderItem(10, Decimal("50"), Decimal("15"))], 24)
 
 
 # ---------------------------------------------------------------- input and output
@@ -449,8 +451,9 @@ def test_add_on_orders_match_the_reference(items: list[RefItem], start: date, of
 def test_invoice_plan_lines_match_the_reference(items: list[RefItem], start: date, offset: float, add_on: bool) -> None:
     addon = start + timedelta(days=round(offset * (ref_initial_end(start) - start).days))
     proration = Proration(initial_start=start, addon_start=addon) if add_on else None
-    planned = [PlannedItem(f"ppp-{i}", f"Product {i}", it.quantity, Decimal(it.price)) for i, it in enumerate(items)]
-    plan = plan_invoice(an_order(start=addon if add_on else start), planned, proration=proration)
+    planned = [OrderItem(it.quantity, Decimal(it.price), ppp_id=f"ppp-{i}", ppp_name=f"Product {i}")
+               for i, it in enumerate(items)]
+    plan = plan_invoice(an_order(start=addon if add_on else start, items=planned), proration=proration)
     expected = ref_lines(items, start, addon) if add_on else ref_lines(items)
     assert [to_cents(line.amount) for line in plan.lines] == [total for total, _ in expected]
     assert to_cents(plan.total) == sum(total for total, _ in expected)
@@ -462,9 +465,9 @@ def test_invoice_plan_lines_match_the_reference(items: list[RefItem], start: dat
 @given(items=ref_items, start=starts, offset=st.floats(0, 1), add_on=st.booleans())
 def test_reconciliation_expects_the_reference_payout(items: list[RefItem], start: date, offset: float, add_on: bool) -> None:
     addon = start + timedelta(days=round(offset * (ref_initial_end(start) - start).days))
-    proration = Proration(initial_start=start, addon_start=addon) if add_on else None
-    lines = [OrderLine(it.quantity, Decimal(it.price), Decimal(it.percent)) for it in items]
-    got = expected_payout(lines, proration=proration)
+    lines = [OrderItem(it.quantity, Decimal(it.price), Decimal(it.percent)) for it in items]
+    # Through the one add-on rule: the order carries its initial order's start.
+    got = order_payout(an_order(start=addon if add_on else start, add_on_to=start if add_on else None, items=lines))
     ref = ref_lines(items, start, addon) if add_on else ref_lines(items)
     subtotal, share = sum(t for t, _ in ref), sum(s for _, s in ref)
     assert (to_cents(got.subtotal), to_cents(got.revenue_share), to_cents(got.expected_payout)) == (

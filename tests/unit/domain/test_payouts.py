@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.domain import OrderLine, Proration, ProrationPolicy, expected_payout, line_total, revenue_share
+from connector.domain import OrderItem, Proration, ProrationPolicy, expected_payout, line_total, revenue_share
 from connector.errors import RecordError
 from tests.unit.domain.builders import core_app, premium_add_on
 
@@ -34,7 +34,7 @@ def test_seed_003_expected_payout_is_7260() -> None:
 
 def test_three_seats_at_33_33_share_rounds_per_line() -> None:
     # 3 x 33.33 x 12 = 1199.88; 15% = 179.982 -> 179.98
-    estimate = expected_payout([OrderLine(3, Decimal("33.33"), Decimal("15"))])
+    estimate = expected_payout([OrderItem(3, Decimal("33.33"), Decimal("15"))])
     assert estimate.subtotal == Decimal("1199.88")
     assert estimate.revenue_share == Decimal("179.98")
     assert estimate.expected_payout == Decimal("1019.90")
@@ -42,7 +42,7 @@ def test_three_seats_at_33_33_share_rounds_per_line() -> None:
 
 def test_half_cent_share_rounds_up_on_each_line_before_summing() -> None:
     # 1 x 1.75 x 12 = 21.00; 12.5% = 2.625 -> 2.63 per line (the order-level sum would be 5.25)
-    line = OrderLine(1, Decimal("1.75"), Decimal("12.5"))
+    line = OrderItem(1, Decimal("1.75"), Decimal("12.5"))
     estimate = expected_payout([line, line])
     assert [l.revenue_share for l in estimate.lines] == [Decimal("2.63"), Decimal("2.63")]
     assert estimate.revenue_share == Decimal("5.26")
@@ -59,7 +59,7 @@ def test_sub_cent_monthly_price_rounds_the_line_total_once() -> None:
 
 
 def test_free_line_and_zero_percent_are_fine() -> None:
-    estimate = expected_payout([OrderLine(5, Decimal("0"), Decimal("15")), OrderLine(1, Decimal("10"), Decimal("0"))])
+    estimate = expected_payout([OrderItem(5, Decimal("0"), Decimal("15")), OrderItem(1, Decimal("10"), Decimal("0"))])
     assert estimate.subtotal == Decimal("120.00")
     assert estimate.expected_payout == Decimal("120.00")
 
@@ -81,9 +81,9 @@ def test_monthly_proration_can_be_chosen() -> None:
 
 def test_bad_line_is_a_record_error_naming_the_line_and_field() -> None:
     with pytest.raises(RecordError, match=r"lines\[1\]\.quantity: must be a positive integer, got -3"):
-        expected_payout([core_app(), OrderLine(-3, Decimal("10"), Decimal("10"))])
+        expected_payout([core_app(), OrderItem(-3, Decimal("10"), Decimal("10"))])
     with pytest.raises(RecordError, match=r"lines\[0\]\.revenue_share_percent: must be a percentage between 0 and 100"):
-        expected_payout([OrderLine(1, Decimal("10"), Decimal("101"))])
+        expected_payout([OrderItem(1, Decimal("10"), Decimal("101"))])
 
 
 def test_an_order_without_lines_pays_nothing() -> None:
@@ -93,7 +93,7 @@ def test_an_order_without_lines_pays_nothing() -> None:
 
 lines_strategy = st.lists(
     st.builds(
-        OrderLine,
+        OrderItem,
         quantity=st.integers(min_value=1, max_value=100_000),
         unit_price_per_month=st.decimals(min_value=0, max_value=100_000, places=2),
         revenue_share_percent=st.decimals(min_value=0, max_value=100, places=3),
@@ -105,7 +105,7 @@ lines_strategy = st.lists(
 
 @settings(max_examples=200)
 @given(lines_strategy)
-def test_payout_plus_share_is_always_the_subtotal(lines: list[OrderLine]) -> None:
+def test_payout_plus_share_is_always_the_subtotal(lines: list[OrderItem]) -> None:
     estimate = expected_payout(lines)
     assert estimate.expected_payout + estimate.revenue_share == estimate.subtotal
     assert estimate.subtotal == sum(l.line_total for l in estimate.lines)

@@ -14,7 +14,7 @@ import requests
 import responses
 
 from connector.adapters.stripe_billing import StripeBilling, StripeCallError, build_client
-from connector.domain import PlannedItem, PlannedOrder, plan_invoice
+from connector.domain import Order, OrderItem, plan_invoice
 from connector.errors import AuthError, PermanentError, RecordError, TransientError
 
 API = "https://api.stripe.test"
@@ -24,12 +24,12 @@ ACCOUNT = "acct_1PartnerAAAAAAAA"
 
 
 def seed_003_plan():  # type: ignore[no-untyped-def]
-    order = PlannedOrder(org_id=ORG, order_id=ORDER, order_number="00000101", billing_email="ap@acme.example",
-                         customer_name="Acme Corp", currency="USD", contract_term_months=12,
-                         subtotal=Decimal("8400.00"), service_start_date=date(2025, 1, 1))
-    items = [PlannedItem("ppp-core", "Core App", 10, Decimal("50.00"), item_id="item-1"),
-             PlannedItem("ppp-premium", "Premium Add-On", 1, Decimal("200.00"), item_id="item-2")]
-    return plan_invoice(order, items)
+    items = (OrderItem(10, Decimal("50.00"), ppp_id="ppp-core", ppp_name="Core App", item_id="item-1"),
+             OrderItem(1, Decimal("200.00"), ppp_id="ppp-premium", ppp_name="Premium Add-On", item_id="item-2"))
+    order = Order(org_id=ORG, order_id=ORDER, order_number="00000101", billing_email="ap@acme.example",
+                  customer_name="Acme Corp", currency="USD", contract_term_months=12,
+                  subtotal=Decimal("8400.00"), service_start_date=date(2025, 1, 1), items=items)
+    return plan_invoice(order)
 
 
 def an_invoice(**fields: object) -> dict[str, object]:
