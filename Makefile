@@ -27,8 +27,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
 
+# Every bench/bench_*.py in turn (each starts the sandboxes it needs on 127.0.0.1), printing
+# its table and merging its figures into bench/results.json; not part of `make test`. A
+# script whose targets are missed does not stop the others; make fails at the end.
 bench: $(STAMP)
-	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	@rc=0; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || { echo "$$b: exit $$?"; rc=1; }; done; \
+	  echo "figures merged into bench/results.json"; exit $$rc
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache build *.egg-info

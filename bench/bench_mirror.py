@@ -101,6 +101,15 @@ def main() -> int:
         growth = results[-1]["peak_rss_mb"] / results[0]["peak_rss_mb"]
         print(f"peak RSS ratio {results[-1]['n']}/{results[0]['n']} records: {growth:.2f} (flat means close to 1)")
         ok = ok and growth < 1.5
+    sys.path.insert(0, str(ROOT / "bench"))
+    from _results import record
+
+    values: dict[str, float | int] = {}
+    for r in results:
+        label = f"{r['n'] // 1000}k" if r["n"] % 1000 == 0 else str(r["n"])
+        values[f"sf_calls_initial_mirror_{label}"] = r["api_calls_first"]
+        values["sf_calls_idle_cycle"] = max(values.get("sf_calls_idle_cycle", 0), r["api_calls_idle"])
+    record(values)
     print("OK" if ok else "FAILED: API calls or memory out of bounds")
     return 0 if ok else 1
 

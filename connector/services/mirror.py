@@ -330,17 +330,16 @@ class MirrorService:
     @staticmethod
     def _storable(repo: Any, page: QueryPage, live: list[dict[str, Any]],
                   bad: list[tuple[dict[str, Any], RecordError]]) -> list[dict[str, Any]]:
-        """The rows the store can hold as they are; the others (a text longer than its
-        column, a NUL character) join ``bad``, named, so one record never blocks the page."""
+        """The rows the store can hold, in the form it stores them (each value coerced once,
+        here); the others (a text longer than its column, a NUL character) join ``bad``,
+        named, so one record never blocks the page."""
         records = {r.get("Id"): r for r in page.records}
         kept: list[dict[str, Any]] = []
         for row in live:
             try:
-                repo.check(row)
+                kept.append(repo.check(row))  # canonical: upsert_many(checked=True) takes it as it is
             except RecordError as exc:
                 bad.append((records.get(row["sf_id"]) or {"Id": row["sf_id"]}, exc))
-                continue
-            kept.append(row)
         return kept
 
     def _begin(self, selected: list[ObjectMapping], to_sync: list[ObjectMapping]) -> None:
@@ -401,7 +400,7 @@ class MirrorService:
             repo = uow.mirror(obj.name)
             live = self._storable(repo, page, live, bad)
             anomalies = self._check_states(uow, obj, converter, live)
-            result = repo.upsert_many(self.org_id, live) if live else None
+            result = repo.upsert_many(self.org_id, live, checked=True) if live else None
             deleted = self._tombstone(uow, obj, tombstones)
             quarantined = self._quarantine(uow, obj, bad, letters)
             fixed = [i for i in [r["sf_id"] for r in live] + [t[0] for t in tombstones] if i in letters]

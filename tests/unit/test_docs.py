@@ -155,9 +155,7 @@ def test_readme_names_exactly_the_metrics_the_daemon_exposes() -> None:
 def _cli_commands() -> dict[str, Any]:
     """Every command a person can type (``db upgrade``, ``sync`` …) -> its click command;
     hidden aliases (``offer create``, ``sandbox serve``) left out."""
-    from typer.main import get_command
-
-    from connector.entrypoints.cli import app
+    from connector.entrypoints.cli import command_tree
 
     found: dict[str, Any] = {}
 
@@ -170,7 +168,7 @@ def _cli_commands() -> dict[str, Any]:
             if not sub.hidden:
                 walk(sub, (*path, name))
 
-    walk(get_command(app), ())
+    walk(command_tree(), ())
     return found
 
 

@@ -5,6 +5,13 @@ and the mapped columns). ``upsert_many`` is idempotent and set-wise: one SELECT 
 stored version of every id on the page, rows identical to what is stored are left alone
 (no write, ``updated_at`` untouched), new ids are inserted in one batch and changed rows
 updated in one batch. Re-running a page, as the cursor lookback does, costs one SELECT.
+
+Each value is coerced once: ``check`` (or ``upsert_many``) turns it into its canonical
+form (what it reads back as: a quantized Decimal, an aware UTC datetime...), validating it
+on the way, and the writes then hand the driver plain tuples in the column's storage form
+(``_encoder``: minor units and ISO text on SQLite, the canonical value on PostgreSQL)
+through one prepared ``executemany``. No SQLAlchemy type processes the rows a second
+time; what lands in the database is exactly what the column types would have written.
 """
 
 from __future__ import annotations
@@ -14,13 +21,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Date, String, Table, Text, bindparam, func, insert, select, update
+from sqlalchemy import Column, ColumnElement, Date, String, Table, Text, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import JSON
 
 from connector.adapters.store.clock import Clock, utcnow
-from connector.adapters.store.engine import json_roundtrip
+from connector.adapters.store.engine import json_dumps, json_roundtrip
 from connector.adapters.store.records import UpsertResult
 from connector.adapters.store.tables import MIRROR_TABLES, OBJECT_TABLES
 from connector.adapters.store.types import ExactDecimal, UtcDateTime
@@ -56,7 +63,35 @@ def _canonicalizer(column: Column[Any]) -> Callable[[Any], Any]:
         return _date
     if isinstance(t, String | Text):
         return _text_checker(getattr(t, "length", None))
-    return lambda v: v
+    return _as_is
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _encoder(column: Column[Any], dialect: str) -> Callable[[Any], Any] | None:
+    """Canonical value (never None) -> what the driver is given: the storage form the
+    column's SQLAlchemy types would produce (``types.ExactDecimal``/``UtcDateTime`` and the
+    SQLite DATETIME/DATE processors), computed once with no validation. None: as it is."""
+    t = column.type
+    if isinstance(t, JSON):
+        if dialect == "postgresql":
+            from psycopg.types.json import Jsonb
+
+            return lambda v: Jsonb(v, dumps=json_dumps)
+        return json_dumps
+    if dialect != "sqlite":
+        return None  # psycopg adapts Decimal, aware datetimes and dates itself
+    if isinstance(t, ExactDecimal):
+        scale = t.scale
+        return lambda v: int(v.scaleb(scale))  # minor units, as ExactDecimal stores them
+    if isinstance(t, UtcDateTime):
+        # UTC wall time in SQLAlchemy's SQLite DATETIME format: 2026-03-01 09:00:00.000000
+        return lambda v: v.replace(tzinfo=None).isoformat(" ", "microseconds")
+    if isinstance(t, Date):
+        return lambda v: v.isoformat()
+    return None
 
 
 def _text_checker(length: int | None) -> Callable[[Any], Any]:
@@ -126,45 +161,60 @@ class MirrorRepository:
         self._clock = clock
         self._writable = frozenset(self.table.c.keys()) - _MANAGED
         self._canon = {name: _canonicalizer(self.table.c[name]) for name in self._writable}
+        # The same, without the columns whose values are stored as they are (no call at all).
+        self._coerce = {name: f for name, f in self._canon.items() if f is not _as_is}
+        dialect = session.get_bind().dialect
+        self._encode = {c.name: _encoder(c, dialect.name) for c in self.table.columns}
+        self._quote = dialect.identifier_preparer.quote
+        self._param = {"qmark": "?", "numeric": ":{}"}.get(dialect.paramstyle, "%s")
 
     # ------------------------------------------------------------------ writes
-    def upsert_many(self, org_id: str, rows: Sequence[Mapping[str, Any]]) -> UpsertResult:
+    def upsert_many(self, org_id: str, rows: Sequence[Mapping[str, Any]], *, checked: bool = False) -> UpsertResult:
         """Insert new ids, update changed rows, leave identical rows untouched.
 
         Each row needs ``sf_id`` and ``system_modstamp`` (an aware datetime). A row only
         updates the columns it carries. A soft-deleted id that comes back is un-deleted.
         If an id appears twice on the page the last row wins. Raises ``MappingError`` for a
         column the table does not have and ``RecordError`` (naming the record, before
-        anything is written) for a value the column cannot hold."""
-        page = self._canonical_page(rows)
+        anything is written) for a value the column cannot hold. ``checked=True``: the rows
+        are what ``check`` returned (values already canonical), so they are not coerced again."""
+        page = self._canonical_page(rows, checked=checked)
         if not page:
             return UpsertResult()
         stored = self.get_many(org_id, page, columns=set().union(*page.values()))
-        now = self._clock()
+        now = UtcDateTime.coerce(self._clock())
         inserts: builtins.list[dict[str, Any]] = []
         updates: builtins.list[dict[str, Any]] = []
         unchanged = 0
         for sf_id, row in page.items():
             old = stored.get(sf_id)
             if old is None:
-                inserts.append({**row, "org_id": org_id, "is_deleted": False, "deleted_at": None,
-                                "first_seen_at": now, "updated_at": now})  # fmt: skip
+                inserts.append(row)
             elif old["is_deleted"] or any(old[k] != v for k, v in row.items()):
                 updates.append({**row, "is_deleted": False, "deleted_at": None, "updated_at": now})
             else:
                 unchanged += 1
-        self._insert(inserts)
+        self._insert(inserts, {"org_id": org_id, "is_deleted": False, "deleted_at": None,
+                               "first_seen_at": now, "updated_at": now})
         self._update(org_id, updates)
         return UpsertResult(inserted=len(inserts), updated=len(updates), unchanged=unchanged)
 
-    def check(self, row: Mapping[str, Any]) -> None:
-        """``RecordError`` (naming the record and column) if ``row`` cannot be stored as it
-        is: a value the column cannot hold (too long, a NUL character, wrong type). The
-        mirror checks each record with it so one bad record is quarantined, not the page."""
-        sf_id = str(row.get("sf_id") or "")
-        for column, value in row.items():
-            if column in self._canon:
-                self._canonical_value(sf_id, column, value)
+    def check(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """``row`` with every value in the form it is stored and reads back as, or
+        ``RecordError`` (naming the record and column) if it cannot be stored as it is: a
+        value the column cannot hold (too long, a NUL character, wrong type). The mirror
+        checks each record with it so one bad record is quarantined, not the page, and
+        passes the rows it returns to ``upsert_many(..., checked=True)``. Columns the table
+        does not have are left as they are (``upsert_many`` refuses them)."""
+        coerce = self._coerce
+        try:
+            return {column: value if value is None or (c := coerce.get(column)) is None else c(value)
+                    for column, value in row.items()}
+        except (TypeError, ValueError):
+            pass
+        sf_id = str(row.get("sf_id") or "")  # again, value by value, to name the column
+        return {column: self._canonical_value(sf_id, column, value) if column in self._canon else value
+                for column, value in row.items()}
 
     def soft_delete(self, org_id: str, ids: Iterable[str], deleted_at: datetime) -> int:
         """Mark the stored rows with these ids deleted; returns how many were live before.
@@ -244,7 +294,7 @@ class MirrorRepository:
         return int(self.session.execute(stmt).scalar_one())
 
     # ----------------------------------------------------------------- helpers
-    def _canonical_page(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _canonical_page(self, rows: Sequence[Mapping[str, Any]], *, checked: bool = False) -> dict[str, dict[str, Any]]:
         page: dict[str, dict[str, Any]] = {}
         for row in rows:
             unknown = set(row) - self._writable
@@ -259,7 +309,7 @@ class MirrorRepository:
             if row.get("system_modstamp") is None:
                 raise RecordError(f"{self.table.name}: system_modstamp missing", record_id=sf_id,
                                   code="MISSING_MODSTAMP")  # fmt: skip
-            page[sf_id] = {k: self._canonical_value(sf_id, k, v) for k, v in row.items()}
+            page[sf_id] = dict(row) if checked else self.check(row)
         return page
 
     def _canonical_value(self, sf_id: str, column: str, value: Any) -> Any:
@@ -271,23 +321,64 @@ class MirrorRepository:
             code = "VALUE_TOO_LONG" if "the column holds" in str(exc) else "INVALID_VALUE"
             raise RecordError(f"{self.table.name}.{column}: {exc}", record_id=sf_id, code=code) from None
 
-    def _insert(self, rows: builtins.list[dict[str, Any]]) -> None:
+    def _insert(self, rows: builtins.list[dict[str, Any]], managed: Mapping[str, Any]) -> None:
+        """New rows, each with the same ``managed`` values (org, timestamps), encoded once."""
         if not rows:
             return
-        keys = set().union(*rows)
-        self.session.execute(insert(self.table), [{k: r.get(k) for k in keys} for r in rows])
+        keys = sorted(set().union(*rows) - set(managed))
+        fixed = self._driver_row(managed, builtins.list(managed))
+        columns = [*keys, *managed]
+        sql = (f"INSERT INTO {self._quote(self.table.name)} ({', '.join(self._quote(k) for k in columns)}) "
+               f"VALUES ({self._placeholders(len(columns))})")
+        encode = self._driver_rows(keys)
+        self._executemany(sql, [(*values, *fixed) for values in encode(rows)])
 
     def _update(self, org_id: str, rows: builtins.list[dict[str, Any]]) -> None:
         # executemany needs one statement shape: group rows by the set of columns they carry.
-        t = self.table
-        stmt = update(t).where(t.c.org_id == bindparam("k_org_id"), t.c.sf_id == bindparam("k_sf_id"))
-        groups: dict[frozenset[str], builtins.list[dict[str, Any]]] = {}
+        groups: dict[tuple[str, ...], builtins.list[dict[str, Any]]] = {}
         for row in rows:
-            params = {k: v for k, v in row.items() if k != "sf_id"}
-            params.update(k_org_id=org_id, k_sf_id=row["sf_id"])
-            groups.setdefault(frozenset(params), []).append(params)
-        for params in groups.values():
-            self.session.execute(stmt, params)
+            groups.setdefault(tuple(sorted(k for k in row if k != "sf_id")), []).append(row)
+        q, table = self._quote, self._quote(self.table.name)
+        for keys, group in groups.items():
+            sets = ", ".join(f"{q(k)} = {self._placeholder(i)}" for i, k in enumerate(keys))
+            n = len(keys)
+            sql = (f"UPDATE {table} SET {sets} "
+                   f"WHERE {q('org_id')} = {self._placeholder(n)} AND {q('sf_id')} = {self._placeholder(n + 1)}")
+            key = (org_id,)
+            self._executemany(sql, [(*values, *key, row["sf_id"])
+                                    for values, row in zip(self._driver_rows(keys)(group), group, strict=True)])
+
+    def _driver_row(self, row: Mapping[str, Any], keys: Sequence[str]) -> builtins.list[Any]:
+        return self._driver_rows(keys)([row])[0]
+
+    def _driver_rows(self, keys: Sequence[str]) -> Callable[[Iterable[Mapping[str, Any]]], builtins.list[Any]]:
+        """A function giving rows' values for ``keys`` as the driver takes them: canonical
+        in, storage form out (``_encoder``), None as NULL; only encoded columns are touched."""
+        encoders = [(i, enc) for i, k in enumerate(keys) if (enc := self._encode[k]) is not None]
+
+        def encode(rows: Iterable[Mapping[str, Any]]) -> builtins.list[Any]:
+            out = []
+            for row in rows:
+                values = builtins.list(map(row.get, keys))
+                for i, enc in encoders:
+                    v = values[i]
+                    if v is not None:
+                        values[i] = enc(v)
+                out.append(values)
+            return out
+
+        return encode
+
+    def _placeholder(self, index: int) -> str:
+        return self._param.format(index + 1)
+
+    def _placeholders(self, n: int) -> str:
+        return ", ".join(self._placeholder(i) for i in range(n))
+
+    def _executemany(self, sql: str, params: builtins.list[tuple[Any, ...]]) -> None:
+        """One prepared statement, many parameter tuples, straight to the DBAPI cursor in
+        the session's transaction (no per-row SQLAlchemy type processing)."""
+        self.session.connection().exec_driver_sql(sql, params)
 
     def _iter(
         self, org_id: str, include_deleted: bool, equals: Mapping[str, Any], *, stream: bool = False

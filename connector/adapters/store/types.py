@@ -117,6 +117,8 @@ class UtcDateTime(TypeDecorator[datetime]):
     @staticmethod
     def coerce(value: Any) -> datetime:
         """``value`` in UTC; raises for anything but an aware datetime."""
+        if value.__class__ is datetime and value.tzinfo is UTC:
+            return value  # already in UTC (how the mirror parses every stamp): nothing to convert
         if not isinstance(value, datetime):
             raise TypeError(f"datetime column got {type(value).__name__} {value!r}")
         if value.tzinfo is None or value.utcoffset() is None:

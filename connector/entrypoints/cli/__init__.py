@@ -8,7 +8,7 @@ and typer's ``--install-completion`` / ``--show-completion``."""
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -86,6 +86,16 @@ def _register() -> None:
 
 
 _register()
+
+
+def command_tree() -> Any:
+    """The root click command with every command finished, deferred ones included (see
+    ``_common.defer``): what a person can type, for tools that walk it."""
+    from typer.main import get_command
+
+    root = get_command(app)
+    root.complete_deferred()  # type: ignore[attr-defined]
+    return root
 
 
 def main() -> None:

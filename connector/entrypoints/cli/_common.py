@@ -28,7 +28,7 @@ import os
 import re
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -38,11 +38,11 @@ import typer
 from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 
-from connector.config import OrgConfig, load_config, load_config_dir, redact_url
 from connector.errors import ConfigError, ConnectorError, MappingError, TransientError
 
 if TYPE_CHECKING:
     from connector.bootstrap import OrgRuntime
+    from connector.config import OrgConfig
 
 ConfigOpt = Annotated[Optional[list[Path]], typer.Option("--config", "-c", help="org config file(s)")]
 OrgOpt = Annotated[Optional[str], typer.Option("--org", help="org alias: <config-dir>/<alias>.toml")]
@@ -135,14 +135,46 @@ def report_error(exc: BaseException) -> int:
     return code
 
 
+# Commands finished only when they run (or their own --help is asked for): name -> a
+# function taking the command registered under that name and giving the one to run. What
+# they need (the sandboxes' apps, the job table) is then not imported for
+# `gtm-connector --help` or any other command; the root's help shows the registered
+# command's own one-line help, which stays the same.
+_DEFERRED: dict[str, Callable[[Any], Any]] = {}
+
+
+def defer(name: str, complete: Callable[[Any], Any]) -> None:
+    """Have the root finish command ``name`` with ``complete(command)`` when it is resolved
+    to run (``OperatorGroup.resolve_command``), not when the CLI is imported."""
+    _DEFERRED[name] = complete
+
+
 class OperatorGroup(TyperGroup):
     """The root command group: one place where what a command raises becomes a message and
     an exit code (see the module docstring), instead of a traceback. It also gives every
-    option of every command a readable type in ``--help`` (``readable_types``)."""
+    option of every command a readable type in ``--help`` (``readable_types``), and
+    finishes the deferred commands (``defer``) when one is about to run."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         readable_types(self)
+
+    def complete_deferred(self) -> None:
+        """Finish every deferred command now (for tools that walk the whole command tree,
+        such as the docs check; running a command finishes just that one)."""
+        for name, command in list(self.commands.items()):
+            complete = _DEFERRED.get(name)
+            if complete is not None:
+                self.commands[name] = complete(command)
+                readable_types(self.commands[name])
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        complete = _DEFERRED.get(name) if command is not None and name else None
+        if complete is not None:
+            command = complete(command)
+            readable_types(command)
+        return name, command, rest
 
     def get_params(self, ctx: Any) -> Any:
         params = super().get_params(ctx)
@@ -222,6 +254,8 @@ def resolve_orgs(config: list[Path] | None, org: str | None, config_dir: Path | 
             **load: Any) -> tuple[list[OrgConfig], int]:
     """The validated configs the options name, and how many org files were skipped as
     invalid. ``load``: passed to ``load_config`` (``skip_secrets=True`` for ``db``)."""
+    from connector.config import load_config, load_config_dir
+
     config_dir = config_dir or Path(os.environ.get("GTM_CONFIG_DIR", "config"))
     if config and org:
         raise typer.BadParameter("give --config FILE or --org ALIAS, not both", param_hint="--org")
@@ -327,6 +361,7 @@ def open_runtime(cfg: OrgConfig) -> OrgRuntime:
     file, key and redacted URL: a ConfigError when the configuration is wrong, a
     TransientError when the server may just be down."""
     from connector.bootstrap import bootstrap
+    from connector.config import redact_url
 
     try:
         return bootstrap(cfg)

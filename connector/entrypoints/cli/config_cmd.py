@@ -6,9 +6,7 @@ from pathlib import Path
 
 import typer
 
-from connector.config import check_against_mapping, load_config, redact_url
 from connector.errors import ConfigError, MappingError
-from connector.mappings import load_mapping
 
 config_app = typer.Typer(help="Validate per-org configuration files.", no_args_is_help=True)
 
@@ -19,6 +17,9 @@ def check(
     skip_secrets: bool = typer.Option(False, "--skip-secrets", help="don't require env vars / secret files to exist"),
 ) -> None:
     """Validate each file; print every problem as `file: dotted.key: message`. Exit 2 on any problem."""
+    from connector.config import check_against_mapping, load_config, redact_url
+    from connector.mappings import load_mapping
+
     failed = False
     for path in files:
         try:

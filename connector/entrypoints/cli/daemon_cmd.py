@@ -8,9 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs
+from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, DryRunOpt, JsonOpt, OrgOpt, Orgs, defer
 from connector.entrypoints.cli._output import emit_orgs, outcome_doc
-from connector.job_names import JOB_ALIASES, JOB_NAMES
 
 
 def daemon(
@@ -30,8 +29,7 @@ def daemon(
 
 
 def run_job_command(
-    job: Annotated[str, typer.Argument(help=f"one of: {', '.join(JOB_NAMES)} (or its command: "
-                                            f"{', '.join(a for a in JOB_ALIASES if a in ('sync', 'invoice', 'invoice-status'))} …)")],
+    job: Annotated[str, typer.Argument(help="one of the jobs (see run-job --help)")],
     config: ConfigOpt = None,
     org: OrgOpt = None,
     config_dir: ConfigDirOpt = Path("config"),
@@ -66,6 +64,23 @@ def run_job_command(
     orgs.exit(any(o.status == "failed" for o in outcomes))
 
 
+def job_help() -> str:
+    """The JOB argument's help: the job table's names (``connector.jobs``, imported only
+    when run-job runs or shows its help)."""
+    from connector.jobs import JOB_ALIASES, JOBS
+
+    commands = ", ".join(a for a in JOB_ALIASES if a in ("sync", "invoice", "invoice-status"))
+    return f"one of: {', '.join(JOBS)} (or its command: {commands} …)"
+
+
+def _with_job_help(command: typer.core.TyperCommand) -> typer.core.TyperCommand:
+    for param in command.params:
+        if param.name == "job":
+            param.help = job_help()  # type: ignore[attr-defined]
+    return command
+
+
 def register(app: typer.Typer) -> None:
     app.command("daemon")(daemon)
     app.command("run-job")(run_job_command)
+    defer("run-job", _with_job_help)

@@ -14,13 +14,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from sqlalchemy.exc import DBAPIError
 
-from connector.config import redact_url
 from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, OrgOpt, database_problem, resolve_orgs
+
+if TYPE_CHECKING:
+    from sqlalchemy.exc import DBAPIError
+
+
+def redact_url(url: str) -> str:
+    """``connector.config.redact_url``, imported when a command runs (not for ``--help``)."""
+    from connector.config import redact_url as redact
+
+    return redact(url)
 
 db_app = typer.Typer(help="Migrate the local model (SQLite or PostgreSQL) and show its revision.", no_args_is_help=True)
 
@@ -87,6 +95,7 @@ def upgrade_cmd(
 ) -> None:
     """Bring the database(s) to the newest schema revision (safe to repeat)."""
     from alembic.util.exc import CommandError
+    from sqlalchemy.exc import DBAPIError
 
     from connector.adapters.store import current_revision, upgrade
     from connector.adapters.store.engine import describe_db_error
@@ -123,6 +132,8 @@ def current_cmd(
     config_dir: ConfigDirOpt = Path("config"),
 ) -> None:
     """Show the schema revision of the database(s) and whether it is the newest."""
+    from sqlalchemy.exc import DBAPIError
+
     from connector.adapters.store import current_revision, head_revision
     from connector.adapters.store.engine import describe_db_error
 
