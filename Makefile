@@ -4,8 +4,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LINT_STAMP := $(VENV)/.lint-installed
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,6 +28,19 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
 
+# Ruff (style, imports, bugbear, pyupgrade, complexity) and mypy (types; strict on
+# connector.domain): settings in pyproject.toml. The lint extra is installed on first use.
+$(LINT_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,sandbox,lint]'
+	touch $(LINT_STAMP)
+
+# Both run even when the first fails, so one pass shows every error.
+lint: $(LINT_STAMP)
+	@rc=0; \
+	  $(BIN)/ruff check connector gtm_sandbox tests bench || rc=1; \
+	  $(BIN)/mypy connector || rc=1; \
+	  exit $$rc
+
 # Every bench/bench_*.py in turn (each starts the sandboxes it needs on 127.0.0.1), printing
 # its table and merging its figures into bench/results.json; not part of `make test`. A
 # script whose targets are missed does not stop the others; make fails at the end.
@@ -35,4 +49,4 @@ bench: $(STAMP)
 	  echo "figures merged into bench/results.json"; exit $$rc
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache build *.egg-info
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache build *.egg-info

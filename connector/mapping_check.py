@@ -211,7 +211,8 @@ def _check_object(mapping: MappingSet, obj: ObjectMapping, describe: Describe | 
             add(f.sf_field, f"the org allows {found['length']} characters, the local column {obj.table}.{f.column} "
                             f"holds {holds}: longer values will be quarantined", "warning")
         if obj.writable and not f.read_only and found.get("createable") is False:
-            why = "a formula" if found.get("calculated") else "an auto-number" if found.get("autoNumber") else "read-only"
+            why = ("a formula" if found.get("calculated")
+                   else "an auto-number" if found.get("autoNumber") else "read-only")
             add(f.sf_field, f"not createable in the org ({why}), but the connector writes this object: mark it "
                             "read_only = true in the mapping if the org computes it")
         if f.type == "picklist":
@@ -234,7 +235,9 @@ def _scale_problem(obj: ObjectMapping, f: FieldMapping, found: Mapping[str, Any]
             f"keeps {keeps}: values would be rounded"]
 
 
-def _picklist_warnings(mapping: MappingSet, obj: ObjectMapping, f: FieldMapping, found: Mapping[str, Any]) -> list[Problem]:
+def _picklist_warnings(
+    mapping: MappingSet, obj: ObjectMapping, f: FieldMapping, found: Mapping[str, Any]
+) -> list[Problem]:
     from connector.services.records import vocabulary_for  # pure; imported late to keep start-up light
 
     vocab = vocabulary_for(mapping, obj, f)

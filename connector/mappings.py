@@ -19,8 +19,8 @@ from typing import Any
 from connector.errors import MappingError
 
 FIELD_TYPES = frozenset(
-    {"id", "reference", "string", "email", "picklist", "boolean", "int", "currency", "currency_cents", "percent", "date",
-     "datetime"}
+    {"id", "reference", "string", "email", "picklist", "boolean", "int", "currency", "currency_cents", "percent",
+     "date", "datetime"}
 )
 # The vocabularies every mapping set must define, and the states each must reach.
 REQUIRED_VOCABULARIES = {
@@ -163,24 +163,7 @@ def _parse_objects(path: Path, doc: dict[str, Any]) -> dict[str, ObjectMapping]:
         for setting, supported in (("key", "Id"), ("cursor", "SystemModstamp")):
             if raw.get(setting, supported) != supported:
                 problems.append(f"{where}.{setting}: only {supported!r} is supported, got {raw[setting]!r}")
-        fields: dict[str, FieldMapping] = {}
-        columns: set[str] = set()
-        for sf_field, spec in raw["fields"].items():
-            fwhere = f"{where}.fields.{sf_field}"
-            if not isinstance(spec, dict) or "column" not in spec or "type" not in spec:
-                problems.append(f"{fwhere}: needs column and type")
-                continue
-            if spec["type"] not in FIELD_TYPES:
-                problems.append(f"{fwhere}: unknown type {spec['type']!r} (known: {', '.join(sorted(FIELD_TYPES))})")
-                continue
-            if spec["column"] in columns:
-                problems.append(f"{fwhere}: column {spec['column']!r} is mapped twice")
-            columns.add(spec["column"])
-            unknown_keys = set(spec) - {"column", "type", "required", "read_only"}
-            if unknown_keys:
-                problems.append(f"{fwhere}: unknown key(s) {', '.join(sorted(unknown_keys))}")
-            fields[sf_field] = FieldMapping(sf_field, spec["column"], spec["type"], bool(spec.get("required", False)),
-                                            bool(spec.get("read_only", False)))
+        fields = _parse_fields(where, raw["fields"], problems)
         objects[name] = ObjectMapping(
             name=name,
             sobject=raw["sobject"],
@@ -197,6 +180,29 @@ def _parse_objects(path: Path, doc: dict[str, Any]) -> dict[str, ObjectMapping]:
     if problems:
         raise MappingError("\n".join(problems))
     return objects
+
+
+def _parse_fields(where: str, raw_fields: dict[str, Any], problems: list[str]) -> dict[str, FieldMapping]:
+    """One object's ``fields`` table; what is wrong with it goes to ``problems``."""
+    fields: dict[str, FieldMapping] = {}
+    columns: set[str] = set()
+    for sf_field, spec in raw_fields.items():
+        fwhere = f"{where}.fields.{sf_field}"
+        if not isinstance(spec, dict) or "column" not in spec or "type" not in spec:
+            problems.append(f"{fwhere}: needs column and type")
+            continue
+        if spec["type"] not in FIELD_TYPES:
+            problems.append(f"{fwhere}: unknown type {spec['type']!r} (known: {', '.join(sorted(FIELD_TYPES))})")
+            continue
+        if spec["column"] in columns:
+            problems.append(f"{fwhere}: column {spec['column']!r} is mapped twice")
+        columns.add(spec["column"])
+        unknown_keys = set(spec) - {"column", "type", "required", "read_only"}
+        if unknown_keys:
+            problems.append(f"{fwhere}: unknown key(s) {', '.join(sorted(unknown_keys))}")
+        fields[sf_field] = FieldMapping(sf_field, spec["column"], spec["type"], bool(spec.get("required", False)),
+                                        bool(spec.get("read_only", False)))
+    return fields
 
 
 def _parse_vocabularies(path: Path, doc: dict[str, Any]) -> dict[str, Mapping[str, Any]]:

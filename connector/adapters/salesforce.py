@@ -183,7 +183,7 @@ class _Session(requests.Session):
         self._timeout_s = timeout_s
         self.hooks["response"].append(lambda resp, *a, **kw: on_response(resp))
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout_s)
         if kwargs.get("verify") is None:
             kwargs["verify"] = self.verify
@@ -308,7 +308,9 @@ class SalesforceOrg:
         try:
             key = Path(auth.private_key_file).read_bytes()
         except OSError as exc:
-            raise ConfigError(f"salesforce.auth.private_key_file: cannot read {auth.private_key_file}: {exc.strerror}") from None
+            raise ConfigError(
+                f"salesforce.auth.private_key_file: cannot read {auth.private_key_file}: {exc.strerror}"
+            ) from None
         claims = {"iss": auth.client_id, "sub": auth.username, "aud": jwt_audience(self.settings.login_url),
                   "exp": int(time.time()) + 180}
         try:
@@ -443,12 +445,13 @@ class SalesforceOrg:
             body = {"haltOnError": False, "batchRequests": [
                 {"method": "GET", "url": f"v{self.settings.api_version}/{resource}?q={quote_plus(soql)}"}
                 for soql in chunk]}
-            answer = self._call("composite_batch", lambda sf, body=body: sf.restful(
-                "composite/batch", method="POST", data=dumps(body), headers=headers))
+            answer = self._call("composite_batch",
+                                _restful("composite/batch", method="POST", data=dumps(body), headers=headers))
             for item, soql in zip((answer or {}).get("results", []), chunk, strict=True):
                 sub_result = SubResult("batch", int(item["statusCode"]), item.get("result"))
                 if not sub_result.ok and not raise_errors:
-                    results.append(QueryResult([], 0, True, None, sub_result.error_code or "UNKNOWN", sub_result.message))
+                    results.append(
+                        QueryResult([], 0, True, None, sub_result.error_code or "UNKNOWN", sub_result.message))
                     continue
                 if not sub_result.ok:
                     raise SalesforceApiError(f"batch query failed: {sub_result.error_code}: {sub_result.message} "
@@ -475,7 +478,9 @@ class SalesforceOrg:
     def _base_path(self) -> str:
         return f"/services/data/v{self.settings.api_version}"
 
-    def subrequest(self, method: str, path: str, reference_id: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def subrequest(
+        self, method: str, path: str, reference_id: str, body: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """A composite subrequest for ``path`` under this org's API version (``sobjects/X``,
         ``query?q=...``); references like ``@{offer.id}`` are left for Salesforce to resolve."""
         sub: dict[str, Any] = {"method": method, "url": f"{self._base_path()}/{path}", "referenceId": reference_id}
@@ -499,6 +504,8 @@ class SalesforceOrg:
         """Create one record; its id. A refused record raises ``SalesforceApiError``."""
         result = self._call("sobject.create", lambda sf: sf.restful(f"sobjects/{sobject}", method="POST",
                                                                      data=dumps(dict(values))), repeatable=False)
+        if not result:
+            raise SalesforceApiError(f"creating a {sobject} answered no record id", error_code="NO_CONTENT")
         return str(result["id"])
 
     def update(self, sobject: str, record_id: str, values: Mapping[str, Any]) -> None:
@@ -518,7 +525,7 @@ class SalesforceOrg:
             chunk = [{"attributes": {"type": sobject}, **{k: v for k, v in r.items() if k != "attributes"}}
                      for r in records[start : start + COLLECTION_CHUNK]]
             body = {"allOrNone": False, "records": chunk}
-            answer = self._call(op, lambda sf: sf.restful(path, method=method, data=dumps(body)))
+            answer = self._call(op, _restful(path, method=method, data=dumps(body)))
             out.extend(_record_results(answer or [], start))
         return out
 
@@ -560,7 +567,7 @@ class SalesforceOrg:
 
 
 def call(fn: Callable[[], T], op: str, settings: SalesforceSettings) -> T:
-    return retrying(op, attempts=settings.retry_attempts, max_wait_s=settings.retry_max_wait_s)(fn)  # type: ignore[arg-type,return-value]
+    return retrying(op, attempts=settings.retry_attempts, max_wait_s=settings.retry_max_wait_s)(fn)
 
 
 def parse_limit_info(header: str) -> ApiUsage | None:
@@ -578,6 +585,12 @@ def jwt_audience(login_url: str) -> str:
     if host.endswith(".my.salesforce.com"):
         return "https://test.salesforce.com" if ".sandbox." in host else "https://login.salesforce.com"
     return login_url.rstrip("/")
+
+
+def _restful(path: str, **kwargs: Any) -> Callable[[Salesforce], Any]:
+    """The REST call ``path`` with ``kwargs`` as a function of the client, for ``_call``; the
+    arguments are bound now, so one made in a loop keeps its own iteration's values."""
+    return lambda sf: sf.restful(path, **kwargs)
 
 
 def dumps(value: Any) -> str:

@@ -27,12 +27,12 @@ import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import stripe
 
-from connector.config import OrgConfig
 from connector.adapters.network import connection_cause
+from connector.config import OrgConfig
 from connector.domain import InvoiceLine, InvoicePlan, from_cents, to_cents
 from connector.errors import AuthError, PermanentError, RecordError, TransientError
 from connector.services.billing_port import (
@@ -42,6 +42,17 @@ from connector.services.billing_port import (
     StripeCustomer,
     StripeInvoice,
 )
+
+if TYPE_CHECKING:
+    from stripe import RequestOptions
+    from stripe.params import (
+        CustomerCreateParams,
+        EventListParams,
+        InvoiceAddLinesParams,
+        InvoiceAddLinesParamsLine,
+        InvoiceCreateParams,
+        InvoiceListParams,
+    )
 
 T = TypeVar("T")
 
@@ -92,7 +103,9 @@ def translate(op: str, exc: stripe.StripeError) -> Exception:
         return RecordError(where + _describe(exc), code=f"STRIPE_{(exc.code or 'card_error').upper()}")
     if isinstance(exc, stripe.IdempotencyError | stripe.InvalidRequestError):
         return StripeCallError(where + _describe(exc), code=getattr(exc, "code", None), http_status=exc.http_status)
-    if isinstance(exc, stripe.APIError) and (exc.http_status is None or exc.http_status >= 500 or exc.http_status == 409):
+    if isinstance(exc, stripe.APIError) and (
+        exc.http_status is None or exc.http_status >= 500 or exc.http_status == 409
+    ):
         return TransientError(where + _describe(exc))
     return StripeCallError(where + _describe(exc), code=getattr(exc, "code", None), http_status=exc.http_status)
 
@@ -189,6 +202,12 @@ def _check_invoice(event_id: str, obj: dict[str, Any]) -> None:
         return MalformedEvent(f"webhook: event {event_id}: invoice {field} must be {want}, "
                               f"got {type(obj.get(field)).__name__}")
 
+    _check_invoice_fields(obj, fail)
+    _check_invoice_parts(obj, fail)
+
+
+def _check_invoice_fields(obj: dict[str, Any], fail: Callable[[str, str], MalformedEvent]) -> None:
+    """The invoice's own scalar fields and its customer."""
     if not isinstance(obj.get("id"), str):
         raise fail("id", "text")
     for name in ("total", "amount_due", "amount_paid", "amount_remaining", "created", "due_date"):
@@ -202,6 +221,10 @@ def _check_invoice(event_id: str, obj: dict[str, Any]) -> None:
         raise fail("customer", "an id")
     if isinstance(obj.get("customer"), dict) and not isinstance(obj["customer"].get("id"), str):
         raise fail("customer.id", "text")
+
+
+def _check_invoice_parts(obj: dict[str, Any], fail: Callable[[str, str], MalformedEvent]) -> None:
+    """The invoice's objects (``lines``, ``metadata``, ``status_transitions``) and their contents."""
     for name in ("lines", "metadata", "status_transitions"):
         if obj.get(name) is not None and not isinstance(obj.get(name), dict):
             raise fail(name, "an object")
@@ -232,7 +255,7 @@ def event_record(event: Any) -> BillingEvent:
                         invoice=invoice)
 
 
-def line_params(line: InvoiceLine, currency: str) -> dict[str, Any]:
+def line_params(line: InvoiceLine, currency: str) -> InvoiceAddLinesParamsLine:
     """One ``add_lines`` entry: quantity x unit price as an inline price, so the customer
     sees the license count and the annual unit price (the plan guarantees the product is
     exact: ``amount == quantity x unit_amount``)."""
@@ -258,8 +281,8 @@ class StripeBilling:
         self._client = client
         self._account = account
 
-    def _options(self, key: str | None = None) -> dict[str, Any]:
-        options: dict[str, Any] = {}
+    def _options(self, key: str | None = None) -> RequestOptions:
+        options: RequestOptions = {}
         if key is not None:
             options["idempotency_key"] = key
         if self._account:
@@ -280,22 +303,22 @@ class StripeBilling:
         # A list, not a search: lists are strongly consistent, search lags up to a minute,
         # and a customer created by a crashed run must be found by the rerun.
         every = self._call("customers.list", lambda: list(self._client.v1.customers.list(
-            params={"email": email, "limit": 100}, options=self._options()).auto_paging_iter()))  # type: ignore[arg-type]
+            params={"email": email, "limit": 100}, options=self._options()).auto_paging_iter()))
         ours = [c for c in every if _metadata(c).get(ORG_KEY) == org_id]
         if ours:
             oldest = min(ours, key=lambda c: (c.created, c.id))
             return StripeCustomer(id=oldest.id, email=oldest.email, created=False)
         metadata = {ORG_KEY: org_id, "gtm_customer_org_id": customer_org_id, "gtm_first_order_id": order_id}
-        params: dict[str, Any] = {"email": email, "metadata": {k: v for k, v in metadata.items() if v}}
+        params: CustomerCreateParams = {"email": email, "metadata": {k: v for k, v in metadata.items() if v}}
         if name:
             params["name"] = name
         created = self._call("customers.create", lambda: self._client.v1.customers.create(
-            params=params, options=self._options(key)))  # type: ignore[arg-type]
+            params=params, options=self._options(key)))
         return StripeCustomer(id=created.id, email=created.email, created=True)
 
     # -- invoices ------------------------------------------------------------------------
     def create_invoice(self, plan: InvoicePlan, customer_id: str, key: str) -> StripeInvoice:
-        params: dict[str, Any] = {
+        params: InvoiceCreateParams = {
             "customer": customer_id,
             "collection_method": "send_invoice",
             "days_until_due": plan.days_until_due,
@@ -307,7 +330,7 @@ class StripeBilling:
         if plan.order_number:
             params["description"] = f"Order {plan.order_number}"
         invoice = self._call("invoices.create", lambda: self._client.v1.invoices.create(
-            params=params, options=self._options(key)))  # type: ignore[arg-type]
+            params=params, options=self._options(key)))
         return invoice_record(invoice)
 
     def add_lines(self, invoice_id: str, lines: Sequence[InvoiceLine], currency: str, key: str) -> StripeInvoice:
@@ -316,9 +339,9 @@ class StripeBilling:
         if len(lines) > MAX_LINES_PER_CALL:
             raise RecordError(f"invoice {invoice_id}: {len(lines)} lines, Stripe allows {MAX_LINES_PER_CALL}",
                               code="TOO_MANY_LINES")
-        params = {"lines": [line_params(line, currency) for line in lines]}
+        params: InvoiceAddLinesParams = {"lines": [line_params(line, currency) for line in lines]}
         invoice = self._call("invoices.add_lines", lambda: self._client.v1.invoices.add_lines(
-            invoice_id, params=params, options=self._options(key)))  # type: ignore[arg-type]
+            invoice_id, params=params, options=self._options(key)))
         return invoice_record(invoice)
 
     def finalize(self, invoice_id: str, key: str) -> StripeInvoice:
@@ -336,17 +359,17 @@ class StripeBilling:
 
     def send(self, invoice_id: str, key: str) -> StripeInvoice:
         invoice = self._call("invoices.send", lambda: self._client.v1.invoices.send_invoice(
-            invoice_id, options=self._options(key)))  # type: ignore[arg-type]
+            invoice_id, options=self._options(key)))
         return invoice_record(invoice)
 
     def was_sent(self, invoice_id: str, *, since: datetime | None = None) -> bool:
         """Whether Stripe e-mailed ``invoice_id``: an ``invoice.sent`` event for it (events
         are kept 30 days, far longer than the 24 hours of an idempotency key)."""
-        params: dict[str, Any] = {"type": "invoice.sent", "limit": 100}
+        params: EventListParams = {"type": "invoice.sent", "limit": 100}
         if since is not None:
             params["created"] = {"gte": int(since.timestamp())}
         page = self._call("events.list", lambda: self._client.v1.events.list(
-            params=params, options=self._options()))  # type: ignore[arg-type]
+            params=params, options=self._options()))
         iterator = iter(page.auto_paging_iter())
         while True:
             try:
@@ -360,7 +383,7 @@ class StripeBilling:
 
     def retrieve_invoice(self, invoice_id: str) -> StripeInvoice:
         invoice = self._call("invoices.retrieve", lambda: self._client.v1.invoices.retrieve(
-            invoice_id, options=self._options()))  # type: ignore[arg-type]
+            invoice_id, options=self._options()))
         return invoice_record(invoice)
 
     def find_invoice_by_metadata(
@@ -368,6 +391,7 @@ class StripeBilling:
     ) -> StripeInvoice | None:
         """By listing the customer's invoices when the customer is known (consistent), else
         by search (which can lag a fresh invoice by up to a minute)."""
+        page: stripe.ListObject[stripe.Invoice] | stripe.SearchResultObject[stripe.Invoice]
         if customer_id is not None:
             page = self._call("invoices.list", lambda: self._client.v1.invoices.list(
                 params={"customer": customer_id, "limit": 100}, options=self._options()))
@@ -389,15 +413,16 @@ class StripeBilling:
         page = self._call("invoices.search", lambda: self._client.v1.invoices.search(
             params={"query": query, "limit": 100}, options=self._options()))
         live = [invoice_record(inv) for inv in self._call("invoices.page", lambda: list(page.auto_paging_iter()))]
-        live = [i for i in live if i.status != "void" and any(i.metadata.get(k) == order_id for k in SALESFORCE_ORDER_KEYS)]
+        live = [i for i in live
+                if i.status != "void" and any(i.metadata.get(k) == order_id for k in SALESFORCE_ORDER_KEYS)]
         return min(live, key=lambda m: (m.created, m.id)) if live else None
 
     def list_invoices(self, org_id: str, *, status: str | None = None) -> Iterator[StripeInvoice]:
-        params: dict[str, Any] = {"limit": 100}
+        params: InvoiceListParams = {"limit": 100}
         if status:
             params["status"] = status
         page = self._call("invoices.list", lambda: self._client.v1.invoices.list(
-            params=params, options=self._options()))  # type: ignore[arg-type]
+            params=params, options=self._options()))
         iterator = iter(page.auto_paging_iter())
         while True:
             try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import stripe
@@ -31,9 +32,14 @@ from connector.domain.reconciliation import CHARGE_TYPES, REFUND_TYPES, BalanceT
 from connector.retry import call_with_retry
 
 if TYPE_CHECKING:
+    from stripe import RequestOptions
+    from stripe.params import BalanceTransactionListParams, InvoicePaymentListParams, PayoutListParams
+
     from connector.config import OrgConfig
 
 T = TypeVar("T")
+# The list endpoints ``_pages`` walks: each takes ``limit`` and ``starting_after``.
+ListParams = TypeVar("ListParams", "PayoutListParams", "BalanceTransactionListParams", "InvoicePaymentListParams")
 PAGE_LIMIT = 100
 # Invoice metadata keys naming the org and the order (first present wins).
 ORG_KEYS = ("org_id", "gtm_org_id", "sf_org_id")
@@ -76,7 +82,7 @@ class StripePayouts:
         self._invoice_of_intent: dict[str, InvoiceRef | None] = {}
         self.calls = 0
 
-    def _options(self) -> dict[str, Any]:
+    def _options(self) -> RequestOptions:
         return {"stripe_account": self._account} if self._account else {}
 
     def _call(self, op: str, fn: Callable[[], T]) -> T:
@@ -89,12 +95,15 @@ class StripePayouts:
 
         return call_with_retry(op, attempt)
 
-    def _pages(self, op: str, fetch: Callable[[dict[str, Any]], Any], params: dict[str, Any]) -> Iterator[Any]:
+    def _pages(self, op: str, fetch: Callable[[ListParams], Any], params: ListParams) -> Iterator[Any]:
         """Every object of a list endpoint, following ``has_more`` with ``starting_after``."""
         cursor: str | None = None
         while True:
-            page_params = dict(params, limit=PAGE_LIMIT, **({"starting_after": cursor} if cursor else {}))
-            page = self._call(op, lambda: fetch(page_params))
+            page_params = params.copy()
+            page_params["limit"] = PAGE_LIMIT
+            if cursor:
+                page_params["starting_after"] = cursor
+            page = self._call(op, partial(fetch, page_params))
             data = list(_get(page, "data", []))
             yield from data
             if not _get(page, "has_more", False) or not data:
@@ -104,7 +113,7 @@ class StripePayouts:
     # ------------------------------------------------------------------ payouts
     def list_payouts(self, created_since: int | None = None) -> list[StripePayout]:
         """Payouts created at or after ``created_since`` (unix seconds), oldest first."""
-        params: dict[str, Any] = {}
+        params: PayoutListParams = {}
         if created_since is not None:
             params["created"] = {"gte": int(created_since)}
         payouts = self._client.v1.payouts
@@ -125,7 +134,7 @@ class StripePayouts:
     def transactions(self, payout: StripePayout) -> list[BalanceTxn]:
         """The balance transactions the payout swept, each traced to its invoice."""
         txns = self._client.v1.balance_transactions
-        params = {"payout": payout.id, "expand": ["data.source"]}
+        params: BalanceTransactionListParams = {"payout": payout.id, "expand": ["data.source"]}
         return [
             self._traced(t, payout)
             for t in self._pages("balance_transactions.list",
@@ -185,7 +194,8 @@ class StripePayouts:
 
     def _invoice_for_intent(self, intent: str) -> InvoiceRef | None:
         payments = self._client.v1.invoice_payments
-        params = {"payment": {"type": "payment_intent", "payment_intent": intent}, "expand": ["data.invoice"]}
+        params: InvoicePaymentListParams = {
+            "payment": {"type": "payment_intent", "payment_intent": intent}, "expand": ["data.invoice"]}
         for payment in self._pages("invoice_payments.list",
                                    lambda q: payments.list(params=q, options=self._options()), params):
             invoice = _get(payment, "invoice")

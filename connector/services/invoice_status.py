@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -45,6 +46,20 @@ class PollReport:
     changed: int = 0
     anomalies: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+
+
+def _invoice_columns(invoice: StripeInvoice, source: str) -> dict[str, Any]:
+    """The invoice row's columns as Stripe has them now; a field Stripe left empty (no number
+    before finalizing, no ``paid_at`` before payment) keeps the row's value."""
+    fields: dict[str, Any] = dict(status=invoice.status, status_source=source, amount_due=invoice.amount_due,
+                                  amount_paid=invoice.amount_paid, amount_remaining=invoice.amount_remaining,
+                                  tax=invoice.tax)
+    for name, value in (("number", invoice.number), ("hosted_url", invoice.hosted_url),
+                        ("due_date", invoice.due_date), ("finalized_at", invoice.finalized_at),
+                        ("paid_at", invoice.paid_at), ("voided_at", invoice.voided_at)):
+        if value is not None:
+            fields[name] = value
+    return fields
 
 
 class InvoiceStatusService:
@@ -129,16 +144,7 @@ class InvoiceStatusService:
                               detail=f"{source}: {INVOICE_MACHINE.explain(current, new)} ({invoice.id})")
             self._log.warning("invoice.anomaly", invoice=invoice.id, local=current, observed=new, source=source)
             return "anomaly"
-        fields: dict[str, Any] = {}
-        if outcome == "applied" or newer:
-            fields = dict(status=new, status_source=source, amount_due=invoice.amount_due,
-                          amount_paid=invoice.amount_paid, amount_remaining=invoice.amount_remaining,
-                          tax=invoice.tax)
-            for name, value in (("number", invoice.number), ("hosted_url", invoice.hosted_url),
-                                ("due_date", invoice.due_date), ("finalized_at", invoice.finalized_at),
-                                ("paid_at", invoice.paid_at), ("voided_at", invoice.voided_at)):
-                if value is not None:
-                    fields[name] = value
+        fields = _invoice_columns(invoice, source) if outcome == "applied" or newer else {}
         if created is not None and newer:
             fields.update(last_event_id=event_id, last_event_created=created)
         if sent and row.sent_at is None:
@@ -173,14 +179,16 @@ class InvoiceStatusService:
         for row in self.due_for_poll(force=force, order_ids=order_ids):
             report.checked += 1
             try:
-                invoice = call_with_retry("stripe.retrieve_invoice", lambda: billing.retrieve_invoice(row.stripe_invoice_id))
+                invoice = call_with_retry("stripe.retrieve_invoice",
+                                          partial(billing.retrieve_invoice, row.stripe_invoice_id))
             except AuthError:
                 raise
             except (RecordError, PermanentError) as exc:
                 self._log.warning("invoice.poll_failed", invoice=row.stripe_invoice_id, error=str(exc))
                 report.outcomes["failed"] = report.outcomes.get("failed", 0) + 1
                 continue
-            outcome = call_with_retry("store.poll", lambda: self._apply_polled(row, invoice), attempts=5, max_wait_s=2.0)
+            outcome = call_with_retry("store.poll", partial(self._apply_polled, row, invoice),
+                                      attempts=5, max_wait_s=2.0)
             report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
             report.changed += outcome == "applied"
             report.anomalies += outcome == "anomaly"

@@ -52,7 +52,9 @@ class DescribeAnswer(Protocol):
 class DescribeReader(Protocol):
     """What the guard needs from the org (``connector.adapters.salesforce.SalesforceOrg``)."""
 
-    def describes(self, sobjects: Sequence[str], *, if_modified_since: str | None = None) -> dict[str, DescribeAnswer]: ...
+    def describes(
+        self, sobjects: Sequence[str], *, if_modified_since: str | None = None
+    ) -> dict[str, DescribeAnswer]: ...
 
 
 @dataclass

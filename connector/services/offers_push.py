@@ -106,7 +106,9 @@ class QueryPage(Protocol):
 class OfferWriter(Protocol):
     """What offers push needs from the org (``SalesforceOrg``)."""
 
-    def subrequest(self, method: str, path: str, reference_id: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]: ...
+    def subrequest(
+        self, method: str, path: str, reference_id: str, body: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]: ...
 
     def composite(self, subrequests: Sequence[Mapping[str, Any]], *, all_or_none: bool) -> Sequence[SubResult]: ...
 
@@ -234,7 +236,9 @@ def _text(value: Any, what: str = "text") -> str:
     return value.strip()
 
 
-def validate_draft(key: str, path: Path, raw: Mapping[str, Any], catalog: Catalog, today: date) -> tuple[ValidDraft | None, list[str]]:
+def validate_draft(
+    key: str, path: Path, raw: Mapping[str, Any], catalog: Catalog, today: date
+) -> tuple[ValidDraft | None, list[str]]:
     """A validated draft, or the problems (each naming the file and the key)."""
     problems: list[str] = []
 
@@ -267,10 +271,7 @@ def validate_draft(key: str, path: Path, raw: Mapping[str, Any], catalog: Catalo
     take("currency", lambda v: _usd(v))
     start = take("service_start_date", _as_date, required=True)
     valid_until = take("valid_until", _as_date, required=True)
-    if valid_until is not None and valid_until <= today:
-        problem("valid_until", f"must be in the future (today is {today.isoformat()}), got {valid_until.isoformat()}")
-    if start is not None and start < today:
-        problem("service_start_date", f"must be today or later, got {start.isoformat()}")
+    _check_dates(start, valid_until, today, problem)
     fields["recipient_email"] = take("recipient_email", parse_email, required=True)
     fields["billing_email"] = take("billing_email", parse_email)
     for name in ("partner_po_number", "customer_po_number"):
@@ -278,6 +279,32 @@ def validate_draft(key: str, path: Path, raw: Mapping[str, Any], catalog: Catalo
     end_given = take("service_end_date", _as_date)
     fields["term_set_id"] = _term_set(raw.get("term_set"), catalog, problem)
     fields["initial_order_id"] = None
+    end = _end_date(kind, raw, fields, start, end_given, catalog, problem)
+    fields["service_start_date"] = start
+    fields["service_end_date"] = end
+    fields["valid_until"] = valid_until
+    label = "Add-On" if kind == "add_on" else "Initial"
+    fields["name"] = take("name", _text) or (f"{customer} {label} offer" if customer else None)
+    items = _items(raw.get("items"), catalog, problem)
+    if problems:
+        return None, problems
+    return ValidDraft(key, path, {k: v for k, v in fields.items() if v is not None}, tuple(items)), []
+
+
+def _check_dates(start: date | None, valid_until: date | None, today: date,
+                 problem: Callable[[str, str], None]) -> None:
+    """An offer is valid until a day after today, for a service starting today or later."""
+    if valid_until is not None and valid_until <= today:
+        problem("valid_until", f"must be in the future (today is {today.isoformat()}), got {valid_until.isoformat()}")
+    if start is not None and start < today:
+        problem("service_start_date", f"must be today or later, got {start.isoformat()}")
+
+
+def _end_date(kind: str, raw: Mapping[str, Any], fields: dict[str, Any], start: date | None,
+              end_given: date | None, catalog: Catalog, problem: Callable[[str, str], None]) -> date | None:
+    """The service end date: an add-on ends with its initial order (``_tie_add_on`` also
+    fills its fields), an initial offer at the end of its 12-month term. A
+    ``service_end_date`` in the draft must say the same."""
     end: date | None = None
     if kind == "add_on":
         end = _tie_add_on(raw, fields, start, catalog, problem)
@@ -288,15 +315,7 @@ def validate_draft(key: str, path: Path, raw: Mapping[str, Any], catalog: Catalo
     if end is not None and end_given is not None and end_given != end:
         what = "the initial order's end date" if kind == "add_on" else "the end of the 12-month term"
         problem("service_end_date", f"must be {what} {end.isoformat()}, got {end_given.isoformat()}")
-    fields["service_start_date"] = start
-    fields["service_end_date"] = end
-    fields["valid_until"] = valid_until
-    label = "Add-On" if kind == "add_on" else "Initial"
-    fields["name"] = take("name", _text) or (f"{customer} {label} offer" if customer else None)
-    items = _items(raw.get("items"), catalog, problem)
-    if problems:
-        return None, problems
-    return ValidDraft(key, path, {k: v for k, v in fields.items() if v is not None}, tuple(items)), []
+    return end
 
 
 def _offer_type(mapping: MappingSet, value: Any) -> str:
@@ -320,7 +339,8 @@ def _term_set(value: Any, catalog: Catalog, problem: Callable[[str, str], None])
     for tid, row in catalog.term_sets.items():
         if value == tid or (isinstance(value, str) and (row.get("name") or "").lower() == value.lower()):
             return tid
-    problem("term_set", f"unknown term set {show(value)} (known: {', '.join(r.get('name') or t for t, r in catalog.term_sets.items())})")
+    known = ", ".join(r.get("name") or t for t, r in catalog.term_sets.items())
+    problem("term_set", f"unknown term set {show(value)} (known: {known})")
     return None
 
 
@@ -387,7 +407,8 @@ def _items(raw: Any, catalog: Catalog, problem: Callable[[str, str], None]) -> l
             problem(f"{where}.quantity", f"{exc}, got {show(item.get('quantity'))}")
         try:
             raw_price = item.get("unit_price_per_month")
-            price = parse_unit_price(str(raw_price) if isinstance(raw_price, int) and not isinstance(raw_price, bool) else raw_price)
+            whole = isinstance(raw_price, int) and not isinstance(raw_price, bool)
+            price = parse_unit_price(str(raw_price) if whole else raw_price)
         except ValueError as exc:
             problem(f"{where}.unit_price_per_month", f"{exc}, got {show(item.get('unit_price_per_month'))}")
         if ppp_id and quantity is not None and price is not None:
@@ -477,7 +498,7 @@ class OffersPushService:
         valid, invalid = self.load(only)
         with self.uow() as uow:
             states = {d.draft_key: d for d in uow.offer_drafts.list(self.org_id)}
-            letters = {(l.record_id): l for l in uow.dead_letters.open(self.org_id, source=SOURCE)}
+            letters = {letter.record_id: letter for letter in uow.dead_letters.open(self.org_id, source=SOURCE)}
         recovered = set() if dry_run else self._recover_creates(valid, states, letters)
         for key, problems in invalid.items():
             message = "; ".join(problems)
@@ -534,12 +555,7 @@ class OffersPushService:
             known = {str(r["customer_org_id"]): r["sf_id"] for r in uow.mirror("customer").list(self.org_id)
                      if r["customer_org_id"] and not r["is_deleted"]}
         wanted = sorted({str(d.fields["customer_org_id"]) for d in to_send} - set(known))
-        for start in range(0, len(wanted), 100):
-            chunk = ",".join(f"'{_soql_text(o)}'" for o in wanted[start : start + 100])
-            [found] = self.org.composite_queries([
-                f"SELECT Id, {org_field} FROM {customer.sobject} WHERE {org_field} IN ({chunk}) ORDER BY CreatedDate, Id"])
-            for r in found.records:
-                known.setdefault(str(r[org_field]), r["Id"])
+        self._look_up_customers(known, wanted, customer.sobject, org_field)
         out: list[ValidDraft] = []
         for draft in drafts:
             org_id = str(draft.fields.get("customer_org_id") or "")
@@ -575,6 +591,17 @@ class OffersPushService:
                 self.log.info("customer.created", customer_org_id=org_id, customer_id=known[org_id])
             out.append(replace(draft, fields={**draft.fields, "customer_id": known.get(org_id)}))
         return out
+
+    def _look_up_customers(self, known: dict[str, Any], wanted: list[str], sobject: str, org_field: str) -> None:
+        """Add to ``known`` the oldest customer record in the org of each of the ``wanted``
+        customer org ids that has one (100 per query)."""
+        for start in range(0, len(wanted), 100):
+            chunk = ",".join(f"'{_soql_text(o)}'" for o in wanted[start : start + 100])
+            [found] = self.org.composite_queries([
+                f"SELECT Id, {org_field} FROM {sobject} WHERE {org_field} IN ({chunk}) "
+                f"ORDER BY CreatedDate, Id"])
+            for r in found.records:
+                known.setdefault(str(r[org_field]), r["Id"])
 
     def _find_customer(self, sobject: str, org_field: str, org_id: str) -> str | None:
         try:
@@ -685,7 +712,8 @@ class OffersPushService:
         soql = (f"SELECT Id, SystemModstamp FROM {OFFER_ITEM} WHERE {self.link} = '{offer_ref}' "
                 f"ORDER BY CreatedDate, Id")
         return [
-            self.org.subrequest("GET", f"sobjects/{OFFER}/{offer_ref}?fields=Id,Status,SystemModstamp,Subtotal", "offer_now"),
+            self.org.subrequest(
+                "GET", f"sobjects/{OFFER}/{offer_ref}?fields=Id,Status,SystemModstamp,Subtotal", "offer_now"),
             self.org.subrequest("GET", f"query?q={quote_plus(soql, safe='@{}')}", "items_now"),
         ]
 
@@ -771,7 +799,8 @@ class OffersPushService:
             if i < len(old_items):
                 subs.append(self.org.subrequest("PATCH", f"sobjects/{OFFER_ITEM}/{old_items[i]}", f"item{i}", values))
             else:
-                subs.append(self.org.subrequest("POST", f"sobjects/{OFFER_ITEM}", f"item{i}", {**values, link: offer_id}))
+                subs.append(
+                    self.org.subrequest("POST", f"sobjects/{OFFER_ITEM}", f"item{i}", {**values, link: offer_id}))
         for j, surplus in enumerate(old_items[len(draft.items):]):
             subs.append(self.org.subrequest("DELETE", f"sobjects/{OFFER_ITEM}/{surplus}", f"drop{j}"))
         try:
@@ -788,7 +817,8 @@ class OffersPushService:
         by_ref = {r.reference_id: r for r in results}
         self._remember_push(draft.key, offer_id, draft.content(), draft.hash, by_ref["offer_now"].body,
                             by_ref["items_now"].body.get("records", []), letter)
-        self.log.info("offer.updated", draft=draft.key, offer_id=offer_id, items=len(draft.items), forced=changed_in_org)
+        self.log.info("offer.updated", draft=draft.key, offer_id=offer_id, items=len(draft.items),
+                      forced=changed_in_org)
         return DraftResult(draft.key, "updated", offer_id, f"{len(draft.items)} item(s)")
 
     # -------------------------------------------------------------- bookkeeping
@@ -818,7 +848,8 @@ class OffersPushService:
             uow.commit()
 
     def _rejected(self, draft: ValidDraft, offer_id: str | None, failure: Any, letter: Any) -> DraftResult:
-        message = f"the org refused the offer: {failure.error_code}: {failure.message} (subrequest {failure.reference_id})"
+        message = (f"the org refused the offer: {failure.error_code}: {failure.message} "
+                   f"(subrequest {failure.reference_id})")
         self.log.warning("offer.rejected", draft=draft.key, offer_id=offer_id, code=failure.error_code,
                          reason=failure.message)
         with self.uow() as uow:

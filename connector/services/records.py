@@ -126,8 +126,8 @@ class RecordConverter:
         self.obj = obj
         self.known = known
         self._fields = [
-            (f.sf_field, f.column, _CONVERTERS[f.type], vocabulary_for(mapping, obj, f) if f.type == "picklist" else None,
-             f.required)
+            (f.sf_field, f.column, _CONVERTERS[f.type],
+             vocabulary_for(mapping, obj, f) if f.type == "picklist" else None, f.required)
             for f in obj.fields.values()
         ]
 
@@ -185,7 +185,7 @@ class RecordConverter:
         kind = self.obj.name
         problems: list[str] = []
         if kind in ("order_item", "offer_item"):
-            values = {k: row.get(k) for k in ("quantity", "unit_price_per_month") if k in row}
+            values: dict[str, object] = {k: row.get(k) for k in ("quantity", "unit_price_per_month") if k in row}
             problems += check_fields(values, LINE_RULES)[1]
             problems += self._reference(row, "ppp_id", "ppp", "PPP")
         elif kind == "order":

@@ -75,7 +75,8 @@ class ReportRow:
             "due_date": self.due_date.isoformat() if self.due_date else None, "invoiced": money(self.invoiced),
             "subtotal": money(self.subtotal), "revenue_share": money(self.revenue_share),
             "expected_payout": money(self.expected_payout), "actual_payout": money(self.actual_payout),
-            "difference": money(self.difference), "payout_date": self.payout_date.isoformat() if self.payout_date else None,
+            "difference": money(self.difference),
+            "payout_date": self.payout_date.isoformat() if self.payout_date else None,
             "payout_ids": list(self.payout_ids), "discrepancy": self.discrepancy, "month": self.month,
             "tax": money(self.tax), "tax_paid_out": money(self.tax_paid_out), "attention": self.attention,
             "invoice_issue": self.invoice_issue,
@@ -98,7 +99,8 @@ class MonthTotal:
     def as_json(self) -> dict[str, Any]:
         return {"month": self.month, "orders": self.orders, "invoiced": format_money(self.invoiced),
                 "tax": format_money(self.tax),
-                "expected_payout": format_money(self.expected_payout), "actual_payout": format_money(self.actual_payout),
+                "expected_payout": format_money(self.expected_payout),
+                "actual_payout": format_money(self.actual_payout),
                 "difference": format_money(self.difference), "unattributed": format_money(self.unattributed),
                 "discrepancies": self.discrepancies, "attention": self.attention}
 

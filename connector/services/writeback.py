@@ -130,8 +130,9 @@ def order_of_letter(letter: Any) -> str | None:
     """The order a dead letter is about, if it names one."""
     if letter.object_name in ORDER_OBJECTS:
         return str(letter.record_id)
-    payload = letter.payload if isinstance(letter.payload, Mapping) else {}
-    record = payload.get("record") if isinstance(payload.get("record"), Mapping) else {}  # mirror letters
+    payload: Mapping[str, Any] = letter.payload if isinstance(letter.payload, Mapping) else {}
+    nested = payload.get("record")
+    record: Mapping[str, Any] = nested if isinstance(nested, Mapping) else {}  # mirror letters
     for source in (payload, record):
         for key in ORDER_REFERENCES:
             if source.get(key):
@@ -173,8 +174,9 @@ def results_of(uow: Any, org_id: str, written: Iterable[str] = (), *, mapping: A
                 f" | {errors[flag.order_id]}" if flag.order_id in errors else "")
     for order_id, error in errors.items():
         results.setdefault(order_id, {})["last_error"] = _cut(error)
-    numbers = {row["sf_id"]: row.get("order_number") for row in uow.mirror("order").iter_all(org_id, include_deleted=True)
-               if row["sf_id"] in results}  # one streamed read, not a query per order
+    # one streamed read, not a query per order
+    numbers = {row["sf_id"]: row.get("order_number")
+               for row in uow.mirror("order").iter_all(org_id, include_deleted=True) if row["sf_id"] in results}
     for order_id, values in results.items():
         values["order_id"] = order_id
         values["order_number"] = numbers.get(order_id)

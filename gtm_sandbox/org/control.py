@@ -16,6 +16,7 @@ from gtm_sandbox.org.gtm import GtmRules, generate, load_demo
 from gtm_sandbox.org.ids import canonical_stamp
 from gtm_sandbox.org.jsonenc import encode
 from gtm_sandbox.org.rest import FaultRule, OrgApi, Request, Response
+from gtm_sandbox.org.routing import RouteTable
 
 DataSpec = str | int | None
 
@@ -214,92 +215,175 @@ class OrgControl:
     def handle(self, req: Request) -> Response:
         parts = [p for p in req.path.split("/") if p][1:]  # drop "_sandbox"
         body = req.json() if req.body else {}
-        m = req.method
-        try:
-            if parts == ["info"] and m == "GET":
-                return Response.json(200, {"demo_ids": self.demo_ids, "batch_size": self.api.batch_size})
-            if parts == ["counters"] and m == "GET":
-                return Response.json(200, self.counters())
-            if parts == ["counters", "reset"] and m == "POST":
-                self.reset_counters()
-                return Response(204)
-            if parts == ["faults"] and m == "POST":
-                self.fail(body["endpoint"], times=int(body.get("times", 1)), status=int(body.get("status", 503)),
-                          error_code=body.get("error_code"), message=body.get("message"),
-                          skip=int(body.get("skip", 0)), expire_sessions=bool(body.get("expire_sessions", False)))
-                return Response(204)
-            if parts == ["faults", "records"] and m == "POST":
-                self.fail_records(body.get("sobject", "*"), times=int(body.get("times", 1)),
-                                  error_code=body.get("error_code", "UNABLE_TO_LOCK_ROW"), message=body.get("message"))
-                return Response(204)
-            if parts == ["faults"] and m == "DELETE":
-                self.clear_faults()
-                return Response(204)
-            if parts == ["sessions", "expire"] and m == "POST":
-                return Response.json(200, {"expired": self.expire_sessions()})
-            if parts == ["limits"] and m == "POST":
-                self.set_limits(max=body.get("max"), used=body.get("used"))
-                return Response(204)
-            if parts == ["latency"] and m == "POST":
-                self.set_latency(float(body.get("seconds", 0)), body.get("endpoint", "*"))
-                return Response(204)
-            if parts == ["batch-size"] and m == "POST":
-                self.set_batch_size(int(body["size"]))
-                return Response(204)
-            if parts == ["clock"] and m == "GET":
-                return Response.json(200, self.clock())
-            if parts == ["clock", "advance"] and m == "POST":
-                return Response.json(200, self.advance_clock(days=float(body.get("days", 0)),
-                                                             seconds=float(body.get("seconds", 0))))
+        found = CONTROL_ROUTES.match(req.method, parts)
+        if found is None:
             if parts and parts[0] == "billing":
-                return self._billing(parts[1:], m, body)
-            if parts == ["reset"] and m == "POST":
-                return Response.json(200, {"demo_ids": self.reset(body.get("data", "demo"))})
-            if len(parts) == 2 and parts[0] == "records":
-                sobject = parts[1]
-                if m == "GET":
-                    deleted = (req.param("include_deleted") or "").lower() == "true"
-                    return Response.json(200, {"records": self.records(sobject, include_deleted=deleted)})
-                if m == "POST":
-                    return Response.json(200, {"ids": self.insert(sobject, body["records"], stamp=body.get("stamp"))})
-                if m == "PATCH":
-                    self.update(sobject, body["records"], stamp=body.get("stamp"))
-                    return Response(204)
-                if m == "DELETE":
-                    self.delete(sobject, body["ids"], stamp=body.get("stamp"), purge=bool(body.get("purge")))
-                    return Response(204)
+                return Response(404, encode({"error": f"no billing control resource {req.method} /_sandbox/billing/"
+                                                      f"{'/'.join(parts[1:])}"}))
+            return Response(404, encode({"error": f"no control resource {req.method} {req.path}"}))
+        route, params = found
+        try:
+            return route.handler(self, req, body, **params)
         except ApiError as err:
             return Response.error(err)
+        except BillingError as exc:
+            if route.segments[0] == "billing":  # a billing refusal is a 400 with its own text
+                return Response(400, encode({"error": str(exc)}))
+            return Response(400, encode({"error": f"bad control request: {exc}"}))
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             return Response(400, encode({"error": f"bad control request: {exc}"}))
-        return Response(404, encode({"error": f"no control resource {req.method} {req.path}"}))
 
-    def _billing(self, parts: list[str], m: str, body: dict[str, Any]) -> Response:
-        """``/_sandbox/billing…``: link (POST), status (GET), unlink (DELETE), ``run``,
-        ``faults`` (POST a knob, DELETE all) and ``links`` (a junction row by hand)."""
-        b = self.billing
-        try:
-            if parts == [] and m == "POST":
-                result = b.link_stripe(body["api_base"], body["api_key"], account=body.get("account"))
-                return Response.json(200, result.as_json())
-            if parts == [] and m == "GET":
-                return Response.json(200, b.status())
-            if parts == [] and m == "DELETE":
-                b.unlink()
-                return Response(204)
-            if parts == ["run"] and m == "POST":
-                if not b.linked:
-                    raise BillingError("billing is not linked to a Stripe account: POST /_sandbox/billing first")
-                return Response.json(200, b.run().as_json())
-            if parts == ["faults"] and m == "POST":
-                b.add_fault(body["kind"], order_id=body.get("order_id"), times=int(body.get("times", 1)),
-                            amount=str(body.get("amount", "100.00")), days=int(body.get("days", 1)))
-                return Response(204)
-            if parts == ["faults"] and m == "DELETE":
-                b.clear_faults()
-                return Response(204)
-            if parts == ["links"] and m == "POST":
-                return Response.json(200, {"id": b.link_invoice(body["order_id"], body["invoice_id"])})
-        except BillingError as exc:
-            return Response(400, encode({"error": str(exc)}))
-        return Response(404, encode({"error": f"no billing control resource {m} /_sandbox/billing/{'/'.join(parts)}"}))
+
+# The control API's routes under /_sandbox/, one handler per resource and method. Handlers
+# take (control, request, JSON body, **placeholders); see routing.py for the matching.
+CONTROL_ROUTES = RouteTable()
+Body = dict[str, Any]
+
+
+def _route(method: str, template: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    def register(fn: Callable[..., Response]) -> Callable[..., Response]:
+        CONTROL_ROUTES.add(method, template, fn.__name__, fn)
+        return fn
+    return register
+
+
+@_route("GET", "info")
+def _info(c: OrgControl, req: Request, body: Body) -> Response:
+    return Response.json(200, {"demo_ids": c.demo_ids, "batch_size": c.api.batch_size})
+
+
+@_route("GET", "counters")
+def _counters(c: OrgControl, req: Request, body: Body) -> Response:
+    return Response.json(200, c.counters())
+
+
+@_route("POST", "counters/reset")
+def _counters_reset(c: OrgControl, req: Request, body: Body) -> Response:
+    c.reset_counters()
+    return Response(204)
+
+
+@_route("POST", "faults")
+def _faults_add(c: OrgControl, req: Request, body: Body) -> Response:
+    c.fail(body["endpoint"], times=int(body.get("times", 1)), status=int(body.get("status", 503)),
+           error_code=body.get("error_code"), message=body.get("message"),
+           skip=int(body.get("skip", 0)), expire_sessions=bool(body.get("expire_sessions", False)))
+    return Response(204)
+
+
+@_route("POST", "faults/records")
+def _faults_records(c: OrgControl, req: Request, body: Body) -> Response:
+    c.fail_records(body.get("sobject", "*"), times=int(body.get("times", 1)),
+                   error_code=body.get("error_code", "UNABLE_TO_LOCK_ROW"), message=body.get("message"))
+    return Response(204)
+
+
+@_route("DELETE", "faults")
+def _faults_clear(c: OrgControl, req: Request, body: Body) -> Response:
+    c.clear_faults()
+    return Response(204)
+
+
+@_route("POST", "sessions/expire")
+def _sessions_expire(c: OrgControl, req: Request, body: Body) -> Response:
+    return Response.json(200, {"expired": c.expire_sessions()})
+
+
+@_route("POST", "limits")
+def _limits(c: OrgControl, req: Request, body: Body) -> Response:
+    c.set_limits(max=body.get("max"), used=body.get("used"))
+    return Response(204)
+
+
+@_route("POST", "latency")
+def _latency(c: OrgControl, req: Request, body: Body) -> Response:
+    c.set_latency(float(body.get("seconds", 0)), body.get("endpoint", "*"))
+    return Response(204)
+
+
+@_route("POST", "batch-size")
+def _batch_size(c: OrgControl, req: Request, body: Body) -> Response:
+    c.set_batch_size(int(body["size"]))
+    return Response(204)
+
+
+@_route("GET", "clock")
+def _clock(c: OrgControl, req: Request, body: Body) -> Response:
+    return Response.json(200, c.clock())
+
+
+@_route("POST", "clock/advance")
+def _clock_advance(c: OrgControl, req: Request, body: Body) -> Response:
+    return Response.json(200, c.advance_clock(days=float(body.get("days", 0)), seconds=float(body.get("seconds", 0))))
+
+
+@_route("POST", "reset")
+def _reset(c: OrgControl, req: Request, body: Body) -> Response:
+    return Response.json(200, {"demo_ids": c.reset(body.get("data", "demo"))})
+
+
+@_route("GET", "records/{sobject}")
+def _records_get(c: OrgControl, req: Request, body: Body, sobject: str) -> Response:
+    deleted = (req.param("include_deleted") or "").lower() == "true"
+    return Response.json(200, {"records": c.records(sobject, include_deleted=deleted)})
+
+
+@_route("POST", "records/{sobject}")
+def _records_insert(c: OrgControl, req: Request, body: Body, sobject: str) -> Response:
+    return Response.json(200, {"ids": c.insert(sobject, body["records"], stamp=body.get("stamp"))})
+
+
+@_route("PATCH", "records/{sobject}")
+def _records_update(c: OrgControl, req: Request, body: Body, sobject: str) -> Response:
+    c.update(sobject, body["records"], stamp=body.get("stamp"))
+    return Response(204)
+
+
+@_route("DELETE", "records/{sobject}")
+def _records_delete(c: OrgControl, req: Request, body: Body, sobject: str) -> Response:
+    c.delete(sobject, body["ids"], stamp=body.get("stamp"), purge=bool(body.get("purge")))
+    return Response(204)
+
+
+# /_sandbox/billing…: link (POST), status (GET), unlink (DELETE), run, faults (POST a knob,
+# DELETE all) and links (a junction row by hand).
+@_route("POST", "billing")
+def _billing_link(c: OrgControl, req: Request, body: Body) -> Response:
+    result = c.billing.link_stripe(body["api_base"], body["api_key"], account=body.get("account"))
+    return Response.json(200, result.as_json())
+
+
+@_route("GET", "billing")
+def _billing_status(c: OrgControl, req: Request, body: Body) -> Response:
+    return Response.json(200, c.billing.status())
+
+
+@_route("DELETE", "billing")
+def _billing_unlink(c: OrgControl, req: Request, body: Body) -> Response:
+    c.billing.unlink()
+    return Response(204)
+
+
+@_route("POST", "billing/run")
+def _billing_run(c: OrgControl, req: Request, body: Body) -> Response:
+    if not c.billing.linked:
+        raise BillingError("billing is not linked to a Stripe account: POST /_sandbox/billing first")
+    return Response.json(200, c.billing.run().as_json())
+
+
+@_route("POST", "billing/faults")
+def _billing_fault(c: OrgControl, req: Request, body: Body) -> Response:
+    c.billing.add_fault(body["kind"], order_id=body.get("order_id"), times=int(body.get("times", 1)),
+                        amount=str(body.get("amount", "100.00")), days=int(body.get("days", 1)))
+    return Response(204)
+
+
+@_route("DELETE", "billing/faults")
+def _billing_faults_clear(c: OrgControl, req: Request, body: Body) -> Response:
+    c.billing.clear_faults()
+    return Response(204)
+
+
+@_route("POST", "billing/links")
+def _billing_links(c: OrgControl, req: Request, body: Body) -> Response:
+    return Response.json(200, {"id": c.billing.link_invoice(body["order_id"], body["invoice_id"])})

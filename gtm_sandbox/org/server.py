@@ -2,8 +2,11 @@
 
 TLS uses a CA made at start-up with ``trustme``; its PEM is written to ``ca_file`` so
 clients verify the server like any other (``requests.Session().verify = ca_file``). The
-handshake runs in the connection's thread, connections are kept alive (HTTP/1.1), and
-``stop()`` closes them all, so tests can start and stop orgs freely.
+server is cheroot (see ``gtm_sandbox/wsgi.py``) with its built-in TLS adapter, which
+handshakes in the accept loop (a client that never sends its hello holds new connections
+back for at most ``idle_timeout_s``): connections are kept alive (HTTP/1.1) until idle for
+``idle_timeout_s``, bodies over ``max_body_bytes`` get a 413, and ``stop()`` closes every
+connection, so tests can start and stop orgs freely.
 
     with SandboxOrg.start(data="demo") as org:
         sf = Salesforce(instance_url=org.instance_url, session_id=token, session=session)
@@ -15,12 +18,8 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
-import ssl
 import tempfile
-import threading
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -40,110 +39,50 @@ from gtm_sandbox.org.ids import make_id
 from gtm_sandbox.org.rest import OrgApi, Request, Response
 from gtm_sandbox.org.schema import load_org_schema
 from gtm_sandbox.snapshot import SnapshotError, read_snapshot, write_snapshot
+from gtm_sandbox.wsgi import (IDLE_TIMEOUT_S, MAX_BODY_BYTES, BodyTooLarge, WsgiServer, read_body,
+                              request_headers, request_target, status_line)
 
 API_VERSION = "66.0"  # GTM objects exist from v64-v66 (see gtm_schema.toml)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Buffer the response so headers and body leave in one write (no Nagle/delayed-ACK stall).
-    wbufsize = 1 << 16
-    server: _OrgHTTPServer
+class OrgApp:
+    """The org as a WSGI app: ``/_sandbox/…`` to the control API, the rest to ``OrgApi``."""
 
-    def setup(self) -> None:
-        self.request.settimeout(30)
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            self.request.do_handshake()
-        except (ssl.SSLError, OSError):
-            self.close_connection = True
-        super().setup()
-
-    def handle(self) -> None:
-        try:
-            super().handle()
-        except (ssl.SSLError, ConnectionError, TimeoutError, OSError):
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet server
-        return
-
-    def _dispatch(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        req = Request.build(self.command, self.path, dict(self.headers.items()), body)
-        if req.path.startswith("/_sandbox/"):
-            resp = self.server.control.handle(req)
-        else:
-            resp = self.server.api.handle(req)
-        self._send(resp)
-
-    def _send(self, resp: Response) -> None:
-        payload = resp.body.encode("utf-8") if resp.body is not None else b""
-        self.send_response(resp.status)
-        if resp.status != 204:
-            self.send_header("Content-Type", resp.content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in resp.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if payload and self.command != "HEAD":
-            self.wfile.write(payload)
-        self.wfile.flush()
-
-    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _dispatch  # noqa: N815
-
-
-class _OrgHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, port: int, ctx: ssl.SSLContext, api: OrgApi, control: OrgControl):
-        super().__init__(("127.0.0.1", port), _Handler)
-        self.socket = ctx.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+    def __init__(self, api: OrgApi, control: OrgControl):
         self.api = api
         self.control = control
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._conns_lock:
-            self._conns.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def close_all(self) -> None:
-        with self._conns_lock:
-            conns = list(self._conns)
-            self._conns.clear()
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
-                conn.close()
-            except OSError:
-                pass
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        method = environ["REQUEST_METHOD"]
+        try:
+            body = read_body(environ)
+        except BodyTooLarge:
+            resp = Response.json(413, [{"message": "The request body is too large.", "errorCode": "REQUEST_TOO_LARGE"}])
+        else:
+            req = Request.build(method, request_target(environ), request_headers(environ), body)
+            if req.path.startswith("/_sandbox/"):
+                resp = self.control.handle(req)
+            else:
+                resp = self.api.handle(req)
+        payload = resp.body.encode("utf-8") if resp.body is not None else b""
+        headers = [] if resp.status == 204 else [("Content-Type", resp.content_type)]
+        headers.append(("Content-Length", str(len(payload))))
+        headers.extend(resp.headers.items())
+        start_response(status_line(resp.status), headers)
+        return [b""] if method == "HEAD" else [payload]
 
 
 class SandboxOrg:
     """A running sandbox org. Build with ``SandboxOrg.start(...)``; stop with ``stop()`` or
     use it as a context manager. Control methods delegate to ``OrgControl``."""
 
-    def __init__(self, server: _OrgHTTPServer, control: OrgControl, workdir: Path, app: ConnectedApp,
+    def __init__(self, server: WsgiServer, control: OrgControl, workdir: Path, app: ConnectedApp,
                  ca_file: Path, private_key_file: Path, owns_workdir: bool):
         self._server = server
         self.control = control
         self.workdir = workdir
         self._owns_workdir = owns_workdir
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                                         name=f"sandbox-org-{server.server_address[1]}", daemon=True)
-        self.port: int = server.server_address[1]
+        self.port: int = server.port
         self.login_url = f"https://127.0.0.1:{self.port}"
         self.instance_url = self.login_url
         self.ca_file = ca_file
@@ -169,6 +108,8 @@ class SandboxOrg:
         org_number: int = 1,
         workdir: Path | None = None,
         jwt_public_key_file: Path | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> SandboxOrg:
         """Start an org on 127.0.0.1 (``port=0``: a free port) in a background thread.
 
@@ -176,14 +117,20 @@ class SandboxOrg:
         the certificate (or public key) JWT assertions must be signed for; without it a key
         pair is made and the private key written to ``private_key_file``. ``renamed`` and
         ``dropped`` start an org whose schema differs from the reference (see
-        ``load_org_schema``), as a partner's org may."""
+        ``load_org_schema``), as a partner's org may. ``max_body_bytes``: larger request
+        bodies get a 413; ``idle_timeout_s``: idle keep-alive connections are closed after it."""
         owns = workdir is None
         workdir = Path(tempfile.mkdtemp(prefix="gtm-sandbox-org-")) if workdir is None else Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         ca = trustme.CA()
         cert = ca.issue_cert("127.0.0.1", "localhost")
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        cert.configure_cert(ctx)
+        # cheroot's TLS adapter loads the server's certificate and key from files.
+        cert_file, key_file = workdir / "server_cert.pem", workdir / "server_key.pem"
+        cert.cert_chain_pems[0].write_to_path(str(cert_file))
+        for extra in cert.cert_chain_pems[1:]:
+            extra.write_to_path(str(cert_file), append=True)
+        key_file.touch(mode=0o600)
+        cert.private_key_pem.write_to_path(str(key_file))
         ca_file = workdir / "ca.pem"
         ca.cert_pem.write_to_path(str(ca_file))
         private_key_file = workdir / "jwt_private_key.pem"
@@ -207,15 +154,16 @@ class SandboxOrg:
         data_store.rules = GtmRules()
         api = OrgApi(data_store, app, login_url="", instance_url="", batch_size=batch_size)
         control = OrgControl(api, org_id)
-        server = _OrgHTTPServer(port, ctx, api, control)
-        real_port = server.server_address[1]
+        server = WsgiServer(OrgApp(api, control), port=port, name="sandbox-org", tls=(cert_file, key_file),
+                            max_body_bytes=max_body_bytes, idle_timeout_s=idle_timeout_s)
+        real_port = server.port
         login_url = f"https://127.0.0.1:{real_port}"
         api.login_url = api.instance_url = login_url
         # JWT audience: the login URL (as on login.salesforce.com / test.salesforce.com).
         app.audiences = (login_url, login_url + "/")
         control.load(data)
         handle = cls(server, control, workdir, app, ca_file, private_key_file, owns)
-        handle._thread.start()
+        server.start()
         return handle
 
     # ------------------------------------------------------------ lifecycle
@@ -225,10 +173,7 @@ class SandboxOrg:
             return
         self._stopped = True
         self.control.billing.unlink()
-        self._server.shutdown()
-        self._server.close_all()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
         if self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

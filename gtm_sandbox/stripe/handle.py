@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
@@ -27,8 +26,9 @@ from gtm_sandbox.snapshot import SnapshotError, read_snapshot, write_snapshot
 from gtm_sandbox.stripe.faults import Faults
 from gtm_sandbox.stripe.helpers import Helpers
 from gtm_sandbox.stripe.notify import WebhookDispatcher
-from gtm_sandbox.stripe.server import SandboxHTTPServer
+from gtm_sandbox.stripe.server import StripeApp
 from gtm_sandbox.stripe.world import DAY, Account, SandboxSettings, World
+from gtm_sandbox.wsgi import IDLE_TIMEOUT_S, MAX_BODY_BYTES, WsgiServer
 
 
 def _fault_kind(fault: str | int) -> tuple[str, int]:
@@ -42,31 +42,32 @@ def _fault_kind(fault: str | int) -> tuple[str, int]:
 class StripeSandbox:
     """A running sandbox: ``api_base`` and ``api_key`` for the SDK, plus test controls."""
 
-    def __init__(self, server: SandboxHTTPServer, thread: threading.Thread) -> None:
+    def __init__(self, server: WsgiServer, app: StripeApp) -> None:
         self._server = server
-        self._thread = thread
-        self.world: World = server.world
-        self.faults: Faults = server.faults
-        self.helpers: Helpers = server.helpers
-        host, port = server.server_address[:2]
-        self.api_base = f"http://{host}:{port}"
+        self.world: World = app.world
+        self.faults: Faults = app.faults
+        self.helpers: Helpers = app.helpers
+        self.api_base = f"http://{server.host}:{server.port}"
         self.api_key = "sk_test_" + secrets.token_hex(12)
         self.platform_account = self.world.platform.id
 
     @classmethod
     def start(cls, port: int = 0, *, host: str = "127.0.0.1", settings: SandboxSettings | None = None,
+              max_body_bytes: int = MAX_BODY_BYTES, idle_timeout_s: float = IDLE_TIMEOUT_S,
               **overrides: Any) -> StripeSandbox:
-        """Serve on ``host:port`` (0 = a free port) from a background thread.
-        ``overrides`` replace fields of ``SandboxSettings`` (e.g. ``fee_percent``)."""
+        """Serve on ``host:port`` (0 = a free port) from a background thread (cheroot, see
+        ``gtm_sandbox/wsgi.py``). ``max_body_bytes``: larger request bodies get a 413;
+        ``idle_timeout_s``: idle keep-alive connections are closed after it. ``overrides``
+        replace fields of ``SandboxSettings`` (e.g. ``fee_percent``)."""
         settings = replace(settings or SandboxSettings(), **overrides)
         world = World(settings)
-        server = SandboxHTTPServer((host, port), world, Faults())
-        world.base_url = "http://{}:{}".format(*server.server_address[:2])
+        app = StripeApp(world, Faults())
+        server = WsgiServer(app, host=host, port=port, name="stripe-sandbox", max_body_bytes=max_body_bytes,
+                            idle_timeout_s=idle_timeout_s)
+        world.base_url = f"http://{server.host}:{server.port}"
         world.dispatcher = WebhookDispatcher(world)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                  name="stripe-sandbox", daemon=True)
-        thread.start()
-        return cls(server, thread)
+        server.start()
+        return cls(server, app)
 
     def save(self, path: Path) -> None:
         """Write every account's objects and events and the clock offset to ``path``.
@@ -107,11 +108,9 @@ class StripeSandbox:
         self.platform_account = world.platform.id
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
         if self.world.dispatcher is not None:
             self.world.dispatcher.stop()
-        self._thread.join(timeout=5)
 
     def __enter__(self) -> StripeSandbox:
         return self

@@ -1,5 +1,6 @@
-"""The HTTP server: Stripe's v1 API on ``/v1/…``, the control API on ``/_sandbox/…`` and the
-hosted invoice pages on ``/i/…``.
+"""The Stripe sandbox as a WSGI app: Stripe's v1 API on ``/v1/…``, the control API on
+``/_sandbox/…`` and the hosted invoice pages on ``/i/…``. cheroot serves it (see
+``gtm_sandbox/wsgi.py``).
 
 Per API request, in order: count the endpoint, authenticate (``Authorization: Bearer
 sk_test_…`` or HTTP Basic with the key as user name, like Stripe), pick the account
@@ -8,6 +9,12 @@ Stripe's idempotency: a POST's ``Idempotency-Key`` (scoped to the account) store
 status and body of the first execution; the same key with the same endpoint and parameters
 replays it with ``Idempotent-Replayed: true``; with other parameters it is a 400
 ``idempotency_error``. Keys are pruned 24 hours after first use (sandbox clock).
+
+Routing is by tables, not ladders: the API's routes are registered by the resource modules
+on ``Router`` (``api.py``); the control API's are the ``Router`` built by
+``build_control_router`` below, on the same ``{name}`` templates. One matcher for both keeps
+"literal segments win over placeholders" in one place, and the templates double as the
+endpoint names in counters and faults.
 """
 
 from __future__ import annotations
@@ -15,10 +22,9 @@ from __future__ import annotations
 import base64
 import html
 import json
-import socket
-import struct
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -28,6 +34,7 @@ from gtm_sandbox.stripe.faults import Faults, Plan
 from gtm_sandbox.stripe.helpers import Helpers
 from gtm_sandbox.stripe.wire import ApiError, Params, decode_params, new_id
 from gtm_sandbox.stripe.world import DAY, IdempotencyRecord, World
+from gtm_sandbox.wsgi import BodyTooLarge, drop, read_body, request_headers, request_target, status_line
 
 IDEMPOTENCY_TTL_S = DAY
 MAX_IDEMPOTENCY_KEY = 255
@@ -41,18 +48,6 @@ def build_router(world: World) -> Router:
     return router
 
 
-class SandboxHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], world: World, faults: Faults) -> None:
-        super().__init__(address, SandboxRequestHandler)
-        self.world = world
-        self.faults = faults
-        self.router = build_router(world)
-        self.helpers = Helpers(world)
-
-
 def _auth_error(message: str) -> ApiError:
     return ApiError(401, "invalid_request_error", message)
 
@@ -61,82 +56,173 @@ def _mask(key: str) -> str:
     return key[:8] + "*" * max(0, len(key) - 12) + key[-4:] if len(key) > 12 else "*" * len(key)
 
 
-class SandboxRequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go in separate writes
-    server: SandboxHTTPServer
-    server_version = "stripe-sandbox"
-    sys_version = ""
+@dataclass
+class Reply:
+    """What the app answers: a status, a body and its headers."""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        return  # the request log is kept by Faults, not printed
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = "application/json"
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
+    @classmethod
+    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Reply:
+        return cls(status, json.dumps(payload, indent=2).encode(), headers or {})
 
-    def do_POST(self) -> None:
-        self._dispatch("POST")
 
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
+@dataclass
+class Exchange:
+    """One request as the handlers see it."""
 
-    # Stripe answers other methods with its JSON 404 ("Unrecognized request URL"), not a 501.
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]  # lower-case names
+    body: str
+    environ: dict[str, Any]
 
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
 
-    # -- plumbing ------------------------------------------------------------------------
-    def _body(self) -> str:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length).decode("utf-8") if length else ""
 
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None,
-              content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-cache, no-store")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+# -- the control API: a route table ---------------------------------------------------------
+# Each handler takes (app, data, args, account, **path params) and returns the JSON result.
+ControlHandler = Callable[..., Any]
 
-    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(payload, indent=2).encode(), headers)
 
-    def _drop(self) -> None:
-        """Drop the connection with a TCP reset and no answer."""
-        self.close_connection = True
+def build_control_router() -> Router:
+    router = Router()
+
+    def route(method: str, template: str) -> Callable[[ControlHandler], ControlHandler]:
+        return router.add(method, "/_sandbox" + template)
+
+    @route("GET", "/health")
+    def health(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None) -> Any:
+        return {"ok": True, "api_base": app.world.base_url, "platform_account": app.world.platform.id}
+
+    @route("GET", "/counters")
+    def counters(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None) -> Any:
+        return app.faults.counters()
+
+    @route("POST", "/counters/reset")
+    def reset_counters(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None) -> Any:
+        app.faults.reset_counters()
+        return {"ok": True}
+
+    @route("GET", "/requests")
+    def requests(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None) -> Any:
+        return app.faults.requests(args.get("endpoint"))
+
+    @route("POST", "/faults")
+    def add_fault(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None) -> Any:
+        app.faults.add(data.get("endpoint", "*"), data.get("kind", "status"), times=data.get("times", 1),
+                       status=int(data.get("status", 500)), latency_s=float(data.get("latency_s", 0.0)))
+        return {"ok": True}
+
+    @route("DELETE", "/faults")
+    def clear_faults(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None) -> Any:
+        app.faults.clear()
+        return {"ok": True}
+
+    @route("GET", "/clock")
+    def clock(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None) -> Any:
+        return {"now": app.world.now()}
+
+    @route("POST", "/clock/advance")
+    def advance(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None) -> Any:
+        seconds = int(data.get("seconds", 0)) + int(data.get("days", 0)) * DAY
+        return {"now": app.world.advance(seconds)}
+
+    @route("POST", "/invoices/{invoice_id}/pay")
+    def pay(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None,
+            invoice_id: str) -> Any:
+        return app.helpers.pay_invoice(invoice_id, amount=data.get("amount"), method=data.get("method", "card"),
+                                       fee=data.get("fee"), account=account)
+
+    @route("GET", "/invoices/{invoice_id}/sends")
+    def sends(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None,
+              invoice_id: str) -> Any:
+        return app.helpers.invoice_sends(invoice_id, account=account)
+
+    @route("POST", "/charges/{charge_id}/refund")
+    def refund(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None,
+               charge_id: str) -> Any:
+        return app.helpers.refund(charge_id, amount=data.get("amount"), account=account)
+
+    @route("POST", "/payouts")
+    def payouts(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None) -> Any:
+        return app.helpers.create_payout(account=account)
+
+    @route("POST", "/adjustments")
+    def adjustments(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None) -> Any:
+        return app.helpers.add_adjustment(int(data["amount"]), str(data.get("description", "adjustment")),
+                                          account=account)
+
+    @route("POST", "/events/{event_id}/resend")
+    def resend(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None,
+               event_id: str) -> Any:
+        app.helpers.resend_event(event_id, account=account)
+        return {"ok": True}
+
+    @route("GET", "/events")
+    def events(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None) -> Any:
+        return app.helpers.events(type=args.get("type"), account=account)
+
+    @route("GET", "/webhooks")
+    def webhooks(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None) -> Any:
+        return list(app.world.dispatcher.log) if app.world.dispatcher else []
+
+    @route("POST", "/webhooks/wait")
+    def wait(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None) -> Any:
+        idle = app.world.dispatcher.wait_idle(float(data.get("timeout", 10))) if app.world.dispatcher else True
+        return {"idle": idle}
+
+    return router
+
+
+class StripeApp:
+    """The WSGI app; one instance per sandbox, called from cheroot's worker threads."""
+
+    def __init__(self, world: World, faults: Faults) -> None:
+        self.world = world
+        self.faults = faults
+        self.router = build_router(world)
+        self.control_router = build_control_router()
+        self.helpers = Helpers(world)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        method = environ["REQUEST_METHOD"]
+        parts = urlsplit(request_target(environ))
         try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
-        except OSError:
-            pass
-
-    def _dispatch(self, method: str) -> None:
-        parts = urlsplit(self.path)
-        body = self._body()
-        try:
+            body = read_body(environ).decode("utf-8")
+        except BodyTooLarge:
+            reply = Reply.json(413, ApiError(413, "invalid_request_error", "The request body is too large.").body())
+        else:
+            ex = Exchange(method, parts.path, parts.query, request_headers(environ), body, environ)
             if parts.path.startswith("/_sandbox/"):
-                self._control(method, parts.path, parts.query, body)
+                reply = self._control(ex)
             elif parts.path.startswith("/i/"):
-                self._hosted(method, parts.path)
+                reply = self._hosted(ex)
             else:
-                self._api(method, parts.path, parts.query, body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+                reply = self._api(ex)  # raises Dropped for a connection-reset fault
+        headers = [("Content-Type", reply.content_type)] if reply.content_type else []
+        headers += [("Content-Length", str(len(reply.body)))]
+        if reply.content_type:
+            headers.append(("Cache-Control", "no-cache, no-store"))
+        headers += list(reply.headers.items())
+        start_response(status_line(reply.status), headers)
+        return [b""] if method == "HEAD" else [reply.body]
 
     # -- the Stripe API --------------------------------------------------------------------
-    def _api(self, method: str, path: str, query: str, body: str) -> None:
-        world, faults = self.server.world, self.server.faults
-        matched = self.server.router.match(method, path)
+    def _api(self, ex: Exchange) -> Reply:
+        method, path = ex.method, ex.path
+        world, faults = self.world, self.faults
+        matched = self.router.match(method, path)
         endpoint = matched[0].endpoint if matched else f"{method} {path}"
         request_id = new_id("req", 14)
-        key = self.headers.get("Idempotency-Key") if method == "POST" else None
-        account_id = self.headers.get("Stripe-Account") or None
-        version = self.headers.get("Stripe-Version") or world.settings.api_version
+        key = ex.header("Idempotency-Key") if method == "POST" else None
+        account_id = ex.header("Stripe-Account") or None
+        version = ex.header("Stripe-Version") or world.settings.api_version
         faults.count(endpoint)
         entry = faults.record({"method": method, "path": path, "endpoint": endpoint, "account": account_id,
                                "idempotency_key": key, "request_id": request_id, "status": None,
@@ -145,44 +231,40 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         if key:
             headers["Idempotency-Key"] = key
 
-        def answer(status: int, payload: bytes, extra: dict[str, str] | None = None) -> None:
+        def answer(status: int, payload: bytes, extra: dict[str, str] | None = None) -> Reply:
             entry["status"] = status
-            self._send(status, payload, {**headers, **(extra or {})})
+            return Reply(status, payload, {**headers, **(extra or {})})
 
-        auth = self._authenticate()
+        auth = self._authenticate(ex)
         if auth is not None:
-            answer(auth.status, json.dumps(auth.body(), indent=2).encode())
-            return
+            return answer(auth.status, json.dumps(auth.body(), indent=2).encode())
         plan = faults.plan(endpoint)
         entry["fault"] = plan.label
         if plan.latency_s:
             time.sleep(plan.latency_s)
         if plan.reset == "before":
-            self._drop()
-            return
+            raise drop(ex.environ)
         if plan.status is not None:
-            answer(plan.status, json.dumps(self._fault_body(plan), indent=2).encode(),
-                   {"Stripe-Should-Retry": "true"})
-            return
+            return answer(plan.status, json.dumps(self._fault_body(plan), indent=2).encode(),
+                          {"Stripe-Should-Retry": "true"})
         if matched is None:
             error = ApiError(404, "invalid_request_error",
                              f"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs or we "
                              "can help at https://support.stripe.com/.")
-            answer(404, json.dumps(error.body(), indent=2).encode())
-            return
+            return answer(404, json.dumps(error.body(), indent=2).encode())
         route, path_params = matched
         status, payload, replayed = self._execute(route, path_params, method, path,
-                                                  decode_params(body if method == "POST" else query),
+                                                  decode_params(ex.body if method == "POST" else ex.query),
                                                   account_id, key, request_id, version)
         entry["replayed"] = replayed is not None
         if plan.reset == "after":
             entry["status"] = status
-            self._drop()
-            return
-        answer(status, payload, {"Idempotent-Replayed": "true", "Original-Request": replayed} if replayed else None)
+            raise drop(ex.environ)
+        return answer(status, payload, {"Idempotent-Replayed": "true", "Original-Request": replayed} if replayed else None)
 
-    def _authenticate(self) -> ApiError | None:
-        header = self.headers.get("Authorization") or ""
+    @staticmethod
+    def _authenticate(ex: Exchange) -> ApiError | None:
+        header = ex.header("Authorization") or ""
         key = ""
         if header.startswith("Bearer "):
             key = header[7:].strip()
@@ -213,7 +295,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                  account_id: str | None, key: str | None, request_id: str,
                  version: str) -> tuple[int, bytes, str | None]:
         """(status, body, original request id if this was an idempotent replay)."""
-        world = self.server.world
+        world = self.world
         with world.lock:
             try:
                 account = world.account(account_id)
@@ -254,87 +336,37 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             return status, payload, None
 
     def _prune(self, account: Any) -> None:
-        horizon = self.server.world.now() - IDEMPOTENCY_TTL_S
+        horizon = self.world.now() - IDEMPOTENCY_TTL_S
         for stale in [k for k, r in account.idempotency.items() if r.created < horizon]:
             del account.idempotency[stale]
 
     # -- the control API -------------------------------------------------------------------
-    def _control(self, method: str, path: str, query: str, body: str) -> None:
-        world, faults, helpers = self.server.world, self.server.faults, self.server.helpers
+    def _control(self, ex: Exchange) -> Reply:
         try:
-            data: dict[str, Any] = json.loads(body) if body.strip() else {}
+            data: dict[str, Any] = json.loads(ex.body) if ex.body.strip() else {}
         except json.JSONDecodeError:
-            self._send_json(400, {"error": "the control API takes JSON bodies"})
-            return
-        args = dict(parse_qsl(query))
-        account = data.pop("account", None) or self.headers.get("Stripe-Account") or args.get("account")
-        segments = path.strip("/").split("/")[1:]
-        route = (method, *segments)
+            return Reply.json(400, {"error": "the control API takes JSON bodies"})
+        args = dict(parse_qsl(ex.query))
+        account = data.pop("account", None) or ex.header("Stripe-Account") or args.get("account")
+        matched = self.control_router.match(ex.method, ex.path.rstrip("/"))
+        if matched is None:
+            return Reply.json(404, {"error": f"no control endpoint {ex.method} {ex.path}"})
+        route, path_params = matched
         try:
-            result: Any
-            match route:
-                case ("GET", "health"):
-                    result = {"ok": True, "api_base": world.base_url, "platform_account": world.platform.id}
-                case ("GET", "counters"):
-                    result = faults.counters()
-                case ("POST", "counters", "reset"):
-                    faults.reset_counters()
-                    result = {"ok": True}
-                case ("GET", "requests"):
-                    result = faults.requests(args.get("endpoint"))
-                case ("POST", "faults"):
-                    faults.add(data.get("endpoint", "*"), data.get("kind", "status"), times=data.get("times", 1),
-                               status=int(data.get("status", 500)), latency_s=float(data.get("latency_s", 0.0)))
-                    result = {"ok": True}
-                case ("DELETE", "faults"):
-                    faults.clear()
-                    result = {"ok": True}
-                case ("GET", "clock"):
-                    result = {"now": world.now()}
-                case ("POST", "clock", "advance"):
-                    seconds = int(data.get("seconds", 0)) + int(data.get("days", 0)) * DAY
-                    result = {"now": world.advance(seconds)}
-                case ("POST", "invoices", invoice_id, "pay"):
-                    result = helpers.pay_invoice(invoice_id, amount=data.get("amount"),
-                                                 method=data.get("method", "card"), fee=data.get("fee"),
-                                                 account=account)
-                case ("GET", "invoices", invoice_id, "sends"):
-                    result = helpers.invoice_sends(invoice_id, account=account)
-                case ("POST", "charges", charge_id, "refund"):
-                    result = helpers.refund(charge_id, amount=data.get("amount"), account=account)
-                case ("POST", "payouts"):
-                    result = helpers.create_payout(account=account)
-                case ("POST", "adjustments"):
-                    result = helpers.add_adjustment(int(data["amount"]), str(data.get("description", "adjustment")),
-                                                    account=account)
-                case ("POST", "events", event_id, "resend"):
-                    helpers.resend_event(event_id, account=account)
-                    result = {"ok": True}
-                case ("GET", "events"):
-                    result = helpers.events(type=args.get("type"), account=account)
-                case ("GET", "webhooks"):
-                    result = list(world.dispatcher.log) if world.dispatcher else []
-                case ("POST", "webhooks", "wait"):
-                    idle = world.dispatcher.wait_idle(float(data.get("timeout", 10))) if world.dispatcher else True
-                    result = {"idle": idle}
-                case _:
-                    self._send_json(404, {"error": f"no control endpoint {method} {path}"})
-                    return
+            result = route.handler(self, data, args, account, **path_params)
         except ApiError as exc:
-            self._send_json(exc.status, exc.body())
-            return
+            return Reply.json(exc.status, exc.body())
         except (KeyError, TypeError, ValueError) as exc:
-            self._send_json(400, {"error": f"{type(exc).__name__}: {exc}"})
-            return
-        self._send_json(200, result)
+            return Reply.json(400, {"error": f"{type(exc).__name__}: {exc}"})
+        return Reply.json(200, result)
 
     # -- hosted invoice page ---------------------------------------------------------------
-    def _hosted(self, method: str, path: str) -> None:
-        world, helpers = self.server.world, self.server.helpers
+    def _hosted(self, ex: Exchange) -> Reply:
+        method, path = ex.method, ex.path
+        world, helpers = self.world, self.helpers
         segments = path.strip("/").split("/")
         if len(segments) < 3:
-            self._send(404, b"not found", content_type="text/plain")
-            return
+            return Reply(404, b"not found", content_type="text/plain")
         account_id, token, action = segments[1], segments[2], (segments[3] if len(segments) > 3 else "")
         with world.lock:
             account = world.accounts.get(account_id)
@@ -342,19 +374,13 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                             if i.get("_token") == token and i["status"] != "draft"), None)
             rendered = world.render(account, invoice) if account and invoice else None
         if rendered is None:
-            self._send(404, b"This invoice link is not valid.", content_type="text/plain")
-            return
+            return Reply(404, b"This invoice link is not valid.", content_type="text/plain")
         if method == "POST" and action == "pay":
             try:
                 helpers.pay_invoice(rendered["id"], account=account_id)
             except ApiError as exc:
-                self._send(400, html.escape(exc.message).encode(), content_type="text/plain")
-                return
-            self.send_response(303)
-            self.send_header("Location", f"/i/{account_id}/{token}")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
+                return Reply(400, html.escape(exc.message).encode(), content_type="text/plain")
+            return Reply(303, headers={"Location": f"/i/{account_id}/{token}"}, content_type=None)
         lines = "".join(
             f"<tr><td>{html.escape(line['description'] or '')}</td><td>{line['quantity']}</td>"
             f"<td>{line['amount'] / 100:,.2f}</td></tr>" for line in rendered["lines"]["data"])
@@ -366,4 +392,4 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                    if rendered["status"] in ("open", "uncollectible") else "")
                 + "</body></html>")
         content_type = "text/plain" if action == "pdf" else "text/html; charset=utf-8"
-        self._send(200, page.encode(), content_type=content_type)
+        return Reply(200, page.encode(), content_type=content_type)

@@ -56,10 +56,12 @@ def test_a_mapping_on_an_undocumented_name_is_told_the_documented_one(mapping: M
     # The connector's old name for the order item's parent link, against the documented org.
     item = mapping.objects["order_item"]
     fields = {("SfdcPartnerOrderId" if k == "PartnerOrderId" else k):
-              (replace(f, sf_field="SfdcPartnerOrderId") if k == "PartnerOrderId" else f) for k, f in item.fields.items()}
+              (replace(f, sf_field="SfdcPartnerOrderId") if k == "PartnerOrderId" else f)
+              for k, f in item.fields.items()}
     old = replace(mapping, objects={**mapping.objects, "order_item": replace(item, fields=fields)})
     assert lines(check(old, describes(mapping))) == [
-        "SfdcPartnerOrderItem.SfdcPartnerOrderId: no such field; the org has PartnerOrderId (reference to SfdcPartnerOrder)"]
+        "SfdcPartnerOrderItem.SfdcPartnerOrderId: no such field; "
+        "the org has PartnerOrderId (reference to SfdcPartnerOrder)"]
     [near, *_] = closest("SfdcPartnerOrderId", describes(mapping)["SfdcPartnerOrderItem"], wanted="reference")
     assert near["name"] == "PartnerOrderId"
 
@@ -94,7 +96,8 @@ def test_objects_older_api_versions_do_not_have_are_missing(mapping: MappingSet)
      "type int in the mapping, but the org's field is double(18, 2) (decimals would be lost)"),
     ("SfdcPartnerOrderItem", "PartnerOrderId", {"type": "string"},
      "type reference in the mapping, but the org's field is string"),
-    ("SfdcPartnerPayout", "Amount", {"type": "string"}, "type currency_cents in the mapping, but the org's field is string"),
+    ("SfdcPartnerPayout", "Amount", {"type": "string"},
+     "type currency_cents in the mapping, but the org's field is string"),
     ("SfdcPartnerOrderItem", "CustomerUnitPricePerMonth", {"scale": 8},
      "the org keeps 8 decimals (currency(18, 8)), the local column order_items.unit_price_per_month keeps 6"),
     ("SfdcPartnerOrder", "Subtotal", {"scale": 3},

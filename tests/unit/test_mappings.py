@@ -55,7 +55,8 @@ def test_vocabularies_map_picklists_to_states():
 def test_unknown_type_is_named(mapping_copy):
     path = mapping_copy / "mapping.toml"
     path.write_text(path.read_text().replace('type = "currency", required = true }', 'type = "money" }', 1))
-    with pytest.raises(MappingError, match=r"mapping.toml: objects\.offer_item\.fields\.CustomerUnitPricePerMonth: unknown type 'money'"):
+    with pytest.raises(MappingError, match=r"mapping.toml: objects\.offer_item\.fields\.CustomerUnitPricePerMonth: "
+                                           r"unknown type 'money'"):
         load_mapping(mapping_copy)
 
 

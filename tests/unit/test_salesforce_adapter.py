@@ -67,8 +67,8 @@ def test_limit_info_header_is_parsed() -> None:
 @responses.activate
 def test_pages_stream_and_money_arrives_as_decimal() -> None:
     _token(responses)
-    responses.add(responses.GET, f"{V}/query/", json=_page([{"Id": "a", "Amount": 12.5}], 2, "/services/data/v66.0/query/01g-1"),
-                  headers=LIMIT)
+    responses.add(responses.GET, f"{V}/query/",
+                  json=_page([{"Id": "a", "Amount": 12.5}], 2, "/services/data/v66.0/query/01g-1"), headers=LIMIT)
     responses.add(responses.GET, f"{V}/query/01g-1", json=_page([{"Id": "b", "Amount": 0.1}], 2), headers=LIMIT)
     org = _org()
     pages = org.query_pages("SELECT Id, Amount FROM X")
@@ -143,7 +143,8 @@ def test_budget_guard_stops_before_the_call_once_usage_reaches_the_budget() -> N
 @responses.activate
 def test_server_errors_are_retried_then_succeed() -> None:
     _token(responses)
-    responses.add(responses.GET, f"{V}/limits/", status=503, json=[{"message": "down", "errorCode": "SERVER_UNAVAILABLE"}])
+    responses.add(responses.GET, f"{V}/limits/", status=503,
+                  json=[{"message": "down", "errorCode": "SERVER_UNAVAILABLE"}])
     responses.add(responses.GET, f"{V}/limits/", status=502, body="<html>bad gateway</html>")
     responses.add(responses.GET, f"{V}/limits/", json={"DailyApiRequests": {"Max": 5, "Remaining": 4}})
     assert _org().limits()["DailyApiRequests"]["Max"] == 5
@@ -190,7 +191,8 @@ def test_collections_upsert_chunks_by_200_and_returns_record_errors_as_data() ->
     results = _org().upsert_collection("Billing__c", "Order_Id__c", records)
     assert [len(b["records"]) for b in bodies] == [200, 200, 50]  # type: ignore[arg-type]
     assert all(b["allOrNone"] is False for b in bodies)
-    assert bodies[0]["records"][0] == {"attributes": {"type": "Billing__c"}, "Order_Id__c": "o0", "Amount__c": Decimal("1.10")}  # type: ignore[index]
+    assert bodies[0]["records"][0] == {  # type: ignore[index]
+        "attributes": {"type": "Billing__c"}, "Order_Id__c": "o0", "Amount__c": Decimal("1.10")}
     failed = [r for r in results if not r.success]
     assert len(results) == 450 and [r.index for r in failed] == [200]
     assert failed[0].error_code == "DUPLICATE_VALUE"

@@ -84,7 +84,8 @@ def test_each_charge_is_traced_through_its_invoice_payment_to_the_invoice_metada
     by_id = {t.id: t for t in txns}
     assert by_id["txn_1"].invoice_id == "in_acme" and by_id["txn_1"].order_id == "a1O5g0000000AcMeAA"
     assert by_id["txn_1"].org_id == "00D5g000004ExAmPLE"
-    assert (by_id["txn_1"].fee_cents, by_id["txn_1"].stripe_fee_cents, by_id["txn_1"].net_cents) == (63_330, 6_330, 356_670)
+    txn = by_id["txn_1"]
+    assert (txn.fee_cents, txn.stripe_fee_cents, txn.net_cents) == (63_330, 6_330, 356_670)
     assert by_id["txn_3"].invoice_id == "in_acme" and by_id["txn_3"].source_id == "re_1"
     assert by_id["txn_4"].invoice_id is None and by_id["txn_4"].description == "Dispute fee"
     assert {t.payout_id for t in txns} == {"po_1"} and {t.arrival_date for t in txns} == {date(2025, 3, 6)}

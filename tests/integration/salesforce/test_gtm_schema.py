@@ -71,7 +71,8 @@ def test_line_totals_are_derived_by_the_org_from_the_parents_term(gateway: Any, 
     ids = sandbox_org.demo_ids
     offer = gateway.create("SfdcPartnerOffer", {"Name": "Tiny", "Status": "Draft", "OfferType": "Initial",
                                                 "ContractTerm": 12})
-    item = gateway.create("SfdcPartnerOfferItem", {"PartnerOfferId": offer, "PartnerProvisionProductId": ids["ppp_core"],
+    item = gateway.create("SfdcPartnerOfferItem", {"PartnerOfferId": offer,
+                                                   "PartnerProvisionProductId": ids["ppp_core"],
                                                    "Quantity": 10, "CustomerUnitPricePerMonth": Decimal("0.125")})
     row = sandbox_org.get("SfdcPartnerOfferItem", item)
     assert row["CustomerUnitPricePerMonth"] == Decimal("0.1250")  # the field's scale (4), never rounded to cents

@@ -96,8 +96,10 @@ def test_a_renamed_field_fails_the_check_with_the_closest_name(
     [doc] = json.loads(out)["orgs"]
     assert code == 2 and doc["ok"] is False
     [problem] = doc["problems"]
-    assert (problem["object"], problem["field"], problem["severity"]) == ("SfdcPartnerOrderItem", "PartnerOrderId", "error")
-    assert problem["message"].startswith("no such field; the org has SfdcPartnerOrderId (reference to SfdcPartnerOrder)")
+    assert (problem["object"], problem["field"], problem["severity"]) == (
+        "SfdcPartnerOrderItem", "PartnerOrderId", "error")
+    assert problem["message"].startswith(
+        "no such field; the org has SfdcPartnerOrderId (reference to SfdcPartnerOrder)")
 
 
 def test_a_renamed_field_stops_sync_with_exit_2_and_the_message(
@@ -243,7 +245,8 @@ def test_a_query_failing_on_a_renamed_field_rechecks_at_once(
         own_org.reset_counters()
         failed = run_job(runtime, "mirror", instance_id="test")
         assert failed.status == "failed" and (failed.error or "").startswith("mapping gtm-v2 does not match org acme")
-        assert "SfdcCustomerForPartner.BillingEmail: no such field; the org has BillingEmailAddress" in (failed.error or "")
+        assert ("SfdcCustomerForPartner.BillingEmail: no such field; the org has BillingEmailAddress"
+                in (failed.error or ""))
         assert "INVALID_FIELD" not in (failed.error or "")  # the clear error replaces the SOQL one
         assert own_org.counters()["calls"].get("composite") == 1  # the re-check
     finally:

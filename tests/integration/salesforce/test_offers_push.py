@@ -14,9 +14,9 @@ import pytest
 
 from connector.adapters.salesforce import SalesforceOrg
 from connector.mappings import load_mapping
-from gtm_sandbox.org import SandboxOrg
 from connector.services.mirror import MirrorService
 from connector.services.offers_push import OffersPushService, draft_toml
+from gtm_sandbox.org import SandboxOrg
 
 MAPPING = load_mapping("gtm-v2")
 TODAY = datetime.now(UTC).date()
@@ -64,8 +64,9 @@ def org_items(sandbox_org: SandboxOrg, offer_id: str) -> list[dict[str, Any]]:
                   key=lambda r: r["Id"])
 
 
-def test_draft_file_becomes_a_draft_offer_with_its_items(push: Callable[..., Any], drafts: Path,
-                                                         sandbox_org: SandboxOrg, uow_factory: Callable[..., Any]) -> None:
+def test_draft_file_becomes_a_draft_offer_with_its_items(
+    push: Callable[..., Any], drafts: Path, sandbox_org: SandboxOrg, uow_factory: Callable[..., Any]
+) -> None:
     write_draft(drafts, "wayne-2026")
     sandbox_org.reset_counters()
     result = push()["wayne-2026"]
@@ -82,7 +83,8 @@ def test_draft_file_becomes_a_draft_offer_with_its_items(push: Callable[..., Any
     # A customer the org does not know yet: one look-up and one create of its
     # SfdcCustomerForPartner record, then the offer and items in one all-or-none composite.
     assert sandbox_org.api_calls == 3
-    [customer] = [c for c in sandbox_org.records("SfdcCustomerForPartner") if c["BillingCustomerOrg"] == offer["BillingCustomerOrg"]]
+    [customer] = [c for c in sandbox_org.records("SfdcCustomerForPartner")
+                  if c["BillingCustomerOrg"] == offer["BillingCustomerOrg"]]
     assert offer["CustomerForPartnerId"] == customer["Id"] and customer["BillingCustomerOrg"] == "00D5g0000012345ABC"
     with uow_factory() as uow:
         state = uow.offer_drafts.get(sandbox_org.org_id, "wayne-2026")

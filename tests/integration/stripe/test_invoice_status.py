@@ -12,18 +12,18 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 import requests
 import stripe
+from structlog.testing import capture_logs
 
 from connector.adapters.store import SqlUnitOfWork
 from connector.adapters.stripe_billing import StripeBilling
 from connector.entrypoints.webhook import WebhookReceiver, make_webhook_app, serve
 from connector.mappings import load_mapping
-from gtm_sandbox.stripe import StripeSandbox
-from gtm_sandbox.stripe.notify import sign
 from connector.services.invoice_status import InvoiceStatusService
 from connector.services.invoicing import InvoicingService, InvoicingSettings
+from gtm_sandbox.stripe import StripeSandbox
+from gtm_sandbox.stripe.notify import sign
 from tests.integration.stripe.gtm import ORG, Clock, GtmOrg, order_id
 
 START = date(2026, 1, 1)
@@ -71,7 +71,9 @@ def receiver(status_service: InvoiceStatusService) -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def invoiced(uow_factory: Callable[[], SqlUnitOfWork], stripe_billing: StripeBilling, clock: Clock) -> Callable[[], str]:
+def invoiced(
+    uow_factory: Callable[[], SqlUnitOfWork], stripe_billing: StripeBilling, clock: Clock
+) -> Callable[[], str]:
     """Invoice the seed-003 order; returns the Stripe invoice id."""
 
     def run() -> str:
@@ -146,7 +148,8 @@ def test_a_duplicate_delivery_is_acknowledged_and_applied_once(
     receiver: Receiver, invoiced: Callable[[], str], stripe_client: stripe.StripeClient,
     stripe_sandbox: StripeSandbox, stripe_billing: StripeBilling, uow_factory: Callable[[], SqlUnitOfWork],
 ) -> None:
-    endpoint = stripe_client.v1.webhook_endpoints.create(params={"url": receiver.url, "enabled_events": ["invoice.paid"]})
+    endpoint = stripe_client.v1.webhook_endpoints.create(
+        params={"url": receiver.url, "enabled_events": ["invoice.paid"]})
     receiver.listen(endpoint.secret, stripe_billing)
     stripe_sandbox.pay_invoice(invoiced())
     assert stripe_sandbox.wait_for_webhooks()
@@ -257,7 +260,8 @@ def test_the_receiver_wired_from_org_config_applies_payments(
             f'database_url = "{migrated_url}"\n[org]\nalias = "acme"\norg_id = "{ORG}"\n'
             '[salesforce]\nlogin_url = "https://127.0.0.1"\n[salesforce.auth]\nkind = "client_credentials"\n'
             'client_id = "x"\nclient_secret = { env = "ACME_SF_SECRET" }\n'
-            f'[invoicing]\nissuer = "connector"\n[stripe]\napi_key = {{ env = "ACME_STRIPE_KEY" }}\napi_base = "{stripe_sandbox.api_base}"\n'
+            '[invoicing]\nissuer = "connector"\n'
+            f'[stripe]\napi_key = {{ env = "ACME_STRIPE_KEY" }}\napi_base = "{stripe_sandbox.api_base}"\n'
             'webhook_secret = { env = "ACME_WHSEC" }\n')
         runtime = bootstrap(load_config(tmp_path / "acme.toml"), clock=Clock(datetime(2025, 12, 31, 10, tzinfo=UTC)))
         late["app"] = make_app_for_runtimes([runtime])

@@ -9,9 +9,9 @@ from pathlib import Path
 from gtm_sandbox.org import SandboxOrg
 from gtm_sandbox.stripe import StripeSandbox
 from tests.fixtures.payouts import (
-    core_app,
     PartnerBooks,
     billing_records,
+    core_app,
     invoiced_orders,
     make_books,
     validation_rule,
@@ -155,7 +155,8 @@ def test_the_target_comes_from_config_and_mistakes_in_it_are_named(
     # a field the mapping does not know is refused with the config (and by `config check`),
     # naming the key, before any run
     with pytest.raises(ConfigError) as refused:
-        make_books(sqlite_url, tmp_path, stripe_sandbox, org=sandbox_org, extra={"writeback": {"external_id": "Nope__c"}})
+        make_books(sqlite_url, tmp_path, stripe_sandbox, org=sandbox_org,
+                   extra={"writeback": {"external_id": "Nope__c"}})
     [(_, key, message)] = refused.value.problems
     assert key == "writeback.external_id" and "Nope__c" in message
     assert billing_records(sandbox_org) == {}

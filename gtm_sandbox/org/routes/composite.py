@@ -1,0 +1,194 @@
+"""``composite`` (up to 25 subrequests with references, allOrNone) and ``composite/batch``
+(up to 25 independent subrequests)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from gtm_sandbox.org.data import ApiError
+from gtm_sandbox.org.jsonenc import Raw, encode, loads
+from gtm_sandbox.org.messages import Request, Response
+from gtm_sandbox.org.routing import RouteTable
+from gtm_sandbox.org.soql import SoqlError
+from gtm_sandbox.org.routes.versions import DATA_PATH, available_since
+
+
+BATCH_SINCE = 34.0  # /composite/batch appeared in API 34.0
+COMPOSITE_MAX_SUBREQUESTS = 25
+COMPOSITE_MAX_QUERIES = 5
+_COLLECTION_WRITES = ("collections_create", "collections_update", "collections_upsert", "collections_delete")
+
+
+class CompositeRoutes:
+    """Handlers mixed into ``OrgApi`` (``self`` is the API: data, sessions, controls)."""
+
+    def _composite(self, req: Request, v: str) -> Response:
+        body = self._body_object(req)
+        subs = body.get("compositeRequest")
+        if not isinstance(subs, list) or not subs:
+            raise ApiError(400, "JSON_PARSER_ERROR", "compositeRequest: a list of subrequests is required")
+        if len(subs) > COMPOSITE_MAX_SUBREQUESTS:
+            raise ApiError(400, "LIMIT_EXCEEDED", f"Composite request can contain at most {COMPOSITE_MAX_SUBREQUESTS} subrequests")
+        heavy = sum(1 for s in subs if isinstance(s, dict) and re.search(r"/(query|queryAll|composite/sobjects)(/|\?|$)", str(s.get("url", ""))))
+        if heavy > COMPOSITE_MAX_QUERIES:
+            raise ApiError(400, "LIMIT_EXCEEDED", f"A composite request can contain at most {COMPOSITE_MAX_QUERIES} "
+                           f"query or sObject Collections subrequests")
+        ref_ids = [s.get("referenceId") for s in subs if isinstance(s, dict)]
+        if len(ref_ids) != len(subs) or any(not isinstance(r, str) or not re.fullmatch(r"[A-Za-z0-9_]+", r) for r in ref_ids):
+            raise ApiError(400, "INVALID_INPUT", "Each subrequest needs a referenceId of letters, digits and underscores")
+        if len(set(ref_ids)) != len(ref_ids):
+            raise ApiError(400, "DUPLICATE_VALUE", "Duplicate referenceId in the composite request")
+        all_or_none = bool(body.get("allOrNone", False))
+        results: list[dict[str, Any]] = []
+        outputs: dict[str, Any] = {}
+        with self.data.lock:
+            try:
+                with self.data.transaction():
+                    failed = False
+                    for sub in subs:
+                        result = self._subrequest(sub, v, req, outputs)
+                        results.append(result)
+                        # A collections subrequest with a failed record fails an allOrNone composite too,
+                        # whatever its own allOrNone says (it answers 200 with per-record errors).
+                        if result["httpStatusCode"] >= 400 or result["partial"]:
+                            failed = True
+                            if all_or_none:
+                                break
+                    if failed and all_or_none:
+                        raise RollBack()
+            except RollBack:
+                halted = [{"errorCode": "PROCESSING_HALTED",
+                           "message": "The transaction was rolled back since another operation in the same "
+                                      "transaction failed."}]
+                done = {r["referenceId"]: r for r in results}
+                results = []
+                for sub in subs:
+                    r = done.get(sub["referenceId"])
+                    if r is not None and (r["httpStatusCode"] >= 400 or r["partial"]):
+                        results.append(r)  # the failure itself is reported as it happened
+                    else:
+                        results.append({"body": halted, "httpHeaders": {}, "httpStatusCode": 400,
+                                        "referenceId": sub["referenceId"]})
+        return Response.json(200, {"compositeResponse": [
+            {"body": Raw(r["body"]) if isinstance(r["body"], str) else r["body"], "httpHeaders": r["httpHeaders"],
+             "httpStatusCode": r["httpStatusCode"], "referenceId": r["referenceId"]} for r in results]})
+
+    def _composite_batch(self, req: Request, v: str) -> Response:
+        """``/composite/batch``: up to 25 independent subrequests (any kind, queries
+        included), one API call; no references, no transaction."""
+        available_since(v, BATCH_SINCE)
+        body = self._body_object(req)
+        subs = body.get("batchRequests")
+        if not isinstance(subs, list) or not subs:
+            raise ApiError(400, "JSON_PARSER_ERROR", "batchRequests: a list of subrequests is required")
+        if len(subs) > COMPOSITE_MAX_SUBREQUESTS:
+            raise ApiError(400, "LIMIT_EXCEEDED", f"A batch can contain at most {COMPOSITE_MAX_SUBREQUESTS} subrequests")
+        halt = bool(body.get("haltOnError", False))
+        results: list[dict[str, Any]] = []
+        failed = False
+        for sub in subs:
+            if failed and halt:
+                results.append({"statusCode": 412, "result": [{"errorCode": "BATCH_PROCESSING_HALTED",
+                                                               "message": "Batch processing halted per request"}]})
+                continue
+            if not isinstance(sub, dict) or not isinstance(sub.get("url"), str):
+                raise ApiError(400, "JSON_PARSER_ERROR", "each batch request needs a method and a url")
+            url = sub["url"] if sub["url"].startswith("/") else "/services/data/" + sub["url"]
+            payload = sub.get("richInput")
+            answer = self._subrequest({"referenceId": "batch", "method": sub.get("method", "GET"), "url": url,
+                                       **({"body": payload} if payload is not None else {})}, v, req, {})
+            failed = failed or answer["httpStatusCode"] >= 400
+            result = answer["body"]
+            results.append({"statusCode": answer["httpStatusCode"],
+                            "result": Raw(result) if isinstance(result, str) else result})
+        return Response.json(200, {"hasErrors": failed, "results": results})
+
+    def _subrequest(self, sub: dict[str, Any], v: str, parent: Request, outputs: dict[str, Any]) -> dict[str, Any]:
+        ref = sub["referenceId"]
+        try:
+            url = _resolve(str(sub.get("url", "")), outputs)
+            body = _resolve(sub.get("body"), outputs)
+        except _Unresolved as exc:
+            result = {"body": [{"errorCode": "PROCESSING_HALTED", "message": str(exc)}], "httpHeaders": {},
+                      "httpStatusCode": 400, "referenceId": ref, "partial": False}
+            outputs[ref] = None
+            return result
+        method = str(sub.get("method", "GET")).upper()
+        sub_req = Request.build(method, url, {**parent.headers, **{k.lower(): val for k, val in (sub.get("httpHeaders") or {}).items()}},
+                                encode(body).encode() if body is not None else b"")
+        m = DATA_PATH.match(sub_req.path.rstrip("/"))
+        if not m:
+            resp = Response.error(ApiError(404, "NOT_FOUND", "The requested resource does not exist"))
+            endpoint = "unknown"
+        else:
+            try:
+                endpoint, handler = self._route(method, sub_req.segments[3:])
+                if endpoint in ("composite", "composite_batch"):
+                    raise ApiError(400, "INVALID_INPUT", "composite requests can't be nested")
+                self.controls.count(endpoint, sub=True)
+                resp = handler(sub_req, m.group(1))
+            except ApiError as err:
+                resp = Response.error(err)
+                endpoint = "error"
+            except SoqlError as err:
+                resp = Response.json(400, [{"message": err.message, "errorCode": err.error_code}])
+        outputs[ref] = _Lazy(resp.body) if resp.status < 400 and resp.body else None
+        partial = (endpoint in _COLLECTION_WRITES and resp.status == 200 and resp.body is not None
+                   and any(not r.get("success") for r in loads(resp.body.encode())))
+        return {"body": resp.body if resp.body is not None else None, "httpHeaders": {k: val for k, val in resp.headers.items() if k in ("Location", "Last-Modified")},
+                "httpStatusCode": resp.status, "referenceId": ref, "partial": partial}
+
+
+def install(routes: RouteTable) -> None:
+    routes.add("POST", "composite", "composite", CompositeRoutes._composite)
+    routes.add("POST", "composite/batch", "composite_batch", CompositeRoutes._composite_batch)
+
+
+class RollBack(Exception):
+    pass
+
+
+class _Lazy:
+    """A subrequest's JSON body, parsed only if a later subrequest references it."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self._value: Any = None
+        self._parsed = False
+
+    def value(self) -> Any:
+        if not self._parsed:
+            self._value = loads(self.text.encode())
+            self._parsed = True
+        return self._value
+
+
+class _Unresolved(Exception):
+    pass
+
+
+_REF = re.compile(r"@\{([A-Za-z0-9_]+)((?:\.[A-Za-z0-9_]+|\[\d+\])+)\}")
+
+
+def _resolve(value: Any, outputs: dict[str, Any]) -> Any:
+    """Replace ``@{refId.path}`` in strings (URLs and body values) with earlier results."""
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            ref, path = m.group(1), m.group(2)
+            if ref not in outputs or outputs[ref] is None:
+                raise _Unresolved(f"Invalid reference specified. No value for {ref}{path} found in {ref}. Provided "
+                                  f"referenceId ('{ref}') must refer to a successful earlier subrequest.")
+            node: Any = outputs[ref].value()
+            for step in re.findall(r"\.([A-Za-z0-9_]+)|\[(\d+)\]", path):
+                try:
+                    node = node[step[0]] if step[0] else node[int(step[1])]
+                except (KeyError, IndexError, TypeError):
+                    raise _Unresolved(f"Invalid reference specified. No value for {ref}{path} found in {ref}.") from None
+            return str(node)
+        return _REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _resolve(v, outputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, outputs) for v in value]
+    return value

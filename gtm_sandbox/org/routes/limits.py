@@ -1,0 +1,24 @@
+"""``limits``: the daily API request allowance."""
+
+from __future__ import annotations
+
+from gtm_sandbox.org.messages import Request, Response
+from gtm_sandbox.org.routing import RouteTable
+
+
+class LimitsRoutes:
+    """Handlers mixed into ``OrgApi`` (``self`` is the API: data, sessions, controls)."""
+
+    def _limits(self, req: Request, v: str) -> Response:
+        c = self.controls
+        return Response.json(200, {
+            "DailyApiRequests": {"Max": c.api_max, "Remaining": max(0, c.api_max - c.api_used)},
+            "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+            "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
+            "DataStorageMB": {"Max": 1024, "Remaining": 1000},
+            "SingleEmail": {"Max": 5000, "Remaining": 5000},
+        })
+
+
+def install(routes: RouteTable) -> None:
+    routes.add("GET", "limits", "limits", LimitsRoutes._limits)

@@ -1,0 +1,100 @@
+"""``query``, ``queryAll`` and their query locators (``queryMore``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gtm_sandbox.org.data import ApiError, Row
+from gtm_sandbox.org.ids import make_id
+from gtm_sandbox.org.jsonenc import encode, record_encoder
+from gtm_sandbox.org.messages import Request, Response
+from gtm_sandbox.org.routing import RouteTable
+from gtm_sandbox.org.soql import compile_soql
+
+
+MAX_OPEN_LOCATORS = 10
+
+
+@dataclass
+class Locator:
+    rows: list[Row]
+    encode: Callable[[Row], str]
+    resource: str  # query | queryAll
+    total: int
+    batch: int
+
+
+class QueryRoutes:
+    """Handlers mixed into ``OrgApi`` (``self`` is the API: data, sessions, controls)."""
+
+    def _batch_size(self, req: Request) -> int:
+        size = self.batch_size
+        options = req.headers.get("sforce-query-options", "")
+        m = re.search(r"batchSize=(\d+)", options)
+        if m:
+            size = max(200, min(2000, int(m.group(1))))
+            size = min(size, self.batch_size) if self.batch_size < 200 else size
+        return size
+
+    def _query(self, req: Request, v: str) -> Response:
+        soql = req.param("q")
+        if not soql:
+            raise ApiError(400, "MALFORMED_QUERY", "A query string has to be specified")
+        resource = req.path.rstrip("/").rsplit("/", 1)[1]
+        return Response(200, self.run_query(soql, v, resource == "queryAll", self._batch_size(req)))
+
+    def run_query(self, soql: str, version: str, include_deleted: bool, batch: int) -> str:
+        bound = compile_soql(soql, self.data.schema, version)
+        if bound.count:
+            n = len(self.data.select(bound, include_deleted=include_deleted))
+            return encode({"totalSize": n, "done": True, "records": []})
+        rows = self.data.select(bound, include_deleted=include_deleted)
+        enc = record_encoder(bound.spec.name, bound.fields, version)
+        return self._page(rows, enc, 0, batch, version, "queryAll" if include_deleted else "query", None)
+
+    def _page(self, rows: list[Row], enc: Callable[[Row], str], start: int, batch: int, version: str,
+              resource: str, locator_id: str | None) -> str:
+        end = min(start + batch, len(rows))
+        done = end >= len(rows)
+        head = f'{{"totalSize":{len(rows)},"done":{"true" if done else "false"}'
+        if not done:
+            if locator_id is None:
+                locator_id = self._new_locator(Locator(rows, enc, resource, len(rows), batch))
+            # Always under /query/, queryAll pages too (as Salesforce does); the locator itself
+            # remembers that deleted rows are included, so /query/ and /queryAll/ both serve it.
+            head += f',"nextRecordsUrl":"/services/data/v{version}/query/{locator_id}-{end}"'
+        elif locator_id is not None:
+            with self._locator_lock:
+                self._locators.pop(locator_id, None)
+        return head + ',"records":[' + ",".join(enc(r) for r in rows[start:end]) + "]}"
+
+    def _new_locator(self, locator: Locator) -> str:
+        with self._locator_lock:
+            self._locator_seq += 1
+            lid = make_id("01g", self._locator_seq, pod="RO")
+            self._locators[lid] = locator
+            while len(self._locators) > MAX_OPEN_LOCATORS:
+                self._locators.popitem(last=False)  # Salesforce closes the oldest cursor
+            return lid
+
+    def _query_more(self, req: Request, v: str, token: str) -> Response:
+        lid, _, pos = token.partition("-")
+        with self._locator_lock:
+            locator = self._locators.get(lid)
+            if locator is not None:
+                self._locators.move_to_end(lid)
+        if locator is None or not pos.isdigit():
+            raise ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        start = int(pos)
+        if start >= locator.total:
+            raise ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        return Response(200, self._page(locator.rows, locator.encode, start, locator.batch, v, locator.resource, lid))
+
+
+def install(routes: RouteTable) -> None:
+    routes.add("GET", "query", "query", QueryRoutes._query)
+    routes.add("GET", "queryAll", "queryAll", QueryRoutes._query)
+    routes.add("GET", "query/{token}", "query_more", QueryRoutes._query_more)
+    routes.add("GET", "queryAll/{token}", "query_more", QueryRoutes._query_more)

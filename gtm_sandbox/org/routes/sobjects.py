@@ -1,0 +1,204 @@
+"""``sobjects``: describe global, basic info, describe, getDeleted / getUpdated, and rows:
+create, read, update, delete by id; read, upsert, delete by external id."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC
+from email.utils import format_datetime, parsedate_to_datetime
+from functools import partial
+from typing import Any
+
+from gtm_sandbox.org.data import ApiError, Row
+from gtm_sandbox.org.ids import canonical_stamp
+from gtm_sandbox.org.jsonenc import Raw, record_encoder
+from gtm_sandbox.org.messages import Request, Response
+from gtm_sandbox.org.routing import RouteTable
+from gtm_sandbox.org.routes.collections import COLLECTION_MAX, COLLECTIONS_UPSERT_SINCE
+
+
+class SObjectRoutes:
+    """Handlers mixed into ``OrgApi`` (``self`` is the API: data, sessions, controls)."""
+
+    def _spec(self, obj: str, version: str | None = None):  # type: ignore[no-untyped-def]
+        # An object newer than the request's API version does not exist there (GTM objects:
+        # v64-v66), as on a real org.
+        spec = self.data.schema.get(obj, version)
+        if spec is None:
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        return spec
+
+    def _not_modified(self, req: Request) -> Response | None:
+        """Describe answers 304 when the schema has not changed since If-Modified-Since
+        (so a client can re-check its mapping cheaply), else None; Last-Modified on both."""
+        since = req.headers.get("if-modified-since")
+        if not since:
+            return None
+        try:
+            when = parsedate_to_datetime(since)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        if self.data.schema.last_modified <= when:
+            return Response(304, None, self._last_modified())
+        return None
+
+    def _last_modified(self) -> dict[str, str]:
+        return {"Last-Modified": format_datetime(self.data.schema.last_modified, usegmt=True)}
+
+    def _describe_global(self, req: Request, v: str) -> Response:
+        unchanged = self._not_modified(req)
+        if unchanged is not None:
+            return unchanged
+        return Response.json(200, {
+            "encoding": "UTF-8",
+            "maxBatchSize": COLLECTION_MAX,
+            "sobjects": [spec.basic(v) for spec in self.data.schema.at(v)],
+        }, self._last_modified())
+
+    def _sobject_basic(self, req: Request, v: str, obj: str) -> Response:
+        spec = self._spec(obj, v)
+        return Response.json(200, {"objectDescribe": spec.basic(v), "recentItems": []})
+
+    def _describe(self, req: Request, v: str, obj: str) -> Response:
+        spec = self._spec(obj, v)
+        return self._not_modified(req) or Response.json(200, spec.describe(v), self._last_modified())
+
+    def _record_json(self, row: Row, v: str, fields: list[str] | None = None) -> Raw:
+        spec = self.data.schema.get(self.data.find_object(row["Id"]).name)  # type: ignore[union-attr]
+        names = fields or list(spec.fields)  # type: ignore[union-attr]
+        return Raw(record_encoder(spec.name, names, v)(row))  # type: ignore[union-attr]
+
+    def _fields_param(self, req: Request, obj: str) -> list[str] | None:
+        raw = req.param("fields")
+        if not raw:
+            return None
+        spec = self._spec(obj)
+        out = []
+        for name in raw.split(","):
+            f = spec.field(name.strip())
+            if f is None:
+                raise ApiError(400, "INVALID_FIELD", f"No such column '{name.strip()}' on sobject of type {spec.name}")
+            out.append(f.name)
+        return out
+
+    def _retrieve(self, req: Request, v: str, obj: str, rid: str) -> Response:
+        spec = self._spec(obj, v)
+        if not spec.retrieveable:
+            raise ApiError(400, "INVALID_TYPE_FOR_OPERATION", f"entity type {spec.name} does not support retrieve")
+        row = self.data.get(spec.name, rid)
+        if row is None:
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        return Response(200, self._record_json(row, v, self._fields_param(req, obj)))
+
+    def _by_external(self, obj: str, fld: str, value: str) -> tuple[Any, str | None]:
+        spec = self._spec(obj)
+        f = spec.field(fld)
+        if f is None or not (f.external_id or f.name == "Id"):
+            raise ApiError(404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {fld}")
+        if f.name == "Id":
+            row = self.data.get(spec.name, value)
+            return spec, row["Id"] if row else None
+        return spec, self.data.find_external(spec.name, f.name, value)
+
+    def _retrieve_external(self, req: Request, v: str, obj: str, fld: str, value: str) -> Response:
+        spec, rid = self._by_external(obj, fld, value)
+        if rid is None:
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        return Response(200, self._record_json(self.data.get(spec.name, rid), v, self._fields_param(req, obj)))  # type: ignore[arg-type]
+
+    def _body_object(self, req: Request) -> dict[str, Any]:
+        body = req.json()
+        if not isinstance(body, dict):
+            raise ApiError(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of sObject from a non-object value")
+        return body
+
+    def _create(self, req: Request, v: str, obj: str) -> Response:
+        spec = self._spec(obj, v)
+        body = self._body_object(req)
+        if any(k.lower() == "id" for k in body):
+            raise ApiError(400, "INVALID_FIELD_FOR_INSERT_UPDATE", "Unable to create/update fields: Id. Please check "
+                           "the security settings of this field and verify that it is read/write for your profile "
+                           "or permission set.", ["Id"])
+        row = self.data.insert(spec.name, body)
+        return Response.json(201, {"id": row["Id"], "success": True, "errors": []},
+                             {"Location": f"/services/data/v{v}/sobjects/{spec.name}/{row['Id']}"})
+
+    def _update(self, req: Request, v: str, obj: str, rid: str) -> Response:
+        spec = self._spec(obj, v)
+        body = self._body_object(req)
+        self.data.update(spec.name, rid, body)
+        return Response(204)
+
+    def _delete(self, req: Request, v: str, obj: str, rid: str) -> Response:
+        spec = self._spec(obj, v)
+        self.data.delete(spec.name, rid)
+        return Response(204)
+
+    def _delete_external(self, req: Request, v: str, obj: str, fld: str, value: str) -> Response:
+        spec, rid = self._by_external(obj, fld, value)
+        if rid is None:
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        self.data.delete(spec.name, rid)
+        return Response(204)
+
+    def _upsert(self, req: Request, v: str, obj: str, fld: str, value: str) -> Response:
+        spec, rid = self._by_external(obj, fld, value)
+        body = self._body_object(req)
+        result = self._upsert_one(spec, fld, value, rid, body)
+        if float(v) < COLLECTIONS_UPSERT_SINCE:
+            # Before API 46.0: an update answers 204 with no body, a create has no "created" flag.
+            if not result["created"]:
+                return Response(204)
+            return Response.json(201, {k: result[k] for k in ("id", "success", "errors")})
+        return Response.json(201 if result["created"] else 200, result)
+
+    def _upsert_one(self, spec: Any, fld: str, value: str, rid: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        f = spec.field(fld)
+        body = {k: v for k, v in body.items() if k != "attributes"}
+        if rid is None:
+            if f.name == "Id":
+                raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+            body = {k: v for k, v in body.items() if k.lower() != f.name.lower()}
+            body[f.name] = value
+            row = self.data.insert(spec.name, body)
+            return {"id": row["Id"], "success": True, "errors": [], "created": True}
+        body = {k: v for k, v in body.items() if k.lower() != f.name.lower()}
+        self.data.update(spec.name, rid, body)
+        return {"id": rid, "success": True, "errors": [], "created": False}
+
+    def _get_changed(self, req: Request, v: str, obj: str, kind: str) -> Response:
+        spec = self._spec(obj, v)
+        if not spec.retrieveable:
+            raise ApiError(400, "INVALID_TYPE_FOR_OPERATION", f"entity type {spec.name} does not support "
+                           f"{'getDeleted' if kind == 'deleted' else 'getUpdated'}")
+        start, end = req.param("start"), req.param("end")
+        if not start or not end:
+            raise ApiError(400, "MALFORMED_QUERY", "start and end are required")
+        try:
+            lo, hi = canonical_stamp(start), canonical_stamp(end)
+        except ValueError:
+            raise ApiError(400, "INVALID_DATE_FORMAT", f"Invalid date format: {start} / {end}") from None
+        with self.data.lock:
+            rows = [r for r in self.data.tables[spec.name].rows.values() if lo <= r["SystemModstamp"] <= hi]
+        if kind == "deleted":
+            deleted = [{"id": r["Id"], "deletedDate": r["SystemModstamp"]} for r in rows if r["IsDeleted"]]
+            earliest = min((r["SystemModstamp"] for r in self.data.tables[spec.name].rows.values()), default=lo)
+            return Response.json(200, {"deletedRecords": deleted, "earliestDateAvailable": earliest, "latestDateCovered": hi})
+        return Response.json(200, {"ids": [r["Id"] for r in rows if not r["IsDeleted"]], "latestDateCovered": hi})
+
+
+def install(routes: RouteTable) -> None:
+    routes.add("GET", "sobjects", "describe_global", SObjectRoutes._describe_global)
+    routes.add("GET", "sobjects/{obj}", "sobject_basic", SObjectRoutes._sobject_basic)
+    routes.add("GET", "sobjects/{obj}/describe", "describe", SObjectRoutes._describe)
+    routes.add("GET", "sobjects/{obj}/deleted", "get_deleted", partial(SObjectRoutes._get_changed, kind="deleted"))
+    routes.add("GET", "sobjects/{obj}/updated", "get_updated", partial(SObjectRoutes._get_changed, kind="updated"))
+    routes.add("POST", "sobjects/{obj}", "sobject_create", SObjectRoutes._create)
+    routes.add("GET", "sobjects/{obj}/{rid}", "sobject_get", SObjectRoutes._retrieve)
+    routes.add("PATCH", "sobjects/{obj}/{rid}", "sobject_update", SObjectRoutes._update)
+    routes.add("DELETE", "sobjects/{obj}/{rid}", "sobject_delete", SObjectRoutes._delete)
+    routes.add("GET", "sobjects/{obj}/{fld}/{value}", "sobject_get", SObjectRoutes._retrieve_external)
+    routes.add("PATCH", "sobjects/{obj}/{fld}/{value}", "sobject_upsert", SObjectRoutes._upsert)
+    routes.add("DELETE", "sobjects/{obj}/{fld}/{value}", "sobject_delete", SObjectRoutes._delete_external)
