@@ -151,9 +151,10 @@ class FakeJobRuns(_Repo):
             self.t.job_runs[r.id] = replace(r, status="failed", finished_at=finished_at, error=error)
         return len(running)
 
-    def list(self, org_id: str | None = None, job: str | None = None) -> list[JobRun]:
-        return [r for r in sorted(self.t.job_runs.values(), key=lambda r: r.id)
-                if org_id in (None, r.org_id) and job in (None, r.job)]
+    def list(self, org_id: str | None = None, job: str | None = None, limit: int = 50) -> list[JobRun]:
+        """Newest first."""
+        return [r for r in sorted(self.t.job_runs.values(), key=lambda r: r.id, reverse=True)
+                if org_id in (None, r.org_id) and job in (None, r.job)][:limit]
 
 
 class FakeStripeEvents(_Repo):
@@ -181,6 +182,9 @@ class FakeAnomalies(_Repo):
 
     def count(self, org_id: str) -> int:
         return sum(1 for a in self.t.anomalies if a["org_id"] == org_id)
+
+    def list(self, org_id: str, object_name: str | None = None) -> list[dict[str, Any]]:
+        return [a for a in self.t.anomalies if a["org_id"] == org_id and object_name in (None, a["object"])]
 
 
 class FakeUnitOfWork:

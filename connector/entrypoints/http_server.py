@@ -32,7 +32,7 @@ THREADS = 32  # worker threads: stalled clients (each held up to the timeout) le
 log = structlog.get_logger("connector.http")
 
 
-class _Server(wsgi.Server):  # type: ignore[misc]  # cheroot ships no type hints
+class _Server(wsgi.Server):
     """cheroot's WSGI server with its error log in structlog, and a signal that its
     connection-refusing helper thread runs (so ``HttpServer.start`` returns with every
     thread it will ever have already started)."""
@@ -41,7 +41,7 @@ class _Server(wsgi.Server):  # type: ignore[misc]  # cheroot ships no type hints
 
     def _serve_unservicable(self) -> None:
         self.helper_started.set()
-        super()._serve_unservicable()
+        super()._serve_unservicable()  # type: ignore[misc]  # cheroot's stubs omit this method
 
     def error_log(self, msg: str = "", level: int = 20, traceback: bool = False) -> None:
         if level >= logging.ERROR:
@@ -84,8 +84,8 @@ class HttpServer:
 
     def __init__(self, app: WsgiApp, bind: str = "127.0.0.1", port: int = 0, *, timeout_s: float = READ_TIMEOUT_S,
                  max_body: int = MAX_REQUEST_BODY, threads: int = THREADS, name: str = "http") -> None:
-        self._server = _Server((bind, port), guarded(app), numthreads=threads, timeout=timeout_s, shutdown_timeout=2,
-                               server_name=name)
+        self._server = _Server((bind, port), guarded(app), numthreads=threads, timeout=max(1, round(timeout_s)),
+                               shutdown_timeout=2, server_name=name)
         self._server.helper_started = threading.Event()
         self._server.max_request_body_size = max_body
         try:

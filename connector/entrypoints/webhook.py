@@ -11,7 +11,8 @@ bad signature, 400 with one log line for a signed body that is not a readable ev
 (``data`` not an object, text where numbers belong, nesting too deep: retrying it cannot
 help), 408 for a body that stalls past the read timeout, 413 for a body over ``MAX_BODY``
 (by its Content-Length, or once a chunked body passes it), 405 other methods, 503 when the
-store is busy (Stripe retries). Bodies may come with a Content-Length or chunked. The signature's timestamp must be within 300 s either way.
+store is busy (Stripe retries). Bodies may come with a Content-Length or chunked. The
+signature's timestamp must be within 300 s either way.
 """
 
 from __future__ import annotations
@@ -49,42 +50,23 @@ def _answer(start_response: Callable[..., Any], status: str, payload: dict[str, 
     return [body]
 
 
+@dataclass(frozen=True)
+class _Refusal:
+    status: str
+    payload: dict[str, Any]
+
+
 def make_webhook_app(receivers: Sequence[WebhookReceiver]) -> WsgiApp:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "POST":
             return _answer(start_response, "405 Method Not Allowed", {"error": "POST Stripe events here"})
-        chunked = "chunked" in (environ.get("HTTP_TRANSFER_ENCODING") or "").lower()
-        try:
-            length = None if chunked else int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = -1
-        if length is not None and length < 0:
-            return _answer(start_response, "400 Bad Request", {"error": "bad Content-Length"})
-        if length is not None and length > MAX_BODY:
-            return _too_large(start_response, length)
-        try:
-            payload = _read_body(environ["wsgi.input"], length)
-        except OSError as exc:  # the client stalled past the read timeout or went away
-            log.warning("webhook.rejected", reason="slow_client", error=type(exc).__name__)
-            return _answer(start_response, "408 Request Timeout", {"error": "the body did not arrive in time"})
-        if len(payload) > MAX_BODY:
-            return _too_large(start_response, None)
+        payload = _request_body(environ)
+        if isinstance(payload, _Refusal):
+            return _answer(start_response, payload.status, payload.payload)
         signature = environ.get("HTTP_STRIPE_SIGNATURE")
-        verified: list[tuple[WebhookReceiver, BillingEvent]] = []
-        malformed: tuple[WebhookReceiver, Exception] | None = None
-        for receiver in receivers:
-            try:
-                verified.append((receiver, receiver.verify(payload, signature, receiver.secret)))
-            except MalformedEvent as exc:  # signed by this org's secret, but not a readable event
-                malformed = malformed or (receiver, exc)
-            except PermanentError:
-                continue
-        if not verified and malformed is not None:
-            log.warning("webhook.rejected", reason="malformed", org=malformed[0].org, error=str(malformed[1]))
-            return _answer(start_response, "400 Bad Request", {"error": "not a readable Stripe event"})
-        if not verified:
-            log.warning("webhook.rejected", reason="signature", has_header=signature is not None)
-            return _answer(start_response, "400 Bad Request", {"error": "signature does not verify"})
+        verified = _verified(receivers, payload, signature)
+        if isinstance(verified, _Refusal):
+            return _answer(start_response, verified.status, verified.payload)
         outcome = "unknown_invoice"
         try:
             for receiver, event in verified:
@@ -99,6 +81,46 @@ def make_webhook_app(receivers: Sequence[WebhookReceiver]) -> WsgiApp:
         return _answer(start_response, "200 OK", {"received": True, "outcome": outcome})
 
     return app
+
+
+def _request_body(environ: dict[str, Any]) -> bytes | _Refusal:
+    """The body (by Content-Length, or chunked), or why it is refused (400, 408, 413)."""
+    chunked = "chunked" in (environ.get("HTTP_TRANSFER_ENCODING") or "").lower()
+    try:
+        length = None if chunked else int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = -1
+    if length is not None and length < 0:
+        return _Refusal("400 Bad Request", {"error": "bad Content-Length"})
+    if length is not None and length > MAX_BODY:
+        return _too_large(length)
+    try:
+        payload = _read_body(environ["wsgi.input"], length)
+    except OSError as exc:  # the client stalled past the read timeout or went away
+        log.warning("webhook.rejected", reason="slow_client", error=type(exc).__name__)
+        return _Refusal("408 Request Timeout", {"error": "the body did not arrive in time"})
+    return _too_large(None) if len(payload) > MAX_BODY else payload
+
+
+def _verified(receivers: Sequence[WebhookReceiver], payload: bytes,
+              signature: str | None) -> list[tuple[WebhookReceiver, BillingEvent]] | _Refusal:
+    """The receivers whose secret verifies the body, with the event; else why not (400)."""
+    verified: list[tuple[WebhookReceiver, BillingEvent]] = []
+    malformed: tuple[WebhookReceiver, Exception] | None = None
+    for receiver in receivers:
+        try:
+            verified.append((receiver, receiver.verify(payload, signature, receiver.secret)))
+        except MalformedEvent as exc:  # signed by this org's secret, but not a readable event
+            malformed = malformed or (receiver, exc)
+        except PermanentError:
+            continue
+    if verified:
+        return verified
+    if malformed is not None:
+        log.warning("webhook.rejected", reason="malformed", org=malformed[0].org, error=str(malformed[1]))
+        return _Refusal("400 Bad Request", {"error": "not a readable Stripe event"})
+    log.warning("webhook.rejected", reason="signature", has_header=signature is not None)
+    return _Refusal("400 Bad Request", {"error": "signature does not verify"})
 
 
 def receivers_for(runtimes: Iterable[Any], *, log_: Any = None) -> list[WebhookReceiver]:
@@ -118,10 +140,9 @@ def receivers_for(runtimes: Iterable[Any], *, log_: Any = None) -> list[WebhookR
     return found
 
 
-def _too_large(start_response: Callable[..., Any], length: int | None) -> list[bytes]:
+def _too_large(length: int | None) -> _Refusal:
     log.warning("webhook.rejected", reason="too_large", content_length=length, limit=MAX_BODY)
-    return _answer(start_response, "413 Request Entity Too Large",
-                   {"error": f"a Stripe event is at most {MAX_BODY} bytes"})
+    return _Refusal("413 Request Entity Too Large", {"error": f"a Stripe event is at most {MAX_BODY} bytes"})
 
 
 def _read_body(stream: Any, length: int | None) -> bytes:

@@ -45,8 +45,8 @@ import structlog
 
 from connector.domain.states import OFFER_MACHINE, ORDER_MACHINE, StateMachine, TransitionVerdict
 from connector.errors import ApiLimitReached, ConfigError, PermanentError, RecordError
-from connector.services.dry_run import dry_run_counts
 from connector.mappings import MappingSet, ObjectMapping
+from connector.services.dry_run import dry_run_counts
 from connector.services.ports import MirrorReader, OrgContext, QueryPage, UnitOfWorkFactory
 from connector.services.records import RecordConverter, json_safe, parse_sf_datetime, soql_datetime
 

@@ -38,9 +38,7 @@ from typing import Any, Protocol
 from connector.domain import format_money
 from connector.services.attention import read_attention
 from connector.services.mirror import incomplete_orders
-
-from connector.services.ports import OrgContext, UnitOfWork
-
+from connector.services.ports import OrgContext, RecordOutcome, UnitOfWork
 
 SOURCE = "writeback"
 CHUNK = 200
@@ -49,17 +47,6 @@ TRANSIENT_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUES
 TEXT_LIMIT = 255  # the connector's own texts (errors, discrepancies) are cut to a text field
 ORDER_OBJECTS = frozenset({"order", "orders", "SfdcPartnerOrder"})
 ORDER_REFERENCES = ("PartnerOrderId", "SfdcPartnerOrderId", "order_id", "OrderId")  # item and billing-link parents
-
-
-class RecordOutcome(Protocol):
-    index: int
-    success: bool
-
-    @property
-    def error_code(self) -> str | None: ...
-
-    @property
-    def message(self) -> str: ...
 
 
 class OrgWriter(Protocol):

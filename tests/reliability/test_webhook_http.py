@@ -109,7 +109,7 @@ def test_the_daemons_route_table_on_the_server() -> None:
     probes = Probes()
     endpoint = HttpEndpoint(probes, "127.0.0.1", 0)
     endpoint.start()
-    base = "http://127.0.0.1:%d" % endpoint.address[1]
+    base = f"http://127.0.0.1:{endpoint.address[1]}"
     try:
         assert requests.get(f"{base}/healthz", timeout=5).text == "ok\n"
         assert requests.get(f"{base}/readyz", timeout=5).status_code == 503
@@ -126,7 +126,8 @@ def test_the_daemons_route_table_on_the_server() -> None:
 def test_the_route_table_without_a_server() -> None:
     app = make_app(Probes())
     seen: list[str] = []
-    body = b"".join(app({"PATH_INFO": "/healthz", "REQUEST_METHOD": "HEAD"}, lambda status, headers: seen.append(status)))
+    environ = {"PATH_INFO": "/healthz", "REQUEST_METHOD": "HEAD"}
+    body = b"".join(app(environ, lambda status, headers: seen.append(status)))
     assert seen == ["200 OK"] and body == b"ok\n"
 
 

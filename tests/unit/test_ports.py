@@ -133,3 +133,16 @@ def test_a_missing_method_is_named() -> None:
 
     found = problems(ports.BillingGateway, HalfBilling)
     assert "HalfBilling has no create_invoice" in found and len(found) == len(members(ports.BillingGateway)) - 1
+
+
+def test_mypy_accepts_every_adapter_and_fake_as_its_port() -> None:
+    """The strict, typed check: tests/unit/port_conformance.py assigns each to its port."""
+    pytest.importorskip("mypy", reason="mypy comes with the lint extra (make lint installs it)")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-m", "mypy", "tests/unit/port_conformance.py"], cwd=repo,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:]

@@ -13,9 +13,9 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Insert, Table, func, insert, select, update
+from sqlalchemy import ColumnElement, CursorResult, Insert, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -594,7 +594,7 @@ class JobRunRepository(_Repository[JobRun]):
         stmt = (update(self.table)
                 .where(c.org_id == org_id, c.job == job, c.status == "running")
                 .values(status="failed", finished_at=finished_at, error=error))
-        return self.session.execute(stmt).rowcount or 0
+        return int(cast("CursorResult[Any]", self.session.execute(stmt)).rowcount or 0)
 
 
 _KEEP_CHARS = 2000
