@@ -1,5 +1,5 @@
-"""The jobs' names and the words an operator also uses for them: cheap to import (the CLI's
-help text needs them), no service imported. ``connector.jobs`` re-exports all of it."""
+"""The jobs' names and the words an operator also uses for them: cheap to import (no
+service is imported). ``connector.jobs`` re-exports all of it with the job table."""
 
 from __future__ import annotations
 
