@@ -37,6 +37,7 @@ import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from connector.alerts import alert_daemon
 from connector.bootstrap import OrgRuntime, bootstrap
 from connector.config import JOBS as CONFIG_JOBS
 from connector.config import OrgConfig, load_config_dir
@@ -121,6 +122,7 @@ class Daemon:
         host, port = self.http.address
         log.info("daemon.started", instance=self.instance_id, bind=host, port=port, orgs=sorted(self.slots),
                  jobs=sum(len(s.plans) for s in self.slots.values()))
+        alert_daemon([s.runtime for s in self.slots.values()], "daemon_started", self.instance_id)
 
     def _lock_sqlite_files(self) -> None:
         seen: set[Path] = set()
@@ -314,6 +316,7 @@ class Daemon:
                 self._inflight_cv.wait(left)
             finished = self._inflight == 0
         if finished:
+            alert_daemon([s.runtime for s in self.slots.values()], "daemon_stopped", self.instance_id)
             self.close()
         return finished
 

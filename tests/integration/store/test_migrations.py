@@ -19,7 +19,7 @@ from connector.mappings import check_against_tables, load_mapping
 
 from .helpers import statements
 
-HEAD = "0003_taxes_and_attention"
+HEAD = "0004_alerts"
 
 
 def test_fresh_database_is_migrated_to_head(database_url: str) -> None:
