@@ -9,13 +9,10 @@ secret in any payload, row or log line.
 from __future__ import annotations
 
 import json
-import threading
 import tomllib
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,61 +24,16 @@ from connector.bootstrap import OrgRuntime, bootstrap
 from connector.config import parse_config
 from connector.errors import ApiLimitReached, AuthError
 from connector.jobs import run_job
-from tests.fixtures.daemon import free_port, new_org_id, org_toml
-
-TOKEN = "T0KEN9s3cr3tPathPart"
-SF_SECRET, STRIPE_KEY = "sf-secret-never-sent", "sk_test_neverSentKey123"
-
-
-class Receiver:
-    """A webhook receiver: ``status`` to answer with; ``stop()``/``start()`` on the same port."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.bodies: list[dict[str, Any]] = []
-        self.requests = 0
-        self.status = 200
-        self._server: ThreadingHTTPServer | None = None
-        self.start()
-
-    def start(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.requests += 1
-                if receiver.status == 200:
-                    receiver.bodies.append(json.loads(body))
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def events(self) -> Counter[str]:
-        return Counter(b.get("event") for b in self.bodies)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/services/{TOKEN}"
+from tests.fixtures.daemon import new_org_id, org_toml
+from tests.fixtures.webhook_receiver import TOKEN, Receiver
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.stop()
+def receiver(alert_receiver: Receiver) -> Receiver:
+    return alert_receiver
+
+
+SF_SECRET, STRIPE_KEY = "sf-secret-never-sent", "sk_test_neverSentKey123"
 
 
 def alerting_runtime(database_url: str, tmp_path: Path, receiver: Receiver, **alerts: Any) -> OrgRuntime:
