@@ -9,6 +9,7 @@ secret in any payload, row or log line.
 from __future__ import annotations
 
 import json
+import time
 import tomllib
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -171,6 +172,21 @@ def test_a_receiver_answering_503_gets_the_alert_later_once(runtime: OrgRuntime,
     process_alerts(runtime)
     process_alerts(runtime)
     assert receiver.events() == {"daemon_started": 1}
+
+
+def test_a_stalled_receiver_delays_the_run_by_the_short_timeout_only(database_url: str, tmp_path: Path,
+                                                                     receiver: Receiver) -> None:
+    rt = alerting_runtime(database_url, tmp_path, receiver, timeout_seconds=0.3)
+    receiver.delay_s = 3
+    try:
+        store_facts(rt)
+        started = time.monotonic()
+        outcome = run(rt, "reconcile", ok_job)
+        elapsed = time.monotonic() - started
+        assert outcome.status == "ok" and elapsed < 5  # 3 alerts x 2 tries x 0.3 s, not 3 x 2 x 3 s
+        assert all(a.status == "pending" and a.last_error == "alert webhook: timed out" for a in stored_alerts(rt))
+    finally:
+        rt.close()
 
 
 def test_no_secret_reaches_a_payload_a_row_or_a_log_line(runtime: OrgRuntime, receiver: Receiver) -> None:
