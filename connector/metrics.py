@@ -127,10 +127,5 @@ class DaemonMetrics:
         self.invoices_created.labels(org=org)
         self.invoices_adopted.labels(org=org)
 
-    def names(self) -> set[str]:
-        """Every series name this registry can expose (``_total``, ``_bucket`` … included)."""
-        return {s.name for family in self.registry.collect() for s in family.samples} | {
-            family.name for family in self.registry.collect()}
-
     def render(self) -> bytes:
         return generate_latest(self.registry)
