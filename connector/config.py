@@ -399,6 +399,24 @@ class DaemonSection(_Strict):
     port: int = Field(default=8765, ge=0, le=65535)
     shutdown_grace_seconds: int = Field(default=30, ge=1)
     misfire_grace_seconds: int = Field(default=60, ge=1)
+    # The dashboard at / needs this secret (bearer token, or as a basic-auth password) when
+    # the daemon listens beyond loopback; the variable names the secret, never holds it here.
+    dashboard_token_env: str | None = None
+    # Times on the dashboard are shown in this IANA zone (UTC on hover); default: the machine's.
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin, America/New_York)") from None
+        return value
 
 
 # The backends make_engine supports (a driver may be named: postgresql+psycopg://).

@@ -133,6 +133,8 @@ class DemoSummary:
     orgs: list[dict[str, Any]] = field(default_factory=list)  # per org: issuer, invoices created/adopted, payout
     message: str = ""
     inspect: str = ""  # the command that shows what the run left (status, from the local model)
+    dashboard: str = ""  # the command that serves the dashboard over what the run left
+    dashboard_url: str = ""
 
     @property
     def ok(self) -> bool:
@@ -146,6 +148,7 @@ class DemoSummary:
             "mirrored": self.mirrored, "invoices": self.invoices, "seed_003": self.seed_003,
             "writeback": self.writeback, "dead_letters": self.dead_letters, "this_run": self.this_run,
             "orgs": self.orgs, "message": self.message, "inspect": self.inspect,
+            "dashboard": self.dashboard, "dashboard_url": self.dashboard_url,
         }
 
 
@@ -237,47 +240,41 @@ class Demo:
         """Write ``<data-dir>/demo.toml``: the demo org as this run sees it (its org id and
         database), for the commands that read only the local model; the command to use it.
         Secrets stay references to variables the demo alone sets (not needed to read)."""
-        import json
-
-        from sqlalchemy.engine import make_url
-
-        url = str(config.database_url)
-        has_password = make_url(url).password is not None
-        if has_password:
-            database = 'database_url_env = "GTM_DEMO_DATABASE_URL"   # your --database-url (it has a password)'
-        elif url.startswith("sqlite:///"):  # absolute, so that the file works from any directory
-            database = f"database_url = {json.dumps('sqlite:///' + str(Path(url.removeprefix('sqlite:///')).resolve()))}"
-        else:
-            database = f"database_url = {json.dumps(url)}"
         path = self.data_dir / "demo.toml"
-        path.write_text("\n".join([
+        path.write_text(_local_config_text(config, note=(
             "# Written by `gtm-connector demo`: its org as the last run left it, for the commands that read",
             "# only the local model (status, dead-letters, report). Its sandboxes stop with the demo, so",
             "# commands that call Salesforce or Stripe cannot use this file; run the demo again instead.",
-            database,
-            f"mapping = {json.dumps(str(config.mapping))}",
-            "",
-            "[org]",
-            f"alias = {json.dumps(config.alias)}",
-            f"org_id = {json.dumps(config.org_id)}",
-            "",
-            "[salesforce]",
-            f"login_url = {json.dumps(config.salesforce.login_url)}",
-            "",
-            "[salesforce.auth]",
-            'kind = "client_credentials"',
-            f"client_id = {json.dumps(getattr(config.salesforce.auth, 'client_id', 'demo'))}",
-            'client_secret = { env = "GTM_DEMO_SF_CLIENT_SECRET" }',
-            "",
-            "[stripe]",
-            'api_key = { env = "GTM_DEMO_STRIPE_KEY" }',
-            "",
-            "[invoicing]",
-            f"issuer = {json.dumps(config.invoicing.issuer)}",
-            "",
-        ]), encoding="utf-8")
-        prefix = "GTM_DEMO_DATABASE_URL=… " if has_password else ""
+        )), encoding="utf-8")
+        prefix = "GTM_DEMO_DATABASE_URL=… " if _has_password(config) else ""
         return f"{prefix}gtm-connector status --config {path}"
+
+    def _write_dashboard_configs(self, configs: list[OrgConfig]) -> str:
+        """Write ``<data-dir>/dashboard/<alias>.toml`` for every demo org, schedules off (the
+        sandboxes stopped with the demo), so a daemon started on that folder serves the
+        dashboard over what the run left; the command to start it."""
+        folder = self.data_dir / "dashboard"
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.toml"):
+            stale.unlink()
+        secrets = folder / "secrets"  # the stopped sandboxes' credentials, owner-only, never in the files
+        secrets.mkdir(mode=0o700, exist_ok=True)
+        for config in configs:
+            refs = {}
+            for name, secret in (("sf_client_secret", getattr(config.salesforce.auth, "client_secret", None)),
+                                 ("stripe_api_key", config.stripe.api_key)):
+                target = secrets / f"{config.alias}.{name}"
+                target.touch(mode=0o600)
+                target.write_text(secret.get_secret_value() if secret is not None else "", encoding="utf-8")
+                refs[name] = f"{{ file = {json.dumps(str(target.resolve()))} }}"
+            schedules = [f"[schedules.{job}]\nenabled = false\n" for job in type(config.schedules).model_fields]
+            text = _local_config_text(config, secrets=refs, note=(
+                "# Written by `gtm-connector demo`: the daemon's dashboard over what the demo left. Its",
+                "# sandboxes stopped with the demo, so every schedule is off: the daemon only serves pages.",
+            )) + "\n[daemon]\nport = " + str(DASHBOARD_PORT) + "\n\n" + "\n".join(schedules)
+            (folder / f"{config.alias}.toml").write_text(text, encoding="utf-8")
+        prefix = "GTM_DEMO_DATABASE_URL=… " if any(_has_password(c) for c in configs) else ""
+        return f"{prefix}gtm-connector daemon --config-dir {folder}"
 
     def _webhook_endpoints(self, box: Any, url: str) -> tuple[str, str]:
         """Register the connector's receiver in the Stripe sandbox, as a partner does in
@@ -336,6 +333,8 @@ class Demo:
                 steps = self._cycle(run, box, prefix="" if run is runs[0] else f"{run.runtime.alias}: ")
                 self.summary.orgs.append(self._org_figures(run, steps))
             self._collect(primary, org, box)
+            self.summary.dashboard = self._write_dashboard_configs([r.runtime.config for r in runs])
+            self.summary.dashboard_url = f"http://127.0.0.1:{DASHBOARD_PORT}/"
             org.save(self.data_dir / ORG_STATE)
             direct.save(self.data_dir / DIRECT_ORG_STATE)
             box.save(self.data_dir / STRIPE_STATE)
@@ -557,3 +556,50 @@ def _dec(value: Any) -> Decimal | None:
 def run_demo(options: DemoOptions, *, progress: Progress | None = None) -> DemoSummary:
     """Run the demo once (see the module docstring); the summary to show."""
     return Demo(options, progress=progress).run()
+
+
+DASHBOARD_PORT = 8765  # the daemon's default port: the URL the demo prints
+
+
+def _has_password(config: OrgConfig) -> bool:
+    from sqlalchemy.engine import make_url
+
+    return make_url(str(config.database_url)).password is not None
+
+
+def _local_config_text(config: OrgConfig, *, note: tuple[str, ...], secrets: Mapping[str, str] | None = None) -> str:
+    """An org file for the commands that read only the local model: the org's id, database
+    and mapping; secrets as references (by default to variables only the demo sets)."""
+    refs = {"sf_client_secret": '{ env = "GTM_DEMO_SF_CLIENT_SECRET" }',
+            "stripe_api_key": '{ env = "GTM_DEMO_STRIPE_KEY" }', **(secrets or {})}
+    url = str(config.database_url)
+    if _has_password(config):
+        database = 'database_url_env = "GTM_DEMO_DATABASE_URL"   # your --database-url (it has a password)'
+    elif url.startswith("sqlite:///"):  # absolute, so that the file works from any directory
+        database = f"database_url = {json.dumps('sqlite:///' + str(Path(url.removeprefix('sqlite:///')).resolve()))}"
+    else:
+        database = f"database_url = {json.dumps(url)}"
+    return "\n".join([
+        *note,
+        database,
+        f"mapping = {json.dumps(str(config.mapping))}",
+        "",
+        "[org]",
+        f"alias = {json.dumps(config.alias)}",
+        f"org_id = {json.dumps(config.org_id)}",
+        "",
+        "[salesforce]",
+        f"login_url = {json.dumps(config.salesforce.login_url)}",
+        "",
+        "[salesforce.auth]",
+        'kind = "client_credentials"',
+        f"client_id = {json.dumps(getattr(config.salesforce.auth, 'client_id', 'demo'))}",
+        f"client_secret = {refs['sf_client_secret']}",
+        "",
+        "[stripe]",
+        f"api_key = {refs['stripe_api_key']}",
+        "",
+        "[invoicing]",
+        f"issuer = {json.dumps(config.invoicing.issuer)}",
+        "",
+    ])

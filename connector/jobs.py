@@ -277,8 +277,9 @@ def _locked_run(runtime: OrgRuntime, job: str, fn: JobFn, *, run_id: str, log: A
             raise
         duration = round(time.monotonic() - started, 3)
         calls = _delta(calls_before, api_calls_made(runtime))
-        ledger.finish(row_id, status, counts, error)
-    used, remaining = api_usage(runtime)
+        used, remaining = api_usage(runtime)
+        ledger.finish(row_id, status, counts, error, api_calls=calls, api_used=used,
+                      api_limit=used + remaining if used is not None and remaining is not None else None)
     fields: dict[str, Any] = {"status": status, "counts": dict(counts), "duration_s": duration, "api_calls": calls}
     if used is not None:
         fields.update(api_used=used, api_remaining=remaining)
@@ -406,9 +407,11 @@ class RunLedger:
             uow.commit()
         return row_id
 
-    def finish(self, row_id: Any, status: str, counts: Mapping[str, int], error: str | None) -> None:
+    def finish(self, row_id: Any, status: str, counts: Mapping[str, int], error: str | None, *,
+               api_calls: int | None = None, api_used: int | None = None, api_limit: int | None = None) -> None:
         with self.runtime.uow() as uow:
-            uow.job_runs.finish(row_id, status, dict(counts), error)
+            uow.job_runs.finish(row_id, status, dict(counts), error, api_calls=api_calls, api_used=api_used,
+                                api_limit=api_limit)
             uow.commit()
 
     def started_since(self, job: str, since: datetime) -> bool:

@@ -213,3 +213,6 @@ class JobRun(_FromRow):
     status: str  # running | ok | failed | skipped
     counts: Any
     error: str | None
+    api_calls: int | None = None
+    api_used: int | None = None
+    api_limit: int | None = None

@@ -548,15 +548,18 @@ class JobRunRepository(_Repository[JobRun]):
         )  # fmt: skip
         return int(result.scalar_one())
 
-    def finish(self, run_id: int, status: str, counts: Any = None, error: str | None = None) -> JobRun:
-        """Close run ``run_id`` (the id ``start`` returned) with ``status``."""
+    def finish(self, run_id: int, status: str, counts: Any = None, error: str | None = None, *,
+               api_calls: int | None = None, api_used: int | None = None, api_limit: int | None = None) -> JobRun:
+        """Close run ``run_id`` (the id ``start`` returned) with ``status`` and, when known,
+        its Salesforce API figures."""
         if status not in t.JOB_RUN_STATUSES or status == "running":
             raise ValueError(f"job run status {status!r} is not one of ok, failed, skipped")
         c = self.table.c
         self.session.execute(
             update(self.table)
             .where(c.id == run_id)
-            .values(status=status, counts=counts, error=error, finished_at=self._clock())
+            .values(status=status, counts=counts, error=error, finished_at=self._clock(), api_calls=api_calls,
+                    api_used=api_used, api_limit=api_limit)
         )
         run = self.get(run_id)
         if run is None:

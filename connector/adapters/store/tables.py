@@ -482,6 +482,9 @@ job_runs = Table(
     Column("status", String(16), nullable=False),
     Column("counts", Json()),
     Column("error", Text()),
+    Column("api_calls", Integer()),  # Salesforce API calls of this run
+    Column("api_used", Integer()),  # the org's daily usage / limit as last reported when it ended
+    Column("api_limit", Integer()),
     Index("ix_job_runs_org_id_job_started_at", "org_id", "job", "started_at"),
 )
 

@@ -204,6 +204,8 @@ def print_summary(summary: Any, console: Any) -> None:
     console.print(f"State: {data['data_dir']} (database {data['database']})")
     if data.get("inspect"):
         console.print(f"Inspect what it left: {data['inspect']}")
+    if data.get("dashboard"):
+        console.print(f"See it in the dashboard: {data['dashboard']}  then open {data['dashboard_url']}")
 
 
 def _thousands(value: str) -> str:

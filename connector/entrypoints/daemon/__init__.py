@@ -98,6 +98,7 @@ class Daemon:
         self._inflight = 0
         self._inflight_cv = threading.Condition()
         self._webhook: WsgiApp | None = None
+        self._dashboard: WsgiApp | None = None
 
     # ----------------------------------------------------------------------- start
     def start(self) -> None:
@@ -109,6 +110,7 @@ class Daemon:
                     self._close_abandoned(slot)
             self._plan()
             self._webhook = self._load_webhook()
+            self._dashboard = self._load_dashboard()
             try:
                 self.http = HttpEndpoint(self, self.bind, self.port)
             except OSError as exc:  # say which address: the operator fixes [daemon] bind/port or --port
@@ -219,6 +221,16 @@ class Daemon:
             log.error("webhook.unavailable", reason=f"{type(exc).__name__}: {exc}", exc_info=True)
             return None
 
+    def _load_dashboard(self) -> WsgiApp | None:
+        from connector.entrypoints.daemon.dashboard_source import build_dashboard
+
+        first = next(iter(self.slots.values())).config.daemon
+        try:
+            return build_dashboard(self, first, self.bind)
+        except Exception as exc:  # the pages are a convenience: never a reason not to run the jobs
+            log.error("dashboard.unavailable", reason=f"{type(exc).__name__}: {exc}", exc_info=True)
+            return None
+
     # ------------------------------------------------------------------------ runs
     def _tick(self, alias: str, job: str) -> None:
         slot = self.slots[alias]
@@ -299,6 +311,9 @@ class Daemon:
 
     def webhook_app(self) -> WsgiApp | None:
         return self._webhook
+
+    def dashboard_app(self) -> WsgiApp | None:
+        return self._dashboard
 
     # -------------------------------------------------------------------- shutdown
     def request_stop(self) -> None:

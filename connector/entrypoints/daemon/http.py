@@ -27,6 +27,7 @@ class Probes(Protocol):
     def readiness(self) -> tuple[bool, dict[str, Any]]: ...
     def metrics_text(self) -> bytes: ...
     def webhook_app(self) -> WsgiApp | None: ...
+    def dashboard_app(self) -> WsgiApp | None: ...
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
@@ -63,6 +64,9 @@ def make_app(probes: Probes) -> WsgiApp:
                 return _respond(start_response, "404 Not Found", b"no Stripe webhook receiver in this build\n",
                                 "text/plain")
             return webhook(environ, start_response)
+        dashboard = probes.dashboard_app()
+        if dashboard is not None and dashboard.handles(path):  # type: ignore[attr-defined]
+            return dashboard(environ, start_response)
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
             return _respond(start_response, "405 Method Not Allowed", b"GET only\n", "text/plain")
         if path == "/healthz":

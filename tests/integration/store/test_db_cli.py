@@ -6,7 +6,6 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from connector.adapters.store import head_revision
 from connector.entrypoints.cli import app
 
 ORG_FILE = """
@@ -28,6 +27,9 @@ api_key = {{ env = "NOT_SET_EITHER" }}
 """
 
 
+from .test_migrations import HEAD  # noqa: E402
+
+
 def _run(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(app, ["db", *args])
     return result.exit_code, result.output
@@ -38,13 +40,13 @@ def test_upgrade_by_url_then_current(database_url: str) -> None:
     assert code == 0 and "not migrated" in out
 
     code, out = _run("upgrade", "--database-url", database_url)
-    assert code == 0 and f"upgraded empty -> {head_revision()}" in out
+    assert code == 0 and f"upgraded empty -> {HEAD}" in out
 
     code, out = _run("upgrade", "--database-url", database_url)
-    assert code == 0 and f"already at {head_revision()}" in out
+    assert code == 0 and f"already at {HEAD}" in out
 
     code, out = _run("current", "--database-url", database_url)
-    assert code == 0 and f"{head_revision()} (up to date)" in out
+    assert code == 0 and f"{HEAD} (up to date)" in out
 
 
 def test_upgrade_every_org_in_the_config_dir_without_secrets(tmp_path: Path) -> None:

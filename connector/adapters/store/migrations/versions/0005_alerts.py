@@ -1,7 +1,7 @@
 """Alerts: the events sent to an org's webhook, each once.
 
-Revision ID: 0004_alerts
-Revises: 0003_taxes_and_attention
+Revision ID: 0005_alerts
+Revises: 0004_job_run_api_calls
 Create Date: 2026-12-07
 
 * ``alerts``: one row per alert event of an org, unique on ``(org_id, key)`` (the event's
@@ -17,8 +17,8 @@ from alembic import op
 
 from connector.adapters.store.types import Json, UtcDateTime
 
-revision = "0004_alerts"
-down_revision = "0003_taxes_and_attention"
+revision = "0005_alerts"
+down_revision = "0004_job_run_api_calls"
 branch_labels = None
 depends_on = None
 
