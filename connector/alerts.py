@@ -115,10 +115,11 @@ def evaluate_alerts(uow: Any, org: OrgConfig, now: datetime) -> list[AlertEvent]
         open_letters = uow.dead_letters.count_open(org_id)
         if open_letters > settings.dead_letters_above:
             day = now.astimezone(UTC).date().isoformat()
+            threshold = settings.dead_letters_above
             found.append(AlertEvent("dead_letters", f"dead_letters:{day}",
-                                    f"{open_letters} open dead letters (more than {settings.dead_letters_above}); "
-                                    "see `gtm-connector dead-letters`", counts={"open": open_letters,
-                                                                                 "threshold": settings.dead_letters_above}))
+                                    f"{open_letters} open dead letters (more than {threshold}); "
+                                    "see `gtm-connector dead-letters`",
+                                    counts={"open": open_letters, "threshold": threshold}))
     return found
 
 

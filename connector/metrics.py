@@ -58,7 +58,7 @@ class DaemonMetrics:
         p = PREFIX
         self.job_runs = Counter(f"{p}job_runs_total", "Job runs by outcome.", ["org", "task", "status"], registry=r)
         self.job_failures = Counter(f"{p}job_failures_total", "Job runs that failed.", ["org", "task"], registry=r)
-        self.records_mirrored = Counter(f"{p}records_mirrored_total", "Records mirrored from the org, by mapped object.",
+        self.records_mirrored = Counter(f"{p}records_mirrored_total", "Records mirrored, by mapped object.",
                                         ["org", "object"], registry=r)
         self.invoices_created = Counter(f"{p}invoices_created_total", "Stripe invoices created.", ["org"], registry=r)
         self.invoices_adopted = Counter(f"{p}invoices_adopted_total", "Salesforce-issued invoices adopted.", ["org"],
@@ -76,6 +76,8 @@ class DaemonMetrics:
                                          "Salesforce API calls remaining in the 24 h window.", ["org"], registry=r)
         self.job_duration = Histogram(f"{p}job_duration_seconds", "Job run duration.", ["org", "task"],
                                       buckets=_DURATION_BUCKETS, registry=r)
+        self.alerts_pending = Gauge(f"{p}alerts_pending", "Webhook alerts not delivered yet (retried each cycle).",
+                                    ["org"], registry=r)
         self.last_success = Gauge(f"{p}last_success_timestamp_seconds",
                                   "Unix time the task's last successful run ended (any instance).", ["org", "task"],
                                   registry=r)
@@ -107,11 +109,13 @@ class DaemonMetrics:
 
     def set_store_figures(self, org: str, *, dead_letters_open: int | None, discrepancies: int | None,
                           invoices_missing: int | None = None, invoice_mismatches: int | None = None,
-                          last_success: Mapping[str, datetime | None] | None = None) -> None:
+                          last_success: Mapping[str, datetime | None] | None = None,
+                          alerts_pending: int | None = None) -> None:
         """The figures the store holds for ``org``; ``last_success``: task -> when its last
         successful run ended, by whichever instance (None: never)."""
         for gauge, value in ((self.dead_letters_open, dead_letters_open), (self.discrepancies, discrepancies),
-                             (self.invoices_missing, invoices_missing), (self.invoice_mismatches, invoice_mismatches)):
+                             (self.invoices_missing, invoices_missing), (self.invoice_mismatches, invoice_mismatches),
+                             (self.alerts_pending, alerts_pending)):
             if value is not None:
                 gauge.labels(org=org).set(value)
         for task, when in (last_success or {}).items():

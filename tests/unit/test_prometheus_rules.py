@@ -22,7 +22,8 @@ def exposed() -> DaemonMetrics:
     metrics.touch_org("acme", ["mirror"])
     metrics.observe_run("acme", "mirror", "ok", 1.0, {}, mirrored={"order": 1}, invoices_created=1)
     metrics.set_api_usage("acme", 10, 90)
-    metrics.set_store_figures("acme", dead_letters_open=0, discrepancies=0, invoices_missing=0, invoice_mismatches=0)
+    metrics.set_store_figures("acme", dead_letters_open=0, discrepancies=0, invoices_missing=0, invoice_mismatches=0,
+                              alerts_pending=0)
     return metrics
 
 

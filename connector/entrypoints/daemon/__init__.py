@@ -301,12 +301,13 @@ class Daemon:
                     missing = uow.dead_letters.count_open(org_id, "invoicing", error_code="INVOICE_MISSING")
                     mismatches = uow.dead_letters.count_open(org_id, "invoicing", error_code="INVOICE_MISMATCH")
                     last = {j: getattr(uow.job_runs.last_success(org_id, j), "finished_at", None) for j in slot.plans}
+                    alerts = uow.alerts.count_pending(org_id) if slot.config.alerts else None
             except Exception as exc:  # a scrape still answers with the counters it has
                 log.warning("metrics.store_unavailable", org=alias, error=type(exc).__name__)
                 continue
             self.metrics.set_store_figures(alias, dead_letters_open=dead, discrepancies=discrepancies,
                                            invoices_missing=missing, invoice_mismatches=mismatches,
-                                           last_success=last)
+                                           last_success=last, alerts_pending=alerts)
         return self.metrics.render()
 
     def webhook_app(self) -> WsgiApp | None:
