@@ -36,6 +36,7 @@ class OrgRuntime:
     _billing: BillingGateway | None = field(default=None, repr=False)
     _payouts: PayoutsGateway | None = field(default=None, repr=False)
     _mapping_guard: Any = field(default=None, repr=False)
+    _alert_sender: Any = field(default=None, repr=False)
 
     @property
     def alias(self) -> str:
@@ -97,8 +98,16 @@ class OrgRuntime:
             self._mapping_guard = build_guard(self)
         return self._mapping_guard
 
+    def alert_sender(self) -> Any:
+        """The org's alert webhook (``[alerts]``; ``connector.adapters.webhook``)."""
+        if self._alert_sender is None:
+            from connector.adapters.webhook import build_webhook_sender
+
+            self._alert_sender = build_webhook_sender(self.config.alerts)
+        return self._alert_sender
+
     def close(self) -> None:
-        for gateway in (self._salesforce, self._billing, self._payouts):
+        for gateway in (self._salesforce, self._billing, self._payouts, self._alert_sender):
             close = getattr(gateway, "close", None)
             if close:
                 close()

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from connector.alerts import alert_after_run
 from connector.errors import ApiLimitReached, ConnectorError
 from connector.job_names import (
     DEAD_LETTER_SOURCE_OF_JOB,
@@ -126,6 +127,7 @@ def run_job(
     with bound_run(runtime.alias, job, run_id):
         outcome = _run_job(runtime, job, run_id, instance_id=instance_id, dry_run=dry_run, stop=stop, tick=tick,
                            registry=registry, metrics=metrics)
+        alert_after_run(runtime, dry_run=dry_run, status=outcome.status)  # after its transactions; never raises
     for listener in _listeners.get():
         listener(outcome)
     return outcome

@@ -64,10 +64,10 @@ def test_a_successful_run_is_recorded_logged_and_counted(org_runtime: OrgRuntime
     # The job's own lines carry the same context.
     assert any(e["event"] == "page.committed" and e["run_id"] == outcome.run_id for e in logs)
     sample = metrics.registry.get_sample_value
-    assert sample("job_runs_total", {"org": "acme", "job": "mirror", "status": "ok"}) == 1
-    assert sample("records_mirrored_total", {"org": "acme", "object": "order"}) == 3
-    assert sample("records_mirrored_total", {"org": "acme", "object": "order_item"}) == 5
-    assert sample("job_duration_seconds_count", {"org": "acme", "job": "mirror"}) == 1
+    assert sample("gtm_connector_job_runs_total", {"org": "acme", "task": "mirror", "status": "ok"}) == 1
+    assert sample("gtm_connector_records_mirrored_total", {"org": "acme", "object": "order"}) == 3
+    assert sample("gtm_connector_records_mirrored_total", {"org": "acme", "object": "order_item"}) == 5
+    assert sample("gtm_connector_job_duration_seconds_count", {"org": "acme", "task": "mirror"}) == 1
 
 
 def test_refused_credentials_fail_the_run_with_the_message(org_runtime: OrgRuntime) -> None:
@@ -78,7 +78,7 @@ def test_refused_credentials_fail_the_run_with_the_message(org_runtime: OrgRunti
     assert outcome.error == "acme: invalid_client (client credentials refused)"  # no exception class name
     [row] = rows(org_runtime)
     assert row.status == "failed" and row.error == outcome.error
-    assert metrics.registry.get_sample_value("job_failures_total", {"org": "acme", "job": "mirror"}) == 1
+    assert metrics.registry.get_sample_value("gtm_connector_job_failures_total", {"org": "acme", "task": "mirror"}) == 1
 
 
 def test_api_limit_stops_the_cycle_cleanly(org_runtime: OrgRuntime) -> None:
@@ -165,7 +165,7 @@ def test_dry_run_is_passed_to_the_job(org_runtime: OrgRuntime) -> None:
     run(org_runtime, "invoicing", invoicing, dry_run=True, metrics=metrics)
     run(org_runtime, "invoicing", invoicing, metrics=metrics)
     assert seen == [True, False]
-    assert metrics.registry.get_sample_value("invoices_created_total", {"org": "acme"}) == 2
+    assert metrics.registry.get_sample_value("gtm_connector_invoices_created_total", {"org": "acme"}) == 2
 
 
 @pytest.mark.postgres
@@ -184,8 +184,8 @@ def test_run_held_by_another_instance_is_skipped_not_failed(pg_url: str, tmp_pat
             outcome = run(runtime, "mirror", mirror_three_orders, metrics=metrics)
         assert outcome.status == "skipped" and outcome.error == "locked by another instance"
         assert rows(runtime) == []
-        assert metrics.registry.get_sample_value("job_runs_total",
-                                                 {"org": "acme", "job": "mirror", "status": "skipped"}) == 1
+        assert metrics.registry.get_sample_value("gtm_connector_job_runs_total",
+                                                 {"org": "acme", "task": "mirror", "status": "skipped"}) == 1
         assert run(runtime, "mirror", mirror_three_orders).status == "ok"
     finally:
         runtime.close()

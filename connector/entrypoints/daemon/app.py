@@ -167,11 +167,15 @@ class DaemonProbes:
                     discrepancies = len(uow.reconciliation.list(org_id, discrepancies_only=True))
                     missing = uow.dead_letters.count_open(org_id, "invoicing", error_code="INVOICE_MISSING")
                     mismatches = uow.dead_letters.count_open(org_id, "invoicing", error_code="INVOICE_MISMATCH")
+                    tasks = self.scheduler.slots[alias].plans
+                    last = {j: getattr(uow.job_runs.last_success(org_id, j), "finished_at", None) for j in tasks}
+                    alerts = uow.alerts.count_pending(org_id) if runtime.config.alerts else None
             except Exception as exc:  # a scrape still answers with the counters it has
                 log.warning("metrics.store_unavailable", org=alias, error=type(exc).__name__)
                 continue
             self.metrics.set_store_figures(alias, dead_letters_open=dead, discrepancies=discrepancies,
-                                           invoices_missing=missing, invoice_mismatches=mismatches)
+                                           invoices_missing=missing, invoice_mismatches=mismatches,
+                                           last_success=last, alerts_pending=alerts)
         return self.metrics.render()
 
     def webhook_app(self) -> WsgiApp | None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from connector.alerts import alert_daemon
 from connector.bootstrap import OrgRuntime, bootstrap
 from connector.config import OrgConfig, load_config_dir
 from connector.entrypoints.daemon.app import DaemonProbes, HttpEndpoint
@@ -97,6 +98,7 @@ class Daemon:
         host, port = self.http.address
         log.info("daemon.started", instance=self.instance_id, bind=host, port=port, orgs=sorted(self.slots),
                  jobs=self.scheduler.job_count)
+        alert_daemon([s.runtime for s in self.slots.values()], "daemon_started", self.instance_id)
 
     def _lock_sqlite_files(self) -> None:
         seen: set[Path] = set()
@@ -164,6 +166,7 @@ class Daemon:
         self.scheduler.stop_scheduling()
         finished = self.scheduler.wait_idle(grace)
         if finished:
+            alert_daemon([s.runtime for s in self.slots.values()], "daemon_stopped", self.instance_id)
             self.close()
         return finished
 
