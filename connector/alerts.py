@@ -80,47 +80,76 @@ def evaluate_alerts(uow: Any, org: OrgConfig, now: datetime) -> list[AlertEvent]
     settings = org.alerts
     if settings is None:
         return []
-    org_id, found = org.org_id, []
+    org_id = org.org_id
+    found: list[AlertEvent] = []
     if settings.sends("job_failed"):
-        n = settings.failures_in_a_row
-        for job in uow.alert_facts.jobs(org_id):
-            streak = uow.alert_facts.failed_streak(org_id, job, n)
-            if len(streak) == n:
-                nth = streak[-1]
-                found.append(AlertEvent("job_failed", f"job_failed:{job}:{nth.id}",
-                                        f"{job} failed {n} time(s) in a row; error: {nth.error or 'unknown'}",
-                                        task=job, ids=tuple(r.run_id for r in streak), counts={"failures": n}))
+        found += _failure_streaks(uow, org_id, settings.failures_in_a_row)
     if settings.sends("api_budget_stop"):
-        by_day: dict[str, list[Any]] = {}
-        for run in uow.alert_facts.budget_stops_since(org_id, now - BUDGET_LOOKBACK):
-            by_day.setdefault(run.finished_at.astimezone(UTC).date().isoformat(), []).append(run)
-        for day, runs in sorted(by_day.items()):
-            tasks = sorted({r.job for r in runs})
-            found.append(AlertEvent("api_budget_stop", f"api_budget_stop:{day}",
-                                    f"runs stopped by the Salesforce API limit ({', '.join(tasks)}); they resume "
-                                    f"when usage drops. {runs[0].error}", task=runs[0].job,
-                                    ids=tuple(r.run_id for r in runs), counts={"runs_stopped": len(runs)}))
+        found += _budget_stops(uow, org_id, now)
     if settings.sends("discrepancy"):
-        for rec in uow.reconciliation.list(org_id, discrepancies_only=True):
-            reason = rec.discrepancy.split(":", 1)[0]
-            found.append(AlertEvent("discrepancy", f"discrepancy:{rec.order_id}:{reason}",
-                                    f"order {rec.order_id}: {rec.discrepancy}", task="reconcile", ids=(rec.order_id,)))
+        found += _discrepancies(uow, org_id)
     if settings.sends("invoice_missing"):
-        for letter in uow.dead_letters.open(org_id, "invoicing"):
-            if letter.error_code == "INVOICE_MISSING":
-                found.append(AlertEvent("invoice_missing", f"invoice_missing:{letter.record_id}:{letter.id}",
-                                        f"order {letter.record_id}: {letter.reason}", task="invoicing",
-                                        ids=(letter.record_id,)))
+        found += _missing_invoices(uow, org_id)
     if settings.sends("dead_letters"):
-        open_letters = uow.dead_letters.count_open(org_id)
-        if open_letters > settings.dead_letters_above:
-            day = now.astimezone(UTC).date().isoformat()
-            threshold = settings.dead_letters_above
-            found.append(AlertEvent("dead_letters", f"dead_letters:{day}",
-                                    f"{open_letters} open dead letters (more than {threshold}); "
-                                    "see `gtm-connector dead-letters`",
-                                    counts={"open": open_letters, "threshold": threshold}))
+        found += _dead_letter_pile(uow, org_id, settings.dead_letters_above, now)
     return found
+
+
+def _failure_streaks(uow: Any, org_id: str, n: int) -> list[AlertEvent]:
+    """``job_failed``: each job whose last ``n`` runs failed."""
+    found = []
+    for job in uow.alert_facts.jobs(org_id):
+        streak = uow.alert_facts.failed_streak(org_id, job, n)
+        if len(streak) == n:
+            nth = streak[-1]
+            found.append(AlertEvent("job_failed", f"job_failed:{job}:{nth.id}",
+                                    f"{job} failed {n} time(s) in a row; error: {nth.error or 'unknown'}",
+                                    task=job, ids=tuple(r.run_id for r in streak), counts={"failures": n}))
+    return found
+
+
+def _budget_stops(uow: Any, org_id: str, now: datetime) -> list[AlertEvent]:
+    """``api_budget_stop``: one event per day with runs the API limit stopped."""
+    by_day: dict[str, list[Any]] = {}
+    for run in uow.alert_facts.budget_stops_since(org_id, now - BUDGET_LOOKBACK):
+        by_day.setdefault(run.finished_at.astimezone(UTC).date().isoformat(), []).append(run)
+    found = []
+    for day, runs in sorted(by_day.items()):
+        tasks = sorted({r.job for r in runs})
+        found.append(AlertEvent("api_budget_stop", f"api_budget_stop:{day}",
+                                f"runs stopped by the Salesforce API limit ({', '.join(tasks)}); they resume "
+                                f"when usage drops. {runs[0].error}", task=runs[0].job,
+                                ids=tuple(r.run_id for r in runs), counts={"runs_stopped": len(runs)}))
+    return found
+
+
+def _discrepancies(uow: Any, org_id: str) -> list[AlertEvent]:
+    """``discrepancy``: each order whose payout does not match, per reason."""
+    found = []
+    for rec in uow.reconciliation.list(org_id, discrepancies_only=True):
+        reason = rec.discrepancy.split(":", 1)[0]
+        found.append(AlertEvent("discrepancy", f"discrepancy:{rec.order_id}:{reason}",
+                                f"order {rec.order_id}: {rec.discrepancy}", task="reconcile", ids=(rec.order_id,)))
+    return found
+
+
+def _missing_invoices(uow: Any, org_id: str) -> list[AlertEvent]:
+    """``invoice_missing``: each open INVOICE_MISSING dead letter of invoicing."""
+    return [AlertEvent("invoice_missing", f"invoice_missing:{letter.record_id}:{letter.id}",
+                       f"order {letter.record_id}: {letter.reason}", task="invoicing", ids=(letter.record_id,))
+            for letter in uow.dead_letters.open(org_id, "invoicing") if letter.error_code == "INVOICE_MISSING"]
+
+
+def _dead_letter_pile(uow: Any, org_id: str, threshold: int, now: datetime) -> list[AlertEvent]:
+    """``dead_letters``: once a day while more than ``threshold`` letters are open."""
+    open_letters = uow.dead_letters.count_open(org_id)
+    if open_letters <= threshold:
+        return []
+    day = now.astimezone(UTC).date().isoformat()
+    return [AlertEvent("dead_letters", f"dead_letters:{day}",
+                       f"{open_letters} open dead letters (more than {threshold}); "
+                       "see `gtm-connector dead-letters`",
+                       counts={"open": open_letters, "threshold": threshold})]
 
 
 def daemon_event(event: str, instance: str, now: datetime) -> AlertEvent:

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from connector.adapters.store.clock import Clock, utcnow
+from connector.adapters.store.engine import rowcount
 from connector.adapters.store.records import JobRun, _FromRow
 from connector.adapters.store.tables import alerts, job_runs
 
@@ -54,7 +55,7 @@ class AlertRepository:
                   "attempts": 0, "created_at": now or self._clock()}
         dialect = postgresql if self.session.get_bind().dialect.name == "postgresql" else sqlite
         stmt = dialect.insert(alerts).values(**values).on_conflict_do_nothing(index_elements=["org_id", "key"])
-        return bool(self.session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount > 0)
+        return rowcount(self.session.execute(stmt.execution_options(preserve_rowcount=True))) > 0
 
     def pending(self, org_id: str, limit: int = 100) -> list[Alert]:
         """Alerts not delivered yet, oldest first."""
@@ -78,7 +79,7 @@ class AlertRepository:
         c = alerts.c
         result = self.session.execute(update(alerts).where(c.id == alert_id, c.status == "pending")
                                       .values(attempts=c.attempts + 1, last_attempt_at=now or self._clock()))
-        return bool(result.rowcount)
+        return bool(rowcount(result))
 
     def mark_sent(self, alert_id: int, *, now: datetime | None = None) -> None:
         c = alerts.c

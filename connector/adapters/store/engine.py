@@ -27,10 +27,10 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -56,6 +56,13 @@ def _json_default(value: Any) -> Any:
 def json_dumps(value: Any) -> str:
     """The JSON serializer of every engine: Decimal as a string, dates in ISO 8601."""
     return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """Rows an INSERT/UPDATE/DELETE matched. ``Session.execute`` is typed to return a plain
+    ``Result``, but a DML statement's result is always a ``CursorResult`` (the one with
+    ``rowcount``)."""
+    return cast(CursorResult[*tuple[Any, ...]], result).rowcount
 
 
 def json_roundtrip(value: Any) -> Any:

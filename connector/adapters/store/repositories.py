@@ -13,14 +13,15 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, CursorResult, Insert, Result, Table, func, insert, select, update
+from sqlalchemy import ColumnElement, Insert, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from connector.adapters.store import tables as t
 from connector.adapters.store.clock import Clock, utcnow
+from connector.adapters.store.engine import rowcount
 from connector.adapters.store.mirror import MirrorRepository
 from connector.adapters.store.records import (
     Anomaly,
@@ -57,13 +58,6 @@ __all__ = [
 R = TypeVar("R", bound=_FromRow)
 
 
-def _rowcount(result: Result[*tuple[Any, ...]]) -> int:
-    """Rows an INSERT/UPDATE/DELETE matched. ``Session.execute`` is typed to return a plain
-    ``Result``, but a DML statement's result is always a ``CursorResult`` (the one with
-    ``rowcount``)."""
-    return cast(CursorResult[*tuple[Any, ...]], result).rowcount
-
-
 class _Repository(Generic[R]):
     """Shared plumbing: the session, the clock, typed reads of one table."""
 
@@ -95,7 +89,7 @@ class _Repository(Generic[R]):
         else:
             stmt = sqlite.insert(self.table).values(**values).on_conflict_do_nothing(index_elements=conflict)
         # rowcount of an INSERT is only kept when asked for (SQLAlchemy closes the cursor early)
-        return _rowcount(self.session.execute(stmt.execution_options(preserve_rowcount=True))) > 0
+        return rowcount(self.session.execute(stmt.execution_options(preserve_rowcount=True))) > 0
 
     def _check_fields(self, fields: Mapping[str, Any], allowed: Iterable[str]) -> None:
         unknown = set(fields) - set(allowed)
@@ -257,7 +251,7 @@ class OutboxRepository(_Repository[OutboxEntry]):
             .where(c.idempotency_key == key)
             .values(result=result, status=status, error=error, attempts=c.attempts + 1, updated_at=self._clock())
         )
-        if not _rowcount(done):
+        if not rowcount(done):
             raise KeyError(f"outbox: no intent recorded under key {key!r}")
         entry = self.get(key)
         assert entry is not None
@@ -340,7 +334,7 @@ class DeadLetterRepository(_Repository[DeadLetter]):
         result = self.session.execute(
             update(self.table).where(c.id == letter_id, c.resolved_at.is_(None)).values(resolved_at=now, updated_at=now)
         )
-        return bool(_rowcount(result))
+        return bool(rowcount(result))
 
     def resolve_for(self, org_id: str, source: str, object_name: str, record_id: str) -> bool:
         """Close the open letter of this record, if any (the record went through)."""
@@ -350,7 +344,7 @@ class DeadLetterRepository(_Repository[DeadLetter]):
             .where(*self._open_where(org_id, source, object_name, record_id))
             .values(resolved_at=now, updated_at=now)
         )
-        return bool(_rowcount(result))
+        return bool(rowcount(result))
 
     def count_open(self, org_id: str, source: str | None = None, *, error_code: str | None = None) -> int:
         c = self.table.c
@@ -470,7 +464,7 @@ class StripeEventRepository(_Repository[StripeEvent]):
             .where(self.table.c.event_id == event_id)
             .values(processed_at=self._clock(), outcome=outcome)
         )
-        if not _rowcount(result):
+        if not rowcount(result):
             raise KeyError(f"stripe event {event_id!r} was never recorded")
 
     def unprocessed(self, org_id: str | None = None) -> builtins.list[StripeEvent]:
@@ -603,7 +597,7 @@ class JobRunRepository(_Repository[JobRun]):
         stmt = (update(self.table)
                 .where(c.org_id == org_id, c.job == job, c.status == "running")
                 .values(status="failed", finished_at=finished_at, error=error))
-        return _rowcount(self.session.execute(stmt))
+        return rowcount(self.session.execute(stmt))
 
 
 _KEEP_CHARS = 2000
