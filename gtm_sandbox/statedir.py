@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,15 @@ def write_private(path: Path, content: bytes | str) -> None:
     finally:
         os.close(fd)
     tmp.replace(path)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free now, for a sandbox that will want the same one after a restart: a server
+    bound to a chosen port sets SO_REUSEADDR (cheroot does, but not for port 0), without which
+    the last run's closing connections would hold the port for a minute."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,16 @@ class StateDir:
     def settings(self) -> dict[str, Any]:
         """``state.json``: the sandbox's own preferences (its port, for one)."""
         return self.read_json(SETTINGS_FILE)
+
+    def port(self, given: int | None) -> tuple[int, bool]:
+        """The port to listen on: ``given``, else the saved one, else a free one (kept from
+        then on); and whether it is the saved one (busy: say so, don't pick another)."""
+        saved = self.settings().get("port")
+        if given is not None:
+            return (given or free_port()), False
+        if saved:
+            return int(saved), True
+        return free_port(), False
 
     def update_settings(self, **values: Any) -> None:
         self.write_json(SETTINGS_FILE, {**self.settings(), **values})

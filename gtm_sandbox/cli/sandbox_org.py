@@ -90,14 +90,13 @@ def _identity(state: StateDir | None) -> Any:
 def _start(state: StateDir | None, port: int | None, dataset: str | int | None, batch_size: int) -> Any:
     from gtm_sandbox.org import SandboxOrg
 
-    saved_port = state.settings().get("port") if state is not None else None
-    chosen = port if port is not None else int(saved_port or 0)
+    chosen, saved = state.port(port) if state is not None else (port or 0, False)
     restoring = state is not None and state.has(DATA_FILE)
     try:
         org = SandboxOrg.start(data=None if restoring else dataset, batch_size=batch_size, port=chosen,
                                workdir=state.path if state is not None else None, identity=_identity(state))
     except OSError as exc:
-        if port is None and saved_port:
+        if saved:
             where = state.path if state is not None else ""
             raise typer.BadParameter(f"cannot listen on 127.0.0.1:{chosen} (the port saved in {where}): "
                                      f"{exc.strerror}; free it, or pass --port 0 for another (configs written "

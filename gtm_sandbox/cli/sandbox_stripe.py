@@ -53,13 +53,12 @@ def _events(value: str | None) -> tuple[str, ...]:
 
 
 def _start(state: StateDir | None, port: int | None, fee: Decimal, fee_fixed_cents: int) -> StripeSandbox:
-    saved_port = state.settings().get("port") if state is not None else None
-    chosen = port if port is not None else int(saved_port or 0)
+    chosen, saved = state.port(port) if state is not None else (port or 0, False)
     try:
         box = StripeSandbox.start(chosen, fee_percent=fee, fee_fixed_cents=fee_fixed_cents)
     except OSError as exc:
         hint = (f" (the port saved in {state.path}; free it, or pass --port 0 for another and write configs again)"
-                if state is not None and port is None and saved_port else "")
+                if state is not None and saved else "")
         raise typer.BadParameter(f"cannot listen on 127.0.0.1:{chosen}: {exc.strerror}{hint}",
                                  param_hint="--port") from None
     if state is None:
