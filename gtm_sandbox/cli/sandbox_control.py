@@ -50,7 +50,7 @@ def control(
     if body is not None:
         try:
             payload = json.loads(body)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise typer.BadParameter(f"not JSON ({exc.msg} at column {exc.colno})", param_hint="BODY") from None
     verb = (method or ("POST" if body is not None else "GET")).upper()
     if verb not in ("GET", "POST", "PATCH", "DELETE"):

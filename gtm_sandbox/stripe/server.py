@@ -15,6 +15,10 @@ on ``Router`` (``api.py``); the control API's are the ``Router`` built by
 ``build_control_router`` below, on the same ``{name}`` templates. One matcher for both keeps
 "literal segments win over placeholders" in one place, and the templates double as the
 endpoint names in counters and faults.
+
+The control API's settings: ``GET /_sandbox/settings`` shows ``SandboxSettings`` (fees,
+availability and payout delays, NET days, webhook retries, search lag), ``PATCH`` changes the
+fields it names (``SETTABLE``) and leaves the rest; an unknown field is a 400, nothing changed.
 """
 
 from __future__ import annotations
