@@ -62,13 +62,13 @@ def config_snippet(org: object) -> str:
 
 
 def _fingerprint(org: Any) -> object:
-    """Cheap, and moves when the org's records, clock or billing memory do."""
+    """Cheap, and moves when the org's records (writes, purges, a reset), clock or billing
+    memory do."""
     data = org.data
     with data.lock:
-        tables = tuple((name, t.counter, len(t.rows), t.index[-1] if t.index else None)
-                       for name, t in data.tables.items())
+        tables = tuple((name, len(t.rows)) for name, t in data.tables.items())
     billing = json.dumps(org.billing.state(), sort_keys=True, default=str)
-    return tables, data.clock.offset.total_seconds(), billing
+    return id(data), data.writes, tables, data.clock.offset.total_seconds(), billing
 
 
 def _identity(state: StateDir | None) -> Any:

@@ -12,6 +12,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -40,15 +41,18 @@ class Sandboxes:
         self.procs: list[subprocess.Popen[str]] = []
 
     def start(self, *args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-        proc = subprocess.Popen([*SANDBOX, *args, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        errors = tempfile.TemporaryFile("w+")  # not a pipe: nobody reads it while the sandbox runs
+        proc = subprocess.Popen([*SANDBOX, *args, "--json"], stdout=subprocess.PIPE, stderr=errors, text=True)
         self.procs.append(proc)
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 30)
         line = proc.stdout.readline() if ready else ""
         if not line:
             proc.kill()
-            raise AssertionError(f"sandbox {args[0]} did not start: {proc.communicate(timeout=10)[1]}")
+            proc.wait(timeout=10)
+            errors.seek(0)
+            raise AssertionError(f"sandbox {args[0]} did not start: {errors.read()}")
+        errors.close()
         return proc, json.loads(line)
 
     @staticmethod
@@ -104,6 +108,7 @@ def test_a_written_config_keeps_working_across_restarts_with_the_same_credential
                                           "--stripe-state-dir", str(stripe_dir), "--save-every", "0.1")
     owner_only(org_dir)
     owner_only(stripe_dir)
+    jwt_key = Path(org_ready["private_key_file"]).read_bytes()
     assert "[stripe]" in config.read_text() and org_ready["client_secret"] not in config.read_text()
 
     checked = cli("config", "check", str(config))
@@ -130,6 +135,7 @@ def test_a_written_config_keeps_working_across_restarts_with_the_same_credential
     org_proc, org_again = sandboxes.start("org", "--state-dir", str(org_dir))
     same = ("instance_url", "client_id", "client_secret", "password", "org_id", "ca_file")
     assert {k: org_again[k] for k in same} == {k: org_ready[k] for k in same}
+    assert Path(org_again["private_key_file"]).read_bytes() == jwt_key
     assert stripe_again == stripe_ready  # same port, key and platform account
     assert stripe_client(stripe_again).v1.customers.retrieve(customer.id).email == "ap@acme.example"
 
@@ -143,8 +149,12 @@ def test_a_written_config_keeps_working_across_restarts_with_the_same_credential
     time.sleep(0.6)
     stripe_proc.kill()
     stripe_proc.wait(timeout=10)
-    _, after_kill = sandboxes.start("stripe", "--state-dir", str(stripe_dir))
+    # The Stripe sandbox can write the config too, from the org's state dir.
+    from_stripe = tmp_path / "from-stripe.toml"
+    _, after_kill = sandboxes.start("stripe", "--state-dir", str(stripe_dir), "--write-config", str(from_stripe),
+                                    "--org-state-dir", str(org_dir))
     assert stripe_client(after_kill).v1.customers.retrieve(late.id).email == "late@acme.example"
+    assert from_stripe.read_text() == config.read_text()
     sandboxes.stop(org_proc)
 
 
