@@ -13,9 +13,9 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Insert, Table, func, insert, select, update
+from sqlalchemy import ColumnElement, CursorResult, Insert, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -580,6 +580,21 @@ class JobRunRepository(_Repository[JobRun]):
         c = self.table.c
         where = ([c.org_id == org_id] if org_id else []) + ([c.job == job] if job else [])
         return self._all(*where, order_by=[c.started_at.desc(), c.id.desc()], limit=limit)
+
+    def started_since(self, org_id: str, job: str, since: datetime) -> bool:
+        """Whether any instance started a (not skipped) run of this (org, job) at or after ``since``."""
+        c = self.table.c
+        stmt = select(func.count()).select_from(self.table).where(
+            c.org_id == org_id, c.job == job, c.started_at >= since, c.status != "skipped")
+        return bool(self.session.execute(stmt).scalar_one())
+
+    def close_abandoned(self, org_id: str, job: str, *, finished_at: datetime, error: str) -> int:
+        """Close as failed every ``running`` row of this (org, job); how many there were."""
+        c = self.table.c
+        stmt = (update(self.table)
+                .where(c.org_id == org_id, c.job == job, c.status == "running")
+                .values(status="failed", finished_at=finished_at, error=error))
+        return int(cast("CursorResult[Any]", self.session.execute(stmt)).rowcount or 0)
 
 
 _KEEP_CHARS = 2000

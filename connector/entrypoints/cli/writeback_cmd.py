@@ -95,6 +95,7 @@ def replay_command(
 
     Exit 1 if any letter is still failing, 2 if an --id names no open letter of the
     selected org(s), 4 if the org's API limit stopped the replay (the rest is left open)."""
+    from connector.jobs import runner
     from connector.services.replay import replay
 
     if not ids and not all_:
@@ -108,7 +109,8 @@ def replay_command(
     orgs = Orgs(config, org, config_dir)
     for runtime in orgs:
         log = runtime.logger("replay")
-        reports.append(replay(runtime, ids=None if all_ else ids, dry_run=dry_run, log=log))
+        reports.append(replay(runtime, ids=None if all_ else ids, dry_run=dry_run, log=log,
+                              run_job=runner("replay")))
         closed.update(_resolved_letters(runtime, ids or []))
     if not orgs.opened:
         orgs.exit()

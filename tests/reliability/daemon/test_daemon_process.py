@@ -222,12 +222,13 @@ def test_an_org_with_wrong_credentials_does_not_stop_the_other(
     status, body = d.get("/metrics")
     assert status == 200
     sample = scrape(body)
-    assert sample("job_failures_total", org="globex", job="mirror") >= 2
-    assert sample("job_failures_total", org="acme", job="mirror") == 0
-    assert sample("job_runs_total", org="acme", job="mirror", status="ok") >= 2
-    assert sample("job_duration_seconds_count", org="acme", job="mirror") >= 2
-    assert sample("records_mirrored_total", org="acme", object="order") >= 2
-    assert sample("dead_letters_open", org="acme") == 0 and sample("discrepancies", org="globex") == 0
+    assert sample("gtm_connector_job_failures_total", org="globex", task="mirror") >= 2
+    assert sample("gtm_connector_job_failures_total", org="acme", task="mirror") == 0
+    assert sample("gtm_connector_job_runs_total", org="acme", task="mirror", status="ok") >= 2
+    assert sample("gtm_connector_job_duration_seconds_count", org="acme", task="mirror") >= 2
+    assert sample("gtm_connector_records_mirrored_total", org="acme", object="order") >= 2
+    assert sample("gtm_connector_dead_letters_open", org="acme") == 0
+    assert sample("gtm_connector_discrepancies", org="globex") == 0
 
     status, body = d.get("/readyz")
     ready = json.loads(body)
@@ -263,7 +264,7 @@ def test_an_org_whose_database_is_down_is_not_ready_and_does_not_stop_the_other(
     # Its ticks keep trying (and failing) while acme goes on.
     d.wait_for("job.finished", org="globex", status="failed", stage="bootstrap")
     sample = scrape(d.get("/metrics")[1])
-    assert sample("job_failures_total", org="globex", job="mirror") >= 1
+    assert sample("gtm_connector_job_failures_total", org="globex", task="mirror") >= 1
 
 
 @pytest.mark.parametrize("cron", ["0 25 * * *", "0 2 * * mon-5"])
