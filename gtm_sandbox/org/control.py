@@ -5,8 +5,10 @@ and the HTTP control API (``/_sandbox/...``, plain JSON, not part of Salesforce'
 not counted as API usage) calls it for out-of-process users such as the benches.
 
 Resources that are settings take PATCH to change part of them — ``limits`` (``max``,
-``used``), ``latency``, ``batch-size`` and the ``billing`` link (``api_base``, ``api_key``,
-``account``) — and POST as well; ``records/{sobject}`` takes PATCH to update records.
+``used``), ``latency``, ``batch-size``, the ``billing`` link (``api_base``, ``api_key``,
+``account``) and one order's billing knobs (``billing/faults/{order_id}``: ``skip``,
+``wrong_amount``, ``late_days``, ``invoices``) — the first three POST as well;
+``records/{sobject}`` takes PATCH to update records.
 """
 
 from __future__ import annotations
@@ -354,7 +356,8 @@ def _records_delete(c: OrgControl, req: Request, body: Body, sobject: str) -> Re
 
 
 # /_sandbox/billing…: link (POST), change the link in part (PATCH), status (GET), unlink
-# (DELETE), run, faults (POST a knob, DELETE all) and links (a junction row by hand).
+# (DELETE), run, faults (POST a knob, DELETE all, PATCH one order's) and links (a junction
+# row by hand).
 @_route("POST", "billing")
 def _billing_link(c: OrgControl, req: Request, body: Body) -> Response:
     result = c.billing.link_stripe(body["api_base"], body["api_key"], account=body.get("account"))
@@ -398,6 +401,11 @@ def _billing_fault(c: OrgControl, req: Request, body: Body) -> Response:
     c.billing.add_fault(body["kind"], order_id=body.get("order_id"), times=int(body.get("times", 1)),
                         amount=str(body.get("amount", "100.00")), days=int(body.get("days", 1)))
     return Response(204)
+
+
+@_route("PATCH", "billing/faults/{order_id}")
+def _billing_order_faults(c: OrgControl, req: Request, body: Body, order_id: str) -> Response:
+    return Response.json(200, c.billing.update_order_faults(order_id, body))
 
 
 @_route("DELETE", "billing/faults")

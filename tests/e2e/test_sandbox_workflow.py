@@ -272,3 +272,23 @@ def test_state_dir_files_stay_owner_only_even_if_loosened(tmp_path: Path) -> Non
     state = StateDir.open(loose)
     state.write_secret("api_key", "sk_test_new")
     owner_only(loose)
+
+
+def test_patch_on_one_orders_billing_knobs_lets_a_skipped_order_be_invoiced(
+        sandbox_org: SandboxOrg, stripe_sandbox: StripeSandbox) -> None:
+    url, ca, order = sandbox_org.instance_url, str(sandbox_org.ca_file), sandbox_org.demo_ids["acme_order"]
+    sandbox_org.billing_fault("skip", order_id=order)
+    sandbox_org.billing_fault("late", order_id=order, days=3)
+    linked = sandbox_org.link_stripe(stripe_sandbox.api_base, stripe_sandbox.api_key)
+    assert not linked.issued and "skip" in linked.problems[order]
+
+    knobs = cli("sandbox", "control", url, f"billing/faults/{order}", '{"skip": false, "late_days": 0}',
+                "--method", "PATCH", "--ca-file", ca)
+    assert knobs.exit_code == 0, knobs.output
+    assert json.loads(knobs.stdout) == {"skip": False, "wrong_amount": None, "late_days": 0, "invoices": None}
+    ran = cli("sandbox", "control", url, "billing/run", "--method", "POST", "--ca-file", ca)
+    assert [i["order_id"] for i in json.loads(ran.stdout)["issued"]] == [order]
+
+    wrong = cli("sandbox", "control", url, f"billing/faults/{order}", '{"skp": true}', "--method", "PATCH",
+                "--ca-file", ca)
+    assert wrong.exit_code == 2 and "not an order's billing knob: skp" in said(wrong)
