@@ -14,16 +14,13 @@ org config for both sandboxes (see ``sandbox_config.py``)."""
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
 
-from gtm_sandbox.cli.sandbox import sandbox_app
+from gtm_sandbox.cli.sandbox import sandbox_app, stop_on_signals
 from gtm_sandbox.cli.sandbox_config import STRIPE_KEYS, check_target, peer_facts, write_config
 from gtm_sandbox.statedir import CONNECTION_FILE, Autosaver, StateDir
 
@@ -154,35 +151,32 @@ def serve(
         target = check_target(write_config_to, force)
         stripe = peer_facts(stripe_state_dir, option="--stripe-state-dir", command="stripe", keys=STRIPE_KEYS)
     state = StateDir.open(state_dir) if state_dir is not None else None
-    stop = threading.Event()
+    with stop_on_signals() as stop:
+        org = _start(state, port, dataset, batch_size)
+        saver = None
+        try:
+            if state is not None:
+                _record_state(state, org)
+                saver = Autosaver(org.save, state.file(DATA_FILE), lambda: _fingerprint(org), save_every).start()
+                if target is not None and stripe is not None:
+                    write_config(target, state.read_json(CONNECTION_FILE), stripe, alias=alias)
+            _announce(org, json_out, target)
+            while not stop.wait(0.5):
+                pass
+        finally:
+            if saver is not None:
+                saver.stop()  # one last save of what changed
+            org.stop()
 
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    org = _start(state, port, dataset, batch_size)
-    saver = None
-    try:
-        if state is not None:
-            _record_state(state, org)
-            saver = Autosaver(org.save, state.file(DATA_FILE), lambda: _fingerprint(org), save_every).start()
-            if target is not None and stripe is not None:
-                write_config(target, state.read_json(CONNECTION_FILE), stripe, alias=alias)
-        if json_out:
-            sys.stdout.write(json.dumps(org.connection_info()) + "\n")
-        else:
-            sys.stdout.write(config_snippet(org) + "\n")
-            if target is not None:
-                sys.stdout.write(f"# Wrote {target} (check it: gtm-connector config check {target})\n")
-        sys.stdout.flush()
-        while not stop.wait(0.5):
-            pass
-    finally:
-        if saver is not None:
-            saver.stop()  # one last save of what changed
-        org.stop()
-
+def _announce(org: Any, json_out: bool, target: Path | None) -> None:
+    if json_out:
+        sys.stdout.write(json.dumps(org.connection_info()) + "\n")
+    else:
+        sys.stdout.write(config_snippet(org) + "\n")
+        if target is not None:
+            sys.stdout.write(f"# Wrote {target} (check it: gtm-connector config check {target})\n")
+    sys.stdout.flush()
 
 sandbox_app.command("org")(serve)
 sandbox_app.command("serve", hidden=True)(serve)  # the old name, kept for scripts

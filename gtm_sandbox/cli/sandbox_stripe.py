@@ -17,16 +17,13 @@ sandboxes (see ``sandbox_config.py``).
 from __future__ import annotations
 
 import json
-import signal
-import threading
 from decimal import Decimal
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
 
-from gtm_sandbox.cli.sandbox import sandbox_app
+from gtm_sandbox.cli.sandbox import sandbox_app, stop_on_signals
 from gtm_sandbox.cli.sandbox_config import ORG_KEYS, check_target, peer_facts, write_config
 from gtm_sandbox.statedir import CONNECTION_FILE, Autosaver, StateDir
 from gtm_sandbox.stripe import StripeSandbox
@@ -145,30 +142,23 @@ def stripe_sandbox(
         target = check_target(write_config_to, force)
         org = peer_facts(org_state_dir, option="--org-state-dir", command="org", keys=ORG_KEYS)
     state = StateDir.open(state_dir) if state_dir is not None else None
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    box = _start(state, port, fee, fee_fixed_cents)
-    saver = None
-    try:
-        secret = _forward(box, state, forward_to, wanted_events) if forward_to is not None else None
-        if state is not None:
-            _record_state(state, box)
-            saver = Autosaver(box.save, state.file(DATA_FILE), lambda: _fingerprint(box), save_every).start()
-            if target is not None and org is not None:
-                write_config(target, org, state.read_json(CONNECTION_FILE), alias=alias)
-        _announce(box, json_out, secret, forward_to, target)
-        while not stop.wait(0.5):
-            pass
-    finally:
-        if saver is not None:
-            saver.stop()  # one last save of what changed
-        box.stop()
-
+    with stop_on_signals() as stop:
+        box = _start(state, port, fee, fee_fixed_cents)
+        saver = None
+        try:
+            secret = _forward(box, state, forward_to, wanted_events) if forward_to is not None else None
+            if state is not None:
+                _record_state(state, box)
+                saver = Autosaver(box.save, state.file(DATA_FILE), lambda: _fingerprint(box), save_every).start()
+                if target is not None and org is not None:
+                    write_config(target, org, state.read_json(CONNECTION_FILE), alias=alias)
+            _announce(box, json_out, secret, forward_to, target)
+            while not stop.wait(0.5):
+                pass
+        finally:
+            if saver is not None:
+                saver.stop()  # one last save of what changed
+            box.stop()
 
 def _announce(box: StripeSandbox, json_out: bool, secret: str | None, forward_to: str | None,
               target: Path | None) -> None:

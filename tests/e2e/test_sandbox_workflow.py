@@ -146,7 +146,9 @@ def test_a_written_config_keeps_working_across_restarts_with_the_same_credential
 
     # Killed without a chance to save: what changed a moment before is there after a restart.
     late = stripe_client(stripe_again).v1.customers.create(params={"email": "late@acme.example"})
-    time.sleep(0.6)
+    saved, deadline = stripe_dir / "stripe-data.json", time.monotonic() + 10
+    while late.id not in saved.read_text() and time.monotonic() < deadline:  # saved within --save-every
+        time.sleep(0.05)
     stripe_proc.kill()
     stripe_proc.wait(timeout=10)
     # The Stripe sandbox can write the config too, from the org's state dir.
@@ -233,6 +235,8 @@ def test_forward_to_takes_loopback_urls_and_known_events_only() -> None:
     assert elsewhere.exit_code == 2 and "loopback" in said(elsewhere)
     no_events = cli("sandbox", "stripe", "--forward-to", "http://127.0.0.1:9/hook", "--events", " , ")
     assert no_events.exit_code == 2 and "at least one event type" in said(no_events)
+    unknown = cli("sandbox", "stripe", "--forward-to", "http://127.0.0.1:9/hook", "--events", "invoice.nonsense")
+    assert unknown.exit_code == 2 and "is not a Stripe event type" in said(unknown)
 
 
 def test_write_config_needs_the_other_sandboxs_state(tmp_path: Path) -> None:
