@@ -51,7 +51,7 @@ def test_a_run_is_recorded_with_the_api_calls_it_made(runtime: FakeRuntime) -> N
     assert (outcome.status, dict(outcome.counts), outcome.api_calls) == ("ok", {"order": 2}, 2)
     [row] = runs(runtime)
     assert (row.job, row.status, row.counts, row.instance) == ("mirror", "ok", {"order": 2}, "test")
-    assert metrics.registry.get_sample_value("records_mirrored_total", {"org": "acme", "object": "order"}) == 2
+    assert metrics.registry.get_sample_value("gtm_connector_records_mirrored_total", {"org": "acme", "object": "order"}) == 2
 
 
 def test_the_daily_limit_stops_the_cycle_and_is_not_a_failure(runtime: FakeRuntime) -> None:
