@@ -113,6 +113,7 @@ class OrgData:
         # Told the object of every stored write (under the lock: must not block), e.g. the
         # GTM billing, which bills orders in the background when they change.
         self.on_write: Callable[[str], None] | None = None
+        self.writes = 0  # stored writes so far: lets a state dir's autosave see any change cheaply
 
     # ------------------------------------------------------------ lookup
 
@@ -165,6 +166,7 @@ class OrgData:
 
     def _store(self, spec: ObjectSpec, row: Row) -> None:
         old = self.tables[spec.name].put(row)
+        self.writes += 1
         if self._undo is not None:
             self._undo.append((spec.name, row["Id"], old))
         if self.on_write is not None:
