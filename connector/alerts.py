@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
@@ -44,6 +44,7 @@ from connector.retry import retrying
 if TYPE_CHECKING:
     from connector.bootstrap import OrgRuntime
     from connector.config import OrgConfig
+    from connector.services.ports import OrgContext
 
 log = structlog.get_logger("connector.alerts")
 
@@ -229,12 +230,14 @@ def deliver_pending(uow_factory: Callable[[], Any], org_id: str, sender: Sender,
         log.info("alert.sent", org=alias, alert=alert.event, key=alert.key)
 
 
-def alert_after_run(runtime: OrgRuntime, *, dry_run: bool, status: str) -> None:
+def alert_after_run(runtime: OrgContext, *, dry_run: bool, status: str) -> None:
     """``run_job``'s hook: after a run's transactions, evaluate and send (not for dry runs,
-    nor for runs that did not happen)."""
-    if dry_run or status == "skipped":
+    nor for runs that did not happen, nor for orgs without ``[alerts]``)."""
+    if dry_run or status == "skipped" or runtime.config.alerts is None:
         return
-    process_alerts(runtime)
+    # Sending needs the real runtime's engine (the per-org lock) and sender, not only the
+    # job's port: an org with [alerts] always runs on a bootstrapped OrgRuntime.
+    process_alerts(cast("OrgRuntime", runtime))
 
 
 def alert_daemon(runtimes: Iterable[OrgRuntime | None], event: str, instance: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from connector.config import OrgConfig, check_against_mapping
+from connector.errors import ConfigError
 from connector.mappings import MappingSet, check_against_tables, load_mapping
 from connector.services.ports import BillingGateway, OrgGateway, PayoutsGateway, UnitOfWorkFactory
 
@@ -130,6 +131,9 @@ def bootstrap(
     mapping = load_mapping(config.mapping)
     check_against_tables(mapping, mirror_columns)
     check_against_mapping(config, mapping)
+    if config.database_url is None:  # only when the config was read without its secrets
+        raise ConfigError(f"{config.alias}: no database URL to open (database_url or database_url_env)",
+                          [(str(config.source_file or "<config>"), "database_url", "not set")])
     engine = make_engine(config.database_url)
     if migrate:
         upgrade(engine)

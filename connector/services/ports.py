@@ -107,6 +107,8 @@ class UnitOfWork(Protocol):
     offer_drafts: Any
     mapping_checks: Any
     attention: Any
+    alerts: Any
+    alert_facts: Any
 
     def __enter__(self) -> Self: ...
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from connector.errors import ApiLimitReached, ConnectorError, RecordError
 from connector.services import writeback
-from connector.services.ports import OrgContext
+from connector.services.ports import OrgContext, UnitOfWork
 
 # Runs one job for the org the way the CLI does and returns its outcome (``JobOutcome``).
 RunJob = Callable[[OrgContext, str], Any]
@@ -153,7 +154,7 @@ def _replay_mirror(runtime: OrgContext, letters: list[Any], *, log: Any, run_job
             log.warning("replay.unknown_object", object=letter.object_name, letter=letter.id)
             continue
         with runtime.uow() as uow:
-            converter = RecordConverter(runtime.mapping, obj, lambda key, u=uow: u.mirror(key).ids(runtime.org_id))
+            converter = RecordConverter(runtime.mapping, obj, partial(_known_ids, uow, runtime.org_id))
             record = org.get(obj.sobject, letter.record_id, converter.select_fields)
             if record is None:  # deleted in the org since: nothing left to mirror
                 uow.dead_letters.resolve(letter.id)
@@ -197,3 +198,8 @@ HANDLERS: dict[str, Callable[..., None]] = {
     "invoicing": _replay_invoicing,
     "payouts": _replay_payouts,
 }
+
+
+def _known_ids(uow: UnitOfWork, org_id: str, key: str) -> set[str]:
+    """The ids the mirror holds for object ``key`` (references resolve against them)."""
+    return set(uow.mirror(key).ids(org_id))

@@ -13,7 +13,6 @@ import pytest
 
 from connector.metrics import DaemonMetrics
 from connector.services.report import build_report
-
 from tests.fixtures.payouts import PartnerBooks
 
 WRITES = "POST /v1/*"  # every Stripe create, finalize or send is a POST

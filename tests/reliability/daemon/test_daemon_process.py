@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from connector.adapters.store import SqlUnitOfWork, make_engine, session_factory
 from tests.fixtures.daemon import ACME_ID, DaemonLauncher, new_org_id, scrape, write_configs
 
@@ -90,7 +91,8 @@ def test_a_port_in_use_is_named_and_exits_two(tmp_path: Path, daemons: DaemonLau
 def test_two_daemons_on_one_postgres_run_each_org_job_once_per_tick(
     pg_url: str, tmp_path: Path, daemons: DaemonLauncher
 ) -> None:
-    config_dir = write_configs(tmp_path / "config", {"acme": new_org_id(), "globex": new_org_id()}, database_url_env="GTM_TEST_DB", interval=INTERVAL)
+    config_dir = write_configs(tmp_path / "config", {"acme": new_org_id(), "globex": new_org_id()},
+                               database_url_env="GTM_TEST_DB", interval=INTERVAL)
     trace_file = tmp_path / "trace.jsonl"
     env = {**SECRETS, "GTM_TEST_DB": pg_url, "GTM_TEST_TRACE": str(trace_file)}
     a = daemons.start("daemon-a", config_dir, env=env, fake_jobs=True, wait=False)
@@ -200,7 +202,8 @@ def test_second_signal_exits_at_once_and_grace_is_bounded(tmp_path: Path, daemon
 def test_an_org_with_wrong_credentials_does_not_stop_the_other(
     pg_url: str, tmp_path: Path, daemons: DaemonLauncher
 ) -> None:
-    config_dir = write_configs(tmp_path / "config", {"acme": new_org_id(), "globex": new_org_id()}, database_url_env="GTM_TEST_DB", interval=INTERVAL,
+    config_dir = write_configs(tmp_path / "config", {"acme": new_org_id(), "globex": new_org_id()},
+                               database_url_env="GTM_TEST_DB", interval=INTERVAL,
                                jobs=("mirror",))
     (tmp_path / "config" / "broken.toml").write_text('[org]\nalias = "broken"\n')  # reported, skipped
     trace_file = tmp_path / "trace.jsonl"

@@ -244,7 +244,7 @@ def test_sigkill_mid_mirror_the_other_daemon_finishes_it_with_nothing_duplicated
     env = daemon_env({"acme": acme}, pg_url)
     a = daemons.start("daemon-a", config_dir, env=env)
     a.wait_for("job.started", org="acme", job="mirror")
-    b = daemons.start("daemon-b", config_dir, env=env)
+    daemons.start("daemon-b", config_dir, env=env)
     time.sleep(1.0)
     a.signal(signal.SIGKILL)
     a.wait_exit(10)
