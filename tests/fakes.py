@@ -198,6 +198,7 @@ class FakeUnitOfWork:
         # Tables no fake service test needs yet: a service reaching them fails loudly.
         self.sync_state = self.outbox = self.payouts = self.reconciliation = None
         self.writeback_state = self.offer_drafts = self.mapping_checks = self.attention = None
+        self.alerts = self.alert_facts = None
 
     def __enter__(self) -> Self:
         self._work = copy.copy(self.store)
