@@ -122,8 +122,12 @@ class BulkSource:
 
 
 def build_bulk_source(runtime: Any, log: Any = None) -> BulkSource | None:
-    """The org's Bulk path from its config, or None when ``[sync] bulk_threshold`` is 0."""
+    """The org's Bulk path from its config (``runtime``: an ``OrgContext``), or None when
+    ``[sync] bulk_threshold`` is 0 or the org gateway has no Bulk API (a fake)."""
     threshold = runtime.config.sync.bulk_threshold
     if threshold <= 0:
         return None
-    return BulkSource(runtime.salesforce(), runtime.bulk_query(), threshold, log=log)
+    bulk = runtime.bulk_query()
+    if bulk is None:
+        return None
+    return BulkSource(runtime.salesforce(), bulk, threshold, log=log)
