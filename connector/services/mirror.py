@@ -44,7 +44,7 @@ from typing import Any, Protocol
 import structlog
 
 from connector.domain.states import OFFER_MACHINE, ORDER_MACHINE, StateMachine, TransitionVerdict
-from connector.errors import ApiLimitReached, ConfigError, PermanentError, RecordError
+from connector.errors import ApiLimitReached, ConfigError, ConnectorError, PermanentError, RecordError
 from connector.jobs import dry_run_counts
 from connector.mappings import MappingSet, ObjectMapping
 from connector.services.records import RecordConverter, json_safe, parse_sf_datetime, soql_datetime
@@ -77,6 +77,10 @@ class OrgReader(Protocol):
         self, soqls: Sequence[str], include_deleted: bool = False, batch_size: int | None = None,
         raise_errors: bool = True,
     ) -> Sequence[QueryAnswer]: ...
+
+    def prime_queries(self, soqls: Sequence[str], include_deleted: bool = False) -> int: ...
+
+    def forget_primed(self) -> None: ...
 
 
 UnitOfWorkFactory = Callable[[], Any]  # () -> SqlUnitOfWork (connector.adapters.store)
@@ -215,6 +219,7 @@ class MirrorService:
         if not dry_run:
             self._begin(selected, to_sync)
         try:
+            self._prime_first_pages(to_sync, cursors, full=full)
             for obj in selected:
                 if obj not in to_sync:
                     status = "unavailable" if obj.name in self._unavailable else "ok"
@@ -235,6 +240,7 @@ class MirrorService:
                     self._set_status(obj, "failed", dry_run=dry_run)
                     raise
         finally:
+            self.org.forget_primed()
             report.seconds = round(time.monotonic() - started, 3)
             calls_after = _api_calls(self.org)
             if calls_before is not None and calls_after is not None:
@@ -282,6 +288,24 @@ class MirrorService:
                     self.log.info("object.changed", object=obj.sobject, org_window=answer.total_size,
                                   local_window=local, newest=newest.isoformat() if newest else None)
         return [o for o in selected if o.sobject not in cursors or o.name in changed]
+
+    def _prime_first_pages(self, to_sync: list[ObjectMapping], cursors: dict[str, datetime], *, full: bool) -> None:
+        """Objects never synced yet (a first mirror: most of them small or empty) have their
+        first pages fetched together, 25 queries per ``/composite/batch`` call, rather than one
+        call each; each object's sync then starts from its page and reads on as usual. Best
+        effort: if the batch fails, every object sends its own query and meets the error there."""
+        if full or (self.stop is not None and self.stop.is_set()):
+            return
+        fresh = [o for o in to_sync if o.sobject not in cursors]
+        if len(fresh) < 2:
+            return
+        soqls = [RecordConverter(self.mapping, o, self._known_ids).soql() for o in fresh]
+        try:
+            kept = self.org.prime_queries(soqls, include_deleted=True)
+        except ConnectorError as exc:
+            self.log.info("mirror.prime_skipped", error=type(exc).__name__)
+            return
+        self.log.debug("mirror.primed", objects=len(fresh), kept=kept)
 
     # -------------------------------------------------------------- one object
 

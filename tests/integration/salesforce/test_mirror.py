@@ -184,7 +184,9 @@ def test_budget_guard_stops_the_mirror_before_the_limit(
     sandbox_org.reset(10000)
     sandbox_org.set_batch_size(500)
     org = build_org_gateway(sandbox_config(sandbox_org, f"sqlite:///{tmp_path}/x.db", api_budget_percent=50))
-    sandbox_org.set_limits(max=22, used=3)
+    # The first pages of all 11 objects come in one /composite/batch call (used 10 -> 11): the
+    # second page of orders is the call the guard refuses, so the mirror stops half way.
+    sandbox_org.set_limits(max=22, used=10)
     service = MirrorService(org, uow_factory, MAPPING, sandbox_org.org_id)
     with pytest.raises(ApiLimitReached, match="budget"):
         service.run()
