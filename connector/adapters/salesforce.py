@@ -25,11 +25,13 @@ they declare). It
 
 from __future__ import annotations
 
+import contextvars
 import json
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -37,7 +39,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote_plus, urlsplit
 
-import jwt
 import requests
 import structlog
 from simple_salesforce import Salesforce
@@ -312,6 +313,8 @@ class SalesforceOrg:
             raise ConfigError(
                 f"salesforce.auth.private_key_file: cannot read {auth.private_key_file}: {exc.strerror}"
             ) from None
+        import jwt  # PyJWT (and its crypto) only for the JWT bearer flow
+
         claims = {"iss": auth.client_id, "sub": auth.username, "aud": jwt_audience(self.settings.login_url),
                   "exp": int(time.time()) + 180}
         try:
@@ -388,27 +391,40 @@ class SalesforceOrg:
     # -------------------------------------------------------------- queries
 
     def query_pages(self, soql: str, include_deleted: bool = False) -> Iterator[Page]:
-        """The query's pages, fetched one at a time as the caller asks for the next. A
-        first page fetched ahead by ``prime_queries`` is used (once) instead of a call."""
+        """The query's pages, one at a time as the caller asks for the next. While the caller
+        works on a page the next one is already being fetched (one request ahead, in a
+        helper thread: the org prepares and sends it while the caller stores this one), so
+        at most two pages are in memory. A first page fetched ahead by ``prime_queries`` is
+        used (once) instead of a call. Errors of the page fetched ahead are raised when it
+        is asked for, as if it had been fetched then; a caller that stops early waits for
+        the request in flight (its page is dropped)."""
         headers = self._headers()
         primed = self._primed.pop((soql, include_deleted), None)
         if primed is not None:
-            yield Page(primed.records, primed.total_size, primed.done, 1)
-            if primed.done or primed.next_records_url is None:
-                return
-            result = self._query_more(primed.next_records_url, headers)
-            number = 2
+            result: Any = {"done": primed.done or primed.next_records_url is None, "records": primed.records,
+                           "totalSize": primed.total_size, "nextRecordsUrl": primed.next_records_url}
         else:
             result = self._call("query", lambda sf: sf.query(soql, include_deleted=include_deleted, headers=headers))
-            number = 1
-        while True:
-            done = bool(result.get("done", True))
-            yield Page(_strip(result.get("records") or []), int(result.get("totalSize", 0)), done, number)
-            if done:
-                return
-            next_url = result["nextRecordsUrl"]
-            number += 1
-            result = self._query_more(next_url, headers)
+        number = 1
+        ahead: Future[Any] | None = None
+        pool: ThreadPoolExecutor | None = None
+        try:
+            while True:
+                done = bool(result.get("done", True))
+                page = Page(_strip(result.get("records") or []), int(result.get("totalSize", 0)), done, number)
+                if not done:
+                    if pool is None:
+                        pool = ThreadPoolExecutor(1, thread_name_prefix="sf-page")
+                    ahead = pool.submit(contextvars.copy_context().run, self._query_more,
+                                        result["nextRecordsUrl"], headers)
+                yield page
+                if ahead is None:
+                    return
+                result, ahead = ahead.result(), None
+                number += 1
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
 
     def prime_queries(self, soqls: Sequence[str], include_deleted: bool = False) -> int:
         """Fetch the first pages of several queries ahead, in ``/composite/batch`` calls (25

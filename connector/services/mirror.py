@@ -281,7 +281,8 @@ class MirrorService:
                     continue
                 cursor = cursors[obj.sobject]
                 since = self._window_start(cursor)
-                local = uow.mirror(obj.name).count(self.org_id, include_deleted=True, since=since) + self._letters_since(obj.sobject, since)
+                local = (uow.mirror(obj.name).count(self.org_id, include_deleted=True, since=since)
+                         + self._letters_since(obj.sobject, since))
                 newest = parse_sf_datetime(answer.records[0]["SystemModstamp"]) if answer.records else None
                 if answer.total_size != local or (newest is not None and newest > cursor):
                     changed.add(obj.name)
@@ -455,18 +456,7 @@ class MirrorService:
                 uow.rollback()
             else:
                 uow.commit()
-        # Only now that the page is durable do the in-memory views follow it.
-        if not dry_run:
-            for rid in fixed:
-                letters.pop(rid, None)
-            for record, exc in bad:
-                letters[record["Id"]] = _Letter(exc.reason, record.get("SystemModstamp"))
-        # A dry run rolls its pages back, so the store never holds what it read: its
-        # reference checks must see this page's ids anyway (as the real run would).
-        if obj.name in self._known or dry_run:
-            known = self._known_ids(obj.name)
-            known.update(r["sf_id"] for r in live)
-            known.difference_update(t[0] for t in tombstones)
+        self._follow(obj, letters, fixed, bad, live, tombstones, dry_run=dry_run)
         report.pages += 1
         report.fetched += len(page.records)
         if result is not None:
@@ -479,7 +469,24 @@ class MirrorService:
         if last_stamp is not None and (report.cursor is None or last_stamp > report.cursor):
             report.cursor = last_stamp
 
-    def _check_states(self, uow: Any, obj: ObjectMapping, converter: RecordConverter, rows: list[dict[str, Any]]) -> int:
+    def _follow(self, obj: ObjectMapping, letters: dict[str, _Letter], fixed: list[str],
+                bad: list[tuple[dict[str, Any], RecordError]], live: list[dict[str, Any]],
+                tombstones: list[tuple[str, datetime]], *, dry_run: bool) -> None:
+        """Only now that the page is durable do the in-memory views follow it."""
+        if not dry_run:
+            for rid in fixed:
+                letters.pop(rid, None)
+            for record, exc in bad:
+                letters[record["Id"]] = _Letter(exc.reason, record.get("SystemModstamp"))
+        # A dry run rolls its pages back, so the store never holds what it read: its
+        # reference checks must see this page's ids anyway (as the real run would).
+        if obj.name in self._known or dry_run:
+            known = self._known_ids(obj.name)
+            known.update(r["sf_id"] for r in live)
+            known.difference_update(t[0] for t in tombstones)
+
+    def _check_states(self, uow: Any, obj: ObjectMapping, converter: RecordConverter,
+                      rows: list[dict[str, Any]]) -> int:
         machine = MACHINES.get(obj.name)
         vocab = converter.vocabulary("status")
         if machine is None or vocab is None or not rows:
@@ -580,9 +587,10 @@ class MirrorService:
 # ------------------------------------------------------------------------------ store queries
 
 
-def _stored(uow: Any, obj: ObjectMapping, org_id: str, ids: list[str], columns: Sequence[str]) -> dict[str, dict[str, Any]]:
+def _stored(uow: Any, obj: ObjectMapping, org_id: str, ids: list[str],
+            columns: Sequence[str]) -> dict[str, dict[str, Any]]:
     """is_deleted, system_modstamp and ``columns`` of the stored rows with these ids."""
-    return uow.mirror(obj.name).get_many(org_id, ids, ["system_modstamp", *columns])  # type: ignore[no-any-return]
+    return uow.mirror(obj.name).get_many(org_id, ids, ["system_modstamp", *columns])
 
 
 def _unless_unavailable(pages: Iterator[QueryPage], report: ObjectReport, log: Any) -> Iterator[QueryPage]:

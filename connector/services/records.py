@@ -62,6 +62,8 @@ def _integral(value: Any) -> int:
 
 
 def _decimal(value: Any) -> Decimal:
+    if value.__class__ is Decimal:  # how the adapter parses JSON numbers: already exact
+        return value
     if isinstance(value, bool):
         raise ValueError("must be a number")
     if isinstance(value, float):
@@ -179,7 +181,7 @@ class RecordConverter:
             except (ValueError, TypeError) as exc:
                 problems.append(f"{sf_field}: {exc}, got {show(value)}")
                 continue
-            if labels is not None and self.mapping.to_state(vocab, converted) is None:
+            if labels is not None and converted not in labels:
                 problems.append(self._unknown_label(sf_field, value, vocab))
                 continue
             row[column] = converted

@@ -22,7 +22,6 @@ import logging
 import os
 import random
 import signal
-import socket
 import sys
 import threading
 import time
@@ -43,6 +42,7 @@ from connector.config import OrgConfig, load_config_dir
 from connector.entrypoints.daemon.http import HttpEndpoint, WsgiApp
 from connector.entrypoints.daemon.locks import AlreadyRunning, InstanceLock, sqlite_file
 from connector.entrypoints.daemon.schedule import JobPlan, plan_for
+from connector.instance import default_instance_id
 from connector.jobs import JOBS, Registry, RunLedger, available_jobs, run_job
 from connector.metrics import DaemonMetrics
 
@@ -50,10 +50,6 @@ log = structlog.get_logger("connector.daemon")
 
 TICK_END_MARGIN = timedelta(seconds=2)
 EXIT_OK, EXIT_GRACE_EXPIRED, EXIT_CONFIG, EXIT_ALREADY_RUNNING, EXIT_KILLED = 0, 1, 2, 3, 130
-
-
-def default_instance_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
