@@ -8,7 +8,8 @@ they declare). It
   the configured CA bundle, then builds ``simple_salesforce.Salesforce`` from the
   instance URL and access token;
 * streams query results page by page (``query_pages`` is a generator that follows
-  ``nextRecordsUrl``; nothing is materialised), batches queries into composite calls
+  ``nextRecordsUrl``, one page fetched ahead while the caller stores the current one;
+  nothing more is materialised), batches queries into composite calls
   (at most 5 per call, Salesforce's limit) and writes with sObject Collections in chunks
   of 200 with ``allOrNone=false``, per-record errors returned as data;
 * re-authenticates once on 401 ``INVALID_SESSION_ID`` and repeats the call (also in the
@@ -396,8 +397,8 @@ class SalesforceOrg:
         helper thread: the org prepares and sends it while the caller stores this one), so
         at most two pages are in memory. A first page fetched ahead by ``prime_queries`` is
         used (once) instead of a call. Errors of the page fetched ahead are raised when it
-        is asked for, as if it had been fetched then; a caller that stops early waits for
-        the request in flight (its page is dropped)."""
+        is asked for, as if it had been fetched then; a caller that stops early does not
+        wait for the request in flight (its page, or its error, is dropped)."""
         headers = self._headers()
         primed = self._primed.pop((soql, include_deleted), None)
         if primed is not None:
@@ -423,8 +424,8 @@ class SalesforceOrg:
                 result, ahead = ahead.result(), None
                 number += 1
         finally:
-            if pool is not None:
-                pool.shutdown(wait=True)
+            if pool is not None:  # a caller that stops early does not wait for the page in flight
+                pool.shutdown(wait=ahead is None, cancel_futures=True)
 
     def prime_queries(self, soqls: Sequence[str], include_deleted: bool = False) -> int:
         """Fetch the first pages of several queries ahead, in ``/composite/batch`` calls (25

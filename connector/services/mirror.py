@@ -21,6 +21,9 @@ Per mapped object, in mapping order (parents before children):
   object is synced only if its newest stamp is past the cursor or the window count differs
   from what is stored locally (tombstones and quarantined records included), which is how
   a record committed late inside the window, or a deletion, shows up.
+* **First mirror**: the first pages of every object never synced yet come in the same
+  ``/composite/batch`` calls (25 queries a call; most GTM objects are small or empty),
+  then each object reads on page by page from its own first page.
 * **Validation**: each record is converted and checked on the way in (``records.py``); a
   bad one goes to ``dead_letter`` (source ``mirror``) with its reason and the rest of the
   page proceeds. When the record is later fixed in the org, its letter is resolved.
