@@ -8,8 +8,9 @@ collections, references, allOrNone) and ``composite/sobjects`` collections. Plus
 
 Routing is a table, ``DATA_ROUTES`` (method + segment template -> endpoint name and handler;
 see ``routing.py``), filled by the resource modules in ``routes/``, each holding its
-handlers and registering their routes. Every API request is counted per endpoint, may be delayed or failed by fault rules, is
-checked against the session store and the daily request limit, and answers with
+handlers and registering their routes. Every API request is counted per endpoint, may be
+delayed or failed by fault rules, is checked against the session store and the daily
+request limit, and answers with
 ``Sforce-Limit-Info: api-usage=N/M``.
 """
 
@@ -168,7 +169,9 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
             return Response.error(err)
         return self._with_controls(endpoint, req, lambda r: handler(r, version), api=True)
 
-    def _with_controls(self, endpoint: str, req: Request, handler: Callable[[Request], Response], *, api: bool) -> Response:
+    def _with_controls(
+        self, endpoint: str, req: Request, handler: Callable[[Request], Response], *, api: bool
+    ) -> Response:
         c = self.controls
         c.count(endpoint)
         for hook in c.take_hooks(endpoint):
@@ -184,12 +187,14 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
         if not api:
             return handler(req)
         token = req.headers.get("authorization", "")
-        token = token[7:] if token.lower().startswith("bearer ") else token[6:] if token.lower().startswith("oauth ") else ""
+        scheme = token.lower()
+        token = token[7:] if scheme.startswith("bearer ") else token[6:] if scheme.startswith("oauth ") else ""
         if not token or not self.sessions.valid(token):
             return Response.json(401, [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}])
         allowed, used, limit = c.use_api()
         if not allowed:
-            resp = Response.json(403, [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
+            resp = Response.json(403, [{"message": "TotalRequests Limit exceeded.",
+                                        "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
             resp.headers["Sforce-Limit-Info"] = f"api-usage={used}/{limit}"
             return resp
         try:
