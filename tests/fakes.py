@@ -270,6 +270,13 @@ class FakeOrg:
         self._call("composite_queries", list(soqls))
         return []
 
+    def prime_queries(self, soqls: Sequence[str], include_deleted: bool = False) -> int:
+        self._call("composite_queries", list(soqls))
+        return 0  # nothing kept: each query_pages asks on its own
+
+    def forget_primed(self) -> None:
+        pass
+
     def get(self, sobject: str, record_id: str, fields: Sequence[str] | None = None) -> dict[str, Any] | None:
         self._call("get", (sobject, record_id))
         return next((dict(r) for r in self.records.get(sobject, []) if r.get("Id") == record_id), None)

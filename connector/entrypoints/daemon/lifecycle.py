@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -30,16 +29,13 @@ from connector.entrypoints.daemon.app import DaemonProbes, HttpEndpoint
 from connector.entrypoints.daemon.locks import AlreadyRunning, InstanceLock, sqlite_file
 from connector.entrypoints.daemon.scheduler import OrgSlot, Scheduler
 from connector.entrypoints.http_server import WsgiApp
+from connector.instance import default_instance_id
 from connector.jobs import JOBS, Registry
 from connector.metrics import DaemonMetrics
 
 log = structlog.get_logger("connector.daemon")
 
 EXIT_OK, EXIT_GRACE_EXPIRED, EXIT_CONFIG, EXIT_ALREADY_RUNNING, EXIT_KILLED = 0, 1, 2, 3, 130
-
-
-def default_instance_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Daemon:
