@@ -69,6 +69,23 @@ def test_first_mirror_brings_every_object(mirror: Callable[..., MirrorService], 
     assert states["SfdcPartnerPayout"].cursor is not None  # empty object: idle checks cover it too
 
 
+def test_first_mirror_asks_for_every_first_page_in_one_call_and_reads_on_page_by_page(
+    sandbox_org: SandboxOrg, tmp_path: Path, uow_factory: Callable[..., Any]
+) -> None:
+    sandbox_org.reset(3000)  # 750 orders and 2,250 items: several pages of 200 each
+    sizes = {s: len(sandbox_org.records(s)) for s in OBJECTS}
+    org = build_org_gateway(sandbox_config(sandbox_org, f"sqlite:///{tmp_path}/x.db", sync={"page_size": 200}))
+    sandbox_org.reset_counters()
+    report = MirrorService(org, uow_factory, MAPPING, sandbox_org.org_id).run()
+    # One /composite/batch call for the first pages of all 11 objects, then the others.
+    assert sandbox_org.api_calls == 1 + sum(max(0, math.ceil(n / 200) - 1) for n in sizes.values())
+    assert {o.sobject: o.fetched for o in report.objects} == sizes
+    assert {o.sobject: o.pages for o in report.objects} == {s: max(1, math.ceil(n / 200)) for s, n in sizes.items()}
+    for sobject, key in OBJECTS.items():
+        assert len(local(uow_factory, key, sandbox_org.org_id)) + sum(o.quarantined for o in report.objects
+                                                                      if o.sobject == sobject) == sizes[sobject]
+
+
 def test_idle_cycle_costs_at_most_two_api_calls_and_writes_nothing(
     mirror: Callable[..., MirrorService], sandbox_org: SandboxOrg, uow_factory: Callable[..., Any]
 ) -> None:
@@ -188,7 +205,9 @@ def test_budget_guard_stops_the_mirror_before_the_limit(
     sandbox_org.reset(10000)
     sandbox_org.set_batch_size(500)
     org = build_org_gateway(sandbox_config(sandbox_org, f"sqlite:///{tmp_path}/x.db", api_budget_percent=50))
-    sandbox_org.set_limits(max=22, used=3)
+    # The first pages of all 11 objects come in one /composite/batch call (used 10 -> 11): the
+    # second page of orders is the call the guard refuses, so the mirror stops half way.
+    sandbox_org.set_limits(max=22, used=10)
     service = MirrorService(org, uow_factory, MAPPING, sandbox_org.org_id)
     with pytest.raises(ApiLimitReached, match="budget"):
         service.run()
@@ -226,8 +245,7 @@ def test_unknown_picklist_value_and_wrong_currency_are_record_errors(
     sandbox_org.update("SfdcPartnerOrder", [{"Id": ids["addon_order"], "CurrencyIsoCode": "EUR"}])
     mirror().run()
     with uow_factory() as uow:
-        letters = {(letter.record_id, letter.error_code): letter.reason
-                   for letter in uow.dead_letters.open(sandbox_org.org_id)}
+        letters = {(d.record_id, d.error_code): d.reason for d in uow.dead_letters.open(sandbox_org.org_id)}
     assert (ids["offer_sent"], "UNKNOWN_PICKLIST_VALUE") in letters
     assert "USD" in letters[(ids["addon_order"], "INVALID_RECORD")]
     assert ids["offer_sent"] not in local(uow_factory, "offer", sandbox_org.org_id)
@@ -243,8 +261,8 @@ def test_illegal_status_jump_is_applied_and_recorded_as_an_anomaly(
     assert local(uow_factory, "order", sandbox_org.org_id)[order]["status"] == "New"  # the org wins
     with uow_factory() as uow:
         [anomaly] = uow.anomalies.list(sandbox_org.org_id)
-    assert (anomaly.record_id, anomaly.machine, anomaly.from_state, anomaly.to_state) == (
-        order, "order", "activated", "new")
+    observed = (anomaly.record_id, anomaly.machine, anomaly.from_state, anomaly.to_state)
+    assert observed == (order, "order", "activated", "new")
     assert sum(o.anomalies for o in report.objects) == 1
     assert mirror().run().written == 0  # seen again in the lookback window: not a second anomaly
     with uow_factory() as uow:
