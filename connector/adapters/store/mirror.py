@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import JSON
 
 from connector.adapters.store.clock import Clock, utcnow
-from connector.adapters.store.engine import json_dumps, json_roundtrip
+from connector.adapters.store.engine import json_dumps, json_roundtrip, rowcount
 from connector.adapters.store.records import UpsertResult
 from connector.adapters.store.tables import MIRROR_TABLES, OBJECT_TABLES
 from connector.adapters.store.types import ExactDecimal, UtcDateTime
@@ -228,7 +228,7 @@ class MirrorRepository:
                 .where(t.c.org_id == org_id, among_ids, t.c.is_deleted.is_(False))
                 .values(is_deleted=True, deleted_at=deleted_at, updated_at=self._clock())
             )
-            count += result.rowcount
+            count += rowcount(result)
         return count
 
     # ------------------------------------------------------------------- reads
