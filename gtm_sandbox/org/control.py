@@ -84,6 +84,7 @@ class OrgControl:
         self.api.batch_size = self.api.default_batch_size
         with self.api._locator_lock:
             self.api._locators.clear()
+        self.api.bulk.reset()
         return self.load(data)
 
     # ------------------------------------------------------------ counters and faults
@@ -304,6 +305,21 @@ def _latency(c: OrgControl, req: Request, body: Body) -> Response:
 @_route("POST", "batch-size")
 def _batch_size(c: OrgControl, req: Request, body: Body) -> Response:
     c.set_batch_size(int(body["size"]))
+    return Response(204)
+
+
+@_route("POST", "bulk/fail")
+def _bulk_fail(c: OrgControl, req: Request, body: Body) -> Response:
+    """The next ``times`` Bulk API 2.0 query jobs end ``Failed`` with ``message``."""
+    c.api.bulk.fail(str(body.get("message", "QUERY_TIMEOUT: Your query request was running for too long.")),
+                    int(body.get("times", 1)))
+    return Response(204)
+
+
+@_route("POST", "bulk/poll-steps")
+def _bulk_poll_steps(c: OrgControl, req: Request, body: Body) -> Response:
+    """How many polls a query job answers InProgress before it completes."""
+    c.api.bulk.poll_steps = max(0, int(body["steps"]))
     return Response(204)
 
 

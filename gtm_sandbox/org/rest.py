@@ -3,8 +3,9 @@
 Resources (under ``/services/data/vXX.X/``): ``query``, ``queryAll`` and query locators,
 ``sobjects`` (describe global, describe, CRUD, upsert by external id, getDeleted /
 getUpdated), ``limits``, ``composite`` (25 subrequests, at most 5 queries or
-collections, references, allOrNone) and ``composite/sobjects`` collections. Plus
-``/services/oauth2/token``, ``/services/oauth2/revoke`` and ``/services/data/`` (versions).
+collections, references, allOrNone), ``composite/sobjects`` collections and Bulk API 2.0
+query jobs (``jobs/query``). Plus ``/services/oauth2/token``, ``/services/oauth2/revoke`` and
+``/services/data/`` (versions).
 
 Routing is a table, ``DATA_ROUTES`` (method + segment template -> endpoint name and handler;
 see ``routing.py``), filled by the resource modules in ``routes/``, each holding its
@@ -25,6 +26,7 @@ from typing import Any
 from gtm_sandbox.org.auth import ConnectedApp, Sessions
 from gtm_sandbox.org.data import ApiError, OrgData
 from gtm_sandbox.org.messages import Request, Response
+from gtm_sandbox.org.routes import bulk as bulk_routes
 from gtm_sandbox.org.routes import collections as collection_routes
 from gtm_sandbox.org.routes import composite as composite_routes
 from gtm_sandbox.org.routes import limits as limits_routes
@@ -32,6 +34,7 @@ from gtm_sandbox.org.routes import query as query_routes
 from gtm_sandbox.org.routes import sobjects as sobject_routes
 from gtm_sandbox.org.routes import versions as versions_routes
 from gtm_sandbox.org.routes.auth import AuthRoutes
+from gtm_sandbox.org.routes.bulk import BulkJobs, BulkRoutes
 from gtm_sandbox.org.routes.collections import CollectionRoutes
 from gtm_sandbox.org.routes.composite import CompositeRoutes
 from gtm_sandbox.org.routes.limits import LimitsRoutes
@@ -132,7 +135,7 @@ class Controls:
 
 
 class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoutes, CollectionRoutes,
-             CompositeRoutes):
+             CompositeRoutes, BulkRoutes):
     """The API: state, the entry point and routing here; the handlers, one module per
     resource, in ``routes/``."""
 
@@ -148,6 +151,7 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
         self._locators: OrderedDict[str, Locator] = OrderedDict()
         self._locator_lock = threading.Lock()
         self._locator_seq = 0
+        self.bulk = BulkJobs()  # Bulk API 2.0 query jobs (routes/bulk.py)
 
     # ------------------------------------------------------------ entry point
 
@@ -222,5 +226,6 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
 
 # The REST API's routes under /services/data/vNN.N/: each resource module registers its own.
 DATA_ROUTES = RouteTable()
-for _resource in (versions_routes, query_routes, limits_routes, composite_routes, collection_routes, sobject_routes):
+for _resource in (versions_routes, query_routes, limits_routes, composite_routes, collection_routes, sobject_routes,
+                  bulk_routes):
     _resource.install(DATA_ROUTES)

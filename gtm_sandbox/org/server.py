@@ -254,6 +254,15 @@ class SandboxOrg:
     def clear_faults(self) -> None:
         self.control.clear_faults()
 
+    def fail_bulk_jobs(self, message: str = "QUERY_TIMEOUT: Your query request was running for too long.", *,
+                       times: int = 1) -> None:
+        """The next ``times`` Bulk API 2.0 query jobs end ``Failed`` with ``message``."""
+        self.control.api.bulk.fail(message, times)
+
+    def set_bulk_poll_steps(self, steps: int) -> None:
+        """How many polls a Bulk API 2.0 query job answers InProgress before JobComplete."""
+        self.control.api.bulk.poll_steps = max(0, steps)
+
     def fail_records(self, sobject: str = "*", *, times: int = 1, error_code: str = "UNABLE_TO_LOCK_ROW",
                      message: str | None = None) -> None:
         self.control.fail_records(sobject, times=times, error_code=error_code, message=message)
