@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
+import os
 import sys
 from collections import Counter
 from urllib.parse import urlsplit, urlunsplit
@@ -79,11 +80,15 @@ def main() -> None:
     parser.add_argument("--login-url", required=True)
     parser.add_argument("--calls", required=True, help="write the request counts here (JSON) at exit")
     parser.add_argument("--api", choices=("default", "rest"), default="default")
+    parser.add_argument("--out", help="the peer's standard output (its messages) goes to this file")
     parser.add_argument("peer", choices=("tap", "airbyte"))
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args()
     args = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
     install(ns.login_url, ns.calls)
+    if ns.out:
+        sys.stdout.flush()
+        os.dup2(os.open(ns.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 1)
     if ns.peer == "tap":
         import tap_salesforce
 

@@ -290,7 +290,8 @@ def load_org_schema(path: Path = SCHEMA_FILE, *, renamed: Mapping[str, str] | No
             fields.append(spec)
         specs[name] = ObjectSpec(
             name=name, label=raw.get("label", _label(name)), key_prefix=raw["prefix"], access=access,
-            fields={f.name: f for f in fields}, since=float(raw.get("since", 40.0)) if version_gate else 0.0, custom=bool(raw.get("custom")),
+            fields={f.name: f for f in fields}, since=float(raw.get("since", 40.0)) if version_gate else 0.0,
+            custom=bool(raw.get("custom")),
             _lower={f.name.lower(): f for f in fields},
         )
     if renamed:

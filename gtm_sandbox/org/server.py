@@ -39,8 +39,16 @@ from gtm_sandbox.org.ids import make_id
 from gtm_sandbox.org.rest import OrgApi, Request, Response
 from gtm_sandbox.org.schema import load_org_schema
 from gtm_sandbox.snapshot import SnapshotError, read_snapshot, write_snapshot
-from gtm_sandbox.wsgi import (IDLE_TIMEOUT_S, MAX_BODY_BYTES, BodyTooLarge, WsgiServer, read_body,
-                              request_headers, request_target, status_line)
+from gtm_sandbox.wsgi import (
+    IDLE_TIMEOUT_S,
+    MAX_BODY_BYTES,
+    BodyTooLarge,
+    WsgiServer,
+    read_body,
+    request_headers,
+    request_target,
+    status_line,
+)
 
 API_VERSION = "66.0"  # GTM objects exist from v64-v66 (see gtm_schema.toml)
 
