@@ -36,8 +36,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -218,11 +220,16 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         rounds: list[dict[str, dict[str, Any]]] = []
         for r in range(args.rounds):
             cfg = config_file(tmp, org.info, f"sqlite:///{tmp}/sync_{r}.sqlite3", f"sqlite_{r}")
-            row = {"connector": connector_sync(org, cfg),
-                   "tap": run_peer(TAP, org, tmp, f"tap_{r}", tap_args),
-                   "airbyte_rest": run_peer(AIRBYTE, org, tmp, f"airbyte_rest_{r}", ab_args, api="rest")}
+            sides: dict[str, Callable[[], dict[str, Any]]] = {
+                "connector": partial(connector_sync, org, cfg),
+                "tap": partial(run_peer, TAP, org, tmp, f"tap_{r}", tap_args),
+                "airbyte_rest": partial(run_peer, AIRBYTE, org, tmp, f"airbyte_rest_{r}", ab_args, api="rest")}
             if not args.no_bulk:
-                row["airbyte_bulk"] = run_peer(AIRBYTE, org, tmp, f"airbyte_bulk_{r}", ab_args)
+                sides["airbyte_bulk"] = partial(run_peer, AIRBYTE, org, tmp, f"airbyte_bulk_{r}", ab_args)
+            row: dict[str, dict[str, Any]] = {}
+            for name, run in sides.items():
+                before = org.api_calls()
+                row[name] = {**run(), "api_calls": org.api_calls() - before}  # the org's own count
             for name, side in row.items():
                 if side["records"] != row["connector"]["records"]:
                     raise RuntimeError(f"round {r}: {name} read {side['records']} records, the connector "
@@ -262,16 +269,17 @@ def report(args: argparse.Namespace, res: dict[str, Any], install_s: float) -> d
     print(f"\n{rounds[0]['connector']['records']} records ({args.records} generated: orders with 3 items each, "
           f"plus the catalog), 11 objects, {args.rounds} rounds back to back; ratio = median of per-round "
           f"(connector records/s) / (peer records/s)")
-    print(f"{'side':<44} {'median s':>8} {'records/s':>10} {'RSS MB':>7} {'HTTP req':>8} {'ratio':>6} {'rounds':>18}")
+    print(f"{'side':<44} {'median s':>8} {'records/s':>10} {'RSS MB':>7} {'API calls':>9} {'ratio':>6} "
+          f"{'rounds':>18}")
     names = {"connector": "gtm-connector sync (SQLite)", "tap": f"tap-salesforce {TAP.version} (REST)",
              "airbyte_rest": f"airbyte-source-salesforce {AIRBYTE.version} REST",
              "airbyte_bulk": f"airbyte-source-salesforce {AIRBYTE.version} Bulk 2.0"}
     records = rounds[0]["connector"]["records"]
     for k in sides:
-        http = rounds[0][k].get("calls", {}).get("total", "-")
+        calls = rounds[0][k]["api_calls"]
         ratio = f"{statistics.median(ratios[k]):6.2f}" if k in ratios else f"{'':>6}"
         spread = " ".join(f"{x:.2f}" for x in ratios.get(k, []))
-        print(f"{names[k]:<44} {med[k]['s']:8.2f} {records / med[k]['s']:10.0f} {med[k]['rss']:7.1f} {http!s:>8} "
+        print(f"{names[k]:<44} {med[k]['s']:8.2f} {records / med[k]['s']:10.0f} {med[k]['rss']:7.1f} {calls:9d} "
               f"{ratio} {spread:>18}")
     calls_ratio = inc["connector_calls"] / inc["tap_calls"]
     print(f"\nincremental sync after {inc['changed']} order items changed: connector {inc['connector_calls']} API "
