@@ -39,14 +39,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from connector.domain.states import OFFER_MACHINE, ORDER_MACHINE, StateMachine, TransitionVerdict
 from connector.errors import ApiLimitReached, ConfigError, PermanentError, RecordError
-from connector.jobs import dry_run_counts
 from connector.mappings import MappingSet, ObjectMapping
+from connector.services.dry_run import dry_run_counts
+from connector.services.ports import MirrorReader, OrgContext, QueryPage, UnitOfWorkFactory
 from connector.services.records import RecordConverter, json_safe, parse_sf_datetime, soql_datetime
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # cursor of an object that had no records yet
@@ -57,29 +58,8 @@ MACHINES: dict[str, StateMachine[Any]] = {"offer": OFFER_MACHINE, "order": ORDER
 # ------------------------------------------------------------------------------ ports
 
 
-class QueryPage(Protocol):
-    records: list[dict[str, Any]]
-    total_size: int
-    done: bool
-
-
-class QueryAnswer(QueryPage, Protocol):
-    error_code: str | None
-    message: str
-
-
-class OrgReader(Protocol):
-    """What the mirror needs from the org (``connector.adapters.salesforce.SalesforceOrg``)."""
-
-    def query_pages(self, soql: str, include_deleted: bool = False) -> Iterator[QueryPage]: ...
-
-    def composite_queries(
-        self, soqls: Sequence[str], include_deleted: bool = False, batch_size: int | None = None,
-        raise_errors: bool = True,
-    ) -> Sequence[QueryAnswer]: ...
-
-
-UnitOfWorkFactory = Callable[[], Any]  # () -> SqlUnitOfWork (connector.adapters.store)
+# One place: connector.services.ports. The names stay importable from here.
+OrgReader = MirrorReader  # what the mirror needs from the org (``SalesforceOrg``)
 
 
 # ------------------------------------------------------------------------------ results
@@ -599,7 +579,7 @@ def incomplete_orders(uow: Any, org_id: str, mapping: MappingSet) -> set[str]:
         org_id, since, "order_id")
 
 
-def run_mirror_job(runtime: Any, *, log: Any, dry_run: bool = False, stop: threading.Event | None = None,
+def run_mirror_job(runtime: OrgContext, *, log: Any, dry_run: bool = False, stop: threading.Event | None = None,
                    objects: Sequence[str] | None = None, full: bool = False,
                    progress: Callable[[PageProgress], None] | None = None) -> dict[str, int]:
     """The scheduled/one-off mirror run for one org (see ``connector.jobs``)."""

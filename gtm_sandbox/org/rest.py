@@ -10,8 +10,9 @@ query jobs (``jobs/query``). Plus ``/services/oauth2/token``, ``/services/oauth2
 Routing is a table, ``DATA_ROUTES`` (method + segment template -> endpoint name and handler;
 see ``routing.py``), filled by the resource modules in ``routes/``, each holding its
 handlers and registering their routes. Every API request is counted per endpoint, may be
-delayed or failed by fault rules, is checked against the session store and the daily request
-limit, and answers with ``Sforce-Limit-Info: api-usage=N/M``.
+delayed or failed by fault rules, is checked against the session store and the daily
+request limit, and answers with
+``Sforce-Limit-Info: api-usage=N/M``.
 """
 
 from __future__ import annotations
@@ -174,8 +175,9 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
             return Response.error(err)
         return self._with_controls(endpoint, req, lambda r: handler(r, version), api=True)
 
-    def _with_controls(self, endpoint: str, req: Request, handler: Callable[[Request], Response], *,
-                       api: bool) -> Response:
+    def _with_controls(
+        self, endpoint: str, req: Request, handler: Callable[[Request], Response], *, api: bool
+    ) -> Response:
         c = self.controls
         c.count(endpoint)
         for hook in c.take_hooks(endpoint):
@@ -191,8 +193,8 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
         if not api:
             return handler(req)
         token = req.headers.get("authorization", "")
-        lowered = token.lower()
-        token = token[7:] if lowered.startswith("bearer ") else token[6:] if lowered.startswith("oauth ") else ""
+        scheme = token.lower()
+        token = token[7:] if scheme.startswith("bearer ") else token[6:] if scheme.startswith("oauth ") else ""
         if not token or not self.sessions.valid(token):
             return Response.json(401, [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}])
         allowed, used, limit = c.use_api()

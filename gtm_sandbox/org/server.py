@@ -16,7 +16,6 @@ connection, so tests can start and stop orgs freely.
 
 from __future__ import annotations
 
-import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -25,16 +24,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gtm_sandbox.org.auth import ConnectedApp, new_user_id
+from gtm_sandbox.org.auth import ConnectedApp
 from gtm_sandbox.org.billing import GtmBilling, RunResult
 from gtm_sandbox.org.control import DataSpec, OrgControl
 from gtm_sandbox.org.data import OrgData
 from gtm_sandbox.org.gtm import GtmRules
+from gtm_sandbox.org.identity import OrgIdentity
 from gtm_sandbox.org.ids import make_id
 from gtm_sandbox.org.rest import OrgApi, Request, Response
 from gtm_sandbox.org.schema import load_org_schema
@@ -119,6 +117,7 @@ class SandboxOrg:
         jwt_public_key_file: Path | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
+        identity: OrgIdentity | None = None,
         version_gate: bool = True,
     ) -> SandboxOrg:
         """Start an org on 127.0.0.1 (``port=0``: a free port) in a background thread.
@@ -129,13 +128,17 @@ class SandboxOrg:
         ``dropped`` start an org whose schema differs from the reference (see
         ``load_org_schema``), as a partner's org may. ``max_body_bytes``: larger request
         bodies get a 413; ``idle_timeout_s``: idle keep-alive connections are closed after it.
+        ``identity``: the CA and connected-app credentials to serve with (a restarted org
+        the same to its clients, see ``identity.py``); without it a fresh one is made.
         ``version_gate=False`` is for benchmarks against peers pinned to API versions older
         than the GTM objects (v61, v62): every object then exists at every version, which a
         real org never shows; keep the default everywhere else."""
         owns = workdir is None
         workdir = Path(tempfile.mkdtemp(prefix="gtm-sandbox-org-")) if workdir is None else Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        ca = trustme.CA()
+        if identity is None:
+            identity = OrgIdentity.new(jwt_key=jwt_public_key_file is None)
+        ca = identity.ca()
         cert = ca.issue_cert("127.0.0.1", "localhost")
         # cheroot's TLS adapter loads the server's certificate and key from files.
         cert_file, key_file = workdir / "server_cert.pem", workdir / "server_key.pem"
@@ -150,16 +153,19 @@ class SandboxOrg:
         if jwt_public_key_file is not None:
             public_pem = _public_key_pem(Path(jwt_public_key_file).read_bytes())
         else:
-            public_pem = _new_keypair(private_key_file)
+            public_pem = identity.jwt_public_key_pem()
+            assert identity.jwt_private_key_pem is not None
+            private_key_file.touch(mode=0o600)
+            private_key_file.write_bytes(identity.jwt_private_key_pem)
         schema = load_org_schema(renamed=renamed, dropped=dropped, version_gate=version_gate)
         org_id = make_id("00D", org_number, pod="Sb")  # org_number: several orgs side by side
         app = ConnectedApp(
-            client_id="3MVG9sandbox" + secrets.token_hex(16),
-            client_secret=secrets.token_hex(32),
+            client_id=identity.client_id,
+            client_secret=identity.client_secret,
             public_key_pem=public_pem,
-            username="integration@gtm-sandbox.example.com",
-            password=secrets.token_urlsafe(18),
-            user_id=new_user_id(),
+            username=identity.username,
+            password=identity.password,
+            user_id=identity.user_id,
             org_id=org_id,
             audiences=(),
         )
@@ -380,12 +386,3 @@ def _public_key_pem(pem: bytes) -> bytes:
                                               serialization.PublicFormat.SubjectPublicKeyInfo)
     return pem
 
-
-def _new_keypair(private_key_file: Path) -> bytes:
-    """An RSA key for the JWT bearer flow: private half written for clients (mode 600),
-    public half returned for the connected app."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    private_key_file.touch(mode=0o600)
-    private_key_file.write_bytes(pem)
-    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -98,7 +98,7 @@ def _sync_one(runtime: Any, console: Any, objects: list[str] | None, *, full: bo
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from connector.entrypoints.daemon import default_instance_id
-    from connector.jobs import run_job
+    from connector.jobs import Job, run_job
     from connector.services.mirror import MirrorService, PageProgress
 
     holder: dict[str, Any] = {}
@@ -128,7 +128,7 @@ def _sync_one(runtime: Any, console: Any, objects: list[str] | None, *, full: bo
 
     with progress:
         outcome = run_job(runtime, "mirror", instance_id=default_instance_id(), dry_run=dry_run,
-                          registry={"mirror": job}, stop=stop)
+                          registry={"mirror": Job(job, stoppable=True)}, stop=stop)
     report = holder.get("report")
     doc = {
             "org": outcome.org, "status": outcome.status, "error": outcome.error, "api_calls": outcome.api_calls,

@@ -17,8 +17,8 @@ import pytest
 from connector.adapters.salesforce import SalesforceOrg, build_org_gateway
 from connector.errors import ApiLimitReached
 from connector.mappings import load_mapping
-from gtm_sandbox.org import SandboxOrg
 from connector.services.mirror import MirrorService
+from gtm_sandbox.org import SandboxOrg
 from tests.fixtures.org import sandbox_config
 
 MAPPING = load_mapping("gtm-v2")

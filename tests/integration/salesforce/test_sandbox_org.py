@@ -5,9 +5,9 @@ composite, describe, limits, error bodies, fault injection and counters."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import jwt
 import pytest
@@ -169,7 +169,7 @@ def test_query_all_returns_deleted_rows_with_bumped_stamp(simple_sf: Salesforce,
     before = sandbox_org.get("SfdcPartnerOffer", draft)["SystemModstamp"]  # type: ignore[index]
     simple_sf.SfdcPartnerOffer.delete(draft)
     live = simple_sf.query(f"SELECT Id FROM SfdcPartnerOffer WHERE Id = '{draft}'")
-    gone = simple_sf.query_all(f"SELECT Id, IsDeleted, SystemModstamp FROM SfdcPartnerOffer WHERE IsDeleted = true", include_deleted=True)
+    gone = simple_sf.query_all("SELECT Id, IsDeleted, SystemModstamp FROM SfdcPartnerOffer WHERE IsDeleted = true", include_deleted=True)
     assert live["totalSize"] == 0
     assert [r["Id"] for r in gone["records"]] == [draft]
     assert gone["records"][0]["SystemModstamp"] >= before

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from decimal import Decimal
-
 from sqlalchemy import inspect, select, text
 
-from connector.adapters.store import tables
-
-from connector.adapters.store import current_revision, head_revision, make_engine, metadata, mirror_columns, upgrade
+from connector.adapters.store import (
+    current_revision,
+    head_revision,
+    make_engine,
+    metadata,
+    mirror_columns,
+    tables,
+    upgrade,
+)
 from connector.mappings import check_against_tables, load_mapping
 
 from .helpers import statements
