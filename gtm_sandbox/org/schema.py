@@ -173,6 +173,7 @@ class ObjectSpec:
             "labelPlural": self.label + "s",
             "keyPrefix": self.key_prefix,
             "custom": self.custom,
+            "customSetting": False,  # tap-salesforce skips custom settings by this flag
             "createable": self.writable,
             "updateable": self.writable,
             "deletable": self.writable,

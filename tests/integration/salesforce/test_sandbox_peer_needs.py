@@ -190,3 +190,12 @@ def test_the_benchmark_switch_shows_every_object_at_every_version() -> None:
         query = session.get(f"{org.instance_url}/services/data/v61.0/query", headers=headers,
                             params={"q": "SELECT Id FROM SfdcPartnerOrder"})
         assert query.status_code == 200
+
+
+def test_describes_carry_the_flags_extractors_filter_on(sandbox_org: SandboxOrg) -> None:
+    token = client_credentials_token(sandbox_org, tls_session(sandbox_org))
+    listed = {o["name"]: o for o in _get(sandbox_org, token, "sobjects").json()["sobjects"]}
+    described = _get(sandbox_org, token, "sobjects/SfdcPartnerOrder/describe").json()
+    assert listed["SfdcPartnerOrder"]["queryable"] is True  # airbyte keeps queryable objects only
+    assert listed["SfdcPartnerOrder"]["customSetting"] is False
+    assert described["customSetting"] is False  # tap-salesforce skips custom settings
