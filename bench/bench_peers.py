@@ -321,11 +321,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
         res = measure(args, Path(tmp))
     values = report(args, res, install_s)
-    missed = [k for k, (op, target) in TARGETS.items() if k in values
+    judged = args.records == 100_000  # the targets are set for 100,000 records
+    missed = [k for k, (op, target) in TARGETS.items() if judged and k in values
               and not (values[k] >= target if op == ">=" else values[k] <= target)]
     for k, (op, target) in TARGETS.items():
         shown = values.get(k, "not measured")
-        print(f"{k}: {shown} (target {op} {target}){' MISSED' if k in missed else ''}")
+        note = " MISSED" if k in missed else "" if judged else ", judged at 100,000 records only"
+        print(f"{k}: {shown} (target {op} {target}{note})")
     if args.records != 100_000:  # the targets are for 100k: other sizes are recorded by size only
         values = {k.replace("_100k", "") + f"_{args.records}": v for k, v in values.items()}
     if str(args.results) != "-":
