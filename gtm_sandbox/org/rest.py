@@ -4,7 +4,8 @@ Resources (under ``/services/data/vXX.X/``): ``query``, ``queryAll`` and query l
 ``sobjects`` (describe global, describe, CRUD, upsert by external id, getDeleted /
 getUpdated), ``limits``, ``composite`` (25 subrequests, at most 5 queries or
 collections, references, allOrNone), ``composite/sobjects`` collections and Bulk API 2.0
-query jobs (``jobs/query``). Plus ``/services/oauth2/token`` and ``/services/data/`` (versions).
+query jobs (``jobs/query``). Plus ``/services/oauth2/token``, ``/services/oauth2/revoke`` and
+``/services/data/`` (versions).
 
 Routing is a table, ``DATA_ROUTES`` (method + segment template -> endpoint name and handler;
 see ``routing.py``), filled by the resource modules in ``routes/``, each holding its
@@ -131,7 +132,7 @@ class Controls:
 
     @property
     def api_calls(self) -> int:
-        return sum(n for name, n in self.calls.items() if name not in ("oauth_token", "versions"))
+        return sum(n for name, n in self.calls.items() if name not in ("oauth_token", "oauth_revoke", "versions"))
 
 
 class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoutes, CollectionRoutes,
@@ -158,6 +159,8 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
     def handle(self, req: Request) -> Response:
         if req.path.rstrip("/") == "/services/oauth2/token":
             return self._with_controls("oauth_token", req, self._token, api=False)
+        if req.path.rstrip("/") == "/services/oauth2/revoke":
+            return self._with_controls("oauth_revoke", req, self._revoke, api=False)
         if req.path.rstrip("/") == "/services/data":
             return self._with_controls("versions", req, self._versions, api=False)
         m = DATA_PATH.match(req.path.rstrip("/"))

@@ -173,6 +173,7 @@ class ObjectSpec:
             "labelPlural": self.label + "s",
             "keyPrefix": self.key_prefix,
             "custom": self.custom,
+            "customSetting": False,  # tap-salesforce skips custom settings by this flag
             "createable": self.writable,
             "updateable": self.writable,
             "deletable": self.writable,
@@ -263,10 +264,12 @@ def _field_spec(where: str, name: str, raw: Mapping[str, Any], writable: bool) -
 
 
 def load_org_schema(path: Path = SCHEMA_FILE, *, renamed: Mapping[str, str] | None = None,
-                    dropped: tuple[str, ...] = ()) -> OrgSchema:
+                    dropped: tuple[str, ...] = (), version_gate: bool = True) -> OrgSchema:
     """The org's schema from ``path``. ``renamed`` ({"Object.Field": "NewName"}) and
     ``dropped`` ("Object.Field", or "Object" for a whole object) make a test-only variant
-    that differs from the reference."""
+    that differs from the reference. ``version_gate=False`` (benchmarks against clients
+    pinned to older API versions only) makes every object exist at every version, which no
+    real org does: there GTM objects are unknown before the version that introduced them."""
     doc = tomllib.loads(path.read_text("utf-8"))
     renamed = dict(renamed or {})
     specs: dict[str, ObjectSpec] = {}
@@ -288,7 +291,8 @@ def load_org_schema(path: Path = SCHEMA_FILE, *, renamed: Mapping[str, str] | No
             fields.append(spec)
         specs[name] = ObjectSpec(
             name=name, label=raw.get("label", _label(name)), key_prefix=raw["prefix"], access=access,
-            fields={f.name: f for f in fields}, since=float(raw.get("since", 40.0)), custom=bool(raw.get("custom")),
+            fields={f.name: f for f in fields}, since=float(raw.get("since", 40.0)) if version_gate else 0.0,
+            custom=bool(raw.get("custom")),
             _lower={f.name.lower(): f for f in fields},
         )
     if renamed:

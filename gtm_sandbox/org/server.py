@@ -100,6 +100,7 @@ class SandboxOrg:
         self.org_id = app.org_id
         self.user_id = app.user_id
         self.api_version = API_VERSION
+        self._refresh_token = ""
         self._stopped = False
 
     @classmethod
@@ -117,6 +118,7 @@ class SandboxOrg:
         max_body_bytes: int = MAX_BODY_BYTES,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
         identity: OrgIdentity | None = None,
+        version_gate: bool = True,
     ) -> SandboxOrg:
         """Start an org on 127.0.0.1 (``port=0``: a free port) in a background thread.
 
@@ -127,7 +129,10 @@ class SandboxOrg:
         ``load_org_schema``), as a partner's org may. ``max_body_bytes``: larger request
         bodies get a 413; ``idle_timeout_s``: idle keep-alive connections are closed after it.
         ``identity``: the CA and connected-app credentials to serve with (a restarted org
-        the same to its clients, see ``identity.py``); without it a fresh one is made."""
+        the same to its clients, see ``identity.py``); without it a fresh one is made.
+        ``version_gate=False`` is for benchmarks against peers pinned to API versions older
+        than the GTM objects (v61, v62): every object then exists at every version, which a
+        real org never shows; keep the default everywhere else."""
         owns = workdir is None
         workdir = Path(tempfile.mkdtemp(prefix="gtm-sandbox-org-")) if workdir is None else Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -152,7 +157,7 @@ class SandboxOrg:
             assert identity.jwt_private_key_pem is not None
             private_key_file.touch(mode=0o600)
             private_key_file.write_bytes(identity.jwt_private_key_pem)
-        schema = load_org_schema(renamed=renamed, dropped=dropped)
+        schema = load_org_schema(renamed=renamed, dropped=dropped, version_gate=version_gate)
         org_id = make_id("00D", org_number, pod="Sb")  # org_number: several orgs side by side
         app = ConnectedApp(
             client_id=identity.client_id,
@@ -177,6 +182,7 @@ class SandboxOrg:
         app.audiences = (login_url, login_url + "/")
         control.load(data)
         handle = cls(server, control, workdir, app, ca_file, private_key_file, owns)
+        handle._refresh_token = api.sessions.issue_refresh_token()
         server.start()
         return handle
 
@@ -211,7 +217,18 @@ class SandboxOrg:
             "api_version": self.api_version,
             "org_id": self.org_id,
             "private_key_file": str(self.private_key_file),
+            "refresh_token": self._refresh_token,
         }
+
+    def refresh_token(self) -> str:
+        """The refresh token the org issued for its connected app at start (for the refresh
+        token flow with ``client_id`` and ``client_secret``); revoked by
+        ``/services/oauth2/revoke``."""
+        return self._refresh_token
+
+    def issue_refresh_token(self) -> str:
+        """Another refresh token for the connected app, as a new authorization would give."""
+        return self.control.api.sessions.issue_refresh_token()
 
     @property
     def data(self) -> OrgData:
