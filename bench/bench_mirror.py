@@ -67,7 +67,8 @@ def child(n: int) -> dict[str, object]:
             return {
                 "n": n, "records": fetched, "seconds": round(seconds, 2), "records_per_s": round(fetched / seconds),
                 "api_calls_first": calls_first, "api_calls_allowed": allowed, "api_calls_idle": idle.api_calls,
-                "idle_written": idle.written, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "idle_written": idle.written,
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             }
     finally:
         server.terminate()

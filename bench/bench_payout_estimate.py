@@ -79,7 +79,8 @@ def bench_core(path: Path, count: int, expected_bad: int) -> None:
     elapsed = time.perf_counter() - started
     assert (summary.orders, summary.bad) == (count, expected_bad), summary
     print(f"core run():   {count:>7} orders in {elapsed:6.2f} s  = {count / elapsed:>8.0f} orders/s  "
-          f"(bad: {summary.bad}; process peak RSS {_rss_mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss):.0f} MiB)")
+          f"(bad: {summary.bad}; process peak RSS "
+          f"{_rss_mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss):.0f} MiB)")
 
 
 def bench_subprocess(path: Path, count: int) -> None:

@@ -94,7 +94,8 @@ def bench(url: str, label: str, pages: int, size: int) -> None:
     uow = SqlUnitOfWork(session_factory(engine))
     n = pages * size
     try:
-        for name, changed_every in (("first sync (insert)", 0), ("re-sync, unchanged", 0), ("re-sync, 10% changed", 10)):
+        passes = (("first sync (insert)", 0), ("re-sync, unchanged", 0), ("re-sync, 10% changed", 10))
+        for name, changed_every in passes:
             seconds, result = run_pass(uow, pages, size, changed_every)
             print(f"{label:10s} {name:22s} {n:>8,d} rows {seconds:7.2f} s {n / seconds:>10,.0f} rows/s   "
                   f"inserted={result.inserted} updated={result.updated} unchanged={result.unchanged}")  # fmt: skip

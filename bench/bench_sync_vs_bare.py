@@ -221,7 +221,8 @@ def measure(n: int, rounds: int, pg: Postgres | None, tmp: Path) -> dict[str, An
             cfg = config_file(tmp, info, f"sqlite:///{tmp}/sync_{n}_{r}.sqlite3", f"sqlite_{n}_{r}")
             sync_s, sync_rss, doc = sync(cfg, info)
             records = fetched(doc)
-            bare_s, bare_rss, out = timed([sys.executable, __file__, "--bare", str(spec), f"{tmp}/bare_{n}_{r}.sqlite3"])
+            bare_s, bare_rss, out = timed([sys.executable, __file__, "--bare", str(spec),
+                                           f"{tmp}/bare_{n}_{r}.sqlite3"])
             if json.loads(out)["records"] != records:
                 raise RuntimeError(f"the bare pipe read {out.strip()}, the sync {records} records")
             fetch_s, _, _ = timed([sys.executable, __file__, "--bare", str(spec), "-", "--fetch-only"])

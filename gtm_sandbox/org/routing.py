@@ -33,7 +33,7 @@ class Route:
         if self.method not in (ANY, method) or len(parts) != len(self.segments):
             return None
         params: dict[str, str] = {}
-        for template, part in zip(self.segments, parts):
+        for template, part in zip(self.segments, parts, strict=True):
             if template.startswith("{"):
                 params[template[1:-1]] = part
             elif template != part:

@@ -8,7 +8,7 @@ and typer's ``--install-completion`` / ``--show-completion``."""
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -57,10 +57,11 @@ def _show_version(value: bool) -> None:
 def root(
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_show_version,
                                           help="print the version and exit")] = False,
-    log_level: Annotated[Optional[LogLevel], typer.Option(
+    log_level: Annotated[LogLevel | None, typer.Option(
         "--log-level", envvar="GTM_LOG_LEVEL", case_sensitive=False,
-        help="log lines at this level and above, on stderr (default: warning for commands, info for the daemon)")] = None,
-    log_format: Annotated[Optional[LogFormat], typer.Option(
+        help="log lines at this level and above, on stderr "
+             "(default: warning for commands, info for the daemon)")] = None,
+    log_format: Annotated[LogFormat | None, typer.Option(
         "--log-format", envvar="GTM_LOG_FORMAT", case_sensitive=False,
         help="json lines or console text (default: console in a terminal, json otherwise)")] = None,
 ) -> None:

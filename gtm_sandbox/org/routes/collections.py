@@ -8,10 +8,9 @@ from typing import Any
 from gtm_sandbox.org.data import ApiError
 from gtm_sandbox.org.ids import is_id, to_18
 from gtm_sandbox.org.messages import Request, Response
-from gtm_sandbox.org.routing import RouteTable
 from gtm_sandbox.org.routes.composite import RollBack
 from gtm_sandbox.org.routes.versions import available_since
-
+from gtm_sandbox.org.routing import RouteTable
 
 COLLECTIONS_SINCE = 42.0  # sObject Collections appeared in API 42.0
 COLLECTIONS_UPSERT_SINCE = 46.0  # ... their upsert, and the upsert "created" flag / 200 body, in 46.0
@@ -27,7 +26,8 @@ class CollectionRoutes:
         if not isinstance(records, list):
             raise ApiError(400, "JSON_PARSER_ERROR", "records: a list of sObjects is required")
         if len(records) > COLLECTION_MAX:
-            raise ApiError(400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")
+            raise ApiError(400, "EXCEEDED_ID_LIMIT",
+                           f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")
         return records, bool(body.get("allOrNone", False))
 
     def _each(self, records: list[Any], all_or_none: bool, op: Callable[[Any], dict[str, Any]], *,
@@ -131,7 +131,8 @@ class CollectionRoutes:
         if not ids:
             raise ApiError(400, "MISSING_ARGUMENT", "ids: at least one id is required")
         if len(ids) > COLLECTION_MAX:
-            raise ApiError(400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")
+            raise ApiError(400, "EXCEEDED_ID_LIMIT",
+                           f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")
         all_or_none = (req.param("allOrNone") or "false").lower() == "true"
 
         def well_formed(rid: str) -> str | None:

@@ -9,10 +9,9 @@ from typing import Any
 from gtm_sandbox.org.data import ApiError
 from gtm_sandbox.org.jsonenc import Raw, encode, loads
 from gtm_sandbox.org.messages import Request, Response
+from gtm_sandbox.org.routes.versions import DATA_PATH, available_since
 from gtm_sandbox.org.routing import RouteTable
 from gtm_sandbox.org.soql import SoqlError
-from gtm_sandbox.org.routes.versions import DATA_PATH, available_since
-
 
 BATCH_SINCE = 34.0  # /composite/batch appeared in API 34.0
 COMPOSITE_MAX_SUBREQUESTS = 25
@@ -26,19 +25,7 @@ class CompositeRoutes:
     def _composite(self, req: Request, v: str) -> Response:
         body = self._body_object(req)
         subs = body.get("compositeRequest")
-        if not isinstance(subs, list) or not subs:
-            raise ApiError(400, "JSON_PARSER_ERROR", "compositeRequest: a list of subrequests is required")
-        if len(subs) > COMPOSITE_MAX_SUBREQUESTS:
-            raise ApiError(400, "LIMIT_EXCEEDED", f"Composite request can contain at most {COMPOSITE_MAX_SUBREQUESTS} subrequests")
-        heavy = sum(1 for s in subs if isinstance(s, dict) and re.search(r"/(query|queryAll|composite/sobjects)(/|\?|$)", str(s.get("url", ""))))
-        if heavy > COMPOSITE_MAX_QUERIES:
-            raise ApiError(400, "LIMIT_EXCEEDED", f"A composite request can contain at most {COMPOSITE_MAX_QUERIES} "
-                           f"query or sObject Collections subrequests")
-        ref_ids = [s.get("referenceId") for s in subs if isinstance(s, dict)]
-        if len(ref_ids) != len(subs) or any(not isinstance(r, str) or not re.fullmatch(r"[A-Za-z0-9_]+", r) for r in ref_ids):
-            raise ApiError(400, "INVALID_INPUT", "Each subrequest needs a referenceId of letters, digits and underscores")
-        if len(set(ref_ids)) != len(ref_ids):
-            raise ApiError(400, "DUPLICATE_VALUE", "Duplicate referenceId in the composite request")
+        _check_composite(subs)
         all_or_none = bool(body.get("allOrNone", False))
         results: list[dict[str, Any]] = []
         outputs: dict[str, Any] = {}
@@ -83,7 +70,8 @@ class CompositeRoutes:
         if not isinstance(subs, list) or not subs:
             raise ApiError(400, "JSON_PARSER_ERROR", "batchRequests: a list of subrequests is required")
         if len(subs) > COMPOSITE_MAX_SUBREQUESTS:
-            raise ApiError(400, "LIMIT_EXCEEDED", f"A batch can contain at most {COMPOSITE_MAX_SUBREQUESTS} subrequests")
+            raise ApiError(400, "LIMIT_EXCEEDED",
+                           f"A batch can contain at most {COMPOSITE_MAX_SUBREQUESTS} subrequests")
         halt = bool(body.get("haltOnError", False))
         results: list[dict[str, Any]] = []
         failed = False
@@ -115,8 +103,8 @@ class CompositeRoutes:
             outputs[ref] = None
             return result
         method = str(sub.get("method", "GET")).upper()
-        sub_req = Request.build(method, url, {**parent.headers, **{k.lower(): val for k, val in (sub.get("httpHeaders") or {}).items()}},
-                                encode(body).encode() if body is not None else b"")
+        headers = {**parent.headers, **{k.lower(): val for k, val in (sub.get("httpHeaders") or {}).items()}}
+        sub_req = Request.build(method, url, headers, encode(body).encode() if body is not None else b"")
         m = DATA_PATH.match(sub_req.path.rstrip("/"))
         if not m:
             resp = Response.error(ApiError(404, "NOT_FOUND", "The requested resource does not exist"))
@@ -136,7 +124,8 @@ class CompositeRoutes:
         outputs[ref] = _Lazy(resp.body) if resp.status < 400 and resp.body else None
         partial = (endpoint in _COLLECTION_WRITES and resp.status == 200 and resp.body is not None
                    and any(not r.get("success") for r in loads(resp.body.encode())))
-        return {"body": resp.body if resp.body is not None else None, "httpHeaders": {k: val for k, val in resp.headers.items() if k in ("Location", "Last-Modified")},
+        kept = {k: val for k, val in resp.headers.items() if k in ("Location", "Last-Modified")}
+        return {"body": resp.body if resp.body is not None else None, "httpHeaders": kept,
                 "httpStatusCode": resp.status, "referenceId": ref, "partial": partial}
 
 
@@ -184,7 +173,8 @@ def _resolve(value: Any, outputs: dict[str, Any]) -> Any:
                 try:
                     node = node[step[0]] if step[0] else node[int(step[1])]
                 except (KeyError, IndexError, TypeError):
-                    raise _Unresolved(f"Invalid reference specified. No value for {ref}{path} found in {ref}.") from None
+                    raise _Unresolved(
+                        f"Invalid reference specified. No value for {ref}{path} found in {ref}.") from None
             return str(node)
         return _REF.sub(sub, value)
     if isinstance(value, dict):
@@ -192,3 +182,27 @@ def _resolve(value: Any, outputs: dict[str, Any]) -> Any:
     if isinstance(value, list):
         return [_resolve(v, outputs) for v in value]
     return value
+
+
+_HEAVY_SUBREQUEST = re.compile(r"/(query|queryAll|composite/sobjects)(/|\?|$)")
+
+
+def _check_composite(subs: Any) -> None:
+    """A composite request's shape, as Salesforce checks it before running anything: a list
+    of at most 25 subrequests, at most 5 of them queries or sObject Collections, each with
+    its own referenceId of letters, digits and underscores."""
+    if not isinstance(subs, list) or not subs:
+        raise ApiError(400, "JSON_PARSER_ERROR", "compositeRequest: a list of subrequests is required")
+    if len(subs) > COMPOSITE_MAX_SUBREQUESTS:
+        raise ApiError(400, "LIMIT_EXCEEDED",
+                       f"Composite request can contain at most {COMPOSITE_MAX_SUBREQUESTS} subrequests")
+    heavy = sum(1 for s in subs if isinstance(s, dict) and _HEAVY_SUBREQUEST.search(str(s.get("url", ""))))
+    if heavy > COMPOSITE_MAX_QUERIES:
+        raise ApiError(400, "LIMIT_EXCEEDED", f"A composite request can contain at most {COMPOSITE_MAX_QUERIES} "
+                       f"query or sObject Collections subrequests")
+    ref_ids = [s.get("referenceId") for s in subs if isinstance(s, dict)]
+    if len(ref_ids) != len(subs) or any(not isinstance(r, str) or not re.fullmatch(r"[A-Za-z0-9_]+", r)
+                                        for r in ref_ids):
+        raise ApiError(400, "INVALID_INPUT", "Each subrequest needs a referenceId of letters, digits and underscores")
+    if len(set(ref_ids)) != len(ref_ids):
+        raise ApiError(400, "DUPLICATE_VALUE", "Duplicate referenceId in the composite request")

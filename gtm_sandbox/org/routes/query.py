@@ -13,7 +13,6 @@ from gtm_sandbox.org.messages import Request, Response
 from gtm_sandbox.org.routing import RouteTable
 from gtm_sandbox.org.soql import compile_soql
 
-
 MAX_OPEN_LOCATORS = 10
 
 

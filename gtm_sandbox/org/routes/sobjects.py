@@ -3,7 +3,6 @@ create, read, update, delete by id; read, upsert, delete by external id."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC
 from email.utils import format_datetime, parsedate_to_datetime
 from functools import partial
@@ -13,8 +12,8 @@ from gtm_sandbox.org.data import ApiError, Row
 from gtm_sandbox.org.ids import canonical_stamp
 from gtm_sandbox.org.jsonenc import Raw, record_encoder
 from gtm_sandbox.org.messages import Request, Response
-from gtm_sandbox.org.routing import RouteTable
 from gtm_sandbox.org.routes.collections import COLLECTION_MAX, COLLECTIONS_UPSERT_SINCE
+from gtm_sandbox.org.routing import RouteTable
 
 
 class SObjectRoutes:
@@ -185,7 +184,8 @@ class SObjectRoutes:
         if kind == "deleted":
             deleted = [{"id": r["Id"], "deletedDate": r["SystemModstamp"]} for r in rows if r["IsDeleted"]]
             earliest = min((r["SystemModstamp"] for r in self.data.tables[spec.name].rows.values()), default=lo)
-            return Response.json(200, {"deletedRecords": deleted, "earliestDateAvailable": earliest, "latestDateCovered": hi})
+            return Response.json(200, {"deletedRecords": deleted, "earliestDateAvailable": earliest,
+                                       "latestDateCovered": hi})
         return Response.json(200, {"ids": [r["Id"] for r in rows if not r["IsDeleted"]], "latestDateCovered": hi})
 
 

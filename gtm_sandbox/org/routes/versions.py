@@ -8,7 +8,6 @@ from gtm_sandbox.org.data import ApiError
 from gtm_sandbox.org.messages import Request, Response
 from gtm_sandbox.org.routing import ANY, RouteTable
 
-
 # A path under the REST API: /services/data/vNN.N[/resource…]
 DATA_PATH = re.compile(r"^/services/data/v(\d+\.\d)(?:/(.*))?$")
 SUPPORTED_VERSIONS = [f"{v}.0" for v in range(40, 68)]  # up to Summer '26 (v67.0)
