@@ -201,6 +201,10 @@ class MirrorService:
         if not dry_run:
             self._begin(selected, to_sync)
         try:
+            # A stop that arrives while the first pages are in flight (one batch for every
+            # object) still lets the first object take its page, as a stop during any other
+            # query finishes its page; a stop from before the run takes nothing.
+            owe_a_page = not self._stop_requested()
             self._prime_first_pages(to_sync, cursors, full=full)
             for obj in selected:
                 if obj not in to_sync:
@@ -208,9 +212,10 @@ class MirrorService:
                     report.objects.append(ObjectReport(obj.name, obj.sobject, idle=True, status=status,
                                                        cursor=cursors.get(obj.sobject)))
                     continue
-                if self.stop is not None and self.stop.is_set():
+                if self._stop_requested() and not owe_a_page:
                     self._set_status(obj, "stopped", dry_run=dry_run)
                     continue
+                owe_a_page = False
                 try:
                     report.objects.append(self._sync_object(obj, cursors.get(obj.sobject), full=full,
                                                             dry_run=dry_run))
@@ -271,6 +276,9 @@ class MirrorService:
                     self.log.info("object.changed", object=obj.sobject, org_window=answer.total_size,
                                   local_window=local, newest=newest.isoformat() if newest else None)
         return [o for o in selected if o.sobject not in cursors or o.name in changed]
+
+    def _stop_requested(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
 
     def _prime_first_pages(self, to_sync: list[ObjectMapping], cursors: dict[str, datetime], *, full: bool) -> None:
         """Objects never synced yet (a first mirror: most of them small or empty) have their
