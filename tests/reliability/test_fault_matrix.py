@@ -33,11 +33,11 @@ from connector.adapters.stripe_billing import StripeBilling, build_client
 from connector.errors import ConnectorError
 from connector.jobs import run_job
 from connector.mappings import load_mapping
-from gtm_sandbox.org import SandboxOrg
-from gtm_sandbox.stripe import StripeSandbox
 from connector.services import writeback
 from connector.services.invoicing import InvoicingService, InvoicingSettings
 from connector.services.mirror import MirrorService
+from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.stripe import StripeSandbox
 from tests.fixtures.payouts import PartnerBooks, billing_records, invoiced_orders
 from tests.integration.stripe.gtm import ORG, Clock, GtmOrg, order_id
 from tests.reliability.test_crash_points import drafts, offer_items, pusher, wayne_offers, write_draft  # noqa: F401
@@ -143,7 +143,8 @@ def test_mirror_converges_after_every_salesforce_fault(
         MirrorService(sf, uow, MAPPING, org.org_id).run()  # a first, clean cycle
         orders = MAPPING.objects["order"]
         changed = [r["Id"] for r in org.records(orders.sobject)[:15]]
-        org.update(orders.sobject, [{"Id": i, orders.sf_field_for("name"): f"Renamed {n}"} for n, i in enumerate(changed)])
+        org.update(orders.sobject,
+                   [{"Id": i, orders.sf_field_for("name"): f"Renamed {n}"} for n, i in enumerate(changed)])
         org.delete(MAPPING.objects["order_item"].sobject, [org.records(MAPPING.objects["order_item"].sobject)[0]["Id"]])
 
         inject_org(org, endpoint, how)
@@ -254,12 +255,11 @@ def test_writeback_converges_after_every_fault(kind: str, how: Any, wb_books: Pa
 
 # ------------------------------------------------------------------------------ Stripe: invoicing
 
-STEPS = {
-    "customer-list": "GET /v1/customers",
+STEPS = {  # every call a clean run makes (a known customer is not looked up; send finalizes)
+    "search": "GET /v1/invoices/search",
     "customer": "POST /v1/customers",
     "invoice": "POST /v1/invoices",
     "lines": "POST /v1/invoices/{id}/add_lines",
-    "finalize": "POST /v1/invoices/{id}/finalize",
     "send": "POST /v1/invoices/{id}/send",
 }
 STRIPE_FAULTS = [(f"{step}-{fault}-{'once' if times == 1 else 'for-good'}{'-key-expired' if expire else ''}",
