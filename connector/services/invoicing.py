@@ -30,7 +30,7 @@ quarantined (``PLAN_CHANGED``) rather than invoiced twice.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -71,7 +71,9 @@ SOURCE = "invoicing"
 OBJECT = "order"
 STEPS = ("customer", "invoice", "lines", "send")
 CUSTOMER_DIGEST = 24  # hex digits of the e-mail's SHA-256 in a customer key
+BATCH_ORDERS = 20  # orders whose outbox writes share transactions (see ``_drive``)
 T = TypeVar("T")
+Flow = Generator[Callable[[Any], Any], Any, bool]  # one order's steps: yields writes, returns "resumed"
 
 
 def idempotency_key(org_id: str, order_id: str, step: str, version: str) -> str:
@@ -207,36 +209,94 @@ class InvoicingService:
         report = InvoicingReport()
         candidates = self.candidates()
         report.waiting_for_mirror = self.waiting_for_mirror
+        batch: list[tuple[Candidate, Flow]] = []
+        emails: set[str] = set()
         for candidate in candidates:
             report.considered += 1
             if not candidate.due:
                 report.not_due += 1
                 continue
-            try:
-                if candidate.error is not None:
-                    raise candidate.error
-                assert candidate.plan is not None
-                issued = self._salesforce_invoices(candidate)
-                if issued:
-                    self._adopt(candidate.plan, issued, report)
-                    continue
-                if self.settings.issuer == "salesforce":
-                    self._await_salesforce(candidate, report)  # never a second invoice: we only wait and flag
-                    continue
-                if self._invoice(candidate.plan, candidate.customer_org_id):
-                    report.resumed += 1
-                report.invoiced.append(candidate.order_id)
-            except AuthError:
-                raise  # the key is wrong for every order: end the cycle
-            except (RecordError, PermanentError) as exc:
-                code, reason = _code_and_reason(exc)
-                self._quarantine(candidate.order_id, code, reason)
-                report.quarantined.append((candidate.order_id, code, reason))
+            flow = self._begin(candidate, report)
+            if flow is None:
+                continue
+            assert candidate.plan is not None
+            email = candidate.plan.customer_email
+            if email in emails or len(batch) >= BATCH_ORDERS:
+                # Never two orders of one e-mail in a batch: the second must see the first's
+                # customer as known, not as an unsure create of its own.
+                self._drive(batch, report)
+                batch, emails = [], set()
+            batch.append((candidate, flow))
+            emails.add(email)
+        self._drive(batch, report)
         self._log.info("invoicing.done", considered=report.considered, invoiced=len(report.invoiced),
                        adopted=len(report.adopted), missing=len(report.missing), not_due=report.not_due,
                        quarantined=len(report.quarantined), resumed=report.resumed,
                        waiting_for_mirror=report.waiting_for_mirror)
         return report
+
+    def _begin(self, candidate: Candidate, report: InvoicingReport) -> Flow | None:
+        """What to do with a due order: quarantine it, adopt Salesforce's invoice, wait for
+        Salesforce, or (returned) the flow that invoices it."""
+        try:
+            if candidate.error is not None:
+                raise candidate.error
+            assert candidate.plan is not None
+            issued = self._salesforce_invoices(candidate)
+            if issued:
+                self._adopt(candidate.plan, issued, report)
+                return None
+            if self.settings.issuer == "salesforce":
+                self._await_salesforce(candidate, report)  # never a second invoice: we only wait and flag
+                return None
+            return self._invoice(candidate.plan, candidate.customer_org_id)
+        except AuthError:
+            raise  # the key is wrong for every order: end the cycle
+        except (RecordError, PermanentError) as exc:
+            self._refused(candidate.order_id, exc, report)
+            return None
+
+    def _refused(self, order_id: str, exc: Exception, report: InvoicingReport) -> None:
+        code, reason = _code_and_reason(exc)
+        self._quarantine(order_id, code, reason)
+        report.quarantined.append((order_id, code, reason))
+
+    def _drive(self, batch: list[tuple[Candidate, Flow]], report: InvoicingReport) -> None:
+        """Run the flows of a batch of orders side by side: every write they ask for at the
+        same point (a step's result and the next step's intent) shares one transaction, then
+        each flow makes its Stripe call. Each order keeps its own guarantee (its intent is
+        durable before its call, its result is written after), so a crash anywhere leaves at
+        most one unsure step per order, resumed as ever; a run commits about five times per
+        batch instead of five times per order."""
+        done: dict[str, bool] = {}
+        waiting: dict[int, Callable[[Any], Any]] = {}
+
+        def advance(i: int, value: Any, first: bool = False) -> None:
+            candidate, flow = batch[i]
+            try:
+                work = next(flow) if first else flow.send(value)
+            except StopIteration as stop:
+                done[candidate.order_id] = bool(stop.value)
+                return
+            except AuthError:
+                raise
+            except (RecordError, PermanentError) as exc:
+                self._refused(candidate.order_id, exc, report)
+                return
+            waiting[i] = work
+
+        for i in range(len(batch)):
+            advance(i, None, first=True)
+        while waiting:
+            works = dict(waiting)
+            waiting.clear()
+            answers = self._unit("outbox.batch", partial(_apply_all, works))
+            for i in sorted(works):
+                advance(i, answers[i])
+        for candidate, _ in batch:
+            if candidate.order_id in done:
+                report.resumed += done[candidate.order_id]
+                report.invoiced.append(candidate.order_id)
 
     # -- invoices Salesforce issued ------------------------------------------------------
     def _salesforce_invoices(self, candidate: Candidate) -> list[StripeInvoice]:
@@ -335,12 +395,10 @@ class InvoicingService:
                                                                        reason))
         self._log.warning("invoice.quarantined", order_id=order_id, code=code, reason=reason)
 
-    def _resolve(self, order_id: str) -> None:
-        self._unit("dead_letter.resolve",
-                   lambda uow: uow.dead_letters.resolve_for(self.org_id, SOURCE, OBJECT, order_id))
-
-    def _invoice(self, plan: InvoicePlan, customer_org_id: str | None) -> bool:
-        """Run the steps for one order; True if it resumed unfinished work.
+    def _invoice(self, plan: InvoicePlan, customer_org_id: str | None) -> Flow:
+        """The steps for one order, as a flow that yields each write it needs committed
+        (``_drive`` commits a batch's writes together and sends back their answers); its
+        value is True if it resumed unfinished work.
 
         Each step's result is committed in the same transaction as the next step's intent
         (and the first intent with the pinned row): a crash between a call and that commit
@@ -351,7 +409,7 @@ class InvoicingService:
         order_id = plan.order_id
         row = self._pin(plan)
         if row is not None and row.sent_at is not None:
-            self._resolve(order_id)
+            yield lambda uow: uow.dead_letters.resolve_for(self.org_id, SOURCE, OBJECT, order_id)
             return False
         def pin(uow: Any) -> None:  # the plan version, pinned with the first intent
             uow.invoices.upsert(self.org_id, order_id, plan_version=plan.version, currency=plan.currency,
@@ -362,10 +420,10 @@ class InvoicingService:
 
         def step(name: str, call: Callable[[str], Any], apply: Callable[[Any, Any], None],
                  recover: Callable[[], Any] | None = None, *, key: str | None = None,
-                 look_first: bool = False) -> tuple[Any, Any]:
+                 look_first: bool = False) -> Generator[Callable[[Any], Any], Any, tuple[Any, Any]]:
             nonlocal carry, resumed
-            unsure, value, entry, finish = self._step(plan, name, call, apply, recover, key=key,
-                                                      look_first=look_first, carry=carry)
+            unsure, value, entry, finish = yield from self._step(plan, name, call, apply, recover, key=key,
+                                                                 look_first=look_first, carry=carry)
             carry = finish
             resumed |= unsure
             return value, entry
@@ -376,7 +434,7 @@ class InvoicingService:
             # (org, e-mail): known -> no Stripe call; new -> one create under that key; an
             # unsure create (a crash) -> a consistent list by e-mail first, never a second one.
             key = customer_key(self.org_id, plan.customer_email)
-            customer, entry = step(
+            customer, entry = yield from step(
                 "customer",
                 lambda key: billing.create_customer(org_id=self.org_id, email=plan.customer_email,
                                                     name=plan.customer_name, customer_org_id=customer_org_id,
@@ -396,13 +454,13 @@ class InvoicingService:
                 carry = remember
         assert customer_id is not None
         invoice_id = row.stripe_invoice_id if row is not None else None
-        invoice, _ = step("invoice",
+        invoice, _ = yield from step("invoice",
                           lambda key: billing.create_invoice(plan, customer_id, key),
                           lambda uow, invoice: self._save_invoice(uow, order_id, invoice),
                           recover=lambda: self._existing_invoice(plan, customer_id))
         invoice_id = invoice.id if invoice is not None else invoice_id
         assert invoice_id is not None
-        step("lines",
+        yield from step("lines",
              lambda key: billing.add_lines(invoice_id, plan.lines, plan.currency, key),
              lambda uow, invoice: self._save_invoice(uow, order_id, invoice),
              recover=lambda: self._existing_lines(plan, invoice_id))
@@ -416,11 +474,10 @@ class InvoicingService:
         # One call finalizes the draft and e-mails it (Stripe finalizes a draft it is asked
         # to send). An order begun by an older release with its own ``finalize`` step goes
         # straight here too: send works on a draft and on an open invoice alike.
-        final, _ = step("send", lambda key: billing.send(invoice_id, key), sent,
-                        recover=lambda: self._existing_send(plan, invoice_id))
-        last = carry
-        if last is not None:
-            self._unit("outbox.result", last)
+        final, _ = yield from step("send", lambda key: billing.send(invoice_id, key), sent,
+                                   recover=lambda: self._existing_send(plan, invoice_id))
+        if carry is not None:
+            yield carry
         self._log.info("invoice.sent", order_id=order_id, invoice=invoice_id, total=str(plan.total),
                        number=final.number if final else None,
                        due_date=str(final.due_date) if final and final.due_date else None, resumed=resumed)
@@ -444,7 +501,7 @@ class InvoicingService:
     def _step(self, plan: InvoicePlan, name: str, call: Callable[[str], T], apply: Callable[[Any, T], None],
               recover: Callable[[], T | None] | None, *, key: str | None = None, look_first: bool = False,
               carry: Callable[[Any], None] | None = None,
-              ) -> tuple[bool, T | None, Any, Callable[[Any], None] | None]:
+              ) -> Generator[Callable[[Any], Any], Any, tuple[bool, T | None, Any, Callable[[Any], None] | None]]:
         """One outbox-guarded Stripe call: (resumed an unsure step, the call's value or None
         when an earlier run finished it, the outbox entry, the result write). The result
         write is returned, not committed: the caller commits it with the next step's intent.
@@ -461,7 +518,7 @@ class InvoicingService:
             return uow.outbox.record_intent(self.org_id, key, name, plan.order_id,
                                             {"step": name, "plan_version": plan.version}), False
 
-        entry, unsure = self._unit("outbox.intent", intent)
+        entry, unsure = yield intent
         if entry.status == "done":
             return False, None, entry, None
         if entry.status == "failed":
@@ -477,8 +534,7 @@ class InvoicingService:
                 raise
             except (RecordError, PermanentError) as exc:
                 code, reason = _code_and_reason(exc)
-                self._unit("outbox.failed",
-                           lambda uow: uow.outbox.record_result(key, {"code": code}, status="failed", error=reason))
+                yield lambda uow: uow.outbox.record_result(key, {"code": code}, status="failed", error=reason)
                 raise
         done = value
 
@@ -600,6 +656,11 @@ def invoice_differences(plan: InvoicePlan, issued: list[StripeInvoice], *, days_
             if net != days_until_due:
                 problems.append(f"{where}due {invoice.due_date.isoformat()}: NET{net}, not NET{days_until_due}")
     return problems
+
+
+def _apply_all(works: dict[int, Callable[[Any], Any]], uow: Any) -> dict[int, Any]:
+    """Every write of a batch in one unit of work, each one's answer by its flow's index."""
+    return {i: work(uow) for i, work in works.items()}
 
 
 def _money(amount: Decimal) -> str:
