@@ -216,16 +216,15 @@ class InvoicingService:
             if not candidate.due:
                 report.not_due += 1
                 continue
-            flow = self._begin(candidate, report)
-            if flow is None:
-                continue
-            assert candidate.plan is not None
-            email = candidate.plan.customer_email
+            email = candidate.plan.customer_email if candidate.plan is not None else None
             if email in emails or len(batch) >= BATCH_ORDERS:
                 # Never two orders of one e-mail in a batch: the second must see the first's
                 # customer as known, not as an unsure create of its own.
                 self._drive(batch, report)
                 batch, emails = [], set()
+            flow = self._begin(candidate, report)
+            if flow is None or email is None:
+                continue
             batch.append((candidate, flow))
             emails.add(email)
         self._drive(batch, report)
