@@ -419,10 +419,11 @@ class InvoicingService:
 
         def step(name: str, call: Callable[[str], Any], apply: Callable[[Any, Any], None],
                  recover: Callable[[], Any] | None = None, *, key: str | None = None,
-                 look_first: bool = False) -> Generator[Callable[[Any], Any], Any, tuple[Any, Any]]:
+                 look_first: bool = False, params: dict[str, Any] | None = None,
+                 ) -> Generator[Callable[[Any], Any], Any, tuple[Any, Any]]:
             nonlocal carry, resumed
             unsure, value, entry, finish = yield from self._step(plan, name, call, apply, recover, key=key,
-                                                                 look_first=look_first, carry=carry)
+                                                                 look_first=look_first, carry=carry, params=params)
             carry = finish
             resumed |= unsure
             return value, entry
@@ -433,15 +434,20 @@ class InvoicingService:
             # (org, e-mail): known -> no Stripe call; new -> one create under that key; an
             # unsure create (a crash) -> a consistent list by e-mail first, never a second one.
             key = customer_key(self.org_id, plan.customer_email)
+            # Recorded with the intent: an unsure create resumed by another order of the same
+            # e-mail repeats the first order's parameters, as a key reused must (Stripe refuses
+            # a key it saw with other parameters).
+            params: dict[str, Any] = {"name": plan.customer_name, "customer_org_id": customer_org_id,
+                                      "order_id": order_id}
             customer, entry = yield from step(
                 "customer",
                 lambda key: billing.create_customer(org_id=self.org_id, email=plan.customer_email,
-                                                    name=plan.customer_name, customer_org_id=customer_org_id,
-                                                    order_id=order_id, key=key),
+                                                    name=params["name"], customer_org_id=params["customer_org_id"],
+                                                    order_id=params["order_id"], key=key),
                 lambda uow, customer: self._save(uow, order_id, stripe_customer_id=customer.id),
                 recover=lambda: call_with_retry("stripe.find_customer", lambda: billing.find_customer(
                     org_id=self.org_id, email=plan.customer_email)),
-                key=key, look_first=self._customers_before_mapping())
+                key=key, look_first=self._customers_before_mapping(), params=params)
             customer_id = customer.id if customer is not None else (entry.result or {}).get("customer_id")
             if customer is None:
                 known = customer_id
@@ -499,13 +505,15 @@ class InvoicingService:
 
     def _step(self, plan: InvoicePlan, name: str, call: Callable[[str], T], apply: Callable[[Any, T], None],
               recover: Callable[[], T | None] | None, *, key: str | None = None, look_first: bool = False,
-              carry: Callable[[Any], None] | None = None,
+              carry: Callable[[Any], None] | None = None, params: dict[str, Any] | None = None,
               ) -> Generator[Callable[[Any], Any], Any, tuple[bool, T | None, Any, Callable[[Any], None] | None]]:
         """One outbox-guarded Stripe call: (resumed an unsure step, the call's value or None
         when an earlier run finished it, the outbox entry, the result write). The result
         write is returned, not committed: the caller commits it with the next step's intent.
         ``carry`` (the previous step's result write) is committed with this step's intent,
-        before the call. ``look_first`` runs ``recover`` even for a fresh intent."""
+        before the call. ``look_first`` runs ``recover`` even for a fresh intent. ``params``
+        (what the call sends, read by ``call``) is recorded with the intent; resuming an
+        entry recorded with params, ``params`` takes the recorded ones."""
         key = key or idempotency_key(self.org_id, plan.order_id, name, plan.version)
 
         def intent(uow: Any) -> tuple[Any, bool]:
@@ -514,8 +522,10 @@ class InvoicingService:
             existing = uow.outbox.get(key)
             if existing is not None:
                 return existing, existing.status == "pending"  # recorded by an earlier run: unsure
-            return uow.outbox.record_intent(self.org_id, key, name, plan.order_id,
-                                            {"step": name, "plan_version": plan.version}), False
+            request: dict[str, Any] = {"step": name, "plan_version": plan.version}
+            if params is not None:
+                request["params"] = dict(params)
+            return uow.outbox.record_intent(self.org_id, key, name, plan.order_id, request), False
 
         entry, unsure = yield intent
         if entry.status == "done":
@@ -525,6 +535,7 @@ class InvoicingService:
                               code=f"STRIPE_{name.upper()}_FAILED")
         if unsure:
             self._log.info("invoice.resuming", order_id=plan.order_id, step=name, key=key)
+            _restore(params, entry.request)
         value = recover() if (unsure or look_first) and recover is not None else None
         if value is None:
             try:
@@ -655,6 +666,13 @@ def invoice_differences(plan: InvoicePlan, issued: list[StripeInvoice], *, days_
             if net != days_until_due:
                 problems.append(f"{where}due {invoice.due_date.isoformat()}: NET{net}, not NET{days_until_due}")
     return problems
+
+
+def _restore(params: dict[str, Any] | None, request: Any) -> None:
+    """An unsure call repeats the parameters recorded with its intent (if it has any)."""
+    recorded = request.get("params") if isinstance(request, dict) else None
+    if params is not None and isinstance(recorded, dict):
+        params.update(recorded)
 
 
 def _apply_all(works: dict[int, Callable[[Any], Any]], uow: Any) -> dict[int, Any]:

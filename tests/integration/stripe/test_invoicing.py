@@ -430,3 +430,22 @@ def test_a_stripe_refusal_quarantines_the_order_until_it_is_retried(
     assert len(stripe_sandbox.invoices()) == 1
     with uow_factory() as uow:
         assert uow.dead_letters.open(ORG, source="invoicing") == []
+
+
+def test_an_unsure_customer_create_resumed_by_another_order_repeats_the_first_orders_request(
+    org: GtmOrg, stripe_sandbox: StripeSandbox, stripe_billing: StripeBilling, clock: Clock,
+    uow_factory: Callable[[], SqlUnitOfWork]
+) -> None:
+    """The create's key is the e-mail's: whichever order resumes it sends what was recorded
+    with the intent (Stripe refuses a key reused with other parameters)."""
+    org.order(1, start=START)
+    with pytest.raises(Crash):
+        an_invoicing(uow_factory, CrashingBilling(stripe_billing, "customer", "before"), clock).run()
+    org.order(2, start=date(2025, 12, 31), customer_name="Acme Holdings")  # sorts first next run
+
+    report = an_invoicing(uow_factory, stripe_billing, clock).run()
+
+    assert report.invoiced == [order_id(2), order_id(1)]
+    [customer] = stripe_sandbox.objects("customer")
+    assert (customer["name"], customer["metadata"]["gtm_first_order_id"]) == ("Acme Corp", order_id(1))
+    assert {i["customer"] for i in stripe_sandbox.invoices()} == {customer["id"]}
