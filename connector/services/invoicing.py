@@ -403,7 +403,8 @@ class InvoicingService:
         (and the first intent with the pinned row): a crash between a call and that commit
         leaves the call's intent pending, which the rerun looks at first, exactly as before;
         a crash after it leaves the next intent pending, whose look-first finds nothing and
-        makes the call under its key. Four or five transactions per order, not sixteen."""
+        makes the call under its key. Five writes per order, each shared with the other
+        orders of its batch."""
         billing = self._require_billing()
         order_id = plan.order_id
         row = self._pin(plan)
@@ -459,16 +460,18 @@ class InvoicingService:
                 carry = remember
         assert customer_id is not None
         invoice_id = row.stripe_invoice_id if row is not None else None
-        invoice, _ = yield from step("invoice",
-                          lambda key: billing.create_invoice(plan, customer_id, key),
-                          lambda uow, invoice: self._save_invoice(uow, order_id, invoice),
-                          recover=lambda: self._existing_invoice(plan, customer_id))
+        invoice, _ = yield from step(
+            "invoice",
+            lambda key: billing.create_invoice(plan, customer_id, key),
+            lambda uow, invoice: self._save_invoice(uow, order_id, invoice),
+            recover=lambda: self._existing_invoice(plan, customer_id))
         invoice_id = invoice.id if invoice is not None else invoice_id
         assert invoice_id is not None
-        yield from step("lines",
-             lambda key: billing.add_lines(invoice_id, plan.lines, plan.currency, key),
-             lambda uow, invoice: self._save_invoice(uow, order_id, invoice),
-             recover=lambda: self._existing_lines(plan, invoice_id))
+        yield from step(
+            "lines",
+            lambda key: billing.add_lines(invoice_id, plan.lines, plan.currency, key),
+            lambda uow, invoice: self._save_invoice(uow, order_id, invoice),
+            recover=lambda: self._existing_lines(plan, invoice_id))
 
         def sent(uow: Any, invoice: StripeInvoice) -> None:
             self._save_invoice(uow, order_id, invoice, sent_at=self._clock())
