@@ -364,7 +364,8 @@ class DeadLetterRepository(_Repository[DeadLetter]):
             stmt = stmt.where(c.error_code == error_code)
         return int(self.session.execute(stmt).scalar_one())
 
-    def _open_where(self, org_id: str, source: str, object_name: str, record_id: str) -> tuple[ColumnElement[bool], ...]:
+    def _open_where(self, org_id: str, source: str, object_name: str,
+                    record_id: str) -> tuple[ColumnElement[bool], ...]:
         c = self.table.c
         return (c.org_id == org_id, c.source == source, c.object_name == object_name, c.record_id == record_id,
                 c.resolved_at.is_(None))  # fmt: skip
@@ -581,8 +582,8 @@ class JobRunRepository(_Repository[JobRun]):
 
     def last_success(self, org_id: str, job: str) -> JobRun | None:
         c = self.table.c
-        runs = self._all(c.org_id == org_id, c.job == job, c.status == "ok", order_by=[c.started_at.desc(), c.id.desc()],
-                         limit=1)  # fmt: skip
+        runs = self._all(c.org_id == org_id, c.job == job, c.status == "ok",
+                         order_by=[c.started_at.desc(), c.id.desc()], limit=1)  # fmt: skip
         return runs[0] if runs else None
 
     def list(self, org_id: str | None = None, job: str | None = None, limit: int = 50) -> builtins.list[JobRun]:
