@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -111,7 +112,7 @@ def _check_port(url: str) -> None:
     from urllib.parse import urlsplit
 
     try:
-        urlsplit(url).port
+        _ = urlsplit(url).port  # reading it parses it: a bad port raises here
     except ValueError:
         raise ValueError(f"the port of {url!r} must be a number from 1 to 65535") from None
 
@@ -204,7 +205,10 @@ class SalesforceSection(_Strict):
         if not v.exists():
             raise ValueError(f"CA bundle {v} does not exist")
         try:
-            ssl.create_default_context(**({"capath": str(v)} if v.is_dir() else {"cafile": str(v)}))
+            if v.is_dir():
+                ssl.create_default_context(capath=str(v))
+            else:
+                ssl.create_default_context(cafile=str(v))
         except ssl.SSLError:
             raise ValueError(f"CA bundle {v} holds no PEM certificate") from None
         except OSError as exc:
@@ -312,6 +316,9 @@ class SyncSection(_Strict):
     objects: list[str] | None = Field(default=None, description="mapping object keys to mirror; default all")
     describe_recheck_minutes: int = Field(default=60, ge=0, le=10_080,
                                           description="re-check the mapping against the org's describe this often")
+    bulk_threshold: int = Field(default=50_000, ge=0,
+                                description="read an object through a Bulk API 2.0 query job when its query "
+                                            "matches at least this many records; 0: always REST")
 
 
 class PayoutsSection(_Strict):
@@ -327,6 +334,71 @@ class WritebackSection(_Strict):
 
 class OffersSection(_Strict):
     drafts_dir: ConfigPath = None
+
+
+# What [alerts] can send (``connector.alerts`` evaluates them); ``events`` picks among them.
+AlertEvent = Literal["job_failed", "api_budget_stop", "discrepancy", "invoice_missing", "dead_letters",
+                     "daemon_started", "daemon_stopped"]
+ALERT_EVENTS: tuple[AlertEvent, ...] = get_args(AlertEvent)
+# Hosts whose webhook URLs are themselves the credential (a token in the path).
+_TOKEN_URL_HOSTS = ("hooks.slack.com", "discord.com", "discordapp.com", "webhook.office.com", "chat.googleapis.com")
+_TOKEN_IN_FILE = ('carries a token: do not write it in the file; use { env = "NAME" }, { file = "PATH" } '
+                  "or webhook_url_env")
+
+
+def _webhook_url(value: Any, info: ValidationInfo) -> Any:
+    """The alert receiver's URL as a ``SecretStr`` (never logged nor stored). A URL without
+    credentials may be written in the file; one that carries a token (user:password@, a query
+    string, a Slack/Teams/Discord hook) must come from the environment or a file."""
+    from urllib.parse import urlsplit
+
+    if isinstance(value, str):
+        parts = urlsplit(value.strip())
+        host = (parts.hostname or "").lower()
+        if parts.username or parts.password or parts.query or any(
+                host == h or host.endswith("." + h) for h in _TOKEN_URL_HOSTS):
+            raise ValueError(_TOKEN_IN_FILE)
+        secret = SecretStr(value.strip())
+    else:
+        secret = _resolve_secret(value, info)
+    url = secret.get_secret_value()
+    if not url and (info.context or {}).get("skip_secrets"):
+        return secret
+    # Never quote the URL: it may be the credential.
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ValueError("must be an http:// or https:// URL")
+    try:
+        _ = urlsplit(url).port  # reading it parses it: a bad port raises here
+    except ValueError:
+        raise ValueError("the URL's port must be a number from 1 to 65535") from None
+    return secret
+
+
+WebhookUrl = Annotated[SecretStr, BeforeValidator(_webhook_url)]
+
+
+class AlertsSection(_Strict):
+    """Optional: events sent to a webhook, each once (``connector.alerts``)."""
+
+    webhook_url: WebhookUrl = Field(repr=False)
+    webhook_url_env: str | None = Field(default=None, description="read the webhook URL from this env var")
+    format: Literal["json", "slack"] = "json"
+    events: tuple[AlertEvent, ...] = ALERT_EVENTS
+    failures_in_a_row: int = Field(default=3, ge=1, le=100)
+    dead_letters_above: int = Field(default=10, ge=0)
+    timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _url_from_env(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("webhook_url_env") is not None:
+            if "webhook_url" in data:
+                raise ValueError("give webhook_url or webhook_url_env, not both")
+            data = {**data, "webhook_url": {"env": str(data["webhook_url_env"])}}
+        return data
+
+    def sends(self, event: str) -> bool:
+        return event in self.events
 
 
 class DaemonSection(_Strict):
@@ -387,6 +459,7 @@ class OrgConfig(_Strict):
     writeback: WritebackSection = WritebackSection()
     offers: OffersSection = OffersSection()
     daemon: DaemonSection = DaemonSection()
+    alerts: AlertsSection | None = None
     source_file: Path | None = Field(default=None, exclude=True)
 
     @field_validator("database_url")
@@ -452,7 +525,7 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
-def _issuer_key(key: str, err: dict[str, Any]) -> str:
+def _issuer_key(key: str, err: Mapping[str, Any]) -> str:
     """A missing [invoicing] table is reported as its one required key."""
     return "invoicing.issuer" if err["type"] == "missing" and key == "invoicing" else key
 
@@ -470,7 +543,7 @@ def _quoted_list(values: Any) -> str:
     return ", ".join(str(v).strip("'") for v in values)
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: Mapping[str, Any]) -> str:
     """One pydantic error in the operator's words: no library phrasing, no regex, and never
     the value itself (a secret pasted into the wrong key must not be printed)."""
     kind, ctx = err["type"], err.get("ctx") or {}

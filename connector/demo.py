@@ -44,10 +44,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from connector.config import OrgConfig, parse_config, redact_url
 from connector.domain import format_money
+
+if TYPE_CHECKING:
+    from stripe.params import WebhookEndpointCreateParams
 
 ORG_STATE = "sandbox-org.json"
 DIRECT_ORG_STATE = "sandbox-org-direct.json"
@@ -55,11 +58,12 @@ DIRECT_ALIAS = "demo-direct"
 DIRECT_ACCOUNT = "acct_demodirect000001"  # the second partner's Stripe (a connected account)
 STRIPE_STATE = "stripe-sandbox.json"
 WEBHOOK_PATH = "/stripe/webhook"
-SEED_003_ORDER = "acme_order"
-# What the connector listens to: invoice states (and payouts, for the log).
-WEBHOOK_EVENTS = ("invoice.finalized", "invoice.sent", "invoice.updated", "invoice.paid", "invoice.payment_succeeded",
-                  "invoice.payment_failed", "invoice.voided", "invoice.marked_uncollectible", "payout.created",
-                  "payout.paid")  # the sandbox's name for seed 003's order
+SEED_003_ORDER = "acme_order"  # the sandbox's name for seed 003's order
+# What the connector listens to: invoice states (and payouts, for the log). Final keeps each
+# name's Literal type, which Stripe's typed webhook endpoint params ask for.
+WEBHOOK_EVENTS: Final = ("invoice.finalized", "invoice.sent", "invoice.updated", "invoice.paid",
+                         "invoice.payment_succeeded", "invoice.payment_failed", "invoice.voided",
+                         "invoice.marked_uncollectible", "payout.created", "payout.paid")
 STEPS = ("mirror", "offers_push", "invoicing", "payment", "webhooks", "payout", "reconcile", "writeback")
 
 
@@ -287,9 +291,11 @@ class Demo:
             client.v1.webhook_endpoints.delete(endpoint.id)  # a previous run's receiver is gone
         secrets = []
         for connect in (False, True):
-            endpoint = client.v1.webhook_endpoints.create(params={
-                "url": url, "enabled_events": list(WEBHOOK_EVENTS), "description": "GTM connector demo",
-                **({"connect": True} if connect else {})})
+            params: WebhookEndpointCreateParams = {
+                "url": url, "enabled_events": list(WEBHOOK_EVENTS), "description": "GTM connector demo"}
+            if connect:
+                params["connect"] = True
+            endpoint = client.v1.webhook_endpoints.create(params=params)
             secrets.append(str(endpoint.secret))
         return secrets[0], secrets[1]
 
@@ -418,7 +424,8 @@ class Demo:
                     book = OrderBook(uow, runtime.org_id, runtime.config.invoicing.proration, runtime.mapping)
                     fee = int(book.expected(row.order_id).revenue_share * 100)
             box.pay_invoice(invoice["id"], fee=fee, account=run.account)
-            paid.append(f"{invoice.get('number') or invoice['id']} ({format_money(Decimal(invoice['amount_due']) / 100)})")
+            amount_due = format_money(Decimal(invoice["amount_due"]) / 100)
+            paid.append(f"{invoice.get('number') or invoice['id']} ({amount_due})")
         if not paid:
             return "no open invoice to pay", {"paid": 0}
         return f"customer paid {', '.join(paid)}", {"paid": len(paid)}
@@ -501,13 +508,14 @@ class Demo:
                     actual, difference, payout_date, discrepancy = (rec.actual_payout, rec.difference,
                                                                     rec.payout_date, rec.discrepancy)
                 s.seed_003 = {
-                    "order_id": seed_id, "order_number": order.get("order_number"), "customer": order.get("customer_name"),
+                    "order_id": seed_id, "order_number": order.get("order_number"),
+                    "customer": order.get("customer_name"),
                     "subtotal": _money(subtotal), "revenue_share": _money(share), "expected_payout": _money(exp),
                     "actual_payout": _money(actual), "difference": _money(difference),
                     "payout_date": payout_date.isoformat() if payout_date else None, "discrepancy": discrepancy}
             for d in uow.dead_letters.open(runtime.org_id):
-                s.dead_letters.append({"id": d.id, "source": d.source, "object": d.object_name, "record_id": d.record_id,
-                                       "code": d.error_code, "reason": d.reason})
+                s.dead_letters.append({"id": d.id, "source": d.source, "object": d.object_name,
+                                       "record_id": d.record_id, "code": d.error_code, "reason": d.reason})
             states = {w.order_id: w for w in uow.writeback_state.list(runtime.org_id)}
         records = org.records(target.sobject)
         wb_step = next((st for st in s.steps if st.name == "writeback"), None)

@@ -64,6 +64,16 @@ class ApiLimitReached(PermanentError):
     """
 
 
+class BulkJobFailed(PermanentError):
+    """A Bulk API 2.0 query job ended Failed or Aborted in the org (its ``errorMessage`` kept);
+    raised before any of its rows were read, so the mirror reads the object over REST instead."""
+
+    def __init__(self, message: str, *, job_id: str, state: str):
+        super().__init__(message)
+        self.job_id = job_id
+        self.state = state
+
+
 class AuthError(PermanentError):
     """Credentials refused (after the one re-authentication attempt)."""
 

@@ -1,9 +1,11 @@
 """The one way a job runs — for the daemon, the CLI commands and the demo alike.
 
-A job is a service entry function ``fn(runtime, *, log, dry_run=False[, stop]) -> counts``
-named in ``JOBS`` by import path. ``run_job`` wraps one run of it:
+``JOBS`` is the table of jobs: a name and a ``Job``, the service entry function itself
+(``fn(runtime, *, log, dry_run=False[, stop]) -> counts``) and whether it takes the
+``stop`` event (checked between pages/batches). ``run_job`` wraps one run of it:
 
-1. takes the (org, job) advisory lock — a run held by another instance is *skipped*;
+1. takes the (org, job) lock (``runtime.job_lock``) — a run held by another instance is
+   *skipped*;
 2. when the daemon passes the ``tick`` it serves, skips if any instance already started a
    run of this (org, job) in that tick (the lock alone stops overlap, not a second run
    right after the first: this is what makes several daemons run each tick once);
@@ -16,111 +18,80 @@ named in ``JOBS`` by import path. ``run_job`` wraps one run of it:
    *failed* with its message, anything else → *failed* with its type name and a logged
    traceback. Nothing propagates to the caller: a job never kills the scheduler.
 
-A job whose module or function does not exist (yet) is *skipped* as unavailable.
+Callers may pass their own ``registry`` (the CLI's commands, tests): a ``Job`` or a bare
+function (called without ``stop``).
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from connector.alerts import alert_after_run
 from connector.errors import ApiLimitReached, ConnectorError
+from connector.job_names import (
+    DEAD_LETTER_SOURCE_OF_JOB,
+    JOB_ALIASES,
+    JOB_NAMES,
+    UnknownName,
+    dead_letter_source,
+    job_name,
+)
 from connector.logging import bound_run, new_run_id
+from connector.services.dry_run import dry_run_counts
+from connector.services.invoice_status import run_invoice_status_job
+from connector.services.invoicing import run_invoicing_job
+from connector.services.mirror import run_mirror_job
+from connector.services.offers_push import run_offers_push_job
+from connector.services.payouts import run_reconcile_job
+from connector.services.ports import OrgContext
+from connector.services.writeback import run_writeback_job
 
 if TYPE_CHECKING:
-    from connector.bootstrap import OrgRuntime
     from connector.metrics import DaemonMetrics
 
-JOBS: dict[str, str] = {
-    "mirror": "connector.services.mirror:run_mirror_job",
-    "offers_push": "connector.services.offers_push:run_offers_push_job",
-    "invoicing": "connector.services.invoicing:run_invoicing_job",
-    "invoice_status": "connector.services.invoice_status:run_invoice_status_job",
-    "reconcile": "connector.services.payouts:run_reconcile_job",
-    "writeback": "connector.services.writeback:run_writeback_job",
-}
-
-# One vocabulary: a job is named as in JOBS (and in job_runs, metrics and [schedules]); the
-# words an operator also uses for it — its command, the dead-letter source — are aliases.
-JOB_ALIASES: dict[str, str] = {
-    "sync": "mirror",
-    "offers": "offers_push", "push": "offers_push", "offers-push": "offers_push",
-    "invoice": "invoicing",
-    "invoice-status": "invoice_status",
-    "payouts": "reconcile", "reconciliation": "reconcile",
-    "write-back": "writeback",
-}
-# Dead letters are filed under the job that made them, except reconcile's (``payouts``).
-DEAD_LETTER_SOURCE_OF_JOB: dict[str, str] = {"reconcile": "payouts"}
-
-
-class UnknownName(ValueError):
-    """A job or dead-letter source name that is not in the vocabulary; says which are."""
-
-
-def _known(names: Iterable[str], aliases: Mapping[str, str]) -> str:
-    shown = []
-    for name in names:
-        words = [a for a, target in aliases.items() if target == name]
-        shown.append(f"{name} ({', '.join(words)})" if words else name)
-    return ", ".join(shown)
-
-
-def job_name(name: str) -> str:
-    """The job ``name`` means (``sync`` -> ``mirror``); UnknownName listing the valid ones."""
-    word = name.strip().lower()
-    for candidate in (word, word.replace("-", "_")):
-        if candidate in JOBS:
-            return candidate
-    if word in JOB_ALIASES:
-        return JOB_ALIASES[word]
-    raise UnknownName(f"unknown job {name!r}; valid jobs: {_known(JOBS, JOB_ALIASES)}")
-
-
-def dead_letter_source(name: str) -> str:
-    """The dead-letter source ``name`` means (a source, a job or a command: ``reconcile``,
-    ``sync``, ``invoice`` ...); UnknownName listing the valid ones."""
-    from connector.adapters.store.tables import DEAD_LETTER_SOURCES
-
-    word = name.strip().lower()
-    if word in DEAD_LETTER_SOURCES:
-        return word
-    try:
-        job = job_name(word)
-    except UnknownName:
-        job = None
-    source = DEAD_LETTER_SOURCE_OF_JOB.get(job or "", job)
-    if source in DEAD_LETTER_SOURCES:
-        return source
-    aliases = {a: DEAD_LETTER_SOURCE_OF_JOB.get(t, t) for a, t in JOB_ALIASES.items()}
-    aliases.update({job: source for job, source in DEAD_LETTER_SOURCE_OF_JOB.items()})
-    aliases = {a: t for a, t in aliases.items() if a not in DEAD_LETTER_SOURCES}
-    raise UnknownName(f"unknown dead-letter source {name!r}; valid sources: {_known(DEAD_LETTER_SOURCES, aliases)}")
-
-
 JobFn = Callable[..., Mapping[str, int]]
-# A registry maps job names to import paths, or (tests, demo) directly to functions.
-Registry = Mapping[str, "str | JobFn"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job: its entry function, and whether that function takes ``stop=``."""
+
+    fn: JobFn
+    stoppable: bool = False
+
+
+JOBS: Mapping[str, Job] = {
+    "mirror": Job(run_mirror_job, stoppable=True),
+    "offers_push": Job(run_offers_push_job),
+    "invoicing": Job(run_invoicing_job),
+    "invoice_status": Job(run_invoice_status_job),
+    "reconcile": Job(run_reconcile_job, stoppable=True),
+    "writeback": Job(run_writeback_job, stoppable=True),
+}
+
+# A registry maps job names to jobs; a bare function is a Job that takes no ``stop``.
+Registry = Mapping[str, "Job | JobFn"]
 Status = Literal["ok", "failed", "skipped", "stopped"]
 
 # The count keys a job may report that feed counters (beyond the per-run totals).
 INVOICES_CREATED_KEYS = ("invoices_created", "created")
 
 
-def dry_run_counts(counts: Mapping[str, int], renames: Mapping[str, str]) -> dict[str, int]:
-    """A dry run's counts: what the real run would have done (written, sent, quarantined …)
-    under a ``would_…`` name from ``renames``; facts it found (fetched, considered,
-    unchanged, discrepancies) keep theirs. So no dry run reports, in ``job_runs``, the
-    metrics or a table, a write it did not make under the name of the real one."""
-    return {renames.get(k, k): v for k, v in counts.items()}
+def job_of(job: str, registry: Registry | None = None) -> Job:
+    """The registry's (default ``JOBS``) entry for ``job``; ValueError for an unknown name
+    (the caller's bug, not a run outcome)."""
+    table = registry if registry is not None else JOBS
+    entry = table.get(job)
+    if entry is None:
+        raise ValueError(f"unknown job {job!r} (known: {', '.join(sorted(table))})")
+    return entry if isinstance(entry, Job) else Job(entry)
 
 
 @dataclass(frozen=True)
@@ -139,55 +110,8 @@ class JobOutcome:
         return self.status in ("ok", "skipped", "stopped")
 
 
-@dataclass(frozen=True)
-class Resolved:
-    fn: JobFn | None
-    reason: str | None = None  # why fn is None: "unavailable: ..."
-
-
-def resolve_job(job: str, registry: Registry | None = None) -> Resolved:
-    """The job's function, or why it is unavailable. An import error *inside* an existing
-    module is not "unavailable": it is a bug, raised so the run fails loudly."""
-    target = (registry if registry is not None else JOBS).get(job)
-    if target is None:
-        known = ", ".join(sorted(registry if registry is not None else JOBS))
-        raise ValueError(f"unknown job {job!r} (known: {known})")
-    if callable(target):
-        return Resolved(target)
-    module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            return Resolved(None, f"unavailable: module {module_name} is not installed")
-        raise
-    fn = getattr(module, attr, None)
-    if fn is None:
-        return Resolved(None, f"unavailable: {module_name} has no {attr}")
-    return Resolved(fn)
-
-
-def available_jobs(registry: Registry | None = None) -> dict[str, str | None]:
-    """job -> None when runnable, else the reason it is not (for start-up logs and `status`)."""
-    out: dict[str, str | None] = {}
-    for job in registry if registry is not None else JOBS:
-        try:
-            out[job] = resolve_job(job, registry).reason
-        except Exception as exc:  # a broken module: reported, the others still run
-            out[job] = f"broken: {type(exc).__name__}: {exc}"
-    return out
-
-
-def accepts_stop(fn: Callable[..., Any]) -> bool:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == "stop" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-
-
 def run_job(
-    runtime: OrgRuntime,
+    runtime: OrgContext,
     job: str,
     *,
     instance_id: str,
@@ -203,6 +127,7 @@ def run_job(
     with bound_run(runtime.alias, job, run_id):
         outcome = _run_job(runtime, job, run_id, instance_id=instance_id, dry_run=dry_run, stop=stop, tick=tick,
                            registry=registry, metrics=metrics)
+        alert_after_run(runtime, dry_run=dry_run, status=outcome.status)  # after its transactions; never raises
     for listener in _listeners.get():
         listener(outcome)
     return outcome
@@ -224,34 +149,23 @@ def observe_outcomes(listener: Callable[[JobOutcome], None]) -> Iterator[None]:
         _listeners.set(previous)
 
 
-def _run_job(runtime: OrgRuntime, job: str, run_id: str, *, instance_id: str, dry_run: bool,
+def _run_job(runtime: OrgContext, job: str, run_id: str, *, instance_id: str, dry_run: bool,
              stop: threading.Event | None, tick: datetime | None, registry: Registry | None,
              metrics: DaemonMetrics | None) -> JobOutcome:
     log = runtime.logger(job, run_id).bind(instance=instance_id)
+    entry = job_of(job, registry)
     try:
-        resolved = resolve_job(job, registry)
-    except ValueError:
-        raise  # an unknown job name is the caller's bug, not a run outcome
-    except Exception as exc:
-        log.error("job.unavailable", reason=f"broken: {type(exc).__name__}", exc_info=True)
-        return _account(runtime, job, run_id, metrics, "failed", error=describe_failure(exc))
-    if resolved.fn is None:
-        log.info("job.unavailable", reason=resolved.reason)
-        return JobOutcome(runtime.alias, job, "skipped", error=resolved.reason, run_id=run_id)
-    try:
-        return _locked_run(runtime, job, resolved.fn, run_id=run_id, log=log, instance_id=instance_id,
+        return _locked_run(runtime, job, entry, run_id=run_id, log=log, instance_id=instance_id,
                            dry_run=dry_run, stop=stop, tick=tick, metrics=metrics)
     except Exception as exc:  # the store itself failed (database down, ...): still no propagation
         log.error("job.failed", error=f"{type(exc).__name__}: {exc}", stage="bookkeeping", exc_info=True)
         return _account(runtime, job, run_id, metrics, "failed", error=describe_failure(exc, store=True))
 
 
-def _locked_run(runtime: OrgRuntime, job: str, fn: JobFn, *, run_id: str, log: Any, instance_id: str,
+def _locked_run(runtime: OrgContext, job: str, entry: Job, *, run_id: str, log: Any, instance_id: str,
                 dry_run: bool, stop: threading.Event | None, tick: datetime | None,
                 metrics: DaemonMetrics | None) -> JobOutcome:
-    from connector.adapters.store import advisory_lock
-
-    with advisory_lock(runtime.engine, runtime.org_id, job) as acquired:
+    with runtime.job_lock(job) as acquired:
         if not acquired:
             log.info("job.skipped", reason="lock_held")
             return _account(runtime, job, run_id, metrics, "skipped", error="locked by another instance")
@@ -269,7 +183,7 @@ def _locked_run(runtime: OrgRuntime, job: str, fn: JobFn, *, run_id: str, log: A
         log.info("job.started", dry_run=dry_run, tick=tick.isoformat() if tick else None)
         started = time.monotonic()
         try:
-            status, counts, error = _call(fn, runtime, log=log, dry_run=dry_run, stop=stop)
+            status, counts, error = _call(entry, runtime, log=log, dry_run=dry_run, stop=stop)
         except BaseException as exc:  # a hard stop (second Ctrl-C, SystemExit): close the row, then go
             _close_interrupted(ledger, row_id, exc, log)
             raise
@@ -299,13 +213,13 @@ def _close_interrupted(ledger: RunLedger, row_id: int, exc: BaseException, log: 
         pass
 
 
-def _call(fn: JobFn, runtime: OrgRuntime, *, log: Any, dry_run: bool,
+def _call(entry: Job, runtime: OrgContext, *, log: Any, dry_run: bool,
           stop: threading.Event | None) -> tuple[Status, dict[str, int], str | None]:
     kwargs: dict[str, Any] = {"log": log, "dry_run": dry_run}
-    if stop is not None and accepts_stop(fn):
+    if stop is not None and entry.stoppable:
         kwargs["stop"] = stop
     try:
-        counts = dict(fn(runtime, **kwargs) or {})
+        counts = dict(entry.fn(runtime, **kwargs) or {})
     except ApiLimitReached as exc:
         log.warning("job.stopped", reason="api_limit", error=str(exc))
         return "stopped", {}, f"Salesforce API limit reached: {exc}"
@@ -336,7 +250,7 @@ def describe_failure(exc: BaseException, *, store: bool = False) -> str:
     return "unexpected error (a bug; the log has the traceback)"
 
 
-def _account(runtime: OrgRuntime, job: str, run_id: str, metrics: DaemonMetrics | None, status: Status, *,
+def _account(runtime: OrgContext, job: str, run_id: str, metrics: DaemonMetrics | None, status: Status, *,
              counts: Mapping[str, int] | None = None, error: str | None = None, duration: float = 0.0,
              calls: int | None = None) -> JobOutcome:
     counts = dict(counts or {})
@@ -355,30 +269,19 @@ def _delta(before: int | None, after: int | None) -> int | None:
     return after - (before or 0)
 
 
-def _gateway(runtime: OrgRuntime) -> Any:
-    # Only a gateway the run already built: asking for API figures must not log in.
-    return getattr(runtime, "_salesforce", None)
+def api_calls_made(runtime: OrgContext) -> int | None:
+    """Salesforce API calls this process made for the org so far (None before the run
+    built its gateway: asking for API figures must not log in)."""
+    gateway = runtime.built_salesforce()
+    calls = gateway.api_calls if gateway is not None else None
+    return calls if isinstance(calls, int) else None
 
 
-def api_calls_made(runtime: OrgRuntime) -> int | None:
-    """Salesforce API calls this process made for the org so far, if the gateway counts them."""
-    gateway = _gateway(runtime)
-    for name in ("api_calls", "api_calls_made", "calls_made"):
-        value = getattr(gateway, name, None)
-        if callable(value):
-            value = value()
-        if isinstance(value, int):
-            return value
-    return None
-
-
-def api_usage(runtime: OrgRuntime) -> tuple[int | None, int | None]:
+def api_usage(runtime: OrgContext) -> tuple[int | None, int | None]:
     """(used, remaining) of the org's daily API limit as last reported by Salesforce
-    (``Sforce-Limit-Info``), if the gateway exposes it."""
-    gateway = _gateway(runtime)
-    usage = getattr(gateway, "api_usage", None)
-    if callable(usage):
-        usage = usage()
+    (``Sforce-Limit-Info``), if the run built the gateway."""
+    gateway = runtime.built_salesforce()
+    usage = gateway.api_usage if gateway is not None else None
     if usage is None:
         return None, None
     used = getattr(usage, "used", None)
@@ -392,7 +295,7 @@ def api_usage(runtime: OrgRuntime) -> tuple[int | None, int | None]:
 class RunLedger:
     """The job_runs rows of one org, one short transaction per call."""
 
-    def __init__(self, runtime: OrgRuntime) -> None:
+    def __init__(self, runtime: OrgContext) -> None:
         self.runtime = runtime
 
     def _now(self) -> datetime:
@@ -413,25 +316,30 @@ class RunLedger:
             uow.commit()
 
     def started_since(self, job: str, since: datetime) -> bool:
-        from sqlalchemy import func, select
-
-        from connector.adapters.store.tables import job_runs as t
-
-        query = select(func.count()).select_from(t).where(
-            t.c.org_id == self.runtime.org_id, t.c.job == job, t.c.started_at >= since, t.c.status != "skipped")
         with self.runtime.uow() as uow:
-            return bool(uow.session.execute(query).scalar_one())
+            return uow.job_runs.started_since(self.runtime.org_id, job, since)
 
     def close_abandoned(self, job: str, *, by: str) -> int:
-        from sqlalchemy import update
-
-        from connector.adapters.store.tables import job_runs as t
-
-        stmt = (update(t)
-                .where(t.c.org_id == self.runtime.org_id, t.c.job == job, t.c.status == "running")
-                .values(status="failed", finished_at=self._now(),
-                        error=f"abandoned: its instance stopped without finishing (found by {by})"))
         with self.runtime.uow() as uow:
-            n = uow.session.execute(stmt).rowcount or 0
+            n = uow.job_runs.close_abandoned(
+                self.runtime.org_id, job, finished_at=self._now(),
+                error=f"abandoned: its instance stopped without finishing (found by {by})")
             uow.commit()
         return n
+
+
+def runner(instance_id: str) -> Callable[[OrgContext, str], JobOutcome]:
+    """``run_job`` with the instance fixed: what replay (``services.replay``) is handed to
+    run a job again the way the CLI does."""
+
+    def run(runtime: OrgContext, job: str) -> JobOutcome:
+        return run_job(runtime, job, instance_id=instance_id)
+
+    return run
+
+
+__all__ = [
+    "DEAD_LETTER_SOURCE_OF_JOB", "JOBS", "JOB_ALIASES", "JOB_NAMES", "Job", "JobFn", "JobOutcome", "Registry",
+    "RunLedger", "UnknownName", "dead_letter_source", "describe_failure", "dry_run_counts", "job_name", "job_of",
+    "observe_outcomes", "run_job", "runner",
+]

@@ -8,7 +8,8 @@ they declare). It
   the configured CA bundle, then builds ``simple_salesforce.Salesforce`` from the
   instance URL and access token;
 * streams query results page by page (``query_pages`` is a generator that follows
-  ``nextRecordsUrl``; nothing is materialised), batches queries into composite calls
+  ``nextRecordsUrl``, one page fetched ahead while the caller stores the current one;
+  nothing more is materialised), batches queries into composite calls
   (at most 5 per call, Salesforce's limit) and writes with sObject Collections in chunks
   of 200 with ``allOrNone=false``, per-record errors returned as data;
 * re-authenticates once on 401 ``INVALID_SESSION_ID`` and repeats the call (also in the
@@ -25,11 +26,13 @@ they declare). It
 
 from __future__ import annotations
 
+import contextvars
 import json
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -37,7 +40,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote_plus, urlsplit
 
-import jwt
 import requests
 import structlog
 from simple_salesforce import Salesforce
@@ -222,6 +224,7 @@ class SalesforceOrg:
         self._usage_at = 0.0
         self._session = _Session(settings.ca_bundle, settings.timeout_seconds, self._on_response)
         self._sf: Salesforce | None = None
+        self._primed: dict[tuple[str, bool], QueryResult] = {}
         self.reauthentications = 0
 
     # -------------------------------------------------------------- counters
@@ -311,6 +314,8 @@ class SalesforceOrg:
             raise ConfigError(
                 f"salesforce.auth.private_key_file: cannot read {auth.private_key_file}: {exc.strerror}"
             ) from None
+        import jwt  # PyJWT (and its crypto) only for the JWT bearer flow
+
         claims = {"iss": auth.client_id, "sub": auth.username, "aud": jwt_audience(self.settings.login_url),
                   "exp": int(time.time()) + 180}
         try:
@@ -369,6 +374,12 @@ class SalesforceOrg:
         self._client()
         return call(attempt, op, self.settings)
 
+    def request(self, op: str, fn: Callable[[Salesforce], T], *, repeatable: bool = True) -> T:
+        """``fn(client)`` under the same guard, re-authentication, error translation and
+        retry policy as this gateway's own calls: for sibling adapters on the same session
+        (``salesforce_bulk``)."""
+        return self._call(op, fn, repeatable=repeatable)
+
     def _guard_budget(self, op: str) -> None:
         usage = self._usage
         if usage is not None and usage.percent >= self.settings.budget_percent:
@@ -387,18 +398,59 @@ class SalesforceOrg:
     # -------------------------------------------------------------- queries
 
     def query_pages(self, soql: str, include_deleted: bool = False) -> Iterator[Page]:
-        """The query's pages, fetched one at a time as the caller asks for the next."""
+        """The query's pages, one at a time as the caller asks for the next. While the caller
+        works on a page the next one is already being fetched (one request ahead, in a
+        helper thread: the org prepares and sends it while the caller stores this one), so
+        at most two pages are in memory. A first page fetched ahead by ``prime_queries`` is
+        used (once) instead of a call. Errors of the page fetched ahead are raised when it
+        is asked for, as if it had been fetched then; a caller that stops early does not
+        wait for the request in flight (its page, or its error, is dropped)."""
         headers = self._headers()
-        result = self._call("query", lambda sf: sf.query(soql, include_deleted=include_deleted, headers=headers))
+        primed = self._primed.pop((soql, include_deleted), None)
+        if primed is not None:
+            result: Any = {"done": primed.done or primed.next_records_url is None, "records": primed.records,
+                           "totalSize": primed.total_size, "nextRecordsUrl": primed.next_records_url}
+        else:
+            result = self._call("query", lambda sf: sf.query(soql, include_deleted=include_deleted, headers=headers))
         number = 1
-        while True:
-            done = bool(result.get("done", True))
-            yield Page(_strip(result.get("records") or []), int(result.get("totalSize", 0)), done, number)
-            if done:
-                return
-            next_url = result["nextRecordsUrl"]
-            number += 1
-            result = self._query_more(next_url, headers)
+        ahead: Future[Any] | None = None
+        pool: ThreadPoolExecutor | None = None
+        try:
+            while True:
+                done = bool(result.get("done", True))
+                page = Page(_strip(result.get("records") or []), int(result.get("totalSize", 0)), done, number)
+                if not done:
+                    if pool is None:
+                        pool = ThreadPoolExecutor(1, thread_name_prefix="sf-page")
+                    ahead = pool.submit(contextvars.copy_context().run, self._query_more,
+                                        result["nextRecordsUrl"], headers)
+                yield page
+                if ahead is None:
+                    return
+                result, ahead = ahead.result(), None
+                number += 1
+        finally:
+            if pool is not None:  # a caller that stops early does not wait for the page in flight
+                pool.shutdown(wait=ahead is None, cancel_futures=True)
+
+    def prime_queries(self, soqls: Sequence[str], include_deleted: bool = False) -> int:
+        """Fetch the first pages of several queries ahead, in ``/composite/batch`` calls (25
+        queries per API call instead of one each), for ``query_pages`` of the same query to
+        start from. A query that fails here is not kept: its ``query_pages`` sends it again
+        and reports the error as usual. Returns how many first pages are kept; ``forget_primed``
+        drops the ones never asked for."""
+        answers = self.composite_queries(soqls, include_deleted, batch_size=self.settings.page_size,
+                                         raise_errors=False)
+        kept = 0
+        for soql, answer in zip(soqls, answers, strict=True):
+            if answer.error_code is None and (answer.done or answer.next_records_url):
+                self._primed[(soql, include_deleted)] = answer
+                kept += 1
+        return kept
+
+    def forget_primed(self) -> None:
+        """Drop first pages primed and never read (a stopped run): the next run asks afresh."""
+        self._primed.clear()
 
     def _query_more(self, next_url: str, headers: dict[str, str]) -> Any:
         """The next page. A retry after a timeout may find the locator already spent by the

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -167,7 +167,8 @@ def _plan_line(
         return None
     except (ValueError, ArithmeticError):
         # Exact arithmetic ran out of digits (absurd magnitudes): quarantine, don't crash.
-        problems.add("AMOUNT_OUT_OF_RANGE", f"{where}: {quantity} x {monthly} x {CONTRACT_TERM_MONTHS} has too many digits")
+        problems.add("AMOUNT_OUT_OF_RANGE",
+                     f"{where}: {quantity} x {monthly} x {CONTRACT_TERM_MONTHS} has too many digits")
         return None
     if not _org_total_agrees(where, item, quantity, monthly, full, amount, problems):
         return None
@@ -186,7 +187,8 @@ def _plan_line(
     description = _term_description(name, order.service_start_date)
     if unit != round_half_up_cents(unit):
         # Sub-cent annual unit price: bill the rounded total as one unit so it stays exact.
-        return InvoiceLine(f"{description} ({licenses} at {monthly}/month)", 1, amount, amount, item.ppp_id, metadata), full
+        bundled = f"{description} ({licenses} at {monthly}/month)"
+        return InvoiceLine(bundled, 1, amount, amount, item.ppp_id, metadata), full
     return InvoiceLine(description, quantity, round_half_up_cents(unit), amount, item.ppp_id, metadata), full
 
 
@@ -209,26 +211,10 @@ class OrderLimits:
     max_quantity: int | None = None
 
 
-def plan_invoice(
-    order: Order,
-    *,
-    days_until_due: int = NET_DAYS,
-    proration: Proration | None = None,
-    limits: OrderLimits | None = None,
-) -> InvoicePlan:
-    """Plan the one Stripe invoice for ``order`` (one line per item); ``proration`` (the
-    add-on rule's, ``add_on_proration``) makes it an add-on invoice.
-
-    Raises ``RecordError`` (``record_id`` = order id, reason naming the order number and
-    each bad field) when the order cannot be invoiced as the org describes it.
-    """
-    if isinstance(days_until_due, bool) or not isinstance(days_until_due, int) or days_until_due < 1:
-        raise ValueError(f"days_until_due must be a positive number of days, got {days_until_due!r}")
-    if order.org_id is None:
-        raise ValueError(f"order {order.order_id}: an invoice is planned for an org's order (org_id is None)")
-    org_id = order.org_id
+def _check_before_lines(order: Order, proration: Proration | None, problems: _Problems) -> None:
+    """The order-level checks made before any line is planned; raises at once when a later
+    step could not compute (a bad service date, more lines than Stripe takes)."""
     items = order.items
-    problems = _Problems(order)
     if order.service_start_date is not None:
         try:
             check_service_date(order.service_start_date, "service_start_date")
@@ -249,24 +235,58 @@ def plan_invoice(
         problems.add("TOO_MANY_LINES", f"items: {len(items)} order items, a Stripe invoice holds at most "
                                        f"{MAX_INVOICE_LINES} lines")
         problems.raise_if_any()
+
+
+def _check_quantities(items: Sequence[OrderItem], planned: Sequence[tuple[InvoiceLine, Decimal] | None],
+                      max_quantity: int, problems: _Problems) -> None:
+    """``max_quantity`` for each item that planned (the others already have a problem)."""
+    for index, (item, pair) in enumerate(zip(items, planned, strict=True)):
+        if pair is not None and parse_quantity(item.quantity) > max_quantity:
+            problems.add("QUANTITY_OVER_LIMIT", f"items[{index}].quantity: {parse_quantity(item.quantity)} "
+                                                f"is above max_quantity {max_quantity}")
+
+
+def _check_subtotal(order: Order, full_sum: Decimal, total: Decimal, problems: _Problems) -> None:
+    """The org's subtotal must be the items' full or prorated sum; raises if it is neither."""
+    if order.subtotal is not None and order.subtotal != full_sum and order.subtotal != total:
+        prorated = f" (prorated {format_money(total)})" if total != full_sum else ""
+        problems.add(
+            "SUBTOTAL_MISMATCH",
+            f"subtotal: the org says {show(order.subtotal)}, the items add up to {format_money(full_sum)}{prorated}",
+        )
+        problems.raise_if_any()
+
+
+def plan_invoice(
+    order: Order,
+    *,
+    days_until_due: int = NET_DAYS,
+    proration: Proration | None = None,
+    limits: OrderLimits | None = None,
+) -> InvoicePlan:
+    """Plan the one Stripe invoice for ``order`` (one line per item); ``proration`` (the
+    add-on rule's, ``add_on_proration``) makes it an add-on invoice.
+
+    Raises ``RecordError`` (``record_id`` = order id, reason naming the order number and
+    each bad field) when the order cannot be invoiced as the org describes it.
+    """
+    if isinstance(days_until_due, bool) or not isinstance(days_until_due, int) or days_until_due < 1:
+        raise ValueError(f"days_until_due must be a positive number of days, got {days_until_due!r}")
+    if order.org_id is None:
+        raise ValueError(f"order {order.order_id}: an invoice is planned for an org's order (org_id is None)")
+    org_id = order.org_id
+    items = order.items
+    problems = _Problems(order)
+    _check_before_lines(order, proration, problems)
     planned = [_plan_line(index, item, order, proration, problems) for index, item in enumerate(items)]
     if limits is not None and limits.max_quantity is not None:
-        for index, (item, pair) in enumerate(zip(items, planned, strict=True)):
-            if pair is not None and parse_quantity(item.quantity) > limits.max_quantity:
-                problems.add("QUANTITY_OVER_LIMIT", f"items[{index}].quantity: {parse_quantity(item.quantity)} "
-                                                    f"is above max_quantity {limits.max_quantity}")
+        _check_quantities(items, planned, limits.max_quantity, problems)
     problems.raise_if_any()  # every None in `planned` came with a problem
     pairs = [pair for pair in planned if pair is not None]
     lines = tuple(line for line, _ in pairs)
     full_sum = sum((full for _, full in pairs), Decimal("0.00"))
     total = sum((line.amount for line in lines), Decimal("0.00"))
-    if order.subtotal is not None and order.subtotal != full_sum and order.subtotal != total:
-        expected = format_money(full_sum) if total == full_sum else f"{format_money(full_sum)} (prorated {format_money(total)})"
-        problems.add(
-            "SUBTOTAL_MISMATCH",
-            f"subtotal: the org says {show(order.subtotal)}, the items add up to {expected}",
-        )
-        problems.raise_if_any()
+    _check_subtotal(order, full_sum, total, problems)
     if limits is not None and limits.max_total is not None and total > limits.max_total:
         problems.add("AMOUNT_OVER_LIMIT", f"total: {format_money(total)} is above max_order_total "
                                           f"{format_money(limits.max_total)}")

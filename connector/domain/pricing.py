@@ -9,7 +9,9 @@ from connector.domain.money import exact_decimal, multiply, round_half_up_cents
 CONTRACT_TERM_MONTHS = 12
 
 
-def line_total(quantity: int, unit_price_per_month: Decimal | str | int, term_months: int = CONTRACT_TERM_MONTHS) -> Decimal:
+def line_total(
+    quantity: int, unit_price_per_month: Decimal | str | int, term_months: int = CONTRACT_TERM_MONTHS
+) -> Decimal:
     """``10 x 50.00 x 12 = 6000.00``: exact product, then half-up to the cent.
 
     Only a sub-cent unit price can make the rounding matter; the product itself is exact.

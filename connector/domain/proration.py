@@ -26,7 +26,6 @@ from connector.domain.money import ratio_half_up_cents, to_cents
 from connector.domain.pricing import CONTRACT_TERM_MONTHS
 from connector.errors import RecordError
 
-
 # The service dates the connector computes with: terms, lead windows and proration add and
 # subtract months and days, which must stay far inside ``date``'s range. A date outside is a
 # bad record (0001-01-01 and 9999-12-31 are typing errors or placeholders), never a crash.

@@ -345,7 +345,8 @@ def reconcile_order(
         share_fee = fees - stripe_fees
         return replace(result, reason=FEE_DIFFERS,
                        detail=f"deducted {format_money(fees)} (revenue share {format_money(share_fee)}, Stripe fee "
-                              f"{format_money(stripe_fees)}); expected revenue share {format_money(expected.revenue_share)}")
+                              f"{format_money(stripe_fees)}); expected revenue share "
+                              f"{format_money(expected.revenue_share)}")
     taxed = f" (+ tax {format_money(gross - gross_ex_tax)})" if gross != gross_ex_tax else ""
     return replace(result, reason=AMOUNT_DIFFERS,
                    detail=f"paid {format_money(gross_ex_tax)}{taxed} against a subtotal of "

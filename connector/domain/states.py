@@ -131,7 +131,7 @@ class StateMachine(Generic[S]):
             member = enum_type(state)
         except ValueError:
             raise ValueError(f"{self.name}: {state!r} is not one of its states") from None
-        return member  # type: ignore[return-value]
+        return member
 
     def allowed(self, current: S | str) -> frozenset[S]:
         return self.transitions[self._known(current)]

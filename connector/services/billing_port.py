@@ -1,5 +1,5 @@
-"""The billing port: what the invoicing and invoice-status services need from Stripe, as a
-Protocol, and the plain records it answers with (Decimal money, no SDK objects).
+"""The records the billing port answers with (Decimal money, no SDK objects); the port
+itself, ``BillingGateway``, is in ``connector.services.ports`` with the others.
 
 ``connector.adapters.stripe_billing.StripeBilling`` implements it against Stripe; tests may
 pass an in-memory fake. Every write takes the idempotency ``key`` the caller derived and
@@ -10,13 +10,12 @@ Errors are the connector's: ``TransientError`` (retry with the same key),
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
-from connector.domain import InvoiceLine, InvoicePlan
 from connector.domain.invoice_plan import MAX_INVOICE_LINES
 from connector.errors import PermanentError
 
@@ -88,57 +87,10 @@ class BillingEvent:
         return out
 
 
-class BillingGateway(Protocol):
-    def find_customer(self, *, org_id: str, email: str) -> StripeCustomer | None:
-        """The org's customer for this billing email, if Stripe holds one (one list call,
-        strongly consistent): the look-first of an unsure customer create."""
-        ...
+def __getattr__(name: str) -> Any:
+    # The Protocol lives with the other ports (connector.services.ports); still importable here.
+    if name == "BillingGateway":
+        from connector.services.ports import BillingGateway
 
-    def create_customer(
-        self, *, org_id: str, email: str, name: str | None, customer_org_id: str | None, order_id: str, key: str
-    ) -> StripeCustomer:
-        """A new customer of the org for this billing email (one call, under ``key``)."""
-        ...
-
-    def create_invoice(self, plan: InvoicePlan, customer_id: str, key: str) -> StripeInvoice:
-        """A draft: ``send_invoice``, ``days_until_due`` from the plan, metadata from the plan."""
-        ...
-
-    def add_lines(self, invoice_id: str, lines: Sequence[InvoiceLine], currency: str, key: str) -> StripeInvoice:
-        """All lines in one call (at most 250)."""
-        ...
-
-    def finalize(self, invoice_id: str, key: str) -> StripeInvoice:
-        """draft -> open; an invoice already finalized is returned as it is."""
-        ...
-
-    def send(self, invoice_id: str, key: str) -> StripeInvoice:
-        """Email the invoice to the customer; a draft is finalized first (Stripe: "Stripe
-        automatically finalizes drafts before sending"), so draft -> open + sent in one call."""
-        ...
-
-    def find_invoice_by_metadata(
-        self, org_id: str, order_id: str, *, customer_id: str | None = None
-    ) -> StripeInvoice | None:
-        """The (non-void) invoice Stripe holds for this org's order, if any."""
-        ...
-
-    def retrieve_invoice(self, invoice_id: str) -> StripeInvoice: ...
-
-    def was_sent(self, invoice_id: str, *, since: datetime | None = None) -> bool:
-        """Whether Stripe has e-mailed the invoice (its ``invoice.sent`` event, after ``since``)."""
-        ...
-
-    def find_salesforce_invoice(self, order_id: str) -> StripeInvoice | None:
-        """The (non-void) invoice the GTM app issued for this Salesforce order, found by
-        the order id in its metadata (search), if any."""
-        ...
-
-    def list_invoices(self, org_id: str, *, status: str | None = None) -> Iterator[StripeInvoice]:
-        """This org's invoices (by metadata), newest first, every page."""
-        ...
-
-    def verify_event(self, payload: bytes, signature_header: str | None, secret: str) -> BillingEvent:
-        """The event of a webhook delivery, after checking ``Stripe-Signature`` (300 s
-        tolerance); ``PermanentError`` when the signature does not verify."""
-        ...
+        return BillingGateway
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,8 @@ from connector.domain import INVOICE_MACHINE, is_forward
 from connector.domain.states import InvoiceStatus
 from connector.errors import AuthError, PermanentError, RecordError
 from connector.retry import call_with_retry
-from connector.services.billing_port import BillingEvent, BillingGateway, StripeInvoice
+from connector.services.billing_port import BillingEvent, StripeInvoice
+from connector.services.ports import BillingGateway, OrgContext, UnitOfWork, UnitOfWorkFactory
 
 INVOICE_EVENTS = frozenset({
     "invoice.created", "invoice.updated", "invoice.finalized", "invoice.sent", "invoice.paid",
@@ -67,7 +68,7 @@ class InvoiceStatusService:
     def __init__(
         self,
         *,
-        uow: Callable[[], Any],
+        uow: UnitOfWorkFactory,
         billing: BillingGateway | None,
         clock: Callable[[], datetime],
         org_id: str | None = None,
@@ -118,7 +119,7 @@ class InvoiceStatusService:
             return outcome
 
     # -- the state machine -----------------------------------------------------------------
-    def _apply(self, uow: Any, row: Any, invoice: StripeInvoice, *, source: str, event_id: str | None,
+    def _apply(self, uow: UnitOfWork, row: Any, invoice: StripeInvoice, *, source: str, event_id: str | None,
                created: int | None, sent: bool = False) -> str:
         current, new = row.status, invoice.status
         newer = created is None or created >= (row.last_event_created or 0)
@@ -209,7 +210,7 @@ class InvoiceStatusService:
         return self.org_id
 
 
-def build_invoice_status(runtime: Any, *, log: Any = None, with_billing: bool = True) -> InvoiceStatusService:
+def build_invoice_status(runtime: OrgContext, *, log: Any = None, with_billing: bool = True) -> InvoiceStatusService:
     """The service for one org runtime; ``[invoicing] poll_after_minutes`` (default 60)."""
     minutes = getattr(runtime.config.invoicing, "poll_after_minutes", None)
     return InvoiceStatusService(
@@ -222,7 +223,7 @@ def build_invoice_status(runtime: Any, *, log: Any = None, with_billing: bool = 
     )
 
 
-def run_invoice_status_job(runtime: Any, *, log: Any, dry_run: bool = False) -> dict[str, int]:
+def run_invoice_status_job(runtime: OrgContext, *, log: Any, dry_run: bool = False) -> dict[str, int]:
     """The ``invoice_status`` job: the polling fallback. ``dry_run`` counts, calls nothing."""
     if dry_run:
         return {"would_poll": len(build_invoice_status(runtime, log=log, with_billing=False).due_for_poll())}

@@ -51,9 +51,10 @@ from connector.domain import (
 )
 from connector.errors import AuthError, PermanentError, RecordError
 from connector.retry import call_with_retry
-from connector.services.billing_port import BillingGateway, StripeCustomer, StripeInvoice
+from connector.services.billing_port import StripeCustomer, StripeInvoice
 from connector.services.mirror import incomplete_orders
 from connector.services.orders import OrderReader
+from connector.services.ports import BillingGateway, OrgContext, UnitOfWorkFactory
 
 __all__ = [
     "BillingGateway",
@@ -141,7 +142,7 @@ class InvoicingService:
         self,
         *,
         org_id: str,
-        uow: Callable[[], Any],
+        uow: UnitOfWorkFactory,
         billing: BillingGateway | None,
         mapping: Any,
         settings: InvoicingSettings | None = None,
@@ -725,7 +726,7 @@ def _summary(value: Any) -> dict[str, Any]:
 # -- the job ------------------------------------------------------------------------------
 
 
-def build_invoicing(runtime: Any, *, log: Any = None, with_billing: bool = True) -> InvoicingService:
+def build_invoicing(runtime: OrgContext, *, log: Any = None, with_billing: bool = True) -> InvoicingService:
     """The service for one org runtime (``connector.bootstrap.OrgRuntime``)."""
     return InvoicingService(
         org_id=runtime.org_id,
@@ -738,7 +739,7 @@ def build_invoicing(runtime: Any, *, log: Any = None, with_billing: bool = True)
     )
 
 
-def run_invoicing_job(runtime: Any, *, log: Any, dry_run: bool = False) -> dict[str, int]:
+def run_invoicing_job(runtime: OrgContext, *, log: Any, dry_run: bool = False) -> dict[str, int]:
     """The ``invoicing`` job. ``dry_run`` plans without calling Stripe or writing anything."""
     if dry_run:
         candidates = build_invoicing(runtime, log=log, with_billing=False).plans()

@@ -27,6 +27,7 @@ import structlog
 from connector.errors import MappingError, PermanentError
 from connector.mapping_check import Problem, check_mapping, errors_of, mapping_error
 from connector.mappings import MappingSet, WritebackTarget
+from connector.services.ports import OrgContext, UnitOfWorkFactory
 
 # Query errors that mean the mapping names something the org doesn't have (any more).
 SCHEMA_ERRORS = frozenset({"INVALID_FIELD", "INVALID_TYPE", "NOT_FOUND"})
@@ -101,7 +102,7 @@ class MappingGuard:
     def __init__(
         self,
         org: DescribeReader,
-        uow: Callable[[], Any],
+        uow: UnitOfWorkFactory,
         mapping: MappingSet,
         org_id: str,
         *,
@@ -225,7 +226,7 @@ class MappingGuard:
         return report
 
 
-def writeback_target(runtime: Any) -> WritebackTarget | None:
+def writeback_target(runtime: OrgContext) -> WritebackTarget | None:
     """The write-back target as the org's config sets it (None when write-back is off)."""
     section = runtime.config.writeback
     if not section.enabled:
@@ -235,7 +236,7 @@ def writeback_target(runtime: Any) -> WritebackTarget | None:
                    external_id=section.external_id or mapped.external_id)
 
 
-def build_guard(runtime: Any, *, log: Any = None) -> MappingGuard:
+def build_guard(runtime: OrgContext, *, log: Any = None) -> MappingGuard:
     from connector.adapters.store import column_length, column_scale
 
     config = runtime.config

@@ -21,6 +21,9 @@ Per mapped object, in mapping order (parents before children):
   object is synced only if its newest stamp is past the cursor or the window count differs
   from what is stored locally (tombstones and quarantined records included), which is how
   a record committed late inside the window, or a deletion, shows up.
+* **First mirror**: the first pages of every object never synced yet come in the same
+  ``/composite/batch`` calls (25 queries a call; most GTM objects are small or empty),
+  then each object reads on page by page from its own first page.
 * **Validation**: each record is converted and checked on the way in (``records.py``); a
   bad one goes to ``dead_letter`` (source ``mirror``) with its reason and the rest of the
   page proceeds. When the record is later fixed in the org, its letter is resolved.
@@ -39,14 +42,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from connector.domain.states import OFFER_MACHINE, ORDER_MACHINE, StateMachine, TransitionVerdict
-from connector.errors import ApiLimitReached, ConfigError, PermanentError, RecordError
-from connector.jobs import dry_run_counts
+from connector.errors import ApiLimitReached, ConfigError, ConnectorError, PermanentError, RecordError
 from connector.mappings import MappingSet, ObjectMapping
+from connector.services.bulk_mirror import BulkSource, build_bulk_source
+from connector.services.dry_run import dry_run_counts
+from connector.services.ports import MirrorReader, OrgContext, QueryPage, UnitOfWorkFactory
 from connector.services.records import RecordConverter, json_safe, parse_sf_datetime, soql_datetime
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # cursor of an object that had no records yet
@@ -57,29 +62,8 @@ MACHINES: dict[str, StateMachine[Any]] = {"offer": OFFER_MACHINE, "order": ORDER
 # ------------------------------------------------------------------------------ ports
 
 
-class QueryPage(Protocol):
-    records: list[dict[str, Any]]
-    total_size: int
-    done: bool
-
-
-class QueryAnswer(QueryPage, Protocol):
-    error_code: str | None
-    message: str
-
-
-class OrgReader(Protocol):
-    """What the mirror needs from the org (``connector.adapters.salesforce.SalesforceOrg``)."""
-
-    def query_pages(self, soql: str, include_deleted: bool = False) -> Iterator[QueryPage]: ...
-
-    def composite_queries(
-        self, soqls: Sequence[str], include_deleted: bool = False, batch_size: int | None = None,
-        raise_errors: bool = True,
-    ) -> Sequence[QueryAnswer]: ...
-
-
-UnitOfWorkFactory = Callable[[], Any]  # () -> SqlUnitOfWork (connector.adapters.store)
+# One place: connector.services.ports. The names stay importable from here.
+OrgReader = MirrorReader  # what the mirror needs from the org (``SalesforceOrg``)
 
 
 # ------------------------------------------------------------------------------ results
@@ -173,8 +157,10 @@ class MirrorService:
         progress: Callable[[PageProgress], None] | None = None,
         stop: threading.Event | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        bulk: BulkSource | None = None,
     ) -> None:
         self.org = org
+        self.bulk = bulk  # big reads through Bulk API 2.0 query jobs (bulk_mirror.py)
         self.uow = uow
         self.mapping = mapping
         self.org_id = org_id
@@ -215,6 +201,7 @@ class MirrorService:
         if not dry_run:
             self._begin(selected, to_sync)
         try:
+            self._prime_first_pages(to_sync, cursors, full=full)
             for obj in selected:
                 if obj not in to_sync:
                     status = "unavailable" if obj.name in self._unavailable else "ok"
@@ -235,6 +222,7 @@ class MirrorService:
                     self._set_status(obj, "failed", dry_run=dry_run)
                     raise
         finally:
+            self.org.forget_primed()
             report.seconds = round(time.monotonic() - started, 3)
             calls_after = _api_calls(self.org)
             if calls_before is not None and calls_after is not None:
@@ -275,13 +263,32 @@ class MirrorService:
                     continue
                 cursor = cursors[obj.sobject]
                 since = self._window_start(cursor)
-                local = uow.mirror(obj.name).count(self.org_id, include_deleted=True, since=since) + self._letters_since(obj.sobject, since)
+                local = (uow.mirror(obj.name).count(self.org_id, include_deleted=True, since=since)
+                         + self._letters_since(obj.sobject, since))
                 newest = parse_sf_datetime(answer.records[0]["SystemModstamp"]) if answer.records else None
                 if answer.total_size != local or (newest is not None and newest > cursor):
                     changed.add(obj.name)
                     self.log.info("object.changed", object=obj.sobject, org_window=answer.total_size,
                                   local_window=local, newest=newest.isoformat() if newest else None)
         return [o for o in selected if o.sobject not in cursors or o.name in changed]
+
+    def _prime_first_pages(self, to_sync: list[ObjectMapping], cursors: dict[str, datetime], *, full: bool) -> None:
+        """Objects never synced yet (a first mirror: most of them small or empty) have their
+        first pages fetched together, 25 queries per ``/composite/batch`` call, rather than one
+        call each; each object's sync then starts from its page and reads on as usual. Best
+        effort: if the batch fails, every object sends its own query and meets the error there."""
+        if full or (self.stop is not None and self.stop.is_set()):
+            return
+        fresh = [o for o in to_sync if o.sobject not in cursors]
+        if len(fresh) < 2:
+            return
+        soqls = [RecordConverter(self.mapping, o, self._known_ids).soql() for o in fresh]
+        try:
+            kept = self.org.prime_queries(soqls, include_deleted=True)
+        except ConnectorError as exc:
+            self.log.info("mirror.prime_skipped", error=type(exc).__name__)
+            return
+        self.log.debug("mirror.primed", objects=len(fresh), kept=kept)
 
     # -------------------------------------------------------------- one object
 
@@ -298,7 +305,8 @@ class MirrorService:
         seen: set[str] | None = set() if full else None
         started = time.monotonic()
         log = self.log.bind(object=obj.sobject)
-        pages = self.org.query_pages(soql, include_deleted=include_deleted)
+        pages = (self.bulk.pages(obj, soql, include_deleted) if self.bulk is not None
+                 else self.org.query_pages(soql, include_deleted=include_deleted))
         completed = False
         try:
             for page in _unless_unavailable(pages, report, log):
@@ -431,18 +439,7 @@ class MirrorService:
                 uow.rollback()
             else:
                 uow.commit()
-        # Only now that the page is durable do the in-memory views follow it.
-        if not dry_run:
-            for rid in fixed:
-                letters.pop(rid, None)
-            for record, exc in bad:
-                letters[record["Id"]] = _Letter(exc.reason, record.get("SystemModstamp"))
-        # A dry run rolls its pages back, so the store never holds what it read: its
-        # reference checks must see this page's ids anyway (as the real run would).
-        if obj.name in self._known or dry_run:
-            known = self._known_ids(obj.name)
-            known.update(r["sf_id"] for r in live)
-            known.difference_update(t[0] for t in tombstones)
+        self._follow(obj, letters, fixed, bad, live, tombstones, dry_run=dry_run)
         report.pages += 1
         report.fetched += len(page.records)
         if result is not None:
@@ -455,7 +452,24 @@ class MirrorService:
         if last_stamp is not None and (report.cursor is None or last_stamp > report.cursor):
             report.cursor = last_stamp
 
-    def _check_states(self, uow: Any, obj: ObjectMapping, converter: RecordConverter, rows: list[dict[str, Any]]) -> int:
+    def _follow(self, obj: ObjectMapping, letters: dict[str, _Letter], fixed: list[str],
+                bad: list[tuple[dict[str, Any], RecordError]], live: list[dict[str, Any]],
+                tombstones: list[tuple[str, datetime]], *, dry_run: bool) -> None:
+        """Only now that the page is durable do the in-memory views follow it."""
+        if not dry_run:
+            for rid in fixed:
+                letters.pop(rid, None)
+            for record, exc in bad:
+                letters[record["Id"]] = _Letter(exc.reason, record.get("SystemModstamp"))
+        # A dry run rolls its pages back, so the store never holds what it read: its
+        # reference checks must see this page's ids anyway (as the real run would).
+        if obj.name in self._known or dry_run:
+            known = self._known_ids(obj.name)
+            known.update(r["sf_id"] for r in live)
+            known.difference_update(t[0] for t in tombstones)
+
+    def _check_states(self, uow: Any, obj: ObjectMapping, converter: RecordConverter,
+                      rows: list[dict[str, Any]]) -> int:
         machine = MACHINES.get(obj.name)
         vocab = converter.vocabulary("status")
         if machine is None or vocab is None or not rows:
@@ -556,9 +570,10 @@ class MirrorService:
 # ------------------------------------------------------------------------------ store queries
 
 
-def _stored(uow: Any, obj: ObjectMapping, org_id: str, ids: list[str], columns: Sequence[str]) -> dict[str, dict[str, Any]]:
+def _stored(uow: Any, obj: ObjectMapping, org_id: str, ids: list[str],
+            columns: Sequence[str]) -> dict[str, dict[str, Any]]:
     """is_deleted, system_modstamp and ``columns`` of the stored rows with these ids."""
-    return uow.mirror(obj.name).get_many(org_id, ids, ["system_modstamp", *columns])  # type: ignore[no-any-return]
+    return uow.mirror(obj.name).get_many(org_id, ids, ["system_modstamp", *columns])
 
 
 def _unless_unavailable(pages: Iterator[QueryPage], report: ObjectReport, log: Any) -> Iterator[QueryPage]:
@@ -599,7 +614,7 @@ def incomplete_orders(uow: Any, org_id: str, mapping: MappingSet) -> set[str]:
         org_id, since, "order_id")
 
 
-def run_mirror_job(runtime: Any, *, log: Any, dry_run: bool = False, stop: threading.Event | None = None,
+def run_mirror_job(runtime: OrgContext, *, log: Any, dry_run: bool = False, stop: threading.Event | None = None,
                    objects: Sequence[str] | None = None, full: bool = False,
                    progress: Callable[[PageProgress], None] | None = None) -> dict[str, int]:
     """The scheduled/one-off mirror run for one org (see ``connector.jobs``)."""
@@ -613,6 +628,7 @@ def run_mirror_job(runtime: Any, *, log: Any, dry_run: bool = False, stop: threa
         progress=progress,
         stop=stop,
         clock=runtime.clock,
+        bulk=build_bulk_source(runtime, log),
     )
     # The mapping is checked against the org's describe first (cheap when nothing changed).
     guard = runtime.mapping_guard()

@@ -71,6 +71,7 @@ from connector.domain.validation import (
 )
 from connector.errors import OutcomeUnknown, TransientError
 from connector.mappings import MappingSet
+from connector.services.ports import OrgContext, QueryPage, SubResult, UnitOfWorkFactory
 
 OFFER = "SfdcPartnerOffer"
 OFFER_ITEM = "SfdcPartnerOfferItem"
@@ -87,19 +88,6 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
 
 
 # ------------------------------------------------------------------------------ ports
-
-
-class SubResult(Protocol):
-    reference_id: str
-    status: int
-    body: Any
-    ok: bool
-    error_code: str | None
-    message: str
-
-
-class QueryPage(Protocol):
-    records: list[dict[str, Any]]
 
 
 class OfferWriter(Protocol):
@@ -175,7 +163,7 @@ class ValidDraft:
 class Catalog:
     """What validation looks up in the local mirror: PPPs, term sets, the customer's orders."""
 
-    def __init__(self, uow: Callable[[], Any], org_id: str, mapping: MappingSet):
+    def __init__(self, uow: UnitOfWorkFactory, org_id: str, mapping: MappingSet):
         self.uow = uow
         self.org_id = org_id
         self.mapping = mapping
@@ -460,7 +448,7 @@ class PushReport:
 
 
 class OffersPushService:
-    def __init__(self, org: OfferWriter, uow: Callable[[], Any], mapping: MappingSet, org_id: str, drafts_dir: Path,
+    def __init__(self, org: OfferWriter, uow: UnitOfWorkFactory, mapping: MappingSet, org_id: str, drafts_dir: Path,
                  *, log: Any = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.org = org
         self.uow = uow
@@ -911,14 +899,20 @@ def _first_failure(results: Sequence[Any]) -> Any:
 # ------------------------------------------------------------------------------ job entry
 
 
-def build_offers_push(runtime: Any, *, log: Any = None) -> OffersPushService:
+def _drafts_dir(runtime: OrgContext) -> Path:
+    drafts_dir = runtime.config.offers.drafts_dir
+    assert drafts_dir is not None, "loading the config sets [offers] drafts_dir (default: <data_dir>/offers/<alias>)"
+    return Path(drafts_dir)
+
+
+def build_offers_push(runtime: OrgContext, *, log: Any = None) -> OffersPushService:
     return OffersPushService(runtime.salesforce(), runtime.uow, runtime.mapping, runtime.org_id,
-                             runtime.config.offers.drafts_dir, log=log, clock=runtime.clock)
+                             _drafts_dir(runtime), log=log, clock=runtime.clock)
 
 
-def run_offers_push_job(runtime: Any, *, log: Any, dry_run: bool = False) -> dict[str, int]:
+def run_offers_push_job(runtime: OrgContext, *, log: Any, dry_run: bool = False) -> dict[str, int]:
     """The scheduled/one-off offers push for one org (see ``connector.jobs``)."""
-    drafts_dir = Path(runtime.config.offers.drafts_dir)
+    drafts_dir = _drafts_dir(runtime)
     if not drafts_dir.is_dir() or not any(drafts_dir.glob("*.toml")):
         log.info("offers.none", drafts_dir=str(drafts_dir))
         return {}

@@ -33,12 +33,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from connector.domain import ProrationPolicy, format_money, order_payout, to_money
 from connector.domain.reconciliation import (
     ZERO,
-    BalanceTxn,
     Contribution,
     Expected,
     InvoiceFacts,
@@ -51,25 +50,15 @@ from connector.domain.reconciliation import (
     reconcile_order,
 )
 from connector.errors import RecordError
-from connector.jobs import dry_run_counts
 from connector.services.attention import read_attention
+from connector.services.dry_run import dry_run_counts
 from connector.services.orders import OrderReader
-
-if TYPE_CHECKING:
-    from connector.bootstrap import OrgRuntime
+from connector.services.ports import OrgContext, PayoutsGateway, UnitOfWork
 
 CURSOR_OBJECT = "stripe_payouts"
 RELIST = timedelta(days=7)
 DEAD_PAYOUT_STATUSES = frozenset({"failed", "canceled"})
 SOURCE = "payouts"
-
-
-class PayoutsGateway(Protocol):
-    """What reconciliation needs from Stripe (``adapters.stripe_payouts.StripePayouts``)."""
-
-    def list_payouts(self, created_since: int | None = None) -> Sequence[StripePayout]: ...
-
-    def transactions(self, payout: StripePayout) -> Sequence[BalanceTxn]: ...
 
 
 # ------------------------------------------------------------------ stored contributions
@@ -108,7 +97,7 @@ class OrderBook:
     (``services.orders``, catalog rows once per book), computed by the domain
     (``order_payout``, with the add-on rule)."""
 
-    def __init__(self, uow: Any, org_id: str, proration_policy: str, mapping: Any) -> None:
+    def __init__(self, uow: UnitOfWork, org_id: str, proration_policy: str, mapping: Any) -> None:
         self.orders = OrderReader(uow, org_id, mapping)
         self.policy = ProrationPolicy(proration_policy)
 
@@ -138,7 +127,7 @@ def invoice_facts(invoice: Any) -> InvoiceFacts:
     )
 
 
-def retrace_letters(runtime: OrgRuntime, letters: Sequence[Any], *, log: Any) -> int:
+def retrace_letters(runtime: OrgContext, letters: Sequence[Any], *, log: Any) -> int:
     """Replay of ``payouts`` letters about unattributed money (see ``Reconciler.retrace``)."""
     return Reconciler(runtime, runtime.payouts(), log=log).retrace(letters)
 
@@ -184,7 +173,7 @@ def org_payout_differences(record: Mapping[str, Any], payout: Any, mapping: Any)
 DRY_RUN_NAMES = {"payouts_updated": "would_update_payouts", "orders_written": "would_write_orders"}
 
 
-def run_reconcile_job(runtime: OrgRuntime, *, log: Any, dry_run: bool = False,
+def run_reconcile_job(runtime: OrgContext, *, log: Any, dry_run: bool = False,
                       stop: threading.Event | None = None) -> Mapping[str, int]:
     """The ``reconcile`` job (see the module docstring). ``dry_run`` reads and computes,
     writes nothing."""
@@ -192,7 +181,7 @@ def run_reconcile_job(runtime: OrgRuntime, *, log: Any, dry_run: bool = False,
 
 
 class Reconciler:
-    def __init__(self, runtime: OrgRuntime, gateway: PayoutsGateway, *, log: Any, dry_run: bool = False,
+    def __init__(self, runtime: OrgContext, gateway: PayoutsGateway, *, log: Any, dry_run: bool = False,
                  stop: threading.Event | None = None) -> None:
         self.runtime = runtime
         self.gateway = gateway
@@ -306,7 +295,8 @@ class Reconciler:
                     merged = merge(contributions_from_json(existing.payout_ids) if existing else (), contributions)
                     self._write(uow, book, order_id, merged, statuses, existing)
                     for txn_id in found:
-                        resolved += int(uow.dead_letters.resolve_for(self.org_id, SOURCE, "balance_transaction", txn_id))
+                        closed = uow.dead_letters.resolve_for(self.org_id, SOURCE, "balance_transaction", txn_id)
+                        resolved += int(closed)
                 self._commit(uow)
         return resolved
 

@@ -62,6 +62,8 @@ def _integral(value: Any) -> int:
 
 
 def _decimal(value: Any) -> Decimal:
+    if value.__class__ is Decimal:  # how the adapter parses JSON numbers: already exact
+        return value
     if isinstance(value, bool):
         raise ValueError("must be a number")
     if isinstance(value, float):
@@ -130,6 +132,10 @@ class RecordConverter:
              vocabulary_for(mapping, obj, f) if f.type == "picklist" else None, f.required)
             for f in obj.fields.values()
         ]
+        # What ``to_row`` walks per record: the vocabulary itself (its labels are its keys,
+        # every value a state, so ``label in vocabulary`` is ``to_state(...) is not None``).
+        self._plan = tuple((sf_field, column, convert, None if vocab is None else mapping.vocabularies[vocab],
+                            vocab, required) for sf_field, column, convert, vocab, required in self._fields)
 
     @property
     def select_fields(self) -> list[str]:
@@ -151,13 +157,20 @@ class RecordConverter:
 
     def to_row(self, record: Mapping[str, Any]) -> Row:
         """The local row for a live record; ``RecordError`` if it can't be mirrored."""
-        rid = str(record.get("Id") or "")
+        get = record.get
+        rid = str(get("Id") or "")
         if not rid:
             raise RecordError("record without Id", code="MISSING_ID")
         row: Row = {"sf_id": rid, "system_modstamp": self.stamp(record)}
         problems: list[str] = []
-        for sf_field, column, convert, vocab, required in self._fields:
-            value = record.get(sf_field)
+        for sf_field, column, convert, labels, vocab, required in self._plan:
+            value = get(sf_field)
+            if convert is _text and value.__class__ is str and value:  # the common case, inline
+                if labels is not None and value not in labels:
+                    problems.append(self._unknown_label(sf_field, value, vocab))
+                    continue
+                row[column] = value
+                continue
             if value is None or value == "":
                 if required:
                     problems.append(f"{sf_field}: is required")
@@ -168,9 +181,8 @@ class RecordConverter:
             except (ValueError, TypeError) as exc:
                 problems.append(f"{sf_field}: {exc}, got {show(value)}")
                 continue
-            if vocab is not None and self.mapping.to_state(vocab, converted) is None:
-                known = ", ".join(self.mapping.vocabularies[vocab])
-                problems.append(f"{sf_field}: unknown picklist value {show(value)} (vocabulary {vocab}: {known})")
+            if labels is not None and converted not in labels:
+                problems.append(self._unknown_label(sf_field, value, vocab))
                 continue
             row[column] = converted
         if not problems:
@@ -178,6 +190,10 @@ class RecordConverter:
         if problems:
             raise RecordError("; ".join(problems), record_id=rid, code=_code(problems))
         return row
+
+    def _unknown_label(self, sf_field: str, value: Any, vocab: str | None) -> str:
+        known = ", ".join(self.mapping.vocabularies[vocab or ""])
+        return f"{sf_field}: unknown picklist value {show(value)} (vocabulary {vocab}: {known})"
 
     def domain_problems(self, row: Row) -> list[str]:
         """The business rules of the local model (DESIGN: USD only, term 12, positive

@@ -12,6 +12,9 @@ retry went through, and keeps (refreshed) its reason otherwise:
 * ``payouts``: the reconcile job runs again (an order it can now compute, or a charge it
   can now trace, resolves).
 
+Running a job again is the caller's: the entry point hands in ``run_job`` (e.g.
+``connector.jobs.runner("replay")``), so this module never imports ``connector.jobs``.
+
 ``dry_run`` lists what would be replayed and touches nothing.
 """
 
@@ -19,13 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import Any
 
 from connector.errors import ApiLimitReached, ConnectorError, RecordError
 from connector.services import writeback
+from connector.services.ports import OrgContext, UnitOfWork
 
-if TYPE_CHECKING:
-    from connector.bootstrap import OrgRuntime
+# Runs one job for the org the way the CLI does and returns its outcome (``JobOutcome``).
+RunJob = Callable[[OrgContext, str], Any]
 
 
 @dataclass(frozen=True)
@@ -57,15 +62,15 @@ class ReplayReport:
         return any(i.outcome == "stopped early" for i in self.items)
 
 
-def select_letters(runtime: OrgRuntime, ids: Iterable[int] | None) -> list[Any]:
+def select_letters(runtime: OrgContext, ids: Iterable[int] | None) -> list[Any]:
     with runtime.uow() as uow:
         return list(uow.dead_letters.open(runtime.org_id, ids=list(ids) if ids is not None else None))
 
 
-def replay(runtime: OrgRuntime, *, ids: Sequence[int] | None = None, dry_run: bool = False, log: Any,
-           run_job: Callable[[OrgRuntime, str], Any] | None = None) -> ReplayReport:
+def replay(runtime: OrgContext, *, ids: Sequence[int] | None = None, dry_run: bool = False, log: Any,
+           run_job: RunJob) -> ReplayReport:
     """Replay the org's open letters (``ids`` narrows to those). ``run_job`` runs a job the
-    way the CLI does (default: ``connector.jobs.run_job``)."""
+    way the CLI does (invoicing and payouts letters are replayed by running their job)."""
     letters = select_letters(runtime, ids)
     report = ReplayReport(runtime.alias)
     if dry_run:
@@ -74,7 +79,6 @@ def replay(runtime: OrgRuntime, *, ids: Sequence[int] | None = None, dry_run: bo
     by_source: dict[str, list[Any]] = {}
     for letter in letters:
         by_source.setdefault(letter.source, []).append(letter)
-    runner = run_job or _default_runner
     limit: str | None = None
     for source, group in by_source.items():
         handler = HANDLERS.get(source)
@@ -86,7 +90,7 @@ def replay(runtime: OrgRuntime, *, ids: Sequence[int] | None = None, dry_run: bo
             continue
         failure = None
         try:
-            handler(runtime, group, log=log, run_job=runner)
+            handler(runtime, group, log=log, run_job=run_job)
         except ApiLimitReached as exc:
             limit = f"not replayed: the org's API limit was reached ({exc}); replay again later"
             log.warning("replay.stopped", source=source, reason="api_limit", error=str(exc))
@@ -105,18 +109,12 @@ def replay(runtime: OrgRuntime, *, ids: Sequence[int] | None = None, dry_run: bo
     return report
 
 
-def _default_runner(runtime: OrgRuntime, job: str) -> Any:
-    from connector.jobs import run_job
-
-    return run_job(runtime, job, instance_id="replay")
-
-
 def _item(letter: Any, outcome: str, detail: str | None = None) -> ReplayItem:
     return ReplayItem(letter.id, letter.source, letter.object_name, letter.record_id, outcome,
                       detail if detail is not None else f"{letter.error_code}: {letter.reason}")
 
 
-def _after(runtime: OrgRuntime, letters: list[Any]) -> list[ReplayItem]:
+def _after(runtime: OrgContext, letters: list[Any]) -> list[ReplayItem]:
     """Each letter's outcome, read back from the store."""
     with runtime.uow() as uow:
         now = {d.id: uow.dead_letters.get(d.id) for d in letters}
@@ -131,7 +129,7 @@ def _after(runtime: OrgRuntime, letters: list[Any]) -> list[ReplayItem]:
 
 
 # ------------------------------------------------------------------------------ handlers
-def _replay_writeback(runtime: OrgRuntime, letters: list[Any], *, log: Any, run_job: Any) -> None:
+def _replay_writeback(runtime: OrgContext, letters: list[Any], *, log: Any, run_job: RunJob) -> None:
     orders = {d.record_id for d in letters}
     planned = writeback.plan(runtime, orders=orders, include_waiting=True)
     to_send = {row.order_id for row in planned.to_send}
@@ -145,7 +143,7 @@ def _replay_writeback(runtime: OrgRuntime, letters: list[Any], *, log: Any, run_
     log.info("replay.writeback", sent=counts.sent, written=counts.written, failed=counts.failed)
 
 
-def _replay_mirror(runtime: OrgRuntime, letters: list[Any], *, log: Any, run_job: Any) -> None:
+def _replay_mirror(runtime: OrgContext, letters: list[Any], *, log: Any, run_job: RunJob) -> None:
     from connector.services.records import RecordConverter
 
     org = runtime.salesforce()
@@ -156,7 +154,7 @@ def _replay_mirror(runtime: OrgRuntime, letters: list[Any], *, log: Any, run_job
             log.warning("replay.unknown_object", object=letter.object_name, letter=letter.id)
             continue
         with runtime.uow() as uow:
-            converter = RecordConverter(runtime.mapping, obj, lambda key, u=uow: u.mirror(key).ids(runtime.org_id))
+            converter = RecordConverter(runtime.mapping, obj, partial(_known_ids, uow, runtime.org_id))
             record = org.get(obj.sobject, letter.record_id, converter.select_fields)
             if record is None:  # deleted in the org since: nothing left to mirror
                 uow.dead_letters.resolve(letter.id)
@@ -175,7 +173,7 @@ def _replay_mirror(runtime: OrgRuntime, letters: list[Any], *, log: Any, run_job
         log.info("replay.mirrored", object=obj.sobject, record_id=letter.record_id)
 
 
-def _replay_invoicing(runtime: OrgRuntime, letters: list[Any], *, log: Any, run_job: Any) -> None:
+def _replay_invoicing(runtime: OrgContext, letters: list[Any], *, log: Any, run_job: RunJob) -> None:
     from connector.services.invoicing import build_invoicing
 
     service = build_invoicing(runtime, log=log, with_billing=False)
@@ -185,7 +183,7 @@ def _replay_invoicing(runtime: OrgRuntime, letters: list[Any], *, log: Any, run_
     log.info("replay.invoicing", status=getattr(outcome, "status", None), error=getattr(outcome, "error", None))
 
 
-def _replay_payouts(runtime: OrgRuntime, letters: list[Any], *, log: Any, run_job: Any) -> None:
+def _replay_payouts(runtime: OrgContext, letters: list[Any], *, log: Any, run_job: RunJob) -> None:
     from connector.services.payouts import retrace_letters
 
     traced = retrace_letters(runtime, [d for d in letters if d.object_name == "balance_transaction"], log=log)
@@ -200,3 +198,8 @@ HANDLERS: dict[str, Callable[..., None]] = {
     "invoicing": _replay_invoicing,
     "payouts": _replay_payouts,
 }
+
+
+def _known_ids(uow: UnitOfWork, org_id: str, key: str) -> set[str]:
+    """The ids the mirror holds for object ``key`` (references resolve against them)."""
+    return set(uow.mirror(key).ids(org_id))

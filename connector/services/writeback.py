@@ -33,14 +33,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from connector.domain import format_money
 from connector.services.attention import read_attention
 from connector.services.mirror import incomplete_orders
-
-if TYPE_CHECKING:
-    from connector.bootstrap import OrgRuntime
+from connector.services.ports import OrgContext, RecordOutcome, UnitOfWork
 
 SOURCE = "writeback"
 CHUNK = 200
@@ -49,17 +47,6 @@ TRANSIENT_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUES
 TEXT_LIMIT = 255  # the connector's own texts (errors, discrepancies) are cut to a text field
 ORDER_OBJECTS = frozenset({"order", "orders", "SfdcPartnerOrder"})
 ORDER_REFERENCES = ("PartnerOrderId", "SfdcPartnerOrderId", "order_id", "OrderId")  # item and billing-link parents
-
-
-class RecordOutcome(Protocol):
-    index: int
-    success: bool
-
-    @property
-    def error_code(self) -> str | None: ...
-
-    @property
-    def message(self) -> str: ...
 
 
 class OrgWriter(Protocol):
@@ -98,7 +85,7 @@ class WritebackPlan:
     waiting_for_mirror: int = 0  # orders a sync has not finished writing: not written back yet
 
 
-def target_of(runtime: OrgRuntime) -> Target:
+def target_of(runtime: OrgContext) -> Target:
     """The mapping's write-back target with the config's overrides (an external id the
     mapping lacks was refused with the config: ``config.check_against_mapping``)."""
     mapped = runtime.mapping.writeback
@@ -192,7 +179,7 @@ def build_payload(target: Target, values: Mapping[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def plan(runtime: OrgRuntime, *, orders: Iterable[str] | None = None, include_waiting: bool = False) -> WritebackPlan:
+def plan(runtime: OrgContext, *, orders: Iterable[str] | None = None, include_waiting: bool = False) -> WritebackPlan:
     """What a run would send. ``orders`` narrows it (replay); ``include_waiting`` also
     sends payloads parked in a write-back dead letter (replay)."""
     target = target_of(runtime)
@@ -244,7 +231,7 @@ class Counts:
         return dict(self.__dict__)
 
 
-def run_writeback_job(runtime: OrgRuntime, *, log: Any, dry_run: bool = False,
+def run_writeback_job(runtime: OrgContext, *, log: Any, dry_run: bool = False,
                       stop: threading.Event | None = None) -> Mapping[str, int]:
     """The ``writeback`` job (see the module docstring)."""
     if not runtime.config.writeback.enabled:
@@ -264,7 +251,7 @@ def run_writeback_job(runtime: OrgRuntime, *, log: Any, dry_run: bool = False,
     return counts.as_dict()
 
 
-def send(runtime: OrgRuntime, rows: Sequence[PlannedRow], target: Target, *, counts: Counts, log: Any,
+def send(runtime: OrgContext, rows: Sequence[PlannedRow], target: Target, *, counts: Counts, log: Any,
          stop: threading.Event | None = None, writer: OrgWriter | None = None, retry_pause_s: float = 0.2) -> Counts:
     """Upsert ``rows`` 200 at a time, committing each batch's outcome before the next."""
     if not rows:
@@ -311,7 +298,7 @@ def send(runtime: OrgRuntime, rows: Sequence[PlannedRow], target: Target, *, cou
     return counts
 
 
-def _written(uow: Any, runtime: OrgRuntime, row: PlannedRow, target: Target) -> None:
+def _written(uow: UnitOfWork, runtime: OrgContext, row: PlannedRow, target: Target) -> None:
     uow.writeback_state.upsert(runtime.org_id, row.order_id, payload={k: _plain(v) for k, v in row.payload.items()},
                                payload_hash=row.hash, last_written_at=runtime.clock(), last_result="ok")
     uow.dead_letters.resolve_for(runtime.org_id, SOURCE, target.sobject, row.order_id)

@@ -5,9 +5,11 @@ Salesforce or Stripe API, not counted as API usage): fault injection, expired se
 lowered limits, latency, counters. This command is its client, so a person rehearsing an
 outage needs no curl::
 
-    gtm-connector sandbox control https://127.0.0.1:PORT faults '{"endpoint": "query", "status": 503, "times": 2}' --ca-file CA
+    gtm-connector sandbox control https://127.0.0.1:PORT faults '{"endpoint": "query", "status": 503}' --ca-file CA
     gtm-connector sandbox control https://127.0.0.1:PORT limits '{"max": 1000, "used": 990}' --ca-file CA
+    gtm-connector sandbox control https://127.0.0.1:PORT limits '{"used": 0}' --method PATCH --ca-file CA
     gtm-connector sandbox control https://127.0.0.1:PORT sessions/expire --method POST --ca-file CA
+    gtm-connector sandbox control http://127.0.0.1:PORT settings '{"fee_percent": "3.4"}' --method PATCH  # Stripe
     gtm-connector sandbox control http://127.0.0.1:PORT counters          # the Stripe sandbox
 
 Resources: see ``gtm_sandbox.org.control`` and ``gtm_sandbox.stripe.server``.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
@@ -32,9 +34,11 @@ EXIT_FAILED, EXIT_USAGE = 1, 2  # the connector CLI's codes: failed, usage error
 def control(
     url: Annotated[str, typer.Argument(help="the sandbox's base URL (org instance URL or Stripe api_base)")],
     resource: Annotated[str, typer.Argument(help="control resource, e.g. faults, limits, counters, sessions/expire")],
-    body: Annotated[Optional[str], typer.Argument(help="JSON body (sent with POST unless --method says otherwise)")] = None,
-    method: Annotated[Optional[str], typer.Option("--method", help="GET, POST or DELETE (default: POST with a body, else GET)")] = None,
-    ca_file: Annotated[Optional[Path], typer.Option("--ca-file", help="the org sandbox's CA file (HTTPS)")] = None,
+    body: Annotated[str | None, typer.Argument(
+        help="JSON body (sent with POST unless --method says otherwise)")] = None,
+    method: Annotated[str | None, typer.Option(
+        "--method", help="GET, POST, PATCH or DELETE (default: POST with a body, else GET)")] = None,
+    ca_file: Annotated[Path | None, typer.Option("--ca-file", help="the org sandbox's CA file (HTTPS)")] = None,
 ) -> None:
     """Send one request to a running sandbox's control API and print the JSON answer."""
     import requests
@@ -46,11 +50,11 @@ def control(
     if body is not None:
         try:
             payload = json.loads(body)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise typer.BadParameter(f"not JSON ({exc.msg} at column {exc.colno})", param_hint="BODY") from None
     verb = (method or ("POST" if body is not None else "GET")).upper()
-    if verb not in ("GET", "POST", "DELETE"):
-        raise typer.BadParameter(f"{method!r}: use GET, POST or DELETE", param_hint="--method")
+    if verb not in ("GET", "POST", "PATCH", "DELETE"):
+        raise typer.BadParameter(f"{method!r}: use GET, POST, PATCH or DELETE", param_hint="--method")
     target = f"{parts.scheme}://{parts.netloc}/_sandbox/{resource.strip('/')}"
     session = requests.Session()
     session.trust_env = False  # REQUESTS_CA_BUNDLE / proxies from the environment don't apply here

@@ -102,6 +102,9 @@ class OrderFaults:
     invoices: str | None = None  # "split" or "duplicate"
 
 
+ORDER_KNOBS = ("skip", "wrong_amount", "late_days", "invoices")  # OrderFaults' fields, PATCH-able
+
+
 @dataclass
 class PoolFault:
     """A knob for the next ``remaining`` orders that come due."""
@@ -220,6 +223,35 @@ class GtmBilling:
             except ValueError:
                 raise BillingError(f"{order_id!r} is not a record id") from None
             _apply(self.bound.setdefault(oid, OrderFaults()), kind, amount, int(days))
+
+    def update_order_faults(self, order_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change one order's knobs in part — ``skip``, ``wrong_amount`` (None: right),
+        ``late_days``, ``invoices`` (``split``, ``duplicate`` or None) — keeping the others;
+        answers them all. E.g. ``{"skip": false}`` lets a skipped order be invoiced on the
+        next run."""
+        unknown = sorted(set(changes) - set(ORDER_KNOBS))
+        if unknown:
+            raise BillingError(f"not an order's billing knob: {', '.join(unknown)} ({', '.join(ORDER_KNOBS)})")
+        try:
+            oid = to_18(order_id)
+        except ValueError:
+            raise BillingError(f"{order_id!r} is not a record id") from None
+        wrong = changes.get("wrong_amount")
+        days = int(changes.get("late_days", 0))
+        invoices = changes.get("invoices")
+        if days < 0 or invoices not in (None, "split", "duplicate"):
+            raise BillingError("late_days must not be negative and invoices is 'split', 'duplicate' or null")
+        with self._state:
+            faults = self.bound.setdefault(oid, OrderFaults())
+            if "skip" in changes:
+                faults.skip = bool(changes["skip"])
+            if "wrong_amount" in changes:
+                faults.wrong_amount = None if wrong is None else Decimal(str(wrong))
+            if "late_days" in changes:
+                faults.late_days = days
+            if "invoices" in changes:
+                faults.invoices = invoices
+            return _bound_json(faults)
 
     def clear_faults(self) -> None:
         with self._state:

@@ -3,6 +3,12 @@
 ``OrgControl`` is the one implementation; the ``SandboxOrg`` handle calls it in-process
 and the HTTP control API (``/_sandbox/...``, plain JSON, not part of Salesforce's API and
 not counted as API usage) calls it for out-of-process users such as the benches.
+
+Resources that are settings take PATCH to change part of them — ``limits`` (``max``,
+``used``), ``latency``, ``batch-size``, the ``billing`` link (``api_base``, ``api_key``,
+``account``) and one order's billing knobs (``billing/faults/{order_id}``: ``skip``,
+``wrong_amount``, ``late_days``, ``invoices``) — the first three POST as well;
+``records/{sobject}`` takes PATCH to update records.
 """
 
 from __future__ import annotations
@@ -84,6 +90,7 @@ class OrgControl:
         self.api.batch_size = self.api.default_batch_size
         with self.api._locator_lock:
             self.api._locators.clear()
+        self.api.bulk.reset()
         return self.load(data)
 
     # ------------------------------------------------------------ counters and faults
@@ -289,21 +296,40 @@ def _sessions_expire(c: OrgControl, req: Request, body: Body) -> Response:
     return Response.json(200, {"expired": c.expire_sessions()})
 
 
+# The settings a PATCH updates in part (POST does the same, kept for older scripts).
+@_route("PATCH", "limits")
 @_route("POST", "limits")
 def _limits(c: OrgControl, req: Request, body: Body) -> Response:
     c.set_limits(max=body.get("max"), used=body.get("used"))
     return Response(204)
 
 
+@_route("PATCH", "latency")
 @_route("POST", "latency")
 def _latency(c: OrgControl, req: Request, body: Body) -> Response:
     c.set_latency(float(body.get("seconds", 0)), body.get("endpoint", "*"))
     return Response(204)
 
 
+@_route("PATCH", "batch-size")
 @_route("POST", "batch-size")
 def _batch_size(c: OrgControl, req: Request, body: Body) -> Response:
     c.set_batch_size(int(body["size"]))
+    return Response(204)
+
+
+@_route("POST", "bulk/fail")
+def _bulk_fail(c: OrgControl, req: Request, body: Body) -> Response:
+    """The next ``times`` Bulk API 2.0 query jobs end ``Failed`` with ``message``."""
+    c.api.bulk.fail(str(body.get("message", "QUERY_TIMEOUT: Your query request was running for too long.")),
+                    int(body.get("times", 1)))
+    return Response(204)
+
+
+@_route("POST", "bulk/poll-steps")
+def _bulk_poll_steps(c: OrgControl, req: Request, body: Body) -> Response:
+    """How many polls a query job answers InProgress before it completes."""
+    c.api.bulk.poll_steps = max(0, int(body["steps"]))
     return Response(204)
 
 
@@ -345,11 +371,26 @@ def _records_delete(c: OrgControl, req: Request, body: Body, sobject: str) -> Re
     return Response(204)
 
 
-# /_sandbox/billing…: link (POST), status (GET), unlink (DELETE), run, faults (POST a knob,
-# DELETE all) and links (a junction row by hand).
+# /_sandbox/billing…: link (POST), change the link in part (PATCH), status (GET), unlink
+# (DELETE), run, faults (POST a knob, DELETE all, PATCH one order's) and links (a junction
+# row by hand).
 @_route("POST", "billing")
 def _billing_link(c: OrgControl, req: Request, body: Body) -> Response:
     result = c.billing.link_stripe(body["api_base"], body["api_key"], account=body.get("account"))
+    return Response.json(200, result.as_json())
+
+
+@_route("PATCH", "billing")
+def _billing_update(c: OrgControl, req: Request, body: Body) -> Response:
+    """Change part of the link (``api_base``, ``api_key``, ``account``), keeping the rest."""
+    link = c.billing.link
+    if link is None:
+        raise BillingError("billing is not linked to a Stripe account: POST /_sandbox/billing first")
+    unknown = sorted(set(body) - {"api_base", "api_key", "account"})
+    if unknown:
+        raise BillingError(f"not a billing link setting: {', '.join(unknown)} (api_base, api_key, account)")
+    result = c.billing.link_stripe(body.get("api_base", link.api_base), body.get("api_key", link.api_key),
+                                   account=body.get("account", link.account))
     return Response.json(200, result.as_json())
 
 
@@ -376,6 +417,11 @@ def _billing_fault(c: OrgControl, req: Request, body: Body) -> Response:
     c.billing.add_fault(body["kind"], order_id=body.get("order_id"), times=int(body.get("times", 1)),
                         amount=str(body.get("amount", "100.00")), days=int(body.get("days", 1)))
     return Response(204)
+
+
+@_route("PATCH", "billing/faults/{order_id}")
+def _billing_order_faults(c: OrgControl, req: Request, body: Body, order_id: str) -> Response:
+    return Response.json(200, c.billing.update_order_faults(order_id, body))
 
 
 @_route("DELETE", "billing/faults")

@@ -113,13 +113,14 @@ class OrgData:
         # Told the object of every stored write (under the lock: must not block), e.g. the
         # GTM billing, which bills orders in the background when they change.
         self.on_write: Callable[[str], None] | None = None
+        self.writes = 0  # stored writes so far: lets a state dir's autosave see any change cheaply
 
     # ------------------------------------------------------------ lookup
 
     def table(self, sobject: str) -> Table:
         spec = self.schema.get(sobject)
         if spec is None:
-            raise ApiError(404, "NOT_FOUND", f"The requested resource does not exist")
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         return self.tables[spec.name]
 
     def get(self, sobject: str, record_id: str, *, include_deleted: bool = False) -> Row | None:
@@ -165,6 +166,7 @@ class OrgData:
 
     def _store(self, spec: ObjectSpec, row: Row) -> None:
         old = self.tables[spec.name].put(row)
+        self.writes += 1
         if self._undo is not None:
             self._undo.append((spec.name, row["Id"], old))
         if self.on_write is not None:
@@ -181,7 +183,8 @@ class OrgData:
                 if fault[3] <= 0:
                     self.record_faults.remove(fault)
                 if code == "UNABLE_TO_LOCK_ROW" and message is None:
-                    message = f"unable to obtain exclusive access to this record or 1 records: {record_id or ''}".strip()
+                    message = ("unable to obtain exclusive access to this record or 1 records: "
+                               f"{record_id or ''}").strip()
                 raise ApiError(400, code, message or "injected record failure")
 
     def new_id(self, spec: ObjectSpec) -> str:
@@ -228,7 +231,10 @@ class OrgData:
                 raise self._missing(spec, record_id)
             if validate:
                 self._injected_fault(spec, current["Id"])
-            clean = self._validate(spec, values, creating=False, current=current) if validate else self._raw(spec, values)
+            if validate:
+                clean = self._validate(spec, values, creating=False, current=current)
+            else:
+                clean = self._raw(spec, values)
             if validate:
                 self.rules.check(self, spec, current, values)
             now = canonical_stamp(stamp) if stamp else self.clock.now()
@@ -305,7 +311,9 @@ class OrgData:
             out[f.name] = value
         return out
 
-    def _validate(self, spec: ObjectSpec, values: dict[str, Any], *, creating: bool, current: Row | None) -> dict[str, Any]:
+    def _validate(
+        self, spec: ObjectSpec, values: dict[str, Any], *, creating: bool, current: Row | None
+    ) -> dict[str, Any]:
         verb = "inserted" if creating else "updated"
         if not spec.writable:
             raise ApiError(400, "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", f"entity type cannot be {verb}: {spec.label}")
@@ -335,73 +343,44 @@ class OrgData:
         merged.update(out)
         missing = [f.name for f in spec.fields.values() if f.required and merged.get(f.name) in (None, "")]
         if missing:
-            raise ApiError(400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing)
+            raise ApiError(400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]",
+                           missing)
         return out
 
     def _convert(self, spec: ObjectSpec, f: FieldSpec, value: Any) -> Any:
+        """``value`` as the org stores it in field ``f``; ``ApiError`` as the org words it."""
         if value is None:
             return None
         t = f.type
-
-        def parser_error(java_type: str) -> ApiError:
-            kind = "VALUE_STRING" if isinstance(value, str) else "VALUE_NUMBER" if isinstance(value, (int, float, Decimal)) else "VALUE"
-            return ApiError(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of {java_type} from {kind} value "
-                            f"{value} or request may be missing a required field")
-
         if t in TEXT_TYPES:
-            if not isinstance(value, str):
-                raise parser_error("string")
-            if f.length and len(value) > f.length:
-                raise ApiError(400, "STRING_TOO_LONG", f"{f.label}: data value too large: {value[:40]}... "
-                               f"(max length={f.length})", [f.name])
-            if t == "email" and value and not _EMAIL_RE.match(value):
-                raise ApiError(400, "INVALID_EMAIL_ADDRESS", f"{f.label}: invalid email address: {value}", [f.name])
-            if t == "picklist" and f.picklist and value not in f.picklist:
-                raise ApiError(400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                               f"{f.label}: bad value for restricted picklist field: {value}", [f.name])
-            return value
+            return _convert_text(f, value)
         if t == "boolean":
             if not isinstance(value, bool):
-                raise parser_error("boolean")
+                raise _parser_error("boolean", value)
             return value
         if t in NUMERIC_TYPES:
-            if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-                raise parser_error("double")
-            number = Decimal(str(value))
-            if t == "int":
-                if number != number.to_integral_value():
-                    raise ApiError(400, "NUMBER_OUTSIDE_VALID_RANGE", f"{f.label}: value not of required type: {value}", [f.name])
-                return int(number)
-            # The org keeps a number to its field's scale (describe: scale), rounding half-up.
-            number = number.quantize(Decimal(1).scaleb(-f.scale), rounding=ROUND_HALF_UP)
-            if f.precision and abs(number) >= Decimal(10) ** (f.precision - f.scale):
-                raise ApiError(400, "NUMBER_OUTSIDE_VALID_RANGE", f"{f.label}: value outside of valid range on "
-                               f"numeric field: {value}", [f.name])
-            return number
-        if t == "date":
-            try:
-                return date.fromisoformat(str(value)[:10]).isoformat() if isinstance(value, str) else _raise()
-            except (ValueError, TypeError):
-                raise parser_error("date") from None
-        if t == "datetime":
-            try:
-                return canonical_stamp(value) if isinstance(value, str) else _raise()
-            except (ValueError, TypeError):
-                raise parser_error("datetime") from None
+            return _convert_number(f, value)
+        if t in ("date", "datetime"):
+            return _convert_when(t, value)
         if t in ("reference", "id"):
-            if not isinstance(value, str):
-                raise parser_error("string")
-            try:
-                rid = to_18(value)
-            except ValueError:
-                raise ApiError(400, "MALFORMED_ID", f"{f.label}: id value of incorrect type: {value}", [f.name]) from None
-            target = self.find_object(rid)
-            if target is None and any(self.schema.get(name) is None for name in f.reference_to):
-                return rid  # a target this org does not model (Account, packages): id form checked only
-            if target is None or (f.reference_to and target.name not in f.reference_to) or self.get(target.name, rid) is None:
-                raise ApiError(400, "INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id", [f.name])
-            return rid
+            return self._convert_reference(f, value)
         return value
+
+    def _convert_reference(self, f: FieldSpec, value: Any) -> str:
+        """An 18-character id of a record of a type ``f`` may point to."""
+        if not isinstance(value, str):
+            raise _parser_error("string", value)
+        try:
+            rid = to_18(value)
+        except ValueError:
+            raise ApiError(400, "MALFORMED_ID", f"{f.label}: id value of incorrect type: {value}", [f.name]) from None
+        target = self.find_object(rid)
+        if target is None and any(self.schema.get(name) is None for name in f.reference_to):
+            return rid  # a target this org does not model (Account, packages): id form checked only
+        if (target is None or (f.reference_to and target.name not in f.reference_to)
+                or self.get(target.name, rid) is None):
+            raise ApiError(400, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [f.name])
+        return rid
 
     def _check_unique(self, spec: ObjectSpec, row: Row, own_id: str | None) -> None:
         table = self.tables[spec.name]
@@ -424,9 +403,11 @@ class OrgData:
             start = 0
             end = len(index)
             if low is not None:
-                start = bisect.bisect_left(index, (low, "")) if low_inc else bisect.bisect_right(index, (low, "\uffff"))
+                start = (bisect.bisect_left(index, (low, "")) if low_inc
+                         else bisect.bisect_right(index, (low, "\uffff")))
             if high is not None:
-                end = bisect.bisect_right(index, (high, "\uffff")) if high_inc else bisect.bisect_left(index, (high, ""))
+                end = (bisect.bisect_right(index, (high, "\uffff")) if high_inc
+                       else bisect.bisect_left(index, (high, "")))
             rows = table.rows
             candidates = [rows[rid] for _, rid in index[start:end]]
         pred = bound.predicate
@@ -464,5 +445,56 @@ class Rules:
         """Propagate a stored write (e.g. roll-up summaries on the parent)."""
 
 
-def _raise() -> Any:
-    raise ValueError
+def _parser_error(java_type: str, value: Any) -> ApiError:
+    """The org's answer to a JSON value of the wrong type for the field."""
+    if isinstance(value, str):
+        kind = "VALUE_STRING"
+    elif isinstance(value, (int, float, Decimal)):
+        kind = "VALUE_NUMBER"
+    else:
+        kind = "VALUE"
+    return ApiError(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of {java_type} from {kind} value "
+                    f"{value} or request may be missing a required field")
+
+
+def _convert_text(f: FieldSpec, value: Any) -> str:
+    """A text field's value: within its length, a valid email or picklist value where asked."""
+    if not isinstance(value, str):
+        raise _parser_error("string", value)
+    if f.length and len(value) > f.length:
+        raise ApiError(400, "STRING_TOO_LONG", f"{f.label}: data value too large: {value[:40]}... "
+                       f"(max length={f.length})", [f.name])
+    if f.type == "email" and value and not _EMAIL_RE.match(value):
+        raise ApiError(400, "INVALID_EMAIL_ADDRESS", f"{f.label}: invalid email address: {value}", [f.name])
+    if f.type == "picklist" and f.picklist and value not in f.picklist:
+        raise ApiError(400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                       f"{f.label}: bad value for restricted picklist field: {value}", [f.name])
+    return value
+
+
+def _convert_number(f: FieldSpec, value: Any) -> int | Decimal:
+    """An int field's whole number, or a number kept to the field's scale and precision."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise _parser_error("double", value)
+    number = Decimal(str(value))
+    if f.type == "int":
+        if number != number.to_integral_value():
+            raise ApiError(400, "NUMBER_OUTSIDE_VALID_RANGE", f"{f.label}: value not of required type: {value}",
+                           [f.name])
+        return int(number)
+    # The org keeps a number to its field's scale (describe: scale), rounding half-up.
+    number = number.quantize(Decimal(1).scaleb(-f.scale), rounding=ROUND_HALF_UP)
+    if f.precision and abs(number) >= Decimal(10) ** (f.precision - f.scale):
+        raise ApiError(400, "NUMBER_OUTSIDE_VALID_RANGE", f"{f.label}: value outside of valid range on "
+                       f"numeric field: {value}", [f.name])
+    return number
+
+
+def _convert_when(field_type: str, value: Any) -> str:
+    """A ``date`` (ISO day) or ``datetime`` (the org's canonical stamp) from a string."""
+    if not isinstance(value, str):
+        raise _parser_error(field_type, value)
+    try:
+        return date.fromisoformat(value[:10]).isoformat() if field_type == "date" else canonical_stamp(value)
+    except (ValueError, TypeError):
+        raise _parser_error(field_type, value) from None

@@ -6,7 +6,7 @@ their items, 12-month terms. Plus the seed data sets: ``demo`` and ``generate(n)
 from __future__ import annotations
 
 import random
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -36,7 +36,8 @@ def add_months(d: date, months: int) -> date:
     month = d.month - 1 + months
     year = d.year + month // 12
     month = month % 12 + 1
-    days = [31, 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    february = 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    days = [31, february, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
     return date(year, month, min(d.day, days[month - 1]))
 
 
@@ -57,7 +58,8 @@ def item_totals(item: Row, contract_term: Any) -> dict[str, Decimal | None]:
     """The GTM app's derived item fields: LineItemPeriodTotal = unit price x quantity,
     LineItemTotal = that x the parent's ContractTerm (both currency, to the cent)."""
     quantity, price = item.get("Quantity"), item.get("CustomerUnitPricePerMonth")
-    return {"LineItemPeriodTotal": line_total(quantity, price, 1), "LineItemTotal": line_total(quantity, price, contract_term)}
+    return {"LineItemPeriodTotal": line_total(quantity, price, 1),
+            "LineItemTotal": line_total(quantity, price, contract_term)}
 
 
 class GtmRules(Rules):
@@ -170,7 +172,6 @@ def load_demo(data: OrgData, today: date | None = None) -> dict[str, str]:
     """Seed 003's catalog and order, an add-on, offers in every status and one malformed
     record (an order item with a negative quantity). Returns named ids for tests."""
     today = today or data.clock.today()
-    end = term_end(today)
     s = _Seeder(data)
     ids: dict[str, str] = {}
     customers: dict[str, Row] = {}
@@ -280,8 +281,9 @@ def generate(data: OrgData, n: int, *, seed: int = 7, items_per_order: int = 3) 
                               LineItemPeriodTotal=line_total(qty, prices[ppp], 1)))
         orders.append(_row(order_spec, order_id, stamp, Name=f"Bench order {k + 1}", OrderNumber=f"{k + 1000:08d}",
                            Status="Activated", OrderType="Initial", CustomerName=f"Customer {k + 1}",
-                           BillingCustomerOrg=_customer_org(k + 100), ContractTerm=12, ServiceStartDate=start.isoformat(),
-                           ServiceEndDate=term_end(start).isoformat(), RecipientEmailAddress=f"buyer{k}@example.com",
+                           BillingCustomerOrg=_customer_org(k + 100), ContractTerm=12,
+                           ServiceStartDate=start.isoformat(), ServiceEndDate=term_end(start).isoformat(),
+                           RecipientEmailAddress=f"buyer{k}@example.com",
                            BillingEmailAddress=f"billing{k}@example.com", CurrencyIsoCode="USD",
                            Subtotal=sum(lines, Decimal("0.00"))))
     with data.lock:

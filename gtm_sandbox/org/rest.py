@@ -3,13 +3,14 @@
 Resources (under ``/services/data/vXX.X/``): ``query``, ``queryAll`` and query locators,
 ``sobjects`` (describe global, describe, CRUD, upsert by external id, getDeleted /
 getUpdated), ``limits``, ``composite`` (25 subrequests, at most 5 queries or
-collections, references, allOrNone) and ``composite/sobjects`` collections. Plus
-``/services/oauth2/token`` and ``/services/data/`` (versions).
+collections, references, allOrNone), ``composite/sobjects`` collections and Bulk API 2.0
+query jobs (``jobs/query``). Plus ``/services/oauth2/token`` and ``/services/data/`` (versions).
 
 Routing is a table, ``DATA_ROUTES`` (method + segment template -> endpoint name and handler;
 see ``routing.py``), filled by the resource modules in ``routes/``, each holding its
-handlers and registering their routes. Every API request is counted per endpoint, may be delayed or failed by fault rules, is
-checked against the session store and the daily request limit, and answers with
+handlers and registering their routes. Every API request is counted per endpoint, may be
+delayed or failed by fault rules, is checked against the session store and the daily
+request limit, and answers with
 ``Sforce-Limit-Info: api-usage=N/M``.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 from gtm_sandbox.org.auth import ConnectedApp, Sessions
 from gtm_sandbox.org.data import ApiError, OrgData
 from gtm_sandbox.org.messages import Request, Response
+from gtm_sandbox.org.routes import bulk as bulk_routes
 from gtm_sandbox.org.routes import collections as collection_routes
 from gtm_sandbox.org.routes import composite as composite_routes
 from gtm_sandbox.org.routes import limits as limits_routes
@@ -32,6 +34,7 @@ from gtm_sandbox.org.routes import query as query_routes
 from gtm_sandbox.org.routes import sobjects as sobject_routes
 from gtm_sandbox.org.routes import versions as versions_routes
 from gtm_sandbox.org.routes.auth import AuthRoutes
+from gtm_sandbox.org.routes.bulk import BulkJobs, BulkRoutes
 from gtm_sandbox.org.routes.collections import CollectionRoutes
 from gtm_sandbox.org.routes.composite import CompositeRoutes
 from gtm_sandbox.org.routes.limits import LimitsRoutes
@@ -132,7 +135,7 @@ class Controls:
 
 
 class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoutes, CollectionRoutes,
-             CompositeRoutes):
+             CompositeRoutes, BulkRoutes):
     """The API: state, the entry point and routing here; the handlers, one module per
     resource, in ``routes/``."""
 
@@ -148,6 +151,7 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
         self._locators: OrderedDict[str, Locator] = OrderedDict()
         self._locator_lock = threading.Lock()
         self._locator_seq = 0
+        self.bulk = BulkJobs()  # Bulk API 2.0 query jobs (routes/bulk.py)
 
     # ------------------------------------------------------------ entry point
 
@@ -168,7 +172,9 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
             return Response.error(err)
         return self._with_controls(endpoint, req, lambda r: handler(r, version), api=True)
 
-    def _with_controls(self, endpoint: str, req: Request, handler: Callable[[Request], Response], *, api: bool) -> Response:
+    def _with_controls(
+        self, endpoint: str, req: Request, handler: Callable[[Request], Response], *, api: bool
+    ) -> Response:
         c = self.controls
         c.count(endpoint)
         for hook in c.take_hooks(endpoint):
@@ -184,12 +190,14 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
         if not api:
             return handler(req)
         token = req.headers.get("authorization", "")
-        token = token[7:] if token.lower().startswith("bearer ") else token[6:] if token.lower().startswith("oauth ") else ""
+        scheme = token.lower()
+        token = token[7:] if scheme.startswith("bearer ") else token[6:] if scheme.startswith("oauth ") else ""
         if not token or not self.sessions.valid(token):
             return Response.json(401, [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}])
         allowed, used, limit = c.use_api()
         if not allowed:
-            resp = Response.json(403, [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
+            resp = Response.json(403, [{"message": "TotalRequests Limit exceeded.",
+                                        "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
             resp.headers["Sforce-Limit-Info"] = f"api-usage={used}/{limit}"
             return resp
         try:
@@ -220,5 +228,6 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
 
 # The REST API's routes under /services/data/vNN.N/: each resource module registers its own.
 DATA_ROUTES = RouteTable()
-for _resource in (versions_routes, query_routes, limits_routes, composite_routes, collection_routes, sobject_routes):
+for _resource in (versions_routes, query_routes, limits_routes, composite_routes, collection_routes, sobject_routes,
+                  bulk_routes):
     _resource.install(DATA_ROUTES)

@@ -16,7 +16,6 @@ connection, so tests can start and stop orgs freely.
 
 from __future__ import annotations
 
-import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -25,22 +24,29 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gtm_sandbox.org.auth import ConnectedApp, new_user_id
+from gtm_sandbox.org.auth import ConnectedApp
 from gtm_sandbox.org.billing import GtmBilling, RunResult
 from gtm_sandbox.org.control import DataSpec, OrgControl
 from gtm_sandbox.org.data import OrgData
 from gtm_sandbox.org.gtm import GtmRules
+from gtm_sandbox.org.identity import OrgIdentity
 from gtm_sandbox.org.ids import make_id
 from gtm_sandbox.org.rest import OrgApi, Request, Response
 from gtm_sandbox.org.schema import load_org_schema
 from gtm_sandbox.snapshot import SnapshotError, read_snapshot, write_snapshot
-from gtm_sandbox.wsgi import (IDLE_TIMEOUT_S, MAX_BODY_BYTES, BodyTooLarge, WsgiServer, read_body,
-                              request_headers, request_target, status_line)
+from gtm_sandbox.wsgi import (
+    IDLE_TIMEOUT_S,
+    MAX_BODY_BYTES,
+    BodyTooLarge,
+    WsgiServer,
+    read_body,
+    request_headers,
+    request_target,
+    status_line,
+)
 
 API_VERSION = "66.0"  # GTM objects exist from v64-v66 (see gtm_schema.toml)
 
@@ -110,6 +116,7 @@ class SandboxOrg:
         jwt_public_key_file: Path | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
+        identity: OrgIdentity | None = None,
     ) -> SandboxOrg:
         """Start an org on 127.0.0.1 (``port=0``: a free port) in a background thread.
 
@@ -118,11 +125,15 @@ class SandboxOrg:
         pair is made and the private key written to ``private_key_file``. ``renamed`` and
         ``dropped`` start an org whose schema differs from the reference (see
         ``load_org_schema``), as a partner's org may. ``max_body_bytes``: larger request
-        bodies get a 413; ``idle_timeout_s``: idle keep-alive connections are closed after it."""
+        bodies get a 413; ``idle_timeout_s``: idle keep-alive connections are closed after it.
+        ``identity``: the CA and connected-app credentials to serve with (a restarted org
+        the same to its clients, see ``identity.py``); without it a fresh one is made."""
         owns = workdir is None
         workdir = Path(tempfile.mkdtemp(prefix="gtm-sandbox-org-")) if workdir is None else Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        ca = trustme.CA()
+        if identity is None:
+            identity = OrgIdentity.new(jwt_key=jwt_public_key_file is None)
+        ca = identity.ca()
         cert = ca.issue_cert("127.0.0.1", "localhost")
         # cheroot's TLS adapter loads the server's certificate and key from files.
         cert_file, key_file = workdir / "server_cert.pem", workdir / "server_key.pem"
@@ -137,16 +148,19 @@ class SandboxOrg:
         if jwt_public_key_file is not None:
             public_pem = _public_key_pem(Path(jwt_public_key_file).read_bytes())
         else:
-            public_pem = _new_keypair(private_key_file)
+            public_pem = identity.jwt_public_key_pem()
+            assert identity.jwt_private_key_pem is not None
+            private_key_file.touch(mode=0o600)
+            private_key_file.write_bytes(identity.jwt_private_key_pem)
         schema = load_org_schema(renamed=renamed, dropped=dropped)
         org_id = make_id("00D", org_number, pod="Sb")  # org_number: several orgs side by side
         app = ConnectedApp(
-            client_id="3MVG9sandbox" + secrets.token_hex(16),
-            client_secret=secrets.token_hex(32),
+            client_id=identity.client_id,
+            client_secret=identity.client_secret,
             public_key_pem=public_pem,
-            username="integration@gtm-sandbox.example.com",
-            password=secrets.token_urlsafe(18),
-            user_id=new_user_id(),
+            username=identity.username,
+            password=identity.password,
+            user_id=identity.user_id,
             org_id=org_id,
             audiences=(),
         )
@@ -236,6 +250,15 @@ class SandboxOrg:
 
     def clear_faults(self) -> None:
         self.control.clear_faults()
+
+    def fail_bulk_jobs(self, message: str = "QUERY_TIMEOUT: Your query request was running for too long.", *,
+                       times: int = 1) -> None:
+        """The next ``times`` Bulk API 2.0 query jobs end ``Failed`` with ``message``."""
+        self.control.api.bulk.fail(message, times)
+
+    def set_bulk_poll_steps(self, steps: int) -> None:
+        """How many polls a Bulk API 2.0 query job answers InProgress before JobComplete."""
+        self.control.api.bulk.poll_steps = max(0, steps)
 
     def fail_records(self, sobject: str = "*", *, times: int = 1, error_code: str = "UNABLE_TO_LOCK_ROW",
                      message: str | None = None) -> None:
@@ -346,12 +369,3 @@ def _public_key_pem(pem: bytes) -> bytes:
                                               serialization.PublicFormat.SubjectPublicKeyInfo)
     return pem
 
-
-def _new_keypair(private_key_file: Path) -> bytes:
-    """An RSA key for the JWT bearer flow: private half written for clients (mode 600),
-    public half returned for the connected app."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    private_key_file.touch(mode=0o600)
-    private_key_file.write_bytes(pem)
-    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -403,38 +403,52 @@ def _coerce(f: FieldSpec, lit: Literal) -> Any:
         return None
     t = f.type
     if t in ("id", "reference"):
-        if lit.kind != "string":
-            raise _type_error(f, "id")
-        try:
-            return to_18(lit.value)
-        except ValueError:
-            raise SoqlError("INVALID_QUERY_FILTER_OPERATOR", f"invalid ID field: {lit.value}") from None
+        return _coerce_id(f, lit)
+    if t in ("date", "datetime"):
+        return _coerce_day(f, lit)
+    expected = _scalar_literal(t)
+    if expected is None:
+        raise _type_error(f, t)
+    kind, named = expected
+    if lit.kind != kind:
+        raise _type_error(f, named)
+    return lit.value.lower() if kind == "string" else lit.value
+
+
+def _scalar_literal(t: str) -> tuple[str, str] | None:
+    """(the literal kind a field of type ``t`` takes, the type SOQL names in its error)."""
     if t in _STRINGISH:
-        if lit.kind != "string":
-            raise _type_error(f, "string")
-        return lit.value.lower()
+        return "string", "string"
     if t in _NUMERIC:
-        if lit.kind != "number":
-            raise _type_error(f, "double" if t == "int" else t)
-        return lit.value
+        return "number", "double" if t == "int" else t
     if t == "boolean":
-        if lit.kind != "bool":
-            raise _type_error(f, "boolean")
-        return lit.value
-    if t == "date":
+        return "bool", "boolean"
+    return None
+
+
+def _coerce_id(f: FieldSpec, lit: Literal) -> str:
+    if lit.kind != "string":
+        raise _type_error(f, "id")
+    try:
+        return to_18(lit.value)
+    except ValueError:
+        raise SoqlError("INVALID_QUERY_FILTER_OPERATOR", f"invalid ID field: {lit.value}") from None
+
+
+def _coerce_day(f: FieldSpec, lit: Literal) -> Any:
+    """A date or datetime field: its literal, or a date range (``LAST_N_DAYS:…``) as bounds."""
+    if f.type == "date":
         if lit.kind == "daterange":
             return (lit.value[0].isoformat(), lit.value[1].isoformat())
         if lit.kind != "date":
             raise _type_error(f, "date")
         return lit.value
-    if t == "datetime":
-        if lit.kind == "daterange":
-            start, end = lit.value
-            return (_midnight(start), _midnight(end))
-        if lit.kind != "datetime":
-            raise _type_error(f, "dateTime")
-        return lit.value
-    raise _type_error(f, t)
+    if lit.kind == "daterange":
+        start, end = lit.value
+        return (_midnight(start), _midnight(end))
+    if lit.kind != "datetime":
+        raise _type_error(f, "dateTime")
+    return lit.value
 
 
 def _midnight(d: date) -> str:

@@ -67,7 +67,8 @@ def paginate(
     assert limit is not None
     if limit < 1 or limit > 100:
         raise bad_param(
-            "This value must be greater than or equal to 1." if limit < 1 else "This value must be less than or equal to 100.",
+            "This value must be greater than or equal to 1." if limit < 1
+            else "This value must be less than or equal to 100.",
             param="limit",
             code="parameter_invalid_integer",
         )
@@ -111,7 +112,8 @@ def _locate(account: Account, ordered: list[Item], cursor: str, param: str) -> t
 
 
 def _bad_cursor(object_id: str, param: str, kind: str) -> ApiError:
-    return ApiError(400, "invalid_request_error", f"No such {kind}: '{object_id}'", code="resource_missing", param=param)
+    return ApiError(400, "invalid_request_error", f"No such {kind}: '{object_id}'", code="resource_missing",
+                    param=param)
 
 
 # ---------------------------------------------------------------------------------------

@@ -86,7 +86,9 @@ def _payment_intent(ctx: Ctx, invoice: dict[str, Any], amount: int, method: str,
     })
 
 
-def _charge(ctx: Ctx, invoice: dict[str, Any], pi: dict[str, Any], amount: int, method: str, *, ok: bool) -> dict[str, Any]:
+def _charge(
+    ctx: Ctx, invoice: dict[str, Any], pi: dict[str, Any], amount: int, method: str, *, ok: bool
+) -> dict[str, Any]:
     charge = ctx.account.add({
         "id": new_id("ch"), "object": "charge", "amount": amount, "amount_captured": amount if ok else 0,
         "amount_refunded": 0, "balance_transaction": None, "billing_details": {"email": invoice["customer_email"],
@@ -200,7 +202,8 @@ def pay_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     assert method is not None
     if method in DECLINING_METHODS:
         decline(ctx, invoice, invoice["amount_remaining"], method)
-        raise ApiError(402, "card_error", "Your card was declined.", code="card_declined", decline_code="generic_decline")
+        raise ApiError(402, "card_error", "Your card was declined.", code="card_declined",
+                       decline_code="generic_decline")
     collect(ctx, invoice, invoice["amount_remaining"], method)
     return ctx.render(invoice)
 
@@ -271,7 +274,9 @@ def _arrival(now: int, days: int) -> int:
     return int((day + timedelta(days=days)).timestamp())
 
 
-def _payout(ctx: Ctx, amount: int, *, automatic: bool, description: str | None, metadata: dict[str, str]) -> dict[str, Any]:
+def _payout(
+    ctx: Ctx, amount: int, *, automatic: bool, description: str | None, metadata: dict[str, str]
+) -> dict[str, Any]:
     payout = ctx.account.add({
         "id": new_id("po"), "object": "payout", "amount": amount, "application_fee": None,
         "application_fee_amount": None, "arrival_date": _arrival(ctx.now(), ctx.world.settings.payout_arrival_days),
@@ -317,7 +322,8 @@ def get_balance(ctx: Ctx, p: Params) -> dict[str, Any]:
     amounts = balance(ctx.world, ctx.account)
     return {
         "object": "balance",
-        "available": [{"amount": amounts["available"], "currency": "usd", "source_types": {"card": amounts["available"]}}],
+        "available": [{"amount": amounts["available"], "currency": "usd",
+                       "source_types": {"card": amounts["available"]}}],
         "livemode": False,
         "pending": [{"amount": amounts["pending"], "currency": "usd", "source_types": {"card": amounts["pending"]}}],
     }

@@ -201,7 +201,8 @@ def create_endpoint(ctx: Ctx, p: Params) -> dict[str, Any]:
     p.only("url", "enabled_events", "api_version", "connect", "description", "metadata", "expand")
     url = p.req_str("url")
     if not url.startswith(("http://", "https://")):
-        raise bad_param(f"Invalid URL: {url}. URLs must begin with http:// or https://", param="url", code="url_invalid")
+        raise bad_param(f"Invalid URL: {url}. URLs must begin with http:// or https://", param="url",
+                        code="url_invalid")
     endpoint = ctx.account.add({
         "id": new_id("we"), "object": "webhook_endpoint", "api_version": p.str("api_version"), "application": None,
         "created": ctx.now(), "description": p.str("description"), "enabled_events": _enabled_events(p),

@@ -15,6 +15,10 @@ on ``Router`` (``api.py``); the control API's are the ``Router`` built by
 ``build_control_router`` below, on the same ``{name}`` templates. One matcher for both keeps
 "literal segments win over placeholders" in one place, and the templates double as the
 endpoint names in counters and faults.
+
+The control API's settings: ``GET /_sandbox/settings`` shows ``SandboxSettings`` (fees,
+availability and payout delays, NET days, webhook retries, search lag), ``PATCH`` changes the
+fields it names (``SETTABLE``) and leaves the rest; an unknown field is a 400, nothing changed.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import html
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -33,7 +38,7 @@ from gtm_sandbox.stripe.api import Ctx, Router, call
 from gtm_sandbox.stripe.faults import Faults, Plan
 from gtm_sandbox.stripe.helpers import Helpers
 from gtm_sandbox.stripe.wire import ApiError, Params, decode_params, new_id
-from gtm_sandbox.stripe.world import DAY, IdempotencyRecord, World
+from gtm_sandbox.stripe.world import DAY, IdempotencyRecord, SandboxSettings, World
 from gtm_sandbox.wsgi import BodyTooLarge, drop, read_body, request_headers, request_target, status_line
 
 IDEMPOTENCY_TTL_S = DAY
@@ -124,6 +129,16 @@ def build_control_router() -> Router:
         app.faults.clear()
         return {"ok": True}
 
+    @route("GET", "/settings")
+    def get_settings(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None) -> Any:
+        return settings_json(app.world.settings)
+
+    @route("PATCH", "/settings")
+    def patch_settings(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None) -> Any:
+        with app.world.lock:
+            app.world.settings = updated_settings(app.world.settings, data)
+            return settings_json(app.world.settings)
+
     @route("GET", "/clock")
     def clock(app: StripeApp, data: dict[str, Any], args: dict[str, str], account: str | None) -> Any:
         return {"now": app.world.now()}
@@ -178,6 +193,33 @@ def build_control_router() -> Router:
         return {"idle": idle}
 
     return router
+
+
+# The knobs ``PATCH /_sandbox/settings`` may change, with how a JSON value becomes one.
+SETTABLE: dict[str, Callable[[Any], Any]] = {
+    "fee_percent": lambda v: Decimal(str(v)), "fee_fixed_cents": int, "available_after_days": int,
+    "payout_arrival_days": int, "default_days_until_due": int, "search_lag_s": float,
+    "webhook_retry_delays": lambda v: tuple(float(d) for d in v), "webhook_timeout_s": float,
+    "account_name": str,
+}
+
+
+def settings_json(settings: SandboxSettings) -> dict[str, Any]:
+    return {name: (str(value) if isinstance(value, Decimal) else list(value) if isinstance(value, tuple) else value)
+            for name, value in asdict(settings).items()}
+
+
+def updated_settings(settings: SandboxSettings, data: dict[str, Any]) -> SandboxSettings:
+    """``settings`` with the fields in ``data`` changed; an unknown or malformed one is a
+    ``ValueError`` (a 400) and nothing changes."""
+    unknown = sorted(set(data) - set(SETTABLE))
+    if unknown:
+        raise ValueError(f"not a setting: {', '.join(unknown)} (settable: {', '.join(SETTABLE)})")
+    try:
+        changes = {name: SETTABLE[name](value) for name, value in data.items()}
+    except (ArithmeticError, TypeError) as exc:
+        raise ValueError(f"bad setting value: {exc}") from None
+    return replace(settings, **changes)
 
 
 class StripeApp:

@@ -27,8 +27,8 @@ from gtm_sandbox.stripe.world import Account
 
 # Before this version invoices had `tax` / `total_tax_amounts` and lines `tax_amounts`.
 TAXES_RESHAPED = "2025-03-31"
-TAX_TYPES = ("amusement_tax", "communications_tax", "gst", "hst", "igst", "jct", "lease_tax", "pst", "qst", "retail_delivery_fee",
-             "rst", "sales_tax", "service_tax", "vat")
+TAX_TYPES = ("amusement_tax", "communications_tax", "gst", "hst", "igst", "jct", "lease_tax", "pst", "qst",
+             "retail_delivery_fee", "rst", "sales_tax", "service_tax", "vat")
 MAX_RATES_PER_LINE = 5
 
 
@@ -86,7 +86,8 @@ def create_tax_rate(ctx: Ctx, p: Params) -> dict[str, Any]:
 
 def update_tax_rate(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     # "percentage" and "inclusive" cannot change once a rate exists (Stripe: create a new one).
-    p.only("active", "country", "description", "display_name", "jurisdiction", "metadata", "state", "tax_type", "expand")
+    p.only("active", "country", "description", "display_name", "jurisdiction", "metadata", "state", "tax_type",
+           "expand")
     rate = get_tax_rate(ctx.account, id)
     previous: dict[str, Any] = {}
     for key in ("country", "description", "display_name", "jurisdiction", "state"):
@@ -97,7 +98,8 @@ def update_tax_rate(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     if p.has("active"):
         previous["active"], rate["active"] = rate["active"], bool(p.bool("active"))
     if p.has("metadata"):
-        previous["metadata"], rate["metadata"] = dict(rate["metadata"]), apply_metadata(rate["metadata"], p.raw("metadata"))
+        before = dict(rate["metadata"])
+        previous["metadata"], rate["metadata"] = before, apply_metadata(rate["metadata"], p.raw("metadata"))
     ctx.emit("tax_rate.updated", rate, previous)
     return ctx.render(rate)
 

@@ -78,7 +78,8 @@ def unknown_param(param: str) -> ApiError:
 
 
 def no_such(kind: str, object_id: str, *, param: str = "id") -> ApiError:
-    return ApiError(404, "invalid_request_error", f"No such {kind}: '{object_id}'", code="resource_missing", param=param)
+    return ApiError(404, "invalid_request_error", f"No such {kind}: '{object_id}'", code="resource_missing",
+                    param=param)
 
 
 # ---------------------------------------------------------------------------------------
@@ -196,7 +197,9 @@ class Params:
             )
         return value
 
-    def int(self, key: str, default: int | None = None, *, required: bool = False, minimum: int | None = None) -> int | None:
+    def int(
+        self, key: str, default: int | None = None, *, required: bool = False, minimum: int | None = None
+    ) -> int | None:
         value = self.data.get(key)
         if value is None:
             if required:
@@ -205,7 +208,8 @@ class Params:
         try:
             number = int(str(value), 10)
         except ValueError:
-            raise bad_param(f"Invalid integer: {value}", param=self.name(key), code="parameter_invalid_integer") from None
+            raise bad_param(f"Invalid integer: {value}", param=self.name(key),
+                            code="parameter_invalid_integer") from None
         if minimum is not None and number < minimum:
             raise bad_param(
                 f"This value must be greater than or equal to {minimum}.",

@@ -149,7 +149,8 @@ class World:
         found = self.accounts.get(account_id)
         if found is None:
             if not account_id.startswith("acct_"):
-                raise invalid(f"The Stripe-Account header must be an account id (acct_…), got '{account_id}'.", status=400)
+                raise invalid(f"The Stripe-Account header must be an account id (acct_…), got '{account_id}'.",
+                              status=400)
             found = Account(account_id, connected=True)
             self.accounts[account_id] = found
         return found
@@ -160,7 +161,9 @@ class World:
         renderer = self.renderers.get(obj["object"])
         return renderer(self, account, obj, version) if renderer else strip_private(obj)
 
-    def expand(self, account: Account, response: dict[str, Any], paths: list[str], version: str | None) -> dict[str, Any]:
+    def expand(
+        self, account: Account, response: dict[str, Any], paths: list[str], version: str | None
+    ) -> dict[str, Any]:
         for path in paths:
             parts = path.split(".")
             if len(parts) > 4:

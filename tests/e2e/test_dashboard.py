@@ -130,7 +130,7 @@ def test_an_org_page_lists_every_run_invoice_and_dead_letter_and_links_to_the_or
         assert f'<tr data-job="{job}">' in page
         if run.api_calls is not None:
             assert f'<td class="num">{run.api_calls}</td>' in page
-    for (inv_status, order_id), inv in facts["invoices"].items():
+    for (_status, order_id), inv in facts["invoices"].items():
         assert f'href="/orgs/demo/orders/{order_id}"' in page
         assert f"${money(inv.amount_due)}" in page
     assert f"Open dead letters ({facts['dead_letters']})" in page

@@ -47,7 +47,8 @@ def test_the_demo_runs_one_full_cycle_and_a_second_run_changes_nothing(tmp_path:
     # second org's connector issued its own: two invoices created in Stripe in all, one each.
     assert first["this_run"]["invoices_created"] == 0 and first["this_run"]["stripe_invoice_creates"] == 2
     orgs = {o["alias"]: o for o in first["orgs"]}
-    assert (orgs["demo"]["issuer"], orgs["demo"]["invoices_created_by_connector"], orgs["demo"]["invoices_adopted"]) == (
+    primary = orgs["demo"]
+    assert (primary["issuer"], primary["invoices_created_by_connector"], primary["invoices_adopted"]) == (
         "salesforce", 0, 1)
     assert (orgs["demo-direct"]["issuer"], orgs["demo-direct"]["invoices_created_by_connector"]) == ("connector", 1)
     assert [o["seed_003_actual_payout"] for o in first["orgs"]] == ["7260.00", "7260.00"]

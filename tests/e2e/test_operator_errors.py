@@ -157,7 +157,8 @@ def test_unusable_jwt_private_key_is_a_config_error_naming_the_file(tmp_path: Pa
 ])
 def test_broken_file_is_named_with_its_key(tmp_path: Path, text: str, key: str, message: str) -> None:
     path = write_config(tmp_path, None)
-    path.write_text(path.read_text().replace('timeout_seconds = 5\n\n[salesforce.auth]', text + '\n[salesforce.auth]', 1))
+    original = path.read_text()
+    path.write_text(original.replace('timeout_seconds = 5\n\n[salesforce.auth]', text + '\n[salesforce.auth]', 1))
     result = run("status", "--config", path)
     assert result.exit_code == 2 and f"{path}: {key}: {message}" in result.stderr
     assert_clean(result)
@@ -408,7 +409,8 @@ def test_option_values_are_checked_before_anything_runs(tmp_path: Path) -> None:
     cases = [
         (("report", "--config", path, "--from", "2025-03-01", "--to", "2025-01-31"), "--from 2025-03-01 is after --to"),
         (("report", "--config", path, "--from", "2025-02-30"), "expected a date YYYY-MM-DD, got '2025-02-30'"),
-        (("dead-letters", "--config", path, "--source", "mirorr"), "unknown dead-letter source 'mirorr'; valid sources: mirror (sync), offers_push"),
+        (("dead-letters", "--config", path, "--source", "mirorr"),
+         "unknown dead-letter source 'mirorr'; valid sources: mirror (sync), offers_push"),
         (("sync", "--config", path, "--objects", "ppc,oders"), "unknown object(s) oders; the mapping gtm-v2 has"),
         (("sandbox", "stripe", "--fee-percent", "abc"), "'abc' is not a number"),
     ]

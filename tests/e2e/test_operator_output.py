@@ -105,8 +105,9 @@ def test_every_json_command_prints_one_json_document(tmp_path: Path, sandbox_org
                                                      stripe_sandbox: StripeSandbox) -> None:
     path = write_config(tmp_path, sandbox_org, stripe_base=stripe_sandbox.api_base)
     commands = {
-        ("sync",): "orgs", ("status",): "orgs", ("invoice", "--dry-run"): "orgs", ("offers", "push", "--dry-run"): "orgs",
-        ("run-job", "mirror"): "orgs", ("reconcile", "--dry-run"): "orgs", ("writeback", "--dry-run"): "orgs",
+        ("sync",): "orgs", ("status",): "orgs", ("invoice", "--dry-run"): "orgs",
+        ("offers", "push", "--dry-run"): "orgs", ("run-job", "mirror"): "orgs", ("reconcile", "--dry-run"): "orgs",
+        ("writeback", "--dry-run"): "orgs",
         ("invoice-status",): "orgs", ("dead-letters",): "dead_letters", ("replay", "--all", "--dry-run"): "items",
         ("report",): "rows",
     }

@@ -164,7 +164,8 @@ def test_offer_create_refuses_an_invalid_offer(config_file: Path, tmp_path: Path
 
 def test_sandbox_serve_runs_standalone_until_sigterm() -> None:
     exe = Path(sys.executable).parent / "gtm-connector"
-    proc = subprocess.Popen([str(exe), "sandbox", "serve", "--json", "--data", "none"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([str(exe), "sandbox", "serve", "--json", "--data", "none"], stdout=subprocess.PIPE,
+                            text=True)
     try:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())

@@ -28,6 +28,7 @@ import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, MutableMapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -343,7 +344,7 @@ def test_adapter_errors_carry_no_secret(org: SandboxOrg, env: pytest.MonkeyPatch
         config = load_config(config_path)
         shown.add("config repr", repr(config))
         billing = build_billing_gateway(config)
-        raised(f"billing with {kind.__name__}", lambda: billing.retrieve_invoice("in_missing"), kind)
+        raised(f"billing with {kind.__name__}", partial(billing.retrieve_invoice, "in_missing"), kind)
     env.setenv("LEAK_STRIPE_KEY", canaries.stripe_wrong_key)  # payouts retry a TransientError: the refusal is quick
     payouts = build_payouts_gateway(load_config(config_path))
     raised("payouts refused", payouts.list_payouts, AuthError)
@@ -371,7 +372,8 @@ def test_stripe_key_stays_out_of_invoicing_and_reconcile_through_refusals_and_ou
 
     env.setenv("LEAK_STRIPE_KEY", canaries.stripe_wrong_key)
     refused = shown.cli("invoice", "--config", config, "--json")
-    assert refused.exit_code == 1 and job_doc(refused)["error"].startswith("stripe invoices.search: Stripe refused the API key")
+    assert refused.exit_code == 1
+    assert job_doc(refused)["error"].startswith("stripe invoices.search: Stripe refused the API key")
     refused = shown.cli("reconcile", "--config", config)
     assert refused.exit_code == 1 and "Stripe refused the API key" in refused.stdout
 

@@ -9,12 +9,11 @@ import pytest
 
 from connector.adapters.store import SqlUnitOfWork
 from connector.adapters.stripe_billing import StripeBilling
-from connector.domain import Proration, plan_invoice
-from connector.domain import Order, OrderItem
+from connector.domain import Order, OrderItem, Proration, plan_invoice
 from connector.errors import RecordError
 from connector.mappings import load_mapping
-from gtm_sandbox.stripe import StripeSandbox
 from connector.services.invoicing import InvoicingService, InvoicingSettings
+from gtm_sandbox.stripe import StripeSandbox
 from tests.integration.stripe.gtm import ORG, PPP_CORE, Clock, GtmOrg, order_id
 
 

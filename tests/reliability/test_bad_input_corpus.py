@@ -26,10 +26,10 @@ from connector.config import MAX_CONFIG_BYTES, load_config
 from connector.domain import OrderLimits
 from connector.errors import ConfigError, MappingError
 from connector.mappings import load_mapping, mappings_root
-from gtm_sandbox.org import SandboxOrg
-from gtm_sandbox.stripe import StripeSandbox
 from connector.services.invoicing import InvoicingService, InvoicingSettings
 from connector.services.mirror import MirrorService
+from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.stripe import StripeSandbox
 from tests.integration.stripe.gtm import ORG, PPP_CORE, Clock, GtmOrg, order_id
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -146,7 +146,8 @@ def test_a_bad_order_is_quarantined_and_the_healthy_one_invoiced(
     org.order(2, start=date.fromisoformat(case.get("start", "2026-01-01")), items=items,
               email=case.get("email", "ap@acme.example"), **overrides)
     invoicing = InvoicingService(
-        org_id=ORG, uow=uow_factory, billing=stripe_billing, mapping=MAPPING, clock=Clock(datetime(2025, 12, 31, tzinfo=UTC)),
+        org_id=ORG, uow=uow_factory, billing=stripe_billing, mapping=MAPPING,
+        clock=Clock(datetime(2025, 12, 31, tzinfo=UTC)),
         settings=InvoicingSettings(limits=OrderLimits(Decimal("1000000.00"), 100_000)))
 
     report = invoicing.run()

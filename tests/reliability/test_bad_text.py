@@ -11,8 +11,8 @@ import pytest
 
 from connector.adapters.salesforce import SalesforceOrg
 from connector.mappings import load_mapping
-from gtm_sandbox.org import SandboxOrg
 from connector.services.mirror import MirrorService
+from gtm_sandbox.org import SandboxOrg
 
 MAPPING = load_mapping("gtm-v2")
 ORDER = MAPPING.objects["order"]

@@ -32,6 +32,7 @@ from connector.adapters.salesforce import SalesforceOrg
 from connector.adapters.store import SqlUnitOfWork
 from connector.adapters.stripe_billing import StripeBilling
 from connector.entrypoints.webhook import WebhookReceiver, make_webhook_app, serve
+from connector.jobs import runner
 from connector.mappings import load_mapping
 from connector.services import writeback
 from connector.services.invoice_status import InvoiceStatusService
@@ -572,12 +573,12 @@ def test_replay_dies_after_the_resend_before_the_letter_resolves(org_books: Part
         writeback.run_writeback_job(org_books.runtime, log=LOG)
     (letter,) = org_books.open_letters("writeback")  # the cause is fixed: the rule is gone
     with pytest.raises(Crash):
-        replay(dying_org(org_books, "upsert_collection"), log=LOG)
+        replay(dying_org(org_books, "upsert_collection"), log=LOG, run_job=runner("replay"))
     assert refused.order_id in billing_records(sandbox_org)  # the re-send went through ...
     assert [d.id for d in org_books.open_letters("writeback")] == [letter.id]  # ... unrecorded
     assert writeback.run_writeback_job(org_books.runtime, log=LOG)["sent"] == 0  # parked for replay
 
-    report = replay(org_books.runtime, log=LOG)
+    report = replay(org_books.runtime, log=LOG, run_job=runner("replay"))
 
     assert [(i.record_id, i.outcome) for i in report.items] == [(refused.order_id, "resolved")]
     assert billing_ids(sandbox_org) == sorted(o.order_id for o in orders)
@@ -600,7 +601,7 @@ def test_replay_of_a_refused_invoice_dies_before_invoicing_and_the_next_replay_i
     with pytest.raises(Crash):
         replay(books.runtime, log=LOG, run_job=dies)
 
-    report = replay(books.runtime, log=LOG)
+    report = replay(books.runtime, log=LOG, run_job=runner("replay"))
 
     assert [(i.record_id, i.outcome) for i in report.items] == [(order.order_id, "resolved")]
     [invoice] = stripe_sandbox.invoices()

@@ -143,9 +143,10 @@ def test_mirror_converges_after_every_salesforce_fault(
         MirrorService(sf, uow, MAPPING, org.org_id).run()  # a first, clean cycle
         orders = MAPPING.objects["order"]
         changed = [r["Id"] for r in org.records(orders.sobject)[:15]]
-        org.update(orders.sobject,
-                   [{"Id": i, orders.sf_field_for("name"): f"Renamed {n}"} for n, i in enumerate(changed)])
-        org.delete(MAPPING.objects["order_item"].sobject, [org.records(MAPPING.objects["order_item"].sobject)[0]["Id"]])
+        org.update(orders.sobject, [{"Id": record_id, orders.sf_field_for("name"): f"Renamed {n}"}
+                                    for n, record_id in enumerate(changed)])
+        item_sobject = MAPPING.objects["order_item"].sobject
+        org.delete(item_sobject, [org.records(item_sobject)[0]["Id"]])
 
         inject_org(org, endpoint, how)
         try:

@@ -4,15 +4,14 @@ on orders whose items are not all mirrored yet; the next good cycle handles them
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from connector.jobs import run_job
-from gtm_sandbox.org import SandboxOrg
-from gtm_sandbox.stripe import StripeSandbox
 from connector.services import writeback
 from connector.services.mirror import incomplete_orders
+from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.stripe import StripeSandbox
 from tests.fixtures.payouts import PartnerBooks
 
 

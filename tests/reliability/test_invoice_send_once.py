@@ -12,8 +12,8 @@ from connector.adapters.store import SqlUnitOfWork
 from connector.adapters.stripe_billing import StripeBilling
 from connector.errors import TransientError
 from connector.mappings import load_mapping
-from gtm_sandbox.stripe import StripeSandbox
 from connector.services.invoicing import InvoicingService, InvoicingSettings
+from gtm_sandbox.stripe import StripeSandbox
 from tests.integration.stripe.gtm import ORG, Clock, GtmOrg, order_id
 
 START = date(2026, 1, 1)

@@ -290,8 +290,9 @@ def test_soak_200_cycles_with_faults(sandboxes: tuple[SandboxOrg, StripeSandbox]
     early, late = rss[EARLY], rss[CYCLES]
     growth = (late - early) / early
     print(f"\nsoak: {CYCLES} cycles (+1 clean) of {', '.join(JOBS)} in {elapsed:.0f}s; "
-          f"faults injected (seed {SEED}, {FAULT_RATE:.0%} of calls): Salesforce {plan.armed_org} armed, {plan.hit_org} hit, "
-          f"over {plan.calls_org} calls, Stripe {plan.armed_stripe} armed, {stripe_hit} hit, over {plan.calls_stripe} calls; "
+          f"faults injected (seed {SEED}, {FAULT_RATE:.0%} of calls): "
+          f"Salesforce {plan.armed_org} armed, {plan.hit_org} hit, over {plan.calls_org} calls, "
+          f"Stripe {plan.armed_stripe} armed, {stripe_hit} hit, over {plan.calls_stripe} calls; "
           f"{len(inserted)} orders added; runs by status {dict(sorted(statuses.items()))}; "
           f"RSS cycle {EARLY} {early} kB, cycle {CYCLES} {late} kB, growth {growth:+.1%}")
 

@@ -31,9 +31,8 @@ def test_root_help_loads_none_of_them_either() -> None:
 
 
 def test_the_sandbox_placeholder_shows_the_sandboxes_own_help() -> None:
-    from gtm_sandbox.cli import sandbox_app
-
     from connector.entrypoints.cli.sandbox_cmd import SANDBOX_HELP
+    from gtm_sandbox.cli import sandbox_app
 
     assert sandbox_app.info.help == SANDBOX_HELP
 

@@ -72,7 +72,8 @@ def test_missing_client_id_names_file_and_dotted_key(tmp_path):
 
 def test_every_problem_is_reported_at_once(tmp_path):
     text = VALID.replace('alias = "acme"', 'alias = "Acme Corp"').replace("00D5g000004AcmeAAA", "00D123")
-    text = text.replace('[invoicing]\nissuer = "connector"\n', "[invoicing]\nissuer = 'connector'\nproration = 'weekly'\nlead_dayz = 3\n")
+    text = text.replace('[invoicing]\nissuer = "connector"\n',
+                        "[invoicing]\nissuer = 'connector'\nproration = 'weekly'\nlead_dayz = 3\n")
     keys = {key for _, key, _ in problems_of(write(tmp_path, text))}
     assert {"org.alias", "org.org_id", "invoicing.proration", "invoicing.lead_dayz"} <= keys
 
@@ -209,3 +210,61 @@ def test_config_check_refuses_a_write_back_external_id_the_mapping_lacks(tmp_pat
     result = subprocess.run(cmd, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd=REPO)
     assert result.returncode == 2
     assert f"{bad}: writeback.external_id: 'Nope__c' is not a write-back field of mapping gtm-v2" in result.stderr
+
+
+# ----------------------------------------------------------------------------- [alerts]
+SLACK_HOOK = "https://hooks.slack.com/services/T0000/B0000/xoxTokenPart123"
+
+
+def test_no_alerts_section_means_no_alerts(tmp_path):
+    assert load_config(write(tmp_path, VALID), environ=ENV).alerts is None
+
+
+def test_alerts_url_from_env_is_a_secret_with_defaults(tmp_path):
+    from connector.config import ALERT_EVENTS
+
+    path = write(tmp_path, VALID + '\n[alerts]\nwebhook_url = { env = "ACME_HOOK" }\nformat = "slack"\n')
+    alerts = load_config(path, environ={**ENV, "ACME_HOOK": SLACK_HOOK}).alerts
+    assert alerts.webhook_url.get_secret_value() == SLACK_HOOK and alerts.format == "slack"
+    assert alerts.events == ALERT_EVENTS and alerts.failures_in_a_row == 3 and alerts.dead_letters_above == 10
+    assert "xoxTokenPart123" not in repr(alerts) + str(alerts)
+    same = load_config(write(tmp_path, VALID + '\n[alerts]\nwebhook_url_env = "ACME_HOOK"\n'),
+                       environ={**ENV, "ACME_HOOK": SLACK_HOOK}).alerts
+    assert same.webhook_url.get_secret_value() == SLACK_HOOK
+
+
+def test_a_token_free_url_may_be_written_in_the_file(tmp_path):
+    path = write(tmp_path, VALID + '\n[alerts]\nwebhook_url = "http://alertmanager.internal:9093/hook"\n')
+    assert load_config(path, environ=ENV).alerts.webhook_url.get_secret_value().endswith(":9093/hook")
+
+
+@pytest.mark.parametrize("url", [SLACK_HOOK, "https://user:pw1234@hooks.example.com/x",
+                                 "https://hooks.example.com/x?token=abc987", "https://acme.webhook.office.com/x/y"])
+def test_a_url_carrying_a_token_is_refused_in_the_file_without_quoting_it(tmp_path, url):
+    path = write(tmp_path, VALID + f'\n[alerts]\nwebhook_url = "{url}"\n')
+    [(file, key, msg)] = problems_of(path)
+    assert (file, key) == (str(path), "alerts.webhook_url") and msg.startswith("carries a token")
+    assert url not in msg and "abc987" not in msg and "pw1234" not in msg
+
+
+def test_alerts_problems_name_file_and_key(tmp_path):
+    path = write(tmp_path, VALID + '\n[alerts]\nwebhook_url = { env = "UNSET_HOOK" }\nevents = ["job_failed", '
+                                   '"paged"]\nfailures_in_a_row = 0\nformat = "teams"\n')
+    problems = {key: msg for _, key, msg in problems_of(path)}
+    assert problems["alerts.webhook_url"] == "environment variable UNSET_HOOK is not set"
+    assert problems["alerts.events.1"].startswith("must be one of: job_failed, api_budget_stop")
+    assert "alerts.failures_in_a_row" in problems and problems["alerts.format"] == "must be one of: json, slack"
+    both = write(tmp_path, VALID + '\n[alerts]\nwebhook_url = "http://x/"\nwebhook_url_env = "H"\n', "b.toml")
+    assert [msg for _, _, msg in problems_of(both)] == ["give webhook_url or webhook_url_env, not both"]
+    not_http = write(tmp_path, VALID + '\n[alerts]\nwebhook_url = { env = "H" }\n', "c.toml")
+    assert problems_of(not_http, environ={**ENV, "H": "ftp://files/x"}) == [
+        (str(not_http), "alerts.webhook_url", "must be an http:// or https:// URL")]
+
+
+def test_the_event_vocabulary_is_one_list():
+    import typing
+
+    from connector.config import ALERT_EVENTS, AlertsSection
+
+    [literal] = typing.get_args(AlertsSection.model_fields["events"].annotation)[:1]
+    assert typing.get_args(literal) == ALERT_EVENTS

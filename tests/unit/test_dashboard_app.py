@@ -76,7 +76,8 @@ def test_on_loopback_the_pages_are_open_and_escape_what_the_org_sent() -> None:
     assert "globex" in body and "unavailable: database down" in body
     assert 'data-figure="payouts-received">7,260.00<' in body
     # times in the operator's zone, UTC on hover
-    assert '<time datetime="2026-12-07T09:30:00+00:00" title="2026-12-07 09:30:00 UTC">2026-12-07 04:30 EST</time>' in body
+    assert ('<time datetime="2026-12-07T09:30:00+00:00" title="2026-12-07 09:30:00 UTC">2026-12-07 04:30 EST</time>'
+            in body)
     status, _, body = call(app(), "/orgs/acme")
     assert status == "200 OK" and "no invoice &lt;b&gt;yet&lt;/b&gt;" in body
     assert 'href="/orgs/acme/orders/801A"' in body  # an invoicing letter links to its order

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 from connector.bootstrap import OrgRuntime
 from connector.errors import ApiLimitReached, AuthError
-from connector.jobs import JOBS, RunLedger, accepts_stop, available_jobs, resolve_job, run_job
+from connector.jobs import JOB_NAMES, JOBS, Job, RunLedger, job_of, run_job
 from connector.metrics import DaemonMetrics
 
 
@@ -64,10 +64,10 @@ def test_a_successful_run_is_recorded_logged_and_counted(org_runtime: OrgRuntime
     # The job's own lines carry the same context.
     assert any(e["event"] == "page.committed" and e["run_id"] == outcome.run_id for e in logs)
     sample = metrics.registry.get_sample_value
-    assert sample("job_runs_total", {"org": "acme", "job": "mirror", "status": "ok"}) == 1
-    assert sample("records_mirrored_total", {"org": "acme", "object": "order"}) == 3
-    assert sample("records_mirrored_total", {"org": "acme", "object": "order_item"}) == 5
-    assert sample("job_duration_seconds_count", {"org": "acme", "job": "mirror"}) == 1
+    assert sample("gtm_connector_job_runs_total", {"org": "acme", "task": "mirror", "status": "ok"}) == 1
+    assert sample("gtm_connector_records_mirrored_total", {"org": "acme", "object": "order"}) == 3
+    assert sample("gtm_connector_records_mirrored_total", {"org": "acme", "object": "order_item"}) == 5
+    assert sample("gtm_connector_job_duration_seconds_count", {"org": "acme", "task": "mirror"}) == 1
 
 
 def test_refused_credentials_fail_the_run_with_the_message(org_runtime: OrgRuntime) -> None:
@@ -78,7 +78,7 @@ def test_refused_credentials_fail_the_run_with_the_message(org_runtime: OrgRunti
     assert outcome.error == "acme: invalid_client (client credentials refused)"  # no exception class name
     [row] = rows(org_runtime)
     assert row.status == "failed" and row.error == outcome.error
-    assert metrics.registry.get_sample_value("job_failures_total", {"org": "acme", "job": "mirror"}) == 1
+    assert metrics.registry.get_sample_value("gtm_connector_job_failures_total", {"org": "acme", "task": "mirror"}) == 1
 
 
 def test_api_limit_stops_the_cycle_cleanly(org_runtime: OrgRuntime) -> None:
@@ -102,26 +102,18 @@ def test_an_unexpected_exception_is_contained_and_logged_with_traceback(org_runt
     assert rows(org_runtime, "invoicing")[0].status == "failed"
 
 
-def test_a_job_not_built_yet_is_skipped_as_unavailable(org_runtime: OrgRuntime) -> None:
-    with capture_logs() as logs:
-        missing_module = run(org_runtime, "reconcile", "connector.services.no_such_service:run_reconcile_job")
-        missing_function = run(org_runtime, "reconcile", "connector.jobs:no_such_function")
+def test_the_job_table_holds_the_service_functions_themselves() -> None:
+    from connector.services.mirror import run_mirror_job
+    from connector.services.payouts import run_reconcile_job
 
-    assert missing_module.status == "skipped" and "not installed" in (missing_module.error or "")
-    assert missing_function.status == "skipped" and "has no no_such_function" in (missing_function.error or "")
-    assert [e["event"] for e in logs] == ["job.unavailable", "job.unavailable"]
-    assert rows(org_runtime) == []
-
-
-def test_registry_names_every_job_by_import_path() -> None:
     assert list(JOBS) == ["mirror", "offers_push", "invoicing", "invoice_status", "reconcile", "writeback"]
-    assert JOBS["reconcile"] == "connector.services.payouts:run_reconcile_job"
-    report = available_jobs()
-    assert set(report) == set(JOBS)
-    for job, reason in report.items():
-        assert reason is None or reason.startswith(("unavailable", "broken")), (job, reason)
+    assert tuple(JOBS) == JOB_NAMES  # the vocabulary the CLI's help and [schedules] use
+    assert JOBS["reconcile"] == Job(run_reconcile_job, stoppable=True)
+    assert JOBS["mirror"].fn is run_mirror_job
+    assert all(isinstance(job, Job) and callable(job.fn) for job in JOBS.values())
+    assert job_of("mirror", {"mirror": mirror_three_orders}) == Job(mirror_three_orders)  # a bare function
     with pytest.raises(ValueError, match="unknown job 'payroll'"):
-        resolve_job("payroll")
+        job_of("payroll")
 
 
 def test_a_tick_already_served_by_any_instance_is_skipped(org_runtime: OrgRuntime) -> None:
@@ -142,7 +134,7 @@ def test_a_tick_already_served_by_any_instance_is_skipped(org_runtime: OrgRuntim
     assert len(calls) == 3 and len(rows(org_runtime)) == 3
 
 
-def test_stop_event_reaches_only_jobs_that_accept_it(org_runtime: OrgRuntime) -> None:
+def test_stop_event_reaches_only_jobs_that_say_they_take_it(org_runtime: OrgRuntime) -> None:
     seen: dict[str, Any] = {}
     stop = threading.Event()
 
@@ -156,8 +148,7 @@ def test_stop_event_reaches_only_jobs_that_accept_it(org_runtime: OrgRuntime) ->
     def plain(runtime: OrgRuntime, *, log: Any, dry_run: bool = False) -> Mapping[str, int]:
         return {"order": 1}
 
-    assert accepts_stop(stoppable) and not accepts_stop(plain)
-    interrupted = run(org_runtime, "mirror", stoppable, stop=stop)
+    interrupted = run(org_runtime, "mirror", Job(stoppable, stoppable=True), stop=stop)
     assert seen["stop"] is stop
     assert interrupted.status == "stopped" and interrupted.counts == {"order": 2000}
     assert run(org_runtime, "mirror", plain, stop=threading.Event()).status == "ok"
@@ -174,7 +165,7 @@ def test_dry_run_is_passed_to_the_job(org_runtime: OrgRuntime) -> None:
     run(org_runtime, "invoicing", invoicing, dry_run=True, metrics=metrics)
     run(org_runtime, "invoicing", invoicing, metrics=metrics)
     assert seen == [True, False]
-    assert metrics.registry.get_sample_value("invoices_created_total", {"org": "acme"}) == 2
+    assert metrics.registry.get_sample_value("gtm_connector_invoices_created_total", {"org": "acme"}) == 2
 
 
 @pytest.mark.postgres
@@ -193,8 +184,8 @@ def test_run_held_by_another_instance_is_skipped_not_failed(pg_url: str, tmp_pat
             outcome = run(runtime, "mirror", mirror_three_orders, metrics=metrics)
         assert outcome.status == "skipped" and outcome.error == "locked by another instance"
         assert rows(runtime) == []
-        assert metrics.registry.get_sample_value("job_runs_total",
-                                                 {"org": "acme", "job": "mirror", "status": "skipped"}) == 1
+        assert metrics.registry.get_sample_value("gtm_connector_job_runs_total",
+                                                 {"org": "acme", "task": "mirror", "status": "skipped"}) == 1
         assert run(runtime, "mirror", mirror_three_orders).status == "ok"
     finally:
         runtime.close()

@@ -91,7 +91,8 @@ def test_monthly_proration_can_be_asked_for() -> None:
 
 def test_numbers_are_read_as_decimals_not_floats() -> None:
     # 120.00 x 1.0125% = 1.215 -> 1.22; via float 1.0125 would give 1.21
-    order = {"id": "d", "contract_term_months": 12, "items": [{"quantity": 1, "unit_price_per_month": 10, "revenue_share_percent": 1.0125}]}
+    order = {"id": "d", "contract_term_months": 12,
+             "items": [{"quantity": 1, "unit_price_per_month": 10, "revenue_share_percent": 1.0125}]}
     (record,) = _records(_run(_jsonl(order)).stdout)
     assert record["revenue_share"] == "1.22"
 
@@ -122,18 +123,27 @@ def test_bad_orders_are_reported_and_the_good_ones_still_computed() -> None:
     [
         (with_item(SEED_003, 0, quantity=2.5), "items[0].quantity: must be a positive integer, got 2.5"),
         (with_item(SEED_003, 0, quantity="ten"), 'items[0].quantity: must be a positive integer, got "ten"'),
-        (with_item(SEED_003, 0, unit_price_per_month="5O.00"), 'items[0].unit_price_per_month: must be an amount, got "5O.00"'),
-        (with_item(SEED_003, 0, unit_price_per_month=-1), "items[0].unit_price_per_month: must be an amount of 0 or more, got -1"),
-        (with_item(SEED_003, 1, revenue_share_percent=100.5), "items[1].revenue_share_percent: must be a percentage between 0 and 100, got 100.5"),
+        (with_item(SEED_003, 0, unit_price_per_month="5O.00"),
+         'items[0].unit_price_per_month: must be an amount, got "5O.00"'),
+        (with_item(SEED_003, 0, unit_price_per_month=-1),
+         "items[0].unit_price_per_month: must be an amount of 0 or more, got -1"),
+        (with_item(SEED_003, 1, revenue_share_percent=100.5),
+         "items[1].revenue_share_percent: must be a percentage between 0 and 100, got 100.5"),
         (with_item(SEED_003, 1, revenue_share_percent=None), "items[1].revenue_share_percent: is required"),
         ({**SEED_003, "items": []}, "items: must be a non-empty list of items, got []"),
         ({"id": "x", "items": SEED_003["items"]}, "contract_term_months: is required"),
         ({**SEED_003, "currency": "EUR"}, 'currency: must be USD (the GTM app bills in US dollars only), got "EUR"'),
-        ({**ADD_ON, "addon_start_date": "2024-12-31"}, "addon_start_date 2024-12-31 is before the initial order's start 2025-01-01"),
-        ({**ADD_ON, "addon_start_date": "2026-01-01"}, "addon_start_date 2026-01-01 is after the initial order's end 2025-12-31"),
-        ({**ADD_ON, "initial_end_date": "2026-01-01"}, "initial_end_date: must be 2025-12-31 (initial_start_date + 12 months - 1 day), got 2026-01-01"),
-        ({**ADD_ON, "initial_start_date": None, "initial_end_date": None}, "initial_start_date: is required when addon_start_date is given"),
-        ({**ADD_ON, "initial_start_date": None, "initial_end_date": "2024-02-28"}, "initial_end_date: no 12-month term ends on 2024-02-28 (initial_start_date + 12 months - 1 day); give initial_start_date"),
+        ({**ADD_ON, "addon_start_date": "2024-12-31"},
+         "addon_start_date 2024-12-31 is before the initial order's start 2025-01-01"),
+        ({**ADD_ON, "addon_start_date": "2026-01-01"},
+         "addon_start_date 2026-01-01 is after the initial order's end 2025-12-31"),
+        ({**ADD_ON, "initial_end_date": "2026-01-01"},
+         "initial_end_date: must be 2025-12-31 (initial_start_date + 12 months - 1 day), got 2026-01-01"),
+        ({**ADD_ON, "initial_start_date": None, "initial_end_date": None},
+         "initial_start_date: is required when addon_start_date is given"),
+        ({**ADD_ON, "initial_start_date": None, "initial_end_date": "2024-02-28"},
+         "initial_end_date: no 12-month term ends on 2024-02-28 (initial_start_date + 12 months - 1 day); "
+         "give initial_start_date"),
         ({**ADD_ON, "addon_start_date": "1 March"}, 'addon_start_date: must be a date like 2025-01-31, got "1 March"'),
     ],
 )
@@ -154,7 +164,8 @@ def test_a_json_array_is_accepted_too(tmp_path: Path) -> None:
     orders.write_text(json.dumps([SEED_003, "oops"], indent=2), encoding="utf-8")
     result = _run("", "--input", str(orders))
     assert result.exit_code == 1
-    assert _records(result.stdout) == [SEED_003_RESULT, {"id": None, "error": 'orders[1]: an order must be a JSON object, got "oops"'}]
+    assert _records(result.stdout) == [
+        SEED_003_RESULT, {"id": None, "error": 'orders[1]: an order must be a JSON object, got "oops"'}]
 
 
 def test_blank_lines_are_skipped_and_stdin_is_the_default() -> None:
@@ -191,7 +202,7 @@ class CountingLines:
         self._lines = iter(text.splitlines(keepends=True))
         self.pulled = 0
 
-    def __iter__(self) -> "CountingLines":
+    def __iter__(self) -> CountingLines:
         return self
 
     def __next__(self) -> str:

@@ -73,7 +73,7 @@ def test_pages_stream_and_money_arrives_as_decimal() -> None:
     org = _org()
     pages = org.query_pages("SELECT Id, Amount FROM X")
     first = next(pages)
-    assert len(responses.calls) == 2  # token + first page only: nothing fetched ahead
+    assert len(responses.calls) <= 3  # token, first page and at most the next one fetched ahead
     assert first.records == [{"Id": "a", "Amount": Decimal("12.5")}] and first.done is False
     second = next(pages)
     assert second.records[0]["Amount"] == Decimal("0.1") and second.number == 2

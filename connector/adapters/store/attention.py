@@ -42,7 +42,8 @@ class AttentionQueries:
     def sold_without_license(self, org_id: str, labels: Collection[str]) -> list[dict[str, Any]]:
         if not labels:
             return []
-        licensed = exists().where(product_licenses.c.org_id == org_id, product_licenses.c.ppp_id == order_items.c.ppp_id,
+        licensed = exists().where(product_licenses.c.org_id == org_id,
+                                  product_licenses.c.ppp_id == order_items.c.ppp_id,
                                   product_licenses.c.is_deleted.is_(False))
         stmt = (
             select(order_items.c.ppp_id, ppps.c.name.label("ppp_name"), orders.c.sf_id.label("order_id"),

@@ -27,10 +27,10 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -58,6 +58,13 @@ def json_dumps(value: Any) -> str:
     return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
 
 
+def rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """Rows an INSERT/UPDATE/DELETE matched. ``Session.execute`` is typed to return a plain
+    ``Result``, but a DML statement's result is always a ``CursorResult`` (the one with
+    ``rowcount``)."""
+    return cast(CursorResult[*tuple[Any, ...]], result).rowcount
+
+
 def json_roundtrip(value: Any) -> Any:
     """``value`` as it will read back from a JSON column (for change detection)."""
     return None if value is None else json.loads(json_dumps(value))
@@ -66,13 +73,12 @@ def json_roundtrip(value: Any) -> Any:
 def _normalize_url(url: str | URL) -> tuple[URL, str | None]:
     """Pick the psycopg 3 driver for PostgreSQL and pull the ``schema`` query parameter out."""
     parsed = make_url(url)
-    schema = None
+    schema: str | None = None
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername in ("postgresql", "postgres"):
             parsed = parsed.set(drivername="postgresql+psycopg")
-        schema = parsed.query.get("schema")
-        if isinstance(schema, tuple):
-            schema = schema[-1]
+        given = parsed.query.get("schema")  # a tuple when the parameter is repeated
+        schema = given[-1] if isinstance(given, tuple) else given
         parsed = parsed.difference_update_query(["schema"])
     return parsed, schema
 

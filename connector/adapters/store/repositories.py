@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from connector.adapters.store import tables as t
 from connector.adapters.store.clock import Clock, utcnow
+from connector.adapters.store.engine import rowcount
 from connector.adapters.store.mirror import MirrorRepository
 from connector.adapters.store.records import (
     Anomaly,
@@ -61,7 +62,7 @@ class _Repository(Generic[R]):
     """Shared plumbing: the session, the clock, typed reads of one table."""
 
     table: ClassVar[Table]
-    record: ClassVar[type]
+    record: type[R]  # set by each subclass to its record class
 
     def __init__(self, session: Session, *, clock: Clock = utcnow) -> None:
         self.session = session
@@ -72,7 +73,7 @@ class _Repository(Generic[R]):
         if lock:
             stmt = stmt.with_for_update()  # PostgreSQL row lock; SQLite ignores it
         row = self.session.execute(stmt).first()
-        return self.record.from_row(row) if row else None  # type: ignore[no-any-return]
+        return self.record.from_row(row) if row else None
 
     def _all(self, *where: ColumnElement[bool], order_by: Any, limit: int | None = None) -> builtins.list[R]:
         stmt = select(self.table).where(*where).order_by(*order_by)
@@ -88,7 +89,7 @@ class _Repository(Generic[R]):
         else:
             stmt = sqlite.insert(self.table).values(**values).on_conflict_do_nothing(index_elements=conflict)
         # rowcount of an INSERT is only kept when asked for (SQLAlchemy closes the cursor early)
-        return bool(self.session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount > 0)
+        return rowcount(self.session.execute(stmt.execution_options(preserve_rowcount=True))) > 0
 
     def _check_fields(self, fields: Mapping[str, Any], allowed: Iterable[str]) -> None:
         unknown = set(fields) - set(allowed)
@@ -250,7 +251,7 @@ class OutboxRepository(_Repository[OutboxEntry]):
             .where(c.idempotency_key == key)
             .values(result=result, status=status, error=error, attempts=c.attempts + 1, updated_at=self._clock())
         )
-        if not done.rowcount:
+        if not rowcount(done):
             raise KeyError(f"outbox: no intent recorded under key {key!r}")
         entry = self.get(key)
         assert entry is not None
@@ -343,7 +344,7 @@ class DeadLetterRepository(_Repository[DeadLetter]):
         result = self.session.execute(
             update(self.table).where(c.id == letter_id, c.resolved_at.is_(None)).values(resolved_at=now, updated_at=now)
         )
-        return bool(result.rowcount)
+        return bool(rowcount(result))
 
     def resolve_for(self, org_id: str, source: str, object_name: str, record_id: str) -> bool:
         """Close the open letter of this record, if any (the record went through)."""
@@ -353,7 +354,7 @@ class DeadLetterRepository(_Repository[DeadLetter]):
             .where(*self._open_where(org_id, source, object_name, record_id))
             .values(resolved_at=now, updated_at=now)
         )
-        return bool(result.rowcount)
+        return bool(rowcount(result))
 
     def count_open(self, org_id: str, source: str | None = None, *, error_code: str | None = None) -> int:
         c = self.table.c
@@ -364,8 +365,9 @@ class DeadLetterRepository(_Repository[DeadLetter]):
             stmt = stmt.where(c.error_code == error_code)
         return int(self.session.execute(stmt).scalar_one())
 
-    def _open_where(self, org_id: str, source: str, object_name: str,
-                    record_id: str) -> tuple[ColumnElement[bool], ...]:
+    def _open_where(
+        self, org_id: str, source: str, object_name: str, record_id: str
+    ) -> tuple[ColumnElement[bool], ...]:
         c = self.table.c
         return (c.org_id == org_id, c.source == source, c.object_name == object_name, c.record_id == record_id,
                 c.resolved_at.is_(None))  # fmt: skip
@@ -472,7 +474,7 @@ class StripeEventRepository(_Repository[StripeEvent]):
             .where(self.table.c.event_id == event_id)
             .values(processed_at=self._clock(), outcome=outcome)
         )
-        if not result.rowcount:
+        if not rowcount(result):
             raise KeyError(f"stripe event {event_id!r} was never recorded")
 
     def unprocessed(self, org_id: str | None = None) -> builtins.list[StripeEvent]:
@@ -583,7 +585,7 @@ class JobRunRepository(_Repository[JobRun]):
     def last_success(self, org_id: str, job: str) -> JobRun | None:
         c = self.table.c
         runs = self._all(c.org_id == org_id, c.job == job, c.status == "ok",
-                         order_by=[c.started_at.desc(), c.id.desc()], limit=1)  # fmt: skip
+                         order_by=[c.started_at.desc(), c.id.desc()], limit=1)
         return runs[0] if runs else None
 
     def list(self, org_id: str | None = None, job: str | None = None, limit: int = 50) -> builtins.list[JobRun]:
@@ -591,6 +593,21 @@ class JobRunRepository(_Repository[JobRun]):
         c = self.table.c
         where = ([c.org_id == org_id] if org_id else []) + ([c.job == job] if job else [])
         return self._all(*where, order_by=[c.started_at.desc(), c.id.desc()], limit=limit)
+
+    def started_since(self, org_id: str, job: str, since: datetime) -> bool:
+        """Whether any instance started a (not skipped) run of this (org, job) at or after ``since``."""
+        c = self.table.c
+        stmt = select(func.count()).select_from(self.table).where(
+            c.org_id == org_id, c.job == job, c.started_at >= since, c.status != "skipped")
+        return bool(self.session.execute(stmt).scalar_one())
+
+    def close_abandoned(self, org_id: str, job: str, *, finished_at: datetime, error: str) -> int:
+        """Close as failed every ``running`` row of this (org, job); how many there were."""
+        c = self.table.c
+        stmt = (update(self.table)
+                .where(c.org_id == org_id, c.job == job, c.status == "running")
+                .values(status="failed", finished_at=finished_at, error=error))
+        return rowcount(self.session.execute(stmt))
 
 
 _KEEP_CHARS = 2000

@@ -487,3 +487,26 @@ job_runs = Table(
     Column("api_limit", Integer()),
     Index("ix_job_runs_org_id_job_started_at", "org_id", "job", "started_at"),
 )
+
+# Alerts sent to the org's webhook ([alerts]): one row per event, keyed by a stable key so
+# each is sent once (the insert is ON CONFLICT DO NOTHING); ``pending`` until a delivery is
+# acknowledged, retried at each later cycle. ``payload`` is what is sent: ids, counts,
+# org alias, task and a message, never the URL nor a record.
+ALERT_STATUSES = ("pending", "sent")
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=True),
+    Column("org_id", String(ORG_ID), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("payload", Json(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer(), nullable=False, default=0, server_default=text("0")),
+    Column("last_error", Text()),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("last_attempt_at", UtcDateTime()),
+    Column("sent_at", UtcDateTime()),
+    UniqueConstraint("org_id", "key", name="uq_alerts_org_id_key"),
+    Index("ix_alerts_org_id_status", "org_id", "status"),
+)

@@ -60,6 +60,14 @@ class ExactDecimal(TypeDecorator[Decimal]):
 
     def coerce(self, value: Any) -> Decimal:
         """The exact stored form of ``value`` (Decimal, int or numeric string; never float)."""
+        if value.__class__ is Decimal and value.is_finite():  # the usual case, in short
+            try:
+                exact = value.quantize(self._quantum, ROUND_HALF_UP)
+            except InvalidOperation:
+                raise TypeError(f"exact decimal column got {value!r}") from None
+            if abs(exact) >= self._limit:
+                raise ValueError(f"{exact} does not fit NUMERIC({self.precision}, {self.scale})")
+            return exact
         if isinstance(value, bool) or isinstance(value, float):
             raise TypeError(f"exact decimal column got {type(value).__name__} {value!r}: pass a Decimal")
         try:

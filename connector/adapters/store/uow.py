@@ -19,12 +19,13 @@ each time) but not while it is already open.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from connector.adapters.store.alerts import AlertFacts, AlertRepository
 from connector.adapters.store.attention import AttentionQueries
 from connector.adapters.store.clock import Clock, utcnow
 from connector.adapters.store.engine import describe_db_error, is_transient
@@ -67,6 +68,8 @@ class SqlUnitOfWork:
     mapping_checks: MappingCheckRepository
     job_runs: JobRunRepository
     attention: AttentionQueries
+    alerts: AlertRepository
+    alert_facts: AlertFacts
 
     def __init__(self, session_factory: sessionmaker[Session], *, clock: Clock = utcnow) -> None:
         self._session_factory = session_factory
@@ -93,13 +96,15 @@ class SqlUnitOfWork:
         self.mapping_checks = MappingCheckRepository(session, **kw)
         self.job_runs = JobRunRepository(session, **kw)
         self.attention = AttentionQueries(session)
+        self.alerts = AlertRepository(session, **kw)
+        self.alert_facts = AlertFacts(session)
         self._mirrors = {}
         self._open = True
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
+    ) -> Literal[False]:
         try:
             self._safe_rollback()  # a no-op after commit(); undoes everything otherwise
         finally:

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from typer._click.exceptions import UsageError
@@ -44,8 +44,8 @@ if TYPE_CHECKING:
     from connector.bootstrap import OrgRuntime
     from connector.config import OrgConfig
 
-ConfigOpt = Annotated[Optional[list[Path]], typer.Option("--config", "-c", help="org config file(s)")]
-OrgOpt = Annotated[Optional[str], typer.Option("--org", help="org alias: <config-dir>/<alias>.toml")]
+ConfigOpt = Annotated[list[Path] | None, typer.Option("--config", "-c", help="org config file(s)")]
+OrgOpt = Annotated[str | None, typer.Option("--org", help="org alias: <config-dir>/<alias>.toml")]
 ConfigDirOpt = Annotated[
     Path, typer.Option("--config-dir", envvar="GTM_CONFIG_DIR", help="directory of org config files")
 ]
@@ -61,7 +61,6 @@ _SEVERITY = {EXIT_OK: 0, EXIT_STOPPED: 1, EXIT_FAILED: 2, EXIT_USAGE: 3, EXIT_IN
 # ---------------------------------------------------------------------------- output
 # How commands print lives in _output (console, tables, the --json convention).
 from connector.entrypoints.cli._output import make_console, styled  # noqa: E402,F401
-
 
 # ---------------------------------------------------------------------------- errors
 
@@ -87,7 +86,8 @@ def describe_error(exc: BaseException) -> tuple[list[str], int]:
     from sqlalchemy.exc import ArgumentError, DBAPIError
 
     if isinstance(exc, KeyboardInterrupt):
-        return ["interrupted: stopped at once; committed progress is kept, run the command again to resume"], EXIT_INTERRUPTED
+        return (["interrupted: stopped at once; committed progress is kept, run the command again to resume"],
+                EXIT_INTERRUPTED)
     if isinstance(exc, ConfigError):
         return problem_lines(exc), EXIT_USAGE
     if isinstance(exc, MappingError):

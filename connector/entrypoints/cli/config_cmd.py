@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -13,8 +14,9 @@ config_app = typer.Typer(help="Validate per-org configuration files.", no_args_i
 
 @config_app.command("check")
 def check(
-    files: list[Path] = typer.Argument(..., help="org config files (TOML)"),
-    skip_secrets: bool = typer.Option(False, "--skip-secrets", help="don't require env vars / secret files to exist"),
+    files: Annotated[list[Path], typer.Argument(help="org config files (TOML)")],
+    skip_secrets: Annotated[bool, typer.Option("--skip-secrets",
+                                               help="don't require env vars / secret files to exist")] = False,
 ) -> None:
     """Validate each file; print every problem as `file: dotted.key: message`. Exit 2 on any problem."""
     from connector.config import check_against_mapping, load_config, redact_url

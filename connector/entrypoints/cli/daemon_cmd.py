@@ -4,7 +4,7 @@ now, through the same ``connector.jobs.run_job`` the daemon uses)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,9 +14,14 @@ from connector.entrypoints.cli._output import emit_orgs, outcome_doc
 
 def daemon(
     config_dir: ConfigDirOpt = Path("config"),
-    bind: Annotated[Optional[str], typer.Option("--bind", envvar="GTM_DAEMON_BIND", help="HTTP bind address (default: daemon.bind of the first org file, 127.0.0.1)")] = None,
-    port: Annotated[Optional[int], typer.Option("--port", envvar="GTM_DAEMON_PORT", help="HTTP port (default: daemon.port of the first org file, 8765; 0 = any free)")] = None,
-    instance_id: Annotated[Optional[str], typer.Option("--instance-id", help="name in logs and job runs (default host:pid)")] = None,
+    bind: Annotated[str | None, typer.Option(
+        "--bind", envvar="GTM_DAEMON_BIND",
+        help="HTTP bind address (default: daemon.bind of the first org file, 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(
+        "--port", envvar="GTM_DAEMON_PORT",
+        help="HTTP port (default: daemon.port of the first org file, 8765; 0 = any free)")] = None,
+    instance_id: Annotated[str | None, typer.Option(
+        "--instance-id", help="name in logs and job runs (default host:pid)")] = None,
 ) -> None:
     """Run every org's jobs on their schedules, with /healthz /readyz /metrics /stripe/webhook.
 
@@ -35,7 +40,7 @@ def run_job_command(
     config_dir: ConfigDirOpt = Path("config"),
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
-    instance_id: Annotated[Optional[str], typer.Option("--instance-id", help="name recorded in job runs")] = None,
+    instance_id: Annotated[str | None, typer.Option("--instance-id", help="name recorded in job runs")] = None,
 ) -> None:
     """Run one job now for the selected org(s), as the daemon would (lock, job-run record, logs).
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +22,8 @@ from connector.entrypoints.cli._common import ConfigDirOpt, ConfigOpt, OrgOpt, d
 
 if TYPE_CHECKING:
     from sqlalchemy.exc import DBAPIError
+
+    from connector.config import OrgConfig
 
 
 def redact_url(url: str) -> str:
@@ -33,22 +35,22 @@ def redact_url(url: str) -> str:
 db_app = typer.Typer(help="Migrate the local model (SQLite or PostgreSQL) and show its revision.", no_args_is_help=True)
 
 UrlOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--database-url", envvar="GTM_DATABASE_URL", help="sqlite:///FILE or postgresql://…"),
 ]
 
 
-def _url_of(config: object) -> str:
+def _url_of(config: OrgConfig) -> str:
     # skip_secrets leaves database_url_env unresolved: read that variable here.
-    env_name = getattr(config, "database_url_env", None)
+    env_name = config.database_url_env
     if env_name:
         url = os.environ.get(env_name)
         if not url:
-            source = getattr(config, "source_file", None) or "config"
+            source = config.source_file or "config"
             typer.echo(f"{source}: database_url_env: environment variable {env_name} is not set", err=True)
             raise typer.Exit(2)
         return url
-    return str(getattr(config, "database_url"))
+    return str(config.database_url)
 
 
 def _targets(database_url: str | None, config: list[Path] | None, org: str | None,

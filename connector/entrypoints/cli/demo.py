@@ -11,7 +11,7 @@ Exit 0 when every step succeeded, 1 otherwise.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -20,11 +20,12 @@ from connector.entrypoints.cli._output import emit_json, make_table, print_table
 
 
 def demo(
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="where the demo keeps its SQLite file and state")] = Path(".demo"),
-    database_url: Annotated[Optional[str], typer.Option("--database-url", help="run on this database instead "
+    data_dir: Annotated[Path, typer.Option("--data-dir",
+                                           help="where the demo keeps its SQLite file and state")] = Path(".demo"),
+    database_url: Annotated[str | None, typer.Option("--database-url", help="run on this database instead "
                                                           "(e.g. PostgreSQL)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
-    config_path: Annotated[Optional[Path], typer.Option("--config", help="demo config (default config/demo.toml)")] = None,
+    config_path: Annotated[Path | None, typer.Option("--config", help="demo config (default config/demo.toml)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the connector's log lines")] = False,
 ) -> None:
     """Run the end-to-end demo on the embedded defaults (no accounts, no network)."""
@@ -59,8 +60,8 @@ def demo(
 
 def _check_options(data_dir: Path, database_url: str | None, config_path: Path | None) -> None:
     """Usage errors before the sandboxes start, named by option (not by config/demo.toml)."""
-    from sqlalchemy.exc import ArgumentError
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     from connector.config import redact_url
 
@@ -146,8 +147,9 @@ def print_summary(summary: Any, console: Any) -> None:
                           title="Stripe invoices (NET30)", keys=("order", "invoice", "status", "due date"),
                           amounts=("amount", "paid"))
     for inv in data["invoices"]:
-        invoices.add_row(inv["order_number"] or inv["order_id"], inv["customer"] or "", inv["number"] or inv["invoice_id"],
-                         inv["status"] or "", inv["due_date"] or "", inv["amount"] or "", inv["amount_paid"] or "")
+        invoices.add_row(inv["order_number"] or inv["order_id"], inv["customer"] or "",
+                         inv["number"] or inv["invoice_id"], inv["status"] or "", inv["due_date"] or "",
+                         inv["amount"] or "", inv["amount_paid"] or "")
     print_table(console, invoices)
 
     seed = data["seed_003"]
@@ -185,9 +187,9 @@ def print_summary(summary: Any, console: Any) -> None:
                       "seed 003 payout", title="Orgs: who issues the invoice", keys=("org", "issuer"),
                       amounts=("seed 003 payout",))
     for o in data["orgs"]:
+        payout = o["seed_003_actual_payout"]
         orgs.add_row(o["alias"], o["issuer"], o["stripe_account"], str(o["invoices_created_by_connector"]),
-                     str(o["invoices_adopted"]),
-                     f"${_thousands(o['seed_003_actual_payout'])}" if o["seed_003_actual_payout"] else "not paid out yet")
+                     str(o["invoices_adopted"]), f"${_thousands(payout)}" if payout else "not paid out yet")
     print_table(console, orgs)
 
     steps = make_table("step", "status", "detail", "s", title="Steps", keys=("step", "status"), amounts=("s",))

@@ -8,7 +8,7 @@ due, or why it would be quarantined — without calling Stripe or writing anythi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -28,7 +28,7 @@ def _plan_rows(candidate: Any, lead_days: int) -> list[tuple[str, ...]]:
         return [(label, start, when, "-", "-", f"quarantine {candidate.error.code}: {candidate.error.reason}")]
     plan = candidate.plan
     when = "due now" if candidate.due else f"from {candidate.service_start - timedelta(days=lead_days)}"
-    rows = [(label, start, when, plan.customer_email, format_money(plan.total),
+    rows: list[tuple[str, ...]] = [(label, start, when, plan.customer_email, format_money(plan.total),
              f"{plan.metadata.get('gtm_order_type', 'initial')}, {len(plan.lines)} line(s), NET{plan.days_until_due}")]
     for line in plan.lines:
         rows.append(("", "", "", f"  {line.quantity} x {format_money(line.unit_amount)}", format_money(line.amount),
@@ -116,7 +116,8 @@ def _run(runtime: Any, as_json: bool) -> tuple[bool, dict[str, Any]]:
     report = holder.get("report")
     invoices = invoice_rows(runtime, list(report.invoiced)) if report else []
     doc = {**outcome_doc(outcome), "invoices": invoices,
-           "quarantined": [{"order_id": o, "code": c, "reason": r} for o, c, r in (report.quarantined if report else [])]}
+           "quarantined": [{"order_id": order_id, "code": code, "reason": reason}
+                           for order_id, code, reason in (report.quarantined if report else [])]}
     if not as_json:
         console = make_console()
         console.print(outcome_line(outcome))
@@ -138,7 +139,7 @@ def invoice_status(
     org: OrgOpt = None,
     config_dir: ConfigDirOpt = Path("config"),
     all_: Annotated[bool, typer.Option("--all", help="check every open invoice now, however recently updated")] = False,
-    orders: Annotated[Optional[list[str]], typer.Option(
+    orders: Annotated[list[str] | None, typer.Option(
         "--order", help="check this order's invoice now, whatever its status (repeat for several)")] = None,
     as_json: JsonOpt = False,
 ) -> None:

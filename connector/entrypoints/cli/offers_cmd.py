@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -46,7 +46,7 @@ def push(
     config_dir: ConfigDirOpt = Path("config"),
     dry_run: DryRunOpt = False,
     force: Annotated[bool, typer.Option("--force", help="overwrite changes made in the org to a Draft offer")] = False,
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="draft key(s) to push")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="draft key(s) to push")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create or update the draft offers of each org; offers that left Draft are never written."""
@@ -133,11 +133,12 @@ def create(
     recipient: Annotated[str, typer.Option("--recipient", help="offer recipient email")],
     item: Annotated[list[str], typer.Option("--item", help="PRODUCT:QUANTITY:UNIT_PRICE_PER_MONTH (repeat)")],
     offer_type: Annotated[str, typer.Option("--type", help="initial or add_on")] = "initial",
-    billing: Annotated[Optional[str], typer.Option("--billing", help="billing email (gets the invoice)")] = None,
-    initial_order: Annotated[Optional[str], typer.Option("--initial-order", help="add-on: the initial order id")] = None,
-    partner_po: Annotated[Optional[str], typer.Option("--partner-po")] = None,
-    customer_po: Annotated[Optional[str], typer.Option("--customer-po")] = None,
-    key: Annotated[Optional[str], typer.Option("--key", help="draft key (file name); default from customer and start")] = None,
+    billing: Annotated[str | None, typer.Option("--billing", help="billing email (gets the invoice)")] = None,
+    initial_order: Annotated[str | None, typer.Option("--initial-order", help="add-on: the initial order id")] = None,
+    partner_po: Annotated[str | None, typer.Option("--partner-po")] = None,
+    customer_po: Annotated[str | None, typer.Option("--customer-po")] = None,
+    key: Annotated[str | None, typer.Option(
+        "--key", help="draft key (file name); default from customer and start")] = None,
     push_now: Annotated[bool, typer.Option("--push", help="push the draft to the org right away")] = False,
     config: ConfigOpt = None,
     org: OrgOpt = None,
@@ -160,12 +161,14 @@ def create(
         try:
             content[name] = date.fromisoformat(content[name])
         except ValueError:
-            raise typer.BadParameter(f"{content[name]!r} is not a date YYYY-MM-DD",
-                                     param_hint="--start" if name == "service_start_date" else "--valid-until") from None
+            option = "--start" if name == "service_start_date" else "--valid-until"
+            raise typer.BadParameter(f"{content[name]!r} is not a date YYYY-MM-DD", param_hint=option) from None
     key = key or re.sub(r"[^a-z0-9]+", "-", f"{customer} {start}".lower()).strip("-")
     runtime = open_runtime(cfg)
     try:
-        drafts_dir = Path(runtime.config.offers.drafts_dir)
+        configured = runtime.config.offers.drafts_dir
+        assert configured is not None  # OrgConfig fills in the default
+        drafts_dir = Path(configured)
         path = drafts_dir / f"{key}.toml"
         if path.exists():
             typer.echo(f"{path}: a draft with key {key!r} exists already (edit it, or pass another --key)", err=True)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import Annotated, TextIO, TypeVar
 
 import typer
 
@@ -105,7 +105,8 @@ def _read_array(text: str, first_lineno: int) -> Iterator[tuple[str, object]]:
 
 def _json_reason(exc: ValueError) -> str:
     if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} (column {exc.colno})" if exc.lineno == 1 else f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
+        where = f"column {exc.colno}" if exc.lineno == 1 else f"line {exc.lineno}, column {exc.colno}"
+        return f"{exc.msg} ({where})"
     return str(exc)
 
 
@@ -125,7 +126,8 @@ def _parse_date(raw: dict[str, object], field: str, problems: list[str]) -> date
 def _parse_items(raw: dict[str, object], problems: list[str]) -> list[OrderItem]:
     items = raw.get("items")
     if not isinstance(items, list) or not items:
-        problems.append(f"items: must be a non-empty list of items, got {show(items) if not isinstance(items, list) else '[]'}")
+        got = show(items) if not isinstance(items, list) else "[]"
+        problems.append(f"items: must be a non-empty list of items, got {got}")
         return []
     lines: list[OrderItem] = []
     for index, item in enumerate(items):
@@ -263,7 +265,8 @@ def print_table(records: Iterable[dict[str, object]], out: TextIO) -> Summary:
     totals = {"subtotal": Decimal(0), "revenue_share": Decimal(0), "expected_payout": Decimal(0)}
     table = Table(title="Expected payout per order", show_footer=True)
     table.add_column("Order", footer="Total")
-    money_columns = (("subtotal", "Subtotal"), ("revenue_share", "Salesforce share"), ("expected_payout", "Expected payout"))
+    money_columns = (("subtotal", "Subtotal"), ("revenue_share", "Salesforce share"),
+                     ("expected_payout", "Expected payout"))
     for _, title in money_columns:
         table.add_column(title, justify="right")
     table.add_column("Problem", style="red", overflow="fold")
@@ -305,10 +308,11 @@ class _Watched:
 
 
 def payout_estimate(
-    input_path: str = typer.Option("-", "--input", "-i", metavar="FILE", help="Orders as JSON lines or a JSON array; '-' reads stdin."),
-    proration: ProrationPolicy = typer.Option(
-        ProrationPolicy.DAILY, "--proration", case_sensitive=False, help="How add-on orders are prorated."
-    ),
+    input_path: str = typer.Option("-", "--input", "-i", metavar="FILE",
+                                   help="Orders as JSON lines or a JSON array; '-' reads stdin."),
+    proration: Annotated[ProrationPolicy, typer.Option(
+        "--proration", case_sensitive=False, help="How add-on orders are prorated."
+    )] = ProrationPolicy.DAILY,
     table: bool = typer.Option(False, "--table", help="Print a table for people instead of JSON lines."),
     as_json: bool = typer.Option(False, "--json", help="JSON lines, one per order (the default; "
                                                        "the one command whose --json streams)"),

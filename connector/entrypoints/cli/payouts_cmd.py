@@ -13,7 +13,7 @@ import sys
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -61,7 +61,8 @@ def print_outcomes(outcomes: list[Any], title: str | None = None) -> None:
     table = make_table("org", "job", "status", "counts", "duration", "note", title=title,
                        keys=("org", "job", "status"), amounts=("duration",))
     for o in outcomes:
-        counts = ", ".join(f"{k}={v}" for k, v in o.counts.items() if v) or ("nothing to do" if o.status == "ok" else "")
+        counts = (", ".join(f"{k}={v}" for k, v in o.counts.items() if v)
+                  or ("nothing to do" if o.status == "ok" else ""))
         table.add_row(o.org, o.job, o.status, counts, f"{o.duration_s:.1f}s", o.error or "")
     print_table(make_console(), table)
 
@@ -93,8 +94,8 @@ def report(
     config: ConfigOpt = None,
     org: OrgOpt = None,
     config_dir: ConfigDirOpt = Path("config"),
-    since: Annotated[Optional[str], typer.Option("--from", help="first day (YYYY-MM-DD), by payout or due date")] = None,
-    until: Annotated[Optional[str], typer.Option("--to", help="last day (YYYY-MM-DD)")] = None,
+    since: Annotated[str | None, typer.Option("--from", help="first day (YYYY-MM-DD), by payout or due date")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="last day (YYYY-MM-DD)")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="table or csv (json: same as --json)")] = Format.table,
     as_json: JsonOpt = False,
 ) -> None:
@@ -123,8 +124,8 @@ def report(
 
 CSV_COLUMNS = ("row_type", "org", "month", "order_id", "order_number", "customer", "invoice_number", "invoice_status",
                "due_date", "invoiced", "tax", "tax_paid_out", "subtotal", "revenue_share", "expected_payout",
-               "actual_payout", "difference", "payout_date", "payout_ids", "discrepancy", "attention", "invoice_issue", "orders",
-               "unattributed", "discrepancies")
+               "actual_payout", "difference", "payout_date", "payout_ids", "discrepancy", "attention", "invoice_issue",
+               "orders", "unattributed", "discrepancies")
 
 
 def _write_csv(result: Any) -> None:

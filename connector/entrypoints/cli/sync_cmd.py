@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -31,10 +31,11 @@ from connector.entrypoints.cli._output import emit_orgs, make_table, print_table
 from connector.errors import MappingError
 
 ObjectsOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--objects", help="mapping object keys or sObject names (repeat or comma-separate); default all"),
 ]
-FullOpt = Annotated[bool, typer.Option("--full", help="re-read every record and soft-delete rows the org no longer has")]
+FullOpt = Annotated[bool, typer.Option("--full",
+                                       help="re-read every record and soft-delete rows the org no longer has")]
 
 
 def _when(value: Any) -> str:
@@ -88,7 +89,8 @@ def _check_objects(runtime: Any, objects: list[str] | None) -> list[str] | None:
     unknown = runtime.mapping.unknown_objects(objects)
     if unknown:
         raise typer.BadParameter(f"unknown object(s) {', '.join(unknown)}; the mapping {runtime.mapping.name} has "
-                                 f"{runtime.mapping.describe_objects()} (or their sObject names)", param_hint="--objects")
+                                 f"{runtime.mapping.describe_objects()} (or their sObject names)",
+                                 param_hint="--objects")
     return objects
 
 
@@ -97,8 +99,8 @@ def _sync_one(runtime: Any, console: Any, objects: list[str] | None, *, full: bo
     """Mirror one org; its exit code (2 when its mapping does not fit the org's describe) and its JSON document."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from connector.entrypoints.daemon import default_instance_id
-    from connector.jobs import run_job
+    from connector.instance import default_instance_id
+    from connector.jobs import Job, run_job
     from connector.services.mirror import MirrorService, PageProgress
 
     holder: dict[str, Any] = {}
@@ -128,7 +130,7 @@ def _sync_one(runtime: Any, console: Any, objects: list[str] | None, *, full: bo
 
     with progress:
         outcome = run_job(runtime, "mirror", instance_id=default_instance_id(), dry_run=dry_run,
-                          registry={"mirror": job}, stop=stop)
+                          registry={"mirror": Job(job, stoppable=True)}, stop=stop)
     report = holder.get("report")
     doc = {
             "org": outcome.org, "status": outcome.status, "error": outcome.error, "api_calls": outcome.api_calls,
@@ -215,7 +217,7 @@ def org_status(runtime: Any) -> dict[str, Any]:
                 "last_run": state.last_run_at.isoformat() if state and state.last_run_at else None,
                 "last_status": state.last_status if state else None,
                 "last_full": state.last_full_at.isoformat() if state and state.last_full_at else None,
-                "dead_letters": sum(1 for l in letters if l.source == "mirror" and l.object_name == obj.sobject),
+                "dead_letters": sum(1 for d in letters if d.source == "mirror" and d.object_name == obj.sobject),
                 "anomalies": sum(1 for a in anomalies if a.object_name == obj.sobject),
             })
     by_source: dict[str, int] = {}
@@ -245,7 +247,8 @@ def _print_status(console: Any, doc: dict[str, Any]) -> None:
     for o in doc["objects"]:
         last = f"{_when(o['last_run'])} {o['last_status']}" if o["last_run"] else "never"
         table.add_row(o["object"], str(o["rows"]), str(o["deleted"]), _when(o["cursor"]), last,
-                      str(o["dead_letters"]) if o["dead_letters"] else "", str(o["anomalies"]) if o["anomalies"] else "")
+                      str(o["dead_letters"]) if o["dead_letters"] else "",
+                      str(o["anomalies"]) if o["anomalies"] else "")
     print_table(console, table)
     run = doc["last_mirror_run"]
     if run:
@@ -256,7 +259,8 @@ def _print_status(console: Any, doc: dict[str, Any]) -> None:
     for flag in doc["attention"]["orders"] + doc["attention"]["not_provisionable"]:
         console.print(f"attention: {flag['message']}", style="yellow")
     if doc["offer_drafts"]:
-        console.print("offer drafts: " + ", ".join(f"{k} ({v['status']})" for k, v in sorted(doc["offer_drafts"].items())))
+        drafts = sorted(doc["offer_drafts"].items())
+        console.print("offer drafts: " + ", ".join(f"{k} ({v['status']})" for k, v in drafts))
 
 
 def register(app: typer.Typer) -> None:

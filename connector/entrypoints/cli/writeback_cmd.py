@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -86,7 +86,7 @@ def replay_command(
     config: ConfigOpt = None,
     org: OrgOpt = None,
     config_dir: ConfigDirOpt = Path("config"),
-    ids: Annotated[Optional[list[int]], typer.Option("--id", help="dead letter id (repeat for several)")] = None,
+    ids: Annotated[list[int] | None, typer.Option("--id", help="dead letter id (repeat for several)")] = None,
     all_: Annotated[bool, typer.Option("--all", help="every open dead letter of the selected org(s)")] = False,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
@@ -95,6 +95,7 @@ def replay_command(
 
     Exit 1 if any letter is still failing, 2 if an --id names no open letter of the
     selected org(s), 4 if the org's API limit stopped the replay (the rest is left open)."""
+    from connector.jobs import runner
     from connector.services.replay import replay
 
     if not ids and not all_:
@@ -108,7 +109,8 @@ def replay_command(
     orgs = Orgs(config, org, config_dir)
     for runtime in orgs:
         log = runtime.logger("replay")
-        reports.append(replay(runtime, ids=None if all_ else ids, dry_run=dry_run, log=log))
+        reports.append(replay(runtime, ids=None if all_ else ids, dry_run=dry_run, log=log,
+                              run_job=runner("replay")))
         closed.update(_resolved_letters(runtime, ids or []))
     if not orgs.opened:
         orgs.exit()
@@ -129,8 +131,8 @@ def replay_command(
     for letter_id in missing:
         if letter_id in closed:
             when = closed[letter_id].resolved_at
-            typer.echo(f"dead letter {letter_id}: already resolved"
-                       f"{' at ' + when.strftime('%Y-%m-%d %H:%M') + ' UTC' if when else ''}; nothing to replay", err=True)
+            at = f" at {when.strftime('%Y-%m-%d %H:%M')} UTC" if when else ""
+            typer.echo(f"dead letter {letter_id}: already resolved{at}; nothing to replay", err=True)
         else:
             scope = "the selected org" if len(orgs.configs) == 1 else "the selected orgs"
             typer.echo(f"dead letter {letter_id}: no such letter in {scope} "
@@ -156,7 +158,7 @@ def dead_letters(
     config: ConfigOpt = None,
     org: OrgOpt = None,
     config_dir: ConfigDirOpt = Path("config"),
-    source: Annotated[Optional[str], typer.Option(
+    source: Annotated[str | None, typer.Option(
         "--source", help="mirror, offers_push, invoicing, payouts, writeback (or the job or command: "
                          "sync, reconcile, invoice …)")] = None,
     as_json: JsonOpt = False,

@@ -40,11 +40,7 @@ class DaemonDashboardSource:
         runtime = slot.runtime
         if runtime is None:
             return OrgUnavailable(slot.alias, slot.error or "not started")
-        scheduler = self.daemon.scheduler
-        next_runs: dict[str, datetime | None] = {}
-        for job in slot.plans:
-            scheduled = scheduler.get_job(f"{slot.alias}:{job}") if scheduler is not None else None
-            next_runs[job] = getattr(scheduled, "next_run_time", None)
+        next_runs = {job: self.daemon.scheduler.next_run_time(slot.alias, job) for job in slot.plans}
         today = runtime.clock().astimezone(UTC).date()
         return org_overview(runtime, jobs=sorted(slot.plans), next_runs=next_runs, running=(), month=today)
 

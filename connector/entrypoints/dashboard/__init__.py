@@ -84,7 +84,8 @@ class Dashboard:
     # ------------------------------------------------------------------------ WSGI
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
-            return _respond(start_response, "405 Method Not Allowed", b"GET only\n", "text/plain", [("Allow", "GET, HEAD")])
+            return _respond(start_response, "405 Method Not Allowed", b"GET only\n", "text/plain",
+                            [("Allow", "GET, HEAD")])
         denied = self._denied(environ)
         if denied is not None:
             return _respond(start_response, *denied)
@@ -93,7 +94,8 @@ class Dashboard:
         try:
             page = self._page(parts)
         except Exception as exc:  # the database went away mid-request: say so, keep serving
-            body = self._render("error.html", title="Unavailable", message=f"{type(exc).__name__}: {exc}", refresh=REFRESH_S)
+            body = self._render("error.html", title="Unavailable", message=f"{type(exc).__name__}: {exc}",
+                                refresh=REFRESH_S)
             return _respond(start_response, "503 Service Unavailable", body, "text/html; charset=utf-8")
         if page is None:
             body = self._render("error.html", title="Not found", message=f"nothing at {path}", refresh=None)
@@ -112,8 +114,8 @@ class Dashboard:
             view = self.source.order(parts[1], parts[3])
             if view is None:
                 return None
-            return self._render("order.html", title=f"{view.alias}: order {view.order.get('order_number') or view.order_id}",
-                                view=view, refresh=REFRESH_S)
+            number = view.order.get("order_number") or view.order_id
+            return self._render("order.html", title=f"{view.alias}: order {number}", view=view, refresh=REFRESH_S)
         return None
 
     def _render(self, template: str, **context: Any) -> bytes:

@@ -4,9 +4,9 @@ payouts, net of fees, checked order by order against seed 003's expected payout.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from tests.fixtures.payouts import PartnerBooks, core_app
 
@@ -37,7 +37,9 @@ def test_seed_003_order_paid_out_net_of_the_revenue_share_reconciles_exactly(
     assert state.cursor is not None and state.records_total == 1
 
 
-def test_rerunning_adds_nothing_and_only_lists_payouts(books_on: Callable[..., PartnerBooks], database_url: str) -> None:
+def test_rerunning_adds_nothing_and_only_lists_payouts(
+    books_on: Callable[..., PartnerBooks], database_url: str
+) -> None:
     books = books_on(database_url)
     order = books.an_order()
     books.invoice(order)
@@ -261,5 +263,6 @@ def test_a_letter_stored_under_the_retired_add_on_code_takes_todays_code(books: 
 
     books.run("reconcile")
 
-    letters = [(l.error_code, l.attempts) for l in books.open_letters("payouts") if l.record_id == add_on.order_id]
+    letters = [(letter.error_code, letter.attempts) for letter in books.open_letters("payouts")
+               if letter.record_id == add_on.order_id]
     assert letters == [("INITIAL_ORDER_MISSING", 2)]  # the same letter, under the one code invoicing uses

@@ -51,7 +51,8 @@ def test_api_limit_stops_the_mirror_job_until_the_org_has_requests_again(
         runtime.close()
 
 
-def test_offers_push_job_without_drafts_does_nothing(sandbox_org: SandboxOrg, database_url: str, tmp_path: Path) -> None:
+def test_offers_push_job_without_drafts_does_nothing(
+        sandbox_org: SandboxOrg, database_url: str, tmp_path: Path) -> None:
     runtime = bootstrap(sandbox_config(sandbox_org, database_url, data_dir=tmp_path,
                                        offers={"drafts_dir": str(tmp_path / "none")}))
     try:

@@ -17,8 +17,8 @@ import pytest
 from connector.adapters.salesforce import SalesforceOrg, build_org_gateway
 from connector.errors import ApiLimitReached
 from connector.mappings import load_mapping
-from gtm_sandbox.org import SandboxOrg
 from connector.services.mirror import MirrorService
+from gtm_sandbox.org import SandboxOrg
 from tests.fixtures.org import sandbox_config
 
 MAPPING = load_mapping("gtm-v2")
@@ -26,7 +26,8 @@ OBJECTS = {o.sobject: o.name for o in MAPPING.objects.values()}
 
 
 @pytest.fixture
-def mirror(sandbox_org: SandboxOrg, gateway: SalesforceOrg, uow_factory: Callable[..., Any]) -> Callable[..., MirrorService]:
+def mirror(sandbox_org: SandboxOrg, gateway: SalesforceOrg,
+           uow_factory: Callable[..., Any]) -> Callable[..., MirrorService]:
     def build(org: SalesforceOrg | None = None, lookback_seconds: int = 300, **kwargs: Any) -> MirrorService:
         return MirrorService(org or gateway, uow_factory, MAPPING, sandbox_org.org_id,
                              lookback_seconds=lookback_seconds, **kwargs)
@@ -34,7 +35,8 @@ def mirror(sandbox_org: SandboxOrg, gateway: SalesforceOrg, uow_factory: Callabl
     return build
 
 
-def local(uow_factory: Callable[..., Any], key: str, org_id: str, include_deleted: bool = False) -> dict[str, dict[str, Any]]:
+def local(uow_factory: Callable[..., Any], key: str, org_id: str,
+          include_deleted: bool = False) -> dict[str, dict[str, Any]]:
     with uow_factory() as uow:
         return {r["sf_id"]: r for r in uow.mirror(key).list(org_id, include_deleted=include_deleted)}
 
@@ -90,7 +92,8 @@ def test_incremental_after_inserts_updates_and_deletes(
     mirror().run()
     ids = sandbox_org.demo_ids
     new_offer = gateway.create("SfdcPartnerOffer", {"Name": "Wayne Initial offer", "Status": "Draft",
-                                                    "OfferType": "Initial", "CurrencyIsoCode": "USD", "ContractTerm": 12})
+                                                    "OfferType": "Initial", "CurrencyIsoCode": "USD",
+                                                    "ContractTerm": 12})
     sandbox_org.update("SfdcPartnerOrder", [{"Id": ids["acme_order"], "Status": "Expired"}])
     sandbox_org.update("SfdcPartnerProvisionProduct", [{"Id": ids["ppp_premium"], "Name": "Premium Add-On (2025)"}])
     gateway_delete = sandbox_org.demo_ids["offer_draft"]
@@ -114,7 +117,8 @@ def test_five_thousand_records_sharing_one_stamp_across_page_boundaries(
 ) -> None:
     sandbox_org.reset(None)
     stamp = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
-    ids = sandbox_org.insert("SfdcPartnerTermSet", [{"Name": f"Term set {i}", "DefaultBillingFrequency": 12} for i in range(5000)],
+    ids = sandbox_org.insert("SfdcPartnerTermSet",
+                             [{"Name": f"Term set {i}", "DefaultBillingFrequency": 12} for i in range(5000)],
                              stamp=stamp)
     # The run stops after the first page (the org refuses the second): 2000 rows and the
     # cursor (= the shared stamp) are committed together.
@@ -222,7 +226,8 @@ def test_unknown_picklist_value_and_wrong_currency_are_record_errors(
     sandbox_org.update("SfdcPartnerOrder", [{"Id": ids["addon_order"], "CurrencyIsoCode": "EUR"}])
     mirror().run()
     with uow_factory() as uow:
-        letters = {(l.record_id, l.error_code): l.reason for l in uow.dead_letters.open(sandbox_org.org_id)}
+        letters = {(letter.record_id, letter.error_code): letter.reason
+                   for letter in uow.dead_letters.open(sandbox_org.org_id)}
     assert (ids["offer_sent"], "UNKNOWN_PICKLIST_VALUE") in letters
     assert "USD" in letters[(ids["addon_order"], "INVALID_RECORD")]
     assert ids["offer_sent"] not in local(uow_factory, "offer", sandbox_org.org_id)
@@ -238,7 +243,8 @@ def test_illegal_status_jump_is_applied_and_recorded_as_an_anomaly(
     assert local(uow_factory, "order", sandbox_org.org_id)[order]["status"] == "New"  # the org wins
     with uow_factory() as uow:
         [anomaly] = uow.anomalies.list(sandbox_org.org_id)
-    assert (anomaly.record_id, anomaly.machine, anomaly.from_state, anomaly.to_state) == (order, "order", "activated", "new")
+    assert (anomaly.record_id, anomaly.machine, anomaly.from_state, anomaly.to_state) == (
+        order, "order", "activated", "new")
     assert sum(o.anomalies for o in report.objects) == 1
     assert mirror().run().written == 0  # seen again in the lookback window: not a second anomaly
     with uow_factory() as uow:

@@ -185,7 +185,8 @@ def test_an_order_item_written_through_the_api_bills_in_the_background(org: Sand
     org.link_stripe(box.api_base, box.api_key)
     assert org.billing.status()["problems"][globex] == "not invoiced: no order items"
 
-    sf(org).SfdcPartnerOrderItem.create({"PartnerOrderId": globex, "PartnerProvisionProductId": org.demo_ids["ppp_core"],
+    sf(org).SfdcPartnerOrderItem.create({"PartnerOrderId": globex,
+                                         "PartnerProvisionProductId": org.demo_ids["ppp_core"],
                                          "Quantity": 2, "CustomerUnitPricePerMonth": 50})
     assert org.billing.wait_idle(10)
 

@@ -5,9 +5,9 @@ composite, describe, limits, error bodies, fault injection and counters."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import jwt
 import pytest
@@ -93,7 +93,8 @@ def test_jwt_signed_with_another_key_is_refused(sandbox_org: SandboxOrg) -> None
 
 
 def test_query_returns_salesforce_shape_with_decimal_money(simple_sf: Salesforce, sandbox_org: SandboxOrg) -> None:
-    result = simple_sf.query(f"SELECT {ORDER_FIELDS} FROM SfdcPartnerOrder WHERE Id = '{sandbox_org.demo_ids['acme_order']}'")
+    order_id = sandbox_org.demo_ids["acme_order"]
+    result = simple_sf.query(f"SELECT {ORDER_FIELDS} FROM SfdcPartnerOrder WHERE Id = '{order_id}'")
     assert result["totalSize"] == 1 and result["done"] is True
     record = result["records"][0]
     assert record["attributes"] == {
@@ -112,7 +113,8 @@ def test_pagination_follows_next_records_url(simple_sf: Salesforce, sandbox_org:
     assert first["done"] is False and len(first["records"]) == 1000
     assert first["nextRecordsUrl"].startswith("/services/data/v66.0/query/01g")
     assert first["nextRecordsUrl"].endswith("-1000")
-    records = list(simple_sf.query_all_iter("SELECT Id, SystemModstamp FROM SfdcPartnerOrderItem ORDER BY SystemModstamp, Id"))
+    records = list(simple_sf.query_all_iter(
+        "SELECT Id, SystemModstamp FROM SfdcPartnerOrderItem ORDER BY SystemModstamp, Id"))
     assert len(records) == first["totalSize"] == 3750
     keys = [(r["SystemModstamp"], r["Id"]) for r in records]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
@@ -122,7 +124,8 @@ def test_query_locator_is_a_snapshot(simple_sf: Salesforce, sandbox_org: Sandbox
     sandbox_org.reset(5000)
     sandbox_org.set_batch_size(1000)
     first = simple_sf.query("SELECT Id, Quantity FROM SfdcPartnerOrderItem ORDER BY SystemModstamp, Id")
-    last_id = simple_sf.query("SELECT Id FROM SfdcPartnerOrderItem ORDER BY SystemModstamp DESC, Id DESC LIMIT 1")["records"][0]["Id"]
+    last_id = simple_sf.query(
+        "SELECT Id FROM SfdcPartnerOrderItem ORDER BY SystemModstamp DESC, Id DESC LIMIT 1")["records"][0]["Id"]
     sandbox_org.update("SfdcPartnerOrderItem", [{"Id": last_id, "Quantity": 999}])
     rest = simple_sf.query_more(first["nextRecordsUrl"], identifier_is_url=True)
     while not rest["done"]:
@@ -169,7 +172,8 @@ def test_query_all_returns_deleted_rows_with_bumped_stamp(simple_sf: Salesforce,
     before = sandbox_org.get("SfdcPartnerOffer", draft)["SystemModstamp"]  # type: ignore[index]
     simple_sf.SfdcPartnerOffer.delete(draft)
     live = simple_sf.query(f"SELECT Id FROM SfdcPartnerOffer WHERE Id = '{draft}'")
-    gone = simple_sf.query_all(f"SELECT Id, IsDeleted, SystemModstamp FROM SfdcPartnerOffer WHERE IsDeleted = true", include_deleted=True)
+    gone = simple_sf.query_all("SELECT Id, IsDeleted, SystemModstamp FROM SfdcPartnerOffer WHERE IsDeleted = true",
+                               include_deleted=True)
     assert live["totalSize"] == 0
     assert [r["Id"] for r in gone["records"]] == [draft]
     assert gone["records"][0]["SystemModstamp"] >= before
@@ -229,9 +233,11 @@ def test_read_only_gtm_objects_refuse_writes(simple_sf: Salesforce, sandbox_org:
 
 def test_upsert_by_external_id_creates_then_updates(simple_sf: Salesforce) -> None:
     first = simple_sf.GTM_Order_Billing__c.upsert("Order_Id__c/ORD-1", {"Invoice_Status__c": "open"}, raw_response=True)
-    second = simple_sf.GTM_Order_Billing__c.upsert("Order_Id__c/ORD-1", {"Invoice_Status__c": "paid"}, raw_response=True)
+    second = simple_sf.GTM_Order_Billing__c.upsert("Order_Id__c/ORD-1", {"Invoice_Status__c": "paid"},
+                                                   raw_response=True)
     assert first.status_code == 201 and first.json()["created"] is True
-    assert second.status_code == 200 and second.json() == {"id": first.json()["id"], "success": True, "errors": [], "created": False}
+    assert second.status_code == 200
+    assert second.json() == {"id": first.json()["id"], "success": True, "errors": [], "created": False}
     assert simple_sf.GTM_Order_Billing__c.get_by_custom_id("Order_Id__c", "ORD-1")["Invoice_Status__c"] == "paid"
 
 
@@ -287,7 +293,8 @@ def test_composite_with_references_creates_offer_and_items(simple_sf: Salesforce
         {"method": "POST", "url": f"{v}/sobjects/SfdcPartnerOfferItem", "referenceId": "item1",
          "body": {"PartnerOfferId": "@{offer.id}", "PartnerProvisionProductId": sandbox_org.demo_ids["ppp_core"],
                   "Quantity": 10, "CustomerUnitPricePerMonth": 50}},
-        {"method": "GET", "url": f"{v}/sobjects/SfdcPartnerOffer/@{{offer.id}}?fields=Subtotal", "referenceId": "check"},
+        {"method": "GET", "url": f"{v}/sobjects/SfdcPartnerOffer/@{{offer.id}}?fields=Subtotal",
+         "referenceId": "check"},
     ]})["compositeResponse"]
     assert [r["httpStatusCode"] for r in result] == [201, 201, 200]
     assert result[2]["body"]["Subtotal"] == Decimal("6000.00")
@@ -384,7 +391,8 @@ def test_two_thousand_record_page_is_served_fast(sandbox_org: SandboxOrg) -> Non
     headers = {"Authorization": "Bearer " + client_credentials_token(sandbox_org, session)}
     q = ("SELECT Id, SystemModstamp, IsDeleted, Name, PartnerOrderId, PartnerProvisionProductId, Quantity, "
          "CustomerUnitPricePerMonth, LineItemTotal FROM SfdcPartnerOrderItem ORDER BY SystemModstamp, Id")
-    first = session.get(sandbox_org.instance_url + "/services/data/v66.0/query", params={"q": q}, headers=headers).json()
+    first = session.get(sandbox_org.instance_url + "/services/data/v66.0/query", params={"q": q},
+                        headers=headers).json()
     timings = []
     for _ in range(3):
         started = time.perf_counter()

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from decimal import Decimal
-
 from sqlalchemy import inspect, select, text
 
-from connector.adapters.store import tables
-
-from connector.adapters.store import current_revision, head_revision, make_engine, metadata, mirror_columns, upgrade
+from connector.adapters.store import (
+    current_revision,
+    head_revision,
+    make_engine,
+    metadata,
+    mirror_columns,
+    tables,
+    upgrade,
+)
 from connector.mappings import check_against_tables, load_mapping
 
 from .helpers import statements
@@ -120,3 +125,21 @@ def test_upgrade_from_0002_adds_tax_columns_and_keeps_invoices(database_url: str
         assert "ix_product_licenses_org_id_ppp_id" in indexes
     finally:
         engine.dispose()
+
+
+def test_the_head_read_from_the_scripts_is_alembics_head() -> None:
+    from connector.adapters.store.migrate import known_head
+
+    assert known_head() == head_revision() == HEAD
+
+
+def test_a_database_at_head_is_upgraded_without_loading_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/current.sqlite3"
+    upgrade(url)  # a fresh database: Alembic builds it
+    probe = ("import json, sys\nfrom connector.adapters.store import upgrade\n"
+             f"reached = upgrade({url!r})\n"
+             "print(json.dumps([reached, sorted(m for m in sys.modules if m.split('.')[0] == 'alembic')]))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    import json
+
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [HEAD, []]

@@ -50,7 +50,8 @@ def test_crash_after_intent_resumes_with_the_same_entry(uow_factory) -> None:
 def test_dead_letter_for_the_same_record_is_refreshed_not_duplicated(uow_factory) -> None:
     with uow_factory() as uow:
         first = uow.dead_letters.add(ORG, "writeback", "GTM_Order_Billing__c", order_id(1),
-                                     "FIELD_CUSTOM_VALIDATION_EXCEPTION", "Amount must be positive", {"a": 1})  # fmt: skip
+                                     "FIELD_CUSTOM_VALIDATION_EXCEPTION", "Amount must be positive",
+                                     {"a": 1})  # fmt: skip
         second = uow.dead_letters.add(ORG, "writeback", "GTM_Order_Billing__c", order_id(1),
                                       "UNABLE_TO_LOCK_ROW", "row locked", {"a": 2})  # fmt: skip
         other = uow.dead_letters.add(ORG, "invoicing", "order", order_id(1), "NO_BILLING_EMAIL", "no email")

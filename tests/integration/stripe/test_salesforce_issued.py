@@ -13,7 +13,6 @@ import pytest
 
 from connector.metrics import DaemonMetrics
 from connector.services.report import build_report
-
 from tests.fixtures.payouts import PartnerBooks
 
 WRITES = "POST /v1/*"  # every Stripe create, finalize or send is a POST
@@ -112,7 +111,7 @@ def test_no_salesforce_invoice_after_the_grace_is_invoice_missing(sf_books: Part
         missing = uow.dead_letters.count_open(sf_books.org_id, "invoicing", error_code="INVOICE_MISSING")
     metrics = DaemonMetrics()
     metrics.set_store_figures("acme", dead_letters_open=None, discrepancies=None, invoices_missing=missing)
-    assert 'invoices_missing{org="acme"} 1.0' in metrics.render().decode()
+    assert 'gtm_connector_invoices_missing{org="acme"} 1.0' in metrics.render().decode()
     [row] = [r for r in build_report([sf_books.runtime]).rows if r.order_id == acme]  # flagged first in `report`
     assert row.invoice_number is None and row.invoice_issue.startswith("invoice missing: no invoice from Salesforce")
     # Issued late after all: adopted, and the flag clears.

@@ -6,12 +6,14 @@ from decimal import Decimal
 
 import structlog
 
+from connector.jobs import runner
+from connector.services.replay import replay
 from gtm_sandbox.org import SandboxOrg
 from gtm_sandbox.stripe import StripeSandbox
-from connector.services.replay import replay
 from tests.fixtures.payouts import PartnerBooks, billing_records, invoiced_orders, validation_rule
 
 LOG = structlog.get_logger("test")
+RUN_JOB = runner("replay")
 
 
 def test_rejected_write_back_succeeds_on_replay_once_the_rule_is_fixed(
@@ -20,13 +22,13 @@ def test_rejected_write_back_succeeds_on_replay_once_the_rule_is_fixed(
     refused = orders[7]
     with validation_rule(sandbox_org, lambda r: r.get("Order_Id__c") == refused.order_id):
         org_books.run("writeback")
-        still = replay(org_books.runtime, log=LOG)  # cause not fixed yet
+        still = replay(org_books.runtime, log=LOG, run_job=RUN_JOB)  # cause not fixed yet
     assert [(i.record_id, i.outcome) for i in still.items] == [(refused.order_id, "still failing")]
     (letter,) = org_books.open_letters("writeback")
     assert letter.attempts == 2
     sandbox_org.reset_counters()
 
-    report = replay(org_books.runtime, ids=[letter.id], log=LOG)
+    report = replay(org_books.runtime, ids=[letter.id], log=LOG, run_job=RUN_JOB)
 
     assert [(i.record_id, i.outcome) for i in report.items] == [(refused.order_id, "resolved")]
     assert org_books.open_letters("writeback") == []
@@ -41,7 +43,7 @@ def test_dry_run_replay_lists_and_sends_nothing(org_books: PartnerBooks, sandbox
         org_books.run("writeback")
     sandbox_org.reset_counters()
 
-    report = replay(org_books.runtime, dry_run=True, log=LOG)
+    report = replay(org_books.runtime, dry_run=True, log=LOG, run_job=RUN_JOB)
 
     assert [(i.record_id, i.outcome) for i in report.items] == [(order.order_id, "would replay")]
     assert sandbox_org.counters()["calls"] == {}
@@ -56,7 +58,7 @@ def test_malformed_record_is_mirrored_on_replay_after_the_org_fixes_it(
     assert letter.object_name == "SfdcPartnerOrderItem"
     sandbox_org.update("SfdcPartnerOrderItem", [{"Id": bad_item, "Quantity": 2}])
 
-    report = replay(org_books.runtime, ids=[letter.id], log=LOG)
+    report = replay(org_books.runtime, ids=[letter.id], log=LOG, run_job=RUN_JOB)
 
     assert [i.outcome for i in report.items] == ["resolved"]
     with org_books.uow() as uow:
@@ -81,7 +83,7 @@ def test_unknown_charge_is_traced_on_replay_once_its_invoice_is_known(org_books:
                                                              "system_modstamp": org_books.now[0]}])
         uow.commit()
 
-    report = replay(org_books.runtime, log=LOG)
+    report = replay(org_books.runtime, log=LOG, run_job=RUN_JOB)
 
     assert [(i.record_id, i.outcome) for i in report.items] == [(letter.record_id, "resolved")]
     row = org_books.reconciliation(order)
@@ -100,7 +102,7 @@ def test_quarantined_order_is_invoiced_on_replay_once_the_org_fixes_it(
     sandbox_org.update("SfdcPartnerOrder", [{"Id": acme, "Subtotal": Decimal("8400.00")}])
     org_books.run("mirror")
 
-    report = replay(org_books.runtime, ids=[letter.id], log=LOG)
+    report = replay(org_books.runtime, ids=[letter.id], log=LOG, run_job=RUN_JOB)
 
     assert [(i.record_id, i.outcome) for i in report.items] == [(acme, "resolved")]
     (invoice,) = stripe_sandbox.invoices()

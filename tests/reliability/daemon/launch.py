@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 from connector.entrypoints.daemon import run_daemon
+from connector.jobs import Job
+from tests.reliability.daemon import fake_jobs
 
 REGISTRY = {
-    "mirror": "tests.reliability.daemon.fake_jobs:mirror",
-    "invoicing": "tests.reliability.daemon.fake_jobs:invoicing",
+    "mirror": Job(fake_jobs.mirror, stoppable=True),
+    "invoicing": Job(fake_jobs.invoicing, stoppable=True),
 }
 
 if __name__ == "__main__":

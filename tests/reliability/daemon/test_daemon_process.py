@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from connector.adapters.store import SqlUnitOfWork, make_engine, session_factory
 from tests.fixtures.daemon import ACME_ID, DaemonLauncher, new_org_id, scrape, write_configs
 
@@ -90,7 +91,8 @@ def test_a_port_in_use_is_named_and_exits_two(tmp_path: Path, daemons: DaemonLau
 def test_two_daemons_on_one_postgres_run_each_org_job_once_per_tick(
     pg_url: str, tmp_path: Path, daemons: DaemonLauncher
 ) -> None:
-    config_dir = write_configs(tmp_path / "config", {"acme": new_org_id(), "globex": new_org_id()}, database_url_env="GTM_TEST_DB", interval=INTERVAL)
+    config_dir = write_configs(tmp_path / "config", {"acme": new_org_id(), "globex": new_org_id()},
+                               database_url_env="GTM_TEST_DB", interval=INTERVAL)
     trace_file = tmp_path / "trace.jsonl"
     env = {**SECRETS, "GTM_TEST_DB": pg_url, "GTM_TEST_TRACE": str(trace_file)}
     a = daemons.start("daemon-a", config_dir, env=env, fake_jobs=True, wait=False)
@@ -200,7 +202,8 @@ def test_second_signal_exits_at_once_and_grace_is_bounded(tmp_path: Path, daemon
 def test_an_org_with_wrong_credentials_does_not_stop_the_other(
     pg_url: str, tmp_path: Path, daemons: DaemonLauncher
 ) -> None:
-    config_dir = write_configs(tmp_path / "config", {"acme": new_org_id(), "globex": new_org_id()}, database_url_env="GTM_TEST_DB", interval=INTERVAL,
+    config_dir = write_configs(tmp_path / "config", {"acme": new_org_id(), "globex": new_org_id()},
+                               database_url_env="GTM_TEST_DB", interval=INTERVAL,
                                jobs=("mirror",))
     (tmp_path / "config" / "broken.toml").write_text('[org]\nalias = "broken"\n')  # reported, skipped
     trace_file = tmp_path / "trace.jsonl"
@@ -222,12 +225,13 @@ def test_an_org_with_wrong_credentials_does_not_stop_the_other(
     status, body = d.get("/metrics")
     assert status == 200
     sample = scrape(body)
-    assert sample("job_failures_total", org="globex", job="mirror") >= 2
-    assert sample("job_failures_total", org="acme", job="mirror") == 0
-    assert sample("job_runs_total", org="acme", job="mirror", status="ok") >= 2
-    assert sample("job_duration_seconds_count", org="acme", job="mirror") >= 2
-    assert sample("records_mirrored_total", org="acme", object="order") >= 2
-    assert sample("dead_letters_open", org="acme") == 0 and sample("discrepancies", org="globex") == 0
+    assert sample("gtm_connector_job_failures_total", org="globex", task="mirror") >= 2
+    assert sample("gtm_connector_job_failures_total", org="acme", task="mirror") == 0
+    assert sample("gtm_connector_job_runs_total", org="acme", task="mirror", status="ok") >= 2
+    assert sample("gtm_connector_job_duration_seconds_count", org="acme", task="mirror") >= 2
+    assert sample("gtm_connector_records_mirrored_total", org="acme", object="order") >= 2
+    assert sample("gtm_connector_dead_letters_open", org="acme") == 0
+    assert sample("gtm_connector_discrepancies", org="globex") == 0
 
     status, body = d.get("/readyz")
     ready = json.loads(body)
@@ -263,7 +267,7 @@ def test_an_org_whose_database_is_down_is_not_ready_and_does_not_stop_the_other(
     # Its ticks keep trying (and failing) while acme goes on.
     d.wait_for("job.finished", org="globex", status="failed", stage="bootstrap")
     sample = scrape(d.get("/metrics")[1])
-    assert sample("job_failures_total", org="globex", job="mirror") >= 1
+    assert sample("gtm_connector_job_failures_total", org="globex", task="mirror") >= 1
 
 
 @pytest.mark.parametrize("cron", ["0 25 * * *", "0 2 * * mon-5"])

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from connector.adapters.store import SqlUnitOfWork, make_engine, session_factory
-from connector.jobs import available_jobs
+from connector.jobs import JOBS
 from gtm_sandbox.org import SandboxOrg
 from gtm_sandbox.stripe import StripeSandbox
 from tests.fixtures.daemon import DaemonLauncher, DaemonProc, new_org_id, scrape, write_configs
@@ -130,7 +130,7 @@ def finished_runs(*daemons: DaemonProc) -> list[dict[str, Any]]:
 def test_two_daemons_serve_two_orgs_once_per_tick(pg_url: str, tmp_path: Path, partners: dict[str, Partner],
                                                    daemons: DaemonLauncher) -> None:
     need("connector.services.payouts")
-    jobs = tuple(job for job, reason in available_jobs().items() if reason is None)  # every job in the build
+    jobs = tuple(JOBS)  # every job
     config_dir = configs(tmp_path, partners, jobs)
     env = daemon_env(partners, pg_url)
     a = daemons.start("daemon-a", config_dir, env=env, wait=False)
@@ -172,11 +172,13 @@ def test_two_daemons_serve_two_orgs_once_per_tick(pg_url: str, tmp_path: Path, p
             assert p.org.api_calls == reported  # every API call the org saw belongs to a recorded run
             # The org's limit as Salesforce reports it, and what was mirrored, on /metrics.
             usage = p.org.counters()["api_usage"]
-            remaining = [m("api_calls_remaining", org=p.alias) for m in scrapes]
+            remaining = [m("gtm_connector_api_calls_remaining", org=p.alias) for m in scrapes]
             assert any(r is not None and 0 < r <= usage["max"] for r in remaining), remaining
-            mirrored = sum(m("records_mirrored_total", org=p.alias, object="order") or 0 for m in scrapes)
+            mirrored = sum(m("gtm_connector_records_mirrored_total", org=p.alias, object="order") or 0
+                           for m in scrapes)
             assert mirrored == stored(pg_url, p.org_id, "order")  # the first run wrote them, later runs nothing
-        runs_total = sum(m("job_runs_total", org=p.alias, job="reconcile", status="ok") or 0 for m in scrapes)
+        runs_total = sum(m("gtm_connector_job_runs_total", org=p.alias, task="reconcile", status="ok") or 0
+                         for m in scrapes)
         assert runs_total == len(reconciles)
         for r in ready:
             assert r["ready"] and r["orgs"][p.alias]["database"] == "ok"
@@ -203,8 +205,8 @@ def test_an_org_whose_stripe_key_is_refused_does_not_stop_the_other(
     status, body = d.get("/metrics")
     text = body.decode()
     assert status == 200
-    assert 'job_failures_total{job="reconcile",org="globex"}' in text
-    assert 'job_failures_total{job="reconcile",org="acme"} 0.0' in text
+    assert 'gtm_connector_job_failures_total{org="globex",task="reconcile"}' in text
+    assert 'gtm_connector_job_failures_total{org="acme",task="reconcile"} 0.0' in text
     status, body = d.get("/readyz")
     ready = json.loads(body)
     assert status == 200 and ready["orgs"]["acme"]["last_success"]["reconcile"] is not None
@@ -242,7 +244,7 @@ def test_sigkill_mid_mirror_the_other_daemon_finishes_it_with_nothing_duplicated
     env = daemon_env({"acme": acme}, pg_url)
     a = daemons.start("daemon-a", config_dir, env=env)
     a.wait_for("job.started", org="acme", job="mirror")
-    b = daemons.start("daemon-b", config_dir, env=env)
+    daemons.start("daemon-b", config_dir, env=env)
     time.sleep(1.0)
     a.signal(signal.SIGKILL)
     a.wait_exit(10)

@@ -154,7 +154,7 @@ def _copy_project(dest: Path) -> Path:
     dest.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, dest / name)
-    for name in ("connector", "mappings", "config"):
+    for name in ("connector", "gtm_sandbox", "mappings", "config"):
         shutil.copytree(REPO / name, dest / name, ignore=ignore)
     return dest
 

@@ -15,7 +15,6 @@ from gtm_sandbox.org import SandboxOrg
 from tests.fixtures.daemon import new_org_id, write_configs
 
 
-
 def test_run_job_mirrors_the_org_once_and_records_the_run(tmp_path: Path, sandbox_org: SandboxOrg) -> None:
     if importlib.util.find_spec("connector.services.mirror") is None:
         pytest.skip("connector.services.mirror is not in this build yet")

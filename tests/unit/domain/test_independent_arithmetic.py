@@ -80,7 +80,9 @@ class RefItem:
     percent: str  # PPC revenue share percent, as decimal text
 
 
-def ref_lines(items: list[RefItem], initial_start: date | None = None, addon_start: date | None = None) -> list[tuple[int, int]]:
+def ref_lines(
+    items: list[RefItem], initial_start: date | None = None, addon_start: date | None = None
+) -> list[tuple[int, int]]:
     """(line total cents, revenue share cents) per item."""
     out = []
     for item in items:
@@ -170,7 +172,8 @@ def test_seed_003_worked_example_exactly(numbers: bool) -> None:
 
 
 def test_seed_003_through_the_domain_and_the_invoice_plan() -> None:
-    estimate_ = expected_payout([OrderItem(10, Decimal("50"), Decimal("15")), OrderItem(1, Decimal("200"), Decimal("10"))])
+    estimate_ = expected_payout([OrderItem(10, Decimal("50"), Decimal("15")),
+                                 OrderItem(1, Decimal("200"), Decimal("10"))])
     assert (estimate_.subtotal, estimate_.revenue_share, estimate_.expected_payout) == (
         Decimal("8400.00"), Decimal("1140.00"), Decimal("7260.00"))
     plan = plan_invoice(an_order(subtotal="8400.00", items=[
@@ -283,7 +286,8 @@ def test_json_numbers_are_read_as_decimals_never_floats() -> None:
 
 
 def test_exponent_and_integral_float_notation_are_accepted() -> None:
-    text = '{"id": "e", "contract_term_months": 12.0, "items": [{"quantity": 1e1, "unit_price_per_month": 5e1, "revenue_share_percent": 1.5e1}]}'
+    text = ('{"id": "e", "contract_term_months": 12.0, '
+            '"items": [{"quantity": 1e1, "unit_price_per_month": 5e1, "revenue_share_percent": 1.5e1}]}')
     assert one(text) == ref_estimate("e", [RefItem(10, "50", "15")])
 
 
@@ -326,10 +330,14 @@ def test_add_on_given_the_initial_end_date_only_is_prorated_from_it() -> None:
 @pytest.mark.parametrize(
     ("extra", "error"),
     [
-        ({"initial_start_date": "2025-01-01", "addon_start_date": "2024-12-31"}, "addon_start_date 2024-12-31 is before"),
-        ({"initial_start_date": "2025-01-01", "addon_start_date": "2026-01-01"}, "addon_start_date 2026-01-01 is after"),
-        ({"initial_start_date": "2025-01-31", "addon_start_date": "2026-01-31"}, "addon_start_date 2026-01-31 is after"),
-        ({"initial_start_date": "2025-01-01", "initial_end_date": "2024-12-31"}, "initial_end_date: must be 2025-12-31"),
+        ({"initial_start_date": "2025-01-01", "addon_start_date": "2024-12-31"},
+         "addon_start_date 2024-12-31 is before"),
+        ({"initial_start_date": "2025-01-01", "addon_start_date": "2026-01-01"},
+         "addon_start_date 2026-01-01 is after"),
+        ({"initial_start_date": "2025-01-31", "addon_start_date": "2026-01-31"},
+         "addon_start_date 2026-01-31 is after"),
+        ({"initial_start_date": "2025-01-01", "initial_end_date": "2024-12-31"},
+         "initial_end_date: must be 2025-12-31"),
         ({"initial_end_date": "2025-12-31", "addon_start_date": "2026-01-01"}, "addon_start_date 2026-01-01 is after"),
         ({"addon_start_date": "2025-03-01"}, "initial_start_date: is required when addon_start_date is given"),
         ({"initial_start_date": "2025-02-30"}, "initial_start_date: must be a date"),
@@ -350,12 +358,17 @@ def test_add_on_dates_out_of_order_are_a_bad_order(extra: dict, error: str) -> N
         ('{"quantity": 1.5, "unit_price_per_month": "50", "revenue_share_percent": 15}', "items[0].quantity"),
         ('{"quantity": "2.5", "unit_price_per_month": "50", "revenue_share_percent": 15}', "items[0].quantity"),
         ('{"quantity": true, "unit_price_per_month": "50", "revenue_share_percent": 15}', "items[0].quantity"),
-        ('{"quantity": 1, "unit_price_per_month": "-0.01", "revenue_share_percent": 15}', "items[0].unit_price_per_month"),
-        ('{"quantity": 1, "unit_price_per_month": "fifty", "revenue_share_percent": 15}', "items[0].unit_price_per_month"),
+        ('{"quantity": 1, "unit_price_per_month": "-0.01", "revenue_share_percent": 15}',
+         "items[0].unit_price_per_month"),
+        ('{"quantity": 1, "unit_price_per_month": "fifty", "revenue_share_percent": 15}',
+         "items[0].unit_price_per_month"),
         ('{"quantity": 1, "unit_price_per_month": NaN, "revenue_share_percent": 15}', "items[0].unit_price_per_month"),
-        ('{"quantity": 1, "unit_price_per_month": "50", "revenue_share_percent": -0.001}', "items[0].revenue_share_percent"),
-        ('{"quantity": 1, "unit_price_per_month": "50", "revenue_share_percent": 100.001}', "items[0].revenue_share_percent"),
-        ('{"quantity": 1, "unit_price_per_month": "50", "revenue_share_percent": Infinity}', "items[0].revenue_share_percent"),
+        ('{"quantity": 1, "unit_price_per_month": "50", "revenue_share_percent": -0.001}',
+         "items[0].revenue_share_percent"),
+        ('{"quantity": 1, "unit_price_per_month": "50", "revenue_share_percent": 100.001}',
+         "items[0].revenue_share_percent"),
+        ('{"quantity": 1, "unit_price_per_month": "50", "revenue_share_percent": Infinity}',
+         "items[0].revenue_share_percent"),
     ],
 )
 def test_bad_lines_name_the_field_and_the_others_are_still_computed(raw_item: str, error: str) -> None:
@@ -442,7 +455,8 @@ def test_initial_orders_match_the_reference(items: list[RefItem], numbers: bool)
 def test_add_on_orders_match_the_reference(items: list[RefItem], start: date, offset: float, numbers: bool) -> None:
     days = (ref_initial_end(start) - start).days  # the last day is start + days
     addon = start + timedelta(days=round(offset * days))
-    text = order_json("h", items, numbers=numbers, initial_start_date=start.isoformat(), addon_start_date=addon.isoformat())
+    text = order_json("h", items, numbers=numbers, initial_start_date=start.isoformat(),
+                      addon_start_date=addon.isoformat())
     assert one(text) == ref_estimate("h", items, start, addon)
 
 
@@ -463,7 +477,9 @@ def test_invoice_plan_lines_match_the_reference(items: list[RefItem], start: dat
 
 @settings(max_examples=200, deadline=None)
 @given(items=ref_items, start=starts, offset=st.floats(0, 1), add_on=st.booleans())
-def test_reconciliation_expects_the_reference_payout(items: list[RefItem], start: date, offset: float, add_on: bool) -> None:
+def test_reconciliation_expects_the_reference_payout(
+    items: list[RefItem], start: date, offset: float, add_on: bool
+) -> None:
     addon = start + timedelta(days=round(offset * (ref_initial_end(start) - start).days))
     lines = [OrderItem(it.quantity, Decimal(it.price), Decimal(it.percent)) for it in items]
     # Through the one add-on rule: the order carries its initial order's start.

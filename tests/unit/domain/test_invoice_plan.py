@@ -28,11 +28,11 @@ def test_seed_003_invoice_has_two_upfront_annual_lines_for_8400() -> None:
     plan = plan_invoice(an_order(subtotal="8400.00", items=seed_003_items()))
 
     assert plan.total == Decimal("8400.00")
-    assert [(l.quantity, l.unit_amount, l.amount) for l in plan.lines] == [
+    assert [(ln.quantity, ln.unit_amount, ln.amount) for ln in plan.lines] == [
         (10, Decimal("600.00"), Decimal("6000.00")),
         (1, Decimal("2400.00"), Decimal("2400.00")),
     ]
-    assert [l.ppp_id for l in plan.lines] == ["ppp-core", "ppp-premium"]
+    assert [ln.ppp_id for ln in plan.lines] == ["ppp-core", "ppp-premium"]
     assert plan.lines[0].description == "Core App: 12-month subscription, 2025-01-01 to 2025-12-31"
     assert dict(plan.lines[0].metadata) == {
         "gtm_ppp_id": "ppp-core",
@@ -54,7 +54,7 @@ def test_every_line_is_whole_cents_and_adds_up_to_the_total() -> None:
     plan = plan_invoice(an_order(items=seed_003_items()))
     for line in plan.lines:
         assert to_cents(line.amount) == line.quantity * to_cents(line.unit_amount)
-    assert sum(to_cents(l.amount) for l in plan.lines) == to_cents(plan.total) == 840000
+    assert sum(to_cents(ln.amount) for ln in plan.lines) == to_cents(plan.total) == 840000
 
 
 def test_add_on_is_invoiced_for_its_prorated_amount() -> None:
@@ -87,7 +87,8 @@ def test_add_on_subtotal_may_be_given_prorated_or_not(org_subtotal: str) -> None
 
 def test_add_on_subtotal_matching_neither_is_refused() -> None:
     order = an_order(subtotal="7545.20", start=date(2025, 3, 1), items=[item("Core App", 15, "50.00")])
-    with pytest.raises(RecordError, match=r"subtotal: the org says 7545.20, the items add up to 9000.00 \(prorated 7545.21\)"):
+    expected = r"subtotal: the org says 7545.20, the items add up to 9000.00 \(prorated 7545.21\)"
+    with pytest.raises(RecordError, match=expected):
         plan_invoice(order, proration=MARCH_1_ADD_ON)
 
 
@@ -107,7 +108,8 @@ def test_add_on_start_must_agree_with_the_orders_service_start() -> None:
 @pytest.mark.parametrize(
     ("order", "items", "code", "reason"),
     [
-        (an_order(currency="EUR"), [item()], "UNSUPPORTED_CURRENCY", 'currency: must be USD (the GTM app bills in US dollars only), got "EUR"'),
+        (an_order(currency="EUR"), [item()], "UNSUPPORTED_CURRENCY",
+         'currency: must be USD (the GTM app bills in US dollars only), got "EUR"'),
         (an_order(term=24), [item()], "UNSUPPORTED_TERM", "contract_term_months: must be 12 months, got 24"),
         (an_order(email=None), [item()], "MISSING_BILLING_EMAIL", "billing_email: is required"),
         (an_order(email="  "), [item()], "MISSING_BILLING_EMAIL", "billing_email: must be an email address"),
@@ -120,7 +122,8 @@ def test_add_on_start_must_agree_with_the_orders_service_start() -> None:
             "LINE_TOTAL_MISMATCH",
             "items[1].line_item_total: the org says 2399.99, 1 x 200.00 x 12 = 2400.00",
         ),
-        (an_order(subtotal="8400.01"), seed_003_items(), "SUBTOTAL_MISMATCH", "subtotal: the org says 8400.01, the items add up to 8400.00"),
+        (an_order(subtotal="8400.01"), seed_003_items(), "SUBTOTAL_MISMATCH",
+         "subtotal: the org says 8400.01, the items add up to 8400.00"),
     ],
 )
 def test_order_that_cannot_be_invoiced_is_a_record_error(order, items, code: str, reason: str) -> None:
@@ -174,5 +177,5 @@ def test_property_lines_are_exact_cents_and_sum_to_the_total(lines, offset: int,
     start = date(2025, 1, 1)
     proration = Proration(start, date.fromordinal(start.toordinal() + offset)) if add_on else None
     plan = plan_invoice(an_order(start=None, items=items), proration=proration)
-    assert sum(to_cents(l.quantity * l.unit_amount) for l in plan.lines) == to_cents(plan.total)
-    assert all(to_cents(l.amount) == l.quantity * to_cents(l.unit_amount) for l in plan.lines)
+    assert sum(to_cents(ln.quantity * ln.unit_amount) for ln in plan.lines) == to_cents(plan.total)
+    assert all(to_cents(ln.amount) == ln.quantity * to_cents(ln.unit_amount) for ln in plan.lines)

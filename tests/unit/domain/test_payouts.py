@@ -22,7 +22,7 @@ def test_seed_003_line_totals_are_6000_and_2400() -> None:
 def test_seed_003_expected_payout_is_7260() -> None:
     estimate = expected_payout([core_app(), premium_add_on()])
 
-    assert [(l.line_total, l.revenue_share) for l in estimate.lines] == [
+    assert [(ln.line_total, ln.revenue_share) for ln in estimate.lines] == [
         (Decimal("6000.00"), Decimal("900.00")),
         (Decimal("2400.00"), Decimal("240.00")),
     ]
@@ -44,7 +44,7 @@ def test_half_cent_share_rounds_up_on_each_line_before_summing() -> None:
     # 1 x 1.75 x 12 = 21.00; 12.5% = 2.625 -> 2.63 per line (the order-level sum would be 5.25)
     line = OrderItem(1, Decimal("1.75"), Decimal("12.5"))
     estimate = expected_payout([line, line])
-    assert [l.revenue_share for l in estimate.lines] == [Decimal("2.63"), Decimal("2.63")]
+    assert [ln.revenue_share for ln in estimate.lines] == [Decimal("2.63"), Decimal("2.63")]
     assert estimate.revenue_share == Decimal("5.26")
     assert estimate.expected_payout == Decimal("36.74")
 
@@ -108,7 +108,7 @@ lines_strategy = st.lists(
 def test_payout_plus_share_is_always_the_subtotal(lines: list[OrderItem]) -> None:
     estimate = expected_payout(lines)
     assert estimate.expected_payout + estimate.revenue_share == estimate.subtotal
-    assert estimate.subtotal == sum(l.line_total for l in estimate.lines)
+    assert estimate.subtotal == sum(ln.line_total for ln in estimate.lines)
     for line, est in zip(lines, estimate.lines, strict=True):
         assert est.line_total == line.quantity * line.unit_price_per_month * 12
         assert Decimal(0) <= est.revenue_share <= est.line_total

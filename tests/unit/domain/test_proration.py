@@ -115,7 +115,9 @@ policies = st.sampled_from(list(ProrationPolicy))
 
 @settings(max_examples=150)
 @given(starts, totals, policies)
-def test_property_addon_on_initial_start_is_the_full_total(start: date, total: Decimal, policy: ProrationPolicy) -> None:
+def test_property_addon_on_initial_start_is_the_full_total(
+    start: date, total: Decimal, policy: ProrationPolicy
+) -> None:
     assert prorate(total, start, start, policy) == total
 
 

@@ -35,6 +35,7 @@ GLOBEX = "a1O5g0000000GlObAA"
 SEED_003 = Expected(Decimal("8400.00"), Decimal("1140.00"), Decimal("7260.00"))
 PAID_ON = date(2025, 3, 3)
 ARRIVAL = date(2025, 3, 6)
+DEFAULT_POLICY = Policy()
 _n = iter(range(10**6))
 
 
@@ -56,7 +57,7 @@ def acme_invoice(paid: str = "8400.00", status: str = "paid") -> InvoiceFacts:
 
 
 def reconcile(txns: list[BalanceTxn], invoice: InvoiceFacts | None = None, *, today: date = ARRIVAL,
-              policy: Policy = Policy()):  # type: ignore[no-untyped-def]
+              policy: Policy = DEFAULT_POLICY):  # type: ignore[no-untyped-def]
     attribution = attribute(txns, org_id=ORG, invoice_orders={"in_acme": ACME})
     return reconcile_order(ACME, SEED_003, [invoice or acme_invoice()], attribution.by_order.get(ACME, ()),
                            today=today, policy=policy)

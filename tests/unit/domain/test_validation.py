@@ -24,9 +24,11 @@ def test_a_good_seed_003_order_has_no_problems() -> None:
         ((None, Decimal("50")), "quantity: is required"),
         ((1, Decimal("-0.01")), "unit_price_per_month: must be an amount of 0 or more, got -0.01"),
         ((1, "fifty"), 'unit_price_per_month: must be an amount, got "fifty"'),
-        ((1, 50.0), "unit_price_per_month: must be an amount given as a string or exact decimal, not a float, got 50.0"),
+        ((1, 50.0),
+         "unit_price_per_month: must be an amount given as a string or exact decimal, not a float, got 50.0"),
         ((1, Decimal("NaN")), "unit_price_per_month: must be an amount, got NaN"),
-        ((1, Decimal("50"), Decimal("100.01")), "revenue_share_percent: must be a percentage between 0 and 100, got 100.01"),
+        ((1, Decimal("50"), Decimal("100.01")),
+         "revenue_share_percent: must be a percentage between 0 and 100, got 100.01"),
         ((1, Decimal("50"), Decimal("-1")), "revenue_share_percent: must be a percentage between 0 and 100, got -1"),
     ],
 )

@@ -1,0 +1,248 @@
+"""Alerts: events of an org sent to its webhook (``[alerts]``), each exactly once.
+
+The events are found in what the store already holds, after a job run, never inside it:
+
+==================  =====================================================  ==========================
+event               stored fact                                            dedup key
+==================  =====================================================  ==========================
+job_failed          ``failures_in_a_row`` failed runs of a task since its  task + id of the N-th run
+                    last ok run (``job_runs``; skipped/stopped ignored)
+api_budget_stop     a run stopped by the Salesforce API limit or the       UTC day
+                    ``api_budget_percent`` guard (``job_runs``)
+discrepancy         a reconciled order whose payout differs                order + reason
+                    (``payout_reconciliation.discrepancy``)
+invoice_missing     an open ``INVOICE_MISSING`` dead letter (Salesforce    order + letter id
+                    issuer: no invoice within the grace)
+dead_letters        more than ``dead_letters_above`` open dead letters     UTC day
+daemon_started/     the daemon started / stopped cleanly                   instance + time
+daemon_stopped
+==================  =====================================================  ==========================
+
+``evaluate_alerts(uow, org, now)`` turns those facts into ``AlertEvent``s (pure over the
+unit of work: it reads, never writes); ``process_alerts`` records the new ones in the
+``alerts`` table (unique on the key: found again, by this cycle or another instance, it is
+not recorded twice) in one transaction, then delivers every pending alert with a short
+timeout under the one retry policy (``connector.retry``). A delivery that still fails is
+recorded on its row and retried at the next cycle; it is never raised into the job.
+Payloads carry the org alias and id, the task, ids, counts and a message: never the URL,
+a secret or a whole record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+import structlog
+
+from connector.errors import ConnectorError
+from connector.logging import redact_value
+from connector.retry import retrying
+
+if TYPE_CHECKING:
+    from connector.bootstrap import OrgRuntime
+    from connector.config import OrgConfig
+    from connector.services.ports import OrgContext
+
+log = structlog.get_logger("connector.alerts")
+
+# Inside a cycle a delivery gets this many tries (the one policy, short waits); what still
+# fails waits for the next cycle.
+DELIVERY_ATTEMPTS = 2
+DELIVERY_MAX_WAIT_S = 1.0
+BUDGET_LOOKBACK = timedelta(hours=24)
+MAX_MESSAGE = 500
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    event: str
+    key: str
+    message: str
+    task: str | None = None
+    ids: tuple[str, ...] = ()
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    def payload(self, org: OrgConfig, now: datetime) -> dict[str, Any]:
+        """What is stored and sent: no URL, no secret, no record."""
+        message = str(redact_value(self.message))
+        if len(message) > MAX_MESSAGE:
+            message = message[: MAX_MESSAGE - 1] + "…"
+        return {"event": self.event, "key": self.key, "org": org.alias, "org_id": org.org_id, "task": self.task,
+                "message": message, "ids": list(self.ids), "counts": dict(self.counts),
+                "at": now.astimezone(UTC).isoformat(timespec="seconds")}
+
+
+def evaluate_alerts(uow: Any, org: OrgConfig, now: datetime) -> list[AlertEvent]:
+    """The alert events the stored facts of ``org`` call for now (new or already recorded:
+    the caller's insert dedups by key). Empty without ``[alerts]``."""
+    settings = org.alerts
+    if settings is None:
+        return []
+    org_id = org.org_id
+    found: list[AlertEvent] = []
+    if settings.sends("job_failed"):
+        found += _failure_streaks(uow, org_id, settings.failures_in_a_row)
+    if settings.sends("api_budget_stop"):
+        found += _budget_stops(uow, org_id, now)
+    if settings.sends("discrepancy"):
+        found += _discrepancies(uow, org_id)
+    if settings.sends("invoice_missing"):
+        found += _missing_invoices(uow, org_id)
+    if settings.sends("dead_letters"):
+        found += _dead_letter_pile(uow, org_id, settings.dead_letters_above, now)
+    return found
+
+
+def _failure_streaks(uow: Any, org_id: str, n: int) -> list[AlertEvent]:
+    """``job_failed``: each job whose last ``n`` runs failed."""
+    found = []
+    for job in uow.alert_facts.jobs(org_id):
+        streak = uow.alert_facts.failed_streak(org_id, job, n)
+        if len(streak) == n:
+            nth = streak[-1]
+            found.append(AlertEvent("job_failed", f"job_failed:{job}:{nth.id}",
+                                    f"{job} failed {n} time(s) in a row; error: {nth.error or 'unknown'}",
+                                    task=job, ids=tuple(r.run_id for r in streak), counts={"failures": n}))
+    return found
+
+
+def _budget_stops(uow: Any, org_id: str, now: datetime) -> list[AlertEvent]:
+    """``api_budget_stop``: one event per day with runs the API limit stopped."""
+    by_day: dict[str, list[Any]] = {}
+    for run in uow.alert_facts.budget_stops_since(org_id, now - BUDGET_LOOKBACK):
+        by_day.setdefault(run.finished_at.astimezone(UTC).date().isoformat(), []).append(run)
+    found = []
+    for day, runs in sorted(by_day.items()):
+        tasks = sorted({r.job for r in runs})
+        found.append(AlertEvent("api_budget_stop", f"api_budget_stop:{day}",
+                                f"runs stopped by the Salesforce API limit ({', '.join(tasks)}); they resume "
+                                f"when usage drops. {runs[0].error}", task=runs[0].job,
+                                ids=tuple(r.run_id for r in runs), counts={"runs_stopped": len(runs)}))
+    return found
+
+
+def _discrepancies(uow: Any, org_id: str) -> list[AlertEvent]:
+    """``discrepancy``: each order whose payout does not match, per reason."""
+    found = []
+    for rec in uow.reconciliation.list(org_id, discrepancies_only=True):
+        reason = rec.discrepancy.split(":", 1)[0]
+        found.append(AlertEvent("discrepancy", f"discrepancy:{rec.order_id}:{reason}",
+                                f"order {rec.order_id}: {rec.discrepancy}", task="reconcile", ids=(rec.order_id,)))
+    return found
+
+
+def _missing_invoices(uow: Any, org_id: str) -> list[AlertEvent]:
+    """``invoice_missing``: each open INVOICE_MISSING dead letter of invoicing."""
+    return [AlertEvent("invoice_missing", f"invoice_missing:{letter.record_id}:{letter.id}",
+                       f"order {letter.record_id}: {letter.reason}", task="invoicing", ids=(letter.record_id,))
+            for letter in uow.dead_letters.open(org_id, "invoicing") if letter.error_code == "INVOICE_MISSING"]
+
+
+def _dead_letter_pile(uow: Any, org_id: str, threshold: int, now: datetime) -> list[AlertEvent]:
+    """``dead_letters``: once a day while more than ``threshold`` letters are open."""
+    open_letters = uow.dead_letters.count_open(org_id)
+    if open_letters <= threshold:
+        return []
+    day = now.astimezone(UTC).date().isoformat()
+    return [AlertEvent("dead_letters", f"dead_letters:{day}",
+                       f"{open_letters} open dead letters (more than {threshold}); "
+                       "see `gtm-connector dead-letters`",
+                       counts={"open": open_letters, "threshold": threshold})]
+
+
+def daemon_event(event: str, instance: str, now: datetime) -> AlertEvent:
+    """``daemon_started`` / ``daemon_stopped`` of one daemon instance."""
+    word = event.removeprefix("daemon_")
+    return AlertEvent(event, f"{event}:{instance}:{now.astimezone(UTC).isoformat(timespec='microseconds')}",
+                      f"daemon {instance} {word}")
+
+
+@dataclass
+class AlertCycle:
+    recorded: int = 0
+    sent: int = 0
+    failed: int = 0
+
+
+Sender = Any  # connector.adapters.webhook.WebhookSender: send(payload) raising TransientError/PermanentError
+
+
+def process_alerts(runtime: OrgRuntime, *, now: datetime | None = None,
+                   extra: Iterable[AlertEvent] = (), sender: Sender | None = None) -> AlertCycle | None:
+    """Record the org's new alerts (``evaluate_alerts`` plus ``extra``) and deliver the
+    pending ones. Never raises: a problem is logged and left to the next cycle. None when
+    the org has no ``[alerts]`` or another process is doing this org's alerts right now."""
+    config = runtime.config
+    settings = getattr(config, "alerts", None)
+    if settings is None:
+        return None
+    try:
+        from connector.adapters.store import advisory_lock
+
+        with advisory_lock(runtime.engine, runtime.org_id, "alerts") as acquired:
+            if not acquired:
+                return None
+            now = now or runtime.clock()
+            cycle = AlertCycle()
+            with runtime.uow() as uow:
+                for event in [*evaluate_alerts(uow, config, now), *(e for e in extra if settings.sends(e.event))]:
+                    if uow.alerts.record(runtime.org_id, event.key, event.event, event.payload(config, now), now=now):
+                        cycle.recorded += 1
+                        log.info("alert.recorded", org=config.alias, alert=event.event, key=event.key)
+                uow.commit()
+            deliver_pending(runtime.uow, runtime.org_id, sender or runtime.alert_sender(), cycle, alias=config.alias,
+                            clock=runtime.clock)
+            return cycle
+    except Exception as exc:  # alerts never fail a job nor the daemon
+        log.warning("alerts.failed", org=config.alias, error=f"{type(exc).__name__}: {redact_value(str(exc))}")
+        return None
+
+
+def deliver_pending(uow_factory: Callable[[], Any], org_id: str, sender: Sender, cycle: AlertCycle, *, alias: str,
+                    clock: Callable[[], datetime]) -> None:
+    """Send every pending alert of the org, oldest first; record each outcome."""
+    with uow_factory() as uow:
+        pending = uow.alerts.pending(org_id)
+    for alert in pending:
+        with uow_factory() as uow:
+            claimed = uow.alerts.claim(alert.id, now=clock())
+            uow.commit()
+        if not claimed:
+            continue
+        try:
+            retrying("alert.deliver", attempts=DELIVERY_ATTEMPTS, max_wait_s=DELIVERY_MAX_WAIT_S)(
+                sender.send, alert.payload)
+        except ConnectorError as exc:
+            cycle.failed += 1
+            with uow_factory() as uow:
+                uow.alerts.mark_failed(alert.id, str(exc))
+                uow.commit()
+            log.warning("alert.delivery_failed", org=alias, alert=alert.event, key=alert.key, error=str(exc),
+                        attempts=alert.attempts + 1, action="retried at the next cycle")
+            continue
+        cycle.sent += 1
+        with uow_factory() as uow:
+            uow.alerts.mark_sent(alert.id, now=clock())
+            uow.commit()
+        log.info("alert.sent", org=alias, alert=alert.event, key=alert.key)
+
+
+def alert_after_run(runtime: OrgContext, *, dry_run: bool, status: str) -> None:
+    """``run_job``'s hook: after a run's transactions, evaluate and send (not for dry runs,
+    nor for runs that did not happen, nor for orgs without ``[alerts]``)."""
+    if dry_run or status == "skipped" or runtime.config.alerts is None:
+        return
+    # Sending needs the real runtime's engine (the per-org lock) and sender, not only the
+    # job's port: an org with [alerts] always runs on a bootstrapped OrgRuntime.
+    process_alerts(cast("OrgRuntime", runtime))
+
+
+def alert_daemon(runtimes: Iterable[OrgRuntime | None], event: str, instance: str) -> None:
+    """The daemon's hook: ``daemon_started`` / ``daemon_stopped`` to every org that sends it."""
+    for runtime in runtimes:
+        if runtime is None or getattr(runtime.config, "alerts", None) is None:
+            continue
+        process_alerts(runtime, extra=[daemon_event(event, instance, runtime.clock())])
