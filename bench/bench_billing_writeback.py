@@ -2,9 +2,14 @@
 
 Invoicing (default N = 200 and 1,000 activated orders, a quarter of them a customer's first):
 the ``invoicing`` job against the in-process Stripe sandbox, on SQLite in a temp dir. The
-sandbox's request log is split per order (each order starts with its customer lookup) to
-count calls for a known and for a new customer (targets 5 and 6: list customers [+ create],
-create invoice, add lines, finalize, send). A second run must create nothing and POST nothing.
+sandbox's request log is split per order (each order starts with its search for an invoice
+Salesforce issued) to count calls for a known and for a new customer (targets 4 and 5:
+search, [create customer,] create invoice, add lines, send, which finalizes). A second run
+must create nothing and POST nothing. The 1,000-order case runs three times; its median
+orders per second is ``invoices_per_second_1000`` (target >= 30).
+
+Calls per invoice (``stripe_calls_per_invoice_new_customer`` / ``_known_customer``): two
+orders of 50 lines each for one billing e-mail, the first a new customer, the second known.
 
 Write-back (default N = 1,000 and 10,000 invoiced orders): the ``writeback`` job into the
 in-process HTTPS sandbox org. Targets: ceil(N/200) collections upserts, then an idle cycle
@@ -23,6 +28,7 @@ import json
 import math
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,7 +46,9 @@ NOW = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)  # the connector's clock: every or
 START = date(2026, 1, 1)
 PPC_CORE, PPC_PREMIUM = "0PC000000000BENC01", "0PC000000000BENC02"
 PPP_CORE, PPP_PREMIUM = "0PP000000000BENC01", "0PP000000000BENC02"
-KNOWN_CUSTOMER_CALLS, NEW_CUSTOMER_CALLS = 5, 6
+KNOWN_CUSTOMER_CALLS, NEW_CUSTOMER_CALLS = 4, 5
+THROUGHPUT_TARGET = 30  # orders invoiced per second, 1,000 orders
+ROUNDS = 3
 CHUNK = 200  # records per collections upsert
 
 
@@ -74,14 +82,17 @@ def runtime_for(tmp: str, *, stripe_box: Any = None, org: Any = None) -> Any:
     return bootstrap(config, clock=lambda: NOW)
 
 
-def mirror_orders(runtime: Any, n: int, customers: int) -> list[dict[str, Any]]:
-    """``n`` activated initial orders (Core App q x $50 + Premium Add-On 1 x $200 a month)
-    and their items written to the local model as the mirror leaves them, in one unit of
-    work. Order k bills ``ap<k % customers>@``, so the first ``customers`` are new ones."""
+def mirror_orders(runtime: Any, n: int, customers: int, *, lines_per_order: int = 2) -> list[dict[str, Any]]:
+    """``n`` activated initial orders (Core App q x $50 + Premium Add-On 1 x $200 a month,
+    or ``lines_per_order`` Core App lines) and their items written to the local model as
+    the mirror leaves them, in one unit of work. Order k bills ``ap<k % customers>@``, so
+    the first ``customers`` are new ones."""
     stamp = NOW - timedelta(days=1)
     orders, items = [], []
     for k in range(n):
         lines = [(PPP_CORE, 1 + k % 40, Decimal("50.00")), (PPP_PREMIUM, 1, Decimal("200.00"))]
+        if lines_per_order != 2:
+            lines = [(PPP_CORE, 1 + i, Decimal("50.00")) for i in range(lines_per_order)]
         totals = [q * price * 12 for _, q, price in lines]
         orders.append({
             "sf_id": order_id(k), "system_modstamp": stamp, "name": f"O-{k:06d}", "order_number": f"{k:08d}",
@@ -124,11 +135,12 @@ def run(runtime: Any, job: str) -> tuple[float, dict[str, int]]:
 
 def per_order_calls(requests: list[dict[str, Any]]) -> list[list[str]]:
     """The request log cut into one group per order: the service invoices one order at a
-    time and each order's first call is its customer lookup (``GET /v1/customers``)."""
+    time and each order's first call is its search for an invoice Salesforce issued
+    (``GET /v1/invoices/search``)."""
     groups: list[list[str]] = []
     for request in requests:
         endpoint = request["endpoint"]
-        if endpoint == "GET /v1/customers" or not groups:
+        if endpoint == "GET /v1/invoices/search" or not groups:
             groups.append([])
         groups[-1].append(endpoint)
     return groups
@@ -143,11 +155,15 @@ def bench_invoicing(n: int) -> dict[str, Any]:
         try:
             mirror_orders(runtime, n, customers)
             box.reset_counters()
+            cpu = time.process_time()
             seconds, counts = run(runtime, "invoicing")
-            groups = per_order_calls(box.requests())
-            new = [g for g in groups if "POST /v1/customers" in g]
-            known = [g for g in groups if "POST /v1/customers" not in g]
-            first_calls = sum(len(g) for g in groups)
+            cpu = time.process_time() - cpu  # every thread: the connector and the in-process sandbox
+            # Orders run side by side in batches, so calls are counted per endpoint: every order
+            # costs one search, create, add_lines and send; each new e-mail one customer create.
+            counters = box.counters()
+            first_calls = sum(counters.values())
+            searches = counters.get("GET /v1/invoices/search", 0)
+            new_customers = counters.get("POST /v1/customers", 0)
             invoices = box.invoices()
             box.reset_counters()
             idle_seconds, idle = run(runtime, "invoicing")
@@ -158,16 +174,38 @@ def bench_invoicing(n: int) -> dict[str, Any]:
                 "n": n, "created": counts.get("invoices_created", 0), "quarantined": counts.get("quarantined", 0),
                 "sent_locally": sent, "stripe_invoices": len(invoices),
                 "stripe_open": sum(1 for i in invoices if i["status"] == "open"),
-                "orders_seen": len(groups), "new_customers": len(new), "expected_new": customers,
+                "orders_seen": searches, "new_customers": new_customers, "expected_new": customers,
+                "customers_in_stripe": len(box.objects("customer")),
                 "calls": first_calls, "calls_per_order": round(first_calls / n, 2),
-                "max_known": max((len(g) for g in known), default=0), "max_new": max((len(g) for g in new), default=0),
+                "calls_allowed": n * KNOWN_CUSTOMER_CALLS + customers,
                 "seconds": round(seconds, 2), "orders_per_s": round(n / seconds, 1),
+                "cpu_seconds": round(cpu, 2), "orders_per_cpu_s": round(n / cpu, 1),
                 "idle_created": idle.get("invoices_created", 0), "idle_considered": idle.get("considered", 0),
                 "idle_calls": sum(idle_counters.values()),
                 "idle_posts": sum(v for k, v in idle_counters.items() if k.startswith("POST ")),
                 "idle_stripe_invoices": len(box.invoices()), "idle_seconds": round(idle_seconds, 2),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             }
+        finally:
+            runtime.close()
+
+
+def bench_calls_per_invoice(lines: int) -> dict[str, Any]:
+    """Two orders of ``lines`` lines for one e-mail: every Stripe call of each, counted."""
+    from gtm_sandbox.stripe import StripeSandbox
+
+    with StripeSandbox.start() as box, tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
+        runtime = runtime_for(tmp, stripe_box=box)
+        try:
+            mirror_orders(runtime, 2, 1, lines_per_order=lines)
+            box.reset_counters()
+            _, counts = run(runtime, "invoicing")
+            new, known = per_order_calls(box.requests())
+            invoices = box.invoices()
+            return {"lines": lines, "created": counts.get("invoices_created", 0), "new": len(new),
+                    "known": len(known), "new_calls": new, "known_calls": known,
+                    "sent": sum(len(box.invoice_sends(i["id"])) for i in invoices),
+                    "line_counts": sorted(i["lines"]["total_count"] for i in invoices)}
         finally:
             runtime.close()
 
@@ -234,6 +272,8 @@ def child(case: str) -> dict[str, Any]:
 
     configure(json=True, level="WARNING")
     kind, _, size = case.partition(":")
+    if kind == "calls":
+        return bench_calls_per_invoice(int(size))
     return bench_invoicing(int(size)) if kind == "invoicing" else bench_writeback(int(size))
 
 
@@ -249,8 +289,8 @@ def in_child(case: str) -> dict[str, Any] | None:
 
 def invoicing_ok(r: dict[str, Any]) -> bool:
     return (r["created"] == r["n"] == r["stripe_invoices"] == r["stripe_open"] == r["sent_locally"] == r["orders_seen"]
-            and r["quarantined"] == 0 and r["new_customers"] == r["expected_new"]
-            and r["max_known"] <= KNOWN_CUSTOMER_CALLS and r["max_new"] <= NEW_CUSTOMER_CALLS
+            and r["quarantined"] == 0 and r["new_customers"] == r["expected_new"] == r["customers_in_stripe"]
+            and r["calls"] <= r["calls_allowed"]
             and r["idle_created"] == 0 and r["idle_posts"] == 0 and r["idle_stripe_invoices"] == r["n"])
 
 
@@ -258,6 +298,59 @@ def writeback_ok(r: dict[str, Any]) -> bool:
     return (r["written"] == r["n"] == r["org_records"] and r["failed"] == 0 and r["upserts"] <= r["upserts_allowed"]
             and r["idle_upserts"] == 0 and r["idle_sent"] == 0 and r["idle_unchanged"] == r["n"]
             and r["one_upserts"] == 1 and r["one_sent"] == 1 and r["one_status"] == "paid")
+
+
+def report_calls(record: Any) -> bool:
+    """The 50-line invoice case: every call of a new and of a known customer's invoice."""
+    calls = in_child("calls:50")
+    print("one 50-line invoice -> Stripe sandbox: every call, new customer <= 5, known customer <= 4")
+    if calls is None:
+        return False
+    passed = (calls["created"] == 2 and calls["sent"] == 2 and calls["line_counts"] == [50, 50]
+              and calls["new"] <= NEW_CUSTOMER_CALLS and calls["known"] <= KNOWN_CUSTOMER_CALLS)
+    print(f"  new customer:   {calls['new']} calls: {', '.join(calls['new_calls'])}")
+    print(f"  known customer: {calls['known']} calls: {', '.join(calls['known_calls'])}{'' if passed else '  MISSED'}")
+    record({"stripe_calls_per_invoice_new_customer": calls["new"],
+            "stripe_calls_per_invoice_known_customer": calls["known"]})
+    return bool(passed)
+
+
+def report_invoicing(sizes: list[int], record: Any) -> bool:
+    """The N-order cases (1,000 runs ``ROUNDS`` times; its median orders/s is recorded)."""
+    ok = True
+    invoicing: list[dict[str, Any] | None] = []
+    throughput: list[float] = []
+    per_cpu: list[float] = []
+    for size in sizes:
+        for _ in range(ROUNDS if size == 1000 else 1):
+            result = in_child(f"invoicing:{size}")
+            invoicing.append(result)
+            if size == 1000 and result is not None:
+                throughput.append(result["orders_per_s"])
+                per_cpu.append(result["orders_per_cpu_s"])
+    print("invoicing -> Stripe sandbox (SQLite); calls <= 4 per order + 1 per new customer; rerun: 0 created")
+    print(f"{'N':>6} {'created':>7} {'new cust':>8} {'calls':>6} {'per order':>9} {'allowed':>7} "
+          f"{'seconds':>7} {'orders/s':>8} {'CPU s':>6} {'orders/CPU s':>12} {'rerun calls':>11} {'rerun created':>13} "
+          f"{'peak RSS MB':>11}")
+    for r in invoicing:
+        if r is None:
+            ok = False
+            continue
+        passed = invoicing_ok(r)
+        ok = ok and passed
+        print(f"{r['n']:>6} {r['created']:>7} {r['new_customers']:>8} {r['calls']:>6} {r['calls_per_order']:>9} "
+              f"{r['calls_allowed']:>7} {r['seconds']:>7} {r['orders_per_s']:>8} {r['cpu_seconds']:>6} "
+              f"{r['orders_per_cpu_s']:>12} {r['idle_calls']:>11} "
+              f"{r['idle_created']:>13} {r['peak_rss_mb']:>11}{'' if passed else '  MISSED'}")
+    if throughput:
+        median = statistics.median(throughput)
+        met = median >= THROUGHPUT_TARGET
+        ok = ok and met
+        print(f"invoices per second, 1,000 orders, median of {len(throughput)}: {median} "
+              f"(rounds {throughput}; target >= {THROUGHPUT_TARGET}){'' if met else '  MISSED'}; "
+              f"per CPU second of the whole process (connector and sandbox): {statistics.median(per_cpu)}")
+        record({"invoices_per_second_1000": median})
+    return ok
 
 
 def main() -> int:
@@ -269,21 +362,11 @@ def main() -> int:
     if args.child:
         print(json.dumps(child(args.child)))
         return 0
-    ok = True
+    sys.path.insert(0, str(ROOT / "bench"))
+    from _results import record
 
-    invoicing = [in_child(f"invoicing:{s}") for s in args.invoice_sizes.split(",") if s]
-    print("invoicing -> Stripe sandbox (SQLite); calls per order: known customer <= 5, new <= 6; rerun: 0 created")
-    print(f"{'N':>6} {'created':>7} {'new cust':>8} {'calls':>6} {'per order':>9} {'max known':>9} {'max new':>7} "
-          f"{'seconds':>7} {'orders/s':>8} {'rerun calls':>11} {'rerun created':>13} {'peak RSS MB':>11}")
-    for r in invoicing:
-        if r is None:
-            ok = False
-            continue
-        passed = invoicing_ok(r)
-        ok = ok and passed
-        print(f"{r['n']:>6} {r['created']:>7} {r['new_customers']:>8} {r['calls']:>6} {r['calls_per_order']:>9} "
-              f"{r['max_known']:>9} {r['max_new']:>7} {r['seconds']:>7} {r['orders_per_s']:>8} {r['idle_calls']:>11} "
-              f"{r['idle_created']:>13} {r['peak_rss_mb']:>11}{'' if passed else '  MISSED'}")
+    ok = report_calls(record)
+    ok = report_invoicing([int(s) for s in args.invoice_sizes.split(",") if s], record) and ok
 
     writeback = [in_child(f"writeback:{s}") for s in args.writeback_sizes.split(",") if s]
     print("write-back -> sandbox org (SQLite); upserts <= ceil(N/200); idle cycle 0; one changed order 1")
@@ -298,9 +381,6 @@ def main() -> int:
         print(f"{r['n']:>6} {r['written']:>7} {r['upserts']:>7} {r['upserts_allowed']:>7} {r['seconds']:>7} "
               f"{r['records_per_s']:>9} {r['idle_upserts']:>12} {r['idle_seconds']:>6} {r['one_upserts']:>9} "
               f"{r['peak_rss_mb']:>11}{'' if passed else '  MISSED'}")
-
-    sys.path.insert(0, str(ROOT / "bench"))
-    from _results import record
 
     for r in writeback:
         if r is not None:

@@ -333,11 +333,13 @@ class FakeBilling:
             self._answers[key] = make()
         return self._answers[key]
 
-    def find_or_create_customer(self, *, org_id: str, email: str, name: str | None, customer_org_id: str | None,
-                                order_id: str, key: str) -> StripeCustomer:
+    def find_customer(self, *, org_id: str, email: str) -> StripeCustomer | None:
+        self.calls.append("find_customer")
+        return replace(self.customers[email], created=False) if email in self.customers else None
+
+    def create_customer(self, *, org_id: str, email: str, name: str | None, customer_org_id: str | None,
+                        order_id: str, key: str) -> StripeCustomer:
         self.calls.append("customer")
-        if email in self.customers:
-            return replace(self.customers[email], created=False)
 
         def make() -> StripeCustomer:
             self.customers[email] = StripeCustomer(f"cus_{next(self._ids)}", email, created=True)
@@ -360,13 +362,11 @@ class FakeBilling:
         self.calls.append("add_lines")
         return self._once(key, lambda: self.invoices[invoice_id])
 
-    def finalize(self, invoice_id: str, key: str) -> StripeInvoice:
-        self.calls.append("finalize")
-        self.invoices[invoice_id] = replace(self.invoices[invoice_id], status="open")
-        return self.invoices[invoice_id]
-
     def send(self, invoice_id: str, key: str) -> StripeInvoice:
+        """Finalizes a draft first, as Stripe does."""
         self.calls.append("send")
+        if self.invoices[invoice_id].status == "draft":
+            self.invoices[invoice_id] = replace(self.invoices[invoice_id], status="open")
         self.sent.add(invoice_id)
         return self.invoices[invoice_id]
 

@@ -152,7 +152,7 @@ def invoice_record(inv: Any) -> StripeInvoice:
     customer = data.get("customer")
     return StripeInvoice(
         id=data["id"],
-        customer_id=customer["id"] if isinstance(customer, dict) else customer,
+        customer_id=str(customer["id"]) if isinstance(customer, dict) else str(customer or ""),
         status=data.get("status"),
         number=data.get("number"),
         hosted_url=data.get("hosted_invoice_url"),
@@ -297,17 +297,21 @@ class StripeBilling:
             raise translate(op, exc) from None
 
     # -- customers -----------------------------------------------------------------------
-    def find_or_create_customer(
-        self, *, org_id: str, email: str, name: str | None, customer_org_id: str | None, order_id: str, key: str
-    ) -> StripeCustomer:
-        # A list, not a search: lists are strongly consistent, search lags up to a minute,
-        # and a customer created by a crashed run must be found by the rerun.
+    def find_customer(self, *, org_id: str, email: str) -> StripeCustomer | None:
+        """The org's oldest customer with this billing email, if any. A list, not a search:
+        lists are strongly consistent, search lags up to a minute, and a customer created by
+        a crashed run must be found by the rerun."""
         every = self._call("customers.list", lambda: list(self._client.v1.customers.list(
             params={"email": email, "limit": 100}, options=self._options()).auto_paging_iter()))
         ours = [c for c in every if _metadata(c).get(ORG_KEY) == org_id]
-        if ours:
-            oldest = min(ours, key=lambda c: (c.created, c.id))
-            return StripeCustomer(id=oldest.id, email=oldest.email, created=False)
+        if not ours:
+            return None
+        oldest = min(ours, key=lambda c: (c.created, c.id))
+        return StripeCustomer(id=oldest.id, email=oldest.email, created=False)
+
+    def create_customer(
+        self, *, org_id: str, email: str, name: str | None, customer_org_id: str | None, order_id: str, key: str
+    ) -> StripeCustomer:
         metadata = {ORG_KEY: org_id, "gtm_customer_org_id": customer_org_id, "gtm_first_order_id": order_id}
         params: CustomerCreateParams = {"email": email, "metadata": {k: v for k, v in metadata.items() if v}}
         if name:
@@ -315,6 +319,16 @@ class StripeBilling:
         created = self._call("customers.create", lambda: self._client.v1.customers.create(
             params=params, options=self._options(key)))
         return StripeCustomer(id=created.id, email=created.email, created=True)
+
+    def find_or_create_customer(
+        self, *, org_id: str, email: str, name: str | None, customer_org_id: str | None, order_id: str, key: str
+    ) -> StripeCustomer:
+        """``find_customer``, else ``create_customer``: two calls for a new customer."""
+        found = self.find_customer(org_id=org_id, email=email)
+        if found is not None:
+            return found
+        return self.create_customer(org_id=org_id, email=email, name=name, customer_org_id=customer_org_id,
+                                    order_id=order_id, key=key)
 
     # -- invoices ------------------------------------------------------------------------
     def create_invoice(self, plan: InvoicePlan, customer_id: str, key: str) -> StripeInvoice:

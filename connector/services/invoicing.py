@@ -8,34 +8,41 @@ prorated from the initial order's start by ``add_on_proration``); a plan that
 disagrees with the org's own totals is quarantined in ``dead_letter`` (source
 ``invoicing``), never invoiced.
 
-Exactly once. Five steps, each one Stripe call: ``customer`` (found by org + billing
-email, created if missing), ``invoice`` (draft, NET30 ``send_invoice``), ``lines`` (all in
-one ``add_lines``), ``finalize``, ``send``. Each call carries the Idempotency-Key
-``gtm-<org>-<order>-<step>-<plan version>``; its intent is committed to the ``outbox``
-before the call and its result (with the local ``invoices`` row) after. A rerun skips
+Exactly once. Four steps, each one Stripe call: ``customer`` (created if the org has
+none for the billing e-mail; a known one is the result of its outbox entry, no call),
+``invoice`` (draft, NET30 ``send_invoice``), ``lines`` (all in one ``add_lines``) and
+``send`` (Stripe finalizes a draft it is asked to send, then e-mails it). Each call
+carries an Idempotency-Key: ``gtm-<org>-<order>-<step>-<plan version>``, or for the
+customer ``gtm-<org>-customer-<sha256(e-mail)>`` (one customer per org and e-mail). Its
+intent is committed to the ``outbox`` before the call and its result (with the local
+``invoices`` row) after, in the same transaction as the next step's intent. A rerun skips
 steps whose result is recorded and repeats an unfinished one with the same key, so Stripe
 answers with the first result instead of doing it twice. Where the key alone could not
 protect (Stripe forgets keys after 24 hours) the unsure step looks first: an unfinished
-``invoice`` step searches Stripe by the order's metadata, an unfinished ``lines`` step
-looks at the draft's lines, an unfinished ``send`` reads the invoice (paid/void: nothing to
-send; open: sent if Stripe recorded its ``invoice.sent`` event) and never e-mails twice. The invoice row pins the plan version before the first call,
-so an order edited mid-way is quarantined (``PLAN_CHANGED``) rather than invoiced twice.
+``customer`` lists the org's customers by e-mail, an unfinished ``invoice`` step lists the
+customer's invoices by the order's metadata, an unfinished ``lines`` step looks at the
+draft's lines, an unfinished ``send`` reads the invoice (paid/void: nothing to send; open:
+sent if Stripe recorded its ``invoice.sent`` event) and never e-mails twice. The invoice
+row pins the plan version with the first intent, so an order edited mid-way is
+quarantined (``PLAN_CHANGED``) rather than invoiced twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar
 
 import structlog
 
 from connector.domain import (
     InvoicePlan,
-    OrderLimits,
     Order,
+    OrderLimits,
     OrderStatus,
     ProrationPolicy,
     add_on_proration,
@@ -57,18 +64,29 @@ __all__ = [
     "InvoicingSettings",
     "StripeCustomer",
     "StripeInvoice",
+    "customer_key",
     "idempotency_key",
 ]
 
 SOURCE = "invoicing"
 OBJECT = "order"
-STEPS = ("customer", "invoice", "lines", "finalize", "send")
+STEPS = ("customer", "invoice", "lines", "send")
+CUSTOMER_DIGEST = 24  # hex digits of the e-mail's SHA-256 in a customer key
+BATCH_ORDERS = 20  # orders whose outbox writes share transactions (see ``_drive``)
 T = TypeVar("T")
+Flow = Generator[Callable[[Any], Any], Any, bool]  # one order's steps: yields writes, returns "resumed"
 
 
 def idempotency_key(org_id: str, order_id: str, step: str, version: str) -> str:
     """``gtm-<org>-<order>-<step>-<plan version>``: the same call always gets the same key."""
     return f"gtm-{org_id}-{order_id}-{step}-{version}"
+
+
+def customer_key(org_id: str, email: str) -> str:
+    """``gtm-<org>-customer-<sha256(e-mail)>``: one customer per org and billing e-mail, the
+    key of its create and of the outbox entry that maps the e-mail to it (no e-mail in it)."""
+    digest = hashlib.sha256(email.encode("utf-8")).hexdigest()[:CUSTOMER_DIGEST]
+    return f"gtm-{org_id}-customer-{digest}"
 
 
 @dataclass(frozen=True)
@@ -139,6 +157,7 @@ class InvoicingService:
         self._clock = clock
         self._log = log or structlog.get_logger("connector.invoicing").bind(org_id=org_id, job="invoicing")
         self.waiting_for_mirror = 0  # billable orders the last ``candidates`` left for an unfinished sync
+        self._legacy_customers: bool | None = None  # see ``_customers_before_mapping``
 
     # -- reading the local model ---------------------------------------------------------
     def _billable_labels(self) -> list[str]:
@@ -191,37 +210,93 @@ class InvoicingService:
         report = InvoicingReport()
         candidates = self.candidates()
         report.waiting_for_mirror = self.waiting_for_mirror
+        batch: list[tuple[Candidate, Flow]] = []
+        emails: set[str] = set()
         for candidate in candidates:
             report.considered += 1
             if not candidate.due:
                 report.not_due += 1
                 continue
-            try:
-                if candidate.error is not None:
-                    raise candidate.error
-                assert candidate.plan is not None
-                issued = self._salesforce_invoices(candidate)
-                if issued:
-                    self._adopt(candidate.plan, issued, report)
-                    continue
-                if self.settings.issuer == "salesforce":
-                    self._await_salesforce(candidate, report)  # never a second invoice: we only wait and flag
-                    continue
-                if self._invoice(candidate.plan, candidate.customer_org_id):
-                    report.resumed += 1
-                report.invoiced.append(candidate.order_id)
-                self._resolve(candidate.order_id)
-            except AuthError:
-                raise  # the key is wrong for every order: end the cycle
-            except (RecordError, PermanentError) as exc:
-                code, reason = _code_and_reason(exc)
-                self._quarantine(candidate.order_id, code, reason)
-                report.quarantined.append((candidate.order_id, code, reason))
+            email = candidate.plan.customer_email if candidate.plan is not None else None
+            if email in emails or len(batch) >= BATCH_ORDERS:
+                # Never two orders of one e-mail in a batch: the second must see the first's
+                # customer as known, not as an unsure create of its own.
+                self._drive(batch, report)
+                batch, emails = [], set()
+            flow = self._begin(candidate, report)
+            if flow is None or email is None:
+                continue
+            batch.append((candidate, flow))
+            emails.add(email)
+        self._drive(batch, report)
         self._log.info("invoicing.done", considered=report.considered, invoiced=len(report.invoiced),
                        adopted=len(report.adopted), missing=len(report.missing), not_due=report.not_due,
                        quarantined=len(report.quarantined), resumed=report.resumed,
                        waiting_for_mirror=report.waiting_for_mirror)
         return report
+
+    def _begin(self, candidate: Candidate, report: InvoicingReport) -> Flow | None:
+        """What to do with a due order: quarantine it, adopt Salesforce's invoice, wait for
+        Salesforce, or (returned) the flow that invoices it."""
+        try:
+            if candidate.error is not None:
+                raise candidate.error
+            assert candidate.plan is not None
+            issued = self._salesforce_invoices(candidate)
+            if issued:
+                self._adopt(candidate.plan, issued, report)
+                return None
+            if self.settings.issuer == "salesforce":
+                self._await_salesforce(candidate, report)  # never a second invoice: we only wait and flag
+                return None
+            return self._invoice(candidate.plan, candidate.customer_org_id)
+        except AuthError:
+            raise  # the key is wrong for every order: end the cycle
+        except (RecordError, PermanentError) as exc:
+            self._refused(candidate.order_id, exc, report)
+            return None
+
+    def _refused(self, order_id: str, exc: Exception, report: InvoicingReport) -> None:
+        code, reason = _code_and_reason(exc)
+        self._quarantine(order_id, code, reason)
+        report.quarantined.append((order_id, code, reason))
+
+    def _drive(self, batch: list[tuple[Candidate, Flow]], report: InvoicingReport) -> None:
+        """Run the flows of a batch of orders side by side: every write they ask for at the
+        same point (a step's result and the next step's intent) shares one transaction, then
+        each flow makes its Stripe call. Each order keeps its own guarantee (its intent is
+        durable before its call, its result is written after), so a crash anywhere leaves at
+        most one unsure step per order, resumed as ever; a run commits about five times per
+        batch instead of five times per order."""
+        done: dict[str, bool] = {}
+        waiting: dict[int, Callable[[Any], Any]] = {}
+
+        def advance(i: int, value: Any, first: bool = False) -> None:
+            candidate, flow = batch[i]
+            try:
+                work = next(flow) if first else flow.send(value)
+            except StopIteration as stop:
+                done[candidate.order_id] = bool(stop.value)
+                return
+            except AuthError:
+                raise
+            except (RecordError, PermanentError) as exc:
+                self._refused(candidate.order_id, exc, report)
+                return
+            waiting[i] = work
+
+        for i in range(len(batch)):
+            advance(i, None, first=True)
+        while waiting:
+            works = dict(waiting)
+            waiting.clear()
+            answers = self._unit("outbox.batch", partial(_apply_all, works))
+            for i in sorted(works):
+                advance(i, answers[i])
+        for candidate, _ in batch:
+            if candidate.order_id in done:
+                report.resumed += done[candidate.order_id]
+                report.invoiced.append(candidate.order_id)
 
     # -- invoices Salesforce issued ------------------------------------------------------
     def _salesforce_invoices(self, candidate: Candidate) -> list[StripeInvoice]:
@@ -236,7 +311,7 @@ class InvoicingService:
         if own is not None and own.issued_by == "connector" and own.stripe_invoice_id:
             return []  # our own invoice is under way: finish it (its outbox makes that safe)
         billing = self._require_billing()
-        found = [call_with_retry("stripe.retrieve_invoice", lambda i=i: billing.retrieve_invoice(i))
+        found = [call_with_retry("stripe.retrieve_invoice", partial(billing.retrieve_invoice, i))
                  for i in sorted(set(linked))]
         # The search runs once, before our first step: after that our own outbox decides.
         if not linked and self.settings.issuer == "connector" and own is None:
@@ -320,56 +395,112 @@ class InvoicingService:
                                                                        reason))
         self._log.warning("invoice.quarantined", order_id=order_id, code=code, reason=reason)
 
-    def _resolve(self, order_id: str) -> None:
-        self._unit("dead_letter.resolve",
-                   lambda uow: uow.dead_letters.resolve_for(self.org_id, SOURCE, OBJECT, order_id))
+    def _invoice(self, plan: InvoicePlan, customer_org_id: str | None) -> Flow:
+        """The steps for one order, as a flow that yields each write it needs committed
+        (``_drive`` commits a batch's writes together and sends back their answers); its
+        value is True if it resumed unfinished work.
 
-    def _invoice(self, plan: InvoicePlan, customer_org_id: str | None) -> bool:
-        """Run the five steps for one order; True if it resumed unfinished work."""
+        Each step's result is committed in the same transaction as the next step's intent
+        (and the first intent with the pinned row): a crash between a call and that commit
+        leaves the call's intent pending, which the rerun looks at first, exactly as before;
+        a crash after it leaves the next intent pending, whose look-first finds nothing and
+        makes the call under its key. Five writes per order, each shared with the other
+        orders of its batch."""
         billing = self._require_billing()
         order_id = plan.order_id
         row = self._pin(plan)
-        if row.sent_at is not None:
+        if row is not None and row.sent_at is not None:
+            yield lambda uow: uow.dead_letters.resolve_for(self.org_id, SOURCE, OBJECT, order_id)
             return False
+        def pin(uow: Any) -> None:  # the plan version, pinned with the first intent
+            uow.invoices.upsert(self.org_id, order_id, plan_version=plan.version, currency=plan.currency,
+                                status_source="create")
+
+        carry: Callable[[Any], None] | None = pin if row is None else None
         resumed = False
 
-        def step(name: str, call: Callable[[str], T], apply: Callable[[Any, T], None],
-                 recover: Callable[[], T | None] | None = None) -> None:
-            nonlocal resumed
-            resumed |= self._step(plan, name, call, apply, recover)
+        def step(name: str, call: Callable[[str], Any], apply: Callable[[Any, Any], None],
+                 recover: Callable[[], Any] | None = None, *, key: str | None = None,
+                 look_first: bool = False, params: dict[str, Any] | None = None,
+                 ) -> Generator[Callable[[Any], Any], Any, tuple[Any, Any]]:
+            nonlocal carry, resumed
+            unsure, value, entry, finish = yield from self._step(plan, name, call, apply, recover, key=key,
+                                                                 look_first=look_first, carry=carry, params=params)
+            carry = finish
+            resumed |= unsure
+            return value, entry
 
-        step("customer",
-             lambda key: billing.find_or_create_customer(
-                 org_id=self.org_id, email=plan.customer_email, name=plan.customer_name,
-                 customer_org_id=customer_org_id, order_id=order_id, key=key),
-             lambda uow, customer: self._save(uow, order_id, stripe_customer_id=customer.id))
-        customer_id = self._row(order_id).stripe_customer_id
+        customer_id = row.stripe_customer_id if row is not None else None
+        if customer_id is None:
+            # The org's customer for this e-mail is the result of one outbox entry keyed by
+            # (org, e-mail): known -> no Stripe call; new -> one create under that key; an
+            # unsure create (a crash) -> a consistent list by e-mail first, never a second one.
+            key = customer_key(self.org_id, plan.customer_email)
+            # Recorded with the intent: an unsure create resumed by another order of the same
+            # e-mail repeats the first order's parameters, as a key reused must (Stripe refuses
+            # a key it saw with other parameters).
+            params: dict[str, Any] = {"name": plan.customer_name, "customer_org_id": customer_org_id,
+                                      "order_id": order_id}
+            customer, entry = yield from step(
+                "customer",
+                lambda key: billing.create_customer(org_id=self.org_id, email=plan.customer_email,
+                                                    name=params["name"], customer_org_id=params["customer_org_id"],
+                                                    order_id=params["order_id"], key=key),
+                lambda uow, customer: self._save(uow, order_id, stripe_customer_id=customer.id),
+                recover=lambda: call_with_retry("stripe.find_customer", lambda: billing.find_customer(
+                    org_id=self.org_id, email=plan.customer_email)),
+                key=key, look_first=self._customers_before_mapping(), params=params)
+            customer_id = customer.id if customer is not None else (entry.result or {}).get("customer_id")
+            if customer is None:
+                known = customer_id
+                previous = carry
+                def remember(uow: Any) -> None:
+                    if previous is not None:
+                        previous(uow)
+                    self._save(uow, order_id, stripe_customer_id=known)
+                carry = remember
         assert customer_id is not None
-        step("invoice",
-             lambda key: billing.create_invoice(plan, customer_id, key),
-             lambda uow, invoice: self._save_invoice(uow, order_id, invoice),
-             recover=lambda: self._existing_invoice(plan, customer_id))
-        invoice_id = self._row(order_id).stripe_invoice_id
+        invoice_id = row.stripe_invoice_id if row is not None else None
+        invoice, _ = yield from step(
+            "invoice",
+            lambda key: billing.create_invoice(plan, customer_id, key),
+            lambda uow, invoice: self._save_invoice(uow, order_id, invoice),
+            recover=lambda: self._existing_invoice(plan, customer_id))
+        invoice_id = invoice.id if invoice is not None else invoice_id
         assert invoice_id is not None
-        step("lines",
-             lambda key: billing.add_lines(invoice_id, plan.lines, plan.currency, key),
-             lambda uow, invoice: self._save_invoice(uow, order_id, invoice),
-             recover=lambda: self._existing_lines(plan, invoice_id))
-        step("finalize",
-             lambda key: billing.finalize(invoice_id, key),
-             lambda uow, invoice: self._save_invoice(uow, order_id, invoice))
+        yield from step(
+            "lines",
+            lambda key: billing.add_lines(invoice_id, plan.lines, plan.currency, key),
+            lambda uow, invoice: self._save_invoice(uow, order_id, invoice),
+            recover=lambda: self._existing_lines(plan, invoice_id))
+
         def sent(uow: Any, invoice: StripeInvoice) -> None:
             self._save_invoice(uow, order_id, invoice, sent_at=self._clock())
             # With sent_at the order is never a candidate again: its letter must close in
             # this same transaction, or a crash right after it would leave it open for good.
             uow.dead_letters.resolve_for(self.org_id, SOURCE, OBJECT, order_id)
 
-        step("send", lambda key: billing.send(invoice_id, key), sent,
-             recover=lambda: self._existing_send(plan, invoice_id))
-        final = self._row(order_id)
-        self._log.info("invoice.sent", order_id=order_id, invoice=final.stripe_invoice_id, number=final.number,
-                       total=str(plan.total), due_date=str(final.due_date), resumed=resumed)
+        # One call finalizes the draft and e-mails it (Stripe finalizes a draft it is asked
+        # to send). An order begun by an older release with its own ``finalize`` step goes
+        # straight here too: send works on a draft and on an open invoice alike.
+        final, _ = yield from step("send", lambda key: billing.send(invoice_id, key), sent,
+                                   recover=lambda: self._existing_send(plan, invoice_id))
+        if carry is not None:
+            yield carry
+        self._log.info("invoice.sent", order_id=order_id, invoice=invoice_id, total=str(plan.total),
+                       number=final.number if final else None,
+                       due_date=str(final.due_date) if final and final.due_date else None, resumed=resumed)
         return resumed
+
+    def _customers_before_mapping(self) -> bool:
+        """Whether this org has customers created under the older per-order customer step
+        (before the (org, e-mail) mapping): then an unmapped e-mail may already have a
+        customer, so it is looked up once (a list) before any create. Asked once per run."""
+        if self._legacy_customers is None:
+            prefix = customer_key(self.org_id, "")[: -CUSTOMER_DIGEST]
+            with self._uow() as uow:
+                self._legacy_customers = uow.outbox.has_other_keys(self.org_id, "customer", prefix)
+        return self._legacy_customers
 
     def _require_billing(self) -> BillingGateway:
         if self._billing is None:
@@ -377,25 +508,39 @@ class InvoicingService:
         return self._billing
 
     def _step(self, plan: InvoicePlan, name: str, call: Callable[[str], T], apply: Callable[[Any, T], None],
-              recover: Callable[[], T | None] | None) -> bool:
-        """One outbox-guarded Stripe call. Returns True if this resumed an unsure step."""
-        key = idempotency_key(self.org_id, plan.order_id, name, plan.version)
+              recover: Callable[[], T | None] | None, *, key: str | None = None, look_first: bool = False,
+              carry: Callable[[Any], None] | None = None, params: dict[str, Any] | None = None,
+              ) -> Generator[Callable[[Any], Any], Any, tuple[bool, T | None, Any, Callable[[Any], None] | None]]:
+        """One outbox-guarded Stripe call: (resumed an unsure step, the call's value or None
+        when an earlier run finished it, the outbox entry, the result write). The result
+        write is returned, not committed: the caller commits it with the next step's intent.
+        ``carry`` (the previous step's result write) is committed with this step's intent,
+        before the call. ``look_first`` runs ``recover`` even for a fresh intent. ``params``
+        (what the call sends, read by ``call``) is recorded with the intent; resuming an
+        entry recorded with params, ``params`` takes the recorded ones."""
+        key = key or idempotency_key(self.org_id, plan.order_id, name, plan.version)
+
         def intent(uow: Any) -> tuple[Any, bool]:
+            if carry is not None:
+                carry(uow)
             existing = uow.outbox.get(key)
             if existing is not None:
                 return existing, existing.status == "pending"  # recorded by an earlier run: unsure
-            return uow.outbox.record_intent(self.org_id, key, name, plan.order_id,
-                                            {"step": name, "plan_version": plan.version}), False
+            request: dict[str, Any] = {"step": name, "plan_version": plan.version}
+            if params is not None:
+                request["params"] = dict(params)
+            return uow.outbox.record_intent(self.org_id, key, name, plan.order_id, request), False
 
-        entry, unsure = self._unit("outbox.intent", intent)
+        entry, unsure = yield intent
         if entry.status == "done":
-            return False
+            return False, None, entry, None
         if entry.status == "failed":
             raise RecordError(entry.error or f"step {name} failed earlier", record_id=plan.order_id,
                               code=f"STRIPE_{name.upper()}_FAILED")
         if unsure:
             self._log.info("invoice.resuming", order_id=plan.order_id, step=name, key=key)
-        value = recover() if unsure and recover is not None else None
+            _restore(params, entry.request)
+        value = recover() if (unsure or look_first) and recover is not None else None
         if value is None:
             try:
                 value = call_with_retry(f"stripe.{name}", lambda: call(key))
@@ -403,8 +548,7 @@ class InvoicingService:
                 raise
             except (RecordError, PermanentError) as exc:
                 code, reason = _code_and_reason(exc)
-                self._unit("outbox.failed",
-                           lambda uow: uow.outbox.record_result(key, {"code": code}, status="failed", error=reason))
+                yield lambda uow: uow.outbox.record_result(key, {"code": code}, status="failed", error=reason)
                 raise
         done = value
 
@@ -412,9 +556,8 @@ class InvoicingService:
             uow.outbox.record_result(key, _summary(done))  # first statement writes: takes the lock
             apply(uow, done)
 
-        self._unit("outbox.result", result)
-        self._log.info("invoice.step", order_id=plan.order_id, step=name, key=key)
-        return unsure
+        self._log.debug("invoice.step", order_id=plan.order_id, step=name, key=key)
+        return unsure, done, entry, result
 
     def _existing_invoice(self, plan: InvoicePlan, customer_id: str) -> StripeInvoice | None:
         """An earlier run may have created the draft and died before recording it."""
@@ -462,11 +605,11 @@ class InvoicingService:
             return uow.invoices.get(self.org_id, order_id)
 
     def _pin(self, plan: InvoicePlan) -> Any:
-        """Create the row with the plan version before the first call; refuse a changed plan."""
+        """The order's row (None before the first call: the caller pins the plan version with
+        the first intent); a row pinned to another plan, not sent yet, is refused."""
         row = self._row(plan.order_id)
         if row is None:
-            return self._unit("invoice.pin", lambda uow: uow.invoices.upsert(
-                self.org_id, plan.order_id, plan_version=plan.version, currency=plan.currency, status_source="create"))
+            return None
         if row.plan_version not in (None, plan.version) and row.sent_at is None:
             raise RecordError(
                 f"the order changed while its invoice was being made (plan {row.plan_version}, now "
@@ -485,7 +628,8 @@ class InvoicingService:
             finalized_at=invoice.finalized_at, issued_by="connector", **extra,
         )
         # A webhook may already have moved the row ahead (paid): never move it back.
-        if row is None or row.status is None or row.status == invoice.status or is_forward(row.status, invoice.status):
+        if (row is None or row.status is None or invoice.status is None or row.status == invoice.status
+                or is_forward(row.status, invoice.status)):
             fields.update(status=invoice.status, status_source="create", amount_due=invoice.amount_due,
                           amount_paid=invoice.amount_paid, amount_remaining=invoice.amount_remaining, tax=invoice.tax,
                           paid_at=invoice.paid_at, voided_at=invoice.voided_at)
@@ -500,7 +644,8 @@ def invoice_differences(plan: InvoicePlan, issued: list[StripeInvoice], *, days_
     tax = sum((i.tax for i in issued), Decimal("0"))
     total = sum((i.total for i in issued), Decimal("0")) - tax
     if total != plan.total:
-        problems.append(f"invoice total {_money(total)}{' ex tax' if tax else ''} ≠ order subtotal {_money(plan.total)}")
+        problems.append(f"invoice total {_money(total)}{' ex tax' if tax else ''} "
+                        f"≠ order subtotal {_money(plan.total)}")
     lines = sum(i.line_count for i in issued)
     if lines != len(plan.lines):
         problems.append(f"{lines} invoice line(s) for {len(plan.lines)} order item(s)")
@@ -525,6 +670,18 @@ def invoice_differences(plan: InvoicePlan, issued: list[StripeInvoice], *, days_
             if net != days_until_due:
                 problems.append(f"{where}due {invoice.due_date.isoformat()}: NET{net}, not NET{days_until_due}")
     return problems
+
+
+def _restore(params: dict[str, Any] | None, request: Any) -> None:
+    """An unsure call repeats the parameters recorded with its intent (if it has any)."""
+    recorded = request.get("params") if isinstance(request, dict) else None
+    if params is not None and isinstance(recorded, dict):
+        params.update(recorded)
+
+
+def _apply_all(works: dict[int, Callable[[Any], Any]], uow: Any) -> dict[int, Any]:
+    """Every write of a batch in one unit of work, each one's answer by its flow's index."""
+    return {i: work(uow) for i, work in works.items()}
 
 
 def _money(amount: Decimal) -> str:

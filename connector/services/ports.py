@@ -204,10 +204,15 @@ class BillingGateway(Protocol):
     connector's: ``TransientError`` (retry with the same key), ``PermanentError`` /
     ``AuthError`` (stop), ``RecordError`` (this record only)."""
 
-    def find_or_create_customer(
+    def find_customer(self, *, org_id: str, email: str) -> StripeCustomer | None:
+        """The org's customer for this billing email, if Stripe holds one (one list call,
+        strongly consistent): the look-first of an unsure customer create."""
+        ...
+
+    def create_customer(
         self, *, org_id: str, email: str, name: str | None, customer_org_id: str | None, order_id: str, key: str
     ) -> StripeCustomer:
-        """The org's customer for this billing email (one list call), created if missing."""
+        """A new customer of the org for this billing email (one call, under ``key``)."""
         ...
 
     def create_invoice(self, plan: InvoicePlan, customer_id: str, key: str) -> StripeInvoice:
@@ -218,12 +223,9 @@ class BillingGateway(Protocol):
         """All lines in one call (at most 250)."""
         ...
 
-    def finalize(self, invoice_id: str, key: str) -> StripeInvoice:
-        """draft -> open; an invoice already finalized is returned as it is."""
-        ...
-
     def send(self, invoice_id: str, key: str) -> StripeInvoice:
-        """Email the finalized invoice to the customer."""
+        """Email the invoice to the customer; a draft is finalized first (Stripe: "Stripe
+        automatically finalizes drafts before sending"), so draft -> open + sent in one call."""
         ...
 
     def find_invoice_by_metadata(

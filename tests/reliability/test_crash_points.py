@@ -353,6 +353,66 @@ def test_invoicing_dies_after_recording_the_send_and_the_orders_letter_still_res
         assert uow.outbox.pending(ORG) == []
 
 
+# Two batches (orders of one e-mail never share one): [1] and [2, 3], five commits each: the
+# first intents (with the pins), then each step's result with the next step's intent.
+COMMITS_FOR_THREE_ORDERS = 10
+
+
+@pytest.mark.parametrize("expired", [False, True], ids=["keys-kept", "keys-expired"])
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("nth", range(1, COMMITS_FOR_THREE_ORDERS + 1))
+def test_invoicing_dies_at_any_commit_and_the_rerun_leaves_one_customer_per_email_and_one_invoice_per_order(
+    nth: int, when: str, expired: bool, gtm: GtmOrg, stripe_sandbox: StripeSandbox, stripe_billing: StripeBilling,
+    uow_factory: Callable[[], SqlUnitOfWork],
+) -> None:
+    """Each step's result shares a transaction with the next step's intent: dying before
+    that commit leaves the call unrecorded (the rerun looks first, or replays its key),
+    dying after it leaves the next intent pending with no call made. Orders 1 and 2 share a
+    billing e-mail (2 reuses the customer 1 created); order 3 has its own and runs beside 2
+    in one batch, their writes sharing each transaction."""
+    clock = Clock(datetime(2025, 12, 31, 10, tzinfo=UTC))
+    for n, email in ((1, "ap@acme.example"), (2, "ap@acme.example"), (3, "billing@globex.example")):
+        gtm.order(n, start=date(2026, 1, 1), email=email)
+    dying = DiesAtCommit(uow_factory, nth_time(nth), when=when)
+    with pytest.raises(Crash):
+        invoicing(dying, stripe_billing, clock).run()
+    if expired:
+        stripe_sandbox.advance_clock(seconds=25 * 3600)  # Stripe forgets idempotency keys after 24 hours
+
+    report = invoicing(uow_factory, stripe_billing, clock).run()
+
+    assert report.quarantined == []
+    invoices = stripe_sandbox.invoices()
+    assert sorted(i["metadata"]["gtm_order_id"] for i in invoices) == [order_id(n) for n in (1, 2, 3)]
+    assert all((i["status"], i["total"], len(i["lines"]["data"])) == ("open", 840_000, 2) for i in invoices)
+    assert all(len(stripe_sandbox.invoice_sends(i["id"])) == 1 for i in invoices)
+    assert sorted(c["email"] for c in stripe_sandbox.objects("customer")) == ["ap@acme.example",
+                                                                             "billing@globex.example"]
+    with uow_factory() as uow:
+        assert uow.outbox.pending(ORG) == []
+        rows = {n: uow.invoices.get(ORG, order_id(n)) for n in (1, 2, 3)}
+    assert {i["id"] for i in invoices} == {r.stripe_invoice_id for r in rows.values()}
+    assert all(r.sent_at is not None and r.status == "open" for r in rows.values())
+    assert rows[1].stripe_customer_id == rows[2].stripe_customer_id != rows[3].stripe_customer_id
+
+
+def test_a_clean_invoicing_run_of_three_orders_commits_ten_times(
+    gtm: GtmOrg, stripe_billing: StripeBilling, uow_factory: Callable[[], SqlUnitOfWork],
+) -> None:
+    """The crash test above covers every commit: a run makes exactly this many."""
+    for n, email in ((1, "ap@acme.example"), (2, "ap@acme.example"), (3, "billing@globex.example")):
+        gtm.order(n, start=date(2026, 1, 1), email=email)
+    counted = [0]
+
+    def counting() -> bool:
+        counted[0] += 1
+        return False
+
+    invoicing(DiesAtCommit(uow_factory, counting), stripe_billing,
+              Clock(datetime(2025, 12, 31, 10, tzinfo=UTC))).run()
+    assert counted[0] == COMMITS_FOR_THREE_ORDERS
+
+
 # ------------------------------------------------------------------------------ invoice status
 
 

@@ -262,6 +262,16 @@ class OutboxRepository(_Repository[OutboxEntry]):
         c = self.table.c
         return self._all(c.org_id == org_id, c.status == "pending", order_by=[c.id])
 
+    def has_other_keys(self, org_id: str, operation: str, prefix: str) -> bool:
+        """Whether the org has an entry for ``operation`` whose key does not start with
+        ``prefix`` (entries written under an older key scheme)."""
+        c = self.table.c
+        found = self.session.execute(
+            select(c.id).where(c.org_id == org_id, c.operation == operation,
+                               ~c.idempotency_key.startswith(prefix, autoescape=True)).limit(1)
+        ).first()
+        return found is not None
+
     def for_subject(self, org_id: str, subject_id: str) -> builtins.list[OutboxEntry]:
         c = self.table.c
         return self._all(c.org_id == org_id, c.subject_id == subject_id, order_by=[c.id])

@@ -13,8 +13,8 @@ import pytest
 from connector.adapters.store import SqlUnitOfWork
 from connector.adapters.stripe_billing import StripeBilling, build_client
 from connector.mappings import load_mapping
+from connector.services.invoicing import STEPS, InvoicingService, InvoicingSettings, customer_key, idempotency_key
 from gtm_sandbox.stripe import StripeSandbox
-from connector.services.invoicing import STEPS, InvoicingService, InvoicingSettings, idempotency_key
 from tests.integration.stripe.gtm import ORG, PPP_CORE, Clock, GtmOrg, order_id
 
 START = date(2026, 1, 1)
@@ -38,7 +38,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def invoicing(uow_factory: Callable[[], SqlUnitOfWork], stripe_billing: StripeBilling, clock: Clock) -> InvoicingService:
+def invoicing(uow_factory: Callable[[], SqlUnitOfWork], stripe_billing: StripeBilling,
+              clock: Clock) -> InvoicingService:
     return an_invoicing(uow_factory, stripe_billing, clock)
 
 
@@ -63,7 +64,8 @@ def test_activated_order_gets_one_net30_invoice_sent_with_two_lines(
 
     assert report.invoiced == [order_id(1)] and report.quarantined == []
     [invoice] = stripe_sandbox.invoices()
-    assert (invoice["status"], invoice["total"], invoice["amount_due"], invoice["currency"]) == ("open", 840_000, 840_000, "usd")
+    assert (invoice["status"], invoice["total"], invoice["amount_due"], invoice["currency"]) == (
+        "open", 840_000, 840_000, "usd")
     assert invoice["collection_method"] == "send_invoice" and invoice["days_until_due"] == 30
     assert invoice["due_date"] == invoice["status_transitions"]["finalized_at"] + 30 * DAY
     assert [(line["quantity"], line["amount"]) for line in invoice["lines"]["data"]] == [(10, 600_000), (1, 240_000)]
@@ -115,25 +117,89 @@ def test_second_run_creates_nothing(org: GtmOrg, invoicing: InvoicingService, st
     assert len(stripe_sandbox.invoices()) == 1
 
 
-def test_known_customer_costs_six_stripe_calls(org: GtmOrg, invoicing: InvoicingService,
-                                               stripe_sandbox: StripeSandbox) -> None:
+FIFTY_LINES = [(PPP_CORE, 1 + i, "50.00") for i in range(50)]
+
+
+def test_new_customer_costs_five_stripe_calls_for_a_fifty_line_invoice(
+    org: GtmOrg, invoicing: InvoicingService, stripe_sandbox: StripeSandbox
+) -> None:
     """The search first (an invoice Salesforce already issued is adopted, never doubled),
-    then the five steps."""
+    the customer, the draft, all fifty lines in one call, and one send that finalizes it."""
+    org.order(1, start=START, items=FIFTY_LINES)
+
+    assert invoicing.run().invoiced == [order_id(1)]
+
+    assert stripe_sandbox.counters() == {
+        "GET /v1/invoices/search": 1,
+        "POST /v1/customers": 1,
+        "POST /v1/invoices": 1,
+        "POST /v1/invoices/{id}/add_lines": 1,
+        "POST /v1/invoices/{id}/send": 1,
+    }
+    [invoice] = stripe_sandbox.invoices()
+    assert (invoice["status"], invoice["lines"]["total_count"]) == ("open", 50)
+    assert invoice["due_date"] == invoice["status_transitions"]["finalized_at"] + 30 * DAY
+    assert len(stripe_sandbox.invoice_sends(invoice["id"])) == 1
+    assert [e["type"] for e in stripe_sandbox.events("invoice.finalized")] == ["invoice.finalized"]
+
+
+def test_known_customer_costs_four_stripe_calls(org: GtmOrg, invoicing: InvoicingService,
+                                               stripe_sandbox: StripeSandbox) -> None:
+    """The customer of an e-mail the connector created before is known locally: no lookup."""
     org.order(1, start=START)
     invoicing.run()
-    org.order(2, start=START)
+    org.order(2, start=START, items=FIFTY_LINES)
     stripe_sandbox.reset_counters()
 
     invoicing.run()
 
     assert stripe_sandbox.counters() == {
         "GET /v1/invoices/search": 1,
-        "GET /v1/customers": 1,
         "POST /v1/invoices": 1,
         "POST /v1/invoices/{id}/add_lines": 1,
-        "POST /v1/invoices/{id}/finalize": 1,
         "POST /v1/invoices/{id}/send": 1,
     }
+    assert len(stripe_sandbox.objects("customer")) == 1
+    first, second = sorted(stripe_sandbox.invoices(), key=lambda i: i["metadata"]["gtm_order_id"])
+    assert first["customer"] == second["customer"]
+
+
+def test_another_email_gets_its_own_customer_created_once(org: GtmOrg, invoicing: InvoicingService,
+                                                          stripe_sandbox: StripeSandbox) -> None:
+    org.order(1, start=START)
+    org.order(2, start=START, email="billing@globex.example")
+    org.order(3, start=START, email="billing@globex.example")
+
+    assert len(invoicing.run().invoiced) == 3
+
+    assert sorted(c["email"] for c in stripe_sandbox.objects("customer")) == ["ap@acme.example",
+                                                                             "billing@globex.example"]
+    assert stripe_sandbox.calls("POST /v1/customers") == 2
+    assert stripe_sandbox.calls("GET /v1/customers") == 0
+
+
+def test_an_org_with_customers_from_the_per_order_step_looks_each_email_up_once(
+    org: GtmOrg, invoicing: InvoicingService, stripe_sandbox: StripeSandbox, stripe_client: Any,
+    uow_factory: Callable[[], SqlUnitOfWork]
+) -> None:
+    """Customers an older release made (its customer step was keyed per order) are not in
+    the (org, e-mail) mapping: each unmapped e-mail is listed once before any create."""
+    existing = stripe_client.v1.customers.create(params={"email": "ap@acme.example",
+                                                         "metadata": {"gtm_org_id": ORG}})
+    with uow_factory() as uow:
+        key = idempotency_key(ORG, order_id(9), "customer", "0000000000000000")
+        uow.outbox.record_intent(ORG, key, "customer", order_id(9), {"step": "customer"})
+        uow.outbox.record_result(key, {"customer_id": existing.id, "created": True})
+        uow.commit()
+    org.order(1, start=START)
+    org.order(2, start=START)
+    stripe_sandbox.reset_counters()
+
+    assert len(invoicing.run().invoiced) == 2
+
+    assert stripe_sandbox.calls("GET /v1/customers") == 1  # the second order finds the mapping
+    assert stripe_sandbox.calls("POST /v1/customers") == 0
+    assert {i["customer"] for i in stripe_sandbox.invoices()} == {existing.id}
 
 
 def test_orders_are_invoiced_from_one_day_before_service_start(
@@ -197,12 +263,12 @@ def test_rate_limits_and_server_errors_are_retried_with_the_same_key(
     org.order(1, start=START)
     stripe_sandbox.fail_next("POST /v1/invoices", fault=429)
     stripe_sandbox.fail_next("POST /v1/invoices/{id}/add_lines", times=2, fault=500)
-    stripe_sandbox.fail_next("POST /v1/invoices/{id}/finalize", fault=503)
+    stripe_sandbox.fail_next("POST /v1/invoices/{id}/send", fault=503)
 
     assert invoicing.run().invoiced == [order_id(1)]
 
     for endpoint, attempts in (("POST /v1/invoices", 2), ("POST /v1/invoices/{id}/add_lines", 3),
-                               ("POST /v1/invoices/{id}/finalize", 2)):
+                               ("POST /v1/invoices/{id}/send", 2)):
         keys = stripe_sandbox.idempotency_keys(endpoint)
         assert len(keys) == attempts and len(set(keys)) == 1, endpoint
         assert keys[0] is not None and keys[0].startswith(f"gtm-{ORG}-{order_id(1)}-")
@@ -211,8 +277,7 @@ def test_rate_limits_and_server_errors_are_retried_with_the_same_key(
 
 
 @pytest.mark.parametrize("endpoint", [
-    "POST /v1/customers", "POST /v1/invoices", "POST /v1/invoices/{id}/add_lines",
-    "POST /v1/invoices/{id}/finalize", "POST /v1/invoices/{id}/send",
+    "POST /v1/customers", "POST /v1/invoices", "POST /v1/invoices/{id}/add_lines", "POST /v1/invoices/{id}/send",
 ])
 def test_an_answer_lost_after_stripe_applied_the_call_is_replayed_not_repeated(
     endpoint: str, org: GtmOrg, invoicing: InvoicingService, stripe_sandbox: StripeSandbox
@@ -227,13 +292,10 @@ def test_an_answer_lost_after_stripe_applied_the_call_is_replayed_not_repeated(
     assert len(stripe_sandbox.objects("customer")) == 1
     assert len(stripe_sandbox.invoice_sends(invoice["id"])) == 1
     attempts = stripe_sandbox.requests(endpoint)
-    # The retry carries the same key and gets the stored answer; a lost customer create is
-    # instead found by the retry's lookup by email, so it is never sent twice.
-    if endpoint == "POST /v1/customers":
-        assert len(attempts) == 1
-    else:
-        assert [(r["fault"], r["replayed"]) for r in attempts] == [("reset_after", False), (None, True)]
-        assert attempts[0]["idempotency_key"] == attempts[1]["idempotency_key"]
+    # The retry carries the same key and gets the stored answer (a customer create too: its
+    # key is derived from the org and the e-mail).
+    assert [(r["fault"], r["replayed"]) for r in attempts] == [("reset_after", False), (None, True)]
+    assert attempts[0]["idempotency_key"] == attempts[1]["idempotency_key"]
 
 
 # -- crashes --------------------------------------------------------------------------------
@@ -243,8 +305,7 @@ class Crash(BaseException):
     """The process dies here (not an Exception: nothing in the connector catches it)."""
 
 
-STEP_OF = {"find_or_create_customer": "customer", "create_invoice": "invoice", "add_lines": "lines",
-           "finalize": "finalize", "send": "send"}
+STEP_OF = {"create_customer": "customer", "create_invoice": "invoice", "add_lines": "lines", "send": "send"}
 
 
 class CrashingBilling:
@@ -289,7 +350,7 @@ def test_a_crash_at_any_step_then_a_rerun_leaves_exactly_one_invoice(
         assert uow.outbox.pending(ORG) == []
 
 
-@pytest.mark.parametrize("step", ["invoice", "lines", "finalize"])
+@pytest.mark.parametrize("step", ["customer", "invoice", "lines"])
 def test_a_crash_noticed_after_stripe_forgot_the_keys_still_makes_no_duplicate(
     step: str, org: GtmOrg, stripe_sandbox: StripeSandbox, stripe_billing: StripeBilling, clock: Clock,
     uow_factory: Callable[[], SqlUnitOfWork]
@@ -304,6 +365,7 @@ def test_a_crash_noticed_after_stripe_forgot_the_keys_still_makes_no_duplicate(
     assert report.invoiced == [order_id(1)] and report.resumed == 1
     [invoice] = stripe_sandbox.invoices()
     assert (invoice["status"], invoice["total"], len(invoice["lines"]["data"])) == ("open", 840_000, 2)
+    assert len(stripe_sandbox.objects("customer")) == 1
 
 
 def test_an_order_changed_mid_invoice_is_quarantined_not_invoiced_twice(
@@ -337,9 +399,16 @@ def test_invoices_go_to_the_configured_connected_account(
 
 
 def test_keys_name_org_order_step_and_plan_version() -> None:
-    key = idempotency_key(ORG, order_id(1), "finalize", "be5c931ee2112803")
-    assert key == f"gtm-{ORG}-{order_id(1)}-finalize-be5c931ee2112803"
+    key = idempotency_key(ORG, order_id(1), "send", "be5c931ee2112803")
+    assert key == f"gtm-{ORG}-{order_id(1)}-send-be5c931ee2112803"
     assert len(key) <= 255
+
+
+def test_customer_keys_name_org_and_email_without_the_email() -> None:
+    key = customer_key(ORG, "ap@acme.example")
+    assert key.startswith(f"gtm-{ORG}-customer-") and "acme" not in key
+    assert key == customer_key(ORG, "ap@acme.example") != customer_key(ORG, "ar@acme.example")
+    assert customer_key("00D000000000OTHERA", "ap@acme.example") != key
 
 
 def test_a_stripe_refusal_quarantines_the_order_until_it_is_retried(
@@ -361,3 +430,22 @@ def test_a_stripe_refusal_quarantines_the_order_until_it_is_retried(
     assert len(stripe_sandbox.invoices()) == 1
     with uow_factory() as uow:
         assert uow.dead_letters.open(ORG, source="invoicing") == []
+
+
+def test_an_unsure_customer_create_resumed_by_another_order_repeats_the_first_orders_request(
+    org: GtmOrg, stripe_sandbox: StripeSandbox, stripe_billing: StripeBilling, clock: Clock,
+    uow_factory: Callable[[], SqlUnitOfWork]
+) -> None:
+    """The create's key is the e-mail's: whichever order resumes it sends what was recorded
+    with the intent (Stripe refuses a key reused with other parameters)."""
+    org.order(1, start=START)
+    with pytest.raises(Crash):
+        an_invoicing(uow_factory, CrashingBilling(stripe_billing, "customer", "before"), clock).run()
+    org.order(2, start=date(2025, 12, 31), customer_name="Acme Holdings")  # sorts first next run
+
+    report = an_invoicing(uow_factory, stripe_billing, clock).run()
+
+    assert report.invoiced == [order_id(2), order_id(1)]
+    [customer] = stripe_sandbox.objects("customer")
+    assert (customer["name"], customer["metadata"]["gtm_first_order_id"]) == ("Acme Corp", order_id(1))
+    assert {i["customer"] for i in stripe_sandbox.invoices()} == {customer["id"]}
