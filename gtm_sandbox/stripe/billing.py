@@ -244,13 +244,51 @@ def get_invoice(ctx: Ctx, invoice_id: str, *, param: str = "id") -> dict[str, An
     return found
 
 
+def _price_data_pricing(ctx: Ctx, p: Params, currency: str, *,
+                        allow_product_data: bool) -> tuple[str, Decimal, dict[str, Any]]:
+    """``price_data``: a price made on the fly for an existing product (or, where Stripe
+    allows it, one made from ``product_data``)."""
+    data = p.sub("price_data")
+    assert data is not None
+    allowed = ["currency", "product", "unit_amount", "unit_amount_decimal", "tax_behavior"]
+    if allow_product_data:
+        allowed.append("product_data")
+    data.only(*allowed)
+    cur = _currency(data, "currency", currency) if data.has("currency") else None
+    if cur is None:
+        raise missing(data.name("currency"))
+    if data.has("unit_amount") and data.has("unit_amount_decimal"):
+        raise bad_param("You may only specify one of these parameters: unit_amount, unit_amount_decimal.",
+                        param=data.name("unit_amount_decimal"), code=None)
+    if data.has("unit_amount"):
+        unit = Decimal(data.req_int("unit_amount", minimum=0))
+    elif data.has("unit_amount_decimal"):
+        unit = data.decimal("unit_amount_decimal") or Decimal(0)
+    else:
+        raise missing(data.name("unit_amount"))
+    product_data = data.sub("product_data") if allow_product_data else None
+    if data.has("product"):
+        product_id = data.req_str("product")
+        if (found := ctx.account.get(product_id)) is None or found["object"] != "product":
+            raise no_such("product", product_id, param=data.name("product"))
+    elif product_data is not None:
+        product_data.only("name", "description", "metadata", "tax_code", "images", "unit_label", "tax_details")
+        product_id = _product(ctx, product_data.req_str("name"),
+                              apply_metadata({}, product_data.raw("metadata")))["id"]
+    else:
+        raise missing(data.name("product_data" if allow_product_data else "product"))
+    price = _price(ctx, product_id, cur, unit)
+    return cur, unit, {"price_details": {"price": price["id"], "product": product_id}, "type": "price_details",
+                       "unit_amount_decimal": _decimal_str(unit)}
+
+
 def _pricing(ctx: Ctx, p: Params, currency: str, *, allow_product_data: bool) -> tuple[str, Decimal, dict[str, Any]]:
     """(currency, unit amount in cents as Decimal, pricing block) from one of ``amount`` …"""
     quantity = p.int("quantity", 1, minimum=0)
     sources = [k for k in ("amount", "unit_amount_decimal", "price_data", "pricing") if p.has(k)]
     if len(sources) > 1:
-        raise bad_param(f"You may only specify one of these parameters: {', '.join(sources)}.", param=p.name(sources[1]),
-                        code=None)
+        raise bad_param(f"You may only specify one of these parameters: {', '.join(sources)}.",
+                        param=p.name(sources[1]), code=None)
     if not sources:
         raise missing(p.name("amount"))
     source = sources[0]
@@ -265,38 +303,7 @@ def _pricing(ctx: Ctx, p: Params, currency: str, *, allow_product_data: bool) ->
         return _currency(p, "currency", currency), unit, {"price_details": None, "type": "price_details",
                                                           "unit_amount_decimal": _decimal_str(unit)}
     if source == "price_data":
-        data = p.sub("price_data")
-        assert data is not None
-        allowed = ["currency", "product", "unit_amount", "unit_amount_decimal", "tax_behavior"]
-        if allow_product_data:
-            allowed.append("product_data")
-        data.only(*allowed)
-        cur = _currency(data, "currency", currency) if data.has("currency") else None
-        if cur is None:
-            raise missing(data.name("currency"))
-        if data.has("unit_amount") and data.has("unit_amount_decimal"):
-            raise bad_param("You may only specify one of these parameters: unit_amount, unit_amount_decimal.",
-                            param=data.name("unit_amount_decimal"), code=None)
-        if data.has("unit_amount"):
-            unit = Decimal(data.req_int("unit_amount", minimum=0))
-        elif data.has("unit_amount_decimal"):
-            unit = data.decimal("unit_amount_decimal") or Decimal(0)
-        else:
-            raise missing(data.name("unit_amount"))
-        product_data = data.sub("product_data") if allow_product_data else None
-        if data.has("product"):
-            product_id = data.req_str("product")
-            if (found := ctx.account.get(product_id)) is None or found["object"] != "product":
-                raise no_such("product", product_id, param=data.name("product"))
-        elif product_data is not None:
-            product_data.only("name", "description", "metadata", "tax_code", "images", "unit_label", "tax_details")
-            product_id = _product(ctx, product_data.req_str("name"),
-                                  apply_metadata({}, product_data.raw("metadata")))["id"]
-        else:
-            raise missing(data.name("product_data" if allow_product_data else "product"))
-        price = _price(ctx, product_id, cur, unit)
-        return cur, unit, {"price_details": {"price": price["id"], "product": product_id}, "type": "price_details",
-                           "unit_amount_decimal": _decimal_str(unit)}
+        return _price_data_pricing(ctx, p, currency, allow_product_data=allow_product_data)
     pricing = p.sub("pricing")
     assert pricing is not None
     pricing.only("price")
@@ -316,7 +323,8 @@ def _period(ctx: Ctx, p: Params) -> dict[str, int]:
     period.only("start", "end")
     start, end = period.req_int("start"), period.req_int("end")
     if end < start:
-        raise bad_param("The period end must be greater than or equal to the start.", param=period.name("end"), code=None)
+        raise bad_param("The period end must be greater than or equal to the start.", param=period.name("end"),
+                        code=None)
     return {"start": start, "end": end}
 
 
@@ -328,8 +336,8 @@ def new_invoice_item(ctx: Ctx, p: Params, *, customer_id: str, currency: str, in
     amount = p.int("amount") if p.has("amount") else cents(unit * quantity)
     assert amount is not None
     if invoice is not None and cur != invoice["currency"]:
-        raise invalid(f"The currency of the invoice item ({cur}) must match the invoice's currency ({invoice['currency']}).",
-                      param=p.name("currency"))
+        raise invalid(f"The currency of the invoice item ({cur}) must match the invoice's currency "
+                      f"({invoice['currency']}).", param=p.name("currency"))
     item: dict[str, Any] = {
         "id": new_id("ii"),
         "object": "invoiceitem",
@@ -423,10 +431,11 @@ def create_invoice_item(ctx: Ctx, p: Params) -> dict[str, Any]:
         if invoice["customer"] != customer["id"]:
             raise invalid("The invoice item's customer must match the invoice's customer.", param="invoice")
         if invoice["status"] != "draft":
-            raise not_editable(f"You can only add invoice items to draft invoices; {invoice['id']} is {invoice['status']}.",
-                               param="invoice")
-    item = new_invoice_item(ctx, p, customer_id=customer["id"], currency="usd" if invoice is None else invoice["currency"],
-                            invoice=invoice, allow_product_data=False)
+            raise not_editable(f"You can only add invoice items to draft invoices; {invoice['id']} is "
+                               f"{invoice['status']}.", param="invoice")
+    currency = "usd" if invoice is None else invoice["currency"]
+    item = new_invoice_item(ctx, p, customer_id=customer["id"], currency=currency, invoice=invoice,
+                            allow_product_data=False)
     ctx.emit("invoiceitem.created", item)
     return ctx.render(item)
 
@@ -443,8 +452,8 @@ def _item_editable(ctx: Ctx, item: dict[str, Any]) -> dict[str, Any] | None:
         return None
     invoice = ctx.account.objects["invoice"][item["invoice"]]
     if invoice["status"] != "draft":
-        raise not_editable(f"The invoice item {item['id']} belongs to invoice {invoice['id']}, which is no longer a draft "
-                           "and cannot be edited.")
+        raise not_editable(f"The invoice item {item['id']} belongs to invoice {invoice['id']}, which is no longer a "
+                           "draft and cannot be edited.")
     return invoice
 
 
@@ -543,7 +552,8 @@ def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
     days, due = p.int("days_until_due", minimum=0), p.int("due_date")
     if collection == "charge_automatically" and (days is not None or due is not None):
         param = "days_until_due" if days is not None else "due_date"
-        raise bad_param(f"You can only set `{param}` when `collection_method` is `send_invoice`.", param=param, code=None)
+        raise bad_param(f"You can only set `{param}` when `collection_method` is `send_invoice`.", param=param,
+                        code=None)
     if days is not None and due is not None:
         raise bad_param("You may only specify one of these parameters: days_until_due, due_date.", param="due_date",
                         code=None)
@@ -651,27 +661,27 @@ def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
     return ctx.render(invoice)
 
 
-def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
-    p.only("auto_advance", "collection_method", "custom_fields", "days_until_due", "default_payment_method",
-           "default_tax_rates", "description", "due_date", "expand", "footer", "metadata", "statement_descriptor",
-           "application_fee_amount")
-    invoice = get_invoice(ctx, id)
-    # "Once an invoice is finalized, monetary values, as well as collection_method, become
-    # uneditable": the rest stays editable while the invoice can still be paid.
+def _check_editable_after_draft(invoice: dict[str, Any], p: Params) -> None:
+    """"Once an invoice is finalized, monetary values, as well as collection_method, become
+    uneditable": the rest stays editable while the invoice can still be paid."""
+    id, status = invoice["id"], invoice["status"]
     after_finalization = {"metadata", "expand", "description", "footer", "auto_advance", "custom_fields",
                           "default_payment_method", "statement_descriptor"}
-    if invoice["status"] != "draft":
-        for key in p.data:
-            if key not in after_finalization and not (key == "due_date" and invoice["status"] == "open"):
-                raise not_editable(f"You can't update `{key}` on invoice {id}: it is {invoice['status']}, and only "
-                                   "draft invoices are fully editable.", param=key)
-        if invoice["status"] != "open" and "auto_advance" in p.data:
-            raise invalid(f"Automatic advancement can only be changed on draft or open invoices; {id} is "
-                          f"{invoice['status']}.", param="auto_advance")
-        if invoice["status"] in ("paid", "void") and any(
-                k in p.data for k in ("description", "footer", "custom_fields", "default_payment_method",
-                                      "statement_descriptor")):
-            raise not_editable(f"Invoice {id} is {invoice['status']} and can no longer be edited.")
+    for key in p.data:
+        if key not in after_finalization and not (key == "due_date" and status == "open"):
+            raise not_editable(f"You can't update `{key}` on invoice {id}: it is {status}, and only "
+                               "draft invoices are fully editable.", param=key)
+    if status != "open" and "auto_advance" in p.data:
+        raise invalid(f"Automatic advancement can only be changed on draft or open invoices; {id} is "
+                      f"{status}.", param="auto_advance")
+    if status in ("paid", "void") and any(
+            k in p.data for k in ("description", "footer", "custom_fields", "default_payment_method",
+                                  "statement_descriptor")):
+        raise not_editable(f"Invoice {id} is {status} and can no longer be edited.")
+
+
+def _payment_terms(p: Params, invoice: dict[str, Any]) -> tuple[str, int | None, int | None]:
+    """(collection method, days until due, due date) asked for, checked as Stripe checks them."""
     collection = (p.choice("collection_method", ("charge_automatically", "send_invoice"))
                   if p.has("collection_method") else invoice["collection_method"])
     days = p.int("days_until_due", minimum=0) if p.has("days_until_due") else None
@@ -681,14 +691,13 @@ def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
                         code=None)
     if collection == "charge_automatically" and (days is not None or due is not None):
         param = "days_until_due" if days is not None else "due_date"
-        raise bad_param(f"You can only set `{param}` when `collection_method` is `send_invoice`.", param=param, code=None)
-    metadata = apply_metadata(invoice["metadata"], p.raw("metadata"))  # validated before anything changes
-    previous: dict[str, Any] = {}
-    for key in ("description", "footer", "statement_descriptor", "default_payment_method"):
-        if p.has(key):
-            previous[key], invoice[key] = invoice[key], p.str(key) or None
-    if p.has("auto_advance"):
-        previous["auto_advance"], invoice["auto_advance"] = invoice["auto_advance"], bool(p.bool("auto_advance"))
+        raise bad_param(f"You can only set `{param}` when `collection_method` is `send_invoice`.", param=param,
+                        code=None)
+    return collection, days, due
+
+
+def _apply_payment_terms(ctx: Ctx, invoice: dict[str, Any], previous: dict[str, Any], collection: str,
+                         days: int | None, due: int | None) -> None:
     if collection != invoice["collection_method"]:
         previous["collection_method"], invoice["collection_method"] = invoice["collection_method"], collection
         if collection == "charge_automatically":
@@ -699,6 +708,24 @@ def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         invoice["due_date"], invoice["days_until_due"] = due, None
     if collection == "send_invoice" and invoice["days_until_due"] is None and invoice["due_date"] is None:
         invoice["days_until_due"] = ctx.world.settings.default_days_until_due
+
+
+def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
+    p.only("auto_advance", "collection_method", "custom_fields", "days_until_due", "default_payment_method",
+           "default_tax_rates", "description", "due_date", "expand", "footer", "metadata", "statement_descriptor",
+           "application_fee_amount")
+    invoice = get_invoice(ctx, id)
+    if invoice["status"] != "draft":
+        _check_editable_after_draft(invoice, p)
+    collection, days, due = _payment_terms(p, invoice)
+    metadata = apply_metadata(invoice["metadata"], p.raw("metadata"))  # validated before anything changes
+    previous: dict[str, Any] = {}
+    for key in ("description", "footer", "statement_descriptor", "default_payment_method"):
+        if p.has(key):
+            previous[key], invoice[key] = invoice[key], p.str(key) or None
+    if p.has("auto_advance"):
+        previous["auto_advance"], invoice["auto_advance"] = invoice["auto_advance"], bool(p.bool("auto_advance"))
+    _apply_payment_terms(ctx, invoice, previous, collection, days, due)
     if p.has("metadata"):
         previous["metadata"], invoice["metadata"] = dict(invoice["metadata"]), metadata
     if p.has("application_fee_amount"):  # a draft's only: it is monetary (see appfees.py)

@@ -302,7 +302,8 @@ class StripeApp:
         if plan.reset == "after":
             entry["status"] = status
             raise drop(ex.environ)
-        return answer(status, payload, {"Idempotent-Replayed": "true", "Original-Request": replayed} if replayed else None)
+        replay_headers = {"Idempotent-Replayed": "true", "Original-Request": replayed} if replayed else None
+        return answer(status, payload, replay_headers)
 
     @staticmethod
     def _authenticate(ex: Exchange) -> ApiError | None:
@@ -330,7 +331,8 @@ class StripeApp:
             return ApiError(429, "invalid_request_error", "Request rate limit exceeded. Learn more about rate limits "
                             "here https://stripe.com/docs/rate-limits.", code="rate_limit").body()
         if plan.status is not None and 400 <= plan.status < 500:
-            return ApiError(plan.status, "invalid_request_error", "The request was refused (injected by the sandbox).").body()
+            return ApiError(plan.status, "invalid_request_error",
+                            "The request was refused (injected by the sandbox).").body()
         return ApiError(plan.status or 500, "api_error", "An unknown error occurred. (injected by the sandbox)").body()
 
     def _execute(self, route: Any, path_params: dict[str, str], method: str, path: str, params: dict[str, Any],

@@ -139,7 +139,8 @@ def test_unknown_parameters_and_unknown_ids_fail_like_stripe(stripe_client: stri
     customer = a_customer(stripe_client)
     with pytest.raises(stripe.InvalidRequestError) as unknown:
         stripe_client.v1.invoices.create(params={"customer": customer.id, "net_terms": 30})  # type: ignore[typeddict-unknown-key]
-    assert (unknown.value.code, unknown.value.param, unknown.value.http_status) == ("parameter_unknown", "net_terms", 400)
+    assert (unknown.value.code, unknown.value.param, unknown.value.http_status) == (
+        "parameter_unknown", "net_terms", 400)
 
     with pytest.raises(stripe.InvalidRequestError) as missing:
         stripe_client.v1.invoices.retrieve("in_doesnotexist")
@@ -298,7 +299,8 @@ def test_search_by_metadata_and_email(stripe_client: stripe.StripeClient) -> Non
     draft = a_draft(stripe_client, a_customer(stripe_client, "x@initech.example").id, org_id=org,
                     order_id="801000000000001AAA")
 
-    by_email = stripe_client.v1.customers.search(params={"query": f"email:'ap@acme.example' AND metadata['org_id']:'{org}'"})
+    query = f"email:'ap@acme.example' AND metadata['org_id']:'{org}'"
+    by_email = stripe_client.v1.customers.search(params={"query": query})
     assert [c.email for c in by_email.data] == ["ap@acme.example"]
     assert by_email.object == "search_result" and by_email.next_page is None
     either = stripe_client.v1.customers.search(params={"query": "email:'ap@acme.example' OR email:'ap@globex.example'"})
