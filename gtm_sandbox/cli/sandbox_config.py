@@ -24,6 +24,18 @@ ORG_KEYS = ("login_url", "api_version", "ca_file", "client_id", "client_secret_f
 STRIPE_KEYS = ("api_base", "api_key_file")
 
 
+def plan_write_config(target: Path | None, state_dir: Path | None, force: bool, *, peer_dir: Path | None,
+                      option: str, command: str, keys: tuple[str, ...]) -> tuple[Path | None, dict[str, Any] | None]:
+    """Checks for ``--write-config`` before the sandbox starts: (the file to write, the other
+    sandbox's connection facts), or (None, None) without it."""
+    if target is None:
+        return None, None
+    if state_dir is None:
+        raise typer.BadParameter("needs --state-dir: the config points at the secrets kept there",
+                                 param_hint="--write-config")
+    return check_target(target, force), peer_facts(peer_dir, option=option, command=command, keys=keys)
+
+
 def check_target(path: Path, force: bool) -> Path:
     """Refuse (a usage error, before anything starts) to overwrite a file without ``--force``."""
     path = Path(path).expanduser().resolve()

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from gtm_sandbox.cli.sandbox import sandbox_app, stop_on_signals
-from gtm_sandbox.cli.sandbox_config import STRIPE_KEYS, check_target, peer_facts, write_config
+from gtm_sandbox.cli.sandbox_config import STRIPE_KEYS, plan_write_config, write_config
 from gtm_sandbox.statedir import CONNECTION_FILE, Autosaver, StateDir
 
 DATA_FILE = "org-data.json"
@@ -143,13 +143,8 @@ def serve(
 ) -> None:
     """Run the HTTPS Salesforce sandbox org until SIGTERM."""
     dataset = _parse_data(data)
-    target = stripe = None
-    if write_config_to is not None:
-        if state_dir is None:
-            raise typer.BadParameter("needs --state-dir: the config points at the secrets kept there",
-                                     param_hint="--write-config")
-        target = check_target(write_config_to, force)
-        stripe = peer_facts(stripe_state_dir, option="--stripe-state-dir", command="stripe", keys=STRIPE_KEYS)
+    target, stripe = plan_write_config(write_config_to, state_dir, force, peer_dir=stripe_state_dir,
+                                       option="--stripe-state-dir", command="stripe", keys=STRIPE_KEYS)
     state = StateDir.open(state_dir) if state_dir is not None else None
     with stop_on_signals() as stop:
         org = _start(state, port, dataset, batch_size)

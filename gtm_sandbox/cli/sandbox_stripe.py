@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import typer
 
 from gtm_sandbox.cli.sandbox import sandbox_app, stop_on_signals
-from gtm_sandbox.cli.sandbox_config import ORG_KEYS, check_target, peer_facts, write_config
+from gtm_sandbox.cli.sandbox_config import ORG_KEYS, plan_write_config, write_config
 from gtm_sandbox.statedir import CONNECTION_FILE, Autosaver, StateDir
 from gtm_sandbox.stripe import StripeSandbox
 from gtm_sandbox.stripe.forward import CONNECTOR_EVENTS, ForwardError, check_url, forward
@@ -134,13 +134,8 @@ def stripe_sandbox(
         except ForwardError as exc:
             raise typer.BadParameter(str(exc), param_hint="--forward-to") from None
     wanted_events = _events(events)
-    target = org = None
-    if write_config_to is not None:
-        if state_dir is None:
-            raise typer.BadParameter("needs --state-dir: the config points at the secrets kept there",
-                                     param_hint="--write-config")
-        target = check_target(write_config_to, force)
-        org = peer_facts(org_state_dir, option="--org-state-dir", command="org", keys=ORG_KEYS)
+    target, org = plan_write_config(write_config_to, state_dir, force, peer_dir=org_state_dir,
+                                    option="--org-state-dir", command="org", keys=ORG_KEYS)
     state = StateDir.open(state_dir) if state_dir is not None else None
     with stop_on_signals() as stop:
         box = _start(state, port, fee, fee_fixed_cents)
