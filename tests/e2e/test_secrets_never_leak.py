@@ -385,10 +385,11 @@ def test_stripe_key_stays_out_of_invoicing_and_reconcile_through_refusals_and_ou
 
     env.setenv("LEAK_STRIPE_KEY", canaries.stripe_key)
     stripe_sandbox.reset_counters()
-    stripe_sandbox.fail_next("GET /v1/customers", times=5, fault=500)  # every retry of the lookup
+    # every retry of the first read (the search for an invoice Salesforce may have issued)
+    stripe_sandbox.fail_next("GET /v1/invoices/search", times=5, fault=500)
     down = shown.cli("invoice", "--config", config, "--json")
     assert down.exit_code == 1 and "Stripe 500" in job_doc(down)["error"], down.output
-    assert stripe_sandbox.calls("GET /v1/customers") == 5
+    assert stripe_sandbox.calls("GET /v1/invoices/search") == 5
 
     sent = shown.cli("invoice", "--config", config, "--json")
     assert sent.exit_code == 0 and job_doc(sent)["counts"]["invoices_created"] == 1, sent.output
