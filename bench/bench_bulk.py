@@ -40,10 +40,11 @@ def label(n: int) -> str:
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
+    from _org import bench_org_config
+
     from connector.adapters.salesforce import build_org_gateway
     from connector.adapters.salesforce_bulk import BulkQuery
     from connector.adapters.store import SqlUnitOfWork, make_engine, session_factory, upgrade
-    from connector.config import parse_config
     from connector.logging import configure
     from connector.mappings import load_mapping
     from connector.services.bulk_mirror import BulkSource
@@ -53,16 +54,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     info = spec["org"]
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/bench.sqlite3"
-        config = parse_config({
-            "org": {"alias": "bench", "org_id": info["org_id"]},
-            "invoicing": {"issuer": "connector"},
-            "salesforce": {"login_url": info["login_url"], "ca_bundle": info["ca_file"],
-                           "auth": {"kind": "client_credentials", "client_id": info["client_id"],
-                                    "client_secret": {"env": "S"}}},
-            "stripe": {"api_key": {"env": "K"}},
-            "database_url": url,
-            "sync": {"bulk_threshold": spec["threshold"]},
-        }, environ={"S": info["client_secret"], "K": "sk_test_bench"})
+        config = bench_org_config(info, url, sync={"bulk_threshold": spec["threshold"]})
         engine = make_engine(url)
         upgrade(engine)
         factory = session_factory(engine)

@@ -26,9 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def child(n: int) -> dict[str, object]:
+    from _org import bench_org_config
+
     from connector.adapters.salesforce import build_org_gateway
     from connector.adapters.store import SqlUnitOfWork, make_engine, session_factory, upgrade
-    from connector.config import parse_config
     from connector.logging import configure
     from connector.mappings import load_mapping
     from connector.services.mirror import MirrorService
@@ -42,15 +43,7 @@ def child(n: int) -> dict[str, object]:
         info = json.loads(server.stdout.readline())
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite:///{tmp}/bench.sqlite3"
-            config = parse_config({
-                "org": {"alias": "bench", "org_id": info["org_id"]},
-                "invoicing": {"issuer": "connector"},
-                "salesforce": {"login_url": info["login_url"], "ca_bundle": info["ca_file"],
-                               "auth": {"kind": "client_credentials", "client_id": info["client_id"],
-                                        "client_secret": {"env": "S"}}},
-                "stripe": {"api_key": {"env": "K"}},
-                "database_url": url,
-            }, environ={"S": info["client_secret"], "K": "sk_test_bench"})
+            config = bench_org_config(info, url)
             engine = make_engine(url)
             upgrade(engine)
             factory = session_factory(engine)

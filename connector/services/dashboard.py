@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -182,7 +182,3 @@ def _payout_ids(rec: Reconciliation | None) -> set[str]:
     from connector.services.payouts import payout_ids_of
 
     return set(payout_ids_of(rec.payout_ids)) if rec is not None else set()
-
-
-def today_utc(runtime: OrgRuntime) -> date:
-    return runtime.clock().astimezone(UTC).date()
