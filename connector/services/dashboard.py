@@ -114,10 +114,9 @@ class OrderView:
 
 
 def org_overview(runtime: OrgRuntime, *, jobs: Iterable[str], next_runs: Mapping[str, datetime | None],
-                 running: Iterable[str], month: date) -> OrgOverview:
+                 month: date) -> OrgOverview:
     """The org's page; ``month`` is any day of the month whose payouts are compared."""
     org_id = runtime.org_id
-    in_flight = set(running)
     with runtime.uow() as uow:
         runs = uow.job_runs.list(org_id, limit=RECENT)
         # scheduled jobs first, then any other job that ran (a one-off, or one now unscheduled)
@@ -127,7 +126,7 @@ def org_overview(runtime: OrgRuntime, *, jobs: Iterable[str], next_runs: Mapping
             last = uow.job_runs.list(org_id, job=job, limit=1)
             success = uow.job_runs.last_success(org_id, job)
             views.append(JobView(job, last[0] if last else None, success.started_at if success else None,
-                                 next_runs.get(job), job in in_flight or bool(last and last[0].status == "running")))
+                                 next_runs.get(job), bool(last and last[0].status == "running")))
         measured = next((r for r in uow.job_runs.list(org_id, limit=200) if r.api_used is not None), None)
         letters = uow.dead_letters.open(org_id)
         anomalies = uow.anomalies.list(org_id)

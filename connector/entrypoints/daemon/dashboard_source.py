@@ -42,7 +42,7 @@ class DaemonDashboardSource:
             return OrgUnavailable(slot.alias, slot.error or "not started")
         next_runs = {job: self.daemon.scheduler.next_run_time(slot.alias, job) for job in slot.plans}
         today = runtime.clock().astimezone(UTC).date()
-        return org_overview(runtime, jobs=sorted(slot.plans), next_runs=next_runs, running=(), month=today)
+        return org_overview(runtime, jobs=sorted(slot.plans), next_runs=next_runs, month=today)
 
 
 def build_dashboard(daemon: Daemon, settings: DaemonSection, bind: str) -> Dashboard:
