@@ -2,7 +2,9 @@
 
 ``JOBS`` is the table of jobs: a name and a ``Job``, the service entry function itself
 (``fn(runtime, *, log, dry_run=False[, stop]) -> counts``) and whether it takes the
-``stop`` event (checked between pages/batches). ``run_job`` wraps one run of it:
+``stop`` event (checked between pages/batches). A job's service module is imported when
+the job is first looked up, so a process that runs one job (``sync``: the mirror) does
+not load every other service. ``run_job`` wraps one run of it:
 
 1. takes the (org, job) lock (``runtime.job_lock``) — a run held by another instance is
    *skipped*;
@@ -24,6 +26,7 @@ function (called without ``stop``).
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -45,13 +48,7 @@ from connector.job_names import (
 )
 from connector.logging import bound_run, new_run_id
 from connector.services.dry_run import dry_run_counts
-from connector.services.invoice_status import run_invoice_status_job
-from connector.services.invoicing import run_invoicing_job
-from connector.services.mirror import run_mirror_job
-from connector.services.offers_push import run_offers_push_job
-from connector.services.payouts import run_reconcile_job
 from connector.services.ports import OrgContext
-from connector.services.writeback import run_writeback_job
 
 if TYPE_CHECKING:
     from connector.metrics import DaemonMetrics
@@ -67,14 +64,39 @@ class Job:
     stoppable: bool = False
 
 
-JOBS: Mapping[str, Job] = {
-    "mirror": Job(run_mirror_job, stoppable=True),
-    "offers_push": Job(run_offers_push_job),
-    "invoicing": Job(run_invoicing_job),
-    "invoice_status": Job(run_invoice_status_job),
-    "reconcile": Job(run_reconcile_job, stoppable=True),
-    "writeback": Job(run_writeback_job, stoppable=True),
-}
+class _JobTable(Mapping[str, Job]):
+    """Job name -> ``Job``, each built from ``"module:function"`` on first lookup."""
+
+    def __init__(self, entries: Mapping[str, tuple[str, bool]]) -> None:
+        self._entries = dict(entries)
+        self._jobs: dict[str, Job] = {}
+
+    def __getitem__(self, name: str) -> Job:
+        job = self._jobs.get(name)
+        if job is None:
+            target, stoppable = self._entries[name]  # KeyError for an unknown name, as a dict
+            module, function = target.split(":")
+            job = self._jobs[name] = Job(getattr(importlib.import_module(module), function), stoppable=stoppable)
+        return job
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"JOBS({', '.join(self._entries)})"
+
+
+JOBS: Mapping[str, Job] = _JobTable({
+    "mirror": ("connector.services.mirror:run_mirror_job", True),
+    "offers_push": ("connector.services.offers_push:run_offers_push_job", False),
+    "invoicing": ("connector.services.invoicing:run_invoicing_job", False),
+    "invoice_status": ("connector.services.invoice_status:run_invoice_status_job", False),
+    "reconcile": ("connector.services.payouts:run_reconcile_job", True),
+    "writeback": ("connector.services.writeback:run_writeback_job", True),
+})
 
 # A registry maps job names to jobs; a bare function is a Job that takes no ``stop``.
 Registry = Mapping[str, "Job | JobFn"]

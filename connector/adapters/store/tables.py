@@ -6,6 +6,11 @@ the mapping set is checked against these tables at start-up (``mirror_columns``)
 mapping can never change the schema behind Alembic's back.
 
 Every datetime is timezone-aware UTC, every amount an exact ``Decimal`` (see ``types``).
+
+A new database is created from these tables (``migrate.upgrade``), not by replaying the
+migrations, so they must describe exactly the schema the migrations build, down to the
+column order: a column a migration adds goes last in its table here, as the migration's
+``ADD COLUMN`` puts it (tests/integration/store/test_migrations.py compares the two).
 """
 
 from __future__ import annotations
@@ -132,7 +137,6 @@ offers = _mirror_table(
     _str("status"),
     _str("offer_type"),
     _str("customer_name"),
-    _ref("customer_id"),
     _str("customer_org_id"),
     _ref("term_set_id"),
     Column("contract_term_months", Integer()),
@@ -146,6 +150,7 @@ offers = _mirror_table(
     _ref("initial_order_id"),
     _str("partner_po_number"),
     _str("customer_po_number"),
+    _ref("customer_id"),
 )
 
 offer_items = _mirror_table(
@@ -357,7 +362,6 @@ invoices = Table(
     Column("amount_due", Money()),
     Column("amount_paid", Money()),
     Column("amount_remaining", Money()),
-    Column("tax", Money()),  # tax on the invoice (Stripe's total_taxes), part of amount_due, never the partner's
     Column("plan_version", String(64)),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("finalized_at", UtcDateTime()),
@@ -367,8 +371,9 @@ invoices = Table(
     Column("last_event_id", String(255)),
     Column("last_event_created", BigInteger()),
     Column("status_source", String(16)),
-    Column("issued_by", String(16)),  # "connector" (we made it) or "salesforce" (adopted from the GTM app)
     Column("updated_at", UtcDateTime(), nullable=False),
+    Column("issued_by", String(16)),  # "connector" (we made it) or "salesforce" (adopted from the GTM app)
+    Column("tax", Money()),  # tax on the invoice (Stripe's total_taxes), part of amount_due, never the partner's
     UniqueConstraint("stripe_invoice_id", name="uq_invoices_stripe_invoice_id"),
     Index("ix_invoices_org_id_status", "org_id", "status"),
 )
@@ -412,8 +417,8 @@ payout_reconciliation = Table(
     Column("payout_ids", Json()),
     Column("payout_date", Date()),
     Column("discrepancy", Text()),
-    Column("tax", Money()),  # tax that passed through the order's payouts (in their gross, not the partner's)
     Column("computed_at", UtcDateTime(), nullable=False),
+    Column("tax", Money()),  # tax that passed through the order's payouts (in their gross, not the partner's)
 )
 
 anomalies = Table(

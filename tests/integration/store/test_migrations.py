@@ -1,15 +1,19 @@
-"""The schema Alembic builds is the schema the code describes, on both backends."""
+"""The schema Alembic builds is the schema the code describes, on both backends; a new
+database, created from the table definitions without Alembic, is that same schema."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select, text
+from sqlalchemy import Engine, inspect, select, text
 
 from connector.adapters.store import (
     current_revision,
@@ -38,7 +42,103 @@ def test_fresh_database_is_migrated_to_head(database_url: str) -> None:
         engine.dispose()
 
 
-def test_migrated_schema_matches_the_table_definitions(db_engine) -> None:
+def schema_of(engine: Engine) -> dict[str, Any]:
+    """Everything the database says about its schema, from its own catalog, and every row
+    (a migration that writes rows would show). Names of the PostgreSQL schema are blanked:
+    the two databases compared live in two schemas."""
+    with engine.connect() as conn:
+        tables = sorted(inspect(conn).get_table_names())
+        rows = {t: sorted(map(repr, conn.execute(text(f'SELECT * FROM "{t}"')).all())) for t in tables}
+        if conn.dialect.name == "sqlite":
+            # SQLite keeps the schema as the DDL text it was given (a table Alembic's batch
+            # mode rebuilt and renamed is quoted): that text is the whole truth.
+            catalog: Any = sorted(
+                (kind, name, table, re.sub(r'^CREATE TABLE "(\w+)"', r"CREATE TABLE \1", " ".join((sql or "").split())))
+                for kind, name, table, sql in conn.execute(text("SELECT type, name, tbl_name, sql FROM sqlite_master")))
+        else:
+            schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+            queries = {
+                "relations": "SELECT relname, relkind, relpersistence, reloptions FROM pg_class "
+                             "WHERE relnamespace = current_schema()::regnamespace",
+                # The order of the columns (not attnum: a dropped column leaves a gap).
+                "columns": "SELECT table_name, rank() OVER (PARTITION BY table_name ORDER BY ordinal_position), "
+                           "column_name, data_type, udt_name, character_maximum_length, numeric_precision, "
+                           "numeric_scale, datetime_precision, is_nullable, column_default, is_identity, "
+                           "identity_generation, is_generated, collation_name FROM information_schema.columns "
+                           "WHERE table_schema = current_schema()",
+                "constraints": "SELECT conrelid::regclass::text, conname, contype, condeferrable, condeferred, "
+                               "convalidated, pg_get_constraintdef(oid) FROM pg_constraint "
+                               "WHERE connamespace = current_schema()::regnamespace",
+                "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()",
+                "sequences": "SELECT sequencename, data_type, start_value, min_value, max_value, increment_by, cycle, "
+                             "cache_size FROM pg_sequences WHERE schemaname = current_schema()",
+                "owned_sequences": "SELECT s.relname, t.relname, a.attname, d.deptype FROM pg_depend d "
+                                   "JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' "
+                                   "JOIN pg_class t ON t.oid = d.refobjid "
+                                   "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid "
+                                   "WHERE s.relnamespace = current_schema()::regnamespace",
+                "triggers": "SELECT tgrelid::regclass::text, tgname FROM pg_trigger t JOIN pg_class c "
+                            "ON c.oid = t.tgrelid WHERE c.relnamespace = current_schema()::regnamespace "
+                            "AND NOT tgisinternal",
+                "types": "SELECT typname, typtype FROM pg_type WHERE typnamespace = current_schema()::regnamespace "
+                         "AND typtype <> 'c' AND typname NOT LIKE '\\_%'",
+            }
+            catalog = {key: sorted(repr(tuple(row)).replace(f'"{schema}".', "").replace(f"{schema}.", "")
+                                   for row in conn.execute(text(sql)))
+                       for key, sql in queries.items()}
+    return {"tables": tables, "catalog": catalog, "rows": rows}
+
+
+def test_a_new_database_is_created_as_the_migrations_build_it(database_url: str, other_database_url: str) -> None:
+    """The new-database path (tables from ``metadata`` and the head stamped, no Alembic)
+    gives the very schema that running every migration gives: same catalog, same rows."""
+    created, migrated = make_engine(database_url), make_engine(other_database_url)
+    try:
+        with statements(created) as log:
+            assert upgrade(created) == HEAD
+        assert log.count("CREATE TABLE", "sync_state") == 1  # it did create the tables itself
+        assert upgrade(migrated, HEAD) == HEAD  # a named revision: Alembic, migration by migration
+        new, old = schema_of(created), schema_of(migrated)
+        assert "alembic_version" in new["tables"] and new["rows"]["alembic_version"] == [repr((HEAD,))]
+        assert json.dumps(new, indent=1, sort_keys=True) == json.dumps(old, indent=1, sort_keys=True)
+    finally:
+        created.dispose()
+        migrated.dispose()
+
+
+def test_a_database_with_tables_of_its_own_is_migrated_not_created(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE notes (body TEXT)"))
+            conn.execute(text("INSERT INTO notes VALUES ('kept')"))
+        with statements(engine) as log:
+            assert upgrade(engine) == HEAD
+        assert log.count("CREATE TABLE", "notes") == 0
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT body FROM notes")).scalar_one() == "kept"
+        assert set(inspect(engine).get_table_names()) == {*metadata.tables, "alembic_version", "notes"}
+    finally:
+        engine.dispose()
+
+
+def test_a_new_database_is_created_without_loading_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/new.sqlite3"
+    probe = ("import json, sys\nfrom connector.adapters.store import upgrade\n"
+             f"reached = upgrade({url!r})\n"
+             "print(json.dumps([reached, sorted(m for m in sys.modules if m.split('.')[0] == 'alembic')]))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [HEAD, []]
+    engine = make_engine(url)
+    try:
+        assert current_revision(engine) == HEAD
+    finally:
+        engine.dispose()
+
+
+def test_migrated_schema_matches_the_table_definitions(database_url: str) -> None:
+    db_engine = make_engine(database_url)
+    upgrade(db_engine, HEAD)  # migration by migration (a new database at "head" is created from metadata)
     inspector = inspect(db_engine)
     tables = set(inspector.get_table_names()) - {"alembic_version"}
     assert tables == set(metadata.tables)
@@ -49,6 +149,7 @@ def test_migrated_schema_matches_the_table_definitions(db_engine) -> None:
     # Alembic's own comparison also covers types, server defaults, indexes and constraints.
     with db_engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+    db_engine.dispose()
     assert diff == []
 
 
@@ -140,6 +241,4 @@ def test_a_database_at_head_is_upgraded_without_loading_alembic(tmp_path: Path) 
              f"reached = upgrade({url!r})\n"
              "print(json.dumps([reached, sorted(m for m in sys.modules if m.split('.')[0] == 'alembic')]))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    import json
-
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [HEAD, []]
