@@ -69,7 +69,9 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(url_or_engine: str | URL | Engine, revision: str = "head") -> str | None:
     """Migrate the database to ``revision`` (default: the newest) in one transaction and
-    return the revision reached. Safe to run again: an up-to-date database is left as is."""
+    return the revision reached. Safe to run again: an up-to-date database is left as is.
+    An empty database brought to the newest revision is created from the table definitions
+    (``_create_new``); a named revision, even the newest, always runs the migrations."""
     engine = url_or_engine if isinstance(url_or_engine, Engine) else make_engine(url_or_engine)
     try:
         if revision == "head" and (head := known_head()) is not None:
