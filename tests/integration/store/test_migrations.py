@@ -7,6 +7,9 @@ import json
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from connector.adapters.store import (
     tables,
     upgrade,
 )
+from connector.adapters.store.engine import SQLITE_BEGIN_OPTION, lock_key
 from connector.mappings import check_against_tables, load_mapping
 
 from .helpers import statements
@@ -169,17 +173,45 @@ def test_gtm_v2_mapping_fits_the_mirror_tables() -> None:
     assert "org_id" not in mirror_columns("orders") and "extra" not in mirror_columns("orders")
 
 
-def test_daemons_starting_together_both_find_the_schema_ready(database_url: str) -> None:
-    # Two processes (Alembic keeps per-process global state, so not two threads).
-    script = "import sys; from connector.adapters.store import upgrade; print(upgrade(sys.argv[1]))"
-    daemons = [
-        subprocess.Popen([sys.executable, "-c", script, database_url], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[3])  # fmt: skip
-        for _ in range(2)
-    ]
+def test_daemons_starting_together_both_find_the_schema_ready(database_url: str, other_database_url: str) -> None:
+    """Three processes (Alembic keeps per-process global state, so not threads) wait on the
+    schema lock, held here, of one new database; released, one creates the schema, the
+    others find it: all reach the head and the schema is the migrated one."""
+    script = ("import sys; from connector.adapters.store import upgrade; print('ready', flush=True); "
+              "print(upgrade(sys.argv[1]))")
+    with _schema_lock_held(database_url):
+        daemons = [
+            subprocess.Popen([sys.executable, "-c", script, database_url], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[3])  # fmt: skip
+            for _ in range(3)
+        ]
+        for daemon in daemons:
+            assert daemon.stdout is not None and daemon.stdout.readline().strip() == "ready"
+        time.sleep(0.5)  # each is now at the lock
     outcomes = [d.communicate(timeout=60) for d in daemons]
-    assert [d.returncode for d in daemons] == [0, 0], [err[-500:] for _, err in outcomes]
-    assert [out.strip().splitlines()[-1] for out, _ in outcomes] == [HEAD, HEAD]
+    assert [d.returncode for d in daemons] == [0, 0, 0], [err[-500:] for _, err in outcomes]
+    assert [out.strip().splitlines()[-1] for out, _ in outcomes] == [HEAD, HEAD, HEAD]
+    created, migrated = make_engine(database_url), make_engine(other_database_url)
+    try:
+        upgrade(migrated, HEAD)
+        assert schema_of(created) == schema_of(migrated)
+    finally:
+        created.dispose()
+        migrated.dispose()
+
+
+@contextmanager
+def _schema_lock_held(url: str) -> Iterator[None]:
+    """Hold what a schema change waits for: PostgreSQL's schema advisory lock, SQLite's
+    write lock (on a new, empty database file in WAL mode, as the engine leaves it)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn, conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"}).begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key("*", "schema-upgrade")})
+            yield
+    finally:
+        engine.dispose()
 
 
 def test_upgrade_from_0001_keeps_prices_and_resets_cursors(database_url: str) -> None:
