@@ -97,19 +97,19 @@ def _check_objects(runtime: Any, objects: list[str] | None) -> list[str] | None:
 def _sync_one(runtime: Any, console: Any, objects: list[str] | None, *, full: bool, dry_run: bool, as_json: bool,
               stop: threading.Event | None = None) -> tuple[int, dict[str, Any]]:
     """Mirror one org; its exit code (2 when its mapping does not fit the org's describe) and its JSON document."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from contextlib import nullcontext
 
     from connector.instance import default_instance_id
     from connector.jobs import Job, run_job
     from connector.services.mirror import MirrorService, PageProgress
 
     holder: dict[str, Any] = {}
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[rate]} rec/s"), TimeElapsedColumn(), console=console,
-                        disable=as_json or not console.is_terminal, transient=False)
+    progress = None if as_json or not console.is_terminal else _progress_bars(console)
     tasks: dict[str, Any] = {}
 
     def on_page(p: PageProgress) -> None:
+        if progress is None:
+            return
         rate = f"{p.fetched / p.seconds:,.0f}" if p.seconds > 0 else "-"
         if p.sobject not in tasks:
             tasks[p.sobject] = progress.add_task(p.sobject, total=max(p.total, 1), rate=rate)
@@ -128,7 +128,7 @@ def _sync_one(runtime: Any, console: Any, objects: list[str] | None, *, full: bo
         holder["report"] = report
         return report.counts()
 
-    with progress:
+    with progress or nullcontext():
         outcome = run_job(runtime, "mirror", instance_id=default_instance_id(), dry_run=dry_run,
                           registry={"mirror": Job(job, stoppable=True)}, stop=stop)
     report = holder.get("report")
@@ -146,6 +146,14 @@ def _sync_one(runtime: Any, console: Any, objects: list[str] | None, *, full: bo
     if outcome.status != "failed":
         return EXIT_OK, doc
     return (EXIT_USAGE if holder.get("mapping_error") else EXIT_FAILED), doc
+
+
+def _progress_bars(console: Any) -> Any:
+    """A bar per object with its records/s, for a terminal (rich.progress is imported only then)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]} rec/s"), TimeElapsedColumn(), console=console, transient=False)
 
 
 def _print_report(console: Any, alias: str, outcome: Any, report: Any, dry_run: bool) -> None:
