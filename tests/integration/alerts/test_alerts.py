@@ -228,3 +228,22 @@ def test_dry_runs_and_orgs_without_alerts_send_nothing(runtime: OrgRuntime, rece
     with org_runtime.uow() as uow:
         assert evaluate_alerts(uow, org_runtime.config, datetime.now(UTC)) == []
         assert uow.alerts.list(org_runtime.org_id) == []
+
+
+def test_dry_runs_neither_extend_nor_break_a_failure_streak(runtime: OrgRuntime, receiver: Receiver) -> None:
+    """Failed dry runs before two real failures do not make a streak of three; an ok dry
+    run in the middle of a real streak does not break it (nor is it the last success)."""
+    for _ in range(3):
+        assert run(runtime, "mirror", refused, dry_run=True).status == "failed"
+    for _ in range(2):
+        assert run(runtime, "mirror", refused).status == "failed"
+    assert receiver.events() == {}  # two real failures of three
+    assert run(runtime, "mirror", ok_job, dry_run=True).status == "ok"
+    assert run(runtime, "mirror", refused).status == "failed"  # the third real one
+    assert receiver.events() == {"job_failed": 1}
+    with runtime.uow() as uow:
+        runs = uow.job_runs.list(runtime.org_id, job="mirror")
+        assert [r.dry_run for r in reversed(runs)] == [True, True, True, False, False, True, False]
+        assert uow.job_runs.last_success(runtime.org_id, "mirror") is None
+    failed = receiver.bodies[0]
+    assert failed["ids"] == [r.run_id for r in reversed(runs) if not r.dry_run]
