@@ -13,6 +13,7 @@ import os
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -102,12 +103,14 @@ class MappingSet:
         known = {o.name.lower() for o in self.objects.values()} | {o.sobject.lower() for o in self.objects.values()}
         return sorted(n for n in names if n.lower() not in known)
 
+    @cached_property
     def order_names(self) -> frozenset[str]:
         """The names of the order object: its key, sObject and table (``order``,
         ``SfdcPartnerOrder``, ``orders``)."""
         order = self.objects["order"]
         return frozenset({order.name, order.sobject, order.table})
 
+    @cached_property
     def order_references(self) -> tuple[str, ...]:
         """The keys that name an order in a record of this mapping: each object's field
         mapped to ``ORDER_REFERENCE_COLUMN`` (``PartnerOrderId`` on an order item,

@@ -115,12 +115,12 @@ def _cut(text: str | None) -> str | None:
 def order_of_letter(letter: Any, mapping: MappingSet) -> str | None:
     """The order a dead letter is about, if it names one: a letter on the order object, or
     one whose record holds a reference to its order (the mapping's ``order_references``)."""
-    if letter.object_name in mapping.order_names():
+    if letter.object_name in mapping.order_names:
         return str(letter.record_id)
     payload: Mapping[str, Any] = letter.payload if isinstance(letter.payload, Mapping) else {}
     nested = payload.get("record")
     record: Mapping[str, Any] = nested if isinstance(nested, Mapping) else {}  # mirror letters
-    references = mapping.order_references()
+    references = mapping.order_references
     for source in (payload, record):
         for key in references:
             if source.get(key):

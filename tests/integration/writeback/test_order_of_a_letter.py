@@ -45,4 +45,4 @@ def test_a_letter_is_the_order_its_record_references_as_the_mapping_names_it(org
     }
     # The default set knows no ParentOrder__c: that letter names no order there.
     assert set(default) == {"801000000000002AAA", "801000000000003AAA"}
-    assert partner.order_references() == ("ParentOrder__c", "SfdcPartnerOrderId", "order_id")
+    assert partner.order_references == ("ParentOrder__c", "SfdcPartnerOrderId", "order_id")
