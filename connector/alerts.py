@@ -203,6 +203,8 @@ def process_alerts(runtime: OrgRuntime, *, now: datetime | None = None,
 
         extra = [e for e in extra if settings.sends(e.event)]
         with advisory_lock(runtime.engine, runtime.org_id, "alerts") as acquired:
+            if not acquired and not extra:
+                return None
             now = now or runtime.clock()
             cycle = AlertCycle()
             with runtime.uow() as uow:
@@ -212,7 +214,7 @@ def process_alerts(runtime: OrgRuntime, *, now: datetime | None = None,
                         log.info("alert.recorded", org=config.alias, alert=event.event, key=event.key)
                 uow.commit()
             if not acquired:
-                return None
+                return None  # recorded: the holder's next cycle delivers it
             deliver_pending(runtime.uow, runtime.org_id, sender or runtime.alert_sender(), cycle, alias=config.alias,
                             clock=runtime.clock, keys={e.key[:255] for e in extra} if deliver_only_extra else None)
             return cycle
