@@ -144,7 +144,7 @@ class FakeJobRuns(_Repo):
 
     def started_since(self, org_id: str, job: str, since: datetime) -> bool:
         return any((r.org_id, r.job) == (org_id, job) and r.started_at >= since and r.status != "skipped"
-                   for r in self.t.job_runs.values())
+                   and not r.dry_run for r in self.t.job_runs.values())
 
     def close_abandoned(self, org_id: str, job: str, *, finished_at: datetime, error: str) -> int:
         running = [r for r in self.t.job_runs.values() if (r.org_id, r.job, r.status) == (org_id, job, "running")]

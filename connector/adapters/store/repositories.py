@@ -597,10 +597,11 @@ class JobRunRepository(_Repository[JobRun]):
         return self._all(*where, order_by=[c.started_at.desc(), c.id.desc()], limit=limit)
 
     def started_since(self, org_id: str, job: str, since: datetime) -> bool:
-        """Whether any instance started a (not skipped) run of this (org, job) at or after ``since``."""
+        """Whether any instance started a run of this (org, job) at or after ``since``
+        (skipped runs and dry runs did none of its work: they don't count)."""
         c = self.table.c
         stmt = select(func.count()).select_from(self.table).where(
-            c.org_id == org_id, c.job == job, c.started_at >= since, c.status != "skipped")
+            c.org_id == org_id, c.job == job, c.started_at >= since, c.status != "skipped", c.dry_run.is_(False))
         return bool(self.session.execute(stmt).scalar_one())
 
     def close_abandoned(self, org_id: str, job: str, *, finished_at: datetime, error: str) -> int:
