@@ -5,7 +5,8 @@ Revises: 0005_alerts
 Create Date: 2026-12-07
 
 * ``job_runs.dry_run``: the run wrote and sent nothing (``--dry-run``). Alerts' failure
-  streaks and a job's last success ignore such runs; the dashboard shows them, marked.
+  streaks, a job's last success and the daemon's "tick already served" ignore such runs;
+  the dashboard and ``status`` show them, marked.
   Rows from before this revision were real runs as far as anyone can tell: ``false``.
 """
 
