@@ -14,8 +14,8 @@ discrepancy         a reconciled order whose payout differs                order
 invoice_missing     an open ``INVOICE_MISSING`` dead letter (Salesforce    order + letter id
                     issuer: no invoice within the grace)
 dead_letters        more than ``dead_letters_above`` open dead letters     UTC day
-daemon_started/     the daemon started / stopped cleanly                   instance + time
-daemon_stopped
+daemon_started/     the daemon started / stopped (``counts.jobs_abandoned``: instance + time
+daemon_stopped      runs still going when its shutdown grace ran out)
 ==================  =====================================================  ==========================
 
 ``evaluate_alerts(uow, org, now)`` turns those facts into ``AlertEvent``s (pure over the
@@ -26,11 +26,18 @@ timeout under the one retry policy (``connector.retry``). A delivery that still 
 recorded on its row and retried at the next cycle; it is never raised into the job.
 Payloads carry the org alias and id, the task, ids, counts and a message: never the URL,
 a secret or a whole record.
+
+A daemon event is a fact only that daemon knows: when another session holds the org's
+alerts lock it is still recorded (the insert dedups on its key), for the holder's next
+cycle to deliver. A stopping daemon delivers its ``daemon_stopped`` only, so its exit waits
+for one bounded delivery per org (``timeout_seconds``, ``DELIVERY_ATTEMPTS`` tries, at most
+``DELIVERY_MAX_WAIT_S`` between), not for a backlog; what else is pending stays for the next
+cycle of any instance.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -153,11 +160,21 @@ def _dead_letter_pile(uow: Any, org_id: str, threshold: int, now: datetime) -> l
                        counts={"open": open_letters, "threshold": threshold})]
 
 
-def daemon_event(event: str, instance: str, now: datetime) -> AlertEvent:
-    """``daemon_started`` / ``daemon_stopped`` of one daemon instance."""
+def daemon_event(event: str, instance: str, now: datetime, *, abandoned: Sequence[str] = (),
+                 grace_s: float | None = None) -> AlertEvent:
+    """``daemon_started`` / ``daemon_stopped`` of one daemon instance; a stop says how many
+    of the org's runs (``abandoned``: their job names) were still going when the shutdown
+    grace (``grace_s``) ran out."""
     word = event.removeprefix("daemon_")
-    return AlertEvent(event, f"{event}:{instance}:{now.astimezone(UTC).isoformat(timespec='microseconds')}",
-                      f"daemon {instance} {word}")
+    key = f"{event}:{instance}:{now.astimezone(UTC).isoformat(timespec='microseconds')}"
+    if event != "daemon_stopped":
+        return AlertEvent(event, key, f"daemon {instance} {word}")
+    message = f"daemon {instance} {word}"
+    if abandoned:
+        grace = f" after its {grace_s:g} s grace" if grace_s is not None else ""
+        message += (f"{grace} with {len(abandoned)} run(s) still going ({', '.join(abandoned)}), abandoned; "
+                    "the next start resumes from what they committed")
+    return AlertEvent(event, key, message, counts={"jobs_abandoned": len(abandoned)})
 
 
 @dataclass
@@ -171,10 +188,12 @@ Sender = Any  # connector.adapters.webhook.WebhookSender: send(payload) raising 
 
 
 def process_alerts(runtime: OrgRuntime, *, now: datetime | None = None,
-                   extra: Iterable[AlertEvent] = (), sender: Sender | None = None) -> AlertCycle | None:
+                   extra: Iterable[AlertEvent] = (), sender: Sender | None = None,
+                   deliver_only_extra: bool = False) -> AlertCycle | None:
     """Record the org's new alerts (``evaluate_alerts`` plus ``extra``) and deliver the
-    pending ones. Never raises: a problem is logged and left to the next cycle. None when
-    the org has no ``[alerts]`` or another process is doing this org's alerts right now."""
+    pending ones (``deliver_only_extra``: only those of ``extra``). Never raises: a problem
+    is logged and left to the next cycle. None when the org has no ``[alerts]`` or another
+    session is doing this org's alerts right now (``extra`` is then recorded, not sent)."""
     config = runtime.config
     settings = getattr(config, "alerts", None)
     if settings is None:
@@ -182,19 +201,22 @@ def process_alerts(runtime: OrgRuntime, *, now: datetime | None = None,
     try:
         from connector.adapters.store import advisory_lock
 
+        extra = [e for e in extra if settings.sends(e.event)]
         with advisory_lock(runtime.engine, runtime.org_id, "alerts") as acquired:
-            if not acquired:
+            if not acquired and not extra:
                 return None
             now = now or runtime.clock()
             cycle = AlertCycle()
             with runtime.uow() as uow:
-                for event in [*evaluate_alerts(uow, config, now), *(e for e in extra if settings.sends(e.event))]:
+                for event in [*(evaluate_alerts(uow, config, now) if acquired else []), *extra]:
                     if uow.alerts.record(runtime.org_id, event.key, event.event, event.payload(config, now), now=now):
                         cycle.recorded += 1
                         log.info("alert.recorded", org=config.alias, alert=event.event, key=event.key)
                 uow.commit()
+            if not acquired:
+                return None  # recorded: the holder's next cycle delivers it
             deliver_pending(runtime.uow, runtime.org_id, sender or runtime.alert_sender(), cycle, alias=config.alias,
-                            clock=runtime.clock)
+                            clock=runtime.clock, keys={e.key[:255] for e in extra} if deliver_only_extra else None)
             return cycle
     except Exception as exc:  # alerts never fail a job nor the daemon
         log.warning("alerts.failed", org=config.alias, error=f"{type(exc).__name__}: {redact_value(str(exc))}")
@@ -202,10 +224,11 @@ def process_alerts(runtime: OrgRuntime, *, now: datetime | None = None,
 
 
 def deliver_pending(uow_factory: Callable[[], Any], org_id: str, sender: Sender, cycle: AlertCycle, *, alias: str,
-                    clock: Callable[[], datetime]) -> None:
-    """Send every pending alert of the org, oldest first; record each outcome."""
+                    clock: Callable[[], datetime], keys: Collection[str] | None = None) -> None:
+    """Send every pending alert of the org (or only those under ``keys``), oldest first;
+    record each outcome."""
     with uow_factory() as uow:
-        pending = uow.alerts.pending(org_id)
+        pending = [a for a in uow.alerts.pending(org_id) if keys is None or a.key in keys]
     for alert in pending:
         with uow_factory() as uow:
             claimed = uow.alerts.claim(alert.id, now=clock())
@@ -240,9 +263,14 @@ def alert_after_run(runtime: OrgContext, *, dry_run: bool, status: str) -> None:
     process_alerts(cast("OrgRuntime", runtime))
 
 
-def alert_daemon(runtimes: Iterable[OrgRuntime | None], event: str, instance: str) -> None:
-    """The daemon's hook: ``daemon_started`` / ``daemon_stopped`` to every org that sends it."""
+def alert_daemon(runtimes: Iterable[OrgRuntime | None], event: str, instance: str, *,
+                 abandoned: Mapping[str, Sequence[str]] | None = None, grace_s: float | None = None) -> None:
+    """The daemon's hook: ``daemon_started`` / ``daemon_stopped`` to every org that sends it;
+    ``abandoned``: org alias -> its jobs still running when the stop's grace ran out. A stop
+    delivers only itself (see the module docstring: the exit waits for no backlog)."""
     for runtime in runtimes:
         if runtime is None or getattr(runtime.config, "alerts", None) is None:
             continue
-        process_alerts(runtime, extra=[daemon_event(event, instance, runtime.clock())])
+        found = daemon_event(event, instance, runtime.clock(), abandoned=(abandoned or {}).get(runtime.alias, ()),
+                             grace_s=grace_s)
+        process_alerts(runtime, extra=[found], deliver_only_extra=event == "daemon_stopped")

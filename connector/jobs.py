@@ -13,7 +13,7 @@ not load every other service. ``run_job`` wraps one run of it:
    right after the first: this is what makes several daemons run each tick once);
 3. closes as *failed* any ``running`` row left by a holder that died (on PostgreSQL the
    lock is only ours if the previous holder's connection is gone);
-4. records a ``job_runs`` row (running → outcome), logs one ``job.started`` and one
+4. records a ``job_runs`` row (running → outcome; a dry run marked so), logs one ``job.started`` and one
    ``job.finished`` line, and moves the metrics;
 5. translates what the job raises: ``ApiLimitReached`` → *stopped* (the org's cycle ends
    cleanly, the next tick resumes from committed state), another ``ConnectorError`` →
@@ -200,7 +200,7 @@ def _locked_run(runtime: OrgContext, job: str, entry: Job, *, run_id: str, log: 
         abandoned = ledger.close_abandoned(job, by=instance_id)
         if abandoned:
             log.info("job.abandoned_runs_closed", count=abandoned)
-        row_id = ledger.start(job, run_id, instance_id)
+        row_id = ledger.start(job, run_id, instance_id, dry_run=dry_run)
         calls_before = api_calls_made(runtime)
         log.info("job.started", dry_run=dry_run, tick=tick.isoformat() if tick else None)
         started = time.monotonic()
@@ -323,10 +323,10 @@ class RunLedger:
     def _now(self) -> datetime:
         return self.runtime.clock().astimezone(UTC)
 
-    def start(self, job: str, run_id: str, instance_id: str) -> Any:
+    def start(self, job: str, run_id: str, instance_id: str, *, dry_run: bool = False) -> Any:
         with self.runtime.uow() as uow:
             row_id = uow.job_runs.start(self.runtime.org_id, job, run_id, instance=instance_id,
-                                        started_at=self._now())
+                                        started_at=self._now(), dry_run=dry_run)
             uow.commit()
         return row_id
 

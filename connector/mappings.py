@@ -13,6 +13,7 @@ import os
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,10 @@ WRITEBACK_RESULTS = frozenset({
     "invoice_due_date", "invoice_amount", "expected_payout", "actual_payout", "payout_date", "discrepancy",
     "last_error",
 })
+# The local column that holds an order's Salesforce id in every table of an order's
+# children (order items, billing links): the mapping's field mapped to it is that object's
+# reference to its order.
+ORDER_REFERENCE_COLUMN = "order_id"
 MAX_MAPPING_FILE_BYTES = 1024 * 1024
 REQUIRED_OBJECTS = ("term_set", "ppc", "ppp", "product_license", "offer", "offer_item", "order", "order_item")
 
@@ -97,6 +102,23 @@ class MappingSet:
         (``SfdcPartnerOrder``) of this mapping, case-insensitively."""
         known = {o.name.lower() for o in self.objects.values()} | {o.sobject.lower() for o in self.objects.values()}
         return sorted(n for n in names if n.lower() not in known)
+
+    @cached_property
+    def order_names(self) -> frozenset[str]:
+        """The names of the order object: its key, sObject and table (``order``,
+        ``SfdcPartnerOrder``, ``orders``)."""
+        order = self.objects["order"]
+        return frozenset({order.name, order.sobject, order.table})
+
+    @cached_property
+    def order_references(self) -> tuple[str, ...]:
+        """The keys that name an order in a record of this mapping: each object's field
+        mapped to ``ORDER_REFERENCE_COLUMN`` (``PartnerOrderId`` on an order item,
+        ``SfdcPartnerOrderId`` on a billing link), in sync order, then the column itself
+        (a record as the connector stores it)."""
+        fields = [f.sf_field for o in self.in_sync_order() for f in o.fields.values()
+                  if f.column == ORDER_REFERENCE_COLUMN and f.type == "reference"]
+        return (*dict.fromkeys(fields), ORDER_REFERENCE_COLUMN)
 
     def describe_objects(self) -> str:
         """For messages: the object keys, in sync order."""

@@ -124,10 +124,10 @@ class FakeDeadLetters(_Repo):
 
 class FakeJobRuns(_Repo):
     def start(self, org_id: str, job: str, run_id: str, instance: str | None = None,
-              started_at: datetime | None = None) -> int:
+              started_at: datetime | None = None, *, dry_run: bool = False) -> int:
         row_id = next(self.t.ids)
         self.t.job_runs[row_id] = JobRun(row_id, org_id, job, run_id, instance, started_at or self.clock(), None,
-                                         "running", None, None)
+                                         "running", None, None, dry_run=dry_run)
         return row_id
 
     def finish(self, run_id: int, status: str, counts: Any = None, error: str | None = None, *,
@@ -138,12 +138,13 @@ class FakeJobRuns(_Repo):
         return row
 
     def last_success(self, org_id: str, job: str) -> JobRun | None:
-        done = [r for r in self.t.job_runs.values() if (r.org_id, r.job, r.status) == (org_id, job, "ok")]
+        done = [r for r in self.t.job_runs.values()
+                if (r.org_id, r.job, r.status) == (org_id, job, "ok") and not r.dry_run]
         return max(done, key=lambda r: (r.started_at, r.id), default=None)
 
     def started_since(self, org_id: str, job: str, since: datetime) -> bool:
         return any((r.org_id, r.job) == (org_id, job) and r.started_at >= since and r.status != "skipped"
-                   for r in self.t.job_runs.values())
+                   and not r.dry_run for r in self.t.job_runs.values())
 
     def close_abandoned(self, org_id: str, job: str, *, finished_at: datetime, error: str) -> int:
         running = [r for r in self.t.job_runs.values() if (r.org_id, r.job, r.status) == (org_id, job, "running")]

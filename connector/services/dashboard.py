@@ -3,6 +3,9 @@ job's last run and schedule, the API budget, open dead letters and anomalies, in
 status, discrepancies and missing invoices, payouts expected against received this month;
 and one order with everything the connector knows about it.
 
+Dry runs are listed, marked, among the runs (a job's last run may be one); a job's last
+success is its last real one.
+
 The figures come from the same places as ``status`` and ``report`` (``services.report``
 builds the month's totals and the flagged rows), so the page and the commands never
 disagree. What only the running daemon knows (next fire time, runs in flight) is passed in.

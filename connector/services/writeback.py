@@ -36,6 +36,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from connector.domain import format_money
+from connector.mappings import MappingSet
 from connector.services.attention import read_attention
 from connector.services.mirror import incomplete_orders
 from connector.services.ports import OrgContext, RecordOutcome, UnitOfWork
@@ -45,8 +46,6 @@ CHUNK = 200
 MAX_ATTEMPTS = 3  # sends of one record within one run
 TRANSIENT_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_RUNNING_TOO_LONG", "QUERY_TIMEOUT"})
 TEXT_LIMIT = 255  # the connector's own texts (errors, discrepancies) are cut to a text field
-ORDER_OBJECTS = frozenset({"order", "orders", "SfdcPartnerOrder"})
-ORDER_REFERENCES = ("PartnerOrderId", "SfdcPartnerOrderId", "order_id", "OrderId")  # item and billing-link parents
 
 
 class OrgWriter(Protocol):
@@ -113,26 +112,28 @@ def _cut(text: str | None) -> str | None:
     return text[: TEXT_LIMIT - 1] + "…"
 
 
-def order_of_letter(letter: Any) -> str | None:
-    """The order a dead letter is about, if it names one."""
-    if letter.object_name in ORDER_OBJECTS:
+def order_of_letter(letter: Any, mapping: MappingSet) -> str | None:
+    """The order a dead letter is about, if it names one: a letter on the order object, or
+    one whose record holds a reference to its order (the mapping's ``order_references``)."""
+    if letter.object_name in mapping.order_names:
         return str(letter.record_id)
     payload: Mapping[str, Any] = letter.payload if isinstance(letter.payload, Mapping) else {}
     nested = payload.get("record")
     record: Mapping[str, Any] = nested if isinstance(nested, Mapping) else {}  # mirror letters
+    references = mapping.order_references
     for source in (payload, record):
-        for key in ORDER_REFERENCES:
+        for key in references:
             if source.get(key):
                 return str(source[key])
     return None
 
 
-def results_of(uow: Any, org_id: str, written: Iterable[str] = (), *, mapping: Any = None,
+def results_of(uow: Any, org_id: str, written: Iterable[str] = (), *, mapping: MappingSet,
                today: date | None = None) -> dict[str, dict[str, Any]]:
     """Local result name -> value, per order with any result, plus the ``written`` orders
     (those with a record in the org): an order whose last result went away (its error was
     fixed, its invoice row removed) still gets a payload, all ``None``, so its fields clear.
-    With ``mapping`` and ``today``, an order's attention flag (``services.attention``) leads
+    With ``today``, an order's attention flag (``services.attention``) leads
     its last error."""
     results: dict[str, dict[str, Any]] = {order_id: {} for order_id in written}
     for inv in uow.invoices.list(org_id):
@@ -147,11 +148,11 @@ def results_of(uow: Any, org_id: str, written: Iterable[str] = (), *, mapping: A
     for letter in uow.dead_letters.open(org_id):
         if letter.source == SOURCE:
             continue  # our own failures are not the order's error
-        order_id = order_of_letter(letter)
+        order_id = order_of_letter(letter, mapping)
         if order_id and (order_id not in latest or letter.updated_at >= latest[order_id].updated_at):
             latest[order_id] = letter
     errors = {order_id: f"{letter.error_code}: {letter.reason}" for order_id, letter in latest.items()}
-    if mapping is not None and today is not None:
+    if today is not None:
         # The last-error field, not the payout discrepancy: an order that ended after its
         # invoice was issued is an operational problem someone must act on (void or credit
         # the invoice, fix the order), not a difference in money; the discrepancy field

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -125,3 +126,17 @@ def test_the_daemon_section_names_the_token_variable_and_checks_the_zone() -> No
     assert DaemonSection(timezone="Europe/Berlin", dashboard_token_env="GTM_DASH").timezone == "Europe/Berlin"
     with pytest.raises(ValidationError, match="not an IANA time zone"):
         DaemonSection(timezone="Mars/Olympus")
+
+
+def test_a_dry_run_is_listed_marked_as_one() -> None:
+    source = Source()
+    overview = source.orgs["acme"]
+    assert isinstance(overview, OrgOverview)
+    dry = JobRun(2, overview.org_id, "mirror", "r2", "host:1", NOW, NOW, "ok", {"would_write": 3}, None,
+                 dry_run=True)
+    source.orgs["acme"] = replace(overview, jobs=[JobView("mirror", dry, None, NOW, False)], runs=[dry, *overview.runs])
+    page = Dashboard(source, zone=ZoneInfo("UTC"), token=None, require_token=False, now=lambda: NOW)
+    _, _, body = call(page, "/orgs/acme")
+    assert body.count("data-dry-run>dry run<") == 2  # the job's last run and its row among the runs
+    _, _, body = call(app(), "/orgs/acme")
+    assert "data-dry-run" not in body  # a real run is not marked

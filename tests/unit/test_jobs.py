@@ -134,6 +134,16 @@ def test_a_tick_already_served_by_any_instance_is_skipped(org_runtime: OrgRuntim
     assert len(calls) == 3 and len(rows(org_runtime)) == 3
 
 
+def test_a_dry_run_does_not_serve_the_tick(org_runtime: OrgRuntime) -> None:
+    """A ``run-job --dry-run`` during a tick did none of the job's work: the daemon's run of
+    that tick still happens."""
+    tick = datetime.now(UTC) - timedelta(seconds=1)
+    assert run(org_runtime, "mirror", mirror_three_orders, dry_run=True).status == "ok"
+    served = run(org_runtime, "mirror", mirror_three_orders, tick=tick)
+    assert served.status == "ok"
+    assert [r.dry_run for r in rows(org_runtime)] == [True, False]
+
+
 def test_stop_event_reaches_only_jobs_that_say_they_take_it(org_runtime: OrgRuntime) -> None:
     seen: dict[str, Any] = {}
     stop = threading.Event()

@@ -85,3 +85,10 @@ def test_vocabulary_missing_a_state(mapping_copy):
 def test_missing_mapping_set():
     with pytest.raises(MappingError, match="not found"):
         load_mapping("no-such-set")
+
+
+def test_the_order_and_the_references_to_it_come_from_the_mapping() -> None:
+    mapping = load_mapping("gtm-v2")
+    assert mapping.order_names == {"order", "SfdcPartnerOrder", "orders"}
+    # the order item's and the billing link's field mapped to order_id, then the column itself
+    assert mapping.order_references == ("PartnerOrderId", "SfdcPartnerOrderId", "order_id")

@@ -109,12 +109,11 @@ class AlertFacts:
 
     def failed_streak(self, org_id: str, job: str, limit: int) -> list[JobRun]:
         """The first ``limit`` failed runs of ``job`` since its last successful one, oldest
-        first (skipped and stopped runs neither break nor extend a streak)."""
+        first (skipped and stopped runs, and dry runs, neither break nor extend a streak)."""
         c = job_runs.c
-        last_ok = (select(func.max(c.id)).where(c.org_id == org_id, c.job == job, c.status == "ok")
-                   .scalar_subquery())
-        stmt = (select(job_runs).where(c.org_id == org_id, c.job == job, c.status == "failed",
-                                       c.id > func.coalesce(last_ok, 0))
+        real = (c.org_id == org_id, c.job == job, c.dry_run.is_(False))
+        last_ok = select(func.max(c.id)).where(*real, c.status == "ok").scalar_subquery()
+        stmt = (select(job_runs).where(*real, c.status == "failed", c.id > func.coalesce(last_ok, 0))
                 .order_by(c.id).limit(limit))
         return [JobRun.from_row(row) for row in self.session.execute(stmt)]
 

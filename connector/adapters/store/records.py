@@ -216,3 +216,4 @@ class JobRun(_FromRow):
     api_calls: int | None = None
     api_used: int | None = None
     api_limit: int | None = None
+    dry_run: bool = False

@@ -551,12 +551,13 @@ class JobRunRepository(_Repository[JobRun]):
     record = JobRun
 
     def start(
-        self, org_id: str, job: str, run_id: str, instance: str | None = None, started_at: datetime | None = None
+        self, org_id: str, job: str, run_id: str, instance: str | None = None, started_at: datetime | None = None,
+        *, dry_run: bool = False,
     ) -> int:
         result = self.session.execute(
             insert(self.table)
             .values(org_id=org_id, job=job, run_id=run_id, instance=instance,
-                    started_at=started_at or self._clock(), status="running")
+                    started_at=started_at or self._clock(), status="running", dry_run=dry_run)
             .returning(self.table.c.id)
         )  # fmt: skip
         return int(result.scalar_one())
@@ -583,8 +584,9 @@ class JobRunRepository(_Repository[JobRun]):
         return self._one(self.table.c.id == run_id)
 
     def last_success(self, org_id: str, job: str) -> JobRun | None:
+        """The newest ok run that was not a dry run (a dry run did none of the job's work)."""
         c = self.table.c
-        runs = self._all(c.org_id == org_id, c.job == job, c.status == "ok",
+        runs = self._all(c.org_id == org_id, c.job == job, c.status == "ok", c.dry_run.is_(False),
                          order_by=[c.started_at.desc(), c.id.desc()], limit=1)
         return runs[0] if runs else None
 
@@ -595,10 +597,11 @@ class JobRunRepository(_Repository[JobRun]):
         return self._all(*where, order_by=[c.started_at.desc(), c.id.desc()], limit=limit)
 
     def started_since(self, org_id: str, job: str, since: datetime) -> bool:
-        """Whether any instance started a (not skipped) run of this (org, job) at or after ``since``."""
+        """Whether any instance started a run of this (org, job) at or after ``since``
+        (skipped runs and dry runs did none of its work: they don't count)."""
         c = self.table.c
         stmt = select(func.count()).select_from(self.table).where(
-            c.org_id == org_id, c.job == job, c.started_at >= since, c.status != "skipped")
+            c.org_id == org_id, c.job == job, c.started_at >= since, c.status != "skipped", c.dry_run.is_(False))
         return bool(self.session.execute(stmt).scalar_one())
 
     def close_abandoned(self, org_id: str, job: str, *, finished_at: datetime, error: str) -> int:

@@ -490,6 +490,8 @@ job_runs = Table(
     Column("api_calls", Integer()),  # Salesforce API calls of this run
     Column("api_used", Integer()),  # the org's daily usage / limit as last reported when it ended
     Column("api_limit", Integer()),
+    # a --dry-run wrote and sent nothing: never a success, a served tick nor part of a failure streak
+    Column("dry_run", Boolean(), nullable=False, default=False, server_default=false()),
     Index("ix_job_runs_org_id_job_started_at", "org_id", "job", "started_at"),
 )
 

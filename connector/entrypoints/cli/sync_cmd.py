@@ -243,7 +243,8 @@ def org_status(runtime: Any) -> dict[str, Any]:
                          for d in drafts},
         "last_mirror_run": None if run is None else {
             "status": run.status, "started_at": run.started_at.isoformat(),
-            "finished_at": run.finished_at.isoformat() if run.finished_at else None, "error": run.error},
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None, "error": run.error,
+            "dry_run": run.dry_run},
     }
 
 
@@ -260,7 +261,8 @@ def _print_status(console: Any, doc: dict[str, Any]) -> None:
     print_table(console, table)
     run = doc["last_mirror_run"]
     if run:
-        console.print(f"last mirror run: {run['status']} at {_when(run['started_at'])} UTC"
+        console.print(f"last mirror run: {run['status']}{' (dry run)' if run['dry_run'] else ''} "
+                      f"at {_when(run['started_at'])} UTC"
                       + (f" ({run['error']})" if run["error"] else ""))
     if doc["dead_letters"]:
         console.print("open dead letters: " + ", ".join(f"{k} {v}" for k, v in sorted(doc["dead_letters"].items())))

@@ -5,8 +5,9 @@
   the webhook receiver, listen (exit 2 when the address is taken), start the scheduler.
 * Shutdown: the first SIGTERM/SIGINT stops scheduling and sets the ``stop`` event the jobs
   check between pages/batches; the process exits 0 once running jobs return, or 1 if the
-  grace runs out. A second signal exits at once (130). Committed cursors and the outbox
-  make the next start resume where this one stopped.
+  grace runs out (``daemon_stopped`` is alerted in both cases, with the runs abandoned).
+  A second signal exits at once (130). Committed cursors and the outbox make the next
+  start resume where this one stopped.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class Daemon:
         self.probes = DaemonProbes(self.scheduler, self.metrics, instance_id)
         self.http: HttpEndpoint | None = None
         self._locks: list[InstanceLock] = []
+        self._stop_alerted = False
 
     @property
     def slots(self) -> dict[str, OrgSlot]:
@@ -157,12 +159,17 @@ class Daemon:
         self.stop.set()
 
     def shutdown(self, grace_s: float | None = None) -> bool:
-        """Stop scheduling, wait up to the grace for running jobs; True if they all returned."""
+        """Stop scheduling, wait up to the grace for running jobs; True if they all returned.
+        ``daemon_stopped`` goes out either way, once, after the grace (never extending it):
+        when the grace ran out it counts the runs abandoned (the process then exits hard)."""
         grace = self.shutdown_grace_s if grace_s is None else grace_s
         self.scheduler.stop_scheduling()
         finished = self.scheduler.wait_idle(grace)
+        if not self._stop_alerted:
+            self._stop_alerted = True
+            alert_daemon([s.runtime for s in self.slots.values()], "daemon_stopped", self.instance_id,
+                         abandoned=self.scheduler.running_jobs(), grace_s=grace)
         if finished:
-            alert_daemon([s.runtime for s in self.slots.values()], "daemon_stopped", self.instance_id)
             self.close()
         return finished
 

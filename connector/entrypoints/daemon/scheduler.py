@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -65,7 +66,7 @@ class Scheduler:
         self.stop = stop
         self.slots = {c.alias: OrgSlot(c) for c in configs}
         self._aps: BackgroundScheduler | None = None
-        self._inflight = 0
+        self._inflight: Counter[tuple[str, str]] = Counter()  # (alias, job) -> runs in progress
         self._inflight_cv = threading.Condition()
 
     # ----------------------------------------------------------------------- orgs
@@ -154,7 +155,7 @@ class Scheduler:
             # record its start inside that tick and make it look served: leave it to the next.
             log.info("job.skipped", org=alias, job=job, reason="tick_ending", instance=self.instance_id)
             return
-        with self._track():
+        with self._track(alias, job):
             with slot.turn:
                 if self.stop.is_set():
                     return
@@ -168,20 +169,31 @@ class Scheduler:
                         registry=self.registry, metrics=self.metrics)
 
     @contextmanager
-    def _track(self) -> Iterator[None]:
+    def _track(self, alias: str, job: str) -> Iterator[None]:
         with self._inflight_cv:
-            self._inflight += 1
+            self._inflight[alias, job] += 1
         try:
             yield
         finally:
             with self._inflight_cv:
-                self._inflight -= 1
+                self._inflight[alias, job] -= 1
+                if not self._inflight[alias, job]:
+                    del self._inflight[alias, job]
                 self._inflight_cv.notify_all()
 
     @property
     def inflight(self) -> int:
         """Job runs in progress."""
-        return self._inflight
+        with self._inflight_cv:
+            return self._inflight.total()
+
+    def running_jobs(self) -> dict[str, list[str]]:
+        """Org alias -> the jobs with a run in progress (a job twice if it runs twice)."""
+        running: dict[str, list[str]] = {}
+        with self._inflight_cv:
+            for (alias, job), n in sorted(self._inflight.items()):
+                running.setdefault(alias, []).extend([job] * n)
+        return running
 
     # ----------------------------------------------------------------------- stopping
     def stop_scheduling(self) -> None:
@@ -195,7 +207,7 @@ class Scheduler:
         with self._inflight_cv:
             while self._inflight and (left := deadline - time.monotonic()) > 0:
                 self._inflight_cv.wait(left)
-            return self._inflight == 0
+            return not self._inflight
 
     def close_runtimes(self) -> None:
         for slot in self.slots.values():

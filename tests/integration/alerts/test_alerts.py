@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from connector.adapters.store import advisory_lock
 from connector.alerts import alert_daemon, evaluate_alerts, process_alerts
 from connector.bootstrap import OrgRuntime, bootstrap
 from connector.config import parse_config
@@ -228,3 +229,50 @@ def test_dry_runs_and_orgs_without_alerts_send_nothing(runtime: OrgRuntime, rece
     with org_runtime.uow() as uow:
         assert evaluate_alerts(uow, org_runtime.config, datetime.now(UTC)) == []
         assert uow.alerts.list(org_runtime.org_id) == []
+
+
+def test_dry_runs_neither_extend_nor_break_a_failure_streak(runtime: OrgRuntime, receiver: Receiver) -> None:
+    """Failed dry runs before two real failures do not make a streak of three; an ok dry
+    run in the middle of a real streak does not break it (nor is it the last success)."""
+    for _ in range(3):
+        assert run(runtime, "mirror", refused, dry_run=True).status == "failed"
+    for _ in range(2):
+        assert run(runtime, "mirror", refused).status == "failed"
+    assert receiver.events() == {}  # two real failures of three
+    assert run(runtime, "mirror", ok_job, dry_run=True).status == "ok"
+    assert run(runtime, "mirror", refused).status == "failed"  # the third real one
+    assert receiver.events() == {"job_failed": 1}
+    with runtime.uow() as uow:
+        runs = uow.job_runs.list(runtime.org_id, job="mirror")
+        assert [r.dry_run for r in reversed(runs)] == [True, True, True, False, False, True, False]
+        assert uow.job_runs.last_success(runtime.org_id, "mirror") is None
+    failed = receiver.bodies[0]
+    assert failed["ids"] == [r.run_id for r in reversed(runs) if not r.dry_run]
+
+
+def test_a_stop_is_recorded_under_a_held_lock_and_delivers_only_itself(runtime: OrgRuntime,
+                                                                       receiver: Receiver) -> None:
+    """Another session (a job's own alert cycle) holding the org's alerts lock does not lose
+    the daemon's stop: it is recorded for that cycle to deliver. A stop delivers only itself:
+    a backlog waits for the next cycle instead of delaying the daemon's exit."""
+    receiver.stop()
+    for _ in range(3):
+        assert run(runtime, "mirror", refused).status == "failed"
+    receiver.start()
+    assert [a.event for a in stored_alerts(runtime)] == ["job_failed"]  # not delivered: the receiver was down
+    with advisory_lock(runtime.engine, runtime.org_id, "alerts") as held:
+        assert held
+        alert_daemon([runtime], "daemon_stopped", "host:1", abandoned={"acme": ["mirror", "invoicing"]}, grace_s=30)
+    assert receiver.requests == 0
+    assert [(a.event, a.status) for a in stored_alerts(runtime)] == [("job_failed", "pending"),
+                                                                     ("daemon_stopped", "pending")]
+    alert_daemon([runtime], "daemon_stopped", "host:2")
+    assert receiver.events() == {"daemon_stopped": 1}  # host:2's, not the backlog
+    assert receiver.bodies[0]["counts"] == {"jobs_abandoned": 0}
+    assert receiver.bodies[0]["message"] == "daemon host:2 stopped"
+    process_alerts(runtime)  # the next cycle delivers the rest, oldest first
+    assert [b["event"] for b in receiver.bodies] == ["daemon_stopped", "job_failed", "daemon_stopped"]
+    held_stop = receiver.bodies[2]
+    assert held_stop["counts"] == {"jobs_abandoned": 2}
+    assert held_stop["message"] == ("daemon host:1 stopped after its 30 s grace with 2 run(s) still going "
+                                    "(mirror, invoicing), abandoned; the next start resumes from what they committed")

@@ -50,3 +50,24 @@ def test_the_daemon_sends_started_failures_and_stopped_once(tmp_path: Path, daem
     started = next(b for b in alert_receiver.bodies if b["event"] == "daemon_started")
     assert started["org"] == "acme" and started["message"] == "daemon daemon-a started"
     assert TOKEN not in d.log_path.read_text()
+
+
+def test_a_stop_whose_grace_runs_out_is_still_sent_once_with_the_runs_abandoned(
+        tmp_path: Path, daemons: DaemonLauncher, alert_receiver: Receiver) -> None:
+    config_dir = write_configs(tmp_path / "config", {"acme": ACME_ID}, data_dir=tmp_path / "data", jobs=("mirror",),
+                               grace=2)
+    with (config_dir / "acme.toml").open("a") as f:
+        f.write('\n[alerts]\nwebhook_url = { env = "ACME_ALERTS_URL" }\ntimeout_seconds = 2\n')
+    env = {**SECRETS, "ACME_ALERTS_URL": alert_receiver.url, "GTM_TEST_TRACE": str(tmp_path / "trace.jsonl"),
+           "GTM_TEST_BEHAVIOUR": json.dumps({"acme": {"pages": 100, "page_s": 0.5, "ignore_stop": True}})}
+    d = daemons.start("daemon-a", config_dir, env=env, fake_jobs=True)
+    d.wait_for("page.committed", timeout=20)
+    d.signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert d.wait_exit(15) == 1  # the job ignored the stop: the grace (2 s) ran out
+    assert time.monotonic() - started < 2 + 6  # the grace, then one delivery (a local receiver: quick)
+    assert alert_receiver.events() == {"daemon_started": 1, "daemon_stopped": 1}
+    stopped = next(b for b in alert_receiver.bodies if b["event"] == "daemon_stopped")
+    assert stopped["counts"] == {"jobs_abandoned": 1}
+    assert stopped["message"] == ("daemon daemon-a stopped after its 2 s grace with 1 run(s) still going (mirror), "
+                                  "abandoned; the next start resumes from what they committed")
