@@ -10,10 +10,11 @@ as Salesforce documents for Bulk CSV: there is no empty string, only null):
    ``BulkJobFailed`` with Salesforce's ``errorMessage`` (before any row is yielded);
    one still running after ``wait_s`` is aborted and raises ``TransientError``;
 3. reads the results set by set (``maxRecords`` = ``max_records``, the first set one page
-   only, ``locator`` from the previous answer's ``Sforce-Locator`` until ``null``). One set is one API call, read
-   whole (so the one retry policy may repeat it: a locator can be read again) and parsed
-   into pages of ``page_size`` records by a reader thread that works ahead of the caller
-   (``prefetch`` pages), so memory is bounded by a set and a few pages, never by the job;
+   only, ``locator`` from the previous answer's ``Sforce-Locator`` until ``null``). One
+   set is one API call, read whole (so the one retry policy may repeat it: a locator can
+   be read again) and parsed into pages of ``page_size`` records by a reader thread that
+   works ahead of the caller (``prefetch`` pages), so memory is bounded by a set and a
+   few pages, never by the job;
 4. deletes the job when done, and aborts it (best effort) when the caller stops early.
 
 Every request goes through ``SalesforceOrg.request``: the API budget guard, one
