@@ -45,7 +45,8 @@ class Page(Protocol):
 
 
 class RestReader(Protocol):
-    def query_pages(self, soql: str, include_deleted: bool = False) -> Iterator[Any]: ...
+    def query_pages(self, soql: str, include_deleted: bool = False, *,
+                    ahead_from_first: bool = True) -> Iterator[Any]: ...
 
 
 class BulkReader(Protocol):
@@ -99,7 +100,8 @@ class BulkSource:
         self.jobs = 0  # query jobs run (tests, benches)
 
     def pages(self, obj: ObjectMapping, soql: str, include_deleted: bool) -> Iterator[Any]:
-        rest = self.rest.query_pages(soql, include_deleted=include_deleted)
+        # Not fetched ahead: a query that goes to a job would drop that page unread.
+        rest = self.rest.query_pages(soql, include_deleted=include_deleted, ahead_from_first=False)
         first = next(rest, None)
         if first is None:
             return

@@ -110,8 +110,10 @@ def test_the_threshold_picks_bulk_for_big_objects_and_rest_for_the_others(
     by_key = {o.key: o for o in report.objects}
     assert by_key["order"].fetched == 750 and by_key["order"].pages == 1  # one REST page
     assert by_key["order_item"].fetched == 2250 and by_key["order_item"].pages == 5  # job pages of 500
-    # one REST page dropped (2,000 of 2,250: its totalSize chose), create, 2 polls, 3 sets, delete
+    # one REST page dropped (2,000 of 2,250: its totalSize chose; the next one is never asked
+    # for), create, 2 polls, 3 sets, delete
     assert sandbox_org.calls("bulk_query_create") == 1 and sandbox_org.calls("bulk_query_results") == 3
+    assert sandbox_org.calls("query_more") == 0
     assert report.api_calls == sandbox_org.api_calls
 
 
