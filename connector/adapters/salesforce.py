@@ -397,14 +397,17 @@ class SalesforceOrg:
 
     # -------------------------------------------------------------- queries
 
-    def query_pages(self, soql: str, include_deleted: bool = False) -> Iterator[Page]:
+    def query_pages(self, soql: str, include_deleted: bool = False, *,
+                    ahead_from_first: bool = True) -> Iterator[Page]:
         """The query's pages, one at a time as the caller asks for the next. While the caller
         works on a page the next one is already being fetched (one request ahead, in a
         helper thread: the org prepares and sends it while the caller stores this one), so
-        at most two pages are in memory. A first page fetched ahead by ``prime_queries`` is
-        used (once) instead of a call. Errors of the page fetched ahead are raised when it
-        is asked for, as if it had been fetched then; a caller that stops early does not
-        wait for the request in flight (its page, or its error, is dropped)."""
+        at most two pages are in memory; with ``ahead_from_first=False`` the second page is
+        only asked for when the caller wants it (for a caller that may drop the query after
+        its first page: the Bulk path's threshold check). A first page fetched ahead by
+        ``prime_queries`` is used (once) instead of a call. Errors of the page fetched ahead
+        are raised when it is asked for, as if it had been fetched then; a caller that stops
+        early does not wait for the request in flight (its page, or its error, is dropped)."""
         headers = self._headers()
         primed = self._primed.pop((soql, include_deleted), None)
         if primed is not None:
@@ -419,15 +422,16 @@ class SalesforceOrg:
             while True:
                 done = bool(result.get("done", True))
                 page = Page(_strip(result.get("records") or []), int(result.get("totalSize", 0)), done, number)
-                if not done:
+                if not done and (ahead_from_first or number > 1):
                     if pool is None:
                         pool = ThreadPoolExecutor(1, thread_name_prefix="sf-page")
                     ahead = pool.submit(contextvars.copy_context().run, self._query_more,
                                         result["nextRecordsUrl"], headers)
                 yield page
-                if ahead is None:
+                if done:
                     return
-                result, ahead = ahead.result(), None
+                result = self._query_more(result["nextRecordsUrl"], headers) if ahead is None else ahead.result()
+                ahead = None
                 number += 1
         finally:
             if pool is not None:  # a caller that stops early does not wait for the page in flight

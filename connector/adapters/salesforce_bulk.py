@@ -9,11 +9,12 @@ as Salesforce documents for Bulk CSV: there is no empty string, only null):
    ``poll_max_s``) until ``JobComplete``; a job that ends ``Failed`` or ``Aborted`` raises
    ``BulkJobFailed`` with Salesforce's ``errorMessage`` (before any row is yielded);
    one still running after ``wait_s`` is aborted and raises ``TransientError``;
-3. reads the results set by set (``maxRecords`` = ``max_records``, ``locator`` from the
-   previous answer's ``Sforce-Locator`` until ``null``). One set is one API call, read
-   whole (so the one retry policy may repeat it: a locator can be read again) and parsed
-   into pages of ``page_size`` records by a reader thread that works ahead of the caller
-   (``prefetch`` pages), so memory is bounded by a set and a few pages, never by the job;
+3. reads the results set by set (``maxRecords`` = ``max_records``, the first set one page
+   only, ``locator`` from the previous answer's ``Sforce-Locator`` until ``null``). One
+   set is one API call, read whole (so the one retry policy may repeat it: a locator can
+   be read again) and parsed into pages of ``page_size`` records by a reader thread that
+   works ahead of the caller (``prefetch`` pages), so memory is bounded by a set and a
+   few pages, never by the job;
 4. deletes the job when done, and aborts it (best effort) when the caller stops early.
 
 Every request goes through ``SalesforceOrg.request``: the API budget guard, one
@@ -99,9 +100,10 @@ class BulkQuery:
             self._sleep(delay)
             delay = min(delay * 2, self.settings.poll_max_s)
 
-    def results(self, job_id: str, locator: str | None) -> tuple[str, str | None]:
-        """One results set: its CSV text and the next locator (None after the last)."""
-        params: dict[str, Any] = {"maxRecords": self.settings.max_records}
+    def results(self, job_id: str, locator: str | None, max_records: int | None = None) -> tuple[str, str | None]:
+        """One results set (``max_records`` records at most, by default the settings'): its
+        CSV text and the next locator (None after the last)."""
+        params: dict[str, Any] = {"maxRecords": max_records or self.settings.max_records}
         if locator:
             params["locator"] = locator
 
@@ -191,8 +193,12 @@ class _Reader:
         try:
             locator: str | None = None
             pending: list[dict[str, Any]] = []
+            # The first set is one page: the caller starts storing while the org prepares
+            # the next (full) set, rather than waiting for a whole set to be encoded and sent.
+            size = min(self._page_size, self._bulk.settings.max_records)
             while not self._stopped.is_set():
-                text, locator = self._bulk.results(self._job_id, locator)
+                text, locator = self._bulk.results(self._job_id, locator, size)
+                size = self._bulk.settings.max_records
                 for record in parse_csv(text):
                     pending.append(record)
                     if len(pending) >= self._page_size:

@@ -45,7 +45,8 @@ class Page(Protocol):
 
 
 class RestReader(Protocol):
-    def query_pages(self, soql: str, include_deleted: bool = False) -> Iterator[Any]: ...
+    def query_pages(self, soql: str, include_deleted: bool = False, *,
+                    ahead_from_first: bool = True) -> Iterator[Any]: ...
 
 
 class BulkReader(Protocol):
@@ -61,23 +62,33 @@ class TypedPage:
     done: bool
 
 
+_BOOLEANS = {"true": True, "false": False}
+
+
 class CsvRecords:
-    """Bulk CSV records of one mapped object -> the shape of its REST records."""
+    """Bulk CSV records of one mapped object -> the shape of its REST records, a page at a
+    time (a loop per column that needs it, not a walk of every field of every record)."""
 
     def __init__(self, obj: ObjectMapping):
-        self.booleans = frozenset({"IsDeleted"} | {f.sf_field for f in obj.fields.values() if f.type == "boolean"})
-        self.stamps = frozenset({"SystemModstamp"} | {f.sf_field for f in obj.fields.values() if f.type == "datetime"})
+        self.booleans = sorted({"IsDeleted"} | {f.sf_field for f in obj.fields.values() if f.type == "boolean"})
+        self.stamps = sorted({"SystemModstamp"} | {f.sf_field for f in obj.fields.values() if f.type == "datetime"})
 
-    def record(self, raw: dict[str, Any]) -> dict[str, Any]:
+    def page(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``records`` in place: booleans as ``True``/``False`` (other text stays, for the
+        converter to name), datetimes in the REST wire form (``...+0000``, as dead letters
+        keep a record's stamp)."""
+        booleans = _BOOLEANS.get
         for name in self.booleans:
-            value = raw.get(name)
-            if value is not None:
-                raw[name] = True if value == "true" else False if value == "false" else value
+            for record in records:
+                value = record.get(name)
+                if value is not None:
+                    record[name] = booleans(value, value)
         for name in self.stamps:
-            value = raw.get(name)
-            if isinstance(value, str) and value.endswith("Z"):
-                raw[name] = value[:-1] + "+0000"
-        return raw
+            for record in records:
+                value = record.get(name)
+                if value.__class__ is str and value.endswith("Z"):
+                    record[name] = value[:-1] + "+0000"
+        return records
 
 
 class BulkSource:
@@ -89,7 +100,8 @@ class BulkSource:
         self.jobs = 0  # query jobs run (tests, benches)
 
     def pages(self, obj: ObjectMapping, soql: str, include_deleted: bool) -> Iterator[Any]:
-        rest = self.rest.query_pages(soql, include_deleted=include_deleted)
+        # Not fetched ahead: a query that goes to a job would drop that page unread.
+        rest = self.rest.query_pages(soql, include_deleted=include_deleted, ahead_from_first=False)
         first = next(rest, None)
         if first is None:
             return
@@ -113,7 +125,7 @@ class BulkSource:
                 yield from self.rest.query_pages(soql, include_deleted=include_deleted)
                 return
             while page is not None:
-                yield TypedPage([shape.record(r) for r in page.records], page.total_size, page.done)
+                yield TypedPage(shape.page(page.records), page.total_size, page.done)
                 page = next(job, None)
         finally:
             stop = getattr(job, "close", None)

@@ -62,7 +62,7 @@ def test_the_adapter_reads_a_job_page_by_page_equal_to_the_rest_rows(sandbox_org
     assert [r["Id"] for r in rows] == [r["Id"] for r in rest]
     assert all(str(b["CustomerUnitPricePerMonth"]) == a["CustomerUnitPricePerMonth"]
                and str(b["Quantity"]) == a["Quantity"] for a, b in zip(rows, rest, strict=True))
-    assert sandbox_org.calls("bulk_query_results") == 3  # 2,250 records, 1,000 a set
+    assert sandbox_org.calls("bulk_query_results") == 3  # 2,250 records: a first set of 500, then 1,000 a set
     assert sandbox_org.calls("bulk_query_delete") == 1  # the finished job is deleted
 
 
@@ -110,8 +110,10 @@ def test_the_threshold_picks_bulk_for_big_objects_and_rest_for_the_others(
     by_key = {o.key: o for o in report.objects}
     assert by_key["order"].fetched == 750 and by_key["order"].pages == 1  # one REST page
     assert by_key["order_item"].fetched == 2250 and by_key["order_item"].pages == 5  # job pages of 500
-    # one REST page dropped (2,000 of 2,250: its totalSize chose), create, 2 polls, 3 sets, delete
+    # one REST page dropped (2,000 of 2,250: its totalSize chose; the next one is never asked
+    # for), create, 2 polls, 3 sets, delete
     assert sandbox_org.calls("bulk_query_create") == 1 and sandbox_org.calls("bulk_query_results") == 3
+    assert sandbox_org.calls("query_more") == 0
     assert report.api_calls == sandbox_org.api_calls
 
 
@@ -130,8 +132,8 @@ def test_a_failed_job_falls_back_to_rest_in_the_same_run(sandbox_org: SandboxOrg
 @pytest.mark.parametrize("status", [400, 503])
 def test_a_run_that_dies_between_pages_resumes_without_writing_twice(
         status: int, sandbox_org: SandboxOrg, gateway: SalesforceOrg, uow_factory: Callable[..., Any]) -> None:
-    """400: the second result set is refused for good, the run fails with two pages
-    committed and the job aborted; the next run goes on from the committed cursor. 503:
+    """400: the second result set is refused for good, the run fails with the first set
+    (one page) committed and the job aborted; the next run goes on from the committed cursor. 503:
     the one retry policy reads the same locator again and the run completes."""
     sandbox_org.reset(3000)
     org = sandbox_org.org_id
@@ -142,14 +144,14 @@ def test_a_run_that_dies_between_pages_resumes_without_writing_twice(
         with pytest.raises(PermanentError):
             mirror(gateway, uow_factory, org, bulk=source).run()
         half = {k: len(v) for k, v in stored(uow_factory, org).items()}
-        assert half["order_item"] == 1000  # the first set: two pages of 500, committed with their cursor
+        assert half["order_item"] == 500  # the first set: one page of 500, committed with its cursor
         with uow_factory() as uow:
             state = {s.object_name: s for s in uow.sync_state.all(org)}["SfdcPartnerOrderItem"]
         assert state.cursor is not None and state.last_status == "failed"
         assert sandbox_org.calls("bulk_query_abort") + sandbox_org.calls("bulk_query_delete") == 1
         second = mirror(gateway, uow_factory, org, bulk=source).run()
         items = {o.key: o for o in second.objects}["order_item"]
-        assert items.inserted == 1250  # only what the first run had not written
+        assert items.inserted == 1750  # only what the first run had not written
         assert items.updated == 0  # the overlap re-read found identical rows
     else:
         first = mirror(gateway, uow_factory, org, bulk=source).run()
@@ -185,8 +187,9 @@ def test_csv_records_take_the_shape_of_rest_records_before_the_one_conversion() 
     obj = MAPPING.objects["order_item"]
     raw = {"Id": "a0B5g0000000001AAA", "SystemModstamp": "2026-12-04T07:42:29.117Z", "IsDeleted": "false",
            **{f: None for f in obj.fields}}
-    shaped = CsvRecords(obj).record(dict(raw))
+    shaped, other = CsvRecords(obj).page([dict(raw), {**raw, "IsDeleted": "yes", "SystemModstamp": None}])
     assert shaped["IsDeleted"] is False and shaped["SystemModstamp"] == "2026-12-04T07:42:29.117+0000"
+    assert other["IsDeleted"] == "yes" and other["SystemModstamp"] is None  # left for the converter to name
     converter = RecordConverter(MAPPING, obj, lambda key: set())
     assert converter.stamp(shaped) == converter.stamp(raw)  # the same moment either way
 
