@@ -19,9 +19,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from connector.domain.validation import LINE_RULES, ORDER_RULES, check_fields, parse_currency, parse_term, show
+from connector.domain.validation import LINE_RULES, ORDER_RULES, check_field, show
 from connector.errors import RecordError
 from connector.mappings import FieldMapping, MappingSet, ObjectMapping
+from connector.services.ports import StoredForms
 
 Row = dict[str, Any]
 SYSTEM_SELECT = ("Id", "SystemModstamp", "IsDeleted")
@@ -117,25 +118,55 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+# A domain rule of one column: the problem with its (converted) value, or None.
+DomainRule = Callable[[Any], str | None]
+
+
+def _rule(column: str, parse: Callable[[object], object]) -> DomainRule:
+    return lambda value: check_field(column, value, parse)[1]
+
+
+def _if_filled(rule: DomainRule) -> DomainRule:
+    return lambda value: None if value is None else rule(value)
+
+
 class RecordConverter:
     """Conversion and validation for one mapped object.
 
     ``known`` gives the ids of live local records of other objects, for reference checks
-    (``known("ppp")`` -> set of PPP ids); the mirror keeps those sets current as it goes."""
+    (``known("ppp")`` -> set of PPP ids); the mirror keeps those sets current as it goes.
+    ``store``: the mirror table's ``StoredForms`` (``MirrorRepository.forms``). With it,
+    ``to_row`` also gives each value the form the table stores it in, and a value the
+    table cannot hold makes the record's ``RecordError`` (the store's code and message),
+    so its rows go to ``upsert_many(..., checked=True)`` as they are; without it, rows
+    carry the converted values and ``upsert_many`` checks them."""
 
-    def __init__(self, mapping: MappingSet, obj: ObjectMapping, known: Callable[[str], set[str]]):
+    def __init__(self, mapping: MappingSet, obj: ObjectMapping, known: Callable[[str], set[str]],
+                 store: StoredForms | None = None):
         self.mapping = mapping
         self.obj = obj
         self.known = known
+        self.store = store
+        forms = store.forms if store is not None else {}
+        self._id_form = forms.get("sf_id")
+        self._stamp_form = forms.get("system_modstamp")
         self._fields = [
             (f.sf_field, f.column, _CONVERTERS[f.type],
              vocabulary_for(mapping, obj, f) if f.type == "picklist" else None, f.required)
             for f in obj.fields.values()
         ]
+        rules = self._domain_rules()
+        ranked = {column: (rank, rule) for rank, (column, rule, _) in enumerate(rules)}
+        mapped = {column for _, column, _, _, _ in self._fields}
+        # A rule that holds even for a column the mapping leaves out sees nothing, on every record.
+        self._unmapped = [(rank, problem) for rank, (column, rule, always) in enumerate(rules)
+                          if always and column not in mapped and (problem := rule(None)) is not None]
         # What ``to_row`` walks per record: the vocabulary itself (its labels are its keys,
-        # every value a state, so ``label in vocabulary`` is ``to_state(...) is not None``).
+        # every value a state, so ``label in vocabulary`` is ``to_state(...) is not None``),
+        # then the column's domain rule and its stored form, so one pass makes the row.
         self._plan = tuple((sf_field, column, convert, None if vocab is None else mapping.vocabularies[vocab],
-                            vocab, required) for sf_field, column, convert, vocab, required in self._fields)
+                            vocab, required, *ranked.get(column, (0, None)), forms.get(column))
+                           for sf_field, column, convert, vocab, required in self._fields)
 
     @property
     def select_fields(self) -> list[str]:
@@ -156,80 +187,99 @@ class RecordConverter:
         return parse_sf_datetime(str(record["SystemModstamp"]))
 
     def to_row(self, record: Mapping[str, Any]) -> Row:
-        """The local row for a live record; ``RecordError`` if it can't be mirrored."""
+        """The local row for a live record; ``RecordError`` if it can't be mirrored.
+
+        What is wrong is reported in this order: the values themselves (wrong type,
+        unknown picklist value, required and missing: all of them), else the domain rules
+        (all of them), else the first value the table cannot hold (with ``store``)."""
         get = record.get
         rid = str(get("Id") or "")
         if not rid:
             raise RecordError("record without Id", code="MISSING_ID")
-        row: Row = {"sf_id": rid, "system_modstamp": self.stamp(record)}
+        refused: tuple[str, Exception] | None = None
+        stamp = self.stamp(record)
+        if self._id_form is not None:
+            try:
+                self._id_form(rid)
+            except (ValueError, TypeError) as exc:
+                refused = ("sf_id", exc)
+        if self._stamp_form is not None:
+            stamp = self._stamp_form(stamp)  # an aware datetime, always
+        row: Row = {"sf_id": rid, "system_modstamp": stamp}
         problems: list[str] = []
-        for sf_field, column, convert, labels, vocab, required in self._plan:
+        broken: list[tuple[int, str]] = self._unmapped
+        for sf_field, column, convert, labels, vocab, required, rank, rule, form in self._plan:
             value = get(sf_field)
-            if convert is _text and value.__class__ is str and value:  # the common case, inline
-                if labels is not None and value not in labels:
-                    problems.append(self._unknown_label(sf_field, value, vocab))
-                    continue
-                row[column] = value
-                continue
             if value is None or value == "":
                 if required:
                     problems.append(f"{sf_field}: is required")
-                row[column] = None
-                continue
-            try:
-                converted = convert(value)
-            except (ValueError, TypeError) as exc:
-                problems.append(f"{sf_field}: {exc}, got {show(value)}")
-                continue
-            if labels is not None and converted not in labels:
-                problems.append(self._unknown_label(sf_field, value, vocab))
-                continue
-            row[column] = converted
-        if not problems:
-            problems = self.domain_problems(row)
+                value = None
+            elif convert is _text and value.__class__ is str:  # the common case, inline
+                if labels is not None and value not in labels:
+                    problems.append(self._unknown_label(sf_field, value, vocab))
+                    continue
+            else:
+                raw = value
+                try:
+                    value = convert(value)
+                except (ValueError, TypeError) as exc:
+                    problems.append(f"{sf_field}: {exc}, got {show(value)}")
+                    continue
+                if labels is not None and value not in labels:
+                    problems.append(self._unknown_label(sf_field, raw, vocab))
+                    continue
+            if rule is not None and (problem := rule(value)) is not None:
+                broken = [*broken, (rank, problem)]
+            if form is not None and value is not None:
+                try:
+                    value = form(value)
+                except (ValueError, TypeError) as exc:
+                    if refused is None:
+                        refused = (column, exc)
+                    continue
+            row[column] = value
         if problems:
             raise RecordError("; ".join(problems), record_id=rid, code=_code(problems))
+        if broken:
+            problems = [problem for _, problem in sorted(broken)]
+            raise RecordError("; ".join(problems), record_id=rid, code=_code(problems))
+        if refused is not None:
+            assert self.store is not None
+            raise self.store.refusal(rid, *refused)
         return row
 
     def _unknown_label(self, sf_field: str, value: Any, vocab: str | None) -> str:
         known = ", ".join(self.mapping.vocabularies[vocab or ""])
         return f"{sf_field}: unknown picklist value {show(value)} (vocabulary {vocab}: {known})"
 
-    def domain_problems(self, row: Row) -> list[str]:
+    def _domain_rules(self) -> list[tuple[str, DomainRule, bool]]:
         """The business rules of the local model (DESIGN: USD only, term 12, positive
-        quantities, known catalog references)."""
+        quantities, known catalog references) for this object: (column, rule, whether it
+        holds when the mapping leaves the column out) in the order problems are reported."""
         kind = self.obj.name
-        problems: list[str] = []
         if kind in ("order_item", "offer_item"):
-            values: dict[str, object] = {k: row.get(k) for k in ("quantity", "unit_price_per_month") if k in row}
-            problems += check_fields(values, LINE_RULES)[1]
-            problems += self._reference(row, "ppp_id", "ppp", "PPP")
-        elif kind == "order":
-            values = {k: row.get(k) for k in ("currency", "contract_term_months") if k in row}
-            problems += check_fields(values, ORDER_RULES)[1]
-        elif kind == "offer":
-            # Offers may be incomplete while Draft: check what is filled in.
-            for column, parse in (("currency", parse_currency), ("contract_term_months", parse_term)):
-                if row.get(column) is not None:
-                    try:
-                        parse(row[column])
-                    except ValueError as exc:
-                        problems.append(f"{column}: {exc}, got {show(row[column])}")
-        elif kind == "ppp":
-            problems += self._reference(row, "ppc_id", "ppc", "PPC")
-        elif kind == "ppc":
-            problems += check_fields({"revenue_share_percent": row.get("revenue_share_percent")}, LINE_RULES)[1]
-        return problems
-
-    def _reference(self, row: Row, column: str, target: str, label: str) -> list[str]:
-        if column not in row:
-            return []
-        value = row.get(column)
-        if value is None:
-            return [f"{column}: is required"]
-        if value not in self.known(target):
-            return [f"{column}: unknown {label} {value} (not in the mirrored catalog)"]
+            return [(c, _rule(c, LINE_RULES[c]), False) for c in ("quantity", "unit_price_per_month")] + [
+                ("ppp_id", self._reference("ppp_id", "ppp", "PPP"), False)]
+        if kind == "order":
+            return [(c, _rule(c, ORDER_RULES[c]), False) for c in ("currency", "contract_term_months")]
+        if kind == "offer":  # offers may be incomplete while Draft: check what is filled in
+            return [(c, _if_filled(_rule(c, ORDER_RULES[c])), False) for c in ("currency", "contract_term_months")]
+        if kind == "ppp":
+            return [("ppc_id", self._reference("ppc_id", "ppc", "PPC"), False)]
+        if kind == "ppc":
+            column = "revenue_share_percent"
+            return [(column, _rule(column, LINE_RULES[column]), True)]
         return []
+
+    def _reference(self, column: str, target: str, label: str) -> DomainRule:
+        def rule(value: Any) -> str | None:
+            if value is None:
+                return f"{column}: is required"
+            if value not in self.known(target):
+                return f"{column}: unknown {label} {value} (not in the mirrored catalog)"
+            return None
+
+        return rule
 
 
 def _code(problems: list[str]) -> str:
