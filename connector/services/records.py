@@ -25,6 +25,7 @@ from connector.mappings import FieldMapping, MappingSet, ObjectMapping
 from connector.services.ports import StoredForms
 
 Row = dict[str, Any]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SYSTEM_SELECT = ("Id", "SystemModstamp", "IsDeleted")
 
 
@@ -123,7 +124,16 @@ DomainRule = Callable[[Any], str | None]
 
 
 def _rule(column: str, parse: Callable[[object], object]) -> DomainRule:
-    return lambda value: check_field(column, value, parse)[1]
+    def rule(value: Any) -> str | None:
+        if value is not None:
+            try:
+                parse(value)
+                return None  # the usual case, without building check_field's answer
+            except ValueError:
+                pass
+        return check_field(column, value, parse)[1]
+
+    return rule
 
 
 def _if_filled(rule: DomainRule) -> DomainRule:
@@ -148,6 +158,7 @@ class RecordConverter:
         self.known = known
         self.store = store
         forms = store.forms if store is not None else {}
+        self._stamp_text, self._stamp = "", EPOCH
         self._id_form = forms.get("sf_id")
         self._stamp_form = forms.get("system_modstamp")
         self._fields = [
@@ -184,7 +195,13 @@ class RecordConverter:
         return None
 
     def stamp(self, record: Mapping[str, Any]) -> datetime:
-        return parse_sf_datetime(str(record["SystemModstamp"]))
+        text = str(record["SystemModstamp"])
+        # Records come ordered by stamp, and a load or a mass update stamps many at once:
+        # the same text as the record before is the same moment, parsed once.
+        if text != self._stamp_text:
+            self._stamp = parse_sf_datetime(text)
+            self._stamp_text = text
+        return self._stamp
 
     def to_row(self, record: Mapping[str, Any]) -> Row:
         """The local row for a live record; ``RecordError`` if it can't be mirrored.
@@ -210,7 +227,7 @@ class RecordConverter:
         broken: list[tuple[int, str]] = self._unmapped
         for sf_field, column, convert, labels, vocab, required, rank, rule, form in self._plan:
             value = get(sf_field)
-            if value is None or value == "":
+            if value is None or isinstance(value, str) and not value:  # (not == "": slow for a Decimal)
                 if required:
                     problems.append(f"{sf_field}: is required")
                 value = None
