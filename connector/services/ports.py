@@ -30,9 +30,8 @@ from connector.services.billing_port import BillingEvent, StripeCustomer, Stripe
 if TYPE_CHECKING:
     import structlog
 
-    from connector.errors import RecordError
-
     from connector.config import OrgConfig
+    from connector.errors import RecordError
     from connector.mappings import MappingSet
 
 

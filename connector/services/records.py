@@ -157,27 +157,22 @@ class RecordConverter:
         self.obj = obj
         self.known = known
         self.store = store
-        forms = store.forms if store is not None else {}
         self._stamp_text, self._stamp = "", EPOCH
-        self._id_form = forms.get("sf_id")
-        self._stamp_form = forms.get("system_modstamp")
         self._fields = [
             (f.sf_field, f.column, _CONVERTERS[f.type],
              vocabulary_for(mapping, obj, f) if f.type == "picklist" else None, f.required)
             for f in obj.fields.values()
         ]
-        rules = self._domain_rules()
-        ranked = {column: (rank, rule) for rank, (column, rule, _) in enumerate(rules)}
-        mapped = {column for _, column, _, _, _ in self._fields}
-        # A rule that holds even for a column the mapping leaves out sees nothing, on every record.
-        self._unmapped = [(rank, problem) for rank, (column, rule, always) in enumerate(rules)
-                          if always and column not in mapped and (problem := rule(None)) is not None]
         # What ``to_row`` walks per record: the vocabulary itself (its labels are its keys,
-        # every value a state, so ``label in vocabulary`` is ``to_state(...) is not None``),
-        # then the column's domain rule and its stored form, so one pass makes the row.
+        # every value a state, so ``label in vocabulary`` is ``to_state(...) is not None``).
         self._plan = tuple((sf_field, column, convert, None if vocab is None else mapping.vocabularies[vocab],
-                            vocab, required, *ranked.get(column, (0, None)), forms.get(column))
-                           for sf_field, column, convert, vocab, required in self._fields)
+                            vocab, required) for sf_field, column, convert, vocab, required in self._fields)
+        mapped = {column for _, column, _, _, _ in self._fields}
+        self._rules = [(column, rule) for column, rule, always in self._domain_rules() if always or column in mapped]
+        # The stored forms of the row's columns, in the row's order (the first refused is named).
+        forms = store.forms if store is not None else {}
+        self._forms = [(column, form) for column in ("sf_id", "system_modstamp", *(f[1] for f in self._fields))
+                       if (form := forms.get(column)) is not None]
 
     @property
     def select_fields(self) -> list[str]:
@@ -208,61 +203,48 @@ class RecordConverter:
 
         What is wrong is reported in this order: the values themselves (wrong type,
         unknown picklist value, required and missing: all of them), else the domain rules
-        (all of them), else the first value the table cannot hold (with ``store``)."""
+        (all of them, on the values as converted), else the first value the table cannot
+        hold (with ``store``)."""
+        row = self._converted(record)
+        problems = [problem for column, rule in self._rules if (problem := rule(row.get(column))) is not None]
+        if problems:
+            raise RecordError("; ".join(problems), record_id=row["sf_id"], code=_code(problems))
+        for column, form in self._forms:
+            value = row[column]
+            if value is not None:
+                try:
+                    row[column] = form(value)
+                except (ValueError, TypeError) as exc:
+                    assert self.store is not None
+                    raise self.store.refusal(row["sf_id"], column, exc) from None
+        return row
+
+    def _converted(self, record: Mapping[str, Any]) -> Row:
         get = record.get
         rid = str(get("Id") or "")
         if not rid:
             raise RecordError("record without Id", code="MISSING_ID")
-        refused: tuple[str, Exception] | None = None
-        stamp = self.stamp(record)
-        if self._id_form is not None:
-            try:
-                self._id_form(rid)
-            except (ValueError, TypeError) as exc:
-                refused = ("sf_id", exc)
-        if self._stamp_form is not None:
-            stamp = self._stamp_form(stamp)  # an aware datetime, always
-        row: Row = {"sf_id": rid, "system_modstamp": stamp}
+        row: Row = {"sf_id": rid, "system_modstamp": self.stamp(record)}
         problems: list[str] = []
-        broken: list[tuple[int, str]] = self._unmapped
-        for sf_field, column, convert, labels, vocab, required, rank, rule, form in self._plan:
+        for sf_field, column, convert, labels, vocab, required in self._plan:
             value = get(sf_field)
             if value is None or isinstance(value, str) and not value:  # (not == "": slow for a Decimal)
                 if required:
                     problems.append(f"{sf_field}: is required")
-                value = None
-            elif convert is _text and value.__class__ is str:  # the common case, inline
-                if labels is not None and value not in labels:
-                    problems.append(self._unknown_label(sf_field, value, vocab))
-                    continue
-            else:
-                raw = value
+                row[column] = None
+                continue
+            if convert is not _text or value.__class__ is not str:  # (text as it is: the common case)
                 try:
                     value = convert(value)
                 except (ValueError, TypeError) as exc:
                     problems.append(f"{sf_field}: {exc}, got {show(value)}")
                     continue
-                if labels is not None and value not in labels:
-                    problems.append(self._unknown_label(sf_field, raw, vocab))
-                    continue
-            if rule is not None and (problem := rule(value)) is not None:
-                broken = [*broken, (rank, problem)]
-            if form is not None and value is not None:
-                try:
-                    value = form(value)
-                except (ValueError, TypeError) as exc:
-                    if refused is None:
-                        refused = (column, exc)
-                    continue
+            if labels is not None and value not in labels:
+                problems.append(self._unknown_label(sf_field, get(sf_field), vocab))
+                continue
             row[column] = value
         if problems:
             raise RecordError("; ".join(problems), record_id=rid, code=_code(problems))
-        if broken:
-            problems = [problem for _, problem in sorted(broken)]
-            raise RecordError("; ".join(problems), record_id=rid, code=_code(problems))
-        if refused is not None:
-            assert self.store is not None
-            raise self.store.refusal(rid, *refused)
         return row
 
     def _unknown_label(self, sf_field: str, value: Any, vocab: str | None) -> str:

@@ -155,7 +155,8 @@ def _replay_mirror(runtime: OrgContext, letters: list[Any], *, log: Any, run_job
             continue
         with runtime.uow() as uow:
             repo = uow.mirror(obj.name)
-            converter = RecordConverter(runtime.mapping, obj, partial(_known_ids, uow, runtime.org_id), store=repo.forms)
+            converter = RecordConverter(runtime.mapping, obj, partial(_known_ids, uow, runtime.org_id),
+                                        store=repo.forms)
             record = org.get(obj.sobject, letter.record_id, converter.select_fields)
             if record is None:  # deleted in the org since: nothing left to mirror
                 uow.dead_letters.resolve(letter.id)
