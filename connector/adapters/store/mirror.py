@@ -20,6 +20,7 @@ import builtins
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from operator import ne
 from typing import Any
 
 from sqlalchemy import Column, ColumnElement, Date, String, Table, Text, bindparam, func, select, update
@@ -254,7 +255,7 @@ class MirrorRepository:
             old = stored.get(sf_id)
             if old is None:
                 inserts.append(row)
-            elif old["is_deleted"] or any(old[k] != v for k, v in row.items()):
+            elif old["is_deleted"] or any(map(ne, map(old.__getitem__, row.keys()), row.values())):
                 updates.append({**row, "is_deleted": False, "deleted_at": None, "updated_at": now})
             else:
                 unchanged += 1
@@ -316,10 +317,13 @@ class MirrorRepository:
             if unknown:
                 raise MappingError(f"table {t.name}: no column(s) {', '.join(sorted(unknown))}")
             cols = [t.c.sf_id, t.c.is_deleted, *(t.c[c] for c in sorted(wanted))]
+        names = [c.name for c in cols]
         stored: dict[str, dict[str, Any]] = {}
         for among_ids in _id_batches(self.session, t.c.sf_id, sorted(set(ids))):
-            for row in self.session.execute(select(*cols).where(t.c.org_id == org_id, among_ids)):
-                stored[row.sf_id] = dict(row._mapping)
+            # all() fetches in one call; rows become dicts by zipping the names (no Row mappings)
+            for values in self.session.execute(select(*cols).where(t.c.org_id == org_id, among_ids)).all():
+                row = dict(zip(names, values, strict=True))
+                stored[row["sf_id"]] = row
         return stored
 
     def list(self, org_id: str, *, include_deleted: bool = False, **equals: Any) -> builtins.list[dict[str, Any]]:
