@@ -2,14 +2,16 @@
 
 ``RecordConverter.to_row`` turns one record from a query page into the row the mirror
 repository stores: ``sf_id``, ``system_modstamp`` (aware UTC), and every mapped field under
-its column, typed (Decimal money, ``date``, ``int``...). Picklist values are stored as the
+its column, typed (Decimal money, ``date``, ``int``...) and, given the table's
+``StoredForms``, in the exact form the table stores it (one pass: the store does not check
+the row again). Picklist values are stored as the
 org spells them (``Activated``, ``Add-On``), like the rest of the local model, after
 checking that the mapping's vocabulary knows them; consumers get the connector's state
 with ``mapping.to_state(vocabulary, value)``. Anything wrong with one record
 (unknown picklist value, a value of the wrong type, a missing required field, a domain
-rule broken: not USD, term not 12, quantity not positive, unknown PPP or PPC) raises
-``RecordError`` naming the record, the field and the value, so the caller quarantines
-that record and carries on with the page.
+rule broken: not USD, term not 12, quantity not positive, unknown PPP or PPC, a value the
+table cannot hold) raises ``RecordError`` naming the record, the field and the value, so
+the caller quarantines that record and carries on with the page.
 """
 
 from __future__ import annotations

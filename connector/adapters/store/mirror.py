@@ -5,10 +5,14 @@ and the mapped columns). ``upsert_many`` is idempotent and set-wise: one SELECT 
 stored version of every id on the page, rows identical to what is stored are left alone
 (no write, ``updated_at`` untouched), new ids are inserted in one batch and changed rows
 updated in one batch. Re-running a page, as the cursor lookback does, costs one SELECT.
+A page of ids the caller expects to be new (a first mirror, ``new=True``) skips the SELECT:
+it is inserted inside a savepoint, and takes the usual path if an id was stored after all.
 
-Each value is coerced once: ``check`` (or ``upsert_many``) turns it into its canonical
-form (what it reads back as: a quantized Decimal, an aware UTC datetime...), validating it
-on the way, and the writes then hand the driver plain tuples in the column's storage form
+Each value is coerced once: its column's form (``StoredForms``, ``MirrorRepository.forms``)
+turns it into its canonical form (what it reads back as: a quantized Decimal, an aware UTC
+datetime...), validating it on the way; ``check`` (or ``upsert_many``) applies the forms to
+a row, the mirror's record converter value by value. The writes then hand the driver plain
+tuples in the column's storage form
 (``_encoder``: minor units and ISO text on SQLite, the canonical value on PostgreSQL)
 through one prepared ``executemany``. No SQLAlchemy type processes the rows a second
 time; what lands in the database is exactly what the column types would have written.
