@@ -264,7 +264,9 @@ class SalesforceOrg:
             session=self._session,
             version=self.settings.api_version,
             parse_float=Decimal,
-            object_pairs_hook=dict,
+            # No hook: the json module's C scanner builds the dicts itself (simple_salesforce's
+            # default, OrderedDict, or even dict given as a hook cost a third more per record).
+            object_pairs_hook=None,
         )
         self._log.info("salesforce.authenticated", flow=self.settings.auth.kind, instance_url=token.instance_url)
         return token

@@ -133,15 +133,23 @@ def check_fields(
     for field, parse in rules.items():
         if field not in values:
             continue
-        value = values[field]
-        if value is None:
-            problems.append(f"{prefix}{field}: is required")
-            continue
-        try:
-            clean[field] = parse(value)
-        except ValueError as exc:
-            problems.append(f"{prefix}{field}: {exc}, got {show(value)}")
+        value, problem = check_field(field, values[field], parse, prefix=prefix)
+        if problem is None:
+            clean[field] = value
+        else:
+            problems.append(problem)
     return clean, problems
+
+
+def check_field(field: str, value: object, parse: Parser, *, prefix: str = "") -> tuple[object, str | None]:
+    """One field under its rule: (clean value, None) or (None, the problem naming it).
+    ``None`` is "required"."""
+    if value is None:
+        return None, f"{prefix}{field}: is required"
+    try:
+        return parse(value), None
+    except ValueError as exc:
+        return None, f"{prefix}{field}: {exc}, got {show(value)}"
 
 
 _UNSET = object()

@@ -37,9 +37,11 @@ Per mapped object, in mapping order (parents before children):
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -139,6 +141,35 @@ class PageProgress:
 class _Letter:
     reason: str
     stamp: str | None
+
+
+GC_YOUNG_THRESHOLD = 50_000
+_gc_lock = threading.Lock()
+_gc_readers = 0
+_gc_threshold = gc.get_threshold()
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """While an object's pages are read, the collector's youngest generation is collected after
+    ``GC_YOUNG_THRESHOLD`` new objects rather than 700. Every page is thousands of new
+    dicts that all die with it (freed as they go, not by the collector); at the default the
+    collector ran ~700 times per 100k records and promoted pages into the older
+    generations, whose collections walk the whole heap: ~0.4 s per 100k records, a tenth of
+    a first mirror. The default comes back when the last reader in the process is done."""
+    global _gc_readers, _gc_threshold
+    with _gc_lock:
+        if _gc_readers == 0:
+            _gc_threshold = gc.get_threshold()
+            gc.set_threshold(max(GC_YOUNG_THRESHOLD, _gc_threshold[0]), *_gc_threshold[1:])
+        _gc_readers += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_readers -= 1
+            if _gc_readers == 0:
+                gc.set_threshold(*_gc_threshold)
 
 
 # ------------------------------------------------------------------------------ service
@@ -300,8 +331,14 @@ class MirrorService:
 
     # -------------------------------------------------------------- one object
 
+    @_fewer_collections()
     def _sync_object(self, obj: ObjectMapping, cursor: datetime | None, *, full: bool, dry_run: bool) -> ObjectReport:
-        converter = RecordConverter(self.mapping, obj, self._known_ids)
+        with self.uow() as uow:
+            repo = uow.mirror(obj.name)
+            # Rows come out of the converter in the form the table stores them.
+            converter = RecordConverter(self.mapping, obj, self._known_ids, store=repo.forms)
+            # A first mirror: nothing stored yet, so no page needs to read what is (see _apply_page).
+            new = not repo.has_rows(self.org_id)
         report = ObjectReport(obj.name, obj.sobject, cursor=cursor)
         if full:
             soql, include_deleted = converter.soql(), False
@@ -318,7 +355,7 @@ class MirrorService:
         completed = False
         try:
             for page in _unless_unavailable(pages, report, log):
-                self._apply_page(obj, converter, page, report, seen, dry_run=dry_run)
+                new = self._apply_page(obj, converter, page, report, seen, new=new, dry_run=dry_run)
                 report.seconds = round(time.monotonic() - started, 3)
                 log.info("page.committed" if not dry_run else "page.checked", page=report.pages,
                          records=len(page.records), fetched=report.fetched, total=page.total_size,
@@ -363,21 +400,6 @@ class MirrorService:
                  records_per_s=round(report.rate, 1))
         return report
 
-    @staticmethod
-    def _storable(repo: Any, page: QueryPage, live: list[dict[str, Any]],
-                  bad: list[tuple[dict[str, Any], RecordError]]) -> list[dict[str, Any]]:
-        """The rows the store can hold, in the form it stores them (each value coerced once,
-        here); the others (a text longer than its column, a NUL character) join ``bad``,
-        named, so one record never blocks the page."""
-        records = {r.get("Id"): r for r in page.records}
-        kept: list[dict[str, Any]] = []
-        for row in live:
-            try:
-                kept.append(repo.check(row))  # canonical: upsert_many(checked=True) takes it as it is
-            except RecordError as exc:
-                bad.append((records.get(row["sf_id"]) or {"Id": row["sf_id"]}, exc))
-        return kept
-
     def _begin(self, selected: list[ObjectMapping], to_sync: list[ObjectMapping]) -> None:
         """Mark the objects this run syncs ``running`` (consumers of the mirror wait for
         what they write until the run finishes: ``incomplete_orders``); an idle object
@@ -416,7 +438,11 @@ class MirrorService:
     # -------------------------------------------------------------- one page, one unit of work
 
     def _apply_page(self, obj: ObjectMapping, converter: RecordConverter, page: QueryPage, report: ObjectReport,
-                    seen: set[str] | None, *, dry_run: bool) -> None:
+                    seen: set[str] | None, *, new: bool, dry_run: bool) -> bool:
+        """One page, one unit of work. ``new``: none of the page's ids is expected to be
+        stored (a first mirror), so the rows are inserted without reading what is stored
+        first; the store checks that as it inserts (``upsert_many(new=True)``). Returns
+        whether the next page may still be taken as new: not once an id was found stored."""
         live: list[dict[str, Any]] = []
         tombstones: list[tuple[str, datetime]] = []
         bad: list[tuple[dict[str, Any], RecordError]] = []
@@ -425,7 +451,7 @@ class MirrorService:
                 tombstones.append((record["Id"], converter.stamp(record)))
                 continue
             try:
-                live.append(converter.to_row(record))
+                live.append(converter.to_row(record))  # in stored form: upsert_many(checked=True)
             except RecordError as exc:
                 bad.append((record, exc))
         if seen is not None:
@@ -434,9 +460,8 @@ class MirrorService:
         letters = self._letters.setdefault(obj.sobject, {})
         with self.uow() as uow:
             repo = uow.mirror(obj.name)
-            live = self._storable(repo, page, live, bad)
-            anomalies = self._check_states(uow, obj, converter, live)
-            result = repo.upsert_many(self.org_id, live, checked=True) if live else None
+            result = repo.upsert_many(self.org_id, live, checked=True, new=new) if live else None
+            anomalies = self._check_states(uow, obj, converter, live, result.stored if result else {})
             deleted = self._tombstone(uow, obj, tombstones)
             quarantined = self._quarantine(uow, obj, bad, letters)
             fixed = [i for i in [r["sf_id"] for r in live] + [t[0] for t in tombstones] if i in letters]
@@ -459,6 +484,7 @@ class MirrorService:
         report.anomalies += anomalies
         if last_stamp is not None and (report.cursor is None or last_stamp > report.cursor):
             report.cursor = last_stamp
+        return new and not (result is not None and result.stored)
 
     def _follow(self, obj: ObjectMapping, letters: dict[str, _Letter], fixed: list[str],
                 bad: list[tuple[dict[str, Any], RecordError]], live: list[dict[str, Any]],
@@ -477,12 +503,13 @@ class MirrorService:
             known.difference_update(t[0] for t in tombstones)
 
     def _check_states(self, uow: Any, obj: ObjectMapping, converter: RecordConverter,
-                      rows: list[dict[str, Any]]) -> int:
+                      rows: list[dict[str, Any]], before: Mapping[str, Mapping[str, Any]]) -> int:
+        """Status changes against the state machine; ``before``: what was stored for the
+        rows' ids before this page (``UpsertResult.stored``)."""
         machine = MACHINES.get(obj.name)
         vocab = converter.vocabulary("status")
         if machine is None or vocab is None or not rows:
             return 0
-        before = _stored(uow, obj, self.org_id, [r["sf_id"] for r in rows], ("status",))
         count = 0
         for row in rows:
             old = before.get(row["sf_id"])

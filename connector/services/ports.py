@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import structlog
 
     from connector.config import OrgConfig
+    from connector.errors import RecordError
     from connector.mappings import MappingSet
 
 
@@ -81,6 +82,16 @@ class AnomalyStore(Protocol):
             to_state: str | None, detail: str | None = None, observed_at: datetime | None = None) -> int: ...
     def count(self, org_id: str) -> int: ...
     def list(self, org_id: str, object_name: str | None = None) -> builtins.list[Any]: ...
+
+
+class StoredForms(Protocol):
+    """How a mirror table stores each column a row may carry (``adapters.store.mirror.StoredForms``,
+    ``uow.mirror(key).forms``): ``forms[column]`` gives a value its stored form or raises
+    ``ValueError``/``TypeError`` (None: stored as it is); ``refusal`` is the record's error then."""
+
+    @property
+    def forms(self) -> Mapping[str, Callable[[Any], Any] | None]: ...
+    def refusal(self, sf_id: str, column: str, exc: Exception) -> RecordError: ...
 
 
 class UnitOfWork(Protocol):
@@ -292,6 +303,6 @@ class OrgContext(Protocol):
 
 __all__ = [
     "AnomalyStore", "BillingGateway", "DeadLetterStore", "InvoiceStore", "JobRunStore", "MirrorReader",
-    "OrgContext", "OrgGateway", "PayoutsGateway", "QueryAnswer", "QueryPage", "RecordOutcome", "StripeEventStore",
-    "SubResult", "UnitOfWork", "UnitOfWorkFactory",
+    "OrgContext", "OrgGateway", "PayoutsGateway", "QueryAnswer", "QueryPage", "RecordOutcome", "StoredForms",
+    "StripeEventStore", "SubResult", "UnitOfWork", "UnitOfWorkFactory",
 ]

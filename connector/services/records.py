@@ -2,14 +2,16 @@
 
 ``RecordConverter.to_row`` turns one record from a query page into the row the mirror
 repository stores: ``sf_id``, ``system_modstamp`` (aware UTC), and every mapped field under
-its column, typed (Decimal money, ``date``, ``int``...). Picklist values are stored as the
+its column, typed (Decimal money, ``date``, ``int``...) and, given the table's
+``StoredForms``, in the exact form the table stores it (one pass: the store does not check
+the row again). Picklist values are stored as the
 org spells them (``Activated``, ``Add-On``), like the rest of the local model, after
 checking that the mapping's vocabulary knows them; consumers get the connector's state
 with ``mapping.to_state(vocabulary, value)``. Anything wrong with one record
 (unknown picklist value, a value of the wrong type, a missing required field, a domain
-rule broken: not USD, term not 12, quantity not positive, unknown PPP or PPC) raises
-``RecordError`` naming the record, the field and the value, so the caller quarantines
-that record and carries on with the page.
+rule broken: not USD, term not 12, quantity not positive, unknown PPP or PPC, a value the
+table cannot hold) raises ``RecordError`` naming the record, the field and the value, so
+the caller quarantines that record and carries on with the page.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from connector.domain.validation import LINE_RULES, ORDER_RULES, check_fields, parse_currency, parse_term, show
+from connector.domain.validation import LINE_RULES, ORDER_RULES, check_field, show
 from connector.errors import RecordError
 from connector.mappings import FieldMapping, MappingSet, ObjectMapping
+from connector.services.ports import StoredForms
 
 Row = dict[str, Any]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SYSTEM_SELECT = ("Id", "SystemModstamp", "IsDeleted")
 
 
@@ -117,16 +121,45 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+# A domain rule of one column: the problem with its (converted) value, or None.
+DomainRule = Callable[[Any], str | None]
+
+
+def _rule(column: str, parse: Callable[[object], object]) -> DomainRule:
+    def rule(value: Any) -> str | None:
+        if value is not None:
+            try:
+                parse(value)
+                return None  # the usual case, without building check_field's answer
+            except ValueError:
+                pass
+        return check_field(column, value, parse)[1]
+
+    return rule
+
+
+def _if_filled(rule: DomainRule) -> DomainRule:
+    return lambda value: None if value is None else rule(value)
+
+
 class RecordConverter:
     """Conversion and validation for one mapped object.
 
     ``known`` gives the ids of live local records of other objects, for reference checks
-    (``known("ppp")`` -> set of PPP ids); the mirror keeps those sets current as it goes."""
+    (``known("ppp")`` -> set of PPP ids); the mirror keeps those sets current as it goes.
+    ``store``: the mirror table's ``StoredForms`` (``MirrorRepository.forms``). With it,
+    ``to_row`` also gives each value the form the table stores it in, and a value the
+    table cannot hold makes the record's ``RecordError`` (the store's code and message),
+    so its rows go to ``upsert_many(..., checked=True)`` as they are; without it, rows
+    carry the converted values and ``upsert_many`` checks them."""
 
-    def __init__(self, mapping: MappingSet, obj: ObjectMapping, known: Callable[[str], set[str]]):
+    def __init__(self, mapping: MappingSet, obj: ObjectMapping, known: Callable[[str], set[str]],
+                 store: StoredForms | None = None):
         self.mapping = mapping
         self.obj = obj
         self.known = known
+        self.store = store
+        self._stamp_text, self._stamp = "", EPOCH
         self._fields = [
             (f.sf_field, f.column, _CONVERTERS[f.type],
              vocabulary_for(mapping, obj, f) if f.type == "picklist" else None, f.required)
@@ -136,6 +169,12 @@ class RecordConverter:
         # every value a state, so ``label in vocabulary`` is ``to_state(...) is not None``).
         self._plan = tuple((sf_field, column, convert, None if vocab is None else mapping.vocabularies[vocab],
                             vocab, required) for sf_field, column, convert, vocab, required in self._fields)
+        mapped = {column for _, column, _, _, _ in self._fields}
+        self._rules = [(column, rule) for column, rule, always in self._domain_rules() if always or column in mapped]
+        # The stored forms of the row's columns, in the row's order (the first refused is named).
+        forms = store.forms if store is not None else {}
+        self._forms = [(column, form) for column in ("sf_id", "system_modstamp", *(f[1] for f in self._fields))
+                       if (form := forms.get(column)) is not None]
 
     @property
     def select_fields(self) -> list[str]:
@@ -153,10 +192,36 @@ class RecordConverter:
         return None
 
     def stamp(self, record: Mapping[str, Any]) -> datetime:
-        return parse_sf_datetime(str(record["SystemModstamp"]))
+        text = str(record["SystemModstamp"])
+        # Records come ordered by stamp, and a load or a mass update stamps many at once:
+        # the same text as the record before is the same moment, parsed once.
+        if text != self._stamp_text:
+            self._stamp = parse_sf_datetime(text)
+            self._stamp_text = text
+        return self._stamp
 
     def to_row(self, record: Mapping[str, Any]) -> Row:
-        """The local row for a live record; ``RecordError`` if it can't be mirrored."""
+        """The local row for a live record; ``RecordError`` if it can't be mirrored.
+
+        What is wrong is reported in this order: the values themselves (wrong type,
+        unknown picklist value, required and missing: all of them), else the domain rules
+        (all of them, on the values as converted), else the first value the table cannot
+        hold (with ``store``)."""
+        row = self._converted(record)
+        problems = [problem for column, rule in self._rules if (problem := rule(row.get(column))) is not None]
+        if problems:
+            raise RecordError("; ".join(problems), record_id=row["sf_id"], code=_code(problems))
+        for column, form in self._forms:
+            value = row[column]
+            if value is not None:
+                try:
+                    row[column] = form(value)
+                except (ValueError, TypeError) as exc:
+                    assert self.store is not None
+                    raise self.store.refusal(row["sf_id"], column, exc) from None
+        return row
+
+    def _converted(self, record: Mapping[str, Any]) -> Row:
         get = record.get
         rid = str(get("Id") or "")
         if not rid:
@@ -165,28 +230,21 @@ class RecordConverter:
         problems: list[str] = []
         for sf_field, column, convert, labels, vocab, required in self._plan:
             value = get(sf_field)
-            if convert is _text and value.__class__ is str and value:  # the common case, inline
-                if labels is not None and value not in labels:
-                    problems.append(self._unknown_label(sf_field, value, vocab))
-                    continue
-                row[column] = value
-                continue
-            if value is None or value == "":
+            if value is None or isinstance(value, str) and not value:  # (not == "": slow for a Decimal)
                 if required:
                     problems.append(f"{sf_field}: is required")
                 row[column] = None
                 continue
-            try:
-                converted = convert(value)
-            except (ValueError, TypeError) as exc:
-                problems.append(f"{sf_field}: {exc}, got {show(value)}")
+            if convert is not _text or value.__class__ is not str:  # (text as it is: the common case)
+                try:
+                    value = convert(value)
+                except (ValueError, TypeError) as exc:
+                    problems.append(f"{sf_field}: {exc}, got {show(value)}")
+                    continue
+            if labels is not None and value not in labels:
+                problems.append(self._unknown_label(sf_field, get(sf_field), vocab))
                 continue
-            if labels is not None and converted not in labels:
-                problems.append(self._unknown_label(sf_field, value, vocab))
-                continue
-            row[column] = converted
-        if not problems:
-            problems = self.domain_problems(row)
+            row[column] = value
         if problems:
             raise RecordError("; ".join(problems), record_id=rid, code=_code(problems))
         return row
@@ -195,41 +253,34 @@ class RecordConverter:
         known = ", ".join(self.mapping.vocabularies[vocab or ""])
         return f"{sf_field}: unknown picklist value {show(value)} (vocabulary {vocab}: {known})"
 
-    def domain_problems(self, row: Row) -> list[str]:
+    def _domain_rules(self) -> list[tuple[str, DomainRule, bool]]:
         """The business rules of the local model (DESIGN: USD only, term 12, positive
-        quantities, known catalog references)."""
+        quantities, known catalog references) for this object: (column, rule, whether it
+        holds when the mapping leaves the column out) in the order problems are reported."""
         kind = self.obj.name
-        problems: list[str] = []
         if kind in ("order_item", "offer_item"):
-            values: dict[str, object] = {k: row.get(k) for k in ("quantity", "unit_price_per_month") if k in row}
-            problems += check_fields(values, LINE_RULES)[1]
-            problems += self._reference(row, "ppp_id", "ppp", "PPP")
-        elif kind == "order":
-            values = {k: row.get(k) for k in ("currency", "contract_term_months") if k in row}
-            problems += check_fields(values, ORDER_RULES)[1]
-        elif kind == "offer":
-            # Offers may be incomplete while Draft: check what is filled in.
-            for column, parse in (("currency", parse_currency), ("contract_term_months", parse_term)):
-                if row.get(column) is not None:
-                    try:
-                        parse(row[column])
-                    except ValueError as exc:
-                        problems.append(f"{column}: {exc}, got {show(row[column])}")
-        elif kind == "ppp":
-            problems += self._reference(row, "ppc_id", "ppc", "PPC")
-        elif kind == "ppc":
-            problems += check_fields({"revenue_share_percent": row.get("revenue_share_percent")}, LINE_RULES)[1]
-        return problems
-
-    def _reference(self, row: Row, column: str, target: str, label: str) -> list[str]:
-        if column not in row:
-            return []
-        value = row.get(column)
-        if value is None:
-            return [f"{column}: is required"]
-        if value not in self.known(target):
-            return [f"{column}: unknown {label} {value} (not in the mirrored catalog)"]
+            return [(c, _rule(c, LINE_RULES[c]), False) for c in ("quantity", "unit_price_per_month")] + [
+                ("ppp_id", self._reference("ppp_id", "ppp", "PPP"), False)]
+        if kind == "order":
+            return [(c, _rule(c, ORDER_RULES[c]), False) for c in ("currency", "contract_term_months")]
+        if kind == "offer":  # offers may be incomplete while Draft: check what is filled in
+            return [(c, _if_filled(_rule(c, ORDER_RULES[c])), False) for c in ("currency", "contract_term_months")]
+        if kind == "ppp":
+            return [("ppc_id", self._reference("ppc_id", "ppc", "PPC"), False)]
+        if kind == "ppc":
+            column = "revenue_share_percent"
+            return [(column, _rule(column, LINE_RULES[column]), True)]
         return []
+
+    def _reference(self, column: str, target: str, label: str) -> DomainRule:
+        def rule(value: Any) -> str | None:
+            if value is None:
+                return f"{column}: is required"
+            if value not in self.known(target):
+                return f"{column}: unknown {label} {value} (not in the mirrored catalog)"
+            return None
+
+        return rule
 
 
 def _code(problems: list[str]) -> str:

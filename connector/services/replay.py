@@ -154,7 +154,9 @@ def _replay_mirror(runtime: OrgContext, letters: list[Any], *, log: Any, run_job
             log.warning("replay.unknown_object", object=letter.object_name, letter=letter.id)
             continue
         with runtime.uow() as uow:
-            converter = RecordConverter(runtime.mapping, obj, partial(_known_ids, uow, runtime.org_id))
+            repo = uow.mirror(obj.name)
+            converter = RecordConverter(runtime.mapping, obj, partial(_known_ids, uow, runtime.org_id),
+                                        store=repo.forms)
             record = org.get(obj.sobject, letter.record_id, converter.select_fields)
             if record is None:  # deleted in the org since: nothing left to mirror
                 uow.dead_letters.resolve(letter.id)
@@ -167,7 +169,7 @@ def _replay_mirror(runtime: OrgContext, letters: list[Any], *, log: Any, run_job
                                      payload=letter.payload)
                 uow.commit()
                 continue
-            uow.mirror(obj.name).upsert_many(runtime.org_id, [row])
+            repo.upsert_many(runtime.org_id, [row], checked=True)
             uow.dead_letters.resolve(letter.id)
             uow.commit()
         log.info("replay.mirrored", object=obj.sobject, record_id=letter.record_id)

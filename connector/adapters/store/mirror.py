@@ -5,10 +5,14 @@ and the mapped columns). ``upsert_many`` is idempotent and set-wise: one SELECT 
 stored version of every id on the page, rows identical to what is stored are left alone
 (no write, ``updated_at`` untouched), new ids are inserted in one batch and changed rows
 updated in one batch. Re-running a page, as the cursor lookback does, costs one SELECT.
+A page of ids the caller expects to be new (a first mirror, ``new=True``) skips the SELECT:
+it is inserted inside a savepoint, and takes the usual path if an id was stored after all.
 
-Each value is coerced once: ``check`` (or ``upsert_many``) turns it into its canonical
-form (what it reads back as: a quantized Decimal, an aware UTC datetime...), validating it
-on the way, and the writes then hand the driver plain tuples in the column's storage form
+Each value is coerced once: its column's form (``StoredForms``, ``MirrorRepository.forms``)
+turns it into its canonical form (what it reads back as: a quantized Decimal, an aware UTC
+datetime...), validating it on the way; ``check`` (or ``upsert_many``) applies the forms to
+a row, the mirror's record converter value by value. The writes then hand the driver plain
+tuples in the column's storage form
 (``_encoder``: minor units and ISO text on SQLite, the canonical value on PostgreSQL)
 through one prepared ``executemany``. No SQLAlchemy type processes the rows a second
 time; what lands in the database is exactly what the column types would have written.
@@ -18,11 +22,14 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
+from operator import ne
 from typing import Any
 
 from sqlalchemy import Column, ColumnElement, Date, String, Table, Text, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import JSON
 
@@ -48,6 +55,36 @@ def mirror_table(object_key_or_table: str | Table) -> Table:
     except KeyError:
         known = ", ".join(sorted({*OBJECT_TABLES, *MIRROR_TABLES}))
         raise MappingError(f"no mirror table for {object_key_or_table!r} (known: {known})") from None
+
+
+@dataclass(frozen=True)
+class StoredForms:
+    """How a mirror table stores the columns a caller may write: ``forms[column]`` gives a
+    value the exact form it is stored and reads back in (so equal means unchanged),
+    validating it on the way (``ValueError``/``TypeError``: the column cannot hold it, see
+    ``refusal``); None: the column stores values as they are. The one definition of each
+    column's rule: ``MirrorRepository.check`` applies it to whole rows, the mirror's record
+    converter value by value as it builds a row (``connector.services.records``)."""
+
+    table: str
+    forms: Mapping[str, Callable[[Any], Any] | None]
+
+    def refusal(self, sf_id: str, column: str, exc: Exception) -> RecordError:
+        """The record's error for a value ``column`` cannot hold (what ``forms`` raised)."""
+        code = "VALUE_TOO_LONG" if "the column holds" in str(exc) else "INVALID_VALUE"
+        return RecordError(f"{self.table}.{column}: {exc}", record_id=sf_id, code=code)
+
+
+_FORMS: dict[str, StoredForms] = {}
+
+
+def stored_forms(table: Table) -> StoredForms:
+    """The ``StoredForms`` of a mirror table (built once per table: they depend on nothing else)."""
+    forms = _FORMS.get(table.name)
+    if forms is None:
+        canon = {name: _canonicalizer(table.c[name]) for name in table.c.keys() if name not in _MANAGED}
+        forms = _FORMS[table.name] = StoredForms(table.name, {k: None if f is _as_is else f for k, f in canon.items()})
+    return forms
 
 
 def _canonicalizer(column: Column[Any]) -> Callable[[Any], Any]:
@@ -87,11 +124,19 @@ def _encoder(column: Column[Any], dialect: str) -> Callable[[Any], Any] | None:
         scale = t.scale
         return lambda v: int(v.scaleb(scale))  # minor units, as ExactDecimal stores them
     if isinstance(t, UtcDateTime):
-        # UTC wall time in SQLAlchemy's SQLite DATETIME format: 2026-03-01 09:00:00.000000
-        return lambda v: v.replace(tzinfo=None).isoformat(" ", "microseconds")
+        return _sqlite_datetime
     if isinstance(t, Date):
         return lambda v: v.isoformat()
     return None
+
+
+def _sqlite_datetime(v: datetime) -> str:
+    """UTC wall time in SQLAlchemy's SQLite DATETIME storage format (2026-03-01 09:00:00.000000),
+    formatted directly: twice as fast as dropping the zone and calling isoformat."""
+    return _SQLITE_DATETIME % (v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
+
+
+_SQLITE_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
 
 
 def _text_checker(length: int | None) -> Callable[[Any], Any]:
@@ -159,17 +204,18 @@ class MirrorRepository:
         self.session = session
         self.table = mirror_table(table)
         self._clock = clock
-        self._writable = frozenset(self.table.c.keys()) - _MANAGED
-        self._canon = {name: _canonicalizer(self.table.c[name]) for name in self._writable}
-        # The same, without the columns whose values are stored as they are (no call at all).
-        self._coerce = {name: f for name, f in self._canon.items() if f is not _as_is}
+        self.forms = stored_forms(self.table)
+        self._writable = frozenset(self.forms.forms)
+        # The columns whose values are not stored as they are (the others need no call at all).
+        self._coerce = {name: f for name, f in self.forms.forms.items() if f is not None}
         dialect = session.get_bind().dialect
         self._encode = {c.name: _encoder(c, dialect.name) for c in self.table.columns}
         self._quote = dialect.identifier_preparer.quote
         self._param = {"qmark": "?", "numeric": ":{}"}.get(dialect.paramstyle, "%s")
 
     # ------------------------------------------------------------------ writes
-    def upsert_many(self, org_id: str, rows: Sequence[Mapping[str, Any]], *, checked: bool = False) -> UpsertResult:
+    def upsert_many(self, org_id: str, rows: Sequence[Mapping[str, Any]], *, checked: bool = False,
+                    new: bool = False) -> UpsertResult:
         """Insert new ids, update changed rows, leave identical rows untouched.
 
         Each row needs ``sf_id`` and ``system_modstamp`` (an aware datetime). A row only
@@ -177,27 +223,49 @@ class MirrorRepository:
         If an id appears twice on the page the last row wins. Raises ``MappingError`` for a
         column the table does not have and ``RecordError`` (naming the record, before
         anything is written) for a value the column cannot hold. ``checked=True``: the rows
-        are what ``check`` returned (values already canonical), so they are not coerced again."""
+        are in their stored form already (``check``, or the ``forms`` value by value), so
+        they are taken as they are (and never modified). The result's ``stored`` holds what
+        was stored for the page's ids before (``sf_id``, ``is_deleted`` and the page's columns).
+
+        ``new=True``: the caller expects none of the ids to be stored (the first mirror of
+        an object): the rows are inserted without first reading what is stored, inside a
+        savepoint; if an id turns out to be stored after all, the savepoint is rolled back
+        and the page takes the usual path, so the outcome is the same either way."""
+        columns = set().union(*rows)
+        unknown = columns - self._writable
+        if unknown:
+            raise MappingError(
+                f"table {self.table.name}: no column(s) {', '.join(sorted(unknown))} "
+                f"(a mirror row may carry: {', '.join(sorted(self._writable))})"
+            )
         page = self._canonical_page(rows, checked=checked)
         if not page:
             return UpsertResult()
-        stored = self.get_many(org_id, page, columns=set().union(*page.values()))
+        keys = sorted(columns)
         now = UtcDateTime.coerce(self._clock())
-        inserts: builtins.list[dict[str, Any]] = []
+        managed = {"org_id": org_id, "is_deleted": False, "deleted_at": None, "first_seen_at": now, "updated_at": now}
+        if new:
+            try:
+                with self.session.begin_nested():
+                    self._insert(keys, builtins.list(page.values()), managed)
+                return UpsertResult(inserted=len(page))
+            except IntegrityError:
+                pass  # an id is stored already: rolled back to the savepoint, now the usual way
+        stored = self.get_many(org_id, page, columns=columns)
+        inserts: builtins.list[Mapping[str, Any]] = []
         updates: builtins.list[dict[str, Any]] = []
         unchanged = 0
         for sf_id, row in page.items():
             old = stored.get(sf_id)
             if old is None:
                 inserts.append(row)
-            elif old["is_deleted"] or any(old[k] != v for k, v in row.items()):
+            elif old["is_deleted"] or any(map(ne, map(old.__getitem__, row.keys()), row.values())):
                 updates.append({**row, "is_deleted": False, "deleted_at": None, "updated_at": now})
             else:
                 unchanged += 1
-        self._insert(inserts, {"org_id": org_id, "is_deleted": False, "deleted_at": None,
-                               "first_seen_at": now, "updated_at": now})
+        self._insert(keys, inserts, managed)
         self._update(org_id, updates)
-        return UpsertResult(inserted=len(inserts), updated=len(updates), unchanged=unchanged)
+        return UpsertResult(inserted=len(inserts), updated=len(updates), unchanged=unchanged, stored=stored)
 
     def check(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """``row`` with every value in the form it is stored and reads back as, or
@@ -213,7 +281,7 @@ class MirrorRepository:
         except (TypeError, ValueError):
             pass
         sf_id = str(row.get("sf_id") or "")  # again, value by value, to name the column
-        return {column: self._canonical_value(sf_id, column, value) if column in self._canon else value
+        return {column: self._canonical_value(sf_id, column, value) if column in self._writable else value
                 for column, value in row.items()}
 
     def soft_delete(self, org_id: str, ids: Iterable[str], deleted_at: datetime) -> int:
@@ -253,10 +321,13 @@ class MirrorRepository:
             if unknown:
                 raise MappingError(f"table {t.name}: no column(s) {', '.join(sorted(unknown))}")
             cols = [t.c.sf_id, t.c.is_deleted, *(t.c[c] for c in sorted(wanted))]
+        names = [c.name for c in cols]
         stored: dict[str, dict[str, Any]] = {}
         for among_ids in _id_batches(self.session, t.c.sf_id, sorted(set(ids))):
-            for row in self.session.execute(select(*cols).where(t.c.org_id == org_id, among_ids)):
-                stored[row.sf_id] = dict(row._mapping)
+            # all() fetches in one call; rows become dicts by zipping the names (no Row mappings)
+            for values in self.session.execute(select(*cols).where(t.c.org_id == org_id, among_ids)).all():
+                row = dict(zip(names, values, strict=True))
+                stored[row["sf_id"]] = row
         return stored
 
     def list(self, org_id: str, *, include_deleted: bool = False, **equals: Any) -> builtins.list[dict[str, Any]]:
@@ -282,6 +353,11 @@ class MirrorRepository:
             stmt = stmt.where(t.c.is_deleted.is_(False))
         return set(self.session.execute(stmt).scalars())
 
+    def has_rows(self, org_id: str) -> bool:
+        """Whether the table holds any row of ``org_id`` (deleted or not)."""
+        t = self.table
+        return self.session.execute(select(t.c.sf_id).where(t.c.org_id == org_id).limit(1)).first() is not None
+
     def count(self, org_id: str, include_deleted: bool = False, *, since: datetime | None = None) -> int:
         """Rows of ``org_id`` (live only unless ``include_deleted``); with ``since``, only
         those whose ``system_modstamp`` is at or after it (the mirror's idle check)."""
@@ -294,44 +370,40 @@ class MirrorRepository:
         return int(self.session.execute(stmt).scalar_one())
 
     # ----------------------------------------------------------------- helpers
-    def _canonical_page(self, rows: Sequence[Mapping[str, Any]], *, checked: bool = False) -> dict[str, dict[str, Any]]:
-        page: dict[str, dict[str, Any]] = {}
+    def _canonical_page(self, rows: Sequence[Mapping[str, Any]], *,
+                        checked: bool = False) -> dict[str, Mapping[str, Any]]:
+        page: dict[str, Mapping[str, Any]] = {}
         for row in rows:
-            unknown = set(row) - self._writable
-            if unknown:
-                raise MappingError(
-                    f"table {self.table.name}: no column(s) {', '.join(sorted(unknown))} "
-                    f"(a mirror row may carry: {', '.join(sorted(self._writable))})"
-                )
             sf_id = row.get("sf_id")
             if not sf_id:
                 raise RecordError(f"{self.table.name}: row without sf_id", code="MISSING_ID")
             if row.get("system_modstamp") is None:
                 raise RecordError(f"{self.table.name}: system_modstamp missing", record_id=sf_id,
                                   code="MISSING_MODSTAMP")  # fmt: skip
-            page[sf_id] = dict(row) if checked else self.check(row)
+            page[sf_id] = row if checked else self.check(row)
         return page
 
     def _canonical_value(self, sf_id: str, column: str, value: Any) -> Any:
         if value is None:
             return None
+        form = self.forms.forms[column]
+        if form is None:
+            return value
         try:
-            return self._canon[column](value)
+            return form(value)
         except (TypeError, ValueError) as exc:
-            code = "VALUE_TOO_LONG" if "the column holds" in str(exc) else "INVALID_VALUE"
-            raise RecordError(f"{self.table.name}.{column}: {exc}", record_id=sf_id, code=code) from None
+            raise self.forms.refusal(sf_id, column, exc) from None
 
-    def _insert(self, rows: builtins.list[dict[str, Any]], managed: Mapping[str, Any]) -> None:
-        """New rows, each with the same ``managed`` values (org, timestamps), encoded once."""
+    def _insert(self, keys: Sequence[str], rows: Sequence[Mapping[str, Any]], managed: Mapping[str, Any]) -> None:
+        """New rows (their ``keys``; a row without one gets NULL), each with the same
+        ``managed`` values (org, timestamps), encoded once."""
         if not rows:
             return
-        keys = sorted(set().union(*rows) - set(managed))
-        fixed = self._driver_row(managed, builtins.list(managed))
+        (fixed,) = self._driver_rows(builtins.list(managed), [managed])
         columns = [*keys, *managed]
         sql = (f"INSERT INTO {self._quote(self.table.name)} ({', '.join(self._quote(k) for k in columns)}) "
                f"VALUES ({self._placeholders(len(columns))})")
-        encode = self._driver_rows(keys)
-        self._executemany(sql, [(*values, *fixed) for values in encode(rows)])
+        self._executemany(sql, self._driver_rows(keys, rows, fixed))
 
     def _update(self, org_id: str, rows: builtins.list[dict[str, Any]]) -> None:
         # executemany needs one statement shape: group rows by the set of columns they carry.
@@ -343,31 +415,23 @@ class MirrorRepository:
             sets = ", ".join(f"{q(k)} = {self._placeholder(i)}" for i, k in enumerate(keys))
             n = len(keys)
             sql = (f"UPDATE {table} SET {sets} "
-                   f"WHERE {q('org_id')} = {self._placeholder(n)} AND {q('sf_id')} = {self._placeholder(n + 1)}")
-            key = (org_id,)
-            self._executemany(sql, [(*values, *key, row["sf_id"])
-                                    for values, row in zip(self._driver_rows(keys)(group), group, strict=True)])
+                   f"WHERE {q('sf_id')} = {self._placeholder(n)} AND {q('org_id')} = {self._placeholder(n + 1)}")
+            self._executemany(sql, self._driver_rows([*keys, "sf_id"], group, (org_id,)))
 
-    def _driver_row(self, row: Mapping[str, Any], keys: Sequence[str]) -> builtins.list[Any]:
-        return self._driver_rows(keys)([row])[0]
-
-    def _driver_rows(self, keys: Sequence[str]) -> Callable[[Iterable[Mapping[str, Any]]], builtins.list[Any]]:
-        """A function giving rows' values for ``keys`` as the driver takes them: canonical
-        in, storage form out (``_encoder``), None as NULL; only encoded columns are touched."""
-        encoders = [(i, enc) for i, k in enumerate(keys) if (enc := self._encode[k]) is not None]
-
-        def encode(rows: Iterable[Mapping[str, Any]]) -> builtins.list[Any]:
-            out = []
-            for row in rows:
-                values = builtins.list(map(row.get, keys))
-                for i, enc in encoders:
-                    v = values[i]
-                    if v is not None:
-                        values[i] = enc(v)
-                out.append(values)
-            return out
-
-        return encode
+    def _driver_rows(self, keys: Sequence[str], rows: Sequence[Mapping[str, Any]],
+                     fixed: tuple[Any, ...] = ()) -> builtins.list[tuple[Any, ...]]:
+        """Rows' values for ``keys`` (then the ``fixed`` values) as the driver takes them:
+        canonical in, storage form out (``_encoder``), None as NULL. Built column by column
+        (a comprehension per column, the tuples zipped in C): a third of the cost of row by row."""
+        columns: builtins.list[builtins.list[Any]] = []
+        for key in keys:
+            values = [row.get(key) for row in rows]
+            encode = self._encode[key]
+            if encode is not None:
+                values = [None if v is None else encode(v) for v in values]
+            columns.append(values)
+        columns.extend([value] * len(rows) for value in fixed)
+        return builtins.list(zip(*columns, strict=True))
 
     def _placeholder(self, index: int) -> str:
         return self._param.format(index + 1)

@@ -7,7 +7,8 @@ by table).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Self
@@ -24,11 +25,13 @@ class _FromRow:
 
 @dataclass(frozen=True)
 class UpsertResult:
-    """Counts of one ``MirrorRepository.upsert_many`` call."""
+    """Counts of one ``MirrorRepository.upsert_many`` call, and ``stored``: what was stored
+    for the page's ids before it (by sf_id; none on a first mirror's insert of new ids)."""
 
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    stored: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def written(self) -> int:
@@ -36,7 +39,8 @@ class UpsertResult:
 
     def __add__(self, other: UpsertResult) -> UpsertResult:
         return UpsertResult(
-            self.inserted + other.inserted, self.updated + other.updated, self.unchanged + other.unchanged
+            self.inserted + other.inserted, self.updated + other.updated, self.unchanged + other.unchanged,
+            {**self.stored, **other.stored},
         )
 
 

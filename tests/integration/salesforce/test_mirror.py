@@ -331,3 +331,47 @@ def test_an_object_the_org_does_not_have_is_reported_and_the_rest_mirrored(
         second = {o.sobject: o for o in service.run().objects}
         assert second["SfdcPartnerPayout"].status == "unavailable"
         assert org.api_calls <= 2  # still an idle cycle
+
+
+def test_a_first_mirror_never_reads_back_what_it_writes_and_stored_rows_take_the_usual_path(
+    mirror: Callable[..., MirrorService], sandbox_org: SandboxOrg, uow_factory: Callable[..., Any], db_engine: Any
+) -> None:
+    """An object whose table holds nothing of the org's inserts its pages without asking
+    what is stored (the store checks, see ``upsert_many(new=True)``); an object with rows
+    already (here one order written before any mirror, as a replay may) reads them, so
+    its state machine still sees where the order was."""
+    from tests.integration.store.helpers import an_order, statements
+
+    org = sandbox_org.org_id
+    acme = sandbox_org.demo_ids["acme_order"]
+    with uow_factory() as uow:
+        uow.mirror("order").upsert_many(org, [an_order(0, sf_id=acme, status="Expired")])
+        uow.commit()
+    with statements(db_engine) as log:
+        report = mirror().run()
+    by_key = {o.key: o for o in report.objects}
+
+    def reads_of_ids(table: str) -> int:  # beyond the one "anything stored?" (LIMIT 1) per object
+        return sum(1 for s in log.statements if s.startswith("SELECT") and f"FROM {table} " in s and "LIMIT" not in s)
+
+    assert reads_of_ids("order_items") == 0 and by_key["order_item"].inserted > 0
+    assert reads_of_ids("orders") > 0
+    assert (by_key["order"].updated, by_key["order"].anomalies) == (1, 1)
+    with uow_factory() as uow:
+        [anomaly] = uow.anomalies.list(org)
+        assert uow.mirror("order").get(org, acme)["status"] == "Activated"
+    assert (anomaly.record_id, anomaly.from_state, anomaly.to_state) == (acme, "expired", "activated")
+    again = mirror().run(full=True)
+    assert again.written == 0 and sum(o.anomalies for o in again.objects) == 0
+
+
+def test_the_collector_runs_less_often_while_pages_are_read_and_as_before_afterwards(
+    mirror: Callable[..., MirrorService],
+) -> None:
+    import gc
+
+    before = gc.get_threshold()
+    during: list[tuple[int, int, int]] = []
+    mirror(progress=lambda page: during.append(gc.get_threshold())).run()
+    assert during and all(t[0] >= 50_000 and t[1:] == before[1:] for t in during)
+    assert gc.get_threshold() == before

@@ -152,3 +152,45 @@ def test_stored_rows_of_a_page_in_one_query(uow_factory, db_engine) -> None:
     assert stored[order_id(4)] == {"sf_id": order_id(4), "is_deleted": False, "status": "Activated"}
     assert stored[order_id(6)]["is_deleted"] is True  # deleted rows are included
     assert log.selects_from("orders") == (1 if db_engine.dialect.name == "postgresql" else 2)
+
+
+def test_a_page_taken_as_new_is_inserted_without_reading_what_is_stored(uow_factory, db_engine) -> None:
+    with statements(db_engine) as log, uow_factory() as uow:
+        result = uow.mirror("order").upsert_many(ORG, [an_order(n) for n in range(30)], new=True)
+        uow.commit()
+    assert result == UpsertResult(inserted=30) and result.stored == {}
+    assert log.selects_from("orders") == 0 and log.count("INSERT INTO", "orders") == 1
+    with uow_factory() as uow:
+        assert uow.mirror("order").count(ORG) == 30
+
+
+def test_a_page_taken_as_new_with_ids_already_stored_ends_as_the_usual_upsert(uow_factory) -> None:
+    """``new=True`` is the caller's expectation, not a promise: an id found stored rolls the
+    page's insert back (to its savepoint) and the page takes the usual path, so the outcome,
+    rows and counts, is what ``new=False`` gives, and the rest of the transaction stands."""
+    stored = [an_order(1), an_order(2, status="New"), an_order(3)]
+    page = [an_order(1), an_order(2), an_order(3), an_order(4), an_order(5)]
+
+    def outcome(new: bool, org: str) -> tuple[UpsertResult, dict, list[dict]]:
+        _mirror_page(uow_factory, stored, org=org)
+        with uow_factory() as uow:
+            uow.mirror("order").soft_delete(org, [order_id(3)], T0)
+            uow.commit()
+        with uow_factory() as uow:
+            uow.sync_state.advance(org, "SfdcPartnerOrder", T0, 0)  # written before, in the same unit
+            result = uow.mirror("order").upsert_many(org, page, new=new)
+            uow.commit()
+        with uow_factory() as uow:
+            rows = [{k: v for k, v in r.items() if k not in ("first_seen_at", "updated_at", "org_id")}
+                    for r in uow.mirror("order").list(org, include_deleted=True)]
+            assert uow.sync_state.get(org, "SfdcPartnerOrder") is not None
+        return result, {k: (v["status"], v["is_deleted"]) for k, v in result.stored.items()}, rows
+
+    taken_as_new, usual = outcome(True, ORG), outcome(False, OTHER_ORG)
+    assert taken_as_new == usual
+    result, before, rows = taken_as_new
+    assert (result.inserted, result.updated, result.unchanged) == (2, 2, 1)
+    assert before == {order_id(1): ("Activated", False), order_id(2): ("New", False),
+                      order_id(3): ("Activated", True)}
+    assert [r["sf_id"] for r in rows] == [order_id(n) for n in range(1, 6)]
+    assert all(r["status"] == "Activated" and r["is_deleted"] is False for r in rows)
