@@ -65,3 +65,13 @@ def record(values: dict[str, float | int], *, path: Path = RESULTS) -> None:
     ordered = {**{k: meta[k] for k in ("machine", "date", "commit")}, **dict(sorted(doc.items())),
                "runs": dict(sorted(meta["runs"].items()))}
     path.write_text(json.dumps(ordered, indent=2) + "\n")
+
+
+def judge(values: dict[str, float | int], targets: dict[str, tuple[str, float]]) -> list[str]:
+    """Print each target's key, figure and verdict; return the keys whose figure misses its
+    target (``(">=", 30)`` or ``("<=", 1.3)``). A key not in ``values`` was not measured."""
+    missed = [k for k, (op, target) in targets.items()
+              if k in values and not (values[k] >= target if op == ">=" else values[k] <= target)]
+    for k, (op, target) in targets.items():
+        print(f"{k}: {values.get(k, 'not measured')} (target {op} {target}{' MISSED' if k in missed else ''})")
+    return missed

@@ -38,6 +38,11 @@ BIN = Path(sys.executable).parent
 ENV_SECRET, ENV_STRIPE = "BENCH_SF_CLIENT_SECRET", "BENCH_STRIPE_KEY"
 
 
+# Issue 16's targets for the figures this script writes (judged where measured).
+TARGETS = {"mirror_vs_bare_ratio_10k": ("<=", 1.5), "mirror_vs_bare_ratio_100k": ("<=", 1.3),
+           "rss_ratio_1m_vs_100k": ("<=", 1.1), "postgres_mirror_vs_sqlite_ratio": ("<=", 1.5)}
+
+
 def label(n: int) -> str:
     return f"{n // 1_000_000}m" if n % 1_000_000 == 0 else f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
@@ -290,7 +295,7 @@ def main() -> int:
         bare(args.bare[0], args.bare[1], args.fetch_only, args.with_stack)
         return 0
     sys.path.insert(0, str(ROOT / "bench"))
-    from _results import record
+    from _results import judge, record
 
     sizes = [int(s) for s in args.sizes.split(",")]
     pg = None if args.no_postgres else Postgres()
@@ -334,9 +339,10 @@ def main() -> int:
         values[f"rss_ratio_{label(big['n'])}_vs_{label(base['n'])}"] = round(ratio, 3)
         values[f"sync_peak_rss_mb_{label(big['n'])}"] = round(big["sync_rss"], 1)
         values[f"sync_seconds_{label(big['n'])}"] = round(big["sync_s"], 3)
+    missed = judge(values, TARGETS)
     if str(args.results) != "-":
         record(values, **({"path": args.results} if args.results else {}))
-    return 0
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
