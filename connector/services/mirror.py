@@ -54,9 +54,8 @@ from connector.mappings import MappingSet, ObjectMapping
 from connector.services.bulk_mirror import BulkSource, build_bulk_source
 from connector.services.dry_run import dry_run_counts
 from connector.services.ports import MirrorReader, OrgContext, QueryPage, UnitOfWorkFactory
-from connector.services.records import RecordConverter, json_safe, parse_sf_datetime, soql_datetime
+from connector.services.records import EPOCH, RecordConverter, json_safe, parse_sf_datetime, soql_datetime
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # cursor of an object that had no records yet
 IDLE_BATCH = 200  # smallest page Salesforce allows: the idle check needs counts, not rows
 MACHINES: dict[str, StateMachine[Any]] = {"offer": OFFER_MACHINE, "order": ORDER_MACHINE}
 

@@ -27,7 +27,7 @@ from connector.mappings import FieldMapping, MappingSet, ObjectMapping
 from connector.services.ports import StoredForms
 
 Row = dict[str, Any]
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # the mirror's cursor of an object that had no records yet
 SYSTEM_SELECT = ("Id", "SystemModstamp", "IsDeleted")
 
 
