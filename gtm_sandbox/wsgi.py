@@ -7,6 +7,16 @@ them, with no Content-Length), a body-size limit answered with 413, idle keep-al
 connections closed after a timeout, TLS through its built-in adapter, and a ``stop()`` that
 closes every connection and joins its threads.
 
+Two things cheroot does that the sandboxes change:
+
+* **The TLS handshake happens on the connection's worker thread**, not in cheroot's accept
+  loop: there, one client that connects and never says hello (a port probe, a stuck
+  client) held up every other connection until the idle timeout. Now it holds nothing: its
+  socket waits in the selector like an idle keep-alive one, and is closed when that times
+  out; a client that starts a handshake and stalls holds one worker thread at most.
+* **A malformed chunked body is the client's error** (``400 Bad Request``), not a 500 with
+  a traceback: ``read_body`` raises ``BadRequestBody`` for it.
+
 Each sandbox is a WSGI app; ``read_body`` gives it the whole request body (chunked
 included) and ``drop`` aborts a connection with a TCP reset for fault injection.
 """
@@ -14,7 +24,9 @@ included) and ``drop`` aborts a connection with a TCP reset for fault injection.
 from __future__ import annotations
 
 import errno
+import logging
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Callable, Iterable
@@ -23,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from cheroot import errors as cheroot_errors
+from cheroot import server as cheroot_server
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
@@ -44,6 +57,11 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 class BodyTooLarge(Exception):
     """A chunked request body went over the server's limit (cheroot refuses an oversized
     Content-Length itself, before the app runs)."""
+
+
+class BadRequestBody(Exception):
+    """The request body is not valid HTTP framing (a chunk size that is not hexadecimal, a
+    chunk without its CRLF): the client's error, answered 400."""
 
 
 class Dropped(ConnectionResetError):
@@ -76,6 +94,8 @@ def read_body(environ: dict[str, Any]) -> bytes:
         if "Request Entity Too Large" in str(exc):
             raise BodyTooLarge() from None
         raise
+    except ValueError as exc:  # cheroot's chunked reader: "Bad chunked transfer size: ..." / "... coding ..."
+        raise BadRequestBody(str(exc)) from None
 
 
 def request_headers(environ: dict[str, Any]) -> dict[str, str]:
@@ -115,6 +135,49 @@ def drop(environ: dict[str, Any]) -> Dropped:
     except OSError:
         pass
     return Dropped()
+
+
+class _DeferredHandshake(BuiltinSSLAdapter):
+    """cheroot's TLS adapter, minus the handshake: the socket is wrapped without it (no I/O,
+    so the accept loop goes straight on) and ``_Connection`` does it on its worker thread."""
+
+    def wrap(self, sock: socket.socket) -> tuple[ssl.SSLSocket, dict[str, Any]]:
+        wrapped = self.context.wrap_socket(sock, do_handshake_on_connect=False, server_side=True)
+        return wrapped, {"wsgi.url_scheme": "https", "HTTPS": "on"}
+
+
+_PLAIN_HTTP_REFUSAL = b"The client sent a plain HTTP request to an HTTPS-only port.\n"
+_PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(_PLAIN_HTTP_REFUSAL), _PLAIN_HTTP_REFUSAL))
+
+
+class _Connection(cheroot_server.HTTPConnection):
+    """Completes a deferred TLS handshake before the first request (see the module docstring)."""
+
+    handshaken = False
+
+    def communicate(self) -> bool:
+        sock = self.socket
+        if not self.handshaken and isinstance(sock, ssl.SSLSocket):
+            try:
+                sock.do_handshake()  # bounded by the socket's timeout (the server's idle timeout)
+            except ssl.SSLError as exc:
+                if "http request" in str(exc).lower():  # plain HTTP on the TLS port: say so, in plain HTTP
+                    try:
+                        # The TCP socket under the TLS one: no TLS session was set up to speak through.
+                        socket.socket.sendall(sock, _PLAIN_HTTP_ANSWER)
+                    except OSError:
+                        pass
+                self.server.error_log(f"TLS handshake with {self.remote_addr} failed: {exc}", level=logging.INFO)
+                return False
+            except OSError as exc:  # timed out, reset or closed mid-handshake
+                self.server.error_log(f"TLS handshake with {self.remote_addr} failed: {exc}", level=logging.INFO)
+                return False
+            self.handshaken = True
+            adapter = self.server.ssl_adapter
+            assert adapter is not None
+            self.ssl_env = {**(self.ssl_env or {}), **adapter.get_environ(sock)}
+        return bool(super().communicate())
 
 
 class _Server(wsgi.Server):
@@ -159,11 +222,12 @@ class WsgiServer:
         server = _Server((host, port), app, numthreads=threads, server_name=name,
                              timeout=idle_timeout_s, shutdown_timeout=1)
         server.gateway = _Gateway
+        server.ConnectionClass = _Connection
         server.max_request_body_size = max_body_bytes
         # How often cheroot's select loop wakes to expire idle connections and see a stop.
         server.expiration_interval = min(0.1, idle_timeout_s / 4)
         if tls is not None:  # (certificate chain PEM, private key PEM)
-            server.ssl_adapter = BuiltinSSLAdapter(str(tls[0]), str(tls[1]))
+            server.ssl_adapter = _DeferredHandshake(str(tls[0]), str(tls[1]))
         _prepare_in_daemon_thread(server)  # binds: the real port is known from here on
         self._server = server
         self.host, self.port = server.bind_addr[:2]

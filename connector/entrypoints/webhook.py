@@ -99,6 +99,9 @@ def _request_body(environ: dict[str, Any]) -> bytes | _Refusal:
     except OSError as exc:  # the client stalled past the read timeout or went away
         log.warning("webhook.rejected", reason="slow_client", error=type(exc).__name__)
         return _Refusal("408 Request Timeout", {"error": "the body did not arrive in time"})
+    except ValueError as exc:  # cheroot's chunked reader: a chunk size or CRLF that isn't there
+        log.warning("webhook.rejected", reason="bad_chunked_body", error=str(exc))
+        return _Refusal("400 Bad Request", {"error": "the chunked body is malformed"})
     return _too_large(None) if len(payload) > MAX_BODY else payload
 
 

@@ -40,6 +40,7 @@ from gtm_sandbox.snapshot import SnapshotError, read_snapshot, write_snapshot
 from gtm_sandbox.wsgi import (
     IDLE_TIMEOUT_S,
     MAX_BODY_BYTES,
+    BadRequestBody,
     BodyTooLarge,
     WsgiServer,
     read_body,
@@ -64,6 +65,9 @@ class OrgApp:
             body = read_body(environ)
         except BodyTooLarge:
             resp = Response.json(413, [{"message": "The request body is too large.", "errorCode": "REQUEST_TOO_LARGE"}])
+        except BadRequestBody as exc:
+            resp = Response.json(400, [{"message": f"The request body could not be read: {exc}",
+                                        "errorCode": "BAD_REQUEST"}])
         else:
             req = Request.build(method, request_target(environ), request_headers(environ), body)
             if req.path.startswith("/_sandbox/"):

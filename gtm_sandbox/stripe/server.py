@@ -39,7 +39,7 @@ from gtm_sandbox.stripe.faults import Faults, Plan
 from gtm_sandbox.stripe.helpers import Helpers
 from gtm_sandbox.stripe.wire import ApiError, Params, decode_params, new_id
 from gtm_sandbox.stripe.world import DAY, IdempotencyRecord, SandboxSettings, World
-from gtm_sandbox.wsgi import BodyTooLarge, drop, read_body, request_headers, request_target, status_line
+from gtm_sandbox.wsgi import BadRequestBody, BodyTooLarge, drop, read_body, request_headers, request_target, status_line
 
 IDEMPOTENCY_TTL_S = DAY
 MAX_IDEMPOTENCY_KEY = 255
@@ -239,6 +239,9 @@ class StripeApp:
             body = read_body(environ).decode("utf-8")
         except BodyTooLarge:
             reply = Reply.json(413, ApiError(413, "invalid_request_error", "The request body is too large.").body())
+        except (BadRequestBody, UnicodeDecodeError) as exc:
+            reply = Reply.json(400, ApiError(400, "invalid_request_error",
+                                             f"The request body could not be read: {exc}").body())
         else:
             ex = Exchange(method, parts.path, parts.query, request_headers(environ), body, environ)
             if parts.path.startswith("/_sandbox/"):

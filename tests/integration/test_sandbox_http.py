@@ -200,6 +200,83 @@ def test_bodies_under_the_limit_are_served() -> None:
     assert json.loads(body)["description"] == "y" * 3000
 
 
+# -- malformed bodies: the client's error -------------------------------------------------------
+
+# Framing no chunked reader can follow: a size that is not hexadecimal; a chunk without its CRLF.
+_BAD_CHUNKS = {"size-not-hex": b"zz\r\nabc\r\n0\r\n\r\n", "no-crlf-after-chunk": b"3\r\nabcXY0\r\n\r\n"}
+
+
+def _raw_chunked(sock: socket.socket, path: str, headers: dict[str, str], framing: bytes) -> None:
+    head = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Transfer-Encoding: chunked"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + framing)
+
+
+@pytest.mark.parametrize("framing", list(_BAD_CHUNKS.values()), ids=list(_BAD_CHUNKS))
+def test_org_answers_a_malformed_chunked_body_with_400(small_org: SandboxOrg, framing: bytes) -> None:
+    with _connect_org(small_org) as sock:
+        _raw_chunked(sock, "/services/oauth2/token", _FORM, framing)
+        status, _, body = _Reader(sock).response()
+    assert status == 400, body
+    assert json.loads(body)[0]["errorCode"] == "BAD_REQUEST"
+    assert "chunked" in json.loads(body)[0]["message"]
+    assert small_org.counters()["tokens_issued"] == 0
+    # The server goes on serving.
+    assert tls_session(small_org).get(f"{small_org.instance_url}/services/data/").status_code == 200
+
+
+@pytest.mark.parametrize("framing", list(_BAD_CHUNKS.values()), ids=list(_BAD_CHUNKS))
+def test_stripe_answers_a_malformed_chunked_body_with_400(small_stripe: StripeSandbox, framing: bytes) -> None:
+    with _connect_stripe(small_stripe) as sock:
+        _raw_chunked(sock, "/v1/customers", {**_FORM, "Authorization": f"Bearer {small_stripe.api_key}"}, framing)
+        status, _, body = _Reader(sock).response()
+    assert status == 400, body
+    assert json.loads(body)["error"]["type"] == "invalid_request_error"
+    assert small_stripe.counters().get("POST /v1/customers", 0) == 0
+
+
+def test_stripe_answers_a_body_that_is_not_utf8_with_400(small_stripe: StripeSandbox) -> None:
+    with _connect_stripe(small_stripe) as sock:
+        _request(sock, "POST", "/v1/customers", {**_FORM, "Authorization": f"Bearer {small_stripe.api_key}"},
+                 b"name=\xff\xfe")
+        status, _, body = _Reader(sock).response()
+    assert status == 400, body
+    assert json.loads(body)["error"]["type"] == "invalid_request_error"
+
+
+# -- TLS handshakes ------------------------------------------------------------------------------
+
+def test_a_client_that_never_says_hello_holds_up_no_one() -> None:
+    """A TCP connection to the org that never starts its TLS handshake (a port probe, a stuck
+    client) must not keep others from being served: the handshake is not done in the accept
+    loop. With a 20 s idle timeout, a handshake there would hold the next client ~20 s."""
+    with SandboxOrg.start(data=None, idle_timeout_s=20) as org:
+        silent = socket.create_connection(("127.0.0.1", org.port), timeout=CONNECT_TIMEOUT_S)
+        try:
+            time.sleep(0.2)  # the server has accepted it
+            started = time.monotonic()
+            resp = tls_session(org).get(f"{org.instance_url}/services/data/", timeout=10)
+            assert resp.status_code == 200
+            assert time.monotonic() - started < 5
+        finally:
+            silent.close()
+
+
+def test_a_silent_connection_is_closed_after_the_idle_timeout(small_org: SandboxOrg) -> None:
+    with socket.create_connection(("127.0.0.1", small_org.port), timeout=CONNECT_TIMEOUT_S) as silent:
+        started = time.monotonic()
+        assert _Reader(silent).closed_by_server(within_s=5)
+        assert time.monotonic() - started < 3  # the 0.5 s idle timeout
+
+
+def test_plain_http_on_the_tls_port_gets_a_plain_400(small_org: SandboxOrg) -> None:
+    with socket.create_connection(("127.0.0.1", small_org.port), timeout=CONNECT_TIMEOUT_S) as sock:
+        _request(sock, "GET", "/services/data/", {})
+        status, _, body = _Reader(sock).response()
+    assert status == 400
+    assert b"HTTPS-only" in body
+
+
 # -- idle keep-alive connections -----------------------------------------------------------------
 
 def test_org_keeps_a_connection_alive_then_closes_it_when_idle(small_org: SandboxOrg) -> None:

@@ -81,6 +81,16 @@ def test_an_oversized_chunked_event_is_a_413(url: str, store: FakeStore) -> None
     assert status == 413 and store.stripe_events == {}
 
 
+@pytest.mark.parametrize("framing", [b"zz\r\nevt_1\r\n0\r\n\r\n", b"5\r\nevt_1XY0\r\n\r\n"],
+                         ids=["size-not-hex", "no-crlf-after-chunk"])
+def test_a_malformed_chunked_event_is_a_400_not_a_500(url: str, store: FakeStore, framing: bytes) -> None:
+    """Framing no reader can follow is the sender's error: 400, so it isn't taken for an
+    outage of ours (Stripe retries a 5xx for days)."""
+    status, body = raw_post(url, f"Transfer-Encoding: chunked\r\nStripe-Signature: {SECRET}\r\n".encode(), framing)
+    assert status == 400 and json.loads(body) == {"error": "the chunked body is malformed"}
+    assert store.stripe_events == {}
+
+
 def test_an_event_within_the_limit_still_verifies(url: str, store: FakeStore) -> None:
     assert requests.post(url, data=b"evt_ok", headers={"Stripe-Signature": SECRET}, timeout=10).status_code == 200
     assert requests.post(url, data=b"evt_bad", headers={"Stripe-Signature": "nope"}, timeout=10).status_code == 400
