@@ -43,7 +43,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "bench"))
-    from _results import record
+    from _results import judge, record
 
     cases = {
         "python_startup": [sys.executable, "-c", "pass"],
@@ -55,14 +55,15 @@ def main() -> int:
     print(f"{'case':<16} {'wall s':>7} {'peak RSS MB':>12}")
     for name, (wall, rss) in figures.items():
         print(f"{name:<16} {wall:7.3f} {rss:12.1f}")
-    record({
+    values = {
         "python_startup_seconds": round(figures["python_startup"][0], 3),
         "cli_import_seconds": round(figures["cli_import"][0], 3),
         "cli_import_rss_mb": round(figures["cli_import"][1], 1),
         "cli_help_seconds": round(figures["cli_help"][0], 3),
         "cli_help_rss_mb": round(figures["cli_help"][1], 1),
-    })
-    return 0
+    }
+    record(values)
+    return 1 if judge(values) else 0
 
 
 if __name__ == "__main__":

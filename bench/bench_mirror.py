@@ -96,7 +96,7 @@ def main() -> int:
         print(f"peak RSS ratio {results[-1]['n']}/{results[0]['n']} records: {growth:.2f} (flat means close to 1)")
         ok = ok and growth < 1.5
     sys.path.insert(0, str(ROOT / "bench"))
-    from _results import record
+    from _results import judge, record
 
     values: dict[str, float | int] = {}
     for r in results:
@@ -104,6 +104,7 @@ def main() -> int:
         values[f"sf_calls_initial_mirror_{label}"] = r["api_calls_first"]
         values["sf_calls_idle_cycle"] = max(values.get("sf_calls_idle_cycle", 0), r["api_calls_idle"])
     record(values)
+    ok = not judge(values) and ok
     print("OK" if ok else "FAILED: API calls or memory out of bounds")
     return 0 if ok else 1
 

@@ -68,8 +68,6 @@ OBJECTS = ["SfdcPartnerTermSet", "SfdcPartnerTermSetProduct", "SfdcPartnerProvis
            "SfdcPartnerProductLicense", "SfdcCustomerForPartner", "SfdcPartnerOffer", "SfdcPartnerOfferItem",
            "SfdcPartnerOrder", "SfdcPartnerOrderItem", "SfdcPartnerOrderBillingTrxn", "SfdcPartnerPayout"]
 LOOKBACK_S = 300  # the connector's default sync.lookback_seconds
-TARGETS = {"vs_tap_salesforce_ratio": (">=", 5.0), "vs_airbyte_rest_ratio": (">=", 3.0),
-           "vs_airbyte_bulk_ratio": (">=", 1.5), "sf_calls_vs_tap_ratio": ("<=", 1.0)}
 
 
 def ensure_venv(peer: Peer) -> float:
@@ -322,7 +320,7 @@ def main() -> int:
         res = measure(args, Path(tmp))
     values = report(args, res, install_s)
     # The targets are set for 100,000 records; other sizes are reported, not judged.
-    missed = judge(values, TARGETS) if args.records == 100_000 else []
+    missed = judge(values) if args.records == 100_000 else []
     if args.records != 100_000:  # the targets are for 100k: other sizes are recorded by size only
         values = {k.replace("_100k", "") + f"_{args.records}": v for k, v in values.items()}
     if str(args.results) != "-":
