@@ -6,6 +6,7 @@ what an operator sees: the job_runs rows, the two log lines, the outcome and the
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -114,6 +115,24 @@ def test_the_job_table_holds_the_service_functions_themselves() -> None:
     assert job_of("mirror", {"mirror": mirror_three_orders}) == Job(mirror_three_orders)  # a bare function
     with pytest.raises(ValueError, match="unknown job 'payroll'"):
         job_of("payroll")
+
+
+def test_every_job_function_takes_what_run_job_passes() -> None:
+    """The table names its functions as strings (imported on first use), so mypy no longer
+    checks them against the call in ``jobs._call``: this does. Each takes the runtime, then
+    ``log=`` and ``dry_run=`` by keyword, and ``stop=`` exactly when the table says so; any
+    other parameter has a default."""
+    for name, job in JOBS.items():
+        params = inspect.signature(job.fn).parameters
+        first, *rest = params.values()
+        assert first.kind in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD), name
+        keywords = {p.name: p for p in rest}
+        assert {"log", "dry_run"} <= set(keywords), name
+        assert keywords["dry_run"].default is False, name
+        assert ("stop" in keywords) is job.stoppable, name
+        for param in rest:
+            assert param.kind is param.KEYWORD_ONLY or param.default is not param.empty, (name, param.name)
+            assert param.name in ("log", "dry_run", "stop") or param.default is not param.empty, (name, param.name)
 
 
 def test_a_tick_already_served_by_any_instance_is_skipped(org_runtime: OrgRuntime) -> None:
