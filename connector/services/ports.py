@@ -10,8 +10,12 @@ all of them for service tests that need no database or server.
 ``OrgContext`` is what a job function receives: one org's config, mapping, unit-of-work
 factory, clock and gateways (``connector.bootstrap.OrgRuntime`` in production).
 
-The repository Protocols name the calls the services make; a repository attribute typed
-``Any`` on ``UnitOfWork`` is one no service test fakes yet.
+The repository Protocols name the calls the services make, no more; every repository of
+``UnitOfWork`` and the mirror table ``uow.mirror(key)`` returns has one. Rows they return
+are the store's record types (``adapters.store.records``), typed ``Any`` here so the ports
+import no adapter. The fakes of ``tests/fakes.py`` answer as the SQL repositories do
+(``tests/integration/store/test_fakes_agree.py``), except the two that read mirror tables,
+which the fake store does not have: ``attention`` and ``mirror()`` raise there.
 """
 
 from __future__ import annotations
