@@ -51,7 +51,7 @@ from connector.retry import retrying
 if TYPE_CHECKING:
     from connector.bootstrap import OrgRuntime
     from connector.config import OrgConfig
-    from connector.services.ports import OrgContext
+    from connector.services.ports import OrgContext, UnitOfWork
 
 log = structlog.get_logger("connector.alerts")
 
@@ -82,7 +82,7 @@ class AlertEvent:
                 "at": now.astimezone(UTC).isoformat(timespec="seconds")}
 
 
-def evaluate_alerts(uow: Any, org: OrgConfig, now: datetime) -> list[AlertEvent]:
+def evaluate_alerts(uow: UnitOfWork, org: OrgConfig, now: datetime) -> list[AlertEvent]:
     """The alert events the stored facts of ``org`` call for now (new or already recorded:
     the caller's insert dedups by key). Empty without ``[alerts]``."""
     settings = org.alerts
@@ -103,7 +103,7 @@ def evaluate_alerts(uow: Any, org: OrgConfig, now: datetime) -> list[AlertEvent]
     return found
 
 
-def _failure_streaks(uow: Any, org_id: str, n: int) -> list[AlertEvent]:
+def _failure_streaks(uow: UnitOfWork, org_id: str, n: int) -> list[AlertEvent]:
     """``job_failed``: each job whose last ``n`` runs failed."""
     found = []
     for job in uow.alert_facts.jobs(org_id):
@@ -116,7 +116,7 @@ def _failure_streaks(uow: Any, org_id: str, n: int) -> list[AlertEvent]:
     return found
 
 
-def _budget_stops(uow: Any, org_id: str, now: datetime) -> list[AlertEvent]:
+def _budget_stops(uow: UnitOfWork, org_id: str, now: datetime) -> list[AlertEvent]:
     """``api_budget_stop``: one event per day with runs the API limit stopped."""
     by_day: dict[str, list[Any]] = {}
     for run in uow.alert_facts.budget_stops_since(org_id, now - BUDGET_LOOKBACK):
@@ -131,7 +131,7 @@ def _budget_stops(uow: Any, org_id: str, now: datetime) -> list[AlertEvent]:
     return found
 
 
-def _discrepancies(uow: Any, org_id: str) -> list[AlertEvent]:
+def _discrepancies(uow: UnitOfWork, org_id: str) -> list[AlertEvent]:
     """``discrepancy``: each order whose payout does not match, per reason."""
     found = []
     for rec in uow.reconciliation.list(org_id, discrepancies_only=True):
@@ -141,14 +141,14 @@ def _discrepancies(uow: Any, org_id: str) -> list[AlertEvent]:
     return found
 
 
-def _missing_invoices(uow: Any, org_id: str) -> list[AlertEvent]:
+def _missing_invoices(uow: UnitOfWork, org_id: str) -> list[AlertEvent]:
     """``invoice_missing``: each open INVOICE_MISSING dead letter of invoicing."""
     return [AlertEvent("invoice_missing", f"invoice_missing:{letter.record_id}:{letter.id}",
                        f"order {letter.record_id}: {letter.reason}", task="invoicing", ids=(letter.record_id,))
             for letter in uow.dead_letters.open(org_id, "invoicing") if letter.error_code == "INVOICE_MISSING"]
 
 
-def _dead_letter_pile(uow: Any, org_id: str, threshold: int, now: datetime) -> list[AlertEvent]:
+def _dead_letter_pile(uow: UnitOfWork, org_id: str, threshold: int, now: datetime) -> list[AlertEvent]:
     """``dead_letters``: once a day while more than ``threshold`` letters are open."""
     open_letters = uow.dead_letters.count_open(org_id)
     if open_letters <= threshold:

@@ -4,7 +4,9 @@ logic and need no database and no server.
 * ``FakeStore`` holds the rows; ``FakeUnitOfWork`` is one transaction over it: writes go to
   the store's tables only at ``commit()`` (leaving the block without one discards them),
   like ``SqlUnitOfWork``. Rows are the store's own record types (``Invoice``, ``DeadLetter``,
-  ``JobRun``), so a service reads what it reads in production.
+  ``JobRun``, ``SyncState``, ``OutboxEntry``, ``Alert``...), so a service reads what it reads
+  in production; ``tests/integration/store/test_fakes_agree.py`` holds the repositories to
+  the SQL ones. No mirror tables: ``mirror()`` and the ``attention`` reads raise.
 * ``FakeOrg``, ``FakeBilling``, ``FakePayouts``: the gateways, recording calls and
   counting API calls; ``FakeBilling`` honours idempotency keys.
 * ``FakeRuntime``: an ``OrgContext`` wiring them for one org (a real ``OrgConfig``).
@@ -17,22 +19,36 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import structlog
 
-from connector.adapters.store.records import DeadLetter, Invoice, JobRun
+from connector.adapters.store.alerts import API_LIMIT_ERROR_PREFIX, Alert
+from connector.adapters.store.records import (
+    DeadLetter,
+    Invoice,
+    JobRun,
+    MappingCheck,
+    OfferDraft,
+    OutboxEntry,
+    Payout,
+    Reconciliation,
+    SyncState,
+    WritebackState,
+)
+from connector.adapters.store.tables import OUTBOX_STATUSES
 from connector.config import OrgConfig
 from connector.domain import InvoiceLine, InvoicePlan
 from connector.domain.reconciliation import BalanceTxn, StripePayout
 from connector.errors import PermanentError
 from connector.mappings import MappingSet
 from connector.services.billing_port import BillingEvent, StripeCustomer, StripeInvoice
+from connector.services.ports import MirrorStore
 
 
 def _now() -> datetime:
@@ -49,8 +65,21 @@ class FakeStore:
     job_runs: dict[int, JobRun] = field(default_factory=dict)
     stripe_events: dict[str, dict[str, Any]] = field(default_factory=dict)
     anomalies: list[dict[str, Any]] = field(default_factory=list)
+    sync_state: dict[tuple[str, str], SyncState] = field(default_factory=dict)
+    outbox: dict[str, OutboxEntry] = field(default_factory=dict)
+    payouts: dict[tuple[str, str], Payout] = field(default_factory=dict)
+    reconciliation: dict[tuple[str, str], Reconciliation] = field(default_factory=dict)
+    writeback_state: dict[tuple[str, str], WritebackState] = field(default_factory=dict)
+    offer_drafts: dict[tuple[str, str], OfferDraft] = field(default_factory=dict)
+    mapping_checks: dict[tuple[str, str], MappingCheck] = field(default_factory=dict)
+    alerts: dict[int, Alert] = field(default_factory=dict)
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     commits: int = 0
+
+    # The tables a unit of work copies on entry and puts back at commit.
+    TABLES: ClassVar[tuple[str, ...]] = (
+        "invoices", "dead_letters", "job_runs", "stripe_events", "anomalies", "sync_state", "outbox", "payouts",
+        "reconciliation", "writeback_state", "offer_drafts", "mapping_checks", "alerts")
 
 
 class _Repo:
@@ -188,6 +217,231 @@ class FakeAnomalies(_Repo):
         return [a for a in self.t.anomalies if a["org_id"] == org_id and object_name in (None, a["object"])]
 
 
+R = TypeVar("R")
+
+
+def _next_id(rows: Iterable[Any]) -> int:
+    """The id a table's next row gets: one more than the largest (as a fresh SQL table counts)."""
+    return max((r.id for r in rows), default=0) + 1
+
+
+class FakeSyncState(_Repo):
+    UNFINISHED = ("running", "failed", "stopped")
+
+    def get(self, org_id: str, object_name: str) -> SyncState | None:
+        return self.t.sync_state.get((org_id, object_name))
+
+    def advance(self, org_id: str, object_name: str, cursor: datetime | None, records: int = 0) -> SyncState:
+        current = self._ensure(org_id, object_name)
+        values: dict[str, Any] = {"records_total": current.records_total + records, "updated_at": self.clock()}
+        if cursor is not None and (current.cursor is None or cursor > current.cursor):
+            values["cursor"] = cursor
+        return self._update(current, values)
+
+    def mark_run(self, org_id: str, object_name: str, status: str, full: bool = False) -> SyncState:
+        now = self.clock()
+        values: dict[str, Any] = {"last_run_at": now, "last_status": status, "updated_at": now}
+        if full:
+            values["last_full_at"] = now
+        return self._update(self._ensure(org_id, object_name), values)
+
+    def begin(self, org_id: str, object_name: str) -> SyncState:
+        current = self._ensure(org_id, object_name)
+        now = self.clock()
+        values: dict[str, Any] = {"last_status": "running", "updated_at": now}
+        if current.last_status not in self.UNFINISHED or current.last_run_at is None:
+            values["last_run_at"] = now
+        return self._update(current, values)
+
+    def set_status(self, org_id: str, object_name: str, status: str) -> SyncState:
+        return self._update(self._ensure(org_id, object_name), {"last_status": status, "updated_at": self.clock()})
+
+    def unfinished_since(self, org_id: str, object_names: Iterable[str]) -> datetime | None:
+        names = list(object_names)
+        starts = [s.last_run_at for s in self.all(org_id)
+                  if s.object_name in names and s.last_status in self.UNFINISHED and s.last_run_at is not None]
+        return min(starts) if starts else None
+
+    def all(self, org_id: str) -> list[SyncState]:
+        return sorted((s for (org, _), s in self.t.sync_state.items() if org == org_id), key=lambda s: s.object_name)
+
+    def _ensure(self, org_id: str, object_name: str) -> SyncState:
+        state = self.get(org_id, object_name)
+        if state is None:
+            state = SyncState(org_id, object_name, None, None, None, None, 0, self.clock())
+            self.t.sync_state[(org_id, object_name)] = state
+        return state
+
+    def _update(self, current: SyncState, values: Mapping[str, Any]) -> SyncState:
+        row = replace(current, **values)
+        self.t.sync_state[(row.org_id, row.object_name)] = row
+        return row
+
+
+class FakeOutbox(_Repo):
+    def get(self, key: str) -> OutboxEntry | None:
+        return self.t.outbox.get(key)
+
+    def record_intent(self, org_id: str, key: str, operation: str, subject_id: str, request: Any) -> OutboxEntry:
+        if key not in self.t.outbox:
+            now = self.clock()
+            self.t.outbox[key] = OutboxEntry(_next_id(self.t.outbox.values()), org_id, key, operation, subject_id,
+                                             request, "pending", None, None, 0, now, now)
+        return self.t.outbox[key]
+
+    def record_result(self, key: str, result: Any, status: str = "done", error: str | None = None) -> OutboxEntry:
+        if status not in OUTBOX_STATUSES:
+            raise ValueError(f"outbox status {status!r} is not one of {OUTBOX_STATUSES}")
+        entry = self.t.outbox.get(key)
+        if entry is None:
+            raise KeyError(f"outbox: no intent recorded under key {key!r}")
+        self.t.outbox[key] = replace(entry, result=result, status=status, error=error, attempts=entry.attempts + 1,
+                                     updated_at=self.clock())
+        return self.t.outbox[key]
+
+    def pending(self, org_id: str) -> list[OutboxEntry]:
+        return [e for e in self._ordered() if e.org_id == org_id and e.status == "pending"]
+
+    def has_other_keys(self, org_id: str, operation: str, prefix: str) -> bool:
+        return any(e.org_id == org_id and e.operation == operation and not e.idempotency_key.startswith(prefix)
+                   for e in self.t.outbox.values())
+
+    def for_subject(self, org_id: str, subject_id: str) -> list[OutboxEntry]:
+        return [e for e in self._ordered() if (e.org_id, e.subject_id) == (org_id, subject_id)]
+
+    def _ordered(self) -> list[OutboxEntry]:
+        return sorted(self.t.outbox.values(), key=lambda e: e.id)
+
+
+class _FakeKeyed(_Repo, Generic[R]):
+    """A table keyed by ``(org_id, <key>)``, like ``_KeyedRepository``: ``insert_defaults``
+    are set to now on a new row, ``touch`` columns on every write unless passed."""
+
+    table: ClassVar[str]
+    record: type[Any]
+    key: ClassVar[str]
+    insert_defaults: ClassVar[tuple[str, ...]] = ()
+    touch: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def rows(self) -> dict[tuple[str, str], R]:
+        rows: dict[tuple[str, str], R] = getattr(self.t, self.table)
+        return rows
+
+    def get(self, org_id: str, key: str) -> R | None:
+        return self.rows.get((org_id, key))
+
+    def upsert(self, org_id: str, key: str, /, **values: Any) -> R:
+        columns = {f.name for f in fields(self.record)}
+        unknown = set(values) - (columns - {"org_id", self.key})
+        if unknown:
+            raise TypeError(f"{self.table}: unknown column(s) {', '.join(sorted(unknown))}")
+        now = self.clock()
+        current: Any = self.rows.get((org_id, key))
+        if current is None:
+            blank = {name: None for name in columns}
+            current = self.record(**{**blank, **{c: now for c in self.insert_defaults}, "org_id": org_id,
+                                     self.key: key})
+        row: R = replace(current, **{**{c: now for c in self.touch}, **values})
+        self.rows[(org_id, key)] = row
+        return row
+
+    def list(self, org_id: str) -> list[R]:
+        return [row for (org, _), row in sorted(self.rows.items()) if org == org_id]
+
+
+class FakePayoutStore(_FakeKeyed[Payout]):
+    table, record, key, touch = "payouts", Payout, "stripe_payout_id", ("updated_at",)
+
+    def list(self, org_id: str) -> list[Payout]:
+        return sorted(super().list(org_id), key=lambda p: (p.arrival_date is None, p.arrival_date or 0,
+                                                           p.stripe_payout_id))
+
+
+class FakeReconciliation(_FakeKeyed[Reconciliation]):
+    table, record, key, touch = "reconciliation", Reconciliation, "order_id", ("computed_at",)
+
+    def list(self, org_id: str, *, discrepancies_only: bool = False) -> list[Reconciliation]:
+        return [r for r in super().list(org_id) if not discrepancies_only or r.discrepancy is not None]
+
+
+class FakeWritebackState(_FakeKeyed[WritebackState]):
+    table, record, key = "writeback_state", WritebackState, "order_id"
+
+
+class FakeOfferDrafts(_FakeKeyed[OfferDraft]):
+    table, record, key, touch = "offer_drafts", OfferDraft, "draft_key", ("updated_at",)
+
+    def list(self, org_id: str, status: str | None = None) -> list[OfferDraft]:
+        return [d for d in super().list(org_id) if status in (None, d.status)]
+
+
+class FakeMappingChecks(_FakeKeyed[MappingCheck]):
+    table, record, key = "mapping_checks", MappingCheck, "mapping_name"
+
+
+class FakeAlerts(_Repo):
+    def record(self, org_id: str, key: str, event: str, payload: Any, *, now: datetime | None = None) -> bool:
+        key = key[:255]
+        if any((a.org_id, a.key) == (org_id, key) for a in self.t.alerts.values()):
+            return False
+        alert_id = _next_id(self.t.alerts.values())
+        self.t.alerts[alert_id] = Alert(alert_id, org_id, key, event, payload, "pending", 0, None,
+                                        now or self.clock(), None, None)
+        return True
+
+    def pending(self, org_id: str, limit: int = 100) -> list[Alert]:
+        return [a for a in self.list(org_id) if a.status == "pending"][:limit]
+
+    def list(self, org_id: str) -> list[Alert]:
+        return sorted((a for a in self.t.alerts.values() if a.org_id == org_id), key=lambda a: a.id)
+
+    def claim(self, alert_id: int, *, now: datetime | None = None) -> bool:
+        alert = self.t.alerts.get(alert_id)
+        if alert is None or alert.status != "pending":
+            return False
+        self.t.alerts[alert_id] = replace(alert, attempts=alert.attempts + 1, last_attempt_at=now or self.clock())
+        return True
+
+    def mark_sent(self, alert_id: int, *, now: datetime | None = None) -> None:
+        self.t.alerts[alert_id] = replace(self.t.alerts[alert_id], status="sent", sent_at=now or self.clock(),
+                                          last_error=None)
+
+    def mark_failed(self, alert_id: int, error: str) -> None:
+        self.t.alerts[alert_id] = replace(self.t.alerts[alert_id], last_error=error[:2000])
+
+    def count_pending(self, org_id: str) -> int:
+        return len(self.pending(org_id, limit=len(self.t.alerts)))
+
+
+class FakeAlertFacts(_Repo):
+    """Reads of the fake's job runs, as ``AlertFacts`` reads ``job_runs``."""
+
+    def jobs(self, org_id: str) -> list[str]:
+        return sorted({r.job for r in self.t.job_runs.values() if r.org_id == org_id})
+
+    def failed_streak(self, org_id: str, job: str, limit: int) -> list[JobRun]:
+        real = [r for r in sorted(self.t.job_runs.values(), key=lambda r: r.id)
+                if (r.org_id, r.job) == (org_id, job) and not r.dry_run]
+        last_ok = max((r.id for r in real if r.status == "ok"), default=0)
+        return [r for r in real if r.status == "failed" and r.id > last_ok][:limit]
+
+    def budget_stops_since(self, org_id: str, since: datetime) -> list[JobRun]:
+        return [r for r in sorted(self.t.job_runs.values(), key=lambda r: r.id)
+                if r.org_id == org_id and r.status == "stopped" and r.finished_at is not None
+                and r.finished_at >= since and (r.error or "").startswith(API_LIMIT_ERROR_PREFIX)]
+
+
+class FakeAttention:
+    """The attention reads join mirror tables, which the fake store does not have."""
+
+    def invoiced_orders_in(self, org_id: str, labels: Collection[str]) -> list[dict[str, Any]]:
+        raise NotImplementedError("the fake store has no mirror tables; test attention against SQLite")
+
+    def sold_without_license(self, org_id: str, labels: Collection[str]) -> list[dict[str, Any]]:
+        raise NotImplementedError("the fake store has no mirror tables; test attention against SQLite")
+
+
 class FakeUnitOfWork:
     """One transaction over a ``FakeStore``: the repositories work on a copy of its tables,
     which replaces the store's at ``commit()``."""
@@ -196,32 +450,38 @@ class FakeUnitOfWork:
         self.store = store
         self.clock = clock
         self.committed = False
-        # Tables no fake service test needs yet: a service reaching them fails loudly.
-        self.sync_state = self.outbox = self.payouts = self.reconciliation = None
-        self.writeback_state = self.offer_drafts = self.mapping_checks = self.attention = None
-        self.alerts = self.alert_facts = None
+        # The attention reads need mirror tables: a service reaching them fails loudly.
+        self.attention = FakeAttention()
 
     def __enter__(self) -> Self:
         self._work = copy.copy(self.store)
-        for name in ("invoices", "dead_letters", "job_runs", "stripe_events"):
-            setattr(self._work, name, dict(getattr(self.store, name)))
-        self._work.anomalies = list(self.store.anomalies)
+        for name in FakeStore.TABLES:
+            setattr(self._work, name, copy.copy(getattr(self.store, name)))
         self.invoices = FakeInvoices(self._work, self.clock)
         self.dead_letters = FakeDeadLetters(self._work, self.clock)
         self.job_runs = FakeJobRuns(self._work, self.clock)
         self.stripe_events = FakeStripeEvents(self._work, self.clock)
         self.anomalies = FakeAnomalies(self._work, self.clock)
+        self.sync_state = FakeSyncState(self._work, self.clock)
+        self.outbox = FakeOutbox(self._work, self.clock)
+        self.payouts = FakePayoutStore(self._work, self.clock)
+        self.reconciliation = FakeReconciliation(self._work, self.clock)
+        self.writeback_state = FakeWritebackState(self._work, self.clock)
+        self.offer_drafts = FakeOfferDrafts(self._work, self.clock)
+        self.mapping_checks = FakeMappingChecks(self._work, self.clock)
+        self.alerts = FakeAlerts(self._work, self.clock)
+        self.alert_facts = FakeAlertFacts(self._work, self.clock)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         return None  # what was not committed is dropped with the copy
 
-    def mirror(self, object_key_or_table: Any) -> Any:
+    def mirror(self, object_key_or_table: str) -> MirrorStore:
         raise NotImplementedError("the fake store has no mirror tables; test the mirror against SQLite")
 
     def commit(self) -> None:
-        for name in ("invoices", "dead_letters", "job_runs", "stripe_events", "anomalies"):
+        for name in FakeStore.TABLES:
             setattr(self.store, name, getattr(self._work, name))
         self.store.commits += 1
         self.committed = True

@@ -24,6 +24,7 @@ from connector.domain.states import OrderStatus
 
 if TYPE_CHECKING:
     from connector.bootstrap import OrgRuntime
+    from connector.services.ports import UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def labels_for(mapping: Any, states: frozenset[str] | set[str]) -> list[str]:
     return sorted(label for label, state in mapping.vocabularies["order_status"].items() if state in states)
 
 
-def read_attention(uow: Any, org_id: str, mapping: Any, *, today: date) -> Attention:
+def read_attention(uow: UnitOfWork, org_id: str, mapping: Any, *, today: date) -> Attention:
     """The org's flags, inside the caller's unit of work."""
     invoiced = [
         InvoicedOrder(order_id=r["order_id"], order_number=r["order_number"],

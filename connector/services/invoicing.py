@@ -54,7 +54,7 @@ from connector.retry import call_with_retry
 from connector.services.billing_port import StripeCustomer, StripeInvoice
 from connector.services.mirror import incomplete_orders
 from connector.services.orders import OrderReader
-from connector.services.ports import BillingGateway, OrgContext, UnitOfWorkFactory
+from connector.services.ports import BillingGateway, OrgContext, UnitOfWork, UnitOfWorkFactory
 
 __all__ = [
     "BillingGateway",
@@ -74,7 +74,8 @@ STEPS = ("customer", "invoice", "lines", "send")
 CUSTOMER_DIGEST = 24  # hex digits of the e-mail's SHA-256 in a customer key
 BATCH_ORDERS = 20  # orders whose outbox writes share transactions (see ``_drive``)
 T = TypeVar("T")
-Flow = Generator[Callable[[Any], Any], Any, bool]  # one order's steps: yields writes, returns "resumed"
+Write = Callable[[UnitOfWork], Any]  # one store write of a flow, applied inside a unit of work
+Flow = Generator[Write, Any, bool]  # one order's steps: yields writes, returns "resumed"
 
 
 def idempotency_key(org_id: str, order_id: str, step: str, version: str) -> str:
@@ -269,7 +270,7 @@ class InvoicingService:
         most one unsure step per order, resumed as ever; a run commits about five times per
         batch instead of five times per order."""
         done: dict[str, bool] = {}
-        waiting: dict[int, Callable[[Any], Any]] = {}
+        waiting: dict[int, Write] = {}
 
         def advance(i: int, value: Any, first: bool = False) -> None:
             candidate, flow = batch[i]
@@ -328,7 +329,7 @@ class InvoicingService:
         problems = invoice_differences(plan, issued, days_until_due=self.settings.days_until_due)
         finished = all(i.status not in (None, "draft") for i in issued)
 
-        def record(uow: Any) -> None:
+        def record(uow: UnitOfWork) -> None:
             total = sum((i.amount_due for i in issued), Decimal("0"))
             paid = sum((i.amount_paid for i in issued), Decimal("0"))
             uow.invoices.upsert(
@@ -366,7 +367,7 @@ class InvoicingService:
         self._quarantine(candidate.order_id, "INVOICE_MISSING", reason)
         report.missing.append(candidate.order_id)
 
-    def _unit(self, op: str, work: Callable[[Any], T]) -> T:
+    def _unit(self, op: str, work: Callable[[UnitOfWork], T]) -> T:
         """``work(uow)`` in one committed transaction, retried whole when the store is busy
         (every unit here is safe to repeat: outbox writes are keyed, row writes are upserts)."""
 
@@ -382,7 +383,7 @@ class InvoicingService:
         """Let the next run try again the steps of ``order_id`` that Stripe refused (after
         the cause is fixed): they become unsure, so the run looks at Stripe before calling.
         Returns how many steps were reopened."""
-        def reopen(uow: Any) -> int:
+        def reopen(uow: UnitOfWork) -> int:
             failed = [e for e in uow.outbox.for_subject(self.org_id, order_id) if e.status == "failed"]
             for entry in failed:
                 uow.outbox.record_result(entry.idempotency_key, None, status="pending", error=None)
@@ -412,17 +413,17 @@ class InvoicingService:
         if row is not None and row.sent_at is not None:
             yield lambda uow: uow.dead_letters.resolve_for(self.org_id, SOURCE, OBJECT, order_id)
             return False
-        def pin(uow: Any) -> None:  # the plan version, pinned with the first intent
+        def pin(uow: UnitOfWork) -> None:  # the plan version, pinned with the first intent
             uow.invoices.upsert(self.org_id, order_id, plan_version=plan.version, currency=plan.currency,
                                 status_source="create")
 
-        carry: Callable[[Any], None] | None = pin if row is None else None
+        carry: Callable[[UnitOfWork], None] | None = pin if row is None else None
         resumed = False
 
         def step(name: str, call: Callable[[str], Any], apply: Callable[[Any, Any], None],
                  recover: Callable[[], Any] | None = None, *, key: str | None = None,
                  look_first: bool = False, params: dict[str, Any] | None = None,
-                 ) -> Generator[Callable[[Any], Any], Any, tuple[Any, Any]]:
+                 ) -> Generator[Write, Any, tuple[Any, Any]]:
             nonlocal carry, resumed
             unsure, value, entry, finish = yield from self._step(plan, name, call, apply, recover, key=key,
                                                                  look_first=look_first, carry=carry, params=params)
@@ -454,7 +455,7 @@ class InvoicingService:
             if customer is None:
                 known = customer_id
                 previous = carry
-                def remember(uow: Any) -> None:
+                def remember(uow: UnitOfWork) -> None:
                     if previous is not None:
                         previous(uow)
                     self._save(uow, order_id, stripe_customer_id=known)
@@ -474,7 +475,7 @@ class InvoicingService:
             lambda uow, invoice: self._save_invoice(uow, order_id, invoice),
             recover=lambda: self._existing_lines(plan, invoice_id))
 
-        def sent(uow: Any, invoice: StripeInvoice) -> None:
+        def sent(uow: UnitOfWork, invoice: StripeInvoice) -> None:
             self._save_invoice(uow, order_id, invoice, sent_at=self._clock())
             # With sent_at the order is never a candidate again: its letter must close in
             # this same transaction, or a crash right after it would leave it open for good.
@@ -509,8 +510,8 @@ class InvoicingService:
 
     def _step(self, plan: InvoicePlan, name: str, call: Callable[[str], T], apply: Callable[[Any, T], None],
               recover: Callable[[], T | None] | None, *, key: str | None = None, look_first: bool = False,
-              carry: Callable[[Any], None] | None = None, params: dict[str, Any] | None = None,
-              ) -> Generator[Callable[[Any], Any], Any, tuple[bool, T | None, Any, Callable[[Any], None] | None]]:
+              carry: Callable[[UnitOfWork], None] | None = None, params: dict[str, Any] | None = None,
+              ) -> Generator[Write, Any, tuple[bool, T | None, Any, Callable[[UnitOfWork], None] | None]]:
         """One outbox-guarded Stripe call: (resumed an unsure step, the call's value or None
         when an earlier run finished it, the outbox entry, the result write). The result
         write is returned, not committed: the caller commits it with the next step's intent.
@@ -520,7 +521,7 @@ class InvoicingService:
         entry recorded with params, ``params`` takes the recorded ones."""
         key = key or idempotency_key(self.org_id, plan.order_id, name, plan.version)
 
-        def intent(uow: Any) -> tuple[Any, bool]:
+        def intent(uow: UnitOfWork) -> tuple[Any, bool]:
             if carry is not None:
                 carry(uow)
             existing = uow.outbox.get(key)
@@ -552,7 +553,7 @@ class InvoicingService:
                 raise
         done = value
 
-        def result(uow: Any) -> None:
+        def result(uow: UnitOfWork) -> None:
             uow.outbox.record_result(key, _summary(done))  # first statement writes: takes the lock
             apply(uow, done)
 
@@ -617,10 +618,10 @@ class InvoicingService:
                 record_id=plan.order_id, code="PLAN_CHANGED")
         return row
 
-    def _save(self, uow: Any, order_id: str, **fields: Any) -> None:
+    def _save(self, uow: UnitOfWork, order_id: str, **fields: Any) -> None:
         uow.invoices.upsert(self.org_id, order_id, **fields)
 
-    def _save_invoice(self, uow: Any, order_id: str, invoice: StripeInvoice, **extra: Any) -> None:
+    def _save_invoice(self, uow: UnitOfWork, order_id: str, invoice: StripeInvoice, **extra: Any) -> None:
         row = uow.invoices.get(self.org_id, order_id)
         fields: dict[str, Any] = dict(
             stripe_invoice_id=invoice.id, stripe_customer_id=invoice.customer_id, number=invoice.number,
@@ -679,7 +680,7 @@ def _restore(params: dict[str, Any] | None, request: Any) -> None:
         params.update(recorded)
 
 
-def _apply_all(works: dict[int, Callable[[Any], Any]], uow: Any) -> dict[int, Any]:
+def _apply_all(works: dict[int, Write], uow: UnitOfWork) -> dict[int, Any]:
     """Every write of a batch in one unit of work, each one's answer by its flow's index."""
     return {i: work(uow) for i, work in works.items()}
 

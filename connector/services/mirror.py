@@ -53,7 +53,7 @@ from connector.errors import ApiLimitReached, ConfigError, ConnectorError, Perma
 from connector.mappings import MappingSet, ObjectMapping
 from connector.services.bulk_mirror import BulkSource, build_bulk_source
 from connector.services.dry_run import dry_run_counts
-from connector.services.ports import MirrorReader, OrgContext, QueryPage, UnitOfWorkFactory
+from connector.services.ports import MirrorReader, OrgContext, QueryPage, UnitOfWork, UnitOfWorkFactory
 from connector.services.records import EPOCH, RecordConverter, json_safe, parse_sf_datetime, soql_datetime
 
 IDLE_BATCH = 200  # smallest page Salesforce allows: the idle check needs counts, not rows
@@ -501,7 +501,7 @@ class MirrorService:
             known.update(r["sf_id"] for r in live)
             known.difference_update(t[0] for t in tombstones)
 
-    def _check_states(self, uow: Any, obj: ObjectMapping, converter: RecordConverter,
+    def _check_states(self, uow: UnitOfWork, obj: ObjectMapping, converter: RecordConverter,
                       rows: list[dict[str, Any]], before: Mapping[str, Mapping[str, Any]]) -> int:
         """Status changes against the state machine; ``before``: what was stored for the
         rows' ids before this page (``UpsertResult.stored``)."""
@@ -526,7 +526,7 @@ class MirrorService:
                 count += 1
         return count
 
-    def _tombstone(self, uow: Any, obj: ObjectMapping, tombstones: list[tuple[str, datetime]]) -> int:
+    def _tombstone(self, uow: UnitOfWork, obj: ObjectMapping, tombstones: list[tuple[str, datetime]]) -> int:
         """Deleted in the org: keep a soft-deleted row carrying the deletion stamp (the idle
         check counts it), unless it is already there."""
         if not tombstones:
@@ -547,7 +547,7 @@ class MirrorService:
             self.log.info("record.deleted", object=obj.sobject, record_id=rid)
         return len(todo)
 
-    def _quarantine(self, uow: Any, obj: ObjectMapping, bad: list[tuple[dict[str, Any], RecordError]],
+    def _quarantine(self, uow: UnitOfWork, obj: ObjectMapping, bad: list[tuple[dict[str, Any], RecordError]],
                     letters: dict[str, _Letter]) -> int:
         count = 0
         for record, exc in bad:
@@ -604,7 +604,7 @@ class MirrorService:
 # ------------------------------------------------------------------------------ store queries
 
 
-def _stored(uow: Any, obj: ObjectMapping, org_id: str, ids: list[str],
+def _stored(uow: UnitOfWork, obj: ObjectMapping, org_id: str, ids: list[str],
             columns: Sequence[str]) -> dict[str, dict[str, Any]]:
     """is_deleted, system_modstamp and ``columns`` of the stored rows with these ids."""
     return uow.mirror(obj.name).get_many(org_id, ids, ["system_modstamp", *columns])
@@ -635,7 +635,7 @@ def _api_calls(org: Any) -> int | None:
 # ------------------------------------------------------------------------------ job entry
 
 
-def incomplete_orders(uow: Any, org_id: str, mapping: MappingSet) -> set[str]:
+def incomplete_orders(uow: UnitOfWork, org_id: str, mapping: MappingSet) -> set[str]:
     """Orders whose local copy may be half a sync: the order or one of its items was
     written by a mirror run of orders or order items that has not finished (failed,
     stopped, killed or still running). Invoicing and write-back leave them alone until a

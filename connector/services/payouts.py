@@ -107,7 +107,7 @@ class OrderBook:
         return Expected(estimate.subtotal, estimate.revenue_share, estimate.expected_payout)
 
 
-def orders_by_invoice(uow: Any, org_id: str) -> dict[str, str]:
+def orders_by_invoice(uow: UnitOfWork, org_id: str) -> dict[str, str]:
     """Stripe invoice id -> order id: the invoices recorded locally, plus every invoice the
     GTM app's billing junction links (an order may have several; Salesforce issues them)."""
     links = {r["stripe_invoice_id"]: r["order_id"] for r in uow.mirror("billing_link").list(org_id)
@@ -246,7 +246,7 @@ class Reconciler:
         self.log.info("payout.reconciled" if fresh else "payout.updated", payout=payout.id, status=payout.status,
                       amount=format_money(amount), arrival_date=payout.arrival_date.isoformat())
 
-    def _attribute(self, uow: Any, payout: StripePayout) -> None:
+    def _attribute(self, uow: UnitOfWork, payout: StripePayout) -> None:
         txns = list(self.gateway.transactions(payout))
         self.counts.transactions += sum(1 for t in txns if t.type != "payout")
         invoice_orders = orders_by_invoice(uow, self.org_id)
@@ -300,7 +300,7 @@ class Reconciler:
                 self._commit(uow)
         return resolved
 
-    def _report_unattributed(self, uow: Any, item: Unattributed) -> None:
+    def _report_unattributed(self, uow: UnitOfWork, item: Unattributed) -> None:
         t = item.txn
         code = "UNKNOWN_CHARGE" if item.reason != "adjustment" else "ADJUSTMENT"
         payload = {"payout_id": t.payout_id, "type": t.type, "amount": format_money(Decimal(t.amount_cents).scaleb(-2)),
@@ -338,7 +338,7 @@ class Reconciler:
             self._commit(uow)
         return tally
 
-    def _write(self, uow: Any, book: OrderBook, order_id: str, contributions: Sequence[Contribution],
+    def _write(self, uow: UnitOfWork, book: OrderBook, order_id: str, contributions: Sequence[Contribution],
                statuses: Mapping[str, str], existing: Any) -> OrderReconciliation | None:
         """Compute one order and write its row if anything changed; the result (None when
         the order cannot be computed: dead-lettered with the reason)."""
@@ -386,7 +386,7 @@ class Reconciler:
                              message=ppp.message)
         return attention.counts()
 
-    def _payout_statuses(self, uow: Any) -> dict[str, str]:
+    def _payout_statuses(self, uow: UnitOfWork) -> dict[str, str]:
         return {p.stripe_payout_id: p.status or "" for p in uow.payouts.list(self.org_id)}
 
     # -------------------------------------------------------------- 4: org payouts
@@ -414,6 +414,6 @@ class Reconciler:
                     uow.dead_letters.resolve_for(self.org_id, SOURCE, "SfdcPartnerPayout", record["sf_id"])
             self._commit(uow)
 
-    def _commit(self, uow: Any) -> None:
+    def _commit(self, uow: UnitOfWork) -> None:
         if not self.dry_run:
             uow.commit()

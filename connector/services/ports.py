@@ -10,14 +10,18 @@ all of them for service tests that need no database or server.
 ``OrgContext`` is what a job function receives: one org's config, mapping, unit-of-work
 factory, clock and gateways (``connector.bootstrap.OrgRuntime`` in production).
 
-The repository Protocols name the calls the services make; a repository attribute typed
-``Any`` on ``UnitOfWork`` is one no service test fakes yet.
+The repository Protocols name the calls the services make, no more; every repository of
+``UnitOfWork`` and the mirror table ``uow.mirror(key)`` returns has one. Rows they return
+are the store's record types (``adapters.store.records``), typed ``Any`` here so the ports
+import no adapter. The fakes of ``tests/fakes.py`` answer as the SQL repositories do
+(``tests/integration/store/test_fakes_agree.py``), except the two that read mirror tables,
+which the fake store does not have: ``attention`` and ``mirror()`` raise there.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
@@ -94,6 +98,138 @@ class StoredForms(Protocol):
     def refusal(self, sf_id: str, column: str, exc: Exception) -> RecordError: ...
 
 
+@runtime_checkable
+class SyncStateStore(Protocol):
+    """Per (org, object) cursor and run bookkeeping (``SyncStateRepository``); rows are ``SyncState``."""
+
+    @property
+    def UNFINISHED(self) -> tuple[str, ...]: ...  # the statuses of a run not known complete
+    def get(self, org_id: str, object_name: str) -> Any: ...
+    def advance(self, org_id: str, object_name: str, cursor: datetime | None, records: int = 0) -> Any: ...
+    def mark_run(self, org_id: str, object_name: str, status: str, full: bool = False) -> Any: ...
+    def begin(self, org_id: str, object_name: str) -> Any: ...
+    def set_status(self, org_id: str, object_name: str, status: str) -> Any: ...
+    def unfinished_since(self, org_id: str, object_names: Iterable[str]) -> datetime | None: ...
+    def all(self, org_id: str) -> builtins.list[Any]: ...
+
+
+@runtime_checkable
+class OutboxStore(Protocol):
+    """Intent before an external write, result after (``OutboxRepository``); rows are ``OutboxEntry``."""
+
+    def get(self, key: str) -> Any: ...
+    def record_intent(self, org_id: str, key: str, operation: str, subject_id: str, request: Any) -> Any: ...
+    def record_result(self, key: str, result: Any, status: str = "done", error: str | None = None) -> Any: ...
+    def has_other_keys(self, org_id: str, operation: str, prefix: str) -> bool: ...
+    def for_subject(self, org_id: str, subject_id: str) -> builtins.list[Any]: ...
+
+
+class KeyedStore(Protocol):
+    """A table keyed by ``(org_id, key)``: read one row, create or update one (``upsert``
+    takes the columns to set and returns the stored row)."""
+
+    def get(self, org_id: str, key: str) -> Any: ...
+    def upsert(self, org_id: str, key: str, /, **fields: Any) -> Any: ...
+
+
+@runtime_checkable
+class PayoutStore(KeyedStore, Protocol):
+    """Stripe payouts seen for an org, by payout id (``PayoutRepository``); rows are ``Payout``."""
+
+    def list(self, org_id: str) -> builtins.list[Any]: ...
+
+
+@runtime_checkable
+class ReconciliationStore(KeyedStore, Protocol):
+    """Expected against actual payout per order (``ReconciliationRepository``)."""
+
+    def list(self, org_id: str, *, discrepancies_only: bool = False) -> builtins.list[Any]: ...
+
+
+@runtime_checkable
+class WritebackStateStore(KeyedStore, Protocol):
+    """What was last written back to the org per order (``WritebackStateRepository``)."""
+
+    def list(self, org_id: str) -> builtins.list[Any]: ...
+
+
+@runtime_checkable
+class OfferDraftStore(KeyedStore, Protocol):
+    """Locally authored offer drafts and their push state, by draft key (``OfferDraftRepository``)."""
+
+    def list(self, org_id: str, status: str | None = None) -> builtins.list[Any]: ...
+
+
+@runtime_checkable
+class MappingCheckStore(KeyedStore, Protocol):
+    """The last mapping check that passed, per (org, mapping set) (``MappingCheckRepository``)."""
+
+
+@runtime_checkable
+class AttentionReads(Protocol):
+    """The two reads behind the attention flags (``adapters.store.attention.AttentionQueries``),
+    over the org's own status labels; one dict per (order) or (PPP, order)."""
+
+    def invoiced_orders_in(self, org_id: str, labels: Collection[str]) -> builtins.list[dict[str, Any]]: ...
+    def sold_without_license(self, org_id: str, labels: Collection[str]) -> builtins.list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class AlertStore(Protocol):
+    """One row per alert event, delivered once (``adapters.store.alerts.AlertRepository``)."""
+
+    def record(self, org_id: str, key: str, event: str, payload: Any, *, now: datetime | None = None) -> bool: ...
+    def pending(self, org_id: str, limit: int = 100) -> builtins.list[Any]: ...
+    def claim(self, alert_id: int, *, now: datetime | None = None) -> bool: ...
+    def mark_sent(self, alert_id: int, *, now: datetime | None = None) -> None: ...
+    def mark_failed(self, alert_id: int, error: str) -> None: ...
+    def count_pending(self, org_id: str) -> int: ...
+
+
+@runtime_checkable
+class AlertFactsReads(Protocol):
+    """The reads of job runs alerts are evaluated from (``adapters.store.alerts.AlertFacts``);
+    runs are ``JobRun`` rows."""
+
+    def jobs(self, org_id: str) -> builtins.list[str]: ...
+    def failed_streak(self, org_id: str, job: str, limit: int) -> builtins.list[Any]: ...
+    def budget_stops_since(self, org_id: str, since: datetime) -> builtins.list[Any]: ...
+
+
+class UpsertOutcome(Protocol):
+    """Counts of one ``upsert_many`` (``adapters.store.records.UpsertResult``) and ``stored``:
+    what was stored for the page's ids before it, by sf_id."""
+
+    @property
+    def inserted(self) -> int: ...
+    @property
+    def updated(self) -> int: ...
+    @property
+    def unchanged(self) -> int: ...
+    @property
+    def stored(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+
+class MirrorStore(Protocol):
+    """Rows of one mirror table, as plain dicts by column (``adapters.store.MirrorRepository``,
+    ``uow.mirror(key)``)."""
+
+    @property
+    def forms(self) -> StoredForms: ...
+    def upsert_many(self, org_id: str, rows: Sequence[Mapping[str, Any]], *, checked: bool = False,
+                    new: bool = False) -> UpsertOutcome: ...
+    def soft_delete(self, org_id: str, ids: Iterable[str], deleted_at: datetime) -> int: ...
+    def get(self, org_id: str, sf_id: str) -> dict[str, Any] | None: ...
+    def get_many(self, org_id: str, ids: Iterable[str],
+                 columns: Iterable[str] | None = None) -> dict[str, dict[str, Any]]: ...
+    def list(self, org_id: str, *, include_deleted: bool = False, **equals: Any) -> builtins.list[dict[str, Any]]: ...
+    def iter_all(self, org_id: str, include_deleted: bool = False) -> Iterator[dict[str, Any]]: ...
+    def written_since(self, org_id: str, since: datetime, column: str = "sf_id") -> set[Any]: ...
+    def ids(self, org_id: str, include_deleted: bool = False) -> set[str]: ...
+    def has_rows(self, org_id: str) -> bool: ...
+    def count(self, org_id: str, include_deleted: bool = False, *, since: datetime | None = None) -> int: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over the store (STYLE §3): enter, write, ``commit()``; leaving
     without a commit rolls back. (The typed repositories are read-only properties here so
@@ -110,21 +246,31 @@ class UnitOfWork(Protocol):
     @property
     def anomalies(self) -> AnomalyStore: ...
 
-    sync_state: Any
-    outbox: Any
-    payouts: Any
-    reconciliation: Any
-    writeback_state: Any
-    offer_drafts: Any
-    mapping_checks: Any
-    attention: Any
-    alerts: Any
-    alert_facts: Any
+    @property
+    def sync_state(self) -> SyncStateStore: ...
+    @property
+    def outbox(self) -> OutboxStore: ...
+    @property
+    def payouts(self) -> PayoutStore: ...
+    @property
+    def reconciliation(self) -> ReconciliationStore: ...
+    @property
+    def writeback_state(self) -> WritebackStateStore: ...
+    @property
+    def offer_drafts(self) -> OfferDraftStore: ...
+    @property
+    def mapping_checks(self) -> MappingCheckStore: ...
+    @property
+    def attention(self) -> AttentionReads: ...
+    @property
+    def alerts(self) -> AlertStore: ...
+    @property
+    def alert_facts(self) -> AlertFactsReads: ...
 
     def __enter__(self) -> Self: ...
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool | None: ...
-    def mirror(self, object_key_or_table: Any) -> Any: ...
+    def mirror(self, object_key_or_table: str) -> MirrorStore: ...
     def commit(self) -> None: ...
     def rollback(self) -> None: ...
 
@@ -302,7 +448,9 @@ class OrgContext(Protocol):
 
 
 __all__ = [
-    "AnomalyStore", "BillingGateway", "DeadLetterStore", "InvoiceStore", "JobRunStore", "MirrorReader",
-    "OrgContext", "OrgGateway", "PayoutsGateway", "QueryAnswer", "QueryPage", "RecordOutcome", "StoredForms",
-    "StripeEventStore", "SubResult", "UnitOfWork", "UnitOfWorkFactory",
+    "AlertFactsReads", "AlertStore", "AnomalyStore", "AttentionReads", "BillingGateway", "DeadLetterStore",
+    "InvoiceStore", "JobRunStore", "KeyedStore", "MappingCheckStore", "MirrorReader", "MirrorStore",
+    "OfferDraftStore", "OrgContext", "OrgGateway", "OutboxStore", "PayoutStore", "PayoutsGateway", "QueryAnswer",
+    "QueryPage", "ReconciliationStore", "RecordOutcome", "StoredForms", "StripeEventStore", "SubResult",
+    "SyncStateStore", "UnitOfWork", "UnitOfWorkFactory", "UpsertOutcome", "WritebackStateStore",
 ]

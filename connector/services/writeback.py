@@ -128,7 +128,7 @@ def order_of_letter(letter: Any, mapping: MappingSet) -> str | None:
     return None
 
 
-def results_of(uow: Any, org_id: str, written: Iterable[str] = (), *, mapping: MappingSet,
+def results_of(uow: UnitOfWork, org_id: str, written: Iterable[str] = (), *, mapping: MappingSet,
                today: date | None = None) -> dict[str, dict[str, Any]]:
     """Local result name -> value, per order with any result, plus the ``written`` orders
     (those with a record in the org): an order whose last result went away (its error was

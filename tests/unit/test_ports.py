@@ -12,12 +12,22 @@ import pytest
 
 from connector.adapters.salesforce import SalesforceOrg
 from connector.adapters.store import SqlUnitOfWork
+from connector.adapters.store.alerts import AlertFacts, AlertRepository
+from connector.adapters.store.attention import AttentionQueries
 from connector.adapters.store.repositories import (
     AnomalyRepository,
     DeadLetterRepository,
     InvoiceRepository,
     JobRunRepository,
+    MappingCheckRepository,
+    MirrorRepository,
+    OfferDraftRepository,
+    OutboxRepository,
+    PayoutRepository,
+    ReconciliationRepository,
     StripeEventRepository,
+    SyncStateRepository,
+    WritebackStateRepository,
 )
 from connector.adapters.stripe_billing import StripeBilling
 from connector.adapters.stripe_payouts import StripePayouts
@@ -32,6 +42,17 @@ PAIRS: list[tuple[type, type]] = [
     (ports.InvoiceStore, InvoiceRepository),
     (ports.StripeEventStore, StripeEventRepository),
     (ports.AnomalyStore, AnomalyRepository),
+    (ports.SyncStateStore, SyncStateRepository),
+    (ports.OutboxStore, OutboxRepository),
+    (ports.PayoutStore, PayoutRepository),
+    (ports.ReconciliationStore, ReconciliationRepository),
+    (ports.WritebackStateStore, WritebackStateRepository),
+    (ports.OfferDraftStore, OfferDraftRepository),
+    (ports.MappingCheckStore, MappingCheckRepository),
+    (ports.AttentionReads, AttentionQueries),
+    (ports.AlertStore, AlertRepository),
+    (ports.AlertFactsReads, AlertFacts),
+    (ports.MirrorStore, MirrorRepository),
     (ports.MirrorReader, SalesforceOrg),
     (ports.OrgGateway, SalesforceOrg),
     (ports.BillingGateway, StripeBilling),
@@ -45,6 +66,16 @@ FAKES: list[tuple[type, type]] = [
     (ports.InvoiceStore, fakes.FakeInvoices),
     (ports.StripeEventStore, fakes.FakeStripeEvents),
     (ports.AnomalyStore, fakes.FakeAnomalies),
+    (ports.SyncStateStore, fakes.FakeSyncState),
+    (ports.OutboxStore, fakes.FakeOutbox),
+    (ports.PayoutStore, fakes.FakePayoutStore),
+    (ports.ReconciliationStore, fakes.FakeReconciliation),
+    (ports.WritebackStateStore, fakes.FakeWritebackState),
+    (ports.OfferDraftStore, fakes.FakeOfferDrafts),
+    (ports.MappingCheckStore, fakes.FakeMappingChecks),
+    (ports.AttentionReads, fakes.FakeAttention),
+    (ports.AlertStore, fakes.FakeAlerts),
+    (ports.AlertFactsReads, fakes.FakeAlertFacts),
     (ports.OrgGateway, fakes.FakeOrg),
     (ports.BillingGateway, fakes.FakeBilling),
     (ports.PayoutsGateway, fakes.FakePayouts),
