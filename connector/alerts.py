@@ -32,19 +32,22 @@ alerts lock it is still recorded (the insert dedups on its key), for the holder'
 cycle to deliver. A stopping daemon delivers its ``daemon_stopped`` only, so its exit waits
 for one bounded delivery per org (``timeout_seconds``, ``DELIVERY_ATTEMPTS`` tries, at most
 ``DELIVERY_MAX_WAIT_S`` between), not for a backlog; what else is pending stays for the next
-cycle of any instance.
+cycle of any instance. Nor does it wait on SQLite's write lock past ``STOP_STORE_WAIT_S``
+(a job the grace abandoned may hold it until the exit): a stop that can't be recorded in
+that time is sent without a row and logged ``alert.not_recorded``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
-from connector.errors import ConnectorError
+from connector.errors import ConnectorError, TransientError
 from connector.logging import redact_value
 from connector.retry import retrying
 
@@ -59,6 +62,10 @@ log = structlog.get_logger("connector.alerts")
 # fails waits for the next cycle.
 DELIVERY_ATTEMPTS = 2
 DELIVERY_MAX_WAIT_S = 1.0
+# A stopping daemon's store transactions wait this long for SQLite's write lock, not the
+# busy timeout (5 s): when the grace ran out, a job still running may hold the lock until
+# the process exits, and the exit must not wait on it.
+STOP_STORE_WAIT_S = 0.5
 BUDGET_LOOKBACK = timedelta(hours=24)
 MAX_MESSAGE = 500
 
@@ -189,11 +196,15 @@ Sender = Any  # connector.adapters.webhook.WebhookSender: send(payload) raising 
 
 def process_alerts(runtime: OrgRuntime, *, now: datetime | None = None,
                    extra: Iterable[AlertEvent] = (), sender: Sender | None = None,
-                   deliver_only_extra: bool = False) -> AlertCycle | None:
+                   deliver_only_extra: bool = False, store_wait_s: float | None = None) -> AlertCycle | None:
     """Record the org's new alerts (``evaluate_alerts`` plus ``extra``) and deliver the
     pending ones (``deliver_only_extra``: only those of ``extra``). Never raises: a problem
     is logged and left to the next cycle. None when the org has no ``[alerts]`` or another
-    session is doing this org's alerts right now (``extra`` is then recorded, not sent)."""
+    session is doing this org's alerts right now (``extra`` is then recorded, not sent).
+
+    ``store_wait_s``: each store transaction waits at most this long for SQLite's write
+    lock (not the busy timeout); when ``extra`` can't be recorded in that time it is sent
+    without a row (``alert.not_recorded``)."""
     config = runtime.config
     settings = getattr(config, "alerts", None)
     if settings is None:
@@ -202,25 +213,72 @@ def process_alerts(runtime: OrgRuntime, *, now: datetime | None = None,
         from connector.adapters.store import advisory_lock
 
         extra = [e for e in extra if settings.sends(e.event)]
-        with advisory_lock(runtime.engine, runtime.org_id, "alerts") as acquired:
+        with (advisory_lock(runtime.engine, runtime.org_id, "alerts") as acquired,
+              _units_of_work(runtime, store_wait_s) as uow_factory):
             if not acquired and not extra:
                 return None
             now = now or runtime.clock()
             cycle = AlertCycle()
-            with runtime.uow() as uow:
-                for event in [*(evaluate_alerts(uow, config, now) if acquired else []), *extra]:
-                    if uow.alerts.record(runtime.org_id, event.key, event.event, event.payload(config, now), now=now):
-                        cycle.recorded += 1
-                        log.info("alert.recorded", org=config.alias, alert=event.event, key=event.key)
-                uow.commit()
+            try:
+                _record(uow_factory, runtime, cycle, now, extra, evaluate=acquired)
+            except TransientError as exc:
+                if store_wait_s is None or not extra:
+                    raise
+                _send_unrecorded(sender or runtime.alert_sender(), extra, cycle, config, now, reason=str(exc))
+                return cycle
             if not acquired:
                 return None  # recorded: the holder's next cycle delivers it
-            deliver_pending(runtime.uow, runtime.org_id, sender or runtime.alert_sender(), cycle, alias=config.alias,
+            # Recorded: from here the row keeps it once. A transaction below that can't have
+            # the lock within store_wait_s leaves the row pending, for the next cycle.
+            deliver_pending(uow_factory, runtime.org_id, sender or runtime.alert_sender(), cycle, alias=config.alias,
                             clock=runtime.clock, keys={e.key[:255] for e in extra} if deliver_only_extra else None)
             return cycle
     except Exception as exc:  # alerts never fail a job nor the daemon
         log.warning("alerts.failed", org=config.alias, error=f"{type(exc).__name__}: {redact_value(str(exc))}")
         return None
+
+
+@contextmanager
+def _units_of_work(runtime: OrgRuntime, store_wait_s: float | None) -> Iterator[Callable[[], Any]]:
+    if store_wait_s is None:
+        yield runtime.uow
+        return
+    with runtime.uow_waiting_at_most(store_wait_s) as uow_factory:
+        yield uow_factory
+
+
+def _record(uow_factory: Callable[[], Any], runtime: OrgRuntime, cycle: AlertCycle, now: datetime,
+            extra: Iterable[AlertEvent], *, evaluate: bool) -> None:
+    """Record ``extra`` and (``evaluate``) what the stored facts call for, in one transaction;
+    an event recorded before is not recorded again."""
+    config = runtime.config
+    with uow_factory() as uow:
+        for event in [*(evaluate_alerts(uow, config, now) if evaluate else []), *extra]:
+            if uow.alerts.record(runtime.org_id, event.key, event.event, event.payload(config, now), now=now):
+                cycle.recorded += 1
+                log.info("alert.recorded", org=config.alias, alert=event.event, key=event.key)
+        uow.commit()
+
+
+def _send_unrecorded(sender: Sender, events: Iterable[AlertEvent], cycle: AlertCycle, config: OrgConfig,
+                     now: datetime, *, reason: str) -> None:
+    """Deliver events the store could not take in time, without a row. Still once: such an
+    event is one daemon's own (its key names the instance and the microsecond), so with no
+    row no other cycle or instance can ever send it, and the daemon alerts its stop once.
+    A delivery that fails is lost (nothing to retry it from), and logged as such."""
+    for event in events:
+        log.warning("alert.not_recorded", org=config.alias, alert=event.event, key=event.key,
+                    reason=redact_value(reason), action="sent without a row")
+        try:
+            retrying("alert.deliver", attempts=DELIVERY_ATTEMPTS, max_wait_s=DELIVERY_MAX_WAIT_S)(
+                sender.send, event.payload(config, now))
+        except ConnectorError as exc:
+            cycle.failed += 1
+            log.warning("alert.delivery_failed", org=config.alias, alert=event.event, key=event.key, error=str(exc),
+                        action="lost: not recorded, so not retried")
+            continue
+        cycle.sent += 1
+        log.info("alert.sent", org=config.alias, alert=event.event, key=event.key, recorded=False)
 
 
 def deliver_pending(uow_factory: Callable[[], Any], org_id: str, sender: Sender, cycle: AlertCycle, *, alias: str,
@@ -273,4 +331,6 @@ def alert_daemon(runtimes: Iterable[OrgRuntime | None], event: str, instance: st
             continue
         found = daemon_event(event, instance, runtime.clock(), abandoned=(abandoned or {}).get(runtime.alias, ()),
                              grace_s=grace_s)
-        process_alerts(runtime, extra=[found], deliver_only_extra=event == "daemon_stopped")
+        stopping = event == "daemon_stopped"
+        process_alerts(runtime, extra=[found], deliver_only_extra=stopping,
+                       store_wait_s=STOP_STORE_WAIT_S if stopping else None)

@@ -108,6 +108,24 @@ class OrgRuntime:
             self._mapping_guard = build_guard(self)
         return self._mapping_guard
 
+    @contextmanager
+    def uow_waiting_at_most(self, wait_s: float) -> Iterator[UnitOfWorkFactory]:
+        """Units of work whose transactions wait at most ``wait_s`` for SQLite's write lock,
+        not the busy timeout: a one-off engine on the same file, disposed of after the block.
+        PostgreSQL and an in-memory database: the runtime's own units of work."""
+        from connector.adapters.store import SqlUnitOfWork, session_factory
+        from connector.adapters.store.engine import with_busy_timeout
+
+        engine = with_busy_timeout(self.engine, max(1, round(wait_s * 1000)))
+        if engine is None:
+            yield self.uow
+            return
+        factory = session_factory(engine)
+        try:
+            yield lambda: SqlUnitOfWork(factory)
+        finally:
+            engine.dispose()
+
     def alert_sender(self) -> Any:
         """The org's alert webhook (``[alerts]``; ``connector.adapters.webhook``)."""
         if self._alert_sender is None:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,7 +47,8 @@ def assert_clean(result: Result) -> None:
 
 
 def write_config(directory: Path, org: SandboxOrg | None, *, alias: str = "acme", stripe_base: str | None = None,
-                 top: str = "", auth: str | None = None, login_url: str | None = None, extra: str = "") -> Path:
+                 top: str = "", auth: str | None = None, login_url: str | None = None, extra: str = "",
+                 sf_timeout: float = 5) -> Path:
     """An org file as an operator writes one; ``top`` goes before the first table."""
     directory.mkdir(parents=True, exist_ok=True)
     if auth is None:
@@ -64,7 +65,7 @@ org_id = "{org.org_id if org else '00D000000000OPXAAA'}"
 
 [salesforce]
 login_url = "{login}"
-{ca}timeout_seconds = 5
+{ca}timeout_seconds = {sf_timeout:g}
 
 [salesforce.auth]
 {auth}
@@ -563,12 +564,47 @@ def test_ctrl_c_during_sync_stops_after_the_page_and_commits(slow_sync: tuple[su
     assert 1 <= len(synced) < len(doc["objects"])  # what was fetched is kept; the rest waits
 
 
-def test_second_ctrl_c_quits_at_once(slow_sync: tuple[subprocess.Popen[str], Path]) -> None:
-    proc, _ = slow_sync
-    proc.send_signal(signal.SIGINT)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
-    started = time.monotonic()
-    _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 130 and time.monotonic() - started < 1.2
-    assert "interrupted: stopped at once" in err and "Traceback" not in err
+HELD_S = 30.0  # how long the sandbox holds the sync's first queries (what a first Ctrl-C waits for)
+
+
+def test_second_ctrl_c_quits_at_once(tmp_path: Path, sandbox_org: SandboxOrg) -> None:
+    """The second Ctrl-C quits without waiting for the call in flight. The sandbox holds the
+    sync's first queries (one composite batch) for 30 s, under the client's timeout: after
+    the first Ctrl-C the sync waits for them; after the second it must be gone well before.
+    Timed from the second signal, sent once the first was seen handled (its note on stderr),
+    so neither the process start nor the first signal counts: the exit takes 0.2 s on an idle
+    2-core machine, under 1 s with 4 busy processes on it."""
+    path = write_config(tmp_path, sandbox_org, sf_timeout=2 * HELD_S)
+    released = threading.Event()
+    sandbox_org.before("composite_batch", lambda: released.wait(HELD_S))  # the first pages of the queries
+    proc = subprocess.Popen([str(EXE), "sync", "--config", str(path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.extend(proc.stderr or ()), daemon=True)
+    reader.start()
+    try:
+        _wait_for(lambda: sandbox_org.counters()["calls"].get("composite_batch", 0) >= 1, 20, "the queries in flight")
+        proc.send_signal(signal.SIGINT)
+        _wait_for(lambda: any("SIGINT: finishing the current page" in line for line in err), 10, "the first SIGINT")
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=2 * HELD_S)
+        quit_after = time.monotonic() - signalled
+    finally:
+        released.set()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        reader.join(10)
+    assert quit_after < HELD_S / 3, f"{quit_after:.1f} s after the second Ctrl-C"
+    assert proc.returncode == 130
+    assert "interrupted: stopped at once" in "".join(err) and "Traceback" not in "".join(err)
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

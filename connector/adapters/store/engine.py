@@ -149,9 +149,23 @@ def _use_wal(cursor: Any, busy_timeout_ms: int) -> None:
             time.sleep(0.02)
 
 
+def _in_memory(url: URL) -> bool:
+    database = url.database or ""
+    return database in ("", ":memory:") or database.startswith("file::memory:")
+
+
+def with_busy_timeout(engine: Engine, busy_timeout_ms: int) -> Engine | None:
+    """A second engine on ``engine``'s SQLite file whose writers wait ``busy_timeout_ms`` for
+    the write lock instead of the first one's busy timeout (the caller disposes of it); None
+    when there is no file to share: PostgreSQL, an in-memory database."""
+    if engine.dialect.name != "sqlite" or _in_memory(engine.url):
+        return None
+    return _sqlite_engine(engine.url, echo=bool(engine.echo), busy_timeout_ms=busy_timeout_ms)
+
+
 def _sqlite_engine(url: URL, *, echo: bool, busy_timeout_ms: int) -> Engine:
     database = url.database or ""
-    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    in_memory = _in_memory(url)
     kwargs: dict[str, Any] = {}
     if in_memory:
         kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}

@@ -9,6 +9,7 @@ secret in any payload, row or log line.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -18,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import make_url
 from structlog.testing import capture_logs
 
 from connector.adapters.store import advisory_lock
+from connector.adapters.store.engine import SQLITE_BUSY_TIMEOUT_MS
 from connector.alerts import alert_daemon, evaluate_alerts, process_alerts
 from connector.bootstrap import OrgRuntime, bootstrap
 from connector.config import parse_config
@@ -276,3 +279,29 @@ def test_a_stop_is_recorded_under_a_held_lock_and_delivers_only_itself(runtime: 
     assert held_stop["counts"] == {"jobs_abandoned": 2}
     assert held_stop["message"] == ("daemon host:1 stopped after its 30 s grace with 2 run(s) still going "
                                     "(mirror, invoicing), abandoned; the next start resumes from what they committed")
+
+
+def test_a_stop_under_a_held_sqlite_write_lock_is_sent_without_waiting_the_busy_timeout(
+        sqlite_url: str, tmp_path: Path, receiver: Receiver) -> None:
+    """A job the stop's grace abandoned may hold SQLite's write lock until the process exits
+    (here: another connection's ``BEGIN IMMEDIATE``). The stop's store write waits a short
+    while, not the busy timeout (5 s); the alert is then sent without a row, once, and the
+    log says it was not recorded."""
+    rt = alerting_runtime(sqlite_url, tmp_path, receiver)
+    holder = sqlite3.connect(make_url(sqlite_url).database or "", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # the write lock, held until the end of the test
+        with capture_logs() as logs:
+            started = time.monotonic()
+            alert_daemon([rt], "daemon_stopped", "host:1", abandoned={"acme": ["mirror"]}, grace_s=30)
+            took = time.monotonic() - started
+        holder.execute("ROLLBACK")
+        assert took < SQLITE_BUSY_TIMEOUT_MS / 1000 / 4, took  # well under the busy timeout
+        assert receiver.events() == {"daemon_stopped": 1}
+        assert receiver.bodies[0]["counts"] == {"jobs_abandoned": 1}
+        [unrecorded] = [e for e in logs if e["event"] == "alert.not_recorded"]
+        assert unrecorded["alert"] == "daemon_stopped" and unrecorded["key"] == receiver.bodies[0]["key"]
+        assert stored_alerts(rt) == []  # no row: no later cycle can send it again
+    finally:
+        holder.close()
+        rt.close()

@@ -6,7 +6,10 @@ daemon takes any job; each run appends one JSON line per event to ``$GTM_TEST_TR
 instance ran which (org, job) when, page by page.
 
 ``$GTM_TEST_BEHAVIOUR`` is JSON ``{alias: {"pages": n, "page_s": s, "raise": "AuthError",
-"ignore_stop": bool}}``; an org absent from it runs one quick page.
+"ignore_stop": bool, "hold_write_lock": bool}}``; an org absent from it runs one quick page.
+``hold_write_lock`` (with ``ignore_stop``): once the stop is asked, the pages that follow run
+inside one store transaction, which on SQLite holds the file's write lock until the run
+returns or the process exits.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from contextlib import ExitStack
 from typing import Any
+
+from sqlalchemy import text
 
 from connector import errors
 from connector.bootstrap import OrgRuntime
@@ -44,15 +50,26 @@ def _run(job: str, runtime: OrgRuntime, log: Any, stop: threading.Event | None) 
         raise getattr(errors, plan["raise"])(f"{runtime.alias}: invalid_client (client credentials refused)")
     pages = int(plan.get("pages", 1))
     done = 0
-    for page in range(pages):
-        if stop is not None and stop.is_set() and not plan.get("ignore_stop"):
-            break
-        time.sleep(float(plan.get("page_s", 0)))
-        done += 1
-        _trace(runtime, job, "page", page=page)
-        log.info("page.committed", page=page)
+    locked = False
+    with ExitStack() as held:
+        for page in range(pages):
+            stopping = stop is not None and stop.is_set()
+            if stopping and not plan.get("ignore_stop"):
+                break
+            if stopping and plan.get("hold_write_lock") and not locked:
+                held.enter_context(runtime.uow()).session.execute(text("SELECT 1"))  # SQLite: BEGIN IMMEDIATE
+                locked = True
+                log.info("write_lock.held")
+            done += _page(job, runtime, log, plan, page)
     _trace(runtime, job, "end", pages=done)
     return {"order": done}
+
+
+def _page(job: str, runtime: OrgRuntime, log: Any, plan: dict[str, Any], page: int) -> int:
+    time.sleep(float(plan.get("page_s", 0)))
+    _trace(runtime, job, "page", page=page)
+    log.info("page.committed", page=page)
+    return 1
 
 
 def mirror(runtime: OrgRuntime, *, log: Any, dry_run: bool = False,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from connector.adapters.store.engine import SQLITE_BUSY_TIMEOUT_MS
 from tests.fixtures.daemon import ACME_ID, DaemonLauncher, scrape, write_configs
 from tests.fixtures.webhook_receiver import TOKEN, Receiver
 
@@ -71,3 +72,30 @@ def test_a_stop_whose_grace_runs_out_is_still_sent_once_with_the_runs_abandoned(
     assert stopped["counts"] == {"jobs_abandoned": 1}
     assert stopped["message"] == ("daemon daemon-a stopped after its 2 s grace with 1 run(s) still going (mirror), "
                                   "abandoned; the next start resumes from what they committed")
+
+
+def test_a_stop_whose_abandoned_run_holds_the_sqlite_write_lock_is_sent_without_waiting_for_it(
+        tmp_path: Path, daemons: DaemonLauncher, alert_receiver: Receiver) -> None:
+    """The run the grace abandons holds the SQLite file's write lock from the stop until the
+    process exits: the stop's store write waits a short while for it (not the 5 s busy
+    timeout), then the stop is sent without a row, once, and the log says so."""
+    config_dir = write_configs(tmp_path / "config", {"acme": ACME_ID}, data_dir=tmp_path / "data", jobs=("mirror",),
+                               grace=2)
+    with (config_dir / "acme.toml").open("a") as f:
+        f.write('\n[alerts]\nwebhook_url = { env = "ACME_ALERTS_URL" }\ntimeout_seconds = 2\n')
+    env = {**SECRETS, "ACME_ALERTS_URL": alert_receiver.url, "GTM_TEST_TRACE": str(tmp_path / "trace.jsonl"),
+           "GTM_TEST_BEHAVIOUR": json.dumps({"acme": {"pages": 100, "page_s": 0.5, "ignore_stop": True,
+                                                      "hold_write_lock": True}})}
+    d = daemons.start("daemon-a", config_dir, env=env, fake_jobs=True)
+    d.wait_for("page.committed", timeout=20)
+    d.signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert d.wait_exit(15) == 1  # the run ignored the stop: the grace (2 s) ran out
+    took = time.monotonic() - started
+    assert d.find("write_lock.held")  # from the stop on, the run holds the lock (in its transaction)
+    assert took < 2 + SQLITE_BUSY_TIMEOUT_MS / 1000 / 2, took  # the grace, a short wait, one local delivery
+    assert alert_receiver.events() == {"daemon_started": 1, "daemon_stopped": 1}
+    stopped = next(b for b in alert_receiver.bodies if b["event"] == "daemon_stopped")
+    assert stopped["counts"] == {"jobs_abandoned": 1}
+    [unrecorded] = d.find("alert.not_recorded")
+    assert unrecorded["alert"] == "daemon_stopped" and unrecorded["key"] == stopped["key"]
