@@ -6,6 +6,7 @@ as strings (JSON text, SOQL results parsed with ``parse_float=Decimal``), ints o
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
 from typing import TypeAlias
 
@@ -68,6 +69,28 @@ def multiply(*factors: Decimal | int) -> Decimal:
     except (Inexact, Overflow):
         raise ValueError(f"product of {', '.join(map(str, factors))} has too many digits to be exact") from None
     return result
+
+
+def total(amounts: Iterable[Decimal]) -> Decimal:
+    """Exact sum (``0.00`` for none); ``ValueError`` rather than a rounded one (>60 digits).
+
+    Not ``sum()``: that adds in the thread's default context (28 digits), so a subtotal of
+    huge lines would come out silently rounded instead of refused."""
+    result = Decimal("0.00")
+    try:
+        for amount in amounts:
+            result = _EXACT.add(result, amount)
+    except (Inexact, Overflow):
+        raise ValueError("sum has too many digits to be exact") from None
+    return result
+
+
+def difference(minuend: Decimal, subtrahend: Decimal) -> Decimal:
+    """Exact ``minuend - subtrahend``; ``ValueError`` rather than a rounded one (>60 digits)."""
+    try:
+        return _EXACT.subtract(minuend, subtrahend)
+    except (Inexact, Overflow):
+        raise ValueError(f"{minuend} - {subtrahend} has too many digits to be exact") from None
 
 
 def percent_of(amount: Decimal, percent: Decimal) -> Decimal:

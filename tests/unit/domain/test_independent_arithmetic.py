@@ -253,6 +253,27 @@ def test_large_quantities_stay_exact() -> None:
     assert record == ref_estimate("big", items)
 
 
+HUGE_ITEMS = [RefItem(7, "1234567890123456789012345678.91", "15"), RefItem(1, "0.01", "0")]
+
+
+def test_sums_past_28_digits_stay_exact_in_the_estimate() -> None:
+    # Each line is exact (60-digit products); the subtotal (30 digits) once came out of
+    # sum() in the default 28-digit context, silently rounded to 1.037037027703703702770370370E+29.
+    estimate = expected_payout([OrderItem(it.quantity, Decimal(it.price), Decimal(it.percent)) for it in HUGE_ITEMS])
+    ref = ref_lines(HUGE_ITEMS)
+    subtotal, share = sum(t for t, _ in ref), sum(s for _, s in ref)
+    assert (to_cents(estimate.subtotal), to_cents(estimate.revenue_share), to_cents(estimate.expected_payout)) == (
+        subtotal, share, subtotal - share)
+    assert one(order_json("huge", HUGE_ITEMS)) == ref_estimate("huge", HUGE_ITEMS)
+
+
+def test_sums_past_28_digits_stay_exact_in_the_invoice_plan() -> None:
+    items = [OrderItem(it.quantity, Decimal(it.price), ppp_id=f"ppp-{i}", ppp_name=f"Product {i}")
+             for i, it in enumerate(HUGE_ITEMS)]
+    plan = plan_invoice(an_order(items=items))
+    assert to_cents(plan.total) == sum(t for t, _ in ref_lines(HUGE_ITEMS))
+
+
 def test_absurd_amounts_are_a_bad_order_not_a_crash() -> None:
     records = estimate(
         order_json("huge-q", [RefItem(10**70, "1", "15")]) + "\n"
