@@ -286,8 +286,8 @@ def print_table(records: Iterable[dict[str, object]], out: TextIO) -> Summary:
             summary.bad += 1
             table.add_row(_label(record), "", "", "", str(record["error"]))
             continue
-        for key, column in amounts.items():
-            column.append(Decimal(str(record[key])))
+        for key, figures in amounts.items():
+            figures.append(Decimal(str(record[key])))
         table.add_row(_label(record), *(str(record[key]) for key, _ in money_columns), "")
     for column, (key, _) in zip(table.columns[1:4], money_columns, strict=True):
         try:
