@@ -55,6 +55,11 @@ from connector.services.dry_run import dry_run_counts
 from connector.services.orders import OrderReader
 from connector.services.ports import OrgContext, PayoutsGateway, UnitOfWork
 
+# An order's figures are kept in the store's money columns, NUMERIC(18, 2): an amount of 10^16
+# or more cannot be kept, and trying failed the whole run at the commit (one absurd order
+# stopped every other order's reconciliation). Such an order is a bad record instead.
+AMOUNT_LIMIT = Decimal(10) ** 16
+OUT_OF_RANGE = "AMOUNT_OUT_OF_RANGE"
 CURSOR_OBJECT = "stripe_payouts"
 RELIST = timedelta(days=7)
 DEAD_PAYOUT_STATUSES = frozenset({"failed", "canceled"})
@@ -104,6 +109,11 @@ class OrderBook:
     def expected(self, order_id: str) -> Expected:
         """Subtotal, revenue share and expected payout; ``RecordError`` naming what is missing."""
         estimate = order_payout(self.orders.read(order_id), self.policy)
+        # The subtotal is the largest figure: shares and payout lie between 0 and it.
+        if estimate.subtotal >= AMOUNT_LIMIT:
+            raise RecordError(f"subtotal {format_money(estimate.subtotal)} is beyond the largest amount the connector "
+                              f"keeps ({format_money(AMOUNT_LIMIT - Decimal('0.01'))})", record_id=order_id,
+                              code=OUT_OF_RANGE)
         return Expected(estimate.subtotal, estimate.revenue_share, estimate.expected_payout)
 
 
