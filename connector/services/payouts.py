@@ -49,6 +49,7 @@ from connector.domain.reconciliation import (
     merge,
     reconcile_order,
 )
+from connector.domain.validation import SUPPORTED_CURRENCY, parse_currency
 from connector.errors import RecordError
 from connector.services.attention import read_attention
 from connector.services.dry_run import dry_run_counts
@@ -124,6 +125,14 @@ def orders_by_invoice(uow: Any, org_id: str) -> dict[str, str]:
              if r.get("stripe_invoice_id") and r.get("order_id") and not r.get("is_deleted")}
     links.update({i.stripe_invoice_id: i.order_id for i in uow.invoices.list(org_id) if i.stripe_invoice_id})
     return links
+
+
+def _in_usd(payout: StripePayout) -> bool:
+    try:
+        parse_currency(payout.currency)
+    except ValueError:
+        return False
+    return True
 
 
 def invoice_facts(invoice: Any) -> InvoiceFacts:
@@ -246,7 +255,10 @@ class Reconciler:
             row = dict(amount=amount, currency=payout.currency, arrival_date=payout.arrival_date,
                        status=payout.status, created=payout.created)
             if fresh and payout.status not in DEAD_PAYOUT_STATUSES:
-                self._attribute(uow, payout)
+                if _in_usd(payout):
+                    self._attribute(uow, payout)
+                else:
+                    self._report_currency(uow, payout)
             uow.payouts.upsert(self.org_id, payout.id, **row)
             uow.sync_state.advance(self.org_id, CURSOR_OBJECT, datetime.fromtimestamp(payout.created, UTC),
                                    records=1 if fresh else 0)
@@ -255,6 +267,17 @@ class Reconciler:
             self._commit(uow)
         self.log.info("payout.reconciled" if fresh else "payout.updated", payout=payout.id, status=payout.status,
                       amount=format_money(amount), arrival_date=payout.arrival_date.isoformat())
+
+    def _report_currency(self, uow: Any, payout: StripePayout) -> None:
+        """A payout in another currency: its cents are not USD cents, so its transactions are
+        not set against orders' expected payouts (DESIGN: USD only); the payout is a letter."""
+        reason = (f"payout {payout.id} of {format_money(Decimal(payout.amount_cents).scaleb(-2))} "
+                  f"{payout.currency.upper()} is not in {SUPPORTED_CURRENCY}: the GTM app bills US dollars only, "
+                  "so its transactions are not reconciled against orders")
+        uow.dead_letters.add(self.org_id, SOURCE, "payout", payout.id, "UNSUPPORTED_CURRENCY", reason,
+                             {"payout_id": payout.id, "currency": payout.currency})
+        self.counts.errors += 1
+        self.log.warning("payout.unsupported_currency", payout=payout.id, currency=payout.currency)
 
     def _attribute(self, uow: Any, payout: StripePayout) -> None:
         txns = list(self.gateway.transactions(payout))

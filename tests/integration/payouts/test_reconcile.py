@@ -4,10 +4,15 @@ payouts, net of fees, checked order by order against seed 003's expected payout.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import structlog
+
+from connector.domain.reconciliation import BalanceTxn, StripePayout
+from connector.services.payouts import Reconciler
 from tests.fixtures.payouts import Line, Order, PartnerBooks, core_app, sf_id
 
 
@@ -299,3 +304,35 @@ def test_an_order_too_large_to_keep_is_quarantined_and_the_others_reconcile(
     assert letter.reason == ("subtotal 11999999999880000.00 is beyond the largest amount the connector keeps "
                              "(9999999999999999.99)")
     assert outcome.counts["errors"] == 1 and outcome.counts["matched"] == 1
+
+
+class SettledIn:
+    """The org's Stripe payouts as an account settling in ``currency`` reports them: the real
+    gateway's payouts, relabelled (the sandbox settles in USD only)."""
+
+    def __init__(self, gateway: Any, currency: str) -> None:
+        self.gateway, self.currency = gateway, currency
+
+    def list_payouts(self, created_since: int | None = None) -> list[StripePayout]:
+        return [replace(p, currency=self.currency) for p in self.gateway.list_payouts(created_since)]
+
+    def transactions(self, payout: StripePayout) -> list[BalanceTxn]:
+        return list(self.gateway.transactions(payout))
+
+
+def test_a_payout_in_another_currency_is_a_letter_never_set_against_usd_orders(books: PartnerBooks) -> None:
+    order = books.an_order()
+    books.invoice(order)
+    books.pay_with_share_deducted(order)
+    payout = books.payout()
+
+    counts = Reconciler(books.runtime, SettledIn(books.runtime.payouts(), "eur"), log=structlog.get_logger()).run()
+
+    # its cents are euro cents: once they were taken for dollars and the order "matched"
+    row = books.reconciliation(order)
+    assert row is None or row.actual_payout is None
+    (letter,) = [d for d in books.open_letters("payouts") if d.object_name == "payout"]
+    assert letter.record_id == payout["id"] and letter.error_code == "UNSUPPORTED_CURRENCY"
+    assert letter.reason == (f"payout {payout['id']} of 7260.00 EUR is not in USD: the GTM app bills US dollars "
+                             "only, so its transactions are not reconciled against orders")
+    assert counts["errors"] == 1 and counts["matched"] == 0
