@@ -15,9 +15,10 @@ CENT = Decimal("0.01")
 
 # Wide enough that every product we form (quantity x price x term x percent) is exact;
 # rounding happens only where a money rule says so, never by running out of digits.
-_WIDE = Context(prec=60, rounding=ROUND_HALF_UP)
+EXACT_DIGITS = 60
+_WIDE = Context(prec=EXACT_DIGITS, rounding=ROUND_HALF_UP)
 # Same width, but any rounding at all raises: products must be exact.
-_EXACT = Context(prec=60, rounding=ROUND_HALF_UP, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
+_EXACT = Context(prec=EXACT_DIGITS, rounding=ROUND_HALF_UP, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
 
 
 def _as_decimal(value: object, what: str = "amount") -> Decimal:

@@ -120,6 +120,7 @@ def test_payout_amount_in_cents_is_converted_once_and_exactly() -> None:
     ("order_item", {"Quantity": float("inf")}, "Quantity"),
     ("order_item", {"Quantity": "sNaN"}, "Quantity"),
     ("order_item", {"Quantity": "1e999999"}, "Quantity"),
+    ("order_item", {"Quantity": Decimal("1e999999999")}, "Quantity"),  # int() of it: a billion digits
     ("order", {"ContractTerm": "twelve"}, "ContractTerm"),
     ("order_item", {"CustomerUnitPricePerMonth": "Infinity"}, "CustomerUnitPricePerMonth"),
     ("order_item", {"CustomerUnitPricePerMonth": "sNaN"}, "CustomerUnitPricePerMonth"),
