@@ -21,9 +21,14 @@ _WIDE = Context(prec=EXACT_DIGITS, rounding=ROUND_HALF_UP)
 _EXACT = Context(prec=EXACT_DIGITS, rounding=ROUND_HALF_UP, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
 
 
+# Exponents a number may carry: the default context's. Past them ``1e999999999`` is short
+# text whose digits (``int()``, ``format(x, "f")``, a JSON body) run to a billion.
+_ADJUSTED = range(-999_999, 1_000_000)
+
+
 def _as_decimal(value: object, what: str = "amount") -> Decimal:
-    """Turn a str/int/Decimal into a finite Decimal; refuse floats and bools."""
-    if type(value) is Decimal and value.is_finite():
+    """Turn a str/int/Decimal into a finite Decimal of a usable size; refuse floats and bools."""
+    if type(value) is Decimal and value.is_finite() and value.adjusted() in _ADJUSTED:
         return value  # the common case, kept cheap: this runs for every amount
     if isinstance(value, bool) or isinstance(value, float):
         raise TypeError(f"{what} must be a str, int or Decimal, not {type(value).__name__} ({value!r})")
@@ -40,6 +45,8 @@ def _as_decimal(value: object, what: str = "amount") -> Decimal:
         raise TypeError(f"{what} must be a str, int or Decimal, not {type(value).__name__}")
     if not number.is_finite():
         raise ValueError(f"{what} must be finite, got {value!r}")
+    if number.adjusted() not in _ADJUSTED:
+        raise ValueError(f"{what} is out of range, got {number}")
     return number
 
 
