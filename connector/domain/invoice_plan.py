@@ -31,7 +31,7 @@ from datetime import date
 from decimal import Decimal
 from types import MappingProxyType
 
-from connector.domain.money import format_money, round_half_up_cents
+from connector.domain.money import format_money, round_half_up_cents, total
 from connector.domain.orders import Order, OrderItem
 from connector.domain.pricing import CONTRACT_TERM_MONTHS, annual_unit_price, line_total
 from connector.domain.proration import Proration, check_service_date, initial_end_date
@@ -284,11 +284,15 @@ def plan_invoice(
     problems.raise_if_any()  # every None in `planned` came with a problem
     pairs = [pair for pair in planned if pair is not None]
     lines = tuple(line for line, _ in pairs)
-    full_sum = sum((full for _, full in pairs), Decimal("0.00"))
-    total = sum((line.amount for line in lines), Decimal("0.00"))
-    _check_subtotal(order, full_sum, total, problems)
-    if limits is not None and limits.max_total is not None and total > limits.max_total:
-        problems.add("AMOUNT_OVER_LIMIT", f"total: {format_money(total)} is above max_order_total "
+    try:
+        full_sum = total(full for _, full in pairs)
+        invoiced = total(line.amount for line in lines)
+    except ValueError:
+        problems.add("AMOUNT_OUT_OF_RANGE", "total: the items add up to too many digits to compute exactly")
+        problems.raise_if_any()
+    _check_subtotal(order, full_sum, invoiced, problems)
+    if limits is not None and limits.max_total is not None and invoiced > limits.max_total:
+        problems.add("AMOUNT_OVER_LIMIT", f"total: {format_money(invoiced)} is above max_order_total "
                                           f"{format_money(limits.max_total)}")
         problems.raise_if_any()
     metadata = _frozen(
@@ -310,7 +314,7 @@ def plan_invoice(
         currency="usd",
         days_until_due=days_until_due,
         lines=lines,
-        total=total,
+        total=invoiced,
         metadata=metadata,
     )
     return InvoicePlan(**content, version=_version(content))  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ as strings (JSON text, SOQL results parsed with ``parse_float=Decimal``), ints o
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
 from typing import TypeAlias
 
@@ -14,14 +15,20 @@ CENT = Decimal("0.01")
 
 # Wide enough that every product we form (quantity x price x term x percent) is exact;
 # rounding happens only where a money rule says so, never by running out of digits.
-_WIDE = Context(prec=60, rounding=ROUND_HALF_UP)
+EXACT_DIGITS = 60
+_WIDE = Context(prec=EXACT_DIGITS, rounding=ROUND_HALF_UP)
 # Same width, but any rounding at all raises: products must be exact.
-_EXACT = Context(prec=60, rounding=ROUND_HALF_UP, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
+_EXACT = Context(prec=EXACT_DIGITS, rounding=ROUND_HALF_UP, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
+
+
+# Exponents a number may carry: the default context's. Past them ``1e999999999`` is short
+# text whose digits (``int()``, ``format(x, "f")``, a JSON body) run to a billion.
+_ADJUSTED = range(-999_999, 1_000_000)
 
 
 def _as_decimal(value: object, what: str = "amount") -> Decimal:
-    """Turn a str/int/Decimal into a finite Decimal; refuse floats and bools."""
-    if type(value) is Decimal and value.is_finite():
+    """Turn a str/int/Decimal into a finite Decimal of a usable size; refuse floats and bools."""
+    if type(value) is Decimal and value.is_finite() and value.adjusted() in _ADJUSTED:
         return value  # the common case, kept cheap: this runs for every amount
     if isinstance(value, bool) or isinstance(value, float):
         raise TypeError(f"{what} must be a str, int or Decimal, not {type(value).__name__} ({value!r})")
@@ -38,6 +45,8 @@ def _as_decimal(value: object, what: str = "amount") -> Decimal:
         raise TypeError(f"{what} must be a str, int or Decimal, not {type(value).__name__}")
     if not number.is_finite():
         raise ValueError(f"{what} must be finite, got {value!r}")
+    if number.adjusted() not in _ADJUSTED:
+        raise ValueError(f"{what} is out of range, got {number}")
     return number
 
 
@@ -68,6 +77,28 @@ def multiply(*factors: Decimal | int) -> Decimal:
     except (Inexact, Overflow):
         raise ValueError(f"product of {', '.join(map(str, factors))} has too many digits to be exact") from None
     return result
+
+
+def total(amounts: Iterable[Decimal]) -> Decimal:
+    """Exact sum (``0.00`` for none); ``ValueError`` rather than a rounded one (>60 digits).
+
+    Not ``sum()``: that adds in the thread's default context (28 digits), so a subtotal of
+    huge lines would come out silently rounded instead of refused."""
+    result = Decimal("0.00")
+    try:
+        for amount in amounts:
+            result = _EXACT.add(result, amount)
+    except (Inexact, Overflow):
+        raise ValueError("sum has too many digits to be exact") from None
+    return result
+
+
+def difference(minuend: Decimal, subtrahend: Decimal) -> Decimal:
+    """Exact ``minuend - subtrahend``; ``ValueError`` rather than a rounded one (>60 digits)."""
+    try:
+        return _EXACT.subtract(minuend, subtrahend)
+    except (Inexact, Overflow):
+        raise ValueError(f"{minuend} - {subtrahend} has too many digits to be exact") from None
 
 
 def percent_of(amount: Decimal, percent: Decimal) -> Decimal:

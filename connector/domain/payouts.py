@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from connector.domain.money import percent_of, round_half_up_cents
+from connector.domain.money import difference, percent_of, round_half_up_cents, total
 from connector.domain.orders import NO_REVENUE_SHARE, ORDER_WITHOUT_ITEMS, Order, OrderItem, add_on_proration
 from connector.domain.pricing import CONTRACT_TERM_MONTHS, line_total
 from connector.domain.proration import Proration, ProrationPolicy
@@ -33,9 +33,9 @@ class PayoutEstimate:
     expected_payout: Decimal
 
 
-def revenue_share(total: Decimal, percent: Decimal) -> Decimal:
+def revenue_share(line_amount: Decimal, percent: Decimal) -> Decimal:
     """Salesforce's share of one line: ``6000.00 x 15% = 900.00``, half-up to the cent."""
-    return round_half_up_cents(percent_of(total, percent))
+    return round_half_up_cents(percent_of(line_amount, percent))
 
 
 def order_payout(order: Order, policy: ProrationPolicy | str = ProrationPolicy.DAILY) -> PayoutEstimate:
@@ -80,10 +80,10 @@ def expected_payout(
     for index, line in enumerate(lines):
         quantity, monthly, percent = _clean_line(index, line, where)
         try:
-            total = line_total(quantity, monthly, term)
+            amount = line_total(quantity, monthly, term)
             if proration is not None:
-                total = proration.apply(total, term)
-            share = revenue_share(total, percent)
+                amount = proration.apply(amount, term)
+            share = revenue_share(amount, percent)
         except (ValueError, ArithmeticError):
             # Exact arithmetic ran out of digits (absurd magnitudes): this order, not a crash.
             raise RecordError(
@@ -91,10 +91,14 @@ def expected_payout(
                 "has too many digits to compute exactly",
                 code="AMOUNT_OUT_OF_RANGE",
             ) from None
-        estimates.append(LineEstimate(total, share))
-    subtotal = sum((e.line_total for e in estimates), Decimal("0.00"))
-    share = sum((e.revenue_share for e in estimates), Decimal("0.00"))
-    return PayoutEstimate(tuple(estimates), subtotal, share, subtotal - share)
+        estimates.append(LineEstimate(amount, share))
+    try:
+        subtotal = total(e.line_total for e in estimates)
+        share = total(e.revenue_share for e in estimates)
+        return PayoutEstimate(tuple(estimates), subtotal, share, difference(subtotal, share))
+    except ValueError:
+        raise RecordError(f"{where}: the subtotal has too many digits to compute exactly",
+                          code="AMOUNT_OUT_OF_RANGE") from None
 
 
 def _clean_line(index: int, line: OrderItem, where: str = "lines") -> tuple[int, Decimal, Decimal]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from types import MappingProxyType
 
-from connector.domain.money import exact_decimal
+from connector.domain.money import EXACT_DIGITS, exact_decimal
 from connector.domain.pricing import CONTRACT_TERM_MONTHS
 
 SUPPORTED_CURRENCY = "USD"
@@ -33,7 +33,10 @@ def show(value: object) -> str:
 
 
 def _integral(value: object) -> int | None:
-    """An int, or a Decimal/str holding a whole number (Salesforce sends ``10.0``)."""
+    """An int, or a Decimal/str holding a whole number (Salesforce sends ``10.0``).
+
+    ``ValueError`` for a whole number of more digits than any exact product can hold:
+    ``1e999999999`` is a short text, but ``int()`` of it would build a billion digits."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -44,6 +47,8 @@ def _integral(value: object) -> int | None:
         except (TypeError, ValueError):
             return None
         if number == number.to_integral_value():
+            if number.adjusted() >= EXACT_DIGITS:
+                raise ValueError(f"must be a whole number of at most {EXACT_DIGITS} digits")
             return int(number)
     return None
 
@@ -85,7 +90,11 @@ def parse_currency(value: object) -> str:
 
 
 def parse_term(value: object) -> int:
-    if _integral(value) != CONTRACT_TERM_MONTHS:
+    try:
+        months = _integral(value)
+    except ValueError:
+        months = None  # far too many digits: not 12 either
+    if months != CONTRACT_TERM_MONTHS:
         raise ValueError(f"must be {CONTRACT_TERM_MONTHS} months")
     return CONTRACT_TERM_MONTHS
 

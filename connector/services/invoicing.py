@@ -469,11 +469,15 @@ class InvoicingService:
             recover=lambda: self._existing_invoice(plan, customer_id))
         invoice_id = invoice.id if invoice is not None else invoice_id
         assert invoice_id is not None
-        yield from step(
+        drafted, _ = yield from step(
             "lines",
             lambda key: billing.add_lines(invoice_id, plan.lines, plan.currency, key),
             lambda uow, invoice: self._save_invoice(uow, order_id, invoice),
             recover=lambda: self._existing_lines(plan, invoice_id))
+        if drafted is not None:
+            # Raised before the lines' result is written: a rerun finds the step unsure and
+            # looks again (``_existing_lines``), so a draft Stripe totals otherwise is never sent.
+            _check_draft_total(plan, drafted)
 
         def sent(uow: UnitOfWork, invoice: StripeInvoice) -> None:
             self._save_invoice(uow, order_id, invoice, sent_at=self._clock())
@@ -579,8 +583,8 @@ class InvoicingService:
                                   lambda: self._require_billing().retrieve_invoice(invoice_id))
         if invoice.line_count == 0:
             return None
-        if invoice.line_count == len(plan.lines) and invoice.total == plan.total:
-            return invoice
+        if invoice.line_count == len(plan.lines):
+            return _check_draft_total(plan, invoice)
         raise RecordError(f"draft {invoice_id} already has {invoice.line_count} lines totalling {invoice.total}; "
                           f"the plan has {len(plan.lines)} totalling {plan.total}", record_id=plan.order_id,
                           code="INVOICE_LINES_MISMATCH")
@@ -635,6 +639,18 @@ class InvoicingService:
                           amount_paid=invoice.amount_paid, amount_remaining=invoice.amount_remaining, tax=invoice.tax,
                           paid_at=invoice.paid_at, voided_at=invoice.voided_at)
         uow.invoices.upsert(self.org_id, order_id, **{k: v for k, v in fields.items() if v is not None})
+
+
+def _check_draft_total(plan: InvoicePlan, invoice: StripeInvoice) -> StripeInvoice:
+    """``invoice`` if Stripe totals the draft (ex tax) at the plan's total, to the cent; else
+    ``INVOICE_TOTAL_MISMATCH`` and the draft is not sent. The lines we send add up exactly
+    (``line_params``), so a difference is Stripe's doing: a discount on the customer, say."""
+    billed = invoice.total - invoice.tax
+    if billed != plan.total:
+        raise RecordError(f"draft {invoice.id} totals {_money(billed)}{' ex tax' if invoice.tax else ''}, "
+                          f"the order {_money(plan.total)} (a discount on the Stripe customer?): left as a "
+                          "draft, not sent", record_id=plan.order_id, code="INVOICE_TOTAL_MISMATCH")
+    return invoice
 
 
 def invoice_differences(plan: InvoicePlan, issued: list[StripeInvoice], *, days_until_due: int) -> list[str]:

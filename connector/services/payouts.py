@@ -49,12 +49,18 @@ from connector.domain.reconciliation import (
     merge,
     reconcile_order,
 )
+from connector.domain.validation import SUPPORTED_CURRENCY, parse_currency
 from connector.errors import RecordError
 from connector.services.attention import read_attention
 from connector.services.dry_run import dry_run_counts
 from connector.services.orders import OrderReader
 from connector.services.ports import OrgContext, PayoutsGateway, UnitOfWork
 
+# An order's figures are kept in the store's money columns, NUMERIC(18, 2): an amount of 10^16
+# or more cannot be kept, and trying failed the whole run at the commit (one absurd order
+# stopped every other order's reconciliation). Such an order is a bad record instead.
+AMOUNT_LIMIT = Decimal(10) ** 16
+OUT_OF_RANGE = "AMOUNT_OUT_OF_RANGE"
 CURSOR_OBJECT = "stripe_payouts"
 RELIST = timedelta(days=7)
 DEAD_PAYOUT_STATUSES = frozenset({"failed", "canceled"})
@@ -104,6 +110,11 @@ class OrderBook:
     def expected(self, order_id: str) -> Expected:
         """Subtotal, revenue share and expected payout; ``RecordError`` naming what is missing."""
         estimate = order_payout(self.orders.read(order_id), self.policy)
+        # The subtotal is the largest figure: shares and payout lie between 0 and it.
+        if estimate.subtotal >= AMOUNT_LIMIT:
+            raise RecordError(f"subtotal {format_money(estimate.subtotal)} is beyond the largest amount the connector "
+                              f"keeps ({format_money(AMOUNT_LIMIT - Decimal('0.01'))})", record_id=order_id,
+                              code=OUT_OF_RANGE)
         return Expected(estimate.subtotal, estimate.revenue_share, estimate.expected_payout)
 
 
@@ -114,6 +125,14 @@ def orders_by_invoice(uow: UnitOfWork, org_id: str) -> dict[str, str]:
              if r.get("stripe_invoice_id") and r.get("order_id") and not r.get("is_deleted")}
     links.update({i.stripe_invoice_id: i.order_id for i in uow.invoices.list(org_id) if i.stripe_invoice_id})
     return links
+
+
+def _in_usd(payout: StripePayout) -> bool:
+    try:
+        parse_currency(payout.currency)
+    except ValueError:
+        return False
+    return True
 
 
 def invoice_facts(invoice: Any) -> InvoiceFacts:
@@ -236,7 +255,10 @@ class Reconciler:
             row = dict(amount=amount, currency=payout.currency, arrival_date=payout.arrival_date,
                        status=payout.status, created=payout.created)
             if fresh and payout.status not in DEAD_PAYOUT_STATUSES:
-                self._attribute(uow, payout)
+                if _in_usd(payout):
+                    self._attribute(uow, payout)
+                else:
+                    self._report_currency(uow, payout)
             uow.payouts.upsert(self.org_id, payout.id, **row)
             uow.sync_state.advance(self.org_id, CURSOR_OBJECT, datetime.fromtimestamp(payout.created, UTC),
                                    records=1 if fresh else 0)
@@ -245,6 +267,17 @@ class Reconciler:
             self._commit(uow)
         self.log.info("payout.reconciled" if fresh else "payout.updated", payout=payout.id, status=payout.status,
                       amount=format_money(amount), arrival_date=payout.arrival_date.isoformat())
+
+    def _report_currency(self, uow: UnitOfWork, payout: StripePayout) -> None:
+        """A payout in another currency: its cents are not USD cents, so its transactions are
+        not set against orders' expected payouts (DESIGN: USD only); the payout is a letter."""
+        reason = (f"payout {payout.id} of {format_money(Decimal(payout.amount_cents).scaleb(-2))} "
+                  f"{payout.currency.upper()} is not in {SUPPORTED_CURRENCY}: the GTM app bills US dollars only, "
+                  "so its transactions are not reconciled against orders")
+        uow.dead_letters.add(self.org_id, SOURCE, "payout", payout.id, "UNSUPPORTED_CURRENCY", reason,
+                             {"payout_id": payout.id, "currency": payout.currency})
+        self.counts.errors += 1
+        self.log.warning("payout.unsupported_currency", payout=payout.id, currency=payout.currency)
 
     def _attribute(self, uow: UnitOfWork, payout: StripePayout) -> None:
         txns = list(self.gateway.transactions(payout))

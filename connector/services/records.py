@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import Any
 
 from connector.domain.validation import LINE_RULES, ORDER_RULES, check_field, show
@@ -54,37 +54,55 @@ def soql_datetime(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# Whole numbers and cents the mirror computes with: exact, and far beyond any column
+# (NUMERIC(18, x), 64-bit integers), so only absurd values reach the limit and are refused.
+_EXACT = Context(prec=60, traps=[InvalidOperation, Inexact, Overflow])
+
+
+def _finite(value: Any) -> Decimal:
+    """``value`` as a finite Decimal (text, int, float or Decimal); ``ValueError`` for text
+    that is no number, NaN and infinities (JSON's non-standard tokens read as floats)."""
+    try:
+        number = value if value.__class__ is Decimal else Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError("must be a number") from None
+    if not number.is_finite():
+        raise ValueError("must be a finite number")
+    return number
+
+
 def _integral(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("must be a whole number")
     if isinstance(value, int):
         return value
-    number = Decimal(str(value))
-    if number != number.to_integral_value():
+    number = _finite(value)
+    if number != number.to_integral_value() or number.adjusted() >= _EXACT.prec:
         raise ValueError("must be a whole number")
     return int(number)
 
 
 def _decimal(value: Any) -> Decimal:
-    if value.__class__ is Decimal:  # how the adapter parses JSON numbers: already exact
+    if value.__class__ is Decimal and value.is_finite():  # how the adapter parses JSON numbers: already exact
         return value
     if isinstance(value, bool):
         raise ValueError("must be a number")
     if isinstance(value, float):
         # The adapter parses JSON numbers as Decimal; a float means someone bypassed it.
         raise ValueError("arrived as a float; money must stay exact")
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError("must be a number") from None
+    return _finite(value)
 
 
 def _cents(value: Any) -> Decimal:
-    """A currency field the org keeps in cents (SfdcPartnerPayout.Amount) -> major units."""
+    """A currency field the org keeps in cents (SfdcPartnerPayout.Amount) -> major units,
+    divided by 100 here and nowhere else (exactly: not in the 28-digit default context)."""
     cents = _decimal(value)
     if cents != cents.to_integral_value():
         raise ValueError("must be a whole number of cents")
-    return cents.scaleb(-2)
+    try:
+        return cents.scaleb(-2, context=_EXACT)
+    except (Inexact, Overflow):
+        raise ValueError("is out of range") from None
 
 
 def _date(value: Any) -> date:

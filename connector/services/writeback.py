@@ -35,7 +35,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from connector.domain import format_money
+from connector.domain import format_money, to_cents
 from connector.mappings import MappingSet
 from connector.services.attention import read_attention
 from connector.services.mirror import incomplete_orders
@@ -45,6 +45,7 @@ SOURCE = "writeback"
 CHUNK = 200
 MAX_ATTEMPTS = 3  # sends of one record within one run
 TRANSIENT_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_RUNNING_TOO_LONG", "QUERY_TIMEOUT"})
+CENTS_TYPE = "currency_cents"  # a target field the org keeps in cents
 TEXT_LIMIT = 255  # the connector's own texts (errors, discrepancies) are cut to a text field
 
 
@@ -60,6 +61,7 @@ class Target:
     sobject: str
     external_id: str
     fields: Mapping[str, str]  # local result name -> SF field
+    types: Mapping[str, str] = field(default_factory=dict)  # SF field -> mapping type (writeback.toml [types])
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ def target_of(runtime: OrgContext) -> Target:
     mapping lacks was refused with the config: ``config.check_against_mapping``)."""
     mapped = runtime.mapping.writeback
     section = runtime.config.writeback
-    return Target(section.sobject or mapped.sobject, section.external_id or mapped.external_id, dict(mapped.fields))
+    return Target(section.sobject or mapped.sobject, section.external_id or mapped.external_id, dict(mapped.fields),
+                  dict(mapped.types))
 
 
 # ------------------------------------------------------------------------------ payloads
@@ -172,11 +175,19 @@ def results_of(uow: UnitOfWork, org_id: str, written: Iterable[str] = (), *, map
 
 
 def build_payload(target: Target, values: Mapping[str, Any]) -> dict[str, Any]:
-    """SF field -> value for every mapped result (None clears the field in the org)."""
+    """SF field -> value for every mapped result (None clears the field in the org).
+
+    Amounts are the local model's major units; a target field typed ``currency_cents``
+    (an org that keeps that amount in cents, like ``SfdcPartnerPayout.Amount``) gets them
+    as whole cents, converted here, once, the way the mirror divides them on the way in."""
     payload: dict[str, Any] = {}
     for name, sf_field in target.fields.items():
         value = values.get(name)
-        payload[sf_field] = value.isoformat() if isinstance(value, (date, datetime)) else value
+        if isinstance(value, (date, datetime)):
+            value = value.isoformat()
+        elif isinstance(value, Decimal) and target.types.get(sf_field) == CENTS_TYPE:
+            value = to_cents(value)
+        payload[sf_field] = value
     return payload
 
 

@@ -145,6 +145,15 @@ def test_bad_orders_are_reported_and_the_good_ones_still_computed() -> None:
          "initial_end_date: no 12-month term ends on 2024-02-28 (initial_start_date + 12 months - 1 day); "
          "give initial_start_date"),
         ({**ADD_ON, "addon_start_date": "1 March"}, 'addon_start_date: must be a date like 2025-01-31, got "1 March"'),
+        # dates a term cannot be computed from (the end would be in year 10000, the start in year 0)
+        ({**ADD_ON, "initial_start_date": "9999-06-01", "initial_end_date": None, "addon_start_date": "2025-03-01"},
+         "initial_start_date: 9999-06-01 is outside the supported range 1900-01-01 .. 2999-12-31"),
+        ({**ADD_ON, "initial_start_date": None, "initial_end_date": "9999-12-31"},
+         "initial_end_date: 9999-12-31 is outside the supported range 1900-01-01 .. 2999-12-31"),
+        ({**ADD_ON, "initial_start_date": None, "initial_end_date": "0001-01-01"},
+         "initial_end_date: 0001-01-01 is outside the supported range 1900-01-01 .. 2999-12-31"),
+        ({**ADD_ON, "addon_start_date": "9999-12-31"},
+         "addon_start_date: 9999-12-31 is outside the supported range 1900-01-01 .. 2999-12-31"),
     ],
 )
 def test_each_bad_order_names_what_and_where(order: dict, error: str) -> None:
@@ -186,6 +195,18 @@ def test_table_for_people_shows_the_payout_and_totals() -> None:
     assert "7260.00" in result.stdout
     assert "13673.43" in result.stdout  # 7260.00 + 6413.43, bad orders left out
     assert "must be a positive" in result.stdout
+
+
+def test_table_totals_past_28_digits_are_exact() -> None:
+    # each subtotal is 1.2e29 + 12.00; the footer once added them in the 28-digit default context
+    huge = {"id": "huge", "contract_term_months": 12,
+            "items": [{"quantity": 1, "unit_price_per_month": "10000000000000000000000000000.01",
+                       "revenue_share_percent": 0}]}
+    result = CliRunner().invoke(_cli(), ["payout-estimate", "--table"], input=_jsonl(huge, {**huge, "id": "h2"}),
+                                env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert "120000000000000000000000000000.12" in result.stdout  # one order
+    assert "240000000000000000000000000000.24" in result.stdout  # the total, to the cent
 
 
 def test_table_prints_brackets_in_ids_as_they_are() -> None:

@@ -97,3 +97,41 @@ def test_records_sharing_a_stamp_share_its_parse_and_a_new_stamp_is_parsed() -> 
     third = conv.to_row(an_order(Id="a0O000000000003AAA", SystemModstamp="2026-12-04T07:42:30.000Z"))
     assert first["system_modstamp"] == second["system_modstamp"]
     assert third["system_modstamp"].isoformat() == "2026-12-04T07:42:30+00:00"
+
+
+def a_payout(**fields: Any) -> dict[str, Any]:
+    return {"Id": "a0Y000000000001AAA", "SystemModstamp": "2026-12-04T07:42:29.117+0000", "IsDeleted": False,
+            "ExternalId": "po_1", "Amount": 726000, "ArrivalDate": "2026-12-01", "Status": "In_Transit",
+            "CurrencyIsoCode": "USD", **fields}
+
+
+def test_payout_amount_in_cents_is_converted_once_and_exactly() -> None:
+    assert converter("payout").to_row(a_payout())["amount"] == Decimal("7260.00")
+    assert converter("payout").to_row(a_payout(Amount=Decimal("726001.0")))["amount"] == Decimal("7260.01")
+    caught = error("payout", a_payout(Amount=Decimal("726000.5")))
+    assert "Amount: must be a whole number of cents" in caught.reason
+
+
+@pytest.mark.parametrize(("key", "fields", "field"), [
+    # what a JSON body can carry where the org's describe says number: text, and the
+    # non-standard Infinity/NaN tokens Python's json reads as floats
+    ("order_item", {"Quantity": "abc"}, "Quantity"),
+    ("order_item", {"Quantity": "Infinity"}, "Quantity"),
+    ("order_item", {"Quantity": float("inf")}, "Quantity"),
+    ("order_item", {"Quantity": "sNaN"}, "Quantity"),
+    ("order_item", {"Quantity": "1e999999"}, "Quantity"),
+    ("order_item", {"Quantity": Decimal("1e999999999")}, "Quantity"),  # int() of it: a billion digits
+    ("order", {"ContractTerm": "twelve"}, "ContractTerm"),
+    ("order_item", {"CustomerUnitPricePerMonth": "Infinity"}, "CustomerUnitPricePerMonth"),
+    ("order_item", {"CustomerUnitPricePerMonth": "sNaN"}, "CustomerUnitPricePerMonth"),
+    ("order_item", {"CustomerUnitPricePerMonth": "NaN"}, "CustomerUnitPricePerMonth"),
+    ("payout", {"Amount": "abc"}, "Amount"),
+    ("payout", {"Amount": "Infinity"}, "Amount"),
+    ("payout", {"Amount": "sNaN"}, "Amount"),
+    ("payout", {"Amount": "1e999999"}, "org_payouts.amount"),  # a number, but no column holds it
+])
+def test_a_number_field_holding_no_usable_number_is_a_record_error_not_a_crash(
+        key: str, fields: dict[str, Any], field: str) -> None:
+    record = {"order_item": an_item, "order": an_order, "payout": a_payout}[key](**fields)
+    caught = error(key, record)
+    assert caught.reason.startswith(f"{field}: ") or f"; {field}: " in caught.reason

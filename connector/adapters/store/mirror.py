@@ -27,7 +27,20 @@ from datetime import date, datetime
 from operator import ne
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Date, String, Table, Text, bindparam, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Date,
+    Integer,
+    String,
+    Table,
+    Text,
+    bindparam,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -100,6 +113,8 @@ def _canonicalizer(column: Column[Any]) -> Callable[[Any], Any]:
         return _date
     if isinstance(t, String | Text):
         return _text_checker(getattr(t, "length", None))
+    if isinstance(t, Integer):
+        return _integer_checker(64 if isinstance(t, BigInteger) else 32)
     return _as_is
 
 
@@ -149,6 +164,21 @@ def _text_checker(length: int | None) -> Callable[[Any], Any]:
                 raise ValueError(f"contains a NUL character (at position {value.index(chr(0))})")
             if length is not None and len(value) > length:
                 raise ValueError(f"{len(value)} characters, the column holds {length}")
+        return value
+
+    return check
+
+
+def _integer_checker(bits: int) -> Callable[[Any], Any]:
+    """Whole numbers as stored: within the column's range on PostgreSQL (INTEGER: 32 bits,
+    BIGINT: 64), on SQLite too, so a huge quantity is the record's error on both, never a
+    flush that fails the whole page."""
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    name = "BIGINT" if bits == 64 else "INTEGER"
+
+    def check(value: Any) -> Any:
+        if isinstance(value, int) and not low <= value <= high:
+            raise ValueError(f"{value} does not fit {name} ({low} .. {high})")
         return value
 
     return check

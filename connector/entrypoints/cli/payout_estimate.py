@@ -31,7 +31,8 @@ from typing import Annotated, TextIO, TypeVar
 import typer
 
 from connector.domain import Order, OrderItem, ProrationPolicy, format_money, initial_end_date, order_payout
-from connector.domain.proration import initial_start_for_end, remaining_days
+from connector.domain.money import total
+from connector.domain.proration import check_service_date, initial_start_for_end, remaining_days
 from connector.domain.validation import LINE_RULES, check_fields, parse_currency, parse_term, show
 from connector.entrypoints.cli._common import make_console
 from connector.entrypoints.cli._output import print_table as show_table
@@ -117,9 +118,15 @@ def _parse_date(raw: dict[str, object], field: str, problems: list[str]) -> date
     try:
         if not isinstance(value, str):
             raise ValueError
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         problems.append(f"{field}: must be a date like 2025-01-31, got {show(value)}")
+        return None
+    try:
+        # Terms add and subtract months from it: 9999-12-31 would overflow, not be reported.
+        return check_service_date(day, field)
+    except RecordError as exc:
+        problems.append(exc.reason)
         return None
 
 
@@ -152,7 +159,10 @@ def _as(kind: type[T], value: object) -> T:
 def _parse_add_on(raw: dict[str, object], problems: list[str]) -> tuple[date, date] | None:
     """(initial order's start, add-on's start) for an add-on, None for an initial order
     (or after noting problems)."""
+    known = len(problems)
     start, end, addon = (_parse_date(raw, field, problems) for field in DATE_FIELDS)
+    if len(problems) > known:
+        return None  # a date given but unusable: said once, not again as "required"
     if start is None and end is not None:
         # The end date alone fixes the term: the 12 months ending that day.
         start = initial_start_for_end(end)
@@ -262,7 +272,7 @@ def print_table(records: Iterable[dict[str, object]], out: TextIO) -> Summary:
     from rich.table import Table
 
     summary = Summary()
-    totals = {"subtotal": Decimal(0), "revenue_share": Decimal(0), "expected_payout": Decimal(0)}
+    amounts: dict[str, list[Decimal]] = {"subtotal": [], "revenue_share": [], "expected_payout": []}
     table = Table(title="Expected payout per order", show_footer=True)
     table.add_column("Order", footer="Total")
     money_columns = (("subtotal", "Subtotal"), ("revenue_share", "Salesforce share"),
@@ -276,11 +286,14 @@ def print_table(records: Iterable[dict[str, object]], out: TextIO) -> Summary:
             summary.bad += 1
             table.add_row(_label(record), "", "", "", str(record["error"]))
             continue
-        for key in totals:
-            totals[key] += Decimal(str(record[key]))
+        for key, figures in amounts.items():
+            figures.append(Decimal(str(record[key])))
         table.add_row(_label(record), *(str(record[key]) for key, _ in money_columns), "")
     for column, (key, _) in zip(table.columns[1:4], money_columns, strict=True):
-        column.footer = format_money(totals[key])
+        try:
+            column.footer = format_money(total(amounts[key]))  # exact: sum() would round past 28 digits
+        except ValueError:
+            column.footer = "too large"
     for column in table.columns[:4]:
         column.no_wrap = True  # ids and amounts are never cut (see _output.print_table)
     show_table(make_console(file=out), table)

@@ -4,11 +4,16 @@ payouts, net of fees, checked order by order against seed 003's expected payout.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from tests.fixtures.payouts import PartnerBooks, core_app
+import structlog
+
+from connector.domain.reconciliation import BalanceTxn, StripePayout
+from connector.services.payouts import Reconciler
+from tests.fixtures.payouts import Line, Order, PartnerBooks, core_app, sf_id
 
 
 def test_seed_003_order_paid_out_net_of_the_revenue_share_reconciles_exactly(
@@ -266,3 +271,68 @@ def test_a_letter_stored_under_the_retired_add_on_code_takes_todays_code(books: 
     letters = [(letter.error_code, letter.attempts) for letter in books.open_letters("payouts")
                if letter.record_id == add_on.order_id]
     assert letters == [("INITIAL_ORDER_MISSING", 2)]  # the same letter, under the one code invoicing uses
+
+
+def test_an_order_too_large_to_keep_is_quarantined_and_the_others_reconcile(
+        books_on: Callable[..., PartnerBooks], database_url: str) -> None:
+    books = books_on(database_url)
+    # 1,000,000 licenses at 999,999,999.99 a month: a subtotal of 1.2e16, beyond NUMERIC(18, 2).
+    # The org gives no totals (they would not fit either); Salesforce linked an invoice to it.
+    line = Line("Core App", 1_000_000, "999999999.99", "15")
+    ppp, stamp, huge_id = books._ppp(line), books.now[0], sf_id("1Or")
+    with books.uow() as uow:
+        uow.mirror("order").upsert_many(books.org_id, [{
+            "sf_id": huge_id, "system_modstamp": stamp, "name": "Order huge", "order_number": "00009999",
+            "status": "Activated", "order_type": "Initial", "customer_name": "Acme Corp", "contract_term_months": 12,
+            "service_start_date": stamp.date(), "billing_email": "billing@acme.example.com", "currency": "USD"}])
+        uow.mirror("order_item").upsert_many(books.org_id, [{
+            "sf_id": sf_id("1Oi"), "system_modstamp": stamp, "name": line.name, "order_id": huge_id, "ppp_id": ppp,
+            "quantity": line.quantity, "unit_price_per_month": Decimal(line.price)}])
+        uow.commit()
+    books.invoice(Order(huge_id, "00009999", Decimal("100.00"), Decimal("15.00")))
+    order = books.an_order()
+    books.invoice(order)
+    books.pay_with_share_deducted(order)
+    books.payout()
+
+    outcome = books.run("reconcile")  # once failed at the commit: "does not fit NUMERIC(18, 2)"
+
+    assert books.reconciliation(order).discrepancy is None and books.reconciliation(order).difference == 0
+    assert books.reconciliation(Order(huge_id, "00009999", Decimal(0), Decimal(0))) is None
+    (letter,) = [d for d in books.open_letters("payouts") if d.record_id == huge_id]
+    assert letter.error_code == "AMOUNT_OUT_OF_RANGE"
+    assert letter.reason == ("subtotal 11999999999880000.00 is beyond the largest amount the connector keeps "
+                             "(9999999999999999.99)")
+    assert outcome.counts["errors"] == 1 and outcome.counts["matched"] == 1
+
+
+class SettledIn:
+    """The org's Stripe payouts as an account settling in ``currency`` reports them: the real
+    gateway's payouts, relabelled (the sandbox settles in USD only)."""
+
+    def __init__(self, gateway: Any, currency: str) -> None:
+        self.gateway, self.currency = gateway, currency
+
+    def list_payouts(self, created_since: int | None = None) -> list[StripePayout]:
+        return [replace(p, currency=self.currency) for p in self.gateway.list_payouts(created_since)]
+
+    def transactions(self, payout: StripePayout) -> list[BalanceTxn]:
+        return list(self.gateway.transactions(payout))
+
+
+def test_a_payout_in_another_currency_is_a_letter_never_set_against_usd_orders(books: PartnerBooks) -> None:
+    order = books.an_order()
+    books.invoice(order)
+    books.pay_with_share_deducted(order)
+    payout = books.payout()
+
+    counts = Reconciler(books.runtime, SettledIn(books.runtime.payouts(), "eur"), log=structlog.get_logger()).run()
+
+    # its cents are euro cents: once they were taken for dollars and the order "matched"
+    row = books.reconciliation(order)
+    assert row is None or row.actual_payout is None
+    (letter,) = [d for d in books.open_letters("payouts") if d.object_name == "payout"]
+    assert letter.record_id == payout["id"] and letter.error_code == "UNSUPPORTED_CURRENCY"
+    assert letter.reason == (f"payout {payout['id']} of 7260.00 EUR is not in USD: the GTM app bills US dollars "
+                             "only, so its transactions are not reconciled against orders")
+    assert counts["errors"] == 1 and counts["matched"] == 0

@@ -194,3 +194,17 @@ def test_a_page_taken_as_new_with_ids_already_stored_ends_as_the_usual_upsert(uo
                       order_id(3): ("Activated", True)}
     assert [r["sf_id"] for r in rows] == [order_id(n) for n in range(1, 6)]
     assert all(r["status"] == "Activated" and r["is_deleted"] is False for r in rows)
+
+
+@pytest.mark.parametrize("value", [2**31, -(2**31) - 1, 10**20])
+def test_a_whole_number_the_integer_column_cannot_hold_names_the_record_and_writes_nothing(
+        uow_factory, db_engine, value: int) -> None:
+    # A positive quantity passes the domain rule however large; PostgreSQL's INTEGER holds
+    # 32 bits (SQLite 64): the value is the record's error, not the whole page's failed flush.
+    page = [an_order(1), an_order(2, contract_term_months=value)]
+    with statements(db_engine) as log, uow_factory() as uow:
+        with pytest.raises(RecordError) as caught:
+            uow.mirror("order").upsert_many(ORG, page)
+    assert caught.value.record_id == order_id(2)
+    assert caught.value.reason.startswith(f"orders.contract_term_months: {value} does not fit INTEGER")
+    assert log.writes_to("orders") == 0

@@ -4,6 +4,7 @@ activated order, exactly once, whatever fails in between."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -449,3 +450,42 @@ def test_an_unsure_customer_create_resumed_by_another_order_repeats_the_first_or
     [customer] = stripe_sandbox.objects("customer")
     assert (customer["name"], customer["metadata"]["gtm_first_order_id"]) == ("Acme Corp", order_id(1))
     assert {i["customer"] for i in stripe_sandbox.invoices()} == {customer["id"]}
+
+
+class CustomerDiscount:
+    """The real Stripe adapter, with the invoices of a customer who holds a coupon in Stripe:
+    Stripe takes ``off`` from every draft's total (the sandbox has no coupons)."""
+
+    def __init__(self, billing: StripeBilling, off: Decimal) -> None:
+        self._billing, self._off = billing, off
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._billing, name)
+
+    def _discounted(self, invoice: Any) -> Any:
+        return replace(invoice, total=invoice.total - self._off, amount_due=invoice.amount_due - self._off)
+
+    def add_lines(self, *args: Any, **kwargs: Any) -> Any:
+        return self._discounted(self._billing.add_lines(*args, **kwargs))
+
+    def retrieve_invoice(self, invoice_id: str) -> Any:
+        return self._discounted(self._billing.retrieve_invoice(invoice_id))
+
+
+def test_a_draft_stripe_totals_below_the_order_is_never_sent(
+    org: GtmOrg, uow_factory: Callable[[], SqlUnitOfWork], stripe_billing: StripeBilling,
+    stripe_sandbox: StripeSandbox, clock: Clock,
+) -> None:
+    org.order(1, start=START)
+    invoicing = an_invoicing(uow_factory, CustomerDiscount(stripe_billing, Decimal("840.00")), clock)
+
+    first, again = invoicing.run(), invoicing.run()  # the rerun looks at the draft again: still not sent
+
+    [invoice] = stripe_sandbox.invoices()
+    assert invoice["status"] == "draft" and stripe_sandbox.invoice_sends(invoice["id"]) == []
+    for report in (first, again):
+        assert report.invoiced == []
+        [(order, code, reason)] = report.quarantined
+        assert (order, code) == (order_id(1), "INVOICE_TOTAL_MISMATCH")
+        assert reason.endswith(f"draft {invoice['id']} totals 7,560.00, the order 8,400.00 (a discount on the "
+                               "Stripe customer?): left as a draft, not sent")

@@ -42,6 +42,7 @@ from connector.domain import (
     OrderItem,
     OrderStatus,
     Proration,
+    ProrationPolicy,
     entitlements,
     expected_payout,
     order_payout,
@@ -251,6 +252,27 @@ def test_large_quantities_stay_exact() -> None:
     record = one(order_json("big", items))
     assert record["subtotal"] == "1199999894814814.68"
     assert record == ref_estimate("big", items)
+
+
+HUGE_ITEMS = [RefItem(7, "1234567890123456789012345678.91", "15"), RefItem(1, "0.01", "0")]
+
+
+def test_sums_past_28_digits_stay_exact_in_the_estimate() -> None:
+    # Each line is exact (60-digit products); the subtotal (30 digits) once came out of
+    # sum() in the default 28-digit context, silently rounded to 1.037037027703703702770370370E+29.
+    estimate = expected_payout([OrderItem(it.quantity, Decimal(it.price), Decimal(it.percent)) for it in HUGE_ITEMS])
+    ref = ref_lines(HUGE_ITEMS)
+    subtotal, share = sum(t for t, _ in ref), sum(s for _, s in ref)
+    assert (to_cents(estimate.subtotal), to_cents(estimate.revenue_share), to_cents(estimate.expected_payout)) == (
+        subtotal, share, subtotal - share)
+    assert one(order_json("huge", HUGE_ITEMS)) == ref_estimate("huge", HUGE_ITEMS)
+
+
+def test_sums_past_28_digits_stay_exact_in_the_invoice_plan() -> None:
+    items = [OrderItem(it.quantity, Decimal(it.price), ppp_id=f"ppp-{i}", ppp_name=f"Product {i}")
+             for i, it in enumerate(HUGE_ITEMS)]
+    plan = plan_invoice(an_order(items=items))
+    assert to_cents(plan.total) == sum(t for t, _ in ref_lines(HUGE_ITEMS))
 
 
 def test_absurd_amounts_are_a_bad_order_not_a_crash() -> None:
@@ -496,3 +518,49 @@ def test_reconciliation_expects_the_reference_payout(
         "o", expected, [InvoiceFacts("in_1", "paid", paid, paid, date(2026, 1, 2))],
         [Contribution("po_1", date(2026, 1, 5), gross=paid, fees=paid - net, net=net)], today=date(2026, 1, 6))
     assert result.matched and result.difference == 0
+
+
+# ------------------------------------------------------------- monthly policy, agreement
+
+def ref_add_months(start: date, months: int) -> date:
+    year, month = divmod(start.year * 12 + start.month - 1 + months, 12)
+    return date(year, month + 1, min(start.day, calendar.monthrange(year, month + 1)[1]))
+
+
+def ref_monthly_lines(items: list[RefItem], initial_start: date, addon_start: date) -> list[tuple[int, int]]:
+    """The configurable monthly policy: the term's 12 periods start on initial start + k
+    months (day clamped); the period the add-on starts in counts whole."""
+    started = sum(1 for k in range(1, 12) if ref_add_months(initial_start, k) <= addon_start)
+    out = []
+    for item in items:
+        total = ref_cents(Fraction(ref_cents(item.quantity * Fraction(item.price) * 12), 100) * (12 - started) / 12)
+        out.append((total, ref_cents(Fraction(total, 100) * Fraction(item.percent) / 100)))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=ref_items, start=starts, offset=st.floats(0, 1))
+def test_monthly_policy_matches_the_reference(items: list[RefItem], start: date, offset: float) -> None:
+    addon = start + timedelta(days=round(offset * (ref_initial_end(start) - start).days))
+    lines = [OrderItem(it.quantity, Decimal(it.price), Decimal(it.percent)) for it in items]
+    got = order_payout(an_order(start=addon, add_on_to=start, items=lines), "monthly")
+    ref = ref_monthly_lines(items, start, addon)
+    assert [(to_cents(ln.line_total), to_cents(ln.revenue_share)) for ln in got.lines] == ref
+    assert to_cents(got.expected_payout) == sum(t for t, _ in ref) - sum(s for _, s in ref)
+
+
+@settings(max_examples=200, deadline=None)
+@given(items=ref_items, start=starts, offset=st.floats(0, 1), add_on=st.booleans(),
+       policy=st.sampled_from(["daily", "monthly"]))
+def test_the_invoice_bills_exactly_the_subtotal_the_payout_is_expected_on(
+        items: list[RefItem], start: date, offset: float, add_on: bool, policy: str) -> None:
+    # One order, two consumers: invoicing (what Stripe is sent, in cents) and reconciliation
+    # (the expected payout's subtotal) must agree to the cent under either policy.
+    addon = start + timedelta(days=round(offset * (ref_initial_end(start) - start).days))
+    lines = [OrderItem(it.quantity, Decimal(it.price), Decimal(it.percent), ppp_id=f"ppp-{i}", ppp_name=f"P{i}")
+             for i, it in enumerate(items)]
+    order = an_order(start=addon if add_on else start, add_on_to=start if add_on else None, items=lines)
+    proration = Proration(initial_start=start, addon_start=addon, policy=ProrationPolicy(policy)) if add_on else None
+    plan = plan_invoice(order, proration=proration)
+    sent = sum(line.quantity * to_cents(line.unit_amount) for line in plan.lines)  # what Stripe totals
+    assert sent == to_cents(plan.total) == to_cents(order_payout(order, policy).subtotal)

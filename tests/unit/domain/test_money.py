@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connector.domain import CENT, format_money, from_cents, round_half_up_cents, to_cents, to_money
-from connector.domain.money import multiply, percent_of
+from connector.domain.money import exact_decimal, multiply, percent_of
 
 
 def test_amounts_from_the_wire_become_cents() -> None:
@@ -30,6 +30,14 @@ def test_floats_and_bools_are_refused_as_money(value: object) -> None:
 def test_unusable_amounts_are_refused(value: object) -> None:
     with pytest.raises(ValueError):
         to_money(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["1e999999999", Decimal("1e1000000"), Decimal("-1e-999999999"), "0e-1000000"])
+def test_exponents_past_the_default_contexts_are_refused_not_expanded(value: object) -> None:
+    # short text, a billion digits once expanded (int(), format(x, "f"), a JSON body)
+    with pytest.raises(ValueError, match="out of range"):
+        exact_decimal(value)  # type: ignore[arg-type]
+    assert exact_decimal(Decimal("1e999999")) == Decimal("1e999999")  # the largest exponent kept
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,11 @@ def test_a_good_seed_003_order_has_no_problems() -> None:
         ((-3, Decimal("50")), "quantity: must be a positive integer, got -3"),
         ((0, Decimal("50")), "quantity: must be a positive integer, got 0"),
         ((Decimal("2.5"), Decimal("50")), "quantity: must be a positive integer, got 2.5"),
+        # short texts, a million and a billion digits as an int: refused before int() builds them
+        ((Decimal("1e999999"), Decimal("50")), "quantity: must be a whole number of at most 60 digits, got 1E+999999"),
+        ((Decimal("1e999999999"), Decimal("50")), "quantity: must be a positive integer, got 1E+999999999"),
+        (("1e999999999", Decimal("50")), 'quantity: must be a positive integer, got "1e999999999"'),
+        ((1, Decimal("1e-999999999")), "unit_price_per_month: must be an amount, got 1E-999999999"),
         ((True, Decimal("50")), "quantity: must be a positive integer, got true"),
         ((None, Decimal("50")), "quantity: is required"),
         ((1, Decimal("-0.01")), "unit_price_per_month: must be an amount of 0 or more, got -0.01"),
@@ -45,6 +50,7 @@ def test_salesforce_style_whole_number_quantity_is_accepted() -> None:
     [
         (("EUR", 12), 'currency: must be USD (the GTM app bills in US dollars only), got "EUR"'),
         (("USD", 24), "contract_term_months: must be 12 months, got 24"),
+        (("USD", Decimal("1e999999999")), "contract_term_months: must be 12 months, got 1E+999999999"),
         (("USD", None), "contract_term_months: is required"),
         ((None, 12), "currency: is required"),
     ],
