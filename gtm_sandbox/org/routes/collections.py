@@ -63,7 +63,7 @@ class CollectionRoutes:
                            for r in results]
         return results
 
-    def _typed(self, rec: Any, expect: str | None = None) -> tuple[Any, dict[str, Any]]:
+    def _typed(self, rec: Any, version: str, expect: str | None = None) -> tuple[Any, dict[str, Any]]:
         if not isinstance(rec, dict):
             raise ApiError(400, "JSON_PARSER_ERROR", "each record must be an object")
         typ = (rec.get("attributes") or {}).get("type")
@@ -71,14 +71,15 @@ class CollectionRoutes:
             raise ApiError(400, "INVALID_TYPE", "Must send a concrete entity type.")
         if expect and typ.lower() != expect.lower():
             raise ApiError(400, "INVALID_TYPE", f"Record type {typ} does not match the request's {expect}")
-        return self._spec(typ), {k: v for k, v in rec.items() if k != "attributes"}
+        # A type newer than the request's API version does not exist there (GTM objects).
+        return self._spec(typ, version), {k: v for k, v in rec.items() if k != "attributes"}
 
     def _collections_create(self, req: Request, v: str) -> Response:
         available_since(v, COLLECTIONS_SINCE)
         records, all_or_none = self._records(req)
 
         def op(rec: Any) -> dict[str, Any]:
-            spec, body = self._typed(rec)
+            spec, body = self._typed(rec, v)
             if any(k.lower() == "id" for k in body):
                 raise ApiError(400, "INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])
             return {"id": self.data.insert(spec.name, body)["Id"], "success": True, "errors": []}
@@ -90,7 +91,7 @@ class CollectionRoutes:
         records, all_or_none = self._records(req)
 
         def op(rec: Any) -> dict[str, Any]:
-            spec, body = self._typed(rec)
+            spec, body = self._typed(rec, v)
             rid = next((val for k, val in body.items() if k.lower() == "id"), None)
             if not rid:
                 raise ApiError(400, "MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
@@ -116,11 +117,11 @@ class CollectionRoutes:
             raise ApiError(404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {fld}")
 
         def op(rec: Any) -> dict[str, Any]:
-            _, body = self._typed(rec, spec.name)
+            _, body = self._typed(rec, v, spec.name)
             value = next((val for k, val in body.items() if k.lower() == f.name.lower()), None)
             if value in (None, ""):
                 raise ApiError(400, "MISSING_ARGUMENT", f"{f.name} not specified", [f.name])
-            _, rid = self._by_external(spec.name, f.name, str(value))
+            _, rid = self._by_external(spec.name, f.name, str(value), v)
             return self._upsert_one(spec, f.name, str(value), rid, body)
 
         return Response.json(200, self._each(records, all_or_none, op))
@@ -142,6 +143,7 @@ class CollectionRoutes:
             spec = self.data.find_object(rid) if well_formed(rid) else None
             if spec is None:
                 raise ApiError(400, "MALFORMED_ID", f"malformed id {rid}")
+            self._spec(spec.name, v)  # its object must exist at the request's API version
             row = self.data.delete(spec.name, rid)
             return {"id": row["Id"], "success": True, "errors": []}
 

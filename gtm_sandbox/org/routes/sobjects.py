@@ -91,8 +91,8 @@ class SObjectRoutes:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         return Response(200, self._record_json(row, v, self._fields_param(req, obj)))
 
-    def _by_external(self, obj: str, fld: str, value: str) -> tuple[Any, str | None]:
-        spec = self._spec(obj)
+    def _by_external(self, obj: str, fld: str, value: str, version: str) -> tuple[Any, str | None]:
+        spec = self._spec(obj, version)
         f = spec.field(fld)
         if f is None or not (f.external_id or f.name == "Id"):
             raise ApiError(404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {fld}")
@@ -102,7 +102,7 @@ class SObjectRoutes:
         return spec, self.data.find_external(spec.name, f.name, value)
 
     def _retrieve_external(self, req: Request, v: str, obj: str, fld: str, value: str) -> Response:
-        spec, rid = self._by_external(obj, fld, value)
+        spec, rid = self._by_external(obj, fld, value, v)
         if rid is None:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         return Response(200, self._record_json(self.data.get(spec.name, rid), v, self._fields_param(req, obj)))  # type: ignore[arg-type]
@@ -136,14 +136,14 @@ class SObjectRoutes:
         return Response(204)
 
     def _delete_external(self, req: Request, v: str, obj: str, fld: str, value: str) -> Response:
-        spec, rid = self._by_external(obj, fld, value)
+        spec, rid = self._by_external(obj, fld, value, v)
         if rid is None:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         self.data.delete(spec.name, rid)
         return Response(204)
 
     def _upsert(self, req: Request, v: str, obj: str, fld: str, value: str) -> Response:
-        spec, rid = self._by_external(obj, fld, value)
+        spec, rid = self._by_external(obj, fld, value, v)
         body = self._body_object(req)
         result = self._upsert_one(spec, fld, value, rid, body)
         if float(v) < COLLECTIONS_UPSERT_SINCE:

@@ -327,6 +327,27 @@ def test_collections_exist_from_their_api_versions(sandbox_org: SandboxOrg, wire
     assert wire("PATCH", f"/services/data/v46.0/composite{upsert}", json=body).json()[0]["created"] is False
 
 
+def test_gtm_objects_are_absent_below_their_api_version_on_every_path(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # Object Reference: SfdcPartnerOffer exists from v66.0. At v65.0 no resource may reach it,
+    # by external id or through sObject Collections, as describe and query already refuse it.
+    offer = {"Name": "Versioned", "Status": "Draft", "OfferType": "Initial"}
+    rid = wire("POST", f"{V}/sobjects/SfdcPartnerOffer", json=offer).json()["id"]
+    old = "/services/data/v65.0"
+    assert wire("GET", f"{old}/sobjects/SfdcPartnerOffer/Id/{rid}").json() == NOT_FOUND
+    assert wire("PATCH", f"{old}/sobjects/SfdcPartnerOffer/Id/{rid}", json={"Name": "x"}).json() == NOT_FOUND
+    assert wire("DELETE", f"{old}/sobjects/SfdcPartnerOffer/Id/{rid}").json() == NOT_FOUND
+    typed = {"attributes": {"type": "SfdcPartnerOffer"}}
+    created = wire("POST", f"{old}/composite/sobjects", json={"records": [{**typed, **offer}]}).json()
+    updated = wire("PATCH", f"{old}/composite/sobjects", json={"records": [{**typed, "Id": rid, "Name": "x"}]}).json()
+    deleted = wire("DELETE", f"{old}/composite/sobjects", params={"ids": rid}).json()
+    assert [r["success"] for r in created + updated + deleted] == [False, False, False]
+    assert [(r["Id"], r["Name"]) for r in sandbox_org.records("SfdcPartnerOffer") if r["Name"] in ("x", "Versioned")] \
+        == [(rid, "Versioned")]  # nothing created, renamed or deleted
+    # At v66.0 the same calls reach it.
+    assert wire("GET", f"{V}/sobjects/SfdcPartnerOffer/Id/{rid}").json()["Id"] == rid
+    assert wire("POST", f"{V}/composite/sobjects", json={"records": [{**typed, **offer}]}).json()[0]["success"]
+
+
 # ------------------------------------------------------------------ composite
 
 
