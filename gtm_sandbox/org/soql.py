@@ -615,7 +615,13 @@ def bind(query: Query, schema: OrgSchema, soql: str, api_version: str | None = N
     )
 
 
+MAX_SOQL_CHARS = 100_000  # SOQL limits: a statement is at most 100,000 characters
+
+
 def compile_soql(soql: str, schema: OrgSchema, api_version: str | None = None) -> BoundQuery:
+    if len(soql) > MAX_SOQL_CHARS:
+        raise SoqlError("MALFORMED_QUERY", f"SOQL statements cannot be longer than {MAX_SOQL_CHARS} characters "
+                                           f"(this one has {len(soql)})")
     return bind(parse(soql), schema, soql, api_version)
 
 

@@ -426,3 +426,54 @@ def test_invalid_session_body(sandbox_org: SandboxOrg) -> None:
         resp = session.get(url, params=params, headers=headers)
         assert resp.status_code == 401
         assert resp.json() == [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
+
+
+# ------------------------------------------------------------------ request size limits
+
+
+def _ids_in(n: int) -> str:
+    return ",".join(f"'ORD-{i:014d}'" for i in range(n))
+
+
+def test_a_uri_over_16384_bytes_is_a_414_and_with_the_headers_a_431(wire: Wire) -> None:
+    # Status Codes and Error Responses: 414 when the URI exceeds 16,384 bytes, 431 when the
+    # URI and headers together do. A query the sandbox would serve a real org refuses.
+    def query(n: int, **headers: str) -> requests.Response:
+        soql = f"SELECT Id FROM GTM_Order_Billing__c WHERE Order_Id__c IN ({_ids_in(n)})"
+        return wire("GET", f"{V}/query", params={"q": soql}, headers=headers)
+
+    fits, too_long = query(500), query(800)
+    assert len(fits.request.path_url) < 16384 < len(too_long.request.path_url)
+    assert fits.status_code == 200
+    assert too_long.status_code == 414
+    assert query(500, **{"X-Padding": "p" * 4000}).status_code == 431
+
+
+def test_soql_over_100000_characters_is_a_malformed_query(wire: Wire) -> None:
+    # SOQL limits: a statement is at most 100,000 characters, however it reaches the org
+    # (in a composite/batch body or a Bulk API 2.0 job, where the URI limit doesn't apply).
+    long_soql = f"SELECT Id FROM GTM_Order_Billing__c WHERE Order_Id__c IN ({_ids_in(5000)})"
+    assert len(long_soql) > 100_000
+    batch = wire("POST", f"{V}/composite/batch", json={"batchRequests": [
+        {"method": "GET", "url": "v66.0/query?q=" + requests.utils.quote(long_soql)}]}).json()
+    assert batch["results"][0]["statusCode"] == 400
+    assert batch["results"][0]["result"][0]["errorCode"] == "MALFORMED_QUERY"
+    job = wire("POST", f"{V}/jobs/query", json={"operation": "query", "query": long_soql})
+    assert job.status_code == 400
+    short = f"SELECT Id FROM GTM_Order_Billing__c WHERE Order_Id__c IN ({_ids_in(4000)})"
+    assert len(short) < 100_000
+    assert wire("POST", f"{V}/jobs/query", json={"operation": "query", "query": short}).status_code == 200
+
+
+def test_subrequests_at_an_unsupported_api_version_are_not_found(wire: Wire) -> None:
+    # A subrequest's URL names its API version; one the org doesn't serve is NOT_FOUND there
+    # as on its own.
+    batch = wire("POST", f"{V}/composite/batch", json={"batchRequests": [
+        {"method": "GET", "url": "v99.0/limits"}, {"method": "GET", "url": "v39.0/limits"},
+        {"method": "GET", "url": "v66.0/limits"}]}).json()
+    assert [r["statusCode"] for r in batch["results"]] == [404, 404, 200]
+    assert batch["results"][0]["result"] == NOT_FOUND
+    composite = wire("POST", f"{V}/composite", json={"compositeRequest": [
+        {"method": "GET", "url": "/services/data/v99.0/limits", "referenceId": "future"}]}).json()
+    assert composite["compositeResponse"][0]["httpStatusCode"] == 404
+    assert composite["compositeResponse"][0]["body"] == NOT_FOUND
