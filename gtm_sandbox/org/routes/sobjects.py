@@ -145,6 +145,12 @@ class SObjectRoutes:
     def _upsert(self, req: Request, v: str, obj: str, fld: str, value: str) -> Response:
         spec, rid = self._by_external(obj, fld, value, v)
         body = self._body_object(req)
+        # The URL names the record: the docs say an Id or external ID field in the body is an
+        # error (a collections upsert, whose records carry it, goes to _upsert_one directly).
+        named = [k for k in body if k.lower() in ("id", spec.field(fld).name.lower())]
+        if named:
+            raise ApiError(400, "INVALID_FIELD", f"{', '.join(named)}: do not specify Id or the external ID field "
+                           f"in the body of an upsert by external ID; the URL names the record", named)
         result = self._upsert_one(spec, fld, value, rid, body)
         if float(v) < COLLECTIONS_UPSERT_SINCE:
             # Before API 46.0: an update answers 204 with no body, a create has no "created" flag.

@@ -266,6 +266,21 @@ def test_upsert_answers_by_api_version(sandbox_org: SandboxOrg, simple_sf: Sales
     assert billing.get_by_custom_id("Order_Id__c", "ORD-45")["Invoice_Status__c"] == "paid"
 
 
+def test_upsert_refuses_the_external_id_or_id_in_its_body(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # sObject Rows by External ID: don't specify Id or an external ID field in the request
+    # body, or an error is generated (the URL names the record). Collections upsert, where
+    # the body is the only place for it, is another matter (see below).
+    url = f"{V}/sobjects/GTM_Order_Billing__c/Order_Id__c/ORD-B1"
+    for body in ({"Order_Id__c": "ORD-B1", "Invoice_Status__c": "open"},
+                 {"order_id__c": "ORD-B2", "Invoice_Status__c": "open"},
+                 {"Id": "a0B5g0000000001EAA", "Invoice_Status__c": "open"}):
+        refused = wire("PATCH", url, json=body)
+        assert refused.status_code == 400, body
+        assert refused.json()[0]["errorCode"] == "INVALID_FIELD"
+    assert not [r for r in sandbox_org.records("GTM_Order_Billing__c") if r["Order_Id__c"] in ("ORD-B1", "ORD-B2")]
+    assert wire("PATCH", url, json={"Invoice_Status__c": "open"}).status_code == 201
+
+
 # ------------------------------------------------------------------ sObject Collections
 
 
