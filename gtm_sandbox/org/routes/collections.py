@@ -15,6 +15,7 @@ from gtm_sandbox.org.routing import RouteTable
 COLLECTIONS_SINCE = 42.0  # sObject Collections appeared in API 42.0
 COLLECTIONS_UPSERT_SINCE = 46.0  # ... their upsert, and the upsert "created" flag / 200 body, in 46.0
 COLLECTION_MAX = 200
+COLLECTION_RETRIEVE_MAX = 2000  # ids per retrieve (a GET meets the 16,384-byte URI limit at about 800)
 
 
 class CollectionRoutes:
@@ -158,6 +159,11 @@ class CollectionRoutes:
         else:
             ids = [i for i in (req.param("ids") or "").split(",") if i]
             fields = [f for f in (req.param("fields") or "").split(",") if f]
+        if not ids:
+            raise ApiError(400, "MISSING_ARGUMENT", "ids: at least one id is required")
+        if len(ids) > COLLECTION_RETRIEVE_MAX:
+            raise ApiError(400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot retrieve more than "
+                                                     f"{COLLECTION_RETRIEVE_MAX} records in one call")
         if not fields:
             raise ApiError(400, "MISSING_ARGUMENT", "fields: at least one field is required")
         names = []

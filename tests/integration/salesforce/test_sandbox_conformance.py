@@ -333,6 +333,18 @@ def test_collections_upsert_reports_created_per_record(simple_sf: Salesforce) ->
     assert both[1] == {"id": first[0]["id"], "success": True, "errors": [], "created": False}
 
 
+def test_collections_retrieve_takes_one_to_2000_ids(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # sObject Collections retrieve: ids is required; a POST retrieves up to 2,000 records.
+    [rid] = sandbox_org.insert("GTM_Order_Billing__c", [{"Order_Id__c": "G1"}])
+    url = f"{V}/composite/sobjects/GTM_Order_Billing__c"
+    got = wire("POST", url, json={"ids": [rid] * 2000, "fields": ["Order_Id__c"]})
+    assert got.status_code == 200 and len(got.json()) == 2000
+    too_many = wire("POST", url, json={"ids": [rid] * 2001, "fields": ["Order_Id__c"]})
+    assert (too_many.status_code, too_many.json()[0]["errorCode"]) == (400, "EXCEEDED_ID_LIMIT")
+    for none in (wire("POST", url, json={"ids": [], "fields": ["Id"]}), wire("GET", url, params={"fields": "Id"})):
+        assert (none.status_code, none.json()[0]["errorCode"]) == (400, "MISSING_ARGUMENT")
+
+
 def test_collections_exist_from_their_api_versions(sandbox_org: SandboxOrg, wire: Wire) -> None:
     body = {"records": [_billing("V1")]}
     assert wire("POST", "/services/data/v41.0/composite/sobjects", json=body).json() == NOT_FOUND
