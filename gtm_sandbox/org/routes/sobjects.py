@@ -3,13 +3,13 @@ create, read, update, delete by id; read, upsert, delete by external id."""
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from functools import partial
 from typing import Any
 
 from gtm_sandbox.org.data import ApiError, Row
-from gtm_sandbox.org.ids import canonical_stamp
+from gtm_sandbox.org.ids import canonical_stamp, parse_stamp
 from gtm_sandbox.org.jsonenc import Raw, record_encoder
 from gtm_sandbox.org.messages import Request, Response
 from gtm_sandbox.org.routes.collections import COLLECTION_MAX, COLLECTIONS_UPSERT_SINCE
@@ -30,17 +30,28 @@ class SObjectRoutes:
     def _not_modified(self, req: Request) -> Response | None:
         """Describe answers 304 when the schema has not changed since If-Modified-Since
         (so a client can re-check its mapping cheaply), else None; Last-Modified on both."""
-        since = req.headers.get("if-modified-since")
-        if not since:
-            return None
-        try:
-            when = parsedate_to_datetime(since)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        if self.data.schema.last_modified <= when:
+        when = _http_date(req.headers.get("if-modified-since"))
+        if when is not None and self.data.schema.last_modified <= when:
             return Response(304, None, self._last_modified())
+        return None
+
+    def _record_precondition(self, req: Request, row: Row) -> Response | None:
+        """The weak conditional headers on a record (REST API, Conditional Request Headers),
+        compared with its LastModifiedDate at the HTTP date's whole seconds: If-Unmodified-
+        Since (GET, PATCH) answers 412 when the record changed after it, If-Modified-Since
+        (GET) 304 when it didn't; None to go on. An invalid If-Unmodified-Since on a PATCH
+        is a 400 (elsewhere an unreadable date is ignored, as HTTP has it)."""
+        modified = parse_stamp(row["LastModifiedDate"]).replace(microsecond=0)
+        unmodified_since = _http_date(req.headers.get("if-unmodified-since"))
+        if unmodified_since is None and req.headers.get("if-unmodified-since") and req.method == "PATCH":
+            raise ApiError(400, "INVALID_HEADER_VALUE", "If-Unmodified-Since: not a valid HTTP date (EEE, dd MMM "
+                                                        "yyyy HH:mm:ss z)")
+        if unmodified_since is not None and modified > unmodified_since:
+            return Response.json(412, [{"message": f"The record was modified at {row['LastModifiedDate']}, after "
+                                                   f"If-Unmodified-Since", "errorCode": "PRECONDITION_FAILED"}])
+        modified_since = _http_date(req.headers.get("if-modified-since")) if req.method == "GET" else None
+        if modified_since is not None and modified <= modified_since:
+            return Response(304, None)
         return None
 
     def _last_modified(self) -> dict[str, str]:
@@ -89,7 +100,8 @@ class SObjectRoutes:
         row = self.data.get(spec.name, rid)
         if row is None:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
-        return Response(200, self._record_json(row, v, self._fields_param(req, obj)))
+        return self._record_precondition(req, row) or Response(200, self._record_json(row, v,
+                                                                                        self._fields_param(req, obj)))
 
     def _by_external(self, obj: str, fld: str, value: str, version: str) -> tuple[Any, str | None]:
         spec = self._spec(obj, version)
@@ -127,7 +139,12 @@ class SObjectRoutes:
     def _update(self, req: Request, v: str, obj: str, rid: str) -> Response:
         spec = self._spec(obj, v)
         body = self._body_object(req)
-        self.data.update(spec.name, rid, body)
+        with self.data.lock:  # the check and the write as one step
+            row = self.data.get(spec.name, rid)
+            failed = self._record_precondition(req, row) if row is not None else None
+            if failed is not None:
+                return failed
+            self.data.update(spec.name, rid, body)
         return Response(204)
 
     def _delete(self, req: Request, v: str, obj: str, rid: str) -> Response:
@@ -208,3 +225,14 @@ def install(routes: RouteTable) -> None:
     routes.add("GET", "sobjects/{obj}/{fld}/{value}", "sobject_get", SObjectRoutes._retrieve_external)
     routes.add("PATCH", "sobjects/{obj}/{fld}/{value}", "sobject_upsert", SObjectRoutes._upsert)
     routes.add("DELETE", "sobjects/{obj}/{fld}/{value}", "sobject_delete", SObjectRoutes._delete_external)
+
+
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP date header (``EEE, dd MMM yyyy HH:mm:ss z``) as an aware datetime, or None."""
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

@@ -239,6 +239,27 @@ def test_create_update_delete_status_codes_and_bodies(wire: Wire) -> None:
     assert again.status_code == 404 and again.json()[0]["errorCode"] == "ENTITY_IS_DELETED"
 
 
+def test_record_rows_honour_the_weak_conditional_headers(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # Conditional Request Headers: If-Modified-Since and If-Unmodified-Since compare with the
+    # record's last modified date (GET: 304 when unchanged; GET or PATCH: 412 when changed
+    # since); an invalid If-Unmodified-Since on a PATCH is a 400.
+    [rid] = sandbox_org.insert("GTM_Order_Billing__c", [{"Order_Id__c": "CND-1", "Invoice_Status__c": "open"}])
+    url = f"{V}/sobjects/GTM_Order_Billing__c/{rid}"
+    before, after = "Mon, 01 Jan 2001 00:00:00 GMT", "Fri, 01 Jan 2100 00:00:00 GMT"
+    unchanged = wire("GET", url, headers={"If-Modified-Since": after})
+    assert (unchanged.status_code, unchanged.content) == (304, b"")
+    assert wire("GET", url, headers={"If-Modified-Since": before}).json()["Id"] == rid
+    assert wire("GET", url, headers={"If-Unmodified-Since": before}).status_code == 412
+    stale = wire("PATCH", url, json={"Invoice_Status__c": "paid"}, headers={"If-Unmodified-Since": before})
+    assert stale.status_code == 412
+    assert sandbox_org.get("GTM_Order_Billing__c", rid)["Invoice_Status__c"] == "open"  # type: ignore[index]
+    bad = wire("PATCH", url, json={"Invoice_Status__c": "paid"}, headers={"If-Unmodified-Since": "yesterday"})
+    assert bad.status_code == 400
+    fresh = wire("PATCH", url, json={"Invoice_Status__c": "paid"}, headers={"If-Unmodified-Since": after})
+    assert fresh.status_code == 204
+    assert sandbox_org.get("GTM_Order_Billing__c", rid)["Invoice_Status__c"] == "paid"  # type: ignore[index]
+
+
 def test_not_found_is_a_list_of_errors(simple_sf: Salesforce, wire: Wire) -> None:
     with pytest.raises(SalesforceResourceNotFound) as missing:
         simple_sf.SfdcPartnerOffer.get("1OF5g00000000ZZ")
