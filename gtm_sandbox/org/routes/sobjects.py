@@ -139,6 +139,8 @@ class SObjectRoutes:
     def _update(self, req: Request, v: str, obj: str, rid: str) -> Response:
         spec = self._spec(obj, v)
         body = self._body_object(req)
+        if any(k.lower() == "id" for k in body):  # the URL names the record (collections carry it instead)
+            raise ApiError(400, "INVALID_FIELD", "The Id field should not be specified in the sobject data.")
         with self.data.lock:  # the check and the write as one step
             row = self.data.get(spec.name, rid)
             failed = self._record_precondition(req, row) if row is not None else None

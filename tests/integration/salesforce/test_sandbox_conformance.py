@@ -239,6 +239,18 @@ def test_create_update_delete_status_codes_and_bodies(wire: Wire) -> None:
     assert again.status_code == 404 and again.json()[0]["errorCode"] == "ENTITY_IS_DELETED"
 
 
+def test_an_update_by_id_refuses_the_id_in_its_body(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # The URL names the record; an Id in the body of a PATCH on sObject Rows is refused (as
+    # the docs say of upserts), however it matches. A collections update carries it instead.
+    [rid] = sandbox_org.insert("GTM_Order_Billing__c", [{"Order_Id__c": "ID-1", "Invoice_Status__c": "open"}])
+    refused = wire("PATCH", f"{V}/sobjects/GTM_Order_Billing__c/{rid}", json={"Id": rid, "Invoice_Status__c": "paid"})
+    assert (refused.status_code, refused.json()[0]["errorCode"]) == (400, "INVALID_FIELD")
+    assert sandbox_org.get("GTM_Order_Billing__c", rid)["Invoice_Status__c"] == "open"  # type: ignore[index]
+    collection = wire("PATCH", f"{V}/composite/sobjects",
+                      json={"records": [_billing(id=rid, Invoice_Status__c="paid")]})
+    assert collection.json()[0]["success"] is True
+
+
 def test_record_rows_honour_the_weak_conditional_headers(wire: Wire, sandbox_org: SandboxOrg) -> None:
     # Conditional Request Headers: If-Modified-Since and If-Unmodified-Since compare with the
     # record's last modified date (GET: 304 when unchanged; GET or PATCH: 412 when changed
