@@ -133,6 +133,28 @@ def test_query_all_pages_are_served_under_query_and_query_all(wire: Wire, sandbo
     assert live["totalSize"] == 740
 
 
+def test_query_locators_are_not_capped_and_last_two_days(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # API Query Cursor Limits: since API v56.0 (for every version) there is no limit on open
+    # cursors; a locator and its results are available for 2 days after the query ran.
+    sandbox_org.insert("GTM_Order_Billing__c", [{"Order_Id__c": f"LOC-{i:04d}"} for i in range(250)])
+    options = {"Sforce-Query-Options": "batchSize=200"}
+    soql = {"q": "SELECT Id FROM GTM_Order_Billing__c"}
+    firsts = [wire("GET", f"{V}/query", params=soql, headers=options).json() for _ in range(12)]
+    for first in firsts:  # twelve cursors open at once, the oldest first
+        rest = wire("GET", first["nextRecordsUrl"])
+        assert rest.status_code == 200, rest.text
+        assert len(first["records"]) + len(rest.json()["records"]) == first["totalSize"]
+    with SandboxOrg.start(data=None) as own:  # its own org: the shared one's clock must not move on
+        own.insert("GTM_Order_Billing__c", [{"Order_Id__c": f"LOC-{i:04d}"} for i in range(450)])
+        own_wire = Wire(own)
+        old = own_wire("GET", f"{V}/query", params=soql, headers=options).json()
+        own.advance_clock(days=1)
+        assert own_wire("GET", old["nextRecordsUrl"]).json()["done"] is False  # a middle page: still open
+        own.advance_clock(days=1, seconds=1)
+        expired = own_wire("GET", old["nextRecordsUrl"])
+        assert (expired.status_code, expired.json()[0]["errorCode"]) == (400, "INVALID_QUERY_LOCATOR")
+
+
 def test_order_by_puts_nulls_first_ascending_and_last_descending(simple_sf: Salesforce,
                                                                  sandbox_org: SandboxOrg) -> None:
     addon = sandbox_org.demo_ids["addon_offer"]  # the only offer with an InitialOrderId
