@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any
 
 from gtm_sandbox.org.data import ApiError, Row
-from gtm_sandbox.org.ids import canonical_stamp, parse_stamp
+from gtm_sandbox.org.ids import format_stamp, parse_stamp
 from gtm_sandbox.org.jsonenc import Raw, record_encoder
 from gtm_sandbox.org.messages import Request, Response
 from gtm_sandbox.org.routes.collections import COLLECTION_MAX, COLLECTIONS_UPSERT_SINCE
@@ -200,8 +200,9 @@ class SObjectRoutes:
         start, end = req.param("start"), req.param("end")
         if not start or not end:
             raise ApiError(400, "MALFORMED_QUERY", "start and end are required")
-        try:
-            lo, hi = canonical_stamp(start), canonical_stamp(end)
+        try:  # the API ignores the seconds of both (12:30:15 is 12:30:00 UTC)
+            lo, hi = (format_stamp(parse_stamp(t).astimezone(UTC).replace(second=0, microsecond=0))
+                      for t in (start, end))
         except ValueError:
             raise ApiError(400, "INVALID_DATE_FORMAT", f"Invalid date format: {start} / {end}") from None
         with self.data.lock:

@@ -294,6 +294,20 @@ def test_record_rows_honour_the_weak_conditional_headers(wire: Wire, sandbox_org
     assert sandbox_org.get("GTM_Order_Billing__c", rid)["Invoice_Status__c"] == "paid"  # type: ignore[index]
 
 
+def test_get_updated_and_deleted_ignore_the_seconds_of_start_and_end(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # sObject Get Updated / Get Deleted: the API ignores the seconds of start and end
+    # (12:30:15 is taken as 12:30:00 UTC).
+    [rid] = sandbox_org.insert("GTM_Order_Billing__c", [{"Order_Id__c": "UPD-1"}], stamp="2026-12-01T12:30:10.000Z")
+    sandbox_org.delete("GTM_Order_Billing__c", [rid], stamp="2026-12-01T12:30:20.000Z")
+    window = {"start": "2026-12-01T12:30:45+00:00", "end": "2026-12-01T12:31:15+00:00"}
+    deleted = wire("GET", f"{V}/sobjects/GTM_Order_Billing__c/deleted", params=window).json()
+    assert [r["id"] for r in deleted["deletedRecords"]] == [rid]
+    assert deleted["latestDateCovered"] == "2026-12-01T12:31:00.000+0000"
+    [live] = sandbox_org.insert("GTM_Order_Billing__c", [{"Order_Id__c": "UPD-2"}], stamp="2026-12-01T12:30:10.000Z")
+    updated = wire("GET", f"{V}/sobjects/GTM_Order_Billing__c/updated", params=window).json()
+    assert updated == {"ids": [live], "latestDateCovered": "2026-12-01T12:31:00.000+0000"}
+
+
 def test_not_found_is_a_list_of_errors(simple_sf: Salesforce, wire: Wire) -> None:
     with pytest.raises(SalesforceResourceNotFound) as missing:
         simple_sf.SfdcPartnerOffer.get("1OF5g00000000ZZ")
