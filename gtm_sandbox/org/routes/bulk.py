@@ -98,10 +98,12 @@ class BulkJobs:
     seq: int = 0
     poll_steps: int = 1  # polls answered InProgress before JobComplete
     fail_next: list[str] = field(default_factory=list)  # errorMessages of the next jobs to fail
+    created: int = 0  # jobs created since the last reset: /limits' DailyBulkV2QueryJobs used
 
     def reset(self) -> None:
         with self.lock:
             self.jobs.clear()
+            self.created = 0
             self.poll_steps = 1
             self.fail_next.clear()
 
@@ -205,6 +207,7 @@ class BulkRoutes:
         now = self.data.clock.now()
         with self.bulk.lock:
             self.bulk.seq += 1
+            self.bulk.created += 1
             job = QueryJob(
                 id=make_id("750", self.bulk.seq, pod="Sb"), operation=operation, sobject=bound.spec.name, soql=soql,
                 api_version=v, created_by=self.app.user_id, created=now, delimiter_name=delimiter,

@@ -231,3 +231,13 @@ def test_the_control_api_plants_a_failing_job_and_sets_the_polls(wire: Wire, san
     states = [wire("GET", f"{V}/jobs/query/{job['id']}").json()["state"] for _ in range(4)]
     assert states == ["InProgress", "InProgress", "InProgress", "Failed"]
     assert wire("GET", f"{V}/jobs/query/{job['id']}").json()["errorMessage"] == "INVALIDJOB: planted"
+
+
+def test_limits_count_the_days_query_jobs(wire: Wire) -> None:
+    # Limits: DailyBulkV2QueryJobs is the day's allowance of Bulk API 2.0 query jobs; each
+    # job created uses one.
+    before = wire("GET", f"{V}/limits").json()["DailyBulkV2QueryJobs"]
+    wire.create()
+    wire.create()
+    after = wire("GET", f"{V}/limits").json()["DailyBulkV2QueryJobs"]
+    assert after == {"Max": before["Max"], "Remaining": before["Remaining"] - 2}
