@@ -195,7 +195,7 @@ class BulkRoutes:
         if ending not in LINE_ENDINGS:
             raise ApiError(400, "INVALIDJOB", f"Invalid lineEnding: {ending!r}")
         try:
-            bound = compile_soql(soql, self.data.schema, v)
+            bound = compile_soql(soql, self.data.schema, v, today=self.data.clock.today())
         except SoqlError as err:
             raise ApiError(400, "INVALIDJOB", err.message.strip()) from None
         if bound.count:

@@ -51,7 +51,7 @@ class QueryRoutes:
         return Response(200, self.run_query(soql, v, resource == "queryAll", self._batch_size(req)))
 
     def run_query(self, soql: str, version: str, include_deleted: bool, batch: int) -> str:
-        bound = compile_soql(soql, self.data.schema, version)
+        bound = compile_soql(soql, self.data.schema, version, today=self.data.clock.today())
         if bound.count:
             n = len(self.data.select(bound, include_deleted=include_deleted))
             return encode({"totalSize": n, "done": True, "records": []})

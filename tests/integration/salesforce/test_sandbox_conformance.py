@@ -222,6 +222,23 @@ def test_datetime_literals_in_utc_or_with_an_offset(simple_sf: Salesforce, sandb
         assert _error_code(err) == "INVALID_FIELD", where
 
 
+def test_date_literals_follow_the_orgs_clock(sandbox_org: SandboxOrg) -> None:
+    # TODAY, LAST_N_DAYS:n ... are the org's days: an org whose clock was moved on (as the
+    # sandbox's billing tests do) answers them from its own today, as CreatedDate is stamped.
+    with SandboxOrg.start(data=None) as own:
+        own.advance_clock(days=3)
+        own.insert("GTM_Order_Billing__c", [{"Order_Id__c": "DAY-1"}])
+        own_wire = Wire(own)
+
+        def count(where: str) -> int:
+            soql = f"SELECT COUNT() FROM GTM_Order_Billing__c WHERE {where}"
+            return int(own_wire("GET", f"{V}/query", params={"q": soql}).json()["totalSize"])
+
+        assert count("CreatedDate = TODAY") == 1
+        assert count("CreatedDate = LAST_N_DAYS:1") == 1
+        assert count("CreatedDate = TOMORROW") == 0
+
+
 def test_date_literals_and_date_lists(simple_sf: Salesforce, sandbox_org: SandboxOrg) -> None:
     noon_yesterday = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=1)
     [old] = sandbox_org.insert("SfdcPartnerTermSet", [{"Name": "yesterday"}], stamp=noon_yesterday.isoformat())
