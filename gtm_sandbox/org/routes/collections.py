@@ -15,6 +15,7 @@ from gtm_sandbox.org.routing import RouteTable
 COLLECTIONS_SINCE = 42.0  # sObject Collections appeared in API 42.0
 COLLECTIONS_UPSERT_SINCE = 46.0  # ... their upsert, and the upsert "created" flag / 200 body, in 46.0
 COLLECTION_MAX = 200
+COLLECTION_MAX_CHUNKS = 10  # runs of consecutive records of one type in a create or update
 COLLECTION_RETRIEVE_MAX = 2000  # ids per retrieve (a GET meets the 16,384-byte URI limit at about 800)
 
 
@@ -29,6 +30,12 @@ class CollectionRoutes:
         if len(records) > COLLECTION_MAX:
             raise ApiError(400, "EXCEEDED_ID_LIMIT",
                            f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")
+        chunks = _chunks(records)
+        if chunks > COLLECTION_MAX_CHUNKS:
+            # Documented: records of several types are processed in chunks, at most 10 a request.
+            raise ApiError(400, "EXCEEDED_MAX_TYPES_LIMIT",
+                           f"Cannot have more than {COLLECTION_MAX_CHUNKS} chunks in a single operation ({chunks} "
+                           f"here). Please rearrange the data to reduce chunking.")
         return records, bool(body.get("allOrNone", False))
 
     def _each(self, records: list[Any], all_or_none: bool, op: Callable[[Any], dict[str, Any]], *,
@@ -177,6 +184,12 @@ class CollectionRoutes:
             row = self.data.get(spec.name, rid)
             out.append(None if row is None else self._record_json(row, v, names))
         return Response.json(200, out)
+
+
+def _chunks(records: list[Any]) -> int:
+    """Runs of consecutive records of one type: {a1, a2, c1, a3} is three chunks."""
+    types = [str((r.get("attributes") or {}).get("type", "")).lower() if isinstance(r, dict) else "" for r in records]
+    return sum(1 for i, t in enumerate(types) if i == 0 or t != types[i - 1])
 
 
 def install(routes: RouteTable) -> None:

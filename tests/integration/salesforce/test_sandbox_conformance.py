@@ -419,6 +419,23 @@ def test_collections_upsert_reports_created_per_record(simple_sf: Salesforce) ->
     assert both[1] == {"id": first[0]["id"], "success": True, "errors": [], "created": False}
 
 
+def test_collections_process_at_most_ten_chunks_of_one_type(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # sObject Collections create / update: records of several types are processed in chunks
+    # of consecutive records of one type, at most 10 chunks a request.
+    def offer(i: int) -> dict[str, object]:
+        return {"attributes": {"type": "SfdcPartnerOffer"}, "Name": f"Chunk {i}", "Status": "Draft",
+                "OfferType": "Initial"}
+
+    ten = [rec for i in range(5) for rec in (_billing(f"CH-{i}"), offer(i))]
+    assert all(r["success"] for r in wire("POST", f"{V}/composite/sobjects", json={"records": ten}).json())
+    eleven = [rec for i in range(5, 10) for rec in (_billing(f"CH-{i}"), offer(i))] + [_billing("CH-10")]
+    refused = wire("POST", f"{V}/composite/sobjects", json={"records": eleven})
+    assert refused.status_code == 400
+    assert not [r for r in sandbox_org.records("GTM_Order_Billing__c") if r["Order_Id__c"] == "CH-5"]
+    grouped = sorted(eleven, key=lambda r: str(r["attributes"]["type"]))  # type: ignore[index]
+    assert all(r["success"] for r in wire("POST", f"{V}/composite/sobjects", json={"records": grouped}).json())
+
+
 def test_collections_retrieve_takes_one_to_2000_ids(wire: Wire, sandbox_org: SandboxOrg) -> None:
     # sObject Collections retrieve: ids is required; a POST retrieves up to 2,000 records.
     [rid] = sandbox_org.insert("GTM_Order_Billing__c", [{"Order_Id__c": "G1"}])
