@@ -5,7 +5,8 @@ clients verify the server like any other (``requests.Session().verify = ca_file`
 server is cheroot (see ``gtm_sandbox/wsgi.py``) with its built-in TLS adapter, which
 handshakes in the accept loop (a client that never sends its hello holds new connections
 back for at most ``idle_timeout_s``): connections are kept alive (HTTP/1.1) until idle for
-``idle_timeout_s``, bodies over ``max_body_bytes`` get a 413, and ``stop()`` closes every
+``idle_timeout_s``, bodies over ``max_body_bytes`` get a 413, API requests whose URI is
+over 16,384 bytes a 414 (URI and headers together: 431), and ``stop()`` closes every
 connection, so tests can start and stop orgs freely.
 
     with SandboxOrg.start(data="demo") as org:

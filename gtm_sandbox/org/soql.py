@@ -5,9 +5,9 @@ parentheses (mixing AND and OR needs parentheses, as in Salesforce), ``= != <> <
 ``IN`` / ``NOT IN``, ``LIKE``, ``NULL``, ``TRUE``/``FALSE``, numbers, strings (with SOQL's
 backslash escapes; an unknown escape is an error), date and datetime literals and the date
 keywords TODAY, YESTERDAY, TOMORROW, LAST_N_DAYS:n and NEXT_N_DAYS:n (days of the org's
-clock, in UTC); ``ORDER BY`` several
-fields with ASC/DESC and NULLS FIRST/LAST; ``LIMIT``; ``OFFSET``. Errors carry Salesforce's
-error codes (MALFORMED_QUERY, INVALID_FIELD, INVALID_TYPE) and are raised as ``SoqlError``.
+clock, in UTC); ``ORDER BY`` several fields with ASC/DESC and NULLS FIRST/LAST; ``LIMIT``;
+``OFFSET``. A statement is at most 100,000 characters. Errors carry Salesforce's error codes
+(MALFORMED_QUERY, INVALID_FIELD, INVALID_TYPE) and are raised as ``SoqlError``.
 """
 
 from __future__ import annotations
