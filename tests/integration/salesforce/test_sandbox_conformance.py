@@ -20,6 +20,7 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest, SalesforceResourceNotFound
 
 from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.org.ids import make_id
 from tests.fixtures.org import client_credentials_token, tls_session
 
 V = "/services/data/v66.0"
@@ -546,6 +547,30 @@ def test_limits_and_the_limit_info_header(simple_sf: Salesforce, wire: Wire, san
     error = wire("GET", f"{V}/query", params={"q": "SELECT Nope FROM SfdcPartnerTermSet"})
     assert query.headers["Sforce-Limit-Info"] == "api-usage=20/5000"
     assert error.status_code == 400 and error.headers["Sforce-Limit-Info"] == "api-usage=21/5000"
+
+
+def test_the_identity_url_of_the_token_answers(sandbox_org: SandboxOrg) -> None:
+    # Identity URLs: the token response's id is a URL a client GETs with the access token for
+    # the user and org (API URLs keep "{version}" unless ?version= names one); a missing or
+    # bad token is a 403 Missing_OAuth_Token / Bad_OAuth_Token, another org's id Wrong_Org.
+    session = tls_session(sandbox_org)
+    token = session.post(sandbox_org.login_url + "/services/oauth2/token", data={
+        "grant_type": "client_credentials", "client_id": sandbox_org.client_id,
+        "client_secret": sandbox_org.client_secret}).json()
+    me = session.get(token["id"], headers={"Authorization": "Bearer " + token["access_token"]})
+    assert me.status_code == 200
+    body = me.json()
+    assert (body["id"], body["user_id"], body["organization_id"], body["username"]) == (
+        token["id"], sandbox_org.user_id, sandbox_org.org_id, sandbox_org.username)
+    assert body["urls"]["rest"] == sandbox_org.instance_url + "/services/data/v{version}/"
+    pinned = session.get(token["id"], params={"version": "66.0", "oauth_token": token["access_token"]}).json()
+    assert pinned["urls"]["query"] == sandbox_org.instance_url + "/services/data/v66.0/query/"
+    assert (session.get(token["id"]).status_code, session.get(token["id"]).text) == (403, "Missing_OAuth_Token")
+    bad = session.get(token["id"], headers={"Authorization": "Bearer 00D!nope"})
+    assert (bad.status_code, bad.text) == (403, "Bad_OAuth_Token")
+    other = token["id"].replace(sandbox_org.org_id, make_id("00D", 99, pod="Sb"))
+    wrong = session.get(other, headers={"Authorization": "Bearer " + token["access_token"]})
+    assert (wrong.status_code, wrong.text) == (403, "Wrong_Org")
 
 
 def test_invalid_session_body(sandbox_org: SandboxOrg) -> None:
