@@ -1,5 +1,6 @@
 """``sobjects``: describe global, basic info, describe, getDeleted / getUpdated, and rows:
-create, read, update, delete by id; read, upsert, delete by external id."""
+create, read, update, delete by id; read, upsert, delete by external id (and create by a
+POST to the ``Id`` external ID)."""
 
 from __future__ import annotations
 
@@ -136,6 +137,13 @@ class SObjectRoutes:
         return Response.json(201, {"id": row["Id"], "success": True, "errors": []},
                              {"Location": f"/services/data/v{v}/sobjects/{spec.name}/{row['Id']}"})
 
+    def _create_by_id(self, req: Request, v: str, obj: str, fld: str) -> Response:
+        """``POST sobjects/X/Id`` (API v37.0+): a create, Id taken as the external ID field
+        with a null value; a POST to any other field is not allowed."""
+        if fld.lower() != "id":
+            raise ApiError(405, "METHOD_NOT_ALLOWED", "HTTP Method 'POST' not allowed. Allowed are GET,PATCH,DELETE")
+        return self._create(req, v, obj)
+
     def _update(self, req: Request, v: str, obj: str, rid: str) -> Response:
         spec = self._spec(obj, v)
         body = self._body_object(req)
@@ -222,6 +230,7 @@ def install(routes: RouteTable) -> None:
     routes.add("GET", "sobjects/{obj}/deleted", "get_deleted", partial(SObjectRoutes._get_changed, kind="deleted"))
     routes.add("GET", "sobjects/{obj}/updated", "get_updated", partial(SObjectRoutes._get_changed, kind="updated"))
     routes.add("POST", "sobjects/{obj}", "sobject_create", SObjectRoutes._create)
+    routes.add("POST", "sobjects/{obj}/{fld}", "sobject_create", SObjectRoutes._create_by_id)
     routes.add("GET", "sobjects/{obj}/{rid}", "sobject_get", SObjectRoutes._retrieve)
     routes.add("PATCH", "sobjects/{obj}/{rid}", "sobject_update", SObjectRoutes._update)
     routes.add("DELETE", "sobjects/{obj}/{rid}", "sobject_delete", SObjectRoutes._delete)

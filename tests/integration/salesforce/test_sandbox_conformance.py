@@ -353,6 +353,17 @@ def test_upsert_answers_by_api_version(sandbox_org: SandboxOrg, simple_sf: Sales
     assert billing.get_by_custom_id("Order_Id__c", "ORD-45")["Invoice_Status__c"] == "paid"
 
 
+def test_a_post_to_the_id_external_id_creates(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # sObject Rows by External ID: from API v37.0 a POST to /sobjects/X/Id creates a record
+    # (Id as the external ID field, its value null), for clients that upsert by several fields.
+    created = wire("POST", f"{V}/sobjects/GTM_Order_Billing__c/Id", json={"Order_Id__c": "POST-ID"})
+    assert created.status_code == 201
+    rid = created.json()["id"]
+    assert created.json() == {"id": rid, "success": True, "errors": []}
+    assert sandbox_org.get("GTM_Order_Billing__c", rid)["Order_Id__c"] == "POST-ID"  # type: ignore[index]
+    assert wire("POST", f"{V}/sobjects/GTM_Order_Billing__c/Order_Id__c", json={}).status_code == 405
+
+
 def test_upsert_refuses_the_external_id_or_id_in_its_body(wire: Wire, sandbox_org: SandboxOrg) -> None:
     # sObject Rows by External ID: don't specify Id or an external ID field in the request
     # body, or an error is generated (the URL names the record). Collections upsert, where
