@@ -4,8 +4,8 @@ Resources (under ``/services/data/vXX.X/``): ``query``, ``queryAll`` and query l
 ``sobjects`` (describe global, describe, CRUD, upsert by external id, getDeleted /
 getUpdated), ``limits``, ``composite`` (25 subrequests, at most 5 queries or
 collections, references, allOrNone), ``composite/sobjects`` collections and Bulk API 2.0
-query jobs (``jobs/query``). Plus ``/services/oauth2/token``, ``/services/oauth2/revoke`` and
-``/services/data/`` (versions).
+query jobs (``jobs/query``). Plus ``/services/oauth2/token``, ``/services/oauth2/revoke``, the
+identity URL (``/id/{org}/{user}``) and ``/services/data/`` (versions).
 
 Routing is a table, ``DATA_ROUTES`` (method + segment template -> endpoint name and handler;
 see ``routing.py``), filled by the resource modules in ``routes/``, each holding its
@@ -46,6 +46,9 @@ from gtm_sandbox.org.routing import RouteTable
 from gtm_sandbox.org.soql import SoqlError
 
 __all__ = ["DATA_ROUTES", "Controls", "FaultRule", "OrgApi", "Request", "Response"]
+
+
+_NOT_API_CALLS = ("oauth_token", "oauth_revoke", "versions", "identity")  # outside /services/data/vNN.N
 
 
 @dataclass
@@ -132,7 +135,7 @@ class Controls:
 
     @property
     def api_calls(self) -> int:
-        return sum(n for name, n in self.calls.items() if name not in ("oauth_token", "oauth_revoke", "versions"))
+        return sum(n for name, n in self.calls.items() if name not in _NOT_API_CALLS)
 
 
 class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoutes, CollectionRoutes,
@@ -161,6 +164,8 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
             return self._with_controls("oauth_token", req, self._token, api=False)
         if req.path.rstrip("/") == "/services/oauth2/revoke":
             return self._with_controls("oauth_revoke", req, self._revoke, api=False)
+        if req.path.startswith("/id/"):
+            return self._with_controls("identity", req, self._identity, api=False)
         if req.path.rstrip("/") == "/services/data":
             return self._with_controls("versions", req, self._versions, api=False)
         m = DATA_PATH.match(req.path.rstrip("/"))

@@ -5,7 +5,8 @@ clients verify the server like any other (``requests.Session().verify = ca_file`
 server is cheroot (see ``gtm_sandbox/wsgi.py``) with its built-in TLS adapter, which
 handshakes in the accept loop (a client that never sends its hello holds new connections
 back for at most ``idle_timeout_s``): connections are kept alive (HTTP/1.1) until idle for
-``idle_timeout_s``, bodies over ``max_body_bytes`` get a 413, and ``stop()`` closes every
+``idle_timeout_s``, bodies over ``max_body_bytes`` get a 413, API requests whose URI is
+over 16,384 bytes a 414 (URI and headers together: 431), and ``stop()`` closes every
 connection, so tests can start and stop orgs freely.
 
     with SandboxOrg.start(data="demo") as org:
@@ -52,6 +53,28 @@ from gtm_sandbox.wsgi import (
 API_VERSION = "66.0"  # GTM objects exist from v64-v66 (see gtm_schema.toml)
 
 
+# Salesforce's documented request limits (REST API, Status Codes and Error Responses): a
+# URI over 16,384 bytes is a 414, a URI and headers over 16,384 bytes together a 431. Only
+# the statuses are documented; the bodies here keep the API's error-list shape.
+MAX_URI_BYTES = 16384
+MAX_URI_AND_HEADER_BYTES = 16384
+
+
+def _too_large(target: str, headers: dict[str, str]) -> Response | None:
+    uri = len(target.encode("utf-8", "replace"))
+    if uri > MAX_URI_BYTES:
+        return Response.json(414, [{"message": f"The URI is {uri} bytes long; the limit is {MAX_URI_BYTES}.",
+                                    "errorCode": "URI_TOO_LONG"}])
+    # Each header line counted as "Name: value\r\n".
+    total = uri + sum(len(k.encode("utf-8", "replace")) + len(v.encode("utf-8", "replace")) + 4
+                      for k, v in headers.items())
+    if total > MAX_URI_AND_HEADER_BYTES:
+        return Response.json(431, [{"message": f"The URI and headers are {total} bytes long; the limit is "
+                                               f"{MAX_URI_AND_HEADER_BYTES}.",
+                                    "errorCode": "REQUEST_HEADER_FIELDS_TOO_LARGE"}])
+    return None
+
+
 class OrgApp:
     """The org as a WSGI app: ``/_sandbox/…`` to the control API, the rest to ``OrgApi``."""
 
@@ -69,11 +92,12 @@ class OrgApp:
             resp = Response.json(400, [{"message": f"The request body could not be read: {exc}",
                                         "errorCode": "BAD_REQUEST"}])
         else:
-            req = Request.build(method, request_target(environ), request_headers(environ), body)
+            target, headers = request_target(environ), request_headers(environ)
+            req = Request.build(method, target, headers, body)
             if req.path.startswith("/_sandbox/"):
                 resp = self.control.handle(req)
             else:
-                resp = self.api.handle(req)
+                resp = _too_large(target, headers) or self.api.handle(req)
         payload = resp.body.encode("utf-8") if resp.body is not None else b""
         headers = [] if resp.status == 204 else [("Content-Type", resp.content_type)]
         headers.append(("Content-Length", str(len(payload))))

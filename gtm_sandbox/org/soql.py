@@ -4,9 +4,10 @@ Supported: ``SELECT`` field list or ``COUNT()``, ``FROM``, ``WHERE`` with AND / 
 parentheses (mixing AND and OR needs parentheses, as in Salesforce), ``= != <> < <= > >=``,
 ``IN`` / ``NOT IN``, ``LIKE``, ``NULL``, ``TRUE``/``FALSE``, numbers, strings (with SOQL's
 backslash escapes; an unknown escape is an error), date and datetime literals and the date
-keywords TODAY, YESTERDAY, TOMORROW, LAST_N_DAYS:n and NEXT_N_DAYS:n; ``ORDER BY`` several
-fields with ASC/DESC and NULLS FIRST/LAST; ``LIMIT``; ``OFFSET``. Errors carry Salesforce's
-error codes (MALFORMED_QUERY, INVALID_FIELD, INVALID_TYPE) and are raised as ``SoqlError``.
+keywords TODAY, YESTERDAY, TOMORROW, LAST_N_DAYS:n and NEXT_N_DAYS:n (days of the org's
+clock, in UTC); ``ORDER BY`` several fields with ASC/DESC and NULLS FIRST/LAST; ``LIMIT``;
+``OFFSET``. A statement is at most 100,000 characters. Errors carry Salesforce's error codes
+(MALFORMED_QUERY, INVALID_FIELD, INVALID_TYPE) and are raised as ``SoqlError``.
 """
 
 from __future__ import annotations
@@ -142,10 +143,11 @@ class Query:
 
 
 class _Parser:
-    def __init__(self, soql: str):
+    def __init__(self, soql: str, today: date | None = None):
         self.soql = soql
         self.tokens = tokenize(soql)
         self.i = 0
+        self.today = today  # the org's day for TODAY, LAST_N_DAYS:n ... (None: the wall clock's, UTC)
 
     def peek(self, offset: int = 0) -> Token | None:
         j = self.i + offset
@@ -306,7 +308,7 @@ class _Parser:
         raise SoqlError("MALFORMED_QUERY", f"unexpected token: {tok.text!r}")
 
     def date_range(self, word: str) -> tuple[date, date]:
-        today = datetime.now(UTC).date()
+        today = self.today or datetime.now(UTC).date()
         one = timedelta(days=1)
         if word == "TODAY":
             return today, today + one
@@ -344,8 +346,8 @@ def _unescape(body: str) -> str:
     return _ESCAPE.sub(lambda m: _escaped(body, m, like=False), body)
 
 
-def parse(soql: str) -> Query:
-    return _Parser(soql).parse()
+def parse(soql: str, today: date | None = None) -> Query:
+    return _Parser(soql, today).parse()
 
 
 # ---------------------------------------------------------------- binding and compiling
@@ -615,8 +617,17 @@ def bind(query: Query, schema: OrgSchema, soql: str, api_version: str | None = N
     )
 
 
-def compile_soql(soql: str, schema: OrgSchema, api_version: str | None = None) -> BoundQuery:
-    return bind(parse(soql), schema, soql, api_version)
+MAX_SOQL_CHARS = 100_000  # SOQL limits: a statement is at most 100,000 characters
+
+
+def compile_soql(soql: str, schema: OrgSchema, api_version: str | None = None, *,
+                 today: date | None = None) -> BoundQuery:
+    """``soql`` bound to the org's schema at ``api_version``; date keywords count from
+    ``today`` (the org's clock: it may have been moved on)."""
+    if len(soql) > MAX_SOQL_CHARS:
+        raise SoqlError("MALFORMED_QUERY", f"SOQL statements cannot be longer than {MAX_SOQL_CHARS} characters "
+                                           f"(this one has {len(soql)})")
+    return bind(parse(soql, today), schema, soql, api_version)
 
 
 def is_index_order(order_by: Sequence[tuple[FieldSpec, OrderItem]]) -> bool:

@@ -1,12 +1,19 @@
-"""``/services/oauth2/token``: the OAuth grants of the connected app, and
-``/services/oauth2/revoke`` (see ``org/auth.py``)."""
+"""``/services/oauth2/token``: the OAuth grants of the connected app,
+``/services/oauth2/revoke`` (see ``org/auth.py``) and the identity URL (``/id/{org}/{user}``)
+the token response names."""
 
 from __future__ import annotations
 
 from urllib.parse import parse_qs
 
 from gtm_sandbox.org.auth import REFRESH_GRANT, OAuthError, grant, token_response
+from gtm_sandbox.org.ids import to_18
 from gtm_sandbox.org.messages import Request, Response
+from gtm_sandbox.org.routes.versions import SUPPORTED_VERSIONS
+
+# The identity service's documented errors: plain-text codes, not the REST error list.
+_IDENTITY_ERRORS = {"Missing_OAuth_Token": 403, "Bad_OAuth_Token": 403, "Wrong_Org": 403, "Bad_Id": 404,
+                    "Invalid_Version": 406}
 
 
 def _form(req: Request) -> dict[str, str]:
@@ -39,3 +46,43 @@ class AuthRoutes:
         if not self.sessions.revoke(_form(req).get("token", "")):
             return Response.json(400, {"error": "invalid_token", "error_description": "Token was invalid"})
         return Response(200, "", content_type="text/plain")
+
+    def _identity(self, req: Request) -> Response:
+        """GET the identity URL (``/id/{orgId}/{userId}``) with the access token (header or
+        ``oauth_token``): the user and org, and the API URLs, ``{version}`` left in them
+        unless ``?version=`` names one (or ``latest``)."""
+        value = req.headers.get("authorization", "")
+        token = value[7:] if value.lower().startswith("bearer ") else req.param("oauth_token") or ""
+        if not token:
+            return _identity_error("Missing_OAuth_Token")
+        if not self.sessions.valid(token):
+            return _identity_error("Bad_OAuth_Token")
+        parts = req.segments[1:]
+        try:
+            org, user = (to_18(p) for p in parts) if len(parts) == 2 else ("", "")
+        except ValueError:
+            return _identity_error("Bad_Id")
+        if org != self.app.org_id:
+            return _identity_error("Wrong_Org" if org else "Bad_Id")
+        if user != self.app.user_id:
+            return _identity_error("Bad_Id")
+        version = req.param("version") or "{version}"
+        if version == "latest":
+            version = SUPPORTED_VERSIONS[-1]
+        elif version != "{version}" and version not in SUPPORTED_VERSIONS:
+            return _identity_error("Invalid_Version")
+        data = f"{self.instance_url}/services/data/v{version}"
+        return Response.json(200, {
+            "id": f"{self.login_url}/id/{org}/{user}", "asserted_user": True, "user_id": user,
+            "organization_id": org, "username": self.app.username, "nick_name": self.app.username.split("@")[0],
+            "display_name": "Integration User", "email": self.app.username, "email_verified": True,
+            "status": {"created_date": None, "body": None}, "active": True, "user_type": "STANDARD",
+            "language": "en_US", "locale": "en_US", "utcOffset": 0, "is_app_installed": True,
+            "urls": {"rest": f"{data}/", "sobjects": f"{data}/sobjects/", "search": f"{data}/search/",
+                     "query": f"{data}/query/", "recent": f"{data}/recent/", "limits": f"{data}/limits/",
+                     "profile": f"{self.instance_url}/{user}", "custom_domain": self.instance_url},
+        })
+
+
+def _identity_error(code: str) -> Response:
+    return Response(_IDENTITY_ERRORS[code], code, content_type="text/plain;charset=UTF-8")

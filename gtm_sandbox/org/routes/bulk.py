@@ -20,10 +20,12 @@
   requested set is encoded: a million-record job is never one string. Results of a job
   that is not ``JobComplete``: 400 ``INVALIDJOBSTATE``.
 * ``PATCH jobs/query/{id}`` ``{"state": "Aborted"}`` aborts a job still ``UploadComplete``
-  or ``InProgress``; ``DELETE jobs/query/{id}`` deletes a finished one (204);
+  or ``InProgress``; ``DELETE jobs/query/{id}`` deletes a finished one (204; a running
+  one is a 400 ``API_ERROR``, as documented);
   ``GET jobs/query`` lists jobs (``done``, ``records``, ``nextRecordsUrl``; 1,000 a set).
 
-Every request is one API call, counted like any other (endpoint names ``bulk_query_create``,
+The resources exist from API v47.0 (404 ``NOT_FOUND`` below). Every request is one API
+call, counted like any other (endpoint names ``bulk_query_create``,
 ``bulk_query_list``, ``bulk_query_job``, ``bulk_query_abort``, ``bulk_query_delete``,
 ``bulk_query_results``), so ``org.fail("bulk_query_results", ...)`` fails a results read.
 """
@@ -42,6 +44,7 @@ from gtm_sandbox.org.auth import ConnectedApp
 from gtm_sandbox.org.data import ApiError, OrgData, Row
 from gtm_sandbox.org.ids import make_id
 from gtm_sandbox.org.messages import Request, Response
+from gtm_sandbox.org.routes.versions import available_since
 from gtm_sandbox.org.routing import RouteTable
 from gtm_sandbox.org.soql import SoqlError, compile_soql
 
@@ -50,6 +53,7 @@ LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
 DEFAULT_MAX_RECORDS = 50_000  # per set when the client gives no maxRecords (the org picks one)
 LIST_PAGE = 1000
 MAX_JOBS = 200  # the oldest finished jobs are forgotten beyond this (Salesforce deletes after 7 days)
+BULK_QUERY_SINCE = 47.0  # Bulk API 2.0 query jobs appeared in API 47.0
 
 
 @dataclass
@@ -94,10 +98,12 @@ class BulkJobs:
     seq: int = 0
     poll_steps: int = 1  # polls answered InProgress before JobComplete
     fail_next: list[str] = field(default_factory=list)  # errorMessages of the next jobs to fail
+    created: int = 0  # jobs created since the last reset: /limits' DailyBulkV2QueryJobs used
 
     def reset(self) -> None:
         with self.lock:
             self.jobs.clear()
+            self.created = 0
             self.poll_steps = 1
             self.fail_next.clear()
 
@@ -161,7 +167,8 @@ class BulkRoutes:
     data: OrgData
     app: ConnectedApp
 
-    def _bulk_job(self, job_id: str) -> QueryJob:
+    def _bulk_job(self, job_id: str, version: str) -> QueryJob:
+        available_since(version, BULK_QUERY_SINCE)
         with self.bulk.lock:
             job = self.bulk.jobs.get(job_id)
         if job is None:
@@ -169,6 +176,7 @@ class BulkRoutes:
         return job
 
     def _bulk_create(self, req: Request, v: str) -> Response:
+        available_since(v, BULK_QUERY_SINCE)
         body = req.json()
         if not isinstance(body, dict):
             raise ApiError(400, "INVALIDJOB", "The request body must be a JSON object with operation and query")
@@ -187,7 +195,7 @@ class BulkRoutes:
         if ending not in LINE_ENDINGS:
             raise ApiError(400, "INVALIDJOB", f"Invalid lineEnding: {ending!r}")
         try:
-            bound = compile_soql(soql, self.data.schema, v)
+            bound = compile_soql(soql, self.data.schema, v, today=self.data.clock.today())
         except SoqlError as err:
             raise ApiError(400, "INVALIDJOB", err.message.strip()) from None
         if bound.count:
@@ -199,6 +207,7 @@ class BulkRoutes:
         now = self.data.clock.now()
         with self.bulk.lock:
             self.bulk.seq += 1
+            self.bulk.created += 1
             job = QueryJob(
                 id=make_id("750", self.bulk.seq, pod="Sb"), operation=operation, sobject=bound.spec.name, soql=soql,
                 api_version=v, created_by=self.app.user_id, created=now, delimiter_name=delimiter,
@@ -212,7 +221,7 @@ class BulkRoutes:
         return Response.json(200, job.info())
 
     def _bulk_info(self, req: Request, v: str, job_id: str) -> Response:
-        job = self._bulk_job(job_id)
+        job = self._bulk_job(job_id, v)
         with self.bulk.lock:
             if job.state in ("UploadComplete", "InProgress"):
                 job.polls += 1
@@ -228,7 +237,7 @@ class BulkRoutes:
             return Response.json(200, job.info())
 
     def _bulk_abort(self, req: Request, v: str, job_id: str) -> Response:
-        job = self._bulk_job(job_id)
+        job = self._bulk_job(job_id, v)
         body = req.json()
         if not isinstance(body, dict) or body.get("state") != "Aborted":
             raise ApiError(400, "INVALIDJOB", "Only {\"state\": \"Aborted\"} may be set on a query job")
@@ -241,14 +250,17 @@ class BulkRoutes:
             return Response.json(200, job.info())
 
     def _bulk_delete(self, req: Request, v: str, job_id: str) -> Response:
-        job = self._bulk_job(job_id)
+        job = self._bulk_job(job_id, v)
         with self.bulk.lock:
             if job.state in ("UploadComplete", "InProgress"):
-                raise ApiError(400, "INVALIDJOBSTATE", f"Job {job.id} is {job.state}: abort it before deleting it")
+                # The documented answer: API_ERROR, not the INVALIDJOBSTATE of results and abort.
+                raise ApiError(400, "API_ERROR", f"Job {job.id} is {job.state}: only a terminated job (JobComplete, "
+                                                 "Aborted or Failed) can be deleted; abort it first")
             self.bulk.jobs.pop(job.id, None)
         return Response(204)
 
     def _bulk_list(self, req: Request, v: str) -> Response:
+        available_since(v, BULK_QUERY_SINCE)
         job_type = req.param("jobType")
         start = 0
         locator = req.param("queryLocator")
@@ -267,7 +279,7 @@ class BulkRoutes:
         return Response.json(200, {"done": done, "records": page, "nextRecordsUrl": next_url})
 
     def _bulk_results(self, req: Request, v: str, job_id: str) -> Response:
-        job = self._bulk_job(job_id)
+        job = self._bulk_job(job_id, v)
         if job.api_version != v:
             raise ApiError(409, "API_ERROR", f"Use the API version the job was created with (v{job.api_version})")
         if job.state != "JobComplete":

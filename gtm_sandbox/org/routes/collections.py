@@ -15,6 +15,8 @@ from gtm_sandbox.org.routing import RouteTable
 COLLECTIONS_SINCE = 42.0  # sObject Collections appeared in API 42.0
 COLLECTIONS_UPSERT_SINCE = 46.0  # ... their upsert, and the upsert "created" flag / 200 body, in 46.0
 COLLECTION_MAX = 200
+COLLECTION_MAX_CHUNKS = 10  # runs of consecutive records of one type in a create or update
+COLLECTION_RETRIEVE_MAX = 2000  # ids per retrieve (a GET meets the 16,384-byte URI limit at about 800)
 
 
 class CollectionRoutes:
@@ -28,6 +30,12 @@ class CollectionRoutes:
         if len(records) > COLLECTION_MAX:
             raise ApiError(400, "EXCEEDED_ID_LIMIT",
                            f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")
+        chunks = _chunks(records)
+        if chunks > COLLECTION_MAX_CHUNKS:
+            # Documented: records of several types are processed in chunks, at most 10 a request.
+            raise ApiError(400, "EXCEEDED_MAX_TYPES_LIMIT",
+                           f"Cannot have more than {COLLECTION_MAX_CHUNKS} chunks in a single operation ({chunks} "
+                           f"here). Please rearrange the data to reduce chunking.")
         return records, bool(body.get("allOrNone", False))
 
     def _each(self, records: list[Any], all_or_none: bool, op: Callable[[Any], dict[str, Any]], *,
@@ -63,7 +71,7 @@ class CollectionRoutes:
                            for r in results]
         return results
 
-    def _typed(self, rec: Any, expect: str | None = None) -> tuple[Any, dict[str, Any]]:
+    def _typed(self, rec: Any, version: str, expect: str | None = None) -> tuple[Any, dict[str, Any]]:
         if not isinstance(rec, dict):
             raise ApiError(400, "JSON_PARSER_ERROR", "each record must be an object")
         typ = (rec.get("attributes") or {}).get("type")
@@ -71,14 +79,15 @@ class CollectionRoutes:
             raise ApiError(400, "INVALID_TYPE", "Must send a concrete entity type.")
         if expect and typ.lower() != expect.lower():
             raise ApiError(400, "INVALID_TYPE", f"Record type {typ} does not match the request's {expect}")
-        return self._spec(typ), {k: v for k, v in rec.items() if k != "attributes"}
+        # A type newer than the request's API version does not exist there (GTM objects).
+        return self._spec(typ, version), {k: v for k, v in rec.items() if k != "attributes"}
 
     def _collections_create(self, req: Request, v: str) -> Response:
         available_since(v, COLLECTIONS_SINCE)
         records, all_or_none = self._records(req)
 
         def op(rec: Any) -> dict[str, Any]:
-            spec, body = self._typed(rec)
+            spec, body = self._typed(rec, v)
             if any(k.lower() == "id" for k in body):
                 raise ApiError(400, "INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])
             return {"id": self.data.insert(spec.name, body)["Id"], "success": True, "errors": []}
@@ -90,7 +99,7 @@ class CollectionRoutes:
         records, all_or_none = self._records(req)
 
         def op(rec: Any) -> dict[str, Any]:
-            spec, body = self._typed(rec)
+            spec, body = self._typed(rec, v)
             rid = next((val for k, val in body.items() if k.lower() == "id"), None)
             if not rid:
                 raise ApiError(400, "MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
@@ -116,11 +125,11 @@ class CollectionRoutes:
             raise ApiError(404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {fld}")
 
         def op(rec: Any) -> dict[str, Any]:
-            _, body = self._typed(rec, spec.name)
+            _, body = self._typed(rec, v, spec.name)
             value = next((val for k, val in body.items() if k.lower() == f.name.lower()), None)
             if value in (None, ""):
                 raise ApiError(400, "MISSING_ARGUMENT", f"{f.name} not specified", [f.name])
-            _, rid = self._by_external(spec.name, f.name, str(value))
+            _, rid = self._by_external(spec.name, f.name, str(value), v)
             return self._upsert_one(spec, f.name, str(value), rid, body)
 
         return Response.json(200, self._each(records, all_or_none, op))
@@ -142,6 +151,7 @@ class CollectionRoutes:
             spec = self.data.find_object(rid) if well_formed(rid) else None
             if spec is None:
                 raise ApiError(400, "MALFORMED_ID", f"malformed id {rid}")
+            self._spec(spec.name, v)  # its object must exist at the request's API version
             row = self.data.delete(spec.name, rid)
             return {"id": row["Id"], "success": True, "errors": []}
 
@@ -156,6 +166,11 @@ class CollectionRoutes:
         else:
             ids = [i for i in (req.param("ids") or "").split(",") if i]
             fields = [f for f in (req.param("fields") or "").split(",") if f]
+        if not ids:
+            raise ApiError(400, "MISSING_ARGUMENT", "ids: at least one id is required")
+        if len(ids) > COLLECTION_RETRIEVE_MAX:
+            raise ApiError(400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot retrieve more than "
+                                                     f"{COLLECTION_RETRIEVE_MAX} records in one call")
         if not fields:
             raise ApiError(400, "MISSING_ARGUMENT", "fields: at least one field is required")
         names = []
@@ -169,6 +184,12 @@ class CollectionRoutes:
             row = self.data.get(spec.name, rid)
             out.append(None if row is None else self._record_json(row, v, names))
         return Response.json(200, out)
+
+
+def _chunks(records: list[Any]) -> int:
+    """Runs of consecutive records of one type: {a1, a2, c1, a3} is three chunks."""
+    types = [str((r.get("attributes") or {}).get("type", "")).lower() if isinstance(r, dict) else "" for r in records]
+    return sum(1 for i, t in enumerate(types) if i == 0 or t != types[i - 1])
 
 
 def install(routes: RouteTable) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from gtm_sandbox.org.data import ApiError
 from gtm_sandbox.org.jsonenc import Raw, encode, loads
 from gtm_sandbox.org.messages import Request, Response
-from gtm_sandbox.org.routes.versions import DATA_PATH, available_since
+from gtm_sandbox.org.routes.versions import DATA_PATH, SUPPORTED_VERSIONS, available_since
 from gtm_sandbox.org.routing import RouteTable
 from gtm_sandbox.org.soql import SoqlError
 
@@ -106,7 +106,7 @@ class CompositeRoutes:
         headers = {**parent.headers, **{k.lower(): val for k, val in (sub.get("httpHeaders") or {}).items()}}
         sub_req = Request.build(method, url, headers, encode(body).encode() if body is not None else b"")
         m = DATA_PATH.match(sub_req.path.rstrip("/"))
-        if not m:
+        if not m or m.group(1) not in SUPPORTED_VERSIONS:  # as the same request on its own
             resp = Response.error(ApiError(404, "NOT_FOUND", "The requested resource does not exist"))
             endpoint = "unknown"
         else:

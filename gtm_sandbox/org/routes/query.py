@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from gtm_sandbox.org.data import ApiError, Row
 from gtm_sandbox.org.ids import make_id
@@ -13,7 +14,11 @@ from gtm_sandbox.org.messages import Request, Response
 from gtm_sandbox.org.routing import RouteTable
 from gtm_sandbox.org.soql import compile_soql
 
-MAX_OPEN_LOCATORS = 10
+# API Query Cursor Limits: since API v56.0 (for every version) a user's open cursors are not
+# capped and a locator with its results lives for 2 days after the query ran. The cap here
+# only guards the sandbox's memory against abandoned queries, far beyond what a client opens.
+LOCATOR_LIFETIME = timedelta(days=2)
+MAX_OPEN_LOCATORS = 1000
 
 
 @dataclass
@@ -23,6 +28,7 @@ class Locator:
     resource: str  # query | queryAll
     total: int
     batch: int
+    opened: datetime  # the org clock's moment when the query ran
 
 
 class QueryRoutes:
@@ -45,7 +51,7 @@ class QueryRoutes:
         return Response(200, self.run_query(soql, v, resource == "queryAll", self._batch_size(req)))
 
     def run_query(self, soql: str, version: str, include_deleted: bool, batch: int) -> str:
-        bound = compile_soql(soql, self.data.schema, version)
+        bound = compile_soql(soql, self.data.schema, version, today=self.data.clock.today())
         if bound.count:
             n = len(self.data.select(bound, include_deleted=include_deleted))
             return encode({"totalSize": n, "done": True, "records": []})
@@ -60,7 +66,8 @@ class QueryRoutes:
         head = f'{{"totalSize":{len(rows)},"done":{"true" if done else "false"}'
         if not done:
             if locator_id is None:
-                locator_id = self._new_locator(Locator(rows, enc, resource, len(rows), batch))
+                locator_id = self._new_locator(Locator(rows, enc, resource, len(rows), batch,
+                                                       self.data.clock.moment()))
             # Always under /query/, queryAll pages too (as Salesforce does); the locator itself
             # remembers that deleted rows are included, so /query/ and /queryAll/ both serve it.
             head += f',"nextRecordsUrl":"/services/data/v{version}/query/{locator_id}-{end}"'
@@ -73,15 +80,21 @@ class QueryRoutes:
         with self._locator_lock:
             self._locator_seq += 1
             lid = make_id("01g", self._locator_seq, pod="RO")
+            expired = [k for k, old in self._locators.items() if locator.opened - old.opened > LOCATOR_LIFETIME]
+            for k in expired:
+                del self._locators[k]
             self._locators[lid] = locator
             while len(self._locators) > MAX_OPEN_LOCATORS:
-                self._locators.popitem(last=False)  # Salesforce closes the oldest cursor
+                self._locators.popitem(last=False)  # the least recently used goes (memory guard only)
             return lid
 
     def _query_more(self, req: Request, v: str, token: str) -> Response:
         lid, _, pos = token.partition("-")
         with self._locator_lock:
             locator = self._locators.get(lid)
+            if locator is not None and self.data.clock.moment() - locator.opened > LOCATOR_LIFETIME:
+                del self._locators[lid]  # available for 2 days after the query ran
+                locator = None
             if locator is not None:
                 self._locators.move_to_end(lid)
         if locator is None or not pos.isdigit():

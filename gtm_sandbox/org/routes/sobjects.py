@@ -1,15 +1,16 @@
 """``sobjects``: describe global, basic info, describe, getDeleted / getUpdated, and rows:
-create, read, update, delete by id; read, upsert, delete by external id."""
+create, read, update, delete by id; read, upsert, delete by external id (and create by a
+POST to the ``Id`` external ID)."""
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from functools import partial
 from typing import Any
 
 from gtm_sandbox.org.data import ApiError, Row
-from gtm_sandbox.org.ids import canonical_stamp
+from gtm_sandbox.org.ids import format_stamp, parse_stamp
 from gtm_sandbox.org.jsonenc import Raw, record_encoder
 from gtm_sandbox.org.messages import Request, Response
 from gtm_sandbox.org.routes.collections import COLLECTION_MAX, COLLECTIONS_UPSERT_SINCE
@@ -30,17 +31,28 @@ class SObjectRoutes:
     def _not_modified(self, req: Request) -> Response | None:
         """Describe answers 304 when the schema has not changed since If-Modified-Since
         (so a client can re-check its mapping cheaply), else None; Last-Modified on both."""
-        since = req.headers.get("if-modified-since")
-        if not since:
-            return None
-        try:
-            when = parsedate_to_datetime(since)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        if self.data.schema.last_modified <= when:
+        when = _http_date(req.headers.get("if-modified-since"))
+        if when is not None and self.data.schema.last_modified <= when:
             return Response(304, None, self._last_modified())
+        return None
+
+    def _record_precondition(self, req: Request, row: Row) -> Response | None:
+        """The weak conditional headers on a record (REST API, Conditional Request Headers),
+        compared with its LastModifiedDate at the HTTP date's whole seconds: If-Unmodified-
+        Since (GET, PATCH) answers 412 when the record changed after it, If-Modified-Since
+        (GET) 304 when it didn't; None to go on. An invalid If-Unmodified-Since on a PATCH
+        is a 400 (elsewhere an unreadable date is ignored, as HTTP has it)."""
+        modified = parse_stamp(row["LastModifiedDate"]).replace(microsecond=0)
+        unmodified_since = _http_date(req.headers.get("if-unmodified-since"))
+        if unmodified_since is None and req.headers.get("if-unmodified-since") and req.method == "PATCH":
+            raise ApiError(400, "INVALID_HEADER_VALUE", "If-Unmodified-Since: not a valid HTTP date (EEE, dd MMM "
+                                                        "yyyy HH:mm:ss z)")
+        if unmodified_since is not None and modified > unmodified_since:
+            return Response.json(412, [{"message": f"The record was modified at {row['LastModifiedDate']}, after "
+                                                   f"If-Unmodified-Since", "errorCode": "PRECONDITION_FAILED"}])
+        modified_since = _http_date(req.headers.get("if-modified-since")) if req.method == "GET" else None
+        if modified_since is not None and modified <= modified_since:
+            return Response(304, None)
         return None
 
     def _last_modified(self) -> dict[str, str]:
@@ -89,10 +101,11 @@ class SObjectRoutes:
         row = self.data.get(spec.name, rid)
         if row is None:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
-        return Response(200, self._record_json(row, v, self._fields_param(req, obj)))
+        return self._record_precondition(req, row) or Response(200, self._record_json(row, v,
+                                                                                        self._fields_param(req, obj)))
 
-    def _by_external(self, obj: str, fld: str, value: str) -> tuple[Any, str | None]:
-        spec = self._spec(obj)
+    def _by_external(self, obj: str, fld: str, value: str, version: str) -> tuple[Any, str | None]:
+        spec = self._spec(obj, version)
         f = spec.field(fld)
         if f is None or not (f.external_id or f.name == "Id"):
             raise ApiError(404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {fld}")
@@ -102,7 +115,7 @@ class SObjectRoutes:
         return spec, self.data.find_external(spec.name, f.name, value)
 
     def _retrieve_external(self, req: Request, v: str, obj: str, fld: str, value: str) -> Response:
-        spec, rid = self._by_external(obj, fld, value)
+        spec, rid = self._by_external(obj, fld, value, v)
         if rid is None:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         return Response(200, self._record_json(self.data.get(spec.name, rid), v, self._fields_param(req, obj)))  # type: ignore[arg-type]
@@ -124,10 +137,24 @@ class SObjectRoutes:
         return Response.json(201, {"id": row["Id"], "success": True, "errors": []},
                              {"Location": f"/services/data/v{v}/sobjects/{spec.name}/{row['Id']}"})
 
+    def _create_by_id(self, req: Request, v: str, obj: str, fld: str) -> Response:
+        """``POST sobjects/X/Id`` (API v37.0+): a create, Id taken as the external ID field
+        with a null value; a POST to any other field is not allowed."""
+        if fld.lower() != "id":
+            raise ApiError(405, "METHOD_NOT_ALLOWED", "HTTP Method 'POST' not allowed. Allowed are GET,PATCH,DELETE")
+        return self._create(req, v, obj)
+
     def _update(self, req: Request, v: str, obj: str, rid: str) -> Response:
         spec = self._spec(obj, v)
         body = self._body_object(req)
-        self.data.update(spec.name, rid, body)
+        if any(k.lower() == "id" for k in body):  # the URL names the record (collections carry it instead)
+            raise ApiError(400, "INVALID_FIELD", "The Id field should not be specified in the sobject data.")
+        with self.data.lock:  # the check and the write as one step
+            row = self.data.get(spec.name, rid)
+            failed = self._record_precondition(req, row) if row is not None else None
+            if failed is not None:
+                return failed
+            self.data.update(spec.name, rid, body)
         return Response(204)
 
     def _delete(self, req: Request, v: str, obj: str, rid: str) -> Response:
@@ -136,15 +163,21 @@ class SObjectRoutes:
         return Response(204)
 
     def _delete_external(self, req: Request, v: str, obj: str, fld: str, value: str) -> Response:
-        spec, rid = self._by_external(obj, fld, value)
+        spec, rid = self._by_external(obj, fld, value, v)
         if rid is None:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         self.data.delete(spec.name, rid)
         return Response(204)
 
     def _upsert(self, req: Request, v: str, obj: str, fld: str, value: str) -> Response:
-        spec, rid = self._by_external(obj, fld, value)
+        spec, rid = self._by_external(obj, fld, value, v)
         body = self._body_object(req)
+        # The URL names the record: the docs say an Id or external ID field in the body is an
+        # error (a collections upsert, whose records carry it, goes to _upsert_one directly).
+        named = [k for k in body if k.lower() in ("id", spec.field(fld).name.lower())]
+        if named:
+            raise ApiError(400, "INVALID_FIELD", f"{', '.join(named)}: do not specify Id or the external ID field "
+                           f"in the body of an upsert by external ID; the URL names the record", named)
         result = self._upsert_one(spec, fld, value, rid, body)
         if float(v) < COLLECTIONS_UPSERT_SINCE:
             # Before API 46.0: an update answers 204 with no body, a create has no "created" flag.
@@ -175,8 +208,9 @@ class SObjectRoutes:
         start, end = req.param("start"), req.param("end")
         if not start or not end:
             raise ApiError(400, "MALFORMED_QUERY", "start and end are required")
-        try:
-            lo, hi = canonical_stamp(start), canonical_stamp(end)
+        try:  # the API ignores the seconds of both (12:30:15 is 12:30:00 UTC)
+            lo, hi = (format_stamp(parse_stamp(t).astimezone(UTC).replace(second=0, microsecond=0))
+                      for t in (start, end))
         except ValueError:
             raise ApiError(400, "INVALID_DATE_FORMAT", f"Invalid date format: {start} / {end}") from None
         with self.data.lock:
@@ -196,9 +230,21 @@ def install(routes: RouteTable) -> None:
     routes.add("GET", "sobjects/{obj}/deleted", "get_deleted", partial(SObjectRoutes._get_changed, kind="deleted"))
     routes.add("GET", "sobjects/{obj}/updated", "get_updated", partial(SObjectRoutes._get_changed, kind="updated"))
     routes.add("POST", "sobjects/{obj}", "sobject_create", SObjectRoutes._create)
+    routes.add("POST", "sobjects/{obj}/{fld}", "sobject_create", SObjectRoutes._create_by_id)
     routes.add("GET", "sobjects/{obj}/{rid}", "sobject_get", SObjectRoutes._retrieve)
     routes.add("PATCH", "sobjects/{obj}/{rid}", "sobject_update", SObjectRoutes._update)
     routes.add("DELETE", "sobjects/{obj}/{rid}", "sobject_delete", SObjectRoutes._delete)
     routes.add("GET", "sobjects/{obj}/{fld}/{value}", "sobject_get", SObjectRoutes._retrieve_external)
     routes.add("PATCH", "sobjects/{obj}/{fld}/{value}", "sobject_upsert", SObjectRoutes._upsert)
     routes.add("DELETE", "sobjects/{obj}/{fld}/{value}", "sobject_delete", SObjectRoutes._delete_external)
+
+
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP date header (``EEE, dd MMM yyyy HH:mm:ss z``) as an aware datetime, or None."""
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

@@ -182,6 +182,27 @@ def test_abort_delete_and_list(wire: Wire) -> None:
     assert wire("DELETE", f"{V}/jobs/query/{other['id']}").status_code == 400  # still running: abort first
 
 
+def test_deleting_an_unfinished_job_is_the_documented_api_error(wire: Wire) -> None:
+    # Delete a Query Job: only a JobComplete, Aborted or Failed job; otherwise 400 API_ERROR.
+    job = wire.create()
+    refused = wire("DELETE", f"{V}/jobs/query/{job['id']}")
+    assert (refused.status_code, refused.json()[0]["errorCode"]) == (400, "API_ERROR")
+    assert wire("GET", f"{V}/jobs/query/{job['id']}").status_code == 200  # still there
+    wire.wait(job["id"])
+    assert wire("DELETE", f"{V}/jobs/query/{job['id']}").status_code == 204
+
+
+def test_query_jobs_exist_from_api_v47(wire: Wire) -> None:
+    # Bulk API 2.0 query resources are available in API version 47.0 and later.
+    body = {"operation": "query", "query": "SELECT Id FROM GTM_Order_Billing__c"}
+    old = wire("POST", "/services/data/v46.0/jobs/query", json=body)
+    assert (old.status_code, old.json()[0]["errorCode"]) == (404, "NOT_FOUND")
+    assert wire("GET", "/services/data/v46.0/jobs/query").status_code == 404
+    job = wire("POST", "/services/data/v47.0/jobs/query", json=body)
+    assert job.status_code == 200
+    assert wire("GET", f"/services/data/v46.0/jobs/query/{job.json()['id']}").status_code == 404
+
+
 def test_every_bulk_request_is_one_api_call_and_faults_apply(wire: Wire, sandbox_org: SandboxOrg) -> None:
     sandbox_org.reset_counters()
     before = sandbox_org.api_calls
@@ -210,3 +231,13 @@ def test_the_control_api_plants_a_failing_job_and_sets_the_polls(wire: Wire, san
     states = [wire("GET", f"{V}/jobs/query/{job['id']}").json()["state"] for _ in range(4)]
     assert states == ["InProgress", "InProgress", "InProgress", "Failed"]
     assert wire("GET", f"{V}/jobs/query/{job['id']}").json()["errorMessage"] == "INVALIDJOB: planted"
+
+
+def test_limits_count_the_days_query_jobs(wire: Wire) -> None:
+    # Limits: DailyBulkV2QueryJobs is the day's allowance of Bulk API 2.0 query jobs; each
+    # job created uses one.
+    before = wire("GET", f"{V}/limits").json()["DailyBulkV2QueryJobs"]
+    wire.create()
+    wire.create()
+    after = wire("GET", f"{V}/limits").json()["DailyBulkV2QueryJobs"]
+    assert after == {"Max": before["Max"], "Remaining": before["Remaining"] - 2}

@@ -20,6 +20,7 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest, SalesforceResourceNotFound
 
 from gtm_sandbox.org import SandboxOrg
+from gtm_sandbox.org.ids import make_id
 from tests.fixtures.org import client_credentials_token, tls_session
 
 V = "/services/data/v66.0"
@@ -133,6 +134,28 @@ def test_query_all_pages_are_served_under_query_and_query_all(wire: Wire, sandbo
     assert live["totalSize"] == 740
 
 
+def test_query_locators_are_not_capped_and_last_two_days(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # API Query Cursor Limits: since API v56.0 (for every version) there is no limit on open
+    # cursors; a locator and its results are available for 2 days after the query ran.
+    sandbox_org.insert("GTM_Order_Billing__c", [{"Order_Id__c": f"LOC-{i:04d}"} for i in range(250)])
+    options = {"Sforce-Query-Options": "batchSize=200"}
+    soql = {"q": "SELECT Id FROM GTM_Order_Billing__c"}
+    firsts = [wire("GET", f"{V}/query", params=soql, headers=options).json() for _ in range(12)]
+    for first in firsts:  # twelve cursors open at once, the oldest first
+        rest = wire("GET", first["nextRecordsUrl"])
+        assert rest.status_code == 200, rest.text
+        assert len(first["records"]) + len(rest.json()["records"]) == first["totalSize"]
+    with SandboxOrg.start(data=None) as own:  # its own org: the shared one's clock must not move on
+        own.insert("GTM_Order_Billing__c", [{"Order_Id__c": f"LOC-{i:04d}"} for i in range(450)])
+        own_wire = Wire(own)
+        old = own_wire("GET", f"{V}/query", params=soql, headers=options).json()
+        own.advance_clock(days=1)
+        assert own_wire("GET", old["nextRecordsUrl"]).json()["done"] is False  # a middle page: still open
+        own.advance_clock(days=1, seconds=1)
+        expired = own_wire("GET", old["nextRecordsUrl"])
+        assert (expired.status_code, expired.json()[0]["errorCode"]) == (400, "INVALID_QUERY_LOCATOR")
+
+
 def test_order_by_puts_nulls_first_ascending_and_last_descending(simple_sf: Salesforce,
                                                                  sandbox_org: SandboxOrg) -> None:
     addon = sandbox_org.demo_ids["addon_offer"]  # the only offer with an InitialOrderId
@@ -200,6 +223,23 @@ def test_datetime_literals_in_utc_or_with_an_offset(simple_sf: Salesforce, sandb
         assert _error_code(err) == "INVALID_FIELD", where
 
 
+def test_date_literals_follow_the_orgs_clock(sandbox_org: SandboxOrg) -> None:
+    # TODAY, LAST_N_DAYS:n ... are the org's days: an org whose clock was moved on (as the
+    # sandbox's billing tests do) answers them from its own today, as CreatedDate is stamped.
+    with SandboxOrg.start(data=None) as own:
+        own.advance_clock(days=3)
+        own.insert("GTM_Order_Billing__c", [{"Order_Id__c": "DAY-1"}])
+        own_wire = Wire(own)
+
+        def count(where: str) -> int:
+            soql = f"SELECT COUNT() FROM GTM_Order_Billing__c WHERE {where}"
+            return int(own_wire("GET", f"{V}/query", params={"q": soql}).json()["totalSize"])
+
+        assert count("CreatedDate = TODAY") == 1
+        assert count("CreatedDate = LAST_N_DAYS:1") == 1
+        assert count("CreatedDate = TOMORROW") == 0
+
+
 def test_date_literals_and_date_lists(simple_sf: Salesforce, sandbox_org: SandboxOrg) -> None:
     noon_yesterday = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=1)
     [old] = sandbox_org.insert("SfdcPartnerTermSet", [{"Name": "yesterday"}], stamp=noon_yesterday.isoformat())
@@ -239,6 +279,53 @@ def test_create_update_delete_status_codes_and_bodies(wire: Wire) -> None:
     assert again.status_code == 404 and again.json()[0]["errorCode"] == "ENTITY_IS_DELETED"
 
 
+def test_an_update_by_id_refuses_the_id_in_its_body(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # The URL names the record; an Id in the body of a PATCH on sObject Rows is refused (as
+    # the docs say of upserts), however it matches. A collections update carries it instead.
+    [rid] = sandbox_org.insert("GTM_Order_Billing__c", [{"Order_Id__c": "ID-1", "Invoice_Status__c": "open"}])
+    refused = wire("PATCH", f"{V}/sobjects/GTM_Order_Billing__c/{rid}", json={"Id": rid, "Invoice_Status__c": "paid"})
+    assert (refused.status_code, refused.json()[0]["errorCode"]) == (400, "INVALID_FIELD")
+    assert sandbox_org.get("GTM_Order_Billing__c", rid)["Invoice_Status__c"] == "open"  # type: ignore[index]
+    collection = wire("PATCH", f"{V}/composite/sobjects",
+                      json={"records": [_billing(id=rid, Invoice_Status__c="paid")]})
+    assert collection.json()[0]["success"] is True
+
+
+def test_record_rows_honour_the_weak_conditional_headers(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # Conditional Request Headers: If-Modified-Since and If-Unmodified-Since compare with the
+    # record's last modified date (GET: 304 when unchanged; GET or PATCH: 412 when changed
+    # since); an invalid If-Unmodified-Since on a PATCH is a 400.
+    [rid] = sandbox_org.insert("GTM_Order_Billing__c", [{"Order_Id__c": "CND-1", "Invoice_Status__c": "open"}])
+    url = f"{V}/sobjects/GTM_Order_Billing__c/{rid}"
+    before, after = "Mon, 01 Jan 2001 00:00:00 GMT", "Fri, 01 Jan 2100 00:00:00 GMT"
+    unchanged = wire("GET", url, headers={"If-Modified-Since": after})
+    assert (unchanged.status_code, unchanged.content) == (304, b"")
+    assert wire("GET", url, headers={"If-Modified-Since": before}).json()["Id"] == rid
+    assert wire("GET", url, headers={"If-Unmodified-Since": before}).status_code == 412
+    stale = wire("PATCH", url, json={"Invoice_Status__c": "paid"}, headers={"If-Unmodified-Since": before})
+    assert stale.status_code == 412
+    assert sandbox_org.get("GTM_Order_Billing__c", rid)["Invoice_Status__c"] == "open"  # type: ignore[index]
+    bad = wire("PATCH", url, json={"Invoice_Status__c": "paid"}, headers={"If-Unmodified-Since": "yesterday"})
+    assert bad.status_code == 400
+    fresh = wire("PATCH", url, json={"Invoice_Status__c": "paid"}, headers={"If-Unmodified-Since": after})
+    assert fresh.status_code == 204
+    assert sandbox_org.get("GTM_Order_Billing__c", rid)["Invoice_Status__c"] == "paid"  # type: ignore[index]
+
+
+def test_get_updated_and_deleted_ignore_the_seconds_of_start_and_end(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # sObject Get Updated / Get Deleted: the API ignores the seconds of start and end
+    # (12:30:15 is taken as 12:30:00 UTC).
+    [rid] = sandbox_org.insert("GTM_Order_Billing__c", [{"Order_Id__c": "UPD-1"}], stamp="2026-12-01T12:30:10.000Z")
+    sandbox_org.delete("GTM_Order_Billing__c", [rid], stamp="2026-12-01T12:30:20.000Z")
+    window = {"start": "2026-12-01T12:30:45+00:00", "end": "2026-12-01T12:31:15+00:00"}
+    deleted = wire("GET", f"{V}/sobjects/GTM_Order_Billing__c/deleted", params=window).json()
+    assert [r["id"] for r in deleted["deletedRecords"]] == [rid]
+    assert deleted["latestDateCovered"] == "2026-12-01T12:31:00.000+0000"
+    [live] = sandbox_org.insert("GTM_Order_Billing__c", [{"Order_Id__c": "UPD-2"}], stamp="2026-12-01T12:30:10.000Z")
+    updated = wire("GET", f"{V}/sobjects/GTM_Order_Billing__c/updated", params=window).json()
+    assert updated == {"ids": [live], "latestDateCovered": "2026-12-01T12:31:00.000+0000"}
+
+
 def test_not_found_is_a_list_of_errors(simple_sf: Salesforce, wire: Wire) -> None:
     with pytest.raises(SalesforceResourceNotFound) as missing:
         simple_sf.SfdcPartnerOffer.get("1OF5g00000000ZZ")
@@ -264,6 +351,32 @@ def test_upsert_answers_by_api_version(sandbox_org: SandboxOrg, simple_sf: Sales
     assert created.status_code == 201 and created.json() == {"id": created.json()["id"], "success": True, "errors": []}
     assert (updated.status_code, updated.content) == (204, b"")
     assert billing.get_by_custom_id("Order_Id__c", "ORD-45")["Invoice_Status__c"] == "paid"
+
+
+def test_a_post_to_the_id_external_id_creates(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # sObject Rows by External ID: from API v37.0 a POST to /sobjects/X/Id creates a record
+    # (Id as the external ID field, its value null), for clients that upsert by several fields.
+    created = wire("POST", f"{V}/sobjects/GTM_Order_Billing__c/Id", json={"Order_Id__c": "POST-ID"})
+    assert created.status_code == 201
+    rid = created.json()["id"]
+    assert created.json() == {"id": rid, "success": True, "errors": []}
+    assert sandbox_org.get("GTM_Order_Billing__c", rid)["Order_Id__c"] == "POST-ID"  # type: ignore[index]
+    assert wire("POST", f"{V}/sobjects/GTM_Order_Billing__c/Order_Id__c", json={}).status_code == 405
+
+
+def test_upsert_refuses_the_external_id_or_id_in_its_body(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # sObject Rows by External ID: don't specify Id or an external ID field in the request
+    # body, or an error is generated (the URL names the record). Collections upsert, where
+    # the body is the only place for it, is another matter (see below).
+    url = f"{V}/sobjects/GTM_Order_Billing__c/Order_Id__c/ORD-B1"
+    for body in ({"Order_Id__c": "ORD-B1", "Invoice_Status__c": "open"},
+                 {"order_id__c": "ORD-B2", "Invoice_Status__c": "open"},
+                 {"Id": "a0B5g0000000001EAA", "Invoice_Status__c": "open"}):
+        refused = wire("PATCH", url, json=body)
+        assert refused.status_code == 400, body
+        assert refused.json()[0]["errorCode"] == "INVALID_FIELD"
+    assert not [r for r in sandbox_org.records("GTM_Order_Billing__c") if r["Order_Id__c"] in ("ORD-B1", "ORD-B2")]
+    assert wire("PATCH", url, json={"Invoice_Status__c": "open"}).status_code == 201
 
 
 # ------------------------------------------------------------------ sObject Collections
@@ -318,6 +431,35 @@ def test_collections_upsert_reports_created_per_record(simple_sf: Salesforce) ->
     assert both[1] == {"id": first[0]["id"], "success": True, "errors": [], "created": False}
 
 
+def test_collections_process_at_most_ten_chunks_of_one_type(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # sObject Collections create / update: records of several types are processed in chunks
+    # of consecutive records of one type, at most 10 chunks a request.
+    def offer(i: int) -> dict[str, object]:
+        return {"attributes": {"type": "SfdcPartnerOffer"}, "Name": f"Chunk {i}", "Status": "Draft",
+                "OfferType": "Initial"}
+
+    ten = [rec for i in range(5) for rec in (_billing(f"CH-{i}"), offer(i))]
+    assert all(r["success"] for r in wire("POST", f"{V}/composite/sobjects", json={"records": ten}).json())
+    eleven = [rec for i in range(5, 10) for rec in (_billing(f"CH-{i}"), offer(i))] + [_billing("CH-10")]
+    refused = wire("POST", f"{V}/composite/sobjects", json={"records": eleven})
+    assert refused.status_code == 400
+    assert not [r for r in sandbox_org.records("GTM_Order_Billing__c") if r["Order_Id__c"] == "CH-5"]
+    grouped = sorted(eleven, key=lambda r: str(r["attributes"]["type"]))  # type: ignore[index]
+    assert all(r["success"] for r in wire("POST", f"{V}/composite/sobjects", json={"records": grouped}).json())
+
+
+def test_collections_retrieve_takes_one_to_2000_ids(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # sObject Collections retrieve: ids is required; a POST retrieves up to 2,000 records.
+    [rid] = sandbox_org.insert("GTM_Order_Billing__c", [{"Order_Id__c": "G1"}])
+    url = f"{V}/composite/sobjects/GTM_Order_Billing__c"
+    got = wire("POST", url, json={"ids": [rid] * 2000, "fields": ["Order_Id__c"]})
+    assert got.status_code == 200 and len(got.json()) == 2000
+    too_many = wire("POST", url, json={"ids": [rid] * 2001, "fields": ["Order_Id__c"]})
+    assert (too_many.status_code, too_many.json()[0]["errorCode"]) == (400, "EXCEEDED_ID_LIMIT")
+    for none in (wire("POST", url, json={"ids": [], "fields": ["Id"]}), wire("GET", url, params={"fields": "Id"})):
+        assert (none.status_code, none.json()[0]["errorCode"]) == (400, "MISSING_ARGUMENT")
+
+
 def test_collections_exist_from_their_api_versions(sandbox_org: SandboxOrg, wire: Wire) -> None:
     body = {"records": [_billing("V1")]}
     assert wire("POST", "/services/data/v41.0/composite/sobjects", json=body).json() == NOT_FOUND
@@ -325,6 +467,27 @@ def test_collections_exist_from_their_api_versions(sandbox_org: SandboxOrg, wire
     upsert = "/sobjects/GTM_Order_Billing__c/Order_Id__c"
     assert wire("PATCH", f"/services/data/v45.0/composite{upsert}", json=body).json() == NOT_FOUND
     assert wire("PATCH", f"/services/data/v46.0/composite{upsert}", json=body).json()[0]["created"] is False
+
+
+def test_gtm_objects_are_absent_below_their_api_version_on_every_path(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # Object Reference: SfdcPartnerOffer exists from v66.0. At v65.0 no resource may reach it,
+    # by external id or through sObject Collections, as describe and query already refuse it.
+    offer = {"Name": "Versioned", "Status": "Draft", "OfferType": "Initial"}
+    rid = wire("POST", f"{V}/sobjects/SfdcPartnerOffer", json=offer).json()["id"]
+    old = "/services/data/v65.0"
+    assert wire("GET", f"{old}/sobjects/SfdcPartnerOffer/Id/{rid}").json() == NOT_FOUND
+    assert wire("PATCH", f"{old}/sobjects/SfdcPartnerOffer/Id/{rid}", json={"Name": "x"}).json() == NOT_FOUND
+    assert wire("DELETE", f"{old}/sobjects/SfdcPartnerOffer/Id/{rid}").json() == NOT_FOUND
+    typed = {"attributes": {"type": "SfdcPartnerOffer"}}
+    created = wire("POST", f"{old}/composite/sobjects", json={"records": [{**typed, **offer}]}).json()
+    updated = wire("PATCH", f"{old}/composite/sobjects", json={"records": [{**typed, "Id": rid, "Name": "x"}]}).json()
+    deleted = wire("DELETE", f"{old}/composite/sobjects", params={"ids": rid}).json()
+    assert [r["success"] for r in created + updated + deleted] == [False, False, False]
+    assert [(r["Id"], r["Name"]) for r in sandbox_org.records("SfdcPartnerOffer") if r["Name"] in ("x", "Versioned")] \
+        == [(rid, "Versioned")]  # nothing created, renamed or deleted
+    # At v66.0 the same calls reach it.
+    assert wire("GET", f"{V}/sobjects/SfdcPartnerOffer/Id/{rid}").json()["Id"] == rid
+    assert wire("POST", f"{V}/composite/sobjects", json={"records": [{**typed, **offer}]}).json()[0]["success"]
 
 
 # ------------------------------------------------------------------ composite
@@ -397,6 +560,30 @@ def test_limits_and_the_limit_info_header(simple_sf: Salesforce, wire: Wire, san
     assert error.status_code == 400 and error.headers["Sforce-Limit-Info"] == "api-usage=21/5000"
 
 
+def test_the_identity_url_of_the_token_answers(sandbox_org: SandboxOrg) -> None:
+    # Identity URLs: the token response's id is a URL a client GETs with the access token for
+    # the user and org (API URLs keep "{version}" unless ?version= names one); a missing or
+    # bad token is a 403 Missing_OAuth_Token / Bad_OAuth_Token, another org's id Wrong_Org.
+    session = tls_session(sandbox_org)
+    token = session.post(sandbox_org.login_url + "/services/oauth2/token", data={
+        "grant_type": "client_credentials", "client_id": sandbox_org.client_id,
+        "client_secret": sandbox_org.client_secret}).json()
+    me = session.get(token["id"], headers={"Authorization": "Bearer " + token["access_token"]})
+    assert me.status_code == 200
+    body = me.json()
+    assert (body["id"], body["user_id"], body["organization_id"], body["username"]) == (
+        token["id"], sandbox_org.user_id, sandbox_org.org_id, sandbox_org.username)
+    assert body["urls"]["rest"] == sandbox_org.instance_url + "/services/data/v{version}/"
+    pinned = session.get(token["id"], params={"version": "66.0", "oauth_token": token["access_token"]}).json()
+    assert pinned["urls"]["query"] == sandbox_org.instance_url + "/services/data/v66.0/query/"
+    assert (session.get(token["id"]).status_code, session.get(token["id"]).text) == (403, "Missing_OAuth_Token")
+    bad = session.get(token["id"], headers={"Authorization": "Bearer 00D!nope"})
+    assert (bad.status_code, bad.text) == (403, "Bad_OAuth_Token")
+    other = token["id"].replace(sandbox_org.org_id, make_id("00D", 99, pod="Sb"))
+    wrong = session.get(other, headers={"Authorization": "Bearer " + token["access_token"]})
+    assert (wrong.status_code, wrong.text) == (403, "Wrong_Org")
+
+
 def test_invalid_session_body(sandbox_org: SandboxOrg) -> None:
     session = tls_session(sandbox_org)
     url = f"{sandbox_org.instance_url}{V}/query"
@@ -405,3 +592,54 @@ def test_invalid_session_body(sandbox_org: SandboxOrg) -> None:
         resp = session.get(url, params=params, headers=headers)
         assert resp.status_code == 401
         assert resp.json() == [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
+
+
+# ------------------------------------------------------------------ request size limits
+
+
+def _ids_in(n: int) -> str:
+    return ",".join(f"'ORD-{i:014d}'" for i in range(n))
+
+
+def test_a_uri_over_16384_bytes_is_a_414_and_with_the_headers_a_431(wire: Wire) -> None:
+    # Status Codes and Error Responses: 414 when the URI exceeds 16,384 bytes, 431 when the
+    # URI and headers together do. A query the sandbox would serve a real org refuses.
+    def query(n: int, **headers: str) -> requests.Response:
+        soql = f"SELECT Id FROM GTM_Order_Billing__c WHERE Order_Id__c IN ({_ids_in(n)})"
+        return wire("GET", f"{V}/query", params={"q": soql}, headers=headers)
+
+    fits, too_long = query(500), query(800)
+    assert len(fits.request.path_url) < 16384 < len(too_long.request.path_url)
+    assert fits.status_code == 200
+    assert too_long.status_code == 414
+    assert query(500, **{"X-Padding": "p" * 4000}).status_code == 431
+
+
+def test_soql_over_100000_characters_is_a_malformed_query(wire: Wire) -> None:
+    # SOQL limits: a statement is at most 100,000 characters, however it reaches the org
+    # (in a composite/batch body or a Bulk API 2.0 job, where the URI limit doesn't apply).
+    long_soql = f"SELECT Id FROM GTM_Order_Billing__c WHERE Order_Id__c IN ({_ids_in(5000)})"
+    assert len(long_soql) > 100_000
+    batch = wire("POST", f"{V}/composite/batch", json={"batchRequests": [
+        {"method": "GET", "url": "v66.0/query?q=" + requests.utils.quote(long_soql)}]}).json()
+    assert batch["results"][0]["statusCode"] == 400
+    assert batch["results"][0]["result"][0]["errorCode"] == "MALFORMED_QUERY"
+    job = wire("POST", f"{V}/jobs/query", json={"operation": "query", "query": long_soql})
+    assert job.status_code == 400
+    short = f"SELECT Id FROM GTM_Order_Billing__c WHERE Order_Id__c IN ({_ids_in(4000)})"
+    assert len(short) < 100_000
+    assert wire("POST", f"{V}/jobs/query", json={"operation": "query", "query": short}).status_code == 200
+
+
+def test_subrequests_at_an_unsupported_api_version_are_not_found(wire: Wire) -> None:
+    # A subrequest's URL names its API version; one the org doesn't serve is NOT_FOUND there
+    # as on its own.
+    batch = wire("POST", f"{V}/composite/batch", json={"batchRequests": [
+        {"method": "GET", "url": "v99.0/limits"}, {"method": "GET", "url": "v39.0/limits"},
+        {"method": "GET", "url": "v66.0/limits"}]}).json()
+    assert [r["statusCode"] for r in batch["results"]] == [404, 404, 200]
+    assert batch["results"][0]["result"] == NOT_FOUND
+    composite = wire("POST", f"{V}/composite", json={"compositeRequest": [
+        {"method": "GET", "url": "/services/data/v99.0/limits", "referenceId": "future"}]}).json()
+    assert composite["compositeResponse"][0]["httpStatusCode"] == 404
+    assert composite["compositeResponse"][0]["body"] == NOT_FOUND
