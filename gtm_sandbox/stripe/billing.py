@@ -22,6 +22,8 @@ from gtm_sandbox.stripe.api import Ctx, Router
 from gtm_sandbox.stripe.appfees import application_fee_param
 from gtm_sandbox.stripe.listing import NUMERIC, STRING, TOKEN, paginate, range_filter, search
 from gtm_sandbox.stripe.wire import (
+    INT64_MAX,
+    INT64_MIN,
     ApiError,
     Params,
     apply_metadata,
@@ -52,6 +54,19 @@ def not_editable(message: str, param: str | None = None) -> ApiError:
 
 def cents(value: Decimal) -> int:
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def line_amount(p: Params, unit: Decimal, quantity: int) -> int:
+    """``unit`` × ``quantity`` in whole cents; an amount beyond Stripe's 64-bit integers is
+    its ``amount_too_large``, not a crash."""
+    try:
+        amount = cents(unit * quantity)
+    except ArithmeticError:
+        amount = INT64_MAX + 1  # past the precision of the product: far too large in any case
+    if not INT64_MIN <= amount <= INT64_MAX:
+        raise invalid("The amount of this line (unit amount times quantity) is greater than the maximum amount "
+                      "allowed.", code="amount_too_large", param=p.prefix or None)
+    return amount
 
 
 def _currency(p: Params, key: str, default: str) -> str:
@@ -333,7 +348,7 @@ def new_invoice_item(ctx: Ctx, p: Params, *, customer_id: str, currency: str, in
     cur, unit, pricing = _pricing(ctx, p, currency, allow_product_data=allow_product_data)
     quantity = p.int("quantity", 1, minimum=0)
     assert quantity is not None
-    amount = p.int("amount") if p.has("amount") else cents(unit * quantity)
+    amount = p.int("amount") if p.has("amount") else line_amount(p, unit, quantity)
     assert amount is not None
     if invoice is not None and cur != invoice["currency"]:
         raise invalid(f"The currency of the invoice item ({cur}) must match the invoice's currency "
@@ -462,24 +477,29 @@ def update_invoice_item(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
            "quantity", "unit_amount_decimal", "tax_rates")
     item = _get_item(ctx, id)
     invoice = _item_editable(ctx, item)
-    _set_item_rates(ctx, item, p)
+    # Everything is checked before anything changes: a refused update leaves the item as it was.
+    priced: tuple[int, dict[str, Any], int] | None = None
     if any(p.has(k) for k in ("amount", "unit_amount_decimal", "price_data", "pricing", "quantity")):
         merged = Params({**({"quantity": str(item["quantity"])}), **p.data})
         if not any(merged.has(k) for k in ("amount", "unit_amount_decimal", "price_data", "pricing")):
             merged.data["unit_amount_decimal"] = item["pricing"]["unit_amount_decimal"]
         cur, unit, pricing = _pricing(ctx, merged, item["currency"], allow_product_data=False)
         quantity = merged.int("quantity", 1, minimum=0) or 0
+        amount = merged.int("amount") if merged.has("amount") else line_amount(merged, unit, quantity)
+        assert amount is not None
+        priced = quantity, pricing, amount
+    description = p.str("description") or None
+    metadata = apply_metadata(item["metadata"], p.raw("metadata"))
+    period = _period(ctx, p) if p.has("period") else item["period"]
+    discountable = p.bool("discountable", item["discountable"])
+    _set_item_rates(ctx, item, p)
+    if priced is not None:
+        quantity, pricing, amount = priced
         item["quantity"], item["quantity_decimal"], item["pricing"] = quantity, str(quantity), pricing
-        item["amount"] = merged.int("amount") if merged.has("amount") else cents(unit * quantity)
-        item["net_amount"] = item["amount"]
+        item["amount"] = item["net_amount"] = amount
     if p.has("description"):
-        item["description"] = p.str("description") or None
-    if p.has("metadata"):
-        item["metadata"] = apply_metadata(item["metadata"], p.raw("metadata"))
-    if p.has("period"):
-        item["period"] = _period(ctx, p)
-    if p.has("discountable"):
-        item["discountable"] = bool(p.bool("discountable"))
+        item["description"] = description
+    item["metadata"], item["period"], item["discountable"] = metadata, period, bool(discountable)
     if invoice is not None:
         refresh_totals(ctx.account, invoice)
     # No event: Stripe has no `invoiceitem.updated` event type.

@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from gtm_sandbox.stripe.api import Ctx, Router
 from gtm_sandbox.stripe.event_types import EVENT_TYPES
@@ -118,17 +119,17 @@ class WebhookDispatcher:
         delivery.attempt += 1
         status: int | None = None
         error: str | None = None
-        request = urllib.request.Request(
-            url,
-            data=delivery.payload,
-            method="POST",
-            headers={
-                "Content-Type": "application/json; charset=utf-8",
-                "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-                "Stripe-Signature": sign(secret, delivery.payload, int(time.time())),
-            },
-        )
-        try:
+        try:  # a URL urllib cannot use is a failed attempt, never the end of the delivery thread
+            request = urllib.request.Request(
+                url,
+                data=delivery.payload,
+                method="POST",
+                headers={
+                    "Content-Type": "application/json; charset=utf-8",
+                    "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+                    "Stripe-Signature": sign(secret, delivery.payload, int(time.time())),
+                },
+            )
             with self._opener.open(request, timeout=self.world.settings.webhook_timeout_s) as response:
                 status = response.status
         except urllib.error.HTTPError as exc:
@@ -197,12 +198,19 @@ def _get_endpoint(ctx: Ctx, endpoint_id: str) -> dict[str, Any]:
     return found
 
 
+def _endpoint_url(p: Params) -> str:
+    """``url``, checked on create and on update alike (``url_invalid``)."""
+    url = p.req_str("url")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise bad_param(f"Invalid URL: {url}. URLs must begin with http:// or https:// and name a host.",
+                        param="url", code="url_invalid")
+    return url
+
+
 def create_endpoint(ctx: Ctx, p: Params) -> dict[str, Any]:
     p.only("url", "enabled_events", "api_version", "connect", "description", "metadata", "expand")
-    url = p.req_str("url")
-    if not url.startswith(("http://", "https://")):
-        raise bad_param(f"Invalid URL: {url}. URLs must begin with http:// or https://", param="url",
-                        code="url_invalid")
+    url = _endpoint_url(p)
     endpoint = ctx.account.add({
         "id": new_id("we"), "object": "webhook_endpoint", "api_version": p.str("api_version"), "application": None,
         "created": ctx.now(), "description": p.str("description"), "enabled_events": _enabled_events(p),
@@ -217,16 +225,14 @@ def create_endpoint(ctx: Ctx, p: Params) -> dict[str, Any]:
 def update_endpoint(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     p.only("url", "enabled_events", "description", "disabled", "metadata", "expand")
     endpoint = _get_endpoint(ctx, id)
-    if p.has("url"):
-        endpoint["url"] = p.req_str("url")
-    if p.has("enabled_events"):
-        endpoint["enabled_events"] = _enabled_events(p)
-    if p.has("description"):
-        endpoint["description"] = p.str("description") or None
-    if p.has("disabled"):
-        endpoint["status"] = "disabled" if p.bool("disabled") else "enabled"
-    if p.has("metadata"):
-        endpoint["metadata"] = apply_metadata(endpoint["metadata"], p.raw("metadata"))
+    # Checked before anything changes: a refused update leaves the endpoint as it was.
+    url = _endpoint_url(p) if p.has("url") else endpoint["url"]
+    events = _enabled_events(p) if p.has("enabled_events") else endpoint["enabled_events"]
+    description = (p.str("description") or None) if p.has("description") else endpoint["description"]
+    disabled = p.bool("disabled", endpoint["status"] == "disabled")
+    metadata = apply_metadata(endpoint["metadata"], p.raw("metadata"))
+    endpoint.update(url=url, enabled_events=events, description=description, metadata=metadata,
+                    status="disabled" if disabled else "enabled")
     return ctx.render(endpoint)
 
 

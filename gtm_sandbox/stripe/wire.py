@@ -18,6 +18,8 @@ from urllib.parse import parse_qsl
 
 _ALNUM = string.ascii_letters + string.digits
 MAX_DECIMAL_PLACES = 12  # decimal amounts such as unit_amount_decimal
+# Stripe's integers are 64-bit: a larger value is not an integer it can read.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def new_id(prefix: str, length: int = 24) -> str:
@@ -210,6 +212,8 @@ class Params:
         except ValueError:
             raise bad_param(f"Invalid integer: {value}", param=self.name(key),
                             code="parameter_invalid_integer") from None
+        if not INT64_MIN <= number <= INT64_MAX:
+            raise bad_param(f"Invalid integer: {value}", param=self.name(key), code="parameter_invalid_integer")
         if minimum is not None and number < minimum:
             raise bad_param(
                 f"This value must be greater than or equal to {minimum}.",
