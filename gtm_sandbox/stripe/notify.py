@@ -27,7 +27,16 @@ from urllib.parse import urlsplit
 from gtm_sandbox.stripe.api import Ctx, Router
 from gtm_sandbox.stripe.event_types import EVENT_TYPES
 from gtm_sandbox.stripe.listing import paginate, range_filter
-from gtm_sandbox.stripe.wire import Params, apply_metadata, bad_param, missing, new_id, new_secret, no_such
+from gtm_sandbox.stripe.wire import (
+    Params,
+    apply_metadata,
+    bad_param,
+    missing,
+    new_id,
+    new_secret,
+    no_such,
+    version_error,
+)
 from gtm_sandbox.stripe.world import Account, World, strip_private
 
 
@@ -35,6 +44,16 @@ def sign(secret: str, payload: bytes, timestamp: int) -> str:
     signed = f"{timestamp}.".encode() + payload
     digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"
+
+
+def event_in_version(event: dict[str, Any], version: str | None) -> dict[str, Any]:
+    """The event as an endpoint pinned to ``version`` (None: the account's) receives it."""
+    out = strip_private(event)
+    drawn = event.get("_drawn", {})
+    if version and version != event["api_version"] and version in drawn:
+        out["api_version"] = version
+        out["data"] = {**out["data"], "object": drawn[version]}
+    return out
 
 
 @dataclass
@@ -77,13 +96,24 @@ class WebhookDispatcher:
                     targets.append((owner, endpoint))
         return targets
 
-    def publish(self, world: World, account: Account, event: dict[str, Any]) -> None:
+    def publish(self, world: World, account: Account, event: dict[str, Any],
+                source: dict[str, Any] | None = None) -> None:
+        """Queue ``event`` for its endpoints. ``source`` is the stored object the event is
+        about, as it is now: an endpoint pinned to another API version gets ``data.object``
+        drawn in that version ("Webhook events use the API version that's set during your
+        webhook's endpoint creation"); the drawings are kept on the event so a resend
+        delivers the same snapshot."""
         targets = self.endpoints_for(account, event["type"])
         # Counted before the payload is made: the body a receiver gets says how many
         # deliveries are outstanding, this one included, as Stripe's does.
         event["pending_webhooks"] += len(targets)
-        payload = json.dumps(event, indent=2).encode()
+        drawn: dict[str, Any] = event.setdefault("_drawn", {})
+        for _, endpoint in targets:
+            version = endpoint["api_version"] or event["api_version"]
+            if version != event["api_version"] and version not in drawn and source is not None:
+                drawn[version] = world.render(account, source, version)
         for owner, endpoint in targets:
+            payload = json.dumps(event_in_version(event, endpoint["api_version"]), indent=2).encode()
             self._schedule(Delivery(owner.id, event["id"], event["type"], endpoint["id"], payload), 0.0)
 
     def _schedule(self, delivery: Delivery, delay: float) -> None:
@@ -211,8 +241,11 @@ def _endpoint_url(p: Params) -> str:
 def create_endpoint(ctx: Ctx, p: Params) -> dict[str, Any]:
     p.only("url", "enabled_events", "api_version", "connect", "description", "metadata", "expand")
     url = _endpoint_url(p)
+    version = p.str("api_version")
+    if version is not None and (refused := version_error(version, param="api_version")) is not None:
+        raise refused
     endpoint = ctx.account.add({
-        "id": new_id("we"), "object": "webhook_endpoint", "api_version": p.str("api_version"), "application": None,
+        "id": new_id("we"), "object": "webhook_endpoint", "api_version": version, "application": None,
         "created": ctx.now(), "description": p.str("description"), "enabled_events": _enabled_events(p),
         "livemode": False, "metadata": apply_metadata({}, p.raw("metadata")), "status": "enabled", "url": url,
         "_secret": new_secret("whsec"), "_connect": bool(p.bool("connect", False)),

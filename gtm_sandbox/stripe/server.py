@@ -37,7 +37,7 @@ from gtm_sandbox.stripe import billing, money, notify
 from gtm_sandbox.stripe.api import Ctx, Router, call
 from gtm_sandbox.stripe.faults import Faults, Plan
 from gtm_sandbox.stripe.helpers import Helpers
-from gtm_sandbox.stripe.wire import ApiError, Params, decode_params, new_id
+from gtm_sandbox.stripe.wire import ApiError, Params, decode_params, new_id, version_error
 from gtm_sandbox.stripe.world import DAY, IdempotencyRecord, SandboxSettings, World
 from gtm_sandbox.wsgi import BadRequestBody, BodyTooLarge, drop, read_body, request_headers, request_target, status_line
 
@@ -238,10 +238,12 @@ class StripeApp:
         try:
             body = read_body(environ).decode("utf-8")
         except BodyTooLarge:
-            reply = Reply.json(413, ApiError(413, "invalid_request_error", "The request body is too large.").body())
+            reply = Reply.json(413, ApiError(413, "invalid_request_error", "The request body is too large.").body(),
+                               {"Request-Id": new_id("req", 14)})  # every answer has one, as on Stripe
         except (BadRequestBody, UnicodeDecodeError) as exc:
             reply = Reply.json(400, ApiError(400, "invalid_request_error",
-                                             f"The request body could not be read: {exc}").body())
+                                             f"The request body could not be read: {exc}").body(),
+                               {"Request-Id": new_id("req", 14)})
         else:
             ex = Exchange(method, parts.path, parts.query, request_headers(environ), body, environ)
             if parts.path.startswith("/_sandbox/"):
@@ -283,6 +285,10 @@ class StripeApp:
         auth = self._authenticate(ex)
         if auth is not None:
             return answer(auth.status, json.dumps(auth.body(), indent=2).encode())
+        refused = version_error(version)
+        if refused is not None:  # objects are never drawn in a version nobody can name
+            headers["Stripe-Version"] = world.settings.api_version
+            return answer(refused.status, json.dumps(refused.body(), indent=2).encode())
         plan = faults.plan(endpoint)
         entry["fault"] = plan.label
         if plan.latency_s:

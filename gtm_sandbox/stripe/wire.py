@@ -8,6 +8,7 @@ where nesting is spelled with brackets: ``metadata[order_id]=…``, ``lines[0][a
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 from collections.abc import Mapping
@@ -20,6 +21,9 @@ _ALNUM = string.ascii_letters + string.digits
 MAX_DECIMAL_PLACES = 12  # decimal amounts such as unit_amount_decimal
 # Stripe's integers are 64-bit: a larger value is not an integer it can read.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# An API version as Stripe names them: a date, an optional release name, optional betas
+# (``2026-10-28.endive``, ``2024-06-20``, ``2025-03-31.basil; some_beta=v1``).
+API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(\.[a-z]+)?(;\s*\w+=\w+)*")
 
 
 def new_id(prefix: str, length: int = 24) -> str:
@@ -77,6 +81,14 @@ def missing(param: str) -> ApiError:
 
 def unknown_param(param: str) -> ApiError:
     return bad_param(f"Received unknown parameter: {param}", param=param, code="parameter_unknown")
+
+
+def version_error(version: str, *, param: str | None = None) -> ApiError | None:
+    """Stripe's answer to an API version it cannot read (``Stripe-Version`` or a webhook
+    endpoint's ``api_version``), or None for a well-formed one."""
+    if API_VERSION.fullmatch(version):
+        return None
+    return ApiError(400, "invalid_request_error", f"Invalid Stripe API version: {version}", param=param, saved=False)
 
 
 def no_such(kind: str, object_id: str, *, param: str = "id") -> ApiError:

@@ -1,0 +1,160 @@
+"""Edges of the local Stripe server that a client could trip on: what it answers to a
+malformed ``Stripe-Version``, to integers too large for Stripe's 64-bit fields, to a body it
+cannot read, to a webhook endpoint moved to a URL that is not one, and which API version the
+events a pinned endpoint receives are drawn in. Each test pins one documented rule."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+import stripe
+
+from gtm_sandbox.stripe import StripeSandbox
+from tests.fixtures.stripe import WebhookSink, sdk_client
+
+INT64_MAX = 2**63 - 1
+
+
+def auth(box: StripeSandbox, **headers: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {box.api_key}", **headers}
+
+
+def a_draft(client: stripe.StripeClient) -> stripe.Invoice:
+    customer = client.v1.customers.create(params={"email": "ap@acme.example"})
+    return client.v1.invoices.create(params={"customer": customer.id, "collection_method": "send_invoice",
+                                             "days_until_due": 30})
+
+
+# -- Stripe-Version -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["2019-2-19", "latest", "2026-10-28.", "garbage"])
+def test_a_malformed_stripe_version_is_refused(stripe_sandbox: StripeSandbox, version: str) -> None:
+    """Stripe answers a version it cannot read with a 400 ("Invalid Stripe API version: …")
+    instead of serving, and drawing objects in, a version nobody asked for."""
+    answer = requests.get(f"{stripe_sandbox.api_base}/v1/customers",
+                          headers=auth(stripe_sandbox, **{"Stripe-Version": version}), timeout=10)
+
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error" and version in error["message"]
+    assert answer.headers["Request-Id"].startswith("req_")
+
+
+@pytest.mark.parametrize("version", ["2024-06-20", "2026-10-28.endive", "2025-03-31.basil; custom_beta=v1"])
+def test_well_formed_versions_are_served_and_echoed(stripe_sandbox: StripeSandbox, version: str) -> None:
+    answer = requests.get(f"{stripe_sandbox.api_base}/v1/customers",
+                          headers=auth(stripe_sandbox, **{"Stripe-Version": version}), timeout=10)
+
+    assert answer.status_code == 200
+    assert answer.headers["Stripe-Version"] == version
+
+
+def test_a_webhook_endpoint_refuses_a_malformed_api_version(stripe_client: stripe.StripeClient,
+                                                            webhook_sink: WebhookSink) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        stripe_client.v1.webhook_endpoints.create(params={"url": webhook_sink.url, "enabled_events": ["*"],
+                                                          "api_version": "2024-6-20"})
+    assert (raised.value.http_status, raised.value.param) == (400, "api_version")
+
+
+# -- integers and amounts -------------------------------------------------------------------
+
+
+def test_integers_beyond_64_bits_are_invalid_integers(stripe_client: stripe.StripeClient,
+                                                      stripe_sandbox: StripeSandbox) -> None:
+    draft = a_draft(stripe_client)
+    too_big = str(INT64_MAX + 1)
+    answer = requests.post(f"{stripe_sandbox.api_base}/v1/invoices/{draft.id}/add_lines",
+                           data={"lines[0][amount]": too_big}, headers=auth(stripe_sandbox), timeout=10)
+
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert (error["code"], error["param"]) == ("parameter_invalid_integer", "lines[0][amount]")
+
+
+def test_a_line_whose_amount_overflows_is_amount_too_large_not_a_crash(stripe_client: stripe.StripeClient) -> None:
+    """``unit_amount_decimal`` × ``quantity`` beyond what an amount can hold: Stripe's
+    ``amount_too_large``, and the invoice is left as it was."""
+    draft = a_draft(stripe_client)
+    huge_unit, huge_quantity = "9" * 20, 10**18
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        stripe_client.v1.invoices.add_lines(draft.id, params={"lines": [{"amount": 100}, {
+            "price_data": {"currency": "usd", "product_data": {"name": "Core"}, "unit_amount_decimal": huge_unit},
+            "quantity": huge_quantity}]})
+    assert (raised.value.http_status, raised.value.code, raised.value.param) == (400, "amount_too_large", "lines[1]")
+    assert stripe_client.v1.invoices.retrieve(draft.id).total == 0
+
+    item = stripe_client.v1.invoice_items.create(params={"customer": str(draft.customer), "invoice": draft.id,
+                                                         "amount": 100, "currency": "usd"})
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        stripe_client.v1.invoice_items.update(item.id, params={"unit_amount_decimal": huge_unit,
+                                                               "quantity": huge_quantity, "metadata": {"k": "v"}})
+    assert (raised.value.http_status, raised.value.code) == (400, "amount_too_large")
+    unchanged = stripe_client.v1.invoice_items.retrieve(item.id)
+    assert (unchanged.amount, unchanged.quantity, unchanged.metadata.to_dict()) == (100, 1, {})
+    assert stripe_client.v1.invoices.retrieve(draft.id).total == 100
+
+
+# -- request bodies ---------------------------------------------------------------------------
+
+
+def test_an_unreadable_body_is_a_400_with_a_request_id(stripe_sandbox: StripeSandbox) -> None:
+    """Every answer carries ``Request-Id``, errors found before routing included."""
+    answer = requests.post(f"{stripe_sandbox.api_base}/v1/customers", data=b"email=\xff\xfe",
+                           headers=auth(stripe_sandbox, **{"Content-Type": "application/x-www-form-urlencoded"}),
+                           timeout=10)
+
+    assert answer.status_code == 400
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+    assert answer.headers["Request-Id"].startswith("req_")
+
+
+# -- webhook endpoints ------------------------------------------------------------------------
+
+
+def test_an_endpoint_cannot_be_moved_to_a_url_that_is_not_one(stripe_client: stripe.StripeClient,
+                                                              stripe_sandbox: StripeSandbox,
+                                                              webhook_sink: WebhookSink) -> None:
+    """Update validates ``url`` as create does (``url_invalid``), so delivery never meets one
+    it cannot send to and events keep flowing."""
+    endpoint = stripe_client.v1.webhook_endpoints.create(params={"url": webhook_sink.url,
+                                                                 "enabled_events": ["customer.created"]})
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        stripe_client.v1.webhook_endpoints.update(endpoint.id, params={"url": "12345"})
+    assert (raised.value.http_status, raised.value.code, raised.value.param) == (400, "url_invalid", "url")
+    assert stripe_client.v1.webhook_endpoints.retrieve(endpoint.id).url == webhook_sink.url
+
+    customer = stripe_client.v1.customers.create(params={"email": "ap@acme.example"})
+    assert stripe_sandbox.wait_for_webhooks()
+    assert [json.loads(r.body)["data"]["object"]["id"] for r in webhook_sink.received] == [customer.id]
+
+
+def test_a_pinned_endpoint_receives_events_in_its_api_version(stripe_sandbox: StripeSandbox,
+                                                              webhook_sink: WebhookSink) -> None:
+    """"Webhook events use the API version that's set during your webhook's endpoint
+    creation", otherwise the account's default: the event's ``api_version`` and the shape of
+    ``data.object`` follow the endpoint (here: an invoice before 2025-03-31 has
+    ``total_tax_amounts``, after it ``total_taxes``)."""
+    client = sdk_client(stripe_sandbox)
+    secrets = {}
+    for path, version in (("/old", "2024-06-20"), ("/default", None)):
+        params = {"url": webhook_sink.url + path, "enabled_events": ["invoice.created"]}
+        if version:
+            params["api_version"] = version
+        secrets[path] = client.v1.webhook_endpoints.create(params=params).secret  # type: ignore[arg-type]
+
+    draft = a_draft(client)
+    assert stripe_sandbox.wait_for_webhooks()
+
+    received = {r.path.removeprefix("/hooks"): r for r in webhook_sink.received}
+    old = stripe.Webhook.construct_event(received["/old"].body.decode(), received["/old"].headers["Stripe-Signature"],
+                                         secrets["/old"])
+    new = stripe.Webhook.construct_event(received["/default"].body.decode(),
+                                         received["/default"].headers["Stripe-Signature"], secrets["/default"])
+    assert old.id == new.id and old.data.object.id == new.data.object.id == draft.id
+    assert (old.api_version, new.api_version) == ("2024-06-20", stripe_sandbox.world.settings.api_version)
+    assert "total_tax_amounts" in old.data.object and "total_taxes" not in old.data.object
+    assert "total_taxes" in new.data.object and "total_tax_amounts" not in new.data.object
