@@ -127,41 +127,46 @@ def create_customer(ctx: Ctx, p: Params) -> dict[str, Any]:
         "tax_exempt": p.str("tax_exempt") or "none",
         "test_clock": None,
     }
-    _set_payment_method(customer, p)
+    customer["invoice_settings"] = _invoice_settings(customer["invoice_settings"], p)
     ctx.account.add(customer)
     ctx.emit("customer.created", customer)
     return ctx.render(customer)
 
 
-def _set_payment_method(customer: dict[str, Any], p: Params) -> None:
-    """Test payment methods (``pm_card_visa``, ``pm_card_chargeDeclined``) become the
+def _invoice_settings(current: dict[str, Any], p: Params) -> dict[str, Any]:
+    """The customer's ``invoice_settings`` after this request (checked, nothing changed yet).
+    Test payment methods (``pm_card_visa``, ``pm_card_chargeDeclined``) become the
     customer's default for invoices, as attaching one and setting it would on Stripe."""
+    updated = dict(current)
     pm = p.str("payment_method")
     settings = p.sub("invoice_settings")
     if settings is not None:
         settings.only("default_payment_method", "custom_fields", "footer", "rendering_options")
         pm = settings.str("default_payment_method") or pm
         if settings.has("footer"):
-            customer["invoice_settings"]["footer"] = settings.str("footer")
+            updated["footer"] = settings.str("footer")
     if pm is not None:
-        customer["invoice_settings"]["default_payment_method"] = pm or None
+        updated["default_payment_method"] = pm or None
+    return updated
 
 
 def update_customer(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     p.only(*CUSTOMER_PARAMS)
     customer = get_customer(ctx, id)
+    # Everything is checked before anything changes: a refused update leaves the customer as it was.
     _invoice_prefix(p)
-    metadata = apply_metadata(customer["metadata"], p.raw("metadata"))  # validated before anything changes
+    metadata = apply_metadata(customer["metadata"], p.raw("metadata"))
+    texts = {key: p.str(key) or None for key in ("description", "email", "name", "phone", "tax_exempt",
+                                                 "invoice_prefix") if p.has(key)}
+    invoice_settings = _invoice_settings(customer["invoice_settings"], p)
     previous: dict[str, Any] = {}
-    for key in ("description", "email", "name", "phone", "tax_exempt", "invoice_prefix"):
-        if p.has(key):
-            previous[key] = customer[key]
-            customer[key] = p.str(key) or None
+    for key, text in texts.items():
+        previous[key], customer[key] = customer[key], text
     if p.has("address"):
         customer["address"] = p.raw("address") or None
     if p.has("metadata"):
         previous["metadata"], customer["metadata"] = dict(customer["metadata"]), metadata
-    _set_payment_method(customer, p)
+    customer["invoice_settings"] = invoice_settings
     ctx.emit("customer.updated", customer, previous)
     return ctx.render(customer)
 
@@ -737,24 +742,29 @@ def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     invoice = get_invoice(ctx, id)
     if invoice["status"] != "draft":
         _check_editable_after_draft(invoice, p)
+    # Every value is read and checked before anything changes: a refused update leaves the
+    # invoice as it was (no half-applied request, no event).
     collection, days, due = _payment_terms(p, invoice)
-    metadata = apply_metadata(invoice["metadata"], p.raw("metadata"))  # validated before anything changes
+    metadata = apply_metadata(invoice["metadata"], p.raw("metadata"))
+    texts = {key: p.str(key) or None for key in ("description", "footer", "statement_descriptor",
+                                                 "default_payment_method") if p.has(key)}
+    auto_advance = p.bool("auto_advance")
+    fee = application_fee_param(p)  # a draft's only: it is monetary (see appfees.py)
+    rate_ids = taxes.rate_ids(ctx, p, "default_tax_rates") if p.has("default_tax_rates") else None
     previous: dict[str, Any] = {}
-    for key in ("description", "footer", "statement_descriptor", "default_payment_method"):
-        if p.has(key):
-            previous[key], invoice[key] = invoice[key], p.str(key) or None
-    if p.has("auto_advance"):
-        previous["auto_advance"], invoice["auto_advance"] = invoice["auto_advance"], bool(p.bool("auto_advance"))
+    for key, text in texts.items():
+        previous[key], invoice[key] = invoice[key], text
+    if auto_advance is not None:
+        previous["auto_advance"], invoice["auto_advance"] = invoice["auto_advance"], auto_advance
     _apply_payment_terms(ctx, invoice, previous, collection, days, due)
     if p.has("metadata"):
         previous["metadata"], invoice["metadata"] = dict(invoice["metadata"]), metadata
-    if p.has("application_fee_amount"):  # a draft's only: it is monetary (see appfees.py)
-        previous["application_fee_amount"] = invoice["application_fee_amount"]
-        invoice["application_fee_amount"] = application_fee_param(p)
-    if p.has("default_tax_rates"):  # a monetary value: only on drafts (checked above)
+    if p.has("application_fee_amount"):
+        previous["application_fee_amount"], invoice["application_fee_amount"] = invoice["application_fee_amount"], fee
+    if rate_ids is not None:  # a monetary value: only on drafts (checked above)
         previous["default_tax_rates"] = invoice["default_tax_rates"]
-        invoice["_default_tax_rates"] = taxes.rate_ids(ctx, p, "default_tax_rates")
-        invoice["default_tax_rates"] = taxes.rendered_rates(ctx.account, invoice["_default_tax_rates"])
+        invoice["_default_tax_rates"] = rate_ids
+        invoice["default_tax_rates"] = taxes.rendered_rates(ctx.account, rate_ids)
         refresh_totals(ctx.account, invoice)
     ctx.emit("invoice.updated", invoice, previous)
     return ctx.render(invoice)

@@ -158,3 +158,27 @@ def test_a_pinned_endpoint_receives_events_in_its_api_version(stripe_sandbox: St
     assert (old.api_version, new.api_version) == ("2024-06-20", stripe_sandbox.world.settings.api_version)
     assert "total_tax_amounts" in old.data.object and "total_taxes" not in old.data.object
     assert "total_taxes" in new.data.object and "total_tax_amounts" not in new.data.object
+
+
+# -- a request is all or nothing ------------------------------------------------------------
+
+
+def test_a_refused_update_changes_nothing(stripe_client: stripe.StripeClient, stripe_sandbox: StripeSandbox) -> None:
+    """A request Stripe refuses has no effect: no field of it is applied, no event is sent."""
+    draft = a_draft(stripe_client)
+    customer_id = str(draft.customer)
+    events_before = len(stripe_sandbox.events())
+
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        stripe_client.v1.customers.update(customer_id, params={
+            "name": "Renamed", "invoice_settings": {"bogus": "1"}})  # type: ignore[typeddict-unknown-key]
+    assert raised.value.code == "parameter_unknown"
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        stripe_client.v1.invoices.update(draft.id, params={"description": "Renamed", "metadata": {"k": "v"},
+                                                           "default_tax_rates": ["txr_missing"]})
+    assert (raised.value.http_status, raised.value.code) == (404, "resource_missing")
+
+    assert stripe_client.v1.customers.retrieve(customer_id).name is None
+    invoice = stripe_client.v1.invoices.retrieve(draft.id)
+    assert (invoice.description, invoice.metadata.to_dict()) == (None, {})
+    assert len(stripe_sandbox.events()) == events_before
