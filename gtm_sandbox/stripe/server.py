@@ -3,12 +3,13 @@
 ``gtm_sandbox/wsgi.py``).
 
 Per API request, in order: count the endpoint, authenticate (``Authorization: Bearer
-sk_test_…`` or HTTP Basic with the key as user name, like Stripe), pick the account
-(``Stripe-Account``), apply any injected fault, then execute under the world lock with
-Stripe's idempotency: a POST's ``Idempotency-Key`` (scoped to the account) stores the
-status and body of the first execution; the same key with the same endpoint and parameters
-replays it with ``Idempotent-Replayed: true``; with other parameters it is a 400
-``idempotency_error``. Keys are pruned 24 hours after first use (sandbox clock).
+sk_test_…``, or a restricted ``rk_test_…`` key, or HTTP Basic with the key as user name,
+like Stripe), check ``Stripe-Version``, pick the account (``Stripe-Account``), apply any
+injected fault, then execute under the world lock with Stripe's idempotency: a POST's
+``Idempotency-Key`` (scoped to the account) stores the status and body of the first
+execution; the same key with the same endpoint and parameters replays it with
+``Idempotent-Replayed: true``; with other parameters it is a 400 ``idempotency_error``.
+Keys are pruned 24 hours after first use (sandbox clock).
 
 Routing is by tables, not ladders: the API's routes are registered by the resource modules
 on ``Router`` (``api.py``); the control API's are the ``Router`` built by
@@ -42,6 +43,9 @@ from gtm_sandbox.stripe.world import DAY, IdempotencyRecord, SandboxSettings, Wo
 from gtm_sandbox.wsgi import BadRequestBody, BodyTooLarge, drop, read_body, request_headers, request_target, status_line
 
 IDEMPOTENCY_TTL_S = DAY
+# Test-mode keys that reach the API: secret keys and restricted keys (whose permissions the
+# sandbox does not model: a restricted key may do what a secret key may).
+TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
 MAX_IDEMPOTENCY_KEY = 255
 
 
@@ -330,7 +334,8 @@ class StripeApp:
                                "header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY'). See "
                                "https://stripe.com/docs/api#authentication for details, or we can help at "
                                "https://support.stripe.com/.")
-        if not key.startswith("sk_test_") or len(key) <= len("sk_test_"):
+        prefix = next((p for p in TEST_KEY_PREFIXES if key.startswith(p)), None)
+        if prefix is None or len(key) <= len(prefix):
             return _auth_error(f"Invalid API Key provided: {_mask(key)}")
         return None
 

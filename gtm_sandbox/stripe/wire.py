@@ -134,28 +134,51 @@ def _listify(node: Any) -> Any:
     return node
 
 
+def _has_path(node: dict[str, Any], keys: list[str]) -> bool:
+    for key in keys:
+        if key == "" or not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def _array_slot(container: dict[str, Any], where: tuple[str, ...], rest: list[str],
+                appends: dict[tuple[str, ...], int]) -> str:
+    """The index an empty ``[]`` stands for. A bare ``name[]`` appends; in an array of hashes
+    (``lines[][amount]=1&lines[][description]=a&lines[][amount]=2``) the keys fill the last
+    hash until one it already has starts the next, as Rack decodes them for Stripe."""
+    count = appends.get(where, 0)
+    if rest and count:
+        last = container.get(str(count - 1))
+        if isinstance(last, dict) and not _has_path(last, rest):
+            return str(count - 1)
+    appends[where] = count + 1
+    return str(count)
+
+
 def decode_params(raw: str) -> dict[str, Any]:
     """Decode a form body or query string into nested dicts and lists of strings.
 
-    Empty values are kept (``metadata[key]=`` unsets a key on Stripe). ``name[]`` appends:
-    each occurrence gets the next index under its parent, then index-keyed dicts become lists."""
+    Empty values are kept (``metadata[key]=`` unsets a key on Stripe). ``name[]`` takes the
+    next index under its parent (see ``_array_slot``), then index-keyed dicts become lists."""
     root: dict[str, Any] = {}
     appends: dict[tuple[str, ...], int] = {}
     for key, value in parse_qsl(raw, keep_blank_values=True):
         parts = _split_key(key)
+        node: dict[str, Any] = root
+        where: tuple[str, ...] = ()
         for i, part in enumerate(parts):
             if part == "" and i > 0:
-                prefix = tuple(parts[:i])
-                parts[i] = str(appends.get(prefix, 0))
-                appends[prefix] = int(parts[i]) + 1
-        node: dict[str, Any] = root
-        for part in parts[:-1]:
+                part = _array_slot(node, where, parts[i + 1 :], appends)
+            where += (part,)
+            if i == len(parts) - 1:
+                node[part] = value
+                break
             child = node.get(part)
             if not isinstance(child, dict):
                 child = {}
                 node[part] = child
             node = child
-        node[parts[-1]] = value
     return _listify(root)
 
 

@@ -98,7 +98,37 @@ def test_a_line_whose_amount_overflows_is_amount_too_large_not_a_crash(stripe_cl
     assert stripe_client.v1.invoices.retrieve(draft.id).total == 100
 
 
-# -- request bodies ---------------------------------------------------------------------------
+# -- keys and request bodies --------------------------------------------------------------------
+
+
+def test_a_restricted_test_key_is_a_key(stripe_sandbox: StripeSandbox) -> None:
+    """Restricted keys (``rk_test_…``) authenticate like secret keys; a publishable key does not."""
+    client = stripe.StripeClient("rk_test_" + "r" * 24, base_addresses={"api": stripe_sandbox.api_base},
+                                 max_network_retries=0)
+    assert client.v1.customers.create(params={"email": "ap@acme.example"}).email == "ap@acme.example"
+    publishable = requests.get(f"{stripe_sandbox.api_base}/v1/customers",
+                               headers={"Authorization": "Bearer pk_test_" + "p" * 24}, timeout=10)
+    assert publishable.status_code == 401
+
+
+def test_arrays_of_hashes_with_empty_brackets_group_as_rack_does(stripe_client: stripe.StripeClient,
+                                                                 stripe_sandbox: StripeSandbox) -> None:
+    """``lines[][amount]=…&lines[][description]=…`` (Rack/Faraday style): keys fill the last
+    hash until one it already has starts the next."""
+    draft = a_draft(stripe_client)
+    body = ("lines[][amount]=100&lines[][description]=Core&lines[][metadata][sku]=c"
+            "&lines[][amount]=250&lines[][description]=Seats&expand[]=customer&expand[]=lines")
+    answer = requests.post(f"{stripe_sandbox.api_base}/v1/invoices/{draft.id}/add_lines", data=body,
+                           headers=auth(stripe_sandbox, **{"Content-Type": "application/x-www-form-urlencoded"}),
+                           timeout=10)
+
+    assert answer.status_code == 200, answer.text
+    invoice = answer.json()
+    assert [(line["amount"], line["description"], line["metadata"]) for line in invoice["lines"]["data"]] == [
+        (100, "Core", {"sku": "c"}), (250, "Seats", {})]
+    assert invoice["customer"]["id"] == draft.customer
+
+
 
 
 def test_an_unreadable_body_is_a_400_with_a_request_id(stripe_sandbox: StripeSandbox) -> None:
