@@ -380,8 +380,8 @@ class StripeApp:
             p = Params(params)
             saved = True
             try:
+                expand = p.expand()  # read first: a malformed expand is refused before anything happens
                 result = call(route, ctx, p, path_params)
-                expand = p.expand()
                 if expand:
                     result = world.expand(account, result, expand, version)
                 result.pop("_total_count", None)

@@ -314,11 +314,11 @@ class Params:
             return None
         if isinstance(value, list):
             return value
-        if isinstance(value, dict):  # sparse indexes: keep their order
-            return [value[k] for k in sorted(value, key=lambda k: int(k) if k.isdigit() else 0)]
-        if value == "":
+        if value == "":  # `name=` empties (unsets) an array
             return []
-        return [value]
+        # A single value (`expand=customer`) or a hash (`lines[a][amount]=…`) where an array
+        # belongs is Stripe's "Invalid array": only `name[]=` or `name[0]=` make one.
+        raise bad_param("Invalid array", param=self.name(key), code=None)
 
     def expand(self) -> list[str]:
         return [str(x) for x in (self.list("expand") or [])]

@@ -212,3 +212,24 @@ def test_a_refused_update_changes_nothing(stripe_client: stripe.StripeClient, st
     invoice = stripe_client.v1.invoices.retrieve(draft.id)
     assert (invoice.description, invoice.metadata.to_dict()) == (None, {})
     assert len(stripe_sandbox.events()) == events_before
+
+
+@pytest.mark.parametrize("query", ["expand=customer", "expand[a]=customer"])
+def test_a_single_value_where_an_array_belongs_is_invalid_array(stripe_client: stripe.StripeClient,
+                                                                stripe_sandbox: StripeSandbox, query: str) -> None:
+    """``expand=customer`` is not ``expand[]=customer``: Stripe answers "Invalid array"."""
+    draft = a_draft(stripe_client)
+    answer = requests.get(f"{stripe_sandbox.api_base}/v1/invoices/{draft.id}?{query}", headers=auth(stripe_sandbox),
+                          timeout=10)
+
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert (error["message"], error["param"]) == ("Invalid array", "expand")
+    listed = requests.get(f"{stripe_sandbox.api_base}/v1/invoices/{draft.id}?expand[]=customer",
+                          headers=auth(stripe_sandbox), timeout=10)
+    assert listed.json()["customer"]["id"] == draft.customer
+
+    created = requests.post(f"{stripe_sandbox.api_base}/v1/customers", data=f"email=b%40acme.example&{query}",
+                            headers=auth(stripe_sandbox), timeout=10)
+    assert created.status_code == 400
+    assert [c["email"] for c in stripe_sandbox.objects("customer")] == ["ap@acme.example"]  # nothing was created
