@@ -271,7 +271,8 @@ class StripeApp:
         matched = self.router.match(method, path)
         endpoint = matched[0].endpoint if matched else f"{method} {path}"
         request_id = new_id("req", 14)
-        key = ex.header("Idempotency-Key") if method == "POST" else None
+        # An empty header is no key (not one key shared by every request that sends it empty).
+        key = (ex.header("Idempotency-Key") or None) if method == "POST" else None
         account_id = ex.header("Stripe-Account") or None
         version = ex.header("Stripe-Version") or world.settings.api_version
         faults.count(endpoint)

@@ -233,3 +233,13 @@ def test_a_single_value_where_an_array_belongs_is_invalid_array(stripe_client: s
                             headers=auth(stripe_sandbox), timeout=10)
     assert created.status_code == 400
     assert [c["email"] for c in stripe_sandbox.objects("customer")] == ["ap@acme.example"]  # nothing was created
+
+
+def test_an_empty_idempotency_key_is_no_key(stripe_sandbox: StripeSandbox) -> None:
+    """A client that sends the header empty makes ordinary requests, not replays of one key."""
+    for email in ("a%40acme.example", "b%40acme.example"):
+        answer = requests.post(f"{stripe_sandbox.api_base}/v1/customers", data=f"email={email}",
+                               headers=auth(stripe_sandbox, **{"Idempotency-Key": ""}), timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert "Idempotent-Replayed" not in answer.headers
+    assert [c["email"] for c in stripe_sandbox.objects("customer")] == ["a@acme.example", "b@acme.example"]
