@@ -24,6 +24,7 @@ from gtm_sandbox.stripe.wire import ApiError, Params, apply_metadata, invalid, m
 from gtm_sandbox.stripe.world import CHARGE_INVOICE_REMOVED, DAY, Account, World, strip_private
 
 FEE_DESCRIPTIONS = {"stripe_fee": "Stripe processing fees", "application_fee": "Application fee"}
+REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")  # the values create accepts
 DECLINING_METHODS = frozenset({"pm_card_chargeDeclined", "pm_card_visa_chargeDeclined", "pm_card_declined"})
 
 
@@ -250,7 +251,7 @@ def create_refund(ctx: Ctx, p: Params) -> dict[str, Any]:
     charge = ctx.account.get(charge_id)
     if charge is None or charge["object"] != "charge":
         raise no_such("charge", charge_id, param="charge")
-    return ctx.render(refund(ctx, charge, p.int("amount", minimum=1), p.str("reason"),
+    return ctx.render(refund(ctx, charge, p.int("amount", minimum=1), p.choice("reason", REFUND_REASONS),
                              apply_metadata({}, p.raw("metadata"))))
 
 

@@ -243,3 +243,24 @@ def test_an_empty_idempotency_key_is_no_key(stripe_sandbox: StripeSandbox) -> No
         assert answer.status_code == 200, answer.text
         assert "Idempotent-Replayed" not in answer.headers
     assert [c["email"] for c in stripe_sandbox.objects("customer")] == ["a@acme.example", "b@acme.example"]
+
+
+# -- money ------------------------------------------------------------------------------------
+
+
+def test_a_refund_reason_outside_stripes_list_is_refused(stripe_client: stripe.StripeClient,
+                                                         stripe_sandbox: StripeSandbox) -> None:
+    """``reason`` is one of duplicate, fraudulent, requested_by_customer; anything else is a
+    400 on ``reason`` and nothing is refunded."""
+    draft = a_draft(stripe_client)
+    stripe_client.v1.invoices.add_lines(draft.id, params={"lines": [{"amount": 1_000}]})
+    stripe_sandbox.pay_invoice(stripe_client.v1.invoices.finalize_invoice(draft.id).id)
+    [charge] = stripe_client.v1.charges.list().data
+
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        stripe_client.v1.refunds.create(params={"charge": charge.id, "reason": "changed_mind"})  # type: ignore[typeddict-item]
+    assert (raised.value.http_status, raised.value.param) == (400, "reason")
+    assert stripe_client.v1.charges.retrieve(charge.id).amount_refunded == 0
+
+    refund = stripe_client.v1.refunds.create(params={"charge": charge.id, "reason": "requested_by_customer"})
+    assert (refund.reason, refund.amount) == ("requested_by_customer", 1_000)
