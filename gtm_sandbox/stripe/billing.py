@@ -38,6 +38,7 @@ from gtm_sandbox.stripe.world import DAY, Account, World, strip_private
 MAX_INVOICE_LINES = 250
 INVOICE_PREFIX = re.compile(r"[A-Z0-9]{3,12}")
 PAID_OFF_STRIPE_ADDED = "2026-05-27"
+TAX_EXEMPT = ("", "none", "exempt", "reverse")  # a customer's tax_exempt ("": unset, i.e. "none")
 INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
 # Stripe's query fields and their types ("Supported query fields for each resource").
 CUSTOMER_SEARCH_FIELDS = {"created": NUMERIC, "email": STRING, "metadata": TOKEN, "name": STRING, "phone": STRING}
@@ -124,7 +125,7 @@ def create_customer(ctx: Ctx, p: Params) -> dict[str, Any]:
         "phone": p.str("phone"),
         "preferred_locales": p.list("preferred_locales") or [],
         "shipping": None,
-        "tax_exempt": p.str("tax_exempt") or "none",
+        "tax_exempt": p.choice("tax_exempt", TAX_EXEMPT) or "none",
         "test_clock": None,
     }
     customer["invoice_settings"] = _invoice_settings(customer["invoice_settings"], p)
@@ -156,8 +157,10 @@ def update_customer(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     # Everything is checked before anything changes: a refused update leaves the customer as it was.
     _invoice_prefix(p)
     metadata = apply_metadata(customer["metadata"], p.raw("metadata"))
-    texts = {key: p.str(key) or None for key in ("description", "email", "name", "phone", "tax_exempt",
-                                                 "invoice_prefix") if p.has(key)}
+    texts = {key: p.str(key) or None for key in ("description", "email", "name", "phone", "invoice_prefix")
+             if p.has(key)}
+    if p.has("tax_exempt"):  # never None: unsetting it ("") makes it "none"
+        texts["tax_exempt"] = p.choice("tax_exempt", TAX_EXEMPT) or "none"
     invoice_settings = _invoice_settings(customer["invoice_settings"], p)
     previous: dict[str, Any] = {}
     for key, text in texts.items():

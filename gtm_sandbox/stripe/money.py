@@ -24,7 +24,9 @@ from gtm_sandbox.stripe.wire import ApiError, Params, apply_metadata, invalid, m
 from gtm_sandbox.stripe.world import CHARGE_INVOICE_REMOVED, DAY, Account, World, strip_private
 
 FEE_DESCRIPTIONS = {"stripe_fee": "Stripe processing fees", "application_fee": "Application fee"}
-REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")  # the values create accepts
+# Vocabularies a filter or parameter must come from (enums in Stripe's API: 400 otherwise).
+INVOICE_PAYMENT_STATUSES = ("canceled", "open", "paid")
+REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 DECLINING_METHODS = frozenset({"pm_card_chargeDeclined", "pm_card_visa_chargeDeclined", "pm_card_declined"})
 
 
@@ -426,7 +428,7 @@ def list_refunds(ctx: Ctx, p: Params) -> dict[str, Any]:
 
 def list_invoice_payments(ctx: Ctx, p: Params) -> dict[str, Any]:
     p.only("created", "ending_before", "expand", "invoice", "limit", "payment", "starting_after", "status")
-    invoice, status = p.str("invoice"), p.str("status")
+    invoice, status = p.str("invoice"), p.choice("status", INVOICE_PAYMENT_STATUSES)
     payment = p.sub("payment")
     pay_type = pay_pi = None
     if payment is not None:

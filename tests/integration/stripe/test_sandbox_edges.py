@@ -264,3 +264,19 @@ def test_a_refund_reason_outside_stripes_list_is_refused(stripe_client: stripe.S
 
     refund = stripe_client.v1.refunds.create(params={"charge": charge.id, "reason": "requested_by_customer"})
     assert (refund.reason, refund.amount) == ("requested_by_customer", 1_000)
+
+
+def test_enum_parameters_take_only_their_values(stripe_client: stripe.StripeClient) -> None:
+    """``tax_exempt`` is none/exempt/reverse (empty unsets it back to none, never null);
+    ``invoice_payments?status=`` is canceled/open/paid."""
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        stripe_client.v1.customers.create(params={"email": "ap@acme.example", "tax_exempt": "exmept"})
+    assert raised.value.param == "tax_exempt"
+    customer = stripe_client.v1.customers.create(params={"email": "ap@acme.example", "tax_exempt": "exempt"})
+    assert customer.tax_exempt == "exempt"
+    assert stripe_client.v1.customers.update(customer.id, params={"tax_exempt": ""}).tax_exempt == "none"
+
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        stripe_client.v1.invoice_payments.list(params={"status": "settled"})
+    assert raised.value.param == "status"
+    assert stripe_client.v1.invoice_payments.list(params={"status": "paid"}).data == []
