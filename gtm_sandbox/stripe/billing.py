@@ -38,6 +38,10 @@ from gtm_sandbox.stripe.world import DAY, Account, World, strip_private
 MAX_INVOICE_LINES = 250
 INVOICE_PREFIX = re.compile(r"[A-Z0-9]{3,12}")
 PAID_OFF_STRIPE_ADDED = "2026-05-27"
+COLLECTION_METHODS = ("charge_automatically", "send_invoice")
+TAX_BEHAVIORS = ("exclusive", "inclusive", "unspecified")  # of a price or an invoice item
+ADDRESS_FIELDS = ("city", "country", "line1", "line2", "postal_code", "state")
+MAX_CUSTOM_FIELDS = 4
 TAX_EXEMPT = ("", "none", "exempt", "reverse")  # a customer's tax_exempt ("": unset, i.e. "none")
 INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
 # Stripe's query fields and their types ("Supported query fields for each resource").
@@ -85,6 +89,18 @@ CUSTOMER_PARAMS = ("address", "description", "email", "expand", "invoice_prefix"
                    "name", "payment_method", "phone", "preferred_locales", "tax_exempt")
 
 
+def _address(p: Params) -> dict[str, str | None] | None:
+    """``address``: a hash of Stripe's address fields, each shown (null when not given);
+    ``address=""`` unsets it."""
+    if p.raw("address") == "":
+        return None
+    sub = p.sub("address")
+    if sub is None:
+        return None
+    sub.only(*ADDRESS_FIELDS)
+    return {key: sub.str(key) for key in ADDRESS_FIELDS}
+
+
 def get_customer(ctx: Ctx, customer_id: str, *, param: str = "id") -> dict[str, Any]:
     found = ctx.account.get(customer_id)
     if found is None or found["object"] != "customer" or found.get("_deleted"):
@@ -106,7 +122,7 @@ def create_customer(ctx: Ctx, p: Params) -> dict[str, Any]:
     customer: dict[str, Any] = {
         "id": new_id("cus", 14),
         "object": "customer",
-        "address": p.raw("address") or None,
+        "address": _address(p),
         "balance": 0,
         "created": ctx.now(),
         "currency": None,
@@ -162,11 +178,12 @@ def update_customer(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     if p.has("tax_exempt"):  # never None: unsetting it ("") makes it "none"
         texts["tax_exempt"] = p.choice("tax_exempt", TAX_EXEMPT) or "none"
     invoice_settings = _invoice_settings(customer["invoice_settings"], p)
+    address = _address(p) if p.has("address") else customer["address"]
     previous: dict[str, Any] = {}
     for key, text in texts.items():
         previous[key], customer[key] = customer[key], text
     if p.has("address"):
-        customer["address"] = p.raw("address") or None
+        previous["address"], customer["address"] = customer["address"], address
     if p.has("metadata"):
         previous["metadata"], customer["metadata"] = dict(customer["metadata"]), metadata
     customer["invoice_settings"] = invoice_settings
@@ -277,6 +294,7 @@ def _price_data_pricing(ctx: Ctx, p: Params, currency: str, *,
     if allow_product_data:
         allowed.append("product_data")
     data.only(*allowed)
+    data.choice("tax_behavior", TAX_BEHAVIORS)
     cur = _currency(data, "currency", currency) if data.has("currency") else None
     if cur is None:
         raise missing(data.name("currency"))
@@ -447,6 +465,7 @@ def render_line(world: World, account: Account, line: dict[str, Any], version: s
 
 def create_invoice_item(ctx: Ctx, p: Params) -> dict[str, Any]:
     p.only(*ITEM_PARAMS)
+    p.choice("tax_behavior", TAX_BEHAVIORS)
     customer = get_customer(ctx, p.req_str("customer"), param="customer")
     invoice = None
     if p.has("invoice"):
@@ -556,6 +575,22 @@ INVOICE_CREATE_PARAMS = ("auto_advance", "collection_method", "currency", "custo
                          "application_fee_amount")
 
 
+def _custom_fields(p: Params) -> list[dict[str, str]] | None:
+    """``custom_fields``: up to 4 ``{name, value}`` hashes; ``custom_fields=""`` unsets them."""
+    entries = p.list("custom_fields")
+    if not entries:
+        return None
+    if len(entries) > MAX_CUSTOM_FIELDS:
+        raise bad_param(f"You can have at most {MAX_CUSTOM_FIELDS} custom fields.", param="custom_fields", code=None)
+    fields = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise bad_param("Invalid hash", param=f"custom_fields[{index}]", code=None)
+        field = Params(entry, prefix=f"custom_fields[{index}]").only("name", "value")
+        fields.append({"name": field.req_str("name"), "value": field.req_str("value")})
+    return fields
+
+
 def refresh_totals(account: Account, invoice: dict[str, Any]) -> None:
     """Totals from the lines and their tax rates (no discounts or credit balance here):
     exclusive tax is added on top, inclusive tax is inside the subtotal."""
@@ -576,7 +611,7 @@ def refresh_totals(account: Account, invoice: dict[str, Any]) -> None:
 def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
     p.only(*INVOICE_CREATE_PARAMS)
     customer = get_customer(ctx, p.req_str("customer"), param="customer")
-    collection = p.choice("collection_method", ("charge_automatically", "send_invoice"), "charge_automatically")
+    collection = p.choice("collection_method", COLLECTION_METHODS, "charge_automatically")
     days, due = p.int("days_until_due", minimum=0), p.int("due_date")
     if collection == "charge_automatically" and (days is not None or due is not None):
         param = "days_until_due" if days is not None else "due_date"
@@ -613,7 +648,7 @@ def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
         "confirmation_secret": None,
         "created": now,
         "currency": _currency(p, "currency", customer["currency"] or "usd"),
-        "custom_fields": p.raw("custom_fields") or None,
+        "custom_fields": _custom_fields(p),
         "customer": customer["id"],
         "customer_account": None,
         "customer_address": customer["address"],
@@ -710,7 +745,7 @@ def _check_editable_after_draft(invoice: dict[str, Any], p: Params) -> None:
 
 def _payment_terms(p: Params, invoice: dict[str, Any]) -> tuple[str, int | None, int | None]:
     """(collection method, days until due, due date) asked for, checked as Stripe checks them."""
-    collection = (p.choice("collection_method", ("charge_automatically", "send_invoice"))
+    collection = (p.choice("collection_method", COLLECTION_METHODS)
                   if p.has("collection_method") else invoice["collection_method"])
     days = p.int("days_until_due", minimum=0) if p.has("days_until_due") else None
     due = p.int("due_date") if p.has("due_date") else None
@@ -751,12 +786,15 @@ def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     metadata = apply_metadata(invoice["metadata"], p.raw("metadata"))
     texts = {key: p.str(key) or None for key in ("description", "footer", "statement_descriptor",
                                                  "default_payment_method") if p.has(key)}
+    custom_fields = _custom_fields(p) if p.has("custom_fields") else invoice["custom_fields"]
     auto_advance = p.bool("auto_advance")
     fee = application_fee_param(p)  # a draft's only: it is monetary (see appfees.py)
     rate_ids = taxes.rate_ids(ctx, p, "default_tax_rates") if p.has("default_tax_rates") else None
     previous: dict[str, Any] = {}
     for key, text in texts.items():
         previous[key], invoice[key] = invoice[key], text
+    if p.has("custom_fields"):
+        previous["custom_fields"], invoice["custom_fields"] = invoice["custom_fields"], custom_fields
     if auto_advance is not None:
         previous["auto_advance"], invoice["auto_advance"] = invoice["auto_advance"], auto_advance
     _apply_payment_terms(ctx, invoice, previous, collection, days, due)
@@ -793,7 +831,7 @@ def delete_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
 def list_invoices(ctx: Ctx, p: Params) -> dict[str, Any]:
     p.only("collection_method", "created", "customer", "due_date", "ending_before", "expand", "limit",
            "starting_after", "status", "subscription")
-    customer, collection = p.str("customer"), p.str("collection_method")
+    customer, collection = p.str("customer"), p.choice("collection_method", COLLECTION_METHODS)
     status = p.choice("status", INVOICE_STATUSES)
     created, due = range_filter(p, "created"), range_filter(p, "due_date")
     items = [

@@ -26,6 +26,7 @@ from gtm_sandbox.stripe.world import CHARGE_INVOICE_REMOVED, DAY, Account, World
 FEE_DESCRIPTIONS = {"stripe_fee": "Stripe processing fees", "application_fee": "Application fee"}
 # Vocabularies a filter or parameter must come from (enums in Stripe's API: 400 otherwise).
 INVOICE_PAYMENT_STATUSES = ("canceled", "open", "paid")
+PAYOUT_METHODS = ("instant", "standard")
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 DECLINING_METHODS = frozenset({"pm_card_chargeDeclined", "pm_card_visa_chargeDeclined", "pm_card_declined"})
 
@@ -336,6 +337,7 @@ def create_payout(ctx: Ctx, p: Params) -> dict[str, Any]:
     """A manual payout (``POST /v1/payouts``) from the available balance."""
     p.only("amount", "currency", "description", "destination", "metadata", "method", "statement_descriptor", "expand")
     amount = p.req_int("amount", minimum=1)
+    p.choice("method", PAYOUT_METHODS)
     if p.req_str("currency").lower() != "usd":
         raise invalid("Payouts are only supported in usd for this account.", param="currency")
     if amount > balance(ctx.world, ctx.account)["available"]:

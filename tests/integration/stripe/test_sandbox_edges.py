@@ -280,3 +280,40 @@ def test_enum_parameters_take_only_their_values(stripe_client: stripe.StripeClie
         stripe_client.v1.invoice_payments.list(params={"status": "settled"})
     assert raised.value.param == "status"
     assert stripe_client.v1.invoice_payments.list(params={"status": "paid"}).data == []
+
+
+def test_hash_and_array_parameters_are_checked_and_applied(stripe_client: stripe.StripeClient,
+                                                           stripe_sandbox: StripeSandbox) -> None:
+    """``address`` is a hash of address fields, ``custom_fields`` an array of up to four
+    ``{name, value}``; an invoice update applies ``custom_fields`` (it was accepted and
+    dropped). Enumerated filters and parameters (``collection_method`` on the invoice list,
+    ``tax_behavior``, a payout's ``method``) take only their values."""
+    raw = auth(stripe_sandbox)
+    base = stripe_sandbox.api_base
+    not_a_hash = requests.post(f"{base}/v1/customers", data={"address": "1 Main St"}, headers=raw, timeout=10)
+    assert (not_a_hash.status_code, not_a_hash.json()["error"]["param"]) == (400, "address")
+    customer = stripe_client.v1.customers.create(params={"email": "ap@acme.example",
+                                                         "address": {"line1": "1 Main St", "country": "US"}})
+    assert customer.address is not None and customer.address.to_dict() == {
+        "city": None, "country": "US", "line1": "1 Main St", "line2": None, "postal_code": None, "state": None}
+    assert stripe_client.v1.customers.update(customer.id, params={"address": ""}).address is None
+
+    draft = a_draft(stripe_client)
+    not_an_array = requests.post(f"{base}/v1/invoices/{draft.id}", data={"custom_fields": "PO 1"}, headers=raw,
+                                 timeout=10)
+    assert (not_an_array.status_code, not_an_array.json()["error"]["param"]) == (400, "custom_fields")
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_client.v1.invoices.update(draft.id, params={"custom_fields": [{"name": "PO", "value": str(n)}
+                                                                             for n in range(5)]})
+    updated = stripe_client.v1.invoices.update(draft.id, params={"custom_fields": [{"name": "PO", "value": "4711"}]})
+    assert [f.to_dict() for f in updated.custom_fields or []] == [{"name": "PO", "value": "4711"}]
+
+    refused = [
+        requests.get(f"{base}/v1/invoices", params={"collection_method": "send"}, headers=raw, timeout=10),
+        requests.post(f"{base}/v1/invoiceitems", data={"customer": customer.id, "amount": "100", "currency": "usd",
+                                                       "tax_behavior": "included"}, headers=raw, timeout=10),
+        requests.post(f"{base}/v1/payouts", data={"amount": "100", "currency": "usd", "method": "fast"}, headers=raw,
+                      timeout=10),
+    ]
+    assert [(r.status_code, r.json()["error"]["param"]) for r in refused] == [
+        (400, "collection_method"), (400, "tax_behavior"), (400, "method")]
