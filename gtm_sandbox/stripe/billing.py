@@ -665,7 +665,7 @@ def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
         "description": p.str("description"),
         "discounts": [],
         "due_date": due,
-        "effective_at": None,
+        "effective_at": p.int("effective_at"),  # None: the finalization time
         "ending_balance": None,
         "footer": p.str("footer"),
         "from_invoice": None,
@@ -677,7 +677,7 @@ def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
         "livemode": False,
         "metadata": apply_metadata({}, p.raw("metadata")),
         "next_payment_attempt": None,
-        "number": None,
+        "number": p.str("number") or None,  # None: assigned from the customer's sequence at finalization
         "on_behalf_of": None,
         "parent": None,
         "payment_settings": {"default_mandate": None, "payment_method_options": None, "payment_method_types": None},
@@ -776,7 +776,7 @@ def _apply_payment_terms(ctx: Ctx, invoice: dict[str, Any], previous: dict[str, 
 def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     p.only("auto_advance", "collection_method", "custom_fields", "days_until_due", "default_payment_method",
            "default_tax_rates", "description", "due_date", "expand", "footer", "metadata", "statement_descriptor",
-           "application_fee_amount")
+           "application_fee_amount", "number", "effective_at", "account_tax_ids", "payment_settings", "rendering")
     invoice = get_invoice(ctx, id)
     if invoice["status"] != "draft":
         _check_editable_after_draft(invoice, p)
@@ -785,7 +785,9 @@ def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     collection, days, due = _payment_terms(p, invoice)
     metadata = apply_metadata(invoice["metadata"], p.raw("metadata"))
     texts = {key: p.str(key) or None for key in ("description", "footer", "statement_descriptor",
-                                                 "default_payment_method") if p.has(key)}
+                                                 "default_payment_method", "number") if p.has(key)}
+    effective_at = (None if p.raw("effective_at") == "" else p.int("effective_at")) if p.has("effective_at") \
+        else invoice["effective_at"]
     custom_fields = _custom_fields(p) if p.has("custom_fields") else invoice["custom_fields"]
     auto_advance = p.bool("auto_advance")
     fee = application_fee_param(p)  # a draft's only: it is monetary (see appfees.py)
@@ -795,6 +797,8 @@ def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         previous[key], invoice[key] = invoice[key], text
     if p.has("custom_fields"):
         previous["custom_fields"], invoice["custom_fields"] = invoice["custom_fields"], custom_fields
+    if p.has("effective_at"):  # a draft's only, as number (checked above)
+        previous["effective_at"], invoice["effective_at"] = invoice["effective_at"], effective_at
     if auto_advance is not None:
         previous["auto_advance"], invoice["auto_advance"] = invoice["auto_advance"], auto_advance
     _apply_payment_terms(ctx, invoice, previous, collection, days, due)
@@ -948,11 +952,12 @@ def finalize(ctx: Ctx, invoice: dict[str, Any], *, email: bool = True) -> None:
     customer = ctx.account.objects["customer"][invoice["customer"]]
     now = ctx.now()
     refresh_totals(ctx.account, invoice)
-    invoice["number"] = f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}"
-    customer["next_invoice_sequence"] += 1
+    if invoice["number"] is None:  # a number set on the draft is kept and takes none from the sequence
+        invoice["number"] = f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}"
+        customer["next_invoice_sequence"] += 1
     invoice["status"] = "open"
     invoice["status_transitions"]["finalized_at"] = now
-    invoice["effective_at"] = now
+    invoice["effective_at"] = invoice["effective_at"] or now
     invoice["automatically_finalizes_at"] = None
     invoice["ending_balance"] = 0
     if invoice["collection_method"] == "send_invoice" and invoice["due_date"] is None:

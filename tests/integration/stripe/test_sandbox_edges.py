@@ -317,3 +317,26 @@ def test_hash_and_array_parameters_are_checked_and_applied(stripe_client: stripe
     ]
     assert [(r.status_code, r.json()["error"]["param"]) for r in refused] == [
         (400, "collection_method"), (400, "tax_behavior"), (400, "method")]
+
+
+def test_a_number_and_effective_date_set_on_the_draft_are_kept(stripe_client: stripe.StripeClient) -> None:
+    """``number`` ("if no number is present then a number will be assigned automatically
+    when the invoice is finalized") and ``effective_at`` ("same as finalized_at unless
+    overwritten"), on create and on a draft's update; neither takes from the customer's
+    sequence, and both are frozen once finalized."""
+    created = a_draft(stripe_client)
+    customer_id = str(created.customer)
+    numbered = stripe_client.v1.invoices.create(params={"customer": customer_id, "number": "ACME-2026-001",
+                                                        "effective_at": 1_767_225_600})
+    updated = stripe_client.v1.invoices.update(created.id, params={"number": "ACME-2026-002",
+                                                                   "effective_at": 1_767_312_000})
+    plain = stripe_client.v1.invoices.create(params={"customer": customer_id})
+
+    finals = [stripe_client.v1.invoices.finalize_invoice(i.id) for i in (numbered, updated, plain)]
+
+    assert [(f.number, f.effective_at) for f in finals[:2]] == [("ACME-2026-001", 1_767_225_600),
+                                                                ("ACME-2026-002", 1_767_312_000)]
+    assert finals[2].number == f"{stripe_client.v1.customers.retrieve(customer_id).invoice_prefix}-0001"
+    assert finals[2].effective_at == finals[2].status_transitions.finalized_at
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_client.v1.invoices.update(finals[0].id, params={"number": "ACME-2026-003"})
