@@ -86,7 +86,7 @@ def _currency(p: Params, key: str, default: str) -> str:
 # ---------------------------------------------------------------------------------------
 
 CUSTOMER_PARAMS = ("address", "description", "email", "expand", "invoice_prefix", "invoice_settings", "metadata",
-                   "name", "payment_method", "phone", "preferred_locales", "tax_exempt")
+                   "name", "next_invoice_sequence", "payment_method", "phone", "preferred_locales", "tax_exempt")
 
 
 def _address(p: Params) -> dict[str, str | None] | None:
@@ -137,7 +137,7 @@ def create_customer(ctx: Ctx, p: Params) -> dict[str, Any]:
         "livemode": False,
         "metadata": apply_metadata({}, p.raw("metadata")),
         "name": p.str("name"),
-        "next_invoice_sequence": 1,
+        "next_invoice_sequence": p.int("next_invoice_sequence", 1, minimum=1),
         "phone": p.str("phone"),
         "preferred_locales": p.list("preferred_locales") or [],
         "shipping": None,
@@ -179,6 +179,7 @@ def update_customer(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         texts["tax_exempt"] = p.choice("tax_exempt", TAX_EXEMPT) or "none"
     invoice_settings = _invoice_settings(customer["invoice_settings"], p)
     address = _address(p) if p.has("address") else customer["address"]
+    sequence = p.int("next_invoice_sequence", customer["next_invoice_sequence"], minimum=1)
     previous: dict[str, Any] = {}
     for key, text in texts.items():
         previous[key], customer[key] = customer[key], text
@@ -187,6 +188,9 @@ def update_customer(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     if p.has("metadata"):
         previous["metadata"], customer["metadata"] = dict(customer["metadata"]), metadata
     customer["invoice_settings"] = invoice_settings
+    if sequence != customer["next_invoice_sequence"]:
+        previous["next_invoice_sequence"] = customer["next_invoice_sequence"]
+        customer["next_invoice_sequence"] = sequence
     ctx.emit("customer.updated", customer, previous)
     return ctx.render(customer)
 
@@ -501,7 +505,8 @@ def _item_editable(ctx: Ctx, item: dict[str, Any]) -> dict[str, Any] | None:
 
 def update_invoice_item(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     p.only("amount", "description", "discountable", "expand", "metadata", "period", "price_data", "pricing",
-           "quantity", "unit_amount_decimal", "tax_rates")
+           "quantity", "unit_amount_decimal", "tax_rates", "tax_behavior", "tax_code")
+    p.choice("tax_behavior", TAX_BEHAVIORS)
     item = _get_item(ctx, id)
     invoice = _item_editable(ctx, item)
     # Everything is checked before anything changes: a refused update leaves the item as it was.

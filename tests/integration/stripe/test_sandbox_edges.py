@@ -340,3 +340,18 @@ def test_a_number_and_effective_date_set_on_the_draft_are_kept(stripe_client: st
     assert finals[2].effective_at == finals[2].status_transitions.finalized_at
     with pytest.raises(stripe.InvalidRequestError):
         stripe_client.v1.invoices.update(finals[0].id, params={"number": "ACME-2026-003"})
+
+
+def test_a_customers_next_invoice_sequence_numbers_its_next_invoice(stripe_client: stripe.StripeClient) -> None:
+    customer = stripe_client.v1.customers.create(params={"email": "ap@acme.example", "invoice_prefix": "ACME",
+                                                         "next_invoice_sequence": 42})
+    first = stripe_client.v1.invoices.finalize_invoice(
+        stripe_client.v1.invoices.create(params={"customer": customer.id}).id)
+    stripe_client.v1.customers.update(customer.id, params={"next_invoice_sequence": 100})
+    second = stripe_client.v1.invoices.finalize_invoice(
+        stripe_client.v1.invoices.create(params={"customer": customer.id}).id)
+
+    assert (first.number, second.number) == ("ACME-0042", "ACME-0100")
+    assert stripe_client.v1.customers.retrieve(customer.id).next_invoice_sequence == 101
+    item = stripe_client.v1.invoice_items.create(params={"customer": customer.id, "amount": 100, "currency": "usd"})
+    assert stripe_client.v1.invoice_items.update(item.id, params={"tax_behavior": "exclusive"}).amount == 100
