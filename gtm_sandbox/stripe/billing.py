@@ -42,6 +42,9 @@ COLLECTION_METHODS = ("charge_automatically", "send_invoice")
 TAX_BEHAVIORS = ("exclusive", "inclusive", "unspecified")  # of a price or an invoice item
 ADDRESS_FIELDS = ("city", "country", "line1", "line2", "postal_code", "state")
 MAX_CUSTOM_FIELDS = 4
+# "The email parameter must contain an email address of valid shape" (since 2018-07-27):
+# something@somewhere, no spaces. Lenient on purpose: Stripe's exact rule is not published.
+EMAIL_SHAPE = re.compile(r"[^@\s]+@[^@\s]+")
 TAX_EXEMPT = ("", "none", "exempt", "reverse")  # a customer's tax_exempt ("": unset, i.e. "none")
 INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
 # Stripe's query fields and their types ("Supported query fields for each resource").
@@ -101,6 +104,14 @@ def _address(p: Params) -> dict[str, str | None] | None:
     return {key: sub.str(key) for key in ADDRESS_FIELDS}
 
 
+def _email(p: Params) -> str | None:
+    """``email``, of a valid shape (``email_invalid``); empty unsets it."""
+    email = p.str("email") or None
+    if email is not None and not EMAIL_SHAPE.fullmatch(email):
+        raise bad_param(f"Invalid email address: {email}", param="email", code="email_invalid")
+    return email
+
+
 def get_customer(ctx: Ctx, customer_id: str, *, param: str = "id") -> dict[str, Any]:
     found = ctx.account.get(customer_id)
     if found is None or found["object"] != "customer" or found.get("_deleted"):
@@ -130,7 +141,7 @@ def create_customer(ctx: Ctx, p: Params) -> dict[str, Any]:
         "delinquent": False,
         "description": p.str("description"),
         "discount": None,
-        "email": p.str("email"),
+        "email": _email(p),
         "invoice_prefix": prefix,
         "invoice_settings": {"custom_fields": None, "default_payment_method": None, "footer": None,
                              "rendering_options": None},
@@ -173,8 +184,9 @@ def update_customer(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     # Everything is checked before anything changes: a refused update leaves the customer as it was.
     _invoice_prefix(p)
     metadata = apply_metadata(customer["metadata"], p.raw("metadata"))
-    texts = {key: p.str(key) or None for key in ("description", "email", "name", "phone", "invoice_prefix")
-             if p.has(key)}
+    texts = {key: p.str(key) or None for key in ("description", "name", "phone", "invoice_prefix") if p.has(key)}
+    if p.has("email"):
+        texts["email"] = _email(p)
     if p.has("tax_exempt"):  # never None: unsetting it ("") makes it "none"
         texts["tax_exempt"] = p.choice("tax_exempt", TAX_EXEMPT) or "none"
     invoice_settings = _invoice_settings(customer["invoice_settings"], p)

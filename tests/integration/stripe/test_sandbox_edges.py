@@ -355,3 +355,15 @@ def test_a_customers_next_invoice_sequence_numbers_its_next_invoice(stripe_clien
     assert stripe_client.v1.customers.retrieve(customer.id).next_invoice_sequence == 101
     item = stripe_client.v1.invoice_items.create(params={"customer": customer.id, "amount": 100, "currency": "usd"})
     assert stripe_client.v1.invoice_items.update(item.id, params={"tax_behavior": "exclusive"}).amount == 100
+
+
+def test_a_customer_email_must_have_the_shape_of_one(stripe_client: stripe.StripeClient) -> None:
+    """Stripe validates the shape of a customer's email on create and update (``email_invalid``)."""
+    for bad in ("ap acme.example", "ap at acme", "@acme.example"):
+        with pytest.raises(stripe.InvalidRequestError) as raised:
+            stripe_client.v1.customers.create(params={"email": bad})
+        assert (raised.value.code, raised.value.param) == ("email_invalid", "email")
+    customer = stripe_client.v1.customers.create(params={"email": "ap@acme.example"})
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_client.v1.customers.update(customer.id, params={"email": "ap at acme"})
+    assert stripe_client.v1.customers.retrieve(customer.id).email == "ap@acme.example"
