@@ -382,6 +382,8 @@ class StripeApp:
             saved = True
             try:
                 expand = p.expand()  # read first: a malformed expand is refused before anything happens
+                if expand and method == "POST" and "id" in path_params:
+                    self._check_expand(account, path_params["id"], expand, version)
                 result = call(route, ctx, p, path_params)
                 if expand:
                     result = world.expand(account, result, expand, version)
@@ -393,6 +395,18 @@ class StripeApp:
                 account.idempotency[key] = IdempotencyRecord(method, path, params, world.now(), status, payload,
                                                              {"Request-Id": request_id})
             return status, payload, None
+
+    def _check_expand(self, account: Any, object_id: str, expand: list[str], version: str) -> None:
+        """A POST on an existing object answers with that object: try ``expand`` on it as it is
+        now, so an expansion it cannot take is refused before the request changes anything
+        (a refused request has no effect), not after the invoice was finalized or paid."""
+        target = account.get(object_id)
+        if target is None:
+            return  # the handler answers resource_missing
+        try:
+            self.world.expand(account, self.world.render(account, target, version), expand, version)
+        except ApiError as exc:
+            raise replace(exc, saved=False) from None
 
     def _prune(self, account: Any) -> None:
         horizon = self.world.now() - IDEMPOTENCY_TTL_S

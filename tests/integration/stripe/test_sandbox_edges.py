@@ -367,3 +367,20 @@ def test_a_customer_email_must_have_the_shape_of_one(stripe_client: stripe.Strip
     with pytest.raises(stripe.InvalidRequestError):
         stripe_client.v1.customers.update(customer.id, params={"email": "ap at acme"})
     assert stripe_client.v1.customers.retrieve(customer.id).email == "ap@acme.example"
+
+
+def test_an_expansion_the_answer_cannot_take_changes_nothing(stripe_client: stripe.StripeClient,
+                                                            stripe_sandbox: StripeSandbox) -> None:
+    """``finalize`` with an ``expand`` the invoice cannot take is refused without finalizing,
+    and not saved under its key: the same key with a valid request then runs."""
+    draft = stripe_client.v1.invoices.add_lines(a_draft(stripe_client).id, params={"lines": [{"amount": 1_000}]})
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        stripe_client.v1.invoices.finalize_invoice(draft.id, params={"expand": ["charge"]},
+                                                   options={"idempotency_key": "fin-1"})
+    assert (raised.value.http_status, raised.value.param) == (400, "expand")
+    assert stripe_client.v1.invoices.retrieve(draft.id).status == "draft"
+    assert stripe_sandbox.events("invoice.finalized") == []
+
+    final = stripe_client.v1.invoices.finalize_invoice(draft.id, params={"expand": ["customer"]},
+                                                       options={"idempotency_key": "fin-2"})
+    assert final.status == "open" and isinstance(final.customer, stripe.Customer)
