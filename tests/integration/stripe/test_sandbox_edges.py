@@ -1,7 +1,9 @@
-"""Edges of the local Stripe server that a client could trip on: what it answers to a
-malformed ``Stripe-Version``, to integers too large for Stripe's 64-bit fields, to a body it
-cannot read, to a webhook endpoint moved to a URL that is not one, and which API version the
-events a pinned endpoint receives are drawn in. Each test pins one documented rule."""
+"""Edges of the local Stripe server that a client could trip on, each pinned to one
+documented rule: malformed ``Stripe-Version``s, 64-bit integers and overflowing amounts,
+unreadable bodies, restricted keys, Rack's ``[]`` arrays and "Invalid array", empty
+idempotency keys, refused requests having no effect (updates, expansions), enum, hash and
+array parameters, invoice numbers and sequences, customer emails, webhook endpoint URLs and
+the API version of the events a pinned endpoint receives."""
 
 from __future__ import annotations
 
