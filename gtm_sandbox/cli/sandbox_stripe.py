@@ -2,8 +2,8 @@
 
 With ``--json`` it prints one JSON line once it is ready (``api_base``, ``api_key``,
 ``platform_account``, and ``webhook_secret`` with ``--forward-to``) so a parent process can
-read it, then serves until SIGTERM/SIGINT. Any ``sk_test_…`` key is accepted; the printed
-one is just a convenient default.
+read it, then serves until SIGTERM/SIGINT. Any ``sk_test_…`` (or restricted ``rk_test_…``)
+key is accepted; the printed one is just a convenient default.
 
 ``--state-dir DIR`` keeps the sandbox the same across restarts: its key, port, platform
 account and data (saved on a clean stop and within ``--save-every`` seconds of a change,

@@ -22,6 +22,8 @@ from gtm_sandbox.stripe.api import Ctx, Router
 from gtm_sandbox.stripe.appfees import application_fee_param
 from gtm_sandbox.stripe.listing import NUMERIC, STRING, TOKEN, paginate, range_filter, search
 from gtm_sandbox.stripe.wire import (
+    INT64_MAX,
+    INT64_MIN,
     ApiError,
     Params,
     apply_metadata,
@@ -36,6 +38,14 @@ from gtm_sandbox.stripe.world import DAY, Account, World, strip_private
 MAX_INVOICE_LINES = 250
 INVOICE_PREFIX = re.compile(r"[A-Z0-9]{3,12}")
 PAID_OFF_STRIPE_ADDED = "2026-05-27"
+COLLECTION_METHODS = ("charge_automatically", "send_invoice")
+TAX_BEHAVIORS = ("exclusive", "inclusive", "unspecified")  # of a price or an invoice item
+ADDRESS_FIELDS = ("city", "country", "line1", "line2", "postal_code", "state")
+MAX_CUSTOM_FIELDS = 4
+# "The email parameter must contain an email address of valid shape" (since 2018-07-27):
+# something@somewhere, no spaces. Lenient on purpose: Stripe's exact rule is not published.
+EMAIL_SHAPE = re.compile(r"[^@\s]+@[^@\s]+")
+TAX_EXEMPT = ("", "none", "exempt", "reverse")  # a customer's tax_exempt ("": unset, i.e. "none")
 INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
 # Stripe's query fields and their types ("Supported query fields for each resource").
 CUSTOMER_SEARCH_FIELDS = {"created": NUMERIC, "email": STRING, "metadata": TOKEN, "name": STRING, "phone": STRING}
@@ -54,6 +64,19 @@ def cents(value: Decimal) -> int:
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+def line_amount(p: Params, unit: Decimal, quantity: int) -> int:
+    """``unit`` × ``quantity`` in whole cents; an amount beyond Stripe's 64-bit integers is
+    its ``amount_too_large``, not a crash."""
+    try:
+        amount = cents(unit * quantity)
+    except ArithmeticError:
+        amount = INT64_MAX + 1  # past the precision of the product: far too large in any case
+    if not INT64_MIN <= amount <= INT64_MAX:
+        raise invalid("The amount of this line (unit amount times quantity) is greater than the maximum amount "
+                      "allowed.", code="amount_too_large", param=p.prefix or None)
+    return amount
+
+
 def _currency(p: Params, key: str, default: str) -> str:
     value = (p.str(key) or default).lower()
     if len(value) != 3 or not value.isalpha():
@@ -66,7 +89,27 @@ def _currency(p: Params, key: str, default: str) -> str:
 # ---------------------------------------------------------------------------------------
 
 CUSTOMER_PARAMS = ("address", "description", "email", "expand", "invoice_prefix", "invoice_settings", "metadata",
-                   "name", "payment_method", "phone", "preferred_locales", "tax_exempt")
+                   "name", "next_invoice_sequence", "payment_method", "phone", "preferred_locales", "tax_exempt")
+
+
+def _address(p: Params) -> dict[str, str | None] | None:
+    """``address``: a hash of Stripe's address fields, each shown (null when not given);
+    ``address=""`` unsets it."""
+    if p.raw("address") == "":
+        return None
+    sub = p.sub("address")
+    if sub is None:
+        return None
+    sub.only(*ADDRESS_FIELDS)
+    return {key: sub.str(key) for key in ADDRESS_FIELDS}
+
+
+def _email(p: Params) -> str | None:
+    """``email``, of a valid shape (``email_invalid``); empty unsets it."""
+    email = p.str("email") or None
+    if email is not None and not EMAIL_SHAPE.fullmatch(email):
+        raise bad_param(f"Invalid email address: {email}", param="email", code="email_invalid")
+    return email
 
 
 def get_customer(ctx: Ctx, customer_id: str, *, param: str = "id") -> dict[str, Any]:
@@ -90,7 +133,7 @@ def create_customer(ctx: Ctx, p: Params) -> dict[str, Any]:
     customer: dict[str, Any] = {
         "id": new_id("cus", 14),
         "object": "customer",
-        "address": p.raw("address") or None,
+        "address": _address(p),
         "balance": 0,
         "created": ctx.now(),
         "currency": None,
@@ -98,55 +141,68 @@ def create_customer(ctx: Ctx, p: Params) -> dict[str, Any]:
         "delinquent": False,
         "description": p.str("description"),
         "discount": None,
-        "email": p.str("email"),
+        "email": _email(p),
         "invoice_prefix": prefix,
         "invoice_settings": {"custom_fields": None, "default_payment_method": None, "footer": None,
                              "rendering_options": None},
         "livemode": False,
         "metadata": apply_metadata({}, p.raw("metadata")),
         "name": p.str("name"),
-        "next_invoice_sequence": 1,
+        "next_invoice_sequence": p.int("next_invoice_sequence", 1, minimum=1),
         "phone": p.str("phone"),
         "preferred_locales": p.list("preferred_locales") or [],
         "shipping": None,
-        "tax_exempt": p.str("tax_exempt") or "none",
+        "tax_exempt": p.choice("tax_exempt", TAX_EXEMPT) or "none",
         "test_clock": None,
     }
-    _set_payment_method(customer, p)
+    customer["invoice_settings"] = _invoice_settings(customer["invoice_settings"], p)
     ctx.account.add(customer)
     ctx.emit("customer.created", customer)
     return ctx.render(customer)
 
 
-def _set_payment_method(customer: dict[str, Any], p: Params) -> None:
-    """Test payment methods (``pm_card_visa``, ``pm_card_chargeDeclined``) become the
+def _invoice_settings(current: dict[str, Any], p: Params) -> dict[str, Any]:
+    """The customer's ``invoice_settings`` after this request (checked, nothing changed yet).
+    Test payment methods (``pm_card_visa``, ``pm_card_chargeDeclined``) become the
     customer's default for invoices, as attaching one and setting it would on Stripe."""
+    updated = dict(current)
     pm = p.str("payment_method")
     settings = p.sub("invoice_settings")
     if settings is not None:
         settings.only("default_payment_method", "custom_fields", "footer", "rendering_options")
         pm = settings.str("default_payment_method") or pm
         if settings.has("footer"):
-            customer["invoice_settings"]["footer"] = settings.str("footer")
+            updated["footer"] = settings.str("footer")
     if pm is not None:
-        customer["invoice_settings"]["default_payment_method"] = pm or None
+        updated["default_payment_method"] = pm or None
+    return updated
 
 
 def update_customer(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     p.only(*CUSTOMER_PARAMS)
     customer = get_customer(ctx, id)
+    # Everything is checked before anything changes: a refused update leaves the customer as it was.
     _invoice_prefix(p)
-    metadata = apply_metadata(customer["metadata"], p.raw("metadata"))  # validated before anything changes
+    metadata = apply_metadata(customer["metadata"], p.raw("metadata"))
+    texts = {key: p.str(key) or None for key in ("description", "name", "phone", "invoice_prefix") if p.has(key)}
+    if p.has("email"):
+        texts["email"] = _email(p)
+    if p.has("tax_exempt"):  # never None: unsetting it ("") makes it "none"
+        texts["tax_exempt"] = p.choice("tax_exempt", TAX_EXEMPT) or "none"
+    invoice_settings = _invoice_settings(customer["invoice_settings"], p)
+    address = _address(p) if p.has("address") else customer["address"]
+    sequence = p.int("next_invoice_sequence", customer["next_invoice_sequence"], minimum=1)
     previous: dict[str, Any] = {}
-    for key in ("description", "email", "name", "phone", "tax_exempt", "invoice_prefix"):
-        if p.has(key):
-            previous[key] = customer[key]
-            customer[key] = p.str(key) or None
+    for key, text in texts.items():
+        previous[key], customer[key] = customer[key], text
     if p.has("address"):
-        customer["address"] = p.raw("address") or None
+        previous["address"], customer["address"] = customer["address"], address
     if p.has("metadata"):
         previous["metadata"], customer["metadata"] = dict(customer["metadata"]), metadata
-    _set_payment_method(customer, p)
+    customer["invoice_settings"] = invoice_settings
+    if sequence != customer["next_invoice_sequence"]:
+        previous["next_invoice_sequence"] = customer["next_invoice_sequence"]
+        customer["next_invoice_sequence"] = sequence
     ctx.emit("customer.updated", customer, previous)
     return ctx.render(customer)
 
@@ -254,6 +310,7 @@ def _price_data_pricing(ctx: Ctx, p: Params, currency: str, *,
     if allow_product_data:
         allowed.append("product_data")
     data.only(*allowed)
+    data.choice("tax_behavior", TAX_BEHAVIORS)
     cur = _currency(data, "currency", currency) if data.has("currency") else None
     if cur is None:
         raise missing(data.name("currency"))
@@ -333,7 +390,7 @@ def new_invoice_item(ctx: Ctx, p: Params, *, customer_id: str, currency: str, in
     cur, unit, pricing = _pricing(ctx, p, currency, allow_product_data=allow_product_data)
     quantity = p.int("quantity", 1, minimum=0)
     assert quantity is not None
-    amount = p.int("amount") if p.has("amount") else cents(unit * quantity)
+    amount = p.int("amount") if p.has("amount") else line_amount(p, unit, quantity)
     assert amount is not None
     if invoice is not None and cur != invoice["currency"]:
         raise invalid(f"The currency of the invoice item ({cur}) must match the invoice's currency "
@@ -424,6 +481,7 @@ def render_line(world: World, account: Account, line: dict[str, Any], version: s
 
 def create_invoice_item(ctx: Ctx, p: Params) -> dict[str, Any]:
     p.only(*ITEM_PARAMS)
+    p.choice("tax_behavior", TAX_BEHAVIORS)
     customer = get_customer(ctx, p.req_str("customer"), param="customer")
     invoice = None
     if p.has("invoice"):
@@ -459,27 +517,33 @@ def _item_editable(ctx: Ctx, item: dict[str, Any]) -> dict[str, Any] | None:
 
 def update_invoice_item(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     p.only("amount", "description", "discountable", "expand", "metadata", "period", "price_data", "pricing",
-           "quantity", "unit_amount_decimal", "tax_rates")
+           "quantity", "unit_amount_decimal", "tax_rates", "tax_behavior", "tax_code")
+    p.choice("tax_behavior", TAX_BEHAVIORS)
     item = _get_item(ctx, id)
     invoice = _item_editable(ctx, item)
-    _set_item_rates(ctx, item, p)
+    # Everything is checked before anything changes: a refused update leaves the item as it was.
+    priced: tuple[int, dict[str, Any], int] | None = None
     if any(p.has(k) for k in ("amount", "unit_amount_decimal", "price_data", "pricing", "quantity")):
         merged = Params({**({"quantity": str(item["quantity"])}), **p.data})
         if not any(merged.has(k) for k in ("amount", "unit_amount_decimal", "price_data", "pricing")):
             merged.data["unit_amount_decimal"] = item["pricing"]["unit_amount_decimal"]
         cur, unit, pricing = _pricing(ctx, merged, item["currency"], allow_product_data=False)
         quantity = merged.int("quantity", 1, minimum=0) or 0
+        amount = merged.int("amount") if merged.has("amount") else line_amount(merged, unit, quantity)
+        assert amount is not None
+        priced = quantity, pricing, amount
+    description = p.str("description") or None
+    metadata = apply_metadata(item["metadata"], p.raw("metadata"))
+    period = _period(ctx, p) if p.has("period") else item["period"]
+    discountable = p.bool("discountable", item["discountable"])
+    _set_item_rates(ctx, item, p)
+    if priced is not None:
+        quantity, pricing, amount = priced
         item["quantity"], item["quantity_decimal"], item["pricing"] = quantity, str(quantity), pricing
-        item["amount"] = merged.int("amount") if merged.has("amount") else cents(unit * quantity)
-        item["net_amount"] = item["amount"]
+        item["amount"] = item["net_amount"] = amount
     if p.has("description"):
-        item["description"] = p.str("description") or None
-    if p.has("metadata"):
-        item["metadata"] = apply_metadata(item["metadata"], p.raw("metadata"))
-    if p.has("period"):
-        item["period"] = _period(ctx, p)
-    if p.has("discountable"):
-        item["discountable"] = bool(p.bool("discountable"))
+        item["description"] = description
+    item["metadata"], item["period"], item["discountable"] = metadata, period, bool(discountable)
     if invoice is not None:
         refresh_totals(ctx.account, invoice)
     # No event: Stripe has no `invoiceitem.updated` event type.
@@ -528,6 +592,22 @@ INVOICE_CREATE_PARAMS = ("auto_advance", "collection_method", "currency", "custo
                          "application_fee_amount")
 
 
+def _custom_fields(p: Params) -> list[dict[str, str]] | None:
+    """``custom_fields``: up to 4 ``{name, value}`` hashes; ``custom_fields=""`` unsets them."""
+    entries = p.list("custom_fields")
+    if not entries:
+        return None
+    if len(entries) > MAX_CUSTOM_FIELDS:
+        raise bad_param(f"You can have at most {MAX_CUSTOM_FIELDS} custom fields.", param="custom_fields", code=None)
+    fields = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise bad_param("Invalid hash", param=f"custom_fields[{index}]", code=None)
+        field = Params(entry, prefix=f"custom_fields[{index}]").only("name", "value")
+        fields.append({"name": field.req_str("name"), "value": field.req_str("value")})
+    return fields
+
+
 def refresh_totals(account: Account, invoice: dict[str, Any]) -> None:
     """Totals from the lines and their tax rates (no discounts or credit balance here):
     exclusive tax is added on top, inclusive tax is inside the subtotal."""
@@ -548,7 +628,7 @@ def refresh_totals(account: Account, invoice: dict[str, Any]) -> None:
 def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
     p.only(*INVOICE_CREATE_PARAMS)
     customer = get_customer(ctx, p.req_str("customer"), param="customer")
-    collection = p.choice("collection_method", ("charge_automatically", "send_invoice"), "charge_automatically")
+    collection = p.choice("collection_method", COLLECTION_METHODS, "charge_automatically")
     days, due = p.int("days_until_due", minimum=0), p.int("due_date")
     if collection == "charge_automatically" and (days is not None or due is not None):
         param = "days_until_due" if days is not None else "due_date"
@@ -585,7 +665,7 @@ def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
         "confirmation_secret": None,
         "created": now,
         "currency": _currency(p, "currency", customer["currency"] or "usd"),
-        "custom_fields": p.raw("custom_fields") or None,
+        "custom_fields": _custom_fields(p),
         "customer": customer["id"],
         "customer_account": None,
         "customer_address": customer["address"],
@@ -602,7 +682,7 @@ def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
         "description": p.str("description"),
         "discounts": [],
         "due_date": due,
-        "effective_at": None,
+        "effective_at": p.int("effective_at"),  # None: the finalization time
         "ending_balance": None,
         "footer": p.str("footer"),
         "from_invoice": None,
@@ -614,7 +694,7 @@ def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
         "livemode": False,
         "metadata": apply_metadata({}, p.raw("metadata")),
         "next_payment_attempt": None,
-        "number": None,
+        "number": p.str("number") or None,  # None: assigned from the customer's sequence at finalization
         "on_behalf_of": None,
         "parent": None,
         "payment_settings": {"default_mandate": None, "payment_method_options": None, "payment_method_types": None},
@@ -682,7 +762,7 @@ def _check_editable_after_draft(invoice: dict[str, Any], p: Params) -> None:
 
 def _payment_terms(p: Params, invoice: dict[str, Any]) -> tuple[str, int | None, int | None]:
     """(collection method, days until due, due date) asked for, checked as Stripe checks them."""
-    collection = (p.choice("collection_method", ("charge_automatically", "send_invoice"))
+    collection = (p.choice("collection_method", COLLECTION_METHODS)
                   if p.has("collection_method") else invoice["collection_method"])
     days = p.int("days_until_due", minimum=0) if p.has("days_until_due") else None
     due = p.int("due_date") if p.has("due_date") else None
@@ -713,28 +793,40 @@ def _apply_payment_terms(ctx: Ctx, invoice: dict[str, Any], previous: dict[str, 
 def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     p.only("auto_advance", "collection_method", "custom_fields", "days_until_due", "default_payment_method",
            "default_tax_rates", "description", "due_date", "expand", "footer", "metadata", "statement_descriptor",
-           "application_fee_amount")
+           "application_fee_amount", "number", "effective_at", "account_tax_ids", "payment_settings", "rendering")
     invoice = get_invoice(ctx, id)
     if invoice["status"] != "draft":
         _check_editable_after_draft(invoice, p)
+    # Every value is read and checked before anything changes: a refused update leaves the
+    # invoice as it was (no half-applied request, no event).
     collection, days, due = _payment_terms(p, invoice)
-    metadata = apply_metadata(invoice["metadata"], p.raw("metadata"))  # validated before anything changes
+    metadata = apply_metadata(invoice["metadata"], p.raw("metadata"))
+    texts = {key: p.str(key) or None for key in ("description", "footer", "statement_descriptor",
+                                                 "default_payment_method", "number") if p.has(key)}
+    effective_at = (None if p.raw("effective_at") == "" else p.int("effective_at")) if p.has("effective_at") \
+        else invoice["effective_at"]
+    custom_fields = _custom_fields(p) if p.has("custom_fields") else invoice["custom_fields"]
+    auto_advance = p.bool("auto_advance")
+    fee = application_fee_param(p)  # a draft's only: it is monetary (see appfees.py)
+    rate_ids = taxes.rate_ids(ctx, p, "default_tax_rates") if p.has("default_tax_rates") else None
     previous: dict[str, Any] = {}
-    for key in ("description", "footer", "statement_descriptor", "default_payment_method"):
-        if p.has(key):
-            previous[key], invoice[key] = invoice[key], p.str(key) or None
-    if p.has("auto_advance"):
-        previous["auto_advance"], invoice["auto_advance"] = invoice["auto_advance"], bool(p.bool("auto_advance"))
+    for key, text in texts.items():
+        previous[key], invoice[key] = invoice[key], text
+    if p.has("custom_fields"):
+        previous["custom_fields"], invoice["custom_fields"] = invoice["custom_fields"], custom_fields
+    if p.has("effective_at"):  # a draft's only, as number (checked above)
+        previous["effective_at"], invoice["effective_at"] = invoice["effective_at"], effective_at
+    if auto_advance is not None:
+        previous["auto_advance"], invoice["auto_advance"] = invoice["auto_advance"], auto_advance
     _apply_payment_terms(ctx, invoice, previous, collection, days, due)
     if p.has("metadata"):
         previous["metadata"], invoice["metadata"] = dict(invoice["metadata"]), metadata
-    if p.has("application_fee_amount"):  # a draft's only: it is monetary (see appfees.py)
-        previous["application_fee_amount"] = invoice["application_fee_amount"]
-        invoice["application_fee_amount"] = application_fee_param(p)
-    if p.has("default_tax_rates"):  # a monetary value: only on drafts (checked above)
+    if p.has("application_fee_amount"):
+        previous["application_fee_amount"], invoice["application_fee_amount"] = invoice["application_fee_amount"], fee
+    if rate_ids is not None:  # a monetary value: only on drafts (checked above)
         previous["default_tax_rates"] = invoice["default_tax_rates"]
-        invoice["_default_tax_rates"] = taxes.rate_ids(ctx, p, "default_tax_rates")
-        invoice["default_tax_rates"] = taxes.rendered_rates(ctx.account, invoice["_default_tax_rates"])
+        invoice["_default_tax_rates"] = rate_ids
+        invoice["default_tax_rates"] = taxes.rendered_rates(ctx.account, rate_ids)
         refresh_totals(ctx.account, invoice)
     ctx.emit("invoice.updated", invoice, previous)
     return ctx.render(invoice)
@@ -760,7 +852,7 @@ def delete_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
 def list_invoices(ctx: Ctx, p: Params) -> dict[str, Any]:
     p.only("collection_method", "created", "customer", "due_date", "ending_before", "expand", "limit",
            "starting_after", "status", "subscription")
-    customer, collection = p.str("customer"), p.str("collection_method")
+    customer, collection = p.str("customer"), p.choice("collection_method", COLLECTION_METHODS)
     status = p.choice("status", INVOICE_STATUSES)
     created, due = range_filter(p, "created"), range_filter(p, "due_date")
     items = [
@@ -877,11 +969,12 @@ def finalize(ctx: Ctx, invoice: dict[str, Any], *, email: bool = True) -> None:
     customer = ctx.account.objects["customer"][invoice["customer"]]
     now = ctx.now()
     refresh_totals(ctx.account, invoice)
-    invoice["number"] = f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}"
-    customer["next_invoice_sequence"] += 1
+    if invoice["number"] is None:  # a number set on the draft is kept and takes none from the sequence
+        invoice["number"] = f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}"
+        customer["next_invoice_sequence"] += 1
     invoice["status"] = "open"
     invoice["status_transitions"]["finalized_at"] = now
-    invoice["effective_at"] = now
+    invoice["effective_at"] = invoice["effective_at"] or now
     invoice["automatically_finalizes_at"] = None
     invoice["ending_balance"] = 0
     if invoice["collection_method"] == "send_invoice" and invoice["due_date"] is None:

@@ -24,6 +24,10 @@ from gtm_sandbox.stripe.wire import ApiError, Params, apply_metadata, invalid, m
 from gtm_sandbox.stripe.world import CHARGE_INVOICE_REMOVED, DAY, Account, World, strip_private
 
 FEE_DESCRIPTIONS = {"stripe_fee": "Stripe processing fees", "application_fee": "Application fee"}
+# Vocabularies a filter or parameter must come from (enums in Stripe's API: 400 otherwise).
+INVOICE_PAYMENT_STATUSES = ("canceled", "open", "paid")
+PAYOUT_METHODS = ("instant", "standard")
+REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 DECLINING_METHODS = frozenset({"pm_card_chargeDeclined", "pm_card_visa_chargeDeclined", "pm_card_declined"})
 
 
@@ -250,7 +254,7 @@ def create_refund(ctx: Ctx, p: Params) -> dict[str, Any]:
     charge = ctx.account.get(charge_id)
     if charge is None or charge["object"] != "charge":
         raise no_such("charge", charge_id, param="charge")
-    return ctx.render(refund(ctx, charge, p.int("amount", minimum=1), p.str("reason"),
+    return ctx.render(refund(ctx, charge, p.int("amount", minimum=1), p.choice("reason", REFUND_REASONS),
                              apply_metadata({}, p.raw("metadata"))))
 
 
@@ -333,6 +337,7 @@ def create_payout(ctx: Ctx, p: Params) -> dict[str, Any]:
     """A manual payout (``POST /v1/payouts``) from the available balance."""
     p.only("amount", "currency", "description", "destination", "metadata", "method", "statement_descriptor", "expand")
     amount = p.req_int("amount", minimum=1)
+    p.choice("method", PAYOUT_METHODS)
     if p.req_str("currency").lower() != "usd":
         raise invalid("Payouts are only supported in usd for this account.", param="currency")
     if amount > balance(ctx.world, ctx.account)["available"]:
@@ -425,7 +430,7 @@ def list_refunds(ctx: Ctx, p: Params) -> dict[str, Any]:
 
 def list_invoice_payments(ctx: Ctx, p: Params) -> dict[str, Any]:
     p.only("created", "ending_before", "expand", "invoice", "limit", "payment", "starting_after", "status")
-    invoice, status = p.str("invoice"), p.str("status")
+    invoice, status = p.str("invoice"), p.choice("status", INVOICE_PAYMENT_STATUSES)
     payment = p.sub("payment")
     pay_type = pay_pi = None
     if payment is not None:

@@ -22,11 +22,21 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from gtm_sandbox.stripe.api import Ctx, Router
 from gtm_sandbox.stripe.event_types import EVENT_TYPES
 from gtm_sandbox.stripe.listing import paginate, range_filter
-from gtm_sandbox.stripe.wire import Params, apply_metadata, bad_param, missing, new_id, new_secret, no_such
+from gtm_sandbox.stripe.wire import (
+    Params,
+    apply_metadata,
+    bad_param,
+    missing,
+    new_id,
+    new_secret,
+    no_such,
+    version_error,
+)
 from gtm_sandbox.stripe.world import Account, World, strip_private
 
 
@@ -34,6 +44,16 @@ def sign(secret: str, payload: bytes, timestamp: int) -> str:
     signed = f"{timestamp}.".encode() + payload
     digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"
+
+
+def event_in_version(event: dict[str, Any], version: str | None) -> dict[str, Any]:
+    """The event as an endpoint pinned to ``version`` (None: the account's) receives it."""
+    out = strip_private(event)
+    drawn = event.get("_drawn", {})
+    if version and version != event["api_version"] and version in drawn:
+        out["api_version"] = version
+        out["data"] = {**out["data"], "object": drawn[version]}
+    return out
 
 
 @dataclass
@@ -76,13 +96,24 @@ class WebhookDispatcher:
                     targets.append((owner, endpoint))
         return targets
 
-    def publish(self, world: World, account: Account, event: dict[str, Any]) -> None:
+    def publish(self, world: World, account: Account, event: dict[str, Any],
+                source: dict[str, Any] | None = None) -> None:
+        """Queue ``event`` for its endpoints. ``source`` is the stored object the event is
+        about, as it is now: an endpoint pinned to another API version gets ``data.object``
+        drawn in that version ("Webhook events use the API version that's set during your
+        webhook's endpoint creation"); the drawings are kept on the event so a resend
+        delivers the same snapshot."""
         targets = self.endpoints_for(account, event["type"])
         # Counted before the payload is made: the body a receiver gets says how many
         # deliveries are outstanding, this one included, as Stripe's does.
         event["pending_webhooks"] += len(targets)
-        payload = json.dumps(event, indent=2).encode()
+        drawn: dict[str, Any] = event.setdefault("_drawn", {})
+        for _, endpoint in targets:
+            version = endpoint["api_version"] or event["api_version"]
+            if version != event["api_version"] and version not in drawn and source is not None:
+                drawn[version] = world.render(account, source, version)
         for owner, endpoint in targets:
+            payload = json.dumps(event_in_version(event, endpoint["api_version"]), indent=2).encode()
             self._schedule(Delivery(owner.id, event["id"], event["type"], endpoint["id"], payload), 0.0)
 
     def _schedule(self, delivery: Delivery, delay: float) -> None:
@@ -118,17 +149,17 @@ class WebhookDispatcher:
         delivery.attempt += 1
         status: int | None = None
         error: str | None = None
-        request = urllib.request.Request(
-            url,
-            data=delivery.payload,
-            method="POST",
-            headers={
-                "Content-Type": "application/json; charset=utf-8",
-                "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-                "Stripe-Signature": sign(secret, delivery.payload, int(time.time())),
-            },
-        )
-        try:
+        try:  # a URL urllib cannot use is a failed attempt, never the end of the delivery thread
+            request = urllib.request.Request(
+                url,
+                data=delivery.payload,
+                method="POST",
+                headers={
+                    "Content-Type": "application/json; charset=utf-8",
+                    "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+                    "Stripe-Signature": sign(secret, delivery.payload, int(time.time())),
+                },
+            )
             with self._opener.open(request, timeout=self.world.settings.webhook_timeout_s) as response:
                 status = response.status
         except urllib.error.HTTPError as exc:
@@ -197,14 +228,24 @@ def _get_endpoint(ctx: Ctx, endpoint_id: str) -> dict[str, Any]:
     return found
 
 
+def _endpoint_url(p: Params) -> str:
+    """``url``, checked on create and on update alike (``url_invalid``)."""
+    url = p.req_str("url")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise bad_param(f"Invalid URL: {url}. URLs must begin with http:// or https:// and name a host.",
+                        param="url", code="url_invalid")
+    return url
+
+
 def create_endpoint(ctx: Ctx, p: Params) -> dict[str, Any]:
     p.only("url", "enabled_events", "api_version", "connect", "description", "metadata", "expand")
-    url = p.req_str("url")
-    if not url.startswith(("http://", "https://")):
-        raise bad_param(f"Invalid URL: {url}. URLs must begin with http:// or https://", param="url",
-                        code="url_invalid")
+    url = _endpoint_url(p)
+    version = p.str("api_version")
+    if version is not None and (refused := version_error(version, param="api_version")) is not None:
+        raise refused
     endpoint = ctx.account.add({
-        "id": new_id("we"), "object": "webhook_endpoint", "api_version": p.str("api_version"), "application": None,
+        "id": new_id("we"), "object": "webhook_endpoint", "api_version": version, "application": None,
         "created": ctx.now(), "description": p.str("description"), "enabled_events": _enabled_events(p),
         "livemode": False, "metadata": apply_metadata({}, p.raw("metadata")), "status": "enabled", "url": url,
         "_secret": new_secret("whsec"), "_connect": bool(p.bool("connect", False)),
@@ -217,16 +258,14 @@ def create_endpoint(ctx: Ctx, p: Params) -> dict[str, Any]:
 def update_endpoint(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     p.only("url", "enabled_events", "description", "disabled", "metadata", "expand")
     endpoint = _get_endpoint(ctx, id)
-    if p.has("url"):
-        endpoint["url"] = p.req_str("url")
-    if p.has("enabled_events"):
-        endpoint["enabled_events"] = _enabled_events(p)
-    if p.has("description"):
-        endpoint["description"] = p.str("description") or None
-    if p.has("disabled"):
-        endpoint["status"] = "disabled" if p.bool("disabled") else "enabled"
-    if p.has("metadata"):
-        endpoint["metadata"] = apply_metadata(endpoint["metadata"], p.raw("metadata"))
+    # Checked before anything changes: a refused update leaves the endpoint as it was.
+    url = _endpoint_url(p) if p.has("url") else endpoint["url"]
+    events = _enabled_events(p) if p.has("enabled_events") else endpoint["enabled_events"]
+    description = (p.str("description") or None) if p.has("description") else endpoint["description"]
+    disabled = p.bool("disabled", endpoint["status"] == "disabled")
+    metadata = apply_metadata(endpoint["metadata"], p.raw("metadata"))
+    endpoint.update(url=url, enabled_events=events, description=description, metadata=metadata,
+                    status="disabled" if disabled else "enabled")
     return ctx.render(endpoint)
 
 

@@ -3,12 +3,13 @@
 ``gtm_sandbox/wsgi.py``).
 
 Per API request, in order: count the endpoint, authenticate (``Authorization: Bearer
-sk_test_…`` or HTTP Basic with the key as user name, like Stripe), pick the account
-(``Stripe-Account``), apply any injected fault, then execute under the world lock with
-Stripe's idempotency: a POST's ``Idempotency-Key`` (scoped to the account) stores the
-status and body of the first execution; the same key with the same endpoint and parameters
-replays it with ``Idempotent-Replayed: true``; with other parameters it is a 400
-``idempotency_error``. Keys are pruned 24 hours after first use (sandbox clock).
+sk_test_…``, or a restricted ``rk_test_…`` key, or HTTP Basic with the key as user name,
+like Stripe), check ``Stripe-Version``, pick the account (``Stripe-Account``), apply any
+injected fault, then execute under the world lock with Stripe's idempotency: a POST's
+``Idempotency-Key`` (scoped to the account) stores the status and body of the first
+execution; the same key with the same endpoint and parameters replays it with
+``Idempotent-Replayed: true``; with other parameters it is a 400 ``idempotency_error``.
+Keys are pruned 24 hours after first use (sandbox clock).
 
 Routing is by tables, not ladders: the API's routes are registered by the resource modules
 on ``Router`` (``api.py``); the control API's are the ``Router`` built by
@@ -37,11 +38,14 @@ from gtm_sandbox.stripe import billing, money, notify
 from gtm_sandbox.stripe.api import Ctx, Router, call
 from gtm_sandbox.stripe.faults import Faults, Plan
 from gtm_sandbox.stripe.helpers import Helpers
-from gtm_sandbox.stripe.wire import ApiError, Params, decode_params, new_id
+from gtm_sandbox.stripe.wire import ApiError, Params, decode_params, new_id, version_error
 from gtm_sandbox.stripe.world import DAY, IdempotencyRecord, SandboxSettings, World
 from gtm_sandbox.wsgi import BadRequestBody, BodyTooLarge, drop, read_body, request_headers, request_target, status_line
 
 IDEMPOTENCY_TTL_S = DAY
+# Test-mode keys that reach the API: secret keys and restricted keys (whose permissions the
+# sandbox does not model: a restricted key may do what a secret key may).
+TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
 MAX_IDEMPOTENCY_KEY = 255
 
 
@@ -238,10 +242,12 @@ class StripeApp:
         try:
             body = read_body(environ).decode("utf-8")
         except BodyTooLarge:
-            reply = Reply.json(413, ApiError(413, "invalid_request_error", "The request body is too large.").body())
+            reply = Reply.json(413, ApiError(413, "invalid_request_error", "The request body is too large.").body(),
+                               {"Request-Id": new_id("req", 14)})  # every answer has one, as on Stripe
         except (BadRequestBody, UnicodeDecodeError) as exc:
             reply = Reply.json(400, ApiError(400, "invalid_request_error",
-                                             f"The request body could not be read: {exc}").body())
+                                             f"The request body could not be read: {exc}").body(),
+                               {"Request-Id": new_id("req", 14)})
         else:
             ex = Exchange(method, parts.path, parts.query, request_headers(environ), body, environ)
             if parts.path.startswith("/_sandbox/"):
@@ -265,7 +271,8 @@ class StripeApp:
         matched = self.router.match(method, path)
         endpoint = matched[0].endpoint if matched else f"{method} {path}"
         request_id = new_id("req", 14)
-        key = ex.header("Idempotency-Key") if method == "POST" else None
+        # An empty header is no key (not one key shared by every request that sends it empty).
+        key = (ex.header("Idempotency-Key") or None) if method == "POST" else None
         account_id = ex.header("Stripe-Account") or None
         version = ex.header("Stripe-Version") or world.settings.api_version
         faults.count(endpoint)
@@ -283,6 +290,10 @@ class StripeApp:
         auth = self._authenticate(ex)
         if auth is not None:
             return answer(auth.status, json.dumps(auth.body(), indent=2).encode())
+        refused = version_error(version)
+        if refused is not None:  # objects are never drawn in a version nobody can name
+            headers["Stripe-Version"] = world.settings.api_version
+            return answer(refused.status, json.dumps(refused.body(), indent=2).encode())
         plan = faults.plan(endpoint)
         entry["fault"] = plan.label
         if plan.latency_s:
@@ -324,7 +335,8 @@ class StripeApp:
                                "header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY'). See "
                                "https://stripe.com/docs/api#authentication for details, or we can help at "
                                "https://support.stripe.com/.")
-        if not key.startswith("sk_test_") or len(key) <= len("sk_test_"):
+        prefix = next((p for p in TEST_KEY_PREFIXES if key.startswith(p)), None)
+        if prefix is None or len(key) <= len(prefix):
             return _auth_error(f"Invalid API Key provided: {_mask(key)}")
         return None
 
@@ -369,8 +381,10 @@ class StripeApp:
             p = Params(params)
             saved = True
             try:
+                expand = p.expand()  # read first: a malformed expand is refused before anything happens
+                if expand and method == "POST" and "id" in path_params:
+                    self._check_expand(account, path_params["id"], expand, version)
                 result = call(route, ctx, p, path_params)
-                expand = p.expand()
                 if expand:
                     result = world.expand(account, result, expand, version)
                 result.pop("_total_count", None)
@@ -381,6 +395,18 @@ class StripeApp:
                 account.idempotency[key] = IdempotencyRecord(method, path, params, world.now(), status, payload,
                                                              {"Request-Id": request_id})
             return status, payload, None
+
+    def _check_expand(self, account: Any, object_id: str, expand: list[str], version: str) -> None:
+        """A POST on an existing object answers with that object: try ``expand`` on it as it is
+        now, so an expansion it cannot take is refused before the request changes anything
+        (a refused request has no effect), not after the invoice was finalized or paid."""
+        target = account.get(object_id)
+        if target is None:
+            return  # the handler answers resource_missing
+        try:
+            self.world.expand(account, self.world.render(account, target, version), expand, version)
+        except ApiError as exc:
+            raise replace(exc, saved=False) from None
 
     def _prune(self, account: Any) -> None:
         horizon = self.world.now() - IDEMPOTENCY_TTL_S

@@ -8,6 +8,7 @@ where nesting is spelled with brackets: ``metadata[order_id]=…``, ``lines[0][a
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 from collections.abc import Mapping
@@ -18,6 +19,11 @@ from urllib.parse import parse_qsl
 
 _ALNUM = string.ascii_letters + string.digits
 MAX_DECIMAL_PLACES = 12  # decimal amounts such as unit_amount_decimal
+# Stripe's integers are 64-bit: a larger value is not an integer it can read.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# An API version as Stripe names them: a date, an optional release name, optional betas
+# (``2026-10-28.endive``, ``2024-06-20``, ``2025-03-31.basil; some_beta=v1``).
+API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(\.[a-z]+)?(;\s*\w+=\w+)*")
 
 
 def new_id(prefix: str, length: int = 24) -> str:
@@ -77,6 +83,14 @@ def unknown_param(param: str) -> ApiError:
     return bad_param(f"Received unknown parameter: {param}", param=param, code="parameter_unknown")
 
 
+def version_error(version: str, *, param: str | None = None) -> ApiError | None:
+    """Stripe's answer to an API version it cannot read (``Stripe-Version`` or a webhook
+    endpoint's ``api_version``), or None for a well-formed one."""
+    if API_VERSION.fullmatch(version):
+        return None
+    return ApiError(400, "invalid_request_error", f"Invalid Stripe API version: {version}", param=param, saved=False)
+
+
 def no_such(kind: str, object_id: str, *, param: str = "id") -> ApiError:
     return ApiError(404, "invalid_request_error", f"No such {kind}: '{object_id}'", code="resource_missing",
                     param=param)
@@ -120,28 +134,51 @@ def _listify(node: Any) -> Any:
     return node
 
 
+def _has_path(node: dict[str, Any], keys: list[str]) -> bool:
+    for key in keys:
+        if key == "" or not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def _array_slot(container: dict[str, Any], where: tuple[str, ...], rest: list[str],
+                appends: dict[tuple[str, ...], int]) -> str:
+    """The index an empty ``[]`` stands for. A bare ``name[]`` appends; in an array of hashes
+    (``lines[][amount]=1&lines[][description]=a&lines[][amount]=2``) the keys fill the last
+    hash until one it already has starts the next, as Rack decodes them for Stripe."""
+    count = appends.get(where, 0)
+    if rest and count:
+        last = container.get(str(count - 1))
+        if isinstance(last, dict) and not _has_path(last, rest):
+            return str(count - 1)
+    appends[where] = count + 1
+    return str(count)
+
+
 def decode_params(raw: str) -> dict[str, Any]:
     """Decode a form body or query string into nested dicts and lists of strings.
 
-    Empty values are kept (``metadata[key]=`` unsets a key on Stripe). ``name[]`` appends:
-    each occurrence gets the next index under its parent, then index-keyed dicts become lists."""
+    Empty values are kept (``metadata[key]=`` unsets a key on Stripe). ``name[]`` takes the
+    next index under its parent (see ``_array_slot``), then index-keyed dicts become lists."""
     root: dict[str, Any] = {}
     appends: dict[tuple[str, ...], int] = {}
     for key, value in parse_qsl(raw, keep_blank_values=True):
         parts = _split_key(key)
+        node: dict[str, Any] = root
+        where: tuple[str, ...] = ()
         for i, part in enumerate(parts):
             if part == "" and i > 0:
-                prefix = tuple(parts[:i])
-                parts[i] = str(appends.get(prefix, 0))
-                appends[prefix] = int(parts[i]) + 1
-        node: dict[str, Any] = root
-        for part in parts[:-1]:
+                part = _array_slot(node, where, parts[i + 1 :], appends)
+            where += (part,)
+            if i == len(parts) - 1:
+                node[part] = value
+                break
             child = node.get(part)
             if not isinstance(child, dict):
                 child = {}
                 node[part] = child
             node = child
-        node[parts[-1]] = value
     return _listify(root)
 
 
@@ -210,6 +247,8 @@ class Params:
         except ValueError:
             raise bad_param(f"Invalid integer: {value}", param=self.name(key),
                             code="parameter_invalid_integer") from None
+        if not INT64_MIN <= number <= INT64_MAX:
+            raise bad_param(f"Invalid integer: {value}", param=self.name(key), code="parameter_invalid_integer")
         if minimum is not None and number < minimum:
             raise bad_param(
                 f"This value must be greater than or equal to {minimum}.",
@@ -275,11 +314,11 @@ class Params:
             return None
         if isinstance(value, list):
             return value
-        if isinstance(value, dict):  # sparse indexes: keep their order
-            return [value[k] for k in sorted(value, key=lambda k: int(k) if k.isdigit() else 0)]
-        if value == "":
+        if value == "":  # `name=` empties (unsets) an array
             return []
-        return [value]
+        # A single value (`expand=customer`) or a hash (`lines[a][amount]=…`) where an array
+        # belongs is Stripe's "Invalid array": only `name[]=` or `name[0]=` make one.
+        raise bad_param("Invalid array", param=self.name(key), code=None)
 
     def expand(self) -> list[str]:
         return [str(x) for x in (self.list("expand") or [])]

@@ -225,5 +225,5 @@ class World:
             event["account"] = account.id
         account.add(event)
         if self.dispatcher is not None:
-            self.dispatcher.publish(self, account, event)
+            self.dispatcher.publish(self, account, event, source=obj)
         return event
