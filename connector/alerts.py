@@ -32,9 +32,11 @@ alerts lock it is still recorded (the insert dedups on its key), for the holder'
 cycle to deliver. A stopping daemon delivers its ``daemon_stopped`` only, so its exit waits
 for one bounded delivery per org (``timeout_seconds``, ``DELIVERY_ATTEMPTS`` tries, at most
 ``DELIVERY_MAX_WAIT_S`` between), not for a backlog; what else is pending stays for the next
-cycle of any instance. Nor does it wait on SQLite's write lock past ``STOP_STORE_WAIT_S``
-(a job the grace abandoned may hold it until the exit): a stop that can't be recorded in
-that time is sent without a row and logged ``alert.not_recorded``.
+cycle of any instance. Neither a start nor a stop waits on SQLite's write lock past
+``DAEMON_STORE_WAIT_S`` (a job the grace abandoned may hold it until the exit; a catch-up
+job may hold it as the daemon starts, on the main thread, where a wait also holds off
+SIGTERM): an event that can't be recorded in that time is sent without a row and logged
+``alert.not_recorded``.
 """
 
 from __future__ import annotations
@@ -62,10 +64,11 @@ log = structlog.get_logger("connector.alerts")
 # fails waits for the next cycle.
 DELIVERY_ATTEMPTS = 2
 DELIVERY_MAX_WAIT_S = 1.0
-# A stopping daemon's store transactions wait this long for SQLite's write lock, not the
-# busy timeout (5 s): when the grace ran out, a job still running may hold the lock until
-# the process exits, and the exit must not wait on it.
-STOP_STORE_WAIT_S = 0.5
+# A starting or stopping daemon's store transactions wait this long for SQLite's write
+# lock, not the busy timeout (5 s): when the grace ran out, a job still running may hold the
+# lock until the process exits, and the exit must not wait on it; at the start a catch-up
+# job may hold it, and the main thread (where signals are handled) must not wait either.
+DAEMON_STORE_WAIT_S = 0.5
 BUDGET_LOOKBACK = timedelta(hours=24)
 MAX_MESSAGE = 500
 
@@ -331,6 +334,5 @@ def alert_daemon(runtimes: Iterable[OrgRuntime | None], event: str, instance: st
             continue
         found = daemon_event(event, instance, runtime.clock(), abandoned=(abandoned or {}).get(runtime.alias, ()),
                              grace_s=grace_s)
-        stopping = event == "daemon_stopped"
-        process_alerts(runtime, extra=[found], deliver_only_extra=stopping,
-                       store_wait_s=STOP_STORE_WAIT_S if stopping else None)
+        process_alerts(runtime, extra=[found], deliver_only_extra=event == "daemon_stopped",
+                       store_wait_s=DAEMON_STORE_WAIT_S)

@@ -281,26 +281,28 @@ def test_a_stop_is_recorded_under_a_held_lock_and_delivers_only_itself(runtime: 
                                     "(mirror, invoicing), abandoned; the next start resumes from what they committed")
 
 
-def test_a_stop_under_a_held_sqlite_write_lock_is_sent_without_waiting_the_busy_timeout(
-        sqlite_url: str, tmp_path: Path, receiver: Receiver) -> None:
-    """A job the stop's grace abandoned may hold SQLite's write lock until the process exits
-    (here: another connection's ``BEGIN IMMEDIATE``). The stop's store write waits a short
-    while, not the busy timeout (5 s); the alert is then sent without a row, once, and the
-    log says it was not recorded."""
+@pytest.mark.parametrize("event", ["daemon_started", "daemon_stopped"])
+def test_a_start_or_stop_under_a_held_sqlite_write_lock_is_sent_without_waiting_the_busy_timeout(
+        sqlite_url: str, tmp_path: Path, receiver: Receiver, event: str) -> None:
+    """A job the stop's grace abandoned may hold SQLite's write lock until the process exits,
+    and a catch-up job may hold it as the daemon starts (here: another connection's ``BEGIN
+    IMMEDIATE``). The event's store write waits a short while, not the busy timeout (5 s);
+    the alert is then sent without a row, once, and the log says it was not recorded."""
     rt = alerting_runtime(sqlite_url, tmp_path, receiver)
     holder = sqlite3.connect(make_url(sqlite_url).database or "", isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")  # the write lock, held until the end of the test
         with capture_logs() as logs:
             started = time.monotonic()
-            alert_daemon([rt], "daemon_stopped", "host:1", abandoned={"acme": ["mirror"]}, grace_s=30)
+            alert_daemon([rt], event, "host:1", abandoned={"acme": ["mirror"]}, grace_s=30)
             took = time.monotonic() - started
         holder.execute("ROLLBACK")
         assert took < SQLITE_BUSY_TIMEOUT_MS / 1000 / 4, took  # well under the busy timeout
-        assert receiver.events() == {"daemon_stopped": 1}
-        assert receiver.bodies[0]["counts"] == {"jobs_abandoned": 1}
+        assert receiver.events() == {event: 1}
+        if event == "daemon_stopped":
+            assert receiver.bodies[0]["counts"] == {"jobs_abandoned": 1}
         [unrecorded] = [e for e in logs if e["event"] == "alert.not_recorded"]
-        assert unrecorded["alert"] == "daemon_stopped" and unrecorded["key"] == receiver.bodies[0]["key"]
+        assert unrecorded["alert"] == event and unrecorded["key"] == receiver.bodies[0]["key"]
         assert stored_alerts(rt) == []  # no row: no later cycle can send it again
     finally:
         holder.close()
