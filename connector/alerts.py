@@ -272,16 +272,24 @@ def _send_unrecorded(sender: Sender, events: Iterable[AlertEvent], cycle: AlertC
     for event in events:
         log.warning("alert.not_recorded", org=config.alias, alert=event.event, key=event.key,
                     reason=redact_value(reason), action="sent without a row")
-        try:
-            retrying("alert.deliver", attempts=DELIVERY_ATTEMPTS, max_wait_s=DELIVERY_MAX_WAIT_S)(
-                sender.send, event.payload(config, now))
-        except ConnectorError as exc:
+        failure = _deliver(sender, event.payload(config, now))
+        if failure is not None:
             cycle.failed += 1
-            log.warning("alert.delivery_failed", org=config.alias, alert=event.event, key=event.key, error=str(exc),
+            log.warning("alert.delivery_failed", org=config.alias, alert=event.event, key=event.key, error=failure,
                         action="lost: not recorded, so not retried")
             continue
         cycle.sent += 1
         log.info("alert.sent", org=config.alias, alert=event.event, key=event.key, recorded=False)
+
+
+def _deliver(sender: Sender, payload: Mapping[str, Any]) -> str | None:
+    """One delivery under the one retry policy (``DELIVERY_ATTEMPTS`` tries, at most
+    ``DELIVERY_MAX_WAIT_S`` between); the error's text if it still failed, else None."""
+    try:
+        retrying("alert.deliver", attempts=DELIVERY_ATTEMPTS, max_wait_s=DELIVERY_MAX_WAIT_S)(sender.send, payload)
+    except ConnectorError as exc:
+        return str(exc)
+    return None
 
 
 def deliver_pending(uow_factory: Callable[[], Any], org_id: str, sender: Sender, cycle: AlertCycle, *, alias: str,
@@ -296,15 +304,13 @@ def deliver_pending(uow_factory: Callable[[], Any], org_id: str, sender: Sender,
             uow.commit()
         if not claimed:
             continue
-        try:
-            retrying("alert.deliver", attempts=DELIVERY_ATTEMPTS, max_wait_s=DELIVERY_MAX_WAIT_S)(
-                sender.send, alert.payload)
-        except ConnectorError as exc:
+        failure = _deliver(sender, alert.payload)
+        if failure is not None:
             cycle.failed += 1
             with uow_factory() as uow:
-                uow.alerts.mark_failed(alert.id, str(exc))
+                uow.alerts.mark_failed(alert.id, failure)
                 uow.commit()
-            log.warning("alert.delivery_failed", org=alias, alert=alert.event, key=alert.key, error=str(exc),
+            log.warning("alert.delivery_failed", org=alias, alert=alert.event, key=alert.key, error=failure,
                         attempts=alert.attempts + 1, action="retried at the next cycle")
             continue
         cycle.sent += 1
