@@ -35,7 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from connector.domain import ProrationPolicy, format_money, order_payout, to_money
+from connector.domain import ProrationPolicy, format_money, from_cents, order_payout, to_money
 from connector.domain.reconciliation import (
     ZERO,
     Contribution,
@@ -244,7 +244,7 @@ class Reconciler:
 
     # -------------------------------------------------------------- 2: ingest
     def _ingest(self, payout: StripePayout) -> None:
-        amount = Decimal(payout.amount_cents).scaleb(-2)
+        amount = from_cents(payout.amount_cents)
         with self.runtime.uow() as uow:
             stored = uow.payouts.get(self.org_id, payout.id)
             fresh = stored is None
@@ -271,7 +271,7 @@ class Reconciler:
     def _report_currency(self, uow: UnitOfWork, payout: StripePayout) -> None:
         """A payout in another currency: its cents are not USD cents, so its transactions are
         not set against orders' expected payouts (DESIGN: USD only); the payout is a letter."""
-        reason = (f"payout {payout.id} of {format_money(Decimal(payout.amount_cents).scaleb(-2))} "
+        reason = (f"payout {payout.id} of {format_money(from_cents(payout.amount_cents))} "
                   f"{payout.currency.upper()} is not in {SUPPORTED_CURRENCY}: the GTM app bills US dollars only, "
                   "so its transactions are not reconciled against orders")
         uow.dead_letters.add(self.org_id, SOURCE, "payout", payout.id, "UNSUPPORTED_CURRENCY", reason,
@@ -336,8 +336,8 @@ class Reconciler:
     def _report_unattributed(self, uow: UnitOfWork, item: Unattributed) -> None:
         t = item.txn
         code = "UNKNOWN_CHARGE" if item.reason != "adjustment" else "ADJUSTMENT"
-        payload = {"payout_id": t.payout_id, "type": t.type, "amount": format_money(Decimal(t.amount_cents).scaleb(-2)),
-                   "net": format_money(Decimal(t.net_cents).scaleb(-2)), "source_id": t.source_id,
+        payload = {"payout_id": t.payout_id, "type": t.type, "amount": format_money(from_cents(t.amount_cents)),
+                   "net": format_money(from_cents(t.net_cents)), "source_id": t.source_id,
                    "invoice_id": t.invoice_id, "arrival_date": t.arrival_date.isoformat()}
         uow.dead_letters.add(self.org_id, SOURCE, "balance_transaction", t.id, code, f"{item.reason}: {item.detail}",
                              payload)

@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import Any
 
+from connector.domain.money import EXACT_DIGITS
 from connector.domain.validation import LINE_RULES, ORDER_RULES, check_field, show
 from connector.errors import RecordError
 from connector.mappings import FieldMapping, MappingSet, ObjectMapping
@@ -54,9 +55,9 @@ def soql_datetime(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-# Whole numbers and cents the mirror computes with: exact, and far beyond any column
-# (NUMERIC(18, x), 64-bit integers), so only absurd values reach the limit and are refused.
-_EXACT = Context(prec=60, traps=[InvalidOperation, Inexact, Overflow])
+# Whole numbers and cents the mirror computes with: exact to the money rules' width, far
+# beyond any column (NUMERIC(18, x), 64-bit integers), so only absurd values are refused.
+_EXACT = Context(prec=EXACT_DIGITS, traps=[InvalidOperation, Inexact, Overflow])
 
 
 def _finite(value: Any) -> Decimal:
@@ -77,7 +78,7 @@ def _integral(value: Any) -> int:
     if isinstance(value, int):
         return value
     number = _finite(value)
-    if number != number.to_integral_value() or number.adjusted() >= _EXACT.prec:
+    if number != number.to_integral_value() or number.adjusted() >= EXACT_DIGITS:
         raise ValueError("must be a whole number")
     return int(number)
 
