@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from connector.errors import MappingError
-from connector.mappings import REQUIRED_OBJECTS, FieldMapping, MappingSet, ObjectMapping, WritebackTarget
+from connector.mappings import (
+    CURRENCY_CENTS,
+    REQUIRED_OBJECTS,
+    FieldMapping,
+    MappingSet,
+    ObjectMapping,
+    WritebackTarget,
+)
 
 Describe = Mapping[str, Any]
 Severity = Literal["error", "warning"]
@@ -227,10 +234,10 @@ def _scale_problem(obj: ObjectMapping, f: FieldMapping, found: Mapping[str, Any]
     keeps = column_scale(obj.table, f.column)
     if keeps is None:
         return []
-    scale = int(found.get("scale") or 0) + (_CENTS_DIGITS if f.type == "currency_cents" else 0)
+    scale = int(found.get("scale") or 0) + (_CENTS_DIGITS if f.type == CURRENCY_CENTS else 0)
     if scale <= keeps:
         return []
-    cents = " once divided by 100" if f.type == "currency_cents" else ""
+    cents = " once divided by 100" if f.type == CURRENCY_CENTS else ""
     return [f"the org keeps {scale} decimals{cents} ({field_kind(found)}), the local column {obj.table}.{f.column} "
             f"keeps {keeps}: values would be rounded"]
 

@@ -19,8 +19,9 @@ from typing import Any
 
 from connector.errors import MappingError
 
+CURRENCY_CENTS = "currency_cents"  # an amount the org keeps in cents (SfdcPartnerPayout.Amount)
 FIELD_TYPES = frozenset(
-    {"id", "reference", "string", "email", "picklist", "boolean", "int", "currency", "currency_cents", "percent",
+    {"id", "reference", "string", "email", "picklist", "boolean", "int", "currency", CURRENCY_CENTS, "percent",
      "date", "datetime"}
 )
 # The vocabularies every mapping set must define, and the states each must reach.

@@ -36,7 +36,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from connector.domain import format_money, to_cents
-from connector.mappings import MappingSet
+from connector.mappings import CURRENCY_CENTS, MappingSet
 from connector.services.attention import read_attention
 from connector.services.mirror import incomplete_orders
 from connector.services.ports import OrgContext, RecordOutcome, UnitOfWork
@@ -45,7 +45,6 @@ SOURCE = "writeback"
 CHUNK = 200
 MAX_ATTEMPTS = 3  # sends of one record within one run
 TRANSIENT_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_RUNNING_TOO_LONG", "QUERY_TIMEOUT"})
-CENTS_TYPE = "currency_cents"  # a target field the org keeps in cents
 TEXT_LIMIT = 255  # the connector's own texts (errors, discrepancies) are cut to a text field
 
 
@@ -185,7 +184,7 @@ def build_payload(target: Target, values: Mapping[str, Any]) -> dict[str, Any]:
         value = values.get(name)
         if isinstance(value, (date, datetime)):
             value = value.isoformat()
-        elif isinstance(value, Decimal) and target.types.get(sf_field) == CENTS_TYPE:
+        elif isinstance(value, Decimal) and target.types.get(sf_field) == CURRENCY_CENTS:
             value = to_cents(value)
         payload[sf_field] = value
     return payload
