@@ -2,9 +2,9 @@
 
 TLS uses a CA made at start-up with ``trustme``; its PEM is written to ``ca_file`` so
 clients verify the server like any other (``requests.Session().verify = ca_file``). The
-server is cheroot (see ``gtm_sandbox/wsgi.py``) with its built-in TLS adapter, which
-handshakes in the accept loop (a client that never sends its hello holds new connections
-back for at most ``idle_timeout_s``): connections are kept alive (HTTP/1.1) until idle for
+server is cheroot (see ``gtm_sandbox/wsgi.py``) with its built-in TLS adapter, the
+handshake done on the connection's worker thread (a client that never sends its hello holds
+no one back, and is closed after ``idle_timeout_s``): connections are kept alive (HTTP/1.1) until idle for
 ``idle_timeout_s``, bodies over ``max_body_bytes`` get a 413, API requests whose URI is
 over 16,384 bytes a 414 (URI and headers together: 431), and ``stop()`` closes every
 connection, so tests can start and stop orgs freely.
