@@ -96,8 +96,11 @@ def test_an_unknown_invoice_status_is_recorded_and_ignored(
     assert receiver.post(json.dumps(paid).encode()).json()["outcome"] == "applied"
 
 
+# Five seconds past the 300 s tolerance, not one: the signature's whole-second `t=` floors the
+# clock, and a loaded machine can take more than the remaining fraction between signing and the
+# receiver's check, which left a +301 signature under +300 by the time it was checked (CI, once).
 @pytest.mark.parametrize(("skew", "accepted"),
-                         [(-301, False), (-250, True), (250, True), (301, False), (86_400, False)])
+                         [(-305, False), (-250, True), (250, True), (305, False), (86_400, False)])
 def test_the_timestamp_tolerance_holds_both_ways(
     skew: int, accepted: bool, receiver: Receiver, stripe_billing: StripeBilling,  # noqa: F811
 ) -> None:
