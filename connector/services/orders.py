@@ -24,30 +24,17 @@ Reading never fails on a bad value: the domain rules that use a value check it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
 from connector.domain.orders import ORDER_NOT_MIRRORED, Order, OrderItem
 from connector.errors import RecordError
+from connector.services.ports import UnitOfWork
 
-__all__ = ["MirrorSource", "OrderReader", "read_order", "read_orders"]
+__all__ = ["OrderReader", "read_order", "read_orders"]
 
 Row = Mapping[str, Any]
-
-
-class MirrorTable(Protocol):
-    """What the reader needs of one mirror table (``adapters.store.MirrorRepository``)."""
-
-    def get(self, org_id: str, sf_id: str) -> Row | None: ...
-
-    def list(self, org_id: str, *, include_deleted: bool = False, **equals: Any) -> Sequence[Row]: ...
-
-
-class MirrorSource(Protocol):
-    """A unit of work's mirror tables by mapping object key (``SqlUnitOfWork.mirror``)."""
-
-    def mirror(self, object_key_or_table: str) -> MirrorTable: ...
 
 
 class OrderTypes(Protocol):
@@ -60,7 +47,7 @@ class OrderReader:
     """Reads one org's orders inside a unit of work. Catalog rows are read on first use
     and kept for the reader's life (one reader per unit of work)."""
 
-    def __init__(self, uow: MirrorSource, org_id: str, mapping: OrderTypes) -> None:
+    def __init__(self, uow: UnitOfWork, org_id: str, mapping: OrderTypes) -> None:
         self._uow = uow
         self._org_id = org_id
         self._mapping = mapping
@@ -149,19 +136,21 @@ class OrderReader:
 
     def _read_catalog(self) -> tuple[dict[str, Row], dict[str, Decimal | None]]:
         if self._catalog is None:
-            ppps = {r["sf_id"]: r for r in self._uow.mirror("ppp").list(self._org_id, include_deleted=True)}
-            shares = {r["sf_id"]: r.get("revenue_share_percent")
-                      for r in self._uow.mirror("ppc").list(self._org_id, include_deleted=True)}
+            ppps: dict[str, Row] = {r["sf_id"]: r
+                                    for r in self._uow.mirror("ppp").list(self._org_id, include_deleted=True)}
+            shares: dict[str, Decimal | None] = {r["sf_id"]: r.get("revenue_share_percent")
+                                                 for r in self._uow.mirror("ppc").list(self._org_id,
+                                                                                       include_deleted=True)}
             self._catalog = ppps, shares
         return self._catalog
 
 
-def read_order(uow: MirrorSource, org_id: str, mapping: OrderTypes, order_id: str) -> Order:
+def read_order(uow: UnitOfWork, org_id: str, mapping: OrderTypes, order_id: str) -> Order:
     """One order (``RecordError`` ``ORDER_NOT_MIRRORED`` when it is not in the mirror)."""
     return OrderReader(uow, org_id, mapping).read(order_id)
 
 
-def read_orders(uow: MirrorSource, org_id: str, mapping: OrderTypes, *, statuses: Iterable[str] | None = None,
+def read_orders(uow: UnitOfWork, org_id: str, mapping: OrderTypes, *, statuses: Iterable[str] | None = None,
                 skip: Iterable[str] = ()) -> Iterator[Order]:
     """The org's orders with status label in ``statuses`` (all when None), ``skip`` left out."""
     return OrderReader(uow, org_id, mapping).orders(statuses=statuses, skip=skip)
