@@ -14,6 +14,10 @@ Two things cheroot does that the sandboxes change:
   client) held up every other connection until the idle timeout. Now it holds nothing: its
   socket waits in the selector like an idle keep-alive one, and is closed when that times
   out; a client that starts a handshake and stalls holds one worker thread at most.
+* **cheroot's error lines go to the ``gtm_sandbox.http`` logger**, not straight to stderr:
+  a failed handshake or a dropped connection is routine for a test server (debug), a
+  server-side error is a warning, which Python shows on stderr when nothing configured
+  logging.
 * **A malformed chunked body is the client's error** (``400 Bad Request``), not a 500 with
   a traceback: ``read_body`` raises ``BadRequestBody`` for it.
 
@@ -46,6 +50,8 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 # request is arriving): clients' pools notice the close and open a fresh connection.
 IDLE_TIMEOUT_S = 30.0
 THREADS = 16  # requests served at once; idle keep-alive connections don't hold a thread
+
+log = logging.getLogger("gtm_sandbox.http")
 
 _SOCKET = "gtm_sandbox.socket"
 _CONNECTION = "gtm_sandbox.connection"
@@ -181,10 +187,14 @@ class _Connection(cheroot_server.HTTPConnection):
 
 
 class _Server(wsgi.Server):
-    """Keeps the bind error: cheroot reports it as one message string, without the errno
-    and strerror callers show ("cannot listen on …: Address already in use")."""
+    """Logs through ``log`` (see the module docstring), and keeps the bind error: cheroot
+    reports it as one message string, without the errno and strerror callers show ("cannot
+    listen on …: Address already in use")."""
 
     bind_error: OSError | None = None
+
+    def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+        log.log(logging.WARNING if level >= logging.ERROR else logging.DEBUG, "%s", msg, exc_info=traceback)
 
     def bind(self, family: int, type: int, proto: int = 0) -> None:  # noqa: A002 - cheroot's names
         try:

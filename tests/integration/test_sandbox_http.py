@@ -6,6 +6,7 @@ keep-alive connections (closed after the idle timeout), and stop() closing what 
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import ssl
 import subprocess
@@ -275,6 +276,24 @@ def test_plain_http_on_the_tls_port_gets_a_plain_400(small_org: SandboxOrg) -> N
         status, _, body = _Reader(sock).response()
     assert status == 400
     assert b"HTTPS-only" in body
+
+
+def test_a_failed_handshake_is_a_debug_line_of_the_sandbox_logger_not_stderr(
+    small_org: SandboxOrg, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """cheroot writes its error lines to stderr unless the server says otherwise: a port
+    probe or a plain-HTTP client would print "TLS handshake … failed" into the test output
+    and the sandbox command's terminal."""
+    with caplog.at_level(logging.DEBUG, logger="gtm_sandbox.http"):
+        with socket.create_connection(("127.0.0.1", small_org.port), timeout=CONNECT_TIMEOUT_S) as sock:
+            _request(sock, "GET", "/services/data/", {})
+            assert _Reader(sock).response()[0] == 400
+        deadline = time.monotonic() + 5
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.05)  # the worker thread logs after it answered
+    [line] = [r for r in caplog.records if r.name == "gtm_sandbox.http"]
+    assert line.levelno == logging.DEBUG and "TLS handshake" in line.getMessage()
+    assert "TLS handshake" not in capfd.readouterr().err
 
 
 # -- idle keep-alive connections -----------------------------------------------------------------
