@@ -1,4 +1,4 @@
-"""Alerts: events of an org sent to its webhook (``[alerts]``), each exactly once.
+"""Alerts: events of an org sent to its webhook (``[alerts]``), each recorded once.
 
 The events are found in what the store already holds, after a job run, never inside it:
 
@@ -25,7 +25,10 @@ not recorded twice) in one transaction, then delivers every pending alert with a
 timeout under the one retry policy (``connector.retry``). A delivery that still fails is
 recorded on its row and retried at the next cycle; it is never raised into the job.
 Payloads carry the org alias and id, the task, ids, counts and a message: never the URL,
-a secret or a whole record.
+a secret or a whole record. Recording is once; delivery is at least once (an answer lost
+on the way back, or a ``mark_sent`` that fails, sends it again next cycle): every try of an
+alert carries the same ``Idempotency-Key`` (``adapters.webhook``) for a receiver to drop
+repeats by.
 
 A daemon event is a fact only that daemon knows: when another session holds the org's
 alerts lock it is still recorded (the insert dedups on its key), for the holder's next

@@ -7,6 +7,12 @@ it never reaches a message, an exception or a log line (a Slack hook's URL is it
 so failures are described by their cause and status code only, and nothing is chained to
 the library's exception (whose text quotes the URL).
 
+Every request carries ``Idempotency-Key``: a digest of the org id and the alert's key, the
+same on every try of one alert, in this cycle or a later one. Delivery is at least once (a
+receiver that took the alert but whose answer was lost, or a store that could not mark it
+sent, gets it again), so a receiver that must see each alert once drops a key it has seen;
+the JSON body also carries ``org_id`` and ``key``.
+
 Translation at the edge: timeouts, dropped connections, 408/425/429 and 5xx are
 ``TransientError`` (the one retry policy retries them; the next cycle retries what is still
 pending); any other answer outside 2xx is ``PermanentError``. No SDK retries (plain
@@ -15,6 +21,7 @@ pending); any other answer outside 2xx is ``PermanentError``. No SDK retries (pl
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +32,11 @@ from connector.adapters.network import connection_cause
 from connector.errors import PermanentError, TransientError
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
+
+
+def idempotency_key(alert: Mapping[str, Any]) -> str:
+    """Stable per alert of an org; a digest, so a header carries it whatever the key holds."""
+    return hashlib.sha256(f"{alert.get('org_id')}\x1f{alert.get('key')}".encode()).hexdigest()[:40]
 
 
 def slack_text(alert: Mapping[str, Any]) -> str:
@@ -52,7 +64,8 @@ class WebhookSender:
         try:
             response = self._session.post(self._url.get_secret_value(), json=self.body(alert),
                                           timeout=(self.timeout_s, self.timeout_s), allow_redirects=False,
-                                          headers={"User-Agent": "gtm-connector-alerts"})
+                                          headers={"User-Agent": "gtm-connector-alerts",
+                                                   "Idempotency-Key": idempotency_key(alert)})
         except requests.RequestException as exc:
             cause = connection_cause(exc) or "request failed"
             if isinstance(exc, requests.ConnectionError | requests.Timeout):

@@ -109,6 +109,7 @@ def test_each_event_arrives_exactly_once_across_repeated_cycles(runtime: OrgRunt
     assert receiver.events() == {"daemon_started": 1, "job_failed": 1, "api_budget_stop": 1, "discrepancy": 1,
                                  "invoice_missing": 1, "dead_letters": 1, "daemon_stopped": 1}
     assert receiver.requests == 7
+    assert len(set(receiver.idempotency_keys)) == 7  # a key per alert
     assert {a.status for a in stored_alerts(runtime)} == {"sent"}
     by_event = {b["event"]: b for b in receiver.bodies}
     failed = by_event["job_failed"]
@@ -176,6 +177,9 @@ def test_a_receiver_answering_503_gets_the_alert_later_once(runtime: OrgRuntime,
     process_alerts(runtime)
     process_alerts(runtime)
     assert receiver.events() == {"daemon_started": 1}
+    # Every try of the one alert, across cycles, under one key a receiver can drop repeats by.
+    assert len(receiver.idempotency_keys) == 3 and len(set(receiver.idempotency_keys)) == 1
+    assert receiver.idempotency_keys[0] and len(receiver.idempotency_keys[0]) == 40
 
 
 def test_a_stalled_receiver_delays_the_run_by_the_short_timeout_only(database_url: str, tmp_path: Path,
