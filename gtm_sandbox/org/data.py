@@ -38,6 +38,7 @@ class ApiError(Exception):
     error_code: str
     message: str
     fields: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # response headers (a 405's Allow)
 
     def __post_init__(self) -> None:
         super().__init__(self.message)

@@ -174,6 +174,12 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
         version = m.group(1)
         if version not in SUPPORTED_VERSIONS:
             return Response.error(ApiError(404, "NOT_FOUND", "The requested resource does not exist"))
+        override = req.param("_HttpMethod")
+        if req.method == "POST" and override:
+            # Update a Record: a client that can't send PATCH POSTs with ?_HttpMethod=PATCH.
+            req.method = override.upper()
+        elif req.method == "HEAD":
+            req.method = "GET"  # answered as GET; the server sends no body
         try:
             endpoint, handler = self._route(req.method, req.segments[3:])  # after services/data/vNN.N
         except ApiError as err:
@@ -226,9 +232,11 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
         """The endpoint name and handler for ``parts`` (the segments after ``/services/data/vNN.N``)."""
         found = DATA_ROUTES.match(method, parts)
         if found is None:
-            if DATA_ROUTES.knows_resource(parts):
+            allowed = DATA_ROUTES.allowed(parts)
+            if allowed:
                 raise ApiError(405, "METHOD_NOT_ALLOWED",
-                               f"HTTP Method '{method}' not allowed. Allowed are GET,PATCH,POST,DELETE")
+                               f"HTTP Method '{method}' not allowed. Allowed are {','.join(allowed)}",
+                               headers={"Allow": ", ".join(allowed)})
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         route, params = found
         return route.endpoint, lambda r, v: route.handler(self, r, v, **params)

@@ -139,9 +139,7 @@ class SObjectRoutes:
 
     def _create_by_id(self, req: Request, v: str, obj: str, fld: str) -> Response:
         """``POST sobjects/X/Id`` (API v37.0+): a create, Id taken as the external ID field
-        with a null value; a POST to any other field is not allowed."""
-        if fld.lower() != "id":
-            raise ApiError(405, "METHOD_NOT_ALLOWED", "HTTP Method 'POST' not allowed. Allowed are GET,PATCH,DELETE")
+        with a null value (the route takes no other field)."""
         return self._create(req, v, obj)
 
     def _update(self, req: Request, v: str, obj: str, rid: str) -> Response:
@@ -230,7 +228,9 @@ def install(routes: RouteTable) -> None:
     routes.add("GET", "sobjects/{obj}/deleted", "get_deleted", partial(SObjectRoutes._get_changed, kind="deleted"))
     routes.add("GET", "sobjects/{obj}/updated", "get_updated", partial(SObjectRoutes._get_changed, kind="updated"))
     routes.add("POST", "sobjects/{obj}", "sobject_create", SObjectRoutes._create)
-    routes.add("POST", "sobjects/{obj}/{fld}", "sobject_create", SObjectRoutes._create_by_id)
+    # POST to a record's URL is not allowed (405), to the Id external ID field a create.
+    routes.add("POST", "sobjects/{obj}/{fld}", "sobject_create", SObjectRoutes._create_by_id,
+               when=lambda params: params["fld"].lower() == "id")
     routes.add("GET", "sobjects/{obj}/{rid}", "sobject_get", SObjectRoutes._retrieve)
     routes.add("PATCH", "sobjects/{obj}/{rid}", "sobject_update", SObjectRoutes._update)
     routes.add("DELETE", "sobjects/{obj}/{rid}", "sobject_delete", SObjectRoutes._delete)
