@@ -184,7 +184,7 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
             endpoint, handler = self._route(req.method, req.segments[3:])  # after services/data/vNN.N
         except ApiError as err:
             return Response.error(err)
-        return self._with_controls(endpoint, req, lambda r: handler(r, version), api=True)
+        return self._with_controls(endpoint, req, lambda r: _unsupported_media(r) or handler(r, version), api=True)
 
     def _with_controls(
         self, endpoint: str, req: Request, handler: Callable[[Request], Response], *, api: bool
@@ -240,6 +240,19 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         route, params = found
         return route.endpoint, lambda r, v: route.handler(self, r, v, **params)
+
+
+def _unsupported_media(req: Request) -> Response | None:
+    """Status Codes and Error Responses: a 415 when the request's entity is in a format the
+    method doesn't take. The org reads JSON; XML, which a real org reads too, gets as far as
+    the JSON parser. Curl's ``-d`` sends a form, a common slip."""
+    if not req.body or req.method not in ("POST", "PATCH", "PUT"):
+        return None
+    media = req.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not media or media == "application/json" or media.endswith("+json") or media in ("application/xml", "text/xml"):
+        return None
+    return Response.error(ApiError(415, "UNSUPPORTED_MEDIA_TYPE",
+                                   f"Content-Type header specified in HTTP request is not supported: {media}"))
 
 
 # The REST API's routes under /services/data/vNN.N/: each resource module registers its own.
