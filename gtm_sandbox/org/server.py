@@ -217,8 +217,8 @@ class SandboxOrg:
         data_store.rules = GtmRules()
         api = OrgApi(data_store, app, login_url="", instance_url="", batch_size=batch_size)
         control = OrgControl(api, org_id)
-        server = WsgiServer(OrgApp(api, control, max_body_bytes), port=port, name="sandbox-org", tls=(cert_file, key_file),
-                            max_body_bytes=max_body_bytes, idle_timeout_s=idle_timeout_s)
+        server = WsgiServer(OrgApp(api, control, max_body_bytes), port=port, name="sandbox-org",
+                            tls=(cert_file, key_file), max_body_bytes=max_body_bytes, idle_timeout_s=idle_timeout_s)
         real_port = server.port
         login_url = f"https://127.0.0.1:{real_port}"
         api.login_url = api.instance_url = login_url
