@@ -1,13 +1,16 @@
 """A SOQL subset for the sandbox org: parse once, compile to Python predicates.
 
-Supported: ``SELECT`` field list or ``COUNT()``, ``FROM``, ``WHERE`` with AND / OR / NOT and
-parentheses (mixing AND and OR needs parentheses, as in Salesforce), ``= != <> < <= > >=``,
-``IN`` / ``NOT IN``, ``LIKE``, ``NULL``, ``TRUE``/``FALSE``, numbers, strings (with SOQL's
-backslash escapes; an unknown escape is an error), date and datetime literals and the date
-keywords TODAY, YESTERDAY, TOMORROW, LAST_N_DAYS:n and NEXT_N_DAYS:n (days of the org's
-clock, in UTC); ``ORDER BY`` several fields with ASC/DESC and NULLS FIRST/LAST; ``LIMIT``;
-``OFFSET``. A statement is at most 100,000 characters. Errors carry Salesforce's error codes
-(MALFORMED_QUERY, INVALID_FIELD, INVALID_TYPE) and are raised as ``SoqlError``.
+Supported: ``SELECT`` field list (``FIELDS(ALL|CUSTOM|STANDARD)`` among the names, API
+v51.0+, ALL and CUSTOM with a LIMIT of at most 200) or ``COUNT()``, ``FROM``, ``WHERE`` with
+AND / OR / NOT and parentheses (mixing AND and OR needs parentheses, as in Salesforce),
+``= != <> < <= > >=``, ``IN`` / ``NOT IN``, ``LIKE``, ``NULL``, ``TRUE``/``FALSE``, numbers,
+strings (with SOQL's backslash escapes; an unknown escape is an error), date and datetime
+literals and every calendar date literal (TODAY, THIS_WEEK, LAST_N_MONTHS:n, N_YEARS_AGO:n,
+the fiscal ones as the calendar's ...: days of the org's clock, in UTC, weeks from Sunday);
+``ORDER BY`` several fields with ASC/DESC and NULLS FIRST/LAST; ``LIMIT``; ``OFFSET``. A
+statement is at most 100,000 characters. Errors carry Salesforce's error codes
+(MALFORMED_QUERY, INVALID_FIELD, INVALID_TYPE) and are raised as ``SoqlError``; a parse
+error's message quotes the statement and its row and column, as the org's do.
 """
 
 from __future__ import annotations
@@ -51,7 +54,6 @@ _KEYWORDS = {
     "NULLS", "FIRST", "LAST", "LIMIT", "OFFSET", "NULL", "TRUE", "FALSE", "GROUP", "HAVING", "FOR",
     "WITH", "USING", "INCLUDES", "EXCLUDES",
 }
-_DATE_KEYWORDS = {"TODAY", "YESTERDAY", "TOMORROW", "LAST_N_DAYS", "NEXT_N_DAYS"}
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,22 @@ class Token:
         return self.text.upper()
 
 
+def located(soql: str, pos: int, detail: str) -> str:
+    """An error message as the org words a parse error: the statement, then where in it
+    (rows and columns from 1), then what is wrong there."""
+    row = soql.count("\n", 0, pos) + 1
+    col = pos - (soql.rfind("\n", 0, pos) + 1) + 1
+    return f"\n{soql}\nERROR at Row:{row}:Column:{col}\n{detail}"
+
+
 def tokenize(soql: str) -> list[Token]:
     tokens: list[Token] = []
     pos = 0
     while pos < len(soql):
         m = _TOKEN.match(soql, pos)
         if not m:
-            raise SoqlError("MALFORMED_QUERY", f"unexpected token: {soql[pos:pos + 10].split()[0]!r}")
+            detail = f"unexpected token: {soql[pos:pos + 10].split()[0]!r}"
+            raise SoqlError("MALFORMED_QUERY", located(soql, pos, detail))
         kind = m.lastgroup or ""
         if kind != "ws":
             tokens.append(Token(kind, m.group(), pos))
@@ -149,6 +160,10 @@ class _Parser:
         self.i = 0
         self.today = today  # the org's day for TODAY, LAST_N_DAYS:n ... (None: the wall clock's, UTC)
 
+    def fail(self, tok: Token | None, detail: str) -> SoqlError:
+        """A MALFORMED_QUERY pointing at ``tok`` (None: the end of the statement)."""
+        return SoqlError("MALFORMED_QUERY", located(self.soql, len(self.soql) if tok is None else tok.pos, detail))
+
     def peek(self, offset: int = 0) -> Token | None:
         j = self.i + offset
         return self.tokens[j] if j < len(self.tokens) else None
@@ -156,7 +171,7 @@ class _Parser:
     def next(self) -> Token:
         tok = self.peek()
         if tok is None:
-            raise SoqlError("MALFORMED_QUERY", "unexpected end of query")
+            raise self.fail(None, "unexpected token: '<EOF>'")
         self.i += 1
         return tok
 
@@ -170,13 +185,26 @@ class _Parser:
     def expect(self, word: str) -> None:
         if not self.accept(word):
             tok = self.peek()
-            raise SoqlError("MALFORMED_QUERY", f"unexpected token: {tok.text if tok else '<end>'!r}, expected {word}")
+            raise self.fail(tok, f"unexpected token: {tok.text if tok else '<EOF>'!r}, expected {word}")
 
     def ident(self) -> str:
         tok = self.next()
         if tok.kind != "ident" or tok.upper in _KEYWORDS:
-            raise SoqlError("MALFORMED_QUERY", f"unexpected token: {tok.text!r}")
+            raise self.fail(tok, f"unexpected token: {tok.text!r}")
         return tok.text
+
+    def field_item(self) -> str:
+        """A field name, or ``FIELDS(ALL|CUSTOM|STANDARD)`` kept as written upper-cased (bind
+        expands it)."""
+        tok, nxt = self.peek(), self.peek(1)
+        if tok is not None and tok.upper == "FIELDS" and nxt is not None and nxt.text == "(":
+            self.i += 2
+            group = self.next()
+            if group.upper not in _FIELD_GROUPS:
+                raise self.fail(group, f"unexpected token: {group.text!r}, expected ALL, CUSTOM or STANDARD")
+            self.expect(")")
+            return f"FIELDS({group.upper})"
+        return self.ident()
 
     def parse(self) -> Query:
         self.expect("SELECT")
@@ -188,9 +216,9 @@ class _Parser:
             self.expect(")")
             count = True
         else:
-            fields.append(self.ident())
+            fields.append(self.field_item())
             while self.accept(","):
-                fields.append(self.ident())
+                fields.append(self.field_item())
         self.expect("FROM")
         query = Query(sobject=self.ident(), fields=fields, count=count)
         if self.accept("WHERE"):
@@ -208,13 +236,13 @@ class _Parser:
                 raise SoqlError("NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset allowed is 2000")
         tok = self.peek()
         if tok is not None:
-            raise SoqlError("MALFORMED_QUERY", f"unexpected token: {tok.text!r}")
+            raise self.fail(tok, f"unexpected token: {tok.text!r}")
         return query
 
     def integer(self, what: str) -> int:
         tok = self.next()
         if tok.kind != "number" or "." in tok.text or tok.text.startswith("-"):
-            raise SoqlError("MALFORMED_QUERY", f"{what} must be a non-negative integer, got {tok.text!r}")
+            raise self.fail(tok, f"{what} must be a non-negative integer, got {tok.text!r}")
         return int(tok.text)
 
     def order_item(self) -> OrderItem:
@@ -245,7 +273,7 @@ class _Parser:
             parts.append(self.term())
         tok = self.peek()
         if tok is not None and tok.upper in ("AND", "OR"):
-            raise SoqlError("MALFORMED_QUERY", f"unexpected token: {tok.text!r} (use parentheses to mix AND and OR)")
+            raise self.fail(tok, f"unexpected token: {tok.text!r} (use parentheses to mix AND and OR)")
         return BoolOp(op, tuple(parts))
 
     def term(self) -> Any:
@@ -264,12 +292,12 @@ class _Parser:
         if self.accept("LIKE"):
             tok = self.next()
             if tok.kind != "string":
-                raise SoqlError("MALFORMED_QUERY", "LIKE needs a string pattern")
+                raise self.fail(tok, "LIKE needs a string pattern")
             _like_regex(tok.text[1:-1])  # reject bad escapes while parsing
             return Like(name, tok.text[1:-1])  # raw: \% and \_ mean something only here
         tok = self.next()
         if tok.kind != "op":
-            raise SoqlError("MALFORMED_QUERY", f"unexpected token: {tok.text!r}")
+            raise self.fail(tok, f"unexpected token: {tok.text!r}")
         op = "!=" if tok.text == "<>" else tok.text
         return Compare(name, op, self.literal())
 
@@ -291,36 +319,88 @@ class _Parser:
             try:
                 return Literal("date", date.fromisoformat(tok.text).isoformat())
             except ValueError:
-                raise SoqlError("MALFORMED_QUERY", f"invalid date: {tok.text}") from None
+                raise self.fail(tok, f"invalid date: {tok.text}") from None
         if tok.kind == "datetime":
             try:
                 return Literal("datetime", canonical_stamp(tok.text))
             except ValueError:
-                raise SoqlError("MALFORMED_QUERY", f"invalid datetime: {tok.text}") from None
+                raise self.fail(tok, f"invalid datetime: {tok.text}") from None
         if tok.kind == "ident":
             word = tok.upper
             if word == "NULL":
                 return Literal("null", None)
             if word in ("TRUE", "FALSE"):
                 return Literal("bool", word == "TRUE")
-            if word in _DATE_KEYWORDS:
+            if word in _DATE_LITERALS:
                 return Literal("daterange", self.date_range(word))
-        raise SoqlError("MALFORMED_QUERY", f"unexpected token: {tok.text!r}")
+        raise self.fail(tok, f"unexpected token: {tok.text!r}")
 
     def date_range(self, word: str) -> tuple[date, date]:
+        """A date literal's days, [start, end): Date Formats and Date Literals in WHERE."""
         today = self.today or datetime.now(UTC).date()
-        one = timedelta(days=1)
-        if word == "TODAY":
-            return today, today + one
-        if word == "YESTERDAY":
-            return today - one, today
-        if word == "TOMORROW":
-            return today + one, today + 2 * one
-        self.expect(":")
-        n = self.integer(word)
-        if word == "LAST_N_DAYS":
-            return today - n * one, today + one
-        return today + one, today + (n + 1) * one
+        kind, unit, n = _DATE_LITERALS[word]
+        if kind in ("LAST_N", "NEXT_N", "N_AGO") and not n:
+            self.expect(":")
+            n = self.integer(word)
+        this = _period_start(unit, today)
+        if kind == "THIS":
+            return this, _shift(this, unit, 1)
+        if kind == "LAST":
+            return _shift(this, unit, -1), this
+        if kind == "NEXT":
+            return _shift(this, unit, 1), _shift(this, unit, 2)
+        if kind == "NEXT_N":
+            return _shift(this, unit, 1), _shift(this, unit, n + 1)
+        if kind == "LAST_N":
+            # LAST_N_DAYS:n (and LAST_90_DAYS) count today too; the other units end before the current one.
+            return (_shift(this, unit, -n), _shift(this, unit, 1)) if unit == "DAY" else (_shift(this, unit, -n), this)
+        return _shift(this, unit, -n), _shift(this, unit, -n + 1)  # N_AGO
+
+
+def _date_literals() -> dict[str, tuple[str, str, int]]:
+    """Every calendar date literal -> (kind, unit, n: 0 when it takes ``:n``). The fiscal
+    ones are the calendar's: an org's fiscal year starts in January unless its admin changed
+    it, and this org's never is."""
+    table = {"YESTERDAY": ("LAST", "DAY", 0), "TODAY": ("THIS", "DAY", 0), "TOMORROW": ("NEXT", "DAY", 0),
+             "LAST_90_DAYS": ("LAST_N", "DAY", 90), "NEXT_90_DAYS": ("NEXT_N", "DAY", 90)}
+    for unit in ("DAY", "WEEK", "MONTH", "QUARTER", "YEAR"):
+        for prefix in ("", "FISCAL_") if unit in ("QUARTER", "YEAR") else ("",):
+            name = prefix + unit
+            if unit != "DAY":
+                table.update({f"THIS_{name}": ("THIS", unit, 0), f"LAST_{name}": ("LAST", unit, 0),
+                              f"NEXT_{name}": ("NEXT", unit, 0)})
+            table.update({f"LAST_N_{name}S": ("LAST_N", unit, 0), f"NEXT_N_{name}S": ("NEXT_N", unit, 0),
+                          f"N_{name}S_AGO": ("N_AGO", unit, 0)})
+    return table
+
+
+_DATE_LITERALS = _date_literals()
+_FIELD_GROUPS = ("ALL", "CUSTOM", "STANDARD")
+FIELDS_SINCE = 51.0  # the FIELDS() function appeared in API 51.0
+FIELDS_MAX_LIMIT = 200  # FIELDS(ALL) and FIELDS(CUSTOM) need a LIMIT of at most 200
+
+
+def _period_start(unit: str, today: date) -> date:
+    """The first day of the day, week (Sunday, the en_US user's first day), month, quarter or
+    year holding ``today``."""
+    if unit == "DAY":
+        return today
+    if unit == "WEEK":
+        return today - timedelta(days=(today.weekday() + 1) % 7)
+    if unit == "MONTH":
+        return today.replace(day=1)
+    if unit == "QUARTER":
+        return date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    return date(today.year, 1, 1)
+
+
+def _shift(start: date, unit: str, n: int) -> date:
+    """The period ``n`` units after (before, if negative) the one starting at ``start``."""
+    if unit in ("DAY", "WEEK"):
+        return start + timedelta(days=n * (7 if unit == "WEEK" else 1))
+    months = n * {"MONTH": 1, "QUARTER": 3, "YEAR": 12}[unit]
+    index = start.year * 12 + start.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
 
 
 # SOQL's quoted-string escapes; any other backslash sequence is an error. \% and \_ are
@@ -584,6 +664,21 @@ def _covered_by_range(node: Any) -> bool:
     )
 
 
+def _expand(spec: ObjectSpec, name: str, query: Query, soql: str, api_version: str | None) -> list[str]:
+    """A selected name as the fields it stands for: itself, or a FIELDS() group's fields in
+    describe order (custom: named ``__c``, as describe's ``custom`` says)."""
+    if not name.startswith("FIELDS("):
+        return [_field(spec, name, soql).name]
+    if api_version is not None and float(api_version) < FIELDS_SINCE:
+        raise SoqlError("MALFORMED_QUERY", located(soql, soql.upper().find("FIELDS"), "unexpected token: '('"))
+    group = name[7:-1]
+    if group != "STANDARD" and (query.limit is None or query.limit > FIELDS_MAX_LIMIT):
+        raise SoqlError("MALFORMED_QUERY", f"The SOQL FIELDS function must have a LIMIT of at most "
+                                           f"{FIELDS_MAX_LIMIT}")
+    return [f.name for f in spec.fields.values()
+            if group == "ALL" or (f.name.endswith("__c") == (group == "CUSTOM"))]
+
+
 def bind(query: Query, schema: OrgSchema, soql: str, api_version: str | None = None) -> BoundQuery:
     spec = schema.get(query.sobject, api_version)
     if spec is None:
@@ -595,10 +690,10 @@ def bind(query: Query, schema: OrgSchema, soql: str, api_version: str | None = N
         )
     fields: list[str] = []
     for name in query.fields:
-        canonical = _field(spec, name, soql).name
-        if canonical in fields:
-            raise SoqlError("MALFORMED_QUERY", f"duplicate field selected: {canonical}")
-        fields.append(canonical)
+        for canonical in _expand(spec, name, query, soql, api_version):
+            if canonical in fields:
+                raise SoqlError("MALFORMED_QUERY", f"duplicate field selected: {canonical}")
+            fields.append(canonical)
     compiler = _Compiler(spec, soql)
     predicate = compiler.compile(query.where) if query.where is not None else None
     if _covered_by_range(query.where):

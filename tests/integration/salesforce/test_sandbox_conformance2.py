@@ -1,0 +1,288 @@
+"""The sandbox org against Salesforce's documented REST API, second round: what an unseen
+client (simple-salesforce, requests, curl) meets first and the first round left out. Each
+test names the documented behaviour it pins.
+
+Sources: REST API Developer Guide (Compression Headers; Status Codes and Error Responses;
+Update a Record, the ``_HttpMethod`` override) and the SOQL and SOSL Reference (FIELDS();
+Date Formats and Date Literals in WHERE)."""
+
+from __future__ import annotations
+
+import calendar
+import gzip
+import json
+import zlib
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+import requests
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceMalformedRequest
+
+from gtm_sandbox.org import SandboxOrg
+from tests.fixtures.org import client_credentials_token, tls_session
+
+V = "/services/data/v66.0"
+
+
+class Wire:
+    """Raw HTTPS calls to the org with a valid session: what simple-salesforce hides."""
+
+    def __init__(self, org: SandboxOrg):
+        self.org = org
+        self.session = tls_session(org)
+        self.headers = {"Authorization": "Bearer " + client_credentials_token(org, self.session)}
+
+    def __call__(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return self.session.request(method, self.org.instance_url + path, headers=headers, **kwargs)
+
+
+@pytest.fixture
+def wire(sandbox_org: SandboxOrg) -> Wire:
+    return Wire(sandbox_org)
+
+
+def _error(resp: requests.Response) -> tuple[int, str]:
+    return resp.status_code, resp.json()[0]["errorCode"]
+
+
+# ------------------------------------------------------------------ compression
+
+
+def test_a_compressed_request_body_is_decompressed_before_processing(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # Compression Headers: "Include a Content-Encoding: gzip or Content-Encoding: deflate
+    # header to compress a request. REST API decompresses any requests before processing."
+    url = f"{V}/sobjects/GTM_Order_Billing__c"
+    json_type = {"Content-Type": "application/json"}
+    gzipped = wire("POST", url, data=gzip.compress(json.dumps({"Order_Id__c": "GZ-1"}).encode()),
+                   headers={**json_type, "Content-Encoding": "gzip"})
+    deflated = wire("POST", url, data=zlib.compress(json.dumps({"Order_Id__c": "DF-1"}).encode()),
+                    headers={**json_type, "Content-Encoding": "deflate"})
+    assert (gzipped.status_code, deflated.status_code) == (201, 201), (gzipped.text, deflated.text)
+    assert sorted(r["Order_Id__c"] for r in sandbox_org.records("GTM_Order_Billing__c")) == ["DF-1", "GZ-1"]
+    # A body that isn't what its Content-Encoding says is the client's error, not a 500.
+    broken = wire("POST", url, data=b"not gzip", headers={**json_type, "Content-Encoding": "gzip"})
+    assert broken.status_code == 400
+
+
+def test_responses_are_compressed_when_the_client_accepts_it(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # Compression Headers: Salesforce compresses a response if the request has
+    # Accept-Encoding: gzip or deflate, and then names the algorithm in Content-Encoding.
+    offer = sandbox_org.demo_ids["offer_draft"]
+    url = f"{V}/sobjects/SfdcPartnerOffer/{offer}"
+    for encoding, decompress in (("gzip", gzip.decompress), ("deflate", zlib.decompress)):
+        resp = wire("GET", url, headers={"Accept-Encoding": encoding}, stream=True)
+        raw = resp.raw.read(decode_content=False)
+        assert resp.headers["Content-Encoding"] == encoding
+        assert int(resp.headers["Content-Length"]) == len(raw)
+        assert json.loads(decompress(raw))["Id"] == offer
+    plain = wire("GET", url, headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers and plain.json()["Id"] == offer
+    # A client that decodes transparently (requests asks for gzip by default) sees JSON.
+    query = wire("GET", f"{V}/query", params={"q": "SELECT Id FROM SfdcPartnerOffer"})
+    assert query.headers["Content-Encoding"] == "gzip" and query.json()["totalSize"] == 8
+
+
+# ------------------------------------------------------------------ methods and media types
+
+
+def test_a_wrong_method_is_a_405_naming_the_resources_methods(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # Status Codes and Error Responses: 405, the method in the Request-Line isn't allowed
+    # for the resource. The answer names the methods the resource does take.
+    offer = sandbox_org.demo_ids["offer_draft"]
+    cases = {
+        ("PUT", f"{V}/sobjects/SfdcPartnerOffer/{offer}"): "HEAD,GET,PATCH,DELETE",
+        ("POST", f"{V}/sobjects/SfdcPartnerOffer/{offer}"): "HEAD,GET,PATCH,DELETE",
+        ("POST", f"{V}/query"): "HEAD,GET",
+        ("GET", f"{V}/composite"): "POST",
+        ("DELETE", f"{V}/sobjects/SfdcPartnerOffer"): "HEAD,GET,POST",
+    }
+    for (method, path), allowed in cases.items():
+        resp = wire(method, path, json={})
+        assert resp.status_code == 405, (method, path)
+        assert resp.json() == [{"message": f"HTTP Method '{method}' not allowed. Allowed are {allowed}",
+                                "errorCode": "METHOD_NOT_ALLOWED"}], (method, path)
+        assert resp.headers["Allow"] == allowed.replace(",", ", ")
+
+
+def test_head_answers_as_get_without_a_body(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # Status Codes and Error Responses: 200 is the success code "for GET, HEAD".
+    offer = sandbox_org.demo_ids["offer_draft"]
+    for path in (f"{V}/sobjects/SfdcPartnerOffer/{offer}", f"{V}/sobjects/SfdcPartnerOffer/describe", f"{V}/limits"):
+        get = wire("GET", path, headers={"Accept-Encoding": "identity"})
+        head = wire("HEAD", path, headers={"Accept-Encoding": "identity"})
+        assert (head.status_code, head.content) == (200, b""), path
+        assert head.headers["Content-Length"] == get.headers["Content-Length"]
+        assert head.headers["Content-Type"] == get.headers["Content-Type"]
+    missing = wire("HEAD", f"{V}/sobjects/SfdcPartnerOffer/1OF5g00000000ZZ")
+    assert missing.status_code == 404
+
+
+def test_post_with_the_http_method_override_patches(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # Update a Record: a library that can't send PATCH sends a POST with the query string
+    # parameter _HttpMethod=PATCH.
+    [rid] = sandbox_org.insert("GTM_Order_Billing__c", [{"Order_Id__c": "OVR-1", "Invoice_Status__c": "open"}])
+    resp = wire("POST", f"{V}/sobjects/GTM_Order_Billing__c/{rid}", params={"_HttpMethod": "PATCH"},
+                json={"Invoice_Status__c": "paid"})
+    assert (resp.status_code, resp.content) == (204, b"")
+    assert sandbox_org.get("GTM_Order_Billing__c", rid)["Invoice_Status__c"] == "paid"  # type: ignore[index]
+    upsert = wire("POST", f"{V}/sobjects/GTM_Order_Billing__c/Order_Id__c/OVR-2", params={"_HttpMethod": "PATCH"},
+                  json={"Invoice_Status__c": "open"})
+    assert upsert.status_code == 201 and upsert.json()["created"] is True
+
+
+def test_a_body_in_an_unsupported_media_type_is_a_415(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # Status Codes and Error Responses: 415, the entity in the request is in a format that's
+    # not supported by the specified method (curl's -d default is a form, not JSON).
+    url = f"{V}/sobjects/GTM_Order_Billing__c"
+    for content_type in ("application/x-www-form-urlencoded", "text/plain"):
+        resp = wire("POST", url, data='{"Order_Id__c": "MT-1"}', headers={"Content-Type": content_type})
+        assert _error(resp) == (415, "UNSUPPORTED_MEDIA_TYPE"), content_type
+    assert sandbox_org.records("GTM_Order_Billing__c") == []
+    for i, content_type in enumerate(("application/json", "application/json; charset=UTF-8", "application/JSON")):
+        created = wire("POST", url, data=json.dumps({"Order_Id__c": f"MT-{i}"}),
+                       headers={"Content-Type": content_type})
+        assert created.status_code == 201, content_type
+
+
+# ------------------------------------------------------------------ SOQL
+
+
+def test_fields_function_selects_groups_of_fields(simple_sf: Salesforce, wire: Wire,
+                                                  sandbox_org: SandboxOrg) -> None:
+    # SOQL SELECT, FIELDS(): FIELDS(ALL), FIELDS(CUSTOM) and FIELDS(STANDARD) in the field
+    # list, alone or with other fields (API v51.0+); ALL and CUSTOM need a LIMIT of at most
+    # 200; a field named twice is "duplicate field selected".
+    sandbox_org.insert("GTM_Order_Billing__c", [{"Order_Id__c": "FLD-1", "Invoice_Status__c": "open"}])
+    described = simple_sf.GTM_Order_Billing__c.describe()["fields"]
+    every = [f["name"] for f in described]
+    custom = [f["name"] for f in described if f["custom"]]
+    standard = [f["name"] for f in described if not f["custom"]]
+
+    def columns(soql: str) -> list[str]:
+        [record] = simple_sf.query(soql)["records"]
+        return [k for k in record if k != "attributes"]
+
+    assert columns("SELECT FIELDS(ALL) FROM GTM_Order_Billing__c LIMIT 200") == every
+    assert columns("SELECT FIELDS(CUSTOM) FROM GTM_Order_Billing__c LIMIT 10") == custom
+    assert columns("SELECT FIELDS(STANDARD) FROM GTM_Order_Billing__c") == standard
+    assert columns("select fields(standard), Order_Id__c from GTM_Order_Billing__c") == standard + ["Order_Id__c"]
+    for soql, message in (
+        ("SELECT FIELDS(ALL) FROM GTM_Order_Billing__c", "LIMIT of at most 200"),
+        ("SELECT FIELDS(CUSTOM) FROM GTM_Order_Billing__c LIMIT 201", "LIMIT of at most 200"),
+        ("SELECT Id, FIELDS(ALL) FROM GTM_Order_Billing__c LIMIT 200", "duplicate field selected: Id"),
+        ("SELECT FIELDS(EVERYTHING) FROM GTM_Order_Billing__c LIMIT 200", ""),
+    ):
+        with pytest.raises(SalesforceMalformedRequest) as err:
+            simple_sf.query(soql)
+        assert err.value.content[0]["errorCode"] == "MALFORMED_QUERY", soql
+        assert message in err.value.content[0]["message"], soql
+    old = wire("GET", "/services/data/v50.0/query", params={"q": "SELECT FIELDS(STANDARD) FROM GTM_Order_Billing__c"})
+    assert _error(old) == (400, "MALFORMED_QUERY")
+
+
+def _start_of_week(d: date) -> date:
+    return d - timedelta(days=(d.weekday() + 1) % 7)  # weeks start on Sunday (en_US)
+
+
+def _add_months(d: date, n: int) -> date:
+    month = d.year * 12 + d.month - 1 + n
+    return date(month // 12, month % 12 + 1, 1)
+
+
+def _expected_ranges(today: date) -> dict[str, tuple[date, date]]:
+    """Each date literal's [start, end) in days, from the SOQL reference's table."""
+    week = _start_of_week(today)
+    month = today.replace(day=1)
+    quarter = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    year = date(today.year, 1, 1)
+    one = timedelta(days=1)
+    return {
+        "LAST_WEEK": (week - 7 * one, week),
+        "THIS_WEEK": (week, week + 7 * one),
+        "NEXT_WEEK": (week + 7 * one, week + 14 * one),
+        "LAST_MONTH": (_add_months(month, -1), month),
+        "THIS_MONTH": (month, _add_months(month, 1)),
+        "NEXT_MONTH": (_add_months(month, 1), _add_months(month, 2)),
+        "LAST_90_DAYS": (today - 90 * one, today + one),
+        "NEXT_90_DAYS": (today + one, today + 91 * one),
+        "N_DAYS_AGO:3": (today - 3 * one, today - 2 * one),
+        "NEXT_N_WEEKS:2": (week + 7 * one, week + 21 * one),
+        "LAST_N_WEEKS:2": (week - 14 * one, week),
+        "N_WEEKS_AGO:2": (week - 14 * one, week - 7 * one),
+        "NEXT_N_MONTHS:2": (_add_months(month, 1), _add_months(month, 3)),
+        "LAST_N_MONTHS:2": (_add_months(month, -2), month),
+        "N_MONTHS_AGO:2": (_add_months(month, -2), _add_months(month, -1)),
+        "THIS_QUARTER": (quarter, _add_months(quarter, 3)),
+        "LAST_QUARTER": (_add_months(quarter, -3), quarter),
+        "NEXT_QUARTER": (_add_months(quarter, 3), _add_months(quarter, 6)),
+        "NEXT_N_QUARTERS:2": (_add_months(quarter, 3), _add_months(quarter, 9)),
+        "LAST_N_QUARTERS:2": (_add_months(quarter, -6), quarter),
+        "N_QUARTERS_AGO:2": (_add_months(quarter, -6), _add_months(quarter, -3)),
+        "THIS_YEAR": (year, year.replace(year=year.year + 1)),
+        "LAST_YEAR": (year.replace(year=year.year - 1), year),
+        "NEXT_YEAR": (year.replace(year=year.year + 1), year.replace(year=year.year + 2)),
+        "NEXT_N_YEARS:2": (year.replace(year=year.year + 1), year.replace(year=year.year + 3)),
+        "LAST_N_YEARS:2": (year.replace(year=year.year - 2), year),
+        "N_YEARS_AGO:2": (year.replace(year=year.year - 2), year.replace(year=year.year - 1)),
+        # The fiscal year of an org that never changed it is the calendar year.
+        "THIS_FISCAL_QUARTER": (quarter, _add_months(quarter, 3)),
+        "LAST_FISCAL_QUARTER": (_add_months(quarter, -3), quarter),
+        "NEXT_N_FISCAL_QUARTERS:2": (_add_months(quarter, 3), _add_months(quarter, 9)),
+        "N_FISCAL_QUARTERS_AGO:1": (_add_months(quarter, -3), quarter),
+        "THIS_FISCAL_YEAR": (year, year.replace(year=year.year + 1)),
+        "LAST_N_FISCAL_YEARS:1": (year.replace(year=year.year - 1), year),
+        "N_FISCAL_YEARS_AGO:1": (year.replace(year=year.year - 1), year),
+    }
+
+
+def test_every_calendar_date_literal_is_a_range_of_the_orgs_days(sandbox_org: SandboxOrg) -> None:
+    # Date Formats and Date Literals in WHERE: each literal is a range relative to today;
+    # = matches inside it, < before its start, > after its end; on date and dateTime fields.
+    today = sandbox_org.today()
+    days = sorted({today + timedelta(days=n) for n in range(-800, 801, 3)} | {
+        d for lo, hi in _expected_ranges(today).values() for d in (lo - timedelta(days=1), lo, hi - timedelta(days=1),
+                                                                   hi)})
+    ids = sandbox_org.insert("GTM_Order_Billing__c", [
+        {"Order_Id__c": f"DL-{d.isoformat()}", "Invoice_Due_Date__c": d.isoformat()} for d in days])
+    stamps = {}
+    for rid, d in zip(ids, days, strict=True):
+        stamps[rid] = d
+        sandbox_org.update("GTM_Order_Billing__c", [{"Id": rid}], stamp=f"{d.isoformat()}T23:59:59.000Z")
+    wire = Wire(sandbox_org)
+
+    def matching(where: str) -> set[date]:
+        soql = f"SELECT Id FROM GTM_Order_Billing__c WHERE {where}"
+        resp = wire("GET", f"{V}/query", params={"q": soql})
+        assert resp.status_code == 200, (where, resp.text)
+        return {stamps[r["Id"]] for r in resp.json()["records"]}
+
+    for literal, (lo, hi) in _expected_ranges(today).items():
+        inside = {d for d in days if lo <= d < hi}
+        assert matching(f"Invoice_Due_Date__c = {literal}") == inside, literal
+        assert matching(f"SystemModstamp = {literal}") == inside, literal
+        assert matching(f"Invoice_Due_Date__c < {literal}") == {d for d in days if d < lo}, literal
+        assert matching(f"Invoice_Due_Date__c > {literal}") == {d for d in days if d >= hi}, literal
+    assert calendar.SUNDAY == 6  # the week's first day above is Sunday, the en_US user's locale
+    bad = wire("GET", f"{V}/query", params={"q": "SELECT Id FROM GTM_Order_Billing__c WHERE "
+                                                 "Invoice_Due_Date__c = LAST_N_WEEKS"})
+    assert _error(bad) == (400, "MALFORMED_QUERY")
+
+
+def test_a_malformed_query_names_the_row_and_column(wire: Wire) -> None:
+    # A malformed SOQL statement is a 400 MALFORMED_QUERY whose message quotes the
+    # statement and points at the offending token: "ERROR at Row:1:Column:N".
+    cases = {
+        "SELECT Id FROM SfdcPartnerOffer WHERE": 38,
+        "SELECT Id FROM SfdcPartnerOffer WHERE Name = 'a' LIMIT x": 56,
+        "SELECT Id FROM SfdcPartnerOffer\nWHERE Name == 'a'": (2, 13),
+    }
+    for soql, where in cases.items():
+        row, col = where if isinstance(where, tuple) else (1, where)
+        resp = wire("GET", f"{V}/query", params={"q": soql})
+        assert _error(resp) == (400, "MALFORMED_QUERY"), soql
+        message = resp.json()[0]["message"]
+        assert message.startswith(f"\n{soql}\n"), message
+        assert f"\nERROR at Row:{row}:Column:{col}\n" in message, message
