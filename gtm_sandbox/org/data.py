@@ -134,6 +134,12 @@ class OrgData:
             return None
         return row
 
+    def lookup(self, sobject: str, record_id: str) -> Row | None:
+        """A live record by object and 18-character id (a query following a relationship)."""
+        table = self.tables.get(sobject)
+        row = table.rows.get(record_id) if table is not None else None
+        return None if row is None or row.get("IsDeleted") else row
+
     def find_object(self, record_id: str) -> ObjectSpec | None:
         return self.schema.by_prefix(record_id)
 
@@ -419,7 +425,7 @@ class OrgData:
         else:
             matched = [r for r in candidates if not r["IsDeleted"] and pred(r)]
         if not is_index_order(bound.order_by):
-            sort_rows(matched, bound.order_by)
+            sort_rows(matched, bound.order_by, bound.order_getters)
         if bound.offset:
             matched = matched[bound.offset :]
         if bound.limit is not None:

@@ -7,7 +7,9 @@ AND / OR / NOT and parentheses (mixing AND and OR needs parentheses, as in Sales
 strings (with SOQL's backslash escapes; an unknown escape is an error), date and datetime
 literals and every calendar date literal (TODAY, THIS_WEEK, LAST_N_MONTHS:n, N_YEARS_AGO:n,
 the fiscal ones as the calendar's ...: days of the org's clock, in UTC, weeks from Sunday);
-``ORDER BY`` several fields with ASC/DESC and NULLS FIRST/LAST; ``LIMIT``; ``OFFSET``. A
+``ORDER BY`` several fields with ASC/DESC and NULLS FIRST/LAST; ``LIMIT``; ``OFFSET``;
+a parent's fields through relationship names (``PartnerOrder.Name``, several levels up) in
+SELECT, WHERE and ORDER BY; an alias after the object (``FROM SfdcPartnerOffer o``). A
 statement is at most 100,000 characters. Errors carry Salesforce's error codes
 (MALFORMED_QUERY, INVALID_FIELD, INVALID_TYPE) and are raised as ``SoqlError``; a parse
 error's message quotes the statement and its row and column, as the org's do.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -147,6 +149,7 @@ class Query:
     sobject: str
     fields: list[str]
     count: bool = False
+    alias: str | None = None  # FROM Object alias: "alias." may prefix field names
     where: Any = None
     order_by: list[OrderItem] = field(default_factory=list)
     limit: int | None = None
@@ -221,6 +224,9 @@ class _Parser:
                 fields.append(self.field_item())
         self.expect("FROM")
         query = Query(sobject=self.ident(), fields=fields, count=count)
+        tok = self.peek()
+        if tok is not None and tok.kind == "ident" and tok.upper not in _KEYWORDS and "." not in tok.text:
+            query.alias = self.ident()  # Alias Notation: FROM Contact c
         if self.accept("WHERE"):
             query.where = self.condition()
         if self.accept("ORDER"):
@@ -450,15 +456,114 @@ class BoundQuery:
     offset: int
     stamp_range: tuple[str | None, bool, str | None, bool]  # (low, low_inclusive, high, high_inclusive)
     mentions_is_deleted: bool
+    # Selected fields through parent relationships ("PartnerOrder.Name"): their hops and the
+    # parent's field; order_getters: ORDER BY's value getters (paths followed).
+    paths: dict[str, tuple[tuple[Hop, ...], str]] = field(default_factory=dict)
+    order_getters: list[Callable[[Row], Any]] = field(default_factory=list)
+    lookup: Lookup | None = None
+
+    def shape(self, row: Row, api_version: str) -> dict[str, Any]:
+        """A record with its parents nested, as a query answers one selecting relationship
+        fields: ``"PartnerOrder": {"attributes": ..., "Name": ...}`` or null."""
+        tree: list[Any] = []
+        for name in self.fields:
+            hops, leaf = self.paths.get(name, ((), name))
+            _plant(tree, hops, leaf)
+        return _shaped(row, self.spec.name, tree, api_version, self.lookup)
+
+    def value(self, row: Row, name: str) -> Any:
+        """A selected field's value, a relationship's followed (None past a missing parent)."""
+        hops, leaf = self.paths.get(name, ((), name))
+        target = _follow(row, hops, self.lookup)
+        return None if target is None else target.get(leaf)
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One step up a parent relationship: the reference field, its object, the relationship."""
+
+    fk: str
+    target: str
+    relationship: str
+
+
+Lookup = Callable[[str, str], "Row | None"]  # (object, id) -> the live record or None
+
+
+def _follow(row: Row | None, hops: Sequence[Hop], lookup: Lookup | None) -> Row | None:
+    for hop in hops:
+        if row is None or lookup is None or not row.get(hop.fk):
+            return None
+        row = lookup(hop.target, row[hop.fk])
+    return row
+
+
+def _plant(tree: list[Any], hops: Sequence[Hop], leaf: str) -> None:
+    if not hops:
+        tree.append(leaf)
+        return
+    for node in tree:
+        if isinstance(node, tuple) and node[0] == hops[0]:
+            _plant(node[1], hops[1:], leaf)
+            return
+    sub: list[Any] = []
+    tree.append((hops[0], sub))
+    _plant(sub, hops[1:], leaf)
+
+
+def _shaped(row: Row, sobject: str, tree: list[Any], version: str, lookup: Lookup | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"attributes": {"type": sobject, "url": f"/services/data/v{version}/sobjects/{sobject}/"
+                                                                 f"{row['Id']}"}}
+    for node in tree:
+        if isinstance(node, str):
+            out[node] = row.get(node)
+            continue
+        hop, sub = node
+        parent = _follow(row, (hop,), lookup)
+        out[hop.relationship] = None if parent is None else _shaped(parent, hop.target, sub, version, lookup)
+    return out
+
+
+def _unknown_relationship(name: str) -> SoqlError:
+    return SoqlError(
+        "INVALID_FIELD",
+        f"Didn't understand relationship '{name}' in field path. If you are attempting to use a "
+        f"custom relationship, be sure to append the '__r' after the custom relationship name.",
+    )
+
+
+class _Resolver:
+    """Field names of one query bound to the schema: canonical names, the FROM alias
+    dropped, parent relationship paths (``PartnerOrder.Name``) followed to their object."""
+
+    def __init__(self, spec: ObjectSpec, schema: OrgSchema | None, soql: str, alias: str | None,
+                 api_version: str | None):
+        self.spec, self.schema, self.soql, self.alias, self.version = spec, schema, soql, alias, api_version
+
+    def __call__(self, name: str) -> tuple[tuple[Hop, ...], FieldSpec]:
+        parts = name.split(".")
+        if len(parts) > 1 and self.alias is not None and parts[0].lower() == self.alias.lower():
+            parts = parts[1:]
+        spec, hops = self.spec, []
+        for rel in parts[:-1]:
+            ref = next((f for f in spec.fields.values() if f.relationship_name is not None
+                        and f.relationship_name.lower() == rel.lower() and len(f.reference_to) == 1), None)
+            target = (self.schema.get(ref.reference_to[0], self.version)
+                      if ref is not None and self.schema is not None else None)
+            if ref is None or target is None:
+                raise _unknown_relationship(rel)
+            hops.append(Hop(ref.name, target.name, ref.relationship_name or rel))
+            spec = target
+        return tuple(hops), _field(spec, parts[-1], self.soql)
+
+    def canonical(self, name: str) -> str:
+        hops, f = self(name)
+        return ".".join([h.relationship for h in hops] + [f.name])
 
 
 def _field(spec: ObjectSpec, name: str, soql: str) -> FieldSpec:
     if "." in name:
-        raise SoqlError(
-            "INVALID_FIELD",
-            f"Didn't understand relationship '{name.split('.')[0]}' in field path. If you are attempting to use a "
-            f"custom relationship, be sure to append the '__r' after the custom relationship name.",
-        )
+        raise _unknown_relationship(name.split(".")[0])
     f = spec.field(name)
     if f is None:
         col = soql.find(name) + 1
@@ -537,7 +642,20 @@ def _midnight(d: date) -> str:
     return format_stamp(datetime(d.year, d.month, d.day, tzinfo=UTC))
 
 
-def _getter(f: FieldSpec) -> Callable[[Row], Any]:
+def _getter(f: FieldSpec, hops: Sequence[Hop] = (), lookup: Lookup | None = None) -> Callable[[Row], Any]:
+    """Row -> the field's comparable value (text lower-cased, numbers as Decimal), through
+    ``hops`` to a parent record when the field is one of a parent's."""
+    base = _value_getter(f)
+    if not hops:
+        return base
+
+    def through(row: Row) -> Any:
+        parent = _follow(row, hops, lookup)
+        return None if parent is None else base(parent)
+    return through
+
+
+def _value_getter(f: FieldSpec) -> Callable[[Row], Any]:
     name = f.name
     if f.type in _STRINGISH:
         def get_lower(row: Row) -> Any:
@@ -557,8 +675,7 @@ def _getter(f: FieldSpec) -> Callable[[Row], Any]:
     return lambda row: row.get(name)
 
 
-def _compile_compare(f: FieldSpec, op: str, lit: Literal) -> Predicate:
-    get = _getter(f)
+def _compile_compare(f: FieldSpec, op: str, lit: Literal, get: Callable[[Row], Any]) -> Predicate:
     value = _coerce(f, lit)
     if isinstance(value, tuple):  # date keyword range [start, end)
         start, end = value
@@ -604,9 +721,9 @@ def _like_regex(pattern: str) -> re.Pattern[str]:
 
 
 class _Compiler:
-    def __init__(self, spec: ObjectSpec, soql: str):
-        self.spec = spec
-        self.soql = soql
+    def __init__(self, resolve: _Resolver, lookup: Lookup | None):
+        self.resolve = resolve
+        self.lookup = lookup
         self.mentions_is_deleted = False
 
     def compile(self, node: Any) -> Predicate:
@@ -618,13 +735,13 @@ class _Compiler:
         if isinstance(node, Not):
             inner = self.compile(node.part)
             return lambda r: not inner(r)
-        f = _field(self.spec, node.field, self.soql)
-        if f.name == "IsDeleted":
+        hops, f = self.resolve(node.field)
+        if f.name == "IsDeleted" and not hops:
             self.mentions_is_deleted = True
+        get = _getter(f, hops, self.lookup)
         if isinstance(node, Compare):
-            return _compile_compare(f, node.op, node.value)
+            return _compile_compare(f, node.op, node.value, get)
         if isinstance(node, InList):
-            get = _getter(f)
             values = {_coerce(f, v) for v in node.values}
             if node.negate:
                 return lambda r: get(r) not in values
@@ -633,8 +750,7 @@ class _Compiler:
             if f.type not in _STRINGISH | {"id", "reference"}:
                 raise SoqlError("INVALID_FIELD", f"invalid operator on field {f.name}: LIKE needs a text field")
             rx = _like_regex(node.pattern)
-            name = f.name
-            return lambda r: isinstance(v := r.get(name), str) and rx.match(v) is not None
+            return lambda r: isinstance(v := get(r), str) and rx.match(v) is not None
         raise SoqlError("MALFORMED_QUERY", "unsupported condition")
 
 
@@ -664,11 +780,13 @@ def _covered_by_range(node: Any) -> bool:
     )
 
 
-def _expand(spec: ObjectSpec, name: str, query: Query, soql: str, api_version: str | None) -> list[str]:
-    """A selected name as the fields it stands for: itself, or a FIELDS() group's fields in
-    describe order (custom: named ``__c``, as describe's ``custom`` says)."""
+def _expand(spec: ObjectSpec, name: str, query: Query, soql: str, api_version: str | None,
+            resolve: _Resolver) -> list[str]:
+    """A selected name as the fields it stands for: itself (canonical; a relationship path
+    as ``Relationship.Field``), or a FIELDS() group's fields in describe order (custom:
+    named ``__c``, as describe's ``custom`` says)."""
     if not name.startswith("FIELDS("):
-        return [_field(spec, name, soql).name]
+        return [resolve.canonical(name)]
     if api_version is not None and float(api_version) < FIELDS_SINCE:
         raise SoqlError("MALFORMED_QUERY", located(soql, soql.upper().find("FIELDS"), "unexpected token: '('"))
     group = name[7:-1]
@@ -679,7 +797,8 @@ def _expand(spec: ObjectSpec, name: str, query: Query, soql: str, api_version: s
             if group == "ALL" or (f.name.endswith("__c") == (group == "CUSTOM"))]
 
 
-def bind(query: Query, schema: OrgSchema, soql: str, api_version: str | None = None) -> BoundQuery:
+def bind(query: Query, schema: OrgSchema, soql: str, api_version: str | None = None, *,
+         lookup: Lookup | None = None) -> BoundQuery:
     spec = schema.get(query.sobject, api_version)
     if spec is None:
         raise SoqlError(
@@ -688,17 +807,27 @@ def bind(query: Query, schema: OrgSchema, soql: str, api_version: str | None = N
             f"not supported. If you are attempting to use a custom object, be sure to append the '__c' after the "
             f"entity name. Please reference your WSDL or the describe call for the appropriate names.",
         )
+    resolve = _Resolver(spec, schema, soql, query.alias, api_version)
     fields: list[str] = []
+    paths: dict[str, tuple[tuple[Hop, ...], str]] = {}
     for name in query.fields:
-        for canonical in _expand(spec, name, query, soql, api_version):
+        for canonical in _expand(spec, name, query, soql, api_version, resolve):
             if canonical in fields:
                 raise SoqlError("MALFORMED_QUERY", f"duplicate field selected: {canonical}")
             fields.append(canonical)
-    compiler = _Compiler(spec, soql)
+            if "." in canonical:
+                hops, leaf = resolve(canonical)
+                paths[canonical] = (hops, leaf.name)
+    compiler = _Compiler(resolve, lookup)
     predicate = compiler.compile(query.where) if query.where is not None else None
     if _covered_by_range(query.where):
         predicate = None  # the (SystemModstamp, Id) index range scan already applies it
-    order_by = [(_field(spec, item.field, soql), item) for item in query.order_by]
+    order_by, order_getters = [], []
+    for item in query.order_by:
+        hops, f = resolve(item.field)
+        # A parent's field keeps its path as its name: never mistaken for the index order.
+        order_by.append((replace(f, name=resolve.canonical(item.field)) if hops else f, item))
+        order_getters.append(_getter(f, hops, lookup))
     return BoundQuery(
         spec=spec,
         fields=fields,
@@ -709,6 +838,9 @@ def bind(query: Query, schema: OrgSchema, soql: str, api_version: str | None = N
         offset=query.offset,
         stamp_range=_stamp_range(query.where),
         mentions_is_deleted=compiler.mentions_is_deleted,
+        paths=paths,
+        order_getters=order_getters,
+        lookup=lookup,
     )
 
 
@@ -716,13 +848,14 @@ MAX_SOQL_CHARS = 100_000  # SOQL limits: a statement is at most 100,000 characte
 
 
 def compile_soql(soql: str, schema: OrgSchema, api_version: str | None = None, *,
-                 today: date | None = None) -> BoundQuery:
+                 today: date | None = None, lookup: Lookup | None = None) -> BoundQuery:
     """``soql`` bound to the org's schema at ``api_version``; date keywords count from
-    ``today`` (the org's clock: it may have been moved on)."""
+    ``today`` (the org's clock: it may have been moved on); ``lookup`` finds the parent
+    records of relationship paths (without it they are null)."""
     if len(soql) > MAX_SOQL_CHARS:
         raise SoqlError("MALFORMED_QUERY", f"SOQL statements cannot be longer than {MAX_SOQL_CHARS} characters "
                                            f"(this one has {len(soql)})")
-    return bind(parse(soql, today), schema, soql, api_version)
+    return bind(parse(soql, today), schema, soql, api_version, lookup=lookup)
 
 
 def is_index_order(order_by: Sequence[tuple[FieldSpec, OrderItem]]) -> bool:
@@ -731,10 +864,12 @@ def is_index_order(order_by: Sequence[tuple[FieldSpec, OrderItem]]) -> bool:
     return names in ([], [("SystemModstamp", False)], [("SystemModstamp", False), ("Id", False)])
 
 
-def sort_rows(rows: list[Row], order_by: Sequence[tuple[FieldSpec, OrderItem]]) -> None:
-    """Stable multi-key sort, last key first; nulls placed per NULLS FIRST/LAST."""
-    for f, item in reversed(order_by):
-        get = _getter(f)
+def sort_rows(rows: list[Row], order_by: Sequence[tuple[FieldSpec, OrderItem]],
+              getters: Sequence[Callable[[Row], Any]] | None = None) -> None:
+    """Stable multi-key sort, last key first; nulls placed per NULLS FIRST/LAST. ``getters``:
+    each key's value getter (a bound query's, which follow relationship paths)."""
+    for i, (f, item) in reversed(list(enumerate(order_by))):
+        get = getters[i] if getters else _getter(f)
         nulls_first = item.effective_nulls_first
         # With reverse=True the null rank flips too, so compute the rank for the final order.
         null_low = nulls_first != item.desc

@@ -51,12 +51,14 @@ class QueryRoutes:
         return Response(200, self.run_query(soql, v, resource == "queryAll", self._batch_size(req)))
 
     def run_query(self, soql: str, version: str, include_deleted: bool, batch: int) -> str:
-        bound = compile_soql(soql, self.data.schema, version, today=self.data.clock.today())
+        bound = compile_soql(soql, self.data.schema, version, today=self.data.clock.today(), lookup=self.data.lookup)
         if bound.count:
             n = len(self.data.select(bound, include_deleted=include_deleted))
             return encode({"totalSize": n, "done": True, "records": []})
         rows = self.data.select(bound, include_deleted=include_deleted)
         enc = record_encoder(bound.spec.name, bound.fields, version)
+        if bound.paths:  # parents nested in each record: the general encoder, not the flat one
+            enc = lambda row: encode(bound.shape(row, version))  # noqa: E731
         return self._page(rows, enc, 0, batch, version, "queryAll" if include_deleted else "query", None)
 
     def _page(self, rows: list[Row], enc: Callable[[Row], str], start: int, batch: int, version: str,

@@ -9,7 +9,9 @@ Date Formats and Date Literals in WHERE)."""
 from __future__ import annotations
 
 import calendar
+import csv
 import gzip
+import io
 import json
 import zlib
 from datetime import date, timedelta
@@ -286,3 +288,59 @@ def test_a_malformed_query_names_the_row_and_column(wire: Wire) -> None:
         message = resp.json()[0]["message"]
         assert message.startswith(f"\n{soql}\n"), message
         assert f"\nERROR at Row:{row}:Column:{col}\n" in message, message
+
+
+def test_parent_fields_through_relationships_nest_the_parent(simple_sf: Salesforce, sandbox_org: SandboxOrg) -> None:
+    # SOQL Relationship Queries (child-to-parent): a parent's field by the relationship name
+    # (describe's relationshipName), several levels up, in SELECT, WHERE and ORDER BY; each
+    # record nests the parent with its own attributes, or null when there is none. Alias
+    # Notation: FROM Object alias, then alias.Field.
+    orders = {r["Id"]: r for r in sandbox_org.records("SfdcPartnerOrder")}
+    offers = {r["Id"]: r for r in sandbox_org.records("SfdcPartnerOffer")}
+    items = {r["Id"]: r for r in sandbox_org.records("SfdcPartnerOrderItem")}
+    records = simple_sf.query("SELECT Id, PartnerOrder.Name, Name, PartnerOrder.PartnerOffer.Name, "
+                              "PartnerOrder.Status FROM SfdcPartnerOrderItem ORDER BY PartnerOrder.Name DESC, Id")
+    assert records["totalSize"] == len(items)
+    for rec in records["records"]:
+        order = orders[items[rec["Id"]]["PartnerOrderId"]]
+        assert list(rec) == ["attributes", "Id", "PartnerOrder", "Name"]
+        parent = rec["PartnerOrder"]
+        assert list(parent) == ["attributes", "Name", "PartnerOffer", "Status"]
+        assert parent["attributes"] == {"type": "SfdcPartnerOrder",
+                                        "url": f"{V}/sobjects/SfdcPartnerOrder/{order['Id']}"}
+        assert (parent["Name"], parent["Status"]) == (order["Name"], order["Status"])
+        offer = offers.get(order["PartnerOfferId"] or "")
+        assert parent["PartnerOffer"] == (None if offer is None else {
+            "attributes": {"type": "SfdcPartnerOffer", "url": f"{V}/sobjects/SfdcPartnerOffer/{offer['Id']}"},
+            "Name": offer["Name"]})
+    names = [r["PartnerOrder"]["Name"] for r in records["records"]]
+    assert names == sorted(names, key=str.lower, reverse=True)
+    with_initial = simple_sf.query("SELECT Id, InitialOrder.Name FROM SfdcPartnerOffer")["records"]
+    assert {r["Id"]: r["InitialOrder"] is None for r in with_initial} == {
+        rid: offer["InitialOrderId"] is None for rid, offer in offers.items()}
+    name = names[-1]
+    wanted = {rid for rid, item in items.items() if orders[item["PartnerOrderId"]]["Name"] == name}
+    found = simple_sf.query(f"SELECT i.Id FROM SfdcPartnerOrderItem i WHERE i.PartnerOrder.Name = '{name}'")
+    assert {r["Id"] for r in found["records"]} == wanted
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        simple_sf.query("SELECT Id, PartnerOrdr.Name FROM SfdcPartnerOrderItem")
+    assert err.value.content[0]["errorCode"] == "INVALID_FIELD"
+    assert "Didn't understand relationship 'PartnerOrdr'" in err.value.content[0]["message"]
+
+
+def test_bulk_query_jobs_take_parent_fields_as_path_columns(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # Understanding Bulk API 2.0 Query: child-to-parent relationship queries are supported;
+    # a parent's field is a column named by its path.
+    job = wire("POST", f"{V}/jobs/query", json={"operation": "query", "query": "SELECT Id, PartnerOrder.Name, "
+                                                "PartnerOrder.CreatedDate FROM SfdcPartnerOrderItem ORDER BY Id"})
+    assert job.status_code == 200, job.text
+    for _ in range(20):
+        if wire("GET", f"{V}/jobs/query/{job.json()['id']}").json()["state"] == "JobComplete":
+            break
+    results = wire("GET", f"{V}/jobs/query/{job.json()['id']}/results")
+    table = list(csv.reader(io.StringIO(results.text)))
+    orders = {r["Id"]: r for r in sandbox_org.records("SfdcPartnerOrder")}
+    items = sorted(sandbox_org.records("SfdcPartnerOrderItem"), key=lambda r: r["Id"])
+    assert table[0] == ["Id", "PartnerOrder.Name", "PartnerOrder.CreatedDate"]
+    assert table[1:] == [[r["Id"], orders[r["PartnerOrderId"]]["Name"],
+                          orders[r["PartnerOrderId"]]["CreatedDate"].replace("+0000", "Z")] for r in items]
