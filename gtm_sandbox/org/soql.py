@@ -9,7 +9,9 @@ literals and every calendar date literal (TODAY, THIS_WEEK, LAST_N_MONTHS:n, N_Y
 the fiscal ones as the calendar's ...: days of the org's clock, in UTC, weeks from Sunday);
 ``ORDER BY`` several fields with ASC/DESC and NULLS FIRST/LAST; ``LIMIT``; ``OFFSET``;
 a parent's fields through relationship names (``PartnerOrder.Name``, several levels up) in
-SELECT, WHERE and ORDER BY; an alias after the object (``FROM SfdcPartnerOffer o``). A
+SELECT, WHERE and ORDER BY; an alias after the object (``FROM SfdcPartnerOffer o``);
+aggregate functions (COUNT(field), COUNT_DISTINCT, SUM, AVG, MIN, MAX, aliased or exprN)
+with ``GROUP BY`` (no HAVING), answered as AggregateResult records. A
 statement is at most 100,000 characters. Errors carry Salesforce's error codes
 (MALFORMED_QUERY, INVALID_FIELD, INVALID_TYPE) and are raised as ``SoqlError``; a parse
 error's message quotes the statement and its row and column, as the org's do.
@@ -133,10 +135,20 @@ class Not:
 
 
 @dataclass(frozen=True)
+class Aggregate:
+    """An aggregate function in SELECT or ORDER BY: ``COUNT(Id)``, ``SUM(Subtotal) total``."""
+
+    func: str  # COUNT, COUNT_DISTINCT, SUM, AVG, MIN, MAX
+    field: str
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
 class OrderItem:
     field: str
     desc: bool = False
     nulls_first: bool | None = None
+    aggregate: Aggregate | None = None  # ORDER BY COUNT(Id): field is then "COUNT(Id)"
 
     @property
     def effective_nulls_first(self) -> bool:
@@ -150,6 +162,8 @@ class Query:
     fields: list[str]
     count: bool = False
     alias: str | None = None  # FROM Object alias: "alias." may prefix field names
+    group_by: list[str] = field(default_factory=list)
+    aggregates: list[Aggregate] = field(default_factory=list)  # in SELECT, in order (fields has their keys)
     where: Any = None
     order_by: list[OrderItem] = field(default_factory=list)
     limit: int | None = None
@@ -196,9 +210,28 @@ class _Parser:
             raise self.fail(tok, f"unexpected token: {tok.text!r}")
         return tok.text
 
-    def field_item(self) -> str:
-        """A field name, or ``FIELDS(ALL|CUSTOM|STANDARD)`` kept as written upper-cased (bind
-        expands it)."""
+    def aggregate(self) -> Aggregate:
+        func = self.next().upper
+        self.expect("(")
+        name = self.ident()
+        self.expect(")")
+        return Aggregate(func, name)
+
+    def is_aggregate(self) -> bool:
+        tok, nxt = self.peek(), self.peek(1)
+        return tok is not None and tok.upper in _AGGREGATES and nxt is not None and nxt.text == "("
+
+    def field_item(self, query_aggregates: list[Aggregate]) -> str:
+        """A field name, ``FIELDS(ALL|CUSTOM|STANDARD)`` kept as written upper-cased (bind
+        expands it), or an aggregate function with its optional alias (kept in
+        ``query_aggregates``; its place in the list is "AGG:<n>")."""
+        if self.is_aggregate():
+            agg = self.aggregate()
+            tok = self.peek()
+            if tok is not None and tok.kind == "ident" and tok.upper not in _KEYWORDS:
+                agg = Aggregate(agg.func, agg.field, self.ident())
+            query_aggregates.append(agg)
+            return f"AGG:{len(query_aggregates) - 1}"
         tok, nxt = self.peek(), self.peek(1)
         if tok is not None and tok.upper == "FIELDS" and nxt is not None and nxt.text == "(":
             self.i += 2
@@ -212,23 +245,37 @@ class _Parser:
     def parse(self) -> Query:
         self.expect("SELECT")
         fields: list[str] = []
+        aggregates: list[Aggregate] = []
         count = False
         tok = self.peek()
-        if tok is not None and tok.upper == "COUNT" and (nxt := self.peek(1)) is not None and nxt.text == "(":
-            self.i += 2
-            self.expect(")")
+        if (tok is not None and tok.upper == "COUNT" and (nxt := self.peek(1)) is not None and nxt.text == "("
+                and (end := self.peek(2)) is not None and end.text == ")"):
+            self.i += 3
             count = True
         else:
-            fields.append(self.field_item())
+            fields.append(self.field_item(aggregates))
             while self.accept(","):
-                fields.append(self.field_item())
+                fields.append(self.field_item(aggregates))
         self.expect("FROM")
-        query = Query(sobject=self.ident(), fields=fields, count=count)
+        query = Query(sobject=self.ident(), fields=fields, count=count, aggregates=aggregates)
         tok = self.peek()
         if tok is not None and tok.kind == "ident" and tok.upper not in _KEYWORDS and "." not in tok.text:
             query.alias = self.ident()  # Alias Notation: FROM Contact c
+        self.clauses(query)
+        tok = self.peek()
+        if tok is not None:
+            raise self.fail(tok, f"unexpected token: {tok.text!r}")
+        return query
+
+    def clauses(self, query: Query) -> None:
+        """WHERE, GROUP BY, ORDER BY, LIMIT and OFFSET, each optional, in that order."""
         if self.accept("WHERE"):
             query.where = self.condition()
+        if self.accept("GROUP"):
+            self.expect("BY")
+            query.group_by.append(self.ident())
+            while self.accept(","):
+                query.group_by.append(self.ident())
         if self.accept("ORDER"):
             self.expect("BY")
             query.order_by.append(self.order_item())
@@ -240,10 +287,6 @@ class _Parser:
             query.offset = self.integer("OFFSET")
             if query.offset > 2000:
                 raise SoqlError("NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset allowed is 2000")
-        tok = self.peek()
-        if tok is not None:
-            raise self.fail(tok, f"unexpected token: {tok.text!r}")
-        return query
 
     def integer(self, what: str) -> int:
         tok = self.next()
@@ -252,7 +295,8 @@ class _Parser:
         return int(tok.text)
 
     def order_item(self) -> OrderItem:
-        name = self.ident()
+        agg = self.aggregate() if self.is_aggregate() else None
+        name = f"{agg.func}({agg.field})" if agg is not None else self.ident()
         desc = False
         if self.accept("DESC"):
             desc = True
@@ -265,7 +309,7 @@ class _Parser:
             else:
                 self.expect("LAST")
                 nulls_first = False
-        return OrderItem(name, desc, nulls_first)
+        return OrderItem(name, desc, nulls_first, agg)
 
     # condition := term ((AND term)* | (OR term)*)   -- no mixing without parentheses
     def condition(self) -> Any:
@@ -382,6 +426,7 @@ def _date_literals() -> dict[str, tuple[str, str, int]]:
 
 _DATE_LITERALS = _date_literals()
 _FIELD_GROUPS = ("ALL", "CUSTOM", "STANDARD")
+_AGGREGATES = ("COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX")
 FIELDS_SINCE = 51.0  # the FIELDS() function appeared in API 51.0
 FIELDS_MAX_LIMIT = 200  # FIELDS(ALL) and FIELDS(CUSTOM) need a LIMIT of at most 200
 
@@ -461,6 +506,7 @@ class BoundQuery:
     paths: dict[str, tuple[tuple[Hop, ...], str]] = field(default_factory=dict)
     order_getters: list[Callable[[Row], Any]] = field(default_factory=list)
     lookup: Lookup | None = None
+    aggregate: AggregatePlan | None = None  # GROUP BY / aggregate functions: the rows become groups
 
     def shape(self, row: Row, api_version: str) -> dict[str, Any]:
         """A record with its parents nested, as a query answers one selecting relationship
@@ -797,6 +843,121 @@ def _expand(spec: ObjectSpec, name: str, query: Query, soql: str, api_version: s
             if group == "ALL" or (f.name.endswith("__c") == (group == "CUSTOM"))]
 
 
+_NUMERIC_AGGREGATES = ("SUM", "AVG")
+
+
+@dataclass
+class _Column:
+    key: str  # the record's key: the field's name, the alias, or exprN
+    raw: Callable[[Row], Any]  # a row's value as stored
+    comparable: Callable[[Row], Any]  # as compared and grouped (text lower-cased)
+    func: str | None = None  # the aggregate, None for a grouped field
+
+
+@dataclass
+class AggregatePlan:
+    """SELECT with aggregate functions and GROUP BY: one AggregateResult record per group
+    (a single one without GROUP BY), ordered, then LIMIT and OFFSET applied to the groups."""
+
+    group: list[_Column]
+    columns: list[_Column]  # what each record shows, in SELECT order
+    order: list[tuple[_Column, OrderItem]]
+    limit: int | None
+    offset: int
+
+    def run(self, rows: list[Row]) -> list[dict[str, Any]]:
+        groups: dict[tuple[Any, ...], list[Row]] = {}
+        for row in rows:
+            groups.setdefault(tuple(c.comparable(row) for c in self.group), []).append(row)
+        if not self.group:
+            groups = {(): rows}
+        # Without ORDER BY the groups come in their grouped fields' order, ascending.
+        order = self.order or [(c, OrderItem(c.key)) for c in self.group]
+        kind = {"attributes": {"type": "AggregateResult"}}
+        results = [({**kind, **{c.key: _aggregate(c, members) for c in self.columns}},
+                    [_aggregate(c, members, comparable=True) for c, _ in order])
+                   for members in groups.values()]
+        for i, (_, item) in reversed(list(enumerate(order))):
+            null_low = item.effective_nulls_first != item.desc
+
+            def key(entry: tuple[dict[str, Any], list[Any]], i: int = i, null_low: bool = null_low) -> tuple[int, Any]:
+                v = entry[1][i]
+                return (0 if null_low else 2, 0) if v is None else (1, v)
+            results.sort(key=key, reverse=item.desc)
+        records = [record for record, _ in results][self.offset:]
+        return records if self.limit is None else records[:self.limit]
+
+
+def _aggregate(column: _Column, rows: list[Row], *, comparable: bool = False) -> Any:
+    get = column.comparable if comparable else column.raw
+    if column.func is None:
+        return get(rows[0]) if rows else None
+    if column.func == "COUNT":
+        return sum(1 for r in rows if column.raw(r) is not None)
+    if column.func == "COUNT_DISTINCT":
+        return len({column.comparable(r) for r in rows if column.raw(r) is not None})
+    values = [v for v in (column.comparable(r) for r in rows) if v is not None]
+    if not values:
+        return None
+    if column.func == "SUM":
+        return sum(values, Decimal(0))
+    if column.func == "AVG":
+        return sum(values, Decimal(0)) / len(values)
+    pick = min(values) if column.func == "MIN" else max(values)
+    if comparable:
+        return pick
+    return next(column.raw(r) for r in rows if column.comparable(r) == pick)
+
+
+def _check_grouped(name: str, grouped: set[str], resolve: _Resolver) -> None:
+    if name.startswith("FIELDS("):
+        raise SoqlError("MALFORMED_QUERY", "FIELDS() can't be used in a query with aggregate functions")
+    if resolve.canonical(name).lower() not in grouped:
+        raise SoqlError("MALFORMED_QUERY", f"Field must be grouped or aggregated: {resolve(name)[1].name}")
+
+
+def _plan(query: Query, resolve: _Resolver, lookup: Lookup | None) -> AggregatePlan:
+    """The aggregate plan of a query with GROUP BY or aggregate functions; a selected field
+    must be grouped, and SUM and AVG take numbers only (SOQL's Aggregate Functions)."""
+    def column(name: str, key: str | None = None, func: str | None = None) -> _Column:
+        hops, f = resolve(name)
+        if func in _NUMERIC_AGGREGATES and f.type not in _NUMERIC:
+            raise SoqlError("MALFORMED_QUERY", f"field {f.name} does not support aggregate operator {func}")
+        parent = (lambda r: _follow(r, hops, lookup)) if hops else (lambda r: r)
+
+        def raw(row: Row) -> Any:
+            target = parent(row)
+            return None if target is None else target.get(f.name)
+        return _Column(key or f.name, raw, _getter(f, hops, lookup), func)
+
+    if query.limit is not None and not query.group_by:
+        # Considerations for GROUP BY: an aggregate query with a LIMIT needs a GROUP BY.
+        raise SoqlError("MALFORMED_QUERY", "LIMIT in an aggregate query needs a GROUP BY clause")
+    group = [column(name) for name in query.group_by]
+    grouped = {resolve.canonical(name).lower() for name in query.group_by}
+    columns: list[_Column] = []
+    unnamed = 0
+    for name in query.fields:
+        if not name.startswith("AGG:"):
+            _check_grouped(name, grouped, resolve)
+            columns.append(column(name))
+            continue
+        agg = query.aggregates[int(name[4:])]
+        key = agg.alias
+        if key is None:
+            key, unnamed = f"expr{unnamed}", unnamed + 1
+        columns.append(column(agg.field, key, agg.func))
+    order = []
+    for item in query.order_by:
+        if item.aggregate is not None:
+            order.append((column(item.aggregate.field, item.field, item.aggregate.func), item))
+        elif resolve.canonical(item.field).lower() in grouped:
+            order.append((column(item.field), item))
+        else:
+            raise SoqlError("MALFORMED_QUERY", f"Ordered field must be grouped or aggregated: {item.field}")
+    return AggregatePlan(group, columns, order, query.limit, query.offset)
+
+
 def bind(query: Query, schema: OrgSchema, soql: str, api_version: str | None = None, *,
          lookup: Lookup | None = None) -> BoundQuery:
     spec = schema.get(query.sobject, api_version)
@@ -808,6 +969,14 @@ def bind(query: Query, schema: OrgSchema, soql: str, api_version: str | None = N
             f"entity name. Please reference your WSDL or the describe call for the appropriate names.",
         )
     resolve = _Resolver(spec, schema, soql, query.alias, api_version)
+    if query.aggregates or query.group_by:
+        compiler = _Compiler(resolve, lookup)
+        plan = _plan(query, resolve, lookup)
+        predicate = compiler.compile(query.where) if query.where is not None else None
+        # The rows: every match, unordered and unlimited; ORDER BY, LIMIT, OFFSET apply to the groups.
+        return BoundQuery(spec=spec, fields=[c.key for c in plan.columns], count=False, predicate=predicate,
+                          order_by=[], limit=None, offset=0, stamp_range=(None, True, None, True),
+                          mentions_is_deleted=compiler.mentions_is_deleted, lookup=lookup, aggregate=plan)
     fields: list[str] = []
     paths: dict[str, tuple[tuple[Hop, ...], str]] = {}
     for name in query.fields:

@@ -199,7 +199,7 @@ class BulkRoutes:
             bound = compile_soql(soql, self.data.schema, v, today=self.data.clock.today(), lookup=self.data.lookup)
         except SoqlError as err:
             raise ApiError(400, "INVALIDJOB", err.message.strip()) from None
-        if bound.count:
+        if bound.count or bound.aggregate is not None:
             raise ApiError(400, "INVALIDJOB", "Aggregate Relationships and aggregate functions such as COUNT() "
                                               "are not supported in Bulk API 2.0 queries")
         if bound.offset:

@@ -55,6 +55,9 @@ class QueryRoutes:
         if bound.count:
             n = len(self.data.select(bound, include_deleted=include_deleted))
             return encode({"totalSize": n, "done": True, "records": []})
+        if bound.aggregate is not None:  # one AggregateResult record per group, in one page
+            groups = bound.aggregate.run(self.data.select(bound, include_deleted=include_deleted))
+            return encode({"totalSize": len(groups), "done": True, "records": groups})
         rows = self.data.select(bound, include_deleted=include_deleted)
         enc = record_encoder(bound.spec.name, bound.fields, version)
         if bound.paths:  # parents nested in each record: the general encoder, not the flat one

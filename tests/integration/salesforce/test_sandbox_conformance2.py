@@ -15,6 +15,7 @@ import io
 import json
 import zlib
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -344,3 +345,35 @@ def test_bulk_query_jobs_take_parent_fields_as_path_columns(wire: Wire, sandbox_
     assert table[0] == ["Id", "PartnerOrder.Name", "PartnerOrder.CreatedDate"]
     assert table[1:] == [[r["Id"], orders[r["PartnerOrderId"]]["Name"],
                           orders[r["PartnerOrderId"]]["CreatedDate"].replace("+0000", "Z")] for r in items]
+
+
+def test_aggregate_functions_answer_aggregate_result_records(simple_sf: Salesforce, sandbox_org: SandboxOrg) -> None:
+    # SOQL Aggregate Functions and GROUP BY: COUNT(field), COUNT_DISTINCT, SUM, AVG, MIN,
+    # MAX, one AggregateResult record per group (attributes without a url); an unaliased
+    # aggregate is exprN, numbered among the unaliased ones; a selected field must be
+    # grouped; ORDER BY may name an aggregate; LIMIT needs a GROUP BY.
+    offers = sandbox_org.records("SfdcPartnerOffer")
+    assert simple_sf.query("SELECT COUNT(Id) FROM SfdcPartnerOffer") == {
+        "totalSize": 1, "done": True, "records": [{"attributes": {"type": "AggregateResult"}, "expr0": len(offers)}]}
+    by_status: dict[str, list[dict[str, Any]]] = {}
+    for offer in offers:
+        by_status.setdefault(offer["Status"], []).append(offer)
+    result = simple_sf.query("SELECT Status, COUNT(Id) n, SUM(Subtotal), MAX(Name), COUNT_DISTINCT(OfferType) "
+                             "FROM SfdcPartnerOffer GROUP BY Status ORDER BY COUNT(Id) DESC, Status")
+    assert result["totalSize"] == len(by_status) and result["done"] is True
+    expected = sorted(by_status.items(), key=lambda kv: (-len(kv[1]), kv[0].lower()))
+    assert [r["Status"] for r in result["records"]] == [status for status, _ in expected]
+    for record, (_, members) in zip(result["records"], expected, strict=True):
+        assert list(record) == ["attributes", "Status", "n", "expr0", "expr1", "expr2"]
+        assert record["attributes"] == {"type": "AggregateResult"}
+        assert record["n"] == len(members)
+        assert record["expr0"] == sum((m["Subtotal"] for m in members if m["Subtotal"] is not None), Decimal(0))
+        assert record["expr1"] == max((m["Name"] for m in members), key=str.lower)
+        assert record["expr2"] == len({m["OfferType"].lower() for m in members if m["OfferType"]})
+    paged = simple_sf.query("SELECT Status, COUNT(Id) FROM SfdcPartnerOffer GROUP BY Status LIMIT 2 OFFSET 1")
+    assert [r["Status"] for r in paged["records"]] == sorted(by_status, key=str.lower)[1:3]
+    for soql in ("SELECT Name, COUNT(Id) FROM SfdcPartnerOffer GROUP BY Status",
+                 "SELECT SUM(Name) FROM SfdcPartnerOffer", "SELECT MAX(CreatedDate) FROM SfdcPartnerOffer LIMIT 1"):
+        with pytest.raises(SalesforceMalformedRequest) as err:
+            simple_sf.query(soql)
+        assert err.value.content[0]["errorCode"] == "MALFORMED_QUERY", soql
