@@ -3,9 +3,9 @@
 Resources (under ``/services/data/vXX.X/``): ``query``, ``queryAll`` and query locators,
 ``sobjects`` (describe global, describe, CRUD, upsert by external id, getDeleted /
 getUpdated), ``limits``, ``composite`` (25 subrequests, at most 5 queries or
-collections, references, allOrNone), ``composite/sobjects`` collections and Bulk API 2.0
-query jobs (``jobs/query``). Plus ``/services/oauth2/token``, ``/services/oauth2/revoke``, the
-identity URL (``/id/{org}/{user}``) and ``/services/data/`` (versions).
+collections, references, allOrNone), ``composite/sobjects`` collections, ``composite/tree``
+(sObject Tree) and Bulk API 2.0 query jobs (``jobs/query``). Plus ``/services/oauth2/token``,
+``/services/oauth2/revoke``, the identity URL (``/id/{org}/{user}``) and ``/services/data/`` (versions).
 
 Routing is a table, ``DATA_ROUTES`` (method + segment template -> endpoint name and handler;
 see ``routing.py``), filled by the resource modules in ``routes/``, each holding its
@@ -37,7 +37,7 @@ from gtm_sandbox.org.routes import versions as versions_routes
 from gtm_sandbox.org.routes.auth import AuthRoutes
 from gtm_sandbox.org.routes.bulk import BulkJobs, BulkRoutes
 from gtm_sandbox.org.routes.collections import CollectionRoutes
-from gtm_sandbox.org.routes.composite import CompositeRoutes
+from gtm_sandbox.org.routes.composite import CompositeRoutes, TreeRoutes
 from gtm_sandbox.org.routes.limits import LimitsRoutes
 from gtm_sandbox.org.routes.query import Locator, QueryRoutes
 from gtm_sandbox.org.routes.sobjects import SObjectRoutes
@@ -139,7 +139,7 @@ class Controls:
 
 
 class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoutes, CollectionRoutes,
-             CompositeRoutes, BulkRoutes):
+             CompositeRoutes, TreeRoutes, BulkRoutes):
     """The API: state, the entry point and routing here; the handlers, one module per
     resource, in ``routes/``."""
 

@@ -377,3 +377,36 @@ def test_aggregate_functions_answer_aggregate_result_records(simple_sf: Salesfor
         with pytest.raises(SalesforceMalformedRequest) as err:
             simple_sf.query(soql)
         assert err.value.content[0]["errorCode"] == "MALFORMED_QUERY", soql
+
+
+def test_sobject_tree_creates_all_records_or_none(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # sObject Tree (composite/tree/{obj}): records with attributes type and referenceId,
+    # created all or none; 201 with each referenceId and id, or 400 naming the record that
+    # failed with its errors, nothing created; one result per instance of a duplicate
+    # referenceId.
+    url = f"{V}/composite/tree/GTM_Order_Billing__c"
+
+    def record(ref: str, **values: Any) -> dict[str, Any]:
+        return {"attributes": {"type": "GTM_Order_Billing__c", "referenceId": ref}, **values}
+
+    created = wire("POST", url, json={"records": [record("ref1", Order_Id__c="TREE-1"),
+                                                  record("ref2", Order_Id__c="TREE-2", Invoice_Status__c="open")]})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["hasErrors"] is False and [r["referenceId"] for r in body["results"]] == ["ref1", "ref2"]
+    stored = {r["Id"]: r["Order_Id__c"] for r in sandbox_org.records("GTM_Order_Billing__c")}
+    assert {r["id"]: stored[r["id"]] for r in body["results"]} == {body["results"][0]["id"]: "TREE-1",
+                                                                  body["results"][1]["id"]: "TREE-2"}
+    failed = wire("POST", url, json={"records": [record("ok", Order_Id__c="TREE-3"), record("bad")]})
+    assert failed.status_code == 400
+    assert failed.json() == {"hasErrors": True, "results": [{"referenceId": "bad", "errors": [
+        {"statusCode": "REQUIRED_FIELD_MISSING", "message": "Required fields are missing: [Order_Id__c]",
+         "fields": ["Order_Id__c"]}]}]}
+    assert sorted(stored.values()) == sorted(r["Order_Id__c"] for r in sandbox_org.records("GTM_Order_Billing__c"))
+    twice = wire("POST", url, json={"records": [record("same", Order_Id__c="TREE-4"),
+                                                record("same", Order_Id__c="TREE-5")]})
+    assert twice.status_code == 400 and [r["referenceId"] for r in twice.json()["results"]] == ["same", "same"]
+    wrong_root = wire("POST", url, json={"records": [{"attributes": {"type": "SfdcPartnerOffer", "referenceId": "o"},
+                                                      "Name": "x"}]})
+    assert wrong_root.status_code == 400
+    assert len(sandbox_org.records("GTM_Order_Billing__c")) == 2
