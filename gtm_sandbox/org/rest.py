@@ -4,8 +4,9 @@ Resources (under ``/services/data/vXX.X/``): ``query``, ``queryAll`` and query l
 ``sobjects`` (describe global, describe, CRUD, upsert by external id, getDeleted /
 getUpdated), ``limits``, ``composite`` (25 subrequests, at most 5 queries or
 collections, references, allOrNone), ``composite/sobjects`` collections, ``composite/tree``
-(sObject Tree) and Bulk API 2.0 query jobs (``jobs/query``). Plus ``/services/oauth2/token``,
-``/services/oauth2/revoke``, the identity URL (``/id/{org}/{user}``) and ``/services/data/`` (versions).
+(sObject Tree) and Bulk API 2.0 query and ingest jobs (``jobs/query``, ``jobs/ingest``). Plus
+``/services/oauth2/token``, ``/services/oauth2/revoke``, the identity URL (``/id/{org}/{user}``)
+and ``/services/data/`` (versions).
 
 Routing is a table, ``DATA_ROUTES`` (method + segment template -> endpoint name and handler;
 see ``routing.py``), filled by the resource modules in ``routes/``, each holding its
@@ -30,6 +31,7 @@ from gtm_sandbox.org.messages import Request, Response
 from gtm_sandbox.org.routes import bulk as bulk_routes
 from gtm_sandbox.org.routes import collections as collection_routes
 from gtm_sandbox.org.routes import composite as composite_routes
+from gtm_sandbox.org.routes import ingest as ingest_routes
 from gtm_sandbox.org.routes import limits as limits_routes
 from gtm_sandbox.org.routes import query as query_routes
 from gtm_sandbox.org.routes import sobjects as sobject_routes
@@ -38,6 +40,7 @@ from gtm_sandbox.org.routes.auth import AuthRoutes
 from gtm_sandbox.org.routes.bulk import BulkJobs, BulkRoutes
 from gtm_sandbox.org.routes.collections import CollectionRoutes
 from gtm_sandbox.org.routes.composite import CompositeRoutes, TreeRoutes
+from gtm_sandbox.org.routes.ingest import IngestRoutes
 from gtm_sandbox.org.routes.limits import LimitsRoutes
 from gtm_sandbox.org.routes.query import Locator, QueryRoutes
 from gtm_sandbox.org.routes.sobjects import SObjectRoutes
@@ -139,7 +142,7 @@ class Controls:
 
 
 class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoutes, CollectionRoutes,
-             CompositeRoutes, TreeRoutes, BulkRoutes):
+             CompositeRoutes, TreeRoutes, BulkRoutes, IngestRoutes):
     """The API: state, the entry point and routing here; the handlers, one module per
     resource, in ``routes/``."""
 
@@ -242,6 +245,9 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
         return route.endpoint, lambda r, v: route.handler(self, r, v, **params)
 
 
+_READABLE = ("application/xml", "text/xml", "text/csv")  # XML as a real org reads it; CSV: Bulk API 2.0 uploads
+
+
 def _unsupported_media(req: Request) -> Response | None:
     """Status Codes and Error Responses: a 415 when the request's entity is in a format the
     method doesn't take. The org reads JSON; XML, which a real org reads too, gets as far as
@@ -249,7 +255,7 @@ def _unsupported_media(req: Request) -> Response | None:
     if not req.body or req.method not in ("POST", "PATCH", "PUT"):
         return None
     media = req.headers.get("content-type", "").split(";")[0].strip().lower()
-    if not media or media == "application/json" or media.endswith("+json") or media in ("application/xml", "text/xml"):
+    if not media or media == "application/json" or media.endswith("+json") or media in _READABLE:
         return None
     return Response.error(ApiError(415, "UNSUPPORTED_MEDIA_TYPE",
                                    f"Content-Type header specified in HTTP request is not supported: {media}"))
@@ -258,5 +264,5 @@ def _unsupported_media(req: Request) -> Response | None:
 # The REST API's routes under /services/data/vNN.N/: each resource module registers its own.
 DATA_ROUTES = RouteTable()
 for _resource in (versions_routes, query_routes, limits_routes, composite_routes, collection_routes, sobject_routes,
-                  bulk_routes):
+                  bulk_routes, ingest_routes):
     _resource.install(DATA_ROUTES)

@@ -100,10 +100,14 @@ class BulkJobs:
     poll_steps: int = 1  # polls answered InProgress before JobComplete
     fail_next: list[str] = field(default_factory=list)  # errorMessages of the next jobs to fail
     created: int = 0  # jobs created since the last reset: /limits' DailyBulkV2QueryJobs used
+    # Ingest jobs (routes/ingest.py), under the same lock, and their id sequence.
+    ingest_jobs: OrderedDict[str, Any] = field(default_factory=OrderedDict)
+    ingest_seq: int = 0
 
     def reset(self) -> None:
         with self.lock:
             self.jobs.clear()
+            self.ingest_jobs.clear()
             self.created = 0
             self.poll_steps = 1
             self.fail_next.clear()

@@ -410,3 +410,61 @@ def test_sobject_tree_creates_all_records_or_none(wire: Wire, sandbox_org: Sandb
                                                       "Name": "x"}]})
     assert wrong_root.status_code == 400
     assert len(sandbox_org.records("GTM_Order_Billing__c")) == 2
+
+
+def test_bulk_ingest_jobs_through_simple_salesforce(simple_sf: Salesforce, sandbox_org: SandboxOrg) -> None:
+    # Bulk API 2.0 Ingest (API 41.0+): create a job, upload CSV, UploadComplete, poll to
+    # JobComplete; successfulResults (sf__Id, sf__Created, the row), failedResults (sf__Id,
+    # sf__Error, the row), one record failing alone. simple-salesforce's bulk2 drives it.
+    billing = simple_sf.bulk2.GTM_Order_Billing__c
+    [inserted] = billing.insert(records=[{"Order_Id__c": "BLK-1", "Invoice_Amount__c": "12.50"},
+                                         {"Order_Id__c": "BLK-2", "Invoice_Status__c": "open"},
+                                         {"Invoice_Status__c": "no order id"}], wait=0)
+    assert (inserted["numberRecordsProcessed"], inserted["numberRecordsFailed"]) == (3, 1)
+    stored = {r["Order_Id__c"]: r for r in sandbox_org.records("GTM_Order_Billing__c")}
+    assert stored["BLK-1"]["Invoice_Amount__c"] == Decimal("12.50") and set(stored) == {"BLK-1", "BLK-2"}
+    successes = list(csv.DictReader(io.StringIO(billing.get_successful_records(inserted["job_id"]))))
+    assert [(r["sf__Id"], r["sf__Created"], r["Order_Id__c"]) for r in successes] == [
+        (stored["BLK-1"]["Id"], "true", "BLK-1"), (stored["BLK-2"]["Id"], "true", "BLK-2")]
+    [failure] = csv.DictReader(io.StringIO(billing.get_failed_records(inserted["job_id"])))
+    assert failure["sf__Error"].startswith("REQUIRED_FIELD_MISSING:") and failure["Invoice_Status__c"] == "no order id"
+    [upserted] = billing.upsert(records=[{"Order_Id__c": "BLK-1", "Invoice_Status__c": "paid"},
+                                         {"Order_Id__c": "BLK-3", "Invoice_Status__c": "open"}],
+                                external_id_field="Order_Id__c", wait=0)
+    created = [r["sf__Created"] for r in csv.DictReader(io.StringIO(billing.get_successful_records(
+        upserted["job_id"])))]
+    assert created == ["false", "true"]
+    billing.update(records=[{"Id": stored["BLK-2"]["Id"], "Invoice_Status__c": "#N/A"}], wait=0)
+    billing.delete(records=[{"Id": stored["BLK-1"]["Id"]}], wait=0)
+    assert {r["Order_Id__c"]: r["Invoice_Status__c"] for r in sandbox_org.records("GTM_Order_Billing__c")} == {
+        "BLK-2": None, "BLK-3": "open"}
+
+
+def test_bulk_ingest_job_states_on_the_wire(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # Create a Job: state Open and a contentUrl; Upload Job Data: 201; a header naming a
+    # field the object lacks fails the job; an aborted job's rows are unprocessed.
+    def create() -> dict[str, Any]:
+        resp = wire("POST", f"{V}/jobs/ingest", json={"object": "GTM_Order_Billing__c", "operation": "insert"})
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
+    job = create()
+    assert (job["state"], job["contentUrl"]) == ("Open", f"services/data/v66.0/jobs/ingest/{job['id']}/batches")
+    upload = wire("PUT", f"{V}/jobs/ingest/{job['id']}/batches", data="Order_Id__c,Nope__c\nX-1,1\n",
+                  headers={"Content-Type": "text/csv"})
+    assert (upload.status_code, upload.content) == (201, b"")
+    wire("PATCH", f"{V}/jobs/ingest/{job['id']}", json={"state": "UploadComplete"})
+    for _ in range(5):
+        info = wire("GET", f"{V}/jobs/ingest/{job['id']}").json()
+    assert info["state"] == "Failed" and "Nope__c" in info["errorMessage"]
+    assert sandbox_org.records("GTM_Order_Billing__c") == []
+    aborted = create()
+    wire("PUT", f"{V}/jobs/ingest/{aborted['id']}/batches", data="Order_Id__c\nX-2\n",
+         headers={"Content-Type": "text/csv"})
+    assert wire("PATCH", f"{V}/jobs/ingest/{aborted['id']}", json={"state": "Aborted"}).json()["state"] == "Aborted"
+    unprocessed = wire("GET", f"{V}/jobs/ingest/{aborted['id']}/unprocessedrecords")
+    assert list(csv.reader(io.StringIO(unprocessed.text))) == [["Order_Id__c"], ["X-2"]]
+    late = wire("PUT", f"{V}/jobs/ingest/{aborted['id']}/batches", data="Order_Id__c\nX-3\n",
+                headers={"Content-Type": "text/csv"})
+    assert late.status_code >= 400
+    assert wire("GET", "/services/data/v40.0/jobs/ingest").status_code == 404
