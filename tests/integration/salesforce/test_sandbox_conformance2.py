@@ -468,3 +468,33 @@ def test_bulk_ingest_job_states_on_the_wire(wire: Wire, sandbox_org: SandboxOrg)
                 headers={"Content-Type": "text/csv"})
     assert late.status_code >= 400
     assert wire("GET", "/services/data/v40.0/jobs/ingest").status_code == 404
+
+
+def test_sobject_relationships_reach_a_records_parent(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # sObject Relationships (API 36.0+): sobjects/X/{id}/{relationship} is the parent a
+    # child-to-parent relationship points to: GET it (fields= for some), PATCH or DELETE
+    # it; a record without that parent is a 404. The external ID path is unchanged.
+    items = sandbox_org.records("SfdcPartnerOrderItem")
+    item = items[0]
+    order = sandbox_org.get("SfdcPartnerOrder", item["PartnerOrderId"])
+    assert order is not None
+    got = wire("GET", f"{V}/sobjects/SfdcPartnerOrderItem/{item['Id']}/PartnerOrder")
+    assert got.status_code == 200, got.text
+    assert got.json()["attributes"] == {"type": "SfdcPartnerOrder",
+                                        "url": f"{V}/sobjects/SfdcPartnerOrder/{order['Id']}"}
+    assert (got.json()["Id"], got.json()["Name"]) == (order["Id"], order["Name"])
+    some = wire("GET", f"{V}/sobjects/SfdcPartnerOrderItem/{item['Id']}/partnerorder", params={"fields": "Name"})
+    assert [k for k in some.json() if k != "attributes"] == ["Name"]
+    offers = sandbox_org.records("SfdcPartnerOffer")
+    orphan = next(o for o in offers if o["InitialOrderId"] is None)
+    assert wire("GET", f"{V}/sobjects/SfdcPartnerOffer/{orphan['Id']}/InitialOrder").status_code == 404
+    [child] = sandbox_org.insert("SfdcPartnerProvisionProduct", [{"Name": "v2"}])
+    [parent] = sandbox_org.insert("SfdcPartnerProvisionProduct", [{"Name": "v1"}])
+    sandbox_org.update("SfdcPartnerProvisionProduct", [{"Id": child, "LatestProductId": parent}])
+    url = f"{V}/sobjects/SfdcPartnerProvisionProduct/{child}/LatestProduct"
+    assert wire("PATCH", url, json={"Name": "v1 renamed"}).status_code == 204
+    assert sandbox_org.get("SfdcPartnerProvisionProduct", parent)["Name"] == "v1 renamed"  # type: ignore[index]
+    assert wire("DELETE", url).status_code == 204
+    assert sandbox_org.get("SfdcPartnerProvisionProduct", parent)["IsDeleted"] is True  # type: ignore[index]
+    [billing] = sandbox_org.insert("GTM_Order_Billing__c", [{"Order_Id__c": "REL-1"}])
+    assert wire("GET", f"{V}/sobjects/GTM_Order_Billing__c/Order_Id__c/REL-1").json()["Id"] == billing
