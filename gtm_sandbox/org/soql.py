@@ -11,7 +11,8 @@ the fiscal ones as the calendar's ...: days of the org's clock, in UTC, weeks fr
 a parent's fields through relationship names (``PartnerOrder.Name``, several levels up) in
 SELECT, WHERE and ORDER BY; an alias after the object (``FROM SfdcPartnerOffer o``);
 aggregate functions (COUNT(field), COUNT_DISTINCT, SUM, AVG, MIN, MAX, aliased or exprN)
-with ``GROUP BY`` (no HAVING), answered as AggregateResult records. A
+with ``GROUP BY`` (no HAVING), answered as AggregateResult records; semi- and anti-joins
+(``Id IN (SELECT PartnerOrderId FROM ...)``). A
 statement is at most 100,000 characters. Errors carry Salesforce's error codes
 (MALFORMED_QUERY, INVALID_FIELD, INVALID_TYPE) and are raised as ``SoqlError``; a parse
 error's message quotes the statement and its row and column, as the org's do.
@@ -115,6 +116,7 @@ class InList:
     field: str
     values: tuple[Literal, ...]
     negate: bool
+    subquery: Any = None  # a semi-join (IN) or anti-join (NOT IN): SELECT one id field FROM ... WHERE ...
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,15 @@ class _Parser:
         return self.ident()
 
     def parse(self) -> Query:
+        query = self.select_from()
+        self.clauses(query)
+        tok = self.peek()
+        if tok is not None:
+            raise self.fail(tok, f"unexpected token: {tok.text!r}")
+        return query
+
+    def select_from(self) -> Query:
+        """SELECT ... FROM object [alias]."""
         self.expect("SELECT")
         fields: list[str] = []
         aggregates: list[Aggregate] = []
@@ -261,10 +272,6 @@ class _Parser:
         tok = self.peek()
         if tok is not None and tok.kind == "ident" and tok.upper not in _KEYWORDS and "." not in tok.text:
             query.alias = self.ident()  # Alias Notation: FROM Contact c
-        self.clauses(query)
-        tok = self.peek()
-        if tok is not None:
-            raise self.fail(tok, f"unexpected token: {tok.text!r}")
         return query
 
     def clauses(self, query: Query) -> None:
@@ -336,9 +343,9 @@ class _Parser:
         name = self.ident()
         if self.accept("NOT"):
             self.expect("IN")
-            return InList(name, self.value_list(), True)
+            return self.in_list(name, True)
         if self.accept("IN"):
-            return InList(name, self.value_list(), False)
+            return self.in_list(name, False)
         if self.accept("LIKE"):
             tok = self.next()
             if tok.kind != "string":
@@ -350,6 +357,17 @@ class _Parser:
             raise self.fail(tok, f"unexpected token: {tok.text!r}")
         op = "!=" if tok.text == "<>" else tok.text
         return Compare(name, op, self.literal())
+
+    def in_list(self, name: str, negate: bool) -> InList:
+        tok, nxt = self.peek(), self.peek(1)
+        if tok is not None and tok.text == "(" and nxt is not None and nxt.upper == "SELECT":
+            self.i += 1
+            sub = self.select_from()  # Semi-Joins with IN, Anti-Joins with NOT IN: WHERE only
+            if self.accept("WHERE"):
+                sub.where = self.condition()
+            self.expect(")")
+            return InList(name, (), negate, sub)
+        return InList(name, self.value_list(), negate)
 
     def value_list(self) -> tuple[Literal, ...]:
         self.expect("(")
@@ -534,6 +552,7 @@ class Hop:
 
 
 Lookup = Callable[[str, str], "Row | None"]  # (object, id) -> the live record or None
+Select = Callable[["BoundQuery"], list[Row]]  # a bound query's live rows (a semi-join's subquery)
 
 
 def _follow(row: Row | None, hops: Sequence[Hop], lookup: Lookup | None) -> Row | None:
@@ -767,10 +786,25 @@ def _like_regex(pattern: str) -> re.Pattern[str]:
 
 
 class _Compiler:
-    def __init__(self, resolve: _Resolver, lookup: Lookup | None):
+    def __init__(self, resolve: _Resolver, lookup: Lookup | None, select: Select | None = None):
         self.resolve = resolve
         self.lookup = lookup
+        self.select = select
         self.mentions_is_deleted = False
+
+    def joined(self, f: FieldSpec, sub: Query) -> set[Any]:
+        """A semi- or anti-join's ids: its subquery's one id field, run now (no rows without
+        a ``select``)."""
+        if f.type not in ("id", "reference") or sub.aggregates or sub.group_by or sub.count or len(sub.fields) != 1:
+            raise SoqlError("MALFORMED_QUERY", f"a semi-join or anti-join selects one ID or reference field, "
+                                               f"compared with an ID or reference field ({f.name})")
+        r = self.resolve
+        bound = bind(sub, r.schema, r.soql, r.version, lookup=self.lookup, select=self.select)  # type: ignore[arg-type]
+        leaf = bound.spec.field(bound.fields[0].rsplit(".", 1)[-1])
+        if "." in bound.fields[0] or leaf is None or leaf.type not in ("id", "reference"):
+            raise SoqlError("MALFORMED_QUERY", "a semi-join or anti-join subquery selects one ID or reference field")
+        rows = self.select(bound) if self.select is not None else []
+        return {row[leaf.name] for row in rows if row.get(leaf.name) is not None}
 
     def compile(self, node: Any) -> Predicate:
         if isinstance(node, BoolOp):
@@ -787,6 +821,11 @@ class _Compiler:
         get = _getter(f, hops, self.lookup)
         if isinstance(node, Compare):
             return _compile_compare(f, node.op, node.value, get)
+        if isinstance(node, InList) and node.subquery is not None:
+            values = self.joined(f, node.subquery)
+            if node.negate:
+                return lambda r: get(r) not in values
+            return lambda r: get(r) in values
         if isinstance(node, InList):
             values = {_coerce(f, v) for v in node.values}
             if node.negate:
@@ -959,7 +998,7 @@ def _plan(query: Query, resolve: _Resolver, lookup: Lookup | None) -> AggregateP
 
 
 def bind(query: Query, schema: OrgSchema, soql: str, api_version: str | None = None, *,
-         lookup: Lookup | None = None) -> BoundQuery:
+         lookup: Lookup | None = None, select: Select | None = None) -> BoundQuery:
     spec = schema.get(query.sobject, api_version)
     if spec is None:
         raise SoqlError(
@@ -970,7 +1009,7 @@ def bind(query: Query, schema: OrgSchema, soql: str, api_version: str | None = N
         )
     resolve = _Resolver(spec, schema, soql, query.alias, api_version)
     if query.aggregates or query.group_by:
-        compiler = _Compiler(resolve, lookup)
+        compiler = _Compiler(resolve, lookup, select)
         plan = _plan(query, resolve, lookup)
         predicate = compiler.compile(query.where) if query.where is not None else None
         # The rows: every match, unordered and unlimited; ORDER BY, LIMIT, OFFSET apply to the groups.
@@ -987,7 +1026,7 @@ def bind(query: Query, schema: OrgSchema, soql: str, api_version: str | None = N
             if "." in canonical:
                 hops, leaf = resolve(canonical)
                 paths[canonical] = (hops, leaf.name)
-    compiler = _Compiler(resolve, lookup)
+    compiler = _Compiler(resolve, lookup, select)
     predicate = compiler.compile(query.where) if query.where is not None else None
     if _covered_by_range(query.where):
         predicate = None  # the (SystemModstamp, Id) index range scan already applies it
@@ -1017,14 +1056,16 @@ MAX_SOQL_CHARS = 100_000  # SOQL limits: a statement is at most 100,000 characte
 
 
 def compile_soql(soql: str, schema: OrgSchema, api_version: str | None = None, *,
-                 today: date | None = None, lookup: Lookup | None = None) -> BoundQuery:
+                 today: date | None = None, lookup: Lookup | None = None,
+                 select: Select | None = None) -> BoundQuery:
     """``soql`` bound to the org's schema at ``api_version``; date keywords count from
     ``today`` (the org's clock: it may have been moved on); ``lookup`` finds the parent
-    records of relationship paths (without it they are null)."""
+    records of relationship paths (without it they are null), ``select`` runs a semi- or
+    anti-join's subquery (without it, it has no rows)."""
     if len(soql) > MAX_SOQL_CHARS:
         raise SoqlError("MALFORMED_QUERY", f"SOQL statements cannot be longer than {MAX_SOQL_CHARS} characters "
                                            f"(this one has {len(soql)})")
-    return bind(parse(soql, today), schema, soql, api_version, lookup=lookup)
+    return bind(parse(soql, today), schema, soql, api_version, lookup=lookup, select=select)
 
 
 def is_index_order(order_by: Sequence[tuple[FieldSpec, OrderItem]]) -> bool:

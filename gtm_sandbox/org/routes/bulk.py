@@ -200,7 +200,8 @@ class BulkRoutes:
         if ending not in LINE_ENDINGS:
             raise ApiError(400, "INVALIDJOB", f"Invalid lineEnding: {ending!r}")
         try:
-            bound = compile_soql(soql, self.data.schema, v, today=self.data.clock.today(), lookup=self.data.lookup)
+            bound = compile_soql(soql, self.data.schema, v, today=self.data.clock.today(), lookup=self.data.lookup,
+                                 select=lambda b: self.data.select(b, include_deleted=False))
         except SoqlError as err:
             raise ApiError(400, "INVALIDJOB", err.message.strip()) from None
         if bound.count or bound.aggregate is not None:

@@ -12,7 +12,7 @@ from gtm_sandbox.org.ids import make_id
 from gtm_sandbox.org.jsonenc import encode, record_encoder
 from gtm_sandbox.org.messages import Request, Response
 from gtm_sandbox.org.routing import RouteTable
-from gtm_sandbox.org.soql import compile_soql
+from gtm_sandbox.org.soql import BoundQuery, compile_soql
 
 # API Query Cursor Limits: since API v56.0 (for every version) a user's open cursors are not
 # capped and a locator with its results lives for 2 days after the query ran. The cap here
@@ -50,8 +50,12 @@ class QueryRoutes:
         resource = req.path.rstrip("/").rsplit("/", 1)[1]
         return Response(200, self.run_query(soql, v, resource == "queryAll", self._batch_size(req)))
 
+    def _live_rows(self, bound: BoundQuery) -> list[Row]:
+        return self.data.select(bound, include_deleted=False)
+
     def run_query(self, soql: str, version: str, include_deleted: bool, batch: int) -> str:
-        bound = compile_soql(soql, self.data.schema, version, today=self.data.clock.today(), lookup=self.data.lookup)
+        bound = compile_soql(soql, self.data.schema, version, today=self.data.clock.today(), lookup=self.data.lookup,
+                             select=self._live_rows)
         if bound.count:
             n = len(self.data.select(bound, include_deleted=include_deleted))
             return encode({"totalSize": n, "done": True, "records": []})

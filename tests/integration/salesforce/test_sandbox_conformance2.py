@@ -498,3 +498,22 @@ def test_sobject_relationships_reach_a_records_parent(wire: Wire, sandbox_org: S
     assert sandbox_org.get("SfdcPartnerProvisionProduct", parent)["IsDeleted"] is True  # type: ignore[index]
     [billing] = sandbox_org.insert("GTM_Order_Billing__c", [{"Order_Id__c": "REL-1"}])
     assert wire("GET", f"{V}/sobjects/GTM_Order_Billing__c/Order_Id__c/REL-1").json()["Id"] == billing
+
+
+def test_semi_joins_and_anti_joins(simple_sf: Salesforce, sandbox_org: SandboxOrg) -> None:
+    # SOQL Comparison Operators, Semi-Joins with IN and Anti-Joins with NOT IN: an ID or
+    # reference field IN / NOT IN (SELECT one ID or reference field FROM ... WHERE ...).
+    orders = {r["Id"] for r in sandbox_org.records("SfdcPartnerOrder")}
+    items = sandbox_org.records("SfdcPartnerOrderItem")
+    priced = {i["PartnerOrderId"] for i in items if (i["CustomerUnitPricePerMonth"] or 0) > 60}
+    assert priced and priced != orders
+
+    def ids(soql: str) -> set[str]:
+        return {r["Id"] for r in simple_sf.query_all(soql)["records"]}
+
+    sub = "SELECT PartnerOrderId FROM SfdcPartnerOrderItem WHERE CustomerUnitPricePerMonth > 60"
+    assert ids(f"SELECT Id FROM SfdcPartnerOrder WHERE Id IN ({sub})") == priced
+    assert ids(f"SELECT Id FROM SfdcPartnerOrder WHERE Id NOT IN ({sub})") == orders - priced
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        simple_sf.query("SELECT Id FROM SfdcPartnerOrder WHERE Id IN (SELECT Name FROM SfdcPartnerOrderItem)")
+    assert err.value.content[0]["errorCode"] == "MALFORMED_QUERY"
