@@ -11,7 +11,7 @@ the fiscal ones as the calendar's ...: days of the org's clock, in UTC, weeks fr
 a parent's fields through relationship names (``PartnerOrder.Name``, several levels up) in
 SELECT, WHERE and ORDER BY; an alias after the object (``FROM SfdcPartnerOffer o``);
 aggregate functions (COUNT(field), COUNT_DISTINCT, SUM, AVG, MIN, MAX, aliased or exprN)
-with ``GROUP BY`` (no HAVING), answered as AggregateResult records; semi- and anti-joins
+with ``GROUP BY`` and ``HAVING``, answered as AggregateResult records; semi- and anti-joins
 (``Id IN (SELECT PartnerOrderId FROM ...)``). A
 statement is at most 100,000 characters. Errors carry Salesforce's error codes
 (MALFORMED_QUERY, INVALID_FIELD, INVALID_TYPE) and are raised as ``SoqlError``; a parse
@@ -109,6 +109,7 @@ class Compare:
     field: str
     op: str
     value: Literal
+    aggregate: Aggregate | None = None  # HAVING COUNT(Id) > 1: field is then "COUNT(Id)"
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ class Query:
     count: bool = False
     alias: str | None = None  # FROM Object alias: "alias." may prefix field names
     group_by: list[str] = field(default_factory=list)
+    having: Any = None
     aggregates: list[Aggregate] = field(default_factory=list)  # in SELECT, in order (fields has their keys)
     where: Any = None
     order_by: list[OrderItem] = field(default_factory=list)
@@ -283,6 +285,8 @@ class _Parser:
             query.group_by.append(self.ident())
             while self.accept(","):
                 query.group_by.append(self.ident())
+            if self.accept("HAVING"):
+                query.having = self.condition()
         if self.accept("ORDER"):
             self.expect("BY")
             query.order_by.append(self.order_item())
@@ -340,6 +344,13 @@ class _Parser:
             inner = self.condition()
             self.expect(")")
             return inner
+        if self.is_aggregate():  # HAVING: an aggregate compared with a literal
+            agg = self.aggregate()
+            tok = self.next()
+            if tok.kind != "op":
+                raise self.fail(tok, f"unexpected token: {tok.text!r}")
+            op = "!=" if tok.text == "<>" else tok.text
+            return Compare(f"{agg.func}({agg.field})", op, self.literal(), agg)
         name = self.ident()
         if self.accept("NOT"):
             self.expect("IN")
@@ -815,19 +826,17 @@ class _Compiler:
         if isinstance(node, Not):
             inner = self.compile(node.part)
             return lambda r: not inner(r)
+        if isinstance(node, Compare) and node.aggregate is not None:
+            raise SoqlError("MALFORMED_QUERY", f"An aggregate ({node.field}) can't filter rows in WHERE; use HAVING")
         hops, f = self.resolve(node.field)
         if f.name == "IsDeleted" and not hops:
             self.mentions_is_deleted = True
         get = _getter(f, hops, self.lookup)
         if isinstance(node, Compare):
             return _compile_compare(f, node.op, node.value, get)
-        if isinstance(node, InList) and node.subquery is not None:
-            values = self.joined(f, node.subquery)
-            if node.negate:
-                return lambda r: get(r) not in values
-            return lambda r: get(r) in values
         if isinstance(node, InList):
-            values = {_coerce(f, v) for v in node.values}
+            values = (self.joined(f, node.subquery) if node.subquery is not None
+                      else {_coerce(f, v) for v in node.values})
             if node.negate:
                 return lambda r: get(r) not in values
             return lambda r: get(r) in values
@@ -903,6 +912,7 @@ class AggregatePlan:
     order: list[tuple[_Column, OrderItem]]
     limit: int | None
     offset: int
+    having: Predicate | None = None  # over a group: {"__members": its rows}
 
     def run(self, rows: list[Row]) -> list[dict[str, Any]]:
         groups: dict[tuple[Any, ...], list[Row]] = {}
@@ -910,6 +920,9 @@ class AggregatePlan:
             groups.setdefault(tuple(c.comparable(row) for c in self.group), []).append(row)
         if not self.group:
             groups = {(): rows}
+        if self.having is not None:
+            having = self.having
+            groups = {k: members for k, members in groups.items() if having({"__members": members})}
         # Without ORDER BY the groups come in their grouped fields' order, ascending.
         order = self.order or [(c, OrderItem(c.key)) for c in self.group]
         kind = {"attributes": {"type": "AggregateResult"}}
@@ -994,7 +1007,32 @@ def _plan(query: Query, resolve: _Resolver, lookup: Lookup | None) -> AggregateP
             order.append((column(item.field), item))
         else:
             raise SoqlError("MALFORMED_QUERY", f"Ordered field must be grouped or aggregated: {item.field}")
-    return AggregatePlan(group, columns, order, query.limit, query.offset)
+    having = _having(query.having, grouped, column, resolve) if query.having is not None else None
+    return AggregatePlan(group, columns, order, query.limit, query.offset, having)
+
+
+def _having(node: Any, grouped: set[str], column: Callable[..., _Column], resolve: _Resolver) -> Predicate:
+    """HAVING: a condition on each group, its terms an aggregate or a grouped field compared
+    with a literal (SOQL: HAVING)."""
+    if isinstance(node, BoolOp):
+        parts = [_having(p, grouped, column, resolve) for p in node.parts]
+        return (lambda g: all(p(g) for p in parts)) if node.op == "AND" else (lambda g: any(p(g) for p in parts))
+    if isinstance(node, Not):
+        inner = _having(node.part, grouped, column, resolve)
+        return lambda g: not inner(g)
+    if isinstance(node, Compare) and node.aggregate is not None:
+        agg = node.aggregate
+        col = column(agg.field, node.field, agg.func)
+        f = resolve(agg.field)[1]
+        if agg.func in ("COUNT", "COUNT_DISTINCT"):
+            f = replace(f, name=node.field, type="int")
+        return _compile_compare(f, node.op, node.value,
+                                lambda g: _aggregate(col, g["__members"], comparable=True))
+    if isinstance(node, Compare) and resolve.canonical(node.field).lower() in grouped:
+        col = column(node.field)
+        return _compile_compare(resolve(node.field)[1], node.op, node.value,
+                                lambda g: col.comparable(g["__members"][0]) if g["__members"] else None)
+    raise SoqlError("MALFORMED_QUERY", "HAVING takes aggregates and grouped fields compared with a value")
 
 
 def bind(query: Query, schema: OrgSchema, soql: str, api_version: str | None = None, *,

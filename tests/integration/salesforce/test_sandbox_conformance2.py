@@ -351,7 +351,7 @@ def test_aggregate_functions_answer_aggregate_result_records(simple_sf: Salesfor
     # SOQL Aggregate Functions and GROUP BY: COUNT(field), COUNT_DISTINCT, SUM, AVG, MIN,
     # MAX, one AggregateResult record per group (attributes without a url); an unaliased
     # aggregate is exprN, numbered among the unaliased ones; a selected field must be
-    # grouped; ORDER BY may name an aggregate; LIMIT needs a GROUP BY.
+    # grouped; ORDER BY may name an aggregate; HAVING filters groups; LIMIT needs a GROUP BY.
     offers = sandbox_org.records("SfdcPartnerOffer")
     assert simple_sf.query("SELECT COUNT(Id) FROM SfdcPartnerOffer") == {
         "totalSize": 1, "done": True, "records": [{"attributes": {"type": "AggregateResult"}, "expr0": len(offers)}]}
@@ -372,7 +372,13 @@ def test_aggregate_functions_answer_aggregate_result_records(simple_sf: Salesfor
         assert record["expr2"] == len({m["OfferType"].lower() for m in members if m["OfferType"]})
     paged = simple_sf.query("SELECT Status, COUNT(Id) FROM SfdcPartnerOffer GROUP BY Status LIMIT 2 OFFSET 1")
     assert [r["Status"] for r in paged["records"]] == sorted(by_status, key=str.lower)[1:3]
+    # HAVING filters the groups: an aggregate or a grouped field compared with a value.
+    having = simple_sf.query("SELECT Status, COUNT(Id) FROM SfdcPartnerOffer GROUP BY Status "
+                             "HAVING COUNT(Id) > 1 OR Status = 'draft'")
+    assert {r["Status"] for r in having["records"]} == {s for s, m in by_status.items()
+                                                        if len(m) > 1 or s.lower() == "draft"}
     for soql in ("SELECT Name, COUNT(Id) FROM SfdcPartnerOffer GROUP BY Status",
+                 "SELECT Status FROM SfdcPartnerOffer WHERE COUNT(Id) > 1 GROUP BY Status",
                  "SELECT SUM(Name) FROM SfdcPartnerOffer", "SELECT MAX(CreatedDate) FROM SfdcPartnerOffer LIMIT 1"):
         with pytest.raises(SalesforceMalformedRequest) as err:
             simple_sf.query(soql)
