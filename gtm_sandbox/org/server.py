@@ -36,8 +36,10 @@ from gtm_sandbox.org.data import ApiError, OrgData
 from gtm_sandbox.org.gtm import GtmRules
 from gtm_sandbox.org.identity import OrgIdentity
 from gtm_sandbox.org.ids import make_id
+from gtm_sandbox.org.jsonenc import loads
 from gtm_sandbox.org.rest import OrgApi, Request, Response
 from gtm_sandbox.org.schema import load_org_schema
+from gtm_sandbox.org.xmlenc import to_xml, wants_xml
 from gtm_sandbox.snapshot import SnapshotError, read_snapshot, write_snapshot
 from gtm_sandbox.wsgi import (
     IDLE_TIMEOUT_S,
@@ -78,7 +80,8 @@ def _too_large(target: str, headers: dict[str, str]) -> Response | None:
 
 class OrgApp:
     """The org as a WSGI app: ``/_sandbox/…`` to the control API, the rest to ``OrgApi``.
-    API request and response bodies may be compressed (see ``compression.py``)."""
+    API request and response bodies may be compressed (see ``compression.py``); answers are
+    XML for a client that asks for it (``xmlenc.py``)."""
 
     def __init__(self, api: OrgApi, control: OrgControl, max_body_bytes: int = MAX_BODY_BYTES):
         self.api = api
@@ -101,10 +104,13 @@ class OrgApp:
                 resp = self.control.handle(req)
             else:
                 resp = _too_large(target, headers) or self._api(req)
+        # The API's answers only: the control API is the tests' own, and stays plain JSON.
+        api = not request_target(environ).startswith("/_sandbox/")
+        if (api and resp.body and resp.content_type.startswith("application/json")
+                and wants_xml(environ.get("HTTP_ACCEPT"))):
+            resp.body, resp.content_type = to_xml(loads(resp.body.encode("utf-8"))), "application/xml;charset=UTF-8"
         payload = resp.body.encode("utf-8") if resp.body is not None else b""
         headers = [] if resp.status == 204 else [("Content-Type", resp.content_type)]
-        # The API's answers only: the control API is the tests' own, and stays plain.
-        api = not request_target(environ).startswith("/_sandbox/")
         coding = response_encoding(environ.get("HTTP_ACCEPT_ENCODING")) if payload and api else None
         if coding is not None:
             payload = encode_body(payload, coding)

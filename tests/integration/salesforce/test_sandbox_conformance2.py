@@ -17,6 +17,7 @@ import zlib
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 import requests
@@ -523,3 +524,31 @@ def test_semi_joins_and_anti_joins(simple_sf: Salesforce, sandbox_org: SandboxOr
     with pytest.raises(SalesforceMalformedRequest) as err:
         simple_sf.query("SELECT Id FROM SfdcPartnerOrder WHERE Id IN (SELECT Name FROM SfdcPartnerOrderItem)")
     assert err.value.content[0]["errorCode"] == "MALFORMED_QUERY"
+
+
+def test_xml_answers_for_a_client_that_asks_for_them(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # Each REST resource's Formats: JSON, XML; Accept: application/xml picks XML: a record
+    # named by its type with type and url attributes (null as xsi:nil), a QueryResult,
+    # Errors of Error, a save Result.
+    nil = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+    xml = {"Accept": "application/xml"}
+    offer = sandbox_org.demo_ids["offer_draft"]
+    record = wire("GET", f"{V}/sobjects/SfdcPartnerOffer/{offer}", params={"fields": "Name,InitialOrderId"},
+                  headers=xml)
+    assert record.headers["Content-Type"].startswith("application/xml")
+    root = ElementTree.fromstring(record.content)
+    assert (root.tag, root.get("type"), root.get("url")) == (
+        "SfdcPartnerOffer", "SfdcPartnerOffer", f"{V}/sobjects/SfdcPartnerOffer/{offer}")
+    assert root.findtext("Name") == sandbox_org.get("SfdcPartnerOffer", offer)["Name"]  # type: ignore[index]
+    assert root.find("InitialOrderId").get(nil) == "true"  # type: ignore[union-attr]
+    query = ElementTree.fromstring(wire("GET", f"{V}/query", params={"q": "SELECT Id FROM SfdcPartnerOffer"},
+                                        headers=xml).content)
+    assert (query.tag, query.findtext("totalSize"), query.findtext("done")) == ("QueryResult", "8", "true")
+    assert [r.get("type") for r in query.findall("records")] == ["SfdcPartnerOffer"] * 8
+    missing = wire("GET", f"{V}/sobjects/SfdcPartnerOffer/1OF5g00000000ZZ", headers=xml)
+    errors = ElementTree.fromstring(missing.content)
+    assert (missing.status_code, errors.tag, errors.findtext("Error/errorCode")) == (404, "Errors", "NOT_FOUND")
+    created = ElementTree.fromstring(wire("POST", f"{V}/sobjects/GTM_Order_Billing__c", json={"Order_Id__c": "X-1"},
+                                          headers=xml).content)
+    assert (created.tag, created.findtext("success")) == ("Result", "true")
+    assert wire("GET", f"{V}/limits", headers={"Accept": "application/json"}).json()["DailyApiRequests"]
