@@ -1,5 +1,6 @@
 """``composite`` (up to 25 subrequests with references, allOrNone), ``composite/batch``
-(up to 25 independent subrequests) and ``composite/tree/{obj}`` (sObject Tree)."""
+(up to 25 independent subrequests), ``composite/graph`` (graphs of composite subrequests,
+each all or none) and ``composite/tree/{obj}`` (sObject Tree)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from gtm_sandbox.org.routing import RouteTable
 from gtm_sandbox.org.soql import SoqlError
 
 BATCH_SINCE = 34.0  # /composite/batch appeared in API 34.0
+GRAPH_SINCE = 50.0  # /composite/graph: API 50.0 and later
+GRAPH_MAX_NODES = 500  # subrequests in one graph
 COMPOSITE_MAX_SUBREQUESTS = 25
 COMPOSITE_MAX_QUERIES = 5
 _COLLECTION_WRITES = ("collections_create", "collections_update", "collections_upsert", "collections_delete")
@@ -27,7 +30,13 @@ class CompositeRoutes:
         body = self._body_object(req)
         subs = body.get("compositeRequest")
         _check_composite(subs)
-        all_or_none = bool(body.get("allOrNone", False))
+        results = self._run_composite(subs, bool(body.get("allOrNone", False)), v, req)
+        return Response.json(200, {"compositeResponse": results})
+
+    def _run_composite(self, subs: list[dict[str, Any]], all_or_none: bool, v: str,
+                       req: Request) -> list[dict[str, Any]]:
+        """A composite request's subrequests in one transaction, each result as
+        compositeResponse lists it; all rolled back on a failure when ``all_or_none``."""
         results: list[dict[str, Any]] = []
         outputs: dict[str, Any] = {}
         with self.data.lock:
@@ -58,9 +67,30 @@ class CompositeRoutes:
                     else:
                         results.append({"body": halted, "httpHeaders": {}, "httpStatusCode": 400,
                                         "referenceId": sub["referenceId"]})
-        return Response.json(200, {"compositeResponse": [
-            {"body": Raw(r["body"]) if isinstance(r["body"], str) else r["body"], "httpHeaders": r["httpHeaders"],
-             "httpStatusCode": r["httpStatusCode"], "referenceId": r["referenceId"]} for r in results]})
+        return [{"body": Raw(r["body"]) if isinstance(r["body"], str) else r["body"], "httpHeaders": r["httpHeaders"],
+                 "httpStatusCode": r["httpStatusCode"], "referenceId": r["referenceId"]} for r in results]
+
+    def _composite_graph(self, req: Request, v: str) -> Response:
+        """``composite/graph`` (API 50.0+): graphs of composite subrequests, each graph all
+        or none on its own: ``{"graphs": [{"graphId", "graphResponse": {"compositeResponse"},
+        "isSuccessful"}]}``."""
+        available_since(v, GRAPH_SINCE)
+        graphs = self._body_object(req).get("graphs")
+        if not isinstance(graphs, list) or not graphs:
+            raise ApiError(400, "JSON_PARSER_ERROR", "graphs: a list of graphs is required")
+        ids = [g.get("graphId") if isinstance(g, dict) else None for g in graphs]
+        if any(not isinstance(i, str) or not i for i in ids) or len(set(ids)) != len(ids):
+            raise ApiError(400, "INVALID_INPUT", "Each graph needs its own graphId")
+        answers = []
+        for graph in graphs:
+            subs = graph.get("compositeRequest")
+            if not isinstance(subs, list) or not subs or len(subs) > GRAPH_MAX_NODES:
+                raise ApiError(400, "INVALID_INPUT", f"A graph holds 1 to {GRAPH_MAX_NODES} subrequests")
+            _check_references(subs)
+            results = self._run_composite(subs, True, v, req)
+            answers.append({"graphId": graph["graphId"], "graphResponse": {"compositeResponse": results},
+                            "isSuccessful": all(r["httpStatusCode"] < 400 for r in results)})
+        return Response.json(200, {"graphs": answers})
 
     def _composite_batch(self, req: Request, v: str) -> Response:
         """``/composite/batch``: up to 25 independent subrequests (any kind, queries
@@ -113,7 +143,7 @@ class CompositeRoutes:
         else:
             try:
                 endpoint, handler = self._route(method, sub_req.segments[3:])
-                if endpoint in ("composite", "composite_batch"):
+                if endpoint in ("composite", "composite_batch", "composite_graph"):
                     raise ApiError(400, "INVALID_INPUT", "composite requests can't be nested")
                 self.controls.count(endpoint, sub=True)
                 resp = handler(sub_req, m.group(1))
@@ -133,6 +163,7 @@ class CompositeRoutes:
 def install(routes: RouteTable) -> None:
     routes.add("POST", "composite", "composite", CompositeRoutes._composite)
     routes.add("POST", "composite/batch", "composite_batch", CompositeRoutes._composite_batch)
+    routes.add("POST", "composite/graph", "composite_graph", CompositeRoutes._composite_graph)
     routes.add("POST", "composite/tree/{obj}", "composite_tree", TreeRoutes._tree)
 
 
@@ -202,6 +233,10 @@ def _check_composite(subs: Any) -> None:
     if heavy > COMPOSITE_MAX_QUERIES:
         raise ApiError(400, "LIMIT_EXCEEDED", f"A composite request can contain at most {COMPOSITE_MAX_QUERIES} "
                        f"query or sObject Collections subrequests")
+    _check_references(subs)
+
+
+def _check_references(subs: list[Any]) -> None:
     ref_ids = [s.get("referenceId") for s in subs if isinstance(s, dict)]
     if len(ref_ids) != len(subs) or any(not isinstance(r, str) or not re.fullmatch(r"[A-Za-z0-9_]+", r)
                                         for r in ref_ids):

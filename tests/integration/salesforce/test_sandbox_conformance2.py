@@ -552,3 +552,28 @@ def test_xml_answers_for_a_client_that_asks_for_them(wire: Wire, sandbox_org: Sa
                                           headers=xml).content)
     assert (created.tag, created.findtext("success")) == ("Result", "true")
     assert wire("GET", f"{V}/limits", headers={"Accept": "application/json"}).json()["DailyApiRequests"]
+
+
+def test_composite_graph_runs_each_graph_all_or_none(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # Composite Graph (API 50.0+): graphs of composite subrequests with references, each
+    # graph all or none on its own; each answer has graphId, graphResponse.compositeResponse
+    # and isSuccessful.
+    def create(ref: str, order_id: str | None) -> dict[str, Any]:
+        return {"method": "POST", "url": f"{V}/sobjects/GTM_Order_Billing__c", "referenceId": ref,
+                "body": {} if order_id is None else {"Order_Id__c": order_id}}
+
+    resp = wire("POST", f"{V}/composite/graph", json={"graphs": [
+        {"graphId": "good", "compositeRequest": [
+            create("first", "GR-1"),
+            {"method": "PATCH", "url": f"{V}/sobjects/GTM_Order_Billing__c/@{{first.id}}", "referenceId": "paid",
+             "body": {"Invoice_Status__c": "paid"}}]},
+        {"graphId": "bad", "compositeRequest": [create("kept", "GR-2"), create("broken", None)]},
+    ]})
+    assert resp.status_code == 200, resp.text
+    good, bad = resp.json()["graphs"]
+    assert (good["graphId"], good["isSuccessful"], bad["graphId"], bad["isSuccessful"]) == ("good", True, "bad", False)
+    assert [r["httpStatusCode"] for r in good["graphResponse"]["compositeResponse"]] == [201, 204]
+    assert [r["referenceId"] for r in bad["graphResponse"]["compositeResponse"]] == ["kept", "broken"]
+    assert {r["Order_Id__c"]: r["Invoice_Status__c"] for r in sandbox_org.records("GTM_Order_Billing__c")} == {
+        "GR-1": "paid"}
+    assert wire("POST", "/services/data/v49.0/composite/graph", json={"graphs": []}).status_code == 404
