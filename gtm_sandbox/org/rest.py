@@ -4,9 +4,10 @@ Resources (under ``/services/data/vXX.X/``): ``query``, ``queryAll`` and query l
 ``sobjects`` (describe global, describe, CRUD, upsert by external id, getDeleted /
 getUpdated), ``limits``, ``composite`` (25 subrequests, at most 5 queries or
 collections, references, allOrNone), ``composite/sobjects`` collections, ``composite/tree``
-(sObject Tree) and Bulk API 2.0 query and ingest jobs (``jobs/query``, ``jobs/ingest``). Plus
-``/services/oauth2/token``, ``/services/oauth2/revoke``, the identity URL (``/id/{org}/{user}``)
-and ``/services/data/`` (versions).
+(sObject Tree), ``search`` and ``parameterizedSearch`` (SOSL) and Bulk API 2.0 query and
+ingest jobs (``jobs/query``, ``jobs/ingest``). Plus ``/services/oauth2/token``,
+``/services/oauth2/revoke``, the identity URL (``/id/{org}/{user}``) and ``/services/data/``
+(versions).
 
 Routing is a table, ``DATA_ROUTES`` (method + segment template -> endpoint name and handler;
 see ``routing.py``), filled by the resource modules in ``routes/``, each holding its
@@ -34,6 +35,7 @@ from gtm_sandbox.org.routes import composite as composite_routes
 from gtm_sandbox.org.routes import ingest as ingest_routes
 from gtm_sandbox.org.routes import limits as limits_routes
 from gtm_sandbox.org.routes import query as query_routes
+from gtm_sandbox.org.routes import search as search_routes
 from gtm_sandbox.org.routes import sobjects as sobject_routes
 from gtm_sandbox.org.routes import versions as versions_routes
 from gtm_sandbox.org.routes.auth import AuthRoutes
@@ -43,6 +45,7 @@ from gtm_sandbox.org.routes.composite import CompositeRoutes, TreeRoutes
 from gtm_sandbox.org.routes.ingest import IngestRoutes
 from gtm_sandbox.org.routes.limits import LimitsRoutes
 from gtm_sandbox.org.routes.query import Locator, QueryRoutes
+from gtm_sandbox.org.routes.search import SearchRoutes
 from gtm_sandbox.org.routes.sobjects import SObjectRoutes
 from gtm_sandbox.org.routes.versions import DATA_PATH, SUPPORTED_VERSIONS, VersionsRoutes
 from gtm_sandbox.org.routing import RouteTable
@@ -142,7 +145,7 @@ class Controls:
 
 
 class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoutes, CollectionRoutes,
-             CompositeRoutes, TreeRoutes, BulkRoutes, IngestRoutes):
+             CompositeRoutes, TreeRoutes, BulkRoutes, IngestRoutes, SearchRoutes):
     """The API: state, the entry point and routing here; the handlers, one module per
     resource, in ``routes/``."""
 
@@ -264,5 +267,5 @@ def _unsupported_media(req: Request) -> Response | None:
 # The REST API's routes under /services/data/vNN.N/: each resource module registers its own.
 DATA_ROUTES = RouteTable()
 for _resource in (versions_routes, query_routes, limits_routes, composite_routes, collection_routes, sobject_routes,
-                  bulk_routes, ingest_routes):
+                  bulk_routes, ingest_routes, search_routes):
     _resource.install(DATA_ROUTES)

@@ -577,3 +577,25 @@ def test_composite_graph_runs_each_graph_all_or_none(wire: Wire, sandbox_org: Sa
     assert {r["Order_Id__c"]: r["Invoice_Status__c"] for r in sandbox_org.records("GTM_Order_Billing__c")} == {
         "GR-1": "paid"}
     assert wire("POST", "/services/data/v49.0/composite/graph", json={"graphs": []}).status_code == 404
+
+
+def test_sosl_search_and_parameterized_search(simple_sf: Salesforce, wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # Search for a String: search?q=SOSL answers {"searchRecords": [...]} (API 37.0+), each
+    # record with attributes and the RETURNING fields (Id without RETURNING);
+    # parameterizedSearch takes q, sobject, X.fields, X.limit. A malformed statement is a
+    # 400 MALFORMED_SEARCH.
+    offers = sandbox_org.records("SfdcPartnerOffer")
+    acme = sorted((o["Name"] for o in offers if "acme" in o["Name"].lower()), key=str.lower)
+    assert acme
+    found = simple_sf.quick_search("Acme")["searchRecords"]
+    assert {r["attributes"]["type"] for r in found} >= {"SfdcPartnerOffer"}
+    assert all(list(r) == ["attributes", "Id"] for r in found)
+    named = simple_sf.search("FIND {acm*} IN NAME FIELDS RETURNING SfdcPartnerOffer(Id, Name ORDER BY Name)")
+    assert [r["Name"] for r in named["searchRecords"]] == acme
+    limited = wire("GET", f"{V}/parameterizedSearch", params={"q": "Acme", "sobject": "SfdcPartnerOffer",
+                                                               "SfdcPartnerOffer.fields": "Id,Name",
+                                                               "SfdcPartnerOffer.limit": "1"})
+    [one] = limited.json()["searchRecords"]
+    assert one["Name"] in acme and one["attributes"]["type"] == "SfdcPartnerOffer"
+    bad = wire("GET", f"{V}/search", params={"q": "FIND Acme"})
+    assert _error(bad) == (400, "MALFORMED_SEARCH")
