@@ -6,8 +6,8 @@ getUpdated), ``limits``, ``composite`` (25 subrequests, at most 5 queries or
 collections, references, allOrNone), ``composite/sobjects`` collections, ``composite/tree``
 (sObject Tree), ``search`` and ``parameterizedSearch`` (SOSL) and Bulk API 2.0 query and
 ingest jobs (``jobs/query``, ``jobs/ingest``). Plus ``/services/oauth2/token``,
-``/services/oauth2/revoke``, the identity URL (``/id/{org}/{user}``) and ``/services/data/``
-(versions).
+``/services/oauth2/revoke``, ``/services/oauth2/userinfo``, the identity URL
+(``/id/{org}/{user}``) and ``/services/data/`` (versions).
 
 Routing is a table, ``DATA_ROUTES`` (method + segment template -> endpoint name and handler;
 see ``routing.py``), filled by the resource modules in ``routes/``, each holding its
@@ -38,7 +38,7 @@ from gtm_sandbox.org.routes import query as query_routes
 from gtm_sandbox.org.routes import search as search_routes
 from gtm_sandbox.org.routes import sobjects as sobject_routes
 from gtm_sandbox.org.routes import versions as versions_routes
-from gtm_sandbox.org.routes.auth import AuthRoutes
+from gtm_sandbox.org.routes.auth import AuthRoutes, UserInfoRoutes
 from gtm_sandbox.org.routes.bulk import BulkJobs, BulkRoutes
 from gtm_sandbox.org.routes.collections import CollectionRoutes
 from gtm_sandbox.org.routes.composite import CompositeRoutes, TreeRoutes
@@ -54,7 +54,8 @@ from gtm_sandbox.org.soql import SoqlError
 __all__ = ["DATA_ROUTES", "Controls", "FaultRule", "OrgApi", "Request", "Response"]
 
 
-_NOT_API_CALLS = ("oauth_token", "oauth_revoke", "versions", "identity")  # outside /services/data/vNN.N
+# Outside /services/data/vNN.N: not API calls.
+_NOT_API_CALLS = ("oauth_token", "oauth_revoke", "oauth_userinfo", "versions", "identity")
 
 
 @dataclass
@@ -144,8 +145,8 @@ class Controls:
         return sum(n for name, n in self.calls.items() if name not in _NOT_API_CALLS)
 
 
-class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoutes, CollectionRoutes,
-             CompositeRoutes, TreeRoutes, BulkRoutes, IngestRoutes, SearchRoutes):
+class OrgApi(AuthRoutes, UserInfoRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoutes,
+             CollectionRoutes, CompositeRoutes, TreeRoutes, BulkRoutes, IngestRoutes, SearchRoutes):
     """The API: state, the entry point and routing here; the handlers, one module per
     resource, in ``routes/``."""
 
@@ -170,6 +171,8 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
             return self._with_controls("oauth_token", req, self._token, api=False)
         if req.path.rstrip("/") == "/services/oauth2/revoke":
             return self._with_controls("oauth_revoke", req, self._revoke, api=False)
+        if req.path.rstrip("/") == "/services/oauth2/userinfo":
+            return self._with_controls("oauth_userinfo", req, self._userinfo, api=False)
         if req.path.startswith("/id/"):
             return self._with_controls("identity", req, self._identity, api=False)
         if req.path.rstrip("/") == "/services/data":

@@ -599,3 +599,22 @@ def test_sosl_search_and_parameterized_search(simple_sf: Salesforce, wire: Wire,
     assert one["Name"] in acme and one["attributes"]["type"] == "SfdcPartnerOffer"
     bad = wire("GET", f"{V}/search", params={"q": "FIND Acme"})
     assert _error(bad) == (400, "MALFORMED_SEARCH")
+
+
+def test_the_openid_userinfo_endpoint(sandbox_org: SandboxOrg) -> None:
+    # OpenID Connect UserInfo endpoint (/services/oauth2/userinfo, GET or POST with the
+    # access token): the user's claims, sub being the identity URL the token response named.
+    session = tls_session(sandbox_org)
+    token = session.post(sandbox_org.login_url + "/services/oauth2/token", data={
+        "grant_type": "client_credentials", "client_id": sandbox_org.client_id,
+        "client_secret": sandbox_org.client_secret}).json()
+    url = sandbox_org.login_url + "/services/oauth2/userinfo"
+    info = session.get(url, headers={"Authorization": "Bearer " + token["access_token"]})
+    assert info.status_code == 200, info.text
+    body = info.json()
+    assert (body["sub"], body["user_id"], body["organization_id"], body["preferred_username"]) == (
+        token["id"], sandbox_org.user_id, sandbox_org.org_id, sandbox_org.username)
+    assert body["urls"]["rest"] == sandbox_org.instance_url + "/services/data/v{version}/"
+    assert session.post(url, headers={"Authorization": "Bearer " + token["access_token"]}).json()["sub"] == token["id"]
+    assert (session.get(url).status_code, session.get(url).text) == (403, "Missing_OAuth_Token")
+    assert session.get(url, headers={"Authorization": "Bearer 00D!nope"}).text == "Bad_OAuth_Token"
