@@ -57,7 +57,7 @@ _TOKEN = re.compile(
 _KEYWORDS = {
     "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "ASC", "DESC",
     "NULLS", "FIRST", "LAST", "LIMIT", "OFFSET", "NULL", "TRUE", "FALSE", "GROUP", "HAVING", "FOR",
-    "WITH", "USING", "INCLUDES", "EXCLUDES",
+    "WITH", "USING", "INCLUDES", "EXCLUDES", "UPDATE",
 }
 
 
@@ -277,9 +277,31 @@ class _Parser:
         return query
 
     def clauses(self, query: Query) -> None:
-        """WHERE, GROUP BY, ORDER BY, LIMIT and OFFSET, each optional, in that order."""
+        """USING SCOPE, WHERE, WITH, GROUP BY, ORDER BY, LIMIT, OFFSET, FOR and UPDATE, each
+        optional, in that order. USING SCOPE, WITH SECURITY_ENFORCED / USER_MODE /
+        SYSTEM_MODE, FOR VIEW / REFERENCE and UPDATE TRACKING / VIEWSTAT change nothing here:
+        the integration user sees every record and field, and views are not tracked."""
+        if self.accept("USING"):
+            self.expect("SCOPE")
+            self.word(_SCOPES)
         if self.accept("WHERE"):
             query.where = self.condition()
+        if self.accept("WITH"):
+            self.word(("SECURITY_ENFORCED", "USER_MODE", "SYSTEM_MODE"))
+        self.ordering(query)
+        if self.accept("FOR"):
+            self.word(("VIEW", "REFERENCE"))
+        if self.accept("UPDATE"):
+            self.word(("TRACKING", "VIEWSTAT"))
+
+    def word(self, allowed: Sequence[str]) -> str:
+        tok = self.next()
+        if tok.upper not in allowed:
+            raise self.fail(tok, f"unexpected token: {tok.text!r}, expected one of {', '.join(allowed)}")
+        return tok.upper
+
+    def ordering(self, query: Query) -> None:
+        """GROUP BY [HAVING], ORDER BY, LIMIT and OFFSET."""
         if self.accept("GROUP"):
             self.expect("BY")
             query.group_by.append(self.ident())
@@ -455,6 +477,7 @@ def _date_literals() -> dict[str, tuple[str, str, int]]:
 
 _DATE_LITERALS = _date_literals()
 _FIELD_GROUPS = ("ALL", "CUSTOM", "STANDARD")
+_SCOPES = ("DELEGATED", "EVERYTHING", "MINE", "MINE_AND_MY_GROUPS", "MY_TERRITORY", "MY_TEAM_TERRITORY", "TEAM")
 _AGGREGATES = ("COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX")
 FIELDS_SINCE = 51.0  # the FIELDS() function appeared in API 51.0
 FIELDS_MAX_LIMIT = 200  # FIELDS(ALL) and FIELDS(CUSTOM) need a LIMIT of at most 200

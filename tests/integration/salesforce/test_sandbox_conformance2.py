@@ -618,3 +618,19 @@ def test_the_openid_userinfo_endpoint(sandbox_org: SandboxOrg) -> None:
     assert session.post(url, headers={"Authorization": "Bearer " + token["access_token"]}).json()["sub"] == token["id"]
     assert (session.get(url).status_code, session.get(url).text) == (403, "Missing_OAuth_Token")
     assert session.get(url, headers={"Authorization": "Bearer 00D!nope"}).text == "Bad_OAuth_Token"
+
+
+def test_soql_optional_clauses_in_their_places(simple_sf: Salesforce) -> None:
+    # SOQL SELECT syntax: USING SCOPE, WITH SECURITY_ENFORCED, FOR VIEW / REFERENCE and
+    # UPDATE TRACKING / VIEWSTAT in their places are accepted (the integration user sees
+    # everything); anything else there is a MALFORMED_QUERY.
+    soql = ("SELECT Id FROM SfdcPartnerOffer USING SCOPE Everything WHERE Status = 'Draft' WITH SECURITY_ENFORCED "
+            "ORDER BY Name LIMIT 5 FOR VIEW")
+    assert simple_sf.query(soql)["totalSize"] == 1
+    assert simple_sf.query("SELECT Id FROM SfdcPartnerOffer FOR REFERENCE")["totalSize"] == 8
+    assert simple_sf.query("SELECT Id FROM SfdcPartnerOffer UPDATE VIEWSTAT")["totalSize"] == 8
+    for bad in ("SELECT Id FROM SfdcPartnerOffer WITH NONSENSE", "SELECT Id FROM SfdcPartnerOffer FOR VIEW LIMIT 1",
+                "SELECT Id FROM SfdcPartnerOffer USING SCOPE Nobody"):
+        with pytest.raises(SalesforceMalformedRequest) as err:
+            simple_sf.query(bad)
+        assert err.value.content[0]["errorCode"] == "MALFORMED_QUERY", bad
