@@ -38,6 +38,7 @@ class ApiError(Exception):
     error_code: str
     message: str
     fields: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # response headers (a 405's Allow)
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
@@ -132,6 +133,12 @@ class OrgData:
         if row is None or (row.get("IsDeleted") and not include_deleted):
             return None
         return row
+
+    def lookup(self, sobject: str, record_id: str) -> Row | None:
+        """A live record by object and 18-character id (a query following a relationship)."""
+        table = self.tables.get(sobject)
+        row = table.rows.get(record_id) if table is not None else None
+        return None if row is None or row.get("IsDeleted") else row
 
     def find_object(self, record_id: str) -> ObjectSpec | None:
         return self.schema.by_prefix(record_id)
@@ -418,7 +425,7 @@ class OrgData:
         else:
             matched = [r for r in candidates if not r["IsDeleted"] and pred(r)]
         if not is_index_order(bound.order_by):
-            sort_rows(matched, bound.order_by)
+            sort_rows(matched, bound.order_by, bound.order_getters)
         if bound.offset:
             matched = matched[bound.offset :]
         if bound.limit is not None:

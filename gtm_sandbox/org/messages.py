@@ -52,4 +52,4 @@ class Response:
 
     @classmethod
     def error(cls, err: ApiError) -> Response:
-        return cls.json(err.status, err.body())
+        return cls.json(err.status, err.body(), dict(err.headers))

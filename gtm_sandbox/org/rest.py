@@ -3,9 +3,11 @@
 Resources (under ``/services/data/vXX.X/``): ``query``, ``queryAll`` and query locators,
 ``sobjects`` (describe global, describe, CRUD, upsert by external id, getDeleted /
 getUpdated), ``limits``, ``composite`` (25 subrequests, at most 5 queries or
-collections, references, allOrNone), ``composite/sobjects`` collections and Bulk API 2.0
-query jobs (``jobs/query``). Plus ``/services/oauth2/token``, ``/services/oauth2/revoke``, the
-identity URL (``/id/{org}/{user}``) and ``/services/data/`` (versions).
+collections, references, allOrNone), ``composite/sobjects`` collections, ``composite/tree``
+(sObject Tree), ``search`` and ``parameterizedSearch`` (SOSL) and Bulk API 2.0 query and
+ingest jobs (``jobs/query``, ``jobs/ingest``). Plus ``/services/oauth2/token``,
+``/services/oauth2/revoke``, ``/services/oauth2/userinfo``, the identity URL
+(``/id/{org}/{user}``) and ``/services/data/`` (versions).
 
 Routing is a table, ``DATA_ROUTES`` (method + segment template -> endpoint name and handler;
 see ``routing.py``), filled by the resource modules in ``routes/``, each holding its
@@ -30,16 +32,20 @@ from gtm_sandbox.org.messages import Request, Response
 from gtm_sandbox.org.routes import bulk as bulk_routes
 from gtm_sandbox.org.routes import collections as collection_routes
 from gtm_sandbox.org.routes import composite as composite_routes
+from gtm_sandbox.org.routes import ingest as ingest_routes
 from gtm_sandbox.org.routes import limits as limits_routes
 from gtm_sandbox.org.routes import query as query_routes
+from gtm_sandbox.org.routes import search as search_routes
 from gtm_sandbox.org.routes import sobjects as sobject_routes
 from gtm_sandbox.org.routes import versions as versions_routes
-from gtm_sandbox.org.routes.auth import AuthRoutes
+from gtm_sandbox.org.routes.auth import AuthRoutes, UserInfoRoutes
 from gtm_sandbox.org.routes.bulk import BulkJobs, BulkRoutes
 from gtm_sandbox.org.routes.collections import CollectionRoutes
-from gtm_sandbox.org.routes.composite import CompositeRoutes
+from gtm_sandbox.org.routes.composite import CompositeRoutes, TreeRoutes
+from gtm_sandbox.org.routes.ingest import IngestRoutes
 from gtm_sandbox.org.routes.limits import LimitsRoutes
 from gtm_sandbox.org.routes.query import Locator, QueryRoutes
+from gtm_sandbox.org.routes.search import SearchRoutes
 from gtm_sandbox.org.routes.sobjects import SObjectRoutes
 from gtm_sandbox.org.routes.versions import DATA_PATH, SUPPORTED_VERSIONS, VersionsRoutes
 from gtm_sandbox.org.routing import RouteTable
@@ -48,7 +54,8 @@ from gtm_sandbox.org.soql import SoqlError
 __all__ = ["DATA_ROUTES", "Controls", "FaultRule", "OrgApi", "Request", "Response"]
 
 
-_NOT_API_CALLS = ("oauth_token", "oauth_revoke", "versions", "identity")  # outside /services/data/vNN.N
+# Outside /services/data/vNN.N: not API calls.
+_NOT_API_CALLS = ("oauth_token", "oauth_revoke", "oauth_userinfo", "versions", "identity")
 
 
 @dataclass
@@ -138,8 +145,8 @@ class Controls:
         return sum(n for name, n in self.calls.items() if name not in _NOT_API_CALLS)
 
 
-class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoutes, CollectionRoutes,
-             CompositeRoutes, BulkRoutes):
+class OrgApi(AuthRoutes, UserInfoRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoutes,
+             CollectionRoutes, CompositeRoutes, TreeRoutes, BulkRoutes, IngestRoutes, SearchRoutes):
     """The API: state, the entry point and routing here; the handlers, one module per
     resource, in ``routes/``."""
 
@@ -164,6 +171,8 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
             return self._with_controls("oauth_token", req, self._token, api=False)
         if req.path.rstrip("/") == "/services/oauth2/revoke":
             return self._with_controls("oauth_revoke", req, self._revoke, api=False)
+        if req.path.rstrip("/") == "/services/oauth2/userinfo":
+            return self._with_controls("oauth_userinfo", req, self._userinfo, api=False)
         if req.path.startswith("/id/"):
             return self._with_controls("identity", req, self._identity, api=False)
         if req.path.rstrip("/") == "/services/data":
@@ -174,11 +183,17 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
         version = m.group(1)
         if version not in SUPPORTED_VERSIONS:
             return Response.error(ApiError(404, "NOT_FOUND", "The requested resource does not exist"))
+        override = req.param("_HttpMethod")
+        if req.method == "POST" and override:
+            # Update a Record: a client that can't send PATCH POSTs with ?_HttpMethod=PATCH.
+            req.method = override.upper()
+        elif req.method == "HEAD":
+            req.method = "GET"  # answered as GET; the server sends no body
         try:
             endpoint, handler = self._route(req.method, req.segments[3:])  # after services/data/vNN.N
         except ApiError as err:
             return Response.error(err)
-        return self._with_controls(endpoint, req, lambda r: handler(r, version), api=True)
+        return self._with_controls(endpoint, req, lambda r: _unsupported_media(r) or handler(r, version), api=True)
 
     def _with_controls(
         self, endpoint: str, req: Request, handler: Callable[[Request], Response], *, api: bool
@@ -226,16 +241,34 @@ class OrgApi(AuthRoutes, VersionsRoutes, QueryRoutes, LimitsRoutes, SObjectRoute
         """The endpoint name and handler for ``parts`` (the segments after ``/services/data/vNN.N``)."""
         found = DATA_ROUTES.match(method, parts)
         if found is None:
-            if DATA_ROUTES.knows_resource(parts):
+            allowed = DATA_ROUTES.allowed(parts)
+            if allowed:
                 raise ApiError(405, "METHOD_NOT_ALLOWED",
-                               f"HTTP Method '{method}' not allowed. Allowed are GET,PATCH,POST,DELETE")
+                               f"HTTP Method '{method}' not allowed. Allowed are {','.join(allowed)}",
+                               headers={"Allow": ", ".join(allowed)})
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         route, params = found
         return route.endpoint, lambda r, v: route.handler(self, r, v, **params)
 
 
+_READABLE = ("application/xml", "text/xml", "text/csv")  # XML as a real org reads it; CSV: Bulk API 2.0 uploads
+
+
+def _unsupported_media(req: Request) -> Response | None:
+    """Status Codes and Error Responses: a 415 when the request's entity is in a format the
+    method doesn't take. The org reads JSON; XML, which a real org reads too, gets as far as
+    the JSON parser. Curl's ``-d`` sends a form, a common slip."""
+    if not req.body or req.method not in ("POST", "PATCH", "PUT"):
+        return None
+    media = req.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not media or media == "application/json" or media.endswith("+json") or media in _READABLE:
+        return None
+    return Response.error(ApiError(415, "UNSUPPORTED_MEDIA_TYPE",
+                                   f"Content-Type header specified in HTTP request is not supported: {media}"))
+
+
 # The REST API's routes under /services/data/vNN.N/: each resource module registers its own.
 DATA_ROUTES = RouteTable()
 for _resource in (versions_routes, query_routes, limits_routes, composite_routes, collection_routes, sobject_routes,
-                  bulk_routes):
+                  bulk_routes, ingest_routes, search_routes):
     _resource.install(DATA_ROUTES)

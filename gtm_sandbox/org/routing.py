@@ -24,6 +24,7 @@ class Route:
     segments: tuple[str, ...]
     endpoint: str  # the name in counters and fault rules ("sobject_get", "query_more", ...)
     handler: Callable[..., Any]
+    when: Callable[[dict[str, str]], bool] | None = None  # a condition on the placeholders' values
 
     @property
     def placeholders(self) -> int:
@@ -38,6 +39,8 @@ class Route:
                 params[template[1:-1]] = part
             elif template != part:
                 return None
+        if self.when is not None and not self.when(params):
+            return None
         return params
 
 
@@ -45,9 +48,10 @@ class RouteTable:
     def __init__(self) -> None:
         self.routes: list[Route] = []
 
-    def add(self, method: str, template: str, endpoint: str, handler: Callable[..., Any]) -> None:
+    def add(self, method: str, template: str, endpoint: str, handler: Callable[..., Any], *,
+            when: Callable[[dict[str, str]], bool] | None = None) -> None:
         segments = tuple(s for s in template.split("/") if s)
-        self.routes.append(Route(method, segments, endpoint, handler))
+        self.routes.append(Route(method, segments, endpoint, handler, when))
         self.routes.sort(key=lambda r: r.placeholders)  # stable: literal segments first
 
     def match(self, method: str, parts: Sequence[str]) -> tuple[Route, dict[str, str]] | None:
@@ -57,7 +61,13 @@ class RouteTable:
                 return route, params
         return None
 
-    def knows_resource(self, parts: Sequence[str]) -> bool:
-        """Whether some route starts with the same literal segment (a wrong method there is
-        a 405, elsewhere a 404)."""
-        return bool(parts) and any(r.segments and r.segments[0] == parts[0] for r in self.routes)
+    def allowed(self, parts: Sequence[str]) -> list[str]:
+        """The methods some route takes at ``parts``, in the order Salesforce's 405 names them
+        (HEAD with every GET): a wrong method there is a 405, none at all a 404."""
+        methods = {r.method for r in self.routes if r.method != ANY and r.match(r.method, parts) is not None}
+        if "GET" in methods:
+            methods.add("HEAD")
+        return [m for m in _METHOD_ORDER if m in methods]
+
+
+_METHOD_ORDER = ("HEAD", "GET", "PATCH", "POST", "PUT", "DELETE")

@@ -87,11 +87,16 @@ class FieldSpec:
         """Must be given on create (Salesforce: not nillable, createable, not defaulted)."""
         return not self.nillable and self.createable and not self.system
 
+    @property
+    def relationship_name(self) -> str | None:
+        """Describe's relationshipName: the schema's, else a reference's name without "Id"."""
+        if self.relationship is None and self.reference_to:
+            return self.name[:-2] if self.name.endswith("Id") else None
+        return self.relationship
+
     def describe(self) -> dict[str, object]:
         sf_type, soap = _DESCRIBE_TYPES[self.type]
-        relationship = self.relationship
-        if relationship is None and self.reference_to:
-            relationship = self.name[:-2] if self.name.endswith("Id") else None
+        relationship = self.relationship_name
         return {
             "name": self.name,
             "label": self.label,

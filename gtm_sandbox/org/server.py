@@ -30,13 +30,16 @@ from cryptography.hazmat.primitives import serialization
 
 from gtm_sandbox.org.auth import ConnectedApp
 from gtm_sandbox.org.billing import GtmBilling, RunResult
+from gtm_sandbox.org.compression import decode_body, encode_body, response_encoding
 from gtm_sandbox.org.control import DataSpec, OrgControl
-from gtm_sandbox.org.data import OrgData
+from gtm_sandbox.org.data import ApiError, OrgData
 from gtm_sandbox.org.gtm import GtmRules
 from gtm_sandbox.org.identity import OrgIdentity
 from gtm_sandbox.org.ids import make_id
+from gtm_sandbox.org.jsonenc import loads
 from gtm_sandbox.org.rest import OrgApi, Request, Response
 from gtm_sandbox.org.schema import load_org_schema
+from gtm_sandbox.org.xmlenc import to_xml, wants_xml
 from gtm_sandbox.snapshot import SnapshotError, read_snapshot, write_snapshot
 from gtm_sandbox.wsgi import (
     IDLE_TIMEOUT_S,
@@ -76,11 +79,14 @@ def _too_large(target: str, headers: dict[str, str]) -> Response | None:
 
 
 class OrgApp:
-    """The org as a WSGI app: ``/_sandbox/…`` to the control API, the rest to ``OrgApi``."""
+    """The org as a WSGI app: ``/_sandbox/…`` to the control API, the rest to ``OrgApi``.
+    API request and response bodies may be compressed (see ``compression.py``); answers are
+    XML for a client that asks for it (``xmlenc.py``)."""
 
-    def __init__(self, api: OrgApi, control: OrgControl):
+    def __init__(self, api: OrgApi, control: OrgControl, max_body_bytes: int = MAX_BODY_BYTES):
         self.api = api
         self.control = control
+        self.max_body_bytes = max_body_bytes
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         method = environ["REQUEST_METHOD"]
@@ -97,13 +103,29 @@ class OrgApp:
             if req.path.startswith("/_sandbox/"):
                 resp = self.control.handle(req)
             else:
-                resp = _too_large(target, headers) or self.api.handle(req)
+                resp = _too_large(target, headers) or self._api(req)
+        # The API's answers only: the control API is the tests' own, and stays plain JSON.
+        api = not request_target(environ).startswith("/_sandbox/")
+        if (api and resp.body and resp.content_type.startswith("application/json")
+                and wants_xml(environ.get("HTTP_ACCEPT"))):
+            resp.body, resp.content_type = to_xml(loads(resp.body.encode("utf-8"))), "application/xml;charset=UTF-8"
         payload = resp.body.encode("utf-8") if resp.body is not None else b""
         headers = [] if resp.status == 204 else [("Content-Type", resp.content_type)]
+        coding = response_encoding(environ.get("HTTP_ACCEPT_ENCODING")) if payload and api else None
+        if coding is not None:
+            payload = encode_body(payload, coding)
+            headers.extend([("Content-Encoding", coding), ("Vary", "Accept-Encoding")])
         headers.append(("Content-Length", str(len(payload))))
         headers.extend(resp.headers.items())
         start_response(status_line(resp.status), headers)
         return [b""] if method == "HEAD" else [payload]
+
+    def _api(self, req: Request) -> Response:
+        try:
+            req.body = decode_body(req.body, req.headers.get("content-encoding"), self.max_body_bytes)
+        except ApiError as err:
+            return Response.error(err)
+        return self.api.handle(req)
 
 
 class SandboxOrg:
@@ -201,8 +223,8 @@ class SandboxOrg:
         data_store.rules = GtmRules()
         api = OrgApi(data_store, app, login_url="", instance_url="", batch_size=batch_size)
         control = OrgControl(api, org_id)
-        server = WsgiServer(OrgApp(api, control), port=port, name="sandbox-org", tls=(cert_file, key_file),
-                            max_body_bytes=max_body_bytes, idle_timeout_s=idle_timeout_s)
+        server = WsgiServer(OrgApp(api, control, max_body_bytes), port=port, name="sandbox-org",
+                            tls=(cert_file, key_file), max_body_bytes=max_body_bytes, idle_timeout_s=idle_timeout_s)
         real_port = server.port
         login_url = f"https://127.0.0.1:{real_port}"
         api.login_url = api.instance_url = login_url

@@ -36,8 +36,11 @@ def test_requests_reach_their_endpoint(method: str, path: str, expected: tuple[s
 
 def test_a_known_resource_with_another_method_is_told_apart_from_an_unknown_one() -> None:
     assert DATA_ROUTES.match("PUT", ["sobjects", "Account"]) is None
-    assert DATA_ROUTES.knows_resource(["sobjects", "Account"])  # the API answers 405
-    assert not DATA_ROUTES.knows_resource(["tooling", "query"])  # 404
+    assert DATA_ROUTES.allowed(["sobjects", "Account"]) == ["HEAD", "GET", "POST"]  # the API answers 405
+    assert DATA_ROUTES.allowed(["sobjects", "Account", "001Sb00000000001AAA"]) == ["HEAD", "GET", "PATCH", "DELETE"]
+    assert DATA_ROUTES.allowed(["sobjects", "Account", "Id"])[-2:] == ["POST", "DELETE"]  # create by Id (v37.0)
+    assert DATA_ROUTES.allowed(["tooling", "query"]) == []  # 404
+    assert DATA_ROUTES.allowed(["query", "a", "b"]) == []
 
 
 def test_an_encoded_slash_in_an_external_id_stays_in_its_segment() -> None:

@@ -1,6 +1,6 @@
 """``/services/oauth2/token``: the OAuth grants of the connected app,
-``/services/oauth2/revoke`` (see ``org/auth.py``) and the identity URL (``/id/{org}/{user}``)
-the token response names."""
+``/services/oauth2/revoke`` (see ``org/auth.py``), the identity URL (``/id/{org}/{user}``)
+the token response names and OpenID Connect's ``/services/oauth2/userinfo``."""
 
 from __future__ import annotations
 
@@ -78,6 +78,36 @@ class AuthRoutes:
             "display_name": "Integration User", "email": self.app.username, "email_verified": True,
             "status": {"created_date": None, "body": None}, "active": True, "user_type": "STANDARD",
             "language": "en_US", "locale": "en_US", "utcOffset": 0, "is_app_installed": True,
+            "urls": {"rest": f"{data}/", "sobjects": f"{data}/sobjects/", "search": f"{data}/search/",
+                     "query": f"{data}/query/", "recent": f"{data}/recent/", "limits": f"{data}/limits/",
+                     "profile": f"{self.instance_url}/{user}", "custom_domain": self.instance_url},
+        })
+
+
+class UserInfoRoutes:
+    """``/services/oauth2/userinfo``, mixed into ``OrgApi``."""
+
+    def _userinfo(self, req: Request) -> Response:
+        """OpenID Connect's UserInfo endpoint (GET or POST with the access token): the
+        user's claims (``sub`` is the identity URL) and the org's API URLs; the identity
+        service's plain-text errors for a missing or bad token."""
+        if req.method not in ("GET", "POST"):
+            return Response.json(405, {"error": "invalid_request", "error_description": "must use HTTP GET or POST"})
+        value = req.headers.get("authorization", "")
+        token = value[7:] if value.lower().startswith("bearer ") else req.param("access_token") or ""
+        if not token:
+            return _identity_error("Missing_OAuth_Token")
+        if not self.sessions.valid(token):
+            return _identity_error("Bad_OAuth_Token")
+        org, user = self.app.org_id, self.app.user_id
+        data = f"{self.instance_url}/services/data/v{{version}}"
+        return Response.json(200, {
+            "sub": f"{self.login_url}/id/{org}/{user}", "user_id": user, "organization_id": org,
+            "preferred_username": self.app.username, "nickname": self.app.username.split("@")[0],
+            "name": "Integration User", "email": self.app.username, "email_verified": True,
+            "given_name": "Integration", "family_name": "User", "zoneinfo": "GMT", "active": True,
+            "user_type": "STANDARD", "language": "en_US", "locale": "en_US", "utcOffset": 0,
+            "updated_at": None, "is_app_installed": True,
             "urls": {"rest": f"{data}/", "sobjects": f"{data}/sobjects/", "search": f"{data}/search/",
                      "query": f"{data}/query/", "recent": f"{data}/recent/", "limits": f"{data}/limits/",
                      "profile": f"{self.instance_url}/{user}", "custom_domain": self.instance_url},

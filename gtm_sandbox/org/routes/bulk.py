@@ -69,6 +69,7 @@ class QueryJob:
     line_ending_name: str
     fields: list[str]
     rows: list[Row]
+    stamp_paths: frozenset[str] = frozenset()  # relationship-path columns holding a dateTime
     state: str = "UploadComplete"
     polls: int = 0
     modstamp: str = ""
@@ -99,10 +100,14 @@ class BulkJobs:
     poll_steps: int = 1  # polls answered InProgress before JobComplete
     fail_next: list[str] = field(default_factory=list)  # errorMessages of the next jobs to fail
     created: int = 0  # jobs created since the last reset: /limits' DailyBulkV2QueryJobs used
+    # Ingest jobs (routes/ingest.py), under the same lock, and their id sequence.
+    ingest_jobs: OrderedDict[str, Any] = field(default_factory=OrderedDict)
+    ingest_seq: int = 0
 
     def reset(self) -> None:
         with self.lock:
             self.jobs.clear()
+            self.ingest_jobs.clear()
             self.created = 0
             self.poll_steps = 1
             self.fail_next.clear()
@@ -195,15 +200,18 @@ class BulkRoutes:
         if ending not in LINE_ENDINGS:
             raise ApiError(400, "INVALIDJOB", f"Invalid lineEnding: {ending!r}")
         try:
-            bound = compile_soql(soql, self.data.schema, v, today=self.data.clock.today())
+            bound = compile_soql(soql, self.data.schema, v, today=self.data.clock.today(), lookup=self.data.lookup,
+                                 select=lambda b: self.data.select(b, include_deleted=False))
         except SoqlError as err:
             raise ApiError(400, "INVALIDJOB", err.message.strip()) from None
-        if bound.count:
+        if bound.count or bound.aggregate is not None:
             raise ApiError(400, "INVALIDJOB", "Aggregate Relationships and aggregate functions such as COUNT() "
                                               "are not supported in Bulk API 2.0 queries")
         if bound.offset:
             raise ApiError(400, "INVALIDJOB", "OFFSET is not supported in Bulk API 2.0 queries")
         rows = self.data.select(bound, include_deleted=operation == "queryAll")
+        if bound.paths:  # child-to-parent fields are columns named by their path ("PartnerOrder.Name")
+            rows = [{**row, **{name: bound.value(row, name) for name in bound.paths}} for row in rows]
         now = self.data.clock.now()
         with self.bulk.lock:
             self.bulk.seq += 1
@@ -212,6 +220,8 @@ class BulkRoutes:
                 id=make_id("750", self.bulk.seq, pod="Sb"), operation=operation, sobject=bound.spec.name, soql=soql,
                 api_version=v, created_by=self.app.user_id, created=now, delimiter_name=delimiter,
                 line_ending_name=ending, fields=list(bound.fields), rows=rows,
+                stamp_paths=frozenset(name for name, (hops, leaf) in bound.paths.items()
+                                      if self.data.schema.objects[hops[-1].target].fields[leaf].type == "datetime"),
                 fail_with=self.bulk.fail_next.pop(0) if self.bulk.fail_next else None,
             )
             self.bulk.jobs[job.id] = job
@@ -300,7 +310,7 @@ class BulkRoutes:
         spec = self.data.schema.get(job.sobject, v)
         stamps = frozenset(f.name for f in spec.fields.values() if f.type == "datetime") if spec else frozenset()
         delimiter, ending = DELIMITERS[job.delimiter_name], LINE_ENDINGS[job.line_ending_name]
-        enc = csv_encoder(job.fields, delimiter, ending, stamps)
+        enc = csv_encoder(job.fields, delimiter, ending, stamps | job.stamp_paths)
         header = delimiter.join(f'"{name}"' for name in job.fields) + ending
         body = header + "".join(map(enc, job.rows[start:end]))
         headers = {"Sforce-NumberOfRecords": str(end - start),

@@ -1,9 +1,11 @@
-"""``composite`` (up to 25 subrequests with references, allOrNone) and ``composite/batch``
-(up to 25 independent subrequests)."""
+"""``composite`` (up to 25 subrequests with references, allOrNone), ``composite/batch``
+(up to 25 independent subrequests), ``composite/graph`` (graphs of composite subrequests,
+each all or none) and ``composite/tree/{obj}`` (sObject Tree)."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from gtm_sandbox.org.data import ApiError
@@ -14,6 +16,8 @@ from gtm_sandbox.org.routing import RouteTable
 from gtm_sandbox.org.soql import SoqlError
 
 BATCH_SINCE = 34.0  # /composite/batch appeared in API 34.0
+GRAPH_SINCE = 50.0  # /composite/graph: API 50.0 and later
+GRAPH_MAX_NODES = 500  # subrequests in one graph
 COMPOSITE_MAX_SUBREQUESTS = 25
 COMPOSITE_MAX_QUERIES = 5
 _COLLECTION_WRITES = ("collections_create", "collections_update", "collections_upsert", "collections_delete")
@@ -26,7 +30,13 @@ class CompositeRoutes:
         body = self._body_object(req)
         subs = body.get("compositeRequest")
         _check_composite(subs)
-        all_or_none = bool(body.get("allOrNone", False))
+        results = self._run_composite(subs, bool(body.get("allOrNone", False)), v, req)
+        return Response.json(200, {"compositeResponse": results})
+
+    def _run_composite(self, subs: list[dict[str, Any]], all_or_none: bool, v: str,
+                       req: Request) -> list[dict[str, Any]]:
+        """A composite request's subrequests in one transaction, each result as
+        compositeResponse lists it; all rolled back on a failure when ``all_or_none``."""
         results: list[dict[str, Any]] = []
         outputs: dict[str, Any] = {}
         with self.data.lock:
@@ -57,9 +67,30 @@ class CompositeRoutes:
                     else:
                         results.append({"body": halted, "httpHeaders": {}, "httpStatusCode": 400,
                                         "referenceId": sub["referenceId"]})
-        return Response.json(200, {"compositeResponse": [
-            {"body": Raw(r["body"]) if isinstance(r["body"], str) else r["body"], "httpHeaders": r["httpHeaders"],
-             "httpStatusCode": r["httpStatusCode"], "referenceId": r["referenceId"]} for r in results]})
+        return [{"body": Raw(r["body"]) if isinstance(r["body"], str) else r["body"], "httpHeaders": r["httpHeaders"],
+                 "httpStatusCode": r["httpStatusCode"], "referenceId": r["referenceId"]} for r in results]
+
+    def _composite_graph(self, req: Request, v: str) -> Response:
+        """``composite/graph`` (API 50.0+): graphs of composite subrequests, each graph all
+        or none on its own: ``{"graphs": [{"graphId", "graphResponse": {"compositeResponse"},
+        "isSuccessful"}]}``."""
+        available_since(v, GRAPH_SINCE)
+        graphs = self._body_object(req).get("graphs")
+        if not isinstance(graphs, list) or not graphs:
+            raise ApiError(400, "JSON_PARSER_ERROR", "graphs: a list of graphs is required")
+        ids = [g.get("graphId") if isinstance(g, dict) else None for g in graphs]
+        if any(not isinstance(i, str) or not i for i in ids) or len(set(ids)) != len(ids):
+            raise ApiError(400, "INVALID_INPUT", "Each graph needs its own graphId")
+        answers = []
+        for graph in graphs:
+            subs = graph.get("compositeRequest")
+            if not isinstance(subs, list) or not subs or len(subs) > GRAPH_MAX_NODES:
+                raise ApiError(400, "INVALID_INPUT", f"A graph holds 1 to {GRAPH_MAX_NODES} subrequests")
+            _check_references(subs)
+            results = self._run_composite(subs, True, v, req)
+            answers.append({"graphId": graph["graphId"], "graphResponse": {"compositeResponse": results},
+                            "isSuccessful": all(r["httpStatusCode"] < 400 for r in results)})
+        return Response.json(200, {"graphs": answers})
 
     def _composite_batch(self, req: Request, v: str) -> Response:
         """``/composite/batch``: up to 25 independent subrequests (any kind, queries
@@ -112,7 +143,7 @@ class CompositeRoutes:
         else:
             try:
                 endpoint, handler = self._route(method, sub_req.segments[3:])
-                if endpoint in ("composite", "composite_batch"):
+                if endpoint in ("composite", "composite_batch", "composite_graph"):
                     raise ApiError(400, "INVALID_INPUT", "composite requests can't be nested")
                 self.controls.count(endpoint, sub=True)
                 resp = handler(sub_req, m.group(1))
@@ -132,6 +163,8 @@ class CompositeRoutes:
 def install(routes: RouteTable) -> None:
     routes.add("POST", "composite", "composite", CompositeRoutes._composite)
     routes.add("POST", "composite/batch", "composite_batch", CompositeRoutes._composite_batch)
+    routes.add("POST", "composite/graph", "composite_graph", CompositeRoutes._composite_graph)
+    routes.add("POST", "composite/tree/{obj}", "composite_tree", TreeRoutes._tree)
 
 
 class RollBack(Exception):
@@ -200,9 +233,123 @@ def _check_composite(subs: Any) -> None:
     if heavy > COMPOSITE_MAX_QUERIES:
         raise ApiError(400, "LIMIT_EXCEEDED", f"A composite request can contain at most {COMPOSITE_MAX_QUERIES} "
                        f"query or sObject Collections subrequests")
+    _check_references(subs)
+
+
+def _check_references(subs: list[Any]) -> None:
     ref_ids = [s.get("referenceId") for s in subs if isinstance(s, dict)]
     if len(ref_ids) != len(subs) or any(not isinstance(r, str) or not re.fullmatch(r"[A-Za-z0-9_]+", r)
                                         for r in ref_ids):
         raise ApiError(400, "INVALID_INPUT", "Each subrequest needs a referenceId of letters, digits and underscores")
     if len(set(ref_ids)) != len(ref_ids):
         raise ApiError(400, "DUPLICATE_VALUE", "Duplicate referenceId in the composite request")
+
+
+TREE_SINCE = 42.0  # sObject Tree: API 42.0 and later
+TREE_MAX_RECORDS = 200  # across all trees of a request
+TREE_MAX_TYPES = 5
+TREE_MAX_DEPTH = 5
+_REFERENCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*")
+
+
+@dataclass
+class _TreeRecord:
+    spec: Any
+    fields: dict[str, Any]
+    ref: str
+    parent: tuple[str, str] | None  # (the reference field naming the parent, the parent's referenceId)
+
+
+class TreeRoutes:
+    """``composite/tree/{obj}``: sObject Tree, mixed into ``OrgApi``."""
+
+    def _tree(self, req: Request, v: str, obj: str) -> Response:
+        """Create record trees rooted at ``obj``, all or none: 201 with each record's
+        referenceId and id, level by level (roots first), or 400 with the failed record's
+        referenceId and errors, nothing created. A record's children go under a child
+        relationship name of its object's describe, as ``{"records": [...]}``."""
+        available_since(v, TREE_SINCE)
+        root = self._spec(obj, v)
+        records = self._body_object(req).get("records")
+        if not isinstance(records, list) or not records:
+            raise ApiError(400, "JSON_PARSER_ERROR", "records: a list of sObject trees is required")
+        levels = self._tree_levels(records, root.name, v)
+        refs = [r.ref for level in levels for r in level]
+        if len(refs) > TREE_MAX_RECORDS or len({r.spec.name for level in levels for r in level}) > TREE_MAX_TYPES:
+            raise ApiError(400, "LIMIT_EXCEEDED", f"An sObject Tree request takes at most {TREE_MAX_RECORDS} records "
+                                                  f"of at most {TREE_MAX_TYPES} types")
+        duplicates = {r for r in refs if refs.count(r) > 1}
+        if duplicates:  # one result for each instance of a duplicate referenceId
+            return Response.json(400, {"hasErrors": True, "results": [
+                {"referenceId": r, "errors": [{"statusCode": "INVALID_INPUT", "message": "Duplicate ReferenceId "
+                                               "provided in the request", "fields": []}]}
+                for r in refs if r in duplicates]})
+        ids: dict[str, str] = {}
+        results = []
+        with self.data.lock:
+            try:
+                with self.data.transaction():
+                    for record in (r for level in levels for r in level):
+                        ids[record.ref] = self._tree_insert(record, ids)
+                        results.append({"referenceId": record.ref, "id": ids[record.ref]})
+            except _TreeFailed as failed:
+                return Response.json(400, {"hasErrors": True, "results": [
+                    {"referenceId": failed.ref, "errors": [failed.err.record_error()]}]})
+        return Response.json(201, {"hasErrors": False, "results": results})
+
+    def _tree_levels(self, records: list[Any], root: str, v: str) -> list[list[_TreeRecord]]:
+        """The request's records breadth first (every root, then every second-level record
+        ...), each checked for its attributes, type and depth."""
+        levels: list[list[_TreeRecord]] = []
+        pending: list[tuple[Any, tuple[str, str] | None, int, str]] = [(r, None, 0, root) for r in records]
+        while pending:
+            rec, parent, depth, expected = pending.pop(0)
+            attributes = rec.get("attributes") if isinstance(rec, dict) else None
+            if not isinstance(attributes, dict):
+                raise ApiError(400, "JSON_PARSER_ERROR", "each record needs attributes with type and referenceId")
+            ref = attributes.get("referenceId")
+            if not isinstance(ref, str) or not _REFERENCE_ID.fullmatch(ref):
+                raise ApiError(400, "INVALID_INPUT", "referenceId must start with a letter or digit and hold only "
+                                                     "letters, digits and underscores")
+            spec = self._spec(str(attributes.get("type", "")), v)
+            if spec.name != expected or depth >= TREE_MAX_DEPTH:
+                raise ApiError(400, "INVALID_INPUT", f"Record {ref}: a {expected} at most {TREE_MAX_DEPTH} levels "
+                                                     f"deep is expected there, not a {spec.name}")
+            fields: dict[str, Any] = {}
+            for key, value in rec.items():
+                if isinstance(value, dict) and "records" in value:
+                    child, fk = _child_relationship(spec, key, v)
+                    pending.extend((c, (fk, ref), depth + 1, child) for c in value.get("records") or [])
+                elif key != "attributes":
+                    fields[key] = value
+            while len(levels) <= depth:
+                levels.append([])
+            levels[depth].append(_TreeRecord(spec, fields, ref, parent))
+        return levels
+
+    def _tree_insert(self, record: _TreeRecord, ids: dict[str, str]) -> str:
+        values = dict(record.fields)
+        if record.parent is not None:
+            values[record.parent[0]] = ids[record.parent[1]]
+        try:
+            if any(k.lower() == "id" for k in values):
+                raise ApiError(400, "INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])
+            return str(self.data.insert(record.spec.name, values)["Id"])
+        except ApiError as err:
+            raise _TreeFailed(record.ref, err) from None
+
+
+class _TreeFailed(Exception):
+    def __init__(self, ref: str, err: ApiError):
+        super().__init__(err.message)
+        self.ref = ref
+        self.err = err
+
+
+def _child_relationship(spec: Any, name: str, version: str) -> tuple[str, str]:
+    """(child object, its reference field) of ``spec``'s child relationship ``name``, as its
+    describe's childRelationships list them."""
+    for rel in spec.describe(version).get("childRelationships", []):
+        if str(rel.get("relationshipName", "")).lower() == name.lower():
+            return str(rel["childSObject"]), str(rel["field"])
+    raise ApiError(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {spec.name}")

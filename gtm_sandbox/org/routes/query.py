@@ -12,7 +12,7 @@ from gtm_sandbox.org.ids import make_id
 from gtm_sandbox.org.jsonenc import encode, record_encoder
 from gtm_sandbox.org.messages import Request, Response
 from gtm_sandbox.org.routing import RouteTable
-from gtm_sandbox.org.soql import compile_soql
+from gtm_sandbox.org.soql import BoundQuery, compile_soql
 
 # API Query Cursor Limits: since API v56.0 (for every version) a user's open cursors are not
 # capped and a locator with its results lives for 2 days after the query ran. The cap here
@@ -50,13 +50,22 @@ class QueryRoutes:
         resource = req.path.rstrip("/").rsplit("/", 1)[1]
         return Response(200, self.run_query(soql, v, resource == "queryAll", self._batch_size(req)))
 
+    def _live_rows(self, bound: BoundQuery) -> list[Row]:
+        return self.data.select(bound, include_deleted=False)
+
     def run_query(self, soql: str, version: str, include_deleted: bool, batch: int) -> str:
-        bound = compile_soql(soql, self.data.schema, version, today=self.data.clock.today())
+        bound = compile_soql(soql, self.data.schema, version, today=self.data.clock.today(), lookup=self.data.lookup,
+                             select=self._live_rows)
         if bound.count:
             n = len(self.data.select(bound, include_deleted=include_deleted))
             return encode({"totalSize": n, "done": True, "records": []})
+        if bound.aggregate is not None:  # one AggregateResult record per group, in one page
+            groups = bound.aggregate.run(self.data.select(bound, include_deleted=include_deleted))
+            return encode({"totalSize": len(groups), "done": True, "records": groups})
         rows = self.data.select(bound, include_deleted=include_deleted)
         enc = record_encoder(bound.spec.name, bound.fields, version)
+        if bound.paths:  # parents nested in each record: the general encoder, not the flat one
+            enc = lambda row: encode(bound.shape(row, version))  # noqa: E731
         return self._page(rows, enc, 0, batch, version, "queryAll" if include_deleted else "query", None)
 
     def _page(self, rows: list[Row], enc: Callable[[Row], str], start: int, batch: int, version: str,

@@ -1,6 +1,7 @@
 """``sobjects``: describe global, basic info, describe, getDeleted / getUpdated, and rows:
 create, read, update, delete by id; read, upsert, delete by external id (and create by a
-POST to the ``Id`` external ID)."""
+POST to the ``Id`` external ID); read, update, delete a record's parent through a
+child-to-parent relationship (sObject Relationships)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from gtm_sandbox.org.jsonenc import Raw, record_encoder
 from gtm_sandbox.org.messages import Request, Response
 from gtm_sandbox.org.routes.collections import COLLECTION_MAX, COLLECTIONS_UPSERT_SINCE
 from gtm_sandbox.org.routing import RouteTable
+
+RELATIONSHIPS_SINCE = 36.0  # sObject Relationships: API 36.0 and later
 
 
 class SObjectRoutes:
@@ -114,7 +117,30 @@ class SObjectRoutes:
             return spec, row["Id"] if row else None
         return spec, self.data.find_external(spec.name, f.name, value)
 
+    def _parent_by_relationship(self, obj: str, rid: str, rel: str, version: str) -> tuple[Any, Row] | None:
+        """sObject Relationships (API 36.0+): ``sobjects/X/{id}/{relationship}`` names the
+        parent a child-to-parent relationship of record ``id`` points to: (its object, its
+        row); 404 when the record or the parent is missing; None when ``rid`` isn't an id of
+        ``obj`` or ``rel`` isn't one of its relationships (the path is then by external ID)."""
+        spec = self._spec(obj, version)
+        if spec.field(rid) is not None or float(version) < RELATIONSHIPS_SINCE:
+            return None
+        ref = next((f for f in spec.fields.values() if f.relationship_name is not None
+                    and f.relationship_name.lower() == rel.lower() and len(f.reference_to) == 1), None)
+        target = self.data.schema.get(ref.reference_to[0], version) if ref is not None else None
+        if ref is None or target is None:
+            return None
+        row = self.data.get(spec.name, rid)
+        parent = self.data.get(target.name, row[ref.name]) if row is not None and row.get(ref.name) else None
+        if parent is None:
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        return target, parent
+
     def _retrieve_external(self, req: Request, v: str, obj: str, fld: str, value: str) -> Response:
+        related = self._parent_by_relationship(obj, fld, value, v)
+        if related is not None:
+            target, parent = related
+            return Response(200, self._record_json(parent, v, self._fields_param(req, target.name)))
         spec, rid = self._by_external(obj, fld, value, v)
         if rid is None:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
@@ -139,9 +165,7 @@ class SObjectRoutes:
 
     def _create_by_id(self, req: Request, v: str, obj: str, fld: str) -> Response:
         """``POST sobjects/X/Id`` (API v37.0+): a create, Id taken as the external ID field
-        with a null value; a POST to any other field is not allowed."""
-        if fld.lower() != "id":
-            raise ApiError(405, "METHOD_NOT_ALLOWED", "HTTP Method 'POST' not allowed. Allowed are GET,PATCH,DELETE")
+        with a null value (the route takes no other field)."""
         return self._create(req, v, obj)
 
     def _update(self, req: Request, v: str, obj: str, rid: str) -> Response:
@@ -163,6 +187,10 @@ class SObjectRoutes:
         return Response(204)
 
     def _delete_external(self, req: Request, v: str, obj: str, fld: str, value: str) -> Response:
+        related = self._parent_by_relationship(obj, fld, value, v)
+        if related is not None:
+            target, parent = related
+            return self._delete(req, v, target.name, parent["Id"])
         spec, rid = self._by_external(obj, fld, value, v)
         if rid is None:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
@@ -170,6 +198,10 @@ class SObjectRoutes:
         return Response(204)
 
     def _upsert(self, req: Request, v: str, obj: str, fld: str, value: str) -> Response:
+        related = self._parent_by_relationship(obj, fld, value, v)
+        if related is not None:  # an update of the parent, as a PATCH to its own URL
+            target, parent = related
+            return self._update(req, v, target.name, parent["Id"])
         spec, rid = self._by_external(obj, fld, value, v)
         body = self._body_object(req)
         # The URL names the record: the docs say an Id or external ID field in the body is an
@@ -230,7 +262,9 @@ def install(routes: RouteTable) -> None:
     routes.add("GET", "sobjects/{obj}/deleted", "get_deleted", partial(SObjectRoutes._get_changed, kind="deleted"))
     routes.add("GET", "sobjects/{obj}/updated", "get_updated", partial(SObjectRoutes._get_changed, kind="updated"))
     routes.add("POST", "sobjects/{obj}", "sobject_create", SObjectRoutes._create)
-    routes.add("POST", "sobjects/{obj}/{fld}", "sobject_create", SObjectRoutes._create_by_id)
+    # POST to a record's URL is not allowed (405), to the Id external ID field a create.
+    routes.add("POST", "sobjects/{obj}/{fld}", "sobject_create", SObjectRoutes._create_by_id,
+               when=lambda params: params["fld"].lower() == "id")
     routes.add("GET", "sobjects/{obj}/{rid}", "sobject_get", SObjectRoutes._retrieve)
     routes.add("PATCH", "sobjects/{obj}/{rid}", "sobject_update", SObjectRoutes._update)
     routes.add("DELETE", "sobjects/{obj}/{rid}", "sobject_delete", SObjectRoutes._delete)

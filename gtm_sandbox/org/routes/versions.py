@@ -23,7 +23,7 @@ class VersionsRoutes:
         )
 
     def _resources(self, req: Request, v: str) -> Response:
-        names = ["query", "queryAll", "sobjects", "limits", "composite"]
+        names = ["query", "queryAll", "sobjects", "limits", "composite", "search", "parameterizedSearch"]
         return Response.json(200, {n: f"/services/data/v{v}/{n}" for n in names})
 
 
