@@ -175,6 +175,53 @@ def test_payments_on_every_linked_invoice_reconcile_to_the_order(sf_books: Partn
     assert (row.expected_payout, row.actual_payout, row.discrepancy) == (Decimal("7260.00"), Decimal("7260.00"), None)
 
 
+def test_an_order_billed_as_two_taxed_invoices_stays_whole_after_polling_and_its_tax_is_no_difference(
+    sf_books: PartnerBooks, sandbox_org: Any
+) -> None:
+    """Seed 003 billed as two invoices with 10 % tax on each (6,600.00 and 2,640.00). Polling
+    their status keeps the order's figures those of both invoices (9,240.00 due, 840.00
+    tax), and the payout of both reconciles to 7,260.00: tax is never a payout difference
+    (DESIGN). Polling the first invoice alone made the row 6,600.00 with 600.00 tax, and
+    the 240.00 tax of the second became "amount differs"."""
+    acme = sandbox_org.demo_ids["acme_order"]
+    rate = sf_books.client.v1.tax_rates.create(params={"display_name": "Sales Tax", "percentage": 10,
+                                                       "inclusive": False})
+    invoices = [salesforce_issues(sf_books, acme, [600_000], tax_rates=[rate.id]),
+                salesforce_issues(sf_books, acme, [240_000], tax_rates=[rate.id])]
+    for invoice_id in invoices:
+        link(sandbox_org, acme, invoice_id)
+    sf_books.run("mirror")
+    sf_books.run("invoicing")
+    sf_books.stripe_box.pay_invoice(invoices[0], fee=90_000)  # 15 % of 6,000 (Salesforce's share as the fee)
+    sf_books.now[0] += timedelta(minutes=90)
+
+    sf_books.run("invoice_status")
+
+    with sf_books.uow() as uow:
+        row = uow.invoices.get(sf_books.org_id, acme)
+    # One of two paid: the order is as far as its least advanced invoice.
+    assert (row.status, row.amount_due, row.amount_paid, row.tax) == (
+        "open", Decimal("9240.00"), Decimal("6600.00"), Decimal("840.00"))
+    assert row.paid_at is None
+
+    sf_books.stripe_box.pay_invoice(invoices[1], fee=24_000)  # 10 % of 2,400
+    sf_books.now[0] += timedelta(minutes=90)
+    sf_books.run("invoice_status")
+    with sf_books.uow() as uow:
+        row = uow.invoices.get(sf_books.org_id, acme)
+    assert (row.status, row.amount_due, row.amount_paid, row.tax) == (
+        "paid", Decimal("9240.00"), Decimal("9240.00"), Decimal("840.00"))
+    assert row.paid_at is not None
+    sf_books.payout()
+
+    sf_books.run("reconcile")
+
+    with sf_books.uow() as uow:
+        rec = uow.reconciliation.get(sf_books.org_id, acme)
+    assert (rec.expected_payout, rec.actual_payout, rec.tax, rec.discrepancy) == (
+        Decimal("7260.00"), Decimal("7260.00"), Decimal("840.00"), None)
+
+
 @pytest.mark.parametrize("when", ["retrieve", "before-commit", "after-commit"])
 def test_adopting_dies_anywhere_and_the_rerun_adopts_once_creating_nothing(
     when: str, sf_books: PartnerBooks, sandbox_org: Any
