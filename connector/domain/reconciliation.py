@@ -56,7 +56,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 
-from connector.domain.money import format_money, from_cents, round_half_up_cents
+from connector.domain.money import format_money, from_cents, ratio_half_up_cents, round_half_up_cents, to_cents
 
 ZERO = Decimal("0.00")
 
@@ -361,7 +361,10 @@ def tax_share(tax: Decimal, total: Decimal, amount: Decimal) -> Decimal:
         return ZERO
     if amount >= total:
         return tax
-    return round_half_up_cents(tax * amount / total)
+    # In whole cents and integer maths: ``tax * amount`` of two 18-digit amounts has 36
+    # digits, past the default context's 28, which could tip a half cent.
+    return ratio_half_up_cents(to_cents(round_half_up_cents(tax)), to_cents(round_half_up_cents(amount)),
+                               to_cents(round_half_up_cents(total)))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from connector.domain import OrderItem, ProrationPolicy, expected_payout, order_
 from connector.domain.entitlement import EntitlementItem, EntitlementOrder, entitlements
 from connector.domain.money import from_cents, to_cents
 from connector.domain.orders import add_on_proration
-from connector.domain.reconciliation import Contribution, Expected, InvoiceFacts, Policy, reconcile_order
+from connector.domain.reconciliation import Contribution, Expected, InvoiceFacts, Policy, reconcile_order, tax_share
 from connector.domain.states import OrderStatus
 from connector.errors import RecordError
 from tests.unit.domain.builders import an_order, core_app, premium_add_on
@@ -297,3 +297,16 @@ def test_missing_from_payout_after_the_grace_days(days_after_payment: int, flagg
     got = reconcile_order("o", EXPECTED, [paid_invoice()], [],
                           today=PAID_ON + timedelta(days=days_after_payment), policy=Policy(missing_after_days=7))
     assert (got.reason == "missing from payout") is flagged
+
+
+@pytest.mark.parametrize(("tax", "total", "amount"), [
+    ("0.01", "2.00", "1.00"),
+    ("407720262093.65", "8966676110156.58", "4483338055078.29"),  # half the total: X.825 exactly
+    ("1885190009741.47", "3015231566861.38", "1507615783430.69"),
+])
+def test_the_tax_inside_a_partial_payment_is_half_up_exactly_at_any_size(tax: str, total: str, amount: str) -> None:
+    """The product of two amounts within NUMERIC(18, 2) has up to 36 digits: worked out in
+    the 28-digit default context it lost the half cent (…46.82 for …46.825)."""
+    exact = Fraction(Decimal(tax)) * Fraction(Decimal(amount)) / Fraction(Decimal(total))
+    assert (exact * 1000).denominator == 1 and (exact * 1000) % 10 == 5  # a half cent, exactly
+    assert tax_share(Decimal(tax), Decimal(total), Decimal(amount)) == ref_half_up(exact)
