@@ -129,6 +129,28 @@ def test_an_add_on_to_an_add_on_is_invoiced_to_the_initial_orders_end(
     assert second["metadata"]["gtm_service_period"] == "2026-07-01..2026-12-31"
 
 
+@pytest.mark.parametrize(("addon", "months"), [(date(2026, 2, 27), 12), (date(2026, 2, 28), 11),
+                                              (date(2026, 3, 31), 10), (date(2027, 1, 30), 1)])
+def test_monthly_proration_named_in_config_invoices_whole_twelfths(
+    addon: date, months: int, org: GtmOrg, stripe_sandbox: StripeSandbox, stripe_billing: StripeBilling,
+    uow_factory: Callable[[], SqlUnitOfWork],
+) -> None:
+    """``proration = "monthly"``: a term starting 31 Jan 2026 has periods starting 31 Jan,
+    28 Feb, 31 Mar, ... 31 Dec (the day clamped to the month); the period an add-on starts
+    in counts whole. 5 x $50 x 12 = $3,000 x months left / 12."""
+    org.order(1, start=date(2026, 1, 31))
+    org.order(2, start=addon, items=[(PPP_CORE, 5, "50.00")], order_type="Add-On", initial=1)
+    clock = Clock(datetime.combine(addon, datetime.min.time(), UTC))
+
+    report = an_invoicing(uow_factory, stripe_billing, clock, proration="monthly").run()
+
+    assert order_id(2) in report.invoiced
+    invoice = next(i for i in stripe_sandbox.invoices() if i["metadata"]["gtm_order_id"] == order_id(2))
+    assert invoice["total"] == 300_000 * months // 12
+    assert invoice["metadata"]["gtm_proration"] == "monthly"
+    assert f"({months} of 12 months)" in invoice["lines"]["data"][0]["description"]
+
+
 def test_second_run_creates_nothing(org: GtmOrg, invoicing: InvoicingService, stripe_sandbox: StripeSandbox) -> None:
     org.order(1, start=START)
     invoicing.run()
