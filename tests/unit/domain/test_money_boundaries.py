@@ -310,3 +310,22 @@ def test_the_tax_inside_a_partial_payment_is_half_up_exactly_at_any_size(tax: st
     exact = Fraction(Decimal(tax)) * Fraction(Decimal(amount)) / Fraction(Decimal(total))
     assert (exact * 1000).denominator == 1 and (exact * 1000) % 10 == 5  # a half cent, exactly
     assert tax_share(Decimal(tax), Decimal(total), Decimal(amount)) == ref_half_up(exact)
+
+
+@pytest.mark.parametrize(("fees", "stripe_fees", "net", "reason", "tax_paid_out"), [
+    ("1885.50", "0.00", "7260.00", None, "0.00"),  # the deduction is share + tax: tax withheld
+    ("2151.02", "265.52", "6994.48", "fee differs", "0.00"),  # ... and a Stripe fee besides
+    ("1140.00", "0.00", "8005.50", None, "745.50"),  # the share only: the tax passed through
+    ("1885.49", "0.00", "7260.01", "fee differs", "745.50"),  # neither: the tax is not guessed away
+])
+def test_tax_is_apart_whether_it_passes_through_or_salesforce_withholds_it(
+        fees: str, stripe_fees: str, net: str, reason: str | None, tax_paid_out: str) -> None:
+    contribution = Contribution("po_1", date(2025, 1, 4), gross=Decimal("9145.50"), fees=Decimal(fees),
+                                stripe_fees=Decimal(stripe_fees), net=Decimal(net))
+    got = reconcile_order("o", EXPECTED, [paid_invoice("9145.50", "745.50")], [contribution], today=PAID_ON,
+                          policy=Policy())
+    assert (got.reason, got.tax_paid_out, got.tax) == (reason, Decimal(tax_paid_out), Decimal("745.50"))
+    assert got.actual_payout == Decimal(net) - Decimal(tax_paid_out)
+    if reason == "fee differs" and stripe_fees != "0.00":
+        assert got.detail == ("deducted 2151.02 (revenue share 1140.00, tax 745.50, Stripe fee 265.52); "
+                              "expected revenue share 1140.00")
