@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from connector.config import OrgConfig, parse_config, redact_url
-from connector.domain import format_money
+from connector.domain import format_money, from_cents, to_cents
 
 if TYPE_CHECKING:
     from stripe.params import WebhookEndpointCreateParams
@@ -422,9 +422,9 @@ class Demo:
             if row.issued_by != "salesforce":
                 with runtime.uow() as uow:
                     book = OrderBook(uow, runtime.org_id, runtime.config.invoicing.proration, runtime.mapping)
-                    fee = int(book.expected(row.order_id).revenue_share * 100)
+                    fee = to_cents(book.expected(row.order_id).revenue_share)
             box.pay_invoice(invoice["id"], fee=fee, account=run.account)
-            amount_due = format_money(Decimal(invoice["amount_due"]) / 100)
+            amount_due = format_money(from_cents(int(invoice["amount_due"])))
             paid.append(f"{invoice.get('number') or invoice['id']} ({amount_due})")
         if not paid:
             return "no open invoice to pay", {"paid": 0}
@@ -452,7 +452,7 @@ class Demo:
             return "nothing available to pay out", {"payouts": 0}
         box.wait_for_webhooks(timeout=15)
         arrival = datetime.fromtimestamp(payout["arrival_date"], UTC).date().isoformat()
-        return (f"payout {payout['id']} of {format_money(Decimal(payout['amount']) / 100)} arriving {arrival}",
+        return (f"payout {payout['id']} of {format_money(from_cents(int(payout['amount'])))} arriving {arrival}",
                 {"payouts": 1})
 
     # -------------------------------------------------------------- what to show

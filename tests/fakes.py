@@ -442,6 +442,20 @@ class FakeAttention:
         raise NotImplementedError("the fake store has no mirror tables; test attention against SQLite")
 
 
+class _NoBillingLinks:
+    """The billing junction of a fake store: empty (an order's invoice is its own row's).
+    Only reading is supported; mirror writes are tested against SQLite."""
+
+    def list(self, org_id: str, *, include_deleted: bool = False, **equals: Any) -> list[dict[str, Any]]:
+        return []
+
+    def __getattr__(self, name: str) -> Any:
+        raise NotImplementedError(f"the fake store's billing junction has no {name}; test the mirror against SQLite")
+
+
+_NO_BILLING_LINKS: Any = _NoBillingLinks()
+
+
 class FakeUnitOfWork:
     """One transaction over a ``FakeStore``: the repositories work on a copy of its tables,
     which replaces the store's at ``commit()``."""
@@ -478,6 +492,8 @@ class FakeUnitOfWork:
         return None  # what was not committed is dropped with the copy
 
     def mirror(self, object_key_or_table: str) -> MirrorStore:
+        if object_key_or_table == "billing_link":
+            return _NO_BILLING_LINKS  # invoice status asks which invoices an order has: only its own
         raise NotImplementedError("the fake store has no mirror tables; test the mirror against SQLite")
 
     def commit(self) -> None:

@@ -15,7 +15,7 @@ from connector.domain.money import difference, percent_of, round_half_up_cents, 
 from connector.domain.orders import NO_REVENUE_SHARE, ORDER_WITHOUT_ITEMS, Order, OrderItem, add_on_proration
 from connector.domain.pricing import CONTRACT_TERM_MONTHS, line_total
 from connector.domain.proration import Proration, ProrationPolicy
-from connector.domain.validation import LINE_RULES, check_fields, parse_term, show
+from connector.domain.validation import LINE_RULES, check_fields, parse_currency, parse_term, show
 from connector.errors import RecordError
 
 
@@ -43,10 +43,17 @@ def order_payout(order: Order, policy: ProrationPolicy | str = ProrationPolicy.D
     ``policy``, on its contract term (12 when the org gives none; any other is refused).
 
     ``RecordError`` (``record_id`` = the order id): ``ORDER_WITHOUT_ITEMS``,
-    ``NO_REVENUE_SHARE`` (an item whose PPP leads to no PPC share), the add-on rule's codes
-    (``add_on_proration``) and ``expected_payout``'s, naming ``items[i].<field>``."""
+    ``UNSUPPORTED_CURRENCY`` (a currency given and not USD), ``NO_REVENUE_SHARE`` (an item
+    whose PPP leads to no PPC share), the add-on rule's codes (``add_on_proration``) and
+    ``expected_payout``'s, naming ``items[i].<field>``."""
     if not order.items:
         raise RecordError("order has no items", record_id=order.order_id, code=ORDER_WITHOUT_ITEMS)
+    if order.currency is not None:
+        # DESIGN: USD only. Its prices are not dollars, so no payout in dollars is expected of
+        # it; no currency at all is computed (an org without multi-currency keeps none).
+        _, problems = check_fields({"currency": order.currency}, {"currency": parse_currency})
+        if problems:
+            raise RecordError("; ".join(problems), record_id=order.order_id, code="UNSUPPORTED_CURRENCY")
     for item in order.items:
         if item.revenue_share_percent is None:
             raise RecordError(f"item {item.item_id}: no revenue share (PPP {item.ppp_id} -> PPC {item.ppc_id})",

@@ -28,7 +28,10 @@ tax, so the payout's gross carries the tax too; it is the tax authority's money,
 partner's. It is never a payout difference: the share of the order's tax in what was paid
 (pro rata of the invoice total, half-up to the cent; all of it once the invoice is paid in
 full) is taken out of the net, and the partner's money ex tax is compared with the
-expected payout. ``OrderReconciliation.tax`` says what the invoices charged and
+expected payout. Where Salesforce collects the tax itself (the GTM reference describes a
+payout as net of "Salesforce's share and taxes"), a fully paid order's deductions are
+exactly the revenue share plus the tax: then no tax passed through and the net is the
+partner's as it is. ``OrderReconciliation.tax`` says what the invoices charged and
 ``tax_paid_out`` how much of it passed through the payouts.
 
 Discrepancy reasons (first that applies; only when ``|difference| > tolerance`` unless
@@ -56,7 +59,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 
-from connector.domain.money import format_money, from_cents, round_half_up_cents
+from connector.domain.money import format_money, from_cents, ratio_half_up_cents, round_half_up_cents, to_cents
 
 ZERO = Decimal("0.00")
 
@@ -317,6 +320,13 @@ def reconcile_order(
     # What passed through for the tax authority: its share of what was charged, less its
     # share of what was refunded; the rest of the money is the partner's.
     tax_paid_out = tax_share(tax, total, gross) - tax_share(tax, total, refunded)
+    withheld = ZERO
+    if tax_paid_out > 0 and not refunded and gross >= total and tax_paid_out + expected.revenue_share in (
+            fees, fees - stripe_fees):
+        # Salesforce collected the tax itself: its deduction is exactly its share plus the
+        # tax, so the tax never reached the payout (the GTM reference: a payout is "net of
+        # ... Salesforce's share and taxes"). Nothing of it to take out of the net.
+        withheld, tax_paid_out = tax_paid_out, ZERO
     actual = sum((c.net for c in contributions), ZERO) - tax_paid_out
     difference = actual - expected.expected_payout
     result = replace(base, actual_payout=actual, difference=difference, tax_paid_out=tax_paid_out,
@@ -342,10 +352,11 @@ def reconcile_order(
         return result
     gross_ex_tax = gross - tax_share(tax, total, gross)
     if gross_ex_tax == expected.subtotal:
-        share_fee = fees - stripe_fees
+        share_fee = fees - stripe_fees - withheld
+        held = f", tax {format_money(withheld)}" if withheld else ""
         return replace(result, reason=FEE_DIFFERS,
-                       detail=f"deducted {format_money(fees)} (revenue share {format_money(share_fee)}, Stripe fee "
-                              f"{format_money(stripe_fees)}); expected revenue share "
+                       detail=f"deducted {format_money(fees)} (revenue share {format_money(share_fee)}{held}, "
+                              f"Stripe fee {format_money(stripe_fees)}); expected revenue share "
                               f"{format_money(expected.revenue_share)}")
     taxed = f" (+ tax {format_money(gross - gross_ex_tax)})" if gross != gross_ex_tax else ""
     return replace(result, reason=AMOUNT_DIFFERS,
@@ -361,7 +372,10 @@ def tax_share(tax: Decimal, total: Decimal, amount: Decimal) -> Decimal:
         return ZERO
     if amount >= total:
         return tax
-    return round_half_up_cents(tax * amount / total)
+    # In whole cents and integer maths: ``tax * amount`` of two 18-digit amounts has 36
+    # digits, past the default context's 28, which could tip a half cent.
+    return ratio_half_up_cents(to_cents(round_half_up_cents(tax)), to_cents(round_half_up_cents(amount)),
+                               to_cents(round_half_up_cents(total)))
 
 
 @dataclass(frozen=True)

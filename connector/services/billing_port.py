@@ -11,7 +11,7 @@ Errors are the connector's: ``TransientError`` (retry with the same key),
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -94,3 +94,44 @@ def __getattr__(name: str) -> Any:
 
         return BillingGateway
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# How far an invoice has come, for an order billed as several: the order is as far as its
+# least advanced invoice (one paid and one open leave the order open).
+_PROGRESS = ("draft", "open", "uncollectible", "paid")
+
+
+def least_advanced(statuses: list[str | None]) -> str | None:
+    """The least advanced of ``statuses`` (void and unknown ones left out)."""
+    known = [s for s in statuses if s in _PROGRESS]
+    return min(known, key=_PROGRESS.index) if known else None
+
+
+def combined_invoice(issued: list[StripeInvoice]) -> StripeInvoice:
+    """The invoices one order is billed by (the GTM app may link several), as the one record
+    the order's row keeps: amounts, tax and line counts summed, the least advanced status,
+    the numbers joined; ``paid_at`` the last payment once every invoice is paid (until then
+    the order is not paid); dates and ids the first invoice's (by creation, then id)."""
+    if not issued:
+        raise ValueError("combined_invoice needs at least one invoice")
+    ordered = sorted(issued, key=lambda i: (i.created, i.id))
+    first = ordered[0]
+    if len(ordered) == 1:
+        return first
+    zero = Decimal("0.00")
+    status = least_advanced([i.status for i in ordered])
+    paid = [i.paid_at for i in ordered]
+    return replace(
+        first,
+        status=status,
+        number=", ".join(i.number for i in ordered if i.number) or None,
+        total=sum((i.total for i in ordered), zero),
+        amount_due=sum((i.amount_due for i in ordered), zero),
+        amount_paid=sum((i.amount_paid for i in ordered), zero),
+        amount_remaining=sum((i.amount_remaining for i in ordered), zero),
+        tax=sum((i.tax for i in ordered), zero),
+        line_count=sum(i.line_count for i in ordered),
+        line_amounts=tuple(a for i in ordered for a in i.line_amounts),
+        paid_at=max(p for p in paid if p is not None) if status == "paid" and all(p is not None for p in paid)
+        else None,
+    )

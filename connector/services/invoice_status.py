@@ -12,6 +12,11 @@ recorded as an anomaly and not applied. Events of other types are acknowledged a
 
 Polling (``poll``): open or uncollectible invoices whose row nothing has updated for
 ``poll_after`` are fetched from Stripe and applied by the same rules.
+
+An order the GTM app billed as several invoices (its billing junction links them all) has
+one row holding their sum (``billing_port.combined_invoice``, as adopting them wrote it):
+polling fetches every one; a webhook about one of them is ``deferred`` to polling, since
+its snapshot alone is not the order's amounts, tax or status.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from connector.domain import INVOICE_MACHINE, is_forward
 from connector.domain.states import InvoiceStatus
 from connector.errors import AuthError, PermanentError, RecordError
 from connector.retry import call_with_retry
-from connector.services.billing_port import BillingEvent, StripeInvoice
+from connector.services.billing_port import BillingEvent, StripeInvoice, combined_invoice
 from connector.services.ports import BillingGateway, OrgContext, UnitOfWork, UnitOfWorkFactory
 
 INVOICE_EVENTS = frozenset({
@@ -111,6 +116,10 @@ class InvoiceStatusService:
                 outcome = "ignored"
             elif row is None:
                 outcome = "unknown_invoice"  # not ours, or not recorded yet: polling settles it
+            elif len(order_invoice_ids(uow, row)) > 1:
+                # One of several invoices of the order: its snapshot is not the order's
+                # (amounts, tax, status); polling reads them all and keeps their sum.
+                outcome = "deferred"
             else:
                 outcome = self._apply(uow, row, event.invoice, source="webhook", event_id=event.id,
                                       created=event.created, sent=event.type == "invoice.sent")
@@ -178,9 +187,15 @@ class InvoiceStatusService:
         report = PollReport()
         for row in self.due_for_poll(force=force, order_ids=order_ids):
             report.checked += 1
+            with self._uow() as uow:
+                ids = order_invoice_ids(uow, row)
             try:
-                invoice = call_with_retry("stripe.retrieve_invoice",
-                                          partial(billing.retrieve_invoice, row.stripe_invoice_id))
+                found = [call_with_retry("stripe.retrieve_invoice", partial(billing.retrieve_invoice, invoice_id))
+                         for invoice_id in ids]
+                live = [i for i in found if i.status != "void"]
+                # Several invoices for one order (the GTM app may link several): the order's
+                # row keeps them as one, as adopting them did; all void: the order's is void.
+                invoice = combined_invoice(live or found)
             except AuthError:
                 raise
             except (RecordError, PermanentError) as exc:
@@ -208,6 +223,14 @@ class InvoiceStatusService:
         if self.org_id is None:
             raise RuntimeError("polling needs the org id")
         return self.org_id
+
+
+def order_invoice_ids(uow: UnitOfWork, row: Any) -> list[str]:
+    """The Stripe invoices of ``row``'s order: its own and every one the GTM app's billing
+    junction (mirrored ``SfdcPartnerOrderBillingTrxn``) links to the order."""
+    linked = {r["stripe_invoice_id"] for r in uow.mirror("billing_link").list(row.org_id, order_id=row.order_id)
+              if r.get("stripe_invoice_id") and not r.get("is_deleted")}
+    return sorted(linked | {row.stripe_invoice_id})
 
 
 def build_invoice_status(runtime: OrgContext, *, log: Any = None, with_billing: bool = True) -> InvoiceStatusService:

@@ -51,7 +51,7 @@ from connector.domain import (
 )
 from connector.errors import AuthError, PermanentError, RecordError
 from connector.retry import call_with_retry
-from connector.services.billing_port import StripeCustomer, StripeInvoice
+from connector.services.billing_port import StripeCustomer, StripeInvoice, combined_invoice
 from connector.services.mirror import incomplete_orders
 from connector.services.orders import OrderReader
 from connector.services.ports import BillingGateway, OrgContext, UnitOfWork, UnitOfWorkFactory
@@ -325,22 +325,18 @@ class InvoicingService:
         order. Only local writes: nothing is created, finalized or sent in Stripe."""
         order_id = plan.order_id
         issued = sorted(issued, key=lambda i: (i.created, i.id))
-        first = issued[0]
         problems = invoice_differences(plan, issued, days_until_due=self.settings.days_until_due)
         finished = all(i.status not in (None, "draft") for i in issued)
 
         def record(uow: UnitOfWork) -> None:
-            total = sum((i.amount_due for i in issued), Decimal("0"))
-            paid = sum((i.amount_paid for i in issued), Decimal("0"))
+            whole = combined_invoice(issued)
             uow.invoices.upsert(
-                self.org_id, order_id, stripe_invoice_id=first.id, stripe_customer_id=first.customer_id,
-                number=", ".join(i.number for i in issued if i.number) or None, hosted_url=first.hosted_url,
-                status=first.status if len(issued) == 1 else _least_advanced([i.status for i in issued]),
-                due_date=first.due_date, currency=first.currency, amount_due=total, amount_paid=paid,
-                amount_remaining=sum((i.amount_remaining for i in issued), Decimal("0")),
-                tax=sum((i.tax for i in issued), Decimal("0.00")),
-                finalized_at=first.finalized_at, paid_at=first.paid_at if len(issued) == 1 else None,
-                sent_at=self._clock() if finished else None, status_source="adopt", issued_by="salesforce")
+                self.org_id, order_id, stripe_invoice_id=whole.id, stripe_customer_id=whole.customer_id,
+                number=whole.number, hosted_url=whole.hosted_url, status=whole.status, due_date=whole.due_date,
+                currency=whole.currency, amount_due=whole.amount_due, amount_paid=whole.amount_paid,
+                amount_remaining=whole.amount_remaining, tax=whole.tax, finalized_at=whole.finalized_at,
+                paid_at=whole.paid_at, sent_at=self._clock() if finished else None, status_source="adopt",
+                issued_by="salesforce")
             uow.dead_letters.resolve_for(self.org_id, SOURCE, OBJECT, order_id)
             if problems:
                 uow.dead_letters.add(self.org_id, SOURCE, OBJECT, order_id, "INVOICE_MISMATCH", "; ".join(problems))
@@ -703,13 +699,6 @@ def _apply_all(works: dict[int, Write], uow: UnitOfWork) -> dict[int, Any]:
 
 def _money(amount: Decimal) -> str:
     return f"{amount:,.2f}"
-
-
-def _least_advanced(statuses: list[str | None]) -> str | None:
-    """Several invoices for one order: the order is as far as its least advanced invoice."""
-    order = ("draft", "open", "uncollectible", "paid")
-    known = [s for s in statuses if s in order]
-    return min(known, key=order.index) if known else None
 
 
 def _due(start: date | None, today: date, lead: timedelta) -> bool:

@@ -355,6 +355,9 @@ def _tie_add_on(raw: Mapping[str, Any], fields: dict[str, Any], start: date | No
     if state not in ("new", "processing", "activated"):
         problem("initial_order_id", f"order {order['sf_id']} is {order.get('status')}: add-ons need a running order")
     fields["initial_order_id"] = order["sf_id"]
+    # The term is the initial order's: an add-on named here (the customer's latest order)
+    # ends with the initial order it belongs to, which is where its own start leads.
+    order = _initial_of(order, catalog) or order
     initial_start, initial_end = order.get("service_start_date"), order.get("service_end_date")
     if initial_start and not SERVICE_DATE_MIN <= initial_start <= SERVICE_DATE_MAX:
         problem("initial_order_id", f"order {order['sf_id']} has service start date {initial_start.isoformat()}, "
@@ -366,6 +369,22 @@ def _tie_add_on(raw: Mapping[str, Any], fields: dict[str, Any], start: date | No
         problem("service_start_date", f"must fall within the initial order's term {initial_start.isoformat()} .. "
                                       f"{initial_end.isoformat()}, got {start.isoformat()}")
     return initial_end
+
+
+def _initial_of(order: dict[str, Any], catalog: Catalog) -> dict[str, Any] | None:
+    """The initial order at the head of ``order``'s chain of add-ons (``order`` itself when
+    it is not an add-on); None when the chain breaks (an order not mirrored) or loops."""
+    seen = {order["sf_id"]}
+    while catalog.mapping.to_state("order_type", order.get("order_type")) == "add_on":
+        next_id = order.get("initial_order_id")
+        if not next_id or next_id in seen:
+            return None
+        seen.add(next_id)
+        found = catalog.order(str(next_id))
+        if found is None:
+            return None
+        order = found
+    return order
 
 
 def _items(raw: Any, catalog: Catalog, problem: Callable[[str, str], None]) -> list[DraftItem]:

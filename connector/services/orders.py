@@ -85,9 +85,9 @@ class OrderReader:
 
     def _order(self, row: Row) -> Order:
         order_id: str = row["sf_id"]
-        is_add_on = self._mapping.to_state("order_type", row.get("order_type")) == "add_on"
+        is_add_on = self._is_add_on(row)
         initial_id: str | None = row.get("initial_order_id")
-        initial = self._live(initial_id) if is_add_on and initial_id else None
+        initial = self._initial(row) if is_add_on else None
         email, name = self._contact(row)
         return Order(
             org_id=self._org_id,
@@ -106,6 +106,27 @@ class OrderReader:
             customer_org_id=row.get("customer_org_id"),
             subtotal=row.get("subtotal"),
         )
+
+    def _is_add_on(self, row: Row) -> bool:
+        return self._mapping.to_state("order_type", row.get("order_type")) == "add_on"
+
+    def _initial(self, row: Row) -> Row | None:
+        """The initial order an add-on belongs to. DESIGN prorates an add-on to the *initial*
+        order's end; an add-on whose InitialOrderId names an earlier add-on (the customer's
+        latest order) is followed back to the initial order of the chain. None when the
+        chain ends at an order not mirrored (or deleted), or loops."""
+        seen = {row["sf_id"]}
+        current = row
+        while self._is_add_on(current):
+            next_id = current.get("initial_order_id")
+            if not next_id or next_id in seen:
+                return None
+            seen.add(next_id)
+            found = self._live(next_id)
+            if found is None:
+                return None
+            current = found
+        return current
 
     def _contact(self, row: Row) -> tuple[str | None, str | None]:
         """(billing e-mail, customer name): the order's, else its offer's."""

@@ -35,7 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from connector.domain import ProrationPolicy, format_money, from_cents, order_payout, to_money
+from connector.domain import ProrationPolicy, format_money, from_cents, order_payout, to_cents, to_money
 from connector.domain.reconciliation import (
     ZERO,
     Contribution,
@@ -311,7 +311,7 @@ class Reconciler:
                 stored = uow.payouts.get(self.org_id, payout_id)
             if stored is None:
                 continue
-            payout = StripePayout(stored.stripe_payout_id, int(stored.amount.scaleb(2)), stored.currency,
+            payout = StripePayout(stored.stripe_payout_id, to_cents(stored.amount), stored.currency,
                                    stored.arrival_date or self.today(), stored.status or "", stored.created or 0)
             txns = list(self.gateway.transactions(payout))
             with self.runtime.uow() as uow:

@@ -120,7 +120,7 @@ def billed_totals(data: OrgData, parent: Row, items: list[Row], order_sobject: s
     a total are left out). The subtotal and the GTM app's invoice lines both use it."""
     totals = [Decimal(str(i["LineItemTotal"])) for i in items if i.get("LineItemTotal") is not None]
     kind = parent.get("OfferType") or parent.get("OrderType")
-    initial = data.get(order_sobject, parent["InitialOrderId"]) if parent.get("InitialOrderId") else None
+    initial = _initial_order(data, parent, order_sobject)
     if kind == "Add-On" and initial and parent.get("ServiceStartDate") and initial.get("ServiceStartDate"):
         i_start = date.fromisoformat(initial["ServiceStartDate"])
         i_end = date.fromisoformat(initial.get("ServiceEndDate") or term_end(i_start).isoformat())
@@ -128,6 +128,23 @@ def billed_totals(data: OrgData, parent: Row, items: list[Row], order_sobject: s
         end = date.fromisoformat(parent.get("ServiceEndDate") or i_end.isoformat())
         totals = [prorated(t, start, end, i_start, i_end) for t in totals]
     return totals
+
+
+def _initial_order(data: OrgData, parent: Row, order_sobject: str) -> Row | None:
+    """The initial order an add-on belongs to: an add-on may name an earlier add-on (the
+    customer's latest order), whose own term ends with the initial one; followed back to
+    the order that is not an add-on. None when the chain breaks or loops."""
+    seen: set[str] = set()
+    current = parent
+    while current.get("InitialOrderId") and current["InitialOrderId"] not in seen:
+        seen.add(current["InitialOrderId"])
+        found = data.get(order_sobject, current["InitialOrderId"])
+        if found is None:
+            return None
+        if found.get("OrderType") != "Add-On":
+            return found
+        current = found
+    return None
 
 
 def subtotal_for(data: OrgData, parent: Row, items: list[Row], order_sobject: str = ORDER) -> Decimal:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
@@ -68,6 +68,34 @@ def test_an_add_on_carries_its_initial_orders_start(org: GtmOrg, uow_factory: Uo
     assert (add_on.is_add_on, add_on.initial_order_id, add_on.initial_start_date) == (True, order_id(1),
                                                                                        date(2025, 1, 1))
     assert order_payout(add_on).subtotal == Decimal("7545.21")  # 9000 x 306 / 365
+
+
+def test_an_add_on_of_an_add_on_is_prorated_to_the_initial_orders_end(org: GtmOrg, uow_factory: UowFactory) -> None:
+    """DESIGN: an add-on runs "to the initial order's end date". A second add-on whose
+    InitialOrderId names the first add-on (the customer's latest order) still ends with the
+    initial term: 1 Jan 2025 .. 31 Dec 2025, not 1 Mar 2025 + 12 months - 1 day."""
+    org.order(1, start=date(2025, 1, 1))
+    org.order(2, start=date(2025, 3, 1), items=[(PPP_CORE, 15, "50.00")], order_type="Add-On", initial=1)
+    org.order(3, start=date(2025, 7, 1), items=[(PPP_CORE, 1, "100.00")], order_type="Add-On", initial=2)
+
+    add_on = read(uow_factory, 3)
+
+    assert add_on.initial_start_date == date(2025, 1, 1)
+    # 1200.00 x 184 / 365 (1 Jul .. 31 Dec 2025, both ends counted) = 604.93150... -> 604.93
+    days = (date(2025, 12, 31) - date(2025, 7, 1)).days + 1
+    assert days == 184
+    assert order_payout(add_on).subtotal == (Decimal("1200.00") * days / 365).quantize(Decimal("0.01"), ROUND_HALF_UP)
+
+
+def test_add_ons_naming_each_other_are_a_missing_initial_order(org: GtmOrg, uow_factory: UowFactory) -> None:
+    """A loop of add-ons leads to no initial order: INITIAL_ORDER_MISSING, not a hang."""
+    org.order(2, start=date(2025, 3, 1), items=[(PPP_CORE, 15, "50.00")], order_type="Add-On", initial=3)
+    org.order(3, start=date(2025, 7, 1), items=[(PPP_CORE, 1, "100.00")], order_type="Add-On", initial=2)
+
+    with pytest.raises(RecordError) as caught:
+        order_payout(read(uow_factory, 3))
+
+    assert caught.value.code == "INITIAL_ORDER_MISSING"
 
 
 @pytest.mark.parametrize("initial", ["not mirrored", "deleted", "no start date"])

@@ -336,3 +336,21 @@ def test_a_payout_in_another_currency_is_a_letter_never_set_against_usd_orders(b
     assert letter.reason == (f"payout {payout['id']} of 7260.00 EUR is not in USD: the GTM app bills US dollars "
                              "only, so its transactions are not reconciled against orders")
     assert counts["errors"] == 1 and counts["matched"] == 0
+
+
+def test_an_order_the_org_keeps_in_euros_is_a_bad_record_not_a_dollar_payout(books: PartnerBooks) -> None:
+    """Salesforce linked an invoice to an order whose currency is EUR: no expected payout
+    in dollars is made up for it (DESIGN: USD only); the order is a letter naming why."""
+    order = books.an_order()
+    books.invoice(order)
+    with books.uow() as uow:
+        uow.mirror("order").upsert_many(books.org_id, [{"sf_id": order.order_id, "system_modstamp": books.now[0],
+                                                        "currency": "EUR"}])
+        uow.commit()
+
+    outcome = books.run("reconcile")
+
+    assert books.reconciliation(order) is None
+    (letter,) = [d for d in books.open_letters("payouts") if d.record_id == order.order_id]
+    assert letter.error_code == "UNSUPPORTED_CURRENCY" and 'got "EUR"' in letter.reason
+    assert outcome.counts["errors"] == 1

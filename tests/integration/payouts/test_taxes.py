@@ -67,3 +67,31 @@ def test_a_processing_fee_on_a_taxed_order_is_the_only_difference(books: Partner
     assert row.tax == TAX
     assert row.actual_payout == Decimal("9145.50") - Decimal("265.52") - TAX
     assert row.discrepancy.startswith("fee differs: deducted 265.52")
+
+
+def test_tax_salesforce_withholds_with_its_share_is_no_payout_difference_either(books: PartnerBooks) -> None:
+    """The GTM reference: a partner payout is "net of all invoices of the period after
+    Salesforce's share and taxes". When Salesforce collects the tax itself, its application
+    fee carries the share and the tax (1,140.00 + 745.50); the payout is then 7,260.00 with
+    no tax in it, which is the expected payout, not a difference of the tax."""
+    rate = books.client.v1.tax_rates.create(params={"display_name": "Sales Tax", "percentage": 8.875,
+                                                    "inclusive": False})
+    order = books.an_order()
+    books.invoice(order, tax_rates=[rate.id])
+    assert order.invoice_id
+    books.now[0] += timedelta(hours=2)
+    books.run("invoice_status")
+    books.stripe_box.pay_invoice(order.invoice_id, fee=order.share_cents + 74_550)
+    books.track_invoice(order)
+    payout = books.payout()
+    assert payout["amount"] == 726_000
+
+    books.run("reconcile")
+
+    row = books.reconciliation(order)
+    assert (row.expected_payout, row.actual_payout, row.difference, row.discrepancy) == (
+        Decimal("7260.00"), Decimal("7260.00"), Decimal("0.00"), None)
+    assert row.tax == Decimal("0.00")  # none of it passed through this payout
+    report = build_report([books.runtime])
+    [line] = [r for r in report.rows if r.order_id == order.order_id]
+    assert line.as_json()["tax"] == "745.50" and line.discrepancy is None  # still reported, apart

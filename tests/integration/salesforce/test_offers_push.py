@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +216,31 @@ def test_add_on_is_tied_to_the_customers_order_and_ends_with_it(push: Callable[.
     term_days = (end - date.fromisoformat(acme_order["ServiceStartDate"])).days + 1
     expected = (Decimal("4800.00") * ((end - start).days + 1) / term_days).quantize(Decimal("0.01"))
     assert offer["Subtotal"] == expected  # the org prorates the add-on
+
+
+def test_an_add_on_named_after_an_earlier_add_on_runs_within_the_initial_term(
+    push: Callable[..., Any], drafts: Path, sandbox_org: SandboxOrg
+) -> None:
+    """The draft names the customer's first add-on (which starts in 90 days): the new one,
+    starting in 30, is within the *initial* order's term and ends with it."""
+    acme_order = sandbox_org.get("SfdcPartnerOrder", sandbox_org.demo_ids["acme_order"])
+    addon_order = sandbox_org.get("SfdcPartnerOrder", sandbox_org.demo_ids["addon_order"])
+    assert acme_order is not None and addon_order is not None
+    start = TODAY + timedelta(days=30)
+    assert start < date.fromisoformat(addon_order["ServiceStartDate"])
+    write_draft(drafts, "acme-addon-2", customer_name="Acme Corp", customer_org_id=acme_order["BillingCustomerOrg"],
+                offer_type="add_on", initial_order_id=addon_order["Id"], service_start_date=start,
+                items=[{"product": "Core App", "quantity": 1, "unit_price_per_month": "50.00"}])
+
+    result = push()["acme-addon-2"]
+
+    assert result.action == "created", result.message
+    offer = sandbox_org.get("SfdcPartnerOffer", result.sf_id)
+    assert offer is not None and offer["ServiceEndDate"] == acme_order["ServiceEndDate"]
+    end = date.fromisoformat(acme_order["ServiceEndDate"])
+    term_days = (end - date.fromisoformat(acme_order["ServiceStartDate"])).days + 1
+    expected = (Decimal("600.00") * ((end - start).days + 1) / term_days).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    assert offer["Subtotal"] == expected
 
 
 def test_add_on_ending_elsewhere_is_invalid(push: Callable[..., Any], drafts: Path, sandbox_org: SandboxOrg) -> None:

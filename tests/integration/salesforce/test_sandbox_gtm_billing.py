@@ -144,6 +144,34 @@ def test_the_add_on_is_invoiced_prorated_once_its_start_is_within_a_day(org: San
     assert org.run_billing().issued == []
 
 
+def test_an_add_on_to_an_add_on_is_prorated_over_the_initial_term(org: SandboxOrg, box: StripeSandbox,
+                                                                   client: stripe.StripeClient) -> None:
+    """A second add-on naming the first (InitialOrderId = the add-on) is charged from its
+    start to the initial end, out of the initial term's days, as the first add-on is."""
+    today = org.today()
+    org.link_stripe(box.api_base, box.api_key)
+    addon = org.get(ORDER, org.demo_ids["addon_order"])
+    start = today + timedelta(days=120)
+    [second] = org.insert(ORDER, [{
+        "Name": "Acme second add-on", "OrderNumber": "00000103", "Status": "Activated", "OrderType": "Add-On",
+        "InitialOrderId": addon["Id"], "CustomerName": "Acme Corp", "BillingCustomerOrg": addon["BillingCustomerOrg"],
+        "ContractTerm": 12, "ServiceStartDate": start.isoformat(), "ServiceEndDate": addon["ServiceEndDate"],
+        "BillingEmailAddress": addon["BillingEmailAddress"], "CurrencyIsoCode": "USD"}])
+    org.insert(ITEM, [{"Name": "Core App x2", "PartnerOrderId": second, "PartnerProvisionProductId": org.demo_ids[
+        "ppp_core"], "Quantity": 2, "CustomerUnitPricePerMonth": Decimal("50.00"),
+                        "LineItemTotal": Decimal("1200.00")}])
+    org.advance_clock(days=119)
+
+    issued = [i["order_id"] for i in org.run_billing().issued]
+
+    assert second in issued, org.billing.status()["problems"]
+    [invoice] = [i for i in invoices(client) if i["metadata"].get("sfdc_order_id") == second]
+    initial_end = date.fromisoformat(addon["ServiceEndDate"])
+    term_days = (initial_end - today).days + 1  # the initial order starts today
+    amount = half_up(Decimal("1200.00") * ((initial_end - start).days + 1) / term_days)
+    assert lines(invoice) == [("Core App", 2, int(amount * 100))]
+
+
 def test_the_customer_pays_with_the_share_deducted_and_the_payout_nets_7260(org: SandboxOrg, box: StripeSandbox,
                                                                             client: stripe.StripeClient) -> None:
     org.link_stripe(box.api_base, box.api_key)

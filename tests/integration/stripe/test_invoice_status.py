@@ -125,6 +125,32 @@ def test_customer_paying_turns_the_local_invoice_paid_through_a_signed_webhook(
     assert all(d["status"] == 200 for d in stripe_sandbox.webhook_deliveries())
 
 
+def test_a_webhook_about_one_of_an_orders_several_invoices_is_left_to_polling(
+    receiver: Receiver, invoiced: Callable[[], str], stripe_client: stripe.StripeClient,
+    stripe_sandbox: StripeSandbox, stripe_billing: StripeBilling, uow_factory: Callable[[], SqlUnitOfWork],
+) -> None:
+    """The GTM app's junction links a second invoice to the order: the paid event of one
+    is not the order's amounts (8,400.00 of the two), so it is deferred, not applied."""
+    endpoint = stripe_client.v1.webhook_endpoints.create(params={"url": receiver.url, "enabled_events": INVOICE_EVENTS})
+    receiver.listen(endpoint.secret, stripe_billing)
+    invoice_id = invoiced()
+    assert stripe_sandbox.wait_for_webhooks()
+    with uow_factory() as uow:
+        uow.mirror("billing_link").upsert_many(ORG, [
+            {"sf_id": f"a0B00000000000{n}AAA", "system_modstamp": datetime(2025, 12, 31, tzinfo=UTC),
+             "order_id": order_id(1), "stripe_invoice_id": linked}
+            for n, linked in enumerate((invoice_id, "in_second_of_the_order"))])
+        uow.commit()
+
+    stripe_sandbox.pay_invoice(invoice_id)
+    assert stripe_sandbox.wait_for_webhooks()
+
+    row = local(uow_factory)
+    assert (row.status, row.amount_paid, row.amount_due) == ("open", Decimal("0.00"), Decimal("8400.00"))
+    [paid] = stripe_sandbox.events("invoice.paid")
+    assert recorded(uow_factory, paid["id"]).outcome == "deferred"
+
+
 def test_a_bad_signature_is_rejected_and_nothing_is_stored(
     receiver: Receiver, invoiced: Callable[[], str], stripe_sandbox: StripeSandbox, stripe_billing: StripeBilling,
     uow_factory: Callable[[], SqlUnitOfWork],

@@ -106,6 +106,51 @@ def test_add_on_is_invoiced_for_its_prorated_amount(
     assert len(stripe_sandbox.objects("customer")) == 1  # same customer for both orders
 
 
+def test_an_add_on_to_an_add_on_is_invoiced_to_the_initial_orders_end(
+    org: GtmOrg, stripe_sandbox: StripeSandbox, stripe_billing: StripeBilling,
+    uow_factory: Callable[[], SqlUnitOfWork],
+) -> None:
+    """The second add-on's InitialOrderId names the first add-on: it still runs to the end
+    of the initial term (31 Dec 2026), not 1 Mar 2026 + 12 months - 1 day."""
+    org.order(1, start=START)
+    org.order(2, start=date(2026, 3, 1), items=[(PPP_CORE, 5, "50.00")], order_type="Add-On", initial=1)
+    org.order(3, start=date(2026, 7, 1), items=[(PPP_CORE, 2, "50.00")], order_type="Add-On", initial=2)
+    clock = Clock(datetime(2026, 6, 30, 12, tzinfo=UTC))
+
+    report = an_invoicing(uow_factory, stripe_billing, clock).run()
+
+    assert sorted(report.invoiced) == [order_id(1), order_id(2), order_id(3)]
+    second = next(i for i in stripe_sandbox.invoices() if i["metadata"]["gtm_order_id"] == order_id(3))
+    # 2 x $50 x 12 = $1,200 for 1 Jul..31 Dec 2026: 184 of the term's 365 days.
+    days = (date(2026, 12, 31) - date(2026, 7, 1)).days + 1
+    expected = (Decimal(1200) * days / 365).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    assert (days, expected) == (184, Decimal("604.93"))
+    assert second["total"] == 60_493
+    assert second["metadata"]["gtm_service_period"] == "2026-07-01..2026-12-31"
+
+
+@pytest.mark.parametrize(("addon", "months"), [(date(2026, 2, 27), 12), (date(2026, 2, 28), 11),
+                                              (date(2026, 3, 31), 10), (date(2027, 1, 30), 1)])
+def test_monthly_proration_named_in_config_invoices_whole_twelfths(
+    addon: date, months: int, org: GtmOrg, stripe_sandbox: StripeSandbox, stripe_billing: StripeBilling,
+    uow_factory: Callable[[], SqlUnitOfWork],
+) -> None:
+    """``proration = "monthly"``: a term starting 31 Jan 2026 has periods starting 31 Jan,
+    28 Feb, 31 Mar, ... 31 Dec (the day clamped to the month); the period an add-on starts
+    in counts whole. 5 x $50 x 12 = $3,000 x months left / 12."""
+    org.order(1, start=date(2026, 1, 31))
+    org.order(2, start=addon, items=[(PPP_CORE, 5, "50.00")], order_type="Add-On", initial=1)
+    clock = Clock(datetime.combine(addon, datetime.min.time(), UTC))
+
+    report = an_invoicing(uow_factory, stripe_billing, clock, proration="monthly").run()
+
+    assert order_id(2) in report.invoiced
+    invoice = next(i for i in stripe_sandbox.invoices() if i["metadata"]["gtm_order_id"] == order_id(2))
+    assert invoice["total"] == 300_000 * months // 12
+    assert invoice["metadata"]["gtm_proration"] == "monthly"
+    assert f"({months} of 12 months)" in invoice["lines"]["data"][0]["description"]
+
+
 def test_second_run_creates_nothing(org: GtmOrg, invoicing: InvoicingService, stripe_sandbox: StripeSandbox) -> None:
     org.order(1, start=START)
     invoicing.run()

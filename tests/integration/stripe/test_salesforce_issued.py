@@ -5,8 +5,8 @@ order, and tracks it like its own; with no invoice past the grace it says so."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from decimal import Decimal
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
@@ -175,6 +175,53 @@ def test_payments_on_every_linked_invoice_reconcile_to_the_order(sf_books: Partn
     assert (row.expected_payout, row.actual_payout, row.discrepancy) == (Decimal("7260.00"), Decimal("7260.00"), None)
 
 
+def test_an_order_billed_as_two_taxed_invoices_stays_whole_after_polling_and_its_tax_is_no_difference(
+    sf_books: PartnerBooks, sandbox_org: Any
+) -> None:
+    """Seed 003 billed as two invoices with 10 % tax on each (6,600.00 and 2,640.00). Polling
+    their status keeps the order's figures those of both invoices (9,240.00 due, 840.00
+    tax), and the payout of both reconciles to 7,260.00: tax is never a payout difference
+    (DESIGN). Polling the first invoice alone made the row 6,600.00 with 600.00 tax, and
+    the 240.00 tax of the second became "amount differs"."""
+    acme = sandbox_org.demo_ids["acme_order"]
+    rate = sf_books.client.v1.tax_rates.create(params={"display_name": "Sales Tax", "percentage": 10,
+                                                       "inclusive": False})
+    invoices = [salesforce_issues(sf_books, acme, [600_000], tax_rates=[rate.id]),
+                salesforce_issues(sf_books, acme, [240_000], tax_rates=[rate.id])]
+    for invoice_id in invoices:
+        link(sandbox_org, acme, invoice_id)
+    sf_books.run("mirror")
+    sf_books.run("invoicing")
+    sf_books.stripe_box.pay_invoice(invoices[0], fee=90_000)  # 15 % of 6,000 (Salesforce's share as the fee)
+    sf_books.now[0] += timedelta(minutes=90)
+
+    sf_books.run("invoice_status")
+
+    with sf_books.uow() as uow:
+        row = uow.invoices.get(sf_books.org_id, acme)
+    # One of two paid: the order is as far as its least advanced invoice.
+    assert (row.status, row.amount_due, row.amount_paid, row.tax) == (
+        "open", Decimal("9240.00"), Decimal("6600.00"), Decimal("840.00"))
+    assert row.paid_at is None
+
+    sf_books.stripe_box.pay_invoice(invoices[1], fee=24_000)  # 10 % of 2,400
+    sf_books.now[0] += timedelta(minutes=90)
+    sf_books.run("invoice_status")
+    with sf_books.uow() as uow:
+        row = uow.invoices.get(sf_books.org_id, acme)
+    assert (row.status, row.amount_due, row.amount_paid, row.tax) == (
+        "paid", Decimal("9240.00"), Decimal("9240.00"), Decimal("840.00"))
+    assert row.paid_at is not None
+    sf_books.payout()
+
+    sf_books.run("reconcile")
+
+    with sf_books.uow() as uow:
+        rec = uow.reconciliation.get(sf_books.org_id, acme)
+    assert (rec.expected_payout, rec.actual_payout, rec.tax, rec.discrepancy) == (
+        Decimal("7260.00"), Decimal("7260.00"), Decimal("840.00"), None)
+
+
 @pytest.mark.parametrize("when", ["retrieve", "before-commit", "after-commit"])
 def test_adopting_dies_anywhere_and_the_rerun_adopts_once_creating_nothing(
     when: str, sf_books: PartnerBooks, sandbox_org: Any
@@ -271,3 +318,55 @@ def test_salesforce_billing_faults_are_reported_with_their_reason(sf_books: Part
     sf_books.run("invoicing")
     [letter] = letters(sf_books, acme)
     assert letter.error_code == code and reason in letter.reason
+
+
+def test_leap_day_term_and_its_add_ons_invoice_and_reconcile_end_to_end(sf_books: PartnerBooks,
+                                                                       sandbox_org: Any) -> None:
+    """An initial order starting 29 Feb 2024 (term to 27 Feb 2025: 365 days) and add-ons on
+    its first day, on 31 Aug 2024 and on its last day, issued by the org's GTM billing on
+    the Stripe sandbox: the connector adopts each without a mismatch and each payout, net of
+    the share Salesforce deducts, reconciles to the expected payout worked out here."""
+    ids = sandbox_org.demo_ids
+    common = {"Status": "Activated", "CustomerName": "Leap Co", "BillingCustomerOrg": "00D5g0000029LEAPAA",
+              "ContractTerm": 12, "BillingEmailAddress": "ap@leap.example", "CurrencyIsoCode": "USD"}
+    [initial] = sandbox_org.insert("SfdcPartnerOrder", [{
+        **common, "Name": "Leap initial", "OrderNumber": "00002900", "OrderType": "Initial",
+        "ServiceStartDate": "2024-02-29", "ServiceEndDate": "2025-02-27"}])
+    add_ons = {start: sandbox_org.insert("SfdcPartnerOrder", [{
+        **common, "Name": f"Leap add-on {start}", "OrderNumber": f"000029{n:02d}", "OrderType": "Add-On",
+        "InitialOrderId": initial, "ServiceStartDate": start, "ServiceEndDate": "2025-02-27"}])[0]
+        for n, start in enumerate(("2024-02-29", "2024-08-31", "2025-02-27"), start=1)}
+    for order_id in (initial, *add_ons.values()):
+        sandbox_org.insert("SfdcPartnerOrderItem", [{
+            "Name": "Core App x7", "PartnerOrderId": order_id, "PartnerProvisionProductId": ids["ppp_core"],
+            "Quantity": 7, "CustomerUnitPricePerMonth": Decimal("3.33"), "LineItemTotal": Decimal("279.72")}])
+    sandbox_org.link_stripe(sf_books.stripe_box.api_base, sf_books.stripe_box.api_key)
+    sf_books.run("mirror")
+
+    outcome = sf_books.run("invoicing")
+
+    assert outcome.counts["invoices_created"] == 0
+    term = (date(2025, 2, 27) - date(2024, 2, 29)).days + 1
+    assert term == 365
+    expected = {initial: Decimal("279.72")}  # 7 x 3.33 x 12
+    for start, order_id in add_ons.items():
+        left = (date(2025, 2, 27) - date.fromisoformat(start)).days + 1
+        expected[order_id] = (Decimal("279.72") * left / term).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    assert list(expected.values()) == [Decimal("279.72"), Decimal("279.72"), Decimal("138.71"), Decimal("0.77")]
+    with sf_books.uow() as uow:
+        rows = {order_id: uow.invoices.get(sf_books.org_id, order_id) for order_id in expected}
+    assert {o: r.amount_due for o, r in rows.items()} == expected
+    assert all(letters(sf_books, order_id) == [] for order_id in expected)  # no INVOICE_MISMATCH
+    for row in rows.values():
+        sf_books.stripe_box.pay_invoice(row.stripe_invoice_id)  # its application fee is Salesforce's share
+    sf_books.payout()
+
+    sf_books.run("reconcile")
+
+    with sf_books.uow() as uow:
+        got = {o: uow.reconciliation.get(sf_books.org_id, o) for o in expected}
+    for order_id, subtotal in expected.items():
+        share = (subtotal * Decimal("0.15")).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        row = got[order_id]
+        assert (row.subtotal, row.revenue_share, row.expected_payout) == (subtotal, share, subtotal - share)
+        assert (row.actual_payout, row.discrepancy) == (subtotal - share, None)

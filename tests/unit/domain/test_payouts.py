@@ -9,9 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.domain import OrderItem, Proration, ProrationPolicy, expected_payout, line_total, revenue_share
+from connector.domain import (
+    OrderItem,
+    Proration,
+    ProrationPolicy,
+    expected_payout,
+    line_total,
+    order_payout,
+    revenue_share,
+)
 from connector.errors import RecordError
-from tests.unit.domain.builders import core_app, premium_add_on
+from tests.unit.domain.builders import an_order, core_app, premium_add_on
 
 
 def test_seed_003_line_totals_are_6000_and_2400() -> None:
@@ -114,3 +122,19 @@ def test_payout_plus_share_is_always_the_subtotal(lines: list[OrderItem]) -> Non
         assert Decimal(0) <= est.revenue_share <= est.line_total
         assert abs(est.revenue_share - est.line_total * line.revenue_share_percent / 100) <= Decimal("0.005")
         assert est.revenue_share.as_tuple().exponent == -2
+
+
+@pytest.mark.parametrize("currency", ["EUR", "JPY", "usd ", "USD"])
+def test_an_order_in_another_currency_has_no_expected_payout_in_dollars(currency: str) -> None:
+    """DESIGN: USD only; anything else is a validation error on that record. An order the
+    org keeps in EUR was given an expected payout as if its prices were dollars (and set
+    against USD payouts); an order without a currency is computed (the org may not keep one)."""
+    order = an_order(currency=currency, items=[core_app()])
+    if currency.strip().upper() == "USD":
+        assert order_payout(order).expected_payout == Decimal("5100.00")
+        assert order_payout(an_order(currency=None, items=[core_app()])).expected_payout == Decimal("5100.00")
+        return
+    with pytest.raises(RecordError) as caught:
+        order_payout(order)
+    assert caught.value.code == "UNSUPPORTED_CURRENCY" and caught.value.record_id == order.order_id
+    assert "currency" in caught.value.reason and currency in caught.value.reason
