@@ -187,7 +187,8 @@ def test_a_stalled_receiver_delays_the_run_by_the_short_timeout_only(database_ur
         started = time.monotonic()
         outcome = run(rt, "reconcile", ok_job)
         elapsed = time.monotonic() - started
-        assert outcome.status == "ok" and elapsed < 5  # 3 alerts x 2 tries x 0.3 s, not 3 x 2 x 3 s
+        # 3 alerts x 2 tries x 0.3 s (with back-off: 2.2-2.9 s under CPU load), not 3 x 2 x 3 s
+        assert outcome.status == "ok" and elapsed < 10
         assert all(a.status == "pending" and a.last_error == "alert webhook: timed out" for a in stored_alerts(rt))
     finally:
         rt.close()
