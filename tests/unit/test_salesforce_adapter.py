@@ -246,11 +246,13 @@ def test_spent_budget_is_rechecked_with_one_call_after_the_interval() -> None:
     responses.add(responses.GET, f"{V}/limits/", json={}, headers={"Sforce-Limit-Info": "api-usage=900/1000"})
     responses.add(responses.GET, f"{V}/limits/", json={}, headers={"Sforce-Limit-Info": "api-usage=12/1000"})
     responses.add(responses.GET, f"{V}/limits/", json={}, headers={"Sforce-Limit-Info": "api-usage=13/1000"})
-    org = _org(budget_percent=80, budget_recheck_seconds=0.2)
+    # 1 s, not 0.2 s: the refused call must come within the interval of the first one, and a
+    # loaded machine can stall a process between two lines for a good part of 0.2 s.
+    org = _org(budget_percent=80, budget_recheck_seconds=1.0)
     org.limits()
     with pytest.raises(ApiLimitReached):
         org.limits()  # refused without a call
-    time.sleep(0.25)
+    time.sleep(1.05)
     org.limits()  # one call goes out and finds the window freed up
     org.limits()
     assert org.api_calls == 3 and org.api_usage == ApiUsage(13, 1000)

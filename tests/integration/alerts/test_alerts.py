@@ -191,7 +191,8 @@ def test_a_stalled_receiver_delays_the_run_by_the_short_timeout_only(database_ur
         started = time.monotonic()
         outcome = run(rt, "reconcile", ok_job)
         elapsed = time.monotonic() - started
-        assert outcome.status == "ok" and elapsed < 5  # 3 alerts x 2 tries x 0.3 s, not 3 x 2 x 3 s
+        # 3 alerts x 2 tries x 0.3 s (with back-off: 2.2-2.9 s under CPU load), not 3 x 2 x 3 s
+        assert outcome.status == "ok" and elapsed < 10
         assert all(a.status == "pending" and a.last_error == "alert webhook: timed out" for a in stored_alerts(rt))
     finally:
         rt.close()
@@ -301,7 +302,9 @@ def test_a_start_or_stop_under_a_held_sqlite_write_lock_is_sent_without_waiting_
             alert_daemon([rt], event, "host:1", abandoned={"acme": ["mirror"]}, grace_s=30)
             took = time.monotonic() - started
         holder.execute("ROLLBACK")
-        assert took < SQLITE_BUSY_TIMEOUT_MS / 1000 / 4, took  # well under the busy timeout
+        # Well under the busy timeout (5 s), which the defect waits in full: half of it, as the
+        # short wait (0.5 s) plus one local delivery took up to 0.67 s of a 1.25 s bound under load.
+        assert took < SQLITE_BUSY_TIMEOUT_MS / 1000 / 2, took
         assert receiver.events() == {event: 1}
         if event == "daemon_stopped":
             assert receiver.bodies[0]["counts"] == {"jobs_abandoned": 1}

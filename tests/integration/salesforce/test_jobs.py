@@ -34,7 +34,11 @@ def test_api_limit_stops_the_mirror_job_until_the_org_has_requests_again(
 ) -> None:
     config = sandbox_config(sandbox_org, database_url, data_dir=tmp_path)
     gateway = build_org_gateway(config)
-    gateway.settings = replace(gateway.settings, budget_recheck_seconds=0.5)
+    # The blocked run below must come within the recheck interval of the usage the first run
+    # read: 0.5 s was not enough on a loaded machine (over 0.69 s between them once: the blocked
+    # run asked the org and went through).
+    recheck_s = 3.0
+    gateway.settings = replace(gateway.settings, budget_recheck_seconds=recheck_s)
     runtime = bootstrap(config, salesforce=gateway)
     try:
         sandbox_org.set_limits(max=100, used=100)
@@ -45,7 +49,7 @@ def test_api_limit_stops_the_mirror_job_until_the_org_has_requests_again(
         blocked = run_job(runtime, "mirror", instance_id="test")
         assert blocked.status == "stopped" and "budget" in (blocked.error or "")
         assert sandbox_org.api_calls == 0  # the guard refused without asking the org
-        time.sleep(0.6)
+        time.sleep(recheck_s + 0.1)
         assert run_job(runtime, "mirror", instance_id="test").status == "ok"  # one call re-read the usage
     finally:
         runtime.close()

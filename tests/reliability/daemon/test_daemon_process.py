@@ -164,7 +164,9 @@ def test_sigterm_lets_the_running_page_finish_and_exits_zero(tmp_path: Path, dae
     d.signal(signal.SIGTERM)
     started = time.monotonic()
     assert d.wait_exit(30) == 0
-    assert time.monotonic() - started < 3  # one page (0.5 s), not the remaining 38
+    # One page (0.5 s), not the remaining 38 (19 s): the bound sits well clear of both, as the
+    # exit itself took 1.4-1.6 s with three busy processes on two cores.
+    assert time.monotonic() - started < 10
 
     entries = trace(trace_file)
     pages = [e for e in entries if e["what"] == "page"]

@@ -269,8 +269,9 @@ def test_sigterm_mid_mirror_exits_zero_and_the_next_start_resumes(
     config_dir = configs(tmp_path, {"acme": acme}, ("mirror",))
     env = daemon_env({"acme": acme}, pg_url)
     d = daemons.start("daemon", config_dir, env=env)
-    d.wait_for("job.started", org="acme", job="mirror")
-    time.sleep(1.5)
+    # Stop once a page is in (not after a fixed sleep): the stop has to come after the run began
+    # its pages, and a 1.5 s sleep left ~0.4 s of that on a loaded machine (token, mapping check).
+    d.wait_for("page.committed")
     d.signal(signal.SIGTERM)
     assert d.wait_exit(30) == 0
     [first] = runs(pg_url)
