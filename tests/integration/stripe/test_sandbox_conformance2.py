@@ -94,3 +94,47 @@ def test_a_multipart_form_body_is_read_like_a_form(stripe_sandbox: StripeSandbox
 
     assert answer.status_code == 200
     assert (answer.json()["email"], answer.json()["metadata"]) == ("ap@acme.example", {"org_id": "00D1"})
+
+
+# -- expand ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path, expand", [
+    ("/v1/customers/{customer}", "id"),
+    ("/v1/customers", "data.id"),
+    ("/v1/invoices/{invoice}", "customer.id"),
+    ("/v1/invoices/{invoice}", "number"),
+])
+def test_only_expandable_fields_expand(stripe_client: stripe.StripeClient, stripe_sandbox: StripeSandbox,
+                                       path: str, expand: str) -> None:
+    """``expand[]`` takes the fields the API reference marks "Expandable"; an object's own
+    ``id`` is not one (it was drawn as the object itself)."""
+    invoice = an_open_invoice(stripe_client)
+    answer = Raw(stripe_sandbox).get(path.format(customer=invoice.customer, invoice=invoice.id),
+                                     {"expand[]": expand})
+
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", "expand")
+    assert error["message"] == f"This property cannot be expanded ({expand})."
+
+
+def test_expandable_fields_still_expand_nested_and_in_lists(stripe_client: stripe.StripeClient,
+                                                            stripe_sandbox: StripeSandbox) -> None:
+    invoice = an_open_invoice(stripe_client)
+    stripe_sandbox.pay_invoice(invoice.id)
+    stripe_sandbox.advance_clock(days=3)
+    payout = stripe_sandbox.create_payout()
+    assert payout is not None
+
+    expanded = stripe_client.v1.invoices.retrieve(
+        invoice.id, params={"expand": ["customer.invoice_settings.default_payment_method", "payments"]})
+    assert expanded.customer.id == invoice.customer and expanded.payments.data[0].invoice == invoice.id
+    [payment] = stripe_client.v1.invoice_payments.list(params={"invoice": invoice.id,
+                                                               "expand": ["data.invoice", "data.payment.payment_intent"]})
+    assert payment.invoice.id == invoice.id and payment.payment.payment_intent.object == "payment_intent"
+    sources = [t.source.object for t in stripe_client.v1.balance_transactions.list(
+        params={"payout": payout["id"], "expand": ["data.source"]}).data]
+    assert sorted(sources) == ["charge", "payout"]
+    item = stripe_client.v1.invoice_items.list(params={"expand": ["data.invoice", "data.customer"]}).data[0]
+    assert (item.invoice.id, item.customer.id) == (invoice.id, invoice.customer)
