@@ -962,10 +962,42 @@ def include_payments(world: World, account: Account, invoice: dict[str, Any], ve
             "total_count": len(payments), "url": "/v1/invoice_payments"}
 
 
-def finalize(ctx: Ctx, invoice: dict[str, Any], *, email: bool = True) -> None:
+def snapshot(ctx: Ctx, invoice: dict[str, Any]) -> dict[str, Any]:
+    """The invoice as its events draw it, before a transition (see ``transitioned``)."""
+    return ctx.world.render(ctx.account, invoice)
+
+
+def changed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Stripe's ``previous_attributes``: the earlier value of each attribute that changed;
+    inside a hash only the keys that changed, an array whole."""
+    previous: dict[str, Any] = {}
+    for key, old in before.items():
+        new = after.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            previous[key] = changed(old, new)
+        else:
+            previous[key] = old
+    return previous
+
+
+def transitioned(ctx: Ctx, invoice: dict[str, Any], event_type: str, before: dict[str, Any]) -> None:
+    """A status change: the ``invoice.updated`` that says what changed, then the change's
+    own event (``invoice.finalized``, ``invoice.paid`` …), which carries no
+    ``previous_attributes`` (only ``*.updated`` events do)."""
+    previous = changed(before, snapshot(ctx, invoice))
+    if previous:
+        ctx.emit("invoice.updated", invoice, previous)
+    ctx.emit(event_type, invoice)
+
+
+def finalize(ctx: Ctx, invoice: dict[str, Any], *, email: bool = True, before: dict[str, Any] | None = None) -> None:
     """draft → open: number, due date, hosted URL; a zero total is paid at once. An
     auto-advancing ``send_invoice`` invoice is emailed unless ``email`` is False (the
-    caller sends it itself)."""
+    caller sends it itself). ``before``: the invoice as the request found it, if the
+    caller changed it already (see ``transitioned``)."""
+    before = before or snapshot(ctx, invoice)
     customer = ctx.account.objects["customer"][invoice["customer"]]
     now = ctx.now()
     refresh_totals(ctx.account, invoice)
@@ -985,7 +1017,7 @@ def finalize(ctx: Ctx, invoice: dict[str, Any], *, email: bool = True) -> None:
     base = f"{ctx.world.base_url}/i/{ctx.account.id}/{invoice['_token']}"
     invoice["hosted_invoice_url"] = base
     invoice["invoice_pdf"] = base + "/pdf"
-    ctx.emit("invoice.finalized", invoice, {"status": "draft"})
+    transitioned(ctx, invoice, "invoice.finalized", before)
     if invoice["amount_due"] == 0:
         mark_paid(ctx, invoice)
     elif email and invoice["auto_advance"] and invoice["collection_method"] == "send_invoice":
@@ -997,9 +1029,9 @@ def record_send(ctx: Ctx, invoice: dict[str, Any]) -> None:
     ctx.emit("invoice.sent", invoice)
 
 
-def mark_paid(ctx: Ctx, invoice: dict[str, Any], *, out_of_band: bool = False) -> None:
-    previous = {"status": invoice["status"], "amount_paid": invoice["amount_paid"],
-                "amount_remaining": invoice["amount_remaining"]}
+def mark_paid(ctx: Ctx, invoice: dict[str, Any], *, out_of_band: bool = False,
+              before: dict[str, Any] | None = None) -> None:
+    before = before or snapshot(ctx, invoice)
     if out_of_band:
         invoice["_paid_off_stripe"] = invoice.get("_paid_off_stripe", 0) + invoice["amount_remaining"]
     invoice["amount_paid"] = invoice["amount_due"]
@@ -1008,7 +1040,7 @@ def mark_paid(ctx: Ctx, invoice: dict[str, Any], *, out_of_band: bool = False) -
     invoice["status_transitions"]["paid_at"] = ctx.now()
     invoice["auto_advance"] = False
     invoice["attempted"] = invoice["attempted"] or not out_of_band
-    ctx.emit("invoice.paid", invoice, previous)
+    transitioned(ctx, invoice, "invoice.paid", before)
 
 
 def finalize_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
@@ -1017,9 +1049,10 @@ def finalize_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     if invoice["status"] != "draft":
         raise invalid(f"This invoice is already finalized, you can't re-finalize a non-draft invoice ({id} is "
                       f"{invoice['status']}).", code="invoice_not_editable")
+    before = snapshot(ctx, invoice)
     if p.has("auto_advance"):
         invoice["auto_advance"] = bool(p.bool("auto_advance"))
-    finalize(ctx, invoice)
+    finalize(ctx, invoice, before=before)
     return ctx.render(invoice)
 
 
@@ -1044,11 +1077,11 @@ def void_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     if invoice["status"] not in ("open", "uncollectible"):
         hint = " Delete a draft instead." if invoice["status"] == "draft" else ""
         raise invalid(f"You can only void open or uncollectible invoices; {id} is {invoice['status']}.{hint}")
-    previous = {"status": invoice["status"]}
+    before = snapshot(ctx, invoice)
     invoice["status"] = "void"
     invoice["status_transitions"]["voided_at"] = ctx.now()
     invoice["auto_advance"] = False
-    ctx.emit("invoice.voided", invoice, previous)
+    transitioned(ctx, invoice, "invoice.voided", before)
     return ctx.render(invoice)
 
 
@@ -1057,10 +1090,11 @@ def mark_uncollectible(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     invoice = get_invoice(ctx, id)
     if invoice["status"] != "open":
         raise invalid(f"You can only mark open invoices as uncollectible; {id} is {invoice['status']}.")
+    before = snapshot(ctx, invoice)
     invoice["status"] = "uncollectible"
     invoice["status_transitions"]["marked_uncollectible_at"] = ctx.now()
     invoice["auto_advance"] = False  # never on for paid, void or uncollectible invoices
-    ctx.emit("invoice.marked_uncollectible", invoice, {"status": "open"})
+    transitioned(ctx, invoice, "invoice.marked_uncollectible", before)
     return ctx.render(invoice)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from gtm_sandbox.stripe.api import Ctx, Router
 from gtm_sandbox.stripe.appfees import application_fee_share
-from gtm_sandbox.stripe.billing import finalize, get_invoice, mark_paid
+from gtm_sandbox.stripe.billing import finalize, get_invoice, mark_paid, snapshot
 from gtm_sandbox.stripe.listing import paginate, range_filter
 from gtm_sandbox.stripe.wire import ApiError, Params, apply_metadata, invalid, missing, new_id, no_such
 from gtm_sandbox.stripe.world import CHARGE_INVOICE_REMOVED, DAY, Account, World, strip_private
@@ -121,6 +121,7 @@ def collect(ctx: Ctx, invoice: dict[str, Any], amount: int, method: str, fee: in
     if amount <= 0 or amount > invoice["amount_remaining"]:
         raise invalid(f"The payment amount must be between 1 and the invoice's amount_remaining "
                       f"({invoice['amount_remaining']}).", param="amount")
+    before = snapshot(ctx, invoice)
     pi = _payment_intent(ctx, invoice, amount, method, "succeeded")
     charge = _charge(ctx, invoice, pi, amount, method, ok=True)
     settings = ctx.world.settings
@@ -146,7 +147,7 @@ def collect(ctx: Ctx, invoice: dict[str, Any], amount: int, method: str, fee: in
     ctx.emit("invoice_payment.paid", payment)
     if amount == invoice["amount_remaining"]:
         ctx.emit("invoice.payment_succeeded", _settle(invoice, amount))
-        mark_paid(ctx, invoice)
+        mark_paid(ctx, invoice, before=before)
     else:
         previous = {"amount_paid": invoice["amount_paid"], "amount_remaining": invoice["amount_remaining"]}
         _settle(invoice, amount)
@@ -355,7 +356,7 @@ def arrive_payouts(world: World) -> None:
         for payout in list(account.objects["payout"].values()):
             if payout["status"] in ("pending", "in_transit") and payout["arrival_date"] <= world.now():
                 payout["status"] = "paid"
-                world.emit(account, "payout.paid", payout, previous_attributes={"status": "in_transit"})
+                world.emit(account, "payout.paid", payout)  # not an `*.updated` event: no previous_attributes
 
 
 # ---------------------------------------------------------------------------------------

@@ -237,9 +237,10 @@ class World:
         previous_attributes: dict[str, Any] | None = None,
         request: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Record an event (data.object is a snapshot taken now) and queue its webhooks."""
+        """Record an event (data.object is a snapshot taken now) and queue its webhooks.
+        ``previous_attributes`` is "only included in events of type ``*.updated``"."""
         data: dict[str, Any] = {"object": self.render(account, obj)}
-        if previous_attributes:
+        if previous_attributes and event_type.endswith(".updated"):
             data["previous_attributes"] = previous_attributes
         event: dict[str, Any] = {
             "id": new_id("evt"),

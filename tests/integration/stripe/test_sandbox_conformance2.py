@@ -138,3 +138,60 @@ def test_expandable_fields_still_expand_nested_and_in_lists(stripe_client: strip
     assert sorted(sources) == ["charge", "payout"]
     item = stripe_client.v1.invoice_items.list(params={"expand": ["data.invoice", "data.customer"]}).data[0]
     assert (item.invoice.id, item.customer.id) == (invoice.id, invoice.customer)
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+def invoice_events(client: stripe.StripeClient, invoice_id: str) -> list[dict[str, Any]]:
+    """The invoice's events, oldest first, as plain JSON."""
+    events = [e.to_dict() for e in client.v1.events.list(params={"type": "invoice.*", "limit": 100}).auto_paging_iter()]
+    return [e for e in reversed(events) if e["data"]["object"]["id"] == invoice_id]
+
+
+def test_only_updated_events_carry_previous_attributes(stripe_client: stripe.StripeClient,
+                                                       stripe_sandbox: StripeSandbox) -> None:
+    """``data.previous_attributes``: "only included in events of type ``*.updated``". A
+    status change sends its own event (Status transitions and finalization: finalize →
+    ``invoice.finalized``, pay → ``invoice.paid``, void → ``invoice.voided``,
+    mark_uncollectible → ``invoice.marked_uncollectible``) and the ``invoice.updated`` that
+    says what changed (hashes by the keys that changed), here just before it."""
+    invoice = an_open_invoice(stripe_client)
+    paid = stripe_client.v1.invoices.pay(invoice.id, params={"payment_method": "pm_card_visa"})
+    uncollectible = stripe_client.v1.invoices.mark_uncollectible(an_open_invoice(stripe_client).id)
+    voided = stripe_client.v1.invoices.void_invoice(uncollectible.id)
+
+    for event in stripe_sandbox.events():
+        if not event["type"].endswith(".updated"):
+            assert "previous_attributes" not in event["data"], event["type"]
+
+    types = [e["type"] for e in invoice_events(stripe_client, paid.id)]
+    assert types[types.index("invoice.finalized") - 1] == "invoice.updated"
+    assert types[types.index("invoice.paid") - 1] == "invoice.updated"
+    finalized, paid_update = (invoice_events(stripe_client, paid.id)[types.index(t) - 1]
+                              for t in ("invoice.finalized", "invoice.paid"))
+    previous = finalized["data"]["previous_attributes"]
+    assert (previous["status"], previous["number"], previous["status_transitions"]) == (
+        "draft", None, {"finalized_at": None})
+    assert finalized["data"]["object"]["status"] == "open"
+    assert paid_update["data"]["previous_attributes"]["status"] == "open"
+    assert (paid_update["data"]["previous_attributes"]["amount_paid"],
+            paid_update["data"]["previous_attributes"]["amount_remaining"]) == (0, 10_000)
+    assert paid_update["data"]["previous_attributes"]["status_transitions"] == {"paid_at": None}
+
+    updates = [e for e in invoice_events(stripe_client, voided.id) if e["type"] == "invoice.updated"]
+    statuses = [u["data"]["previous_attributes"].get("status") for u in updates]
+    assert statuses[-2:] == ["open", "uncollectible"]  # mark_uncollectible, then void
+    assert updates[-1]["data"]["previous_attributes"]["status_transitions"] == {"voided_at": None}
+
+
+def test_a_payout_paid_event_has_no_previous_attributes(stripe_client: stripe.StripeClient,
+                                                        stripe_sandbox: StripeSandbox) -> None:
+    stripe_sandbox.pay_invoice(an_open_invoice(stripe_client).id)
+    stripe_sandbox.advance_clock(days=3)
+    assert stripe_sandbox.create_payout() is not None
+    stripe_sandbox.advance_clock(days=2)
+
+    [paid] = stripe_client.v1.events.list(params={"type": "payout.paid"}).data
+    assert paid.data.object.status == "paid"
+    assert "previous_attributes" not in paid.data
