@@ -74,7 +74,7 @@ def paginate(
         )
     starting_after, ending_before = p.str("starting_after"), p.str("ending_before")
     if starting_after and ending_before:
-        raise invalid("You may only specify one of these parameters: ending_before, starting_after.")
+        raise invalid("Received both starting_after and ending_before parameters. Please pass in only one.")
     ordered = list(items)
     if starting_after:
         at, found = _locate(account, ordered, starting_after, "starting_after")

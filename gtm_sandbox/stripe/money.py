@@ -364,10 +364,10 @@ def arrive_payouts(world: World) -> None:
 # ---------------------------------------------------------------------------------------
 
 
-def _get(ctx: Ctx, kind: str, object_id: str) -> dict[str, Any]:
+def _get(ctx: Ctx, kind: str, object_id: str, *, param: str = "id") -> dict[str, Any]:
     found = ctx.account.get(object_id)
     if found is None or found["object"] != kind:
-        raise no_such(kind, object_id)
+        raise no_such(kind, object_id, param=param)
     return found
 
 
@@ -383,7 +383,7 @@ def list_balance_transactions(ctx: Ctx, p: Params) -> dict[str, Any]:
     p.only("created", "currency", "ending_before", "expand", "limit", "payout", "source", "starting_after", "type")
     payout_id, source, kind, currency = p.str("payout"), p.str("source"), p.str("type"), p.str("currency")
     if payout_id is not None:
-        _get(ctx, "payout", payout_id)
+        _get(ctx, "payout", payout_id, param="payout")
     created = range_filter(p, "created")
     items = [
         t for t in ctx.account.all("balance_transaction")

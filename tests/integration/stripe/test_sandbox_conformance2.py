@@ -195,3 +195,64 @@ def test_a_payout_paid_event_has_no_previous_attributes(stripe_client: stripe.St
     [paid] = stripe_client.v1.events.list(params={"type": "payout.paid"}).data
     assert paid.data.object.status == "paid"
     assert "previous_attributes" not in paid.data
+
+
+def test_events_are_kept_thirty_days(stripe_client: stripe.StripeClient, stripe_sandbox: StripeSandbox) -> None:
+    """"List events, going back up to 30 days"; "Retrieves the details of an event if it was
+    created in the last 30 days"."""
+    old = a_customer(stripe_client, "old@acme.example")
+    [created] = stripe_client.v1.events.list(params={"type": "customer.created"}).data
+    stripe_sandbox.advance_clock(days=29)
+    assert stripe_client.v1.events.retrieve(created.id).id == created.id
+    stripe_sandbox.advance_clock(days=1, seconds=1)
+    new = a_customer(stripe_client, "new@acme.example")
+
+    listed = stripe_client.v1.events.list(params={"type": "customer.created"}).data
+    assert [e.data.object.id for e in listed] == [new.id]
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        stripe_client.v1.events.retrieve(created.id)
+    assert (raised.value.http_status, raised.value.code) == (404, "resource_missing")
+    assert stripe_client.v1.customers.retrieve(old.id).id == old.id  # the object itself stays
+
+
+def test_an_account_has_at_most_sixteen_webhook_endpoints(stripe_client: stripe.StripeClient) -> None:
+    """"You can register up to 16 webhook endpoints on each Stripe account.\""""
+    endpoints = [stripe_client.v1.webhook_endpoints.create(
+        params={"url": f"https://hooks.acme.example/{n}", "enabled_events": ["invoice.paid"]}) for n in range(16)]
+
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        stripe_client.v1.webhook_endpoints.create(params={"url": "https://hooks.acme.example/17",
+                                                          "enabled_events": ["invoice.paid"]})
+    assert raised.value.http_status == 400
+    assert len(stripe_client.v1.webhook_endpoints.list(params={"limit": 100}).data) == 16
+
+    stripe_client.v1.webhook_endpoints.delete(endpoints[0].id)  # a deleted one leaves room
+    stripe_client.v1.webhook_endpoints.create(params={"url": "https://hooks.acme.example/17",
+                                                      "enabled_events": ["invoice.paid"]})
+
+
+# -- lists ------------------------------------------------------------------------------------
+
+
+def test_a_filter_naming_a_missing_object_names_the_filter(stripe_sandbox: StripeSandbox) -> None:
+    """``GET /v1/balance_transactions?payout=po_…`` for a payout that does not exist: a 404
+    ``resource_missing`` whose ``param`` is the filter, ``payout`` (``id`` is the path's)."""
+    answer = Raw(stripe_sandbox).get("/v1/balance_transactions", {"payout": "po_missing"})
+
+    assert answer.status_code == 404
+    error = answer.json()["error"]
+    assert (error["code"], error["param"], error["message"]) == ("resource_missing", "payout",
+                                                                 "No such payout: 'po_missing'")
+
+
+def test_both_cursors_are_refused_with_stripes_message(stripe_client: stripe.StripeClient,
+                                                       stripe_sandbox: StripeSandbox) -> None:
+    """Stripe's answer to ``starting_after`` with ``ending_before``: a 400 "Received both
+    starting_after and ending_before parameters. Please pass in only one."."""
+    first, second = a_customer(stripe_client, "a@acme.example"), a_customer(stripe_client, "b@acme.example")
+    answer = Raw(stripe_sandbox).get("/v1/customers", {"starting_after": second.id, "ending_before": first.id})
+
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert (error["type"], error["message"]) == (
+        "invalid_request_error", "Received both starting_after and ending_before parameters. Please pass in only one.")
