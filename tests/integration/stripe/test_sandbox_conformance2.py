@@ -256,3 +256,25 @@ def test_both_cursors_are_refused_with_stripes_message(stripe_client: stripe.Str
     error = answer.json()["error"]
     assert (error["type"], error["message"]) == (
         "invalid_request_error", "Received both starting_after and ending_before parameters. Please pass in only one.")
+
+
+# -- metadata ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", ["metadata[a[b]]=1", "metadata[a]b]]=1", "metadata[x%5By]=1"])
+def test_metadata_keys_cannot_hold_square_brackets(stripe_sandbox: StripeSandbox, body: str) -> None:
+    """Metadata "keys and values are stored as strings and can contain any characters with
+    one exception: you can't use square brackets ([ and ]) in keys"."""
+    answer = Raw(stripe_sandbox).post("/v1/customers", "email=ap%40acme.example&" + body)
+
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"].startswith("metadata[")
+    assert stripe_sandbox.objects("customer") == []
+
+
+def test_metadata_keys_take_any_other_characters(stripe_client: stripe.StripeClient) -> None:
+    metadata = {"order id": "801A", "sf.org-id/2": "00D1", "clé": "ü", "k" * 40: "v" * 500}
+    customer = stripe_client.v1.customers.create(params={"metadata": metadata})
+
+    assert customer.metadata.to_dict() == metadata
