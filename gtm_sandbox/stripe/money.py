@@ -206,9 +206,12 @@ def pay_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         return ctx.render(invoice)
     assert method is not None
     if method in DECLINING_METHODS:
-        decline(ctx, invoice, invoice["amount_remaining"], method)
+        charge = decline(ctx, invoice, invoice["amount_remaining"], method)
+        # The error object names the failed charge and shows its PaymentIntent, as documented.
         raise ApiError(402, "card_error", "Your card was declined.", code="card_declined",
-                       decline_code="generic_decline")
+                       decline_code="generic_decline",
+                       extra={"charge": charge["id"], "payment_method_type": "card",
+                              "payment_intent": ctx.render(_get(ctx, "payment_intent", charge["payment_intent"]))})
     collect(ctx, invoice, invoice["amount_remaining"], method)
     return ctx.render(invoice)
 

@@ -50,6 +50,9 @@ class ApiError(Exception):
     param: str | None = None
     decline_code: str | None = None
     saved: bool = True
+    # More documented attributes of the error object, e.g. a card error's failed ``charge``
+    # (its id) and ``payment_intent`` (the object).
+    extra: dict[str, Any] | None = None
 
     def body(self, request_log_url: str | None = None) -> dict[str, Any]:
         err: dict[str, Any] = {"type": self.type, "message": self.message}
@@ -62,6 +65,7 @@ class ApiError(Exception):
             err["decline_code"] = self.decline_code
         if request_log_url:
             err["request_log_url"] = request_log_url
+        err.update(self.extra or {})
         return {"error": err}
 
 

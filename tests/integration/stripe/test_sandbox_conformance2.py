@@ -278,3 +278,28 @@ def test_metadata_keys_take_any_other_characters(stripe_client: stripe.StripeCli
     customer = stripe_client.v1.customers.create(params={"metadata": metadata})
 
     assert customer.metadata.to_dict() == metadata
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def test_a_card_error_names_the_failed_charge_and_its_payment_intent(stripe_client: stripe.StripeClient,
+                                                                     stripe_sandbox: StripeSandbox) -> None:
+    """The error object's ``charge`` ("for card errors, the ID of the failed charge") and
+    ``payment_intent`` ("the PaymentIntent object for errors returned on a request involving
+    a PaymentIntent"), on the decline as on its idempotent replay."""
+    invoice = an_open_invoice(stripe_client)
+    params: dict[str, Any] = {"payment_method": "pm_card_chargeDeclined"}
+
+    with pytest.raises(stripe.CardError) as first:
+        stripe_client.v1.invoices.pay(invoice.id, params=params, options={"idempotency_key": "pay-1"})
+    with pytest.raises(stripe.CardError) as again:
+        stripe_client.v1.invoices.pay(invoice.id, params=params, options={"idempotency_key": "pay-1"})
+
+    [charge] = stripe_sandbox.objects("charge")
+    error = first.value.json_body["error"]
+    assert (error["type"], error["code"], error["decline_code"]) == ("card_error", "card_declined", "generic_decline")
+    assert error["charge"] == charge["id"] and charge["status"] == "failed"
+    assert error["payment_intent"]["id"] == charge["payment_intent"]
+    assert error["payment_intent"]["object"] == "payment_intent"
+    assert again.value.json_body == first.value.json_body
