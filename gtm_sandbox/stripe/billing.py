@@ -732,9 +732,13 @@ def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
         invoice["automatically_finalizes_at"] = now + 3600  # Stripe finalizes drafts ~1 hour after creation
     ctx.account.add(invoice)
     if behavior == "include":
+        # "The currency parameter dictates which invoice items get pulled into the invoice",
+        # and "creating an invoice adds up to 250 pending invoice items with the remainder
+        # to be added on the next invoice" (oldest first).
         pending = [i for i in ctx.account.objects["invoiceitem"].values()
-                   if i["customer"] == customer["id"] and i["invoice"] is None and not i.get("_deleted")]
-        for item in pending:
+                   if i["customer"] == customer["id"] and i["invoice"] is None and not i.get("_deleted")
+                   and i["currency"] == invoice["currency"]]
+        for item in pending[:MAX_INVOICE_LINES]:
             attach_item(ctx.account, invoice, item)
     refresh_totals(ctx.account, invoice)
     ctx.emit("invoice.created", invoice)

@@ -303,3 +303,39 @@ def test_a_card_error_names_the_failed_charge_and_its_payment_intent(stripe_clie
     assert error["payment_intent"]["id"] == charge["payment_intent"]
     assert error["payment_intent"]["object"] == "payment_intent"
     assert again.value.json_body == first.value.json_body
+
+
+# -- pending invoice items --------------------------------------------------------------------
+
+
+def test_an_invoice_pulls_in_pending_items_of_its_currency_only(stripe_client: stripe.StripeClient) -> None:
+    """Multi-currency customers: "The currency parameter dictates which invoice items get
+    pulled into the invoice"."""
+    customer = a_customer(stripe_client)
+    usd = stripe_client.v1.invoice_items.create(params={"customer": customer.id, "amount": 1_000, "currency": "usd"})
+    eur = stripe_client.v1.invoice_items.create(params={"customer": customer.id, "amount": 700, "currency": "eur"})
+
+    dollars = stripe_client.v1.invoices.create(params={"customer": customer.id, "currency": "usd",
+                                                       "pending_invoice_items_behavior": "include"})
+    assert ([line.parent.invoice_item_details.invoice_item for line in dollars.lines.data], dollars.total) == (
+        [usd.id], 1_000)
+    assert stripe_client.v1.invoice_items.retrieve(eur.id).invoice is None  # still pending
+    euros = stripe_client.v1.invoices.create(params={"customer": customer.id, "currency": "eur",
+                                                     "pending_invoice_items_behavior": "include"})
+    assert (euros.total, euros.currency) == (700, "eur")
+
+
+def test_an_invoice_pulls_in_at_most_250_pending_items(stripe_client: stripe.StripeClient,
+                                                       stripe_sandbox: StripeSandbox) -> None:
+    """"Creating an invoice adds up to 250 pending invoice items with the remainder to be
+    added on the next invoice"."""
+    customer = a_customer(stripe_client)
+    raw = Raw(stripe_sandbox)
+    for n in range(251):
+        raw.post("/v1/invoiceitems", {"customer": customer.id, "amount": str(n + 1), "currency": "usd"})
+
+    first = stripe_client.v1.invoices.create(params={"customer": customer.id, "pending_invoice_items_behavior": "include"})
+    assert (first.lines.total_count, first.total) == (250, sum(range(1, 251)))
+    second = stripe_client.v1.invoices.create(params={"customer": customer.id,
+                                                      "pending_invoice_items_behavior": "include"})
+    assert (second.lines.total_count, second.total) == (1, 251)
