@@ -339,3 +339,21 @@ def test_an_invoice_pulls_in_at_most_250_pending_items(stripe_client: stripe.Str
     second = stripe_client.v1.invoices.create(params={"customer": customer.id,
                                                       "pending_invoice_items_behavior": "include"})
     assert (second.lines.total_count, second.total) == (1, 251)
+
+
+def test_a_cursor_is_checked_against_the_listed_kind_even_when_the_list_is_empty(
+        stripe_client: stripe.StripeClient, stripe_sandbox: StripeSandbox) -> None:
+    """A cursor must name an object of the kind listed: ``No such invoice: 'in_…'`` with the
+    cursor's param, whether or not the list (or the filtered list) has anything in it."""
+    raw = Raw(stripe_sandbox)
+    customer = a_customer(stripe_client)
+
+    missing = raw.get("/v1/invoices", {"ending_before": "in_missing"})
+    other_kind = raw.get("/v1/invoices", {"customer": customer.id, "starting_after": customer.id})
+
+    for answer, param, cursor in ((missing, "ending_before", "in_missing"),
+                                  (other_kind, "starting_after", customer.id)):
+        assert answer.status_code == 400
+        error = answer.json()["error"]
+        assert (error["code"], error["param"], error["message"]) == (
+            "resource_missing", param, f"No such invoice: '{cursor}'")
