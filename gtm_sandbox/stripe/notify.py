@@ -255,7 +255,7 @@ def create_endpoint(ctx: Ctx, p: Params) -> dict[str, Any]:
     if sum(1 for e in ctx.account.objects["webhook_endpoint"].values() if not e.get("_deleted")) \
             >= MAX_WEBHOOK_ENDPOINTS:
         raise invalid(f"You have reached the maximum of {MAX_WEBHOOK_ENDPOINTS} webhook endpoints on this account. "
-                      "Delete an endpoint to add another.", param="url")
+                      "Delete an endpoint to add another.")
     endpoint = ctx.account.add({
         "id": new_id("we"), "object": "webhook_endpoint", "api_version": version, "application": None,
         "created": ctx.now(), "description": p.str("description"), "enabled_events": events,

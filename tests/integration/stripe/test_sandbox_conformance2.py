@@ -7,7 +7,6 @@ documented rule it pins."""
 
 from __future__ import annotations
 
-import http.client
 import json
 from typing import Any
 
@@ -130,8 +129,8 @@ def test_expandable_fields_still_expand_nested_and_in_lists(stripe_client: strip
     expanded = stripe_client.v1.invoices.retrieve(
         invoice.id, params={"expand": ["customer.invoice_settings.default_payment_method", "payments"]})
     assert expanded.customer.id == invoice.customer and expanded.payments.data[0].invoice == invoice.id
-    [payment] = stripe_client.v1.invoice_payments.list(params={"invoice": invoice.id,
-                                                               "expand": ["data.invoice", "data.payment.payment_intent"]})
+    [payment] = stripe_client.v1.invoice_payments.list(
+        params={"invoice": invoice.id, "expand": ["data.invoice", "data.payment.payment_intent"]})
     assert payment.invoice.id == invoice.id and payment.payment.payment_intent.object == "payment_intent"
     sources = [t.source.object for t in stripe_client.v1.balance_transactions.list(
         params={"payout": payout["id"], "expand": ["data.source"]}).data]
@@ -334,7 +333,8 @@ def test_an_invoice_pulls_in_at_most_250_pending_items(stripe_client: stripe.Str
     for n in range(251):
         raw.post("/v1/invoiceitems", {"customer": customer.id, "amount": str(n + 1), "currency": "usd"})
 
-    first = stripe_client.v1.invoices.create(params={"customer": customer.id, "pending_invoice_items_behavior": "include"})
+    first = stripe_client.v1.invoices.create(params={"customer": customer.id,
+                                                     "pending_invoice_items_behavior": "include"})
     assert (first.lines.total_count, first.total) == (250, sum(range(1, 251)))
     second = stripe_client.v1.invoices.create(params={"customer": customer.id,
                                                       "pending_invoice_items_behavior": "include"})
