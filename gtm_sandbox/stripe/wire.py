@@ -176,6 +176,8 @@ def decode_params(raw: str) -> dict[str, Any]:
     root: dict[str, Any] = {}
     appends: dict[tuple[str, ...], int] = {}
     for key, value in parse_qsl(raw, keep_blank_values=True):
+        if not key:  # `=x` names nothing: Rack, which reads Stripe's forms, skips it
+            continue
         parts = _split_key(key)
         node: dict[str, Any] = root
         where: tuple[str, ...] = ()

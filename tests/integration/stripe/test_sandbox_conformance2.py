@@ -357,3 +357,12 @@ def test_a_cursor_is_checked_against_the_listed_kind_even_when_the_list_is_empty
         error = answer.json()["error"]
         assert (error["code"], error["param"], error["message"]) == (
             "resource_missing", param, f"No such invoice: '{cursor}'")
+
+
+def test_a_pair_without_a_name_is_skipped_as_rack_skips_it(stripe_sandbox: StripeSandbox) -> None:
+    """Stripe reads form bodies as Rack does: ``=value`` (a form builder's empty field, a
+    stray ``&=``) names no parameter and is skipped, not refused as an unknown parameter."""
+    answer = Raw(stripe_sandbox).post("/v1/customers", "email=ap%40acme.example&=stray&&metadata[a]=1&=")
+
+    assert answer.status_code == 200
+    assert (answer.json()["email"], answer.json()["metadata"]) == ("ap@acme.example", {"a": "1"})
