@@ -199,11 +199,13 @@ def update_customer(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         previous["address"], customer["address"] = customer["address"], address
     if p.has("metadata"):
         previous["metadata"], customer["metadata"] = dict(customer["metadata"]), metadata
+    if invoice_settings != customer["invoice_settings"]:
+        previous["invoice_settings"] = changed(customer["invoice_settings"], invoice_settings)
     customer["invoice_settings"] = invoice_settings
     if sequence != customer["next_invoice_sequence"]:
         previous["next_invoice_sequence"] = customer["next_invoice_sequence"]
         customer["next_invoice_sequence"] = sequence
-    ctx.emit("customer.updated", customer, previous)
+    emit_updated(ctx, "customer.updated", customer, previous)
     return ctx.render(customer)
 
 
@@ -822,6 +824,7 @@ def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         previous["effective_at"], invoice["effective_at"] = invoice["effective_at"], effective_at
     if auto_advance is not None:
         previous["auto_advance"], invoice["auto_advance"] = invoice["auto_advance"], auto_advance
+    previous["days_until_due"], previous["due_date"] = invoice["days_until_due"], invoice["due_date"]
     _apply_payment_terms(ctx, invoice, previous, collection, days, due)
     if p.has("metadata"):
         previous["metadata"], invoice["metadata"] = dict(invoice["metadata"]), metadata
@@ -832,7 +835,7 @@ def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         invoice["_default_tax_rates"] = rate_ids
         invoice["default_tax_rates"] = taxes.rendered_rates(ctx.account, rate_ids)
         refresh_totals(ctx.account, invoice)
-    ctx.emit("invoice.updated", invoice, previous)
+    emit_updated(ctx, "invoice.updated", invoice, previous)
     return ctx.render(invoice)
 
 
@@ -930,7 +933,7 @@ def add_lines(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     if metadata != invoice["metadata"]:
         previous["metadata"] = dict(invoice["metadata"])
     invoice["metadata"] = metadata
-    ctx.emit("invoice.updated", invoice, previous)
+    emit_updated(ctx, "invoice.updated", invoice, previous)
     return ctx.render(invoice)
 
 
@@ -964,6 +967,16 @@ def include_payments(world: World, account: Account, invoice: dict[str, Any], ve
     payments = [account.objects["invoice_payment"][pid] for pid in invoice.get("_payments", [])]
     return {"object": "list", "data": [world.render(account, x, version) for x in payments], "has_more": False,
             "total_count": len(payments), "url": "/v1/invoice_payments"}
+
+
+def emit_updated(ctx: Ctx, event_type: str, obj: dict[str, Any], previous: dict[str, Any]) -> None:
+    """The ``*.updated`` event of a request that may have changed ``obj``: its
+    ``previous_attributes`` are "the names of the updated attributes and their values prior
+    to the event", so an attribute the request set to the value it had is left out, and a
+    request that changed nothing sends no event ("occurs whenever any property … changes")."""
+    previous = {key: old for key, old in previous.items() if old != obj.get(key)}
+    if previous:
+        ctx.emit(event_type, obj, previous)
 
 
 def snapshot(ctx: Ctx, invoice: dict[str, Any]) -> dict[str, Any]:

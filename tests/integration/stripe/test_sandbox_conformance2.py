@@ -366,3 +366,30 @@ def test_a_pair_without_a_name_is_skipped_as_rack_skips_it(stripe_sandbox: Strip
 
     assert answer.status_code == 200
     assert (answer.json()["email"], answer.json()["metadata"]) == ("ap@acme.example", {"a": "1"})
+
+
+def updates(stripe_sandbox: StripeSandbox, event_type: str, object_id: str) -> list[dict[str, Any]]:
+    return [e["data"].get("previous_attributes") for e in stripe_sandbox.events(event_type)
+            if e["data"]["object"]["id"] == object_id]
+
+
+def test_updated_events_name_only_what_changed(stripe_client: stripe.StripeClient,
+                                               stripe_sandbox: StripeSandbox) -> None:
+    """``previous_attributes``: "the names of the updated attributes and their values prior
+    to the event"; ``customer.updated`` "occurs whenever any property of a customer
+    changes", so a request that changes nothing sends none."""
+    customer = a_customer(stripe_client)
+
+    stripe_client.v1.customers.update(customer.id, params={"name": "Acme Corp", "email": "ap@acme.example"})
+    assert updates(stripe_sandbox, "customer.updated", customer.id) == []
+    stripe_client.v1.customers.update(customer.id, params={"name": "Acme Inc", "email": "ap@acme.example",
+                                                           "invoice_settings": {"default_payment_method": "pm_1"}})
+    assert updates(stripe_sandbox, "customer.updated", customer.id) == [
+        {"name": "Acme Corp", "invoice_settings": {"default_payment_method": None}}]
+
+    draft = stripe_client.v1.invoices.create(params={"customer": customer.id, "collection_method": "send_invoice",
+                                                     "days_until_due": 30, "description": "Q1"})
+    stripe_client.v1.invoices.update(draft.id, params={"description": "Q1", "days_until_due": 10})
+    assert updates(stripe_sandbox, "invoice.updated", draft.id) == [{"days_until_due": 30}]
+    stripe_client.v1.invoices.update(draft.id, params={"description": "Q1"})
+    assert len(updates(stripe_sandbox, "invoice.updated", draft.id)) == 1
