@@ -42,6 +42,10 @@ COLLECTION_METHODS = ("charge_automatically", "send_invoice")
 TAX_BEHAVIORS = ("exclusive", "inclusive", "unspecified")  # of a price or an invoice item
 ADDRESS_FIELDS = ("city", "country", "line1", "line2", "postal_code", "state")
 MAX_CUSTOM_FIELDS = 4
+# "The name of the custom field. This may be up to 40 characters"; its value up to 140.
+CUSTOM_FIELD_NAME_MAX, CUSTOM_FIELD_VALUE_MAX = 40, 140
+# A customer's email: "This may be up to 512 characters."
+EMAIL_MAX = 512
 # "The email parameter must contain an email address of valid shape" (since 2018-07-27):
 # something@somewhere, no spaces. Lenient on purpose: Stripe's exact rule is not published.
 EMAIL_SHAPE = re.compile(r"[^@\s]+@[^@\s]+")
@@ -107,6 +111,8 @@ def _address(p: Params) -> dict[str, str | None] | None:
 def _email(p: Params) -> str | None:
     """``email``, of a valid shape (``email_invalid``); empty unsets it."""
     email = p.str("email") or None
+    if email is not None and len(email) > EMAIL_MAX:
+        raise bad_param(f"Invalid email address: it may be up to {EMAIL_MAX} characters.", param="email", code=None)
     if email is not None and not EMAIL_SHAPE.fullmatch(email):
         raise bad_param(f"Invalid email address: {email}", param="email", code="email_invalid")
     return email
@@ -606,7 +612,12 @@ def _custom_fields(p: Params) -> list[dict[str, str]] | None:
         if not isinstance(entry, dict):
             raise bad_param("Invalid hash", param=f"custom_fields[{index}]", code=None)
         field = Params(entry, prefix=f"custom_fields[{index}]").only("name", "value")
-        fields.append({"name": field.req_str("name"), "value": field.req_str("value")})
+        name, value = field.req_str("name"), field.req_str("value")
+        for key, text, most in (("name", name, CUSTOM_FIELD_NAME_MAX), ("value", value, CUSTOM_FIELD_VALUE_MAX)):
+            if len(text) > most:
+                raise bad_param(f"The custom field's {key} may be up to {most} characters.",
+                                param=field.name(key), code=None)
+        fields.append({"name": name, "value": value})
     return fields
 
 

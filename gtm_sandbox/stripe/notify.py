@@ -45,6 +45,8 @@ from gtm_sandbox.stripe.world import DAY, Account, World, strip_private
 EVENT_RETENTION_S = 30 * DAY
 # "You can register up to 16 webhook endpoints on each Stripe account."
 MAX_WEBHOOK_ENDPOINTS = 16
+# `types` of GET /v1/events: "An array of up to 20 strings containing specific event names."
+MAX_EVENT_TYPES = 20
 
 
 def sign(secret: str, payload: bytes, timestamp: int) -> str:
@@ -310,6 +312,8 @@ def list_events(ctx: Ctx, p: Params) -> dict[str, Any]:
     kinds = [str(k) for k in (p.list("types") or [])]
     if kind and kinds:
         raise bad_param("You may only specify one of these parameters: type, types.", param="types", code=None)
+    if len(kinds) > MAX_EVENT_TYPES:
+        raise bad_param(f"You may pass at most {MAX_EVENT_TYPES} event types.", param="types", code=None)
     success = p.bool("delivery_success")
     created = range_filter(p, "created")
     kept_since = ctx.now() - EVENT_RETENTION_S

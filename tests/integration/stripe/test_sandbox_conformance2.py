@@ -393,3 +393,30 @@ def test_updated_events_name_only_what_changed(stripe_client: stripe.StripeClien
     assert updates(stripe_sandbox, "invoice.updated", draft.id) == [{"days_until_due": 30}]
     stripe_client.v1.invoices.update(draft.id, params={"description": "Q1"})
     assert len(updates(stripe_sandbox, "invoice.updated", draft.id)) == 1
+
+
+# -- documented lengths and counts ------------------------------------------------------------
+
+
+def test_documented_lengths_and_counts_are_enforced(stripe_client: stripe.StripeClient,
+                                                    stripe_sandbox: StripeSandbox) -> None:
+    """A customer's ``email`` "may be up to 512 characters"; an invoice custom field's
+    ``name`` "may be up to 40 characters" and its ``value`` up to 140; ``GET /v1/events``
+    takes "an array of up to 20" ``types``. Each limit is reached, then passed."""
+    raw = Raw(stripe_sandbox)
+    longest = "a" * 500 + "@acme.example"[:12]
+    assert len(longest) == 512 and raw.post("/v1/customers", {"email": longest}).status_code == 200
+    too_long = raw.post("/v1/customers", {"email": "a" + longest})
+    assert (too_long.status_code, too_long.json()["error"]["param"]) == (400, "email")
+
+    customer = a_customer(stripe_client)
+    fields = {"customer": customer.id, "custom_fields[0][name]": "n" * 40, "custom_fields[0][value]": "v" * 140}
+    assert raw.post("/v1/invoices", fields).status_code == 200
+    for key, text in (("name", "n" * 41), ("value", "v" * 141)):
+        refused = raw.post("/v1/invoices", {**fields, f"custom_fields[0][{key}]": text})
+        assert (refused.status_code, refused.json()["error"]["param"]) == (400, f"custom_fields[0][{key}]")
+
+    types = [f"invoice.{n}" for n in range(21)]
+    assert raw.get("/v1/events", {"types[]": types[:20]}).status_code == 200
+    refused = raw.get("/v1/events", {"types[]": types})
+    assert (refused.status_code, refused.json()["error"]["param"]) == (400, "types")
