@@ -36,6 +36,7 @@ from gtm_sandbox.stripe.wire import (
 from gtm_sandbox.stripe.world import DAY, Account, World, strip_private
 
 MAX_INVOICE_LINES = 250
+FINALIZES_WITHIN_S = 5 * 365 * DAY  # a scheduled finalization: "up to 5 years in the future"
 INVOICE_PREFIX = re.compile(r"[A-Z0-9]{3,12}")
 PAID_OFF_STRIPE_ADDED = "2026-05-27"
 COLLECTION_METHODS = ("charge_automatically", "send_invoice")
@@ -597,7 +598,7 @@ INVOICE_CREATE_PARAMS = ("auto_advance", "collection_method", "currency", "custo
                          "days_until_due", "default_payment_method", "description", "due_date", "expand", "footer",
                          "metadata", "pending_invoice_items_behavior", "statement_descriptor", "payment_settings",
                          "rendering", "number", "effective_at", "account_tax_ids", "default_tax_rates",
-                         "application_fee_amount")
+                         "application_fee_amount", "automatically_finalizes_at")
 
 
 def _custom_fields(p: Params) -> list[dict[str, str]] | None:
@@ -741,8 +742,7 @@ def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
     if p.has("default_tax_rates"):
         invoice["_default_tax_rates"] = taxes.rate_ids(ctx, p, "default_tax_rates")
         invoice["default_tax_rates"] = taxes.rendered_rates(ctx.account, invoice["_default_tax_rates"])
-    if invoice["auto_advance"]:
-        invoice["automatically_finalizes_at"] = now + 3600  # Stripe finalizes drafts ~1 hour after creation
+    invoice["automatically_finalizes_at"] = _finalizes_at(ctx, p, invoice["auto_advance"], None)
     ctx.account.add(invoice)
     if behavior == "include":
         # "The currency parameter dictates which invoice items get pulled into the invoice",
@@ -756,6 +756,25 @@ def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
     refresh_totals(ctx.account, invoice)
     ctx.emit("invoice.created", invoice)
     return ctx.render(invoice)
+
+
+def _finalizes_at(ctx: Ctx, p: Params, auto_advance: bool, current: int | None) -> int | None:
+    """A draft's ``automatically_finalizes_at``: the time asked for ("up to 5 years in the
+    future"; "you must have automatic invoice advancement enabled"), else ~1 hour from now
+    when auto-advance is on (kept if set already), none when it is off."""
+    if p.has("automatically_finalizes_at"):
+        at = p.int("automatically_finalizes_at")
+        now = ctx.now()
+        if at is not None and not auto_advance:
+            raise bad_param("automatically_finalizes_at can only be set when auto_advance is true.",
+                            param="automatically_finalizes_at", code=None)
+        if at is not None and not now < at <= now + FINALIZES_WITHIN_S:
+            raise bad_param("automatically_finalizes_at must be in the future, and at most 5 years from now.",
+                            param="automatically_finalizes_at", code=None)
+        return at
+    if not auto_advance:
+        return None
+    return current or ctx.now() + 3600  # Stripe finalizes drafts ~1 hour after creation
 
 
 def _check_editable_after_draft(invoice: dict[str, Any], p: Params) -> None:
@@ -810,7 +829,8 @@ def _apply_payment_terms(ctx: Ctx, invoice: dict[str, Any], previous: dict[str, 
 def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     p.only("auto_advance", "collection_method", "custom_fields", "days_until_due", "default_payment_method",
            "default_tax_rates", "description", "due_date", "expand", "footer", "metadata", "statement_descriptor",
-           "application_fee_amount", "number", "effective_at", "account_tax_ids", "payment_settings", "rendering")
+           "application_fee_amount", "number", "effective_at", "account_tax_ids", "payment_settings", "rendering",
+           "automatically_finalizes_at")
     invoice = get_invoice(ctx, id)
     if invoice["status"] != "draft":
         _check_editable_after_draft(invoice, p)
@@ -824,6 +844,9 @@ def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         else invoice["effective_at"]
     custom_fields = _custom_fields(p) if p.has("custom_fields") else invoice["custom_fields"]
     auto_advance = p.bool("auto_advance")
+    finalizes_at = (_finalizes_at(ctx, p, invoice["auto_advance"] if auto_advance is None else auto_advance,
+                                  invoice["automatically_finalizes_at"])
+                    if invoice["status"] == "draft" else None)
     fee = application_fee_param(p)  # a draft's only: it is monetary (see appfees.py)
     rate_ids = taxes.rate_ids(ctx, p, "default_tax_rates") if p.has("default_tax_rates") else None
     previous: dict[str, Any] = {}
@@ -835,6 +858,9 @@ def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         previous["effective_at"], invoice["effective_at"] = invoice["effective_at"], effective_at
     if auto_advance is not None:
         previous["auto_advance"], invoice["auto_advance"] = invoice["auto_advance"], auto_advance
+    if invoice["status"] == "draft":
+        previous["automatically_finalizes_at"] = invoice["automatically_finalizes_at"]
+        invoice["automatically_finalizes_at"] = finalizes_at
     previous["days_until_due"], previous["due_date"] = invoice["days_until_due"], invoice["due_date"]
     _apply_payment_terms(ctx, invoice, previous, collection, days, due)
     if p.has("metadata"):

@@ -420,3 +420,38 @@ def test_documented_lengths_and_counts_are_enforced(stripe_client: stripe.Stripe
     assert raw.get("/v1/events", {"types[]": types[:20]}).status_code == 200
     refused = raw.get("/v1/events", {"types[]": types})
     assert (refused.status_code, refused.json()["error"]["param"]) == (400, "types")
+
+
+# -- scheduled finalization -------------------------------------------------------------------
+
+
+def test_a_draft_can_be_scheduled_to_finalize(stripe_client: stripe.StripeClient,
+                                              stripe_sandbox: StripeSandbox) -> None:
+    """Schedule invoice finalization: ``automatically_finalizes_at`` on create or update,
+    "up to 5 years in the future", with automatic advancement on; the draft finalizes then."""
+    customer = a_customer(stripe_client)
+    at = stripe_sandbox.now() + 3 * DAY
+    draft = stripe_client.v1.invoices.create(params={"customer": customer.id, "collection_method": "send_invoice",
+                                                     "auto_advance": True, "automatically_finalizes_at": at})
+    assert draft.automatically_finalizes_at == at
+
+    later = stripe_client.v1.invoices.create(params={"customer": customer.id, "collection_method": "send_invoice"})
+    assert later.automatically_finalizes_at is None  # no auto-advance: nothing scheduled
+    later = stripe_client.v1.invoices.update(later.id, params={"auto_advance": True})
+    assert later.automatically_finalizes_at == pytest.approx(stripe_sandbox.now() + 3600, abs=60)
+    later = stripe_client.v1.invoices.update(later.id, params={"automatically_finalizes_at": at + DAY})
+
+    for refused in ({"automatically_finalizes_at": stripe_sandbox.now() - 1},
+                    {"automatically_finalizes_at": stripe_sandbox.now() + 6 * 365 * DAY},
+                    {"automatically_finalizes_at": at, "auto_advance": False}):
+        with pytest.raises(stripe.InvalidRequestError) as raised:
+            stripe_client.v1.invoices.update(later.id, params=refused)
+        assert raised.value.param == "automatically_finalizes_at"
+
+    for invoice in (draft, later):  # something to pay: a zero total would be paid at finalization
+        stripe_client.v1.invoices.add_lines(invoice.id, params={"lines": [{"amount": 5_000}]})
+    stripe_sandbox.advance_clock(days=3)
+    assert stripe_client.v1.invoices.retrieve(draft.id).status == "open"
+    assert stripe_client.v1.invoices.retrieve(later.id).status == "draft"
+    stripe_sandbox.advance_clock(days=1)
+    assert stripe_client.v1.invoices.retrieve(later.id).status == "open"
