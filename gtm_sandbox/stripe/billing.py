@@ -4,6 +4,8 @@ Invoice lifecycle (Stripe's): ``draft`` (editable: lines, items, most fields) �
 ``open`` (``number``, ``due_date`` = finalized_at + days_until_due days, hosted URL) → pay →
 ``paid``; ``open``/``uncollectible`` → void → ``void``; ``open`` → mark_uncollectible →
 ``uncollectible`` (which can still be paid or voided). Send and pay finalize a draft first.
+Each status change sends its own event (``invoice.finalized``, ``invoice.paid`` …, without
+``previous_attributes``) and an ``invoice.updated`` naming what changed.
 Once finalized, amounts and ``collection_method`` are frozen; other fields stay editable. Amounts are integer cents; an
 invoice's ``subtotal`` is the sum of its lines, ``total``/``amount_due`` add the lines' exclusive
 tax (tax rates: ``gtm_sandbox.stripe.taxes``).
@@ -634,9 +636,10 @@ def refresh_totals(account: Account, invoice: dict[str, Any]) -> None:
     subtotal = sum(item["amount"] for item in items)
     total_taxes, exclusive, inclusive = taxes.invoice_taxes([item["_taxes"] for item in items])
     total = subtotal + exclusive
+    due = max(total, 0)  # amount_due is never negative: a credit goes to the customer's balance
     invoice.update(subtotal=subtotal, subtotal_excluding_tax=subtotal - inclusive, total=total,
-                   total_excluding_tax=subtotal - inclusive, total_taxes=total_taxes, amount_due=total,
-                   amount_remaining=total - invoice["amount_paid"])
+                   total_excluding_tax=subtotal - inclusive, total_taxes=total_taxes, amount_due=due,
+                   amount_remaining=due - invoice["amount_paid"])
 
 
 def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
@@ -1062,7 +1065,7 @@ def finalize(ctx: Ctx, invoice: dict[str, Any], *, email: bool = True, before: d
     invoice["status_transitions"]["finalized_at"] = now
     invoice["effective_at"] = invoice["effective_at"] or now
     invoice["automatically_finalizes_at"] = None
-    invoice["ending_balance"] = 0
+    _apply_customer_balance(ctx, invoice, customer)
     if invoice["collection_method"] == "send_invoice" and invoice["due_date"] is None:
         invoice["due_date"] = now + int(invoice["days_until_due"] or 0) * DAY
     # Customer details freeze on the finalized invoice, as on Stripe.
@@ -1076,6 +1079,22 @@ def finalize(ctx: Ctx, invoice: dict[str, Any], *, email: bool = True, before: d
         mark_paid(ctx, invoice)
     elif email and invoice["auto_advance"] and invoice["collection_method"] == "send_invoice":
         record_send(ctx, invoice)  # auto-advancing send_invoice invoices are emailed on finalization
+
+
+def _apply_customer_balance(ctx: Ctx, invoice: dict[str, Any], customer: dict[str, Any]) -> None:
+    """At finalization "Stripe applies any customer credit on the account before determining
+    the amount due": ``starting_balance`` is the customer's balance (negative: a credit,
+    positive: owed), ``amount_due`` the total plus it, never below 0; what is left of a
+    credit (a negative total, or a credit larger than the total) is ``ending_balance`` and
+    the customer's new balance."""
+    starting = int(customer["balance"])
+    due = invoice["total"] + starting
+    invoice["starting_balance"], invoice["ending_balance"] = starting, min(due, 0)
+    invoice["amount_due"] = max(due, 0)
+    invoice["amount_remaining"] = invoice["amount_due"] - invoice["amount_paid"]
+    if customer["balance"] != min(due, 0):
+        customer["balance"] = min(due, 0)
+        emit_updated(ctx, "customer.updated", customer, {"balance": starting})
 
 
 def record_send(ctx: Ctx, invoice: dict[str, Any]) -> None:
@@ -1132,6 +1151,12 @@ def void_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         hint = " Delete a draft instead." if invoice["status"] == "draft" else ""
         raise invalid(f"You can only void open or uncollectible invoices; {id} is {invoice['status']}.{hint}")
     before = snapshot(ctx, invoice)
+    applied = invoice["starting_balance"] - invoice["ending_balance"]
+    if applied:  # the balance the invoice took at finalization goes back to the customer
+        customer = ctx.account.objects["customer"][invoice["customer"]]
+        balance = customer["balance"]
+        customer["balance"] += applied
+        emit_updated(ctx, "customer.updated", customer, {"balance": balance})
     invoice["status"] = "void"
     invoice["status_transitions"]["voided_at"] = ctx.now()
     invoice["auto_advance"] = False

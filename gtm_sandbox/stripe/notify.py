@@ -7,6 +7,9 @@ Delivery runs on a background thread; a non-2xx answer or a connection failure i
 after each of ``settings.webhook_retry_delays`` seconds, then given up (Stripe retries for
 up to three days in live mode; the schedule here is short so tests stay fast). Retries can
 reorder events, as on Stripe.
+
+Events are listed and retrieved for 30 days (by the sandbox clock), as Stripe keeps them;
+an account has at most 16 webhook endpoints.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@
 Per API request, in order: count the endpoint, authenticate (``Authorization: Bearer
 sk_test_…``, or a restricted ``rk_test_…`` key, or HTTP Basic with the key as user name,
 like Stripe), check ``Stripe-Version``, pick the account (``Stripe-Account``), apply any
-injected fault, then execute under the world lock with Stripe's idempotency: a POST's
+injected fault, read a POST's form (urlencoded or multipart; a JSON or other body is
+Stripe's "unsupported Content-Type" 400), then execute under the world lock with Stripe's
+idempotency: a POST's
 ``Idempotency-Key`` (scoped to the account) stores the status and body of the first
 execution; the same key with the same endpoint and parameters replays it with
 ``Idempotent-Replayed: true``; with other parameters it is a 400 ``idempotency_error``.

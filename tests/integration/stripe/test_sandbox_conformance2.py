@@ -455,3 +455,37 @@ def test_a_draft_can_be_scheduled_to_finalize(stripe_client: stripe.StripeClient
     assert stripe_client.v1.invoices.retrieve(later.id).status == "draft"
     stripe_sandbox.advance_clock(days=1)
     assert stripe_client.v1.invoices.retrieve(later.id).status == "open"
+
+
+# -- customer balance -------------------------------------------------------------------------
+
+
+def test_a_credit_goes_to_the_customer_balance_and_lowers_the_next_invoice(stripe_client: stripe.StripeClient,
+                                                                           stripe_sandbox: StripeSandbox) -> None:
+    """``amount_due`` is never negative ("if there is account credit that can be applied to
+    the invoice, the amount_due may be 0"); "Stripe applies any customer credit on the
+    account before determining the amount due", from ``starting_balance`` to
+    ``ending_balance``; voiding an invoice gives back the balance it took."""
+    customer = a_customer(stripe_client)
+
+    def finalized(amount: int) -> stripe.Invoice:
+        draft = stripe_client.v1.invoices.create(params={"customer": customer.id, "collection_method": "send_invoice"})
+        stripe_client.v1.invoices.add_lines(draft.id, params={"lines": [{"amount": amount, "description": "x"}]})
+        return stripe_client.v1.invoices.finalize_invoice(draft.id)
+
+    credit = finalized(-500)
+    assert (credit.total, credit.amount_due, credit.amount_remaining, credit.status) == (-500, 0, 0, "paid")
+    assert (credit.starting_balance, credit.ending_balance) == (0, -500)
+    assert stripe_client.v1.customers.retrieve(customer.id).balance == -500
+
+    next_one = finalized(2_000)
+    assert (next_one.total, next_one.amount_due, next_one.amount_remaining) == (2_000, 1_500, 1_500)
+    assert (next_one.starting_balance, next_one.ending_balance) == (-500, 0)
+    assert stripe_client.v1.customers.retrieve(customer.id).balance == 0
+    assert [e["data"]["previous_attributes"] for e in stripe_sandbox.events("customer.updated")] == [
+        {"balance": 0}, {"balance": -500}]
+
+    stripe_client.v1.invoices.void_invoice(next_one.id)
+    assert stripe_client.v1.customers.retrieve(customer.id).balance == -500
+    paid = stripe_client.v1.invoices.pay(finalized(700).id, params={"paid_out_of_band": True})
+    assert (paid.amount_due, paid.amount_paid, paid.status) == (200, 200, "paid")
