@@ -4,6 +4,8 @@ Invoice lifecycle (Stripe's): ``draft`` (editable: lines, items, most fields) �
 ``open`` (``number``, ``due_date`` = finalized_at + days_until_due days, hosted URL) → pay →
 ``paid``; ``open``/``uncollectible`` → void → ``void``; ``open`` → mark_uncollectible →
 ``uncollectible`` (which can still be paid or voided). Send and pay finalize a draft first.
+Each status change sends its own event (``invoice.finalized``, ``invoice.paid`` …, without
+``previous_attributes``) and an ``invoice.updated`` naming what changed.
 Once finalized, amounts and ``collection_method`` are frozen; other fields stay editable. Amounts are integer cents; an
 invoice's ``subtotal`` is the sum of its lines, ``total``/``amount_due`` add the lines' exclusive
 tax (tax rates: ``gtm_sandbox.stripe.taxes``).
@@ -36,12 +38,17 @@ from gtm_sandbox.stripe.wire import (
 from gtm_sandbox.stripe.world import DAY, Account, World, strip_private
 
 MAX_INVOICE_LINES = 250
+FINALIZES_WITHIN_S = 5 * 365 * DAY  # a scheduled finalization: "up to 5 years in the future"
 INVOICE_PREFIX = re.compile(r"[A-Z0-9]{3,12}")
 PAID_OFF_STRIPE_ADDED = "2026-05-27"
 COLLECTION_METHODS = ("charge_automatically", "send_invoice")
 TAX_BEHAVIORS = ("exclusive", "inclusive", "unspecified")  # of a price or an invoice item
 ADDRESS_FIELDS = ("city", "country", "line1", "line2", "postal_code", "state")
 MAX_CUSTOM_FIELDS = 4
+# "The name of the custom field. This may be up to 40 characters"; its value up to 140.
+CUSTOM_FIELD_NAME_MAX, CUSTOM_FIELD_VALUE_MAX = 40, 140
+# A customer's email: "This may be up to 512 characters."
+EMAIL_MAX = 512
 # "The email parameter must contain an email address of valid shape" (since 2018-07-27):
 # something@somewhere, no spaces. Lenient on purpose: Stripe's exact rule is not published.
 EMAIL_SHAPE = re.compile(r"[^@\s]+@[^@\s]+")
@@ -107,6 +114,8 @@ def _address(p: Params) -> dict[str, str | None] | None:
 def _email(p: Params) -> str | None:
     """``email``, of a valid shape (``email_invalid``); empty unsets it."""
     email = p.str("email") or None
+    if email is not None and len(email) > EMAIL_MAX:
+        raise bad_param(f"Invalid email address: it may be up to {EMAIL_MAX} characters.", param="email", code=None)
     if email is not None and not EMAIL_SHAPE.fullmatch(email):
         raise bad_param(f"Invalid email address: {email}", param="email", code="email_invalid")
     return email
@@ -199,11 +208,13 @@ def update_customer(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         previous["address"], customer["address"] = customer["address"], address
     if p.has("metadata"):
         previous["metadata"], customer["metadata"] = dict(customer["metadata"]), metadata
+    if invoice_settings != customer["invoice_settings"]:
+        previous["invoice_settings"] = changed(customer["invoice_settings"], invoice_settings)
     customer["invoice_settings"] = invoice_settings
     if sequence != customer["next_invoice_sequence"]:
         previous["next_invoice_sequence"] = customer["next_invoice_sequence"]
         customer["next_invoice_sequence"] = sequence
-    ctx.emit("customer.updated", customer, previous)
+    emit_updated(ctx, "customer.updated", customer, previous)
     return ctx.render(customer)
 
 
@@ -589,7 +600,7 @@ INVOICE_CREATE_PARAMS = ("auto_advance", "collection_method", "currency", "custo
                          "days_until_due", "default_payment_method", "description", "due_date", "expand", "footer",
                          "metadata", "pending_invoice_items_behavior", "statement_descriptor", "payment_settings",
                          "rendering", "number", "effective_at", "account_tax_ids", "default_tax_rates",
-                         "application_fee_amount")
+                         "application_fee_amount", "automatically_finalizes_at")
 
 
 def _custom_fields(p: Params) -> list[dict[str, str]] | None:
@@ -604,7 +615,12 @@ def _custom_fields(p: Params) -> list[dict[str, str]] | None:
         if not isinstance(entry, dict):
             raise bad_param("Invalid hash", param=f"custom_fields[{index}]", code=None)
         field = Params(entry, prefix=f"custom_fields[{index}]").only("name", "value")
-        fields.append({"name": field.req_str("name"), "value": field.req_str("value")})
+        name, value = field.req_str("name"), field.req_str("value")
+        for key, text, most in (("name", name, CUSTOM_FIELD_NAME_MAX), ("value", value, CUSTOM_FIELD_VALUE_MAX)):
+            if len(text) > most:
+                raise bad_param(f"The custom field's {key} may be up to {most} characters.",
+                                param=field.name(key), code=None)
+        fields.append({"name": name, "value": value})
     return fields
 
 
@@ -620,9 +636,10 @@ def refresh_totals(account: Account, invoice: dict[str, Any]) -> None:
     subtotal = sum(item["amount"] for item in items)
     total_taxes, exclusive, inclusive = taxes.invoice_taxes([item["_taxes"] for item in items])
     total = subtotal + exclusive
+    due = max(total, 0)  # amount_due is never negative: a credit goes to the customer's balance
     invoice.update(subtotal=subtotal, subtotal_excluding_tax=subtotal - inclusive, total=total,
-                   total_excluding_tax=subtotal - inclusive, total_taxes=total_taxes, amount_due=total,
-                   amount_remaining=total - invoice["amount_paid"])
+                   total_excluding_tax=subtotal - inclusive, total_taxes=total_taxes, amount_due=due,
+                   amount_remaining=due - invoice["amount_paid"])
 
 
 def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
@@ -728,17 +745,39 @@ def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
     if p.has("default_tax_rates"):
         invoice["_default_tax_rates"] = taxes.rate_ids(ctx, p, "default_tax_rates")
         invoice["default_tax_rates"] = taxes.rendered_rates(ctx.account, invoice["_default_tax_rates"])
-    if invoice["auto_advance"]:
-        invoice["automatically_finalizes_at"] = now + 3600  # Stripe finalizes drafts ~1 hour after creation
+    invoice["automatically_finalizes_at"] = _finalizes_at(ctx, p, invoice["auto_advance"], None)
     ctx.account.add(invoice)
     if behavior == "include":
+        # "The currency parameter dictates which invoice items get pulled into the invoice",
+        # and "creating an invoice adds up to 250 pending invoice items with the remainder
+        # to be added on the next invoice" (oldest first).
         pending = [i for i in ctx.account.objects["invoiceitem"].values()
-                   if i["customer"] == customer["id"] and i["invoice"] is None and not i.get("_deleted")]
-        for item in pending:
+                   if i["customer"] == customer["id"] and i["invoice"] is None and not i.get("_deleted")
+                   and i["currency"] == invoice["currency"]]
+        for item in pending[:MAX_INVOICE_LINES]:
             attach_item(ctx.account, invoice, item)
     refresh_totals(ctx.account, invoice)
     ctx.emit("invoice.created", invoice)
     return ctx.render(invoice)
+
+
+def _finalizes_at(ctx: Ctx, p: Params, auto_advance: bool, current: int | None) -> int | None:
+    """A draft's ``automatically_finalizes_at``: the time asked for ("up to 5 years in the
+    future"; "you must have automatic invoice advancement enabled"), else ~1 hour from now
+    when auto-advance is on (kept if set already), none when it is off."""
+    if p.has("automatically_finalizes_at"):
+        at = p.int("automatically_finalizes_at")
+        now = ctx.now()
+        if at is not None and not auto_advance:
+            raise bad_param("automatically_finalizes_at can only be set when auto_advance is true.",
+                            param="automatically_finalizes_at", code=None)
+        if at is not None and not now < at <= now + FINALIZES_WITHIN_S:
+            raise bad_param("automatically_finalizes_at must be in the future, and at most 5 years from now.",
+                            param="automatically_finalizes_at", code=None)
+        return at
+    if not auto_advance:
+        return None
+    return current or ctx.now() + 3600  # Stripe finalizes drafts ~1 hour after creation
 
 
 def _check_editable_after_draft(invoice: dict[str, Any], p: Params) -> None:
@@ -793,7 +832,8 @@ def _apply_payment_terms(ctx: Ctx, invoice: dict[str, Any], previous: dict[str, 
 def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     p.only("auto_advance", "collection_method", "custom_fields", "days_until_due", "default_payment_method",
            "default_tax_rates", "description", "due_date", "expand", "footer", "metadata", "statement_descriptor",
-           "application_fee_amount", "number", "effective_at", "account_tax_ids", "payment_settings", "rendering")
+           "application_fee_amount", "number", "effective_at", "account_tax_ids", "payment_settings", "rendering",
+           "automatically_finalizes_at")
     invoice = get_invoice(ctx, id)
     if invoice["status"] != "draft":
         _check_editable_after_draft(invoice, p)
@@ -807,6 +847,9 @@ def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         else invoice["effective_at"]
     custom_fields = _custom_fields(p) if p.has("custom_fields") else invoice["custom_fields"]
     auto_advance = p.bool("auto_advance")
+    finalizes_at = (_finalizes_at(ctx, p, invoice["auto_advance"] if auto_advance is None else auto_advance,
+                                  invoice["automatically_finalizes_at"])
+                    if invoice["status"] == "draft" else None)
     fee = application_fee_param(p)  # a draft's only: it is monetary (see appfees.py)
     rate_ids = taxes.rate_ids(ctx, p, "default_tax_rates") if p.has("default_tax_rates") else None
     previous: dict[str, Any] = {}
@@ -818,6 +861,10 @@ def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         previous["effective_at"], invoice["effective_at"] = invoice["effective_at"], effective_at
     if auto_advance is not None:
         previous["auto_advance"], invoice["auto_advance"] = invoice["auto_advance"], auto_advance
+    if invoice["status"] == "draft":
+        previous["automatically_finalizes_at"] = invoice["automatically_finalizes_at"]
+        invoice["automatically_finalizes_at"] = finalizes_at
+    previous["days_until_due"], previous["due_date"] = invoice["days_until_due"], invoice["due_date"]
     _apply_payment_terms(ctx, invoice, previous, collection, days, due)
     if p.has("metadata"):
         previous["metadata"], invoice["metadata"] = dict(invoice["metadata"]), metadata
@@ -828,7 +875,7 @@ def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         invoice["_default_tax_rates"] = rate_ids
         invoice["default_tax_rates"] = taxes.rendered_rates(ctx.account, rate_ids)
         refresh_totals(ctx.account, invoice)
-    ctx.emit("invoice.updated", invoice, previous)
+    emit_updated(ctx, "invoice.updated", invoice, previous)
     return ctx.render(invoice)
 
 
@@ -926,7 +973,7 @@ def add_lines(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     if metadata != invoice["metadata"]:
         previous["metadata"] = dict(invoice["metadata"])
     invoice["metadata"] = metadata
-    ctx.emit("invoice.updated", invoice, previous)
+    emit_updated(ctx, "invoice.updated", invoice, previous)
     return ctx.render(invoice)
 
 
@@ -962,10 +1009,52 @@ def include_payments(world: World, account: Account, invoice: dict[str, Any], ve
             "total_count": len(payments), "url": "/v1/invoice_payments"}
 
 
-def finalize(ctx: Ctx, invoice: dict[str, Any], *, email: bool = True) -> None:
+def emit_updated(ctx: Ctx, event_type: str, obj: dict[str, Any], previous: dict[str, Any]) -> None:
+    """The ``*.updated`` event of a request that may have changed ``obj``: its
+    ``previous_attributes`` are "the names of the updated attributes and their values prior
+    to the event", so an attribute the request set to the value it had is left out, and a
+    request that changed nothing sends no event ("occurs whenever any property … changes")."""
+    previous = {key: old for key, old in previous.items() if old != obj.get(key)}
+    if previous:
+        ctx.emit(event_type, obj, previous)
+
+
+def snapshot(ctx: Ctx, invoice: dict[str, Any]) -> dict[str, Any]:
+    """The invoice as its events draw it, before a transition (see ``transitioned``)."""
+    return ctx.world.render(ctx.account, invoice)
+
+
+def changed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Stripe's ``previous_attributes``: the earlier value of each attribute that changed;
+    inside a hash only the keys that changed, an array whole."""
+    previous: dict[str, Any] = {}
+    for key, old in before.items():
+        new = after.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            previous[key] = changed(old, new)
+        else:
+            previous[key] = old
+    return previous
+
+
+def transitioned(ctx: Ctx, invoice: dict[str, Any], event_type: str, before: dict[str, Any]) -> None:
+    """A status change: the ``invoice.updated`` that says what changed, then the change's
+    own event (``invoice.finalized``, ``invoice.paid`` …), which carries no
+    ``previous_attributes`` (only ``*.updated`` events do)."""
+    previous = changed(before, snapshot(ctx, invoice))
+    if previous:
+        ctx.emit("invoice.updated", invoice, previous)
+    ctx.emit(event_type, invoice)
+
+
+def finalize(ctx: Ctx, invoice: dict[str, Any], *, email: bool = True, before: dict[str, Any] | None = None) -> None:
     """draft → open: number, due date, hosted URL; a zero total is paid at once. An
     auto-advancing ``send_invoice`` invoice is emailed unless ``email`` is False (the
-    caller sends it itself)."""
+    caller sends it itself). ``before``: the invoice as the request found it, if the
+    caller changed it already (see ``transitioned``)."""
+    before = before or snapshot(ctx, invoice)
     customer = ctx.account.objects["customer"][invoice["customer"]]
     now = ctx.now()
     refresh_totals(ctx.account, invoice)
@@ -976,7 +1065,7 @@ def finalize(ctx: Ctx, invoice: dict[str, Any], *, email: bool = True) -> None:
     invoice["status_transitions"]["finalized_at"] = now
     invoice["effective_at"] = invoice["effective_at"] or now
     invoice["automatically_finalizes_at"] = None
-    invoice["ending_balance"] = 0
+    _apply_customer_balance(ctx, invoice, customer)
     if invoice["collection_method"] == "send_invoice" and invoice["due_date"] is None:
         invoice["due_date"] = now + int(invoice["days_until_due"] or 0) * DAY
     # Customer details freeze on the finalized invoice, as on Stripe.
@@ -985,11 +1074,27 @@ def finalize(ctx: Ctx, invoice: dict[str, Any], *, email: bool = True) -> None:
     base = f"{ctx.world.base_url}/i/{ctx.account.id}/{invoice['_token']}"
     invoice["hosted_invoice_url"] = base
     invoice["invoice_pdf"] = base + "/pdf"
-    ctx.emit("invoice.finalized", invoice, {"status": "draft"})
+    transitioned(ctx, invoice, "invoice.finalized", before)
     if invoice["amount_due"] == 0:
         mark_paid(ctx, invoice)
     elif email and invoice["auto_advance"] and invoice["collection_method"] == "send_invoice":
         record_send(ctx, invoice)  # auto-advancing send_invoice invoices are emailed on finalization
+
+
+def _apply_customer_balance(ctx: Ctx, invoice: dict[str, Any], customer: dict[str, Any]) -> None:
+    """At finalization "Stripe applies any customer credit on the account before determining
+    the amount due": ``starting_balance`` is the customer's balance (negative: a credit,
+    positive: owed), ``amount_due`` the total plus it, never below 0; what is left of a
+    credit (a negative total, or a credit larger than the total) is ``ending_balance`` and
+    the customer's new balance."""
+    starting = int(customer["balance"])
+    due = invoice["total"] + starting
+    invoice["starting_balance"], invoice["ending_balance"] = starting, min(due, 0)
+    invoice["amount_due"] = max(due, 0)
+    invoice["amount_remaining"] = invoice["amount_due"] - invoice["amount_paid"]
+    if customer["balance"] != min(due, 0):
+        customer["balance"] = min(due, 0)
+        emit_updated(ctx, "customer.updated", customer, {"balance": starting})
 
 
 def record_send(ctx: Ctx, invoice: dict[str, Any]) -> None:
@@ -997,9 +1102,9 @@ def record_send(ctx: Ctx, invoice: dict[str, Any]) -> None:
     ctx.emit("invoice.sent", invoice)
 
 
-def mark_paid(ctx: Ctx, invoice: dict[str, Any], *, out_of_band: bool = False) -> None:
-    previous = {"status": invoice["status"], "amount_paid": invoice["amount_paid"],
-                "amount_remaining": invoice["amount_remaining"]}
+def mark_paid(ctx: Ctx, invoice: dict[str, Any], *, out_of_band: bool = False,
+              before: dict[str, Any] | None = None) -> None:
+    before = before or snapshot(ctx, invoice)
     if out_of_band:
         invoice["_paid_off_stripe"] = invoice.get("_paid_off_stripe", 0) + invoice["amount_remaining"]
     invoice["amount_paid"] = invoice["amount_due"]
@@ -1008,7 +1113,7 @@ def mark_paid(ctx: Ctx, invoice: dict[str, Any], *, out_of_band: bool = False) -
     invoice["status_transitions"]["paid_at"] = ctx.now()
     invoice["auto_advance"] = False
     invoice["attempted"] = invoice["attempted"] or not out_of_band
-    ctx.emit("invoice.paid", invoice, previous)
+    transitioned(ctx, invoice, "invoice.paid", before)
 
 
 def finalize_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
@@ -1017,9 +1122,10 @@ def finalize_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     if invoice["status"] != "draft":
         raise invalid(f"This invoice is already finalized, you can't re-finalize a non-draft invoice ({id} is "
                       f"{invoice['status']}).", code="invoice_not_editable")
+    before = snapshot(ctx, invoice)
     if p.has("auto_advance"):
         invoice["auto_advance"] = bool(p.bool("auto_advance"))
-    finalize(ctx, invoice)
+    finalize(ctx, invoice, before=before)
     return ctx.render(invoice)
 
 
@@ -1044,11 +1150,17 @@ def void_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     if invoice["status"] not in ("open", "uncollectible"):
         hint = " Delete a draft instead." if invoice["status"] == "draft" else ""
         raise invalid(f"You can only void open or uncollectible invoices; {id} is {invoice['status']}.{hint}")
-    previous = {"status": invoice["status"]}
+    before = snapshot(ctx, invoice)
+    applied = invoice["starting_balance"] - invoice["ending_balance"]
+    if applied:  # the balance the invoice took at finalization goes back to the customer
+        customer = ctx.account.objects["customer"][invoice["customer"]]
+        balance = customer["balance"]
+        customer["balance"] += applied
+        emit_updated(ctx, "customer.updated", customer, {"balance": balance})
     invoice["status"] = "void"
     invoice["status_transitions"]["voided_at"] = ctx.now()
     invoice["auto_advance"] = False
-    ctx.emit("invoice.voided", invoice, previous)
+    transitioned(ctx, invoice, "invoice.voided", before)
     return ctx.render(invoice)
 
 
@@ -1057,10 +1169,11 @@ def mark_uncollectible(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     invoice = get_invoice(ctx, id)
     if invoice["status"] != "open":
         raise invalid(f"You can only mark open invoices as uncollectible; {id} is {invoice['status']}.")
+    before = snapshot(ctx, invoice)
     invoice["status"] = "uncollectible"
     invoice["status_transitions"]["marked_uncollectible_at"] = ctx.now()
     invoice["auto_advance"] = False  # never on for paid, void or uncollectible invoices
-    ctx.emit("invoice.marked_uncollectible", invoice, {"status": "open"})
+    transitioned(ctx, invoice, "invoice.marked_uncollectible", before)
     return ctx.render(invoice)
 
 

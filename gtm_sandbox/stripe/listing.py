@@ -74,15 +74,16 @@ def paginate(
         )
     starting_after, ending_before = p.str("starting_after"), p.str("ending_before")
     if starting_after and ending_before:
-        raise invalid("You may only specify one of these parameters: ending_before, starting_after.")
+        raise invalid("Received both starting_after and ending_before parameters. Please pass in only one.")
     ordered = list(items)
+    kind = listed_kind(url)
     if starting_after:
-        at, found = _locate(account, ordered, starting_after, "starting_after")
+        at, found = _locate(account, ordered, starting_after, "starting_after", kind)
         start = at + 1 if found else at
         page = ordered[start : start + limit]
         has_more = start + limit < len(ordered)
     elif ending_before:
-        end, _ = _locate(account, ordered, ending_before, "ending_before")
+        end, _ = _locate(account, ordered, ending_before, "ending_before", kind)
         begin = max(0, end - limit)
         page = ordered[begin:end]
         has_more = begin > 0
@@ -93,7 +94,14 @@ def paginate(
     return {"object": "list", "data": [draw(item) for item in page], "has_more": has_more, "url": url}
 
 
-def _locate(account: Account, ordered: list[Item], cursor: str, param: str) -> tuple[int, bool]:
+def listed_kind(url: str) -> str:
+    """The kind of object a list URL holds: ``/v1/invoiceitems`` -> ``invoiceitem``,
+    ``/v1/invoices/in_…/lines`` -> ``line_item``."""
+    last = url.rstrip("/").rsplit("/", 1)[-1]
+    return "line_item" if last == "lines" else last.removesuffix("s")
+
+
+def _locate(account: Account, ordered: list[Item], cursor: str, param: str, kind: str) -> tuple[int, bool]:
     """(index of ``cursor`` in ``ordered``, True), or (where it would sit, False) when the
     filters leave it out: a cursor is any existing object of the listed kind and marks a
     place in creation order, so paging on survives an object that changed meanwhile (an
@@ -101,10 +109,9 @@ def _locate(account: Account, ordered: list[Item], cursor: str, param: str) -> t
     for index, item in enumerate(ordered):
         if item["id"] == cursor:
             return index, True
-    kind = ordered[0]["object"] if ordered else None
     target = account.get(cursor)
-    if target is None or (kind is not None and target["object"] != kind):
-        raise _bad_cursor(cursor, param, kind or "object")
+    if target is None or target["object"] != kind:  # the message names the listed kind, even for an empty list
+        raise _bad_cursor(cursor, param, kind)
     seq = {object_id: n for n, object_id in enumerate(account.objects[target["object"]])}
     mark = seq[cursor]
     descending = len(ordered) < 2 or seq[ordered[0]["id"]] > seq[ordered[-1]["id"]]

@@ -18,7 +18,7 @@ from typing import Any
 
 from gtm_sandbox.stripe.api import Ctx, Router
 from gtm_sandbox.stripe.appfees import application_fee_share
-from gtm_sandbox.stripe.billing import finalize, get_invoice, mark_paid
+from gtm_sandbox.stripe.billing import finalize, get_invoice, mark_paid, snapshot
 from gtm_sandbox.stripe.listing import paginate, range_filter
 from gtm_sandbox.stripe.wire import ApiError, Params, apply_metadata, invalid, missing, new_id, no_such
 from gtm_sandbox.stripe.world import CHARGE_INVOICE_REMOVED, DAY, Account, World, strip_private
@@ -121,6 +121,7 @@ def collect(ctx: Ctx, invoice: dict[str, Any], amount: int, method: str, fee: in
     if amount <= 0 or amount > invoice["amount_remaining"]:
         raise invalid(f"The payment amount must be between 1 and the invoice's amount_remaining "
                       f"({invoice['amount_remaining']}).", param="amount")
+    before = snapshot(ctx, invoice)
     pi = _payment_intent(ctx, invoice, amount, method, "succeeded")
     charge = _charge(ctx, invoice, pi, amount, method, ok=True)
     settings = ctx.world.settings
@@ -146,7 +147,7 @@ def collect(ctx: Ctx, invoice: dict[str, Any], amount: int, method: str, fee: in
     ctx.emit("invoice_payment.paid", payment)
     if amount == invoice["amount_remaining"]:
         ctx.emit("invoice.payment_succeeded", _settle(invoice, amount))
-        mark_paid(ctx, invoice)
+        mark_paid(ctx, invoice, before=before)
     else:
         previous = {"amount_paid": invoice["amount_paid"], "amount_remaining": invoice["amount_remaining"]}
         _settle(invoice, amount)
@@ -205,9 +206,12 @@ def pay_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         return ctx.render(invoice)
     assert method is not None
     if method in DECLINING_METHODS:
-        decline(ctx, invoice, invoice["amount_remaining"], method)
+        charge = decline(ctx, invoice, invoice["amount_remaining"], method)
+        # The error object names the failed charge and shows its PaymentIntent, as documented.
         raise ApiError(402, "card_error", "Your card was declined.", code="card_declined",
-                       decline_code="generic_decline")
+                       decline_code="generic_decline",
+                       extra={"charge": charge["id"], "payment_method_type": "card",
+                              "payment_intent": ctx.render(_get(ctx, "payment_intent", charge["payment_intent"]))})
     collect(ctx, invoice, invoice["amount_remaining"], method)
     return ctx.render(invoice)
 
@@ -355,7 +359,7 @@ def arrive_payouts(world: World) -> None:
         for payout in list(account.objects["payout"].values()):
             if payout["status"] in ("pending", "in_transit") and payout["arrival_date"] <= world.now():
                 payout["status"] = "paid"
-                world.emit(account, "payout.paid", payout, previous_attributes={"status": "in_transit"})
+                world.emit(account, "payout.paid", payout)  # not an `*.updated` event: no previous_attributes
 
 
 # ---------------------------------------------------------------------------------------
@@ -363,10 +367,10 @@ def arrive_payouts(world: World) -> None:
 # ---------------------------------------------------------------------------------------
 
 
-def _get(ctx: Ctx, kind: str, object_id: str) -> dict[str, Any]:
+def _get(ctx: Ctx, kind: str, object_id: str, *, param: str = "id") -> dict[str, Any]:
     found = ctx.account.get(object_id)
     if found is None or found["object"] != kind:
-        raise no_such(kind, object_id)
+        raise no_such(kind, object_id, param=param)
     return found
 
 
@@ -382,7 +386,7 @@ def list_balance_transactions(ctx: Ctx, p: Params) -> dict[str, Any]:
     p.only("created", "currency", "ending_before", "expand", "limit", "payout", "source", "starting_after", "type")
     payout_id, source, kind, currency = p.str("payout"), p.str("source"), p.str("type"), p.str("currency")
     if payout_id is not None:
-        _get(ctx, "payout", payout_id)
+        _get(ctx, "payout", payout_id, param="payout")
     created = range_filter(p, "created")
     items = [
         t for t in ctx.account.all("balance_transaction")

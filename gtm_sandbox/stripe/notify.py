@@ -7,6 +7,9 @@ Delivery runs on a background thread; a non-2xx answer or a connection failure i
 after each of ``settings.webhook_retry_delays`` seconds, then given up (Stripe retries for
 up to three days in live mode; the schedule here is short so tests stay fast). Retries can
 reorder events, as on Stripe.
+
+Events are listed and retrieved for 30 days (by the sandbox clock), as Stripe keeps them;
+an account has at most 16 webhook endpoints.
 """
 
 from __future__ import annotations
@@ -31,13 +34,22 @@ from gtm_sandbox.stripe.wire import (
     Params,
     apply_metadata,
     bad_param,
+    invalid,
     missing,
     new_id,
     new_secret,
     no_such,
     version_error,
 )
-from gtm_sandbox.stripe.world import Account, World, strip_private
+from gtm_sandbox.stripe.world import DAY, Account, World, strip_private
+
+# "List events, going back up to 30 days"; "Retrieves the details of an event if it was
+# created in the last 30 days" (by the sandbox clock).
+EVENT_RETENTION_S = 30 * DAY
+# "You can register up to 16 webhook endpoints on each Stripe account."
+MAX_WEBHOOK_ENDPOINTS = 16
+# `types` of GET /v1/events: "An array of up to 20 strings containing specific event names."
+MAX_EVENT_TYPES = 20
 
 
 def sign(secret: str, payload: bytes, timestamp: int) -> str:
@@ -244,9 +256,14 @@ def create_endpoint(ctx: Ctx, p: Params) -> dict[str, Any]:
     version = p.str("api_version")
     if version is not None and (refused := version_error(version, param="api_version")) is not None:
         raise refused
+    events = _enabled_events(p)
+    if sum(1 for e in ctx.account.objects["webhook_endpoint"].values() if not e.get("_deleted")) \
+            >= MAX_WEBHOOK_ENDPOINTS:
+        raise invalid(f"You have reached the maximum of {MAX_WEBHOOK_ENDPOINTS} webhook endpoints on this account. "
+                      "Delete an endpoint to add another.")
     endpoint = ctx.account.add({
         "id": new_id("we"), "object": "webhook_endpoint", "api_version": version, "application": None,
-        "created": ctx.now(), "description": p.str("description"), "enabled_events": _enabled_events(p),
+        "created": ctx.now(), "description": p.str("description"), "enabled_events": events,
         "livemode": False, "metadata": apply_metadata({}, p.raw("metadata")), "status": "enabled", "url": url,
         "_secret": new_secret("whsec"), "_connect": bool(p.bool("connect", False)),
     })
@@ -298,11 +315,15 @@ def list_events(ctx: Ctx, p: Params) -> dict[str, Any]:
     kinds = [str(k) for k in (p.list("types") or [])]
     if kind and kinds:
         raise bad_param("You may only specify one of these parameters: type, types.", param="types", code=None)
+    if len(kinds) > MAX_EVENT_TYPES:
+        raise bad_param(f"You may pass at most {MAX_EVENT_TYPES} event types.", param="types", code=None)
     success = p.bool("delivery_success")
     created = range_filter(p, "created")
+    kept_since = ctx.now() - EVENT_RETENTION_S
     items = [
         e for e in ctx.account.all("event")
-        if (kind is None or _type_matches(kind, e["type"]))
+        if e["created"] >= kept_since
+        and (kind is None or _type_matches(kind, e["type"]))
         and (not kinds or any(_type_matches(k, e["type"]) for k in kinds))
         and (success is None or (e["pending_webhooks"] == 0) == success)
         and (created is None or created(e))
@@ -313,7 +334,7 @@ def list_events(ctx: Ctx, p: Params) -> dict[str, Any]:
 def retrieve_event(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     p.only("expand")
     found = ctx.account.get(id)
-    if found is None or found["object"] != "event":
+    if found is None or found["object"] != "event" or found["created"] < ctx.now() - EVENT_RETENTION_S:
         raise no_such("event", id)
     return strip_private(found)
 

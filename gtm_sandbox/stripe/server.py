@@ -5,7 +5,9 @@
 Per API request, in order: count the endpoint, authenticate (``Authorization: Bearer
 sk_test_…``, or a restricted ``rk_test_…`` key, or HTTP Basic with the key as user name,
 like Stripe), check ``Stripe-Version``, pick the account (``Stripe-Account``), apply any
-injected fault, then execute under the world lock with Stripe's idempotency: a POST's
+injected fault, read a POST's form (urlencoded or multipart; a JSON or other body is
+Stripe's "unsupported Content-Type" 400), then execute under the world lock with Stripe's
+idempotency: a POST's
 ``Idempotency-Key`` (scoped to the account) stores the status and body of the first
 execution; the same key with the same endpoint and parameters replays it with
 ``Idempotent-Replayed: true``; with other parameters it is a 400 ``idempotency_error``.
@@ -25,6 +27,8 @@ fields it names (``SETTABLE``) and leaves the rest; an unknown field is a 400, n
 from __future__ import annotations
 
 import base64
+import email.parser
+import email.policy
 import html
 import json
 import time
@@ -32,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from gtm_sandbox.stripe import billing, money, notify
 from gtm_sandbox.stripe.api import Ctx, Router, call
@@ -47,6 +51,10 @@ IDEMPOTENCY_TTL_S = DAY
 # sandbox does not model: a restricted key may do what a secret key may).
 TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
 MAX_IDEMPOTENCY_KEY = 255
+# The bodies the v1 API reads: a form, urlencoded or multipart (``curl -F``). Anything else
+# (JSON above all) is refused, as Stripe refuses it, rather than read as one odd parameter.
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
 
 
 def build_router(world: World) -> Router:
@@ -226,6 +234,26 @@ def updated_settings(settings: SandboxSettings, data: dict[str, Any]) -> Sandbox
     return replace(settings, **changes)
 
 
+def form_body(ex: Exchange) -> str:
+    """A POST's parameters as a urlencoded form. A body without a Content-Type is read as a
+    form (what curl and ``requests`` send for a string body); a multipart one is turned into
+    one; any other type is Stripe's "Invalid request: unsupported Content-Type"."""
+    content_type = ex.header("Content-Type") or ""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if not ex.body or media in ("", FORM):
+        return ex.body
+    if media == MULTIPART:
+        message = email.parser.Parser(policy=email.policy.HTTP).parsestr(
+            f"Content-Type: {content_type}\r\n\r\n{ex.body}")
+        if message.is_multipart():
+            fields = [(part.get_param("name", header="content-disposition"), part.get_content())
+                      for part in message.iter_parts()]
+            return urlencode([(str(name), str(value)) for name, value in fields if name is not None])
+    raise ApiError(400, "invalid_request_error",
+                   f"Invalid request: unsupported Content-Type {content_type}. If error persists and you need "
+                   "assistance, please contact support@stripe.com.")
+
+
 class StripeApp:
     """The WSGI app; one instance per sandbox, called from cheroot's worker threads."""
 
@@ -309,8 +337,11 @@ class StripeApp:
                              "can help at https://support.stripe.com/.")
             return answer(404, json.dumps(error.body(), indent=2).encode())
         route, path_params = matched
-        status, payload, replayed = self._execute(route, path_params, method, path,
-                                                  decode_params(ex.body if method == "POST" else ex.query),
+        try:
+            form = form_body(ex) if method == "POST" else ex.query
+        except ApiError as exc:  # refused before the endpoint runs: nothing saved under the key
+            return answer(exc.status, json.dumps(exc.body(), indent=2).encode())
+        status, payload, replayed = self._execute(route, path_params, method, path, decode_params(form),
                                                   account_id, key, request_id, version)
         entry["replayed"] = replayed is not None
         if plan.reset == "after":

@@ -50,6 +50,9 @@ class ApiError(Exception):
     param: str | None = None
     decline_code: str | None = None
     saved: bool = True
+    # More documented attributes of the error object, e.g. a card error's failed ``charge``
+    # (its id) and ``payment_intent`` (the object).
+    extra: dict[str, Any] | None = None
 
     def body(self, request_log_url: str | None = None) -> dict[str, Any]:
         err: dict[str, Any] = {"type": self.type, "message": self.message}
@@ -62,6 +65,7 @@ class ApiError(Exception):
             err["decline_code"] = self.decline_code
         if request_log_url:
             err["request_log_url"] = request_log_url
+        err.update(self.extra or {})
         return {"error": err}
 
 
@@ -109,7 +113,15 @@ def _split_key(key: str) -> list[str]:
     if not sep:
         return parts
     rest = "[" + rest
-    while rest.startswith("["):
+    while rest:
+        if not rest.startswith("["):
+            # Text after a closing bracket names one more level, as Rack reads it for Stripe
+            # (`metadata[a]b]` is `metadata[a][b]`), rather than being dropped.
+            head, _, tail = rest.partition("[")
+            if head.strip("]"):  # stray closing brackets alone are dropped, as by Rack
+                parts.append(head.strip("]"))
+            rest = "[" + tail if tail else ""
+            continue
         end = rest.find("]")
         if end < 0:
             break
@@ -164,6 +176,8 @@ def decode_params(raw: str) -> dict[str, Any]:
     root: dict[str, Any] = {}
     appends: dict[tuple[str, ...], int] = {}
     for key, value in parse_qsl(raw, keep_blank_values=True):
+        if not key:  # `=x` names nothing: Rack, which reads Stripe's forms, skips it
+            continue
         parts = _split_key(key)
         node: dict[str, Any] = root
         where: tuple[str, ...] = ()
@@ -329,7 +343,8 @@ METADATA_MAX_KEYS = 50
 
 def apply_metadata(current: dict[str, str], raw: Any, *, param: str = "metadata") -> dict[str, str]:
     """Stripe's metadata update: keys merge, an empty value unsets a key, ``metadata=""``
-    unsets all. At most 50 keys, keys ≤ 40 characters, values ≤ 500 characters."""
+    unsets all. At most 50 keys, keys ≤ 40 characters without square brackets, values ≤ 500
+    characters."""
     if raw is None:
         return current
     if raw == "":
@@ -340,6 +355,9 @@ def apply_metadata(current: dict[str, str], raw: Any, *, param: str = "metadata"
     for key, value in raw.items():
         if not isinstance(value, str):
             raise bad_param(f"Invalid metadata value for {key}", param=f"{param}[{key}]", code=None)
+        if "[" in key or "]" in key:  # "you can't use square brackets ([ and ]) in keys"
+            raise bad_param(f"Metadata keys can't contain square brackets ([ and ]): {key}", param=f"{param}[{key}]",
+                            code=None)
         if len(key) > 40:
             raise bad_param(
                 f"Metadata keys must be 40 characters or less: {key}", param=f"{param}[{key}]", code=None

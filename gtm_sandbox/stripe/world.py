@@ -48,6 +48,32 @@ PREFIXES: dict[str, str] = {
 }
 
 
+# The fields Stripe marks "Expandable", per object kind, as paths inside the object
+# (``invoice_settings.default_payment_method``). Another field holding an id (``id``
+# itself, ``number``) is not expandable: ``expand[]=id`` is refused, not drawn as the object.
+# Kinds not listed (line items, tax rates, events) take any field that names an object.
+EXPANDABLE: dict[str, frozenset[str]] = {
+    "customer": frozenset({"default_source", "invoice_settings.default_payment_method", "test_clock"}),
+    "invoice": frozenset({"account_tax_ids", "application", "customer", "default_payment_method", "default_source",
+                          "discounts", "from_invoice.invoice", "latest_revision", "on_behalf_of", "test_clock"}),
+    "invoiceitem": frozenset({"customer", "discounts", "invoice", "test_clock"}),
+    "charge": frozenset({"application", "application_fee", "balance_transaction", "customer",
+                         "failure_balance_transaction", "invoice", "on_behalf_of", "payment_intent", "review",
+                         "source_transfer", "transfer"}),
+    "payment_intent": frozenset({"application", "customer", "latest_charge", "on_behalf_of", "payment_method",
+                                 "review"}),
+    "invoice_payment": frozenset({"invoice", "payment.charge", "payment.payment_intent", "payment.payment_record"}),
+    "balance_transaction": frozenset({"source"}),
+    "payout": frozenset({"application_fee", "balance_transaction", "destination", "failure_balance_transaction",
+                         "original_payout", "reversed_by"}),
+    "refund": frozenset({"balance_transaction", "charge", "failure_balance_transaction", "payment_intent",
+                         "source_transfer_reversal", "transfer_reversal"}),
+    "product": frozenset({"default_price", "tax_code"}),
+    "price": frozenset({"product"}),
+    "webhook_endpoint": frozenset(),
+}
+
+
 @dataclass(frozen=True)
 class SandboxSettings:
     """How the simulated Stripe behaves. Defaults follow Stripe's US standard pricing."""
@@ -171,7 +197,10 @@ class World:
             self._expand(account, response, parts, path, version)
         return response
 
-    def _expand(self, account: Account, node: Any, parts: list[str], path: str, version: str | None) -> None:
+    def _expand(self, account: Account, node: Any, parts: list[str], path: str, version: str | None,
+                owner: tuple[str, ...] = ()) -> None:
+        """``owner``: the kind of the nearest object up the path, then the keys from it to
+        ``node`` (how ``EXPANDABLE`` names a nested field)."""
         if not parts or not isinstance(node, dict):
             return
         head, rest = parts[0], parts[1:]
@@ -179,6 +208,8 @@ class World:
             for item in node.get("data", []):
                 self._expand(account, item, rest, path, version)
             return
+        if isinstance(node.get("object"), str):
+            owner = (node["object"],)
         if head == "total_count" and node.get("object") == "search_result":
             node["total_count"] = node.pop("_total_count", len(node.get("data", [])))
             return
@@ -190,11 +221,12 @@ class World:
             raise invalid(f"This property cannot be expanded ({path}).", param="expand")
         value = node.get(head)
         if isinstance(value, str):
+            expandable = EXPANDABLE.get(owner[0]) if owner else None
             target = account.get(value)
-            if target is None:
+            if target is None or (expandable is not None and ".".join((*owner[1:], head)) not in expandable):
                 raise invalid(f"This property cannot be expanded ({path}).", param="expand")
             node[head] = self.render(account, target, version)
-        self._expand(account, node.get(head), rest, path, version)
+        self._expand(account, node.get(head), rest, path, version, (*owner, head))
 
     # -- events ------------------------------------------------------------------------
     def emit(
@@ -206,9 +238,10 @@ class World:
         previous_attributes: dict[str, Any] | None = None,
         request: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Record an event (data.object is a snapshot taken now) and queue its webhooks."""
+        """Record an event (data.object is a snapshot taken now) and queue its webhooks.
+        ``previous_attributes`` is "only included in events of type ``*.updated``"."""
         data: dict[str, Any] = {"object": self.render(account, obj)}
-        if previous_attributes:
+        if previous_attributes and event_type.endswith(".updated"):
             data["previous_attributes"] = previous_attributes
         event: dict[str, Any] = {
             "id": new_id("evt"),
