@@ -126,6 +126,8 @@ class StripePayouts:
                 status=str(p["status"]),
                 created=int(p["created"]),
                 automatic=bool(_get(p, "automatic", True)),
+                reconciliation_status=str(_get(p, "reconciliation_status", None)
+                                          or ("completed" if _get(p, "automatic", True) else "not_applicable")),
             )
             for p in self._pages("payouts.list", lambda q: payouts.list(params=q, options=self._options()), params)
         ]

@@ -91,6 +91,10 @@ class StripePayout:
     status: str
     created: int
     automatic: bool = True
+    # Stripe's ``reconciliation_status``: an automatic payout's transactions are all listed
+    # once it is ``completed`` (``in_progress`` for minutes after creation); a manual
+    # payout's is ``not_applicable``: Stripe can't say which transactions it carried.
+    reconciliation_status: str = "completed"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ Per org, one run:
 1. lists the Stripe payouts created since the ``sync_state`` cursor (object
    ``stripe_payouts``), re-listing the last ``RELIST`` days so status changes
    (pending -> paid, failed) are seen;
-2. for each payout not seen before, oldest first, reads its balance transactions (traced
+2. for each payout not seen before, oldest first (an automatic one once Stripe's
+   ``reconciliation_status`` is ``completed``: until then it is left for a later run and
+   the cursor stays before it; a manual one is a ``MANUAL_PAYOUT`` letter, since Stripe
+   lists the transactions of automatic payouts only), reads its balance transactions (traced
    to invoices by the adapter), attributes them to orders (``domain.reconciliation``) and,
    in ONE unit of work, stores the payout, the orders' contributions and the cursor — so
    a crash leaves either all of a payout or none of it, and re-running adds nothing;
@@ -63,6 +66,8 @@ AMOUNT_LIMIT = Decimal(10) ** 16
 OUT_OF_RANGE = "AMOUNT_OUT_OF_RANGE"
 CURSOR_OBJECT = "stripe_payouts"
 RELIST = timedelta(days=7)
+RECONCILED = "completed"  # a payout's reconciliation_status once Stripe lists all its transactions
+MANUAL_PAYOUT = "MANUAL_PAYOUT"
 DEAD_PAYOUT_STATUSES = frozenset({"failed", "canceled"})
 SOURCE = "payouts"
 
@@ -159,6 +164,7 @@ class Counts:
     transactions: int = 0
     orders_written: int = 0
     unknown_charges: int = 0
+    payouts_waiting: int = 0  # automatic payouts whose reconciliation at Stripe is still in progress
     org_payouts_matched: int = 0
     org_payouts_differing: int = 0
     errors: int = 0
@@ -213,6 +219,7 @@ class Reconciler:
         self.proration = cfg.invoicing.proration
         self.counts = Counts()
         self._written: set[str] = set()
+        self._cursor_held = False  # a payout waits for Stripe's reconciliation: the cursor stays before it
 
     def today(self) -> date:
         return self.runtime.clock().astimezone(UTC).date()
@@ -255,12 +262,23 @@ class Reconciler:
             row = dict(amount=amount, currency=payout.currency, arrival_date=payout.arrival_date,
                        status=payout.status, created=payout.created)
             if fresh and payout.status not in DEAD_PAYOUT_STATUSES:
-                if _in_usd(payout):
-                    self._attribute(uow, payout)
-                else:
+                if not _in_usd(payout):
                     self._report_currency(uow, payout)
+                elif not payout.automatic:
+                    self._report_manual(uow, payout)
+                elif payout.reconciliation_status != RECONCILED:
+                    # Its transactions are not all listed yet: read it at a later run, whole.
+                    # Nothing is stored, and the cursor stays before it so it is listed again.
+                    self._cursor_held = True
+                    self.counts.payouts_waiting += 1
+                    self.log.info("payout.reconciliation_pending", payout=payout.id,
+                                  reconciliation_status=payout.reconciliation_status)
+                    return
+                else:
+                    self._attribute(uow, payout)
             uow.payouts.upsert(self.org_id, payout.id, **row)
-            uow.sync_state.advance(self.org_id, CURSOR_OBJECT, datetime.fromtimestamp(payout.created, UTC),
+            uow.sync_state.advance(self.org_id, CURSOR_OBJECT,
+                                   None if self._cursor_held else datetime.fromtimestamp(payout.created, UTC),
                                    records=1 if fresh else 0)
             if fresh:
                 self.counts.payouts += 1
@@ -278,6 +296,19 @@ class Reconciler:
                              {"payout_id": payout.id, "currency": payout.currency})
         self.counts.errors += 1
         self.log.warning("payout.unsupported_currency", payout=payout.id, currency=payout.currency)
+
+    def _report_manual(self, uow: UnitOfWork, payout: StripePayout) -> None:
+        """A payout made by hand: Stripe lists the transactions of automatic payouts only
+        ("you control the timing and amount of manual payouts, so Stripe can't identify
+        which transactions are included"), so none of it is set against orders."""
+        reason = (f"payout {payout.id} of {format_money(from_cents(payout.amount_cents))} was made by hand, not by "
+                  "Stripe's automatic payout schedule: Stripe does not record which transactions a manual payout "
+                  "carried, so its money is not reconciled against orders; reconcile it against Stripe's balance "
+                  "report")
+        uow.dead_letters.add(self.org_id, SOURCE, "payout", payout.id, MANUAL_PAYOUT, reason,
+                             {"payout_id": payout.id, "amount": format_money(from_cents(payout.amount_cents))})
+        self.counts.errors += 1
+        self.log.warning("payout.manual", payout=payout.id)
 
     def _attribute(self, uow: UnitOfWork, payout: StripePayout) -> None:
         txns = list(self.gateway.transactions(payout))

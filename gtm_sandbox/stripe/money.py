@@ -292,10 +292,14 @@ def _payout(
         "description": description, "destination": _destination(ctx.account), "failure_balance_transaction": None,
         "failure_code": None, "failure_message": None, "livemode": False, "metadata": metadata, "method": "standard",
         "original_payout": None, "payout_method": None,
-        "reconciliation_status": "completed" if automatic else "not_applicable", "reversed_by": None,
+        "reconciliation_status": ("not_applicable" if not automatic
+                                  else "in_progress" if ctx.world.settings.payout_reconciliation_delay_s > 0
+                                  else "completed"), "reversed_by": None,
         "source_type": "card", "statement_descriptor": None, "status": "pending", "trace_id": None,
         "type": "bank_account",
     })
+    # When Stripe will have reconciled it: the delay in force when the payout was made.
+    payout["_reconciled_at"] = ctx.now() + ctx.world.settings.payout_reconciliation_delay_s
     txn = _txn(ctx, type="payout", amount=-amount, fee=0, source=payout["id"], description="STRIPE PAYOUT",
                available_on=ctx.now())
     txn["_payout"] = payout["id"]
@@ -353,6 +357,19 @@ def create_payout(ctx: Ctx, p: Params) -> dict[str, Any]:
     return ctx.render(payout)
 
 
+def reconcile_payouts(world: World) -> None:
+    """Automatic payouts whose reconciliation delay has passed are ``completed``, with
+    ``payout.reconciliation_completed`` (Stripe's signal that ``balance_transactions?payout=``
+    now lists all of it). Run on every clock move and before payouts or their transactions
+    are read, since the clock also moves with real time."""
+    now = world.now()
+    for account in list(world.accounts.values()):
+        for payout in list(account.objects["payout"].values()):
+            if payout["reconciliation_status"] == "in_progress" and payout.get("_reconciled_at", 0) <= now:
+                payout["reconciliation_status"] = "completed"
+                world.emit(account, "payout.reconciliation_completed", payout)
+
+
 def arrive_payouts(world: World) -> None:
     """Clock listener: payouts whose arrival date has come are paid."""
     for account in list(world.accounts.values()):
@@ -385,12 +402,21 @@ def retrieve(kind: str):  # type: ignore[no-untyped-def]
 def list_balance_transactions(ctx: Ctx, p: Params) -> dict[str, Any]:
     p.only("created", "currency", "ending_before", "expand", "limit", "payout", "source", "starting_after", "type")
     payout_id, source, kind, currency = p.str("payout"), p.str("source"), p.str("type"), p.str("currency")
+    swept_by: str | None = None
     if payout_id is not None:
-        _get(ctx, "payout", payout_id, param="payout")
+        reconcile_payouts(ctx.world)
+        payout = _get(ctx, "payout", payout_id, param="payout")
+        if not payout["automatic"]:
+            # "For automatic Stripe payouts only": Stripe can't tell which transactions a
+            # manual payout carried, so it refuses the filter rather than list none.
+            raise invalid("Balance transaction history can only be filtered on automatic transfers, not manual.",
+                          param="payout")
+        # While its reconciliation is in progress the payout's transactions are not listed yet.
+        swept_by = payout_id if payout["reconciliation_status"] == "completed" else None
     created = range_filter(p, "created")
     items = [
         t for t in ctx.account.all("balance_transaction")
-        if (payout_id is None or t["_payout"] == payout_id)
+        if (payout_id is None or t["_payout"] == payout_id and (swept_by or t["type"] == "payout"))
         and (source is None or t["source"] == source)
         and (kind is None or t["type"] == kind)
         and (currency is None or t["currency"] == currency)
@@ -401,6 +427,7 @@ def list_balance_transactions(ctx: Ctx, p: Params) -> dict[str, Any]:
 
 def list_payouts(ctx: Ctx, p: Params) -> dict[str, Any]:
     p.only("arrival_date", "created", "destination", "ending_before", "expand", "limit", "starting_after", "status")
+    reconcile_payouts(ctx.world)
     status, destination = p.str("status"), p.str("destination")
     created, arrival = range_filter(p, "created"), range_filter(p, "arrival_date")
     items = [
@@ -409,6 +436,11 @@ def list_payouts(ctx: Ctx, p: Params) -> dict[str, Any]:
         and (created is None or created(x)) and (arrival is None or arrival(x))
     ]
     return paginate(ctx.world, ctx.account, p, items, url="/v1/payouts", version=ctx.version)
+
+
+def retrieve_payout(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:  # noqa: A002 - the route's name
+    reconcile_payouts(ctx.world)
+    return retrieve("payout")(ctx, p, id)  # type: ignore[no-any-return]
 
 
 def list_charges(ctx: Ctx, p: Params) -> dict[str, Any]:
@@ -458,6 +490,7 @@ def install(world: World, router: Router) -> None:
     world.renderers["balance_transaction"] = render_txn
     world.renderers["charge"] = render_charge
     world.tick_listeners.append(arrive_payouts)
+    world.tick_listeners.append(reconcile_payouts)
     r = router.add
     r("POST", "/v1/invoices/{id}/pay")(pay_invoice)
     r("GET", "/v1/charges")(list_charges)
@@ -473,5 +506,5 @@ def install(world: World, router: Router) -> None:
     r("GET", "/v1/balance_transactions/{id}")(retrieve("balance_transaction"))
     r("POST", "/v1/payouts")(create_payout)
     r("GET", "/v1/payouts")(list_payouts)
-    r("GET", "/v1/payouts/{id}")(retrieve("payout"))
+    r("GET", "/v1/payouts/{id}")(retrieve_payout)
 

@@ -210,7 +210,8 @@ def build_control_router() -> Router:
 # The knobs ``PATCH /_sandbox/settings`` may change, with how a JSON value becomes one.
 SETTABLE: dict[str, Callable[[Any], Any]] = {
     "fee_percent": lambda v: Decimal(str(v)), "fee_fixed_cents": int, "available_after_days": int,
-    "payout_arrival_days": int, "default_days_until_due": int, "search_lag_s": float,
+    "payout_arrival_days": int, "payout_reconciliation_delay_s": int, "default_days_until_due": int,
+    "search_lag_s": float,
     "webhook_retry_delays": lambda v: tuple(float(d) for d in v), "webhook_timeout_s": float,
     "account_name": str,
 }

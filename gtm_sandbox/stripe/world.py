@@ -82,6 +82,10 @@ class SandboxSettings:
     fee_fixed_cents: int = 30
     available_after_days: int = 2
     payout_arrival_days: int = 1
+    # An automatic payout's transactions are listed by ``balance_transactions?payout=`` once
+    # its ``reconciliation_status`` is ``completed`` ("for most payouts, within a few minutes
+    # of payout creation"); a positive delay keeps a new one ``in_progress`` that long.
+    payout_reconciliation_delay_s: int = 0
     default_days_until_due: int = 30
     webhook_retry_delays: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
     webhook_timeout_s: float = 5.0
