@@ -1,0 +1,87 @@
+"""The sandbox org against Salesforce's documented REST API, third round: what the second
+round found missing. Each test names the documented behaviour it pins.
+
+Sources: Object Reference (Organization, User); Bulk API 2.0 Developer Guide (Get Results
+for a Query Job; Use Compression for Bulk API 2.0 Query Responses); API Query Cursor Limits;
+REST API Developer Guide (Create Records Using sObject Basic Information, Update Records
+Using sObject Rows: "Formats: JSON, XML", Content-Type ``application/xml``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+from simple_salesforce import Salesforce
+
+from gtm_sandbox.org import SandboxOrg
+from tests.fixtures.org import client_credentials_token, tls_session
+
+V = "/services/data/v66.0"
+
+
+class Wire:
+    """Raw HTTPS calls to the org with a valid session: what simple-salesforce hides."""
+
+    def __init__(self, org: SandboxOrg):
+        self.org = org
+        self.session = tls_session(org)
+        self.token = client_credentials_token(org, self.session)
+        self.headers = {"Authorization": "Bearer " + self.token}
+
+    def __call__(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return self.session.request(method, self.org.instance_url + path, headers=headers, **kwargs)
+
+
+@pytest.fixture
+def wire(sandbox_org: SandboxOrg) -> Wire:
+    return Wire(sandbox_org)
+
+
+# ------------------------------------------------------------------ Organization and User
+
+
+def test_simple_salesforce_is_sandbox_reads_the_organization(simple_sf: Salesforce, sandbox_org: SandboxOrg) -> None:
+    # simple-salesforce's is_sandbox() runs SELECT IsSandbox FROM Organization LIMIT 1.
+    assert simple_sf.is_sandbox() is True
+    # Object Reference, Organization: one record, its Id the org's id; NamespacePrefix null
+    # for an org without a namespace; a sandbox has IsSandbox true and no TrialExpirationDate
+    # (a scratch org has one).
+    [org] = simple_sf.query("SELECT Id, Name, IsSandbox, OrganizationType, InstanceName, NamespacePrefix, "
+                            "TrialExpirationDate, IsReadOnly, LanguageLocaleKey FROM Organization")["records"]
+    assert org["Id"] == sandbox_org.org_id
+    assert org["IsSandbox"] is True and org["IsReadOnly"] is False
+    assert org["NamespacePrefix"] is None and org["TrialExpirationDate"] is None
+    assert org["Name"] and org["OrganizationType"] and org["InstanceName"]
+    assert org["attributes"]["type"] == "Organization"
+
+
+def test_organization_and_user_are_described_and_read_only(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    listed = {o["name"]: o for o in wire("GET", f"{V}/sobjects").json()["sobjects"]}
+    assert listed["Organization"]["keyPrefix"] == "00D" and listed["User"]["keyPrefix"] == "005"
+    assert listed["Organization"]["queryable"] is True and listed["Organization"]["createable"] is False
+    assert listed["Organization"]["deletable"] is False and listed["Organization"]["searchable"] is False
+    fields = {f["name"]: f for f in wire("GET", f"{V}/sobjects/Organization/describe").json()["fields"]}
+    assert fields["IsSandbox"]["type"] == "boolean" and fields["InstanceName"]["length"] == 5
+    assert "IsDeleted" not in fields  # an org is never in a recycle bin
+    record = wire("GET", f"{V}/sobjects/Organization/{sandbox_org.org_id}")
+    assert record.status_code == 200 and record.json()["IsSandbox"] is True
+    refused = wire("POST", f"{V}/sobjects/Organization", json={"Name": "Another"})
+    assert refused.status_code == 400
+    assert wire("DELETE", f"{V}/sobjects/User/{sandbox_org.user_id}").status_code == 400
+
+
+def test_the_user_the_identity_answers_name_is_a_user_record(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # UserInfo and the identity URL name the user (user_id); sobjects/User/{id} reads it.
+    info = wire("GET", "/services/oauth2/userinfo").json()
+    identity = wire("GET", info["sub"].removeprefix(sandbox_org.login_url)).json()
+    assert info["user_id"] == identity["user_id"] == sandbox_org.user_id
+    user = wire("GET", f"{V}/sobjects/User/{info['user_id']}")
+    assert user.status_code == 200, user.text
+    record = user.json()
+    assert record["Username"] == info["preferred_username"] == sandbox_org.username
+    assert record["Email"] == info["email"] and record["Name"] == info["name"]
+    assert record["IsActive"] is True and record["LanguageLocaleKey"] == info["language"]
+    queried = wire("GET", f"{V}/query", params={"q": f"SELECT Id, Username FROM User WHERE Id = '{info['user_id']}'"})
+    assert queried.json()["totalSize"] == 1
