@@ -17,6 +17,7 @@ connection, so tests can start and stop orgs freely.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -30,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 
 from gtm_sandbox.org.auth import ConnectedApp
 from gtm_sandbox.org.billing import GtmBilling, RunResult
-from gtm_sandbox.org.compression import decode_body, encode_body, response_encoding
+from gtm_sandbox.org.compression import bulk_response_encoding, decode_body, encode_body, response_encoding
 from gtm_sandbox.org.control import DataSpec, OrgControl
 from gtm_sandbox.org.data import ApiError, OrgData
 from gtm_sandbox.org.gtm import GtmRules
@@ -53,6 +54,8 @@ from gtm_sandbox.wsgi import (
     status_line,
 )
 
+# Bulk API 2.0's resources: their answers are compressed with gzip only.
+_BULK_PATH = re.compile(r"^/services/data/v\d+\.\d/jobs/")
 API_VERSION = "66.0"  # GTM objects exist from v64-v66 (see gtm_schema.toml)
 
 
@@ -111,7 +114,8 @@ class OrgApp:
             resp.body, resp.content_type = to_xml(loads(resp.body.encode("utf-8"))), "application/xml;charset=UTF-8"
         payload = resp.body.encode("utf-8") if resp.body is not None else b""
         headers = [] if resp.status == 204 else [("Content-Type", resp.content_type)]
-        coding = response_encoding(environ.get("HTTP_ACCEPT_ENCODING")) if payload and api else None
+        choose = bulk_response_encoding if _BULK_PATH.match(environ.get("PATH_INFO", "")) else response_encoding
+        coding = choose(environ.get("HTTP_ACCEPT_ENCODING")) if payload and api else None
         if coding is not None:
             payload = encode_body(payload, coding)
             headers.extend([("Content-Encoding", coding), ("Vary", "Accept-Encoding")])

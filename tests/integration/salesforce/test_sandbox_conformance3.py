@@ -85,3 +85,51 @@ def test_the_user_the_identity_answers_name_is_a_user_record(wire: Wire, sandbox
     assert record["IsActive"] is True and record["LanguageLocaleKey"] == info["language"]
     queried = wire("GET", f"{V}/query", params={"q": f"SELECT Id, Username FROM User WHERE Id = '{info['user_id']}'"})
     assert queried.json()["totalSize"] == 1
+
+
+# ------------------------------------------------------------------ Bulk API 2.0 query results
+
+
+def _finished_job(wire: Wire, soql: str, version: str = V, **options: Any) -> str:
+    job = wire("POST", f"{version}/jobs/query", json={"operation": "query", "query": soql, **options})
+    assert job.status_code == 200, job.text
+    for _ in range(20):
+        if wire("GET", f"{version}/jobs/query/{job.json()['id']}").json()["state"] == "JobComplete":
+            return str(job.json()["id"])
+    raise AssertionError("the job never completed")
+
+
+def test_bulk_results_are_gzip_compressed_only_when_gzip_is_accepted(wire: Wire) -> None:
+    # Use Compression for Bulk API 2.0 Query Responses: Accept-Encoding gzip gets a gzip body
+    # and Content-Encoding: gzip; "a value other than gzip, the encoding type is ignored, and
+    # the response isn't compressed". The body is CSV, "Content-Type: text/csv; charset=UTF-8".
+    job = _finished_job(wire, "SELECT Id, Name FROM SfdcPartnerOrder")
+    url = f"{V}/jobs/query/{job}/results"
+    gzipped = wire("GET", url, headers={"Accept-Encoding": "gzip"})
+    assert gzipped.headers["Content-Encoding"] == "gzip" and gzipped.text.startswith('"Id","Name"\n')
+    for other in ("deflate", "br", "identity"):
+        plain = wire("GET", url, headers={"Accept-Encoding": other}, stream=True)
+        assert "Content-Encoding" not in plain.headers, other
+        assert plain.raw.read(decode_content=False).startswith(b'"Id","Name"\n'), other
+    media, _, params = gzipped.headers["Content-Type"].partition(";")
+    assert media.strip() == "text/csv" and params.strip().lower() == "charset=utf-8"
+
+
+def test_bulk_result_columns_are_alphabetical_before_api_v50(wire: Wire) -> None:
+    # Get Results for a Query Job: "In API version 50.0 and later, the order of the columns
+    # returned by the query is the same as the order you requested them. In version 49.0 and
+    # earlier, the order of the columns is returned alphabetically."
+    soql = "SELECT Order_Id__c, Name, Id FROM GTM_Order_Billing__c"
+    old = _finished_job(wire, soql, "/services/data/v49.0")
+    new = _finished_job(wire, soql, "/services/data/v50.0")
+    assert wire("GET", f"/services/data/v49.0/jobs/query/{old}/results").text.splitlines()[0] == \
+        '"Id","Name","Order_Id__c"'
+    assert wire("GET", f"/services/data/v50.0/jobs/query/{new}/results").text.splitlines()[0] == \
+        '"Order_Id__c","Name","Id"'
+
+
+def test_bulk_query_jobs_refuse_fields_functions(wire: Wire) -> None:
+    # Create a Query Job: Bulk API 2.0 doesn't support "Compound data, such as ... FIELDS()".
+    resp = wire("POST", f"{V}/jobs/query", json={"operation": "query",
+                                                  "query": "SELECT FIELDS(STANDARD) FROM SfdcPartnerOrder"})
+    assert resp.status_code == 400 and resp.json()[0]["errorCode"] == "INVALIDJOB"
