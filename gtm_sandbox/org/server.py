@@ -327,6 +327,11 @@ class SandboxOrg:
         """The next ``times`` Bulk API 2.0 query jobs end ``Failed`` with ``message``."""
         self.control.api.bulk.fail(message, times)
 
+    def set_locator_row_budget(self, rows: int) -> None:
+        """How many result rows the open query locators may hold together (memory guard;
+        past it the least recently used locator is dropped: INVALID_QUERY_LOCATOR)."""
+        self.control.api.locator_row_budget = max(1, rows)
+
     def set_bulk_poll_steps(self, steps: int) -> None:
         """How many polls a Bulk API 2.0 query job answers InProgress before JobComplete."""
         self.control.api.bulk.poll_steps = max(0, steps)

@@ -133,3 +133,32 @@ def test_bulk_query_jobs_refuse_fields_functions(wire: Wire) -> None:
     resp = wire("POST", f"{V}/jobs/query", json={"operation": "query",
                                                   "query": "SELECT FIELDS(STANDARD) FROM SfdcPartnerOrder"})
     assert resp.status_code == 400 and resp.json()[0]["errorCode"] == "INVALIDJOB"
+
+
+# ------------------------------------------------------------------ query locators and memory
+
+
+def test_open_locators_hold_a_bounded_number_of_rows_the_least_recently_used_dropped() -> None:
+    # API Query Cursor Limits: cursors are not capped and last 2 days; the org still bounds
+    # the rows its open locators hold (a client that starts many big queries and never
+    # finishes them must not grow it without end). Past the budget the least recently used
+    # locator goes, and using it is the documented INVALID_QUERY_LOCATOR.
+    with SandboxOrg.start(data=None) as org:
+        org.insert("GTM_Order_Billing__c", [{"Order_Id__c": f"MEM-{i:04d}"} for i in range(450)])
+        org.set_locator_row_budget(1000)
+        wire = Wire(org)
+        options = {"Sforce-Query-Options": "batchSize=200"}
+        soql = {"q": "SELECT Id FROM GTM_Order_Billing__c"}
+        first, second = (wire("GET", f"{V}/query", params=soql, headers=options).json() for _ in range(2))
+        assert wire("GET", first["nextRecordsUrl"].rsplit("-", 1)[0] + "-100").status_code == 200  # first: used
+        third = wire("GET", f"{V}/query", params=soql, headers=options).json()  # 1,350 rows > 1,000: one goes
+        dropped = wire("GET", second["nextRecordsUrl"])
+        assert (dropped.status_code, dropped.json()[0]["errorCode"]) == (400, "INVALID_QUERY_LOCATOR")
+        for kept in (first, third):
+            rest = wire("GET", kept["nextRecordsUrl"])
+            assert rest.status_code == 200 and len(rest.json()["records"]) == 200
+        # One query larger than the whole budget still pages to its end.
+        org.set_locator_row_budget(100)
+        big = wire("GET", f"{V}/query", params=soql, headers=options).json()
+        middle = wire("GET", big["nextRecordsUrl"]).json()
+        assert len(wire("GET", middle["nextRecordsUrl"]).json()["records"]) == 50
