@@ -46,7 +46,7 @@ from gtm_sandbox.org.ids import make_id
 from gtm_sandbox.org.messages import Request, Response
 from gtm_sandbox.org.routes.versions import available_since
 from gtm_sandbox.org.routing import RouteTable
-from gtm_sandbox.org.soql import SoqlError, compile_soql, parse
+from gtm_sandbox.org.soql import BoundQuery, SoqlError, compile_soql, parse
 
 DELIMITERS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^", "BACKQUOTE": "`"}
 LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
@@ -167,6 +167,17 @@ def _offset(locator: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def _refuse_unsupported(bound: BoundQuery, soql: str) -> None:
+    """Create a Query Job: Bulk API 2.0 doesn't take aggregate functions, OFFSET or FIELDS()."""
+    if bound.count or bound.aggregate is not None:
+        raise ApiError(400, "INVALIDJOB", "Aggregate Relationships and aggregate functions such as COUNT() "
+                                          "are not supported in Bulk API 2.0 queries")
+    if bound.offset:
+        raise ApiError(400, "INVALIDJOB", "OFFSET is not supported in Bulk API 2.0 queries")
+    if any(name.startswith("FIELDS(") for name in parse(soql).fields):
+        raise ApiError(400, "INVALIDJOB", "FIELDS() is not supported in Bulk API 2.0 queries: name the fields")
+
+
 class BulkRoutes:
     """Handlers mixed into ``OrgApi`` (``self`` is the API: data, sessions, ``bulk``)."""
 
@@ -206,13 +217,7 @@ class BulkRoutes:
                                  select=lambda b: self.data.select(b, include_deleted=False))
         except SoqlError as err:
             raise ApiError(400, "INVALIDJOB", err.message.strip()) from None
-        if bound.count or bound.aggregate is not None:
-            raise ApiError(400, "INVALIDJOB", "Aggregate Relationships and aggregate functions such as COUNT() "
-                                              "are not supported in Bulk API 2.0 queries")
-        if bound.offset:
-            raise ApiError(400, "INVALIDJOB", "OFFSET is not supported in Bulk API 2.0 queries")
-        if any(name.startswith("FIELDS(") for name in parse(soql).fields):
-            raise ApiError(400, "INVALIDJOB", "FIELDS() is not supported in Bulk API 2.0 queries: name the fields")
+        _refuse_unsupported(bound, soql)
         columns = list(bound.fields)
         if float(v) < REQUESTED_ORDER_SINCE:  # Get Results for a Query Job: alphabetical in v49.0 and earlier
             columns.sort(key=str.lower)
