@@ -41,6 +41,7 @@ from gtm_sandbox.org.jsonenc import loads
 from gtm_sandbox.org.rest import OrgApi, Request, Response
 from gtm_sandbox.org.schema import load_org_schema
 from gtm_sandbox.org.xmlenc import to_xml, wants_xml
+from gtm_sandbox.org.xmlread import answers_in_xml
 from gtm_sandbox.snapshot import SnapshotError, read_snapshot, write_snapshot
 from gtm_sandbox.wsgi import (
     IDLE_TIMEOUT_S,
@@ -110,7 +111,8 @@ class OrgApp:
         # The API's answers only: the control API is the tests' own, and stays plain JSON.
         api = not request_target(environ).startswith("/_sandbox/")
         if (api and resp.body and resp.content_type.startswith("application/json")
-                and wants_xml(environ.get("HTTP_ACCEPT"))):
+                and (wants_xml(environ.get("HTTP_ACCEPT"))
+                     or answers_in_xml(environ.get("HTTP_ACCEPT"), environ.get("CONTENT_TYPE")))):
             resp.body, resp.content_type = to_xml(loads(resp.body.encode("utf-8"))), "application/xml;charset=UTF-8"
         payload = resp.body.encode("utf-8") if resp.body is not None else b""
         headers = [] if resp.status == 204 else [("Content-Type", resp.content_type)]

@@ -8,7 +8,9 @@ Using sObject Rows: "Formats: JSON, XML", Content-Type ``application/xml``)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 import requests
@@ -162,3 +164,62 @@ def test_open_locators_hold_a_bounded_number_of_rows_the_least_recently_used_dro
         big = wire("GET", f"{V}/query", params=soql, headers=options).json()
         middle = wire("GET", big["nextRecordsUrl"]).json()
         assert len(wire("GET", middle["nextRecordsUrl"]).json()["records"]) == 50
+
+
+# ------------------------------------------------------------------ XML request bodies
+
+XML = {"Content-Type": "application/xml"}
+XSI = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+
+
+def test_a_record_is_created_updated_and_upserted_from_an_xml_body(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # Create Records Using sObject Basic Information, Update Records Using sObject Rows:
+    # "Formats: JSON, XML"; Content-Type "specifies the format for the request and response":
+    # application/xml. The record is an element holding one element per field.
+    url = f"{V}/sobjects/GTM_Order_Billing__c"
+    body = ('<?xml version="1.0" encoding="UTF-8"?><GTM_Order_Billing__c><Order_Id__c>XML-1</Order_Id__c>'
+            '<Invoice_Amount__c>12.50</Invoice_Amount__c><Invoice_Due_Date__c>2026-01-31</Invoice_Due_Date__c>'
+            '<Invoice_Number__c>INV-1 &amp; co</Invoice_Number__c></GTM_Order_Billing__c>')
+    created = wire("POST", url, data=body.encode(), headers=XML)
+    assert created.status_code == 201, created.text
+    assert created.headers["Content-Type"].startswith("application/xml")  # answered in the request's format
+    result = ElementTree.fromstring(created.content)
+    assert result.tag == "Result" and result.findtext("success") == "true"
+    rid = result.findtext("id")
+    assert rid is not None
+    row = sandbox_org.get("GTM_Order_Billing__c", rid)
+    assert row is not None and row["Invoice_Amount__c"] == Decimal("12.50")
+    assert (row["Invoice_Due_Date__c"], row["Invoice_Number__c"]) == ("2026-01-31", "INV-1 & co")
+    # An update: the root element's name is the record's (sObject here); xsi:nil sets null.
+    patch = (f'<sObject {XSI}><Invoice_Status__c>paid</Invoice_Status__c>'
+             '<Invoice_Number__c xsi:nil="true"/></sObject>')
+    updated = wire("PATCH", f"{url}/{rid}", data=patch.encode(), headers=XML)
+    assert updated.status_code == 204, updated.text
+    row = sandbox_org.get("GTM_Order_Billing__c", rid)
+    assert row is not None and (row["Invoice_Status__c"], row["Invoice_Number__c"]) == ("paid", None)
+    # Upsert by external ID, JSON asked for explicitly in Accept.
+    upsert = wire("PATCH", f"{url}/Order_Id__c/XML-2", data=b"<GTM_Order_Billing__c><Invoice_Status__c>open"
+                  b"</Invoice_Status__c></GTM_Order_Billing__c>", headers={**XML, "Accept": "application/json"})
+    assert upsert.status_code == 201 and upsert.json()["created"] is True
+    # Field errors are the API's own, in XML.
+    wrong = wire("POST", url, data=b"<GTM_Order_Billing__c><Order_Id__c>XML-3</Order_Id__c>"
+                 b"<Invoice_Amount__c>lots</Invoice_Amount__c></GTM_Order_Billing__c>", headers=XML)
+    assert wrong.status_code == 400 and ElementTree.fromstring(wrong.content).tag == "Errors"
+
+
+@pytest.mark.parametrize("body", [
+    # Billion laughs: entities expanding exponentially.
+    '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+    '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>'
+    '<GTM_Order_Billing__c><Order_Id__c>&d;</Order_Id__c></GTM_Order_Billing__c>',
+    # An external entity: the server's files.
+    '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/hostname">]>'
+    '<GTM_Order_Billing__c><Order_Id__c>&x;</Order_Id__c></GTM_Order_Billing__c>',
+    "<GTM_Order_Billing__c><Order_Id__c>unclosed</GTM_Order_Billing__c>",
+    "<GTM_Order_Billing__c><Order_Id__c>X-1</Order_Id__c><Order_Id__c>X-2</Order_Id__c></GTM_Order_Billing__c>",
+])
+def test_unsafe_or_malformed_xml_bodies_are_refused(wire: Wire, sandbox_org: SandboxOrg, body: str) -> None:
+    resp = wire("POST", f"{V}/sobjects/GTM_Order_Billing__c", data=body.encode(),
+                headers={**XML, "Accept": "application/json"})
+    assert (resp.status_code, resp.json()[0]["errorCode"]) == (400, "XML_PARSER_ERROR"), resp.text
+    assert sandbox_org.records("GTM_Order_Billing__c") == []
