@@ -16,7 +16,9 @@
   (header row, every value quoted, null as an empty value, booleans ``true``/``false``,
   datetimes ``2025-01-31T12:00:00.000Z``), with ``Sforce-NumberOfRecords`` and
   ``Sforce-Locator`` (the next set's locator, the string ``null`` after the last). A
-  locator stays valid as long as the job exists, so a set can be read again. Only the
+  locator stays valid as long as the job exists, so a set can be read again. Content-Type
+  ``text/csv; charset=UTF-8``, gzip-compressed only for an ``Accept-Encoding`` naming gzip
+  (``server.py``); columns in the SELECT's order, alphabetical up to API v49.0. Only the
   requested set is encoded: a million-record job is never one string. Results of a job
   that is not ``JobComplete``: 400 ``INVALIDJOBSTATE``.
 * ``PATCH jobs/query/{id}`` ``{"state": "Aborted"}`` aborts a job still ``UploadComplete``
