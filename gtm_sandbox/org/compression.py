@@ -69,6 +69,14 @@ def response_encoding(accept_encoding: str | None) -> str | None:
     return None
 
 
+def bulk_response_encoding(accept_encoding: str | None) -> str | None:
+    """Bulk API 2.0's answers (Use Compression for Bulk API 2.0 Query / Ingest Responses):
+    gzip when ``Accept-Encoding`` names gzip; any other value "is ignored, and the response
+    isn't compressed" (no deflate, no ``*``)."""
+    named = {item.split(";")[0].strip().lower() for item in (accept_encoding or "").split(",")}
+    return "gzip" if "gzip" in named and response_encoding(accept_encoding) == "gzip" else None
+
+
 def encode_body(payload: bytes, coding: str) -> bytes:
     if coding == "gzip":
         compressor = zlib.compressobj(_LEVEL, zlib.DEFLATED, _GZIP)

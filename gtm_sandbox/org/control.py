@@ -23,6 +23,7 @@ from gtm_sandbox.org.ids import canonical_stamp
 from gtm_sandbox.org.jsonenc import encode
 from gtm_sandbox.org.rest import FaultRule, OrgApi, Request, Response
 from gtm_sandbox.org.routing import RouteTable
+from gtm_sandbox.org.standard import seed_standard_records
 
 DataSpec = str | int | None
 
@@ -64,6 +65,7 @@ class OrgControl:
             ids = {}
         else:
             raise ValueError(f"unknown data set {data!r}: use 'demo', a number of records, or none")
+        seed_standard_records(fresh, self.api.app)
         self.api.data = fresh
         self.demo_ids = ids
         return ids

@@ -256,8 +256,9 @@ _READABLE = ("application/xml", "text/xml", "text/csv")  # XML as a real org rea
 
 def _unsupported_media(req: Request) -> Response | None:
     """Status Codes and Error Responses: a 415 when the request's entity is in a format the
-    method doesn't take. The org reads JSON; XML, which a real org reads too, gets as far as
-    the JSON parser. Curl's ``-d`` sends a form, a common slip."""
+    method doesn't take. The org reads JSON, and XML record bodies on the sObject resources
+    (``xmlread.py``; elsewhere XML gets as far as the JSON parser). Curl's ``-d`` sends a
+    form, a common slip."""
     if not req.body or req.method not in ("POST", "PATCH", "PUT"):
         return None
     media = req.headers.get("content-type", "").split(";")[0].strip().lower()

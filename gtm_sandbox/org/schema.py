@@ -142,6 +142,7 @@ class ObjectSpec:
     fields: Mapping[str, FieldSpec]
     since: float = 40.0
     custom: bool = False
+    searchable: bool = True  # found by SOSL (Organization is not)
     _lower: dict[str, FieldSpec] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -184,7 +185,7 @@ class ObjectSpec:
             "deletable": self.writable,
             "queryable": True,
             "retrieveable": self.retrieveable,
-            "searchable": self.retrieveable,
+            "searchable": self.retrieveable and self.searchable,
             "undeletable": self.writable,
             "replicateable": self.retrieveable,
             "urls": {"sobject": base, "describe": f"{base}/describe", "rowTemplate": f"{base}/{{ID}}"},
@@ -235,10 +236,12 @@ class OrgSchema:
                          _by_prefix={s.key_prefix: s for s in objects.values()})
 
 
-def _system_fields() -> list[FieldSpec]:
+def _system_fields(recycle_bin: bool = True) -> list[FieldSpec]:
+    """The system fields; without IsDeleted for an object whose records never go to the
+    recycle bin (Organization, User: their rows still carry it, false, for the engine)."""
     return [
         FieldSpec(n, t, _label(n), nillable=n not in ("Id", "IsDeleted"), createable=False, updateable=False)
-        for n, t in SYSTEM_FIELD_TYPES.items()
+        for n, t in SYSTEM_FIELD_TYPES.items() if recycle_bin or n != "IsDeleted"
     ]
 
 
@@ -284,7 +287,7 @@ def load_org_schema(path: Path = SCHEMA_FILE, *, renamed: Mapping[str, str] | No
         access = raw.get("access", "writable")
         if access not in ACCESS:
             raise ValueError(f"{path}: objects.{name}.access: {access!r} is not one of {ACCESS}")
-        fields = _system_fields()
+        fields = _system_fields(bool(raw.get("recycle_bin", True)))
         for fname, fraw in raw["fields"].items():
             key = f"{name}.{fname}"
             if key in dropped:
@@ -297,7 +300,7 @@ def load_org_schema(path: Path = SCHEMA_FILE, *, renamed: Mapping[str, str] | No
         specs[name] = ObjectSpec(
             name=name, label=raw.get("label", _label(name)), key_prefix=raw["prefix"], access=access,
             fields={f.name: f for f in fields}, since=float(raw.get("since", 40.0)) if version_gate else 0.0,
-            custom=bool(raw.get("custom")),
+            custom=bool(raw.get("custom")), searchable=bool(raw.get("searchable", True)),
             _lower={f.name.lower(): f for f in fields},
         )
     if renamed:

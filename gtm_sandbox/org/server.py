@@ -17,6 +17,7 @@ connection, so tests can start and stop orgs freely.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -30,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 
 from gtm_sandbox.org.auth import ConnectedApp
 from gtm_sandbox.org.billing import GtmBilling, RunResult
-from gtm_sandbox.org.compression import decode_body, encode_body, response_encoding
+from gtm_sandbox.org.compression import bulk_response_encoding, decode_body, encode_body, response_encoding
 from gtm_sandbox.org.control import DataSpec, OrgControl
 from gtm_sandbox.org.data import ApiError, OrgData
 from gtm_sandbox.org.gtm import GtmRules
@@ -40,6 +41,7 @@ from gtm_sandbox.org.jsonenc import loads
 from gtm_sandbox.org.rest import OrgApi, Request, Response
 from gtm_sandbox.org.schema import load_org_schema
 from gtm_sandbox.org.xmlenc import to_xml, wants_xml
+from gtm_sandbox.org.xmlread import answers_in_xml
 from gtm_sandbox.snapshot import SnapshotError, read_snapshot, write_snapshot
 from gtm_sandbox.wsgi import (
     IDLE_TIMEOUT_S,
@@ -53,6 +55,8 @@ from gtm_sandbox.wsgi import (
     status_line,
 )
 
+# Bulk API 2.0's resources: their answers are compressed with gzip only.
+_BULK_PATH = re.compile(r"^/services/data/v\d+\.\d/jobs/")
 API_VERSION = "66.0"  # GTM objects exist from v64-v66 (see gtm_schema.toml)
 
 
@@ -107,11 +111,13 @@ class OrgApp:
         # The API's answers only: the control API is the tests' own, and stays plain JSON.
         api = not request_target(environ).startswith("/_sandbox/")
         if (api and resp.body and resp.content_type.startswith("application/json")
-                and wants_xml(environ.get("HTTP_ACCEPT"))):
+                and (wants_xml(environ.get("HTTP_ACCEPT"))
+                     or answers_in_xml(environ.get("HTTP_ACCEPT"), environ.get("CONTENT_TYPE")))):
             resp.body, resp.content_type = to_xml(loads(resp.body.encode("utf-8"))), "application/xml;charset=UTF-8"
         payload = resp.body.encode("utf-8") if resp.body is not None else b""
         headers = [] if resp.status == 204 else [("Content-Type", resp.content_type)]
-        coding = response_encoding(environ.get("HTTP_ACCEPT_ENCODING")) if payload and api else None
+        choose = bulk_response_encoding if _BULK_PATH.match(environ.get("PATH_INFO", "")) else response_encoding
+        coding = choose(environ.get("HTTP_ACCEPT_ENCODING")) if payload and api else None
         if coding is not None:
             payload = encode_body(payload, coding)
             headers.extend([("Content-Encoding", coding), ("Vary", "Accept-Encoding")])
@@ -322,6 +328,11 @@ class SandboxOrg:
                        times: int = 1) -> None:
         """The next ``times`` Bulk API 2.0 query jobs end ``Failed`` with ``message``."""
         self.control.api.bulk.fail(message, times)
+
+    def set_locator_row_budget(self, rows: int) -> None:
+        """How many result rows the open query locators may hold together (memory guard;
+        past it the least recently used locator is dropped: INVALID_QUERY_LOCATOR)."""
+        self.control.api.locator_row_budget = max(1, rows)
 
     def set_bulk_poll_steps(self, steps: int) -> None:
         """How many polls a Bulk API 2.0 query job answers InProgress before JobComplete."""

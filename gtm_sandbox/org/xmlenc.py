@@ -3,8 +3,8 @@ serves JSON and XML alike ("Formats: JSON, XML" on each resource). The JSON answ
 written as Salesforce writes its XML: a record is an element named by its type with
 ``type`` and ``url`` attributes and one child per field (null as ``xsi:nil``); a query is a
 ``QueryResult``; errors are ``Errors`` of ``Error``; a save result is ``Result``; the
-versions list ``Versions`` of ``Version``; anything else a ``Response`` element. Request
-bodies in XML are not read (see ``rest._unsupported_media``)."""
+versions list ``Versions`` of ``Version``; anything else a ``Response`` element. A record
+body in XML (create, update, upsert) is read by ``xmlread.py``, and answered in XML."""
 
 from __future__ import annotations
 

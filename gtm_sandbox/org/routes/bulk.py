@@ -16,7 +16,9 @@
   (header row, every value quoted, null as an empty value, booleans ``true``/``false``,
   datetimes ``2025-01-31T12:00:00.000Z``), with ``Sforce-NumberOfRecords`` and
   ``Sforce-Locator`` (the next set's locator, the string ``null`` after the last). A
-  locator stays valid as long as the job exists, so a set can be read again. Only the
+  locator stays valid as long as the job exists, so a set can be read again. Content-Type
+  ``text/csv; charset=UTF-8``, gzip-compressed only for an ``Accept-Encoding`` naming gzip
+  (``server.py``); columns in the SELECT's order, alphabetical up to API v49.0. Only the
   requested set is encoded: a million-record job is never one string. Results of a job
   that is not ``JobComplete``: 400 ``INVALIDJOBSTATE``.
 * ``PATCH jobs/query/{id}`` ``{"state": "Aborted"}`` aborts a job still ``UploadComplete``
@@ -46,7 +48,7 @@ from gtm_sandbox.org.ids import make_id
 from gtm_sandbox.org.messages import Request, Response
 from gtm_sandbox.org.routes.versions import available_since
 from gtm_sandbox.org.routing import RouteTable
-from gtm_sandbox.org.soql import SoqlError, compile_soql
+from gtm_sandbox.org.soql import BoundQuery, SoqlError, compile_soql, parse
 
 DELIMITERS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^", "BACKQUOTE": "`"}
 LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
@@ -54,6 +56,8 @@ DEFAULT_MAX_RECORDS = 50_000  # per set when the client gives no maxRecords (the
 LIST_PAGE = 1000
 MAX_JOBS = 200  # the oldest finished jobs are forgotten beyond this (Salesforce deletes after 7 days)
 BULK_QUERY_SINCE = 47.0  # Bulk API 2.0 query jobs appeared in API 47.0
+REQUESTED_ORDER_SINCE = 50.0  # result columns in the SELECT's order; alphabetical before
+CSV_TYPE = "text/csv; charset=UTF-8"  # the results' Content-Type (Use Compression for ... Query Responses)
 
 
 @dataclass
@@ -165,6 +169,17 @@ def _offset(locator: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def _refuse_unsupported(bound: BoundQuery, soql: str) -> None:
+    """Create a Query Job: Bulk API 2.0 doesn't take aggregate functions, OFFSET or FIELDS()."""
+    if bound.count or bound.aggregate is not None:
+        raise ApiError(400, "INVALIDJOB", "Aggregate Relationships and aggregate functions such as COUNT() "
+                                          "are not supported in Bulk API 2.0 queries")
+    if bound.offset:
+        raise ApiError(400, "INVALIDJOB", "OFFSET is not supported in Bulk API 2.0 queries")
+    if any(name.startswith("FIELDS(") for name in parse(soql).fields):
+        raise ApiError(400, "INVALIDJOB", "FIELDS() is not supported in Bulk API 2.0 queries: name the fields")
+
+
 class BulkRoutes:
     """Handlers mixed into ``OrgApi`` (``self`` is the API: data, sessions, ``bulk``)."""
 
@@ -204,11 +219,10 @@ class BulkRoutes:
                                  select=lambda b: self.data.select(b, include_deleted=False))
         except SoqlError as err:
             raise ApiError(400, "INVALIDJOB", err.message.strip()) from None
-        if bound.count or bound.aggregate is not None:
-            raise ApiError(400, "INVALIDJOB", "Aggregate Relationships and aggregate functions such as COUNT() "
-                                              "are not supported in Bulk API 2.0 queries")
-        if bound.offset:
-            raise ApiError(400, "INVALIDJOB", "OFFSET is not supported in Bulk API 2.0 queries")
+        _refuse_unsupported(bound, soql)
+        columns = list(bound.fields)
+        if float(v) < REQUESTED_ORDER_SINCE:  # Get Results for a Query Job: alphabetical in v49.0 and earlier
+            columns.sort(key=str.lower)
         rows = self.data.select(bound, include_deleted=operation == "queryAll")
         if bound.paths:  # child-to-parent fields are columns named by their path ("PartnerOrder.Name")
             rows = [{**row, **{name: bound.value(row, name) for name in bound.paths}} for row in rows]
@@ -219,7 +233,7 @@ class BulkRoutes:
             job = QueryJob(
                 id=make_id("750", self.bulk.seq, pod="Sb"), operation=operation, sobject=bound.spec.name, soql=soql,
                 api_version=v, created_by=self.app.user_id, created=now, delimiter_name=delimiter,
-                line_ending_name=ending, fields=list(bound.fields), rows=rows,
+                line_ending_name=ending, fields=columns, rows=rows,
                 stamp_paths=frozenset(name for name, (hops, leaf) in bound.paths.items()
                                       if self.data.schema.objects[hops[-1].target].fields[leaf].type == "datetime"),
                 fail_with=self.bulk.fail_next.pop(0) if self.bulk.fail_next else None,
@@ -315,7 +329,7 @@ class BulkRoutes:
         body = header + "".join(map(enc, job.rows[start:end]))
         headers = {"Sforce-NumberOfRecords": str(end - start),
                    "Sforce-Locator": _locator(end) if end < len(job.rows) else "null"}
-        return Response(200, body, headers, content_type="text/csv")
+        return Response(200, body, headers, content_type=CSV_TYPE)
 
 
 def install(routes: RouteTable) -> None:

@@ -214,7 +214,7 @@ class IngestRoutes:
             lines = [header, *job.unprocessed]
         body = "".join(delimiter.join('"' + value.replace('"', '""') + '"' for value in line) + ending
                        for line in lines if line)
-        return Response(200, body, content_type="text/csv")
+        return Response(200, body, content_type="text/csv; charset=UTF-8")
 
     # ------------------------------------------------------------ processing
 

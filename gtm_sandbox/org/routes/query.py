@@ -15,10 +15,15 @@ from gtm_sandbox.org.routing import RouteTable
 from gtm_sandbox.org.soql import BoundQuery, compile_soql
 
 # API Query Cursor Limits: since API v56.0 (for every version) a user's open cursors are not
-# capped and a locator with its results lives for 2 days after the query ran. The cap here
-# only guards the sandbox's memory against abandoned queries, far beyond what a client opens.
+# capped and a locator with its results lives for 2 days after the query ran. The caps here
+# only guard the sandbox's memory against abandoned queries, far beyond what a client opens:
+# at most 1,000 locators holding at most 2,000,000 result rows together (20 full reads of a
+# 100k-record bench org at once). Past either, the least recently used locator goes first,
+# and a later use of it is the documented INVALID_QUERY_LOCATOR; a single query larger than
+# the row budget still keeps its own locator.
 LOCATOR_LIFETIME = timedelta(days=2)
 MAX_OPEN_LOCATORS = 1000
+LOCATOR_ROW_BUDGET = 2_000_000
 
 
 @dataclass
@@ -33,6 +38,8 @@ class Locator:
 
 class QueryRoutes:
     """Handlers mixed into ``OrgApi`` (``self`` is the API: data, sessions, controls)."""
+
+    locator_row_budget: int = LOCATOR_ROW_BUDGET  # result rows all open locators may hold together
 
     def _batch_size(self, req: Request) -> int:
         size = self.batch_size
@@ -93,8 +100,11 @@ class QueryRoutes:
             for k in expired:
                 del self._locators[k]
             self._locators[lid] = locator
-            while len(self._locators) > MAX_OPEN_LOCATORS:
-                self._locators.popitem(last=False)  # the least recently used goes (memory guard only)
+            held = sum(len(open_.rows) for open_ in self._locators.values())
+            while len(self._locators) > MAX_OPEN_LOCATORS or (held > self.locator_row_budget
+                                                              and len(self._locators) > 1):
+                _, dropped = self._locators.popitem(last=False)  # the least recently used goes
+                held -= len(dropped.rows)
             return lid
 
     def _query_more(self, req: Request, v: str, token: str) -> Response:

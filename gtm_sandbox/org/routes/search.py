@@ -88,7 +88,7 @@ class SearchRoutes:
     def _searched(self, v: str, matches: Callable[[list[str]], bool], scope: str,
                   returning: list[tuple[str, str]], limit: int) -> Response:
         if not returning:
-            returning = [(spec.name, "") for spec in self.data.schema.at(v)]
+            returning = [(spec.name, "") for spec in self.data.schema.at(v) if spec.searchable]
         out: list[Raw] = []
         for obj, inside in returning:
             spec = self.data.schema.get(obj, v)

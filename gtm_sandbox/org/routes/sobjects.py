@@ -16,6 +16,7 @@ from gtm_sandbox.org.jsonenc import Raw, record_encoder
 from gtm_sandbox.org.messages import Request, Response
 from gtm_sandbox.org.routes.collections import COLLECTION_MAX, COLLECTIONS_UPSERT_SINCE
 from gtm_sandbox.org.routing import RouteTable
+from gtm_sandbox.org.xmlread import is_xml, parse_record
 
 RELATIONSHIPS_SINCE = 36.0  # sObject Relationships: API 36.0 and later
 
@@ -152,9 +153,15 @@ class SObjectRoutes:
             raise ApiError(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of sObject from a non-object value")
         return body
 
+    def _record_body(self, req: Request, spec: Any) -> dict[str, Any]:
+        """A record to write from the body: JSON, or XML under an XML Content-Type."""
+        if is_xml(req.headers.get("content-type")) and req.body:
+            return parse_record(req.body, spec)
+        return self._body_object(req)
+
     def _create(self, req: Request, v: str, obj: str) -> Response:
         spec = self._spec(obj, v)
-        body = self._body_object(req)
+        body = self._record_body(req, spec)
         if any(k.lower() == "id" for k in body):
             raise ApiError(400, "INVALID_FIELD_FOR_INSERT_UPDATE", "Unable to create/update fields: Id. Please check "
                            "the security settings of this field and verify that it is read/write for your profile "
@@ -170,7 +177,7 @@ class SObjectRoutes:
 
     def _update(self, req: Request, v: str, obj: str, rid: str) -> Response:
         spec = self._spec(obj, v)
-        body = self._body_object(req)
+        body = self._record_body(req, spec)
         if any(k.lower() == "id" for k in body):  # the URL names the record (collections carry it instead)
             raise ApiError(400, "INVALID_FIELD", "The Id field should not be specified in the sobject data.")
         with self.data.lock:  # the check and the write as one step
@@ -203,7 +210,7 @@ class SObjectRoutes:
             target, parent = related
             return self._update(req, v, target.name, parent["Id"])
         spec, rid = self._by_external(obj, fld, value, v)
-        body = self._body_object(req)
+        body = self._record_body(req, spec)
         # The URL names the record: the docs say an Id or external ID field in the body is an
         # error (a collections upsert, whose records carry it, goes to _upsert_one directly).
         named = [k for k in body if k.lower() in ("id", spec.field(fld).name.lower())]
