@@ -50,6 +50,9 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 # request is arriving): clients' pools notice the close and open a fresh connection.
 IDLE_TIMEOUT_S = 30.0
 THREADS = 16  # requests served at once; idle keep-alive connections don't hold a thread
+# Connections the kernel queues before cheroot accepts them (cheroot's default is 5): a burst
+# of clients opening connections at once, on a loaded machine, is queued instead of dropped.
+LISTEN_BACKLOG = 128
 
 log = logging.getLogger("gtm_sandbox.http")
 
@@ -230,7 +233,7 @@ class WsgiServer:
                  tls: tuple[Path, Path] | None = None, max_body_bytes: int = MAX_BODY_BYTES,
                  idle_timeout_s: float = IDLE_TIMEOUT_S, threads: int = THREADS) -> None:
         server = _Server((host, port), app, numthreads=threads, server_name=name,
-                             timeout=idle_timeout_s, shutdown_timeout=1)
+                         timeout=idle_timeout_s, shutdown_timeout=1, request_queue_size=LISTEN_BACKLOG)
         server.gateway = _Gateway
         server.ConnectionClass = _Connection
         server.max_request_body_size = max_body_bytes

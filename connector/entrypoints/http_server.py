@@ -28,6 +28,9 @@ READ_TIMEOUT_S = 10.0  # a request that stalls this long on the socket is droppe
 # answers 413 itself above its own, lower limit (``webhook.MAX_BODY``).
 MAX_REQUEST_BODY = 2 * 1024 * 1024
 THREADS = 32  # worker threads: stalled clients (each held up to the timeout) leave the rest free
+# Connections the kernel queues before the accept loop takes them (cheroot's default is 5):
+# Stripe delivers webhooks concurrently, and a burst on a busy host is queued, not dropped.
+LISTEN_BACKLOG = 128
 
 log = structlog.get_logger("connector.http")
 
@@ -85,7 +88,7 @@ class HttpServer:
     def __init__(self, app: WsgiApp, bind: str = "127.0.0.1", port: int = 0, *, timeout_s: float = READ_TIMEOUT_S,
                  max_body: int = MAX_REQUEST_BODY, threads: int = THREADS, name: str = "http") -> None:
         self._server = _Server((bind, port), guarded(app), numthreads=threads, timeout=max(1, round(timeout_s)),
-                               shutdown_timeout=2, server_name=name)
+                               shutdown_timeout=2, server_name=name, request_queue_size=LISTEN_BACKLOG)
         self._server.helper_started = threading.Event()
         self._server.max_request_body_size = max_body
         try:
