@@ -28,6 +28,9 @@ FEE_DESCRIPTIONS = {"stripe_fee": "Stripe processing fees", "application_fee": "
 INVOICE_PAYMENT_STATUSES = ("canceled", "open", "paid")
 PAYOUT_METHODS = ("instant", "standard")
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+# "The amount value supports up to eight digits (for example, a value of 99999999 for a USD
+# charge of $999,999.99)" (Supported currencies: Minimum and maximum charge amounts).
+MAX_CHARGE = 99_999_999
 DECLINING_METHODS = frozenset({"pm_card_chargeDeclined", "pm_card_visa_chargeDeclined", "pm_card_declined"})
 
 
@@ -114,10 +117,18 @@ def _charge(
     return charge
 
 
+def chargeable(amount: int) -> None:
+    """A charge of more than Stripe's eight digits is ``amount_too_large``: none is made."""
+    if amount > MAX_CHARGE:
+        raise invalid(f"Amount must be no more than {MAX_CHARGE} (in the currency's smallest unit).",
+                      code="amount_too_large", param="amount")
+
+
 def collect(ctx: Ctx, invoice: dict[str, Any], amount: int, method: str, fee: int | None = None) -> dict[str, Any]:
     """A successful card payment of ``amount`` cents towards an open invoice. ``fee``: the
     fee of this payment in cents; default the payment's part of the invoice's
     ``application_fee_amount`` if it has one (see appfees.py), else the account's pricing."""
+    chargeable(amount)
     if amount <= 0 or amount > invoice["amount_remaining"]:
         raise invalid(f"The payment amount must be between 1 and the invoice's amount_remaining "
                       f"({invoice['amount_remaining']}).", param="amount")
@@ -205,6 +216,7 @@ def pay_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
         mark_paid(ctx, invoice, out_of_band=True)
         return ctx.render(invoice)
     assert method is not None
+    chargeable(invoice["amount_remaining"])
     if method in DECLINING_METHODS:
         charge = decline(ctx, invoice, invoice["amount_remaining"], method)
         # The error object names the failed charge and shows its PaymentIntent, as documented.
