@@ -95,8 +95,15 @@ def _currency(p: Params, key: str, default: str) -> str:
 # Customers
 # ---------------------------------------------------------------------------------------
 
-CUSTOMER_PARAMS = ("address", "description", "email", "expand", "invoice_prefix", "invoice_settings", "metadata",
-                   "name", "next_invoice_sequence", "payment_method", "phone", "preferred_locales", "tax_exempt")
+CUSTOMER_PARAMS = ("address", "balance", "description", "email", "expand", "invoice_prefix", "invoice_settings",
+                   "metadata", "name", "next_invoice_sequence", "payment_method", "phone", "preferred_locales",
+                   "tax_exempt")
+# Stripe's minimum charge amounts in minor units ("Supported currencies: Minimum and maximum
+# charge amounts"); an invoice due less is paid at finalization and the amount carried to the
+# customer's balance. Currencies not listed here: 50 minor units, as USD.
+MINIMUM_CHARGE = {"aed": 200, "aud": 50, "brl": 50, "cad": 50, "chf": 50, "czk": 1500, "dkk": 250, "eur": 50,
+                  "gbp": 30, "hkd": 400, "huf": 17500, "inr": 50, "jpy": 50, "mxn": 1000, "myr": 200, "nok": 300,
+                  "nzd": 50, "pln": 200, "ron": 200, "sek": 300, "sgd": 50, "thb": 1000, "usd": 50}
 
 
 def _address(p: Params) -> dict[str, str | None] | None:
@@ -143,7 +150,8 @@ def create_customer(ctx: Ctx, p: Params) -> dict[str, Any]:
         "id": new_id("cus", 14),
         "object": "customer",
         "address": _address(p),
-        "balance": 0,
+        # "A negative amount represents a credit …; a positive amount increases the amount due."
+        "balance": p.int("balance", 0),
         "created": ctx.now(),
         "currency": None,
         "default_source": None,
@@ -201,6 +209,7 @@ def update_customer(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     invoice_settings = _invoice_settings(customer["invoice_settings"], p)
     address = _address(p) if p.has("address") else customer["address"]
     sequence = p.int("next_invoice_sequence", customer["next_invoice_sequence"], minimum=1)
+    balance = p.int("balance", customer["balance"])
     previous: dict[str, Any] = {}
     for key, text in texts.items():
         previous[key], customer[key] = customer[key], text
@@ -214,6 +223,7 @@ def update_customer(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     if sequence != customer["next_invoice_sequence"]:
         previous["next_invoice_sequence"] = customer["next_invoice_sequence"]
         customer["next_invoice_sequence"] = sequence
+    previous["balance"], customer["balance"] = customer["balance"], balance
     emit_updated(ctx, "customer.updated", customer, previous)
     return ctx.render(customer)
 
@@ -296,7 +306,8 @@ def retrieve_price(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
 # Invoice items and line items
 # ---------------------------------------------------------------------------------------
 
-ITEM_PARAMS = ("amount", "currency", "customer", "description", "discountable", "expand", "invoice", "metadata",
+ITEM_PARAMS = ("amount", "currency", "customer", "description", "discountable", "discounts", "expand", "invoice",
+               "metadata",
                "period", "price_data", "pricing", "quantity", "unit_amount_decimal", "tax_rates", "tax_behavior",
                "tax_code")
 # An add_lines line has no `currency` of its own (Stripe rejects it): it takes the invoice's.
@@ -396,8 +407,24 @@ def _period(ctx: Ctx, p: Params) -> dict[str, int]:
     return {"start": start, "end": end}
 
 
+def _no_discounts(p: Params) -> None:
+    """``discounts``: coupons, discounts or promotion codes to apply. This server has none of
+    them, so any one named is Stripe's "No such …", rather than a discount silently left out
+    of the totals; ``discounts=""`` (none) is fine."""
+    for index, entry in enumerate(p.list("discounts") or []):
+        if entry == "":
+            continue
+        if not isinstance(entry, dict):
+            raise bad_param("Invalid hash", param=f"{p.name('discounts')}[{index}]", code=None)
+        spec = Params(entry, prefix=f"{p.name('discounts')}[{index}]").only("coupon", "discount", "promotion_code")
+        for key in ("coupon", "discount", "promotion_code"):
+            if spec.has(key):
+                raise no_such(key.replace("_", " "), spec.req_str(key), param=spec.name(key))
+
+
 def new_invoice_item(ctx: Ctx, p: Params, *, customer_id: str, currency: str, invoice: dict[str, Any] | None,
                      allow_product_data: bool) -> dict[str, Any]:
+    _no_discounts(p)
     cur, unit, pricing = _pricing(ctx, p, currency, allow_product_data=allow_product_data)
     quantity = p.int("quantity", 1, minimum=0)
     assert quantity is not None
@@ -527,9 +554,10 @@ def _item_editable(ctx: Ctx, item: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def update_invoice_item(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
-    p.only("amount", "description", "discountable", "expand", "metadata", "period", "price_data", "pricing",
-           "quantity", "unit_amount_decimal", "tax_rates", "tax_behavior", "tax_code")
+    p.only("amount", "description", "discountable", "discounts", "expand", "metadata", "period", "price_data",
+           "pricing", "quantity", "unit_amount_decimal", "tax_rates", "tax_behavior", "tax_code")
     p.choice("tax_behavior", TAX_BEHAVIORS)
+    _no_discounts(p)
     item = _get_item(ctx, id)
     invoice = _item_editable(ctx, item)
     # Everything is checked before anything changes: a refused update leaves the item as it was.
@@ -979,6 +1007,9 @@ def add_lines(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
 
 def render_invoice(world: World, account: Account, invoice: dict[str, Any], version: str) -> dict[str, Any]:
     out = strip_private(invoice)
+    if invoice["status"] == "draft":
+        # "If the invoice has not been finalized yet, this will be the current customer balance."
+        out["starting_balance"] = account.objects["customer"][invoice["customer"]]["balance"]
     lines = [account.objects["line_item"][lid] for lid in invoice["_lines"]]
     out["lines"] = {
         "object": "list",
@@ -1086,14 +1117,20 @@ def _apply_customer_balance(ctx: Ctx, invoice: dict[str, Any], customer: dict[st
     the amount due": ``starting_balance`` is the customer's balance (negative: a credit,
     positive: owed), ``amount_due`` the total plus it, never below 0; what is left of a
     credit (a negative total, or a credit larger than the total) is ``ending_balance`` and
-    the customer's new balance."""
+    the customer's new balance. An amount due below the currency's minimum charge is not
+    due: it is carried to the customer's balance as a debit, and the invoice is paid."""
     starting = int(customer["balance"])
     due = invoice["total"] + starting
-    invoice["starting_balance"], invoice["ending_balance"] = starting, min(due, 0)
-    invoice["amount_due"] = max(due, 0)
+    # "If the amount due for the invoice is less than Stripe's minimum allowed charge per
+    # currency, the invoice is automatically marked paid, and we add the amount due to the
+    # customer's credit balance which is applied to the next invoice" (API reference, Invoices).
+    carried = 0 < due < MINIMUM_CHARGE.get(invoice["currency"], 50)
+    ending = due if carried else min(due, 0)
+    invoice["starting_balance"], invoice["ending_balance"] = starting, ending
+    invoice["amount_due"] = 0 if carried else max(due, 0)
     invoice["amount_remaining"] = invoice["amount_due"] - invoice["amount_paid"]
-    if customer["balance"] != min(due, 0):
-        customer["balance"] = min(due, 0)
+    if customer["balance"] != ending:
+        customer["balance"] = ending
         emit_updated(ctx, "customer.updated", customer, {"balance": starting})
 
 
