@@ -441,7 +441,8 @@ def new_invoice_item(ctx: Ctx, p: Params, *, customer_id: str, currency: str, in
         "customer": customer_id,
         "date": ctx.now(),
         "description": p.str("description"),
-        "discountable": bool(p.bool("discountable", True)),
+        # "Defaults to false for prorations or negative line items, and true for all other line items."
+        "discountable": bool(p.bool("discountable", amount >= 0)),
         "discounts": [],
         "invoice": invoice["id"] if invoice else None,
         "livemode": False,
@@ -459,10 +460,28 @@ def new_invoice_item(ctx: Ctx, p: Params, *, customer_id: str, currency: str, in
         "_tax_rates": [],
     }
     _set_item_rates(ctx, item, p)
+    if p.has("tax_amounts"):
+        item["_manual_taxes"] = taxes.manual_taxes(ctx, p)
+    if invoice is not None:
+        _check_tax_mix(ctx.account, invoice, item, param=p.name("tax_amounts" if p.has("tax_amounts") else "tax_rates"))
     ctx.account.add(item)
     if invoice is not None:
         attach_item(ctx.account, invoice, item)
     return item
+
+
+def _check_tax_mix(account: Account, invoice: dict[str, Any], item: dict[str, Any] | None = None,
+                   default_rates: list[str] | None = None, param: str = "default_tax_rates") -> None:
+    """"You cannot set tax amounts if any line item has tax_rates or if the invoice has
+    default_tax_rates" (add_lines, ``lines[].tax_amounts``): an invoice's tax is either
+    Stripe's, from tax rates, or given, never both."""
+    items = [account.objects["invoiceitem"][account.objects["line_item"][lid]["_item"]] for lid in invoice["_lines"]]
+    if item is not None:
+        items.append(item)
+    rates = invoice.get("_default_tax_rates") if default_rates is None else default_rates
+    if any(i.get("_manual_taxes") for i in items) and (rates or any(i.get("_tax_rates") for i in items)):
+        raise invalid("You cannot set tax amounts if any line item has tax_rates or if the invoice has "
+                      "default_tax_rates.", param=param)
 
 
 def _set_item_rates(ctx: Ctx, item: dict[str, Any], p: Params) -> None:
@@ -659,8 +678,9 @@ def refresh_totals(account: Account, invoice: dict[str, Any]) -> None:
         return  # amounts freeze at finalization
     items = [account.objects["invoiceitem"][account.objects["line_item"][lid]["_item"]] for lid in invoice["_lines"]]
     for item in items:
-        item["_taxes"] = taxes.line_taxes(account, item["amount"], item.get("_tax_rates") or
-                                          invoice.get("_default_tax_rates", []))
+        item["_taxes"] = (list(item["_manual_taxes"]) if item.get("_manual_taxes") else
+                          taxes.line_taxes(account, item["amount"], item.get("_tax_rates") or
+                                           invoice.get("_default_tax_rates", [])))
     subtotal = sum(item["amount"] for item in items)
     total_taxes, exclusive, inclusive = taxes.invoice_taxes([item["_taxes"] for item in items])
     total = subtotal + exclusive
@@ -880,6 +900,8 @@ def update_invoice(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
                     if invoice["status"] == "draft" else None)
     fee = application_fee_param(p)  # a draft's only: it is monetary (see appfees.py)
     rate_ids = taxes.rate_ids(ctx, p, "default_tax_rates") if p.has("default_tax_rates") else None
+    if rate_ids:
+        _check_tax_mix(ctx.account, invoice, default_rates=rate_ids)
     previous: dict[str, Any] = {}
     for key, text in texts.items():
         previous[key], invoice[key] = invoice[key], text

@@ -29,7 +29,14 @@ from gtm_sandbox.stripe.world import Account
 TAXES_RESHAPED = "2025-03-31"
 TAX_TYPES = ("amusement_tax", "communications_tax", "gst", "hst", "igst", "jct", "lease_tax", "pst", "qst",
              "retail_delivery_fee", "rst", "sales_tax", "service_tax", "vat")
-MAX_RATES_PER_LINE = 5
+MAX_RATES_PER_LINE = 10  # "You can add up to ten tax rates to each line item" (Tax rates and IDs)
+MAX_TAX_AMOUNTS = 10  # lines[].tax_amounts: "A list of up to 10 tax amounts for this line item"
+TAXABILITY_REASONS = ("customer_exempt", "not_collecting", "not_subject_to_tax", "not_supported",
+                      "portion_product_exempt", "portion_reduced_rated", "portion_standard_rated", "product_exempt",
+                      "product_exempt_holiday", "proportionally_rated", "reduced_rated", "reverse_charge",
+                      "standard_rated", "taxable_basis_reduced", "zero_rated")
+RATE_DATA_KEYS = ("country", "description", "display_name", "inclusive", "jurisdiction", "jurisdiction_level",
+                  "percentage", "state", "tax_type")
 
 
 def _cents(value: Decimal) -> int:
@@ -134,6 +141,57 @@ def rate_ids(ctx: Ctx, p: Params, key: str) -> list[str]:
         if not rate["active"]:
             raise invalid(f"Tax rate {rate_id} is inactive and cannot be applied.", param=f"{p.name(key)}[{n}]")
     return ids
+
+
+def manual_taxes(ctx: Ctx, p: Params, key: str = "tax_amounts") -> list[dict[str, Any]]:
+    """A line's ``tax_amounts`` (tax calculated outside Stripe) as its ``taxes`` entries:
+    "Stripe automatically creates or reuses an existing tax rate based on tax_rate_data",
+    and "calculates tax amounts on the invoice based only on the amount parameter"
+    (Manual tax amounts). ``tax_amounts=""`` removes them."""
+    entries = [x for x in (p.list(key) or []) if x != ""]
+    if len(entries) > MAX_TAX_AMOUNTS:
+        raise invalid(f"You may set at most {MAX_TAX_AMOUNTS} tax amounts on a line item.", param=p.name(key))
+    taxes: list[dict[str, Any]] = []
+    for n, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise bad_param("Invalid hash", param=f"{p.name(key)}[{n}]", code=None)
+        e = Params(entry, prefix=f"{p.name(key)}[{n}]").only("amount", "tax_rate_data", "taxability_reason",
+                                                              "taxable_amount")
+        amount, taxable = e.req_int("amount"), e.req_int("taxable_amount")
+        reason = e.choice("taxability_reason", TAXABILITY_REASONS)
+        data = e.sub("tax_rate_data")
+        if data is None:
+            raise missing(e.name("tax_rate_data"))
+        rate = _rate_for(ctx, data)
+        taxes.append({"amount": amount, "tax_behavior": "inclusive" if rate["inclusive"] else "exclusive",
+                      "tax_rate_details": {"tax_rate": rate["id"]}, "taxability_reason": reason,
+                      "taxable_amount": taxable, "type": "tax_rate_details"})
+    return taxes
+
+
+def _rate_for(ctx: Ctx, data: Params) -> dict[str, Any]:
+    """The TaxRate ``tax_rate_data`` describes: an existing one with the same fields, else a new one."""
+    data.only(*RATE_DATA_KEYS)
+    display_name = data.req_str("display_name")
+    inclusive, percentage = data.bool("inclusive"), data.decimal("percentage")
+    if inclusive is None:
+        raise missing(data.name("inclusive"))
+    if percentage is None:
+        raise missing(data.name("percentage"))
+    if percentage < 0 or percentage > 100:
+        raise bad_param("The percentage must be between 0 and 100.", param=data.name("percentage"), code=None)
+    tax_type = data.choice("tax_type", TAX_TYPES)
+    wanted = {"display_name": display_name, "inclusive": inclusive, "_percentage": _percent_str(percentage),
+              "country": data.str("country"), "state": data.str("state"), "jurisdiction": data.str("jurisdiction"),
+              "description": data.str("description"), "tax_type": tax_type}
+    for rate in ctx.account.all("tax_rate"):
+        if rate["active"] and all(rate.get(k) == v for k, v in wanted.items()):
+            return rate
+    fields = {k: v for k, v in data.data.items() if k != "jurisdiction_level"}
+    made = create_tax_rate(ctx, Params(fields, prefix=data.prefix))
+    rate = get_tax_rate(ctx.account, made["id"])
+    rate["jurisdiction_level"] = data.str("jurisdiction_level")
+    return rate
 
 
 def rendered_rates(account: Account, ids: Sequence[str]) -> list[dict[str, Any]]:

@@ -183,3 +183,68 @@ def test_refunds_keep_stripes_fee_and_a_partial_refund_is_netted_in_full(
     assert (back.type, back.amount, back.fee, back.net, back.fee_details) == ("refund", -500, 0, -500, [])
     after = stripe_client.v1.charges.retrieve(charge_id)
     assert (after.amount_refunded, after.refunded) == (500, False)
+
+
+# -- manual tax amounts and line defaults ------------------------------------------------------
+
+
+def manual_tax(amount: int, taxable: int, *, inclusive: bool = False, percentage: str = "8.25") -> dict[str, object]:
+    return {"amount": amount, "taxable_amount": taxable,
+            "tax_rate_data": {"display_name": "Sales tax", "inclusive": inclusive, "percentage": percentage,
+                              "country": "US", "state": "CA"}}
+
+
+def test_manual_tax_amounts_on_a_line_count_in_the_totals(stripe_client: stripe.StripeClient) -> None:
+    """Manual tax amounts: add_lines' ``lines[].tax_amounts`` (up to 10) set a line's tax as
+    calculated elsewhere; "Stripe automatically creates or reuses an existing tax rate based
+    on tax_rate_data" and "calculates tax amounts on the invoice based only on the amount
+    parameter". Exclusive tax is added to the total; inclusive tax is inside it."""
+    customer = a_customer(stripe_client)
+    draft = a_draft(stripe_client, customer.id)
+    invoice = stripe_client.v1.invoices.add_lines(draft.id, params={"lines": [
+        {"amount": 10_000, "description": "Core", "tax_amounts": [manual_tax(826, 10_000)]},
+        {"amount": 5_000, "description": "Seats", "tax_amounts": [manual_tax(413, 5_000)]},
+        {"amount": 2_200, "description": "VAT incl.",
+         "tax_amounts": [manual_tax(367, 1_833, inclusive=True, percentage="20")]},
+    ]})
+    assert (invoice.subtotal, invoice.total, invoice.total_excluding_tax) == (17_200, 18_439, 16_833)
+    assert sorted(t.amount for t in invoice.total_taxes) == [367, 1_239]
+    rates = {t.tax_rate_details.tax_rate for t in invoice.total_taxes}
+    assert len(rates) == 2  # the two identical tax_rate_data share one TaxRate
+    made = [stripe_client.v1.tax_rates.retrieve(r) for r in rates]
+    assert sorted((r.percentage, r.inclusive) for r in made) == [(8.25, False), (20.0, True)]
+
+
+def test_manual_tax_amounts_are_refused_beside_tax_rates(stripe_client: stripe.StripeClient) -> None:
+    """"You cannot set tax amounts if any line item has tax_rates or if the invoice has
+    default_tax_rates or uses automatic tax.\""""
+    customer = a_customer(stripe_client)
+    rate = stripe_client.v1.tax_rates.create(params={"display_name": "Tax", "percentage": 10, "inclusive": False})
+    draft = a_draft(stripe_client, customer.id, default_tax_rates=[rate.id])
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_client.v1.invoices.add_lines(draft.id, params={"lines": [
+            {"amount": 10_000, "description": "Core", "tax_amounts": [manual_tax(826, 10_000)]}]})
+    assert stripe_client.v1.invoices.retrieve(draft.id).lines.data == []
+
+
+def test_a_negative_line_is_not_discountable_by_default(stripe_client: stripe.StripeClient) -> None:
+    """``discountable``: "Defaults to false for prorations or negative line items, and true
+    for all other line items.\""""
+    customer = a_customer(stripe_client)
+    draft = a_draft(stripe_client, customer.id, 10_000, -2_500)
+    assert [line.discountable for line in draft.lines.data] == [True, False]
+    assert (draft.subtotal, draft.total, draft.amount_due) == (7_500, 7_500, 7_500)
+
+
+def test_a_line_takes_up_to_ten_tax_rates(stripe_client: stripe.StripeClient) -> None:
+    """Tax rates and IDs: "You can add up to ten tax rates to each line item.\""""
+    customer = a_customer(stripe_client)
+    rates = [stripe_client.v1.tax_rates.create(params={"display_name": f"T{n}", "percentage": 1, "inclusive": False})
+             for n in range(11)]
+    draft = a_draft(stripe_client, customer.id)
+    invoice = stripe_client.v1.invoices.add_lines(draft.id, params={"lines": [
+        {"amount": 10_000, "description": "Core", "tax_rates": [r.id for r in rates[:10]]}]})
+    assert invoice.total == 11_000
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_client.v1.invoices.add_lines(draft.id, params={"lines": [
+            {"amount": 10_000, "description": "More", "tax_rates": [r.id for r in rates]}]})
