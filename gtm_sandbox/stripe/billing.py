@@ -363,6 +363,11 @@ def _price_data_pricing(ctx: Ctx, p: Params, currency: str, *,
 
 def _pricing(ctx: Ctx, p: Params, currency: str, *, allow_product_data: bool) -> tuple[str, Decimal, dict[str, Any]]:
     """(currency, unit amount in cents as Decimal, pricing block) from one of ``amount`` …"""
+    if p.has("amount") and p.has("quantity"):
+        # ``amount`` is the whole item's; a quantity goes with a unit price (Stripe's answer
+        # to both together, stripe/stripe-php#777).
+        raise bad_param("You may only specify one of these parameters: amount, quantity.", param=p.name("quantity"),
+                        code=None)
     quantity = p.int("quantity", 1, minimum=0)
     sources = [k for k in ("amount", "unit_amount_decimal", "price_data", "pricing") if p.has(k)]
     if len(sources) > 1:
@@ -582,7 +587,8 @@ def update_invoice_item(ctx: Ctx, p: Params, id: str) -> dict[str, Any]:
     # Everything is checked before anything changes: a refused update leaves the item as it was.
     priced: tuple[int, dict[str, Any], int] | None = None
     if any(p.has(k) for k in ("amount", "unit_amount_decimal", "price_data", "pricing", "quantity")):
-        merged = Params({**({"quantity": str(item["quantity"])}), **p.data})
+        # A new ``amount`` is the whole item's (quantity 1); otherwise the quantity is kept.
+        merged = Params({**({} if p.has("amount") else {"quantity": str(item["quantity"])}), **p.data})
         if not any(merged.has(k) for k in ("amount", "unit_amount_decimal", "price_data", "pricing")):
             merged.data["unit_amount_decimal"] = item["pricing"]["unit_amount_decimal"]
         cur, unit, pricing = _pricing(ctx, merged, item["currency"], allow_product_data=False)

@@ -248,3 +248,45 @@ def test_a_line_takes_up_to_ten_tax_rates(stripe_client: stripe.StripeClient) ->
     with pytest.raises(stripe.InvalidRequestError):
         stripe_client.v1.invoices.add_lines(draft.id, params={"lines": [
             {"amount": 10_000, "description": "More", "tax_rates": [r.id for r in rates]}]})
+
+
+# -- amount or quantity ----------------------------------------------------------------------
+
+
+def test_amount_and_quantity_together_are_refused(stripe_client: stripe.StripeClient) -> None:
+    """``amount`` is the whole item's amount; quantity goes with a unit price instead. Stripe
+    answers both together with "You may only specify one of these parameters: amount,
+    quantity." (stripe/stripe-php#777, Stripe's answer: "you can't pass quantity and amount
+    together. amount is for the total amount of the invoice item.")."""
+    customer = a_customer(stripe_client)
+    draft = a_draft(stripe_client, customer.id)
+    with pytest.raises(stripe.InvalidRequestError) as item:
+        stripe_client.v1.invoice_items.create(params={"customer": customer.id, "invoice": draft.id, "amount": 3_000,
+                                                      "quantity": 3, "currency": "usd"})
+    assert "amount, quantity" in str(item.value.user_message)
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_client.v1.invoices.add_lines(draft.id, params={"lines": [{"amount": 3_000, "quantity": 3}]})
+    assert stripe_client.v1.invoices.retrieve(draft.id).lines.data == []
+
+    # A unit amount and a quantity make the item; its amount then follows an update of either.
+    made = stripe_client.v1.invoice_items.create(params={
+        "customer": customer.id, "invoice": draft.id, "unit_amount_decimal": "1000",  # type: ignore[typeddict-item]
+        "quantity": 3, "currency": "usd"})
+    assert (made.amount, made.quantity) == (3_000, 3)
+    assert stripe_client.v1.invoice_items.update(made.id, params={"quantity": 4}).amount == 4_000
+    whole = stripe_client.v1.invoice_items.update(made.id, params={"amount": 2_500})
+    assert (whole.amount, whole.quantity) == (2_500, 1)
+
+
+def test_a_decimal_unit_amount_is_rounded_per_line_before_the_lines_are_summed(
+        stripe_client: stripe.StripeClient) -> None:
+    """Decimal amounts for pricing: "Rounding occurs on the line item level of your invoices
+    … 0.05 * 30 = 1.5, which is then rounded up to 2 cents. If you have multiple line items,
+    each will be rounded before summing up the total amount for the invoice."""
+    customer = a_customer(stripe_client)
+    draft = a_draft(stripe_client, customer.id)
+    line = {"quantity": 30, "price_data": {"currency": "usd", "product_data": {"name": "MB"},
+                                           "unit_amount_decimal": "0.05"}}
+    invoice = stripe_client.v1.invoices.add_lines(draft.id, params={"lines": [line, line]})
+    assert [item.amount for item in invoice.lines.data] == [2, 2]
+    assert invoice.subtotal == 4  # not round(3.0)
