@@ -469,6 +469,7 @@ def new_invoice_item(ctx: Ctx, p: Params, *, customer_id: str, currency: str, in
         item["_manual_taxes"] = taxes.manual_taxes(ctx, p)
     if invoice is not None:
         _check_tax_mix(ctx.account, invoice, item, param=p.name("tax_amounts" if p.has("tax_amounts") else "tax_rates"))
+        _check_fits(invoice, amount, p.prefix or "amount")
     ctx.account.add(item)
     if invoice is not None:
         attach_item(ctx.account, invoice, item)
@@ -497,9 +498,18 @@ def _set_item_rates(ctx: Ctx, item: dict[str, Any], p: Params) -> None:
         item["tax_rates"] = taxes.rendered_rates(ctx.account, item["_tax_rates"])
 
 
+def _check_fits(invoice: dict[str, Any], amount: int, param: str | None) -> None:
+    """Amounts are Stripe's 64-bit integers: a line that would take the invoice's subtotal
+    past them is ``amount_too_large``, not an invoice total no client can read."""
+    if not INT64_MIN <= invoice["subtotal"] + amount <= INT64_MAX:
+        raise invalid("The invoice's total would be greater than the maximum amount allowed.",
+                      code="amount_too_large", param=param)
+
+
 def attach_item(account: Account, invoice: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
     if len(invoice["_lines"]) >= MAX_INVOICE_LINES:
         raise invalid(f"An invoice can have at most {MAX_INVOICE_LINES} line items.", param="lines")
+    _check_fits(invoice, item["amount"], "lines")
     item["invoice"] = invoice["id"]
     line = account.add({"id": new_id("il"), "object": "line_item", "_item": item["id"], "invoice": invoice["id"]})
     invoice["_lines"].append(line["id"])
@@ -809,7 +819,8 @@ def create_invoice(ctx: Ctx, p: Params) -> dict[str, Any]:
                    if i["customer"] == customer["id"] and i["invoice"] is None and not i.get("_deleted")
                    and i["currency"] == invoice["currency"]]
         for item in pending[:MAX_INVOICE_LINES]:
-            attach_item(ctx.account, invoice, item)
+            if INT64_MIN <= invoice["subtotal"] + item["amount"] <= INT64_MAX:  # else: left for a later invoice
+                attach_item(ctx.account, invoice, item)
     refresh_totals(ctx.account, invoice)
     ctx.emit("invoice.created", invoice)
     return ctx.render(invoice)

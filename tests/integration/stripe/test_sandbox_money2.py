@@ -290,3 +290,25 @@ def test_a_decimal_unit_amount_is_rounded_per_line_before_the_lines_are_summed(
     invoice = stripe_client.v1.invoices.add_lines(draft.id, params={"lines": [line, line]})
     assert [item.amount for item in invoice.lines.data] == [2, 2]
     assert invoice.subtotal == 4  # not round(3.0)
+
+
+def test_lines_that_take_the_invoice_past_64_bit_amounts_are_refused(stripe_client: stripe.StripeClient) -> None:
+    """Amounts are 64-bit integers in Stripe's API: two lines of the largest amount each would
+    make a subtotal no client can read; the second is ``amount_too_large`` and the invoice
+    keeps the first."""
+    largest = 2**63 - 1
+    customer = a_customer(stripe_client)
+    draft = a_draft(stripe_client, customer.id)
+    with pytest.raises(stripe.InvalidRequestError) as lines:
+        stripe_client.v1.invoices.add_lines(draft.id, params={"lines": [{"amount": largest}, {"amount": largest}]})
+    assert lines.value.code == "amount_too_large"
+    assert stripe_client.v1.invoices.retrieve(draft.id).total == 0
+
+    stripe_client.v1.invoices.add_lines(draft.id, params={"lines": [{"amount": largest}]})
+    with pytest.raises(stripe.InvalidRequestError) as item:
+        stripe_client.v1.invoice_items.create(params={"customer": customer.id, "invoice": draft.id, "amount": 1,
+                                                      "currency": "usd"})
+    assert item.value.code == "amount_too_large"
+    after = stripe_client.v1.invoices.retrieve(draft.id)
+    assert (after.total, len(after.lines.data)) == (largest, 1)
+    assert stripe_client.v1.invoice_items.list(params={"invoice": draft.id}).data[0].amount == largest
