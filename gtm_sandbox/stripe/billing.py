@@ -8,7 +8,9 @@ Each status change sends its own event (``invoice.finalized``, ``invoice.paid`` 
 ``previous_attributes``) and an ``invoice.updated`` naming what changed.
 Once finalized, amounts and ``collection_method`` are frozen; other fields stay editable. Amounts are integer cents; an
 invoice's ``subtotal`` is the sum of its lines, ``total``/``amount_due`` add the lines' exclusive
-tax (tax rates: ``gtm_sandbox.stripe.taxes``).
+tax (tax rates or given ``tax_amounts``: ``gtm_sandbox.stripe.taxes``). At finalization the
+customer's balance is applied and an amount due below the currency's minimum charge is carried
+to that balance instead (the invoice is then paid). No coupons: a discount naming one is refused.
 """
 
 from __future__ import annotations
