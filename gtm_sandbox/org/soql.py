@@ -433,7 +433,10 @@ class _Parser:
             if word in ("TRUE", "FALSE"):
                 return Literal("bool", word == "TRUE")
             if word in _DATE_LITERALS:
-                return Literal("daterange", self.date_range(word))
+                try:
+                    return Literal("daterange", self.date_range(word))
+                except (OverflowError, ValueError):  # LAST_N_DAYS:99999999 reaches past year 1 or 9999
+                    raise self.fail(tok, f"{word}: the range of dates is out of bounds") from None
         raise self.fail(tok, f"unexpected token: {tok.text!r}")
 
     def date_range(self, word: str) -> tuple[date, date]:

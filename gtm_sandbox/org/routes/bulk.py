@@ -194,10 +194,10 @@ class BulkRoutes:
         if body.get("contentType", "CSV") != "CSV":
             raise ApiError(400, "INVALIDJOB", f"Invalid contentType: {body.get('contentType')!r}; only CSV")
         delimiter = body.get("columnDelimiter", "COMMA")
-        if delimiter not in DELIMITERS:
+        if not isinstance(delimiter, str) or delimiter not in DELIMITERS:  # a list isn't even hashable
             raise ApiError(400, "INVALIDJOB", f"Invalid columnDelimiter: {delimiter!r}")
         ending = body.get("lineEnding", "LF")
-        if ending not in LINE_ENDINGS:
+        if not isinstance(ending, str) or ending not in LINE_ENDINGS:
             raise ApiError(400, "INVALIDJOB", f"Invalid lineEnding: {ending!r}")
         try:
             bound = compile_soql(soql, self.data.schema, v, today=self.data.clock.today(), lookup=self.data.lookup,

@@ -118,7 +118,8 @@ class IngestRoutes:
         if body.get("contentType", "CSV") != "CSV":
             raise ApiError(400, "INVALIDJOB", f"Invalid contentType: {body.get('contentType')!r}; only CSV")
         delimiter, ending = body.get("columnDelimiter", "COMMA"), body.get("lineEnding", "LF")
-        if delimiter not in DELIMITERS or ending not in LINE_ENDINGS:
+        if not (isinstance(delimiter, str) and delimiter in DELIMITERS and isinstance(ending, str)
+                and ending in LINE_ENDINGS):
             raise ApiError(400, "INVALIDJOB", f"Invalid columnDelimiter or lineEnding: {delimiter!r}, {ending!r}")
         with self.bulk.lock:
             self.bulk.ingest_seq += 1
@@ -138,8 +139,11 @@ class IngestRoutes:
             text = req.body.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise ApiError(400, "INVALIDJOB", "The job data must be UTF-8 CSV") from None
-        table = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=DELIMITERS[job.delimiter_name])
-                 if row]
+        try:
+            table = [row for row in csv.reader(io.StringIO(text, newline=""),
+                                               delimiter=DELIMITERS[job.delimiter_name]) if row]
+        except csv.Error as err:  # a field past the csv module's 128 KB limit, say
+            raise ApiError(400, "INVALIDJOB", f"The job data is not valid CSV: {err}") from None
         if not table:
             raise ApiError(400, "INVALIDJOB", "The job data is empty: a header row is required")
         with self.bulk.lock:

@@ -634,3 +634,31 @@ def test_soql_optional_clauses_in_their_places(simple_sf: Salesforce) -> None:
         with pytest.raises(SalesforceMalformedRequest) as err:
             simple_sf.query(bad)
         assert err.value.content[0]["errorCode"] == "MALFORMED_QUERY", bad
+
+
+# ------------------------------------------------------------------ odd input
+
+
+def test_odd_input_to_the_new_resources_is_the_clients_error_not_a_500(wire: Wire) -> None:
+    # Status Codes and Error Responses: a request the org can't take is a 4xx with an error
+    # body; a 500 with a traceback in the log would be the sandbox's own bug.
+    graph = {"graphs": [{"graphId": "g1", "compositeRequest": [
+        {"referenceId": "r1", "method": "POST", "url": f"{V}/sobjects/GTM_Order_Billing__c",
+         "body": {"Order_Id__c": "G-1"}, "httpHeaders": "not an object"}]}]}
+    assert wire("POST", f"{V}/composite/graph", json=graph).status_code == 400
+    composite = {"compositeRequest": graph["graphs"][0]["compositeRequest"]}
+    assert wire("POST", f"{V}/composite", json=composite).status_code == 400
+    for settings in ({"columnDelimiter": []}, {"lineEnding": {}}):
+        ingest = wire("POST", f"{V}/jobs/ingest", json={"object": "GTM_Order_Billing__c", "operation": "insert",
+                                                        **settings})
+        query = wire("POST", f"{V}/jobs/query", json={"operation": "query", "query": "SELECT Id FROM SfdcPartnerOffer",
+                                                      **settings})
+        assert (_error(ingest), _error(query)) == ((400, "INVALIDJOB"), (400, "INVALIDJOB")), settings
+    job = wire("POST", f"{V}/jobs/ingest", json={"object": "GTM_Order_Billing__c", "operation": "insert"}).json()
+    # Python's csv reader refuses a field past 128 KB: a long value is bad data, not a crash.
+    upload = wire("PUT", f"{V}/jobs/ingest/{job['id']}/batches", data="Order_Id__c\n" + "x" * 200_000 + "\n",
+                  headers={"Content-Type": "text/csv"})
+    assert _error(upload) == (400, "INVALIDJOB")
+    for literal in ("LAST_N_DAYS:99999999999", "NEXT_N_YEARS:99999999", "N_WEEKS_AGO:99999999999999"):
+        resp = wire("GET", f"{V}/query", params={"q": f"SELECT Id FROM SfdcPartnerOffer WHERE CreatedDate = {literal}"})
+        assert _error(resp) == (400, "MALFORMED_QUERY"), literal
