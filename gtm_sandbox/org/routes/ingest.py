@@ -160,7 +160,9 @@ class IngestRoutes:
         job = self._ingest_job(job_id, v)
         body = req.json()
         state = body.get("state") if isinstance(body, dict) else None
-        with self.bulk.lock:
+        # The data lock first, as a composite request holding it takes the bulk lock for an
+        # ingest subrequest: the other order deadlocks against it (closing writes records).
+        with self.data.lock, self.bulk.lock:
             if state == "UploadComplete" and job.state == "Open":
                 job.state = "UploadComplete"
                 job.modstamp = self.data.clock.now()

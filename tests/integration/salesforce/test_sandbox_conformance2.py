@@ -13,7 +13,10 @@ import csv
 import gzip
 import io
 import json
+import threading
+import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,27 +28,9 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from gtm_sandbox.org import SandboxOrg
-from tests.fixtures.org import client_credentials_token, tls_session
+from tests.fixtures.org import Wire, tls_session
 
 V = "/services/data/v66.0"
-
-
-class Wire:
-    """Raw HTTPS calls to the org with a valid session: what simple-salesforce hides."""
-
-    def __init__(self, org: SandboxOrg):
-        self.org = org
-        self.session = tls_session(org)
-        self.headers = {"Authorization": "Bearer " + client_credentials_token(org, self.session)}
-
-    def __call__(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = {**self.headers, **kwargs.pop("headers", {})}
-        return self.session.request(method, self.org.instance_url + path, headers=headers, **kwargs)
-
-
-@pytest.fixture
-def wire(sandbox_org: SandboxOrg) -> Wire:
-    return Wire(sandbox_org)
 
 
 def _error(resp: requests.Response) -> tuple[int, str]:
@@ -662,3 +647,43 @@ def test_odd_input_to_the_new_resources_is_the_clients_error_not_a_500(wire: Wir
     for literal in ("LAST_N_DAYS:99999999999", "NEXT_N_YEARS:99999999", "N_WEEKS_AGO:99999999999999"):
         resp = wire("GET", f"{V}/query", params={"q": f"SELECT Id FROM SfdcPartnerOffer WHERE CreatedDate = {literal}"})
         assert _error(resp) == (400, "MALFORMED_QUERY"), literal
+
+
+def test_an_ingest_job_closing_while_a_composite_reads_jobs_does_not_deadlock(wire: Wire,
+                                                                              sandbox_org: SandboxOrg) -> None:
+    # The org serves requests on many threads: a composite request holds the data lock for
+    # its subrequests and one of them reads ingest jobs (the bulk lock), while closing an
+    # ingest job writes its records (the data lock) from the bulk side. Both orders at once
+    # must not wait on each other forever. The on_write hook holds the composite inside its
+    # first write until the job's close has started.
+    job = wire("POST", f"{V}/jobs/ingest", json={"object": "GTM_Order_Billing__c", "operation": "insert"}).json()
+    wire("PUT", f"{V}/jobs/ingest/{job['id']}/batches", data="Order_Id__c\nLOCK-1\n",
+         headers={"Content-Type": "text/csv"})
+    data, bulk = sandbox_org.data, sandbox_org.control.api.bulk
+    composite_writing = threading.Event()
+    seen = data.on_write
+
+    def hold_until_the_close_started(sobject: str) -> None:
+        if not composite_writing.is_set():
+            composite_writing.set()
+            deadline = time.monotonic() + 2
+            while not bulk.lock.locked() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        if seen is not None:
+            seen(sobject)
+
+    data.on_write = hold_until_the_close_started
+    composite = {"compositeRequest": [
+        {"referenceId": "w", "method": "POST", "url": f"{V}/sobjects/GTM_Order_Billing__c",
+         "body": {"Order_Id__c": "LOCK-0"}},
+        {"referenceId": "r", "method": "GET", "url": f"{V}/jobs/ingest/{job['id']}"}]}
+    closer = Wire(sandbox_org)
+    with ThreadPoolExecutor(2) as pool:
+        composite_done = pool.submit(wire, "POST", f"{V}/composite", json=composite, timeout=20)
+        assert composite_writing.wait(10)
+        close_done = pool.submit(closer, "PATCH", f"{V}/jobs/ingest/{job['id']}", json={"state": "UploadComplete"},
+                                 timeout=20)
+        assert composite_done.result().status_code == 200
+        assert close_done.result().status_code == 200
+    data.on_write = seen
+    assert {r["Order_Id__c"] for r in sandbox_org.records("GTM_Order_Billing__c")} == {"LOCK-0", "LOCK-1"}
