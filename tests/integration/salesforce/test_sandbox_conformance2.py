@@ -687,3 +687,16 @@ def test_an_ingest_job_closing_while_a_composite_reads_jobs_does_not_deadlock(wi
         assert close_done.result().status_code == 200
     data.on_write = seen
     assert {r["Order_Id__c"] for r in sandbox_org.records("GTM_Order_Billing__c")} == {"LOCK-0", "LOCK-1"}
+
+
+def test_sosl_wildcards_match_in_linear_time(wire: Wire) -> None:
+    # A term of many wildcards ("a*a*a*a*a*a*b") against a long field of a's made the
+    # regular expression backtrack for minutes on one of the org's threads; a wildcard
+    # matches as SOSL documents it (* any characters, ? one), in time linear in the text.
+    wire("POST", f"{V}/sobjects/GTM_Order_Billing__c", json={"Order_Id__c": "WILD-1", "Last_Error__c": "a" * 255})
+    started = time.monotonic()
+    for term, hits in (("a*a*a*a*a*a*a*a*b", 0), ("a*a*a*a*a*a*a*a", 1), ("WIL?-*", 1), ("a?a*a*x*", 0)):
+        resp = wire("GET", f"{V}/search", params={"q": f"FIND {{{term}}} RETURNING GTM_Order_Billing__c(Order_Id__c)"},
+                    timeout=20)
+        assert len(resp.json()["searchRecords"]) == hits, term
+    assert time.monotonic() - started < 5
