@@ -812,14 +812,29 @@ def _compile_compare(f: FieldSpec, op: str, lit: Literal, get: Callable[[Row], A
 def _like_regex(pattern: str) -> re.Pattern[str]:
     r"""A LIKE pattern (the raw quoted body) as a case-insensitive regex: % any run, _ one
     character, escapes as in other strings plus \% and \_ for the literal characters."""
-    out = []
+    pieces: list[list[str]] = [[]]  # the fixed parts between two %
+
+    def plain(text: str) -> None:
+        for ch in text:
+            if ch == "%":
+                pieces.append([])
+            else:
+                pieces[-1].append("." if ch == "_" else re.escape(ch))
+
     pos = 0
     for m in _ESCAPE.finditer(pattern):
-        out.extend(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern[pos:m.start()])
-        out.append(re.escape(_escaped(pattern, m, like=True)))
+        plain(pattern[pos:m.start()])
+        pieces[-1].append(re.escape(_escaped(pattern, m, like=True)))
         pos = m.end()
-    out.extend(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern[pos:])
-    return re.compile("^" + "".join(out) + "$", re.IGNORECASE | re.DOTALL)
+    plain(pattern[pos:])
+    # Each middle part at its first occurrence (an atomic group: for fixed parts the first
+    # is never worse), so only the last % backtracks: '%a%a%a%a%a%b' against a long field
+    # of a's is linear, not minutes of backtracking.
+    texts = ["".join(p) for p in pieces]
+    body = texts[0]
+    if len(texts) > 1:
+        body += "".join(f"(?>.*?{t})" for t in texts[1:-1]) + ".*" + texts[-1]
+    return re.compile("^" + body + "$", re.IGNORECASE | re.DOTALL)
 
 
 class _Compiler:

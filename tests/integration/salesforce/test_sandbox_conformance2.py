@@ -700,3 +700,14 @@ def test_sosl_wildcards_match_in_linear_time(wire: Wire) -> None:
                     timeout=20)
         assert len(resp.json()["searchRecords"]) == hits, term
     assert time.monotonic() - started < 5
+
+
+def test_soql_like_wildcards_match_in_linear_time(wire: Wire) -> None:
+    # The same for LIKE: '%a%a%a%a%a%a%a%a%b' against a field of 255 a's backtracked for
+    # minutes; % matches any run of characters, _ one, each part at its first occurrence.
+    wire("POST", f"{V}/sobjects/GTM_Order_Billing__c", json={"Order_Id__c": "LIKE-1", "Last_Error__c": "a" * 255})
+    started = time.monotonic()
+    for pattern, hits in (("%a%a%a%a%a%a%a%a%b", 0), ("%a%a%a%a%a%a%a%a", 1), ("a_a%a", 1), ("%b%", 0)):
+        soql = f"SELECT Id FROM GTM_Order_Billing__c WHERE Last_Error__c LIKE '{pattern}'"
+        assert wire("GET", f"{V}/query", params={"q": soql}, timeout=20).json()["totalSize"] == hits, pattern
+    assert time.monotonic() - started < 5
