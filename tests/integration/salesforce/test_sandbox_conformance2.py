@@ -711,3 +711,14 @@ def test_soql_like_wildcards_match_in_linear_time(wire: Wire) -> None:
         soql = f"SELECT Id FROM GTM_Order_Billing__c WHERE Last_Error__c LIKE '{pattern}'"
         assert wire("GET", f"{V}/query", params={"q": soql}, timeout=20).json()["totalSize"] == hits, pattern
     assert time.monotonic() - started < 5
+
+
+def test_a_grouped_field_takes_an_alias_in_an_aggregate_query(simple_sf: Salesforce) -> None:
+    # SOQL, Using Aliases with GROUP BY: "You can use an alias for any field or aggregated
+    # field in a SELECT statement" of an aggregate query (SELECT Name n, MAX(Amount) max ...
+    # GROUP BY Name); elsewhere "Only aggregate expressions use field aliasing".
+    result = simple_sf.query("SELECT Status s, COUNT(Id) n FROM SfdcPartnerOffer GROUP BY Status HAVING COUNT(Id) > 1")
+    assert [{k: v for k, v in r.items() if k != "attributes"} for r in result["records"]] == [{"s": "Accepted", "n": 3}]
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        simple_sf.query("SELECT Name n FROM SfdcPartnerOffer")
+    assert err.value.content[0]["errorCode"] == "MALFORMED_QUERY"
