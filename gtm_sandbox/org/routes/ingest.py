@@ -4,7 +4,8 @@
   hardDelete, "externalIdFieldName" (upsert), "contentType": "CSV", "columnDelimiter",
   "lineEnding"}`` creates a job (200, state ``Open``, its ``contentUrl``).
 * ``PUT jobs/ingest/{id}/batches`` (``text/csv``: a header row of field names, then one
-  row per record) uploads data to an ``Open`` job: 201, no body.
+  row per record) uploads data to an ``Open`` job: 201, no body; a job's uploads add up to
+  150 MB at most (Bulk API 2.0 limits), past that a 400.
 * ``PATCH jobs/ingest/{id}`` ``{"state": "UploadComplete"}`` closes the upload and the
   job's records are written then, each on its own (a failed record fails alone), as the
   REST API writes them; ``{"state": "Aborted"}`` aborts a job not yet complete (its rows
@@ -64,6 +65,7 @@ class IngestJob:
     unprocessed: list[list[str]] = field(default_factory=list)
     polls: int = 0
     error_message: str | None = None
+    uploaded: int = 0  # bytes of CSV uploaded (at most BulkJobs.ingest_max_bytes)
 
     def info(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -135,6 +137,7 @@ class IngestRoutes:
 
     def _ingest_upload(self, req: Request, v: str, job_id: str) -> Response:
         job = self._ingest_job(job_id, v)
+        self._ingest_room(job, len(req.body))  # before parsing: the same check under the lock below
         try:
             text = req.body.decode("utf-8-sig")
         except UnicodeDecodeError:
@@ -152,9 +155,16 @@ class IngestRoutes:
                                                        f"Open job only")
             if job.header is not None and table[0] != job.header:
                 raise ApiError(400, "INVALIDJOB", "Each upload must have the same header row as the first")
+            self._ingest_room(job, len(req.body))
+            job.uploaded += len(req.body)
             job.header = table[0]
             job.rows.extend(table[1:])
         return Response(201)
+
+    def _ingest_room(self, job: IngestJob, size: int) -> None:
+        limit = self.bulk.ingest_max_bytes
+        if job.uploaded + size > limit:
+            raise ApiError(400, "INVALIDJOB", f"Job {job.id}'s data would exceed the {limit:,} bytes a job takes")
 
     def _ingest_state(self, req: Request, v: str, job_id: str) -> Response:
         job = self._ingest_job(job_id, v)

@@ -722,3 +722,18 @@ def test_a_grouped_field_takes_an_alias_in_an_aggregate_query(simple_sf: Salesfo
     with pytest.raises(SalesforceMalformedRequest) as err:
         simple_sf.query("SELECT Name n FROM SfdcPartnerOffer")
     assert err.value.content[0]["errorCode"] == "MALFORMED_QUERY"
+
+
+def test_an_ingest_jobs_uploads_stop_at_the_jobs_size_limit(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # Bulk API 2.0 limits: a job's data is at most 150 MB. Each upload to an Open job was
+    # kept without end; past the limit an upload is refused and the job keeps what it has.
+    # (The limit is lowered here, as poll_steps is, so the test uploads bytes, not 150 MB.)
+    sandbox_org.control.api.bulk.ingest_max_bytes = 40
+    job = wire("POST", f"{V}/jobs/ingest", json={"object": "GTM_Order_Billing__c", "operation": "insert"}).json()
+    upload = f"{V}/jobs/ingest/{job['id']}/batches"
+    csv_type = {"Content-Type": "text/csv"}
+    for n in (1, 2):
+        assert wire("PUT", upload, data=f"Order_Id__c\nCAP-{n}\n", headers=csv_type).status_code == 201
+    assert _error(wire("PUT", upload, data="Order_Id__c\nCAP-3\n", headers=csv_type)) == (400, "INVALIDJOB")
+    wire("PATCH", f"{V}/jobs/ingest/{job['id']}", json={"state": "UploadComplete"})
+    assert sorted(r["Order_Id__c"] for r in sandbox_org.records("GTM_Order_Billing__c")) == ["CAP-1", "CAP-2"]
