@@ -90,7 +90,8 @@ class InvoiceStatusService:
     # -- webhooks -------------------------------------------------------------------------
     def handle_event(self, event: BillingEvent) -> str:
         """Record and apply one verified event; returns the outcome (``applied``,
-        ``refreshed``, ``stale``, ``anomaly``, ``duplicate``, ``ignored``, ``unknown_invoice``)."""
+        ``refreshed``, ``stale``, ``anomaly``, ``duplicate``, ``ignored``, ``unknown_invoice``,
+        ``deferred``: one of an order's several invoices, left to polling)."""
         outcome = call_with_retry("store.webhook", lambda: self._record_and_apply(event), attempts=4, max_wait_s=0.5)
         if outcome == "duplicate":
             self._log.info("webhook.duplicate", event_id=event.id, type=event.type)

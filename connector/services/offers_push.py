@@ -71,6 +71,7 @@ from connector.domain.validation import (
 )
 from connector.errors import OutcomeUnknown, TransientError
 from connector.mappings import MappingSet
+from connector.services.orders import initial_order
 from connector.services.ports import OrgContext, QueryPage, SubResult, UnitOfWorkFactory
 
 OFFER = "SfdcPartnerOffer"
@@ -357,7 +358,10 @@ def _tie_add_on(raw: Mapping[str, Any], fields: dict[str, Any], start: date | No
     fields["initial_order_id"] = order["sf_id"]
     # The term is the initial order's: an add-on named here (the customer's latest order)
     # ends with the initial order it belongs to, which is where its own start leads.
-    order = _initial_of(order, catalog) or order
+    def is_add_on(row: Mapping[str, Any]) -> bool:
+        return catalog.mapping.to_state("order_type", row.get("order_type")) == "add_on"
+
+    order = dict(initial_order(order, is_add_on, catalog.order) or order)
     initial_start, initial_end = order.get("service_start_date"), order.get("service_end_date")
     if initial_start and not SERVICE_DATE_MIN <= initial_start <= SERVICE_DATE_MAX:
         problem("initial_order_id", f"order {order['sf_id']} has service start date {initial_start.isoformat()}, "
@@ -369,22 +373,6 @@ def _tie_add_on(raw: Mapping[str, Any], fields: dict[str, Any], start: date | No
         problem("service_start_date", f"must fall within the initial order's term {initial_start.isoformat()} .. "
                                       f"{initial_end.isoformat()}, got {start.isoformat()}")
     return initial_end
-
-
-def _initial_of(order: dict[str, Any], catalog: Catalog) -> dict[str, Any] | None:
-    """The initial order at the head of ``order``'s chain of add-ons (``order`` itself when
-    it is not an add-on); None when the chain breaks (an order not mirrored) or loops."""
-    seen = {order["sf_id"]}
-    while catalog.mapping.to_state("order_type", order.get("order_type")) == "add_on":
-        next_id = order.get("initial_order_id")
-        if not next_id or next_id in seen:
-            return None
-        seen.add(next_id)
-        found = catalog.order(str(next_id))
-        if found is None:
-            return None
-        order = found
-    return order
 
 
 def _items(raw: Any, catalog: Catalog, problem: Callable[[str, str], None]) -> list[DraftItem]:

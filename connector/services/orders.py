@@ -24,7 +24,7 @@ Reading never fails on a bad value: the domain rules that use a value check it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -32,9 +32,29 @@ from connector.domain.orders import ORDER_NOT_MIRRORED, Order, OrderItem
 from connector.errors import RecordError
 from connector.services.ports import UnitOfWork
 
-__all__ = ["OrderReader", "read_order", "read_orders"]
+__all__ = ["OrderReader", "initial_order", "read_order", "read_orders"]
 
 Row = Mapping[str, Any]
+
+
+def initial_order(row: Row, is_add_on: Callable[[Row], bool], fetch: Callable[[str], Row | None]) -> Row | None:
+    """The initial order an add-on belongs to (``row`` itself when it is not an add-on).
+    DESIGN prorates an add-on to the *initial* order's end; an add-on whose InitialOrderId
+    names an earlier add-on (the customer's latest order) is followed back to the initial
+    order of the chain. ``fetch``: a live mirrored order by id. None when the chain ends at
+    an order not mirrored (or deleted), or loops."""
+    seen = {row["sf_id"]}
+    current = row
+    while is_add_on(current):
+        next_id = current.get("initial_order_id")
+        if not next_id or next_id in seen:
+            return None
+        seen.add(next_id)
+        found = fetch(str(next_id))
+        if found is None:
+            return None
+        current = found
+    return current
 
 
 class OrderTypes(Protocol):
@@ -111,22 +131,7 @@ class OrderReader:
         return self._mapping.to_state("order_type", row.get("order_type")) == "add_on"
 
     def _initial(self, row: Row) -> Row | None:
-        """The initial order an add-on belongs to. DESIGN prorates an add-on to the *initial*
-        order's end; an add-on whose InitialOrderId names an earlier add-on (the customer's
-        latest order) is followed back to the initial order of the chain. None when the
-        chain ends at an order not mirrored (or deleted), or loops."""
-        seen = {row["sf_id"]}
-        current = row
-        while self._is_add_on(current):
-            next_id = current.get("initial_order_id")
-            if not next_id or next_id in seen:
-                return None
-            seen.add(next_id)
-            found = self._live(next_id)
-            if found is None:
-                return None
-            current = found
-        return current
+        return initial_order(row, self._is_add_on, self._live)
 
     def _contact(self, row: Row) -> tuple[str | None, str | None]:
         """(billing e-mail, customer name): the order's, else its offer's."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import zlib
 
 from gtm_sandbox.org.data import ApiError
+from gtm_sandbox.org.messages import weighted
 
 # zlib window bits: gzip framing, zlib framing (HTTP's "deflate"), raw deflate (what some
 # clients send as "deflate" anyway).
@@ -49,19 +50,7 @@ def _inflate(body: bytes, windows: tuple[int, ...], limit: int, encoding: str) -
 def response_encoding(accept_encoding: str | None) -> str | None:
     """The coding to compress a response with: gzip, else deflate, if ``Accept-Encoding``
     takes it (a ``q=0`` refuses; ``*`` takes any); None for an uncompressed response."""
-    accepted: dict[str, float] = {}
-    for item in (accept_encoding or "").split(","):
-        name, _, params = item.strip().partition(";")
-        q = 1.0
-        for param in params.split(";"):
-            key, _, value = param.strip().partition("=")
-            if key.lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        if name:
-            accepted[name.strip().lower()] = q
+    accepted = dict(weighted(accept_encoding))
     for coding in ("gzip", "deflate"):
         q = accepted.get(coding, accepted.get("*", 0.0))
         if q > 0:

@@ -53,3 +53,22 @@ class Response:
     @classmethod
     def error(cls, err: ApiError) -> Response:
         return cls.json(err.status, err.body(), dict(err.headers))
+
+
+def weighted(header: str | None) -> list[tuple[str, float]]:
+    """An Accept or Accept-Encoding header's items, lower-cased, each with its q value (1 by
+    default, 0 when unreadable), in the order listed."""
+    items = []
+    for item in (header or "").split(","):
+        name, _, params = item.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if name.strip():
+            items.append((name.strip().lower(), q))
+    return items

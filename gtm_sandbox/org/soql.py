@@ -11,8 +11,8 @@ the fiscal ones as the calendar's ...: days of the org's clock, in UTC, weeks fr
 a parent's fields through relationship names (``PartnerOrder.Name``, several levels up) in
 SELECT, WHERE and ORDER BY; an alias after the object (``FROM SfdcPartnerOffer o``);
 aggregate functions (COUNT(field), COUNT_DISTINCT, SUM, AVG, MIN, MAX, aliased or exprN)
-with ``GROUP BY`` and ``HAVING``, answered as AggregateResult records; semi- and anti-joins
-(``Id IN (SELECT PartnerOrderId FROM ...)``). A
+with ``GROUP BY`` and ``HAVING`` (a grouped field may take an alias too), answered as
+AggregateResult records; semi- and anti-joins (``Id IN (SELECT PartnerOrderId FROM ...)``). A
 statement is at most 100,000 characters. Errors carry Salesforce's error codes
 (MALFORMED_QUERY, INVALID_FIELD, INVALID_TYPE) and are raised as ``SoqlError``; a parse
 error's message quotes the statement and its row and column, as the org's do.
@@ -168,6 +168,7 @@ class Query:
     group_by: list[str] = field(default_factory=list)
     having: Any = None
     aggregates: list[Aggregate] = field(default_factory=list)  # in SELECT, in order (fields has their keys)
+    field_aliases: dict[int, str] = field(default_factory=dict)  # SELECT Status s: the field's place -> alias
     where: Any = None
     order_by: list[OrderItem] = field(default_factory=list)
     limit: int | None = None
@@ -246,6 +247,14 @@ class _Parser:
             return f"FIELDS({group.upper})"
         return self.ident()
 
+    def field_alias(self, fields: list[str], aliases: dict[int, str]) -> None:
+        """An alias after a plain field (``SELECT Status s``): Using Aliases with GROUP BY
+        allows one on any field of an aggregate query; ``bind`` refuses it elsewhere."""
+        tok = self.peek()
+        if (not fields[-1].startswith(("AGG:", "FIELDS(")) and tok is not None and tok.kind == "ident"
+                and tok.upper not in _KEYWORDS and "." not in tok.text):
+            aliases[len(fields) - 1] = self.ident()
+
     def parse(self) -> Query:
         query = self.select_from()
         self.clauses(query)
@@ -259,6 +268,7 @@ class _Parser:
         self.expect("SELECT")
         fields: list[str] = []
         aggregates: list[Aggregate] = []
+        aliases: dict[int, str] = {}
         count = False
         tok = self.peek()
         if (tok is not None and tok.upper == "COUNT" and (nxt := self.peek(1)) is not None and nxt.text == "("
@@ -267,10 +277,12 @@ class _Parser:
             count = True
         else:
             fields.append(self.field_item(aggregates))
+            self.field_alias(fields, aliases)
             while self.accept(","):
                 fields.append(self.field_item(aggregates))
+                self.field_alias(fields, aliases)
         self.expect("FROM")
-        query = Query(sobject=self.ident(), fields=fields, count=count, aggregates=aggregates)
+        query = Query(sobject=self.ident(), fields=fields, count=count, aggregates=aggregates, field_aliases=aliases)
         tok = self.peek()
         if tok is not None and tok.kind == "ident" and tok.upper not in _KEYWORDS and "." not in tok.text:
             query.alias = self.ident()  # Alias Notation: FROM Contact c
@@ -433,7 +445,10 @@ class _Parser:
             if word in ("TRUE", "FALSE"):
                 return Literal("bool", word == "TRUE")
             if word in _DATE_LITERALS:
-                return Literal("daterange", self.date_range(word))
+                try:
+                    return Literal("daterange", self.date_range(word))
+                except (OverflowError, ValueError):  # LAST_N_DAYS:99999999 reaches past year 1 or 9999
+                    raise self.fail(tok, f"{word}: the range of dates is out of bounds") from None
         raise self.fail(tok, f"unexpected token: {tok.text!r}")
 
     def date_range(self, word: str) -> tuple[date, date]:
@@ -809,14 +824,29 @@ def _compile_compare(f: FieldSpec, op: str, lit: Literal, get: Callable[[Row], A
 def _like_regex(pattern: str) -> re.Pattern[str]:
     r"""A LIKE pattern (the raw quoted body) as a case-insensitive regex: % any run, _ one
     character, escapes as in other strings plus \% and \_ for the literal characters."""
-    out = []
+    pieces: list[list[str]] = [[]]  # the fixed parts between two %
+
+    def plain(text: str) -> None:
+        for ch in text:
+            if ch == "%":
+                pieces.append([])
+            else:
+                pieces[-1].append("." if ch == "_" else re.escape(ch))
+
     pos = 0
     for m in _ESCAPE.finditer(pattern):
-        out.extend(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern[pos:m.start()])
-        out.append(re.escape(_escaped(pattern, m, like=True)))
+        plain(pattern[pos:m.start()])
+        pieces[-1].append(re.escape(_escaped(pattern, m, like=True)))
         pos = m.end()
-    out.extend(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern[pos:])
-    return re.compile("^" + "".join(out) + "$", re.IGNORECASE | re.DOTALL)
+    plain(pattern[pos:])
+    # Each middle part at its first occurrence (an atomic group: for fixed parts the first
+    # is never worse), so only the last % backtracks: '%a%a%a%a%a%b' against a long field
+    # of a's is linear, not minutes of backtracking.
+    texts = ["".join(p) for p in pieces]
+    body = texts[0]
+    if len(texts) > 1:
+        body += "".join(f"(?>.*?{t})" for t in texts[1:-1]) + ".*" + texts[-1]
+    return re.compile("^" + body + "$", re.IGNORECASE | re.DOTALL)
 
 
 class _Compiler:
@@ -1012,10 +1042,10 @@ def _plan(query: Query, resolve: _Resolver, lookup: Lookup | None) -> AggregateP
     grouped = {resolve.canonical(name).lower() for name in query.group_by}
     columns: list[_Column] = []
     unnamed = 0
-    for name in query.fields:
+    for i, name in enumerate(query.fields):
         if not name.startswith("AGG:"):
             _check_grouped(name, grouped, resolve)
-            columns.append(column(name))
+            columns.append(column(name, query.field_aliases.get(i)))
             continue
         agg = query.aggregates[int(name[4:])]
         key = agg.alias
@@ -1077,6 +1107,8 @@ def bind(query: Query, schema: OrgSchema, soql: str, api_version: str | None = N
         return BoundQuery(spec=spec, fields=[c.key for c in plan.columns], count=False, predicate=predicate,
                           order_by=[], limit=None, offset=0, stamp_range=(None, True, None, True),
                           mentions_is_deleted=compiler.mentions_is_deleted, lookup=lookup, aggregate=plan)
+    if query.field_aliases:
+        raise SoqlError("MALFORMED_QUERY", "Only aggregate expressions use field aliasing")
     fields: list[str] = []
     paths: dict[str, tuple[tuple[Hop, ...], str]] = {}
     for name in query.fields:

@@ -12,24 +12,15 @@ from decimal import Decimal
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from gtm_sandbox.org.messages import weighted
+
 XML_TYPES = ("application/xml", "text/xml")
 _NIL = ' xsi:nil="true" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
 
 
 def wants_xml(accept: str | None) -> bool:
     """Whether the Accept header prefers XML to JSON (q values, then the order listed)."""
-    ranked: list[tuple[float, int, str]] = []
-    for i, item in enumerate((accept or "").split(",")):
-        media, _, params = item.strip().partition(";")
-        q = 1.0
-        for param in params.split(";"):
-            key, _, value = param.strip().partition("=")
-            if key.lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        ranked.append((q, i, media.strip().lower()))
+    ranked = [(q, i, media) for i, (media, q) in enumerate(weighted(accept))]
     xml = max(((q, -i) for q, i, m in ranked if m in XML_TYPES), default=(0.0, 0))
     json = max(((q, -i) for q, i, m in ranked if m in ("application/json", "application/*", "*/*")), default=(0.0, 0))
     return xml[0] > 0 and xml > json

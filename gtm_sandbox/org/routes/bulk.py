@@ -94,6 +94,9 @@ class QueryJob:
         return out
 
 
+INGEST_MAX_BYTES = 150 * 1024 * 1024
+
+
 @dataclass
 class BulkJobs:
     """The org's query jobs and their knobs (steered by the control API and tests)."""
@@ -107,6 +110,9 @@ class BulkJobs:
     # Ingest jobs (routes/ingest.py), under the same lock, and their id sequence.
     ingest_jobs: OrderedDict[str, Any] = field(default_factory=OrderedDict)
     ingest_seq: int = 0
+    # Bulk API 2.0 limits: a job's data is at most 150 MB; past it the org would hold every
+    # upload of an Open job in memory without end.
+    ingest_max_bytes: int = INGEST_MAX_BYTES
 
     def reset(self) -> None:
         with self.lock:
@@ -114,6 +120,7 @@ class BulkJobs:
             self.ingest_jobs.clear()
             self.created = 0
             self.poll_steps = 1
+            self.ingest_max_bytes = INGEST_MAX_BYTES
             self.fail_next.clear()
 
     def fail(self, message: str, times: int = 1) -> None:
@@ -209,10 +216,10 @@ class BulkRoutes:
         if body.get("contentType", "CSV") != "CSV":
             raise ApiError(400, "INVALIDJOB", f"Invalid contentType: {body.get('contentType')!r}; only CSV")
         delimiter = body.get("columnDelimiter", "COMMA")
-        if delimiter not in DELIMITERS:
+        if not isinstance(delimiter, str) or delimiter not in DELIMITERS:  # a list isn't even hashable
             raise ApiError(400, "INVALIDJOB", f"Invalid columnDelimiter: {delimiter!r}")
         ending = body.get("lineEnding", "LF")
-        if ending not in LINE_ENDINGS:
+        if not isinstance(ending, str) or ending not in LINE_ENDINGS:
             raise ApiError(400, "INVALIDJOB", f"Invalid lineEnding: {ending!r}")
         try:
             bound = compile_soql(soql, self.data.schema, v, today=self.data.clock.today(), lookup=self.data.lookup,

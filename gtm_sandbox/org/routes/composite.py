@@ -86,7 +86,7 @@ class CompositeRoutes:
             subs = graph.get("compositeRequest")
             if not isinstance(subs, list) or not subs or len(subs) > GRAPH_MAX_NODES:
                 raise ApiError(400, "INVALID_INPUT", f"A graph holds 1 to {GRAPH_MAX_NODES} subrequests")
-            _check_references(subs)
+            _check_subrequests(subs)
             results = self._run_composite(subs, True, v, req)
             answers.append({"graphId": graph["graphId"], "graphResponse": {"compositeResponse": results},
                             "isSuccessful": all(r["httpStatusCode"] < 400 for r in results)})
@@ -233,10 +233,17 @@ def _check_composite(subs: Any) -> None:
     if heavy > COMPOSITE_MAX_QUERIES:
         raise ApiError(400, "LIMIT_EXCEEDED", f"A composite request can contain at most {COMPOSITE_MAX_QUERIES} "
                        f"query or sObject Collections subrequests")
-    _check_references(subs)
+    _check_subrequests(subs)
 
 
-def _check_references(subs: list[Any]) -> None:
+def _check_subrequests(subs: list[Any]) -> None:
+    """What composite and graph subrequests share: a referenceId each, unique, and
+    httpHeaders, when given, an object of strings (JSON the API couldn't deserialize)."""
+    for sub in subs:
+        headers = sub.get("httpHeaders") if isinstance(sub, dict) else None
+        if headers is not None and not (isinstance(headers, dict)
+                                        and all(isinstance(v, str) for v in headers.values())):
+            raise ApiError(400, "JSON_PARSER_ERROR", "httpHeaders must be an object of header names and string values")
     ref_ids = [s.get("referenceId") for s in subs if isinstance(s, dict)]
     if len(ref_ids) != len(subs) or any(not isinstance(r, str) or not re.fullmatch(r"[A-Za-z0-9_]+", r)
                                         for r in ref_ids):

@@ -4,7 +4,8 @@
   hardDelete, "externalIdFieldName" (upsert), "contentType": "CSV", "columnDelimiter",
   "lineEnding"}`` creates a job (200, state ``Open``, its ``contentUrl``).
 * ``PUT jobs/ingest/{id}/batches`` (``text/csv``: a header row of field names, then one
-  row per record) uploads data to an ``Open`` job: 201, no body.
+  row per record) uploads data to an ``Open`` job: 201, no body; a job's uploads add up to
+  150 MB at most (Bulk API 2.0 limits), past that a 400.
 * ``PATCH jobs/ingest/{id}`` ``{"state": "UploadComplete"}`` closes the upload and the
   job's records are written then, each on its own (a failed record fails alone), as the
   REST API writes them; ``{"state": "Aborted"}`` aborts a job not yet complete (its rows
@@ -64,6 +65,7 @@ class IngestJob:
     unprocessed: list[list[str]] = field(default_factory=list)
     polls: int = 0
     error_message: str | None = None
+    uploaded: int = 0  # bytes of CSV uploaded (at most BulkJobs.ingest_max_bytes)
 
     def info(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -118,7 +120,8 @@ class IngestRoutes:
         if body.get("contentType", "CSV") != "CSV":
             raise ApiError(400, "INVALIDJOB", f"Invalid contentType: {body.get('contentType')!r}; only CSV")
         delimiter, ending = body.get("columnDelimiter", "COMMA"), body.get("lineEnding", "LF")
-        if delimiter not in DELIMITERS or ending not in LINE_ENDINGS:
+        if not (isinstance(delimiter, str) and delimiter in DELIMITERS and isinstance(ending, str)
+                and ending in LINE_ENDINGS):
             raise ApiError(400, "INVALIDJOB", f"Invalid columnDelimiter or lineEnding: {delimiter!r}, {ending!r}")
         with self.bulk.lock:
             self.bulk.ingest_seq += 1
@@ -134,12 +137,16 @@ class IngestRoutes:
 
     def _ingest_upload(self, req: Request, v: str, job_id: str) -> Response:
         job = self._ingest_job(job_id, v)
+        self._ingest_room(job, len(req.body))  # before parsing: the same check under the lock below
         try:
             text = req.body.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise ApiError(400, "INVALIDJOB", "The job data must be UTF-8 CSV") from None
-        table = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=DELIMITERS[job.delimiter_name])
-                 if row]
+        try:
+            table = [row for row in csv.reader(io.StringIO(text, newline=""),
+                                               delimiter=DELIMITERS[job.delimiter_name]) if row]
+        except csv.Error as err:  # a field past the csv module's 128 KB limit, say
+            raise ApiError(400, "INVALIDJOB", f"The job data is not valid CSV: {err}") from None
         if not table:
             raise ApiError(400, "INVALIDJOB", "The job data is empty: a header row is required")
         with self.bulk.lock:
@@ -148,15 +155,24 @@ class IngestRoutes:
                                                        f"Open job only")
             if job.header is not None and table[0] != job.header:
                 raise ApiError(400, "INVALIDJOB", "Each upload must have the same header row as the first")
+            self._ingest_room(job, len(req.body))
+            job.uploaded += len(req.body)
             job.header = table[0]
             job.rows.extend(table[1:])
         return Response(201)
+
+    def _ingest_room(self, job: IngestJob, size: int) -> None:
+        limit = self.bulk.ingest_max_bytes
+        if job.uploaded + size > limit:
+            raise ApiError(400, "INVALIDJOB", f"Job {job.id}'s data would exceed the {limit:,} bytes a job takes")
 
     def _ingest_state(self, req: Request, v: str, job_id: str) -> Response:
         job = self._ingest_job(job_id, v)
         body = req.json()
         state = body.get("state") if isinstance(body, dict) else None
-        with self.bulk.lock:
+        # The data lock first, as a composite request holding it takes the bulk lock for an
+        # ingest subrequest: the other order deadlocks against it (closing writes records).
+        with self.data.lock, self.bulk.lock:
             if state == "UploadComplete" and job.state == "Open":
                 job.state = "UploadComplete"
                 job.modstamp = self.data.clock.now()

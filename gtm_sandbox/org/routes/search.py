@@ -38,14 +38,24 @@ def _matcher(terms: str) -> Callable[[list[str]], bool]:
     words = [w for w in words if w.upper() not in ("AND", "OR")]
     if not words or any(len(w.replace("*", "").replace("?", "")) < 2 and " " not in w for w in words):
         raise _malformed("search term must be longer than one character")
-    patterns = [re.compile(r"(?<!\w)" + "".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
-                                                for c in w) + r"(?!\w)", re.IGNORECASE | re.DOTALL)
-                for w in words]
+    patterns = [re.compile(_term_pattern(w), re.IGNORECASE | re.DOTALL) for w in words]
 
     def test(texts: list[str]) -> bool:
         found = (any(p.search(t) for t in texts) for p in patterns)
         return any(found) if any_of else all(found)
     return test
+
+
+def _term_pattern(term: str) -> str:
+    """A search term as a regular expression: ``*`` any characters, ``?`` one. Each piece
+    between two wildcards is taken at its first occurrence (an atomic group: for fixed
+    pieces the first is never worse), so only the last ``*`` backtracks and a term of
+    many wildcards stays linear in the text instead of backtracking for minutes."""
+    pieces = ["".join("." if c == "?" else re.escape(c) for c in piece) for piece in term.split("*")]
+    body = pieces[0]
+    if len(pieces) > 1:
+        body += "".join(f"(?>.*?{piece})" for piece in pieces[1:-1]) + ".*" + pieces[-1]
+    return r"(?<!\w)" + body + r"(?!\w)"
 
 
 class SearchRoutes:

@@ -14,22 +14,19 @@ import pytest
 import requests
 
 from gtm_sandbox.org import SandboxOrg
-from tests.fixtures.org import client_credentials_token, tls_session
+from tests.fixtures.org import Wire as OrgWire
+from tests.fixtures.org import tls_session
 
 V = "/services/data/v66.0"
 ORDER_FIELDS = "Id, Name, Status, ContractTerm, Subtotal, ServiceStartDate, SystemModstamp, IsDeleted"
 SOQL = f"SELECT {ORDER_FIELDS} FROM SfdcPartnerOrder ORDER BY SystemModstamp, Id"
 
 
-class Wire:
-    def __init__(self, org: SandboxOrg):
-        self.org = org
-        self.session = tls_session(org)
-        self.headers = {"Authorization": "Bearer " + client_credentials_token(org, self.session)}
+class Wire(OrgWire):
+    """The shared raw client, with a timeout and the query job steps these tests repeat."""
 
     def __call__(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = {**self.headers, **kwargs.pop("headers", {})}
-        return self.session.request(method, self.org.instance_url + path, headers=headers, timeout=60, **kwargs)
+        return super().__call__(method, path, **{"timeout": 60, **kwargs})
 
     def create(self, soql: str = SOQL, operation: str = "query", **extra: Any) -> dict[str, Any]:
         resp = self("POST", f"{V}/jobs/query", json={"operation": operation, "query": soql, **extra})

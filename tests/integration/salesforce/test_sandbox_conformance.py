@@ -21,29 +21,11 @@ from simple_salesforce.exceptions import SalesforceMalformedRequest, SalesforceR
 
 from gtm_sandbox.org import SandboxOrg
 from gtm_sandbox.org.ids import make_id
-from tests.fixtures.org import client_credentials_token, tls_session
+from tests.fixtures.org import Wire, client_credentials_token, tls_session
 
 V = "/services/data/v66.0"
 STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
 NOT_FOUND = [{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}]
-
-
-class Wire:
-    """Raw HTTPS calls to the org with a valid session: what simple-salesforce hides."""
-
-    def __init__(self, org: SandboxOrg):
-        self.org = org
-        self.session = tls_session(org)
-        self.headers = {"Authorization": "Bearer " + client_credentials_token(org, self.session)}
-
-    def __call__(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = {**self.headers, **kwargs.pop("headers", {})}
-        return self.session.request(method, self.org.instance_url + path, headers=headers, **kwargs)
-
-
-@pytest.fixture
-def wire(sandbox_org: SandboxOrg) -> Wire:
-    return Wire(sandbox_org)
 
 
 def _sf(org: SandboxOrg, version: str) -> Salesforce:

@@ -13,7 +13,10 @@ import csv
 import gzip
 import io
 import json
+import threading
+import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,27 +28,9 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from gtm_sandbox.org import SandboxOrg
-from tests.fixtures.org import client_credentials_token, tls_session
+from tests.fixtures.org import Wire, tls_session
 
 V = "/services/data/v66.0"
-
-
-class Wire:
-    """Raw HTTPS calls to the org with a valid session: what simple-salesforce hides."""
-
-    def __init__(self, org: SandboxOrg):
-        self.org = org
-        self.session = tls_session(org)
-        self.headers = {"Authorization": "Bearer " + client_credentials_token(org, self.session)}
-
-    def __call__(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = {**self.headers, **kwargs.pop("headers", {})}
-        return self.session.request(method, self.org.instance_url + path, headers=headers, **kwargs)
-
-
-@pytest.fixture
-def wire(sandbox_org: SandboxOrg) -> Wire:
-    return Wire(sandbox_org)
 
 
 def _error(resp: requests.Response) -> tuple[int, str]:
@@ -634,3 +619,121 @@ def test_soql_optional_clauses_in_their_places(simple_sf: Salesforce) -> None:
         with pytest.raises(SalesforceMalformedRequest) as err:
             simple_sf.query(bad)
         assert err.value.content[0]["errorCode"] == "MALFORMED_QUERY", bad
+
+
+# ------------------------------------------------------------------ odd input
+
+
+def test_odd_input_to_the_new_resources_is_the_clients_error_not_a_500(wire: Wire) -> None:
+    # Status Codes and Error Responses: a request the org can't take is a 4xx with an error
+    # body; a 500 with a traceback in the log would be the sandbox's own bug.
+    graph = {"graphs": [{"graphId": "g1", "compositeRequest": [
+        {"referenceId": "r1", "method": "POST", "url": f"{V}/sobjects/GTM_Order_Billing__c",
+         "body": {"Order_Id__c": "G-1"}, "httpHeaders": "not an object"}]}]}
+    assert wire("POST", f"{V}/composite/graph", json=graph).status_code == 400
+    composite = {"compositeRequest": graph["graphs"][0]["compositeRequest"]}
+    assert wire("POST", f"{V}/composite", json=composite).status_code == 400
+    for settings in ({"columnDelimiter": []}, {"lineEnding": {}}):
+        ingest = wire("POST", f"{V}/jobs/ingest", json={"object": "GTM_Order_Billing__c", "operation": "insert",
+                                                        **settings})
+        query = wire("POST", f"{V}/jobs/query", json={"operation": "query", "query": "SELECT Id FROM SfdcPartnerOffer",
+                                                      **settings})
+        assert (_error(ingest), _error(query)) == ((400, "INVALIDJOB"), (400, "INVALIDJOB")), settings
+    job = wire("POST", f"{V}/jobs/ingest", json={"object": "GTM_Order_Billing__c", "operation": "insert"}).json()
+    # Python's csv reader refuses a field past 128 KB: a long value is bad data, not a crash.
+    upload = wire("PUT", f"{V}/jobs/ingest/{job['id']}/batches", data="Order_Id__c\n" + "x" * 200_000 + "\n",
+                  headers={"Content-Type": "text/csv"})
+    assert _error(upload) == (400, "INVALIDJOB")
+    for literal in ("LAST_N_DAYS:99999999999", "NEXT_N_YEARS:99999999", "N_WEEKS_AGO:99999999999999"):
+        resp = wire("GET", f"{V}/query", params={"q": f"SELECT Id FROM SfdcPartnerOffer WHERE CreatedDate = {literal}"})
+        assert _error(resp) == (400, "MALFORMED_QUERY"), literal
+
+
+def test_an_ingest_job_closing_while_a_composite_reads_jobs_does_not_deadlock(wire: Wire,
+                                                                              sandbox_org: SandboxOrg) -> None:
+    # The org serves requests on many threads: a composite request holds the data lock for
+    # its subrequests and one of them reads ingest jobs (the bulk lock), while closing an
+    # ingest job writes its records (the data lock) from the bulk side. Both orders at once
+    # must not wait on each other forever. The on_write hook holds the composite inside its
+    # first write until the job's close has started.
+    job = wire("POST", f"{V}/jobs/ingest", json={"object": "GTM_Order_Billing__c", "operation": "insert"}).json()
+    wire("PUT", f"{V}/jobs/ingest/{job['id']}/batches", data="Order_Id__c\nLOCK-1\n",
+         headers={"Content-Type": "text/csv"})
+    data, bulk = sandbox_org.data, sandbox_org.control.api.bulk
+    composite_writing = threading.Event()
+    seen = data.on_write
+
+    def hold_until_the_close_started(sobject: str) -> None:
+        if not composite_writing.is_set():
+            composite_writing.set()
+            deadline = time.monotonic() + 2
+            while not bulk.lock.locked() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        if seen is not None:
+            seen(sobject)
+
+    data.on_write = hold_until_the_close_started
+    composite = {"compositeRequest": [
+        {"referenceId": "w", "method": "POST", "url": f"{V}/sobjects/GTM_Order_Billing__c",
+         "body": {"Order_Id__c": "LOCK-0"}},
+        {"referenceId": "r", "method": "GET", "url": f"{V}/jobs/ingest/{job['id']}"}]}
+    closer = Wire(sandbox_org)
+    with ThreadPoolExecutor(2) as pool:
+        composite_done = pool.submit(wire, "POST", f"{V}/composite", json=composite, timeout=20)
+        assert composite_writing.wait(10)
+        close_done = pool.submit(closer, "PATCH", f"{V}/jobs/ingest/{job['id']}", json={"state": "UploadComplete"},
+                                 timeout=20)
+        assert composite_done.result().status_code == 200
+        assert close_done.result().status_code == 200
+    data.on_write = seen
+    assert {r["Order_Id__c"] for r in sandbox_org.records("GTM_Order_Billing__c")} == {"LOCK-0", "LOCK-1"}
+
+
+def test_sosl_wildcards_match_in_linear_time(wire: Wire) -> None:
+    # A term of many wildcards ("a*a*a*a*a*a*b") against a long field of a's made the
+    # regular expression backtrack for minutes on one of the org's threads; a wildcard
+    # matches as SOSL documents it (* any characters, ? one), in time linear in the text.
+    wire("POST", f"{V}/sobjects/GTM_Order_Billing__c", json={"Order_Id__c": "WILD-1", "Last_Error__c": "a" * 255})
+    started = time.monotonic()
+    for term, hits in (("a*a*a*a*a*a*a*a*b", 0), ("a*a*a*a*a*a*a*a", 1), ("WIL?-*", 1), ("a?a*a*x*", 0)):
+        resp = wire("GET", f"{V}/search", params={"q": f"FIND {{{term}}} RETURNING GTM_Order_Billing__c(Order_Id__c)"},
+                    timeout=20)
+        assert len(resp.json()["searchRecords"]) == hits, term
+    assert time.monotonic() - started < 5
+
+
+def test_soql_like_wildcards_match_in_linear_time(wire: Wire) -> None:
+    # The same for LIKE: '%a%a%a%a%a%a%a%a%b' against a field of 255 a's backtracked for
+    # minutes; % matches any run of characters, _ one, each part at its first occurrence.
+    wire("POST", f"{V}/sobjects/GTM_Order_Billing__c", json={"Order_Id__c": "LIKE-1", "Last_Error__c": "a" * 255})
+    started = time.monotonic()
+    for pattern, hits in (("%a%a%a%a%a%a%a%a%b", 0), ("%a%a%a%a%a%a%a%a", 1), ("a_a%a", 1), ("%b%", 0)):
+        soql = f"SELECT Id FROM GTM_Order_Billing__c WHERE Last_Error__c LIKE '{pattern}'"
+        assert wire("GET", f"{V}/query", params={"q": soql}, timeout=20).json()["totalSize"] == hits, pattern
+    assert time.monotonic() - started < 5
+
+
+def test_a_grouped_field_takes_an_alias_in_an_aggregate_query(simple_sf: Salesforce) -> None:
+    # SOQL, Using Aliases with GROUP BY: "You can use an alias for any field or aggregated
+    # field in a SELECT statement" of an aggregate query (SELECT Name n, MAX(Amount) max ...
+    # GROUP BY Name); elsewhere "Only aggregate expressions use field aliasing".
+    result = simple_sf.query("SELECT Status s, COUNT(Id) n FROM SfdcPartnerOffer GROUP BY Status HAVING COUNT(Id) > 1")
+    assert [{k: v for k, v in r.items() if k != "attributes"} for r in result["records"]] == [{"s": "Accepted", "n": 3}]
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        simple_sf.query("SELECT Name n FROM SfdcPartnerOffer")
+    assert err.value.content[0]["errorCode"] == "MALFORMED_QUERY"
+
+
+def test_an_ingest_jobs_uploads_stop_at_the_jobs_size_limit(wire: Wire, sandbox_org: SandboxOrg) -> None:
+    # Bulk API 2.0 limits: a job's data is at most 150 MB. Each upload to an Open job was
+    # kept without end; past the limit an upload is refused and the job keeps what it has.
+    # (The limit is lowered here, as poll_steps is, so the test uploads bytes, not 150 MB.)
+    sandbox_org.control.api.bulk.ingest_max_bytes = 40
+    job = wire("POST", f"{V}/jobs/ingest", json={"object": "GTM_Order_Billing__c", "operation": "insert"}).json()
+    upload = f"{V}/jobs/ingest/{job['id']}/batches"
+    csv_type = {"Content-Type": "text/csv"}
+    for n in (1, 2):
+        assert wire("PUT", upload, data=f"Order_Id__c\nCAP-{n}\n", headers=csv_type).status_code == 201
+    assert _error(wire("PUT", upload, data="Order_Id__c\nCAP-3\n", headers=csv_type)) == (400, "INVALIDJOB")
+    wire("PATCH", f"{V}/jobs/ingest/{job['id']}", json={"state": "UploadComplete"})
+    assert sorted(r["Order_Id__c"] for r in sandbox_org.records("GTM_Order_Billing__c")) == ["CAP-1", "CAP-2"]
