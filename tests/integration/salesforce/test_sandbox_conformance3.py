@@ -13,32 +13,12 @@ from typing import Any
 from xml.etree import ElementTree
 
 import pytest
-import requests
 from simple_salesforce import Salesforce
 
 from gtm_sandbox.org import SandboxOrg
-from tests.fixtures.org import client_credentials_token, tls_session
+from tests.fixtures.org import Wire
 
 V = "/services/data/v66.0"
-
-
-class Wire:
-    """Raw HTTPS calls to the org with a valid session: what simple-salesforce hides."""
-
-    def __init__(self, org: SandboxOrg):
-        self.org = org
-        self.session = tls_session(org)
-        self.token = client_credentials_token(org, self.session)
-        self.headers = {"Authorization": "Bearer " + self.token}
-
-    def __call__(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = {**self.headers, **kwargs.pop("headers", {})}
-        return self.session.request(method, self.org.instance_url + path, headers=headers, **kwargs)
-
-
-@pytest.fixture
-def wire(sandbox_org: SandboxOrg) -> Wire:
-    return Wire(sandbox_org)
 
 
 # ------------------------------------------------------------------ Organization and User
