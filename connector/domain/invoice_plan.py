@@ -36,6 +36,7 @@ from connector.domain.orders import Order, OrderItem
 from connector.domain.pricing import CONTRACT_TERM_MONTHS, annual_unit_price, line_total
 from connector.domain.proration import Proration, check_service_date, initial_end_date
 from connector.domain.validation import (
+    UNSUPPORTED_CURRENCY,
     check_fields,
     parse_currency,
     parse_email,
@@ -99,7 +100,7 @@ class _Problems:
 
 
 _ORDER_CHECKS = (
-    ("currency", parse_currency, "UNSUPPORTED_CURRENCY"),
+    ("currency", parse_currency, UNSUPPORTED_CURRENCY),
     ("contract_term_months", parse_term, "UNSUPPORTED_TERM"),
     ("billing_email", parse_email, "MISSING_BILLING_EMAIL"),
 )

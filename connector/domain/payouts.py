@@ -15,7 +15,14 @@ from connector.domain.money import difference, percent_of, round_half_up_cents, 
 from connector.domain.orders import NO_REVENUE_SHARE, ORDER_WITHOUT_ITEMS, Order, OrderItem, add_on_proration
 from connector.domain.pricing import CONTRACT_TERM_MONTHS, line_total
 from connector.domain.proration import Proration, ProrationPolicy
-from connector.domain.validation import LINE_RULES, check_fields, parse_currency, parse_term, show
+from connector.domain.validation import (
+    LINE_RULES,
+    UNSUPPORTED_CURRENCY,
+    check_fields,
+    parse_currency,
+    parse_term,
+    show,
+)
 from connector.errors import RecordError
 
 
@@ -53,7 +60,7 @@ def order_payout(order: Order, policy: ProrationPolicy | str = ProrationPolicy.D
         # it; no currency at all is computed (an org without multi-currency keeps none).
         _, problems = check_fields({"currency": order.currency}, {"currency": parse_currency})
         if problems:
-            raise RecordError("; ".join(problems), record_id=order.order_id, code="UNSUPPORTED_CURRENCY")
+            raise RecordError("; ".join(problems), record_id=order.order_id, code=UNSUPPORTED_CURRENCY)
     for item in order.items:
         if item.revenue_share_percent is None:
             raise RecordError(f"item {item.item_id}: no revenue share (PPP {item.ppp_id} -> PPC {item.ppc_id})",

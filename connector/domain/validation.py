@@ -17,6 +17,7 @@ from connector.domain.money import EXACT_DIGITS, exact_decimal
 from connector.domain.pricing import CONTRACT_TERM_MONTHS
 
 SUPPORTED_CURRENCY = "USD"
+UNSUPPORTED_CURRENCY = "UNSUPPORTED_CURRENCY"  # the error code of any other currency
 Parser = Callable[[object], object]
 
 

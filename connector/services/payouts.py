@@ -52,7 +52,7 @@ from connector.domain.reconciliation import (
     merge,
     reconcile_order,
 )
-from connector.domain.validation import SUPPORTED_CURRENCY, parse_currency
+from connector.domain.validation import SUPPORTED_CURRENCY, UNSUPPORTED_CURRENCY, parse_currency
 from connector.errors import RecordError
 from connector.services.attention import read_attention
 from connector.services.dry_run import dry_run_counts
@@ -292,7 +292,7 @@ class Reconciler:
         reason = (f"payout {payout.id} of {format_money(from_cents(payout.amount_cents))} "
                   f"{payout.currency.upper()} is not in {SUPPORTED_CURRENCY}: the GTM app bills US dollars only, "
                   "so its transactions are not reconciled against orders")
-        uow.dead_letters.add(self.org_id, SOURCE, "payout", payout.id, "UNSUPPORTED_CURRENCY", reason,
+        uow.dead_letters.add(self.org_id, SOURCE, "payout", payout.id, UNSUPPORTED_CURRENCY, reason,
                              {"payout_id": payout.id, "currency": payout.currency})
         self.counts.errors += 1
         self.log.warning("payout.unsupported_currency", payout=payout.id, currency=payout.currency)
