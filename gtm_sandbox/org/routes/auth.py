@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
-from gtm_sandbox.org.auth import REFRESH_GRANT, OAuthError, grant, token_response
+from gtm_sandbox.org.auth import REFRESH_GRANT, OAuthError, Sessions, grant, token_response
 from gtm_sandbox.org.ids import to_18
 from gtm_sandbox.org.messages import Request, Response
 from gtm_sandbox.org.routes.versions import SUPPORTED_VERSIONS
@@ -51,12 +51,9 @@ class AuthRoutes:
         """GET the identity URL (``/id/{orgId}/{userId}``) with the access token (header or
         ``oauth_token``): the user and org, and the API URLs, ``{version}`` left in them
         unless ``?version=`` names one (or ``latest``)."""
-        value = req.headers.get("authorization", "")
-        token = value[7:] if value.lower().startswith("bearer ") else req.param("oauth_token") or ""
-        if not token:
-            return _identity_error("Missing_OAuth_Token")
-        if not self.sessions.valid(token):
-            return _identity_error("Bad_OAuth_Token")
+        refused = _token_refused(self.sessions, req, "oauth_token")
+        if refused is not None:
+            return refused
         parts = req.segments[1:]
         try:
             org, user = (to_18(p) for p in parts) if len(parts) == 2 else ("", "")
@@ -71,16 +68,13 @@ class AuthRoutes:
             version = SUPPORTED_VERSIONS[-1]
         elif version != "{version}" and version not in SUPPORTED_VERSIONS:
             return _identity_error("Invalid_Version")
-        data = f"{self.instance_url}/services/data/v{version}"
         return Response.json(200, {
             "id": f"{self.login_url}/id/{org}/{user}", "asserted_user": True, "user_id": user,
             "organization_id": org, "username": self.app.username, "nick_name": self.app.username.split("@")[0],
             "display_name": "Integration User", "email": self.app.username, "email_verified": True,
             "status": {"created_date": None, "body": None}, "active": True, "user_type": "STANDARD",
             "language": "en_US", "locale": "en_US", "utcOffset": 0, "is_app_installed": True,
-            "urls": {"rest": f"{data}/", "sobjects": f"{data}/sobjects/", "search": f"{data}/search/",
-                     "query": f"{data}/query/", "recent": f"{data}/recent/", "limits": f"{data}/limits/",
-                     "profile": f"{self.instance_url}/{user}", "custom_domain": self.instance_url},
+            "urls": _api_urls(self.instance_url, user, version),
         })
 
 
@@ -93,14 +87,10 @@ class UserInfoRoutes:
         service's plain-text errors for a missing or bad token."""
         if req.method not in ("GET", "POST"):
             return Response.json(405, {"error": "invalid_request", "error_description": "must use HTTP GET or POST"})
-        value = req.headers.get("authorization", "")
-        token = value[7:] if value.lower().startswith("bearer ") else req.param("access_token") or ""
-        if not token:
-            return _identity_error("Missing_OAuth_Token")
-        if not self.sessions.valid(token):
-            return _identity_error("Bad_OAuth_Token")
+        refused = _token_refused(self.sessions, req, "access_token")
+        if refused is not None:
+            return refused
         org, user = self.app.org_id, self.app.user_id
-        data = f"{self.instance_url}/services/data/v{{version}}"
         return Response.json(200, {
             "sub": f"{self.login_url}/id/{org}/{user}", "user_id": user, "organization_id": org,
             "preferred_username": self.app.username, "nickname": self.app.username.split("@")[0],
@@ -108,10 +98,28 @@ class UserInfoRoutes:
             "given_name": "Integration", "family_name": "User", "zoneinfo": "GMT", "active": True,
             "user_type": "STANDARD", "language": "en_US", "locale": "en_US", "utcOffset": 0,
             "updated_at": None, "is_app_installed": True,
-            "urls": {"rest": f"{data}/", "sobjects": f"{data}/sobjects/", "search": f"{data}/search/",
-                     "query": f"{data}/query/", "recent": f"{data}/recent/", "limits": f"{data}/limits/",
-                     "profile": f"{self.instance_url}/{user}", "custom_domain": self.instance_url},
+            "urls": _api_urls(self.instance_url, user, "{version}"),
         })
+
+
+def _token_refused(sessions: Sessions, req: Request, param: str) -> Response | None:
+    """The identity service's answer to a missing or unknown access token (from the
+    ``Authorization: Bearer`` header, else the ``param`` query parameter); None when valid."""
+    value = req.headers.get("authorization", "")
+    token = value[7:] if value.lower().startswith("bearer ") else req.param(param) or ""
+    if not token:
+        return _identity_error("Missing_OAuth_Token")
+    if not sessions.valid(token):
+        return _identity_error("Bad_OAuth_Token")
+    return None
+
+
+def _api_urls(instance_url: str, user: str, version: str) -> dict[str, str]:
+    """The ``urls`` of the identity and UserInfo answers (``{version}`` left in when none is named)."""
+    data = f"{instance_url}/services/data/v{version}"
+    return {"rest": f"{data}/", "sobjects": f"{data}/sobjects/", "search": f"{data}/search/",
+            "query": f"{data}/query/", "recent": f"{data}/recent/", "limits": f"{data}/limits/",
+            "profile": f"{instance_url}/{user}", "custom_domain": instance_url}
 
 
 def _identity_error(code: str) -> Response:
