@@ -37,10 +37,10 @@ from __future__ import annotations
 import base64
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from gtm_sandbox.org.auth import ConnectedApp
 from gtm_sandbox.org.data import ApiError, OrgData, Row
@@ -49,6 +49,8 @@ from gtm_sandbox.org.messages import Request, Response
 from gtm_sandbox.org.routes.versions import available_since
 from gtm_sandbox.org.routing import RouteTable
 from gtm_sandbox.org.soql import BoundQuery, SoqlError, compile_soql, parse
+
+T = TypeVar("T")  # a job kind of ``BulkJobs.find``
 
 DELIMITERS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^", "BACKQUOTE": "`"}
 LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
@@ -113,6 +115,15 @@ class BulkJobs:
     # Bulk API 2.0 limits: a job's data is at most 150 MB; past it the org would hold every
     # upload of an Open job in memory without end.
     ingest_max_bytes: int = INGEST_MAX_BYTES
+
+    def find(self, jobs: Mapping[str, T], job_id: str) -> T:
+        """The job of ``jobs`` (``self.jobs`` or ``self.ingest_jobs``) with that id, read
+        under the lock; Salesforce's NOT_FOUND when there is none."""
+        with self.lock:
+            job = jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        return job
 
     def reset(self) -> None:
         with self.lock:
@@ -196,11 +207,7 @@ class BulkRoutes:
 
     def _bulk_job(self, job_id: str, version: str) -> QueryJob:
         available_since(version, BULK_QUERY_SINCE)
-        with self.bulk.lock:
-            job = self.bulk.jobs.get(job_id)
-        if job is None:
-            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
-        return job
+        return self.bulk.find(self.bulk.jobs, job_id)
 
     def _bulk_create(self, req: Request, v: str) -> Response:
         available_since(v, BULK_QUERY_SINCE)

@@ -91,10 +91,7 @@ class IngestRoutes:
 
     def _ingest_job(self, job_id: str, version: str) -> IngestJob:
         available_since(version, INGEST_SINCE)
-        with self.bulk.lock:
-            job = self.bulk.ingest_jobs.get(job_id)
-        if job is None:
-            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        job: IngestJob = self.bulk.find(self.bulk.ingest_jobs, job_id)
         return job
 
     def _ingest_create(self, req: Request, v: str) -> Response:
