@@ -109,20 +109,21 @@ def least_advanced(statuses: list[str | None]) -> str | None:
 
 def combined_invoice(issued: list[StripeInvoice]) -> StripeInvoice:
     """The invoices one order is billed by (the GTM app may link several), as the one record
-    the order's row keeps: amounts, tax and line counts summed, the least advanced status
-    (void when every one is), the numbers joined; ``paid_at`` the last payment once every
-    invoice is paid (until then the order is not paid); dates and ids the first invoice's
-    (by creation, then id)."""
+    the order's row keeps. Void invoices don't count while another does; every one void is
+    the order's void. Of those that count: amounts, tax and line counts summed, the least
+    advanced status, the numbers joined; ``paid_at`` the last payment once every invoice is
+    paid (until then the order is not paid); dates and ids the first invoice's (by
+    creation, then id)."""
     if not issued:
         raise ValueError("combined_invoice needs at least one invoice")
     ordered = sorted(issued, key=lambda i: (i.created, i.id))
+    ordered = [i for i in ordered if i.status != "void"] or ordered
     first = ordered[0]
     if len(ordered) == 1:
         return first
     zero = Decimal("0.00")
-    status = least_advanced([i.status for i in ordered])
-    if all(i.status == "void" for i in ordered):
-        status = "void"  # least_advanced leaves void out: every invoice void is the order's void
+    # least_advanced leaves void out: what is left void here is every invoice void.
+    status = least_advanced([i.status for i in ordered]) or ("void" if first.status == "void" else None)
     paid = [i.paid_at for i in ordered]
     return replace(
         first,

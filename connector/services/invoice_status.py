@@ -34,6 +34,7 @@ from connector.domain.states import InvoiceStatus
 from connector.errors import AuthError, PermanentError, RecordError
 from connector.retry import call_with_retry
 from connector.services.billing_port import BillingEvent, StripeInvoice, combined_invoice
+from connector.services.orders import linked_invoice_ids
 from connector.services.ports import BillingGateway, OrgContext, UnitOfWork, UnitOfWorkFactory
 
 INVOICE_EVENTS = frozenset({
@@ -193,10 +194,9 @@ class InvoiceStatusService:
             try:
                 found = [call_with_retry("stripe.retrieve_invoice", partial(billing.retrieve_invoice, invoice_id))
                          for invoice_id in ids]
-                live = [i for i in found if i.status != "void"]
                 # Several invoices for one order (the GTM app may link several): the order's
-                # row keeps them as one, as adopting them did; all void: the order's is void.
-                invoice = combined_invoice(live or found)
+                # row keeps them as one, as adopting them did.
+                invoice = combined_invoice(found)
             except AuthError:
                 raise
             except (RecordError, PermanentError) as exc:
@@ -229,9 +229,7 @@ class InvoiceStatusService:
 def order_invoice_ids(uow: UnitOfWork, row: Any) -> list[str]:
     """The Stripe invoices of ``row``'s order: its own and every one the GTM app's billing
     junction (mirrored ``SfdcPartnerOrderBillingTrxn``) links to the order."""
-    linked = {r["stripe_invoice_id"] for r in uow.mirror("billing_link").list(row.org_id, order_id=row.order_id)
-              if r.get("stripe_invoice_id") and not r.get("is_deleted")}
-    return sorted(linked | {row.stripe_invoice_id})
+    return sorted(linked_invoice_ids(uow, row.org_id, row.order_id) | {row.stripe_invoice_id})
 
 
 def build_invoice_status(runtime: OrgContext, *, log: Any = None, with_billing: bool = True) -> InvoiceStatusService:

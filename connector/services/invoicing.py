@@ -53,7 +53,7 @@ from connector.errors import AuthError, PermanentError, RecordError
 from connector.retry import call_with_retry
 from connector.services.billing_port import StripeCustomer, StripeInvoice, combined_invoice
 from connector.services.mirror import incomplete_orders
-from connector.services.orders import OrderReader
+from connector.services.orders import OrderReader, linked_invoice_ids
 from connector.services.ports import BillingGateway, OrgContext, UnitOfWork, UnitOfWorkFactory
 
 __all__ = [
@@ -307,13 +307,12 @@ class InvoicingService:
         order_id = candidate.order_id
         with self._uow() as uow:
             own = uow.invoices.get(self.org_id, order_id)
-            linked = [r["stripe_invoice_id"] for r in uow.mirror("billing_link").list(self.org_id, order_id=order_id)
-                      if r.get("stripe_invoice_id") and not r.get("is_deleted")]
+            linked = linked_invoice_ids(uow, self.org_id, order_id)
         if own is not None and own.issued_by == "connector" and own.stripe_invoice_id:
             return []  # our own invoice is under way: finish it (its outbox makes that safe)
         billing = self._require_billing()
         found = [call_with_retry("stripe.retrieve_invoice", partial(billing.retrieve_invoice, i))
-                 for i in sorted(set(linked))]
+                 for i in sorted(linked)]
         # The search runs once, before our first step: after that our own outbox decides.
         if not linked and self.settings.issuer == "connector" and own is None:
             hit = call_with_retry("stripe.find_salesforce_invoice", lambda: billing.find_salesforce_invoice(order_id))

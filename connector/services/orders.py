@@ -32,7 +32,7 @@ from connector.domain.orders import ORDER_NOT_MIRRORED, Order, OrderItem
 from connector.errors import RecordError
 from connector.services.ports import UnitOfWork
 
-__all__ = ["OrderReader", "initial_order", "read_order", "read_orders"]
+__all__ = ["OrderReader", "initial_order", "linked_invoice_ids", "read_order", "read_orders"]
 
 Row = Mapping[str, Any]
 
@@ -180,3 +180,10 @@ def read_orders(uow: UnitOfWork, org_id: str, mapping: OrderTypes, *, statuses: 
                 skip: Iterable[str] = ()) -> Iterator[Order]:
     """The org's orders with status label in ``statuses`` (all when None), ``skip`` left out."""
     return OrderReader(uow, org_id, mapping).orders(statuses=statuses, skip=skip)
+
+
+def linked_invoice_ids(uow: UnitOfWork, org_id: str, order_id: str) -> set[str]:
+    """The Stripe invoices the GTM app's billing junction (mirrored
+    ``SfdcPartnerOrderBillingTrxn``) links to the order, deleted links left out."""
+    return {r["stripe_invoice_id"] for r in uow.mirror("billing_link").list(org_id, order_id=order_id)
+            if r.get("stripe_invoice_id") and not r.get("is_deleted")}
