@@ -117,20 +117,8 @@ class StripePayouts:
         if created_since is not None:
             params["created"] = {"gte": int(created_since)}
         payouts = self._client.v1.payouts
-        found = [
-            StripePayout(
-                id=str(p["id"]),
-                amount_cents=int(p["amount"]),
-                currency=str(p["currency"]),
-                arrival_date=_day(p["arrival_date"]),
-                status=str(p["status"]),
-                created=int(p["created"]),
-                automatic=bool(_get(p, "automatic", True)),
-                reconciliation_status=str(_get(p, "reconciliation_status", None)
-                                          or ("completed" if _get(p, "automatic", True) else "not_applicable")),
-            )
-            for p in self._pages("payouts.list", lambda q: payouts.list(params=q, options=self._options()), params)
-        ]
+        found = [_payout(p) for p in self._pages("payouts.list",
+                                                 lambda q: payouts.list(params=q, options=self._options()), params)]
         return sorted(found, key=lambda p: (p.created, p.id))
 
     def transactions(self, payout: StripePayout) -> list[BalanceTxn]:
@@ -214,6 +202,22 @@ class StripePayouts:
 
     def close(self) -> None:
         self._invoice_of_intent.clear()
+
+
+def _payout(p: Any) -> StripePayout:
+    automatic = bool(_get(p, "automatic", True))
+    return StripePayout(
+        id=str(p["id"]),
+        amount_cents=int(p["amount"]),
+        currency=str(p["currency"]),
+        arrival_date=_day(p["arrival_date"]),
+        status=str(p["status"]),
+        created=int(p["created"]),
+        automatic=automatic,
+        # An answer without the field (an older API version): an automatic payout is read whole.
+        reconciliation_status=str(_get(p, "reconciliation_status", None)
+                                  or ("completed" if automatic else "not_applicable")),
+    )
 
 
 def _ref(invoice: Any) -> InvoiceRef:

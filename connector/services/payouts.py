@@ -286,29 +286,31 @@ class Reconciler:
         self.log.info("payout.reconciled" if fresh else "payout.updated", payout=payout.id, status=payout.status,
                       amount=format_money(amount), arrival_date=payout.arrival_date.isoformat())
 
+    def _report_payout(self, uow: UnitOfWork, payout: StripePayout, code: str, event: str, why: str,
+                       **details: Any) -> None:
+        """A payout none of whose money is set against orders: a letter saying why."""
+        reason = f"payout {payout.id} of {format_money(from_cents(payout.amount_cents))} {why}"
+        uow.dead_letters.add(self.org_id, SOURCE, "payout", payout.id, code, reason,
+                             {"payout_id": payout.id, **details})
+        self.counts.errors += 1
+        self.log.warning(event, payout=payout.id, **details)
+
     def _report_currency(self, uow: UnitOfWork, payout: StripePayout) -> None:
         """A payout in another currency: its cents are not USD cents, so its transactions are
-        not set against orders' expected payouts (DESIGN: USD only); the payout is a letter."""
-        reason = (f"payout {payout.id} of {format_money(from_cents(payout.amount_cents))} "
-                  f"{payout.currency.upper()} is not in {SUPPORTED_CURRENCY}: the GTM app bills US dollars only, "
-                  "so its transactions are not reconciled against orders")
-        uow.dead_letters.add(self.org_id, SOURCE, "payout", payout.id, UNSUPPORTED_CURRENCY, reason,
-                             {"payout_id": payout.id, "currency": payout.currency})
-        self.counts.errors += 1
-        self.log.warning("payout.unsupported_currency", payout=payout.id, currency=payout.currency)
+        not set against orders' expected payouts (DESIGN: USD only)."""
+        self._report_payout(uow, payout, UNSUPPORTED_CURRENCY, "payout.unsupported_currency",
+                            f"{payout.currency.upper()} is not in {SUPPORTED_CURRENCY}: the GTM app bills US dollars "
+                            "only, so its transactions are not reconciled against orders", currency=payout.currency)
 
     def _report_manual(self, uow: UnitOfWork, payout: StripePayout) -> None:
         """A payout made by hand: Stripe lists the transactions of automatic payouts only
         ("you control the timing and amount of manual payouts, so Stripe can't identify
         which transactions are included"), so none of it is set against orders."""
-        reason = (f"payout {payout.id} of {format_money(from_cents(payout.amount_cents))} was made by hand, not by "
-                  "Stripe's automatic payout schedule: Stripe does not record which transactions a manual payout "
-                  "carried, so its money is not reconciled against orders; reconcile it against Stripe's balance "
-                  "report")
-        uow.dead_letters.add(self.org_id, SOURCE, "payout", payout.id, MANUAL_PAYOUT, reason,
-                             {"payout_id": payout.id, "amount": format_money(from_cents(payout.amount_cents))})
-        self.counts.errors += 1
-        self.log.warning("payout.manual", payout=payout.id)
+        self._report_payout(uow, payout, MANUAL_PAYOUT, "payout.manual",
+                            "was made by hand, not by Stripe's automatic payout schedule: Stripe does not record "
+                            "which transactions a manual payout carried, so its money is not reconciled against "
+                            "orders; reconcile it against Stripe's balance report",
+                            amount=format_money(from_cents(payout.amount_cents)))
 
     def _attribute(self, uow: UnitOfWork, payout: StripePayout) -> None:
         txns = list(self.gateway.transactions(payout))
