@@ -414,7 +414,7 @@ def retrieve(kind: str):  # type: ignore[no-untyped-def]
 def list_balance_transactions(ctx: Ctx, p: Params) -> dict[str, Any]:
     p.only("created", "currency", "ending_before", "expand", "limit", "payout", "source", "starting_after", "type")
     payout_id, source, kind, currency = p.str("payout"), p.str("source"), p.str("type"), p.str("currency")
-    swept_by: str | None = None
+    reconciled = True
     if payout_id is not None:
         reconcile_payouts(ctx.world)
         payout = _get(ctx, "payout", payout_id, param="payout")
@@ -424,11 +424,11 @@ def list_balance_transactions(ctx: Ctx, p: Params) -> dict[str, Any]:
             raise invalid("Balance transaction history can only be filtered on automatic transfers, not manual.",
                           param="payout")
         # While its reconciliation is in progress the payout's transactions are not listed yet.
-        swept_by = payout_id if payout["reconciliation_status"] == "completed" else None
+        reconciled = payout["reconciliation_status"] == "completed"
     created = range_filter(p, "created")
     items = [
         t for t in ctx.account.all("balance_transaction")
-        if (payout_id is None or t["_payout"] == payout_id and (swept_by or t["type"] == "payout"))
+        if (payout_id is None or t["_payout"] == payout_id and (reconciled or t["type"] == "payout"))
         and (source is None or t["source"] == source)
         and (kind is None or t["type"] == kind)
         and (currency is None or t["currency"] == currency)
